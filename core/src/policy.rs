@@ -1,0 +1,267 @@
+//! Retry, timeout and error-handling options of a step.
+//!
+//! Dependency-free like the graph model: `workflow!` checks option values at build time with
+//! the same [`RetryPolicy::validate`] the engine trusts at run time.
+
+use std::time::Duration;
+
+/// How a failed attempt is retried. The vocabulary is Temporal's, because that is what people
+/// who have run workflows before expect: an initial interval, a backoff coefficient, a maximum
+/// interval and a maximum number of attempts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Delay before the second attempt.
+    pub initial_interval: Duration,
+    /// Each further delay is the previous one times this (at least 1.0).
+    pub backoff_coefficient: f64,
+    /// Cap on a single delay; `None` means 100 × `initial_interval`, as in Temporal.
+    pub maximum_interval: Option<Duration>,
+    /// Total attempts including the first; 0 means unlimited (bound it with a deadline).
+    pub maximum_attempts: u32,
+    /// Random spread of each delay, as a fraction: 0.2 draws each delay from ±20 % around the
+    /// computed one. The engine's seed makes the draws repeatable.
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    /// Temporal's defaults: 1 s, ×2, capped at 100 s, unlimited attempts; no jitter.
+    fn default() -> Self {
+        Self {
+            initial_interval: Duration::from_secs(1),
+            backoff_coefficient: 2.0,
+            maximum_interval: None,
+            maximum_attempts: 0,
+            jitter: 0.0,
+        }
+    }
+}
+
+/// A retry policy value that cannot work, found by [`RetryPolicy::validate`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PolicyError {
+    /// The backoff coefficient is below 1.0 or not a number.
+    #[error("the backoff coefficient must be a number of at least 1.0, not {0}")]
+    Coefficient(f64),
+    /// The jitter is outside `0.0..=1.0`.
+    #[error("the jitter must be between 0.0 and 1.0, not {0}")]
+    Jitter(f64),
+    /// The maximum interval is shorter than the initial one.
+    #[error("the maximum interval ({max:?}) is shorter than the initial interval ({initial:?})")]
+    MaxBelowInitial {
+        /// The initial interval.
+        initial: Duration,
+        /// The maximum interval.
+        max: Duration,
+    },
+}
+
+impl RetryPolicy {
+    /// A policy that never retries: one attempt.
+    pub fn never() -> Self {
+        Self {
+            maximum_attempts: 1,
+            ..Self::default()
+        }
+    }
+
+    /// Checks that the values can work together.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if self.backoff_coefficient.is_nan() || self.backoff_coefficient < 1.0 {
+            return Err(PolicyError::Coefficient(self.backoff_coefficient));
+        }
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Err(PolicyError::Jitter(self.jitter));
+        }
+        if let Some(max) = self.maximum_interval
+            && max < self.initial_interval
+        {
+            return Err(PolicyError::MaxBelowInitial {
+                initial: self.initial_interval,
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether another attempt may follow attempt number `attempt` (1-based).
+    pub fn allows_attempt_after(&self, attempt: u32) -> bool {
+        self.maximum_attempts == 0 || attempt < self.maximum_attempts
+    }
+
+    /// The delay before attempt `attempt + 1`, before jitter: `initial × coefficient^(attempt-1)`,
+    /// capped by the maximum interval.
+    pub fn base_delay(&self, attempt: u32) -> Duration {
+        let cap = self
+            .maximum_interval
+            .unwrap_or_else(|| self.initial_interval.saturating_mul(100));
+        let exponent = attempt.saturating_sub(1).min(1_000) as i32;
+        let secs = self.initial_interval.as_secs_f64() * self.backoff_coefficient.powi(exponent);
+        if !secs.is_finite() || secs >= cap.as_secs_f64() {
+            cap
+        } else {
+            Duration::from_secs_f64(secs.max(0.0))
+        }
+    }
+
+    /// [`base_delay`](Self::base_delay) spread by the jitter; `unit` is a uniform draw in
+    /// `[0, 1)` so the caller decides where randomness comes from (a seeded generator in tests).
+    pub fn delay_with_jitter(&self, attempt: u32, unit: f64) -> Duration {
+        let base = self.base_delay(attempt);
+        if self.jitter == 0.0 {
+            return base;
+        }
+        let factor = 1.0 + self.jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
+        Duration::from_secs_f64((base.as_secs_f64() * factor).max(0.0))
+    }
+}
+
+/// What a failure of this step, after its retries, does to the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// The run fails (the default).
+    #[default]
+    Fail,
+    /// The run goes on; the steps downstream receive `None` for this step's output.
+    Continue,
+}
+
+/// The options of one step. Unset fields fall back to the workflow's defaults, then to the
+/// engine's: one attempt, no timeout, no deadline, `on_error = fail`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepOptions {
+    /// How failed attempts are retried.
+    pub retry: Option<RetryPolicy>,
+    /// Time allowed for one attempt (Temporal's start-to-close).
+    pub timeout: Option<Duration>,
+    /// Time allowed for all attempts together, delays included (schedule-to-close).
+    pub deadline: Option<Duration>,
+    /// What a final failure does to the run.
+    pub on_error: Option<OnError>,
+}
+
+impl StepOptions {
+    /// No option set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Sets the per-attempt timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the deadline over all attempts.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Sets what a final failure does.
+    pub fn on_error(mut self, on_error: OnError) -> Self {
+        self.on_error = Some(on_error);
+        self
+    }
+
+    /// These options with every unset field taken from `defaults`.
+    pub fn or(&self, defaults: &StepOptions) -> StepOptions {
+        StepOptions {
+            retry: self.retry.or(defaults.retry),
+            timeout: self.timeout.or(defaults.timeout),
+            deadline: self.deadline.or(defaults.deadline),
+            on_error: self.on_error.or(defaults.on_error),
+        }
+    }
+
+    /// The retry policy in force: the one set, or a single attempt.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry.unwrap_or_else(RetryPolicy::never)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(initial_ms: u64, coefficient: f64, max_ms: Option<u64>) -> RetryPolicy {
+        RetryPolicy {
+            initial_interval: Duration::from_millis(initial_ms),
+            backoff_coefficient: coefficient,
+            maximum_interval: max_ms.map(Duration::from_millis),
+            maximum_attempts: 0,
+            jitter: 0.0,
+        }
+    }
+
+    #[test]
+    fn delays_grow_by_the_coefficient_up_to_the_cap() {
+        let p = policy(100, 2.0, Some(1_000));
+        let delays: Vec<u128> = (1..=6).map(|a| p.base_delay(a).as_millis()).collect();
+        assert_eq!(delays, vec![100, 200, 400, 800, 1_000, 1_000]);
+    }
+
+    #[test]
+    fn the_default_cap_is_a_hundred_times_the_initial_interval() {
+        let p = policy(10, 10.0, None);
+        assert_eq!(p.base_delay(50), Duration::from_millis(1_000));
+    }
+
+    #[test]
+    fn jitter_stays_inside_its_band() {
+        let p = RetryPolicy {
+            jitter: 0.5,
+            ..policy(1_000, 1.0, None)
+        };
+        assert_eq!(p.delay_with_jitter(1, 0.0), Duration::from_millis(500));
+        assert_eq!(p.delay_with_jitter(1, 0.5), Duration::from_millis(1_000));
+        assert!(p.delay_with_jitter(1, 0.999_999) < Duration::from_millis(1_500));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_reason() {
+        assert_eq!(
+            policy(1, 0.5, None).validate(),
+            Err(PolicyError::Coefficient(0.5))
+        );
+        assert!(matches!(
+            policy(1_000, 2.0, Some(10)).validate(),
+            Err(PolicyError::MaxBelowInitial { .. })
+        ));
+        let jittery = RetryPolicy {
+            jitter: 1.5,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(jittery.validate(), Err(PolicyError::Jitter(1.5)));
+        assert_eq!(RetryPolicy::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn attempts_are_bounded_unless_zero() {
+        let three = RetryPolicy {
+            maximum_attempts: 3,
+            ..RetryPolicy::default()
+        };
+        assert!(three.allows_attempt_after(2));
+        assert!(!three.allows_attempt_after(3));
+        assert!(RetryPolicy::default().allows_attempt_after(1_000_000));
+        assert!(!RetryPolicy::never().allows_attempt_after(1));
+    }
+
+    #[test]
+    fn step_options_fall_back_to_defaults_field_by_field() {
+        let defaults = StepOptions::new()
+            .timeout(Duration::from_secs(5))
+            .on_error(OnError::Continue);
+        let own = StepOptions::new().timeout(Duration::from_secs(1));
+        let merged = own.or(&defaults);
+        assert_eq!(merged.timeout, Some(Duration::from_secs(1)));
+        assert_eq!(merged.on_error, Some(OnError::Continue));
+        assert_eq!(merged.retry_policy(), RetryPolicy::never());
+    }
+}

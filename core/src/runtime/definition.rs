@@ -1,0 +1,638 @@
+//! A workflow definition: the graph plus, for each step, a type-erased call of the user's
+//! function.
+//!
+//! The [`Builder`] is where types are checked. Each step is added with typed [`Handle`]s of its
+//! inputs and a closure; the closure's argument types come from the handles and its output type
+//! becomes the new step's handle, so rustc checks every edge. Once built, values travel as
+//! `Arc<dyn Any>` and each step downcasts its inputs, which cannot fail for a definition the
+//! builder accepted.
+
+use std::any::Any;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::graph::{Graph, GraphSpec};
+use crate::policy::{OnError, StepOptions};
+use crate::runtime::context::StepContext;
+use crate::runtime::error::{DefinitionError, StepError};
+
+/// What a step may return and receive: owned, thread-safe, and serializable so the durable
+/// store can checkpoint it.
+pub trait StepValue: Serialize + DeserializeOwned + Send + Sync + 'static {}
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> StepValue for T {}
+
+/// A type-erased value: the workflow input or a step's output.
+pub type Value = Arc<dyn Any + Send + Sync>;
+
+/// The future of one attempt of a step.
+pub type StepFuture = Pin<Box<dyn Future<Output = Result<Value, StepError>> + Send>>;
+
+type CallFn = dyn Fn(StepContext, &[Option<Value>]) -> Result<StepFuture, StepError> + Send + Sync;
+type GuardFn = dyn Fn(&[Option<Value>]) -> Result<bool, StepError> + Send + Sync;
+
+/// Turns a step's output into JSON and back, for the store.
+#[derive(Clone, Copy)]
+pub struct Codec {
+    /// Encodes a value of the step's output type.
+    pub encode: fn(&(dyn Any + Send + Sync)) -> Result<String, String>,
+    /// Decodes JSON into a value of the step's output type.
+    pub decode: fn(&str) -> Result<Value, String>,
+}
+
+impl Codec {
+    fn of<T: StepValue>() -> Self {
+        Codec {
+            encode: |value| match value.downcast_ref::<T>() {
+                Some(v) => serde_json::to_string(v).map_err(|e| e.to_string()),
+                None => Err(format!(
+                    "the value is not a `{}`",
+                    std::any::type_name::<T>()
+                )),
+            },
+            decode: |text| {
+                serde_json::from_str::<T>(text)
+                    .map(|v| Arc::new(v) as Value)
+                    .map_err(|e| e.to_string())
+            },
+        }
+    }
+}
+
+/// One step of a built definition.
+pub struct StepDef {
+    pub(crate) name: String,
+    /// Value slots this step reads, in argument order. Slot 0 is the workflow input; slot
+    /// `i + 1` is the output of step `i`.
+    pub(crate) inputs: Vec<usize>,
+    pub(crate) options: StepOptions,
+    pub(crate) guard: Option<Arc<GuardFn>>,
+    pub(crate) call: Arc<CallFn>,
+    pub(crate) codec: Codec,
+}
+
+impl StepDef {
+    /// The step's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The options in force (the step's own, then the workflow's defaults).
+    pub fn options(&self) -> &StepOptions {
+        &self.options
+    }
+
+    /// Value slots read, in argument order (0 is the workflow input, `i + 1` step `i`).
+    pub fn inputs(&self) -> &[usize] {
+        &self.inputs
+    }
+
+    /// Whether the step has a `when` guard.
+    pub fn is_guarded(&self) -> bool {
+        self.guard.is_some()
+    }
+
+    /// Whether the step may finish without an output (guarded, or `on_error = continue`).
+    pub fn may_be_missing(&self) -> bool {
+        self.guard.is_some() || self.options.on_error == Some(OnError::Continue)
+    }
+
+    /// Evaluates the guard on the step's inputs (`true` when there is none).
+    pub fn guard(&self, inputs: &[Option<Value>]) -> Result<bool, StepError> {
+        match &self.guard {
+            Some(g) => g(inputs),
+            None => Ok(true),
+        }
+    }
+
+    /// Starts one attempt with the step's inputs, in argument order.
+    pub fn call(
+        &self,
+        ctx: StepContext,
+        inputs: &[Option<Value>],
+    ) -> Result<StepFuture, StepError> {
+        (self.call)(ctx, inputs)
+    }
+
+    /// The step's output codec.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+}
+
+/// A workflow definition, type-erased: what the engine executes.
+pub struct ErasedDefinition {
+    pub(crate) name: String,
+    pub(crate) graph: Result<Graph, Vec<DefinitionError>>,
+    pub(crate) steps: Vec<StepDef>,
+    /// The step whose output is the run's output.
+    pub(crate) output: Option<usize>,
+}
+
+impl ErasedDefinition {
+    /// The workflow's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The validated graph, or every problem of the definition.
+    pub fn graph(&self) -> Result<&Graph, &[DefinitionError]> {
+        self.graph.as_ref().map_err(Vec::as_slice)
+    }
+
+    /// The steps, in declaration order (the graph's node indexes).
+    pub fn steps(&self) -> &[StepDef] {
+        &self.steps
+    }
+
+    /// The step whose output is the run's output.
+    pub fn output_step(&self) -> Option<usize> {
+        self.output
+    }
+}
+
+/// A workflow definition taking `I` and producing `O`.
+pub struct Definition<I, O> {
+    erased: Arc<ErasedDefinition>,
+    _types: PhantomData<fn(I) -> O>,
+}
+
+impl<I, O> Clone for Definition<I, O> {
+    fn clone(&self) -> Self {
+        Self {
+            erased: Arc::clone(&self.erased),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<I, O> Definition<I, O> {
+    /// The type-erased definition the engine runs.
+    pub fn erased(&self) -> &Arc<ErasedDefinition> {
+        &self.erased
+    }
+
+    /// The workflow's name.
+    pub fn name(&self) -> &str {
+        &self.erased.name
+    }
+
+    /// The graph as a mermaid flowchart (empty if the definition is invalid).
+    pub fn mermaid(&self) -> String {
+        self.erased
+            .graph
+            .as_ref()
+            .map(Graph::mermaid)
+            .unwrap_or_default()
+    }
+
+    /// The graph in Graphviz DOT (empty if the definition is invalid).
+    pub fn dot(&self) -> String {
+        self.erased
+            .graph
+            .as_ref()
+            .map(Graph::dot)
+            .unwrap_or_default()
+    }
+}
+
+/// A typed reference to a value slot: the workflow input or a step's output. Passing it as a
+/// dependency makes the new step receive an `Arc<T>`.
+pub struct Handle<T> {
+    slot: usize,
+    builder: u64,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Handle<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Handle<T> {}
+
+impl<T> Handle<T> {
+    /// This input taken as optional: the step receives `Option<Arc<T>>`, `None` when the
+    /// upstream step was skipped by its guard or failed with `on_error = continue`.
+    pub fn optional(self) -> Optional<T> {
+        Optional(self)
+    }
+}
+
+/// An optional input; see [`Handle::optional`].
+pub struct Optional<T>(Handle<T>);
+
+impl<T> Clone for Optional<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Optional<T> {}
+
+/// One input of a step: a [`Handle`] or an [`Optional`].
+pub trait Dep {
+    /// What the step's closure receives for it.
+    type Value: Send + 'static;
+    #[doc(hidden)]
+    fn slot(&self) -> usize;
+    #[doc(hidden)]
+    fn builder(&self) -> u64;
+    #[doc(hidden)]
+    fn is_optional(&self) -> bool;
+    #[doc(hidden)]
+    fn take(value: Option<&Value>) -> Option<Self::Value>;
+}
+
+impl<T: Send + Sync + 'static> Dep for Handle<T> {
+    type Value = Arc<T>;
+    fn slot(&self) -> usize {
+        self.slot
+    }
+    fn builder(&self) -> u64 {
+        self.builder
+    }
+    fn is_optional(&self) -> bool {
+        false
+    }
+    fn take(value: Option<&Value>) -> Option<Arc<T>> {
+        value.cloned()?.downcast::<T>().ok()
+    }
+}
+
+impl<T: Send + Sync + 'static> Dep for Optional<T> {
+    type Value = Option<Arc<T>>;
+    fn slot(&self) -> usize {
+        self.0.slot
+    }
+    fn builder(&self) -> u64 {
+        self.0.builder
+    }
+    fn is_optional(&self) -> bool {
+        true
+    }
+    fn take(value: Option<&Value>) -> Option<Option<Arc<T>>> {
+        match value {
+            None => Some(None),
+            Some(v) => Some(Some(Arc::clone(v).downcast::<T>().ok()?)),
+        }
+    }
+}
+
+/// The inputs of a step: a tuple of up to 16 [`Dep`]s, `()` for none.
+pub trait Deps {
+    /// The tuple the step's closure receives.
+    type Values: Send + 'static;
+    #[doc(hidden)]
+    fn slots(&self) -> Vec<(usize, u64, bool)>;
+    #[doc(hidden)]
+    fn take(values: &[Option<Value>]) -> Option<Self::Values>;
+}
+
+macro_rules! impl_deps {
+    ($($d:ident $i:tt),*) => {
+        impl<$($d: Dep),*> Deps for ($($d,)*) {
+            type Values = ($($d::Value,)*);
+            fn slots(&self) -> Vec<(usize, u64, bool)> {
+                vec![$((self.$i.slot(), self.$i.builder(), self.$i.is_optional())),*]
+            }
+            #[allow(unused_variables)]
+            fn take(values: &[Option<Value>]) -> Option<Self::Values> {
+                Some(($($d::take(values.get($i)?.as_ref())?,)*))
+            }
+        }
+    };
+}
+
+impl_deps!();
+impl_deps!(A 0);
+impl_deps!(A 0, B 1);
+impl_deps!(A 0, B 1, C 2);
+impl_deps!(A 0, B 1, C 2, D 3);
+impl_deps!(A 0, B 1, C 2, D 3, E 4);
+impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5);
+impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
+impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
+impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10);
+impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11);
+impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12);
+impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13);
+impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14);
+impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14, P 15);
+
+/// The most inputs one step can take.
+pub const MAX_INPUTS: usize = 16;
+
+fn wrong_inputs(step: &str) -> StepError {
+    StepError::permanent(format!(
+        "internal: step `{step}` received inputs of the wrong type or number"
+    ))
+}
+
+static NEXT_BUILDER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Builds a [`Definition`] step by step; what `workflow!` expands to, and usable by hand.
+///
+/// ```
+/// use sagaflow_core::runtime::{Builder, StepContext, StepError};
+/// use sagaflow_core::StepOptions;
+///
+/// async fn double(_: &StepContext, x: &u32) -> Result<u32, StepError> { Ok(x * 2) }
+///
+/// let mut b = Builder::<u32>::new("Double");
+/// let input = b.input();
+/// let out = b.step("double", StepOptions::new(), (input,), |ctx, (x,)| async move {
+///     double(&ctx, &x).await
+/// });
+/// let def = b.build_with_output(out);
+/// assert!(def.erased().graph().is_ok());
+/// ```
+pub struct Builder<I> {
+    id: u64,
+    name: String,
+    spec: GraphSpec,
+    steps: Vec<StepDef>,
+    defaults: StepOptions,
+    problems: Vec<DefinitionError>,
+    _input: PhantomData<fn(I)>,
+}
+
+impl<I: StepValue> Builder<I> {
+    /// A builder for the workflow called `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            id: NEXT_BUILDER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            name: name.into(),
+            spec: GraphSpec::new(),
+            steps: Vec::new(),
+            defaults: StepOptions::new(),
+            problems: Vec::new(),
+            _input: PhantomData,
+        }
+    }
+
+    /// The workflow's input, to pass to the steps that take it.
+    pub fn input(&self) -> Handle<I> {
+        Handle {
+            slot: 0,
+            builder: self.id,
+            _type: PhantomData,
+        }
+    }
+
+    /// Options for every step that does not set its own.
+    pub fn defaults(&mut self, defaults: StepOptions) -> &mut Self {
+        self.defaults = defaults;
+        self
+    }
+
+    /// Adds a step that receives `deps` and runs `f` on each attempt.
+    pub fn step<D, F, Fut, O, E>(
+        &mut self,
+        name: &str,
+        options: StepOptions,
+        deps: D,
+        f: F,
+    ) -> Handle<O>
+    where
+        D: Deps,
+        F: Fn(StepContext, D::Values) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, E>> + Send + 'static,
+        O: StepValue,
+        E: Into<StepError>,
+    {
+        self.add(name, options, deps, None, f)
+    }
+
+    /// Adds a step that runs only when `guard`, given the same inputs, returns `true`;
+    /// otherwise it is skipped and its dependents receive `None`.
+    pub fn step_when<D, G, F, Fut, O, E>(
+        &mut self,
+        name: &str,
+        options: StepOptions,
+        deps: D,
+        guard: G,
+        f: F,
+    ) -> Handle<O>
+    where
+        D: Deps,
+        G: Fn(D::Values) -> bool + Send + Sync + 'static,
+        F: Fn(StepContext, D::Values) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, E>> + Send + 'static,
+        O: StepValue,
+        E: Into<StepError>,
+    {
+        let step = name.to_owned();
+        let guard: Arc<GuardFn> = Arc::new(move |values: &[Option<Value>]| {
+            let values = D::take(values).ok_or_else(|| wrong_inputs(&step))?;
+            Ok(guard(values))
+        });
+        self.add(name, options, deps, Some(guard), f)
+    }
+
+    fn add<D, F, Fut, O, E>(
+        &mut self,
+        name: &str,
+        options: StepOptions,
+        deps: D,
+        guard: Option<Arc<GuardFn>>,
+        f: F,
+    ) -> Handle<O>
+    where
+        D: Deps,
+        F: Fn(StepContext, D::Values) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, E>> + Send + 'static,
+        O: StepValue,
+        E: Into<StepError>,
+    {
+        let index = self.steps.len();
+        self.spec.node(name);
+        let mut inputs = Vec::new();
+        for (slot, builder, optional) in deps.slots() {
+            if builder != self.id || slot > index {
+                self.problems.push(DefinitionError::ForeignHandle {
+                    step: name.to_owned(),
+                });
+                continue;
+            }
+            if slot > 0 {
+                let upstream = &self.steps[slot - 1];
+                self.spec.edge(upstream.name.clone(), name);
+                let merged = upstream.options.or(&self.defaults);
+                let may_be_missing =
+                    upstream.guard.is_some() || merged.on_error == Some(OnError::Continue);
+                if may_be_missing && !optional {
+                    self.problems.push(DefinitionError::RequiredOptional {
+                        step: name.to_owned(),
+                        input: upstream.name.clone(),
+                    });
+                }
+            }
+            inputs.push(slot);
+        }
+        if let Some(policy) = options.retry
+            && let Err(source) = policy.validate()
+        {
+            self.problems.push(DefinitionError::Policy {
+                step: name.to_owned(),
+                source,
+            });
+        }
+        let step = name.to_owned();
+        let call: Arc<CallFn> = Arc::new(move |ctx: StepContext, values: &[Option<Value>]| {
+            let values = D::take(values).ok_or_else(|| wrong_inputs(&step))?;
+            let fut = f(ctx, values);
+            Ok(Box::pin(async move {
+                match fut.await {
+                    Ok(out) => Ok(Arc::new(out) as Value),
+                    Err(e) => Err(e.into()),
+                }
+            }) as StepFuture)
+        });
+        self.steps.push(StepDef {
+            name: name.to_owned(),
+            inputs,
+            options,
+            guard,
+            call,
+            codec: Codec::of::<O>(),
+        });
+        Handle {
+            slot: index + 1,
+            builder: self.id,
+            _type: PhantomData,
+        }
+    }
+
+    /// Finishes a workflow whose run produces no output (`()`).
+    pub fn build(self) -> Definition<I, ()> {
+        self.finish(None)
+    }
+
+    /// Finishes a workflow whose run produces the output of `output`.
+    pub fn build_with_output<O>(self, output: Handle<O>) -> Definition<I, O> {
+        let slot = if output.builder == self.id && output.slot > 0 {
+            Some(output.slot - 1)
+        } else {
+            None
+        };
+        let mut this = self;
+        if slot.is_none() {
+            this.problems.push(DefinitionError::ForeignHandle {
+                step: "(output)".to_owned(),
+            });
+        }
+        this.finish(slot)
+    }
+
+    fn finish<O>(mut self, output: Option<usize>) -> Definition<I, O> {
+        for step in &mut self.steps {
+            step.options = step.options.or(&self.defaults);
+        }
+        let graph = match self.spec.validate() {
+            Ok(graph) if self.problems.is_empty() => Ok(graph),
+            Ok(_) => Err(self.problems),
+            Err(errors) => {
+                let mut problems: Vec<DefinitionError> =
+                    errors.into_iter().map(Into::into).collect();
+                problems.extend(self.problems);
+                Err(problems)
+            }
+        };
+        Definition {
+            erased: Arc::new(ErasedDefinition {
+                name: self.name,
+                graph,
+                steps: self.steps,
+                output,
+            }),
+            _types: PhantomData,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn add_one(_: &StepContext, x: &u32) -> Result<u32, StepError> {
+        Ok(x + 1)
+    }
+
+    #[tokio::test]
+    async fn a_built_step_downcasts_its_inputs_and_erases_its_output() {
+        let mut b = Builder::<u32>::new("W");
+        let input = b.input();
+        let one = b.step(
+            "one",
+            StepOptions::new(),
+            (input,),
+            |ctx, (x,)| async move { add_one(&ctx, &x).await },
+        );
+        let def = b.build_with_output(one);
+        let erased = def.erased();
+        assert!(erased.graph().is_ok());
+        let step = &erased.steps()[0];
+        assert_eq!(step.inputs(), &[0]);
+        let ctx = StepContext::new("r".into(), "one", 1);
+        let out = step
+            .call(ctx, &[Some(Arc::new(41_u32) as Value)])
+            .expect("inputs fit")
+            .await
+            .expect("step succeeds");
+        assert_eq!(out.downcast_ref::<u32>(), Some(&42));
+        assert_eq!((step.codec().encode)(&*out).as_deref(), Ok("42"));
+        let back = (step.codec().decode)("7").expect("decodes");
+        assert_eq!(back.downcast_ref::<u32>(), Some(&7));
+    }
+
+    #[test]
+    fn a_required_input_from_a_guarded_step_is_refused() {
+        let mut b = Builder::<()>::new("W");
+        let a = b.step_when(
+            "a",
+            StepOptions::new(),
+            (),
+            |()| true,
+            |_, ()| async { Ok::<_, StepError>(1_u8) },
+        );
+        b.step("b", StepOptions::new(), (a,), |_, (_,)| async {
+            Ok::<_, StepError>(())
+        });
+        let def = b.build();
+        let problems = def.erased().graph().expect_err("invalid");
+        assert_eq!(
+            problems,
+            &[DefinitionError::RequiredOptional {
+                step: "b".into(),
+                input: "a".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_handle_from_another_builder_is_refused() {
+        let other = Builder::<u8>::new("Other").input();
+        let mut b = Builder::<u8>::new("W");
+        b.step("a", StepOptions::new(), (other,), |_, (_,)| async {
+            Ok::<_, StepError>(())
+        });
+        assert!(matches!(
+            def_problems(b.build()).as_slice(),
+            [DefinitionError::ForeignHandle { .. }]
+        ));
+    }
+
+    fn def_problems<I, O>(def: Definition<I, O>) -> Vec<DefinitionError> {
+        def.erased()
+            .graph()
+            .err()
+            .map(<[_]>::to_vec)
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,239 @@
+//! The errors of steps, runs and the engine.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::graph::GraphError;
+use crate::runtime::context::RunId;
+use crate::runtime::report::StepReport;
+
+/// Why a step failed. Any `std::error::Error` converts into it with `?` and is retried by the
+/// step's policy; [`StepError::permanent`] marks a failure that retrying cannot fix.
+///
+/// Like `anyhow::Error` it does not implement `std::error::Error` itself: that is what lets
+/// every error type convert into it.
+#[derive(Clone)]
+pub struct StepError {
+    message: String,
+    permanent: bool,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StepError {
+    /// A failure that the retry policy may retry.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            permanent: false,
+            source: None,
+        }
+    }
+
+    /// A failure that must not be retried (bad input, a refused request).
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            permanent: true,
+            ..Self::new(message)
+        }
+    }
+
+    /// This error, marked permanent.
+    pub fn into_permanent(mut self) -> Self {
+        self.permanent = true;
+        self
+    }
+
+    /// Whether retrying is pointless.
+    pub fn is_permanent(&self) -> bool {
+        self.permanent
+    }
+
+    /// The message, without the source chain.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The error this one was converted from, if any.
+    pub fn source(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.source.as_deref()
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for StepError {
+    fn from(error: E) -> Self {
+        let mut message = error.to_string();
+        let mut cause = error.source();
+        while let Some(c) = cause {
+            message.push_str(": ");
+            message.push_str(&c.to_string());
+            cause = c.source();
+        }
+        Self {
+            message,
+            permanent: false,
+            source: Some(Arc::new(error)),
+        }
+    }
+}
+
+impl fmt::Display for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Debug for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StepError")
+            .field("message", &self.message)
+            .field("permanent", &self.permanent)
+            .finish()
+    }
+}
+
+impl PartialEq for StepError {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message && self.permanent == other.permanent
+    }
+}
+
+/// Why a run did not produce its output.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RunError {
+    /// A step failed for good (after its retries) and its `on_error` is `fail`.
+    #[error("run `{run_id}` failed: step `{step}` failed after {attempts} attempt(s): {error}")]
+    StepFailed {
+        /// The run.
+        run_id: RunId,
+        /// The step that failed.
+        step: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last attempt's error.
+        error: StepError,
+        /// Every step's state when the run stopped.
+        steps: Vec<StepReport>,
+    },
+    /// The run was cancelled.
+    #[error("run `{run_id}` was cancelled")]
+    Cancelled {
+        /// The run.
+        run_id: RunId,
+        /// Every step's state when the run stopped.
+        steps: Vec<StepReport>,
+    },
+    /// The store refused a checkpoint, so the run stopped rather than go on unrecorded.
+    #[error("run `{run_id}` stopped: {source}")]
+    Store {
+        /// The run.
+        run_id: RunId,
+        /// What the store said.
+        source: StoreError,
+    },
+    /// The engine broke one of its own invariants (a bug in sagaflow, never in user code).
+    #[error("run `{run_id}`: internal error: {message}")]
+    Internal {
+        /// The run.
+        run_id: RunId,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl RunError {
+    /// Every step's state when the run stopped, where known.
+    pub fn steps(&self) -> &[StepReport] {
+        match self {
+            RunError::StepFailed { steps, .. } | RunError::Cancelled { steps, .. } => steps,
+            RunError::Store { .. } | RunError::Internal { .. } => &[],
+        }
+    }
+}
+
+/// Why the engine could not start a run.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    /// The workflow's definition is broken (only possible for definitions built by hand; the
+    /// macro refuses these at build time).
+    #[error("workflow `{workflow}` is invalid: {}", join(.problems))]
+    InvalidDefinition {
+        /// The workflow.
+        workflow: String,
+        /// Every problem found.
+        problems: Vec<DefinitionError>,
+    },
+    /// The run id is already used by a run of another workflow.
+    #[error(
+        "run id `{run_id}` is already used by a run of workflow `{existing}`, not `{workflow}`"
+    )]
+    RunIdConflict {
+        /// The run id.
+        run_id: RunId,
+        /// The workflow asked for.
+        workflow: String,
+        /// The workflow that owns the id.
+        existing: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A problem in a definition built with the [`Builder`](crate::runtime::Builder).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DefinitionError {
+    /// The graph is invalid.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    /// A step's retry policy cannot work.
+    #[error("step `{step}`: {source}")]
+    Policy {
+        /// The step.
+        step: String,
+        /// The problem.
+        source: crate::policy::PolicyError,
+    },
+    /// A step takes the output of a step that may have none (guarded or `on_error =
+    /// continue`) without declaring the input optional.
+    #[error(
+        "step `{step}` requires the output of `{input}`, which may be missing; take it with `.optional()`"
+    )]
+    RequiredOptional {
+        /// The downstream step.
+        step: String,
+        /// The upstream step that may have no output.
+        input: String,
+    },
+    /// A handle from another builder was passed in.
+    #[error("step `{step}` names an input that does not belong to this workflow")]
+    ForeignHandle {
+        /// The step.
+        step: String,
+    },
+}
+
+fn join<T: fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A failure of the store behind the engine.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// A stored output could not be encoded or decoded.
+    #[error("run `{run_id}`, step `{step}`: {message}")]
+    Codec {
+        /// The run.
+        run_id: RunId,
+        /// The step.
+        step: String,
+        /// What failed.
+        message: String,
+    },
+    /// The store is unavailable or refused the write.
+    #[error("store: {0}")]
+    Backend(String),
+}
