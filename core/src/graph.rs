@@ -9,6 +9,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::fmt::Write as _;
 
+/// The most inputs one step can take (the engine passes them as a tuple).
+pub const MAX_INPUTS: usize = 16;
+
 /// A graph as declared: node names and edges between names, in declaration order.
 ///
 /// Nothing is checked while it is built; [`GraphSpec::validate`] reports every problem at once.

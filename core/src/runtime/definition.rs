@@ -325,8 +325,7 @@ impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N
 impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14);
 impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14, P 15);
 
-/// The most inputs one step can take.
-pub const MAX_INPUTS: usize = 16;
+pub use crate::graph::MAX_INPUTS;
 
 fn wrong_inputs(step: &str) -> StepError {
     StepError::permanent(format!(

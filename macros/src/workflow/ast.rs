@@ -1,0 +1,238 @@
+//! The syntax of `workflow!`, parsed but not yet understood.
+//!
+//! Statements are split on `;` before they are parsed, so a mistake in one statement is
+//! reported and the others are still read: the user sees every syntax error at once.
+
+use proc_macro2::{TokenStream, TokenTree};
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream, Parser};
+use syn::punctuated::Punctuated;
+use syn::{Attribute, Expr, Ident, Path, Token, Type, Visibility, bracketed, parenthesized, token};
+
+/// `#[attrs] vis Name(Input) -> Output { statements }`
+pub(crate) struct WorkflowInput {
+    pub(crate) attrs: Vec<Attribute>,
+    pub(crate) vis: Visibility,
+    pub(crate) name: Ident,
+    pub(crate) input: Option<Type>,
+    pub(crate) output: Option<Type>,
+    pub(crate) brace: token::Brace,
+    pub(crate) statements: Vec<Statement>,
+    /// Syntax errors inside statements; the statements that parsed are still in `statements`.
+    pub(crate) errors: Vec<syn::Error>,
+}
+
+/// One `;`-terminated statement.
+pub(crate) enum Statement {
+    /// `a -> [b, c] -> d`
+    Chain(Vec<Link>),
+    /// `target: option, option`
+    Options(OptionStatement),
+}
+
+/// One element of a chain: a step, or a bracketed group of steps.
+pub(crate) struct Link {
+    pub(crate) members: Vec<Path>,
+}
+
+/// `target: option, option`; the target is a step or `defaults`.
+pub(crate) struct OptionStatement {
+    pub(crate) target: Ident,
+    pub(crate) options: Vec<RawOption>,
+}
+
+/// `name = value`, `name(inner, inner)` or a bare `name`.
+pub(crate) struct RawOption {
+    pub(crate) name: Ident,
+    pub(crate) value: RawValue,
+}
+
+pub(crate) enum RawValue {
+    Assign(Expr),
+    Call(Vec<RawOption>),
+    Flag,
+}
+
+impl Parse for WorkflowInput {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis: Visibility = input.parse()?;
+        let name: Ident = input.parse().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected the workflow's name, as in `workflow! { pub Etl { extract -> load } }`",
+            )
+        })?;
+        let input_type = if input.peek(token::Paren) {
+            let content;
+            parenthesized!(content in input);
+            Some(content.parse::<Type>()?)
+        } else {
+            None
+        };
+        let output = if input.peek(Token![->]) {
+            input.parse::<Token![->]>()?;
+            Some(input.parse::<Type>()?)
+        } else {
+            None
+        };
+        if !input.peek(token::Brace) {
+            return Err(input.error(
+                "expected `{` and the workflow's steps, as in `Etl { extract -> load }`",
+            ));
+        }
+        let body;
+        let brace = syn::braced!(body in input);
+        let tokens: TokenStream = body.parse()?;
+        if !input.is_empty() {
+            return Err(input.error("unexpected tokens after the workflow's body: one workflow per `workflow!`"));
+        }
+        let mut statements = Vec::new();
+        let mut errors = Vec::new();
+        for chunk in split_statements(tokens) {
+            match Statement::parse.parse2(chunk) {
+                Ok(s) => statements.push(s),
+                Err(e) => errors.push(e),
+            }
+        }
+        Ok(WorkflowInput {
+            attrs,
+            vis,
+            name,
+            input: input_type,
+            output,
+            brace,
+            statements,
+            errors,
+        })
+    }
+}
+
+/// Splits on top-level `;`. Groups (`[..]`, `(..)`) are single token trees, so a `;` inside
+/// one is never a statement end.
+fn split_statements(tokens: TokenStream) -> Vec<TokenStream> {
+    let mut out = Vec::new();
+    let mut current = TokenStream::new();
+    for tt in tokens {
+        match &tt {
+            TokenTree::Punct(p) if p.as_char() == ';' => {
+                out.push(std::mem::take(&mut current));
+            }
+            _ => current.extend([tt]),
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+impl Parse for Statement {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let first = if input.peek(token::Bracket) {
+            input.parse::<Link>()?
+        } else {
+            let path = step_path(input)?;
+            if input.peek(Token![:]) && !input.peek(Token![::]) {
+                return option_statement(path, input).map(Statement::Options);
+            }
+            Link {
+                members: vec![path],
+            }
+        };
+        let mut links = vec![first];
+        while !input.is_empty() {
+            if !input.peek(Token![->]) {
+                return Err(input.error(
+                    "expected `->` to chain the next step, or `;` to end the statement",
+                ));
+            }
+            input.parse::<Token![->]>()?;
+            if input.is_empty() {
+                return Err(input.error("expected a step after `->`"));
+            }
+            links.push(input.parse()?);
+        }
+        Ok(Statement::Chain(links))
+    }
+}
+
+fn step_path(input: ParseStream<'_>) -> syn::Result<Path> {
+    Path::parse_mod_style(input).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "expected a step (the path of an async fn), a group `[a, b]`, or `step: options`",
+        )
+    })
+}
+
+impl Parse for Link {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        if input.peek(token::Bracket) {
+            let content;
+            let brackets = bracketed!(content in input);
+            let members: Punctuated<Path, Token![,]> =
+                content.parse_terminated(|i| step_path(i), Token![,])?;
+            if members.is_empty() {
+                return Err(syn::Error::new(
+                    brackets.span.join(),
+                    "an empty group: list the parallel steps, as in `[clean, audit]`",
+                ));
+            }
+            Ok(Link {
+                members: members.into_iter().collect(),
+            })
+        } else {
+            Ok(Link {
+                members: vec![step_path(input)?],
+            })
+        }
+    }
+}
+
+fn option_statement(target: Path, input: ParseStream<'_>) -> syn::Result<OptionStatement> {
+    let target = match target.get_ident() {
+        Some(ident) => ident.clone(),
+        None => {
+            return Err(syn::Error::new_spanned(
+                target,
+                "options name a step by its name alone, not by its path",
+            ));
+        }
+    };
+    input.parse::<Token![:]>()?;
+    let options: Punctuated<RawOption, Token![,]> = Punctuated::parse_terminated(input)?;
+    if options.is_empty() {
+        return Err(syn::Error::new_spanned(
+            &target,
+            format!("no options after `{target}:`; for example `{target}: timeout = 30s`"),
+        ));
+    }
+    Ok(OptionStatement {
+        target,
+        options: options.into_iter().collect(),
+    })
+}
+
+impl Parse for RawOption {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let name = Ident::parse_any(input)
+            .map_err(|e| syn::Error::new(e.span(), "expected an option name, such as `timeout`"))?;
+        let value = if input.peek(token::Paren) {
+            let content;
+            parenthesized!(content in input);
+            let inner: Punctuated<RawOption, Token![,]> = Punctuated::parse_terminated(&content)?;
+            RawValue::Call(inner.into_iter().collect())
+        } else if input.peek(Token![=]) {
+            input.parse::<Token![=]>()?;
+            if input.is_empty() || input.peek(Token![,]) {
+                return Err(input.error(format!("expected a value for `{name}` after `=`")));
+            }
+            RawValue::Assign(input.parse()?)
+        } else {
+            RawValue::Flag
+        };
+        Ok(RawOption { name, value })
+    }
+}

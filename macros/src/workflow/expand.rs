@@ -1,0 +1,235 @@
+//! Writes the Rust for a checked workflow: a unit struct whose `definition()` wires the user's
+//! functions into typed `Builder` calls.
+//!
+//! The generated code names only `::sagaflow::__private::…` and `::core::…`, uses
+//! `__`-prefixed locals, and spans each call on the user's tokens: a type mismatch on an edge
+//! is reported at the upstream step as written in the chain, with rustc's note pointing at the
+//! user's function.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use sagaflow_core::{OnError, RetryPolicy};
+
+use super::ast::WorkflowInput;
+use super::model::Model;
+use super::options::Options;
+
+pub(crate) fn expand(input: &WorkflowInput, model: &Model) -> TokenStream {
+    let p = quote!(::sagaflow::__private);
+    let name = &input.name;
+    let name_str = name.to_string();
+    let has_input = input.input.is_some();
+    let input_ty = match &input.input {
+        Some(t) => quote!(#t),
+        None => quote!(()),
+    };
+    let output_ty = match &input.output {
+        Some(t) => quote!(#t),
+        None => quote!(()),
+    };
+    let defaults = options(&p, &model.defaults);
+
+    let mut statements = Vec::new();
+    for &index in model.graph.topological_order() {
+        let step = &model.steps[index];
+        let span = step.path.span();
+        let var = handle(index);
+        let step_name = &step.name;
+        let path = &step.path;
+
+        let (deps, patterns, args) = if step.inputs.is_empty() {
+            if has_input {
+                (quote!((__input,)), quote!((__i0,)), vec![quote_spanned!(span=> &*__i0)])
+            } else {
+                (quote!(()), quote!(()), Vec::new())
+            }
+        } else {
+            let mut deps = Vec::new();
+            let mut patterns = Vec::new();
+            let mut args = Vec::new();
+            for (k, input) in step.inputs.iter().enumerate() {
+                let upstream = handle(input.step);
+                let local = format_ident!("__i{}", k);
+                let at = input.written.span();
+                patterns.push(quote!(#local));
+                if model.may_be_missing(input.step) {
+                    deps.push(quote!(#upstream.optional()));
+                    args.push(quote_spanned!(at=> #local.as_deref()));
+                } else {
+                    deps.push(quote!(#upstream));
+                    args.push(quote_spanned!(at=> &*#local));
+                }
+            }
+            (quote!((#(#deps,)*)), quote!((#(#patterns,)*)), args)
+        };
+
+        let call = quote_spanned!(span=> #path(&__ctx, #(#args),*).await);
+        let body = match (&input.output, model.output_step) {
+            (Some(out), Some(o)) if o == index => {
+                let at = out.span();
+                quote_spanned!(at=> {
+                    let __output: ::core::result::Result<#out, _> = #call;
+                    __output
+                })
+            }
+            _ => call,
+        };
+        let options = options(&p, &step.options);
+        let closure = quote_spanned!(span=> move |__ctx: #p::StepContext, #patterns| async move { #body });
+        let statement = match &step.options.when {
+            Some(guard) => {
+                let at = guard.span();
+                let guard_call = quote_spanned!(at=> #guard(#(#args),*));
+                quote! {
+                    let #var = __builder.step_when(#step_name, #options, #deps, move |#patterns| #guard_call, #closure);
+                }
+            }
+            None => quote! {
+                let #var = __builder.step(#step_name, #options, #deps, #closure);
+            },
+        };
+        statements.push(statement);
+    }
+
+    let finish = match model.output_step {
+        Some(o) if input.output.is_some() => {
+            let var = handle(o);
+            quote!(__builder.build_with_output(#var))
+        }
+        _ => quote!(__builder.build()),
+    };
+
+    let doc_graph = format!(
+        " The graph, as mermaid:\n\n ```text\n{}```",
+        model
+            .graph
+            .mermaid()
+            .lines()
+            .map(|l| format!(" {l}\n"))
+            .collect::<String>()
+    );
+    let items = items(input, &input_ty, &output_ty, has_input);
+    let attrs = &input.attrs;
+    let vis = &input.vis;
+    quote! {
+        #(#attrs)*
+        #[doc = ""]
+        #[doc = #doc_graph]
+        #vis struct #name;
+
+        impl #name {
+            /// The workflow's definition, built on first use and shared after.
+            #vis fn definition() -> #p::Definition<#input_ty, #output_ty> {
+                static __DEFINITION: #p::OnceLock<#p::Definition<#input_ty, #output_ty>> = #p::OnceLock::new();
+                ::core::clone::Clone::clone(__DEFINITION.get_or_init(|| {
+                    let mut __builder = #p::Builder::<#input_ty>::new(#name_str);
+                    __builder.defaults(#defaults);
+                    let __input = __builder.input();
+                    let _ = __input;
+                    #(#statements)*
+                    #finish
+                }))
+            }
+
+            #items
+        }
+    }
+}
+
+/// The items shared with the fallback: everything but `definition()`'s body.
+pub(crate) fn items(
+    input: &WorkflowInput,
+    input_ty: &TokenStream,
+    output_ty: &TokenStream,
+    has_input: bool,
+) -> TokenStream {
+    let p = quote!(::sagaflow::__private);
+    let vis = &input.vis;
+    let name_str = input.name.to_string();
+    let (param, arg) = if has_input {
+        (quote!(, input: #input_ty), quote!(input))
+    } else {
+        (quote!(), quote!(()))
+    };
+    quote! {
+        /// The workflow's name, as recorded with each run.
+        #vis const NAME: &'static str = #name_str;
+
+        /// Starts a run with id `run_id` on `engine`, or returns the run that already has this
+        /// id: the id is the run's idempotency key.
+        #vis async fn start(
+            engine: &#p::Engine,
+            run_id: impl ::core::convert::Into<#p::RunId>
+            #param
+        ) -> ::core::result::Result<#p::RunHandle<#output_ty>, #p::EngineError> {
+            engine.start(&Self::definition(), run_id, #arg).await
+        }
+
+        /// The graph as a mermaid flowchart.
+        #vis fn mermaid() -> #p::String {
+            Self::definition().mermaid()
+        }
+
+        /// The graph in Graphviz DOT.
+        #vis fn dot() -> #p::String {
+            Self::definition().dot()
+        }
+    }
+}
+
+fn handle(index: usize) -> syn::Ident {
+    format_ident!("__step_{}", index, span = Span::call_site())
+}
+
+fn duration(p: &TokenStream, d: std::time::Duration) -> TokenStream {
+    let nanos = d.as_nanos() as u64;
+    quote!(#p::Duration::from_nanos(#nanos))
+}
+
+fn some_duration(p: &TokenStream, d: Option<std::time::Duration>) -> TokenStream {
+    match d {
+        Some(d) => {
+            let d = duration(p, d);
+            quote!(::core::option::Option::Some(#d))
+        }
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+fn options(p: &TokenStream, o: &Options) -> TokenStream {
+    let retry = match o.retry {
+        Some(RetryPolicy {
+            initial_interval,
+            backoff_coefficient,
+            maximum_interval,
+            maximum_attempts,
+            jitter,
+        }) => {
+            let initial = duration(p, initial_interval);
+            let max = some_duration(p, maximum_interval);
+            quote!(::core::option::Option::Some(#p::RetryPolicy {
+                initial_interval: #initial,
+                backoff_coefficient: #backoff_coefficient,
+                maximum_interval: #max,
+                maximum_attempts: #maximum_attempts,
+                jitter: #jitter,
+            }))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let timeout = some_duration(p, o.timeout);
+    let deadline = some_duration(p, o.deadline);
+    let on_error = match o.on_error {
+        Some(OnError::Continue) => quote!(::core::option::Option::Some(#p::OnError::Continue)),
+        Some(OnError::Fail) => quote!(::core::option::Option::Some(#p::OnError::Fail)),
+        None => quote!(::core::option::Option::None),
+    };
+    quote!(#p::StepOptions {
+        retry: #retry,
+        timeout: #timeout,
+        deadline: #deadline,
+        on_error: #on_error,
+    })
+}

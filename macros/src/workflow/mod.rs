@@ -1,0 +1,32 @@
+//! `workflow!`: parse, check, expand (see the crate docs for the stages).
+
+mod ast;
+mod expand;
+mod fallback;
+mod model;
+mod options;
+
+use proc_macro2::TokenStream;
+
+use crate::ctxt::Errors;
+
+pub(crate) fn workflow(tokens: TokenStream) -> TokenStream {
+    let input: ast::WorkflowInput = match syn::parse2(tokens) {
+        Ok(input) => input,
+        Err(e) => return e.to_compile_error(),
+    };
+    let mut errors = Errors::default();
+    for e in &input.errors {
+        errors.push(e.clone());
+    }
+    let (model, mentioned) = model::build(&input, &mut errors);
+    match (model, errors.finish()) {
+        (Some(model), Ok(())) => expand::expand(&input, &model),
+        (_, Err(e)) => fallback::fallback(&input, &mentioned, e),
+        (None, Ok(())) => fallback::fallback(
+            &input,
+            &mentioned,
+            syn::Error::new(input.name.span(), "this workflow could not be checked"),
+        ),
+    }
+}
