@@ -219,7 +219,21 @@ pub(crate) fn build(input: &WorkflowInput, errors: &mut Errors) -> (Option<Model
     if let (Some(output), Some(graph)) = (&input.output, &graph) {
         let sinks: Vec<usize> = graph.sinks().collect();
         match sinks.as_slice() {
-            [one] => output_step = Some(*one),
+            [one] => {
+                let s = &steps[*one];
+                let continues = s.options.on_error.or(defaults.on_error) == Some(OnError::Continue);
+                if s.options.when.is_some() || continues {
+                    errors.at(
+                        output,
+                        format!(
+                            "the run's output comes from `{}`, which may finish without one ({}); make the output come from a step that always has one",
+                            s.name,
+                            if continues { "`on_error = continue`" } else { "it has a `when` guard" }
+                        ),
+                    );
+                }
+                output_step = Some(*one);
+            }
             _ => errors.at(
                 output,
                 format!(
