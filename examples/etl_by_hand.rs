@@ -1,0 +1,68 @@
+//! The workflow of `examples/etl.rs` written without the macro, with [`Builder`] directly:
+//! this is what `workflow!` expands to, minus the spans that put rustc's errors on your code.
+//!
+//! Run it with `cargo run --example etl_by_hand`.
+
+use std::time::Duration;
+
+use sagaflow::prelude::*;
+use sagaflow::{Builder, Definition, RetryPolicy, StepOptions};
+
+async fn extract(_: &StepContext, day: &u32) -> Result<Vec<i64>, StepError> {
+    Ok((0..i64::from(*day)).map(|i| i * 7 % 11 - 3).collect())
+}
+
+async fn clean(_: &StepContext, rows: &Vec<i64>) -> Result<Vec<i64>, StepError> {
+    Ok(rows.iter().copied().filter(|r| *r >= 0).collect())
+}
+
+async fn audit(_: &StepContext, _: &Vec<i64>) -> Result<usize, StepError> {
+    Err(StepError::permanent("audit service unreachable"))
+}
+
+async fn load(_: &StepContext, rows: &Vec<i64>, audit: Option<&usize>) -> Result<String, StepError> {
+    Ok(format!("loaded {} rows, audit {:?}", rows.len(), audit))
+}
+
+fn definition() -> Definition<u32, String> {
+    let mut b = Builder::<u32>::new("Etl");
+    let input = b.input();
+    let retry = RetryPolicy {
+        maximum_attempts: 5,
+        initial_interval: Duration::from_millis(50),
+        ..RetryPolicy::default()
+    };
+    let rows = b.step(
+        "extract",
+        StepOptions::new().retry(retry).timeout(Duration::from_secs(2)),
+        (input,),
+        |ctx, (day,)| async move { extract(&ctx, &day).await },
+    );
+    let cleaned = b.step("clean", StepOptions::new(), (rows,), |ctx, (rows,)| async move {
+        clean(&ctx, &rows).await
+    });
+    let audited = b.step(
+        "audit",
+        StepOptions::new().on_error(OnError::Continue),
+        (rows,),
+        |ctx, (rows,)| async move { audit(&ctx, &rows).await },
+    );
+    let loaded = b.step(
+        "load",
+        StepOptions::new(),
+        (cleaned, audited.optional()),
+        |ctx, (rows, audit)| async move { load(&ctx, &rows, audit.as_deref()).await },
+    );
+    b.build_with_output(loaded)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let engine = Engine::in_memory();
+    let report = engine.start(&definition(), "by-hand", 21).await?.wait().await?;
+    for step in &report.steps {
+        println!("{:<8} {:?}", step.name, step.status);
+    }
+    println!("{}", report.output);
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! Build-time diagnostics of the macros: every `fail` case must fail with exactly the recorded
+//! `.stderr`, and every `pass` case must build and run.
+
+#[test]
+fn workflow_diagnostics() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/ui/workflow/fail/*.rs");
+    t.pass("tests/ui/workflow/pass/*.rs");
+}

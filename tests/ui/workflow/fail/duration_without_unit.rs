@@ -1,0 +1,9 @@
+use sagaflow::prelude::*;
+
+async fn a(_: &StepContext) -> Result<u32, StepError> { Ok(1) }
+async fn b(_: &StepContext, x: &u32) -> Result<u32, StepError> { Ok(*x) }
+async fn c(_: &StepContext, x: &u32) -> Result<u32, StepError> { Ok(*x) }
+
+workflow! { W { a -> b; a: deadline = 30; } }
+
+fn main() {}

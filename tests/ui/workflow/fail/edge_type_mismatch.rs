@@ -1,0 +1,11 @@
+use sagaflow::prelude::*;
+
+async fn a(_: &StepContext) -> Result<u32, StepError> { Ok(1) }
+async fn b(_: &StepContext, x: &u32) -> Result<u32, StepError> { Ok(*x) }
+async fn c(_: &StepContext, x: &u32) -> Result<u32, StepError> { Ok(*x) }
+
+async fn text(_: &StepContext, s: &String) -> Result<u32, StepError> { Ok(s.len() as u32) }
+
+workflow! { W { a -> text; } }
+
+fn main() {}

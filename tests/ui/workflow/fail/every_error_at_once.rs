@@ -1,0 +1,15 @@
+use sagaflow::prelude::*;
+
+async fn a(_: &StepContext) -> Result<u32, StepError> { Ok(1) }
+async fn b(_: &StepContext, x: &u32) -> Result<u32, StepError> { Ok(*x) }
+async fn c(_: &StepContext, x: &u32) -> Result<u32, StepError> { Ok(*x) }
+
+workflow! {
+    W {
+        a -> b -> a;
+        b: timeout = 5parsecs, on_eror = continue;
+        d: retry(max_attempts = 2);
+    }
+}
+
+fn main() {}
