@@ -3,8 +3,8 @@
 
 use std::sync::Mutex;
 
-use sagaflow::prelude::*;
 use sagaflow::StepStatus;
+use sagaflow::prelude::*;
 
 static CALLS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -40,11 +40,21 @@ mod fan {
     #[tokio::test]
     async fn a_step_receives_its_inputs_in_the_order_its_edges_were_written() {
         let engine = Engine::in_memory();
-        let report = Fan::start(&engine, "fan", 5).await.unwrap().wait().await.unwrap();
+        let report = Fan::start(&engine, "fan", 5)
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
         assert_eq!(*report.output, "-5 L5 5");
         let names: Vec<&str> = report.steps.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names.len(), 4);
-        assert!(report.steps.iter().all(|s| s.status == StepStatus::Completed));
+        assert!(
+            report
+                .steps
+                .iter()
+                .all(|s| s.status == StepStatus::Completed)
+        );
     }
 }
 
@@ -83,7 +93,12 @@ mod optional {
     #[tokio::test]
     async fn a_skipped_and_a_failed_optional_step_give_none_downstream() {
         let engine = Engine::in_memory();
-        let report = Guarded::start(&engine, "g").await.unwrap().wait().await.unwrap();
+        let report = Guarded::start(&engine, "g")
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
         assert_eq!(*report.output, "None None");
         assert_eq!(report.step("divide").unwrap().status, StepStatus::Skipped);
         assert_eq!(report.step("divide").unwrap().attempts, 0);
@@ -112,7 +127,12 @@ mod context {
     #[tokio::test]
     async fn each_step_gets_its_run_step_attempt_and_idempotency_key() {
         let engine = Engine::in_memory();
-        let report = Who::start(&engine, "run-7").await.unwrap().wait().await.unwrap();
+        let report = Who::start(&engine, "run-7")
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
         assert_eq!(*report.output, "run-7 who 1 run-7:who");
     }
 }
@@ -142,9 +162,19 @@ mod failing {
     #[tokio::test]
     async fn a_failing_step_fails_the_run_and_its_dependents_never_run() {
         let engine = Engine::in_memory();
-        let err = Failing::start(&engine, "f").await.unwrap().wait().await.unwrap_err();
+        let err = Failing::start(&engine, "f")
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap_err();
         match &err {
-            RunError::StepFailed { step, attempts, error, .. } => {
+            RunError::StepFailed {
+                step,
+                attempts,
+                error,
+                ..
+            } => {
                 assert_eq!(step, "broken");
                 assert_eq!(*attempts, 2);
                 assert_eq!(error.message(), "disk on fire");
@@ -153,7 +183,11 @@ mod failing {
         }
         assert_eq!(
             err.steps().iter().map(|s| s.status).collect::<Vec<_>>(),
-            vec![StepStatus::Completed, StepStatus::Failed, StepStatus::NotRun]
+            vec![
+                StepStatus::Completed,
+                StepStatus::Failed,
+                StepStatus::NotRun
+            ]
         );
         let calls = CALLS.lock().unwrap().clone();
         assert!(!calls.contains(&"after".to_owned()), "{calls:?}");
@@ -177,7 +211,10 @@ mod diagrams {
     fn mermaid_and_dot_draw_the_declared_graph() {
         let mermaid = Ab::mermaid();
         assert!(mermaid.starts_with("flowchart LR"), "{mermaid}");
-        assert!(mermaid.contains("[\"a\"]") && mermaid.contains("[\"b\"]"), "{mermaid}");
+        assert!(
+            mermaid.contains("[\"a\"]") && mermaid.contains("[\"b\"]"),
+            "{mermaid}"
+        );
         assert!(mermaid.contains("-->"), "{mermaid}");
         let dot = Ab::dot();
         assert!(dot.starts_with("digraph"), "{dot}");

@@ -53,7 +53,10 @@ impl Errors {
 }
 
 /// ` Did you mean `x`?` when a close name exists, for appending to a message.
-pub(crate) fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+pub(crate) fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> String {
     match sagaflow_core::graph::closest(name, candidates) {
         Some(c) => format!("; did you mean `{c}`?"),
         None => String::new(),

@@ -77,15 +77,16 @@ impl Parse for WorkflowInput {
             None
         };
         if !input.peek(token::Brace) {
-            return Err(input.error(
-                "expected `{` and the workflow's steps, as in `Etl { extract -> load }`",
-            ));
+            return Err(input
+                .error("expected `{` and the workflow's steps, as in `Etl { extract -> load }`"));
         }
         let body;
         let brace = syn::braced!(body in input);
         let tokens: TokenStream = body.parse()?;
         if !input.is_empty() {
-            return Err(input.error("unexpected tokens after the workflow's body: one workflow per `workflow!`"));
+            return Err(input.error(
+                "unexpected tokens after the workflow's body: one workflow per `workflow!`",
+            ));
         }
         let mut statements = Vec::new();
         let mut errors = Vec::new();
@@ -144,9 +145,8 @@ impl Parse for Statement {
         let mut links = vec![first];
         while !input.is_empty() {
             if !input.peek(Token![->]) {
-                return Err(input.error(
-                    "expected `->` to chain the next step, or `;` to end the statement",
-                ));
+                return Err(input
+                    .error("expected `->` to chain the next step, or `;` to end the statement"));
             }
             input.parse::<Token![->]>()?;
             if input.is_empty() {

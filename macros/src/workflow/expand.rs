@@ -41,7 +41,11 @@ pub(crate) fn expand(input: &WorkflowInput, model: &Model) -> TokenStream {
 
         let (deps, patterns, args) = if step.inputs.is_empty() {
             if has_input {
-                (quote!((__input,)), quote!((__i0,)), vec![quote_spanned!(span=> &*__i0)])
+                (
+                    quote!((__input,)),
+                    quote!((__i0,)),
+                    vec![quote_spanned!(span=> &*__i0)],
+                )
             } else {
                 (quote!(()), quote!(()), Vec::new())
             }
@@ -53,13 +57,16 @@ pub(crate) fn expand(input: &WorkflowInput, model: &Model) -> TokenStream {
                 let upstream = handle(input.step);
                 let local = format_ident!("__i{}", k);
                 let at = input.written.span();
+                // The same local, spanned on the edge as written, so that rustc's mismatch
+                // points at the upstream step in the chain rather than at the whole macro.
+                let used = format_ident!("__i{}", k, span = at);
                 patterns.push(quote!(#local));
                 if model.may_be_missing(input.step) {
                     deps.push(quote!(#upstream.optional()));
-                    args.push(quote_spanned!(at=> #local.as_deref()));
+                    args.push(quote_spanned!(at=> #used.as_deref()));
                 } else {
                     deps.push(quote!(#upstream));
-                    args.push(quote_spanned!(at=> &*#local));
+                    args.push(quote_spanned!(at=> &*#used));
                 }
             }
             (quote!((#(#deps,)*)), quote!((#(#patterns,)*)), args)
@@ -77,7 +84,8 @@ pub(crate) fn expand(input: &WorkflowInput, model: &Model) -> TokenStream {
             _ => call,
         };
         let options = options(&p, &step.options);
-        let closure = quote_spanned!(span=> move |__ctx: #p::StepContext, #patterns| async move { #body });
+        let closure =
+            quote_spanned!(span=> move |__ctx: #p::StepContext, #patterns| async move { #body });
         let statement = match &step.options.when {
             Some(guard) => {
                 let at = guard.span();

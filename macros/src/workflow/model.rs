@@ -81,7 +81,10 @@ pub(crate) fn build(input: &WorkflowInput, errors: &mut Errors) -> (Option<Model
         let name = step_name(path)?;
         mentioned.push(path.clone());
         if name == DEFAULTS {
-            errors.at(path, "`defaults` names the workflow-wide options and cannot be a step");
+            errors.at(
+                path,
+                "`defaults` names the workflow-wide options and cannot be a step",
+            );
             return None;
         }
         if let Some(&i) = index.get(&name) {

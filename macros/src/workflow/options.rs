@@ -34,7 +34,13 @@ pub(crate) struct Options {
 
 impl Options {
     /// Reads `raw` into these options. `defaults` is true for the workflow-wide defaults.
-    pub(crate) fn read(&mut self, raw: &[RawOption], target: &Ident, defaults: bool, errors: &mut Errors) {
+    pub(crate) fn read(
+        &mut self,
+        raw: &[RawOption],
+        target: &Ident,
+        defaults: bool,
+        errors: &mut Errors,
+    ) {
         for option in raw {
             let name = option.name.to_string();
             if !STEP_OPTIONS.contains(&name.as_str()) {
@@ -49,7 +55,10 @@ impl Options {
                 continue;
             }
             if self.seen.contains_key(&name) {
-                errors.at(&option.name, format!("`{name}` is set twice for `{target}`"));
+                errors.at(
+                    &option.name,
+                    format!("`{name}` is set twice for `{target}`"),
+                );
                 continue;
             }
             self.seen.insert(name.clone(), option.name.span());
@@ -124,27 +133,36 @@ fn retry(option: &RawOption, errors: &mut Errors) -> Option<RetryPolicy> {
         }
         match name.as_str() {
             "max_attempts" => {
-                if let Some(n) = assigned(key, "max_attempts = 5", errors).and_then(|e| whole(e, errors)) {
+                if let Some(n) =
+                    assigned(key, "max_attempts = 5", errors).and_then(|e| whole(e, errors))
+                {
                     policy.maximum_attempts = n;
                 }
             }
             "initial" => {
-                if let Some(d) = assigned(key, "initial = 1s", errors).and_then(|e| duration(e, errors)) {
+                if let Some(d) =
+                    assigned(key, "initial = 1s", errors).and_then(|e| duration(e, errors))
+                {
                     policy.initial_interval = d;
                 }
             }
             "max" => {
-                if let Some(d) = assigned(key, "max = 1m", errors).and_then(|e| duration(e, errors)) {
+                if let Some(d) = assigned(key, "max = 1m", errors).and_then(|e| duration(e, errors))
+                {
                     policy.maximum_interval = Some(d);
                 }
             }
             "coefficient" => {
-                if let Some(x) = assigned(key, "coefficient = 2.0", errors).and_then(|e| number(e, errors)) {
+                if let Some(x) =
+                    assigned(key, "coefficient = 2.0", errors).and_then(|e| number(e, errors))
+                {
                     policy.backoff_coefficient = x;
                 }
             }
             "jitter" => {
-                if let Some(x) = assigned(key, "jitter = 0.2", errors).and_then(|e| number(e, errors)) {
+                if let Some(x) =
+                    assigned(key, "jitter = 0.2", errors).and_then(|e| number(e, errors))
+                {
                     policy.jitter = x;
                 }
             }
@@ -162,7 +180,10 @@ fn retry(option: &RawOption, errors: &mut Errors) -> Option<RetryPolicy> {
         return None;
     }
     if let Err(problem) = policy.validate() {
-        errors.at(&option.name, format!("this retry policy cannot work: {problem}"));
+        errors.at(
+            &option.name,
+            format!("this retry policy cannot work: {problem}"),
+        );
         return None;
     }
     Some(policy)
@@ -192,7 +213,10 @@ pub(crate) fn duration(expr: &Expr, errors: &mut Errors) -> Option<Duration> {
         Some(Lit::Int(i)) => (i.base10_digits().to_owned(), i.suffix().to_owned()),
         Some(Lit::Float(f)) => (f.base10_digits().to_owned(), f.suffix().to_owned()),
         _ => {
-            errors.at(expr, format!("expected a duration such as `30s`: a number and a unit, {UNITS}"));
+            errors.at(
+                expr,
+                format!("expected a duration such as `30s`: a number and a unit, {UNITS}"),
+            );
             return None;
         }
     };
@@ -202,11 +226,17 @@ pub(crate) fn duration(expr: &Expr, errors: &mut Errors) -> Option<Duration> {
         "m" => 60.0,
         "h" => 3_600.0,
         "" => {
-            errors.at(expr, format!("`{digits}` has no unit; write it with one of {UNITS}, as in `{digits}s`"));
+            errors.at(
+                expr,
+                format!("`{digits}` has no unit; write it with one of {UNITS}, as in `{digits}s`"),
+            );
             return None;
         }
         other => {
-            errors.at(expr, format!("unknown unit `{other}` in `{digits}{other}`; use {UNITS}"));
+            errors.at(
+                expr,
+                format!("unknown unit `{other}` in `{digits}{other}`; use {UNITS}"),
+            );
             return None;
         }
     };
@@ -226,12 +256,18 @@ fn whole(expr: &Expr, errors: &mut Errors) -> Option<u32> {
         Some(Lit::Int(i)) if i.suffix().is_empty() => match i.base10_parse::<u32>() {
             Ok(n) => Some(n),
             Err(_) => {
-                errors.at(expr, "too large: at most 4294967295 attempts (0 means unlimited)");
+                errors.at(
+                    expr,
+                    "too large: at most 4294967295 attempts (0 means unlimited)",
+                );
                 None
             }
         },
         _ => {
-            errors.at(expr, "expected a whole number of attempts, such as `5` (0 means unlimited)");
+            errors.at(
+                expr,
+                "expected a whole number of attempts, such as `5` (0 means unlimited)",
+            );
             None
         }
     }
@@ -254,7 +290,11 @@ fn on_error(option: &RawOption, errors: &mut Errors) -> Option<OnError> {
         Expr::Continue(c) if c.label.is_none() => Some(OnError::Continue),
         Expr::Path(p) if p.path.is_ident("fail") => Some(OnError::Fail),
         Expr::Path(p) if p.path.get_ident().is_some() => {
-            let name = p.path.get_ident().map(ToString::to_string).unwrap_or_default();
+            let name = p
+                .path
+                .get_ident()
+                .map(ToString::to_string)
+                .unwrap_or_default();
             errors.at(
                 expr,
                 format!(
@@ -276,7 +316,10 @@ fn guard(option: &RawOption, errors: &mut Errors) -> Option<Path> {
     match expr {
         Expr::Path(p) if p.qself.is_none() => Some(p.path.clone()),
         _ => {
-            errors.at(expr, "`when` takes the name of a guard function, as in `when = has_rows`");
+            errors.at(
+                expr,
+                "`when` takes the name of a guard function, as in `when = has_rows`",
+            );
             None
         }
     }
