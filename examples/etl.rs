@@ -96,7 +96,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             step.attempts,
             step.duration
                 .map_or_else(|| "-".to_owned(), |d| format!("{} ms", d.as_millis())),
-            step.error.as_ref().map_or_else(String::new, ToString::to_string),
+            step.error
+                .as_ref()
+                .map_or_else(String::new, ToString::to_string),
         );
     }
     println!(

@@ -20,7 +20,11 @@ async fn audit(_: &StepContext, _: &Vec<i64>) -> Result<usize, StepError> {
     Err(StepError::permanent("audit service unreachable"))
 }
 
-async fn load(_: &StepContext, rows: &Vec<i64>, audit: Option<&usize>) -> Result<String, StepError> {
+async fn load(
+    _: &StepContext,
+    rows: &Vec<i64>,
+    audit: Option<&usize>,
+) -> Result<String, StepError> {
     Ok(format!("loaded {} rows, audit {:?}", rows.len(), audit))
 }
 
@@ -34,13 +38,18 @@ fn definition() -> Definition<u32, String> {
     };
     let rows = b.step(
         "extract",
-        StepOptions::new().retry(retry).timeout(Duration::from_secs(2)),
+        StepOptions::new()
+            .retry(retry)
+            .timeout(Duration::from_secs(2)),
         (input,),
         |ctx, (day,)| async move { extract(&ctx, &day).await },
     );
-    let cleaned = b.step("clean", StepOptions::new(), (rows,), |ctx, (rows,)| async move {
-        clean(&ctx, &rows).await
-    });
+    let cleaned = b.step(
+        "clean",
+        StepOptions::new(),
+        (rows,),
+        |ctx, (rows,)| async move { clean(&ctx, &rows).await },
+    );
     let audited = b.step(
         "audit",
         StepOptions::new().on_error(OnError::Continue),
@@ -59,7 +68,11 @@ fn definition() -> Definition<u32, String> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let engine = Engine::in_memory();
-    let report = engine.start(&definition(), "by-hand", 21).await?.wait().await?;
+    let report = engine
+        .start(&definition(), "by-hand", 21)
+        .await?
+        .wait()
+        .await?;
     for step in &report.steps {
         println!("{:<8} {:?}", step.name, step.status);
     }

@@ -111,7 +111,8 @@ impl RetryPolicy {
             return base;
         }
         let factor = 1.0 + self.jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
-        Duration::from_secs_f64((base.as_secs_f64() * factor).max(0.0))
+        // `try_`: a huge interval times a factor above 1 would overflow `Duration` and panic.
+        Duration::try_from_secs_f64((base.as_secs_f64() * factor).max(0.0)).unwrap_or(Duration::MAX)
     }
 }
 
@@ -221,6 +222,16 @@ mod tests {
         assert_eq!(p.delay_with_jitter(1, 0.0), Duration::from_millis(500));
         assert_eq!(p.delay_with_jitter(1, 0.5), Duration::from_millis(1_000));
         assert!(p.delay_with_jitter(1, 0.999_999) < Duration::from_millis(1_500));
+    }
+
+    #[test]
+    fn a_huge_jittered_delay_saturates_instead_of_panicking() {
+        let p = RetryPolicy {
+            initial_interval: Duration::MAX,
+            jitter: 1.0,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(p.delay_with_jitter(3, 0.999), Duration::MAX);
     }
 
     #[test]

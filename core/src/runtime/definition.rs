@@ -44,8 +44,15 @@ pub struct Codec {
     pub decode: fn(&str) -> Result<Value, String>,
 }
 
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Codec").finish_non_exhaustive()
+    }
+}
+
 impl Codec {
-    fn of<T: StepValue>() -> Self {
+    /// The codec of values of type `T`.
+    pub(crate) fn of<T: StepValue>() -> Self {
         Codec {
             encode: |value| match value.downcast_ref::<T>() {
                 Some(v) => serde_json::to_string(v).map_err(|e| e.to_string()),
@@ -131,6 +138,8 @@ pub struct ErasedDefinition {
     pub(crate) steps: Vec<StepDef>,
     /// The step whose output is the run's output.
     pub(crate) output: Option<usize>,
+    /// What the engine derives from the definition, once rather than on every run.
+    pub(crate) plan: std::sync::OnceLock<crate::runtime::engine::Plan>,
 }
 
 impl ErasedDefinition {
@@ -549,6 +558,7 @@ impl<I: StepValue> Builder<I> {
                 graph,
                 steps: self.steps,
                 output,
+                plan: std::sync::OnceLock::new(),
             }),
             _types: PhantomData,
         }

@@ -138,6 +138,15 @@ pub enum RunError {
         /// What went wrong.
         message: String,
     },
+    /// The run never started: a handle joined it while another caller was starting it, and
+    /// that start failed (the store refused it, or the id belongs to another workflow).
+    #[error("run `{run_id}` did not start: {reason}")]
+    NotStarted {
+        /// The run.
+        run_id: RunId,
+        /// Why the start failed.
+        reason: String,
+    },
 }
 
 impl RunError {
@@ -145,7 +154,7 @@ impl RunError {
     pub fn steps(&self) -> &[StepReport] {
         match self {
             RunError::StepFailed { steps, .. } | RunError::Cancelled { steps, .. } => steps,
-            RunError::Store { .. } | RunError::Internal { .. } => &[],
+            RunError::Store { .. } | RunError::Internal { .. } | RunError::NotStarted { .. } => &[],
         }
     }
 }
@@ -177,6 +186,20 @@ pub enum EngineError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The store holds a run with this id and workflow that this engine is not running, and
+    /// the engine cannot take a stored run over (resuming comes with the durable store).
+    #[error(
+        "run `{run_id}` of workflow `{workflow}` exists in the store but not in this engine; it cannot be resumed here"
+    )]
+    RunNotResumable {
+        /// The run id.
+        run_id: RunId,
+        /// The workflow.
+        workflow: String,
+    },
+    /// `start` was not polled inside a tokio runtime, which the engine needs to spawn the run.
+    #[error("the engine must run inside a tokio runtime")]
+    NoRuntime,
 }
 
 /// A problem in a definition built with the [`Builder`](crate::runtime::Builder).
@@ -208,6 +231,15 @@ pub enum DefinitionError {
     #[error("step `{step}` names an input that does not belong to this workflow")]
     ForeignHandle {
         /// The step.
+        step: String,
+    },
+    /// The run's output comes from a step that may finish without one (guarded, or
+    /// `on_error = continue`), so a run could complete with no output to return.
+    #[error(
+        "the workflow's output comes from step `{step}`, which may finish without an output (it is guarded or has `on_error = continue`)"
+    )]
+    OptionalOutput {
+        /// The output step.
         step: String,
     },
 }

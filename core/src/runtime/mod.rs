@@ -3,12 +3,18 @@
 
 pub mod context;
 pub mod definition;
+pub mod engine;
 pub mod error;
+mod executor;
 pub mod report;
+pub mod store;
 
 pub use context::{RunId, StepContext};
 pub use definition::{
-    Builder, Definition, Dep, Deps, ErasedDefinition, Handle, Optional, StepDef, StepValue, Value,
+    Builder, Codec, Definition, Dep, Deps, ErasedDefinition, Handle, Optional, StepDef, StepValue,
+    Value,
 };
+pub use engine::{DEFAULT_MAX_CONCURRENT_STEPS, Engine, EngineBuilder, RunHandle};
 pub use error::{DefinitionError, EngineError, RunError, StepError, StoreError};
 pub use report::{Report, StepReport, StepStatus};
+pub use store::{Change, Created, MemoryStore, NewRun, RecordedChange, Store};

@@ -1,0 +1,462 @@
+//! The engine: starts runs, finds them again by id, and cancels them.
+//!
+//! The engine owns no thread and no runtime: a run's steps are tasks spawned on the caller's
+//! tokio runtime, so it works the same on a current-thread test runtime and a multi-threaded
+//! server. Every run the engine started stays in its table with its outcome, which is what
+//! makes a run id an idempotency key: starting it again hands back the same run, never a
+//! second execution.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::{Semaphore, watch};
+
+use crate::runtime::context::RunId;
+use crate::runtime::definition::{Codec, Definition, ErasedDefinition, StepValue, Value};
+use crate::runtime::error::{DefinitionError, EngineError, RunError};
+use crate::runtime::executor::{self, Control, Outcome, OutcomeSender};
+use crate::runtime::report::Report;
+use crate::runtime::store::{Created, MemoryStore, NewRun, Store};
+
+/// The default bound on step attempts running at once, over all runs of an engine.
+pub const DEFAULT_MAX_CONCURRENT_STEPS: usize = 1024;
+
+/// Runs workflow definitions. Cheap to clone: clones share the same runs, store and limits.
+///
+/// ```
+/// use sagaflow_core::runtime::{Builder, Engine, StepError};
+/// use sagaflow_core::StepOptions;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut b = Builder::<u32>::new("Double");
+/// let input = b.input();
+/// let out = b.step("double", StepOptions::new(), (input,), |_, (x,)| async move {
+///     Ok::<_, StepError>(*x * 2)
+/// });
+/// let def = b.build_with_output(out);
+///
+/// let engine = Engine::in_memory();
+/// let report = engine.start(&def, "run-1", 21).await?.wait().await?;
+/// assert_eq!(*report.output, 42);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+/// What every clone of an [`Engine`] and every run task shares.
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn Store>,
+    /// Bounds the attempts running at once; a retry waiting for its delay holds no permit.
+    pub(crate) permits: Semaphore,
+    pub(crate) jitter_seed: u64,
+    runs: Mutex<HashMap<RunId, RunEntry>>,
+}
+
+impl Inner {
+    fn runs(&self) -> MutexGuard<'_, HashMap<RunId, RunEntry>> {
+        // Every write under this lock is a single insert or remove, so the table behind a
+        // poisoned lock is still consistent.
+        self.runs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A run the engine knows: starting, running or finished.
+struct RunEntry {
+    workflow: Arc<str>,
+    control: Arc<Control>,
+    outcome: watch::Receiver<Option<Arc<Outcome>>>,
+}
+
+/// Configures an [`Engine`].
+pub struct EngineBuilder {
+    store: Option<Arc<dyn Store>>,
+    max_concurrent_steps: usize,
+    jitter_seed: Option<u64>,
+}
+
+impl EngineBuilder {
+    /// Records runs in `store` instead of a fresh [`MemoryStore::without_history`].
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Bounds the step attempts running at once over all runs (default
+    /// [`DEFAULT_MAX_CONCURRENT_STEPS`]; 0 is taken as 1).
+    pub fn max_concurrent_steps(mut self, max: usize) -> Self {
+        self.max_concurrent_steps = max;
+        self
+    }
+
+    /// Seeds the retry jitter, so the same seed gives the same delays on every run of a test.
+    /// Without it the seed is random.
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.jitter_seed = Some(seed);
+        self
+    }
+
+    /// The engine.
+    pub fn build(self) -> Engine {
+        let permits = self.max_concurrent_steps.clamp(1, Semaphore::MAX_PERMITS);
+        Engine {
+            inner: Arc::new(Inner {
+                store: self
+                    .store
+                    .unwrap_or_else(|| Arc::new(MemoryStore::without_history()) as Arc<dyn Store>),
+                permits: Semaphore::new(permits),
+                jitter_seed: self.jitter_seed.unwrap_or_else(|| fastrand::u64(..)),
+                runs: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("custom_store", &self.store.is_some())
+            .field("max_concurrent_steps", &self.max_concurrent_steps)
+            .field("jitter_seed", &self.jitter_seed)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("runs", &self.inner.runs().len())
+            .field("available_permits", &self.inner.permits.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine that keeps its runs in memory, with the default limits.
+    pub fn in_memory() -> Engine {
+        Engine::builder().build()
+    }
+
+    /// Configures an engine.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder {
+            store: None,
+            max_concurrent_steps: DEFAULT_MAX_CONCURRENT_STEPS,
+            jitter_seed: None,
+        }
+    }
+
+    /// The store runs are recorded in.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Starts a run of `def` with `input`, or, if a run with this id exists, returns a handle
+    /// on that run (its steps do not run again).
+    ///
+    /// The run goes on in the background whether or not the handle is kept. Errors: the
+    /// definition is invalid, the id belongs to a run of another workflow, or the store
+    /// refused the run.
+    pub async fn start<I: StepValue, O: StepValue>(
+        &self,
+        def: &Definition<I, O>,
+        run_id: impl Into<RunId>,
+        input: I,
+    ) -> Result<RunHandle<O>, EngineError> {
+        let run_id = run_id.into();
+        let erased = def.erased();
+        let plan = plan(erased);
+        if !plan.problems.is_empty() {
+            return Err(EngineError::InvalidDefinition {
+                workflow: erased.name().to_owned(),
+                problems: plan.problems.clone(),
+            });
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| EngineError::NoRuntime)?;
+        let (reservation, handle) = match self.reserve(&run_id, &plan.workflow)? {
+            Reserved::Existing(handle) => return Ok(handle),
+            Reserved::New(reservation, handle) => (reservation, handle),
+        };
+        let input: Value = Arc::new(input);
+        let created = self
+            .inner
+            .store
+            .create_run(&NewRun {
+                run_id: &run_id,
+                workflow: erased.name(),
+                graph_fingerprint: plan.fingerprint,
+                input: &*input,
+                input_codec: Codec::of::<I>(),
+            })
+            .await;
+        match created {
+            Ok(Created::New) => {}
+            Ok(Created::Existing { workflow }) => {
+                let error = if workflow == erased.name() {
+                    EngineError::RunNotResumable {
+                        run_id: run_id.clone(),
+                        workflow,
+                    }
+                } else {
+                    EngineError::RunIdConflict {
+                        run_id: run_id.clone(),
+                        workflow: erased.name().to_owned(),
+                        existing: workflow,
+                    }
+                };
+                return Err(reservation.abandon(error));
+            }
+            Err(error) => return Err(reservation.abandon(EngineError::Store(error))),
+        }
+        let sender = reservation.commit();
+        executor::launch_run(
+            Arc::clone(&self.inner),
+            run_id,
+            Arc::clone(erased),
+            input,
+            sender,
+            &handle.control,
+            runtime,
+        );
+        Ok(handle)
+    }
+
+    /// Cancels the run `run_id`. Returns whether a run that had not finished was told to stop.
+    pub fn cancel(&self, run_id: &RunId) -> bool {
+        match self.inner.runs().get(run_id) {
+            Some(entry) if entry.outcome.borrow().is_none() => {
+                entry.control.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Finds the run `run_id`, or claims the id for a new run.
+    fn reserve<O: StepValue>(
+        &self,
+        run_id: &RunId,
+        workflow: &Arc<str>,
+    ) -> Result<Reserved<O>, EngineError> {
+        let mut runs = self.inner.runs();
+        match runs.entry(run_id.clone()) {
+            Entry::Occupied(entry) => {
+                let entry = entry.get();
+                if *entry.workflow != **workflow {
+                    return Err(EngineError::RunIdConflict {
+                        run_id: run_id.clone(),
+                        workflow: workflow.to_string(),
+                        existing: entry.workflow.to_string(),
+                    });
+                }
+                Ok(Reserved::Existing(RunHandle::new(run_id.clone(), entry)))
+            }
+            Entry::Vacant(vacant) => {
+                let (sender, receiver) = watch::channel(None);
+                let entry = vacant.insert(RunEntry {
+                    workflow: Arc::clone(workflow),
+                    control: Arc::default(),
+                    outcome: receiver,
+                });
+                let handle = RunHandle::new(run_id.clone(), entry);
+                let reservation = Reservation {
+                    inner: Arc::clone(&self.inner),
+                    run_id: run_id.clone(),
+                    sender,
+                    committed: false,
+                    reason: None,
+                };
+                Ok(Reserved::New(reservation, handle))
+            }
+        }
+    }
+}
+
+/// What the engine derives from a definition before running it, kept in the definition so
+/// that it is worked out once, not on every run.
+pub(crate) struct Plan {
+    /// The definition's problems, the builder's and the engine's; empty if it can run.
+    pub(crate) problems: Vec<DefinitionError>,
+    pub(crate) fingerprint: u64,
+    /// The workflow's name, shared by every run's entry.
+    pub(crate) workflow: Arc<str>,
+    /// Step names, shared with every step context without copying.
+    pub(crate) names: Box<[Arc<str>]>,
+    /// Steps with no upstream step.
+    pub(crate) roots: Box<[usize]>,
+}
+
+/// The definition's plan, worked out on first use.
+pub(crate) fn plan(def: &ErasedDefinition) -> &Plan {
+    def.plan.get_or_init(|| {
+        let (problems, fingerprint, roots) = match def.graph() {
+            Ok(graph) => (
+                extra_problems(def),
+                graph.fingerprint(),
+                graph.roots().collect(),
+            ),
+            Err(problems) => (problems.to_vec(), 0, Box::default()),
+        };
+        Plan {
+            problems,
+            fingerprint,
+            workflow: Arc::from(def.name()),
+            names: def.steps().iter().map(|s| Arc::from(s.name())).collect(),
+            roots,
+        }
+    })
+}
+
+/// Checks what the builder cannot: the defaults' retry policies (merged into each step) and
+/// an output that may be missing.
+fn extra_problems(def: &ErasedDefinition) -> Vec<DefinitionError> {
+    let mut problems = Vec::new();
+    for step in def.steps() {
+        if let Some(policy) = step.options().retry
+            && let Err(source) = policy.validate()
+        {
+            problems.push(DefinitionError::Policy {
+                step: step.name().to_owned(),
+                source,
+            });
+        }
+    }
+    if let Some(step) = def.output_step().and_then(|i| def.steps().get(i))
+        && step.may_be_missing()
+    {
+        problems.push(DefinitionError::OptionalOutput {
+            step: step.name().to_owned(),
+        });
+    }
+    problems
+}
+
+enum Reserved<O> {
+    Existing(RunHandle<O>),
+    New(Reservation, RunHandle<O>),
+}
+
+/// A run id claimed in the engine's table while the store creates the run. If the start
+/// fails, or its future is dropped half-way, the claim is released and any handle that joined
+/// meanwhile learns that the run never started.
+struct Reservation {
+    inner: Arc<Inner>,
+    run_id: RunId,
+    sender: OutcomeSender,
+    committed: bool,
+    reason: Option<String>,
+}
+
+impl Reservation {
+    /// Keeps the claim: the run is created and its outcome will be sent on the result.
+    fn commit(mut self) -> OutcomeSender {
+        self.committed = true;
+        self.sender.clone()
+    }
+
+    /// Releases the claim because of `error`, which it returns.
+    fn abandon(mut self, error: EngineError) -> EngineError {
+        self.reason = Some(error.to_string());
+        error
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        self.inner.runs().remove(&self.run_id);
+        let reason = self
+            .reason
+            .take()
+            .unwrap_or_else(|| "the call that started it was dropped".to_owned());
+        self.sender
+            .send_replace(Some(Arc::new(Err(RunError::NotStarted {
+                run_id: self.run_id.clone(),
+                reason,
+            }))));
+    }
+}
+
+/// A handle on a run: wait for its outcome, or cancel it. Any number of handles may exist
+/// for one run; they all see the same outcome.
+pub struct RunHandle<O> {
+    run_id: RunId,
+    workflow: Arc<str>,
+    control: Arc<Control>,
+    outcome: watch::Receiver<Option<Arc<Outcome>>>,
+    _output: PhantomData<fn() -> O>,
+}
+
+impl<O> fmt::Debug for RunHandle<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunHandle")
+            .field("run_id", &self.run_id)
+            .field("workflow", &self.workflow)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<O> RunHandle<O> {
+    fn new(run_id: RunId, entry: &RunEntry) -> Self {
+        Self {
+            run_id,
+            workflow: Arc::clone(&entry.workflow),
+            control: Arc::clone(&entry.control),
+            outcome: entry.outcome.clone(),
+            _output: PhantomData,
+        }
+    }
+}
+
+impl<O: StepValue> RunHandle<O> {
+    /// The run's id.
+    pub fn run_id(&self) -> &RunId {
+        &self.run_id
+    }
+
+    /// Asks the run to stop: running attempts are dropped and the run ends with
+    /// [`RunError::Cancelled`]. Does nothing once the run has finished.
+    pub fn cancel(&self) {
+        self.control.cancel();
+    }
+
+    /// Waits for the run's outcome.
+    pub async fn wait(self) -> Result<Report<O>, RunError> {
+        let mut receiver = self.outcome;
+        let outcome = receiver
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|seen| seen.clone());
+        let Some(outcome) = outcome else {
+            return Err(RunError::Internal {
+                run_id: self.run_id,
+                message: "the run's task ended without an outcome (was the runtime shut down?)"
+                    .to_owned(),
+            });
+        };
+        match &*outcome {
+            Ok(finished) => match Arc::clone(&finished.output).downcast::<O>() {
+                Ok(output) => Ok(Report {
+                    run_id: self.run_id,
+                    workflow: self.workflow.to_string(),
+                    output,
+                    steps: finished.steps.clone(),
+                }),
+                Err(_) => Err(RunError::Internal {
+                    run_id: self.run_id,
+                    message: format!("the run's output is not a `{}`", std::any::type_name::<O>()),
+                }),
+            },
+            Err(error) => Err(error.clone()),
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! The one seam through which every change of a run's state passes.
+//!
+//! The engine never writes state anywhere else: it awaits [`Store::record`] before it goes on,
+//! so a checkpoint is acknowledged only once the store has it. That keeps the durable SQLite
+//! store a drop-in replacement for [`MemoryStore`]: whatever the in-memory engine does, the
+//! durable one will have recorded, in the same order.
+//!
+//! Changes borrow from the engine (`&str` names, `&dyn Any` outputs) so that recording costs
+//! nothing the store does not ask for: the in-memory store never encodes an output, the durable
+//! one encodes it with the [`Codec`] it is handed.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::runtime::context::RunId;
+use crate::runtime::definition::Codec;
+use crate::runtime::error::{RunError, StepError, StoreError};
+
+/// A run about to be created.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRun<'a> {
+    /// The run's id, also its idempotency key.
+    pub run_id: &'a RunId,
+    /// The workflow's name.
+    pub workflow: &'a str,
+    /// The workflow graph's [`fingerprint`](crate::Graph::fingerprint), so that a run resumed
+    /// under a changed graph can be refused.
+    pub graph_fingerprint: u64,
+    /// The run's input.
+    pub input: &'a (dyn Any + Send + Sync),
+    /// Encodes [`input`](Self::input) for a store that persists it.
+    pub input_codec: Codec,
+}
+
+/// What [`Store::create_run`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// The run is new and now recorded.
+    New,
+    /// A run with this id exists already.
+    Existing {
+        /// The workflow of the existing run.
+        workflow: String,
+    },
+}
+
+/// One change of a run's state, as the engine reports it to the [`Store`].
+#[derive(Debug, Clone, Copy)]
+pub enum Change<'a> {
+    /// An attempt of a step is about to call the step's function.
+    StepStarted {
+        /// The step.
+        step: &'a str,
+        /// The attempt, from 1.
+        attempt: u32,
+    },
+    /// An attempt failed and another follows after `delay`.
+    StepRetrying {
+        /// The step.
+        step: &'a str,
+        /// The attempt that failed.
+        attempt: u32,
+        /// Its error.
+        error: &'a StepError,
+        /// The wait before the next attempt.
+        delay: Duration,
+    },
+    /// A step returned its output. Its dependents start only once this is recorded.
+    StepCompleted {
+        /// The step.
+        step: &'a str,
+        /// The attempt that succeeded.
+        attempt: u32,
+        /// The output, of the step's output type.
+        output: &'a (dyn Any + Send + Sync),
+        /// Encodes `output`, for a store that persists it.
+        codec: Codec,
+    },
+    /// A step failed for good: its error was permanent, its attempts or its deadline ran out.
+    StepFailed {
+        /// The step.
+        step: &'a str,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        error: &'a StepError,
+    },
+    /// A step's guard returned `false`.
+    StepSkipped {
+        /// The step.
+        step: &'a str,
+    },
+    /// Every step finished and the run produced its output.
+    RunCompleted,
+    /// The run failed.
+    RunFailed {
+        /// Why.
+        error: &'a RunError,
+    },
+    /// The run was cancelled.
+    RunCancelled,
+}
+
+/// Where the engine records runs. Implemented by [`MemoryStore`] here, and by the durable
+/// SQLite store.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates a run, or reports the one that has this id (the id is the idempotency key).
+    async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError>;
+
+    /// Records one change of a run's state; the engine awaits it before going on (a checkpoint
+    /// is acknowledged only once recorded).
+    async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError>;
+}
+
+/// An owned copy of a [`Change`], as [`MemoryStore::changes`] returns it. Outputs are not
+/// kept: the in-memory store never encodes them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordedChange {
+    /// See [`Change::StepStarted`].
+    StepStarted {
+        /// The step.
+        step: String,
+        /// The attempt.
+        attempt: u32,
+    },
+    /// See [`Change::StepRetrying`].
+    StepRetrying {
+        /// The step.
+        step: String,
+        /// The attempt that failed.
+        attempt: u32,
+        /// Its error.
+        error: StepError,
+        /// The wait before the next attempt.
+        delay: Duration,
+    },
+    /// See [`Change::StepCompleted`].
+    StepCompleted {
+        /// The step.
+        step: String,
+        /// The attempt that succeeded.
+        attempt: u32,
+    },
+    /// See [`Change::StepFailed`].
+    StepFailed {
+        /// The step.
+        step: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        error: StepError,
+    },
+    /// See [`Change::StepSkipped`].
+    StepSkipped {
+        /// The step.
+        step: String,
+    },
+    /// See [`Change::RunCompleted`].
+    RunCompleted,
+    /// See [`Change::RunFailed`].
+    RunFailed {
+        /// The run error, as text.
+        error: String,
+    },
+    /// See [`Change::RunCancelled`].
+    RunCancelled,
+}
+
+impl From<&Change<'_>> for RecordedChange {
+    fn from(change: &Change<'_>) -> Self {
+        match *change {
+            Change::StepStarted { step, attempt } => RecordedChange::StepStarted {
+                step: step.to_owned(),
+                attempt,
+            },
+            Change::StepRetrying {
+                step,
+                attempt,
+                error,
+                delay,
+            } => RecordedChange::StepRetrying {
+                step: step.to_owned(),
+                attempt,
+                error: error.clone(),
+                delay,
+            },
+            Change::StepCompleted { step, attempt, .. } => RecordedChange::StepCompleted {
+                step: step.to_owned(),
+                attempt,
+            },
+            Change::StepFailed {
+                step,
+                attempts,
+                error,
+            } => RecordedChange::StepFailed {
+                step: step.to_owned(),
+                attempts,
+                error: error.clone(),
+            },
+            Change::StepSkipped { step } => RecordedChange::StepSkipped {
+                step: step.to_owned(),
+            },
+            Change::RunCompleted => RecordedChange::RunCompleted,
+            Change::RunFailed { error } => RecordedChange::RunFailed {
+                error: error.to_string(),
+            },
+            Change::RunCancelled => RecordedChange::RunCancelled,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct MemoryRun {
+    workflow: String,
+    fingerprint: u64,
+    changes: Vec<RecordedChange>,
+}
+
+/// A store that keeps runs in memory, for tests and for runs that need no durability. Made
+/// with [`new`](Self::new) it keeps every change, so a test can check the exact sequence a
+/// run went through.
+#[derive(Debug)]
+pub struct MemoryStore {
+    runs: Mutex<HashMap<RunId, MemoryRun>>,
+    history: bool,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store that keeps every change.
+    pub fn new() -> Self {
+        Self {
+            runs: Mutex::new(HashMap::new()),
+            history: true,
+        }
+    }
+
+    /// An empty store that keeps runs (their ids and workflows, for idempotency) but not their
+    /// changes: recording is free. What [`Engine::in_memory`](crate::runtime::Engine::in_memory)
+    /// uses, since nothing could read its history.
+    pub fn without_history() -> Self {
+        Self {
+            runs: Mutex::new(HashMap::new()),
+            history: false,
+        }
+    }
+
+    /// The changes recorded for `run_id`, in order (none if the store keeps no history);
+    /// `None` if the store has no such run.
+    pub fn changes(&self, run_id: &RunId) -> Option<Vec<RecordedChange>> {
+        self.lock().get(run_id).map(|run| run.changes.clone())
+    }
+
+    /// The workflow and graph fingerprint the run was created with.
+    pub fn run_info(&self, run_id: &RunId) -> Option<(String, u64)> {
+        self.lock()
+            .get(run_id)
+            .map(|run| (run.workflow.clone(), run.fingerprint))
+    }
+
+    /// Number of runs held.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether the store holds no run.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, MemoryRun>> {
+        // A panic while the lock was held cannot leave a half-written entry (every write is a
+        // single insert or push), so the data behind a poisoned lock is still good.
+        self.runs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for MemoryStore {
+    async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
+        let mut runs = self.lock();
+        if let Some(existing) = runs.get(run.run_id) {
+            return Ok(Created::Existing {
+                workflow: existing.workflow.clone(),
+            });
+        }
+        runs.insert(
+            run.run_id.clone(),
+            MemoryRun {
+                workflow: run.workflow.to_owned(),
+                fingerprint: run.graph_fingerprint,
+                changes: Vec::new(),
+            },
+        );
+        Ok(Created::New)
+    }
+
+    async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError> {
+        if !self.history {
+            return Ok(());
+        }
+        let recorded = RecordedChange::from(change);
+        match self.lock().get_mut(run_id) {
+            Some(run) => {
+                run.changes.push(recorded);
+                Ok(())
+            }
+            None => Err(StoreError::Backend(format!(
+                "no run `{run_id}` in the store"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_run_is_created_once_and_keeps_its_changes_in_order() {
+        let store = MemoryStore::new();
+        let id = RunId::from("r");
+        let new = NewRun {
+            run_id: &id,
+            workflow: "W",
+            graph_fingerprint: 7,
+            input: &1_u8,
+            input_codec: Codec::of::<u8>(),
+        };
+        assert_eq!(store.create_run(&new).await.ok(), Some(Created::New));
+        let again = store.create_run(&new).await.ok();
+        assert_eq!(
+            again,
+            Some(Created::Existing {
+                workflow: "W".into()
+            })
+        );
+        let ok = store
+            .record(
+                &id,
+                &Change::StepStarted {
+                    step: "a",
+                    attempt: 1,
+                },
+            )
+            .await;
+        assert!(ok.is_ok());
+        assert!(store.record(&id, &Change::RunCompleted).await.is_ok());
+        assert_eq!(
+            store.changes(&id),
+            Some(vec![
+                RecordedChange::StepStarted {
+                    step: "a".into(),
+                    attempt: 1
+                },
+                RecordedChange::RunCompleted
+            ])
+        );
+        assert_eq!(store.run_info(&id), Some(("W".into(), 7)));
+    }
+
+    #[tokio::test]
+    async fn recording_for_an_unknown_run_is_an_error() {
+        let store = MemoryStore::new();
+        let result = store.record(&"nope".into(), &Change::RunCancelled).await;
+        assert!(matches!(result, Err(StoreError::Backend(_))));
+    }
+}

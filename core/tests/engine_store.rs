@@ -1,0 +1,231 @@
+//! What the engine tells its store, in what order, and what happens when the store fails.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::{Log, changes, engine_with_store, ms, policy, run};
+use sagaflow_core::StepOptions;
+use sagaflow_core::runtime::{
+    Builder, Change, Created, Definition, Engine, EngineError, MemoryStore, NewRun, RecordedChange,
+    RunError, RunId, StepError, Store, StoreError,
+};
+
+/// `a -> b`, where `b` records whether it ran.
+fn two_steps(b_ran: Arc<AtomicBool>) -> Definition<u32, u32> {
+    let mut b = Builder::<u32>::new("Two");
+    let input = b.input();
+    let first = b.step("a", StepOptions::new(), (input,), |_, (x,)| async move {
+        Ok::<_, StepError>(*x + 1)
+    });
+    let second = b.step("b", StepOptions::new(), (first,), move |_, (x,)| {
+        b_ran.store(true, Ordering::SeqCst);
+        async move { Ok::<_, StepError>(*x * 2) }
+    });
+    b.build_with_output(second)
+}
+
+fn started(step: &str, attempt: u32) -> RecordedChange {
+    RecordedChange::StepStarted {
+        step: step.into(),
+        attempt,
+    }
+}
+
+fn completed(step: &str, attempt: u32) -> RecordedChange {
+    RecordedChange::StepCompleted {
+        step: step.into(),
+        attempt,
+    }
+}
+
+#[tokio::test]
+async fn the_store_sees_the_exact_change_sequence_of_a_run() {
+    let (engine, store) = engine_with_store();
+    let report = run(&engine, &two_steps(Arc::default()), "r", 1)
+        .await
+        .expect("completes");
+    assert_eq!(*report.output, 4);
+    assert_eq!(
+        changes(&store, "r"),
+        [
+            started("a", 1),
+            completed("a", 1),
+            started("b", 1),
+            completed("b", 1),
+            RecordedChange::RunCompleted
+        ]
+    );
+    let (workflow, fingerprint) = store.run_info(&RunId::from("r")).expect("stored");
+    assert_eq!(workflow, "Two");
+    let def = two_steps(Arc::default());
+    let graph = def.erased().graph().expect("valid");
+    assert_eq!(fingerprint, graph.fingerprint());
+}
+
+#[tokio::test]
+async fn a_step_runs_only_once_its_start_and_its_inputs_are_recorded() {
+    let store = Arc::new(MemoryStore::new());
+    let engine = Engine::builder().store(store.clone()).build();
+    let seen: Log<Vec<RecordedChange>> = Log::new();
+    let mut b = Builder::<()>::new("Intent");
+    let first = b.step("a", StepOptions::new(), (), |_, ()| async {
+        Ok::<_, StepError>(1_u8)
+    });
+    let (store_in_step, log) = (Arc::clone(&store), seen.clone());
+    b.step("b", StepOptions::new(), (first,), move |_, (_,)| {
+        log.push(store_in_step.changes(&RunId::from("r")).unwrap_or_default());
+        async { Ok::<_, StepError>(()) }
+    });
+    run(&engine, &b.build(), "r", ()).await.expect("completes");
+    assert_eq!(
+        seen.items(),
+        [vec![started("a", 1), completed("a", 1), started("b", 1)]],
+        "when `b` runs, `a`'s output and `b`'s start are already recorded"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_and_failures_are_recorded_in_order() {
+    let mut b = Builder::<()>::new("Retry");
+    b.step(
+        "s",
+        StepOptions::new().retry(policy(10, 2.0, None, 2)),
+        (),
+        |ctx, ()| async move { Err::<(), _>(StepError::new(format!("no {}", ctx.attempt()))) },
+    );
+    let (engine, store) = engine_with_store();
+    let error = run(&engine, &b.build(), "r", ()).await.expect_err("fails");
+    assert_eq!(
+        changes(&store, "r"),
+        [
+            started("s", 1),
+            RecordedChange::StepRetrying {
+                step: "s".into(),
+                attempt: 1,
+                error: StepError::new("no 1"),
+                delay: ms(10)
+            },
+            started("s", 2),
+            RecordedChange::StepFailed {
+                step: "s".into(),
+                attempts: 2,
+                error: StepError::new("no 2")
+            },
+            RecordedChange::RunFailed {
+                error: error.to_string()
+            }
+        ]
+    );
+}
+
+/// A memory store that refuses one kind of change.
+struct FailingStore {
+    inner: MemoryStore,
+    fail_create: bool,
+    fail_on: Option<&'static str>,
+}
+
+#[async_trait::async_trait]
+impl Store for FailingStore {
+    async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
+        if self.fail_create {
+            return Err(StoreError::Backend("disk full".into()));
+        }
+        self.inner.create_run(run).await
+    }
+
+    async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError> {
+        if let Change::StepCompleted { step, .. } = change
+            && Some(*step) == self.fail_on
+        {
+            return Err(StoreError::Backend(format!("cannot checkpoint `{step}`")));
+        }
+        self.inner.record(run_id, change).await
+    }
+}
+
+#[tokio::test]
+async fn a_failing_store_stops_the_run() {
+    let store = Arc::new(FailingStore {
+        inner: MemoryStore::new(),
+        fail_create: false,
+        fail_on: Some("a"),
+    });
+    let engine = Engine::builder().store(store.clone()).build();
+    let b_ran = Arc::new(AtomicBool::new(false));
+    let error = run(&engine, &two_steps(Arc::clone(&b_ran)), "r", 1)
+        .await
+        .expect_err("the store failed");
+    assert!(
+        matches!(&error, RunError::Store { source: StoreError::Backend(m), .. } if m == "cannot checkpoint `a`"),
+        "{error:?}"
+    );
+    assert!(
+        !b_ran.load(Ordering::SeqCst),
+        "no step runs past an unrecorded checkpoint"
+    );
+    assert_eq!(
+        store.inner.changes(&RunId::from("r")),
+        Some(vec![started("a", 1)]),
+        "nothing is recorded after the failure, so a durable store could resume the run"
+    );
+}
+
+#[tokio::test]
+async fn a_store_that_refuses_the_run_fails_the_start() {
+    let store = Arc::new(FailingStore {
+        inner: MemoryStore::new(),
+        fail_create: true,
+        fail_on: None,
+    });
+    let engine = Engine::builder().store(store).build();
+    let result = engine.start(&two_steps(Arc::default()), "r", 1).await;
+    assert!(matches!(result, Err(EngineError::Store(StoreError::Backend(m))) if m == "disk full"));
+    // The id was not kept: nothing half-started lingers in the engine.
+    assert!(!engine.cancel(&RunId::from("r")));
+}
+
+/// A store that encodes what it is handed, as the durable store will.
+#[derive(Default)]
+struct EncodingStore {
+    inner: MemoryStore,
+    encoded: Log<String>,
+}
+
+#[async_trait::async_trait]
+impl Store for EncodingStore {
+    async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
+        let input = (run.input_codec.encode)(run.input).map_err(StoreError::Backend)?;
+        self.encoded.push(format!("input {input}"));
+        self.inner.create_run(run).await
+    }
+
+    async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError> {
+        if let Change::StepCompleted {
+            step,
+            output,
+            codec,
+            ..
+        } = change
+        {
+            let text = (codec.encode)(*output).map_err(StoreError::Backend)?;
+            let back = (codec.decode)(&text).map_err(StoreError::Backend)?;
+            let again = (codec.encode)(&*back).map_err(StoreError::Backend)?;
+            assert_eq!(text, again, "the codec round-trips");
+            self.encoded.push(format!("{step} {text}"));
+        }
+        self.inner.record(run_id, change).await
+    }
+}
+
+#[tokio::test]
+async fn the_store_can_encode_the_input_and_outputs_it_is_handed() {
+    let store = Arc::new(EncodingStore::default());
+    let engine = Engine::builder().store(store.clone()).build();
+    run(&engine, &two_steps(Arc::default()), "r", 1)
+        .await
+        .expect("completes");
+    assert_eq!(store.encoded.items(), ["input 1", "a 2", "b 4"]);
+}
