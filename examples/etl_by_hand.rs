@@ -12,19 +12,15 @@ async fn extract(_: &StepContext, day: &u32) -> Result<Vec<i64>, StepError> {
     Ok((0..i64::from(*day)).map(|i| i * 7 % 11 - 3).collect())
 }
 
-async fn clean(_: &StepContext, rows: &Vec<i64>) -> Result<Vec<i64>, StepError> {
+async fn clean(_: &StepContext, rows: &[i64]) -> Result<Vec<i64>, StepError> {
     Ok(rows.iter().copied().filter(|r| *r >= 0).collect())
 }
 
-async fn audit(_: &StepContext, _: &Vec<i64>) -> Result<usize, StepError> {
+async fn audit(_: &StepContext, _: &[i64]) -> Result<usize, StepError> {
     Err(StepError::permanent("audit service unreachable"))
 }
 
-async fn load(
-    _: &StepContext,
-    rows: &Vec<i64>,
-    audit: Option<&usize>,
-) -> Result<String, StepError> {
+async fn load(_: &StepContext, rows: &[i64], audit: Option<&usize>) -> Result<String, StepError> {
     Ok(format!("loaded {} rows, audit {:?}", rows.len(), audit))
 }
 

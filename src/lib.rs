@@ -72,7 +72,8 @@ pub use sagaflow_core::runtime::{
 /// - A step with no upstream receives `&INPUT` when the workflow declares an input type, and
 ///   nothing else otherwise. Any other step receives its direct upstream outputs by reference,
 ///   in the order the edges were written: `[clean, audit] -> load` calls
-///   `load(ctx, &Cleaned, &Audit)`.
+///   `load(ctx, &Cleaned, &Audit)`. Deref coercion applies, so a step may take `&[T]` for a
+///   `Vec<T>` output and `&str` for a `String`.
 /// - A step downstream of a step with `when` or `on_error = continue` receives `Option<&T>`
 ///   for it, so the compiler makes you handle the missing value.
 /// - With `-> OUTPUT`, the workflow must end in exactly one step, whose output is the run's.

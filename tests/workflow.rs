@@ -1,6 +1,8 @@
 //! `workflow!` end to end: what the generated code passes to each step, and what the run
 //! reports. The engine's own behaviour (timing, retries, cancellation) is tested in core.
 
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
 use std::sync::Mutex;
 
 use sagaflow::StepStatus;
@@ -219,5 +221,33 @@ mod diagrams {
         let dot = Ab::dot();
         assert!(dot.starts_with("digraph"), "{dot}");
         assert_eq!(dot.matches(" -> ").count(), 1, "{dot}");
+    }
+}
+
+mod coercion {
+    use super::*;
+
+    async fn words(_: &StepContext) -> Result<Vec<String>, StepError> {
+        Ok(vec!["a".into(), "bc".into()])
+    }
+    async fn joined(_: &StepContext, words: &[String]) -> Result<String, StepError> {
+        Ok(words.concat())
+    }
+    async fn length(_: &StepContext, text: &str) -> Result<usize, StepError> {
+        Ok(text.len())
+    }
+
+    workflow! { Coerced -> usize { words -> joined -> length } }
+
+    #[tokio::test]
+    async fn a_step_may_borrow_a_vec_as_a_slice_and_a_string_as_str() {
+        let engine = Engine::in_memory();
+        let report = Coerced::start(&engine, "c")
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(*report.output, 3);
     }
 }
