@@ -17,4 +17,7 @@ pub use definition::{
 pub use engine::{DEFAULT_MAX_CONCURRENT_STEPS, Engine, EngineBuilder, RunHandle};
 pub use error::{DefinitionError, EngineError, RunError, StepError, StoreError};
 pub use report::{Report, StepReport, StepStatus};
-pub use store::{Change, Created, MemoryStore, NewRun, RecordedChange, Store};
+pub use store::{
+    Change, Created, MemoryStore, NewRun, RecordedChange, Store, StoredRun, StoredRunStatus,
+    StoredStep, UnfinishedRun,
+};

@@ -113,6 +113,76 @@ pub trait Store: Send + Sync + 'static {
     /// Records one change of a run's state; the engine awaits it before going on (a checkpoint
     /// is acknowledged only once recorded).
     async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError>;
+
+    /// The run as stored, with each step's encoded output, so that an engine that did not
+    /// start it (a new process after a crash) can resume it. A store that keeps no outputs
+    /// returns `None`: its runs cannot outlive their engine.
+    async fn load_run(&self, run_id: &RunId) -> Result<Option<StoredRun>, StoreError> {
+        let _ = run_id;
+        Ok(None)
+    }
+
+    /// The runs that have not finished (no `RunCompleted`, `RunFailed` or `RunCancelled`
+    /// recorded), oldest first, for recovery.
+    async fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Where a stored run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredRunStatus {
+    /// Created, not finished: running now, or interrupted by a crash.
+    Running,
+    /// Finished with its output.
+    Completed,
+    /// Failed.
+    Failed,
+    /// Cancelled.
+    Cancelled,
+}
+
+/// A run as a durable store holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRun {
+    /// The run's workflow.
+    pub workflow: String,
+    /// The fingerprint of the graph the run was started under.
+    pub graph_fingerprint: u64,
+    /// The input, encoded by the input codec.
+    pub input: String,
+    /// Where the run stands.
+    pub status: StoredRunStatus,
+    /// The run's error as text, when it failed.
+    pub error: Option<String>,
+    /// The steps that have started, completed, failed or been skipped; a step never started
+    /// may be missing.
+    pub steps: Vec<StoredStep>,
+}
+
+/// A step as a durable store holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredStep {
+    /// The step's name.
+    pub name: String,
+    /// `Running` for a step whose start was recorded but not its end: on resume, it was
+    /// interrupted.
+    pub status: crate::runtime::report::StepStatus,
+    /// Attempts started.
+    pub attempts: u32,
+    /// The output encoded by the step's codec, once completed.
+    pub output: Option<String>,
+    /// The last error, as text.
+    pub error: Option<String>,
+}
+
+/// A run that has not finished, as [`Store::unfinished_runs`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnfinishedRun {
+    /// The run.
+    pub run_id: RunId,
+    /// Its workflow.
+    pub workflow: String,
 }
 
 /// An owned copy of a [`Change`], as [`MemoryStore::changes`] returns it. Outputs are not
