@@ -48,6 +48,7 @@ pub use sagaflow_core::runtime::{
     Builder, Definition, Engine, EngineError, Report, RunError, RunHandle, RunId, StepContext,
     StepError, StepReport, StepStatus,
 };
+pub use sagaflow_core::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 /// Declares a workflow: a DAG of ordinary async functions, checked while it compiles and run on
 /// the [`Engine`].

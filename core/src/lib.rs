@@ -10,5 +10,8 @@ pub mod policy;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
 pub use graph::{Graph, GraphError, GraphSpec, NodeStyle};
 pub use policy::{OnError, PolicyError, RetryPolicy, StepOptions};

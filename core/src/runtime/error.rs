@@ -265,7 +265,60 @@ pub enum StoreError {
         /// What failed.
         message: String,
     },
+    /// The run's input could not be encoded, so the run was not created.
+    #[error("run `{run_id}`: the input cannot be encoded: {message}")]
+    Input {
+        /// The run.
+        run_id: RunId,
+        /// What failed.
+        message: String,
+    },
+    /// The database could not be opened: not a database file, unreadable, or its schema could
+    /// not be brought up to date.
+    #[error("cannot open the database `{path}`: {message}")]
+    Open {
+        /// The database file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// The database was written by a newer sagaflow: its schema version is past the newest this
+    /// code knows, and guessing would risk the data.
+    #[error(
+        "the database `{path}` has schema version {found}, newer than version {supported}, the newest this sagaflow knows; upgrade sagaflow to open it"
+    )]
+    SchemaTooNew {
+        /// The database file.
+        path: String,
+        /// The version found in the file.
+        found: i64,
+        /// The newest version this code knows.
+        supported: i64,
+    },
+    /// Another connection held the database locked past the busy timeout; nothing was written.
+    #[error("the database `{path}` stayed locked by another connection past the busy timeout")]
+    Busy {
+        /// The database file.
+        path: String,
+    },
+    /// The disk, or the database's size limit, is full; nothing of the refused write was kept,
+    /// and what was committed before is intact.
+    #[error("the database `{path}` is full: {message}")]
+    Full {
+        /// The database file.
+        path: String,
+        /// What SQLite said.
+        message: String,
+    },
     /// The store is unavailable or refused the write.
     #[error("store: {0}")]
     Backend(String),
+}
+
+impl StoreError {
+    /// Whether the failure comes from a lock held by another connection, so that trying again
+    /// later may succeed.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, StoreError::Busy { .. })
+    }
 }

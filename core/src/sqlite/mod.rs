@@ -1,0 +1,298 @@
+//! The durable store: runs, steps and events in a SQLite file.
+//!
+//! ```
+//! use sagaflow_core::runtime::{Builder, Engine, StepError, Store, StoredRunStatus};
+//! use sagaflow_core::StepOptions;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("sagaflow.db");
+//! let mut b = Builder::<u32>::new("Double");
+//! let input = b.input();
+//! let out = b.step("double", StepOptions::new(), (input,), |_, (x,)| async move {
+//!     Ok::<_, StepError>(*x * 2)
+//! });
+//! let def = b.build_with_output(out);
+//!
+//! let engine = Engine::open(&path)?; // created, migrated, WAL, synchronous = FULL
+//! engine.start(&def, "run-1", 21).await?.wait().await?;
+//! let stored = engine.store().load_run(&"run-1".into()).await?.expect("stored");
+//! assert_eq!(stored.status, StoredRunStatus::Completed);
+//! assert_eq!(stored.steps[0].output.as_deref(), Some("42"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! What it guarantees: a checkpoint is acknowledged only after the transaction that holds it
+//! has committed (with `synchronous = FULL`, after the `fsync`); the checkpoints of many runs
+//! share one commit (see `writer`); every change is also a row of the `events` table, in
+//! commit order; a database written by a newer sagaflow, a file that is not a database, a lock
+//! held past the busy timeout and a full disk are each a [`StoreError`] naming the file,
+//! never a panic, and never lose what was committed before.
+
+mod rows;
+mod schema;
+mod writer;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Sender};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::runtime::context::RunId;
+use crate::runtime::engine::Engine;
+use crate::runtime::error::StoreError;
+use crate::runtime::store::{Change, Created, NewRun, Store, StoredRun, UnfinishedRun};
+
+use rows::{Applied, WriteOp};
+use writer::{Request, Stats, Writer};
+
+pub use schema::SCHEMA_VERSION;
+
+/// How hard SQLite works to make a commit survive a power cut (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Every commit is `fsync`ed before it is acknowledged: a committed checkpoint survives a
+    /// power cut. The default.
+    #[default]
+    Full,
+    /// In WAL mode, commits are `fsync`ed at checkpoints only: a commit survives a crash of
+    /// the process, but the last ones may be lost in a power cut. About ten times faster.
+    Normal,
+}
+
+/// How a [`SqliteStore`] opens its database. Start from [`SqliteOptions::default`] and the
+/// setters: the options will grow (leases come next), so the struct cannot be written out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SqliteOptions {
+    /// `PRAGMA synchronous`; [`Synchronous::Full`] by default.
+    pub synchronous: Synchronous,
+    /// How long a write waits for a lock another connection holds before failing with
+    /// [`StoreError::Busy`]; 5 s by default.
+    pub busy_timeout: Duration,
+    /// Caps the database at this many pages (`PRAGMA max_page_count`, per connection); a write
+    /// past it fails with [`StoreError::Full`]. `None` (the default) leaves SQLite's limit.
+    pub max_page_count: Option<u32>,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            synchronous: Synchronous::Full,
+            busy_timeout: schema::DEFAULT_BUSY_TIMEOUT,
+            max_page_count: None,
+        }
+    }
+}
+
+impl SqliteOptions {
+    /// These options with `synchronous` set.
+    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.synchronous = synchronous;
+        self
+    }
+
+    /// These options with `busy_timeout` set.
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// These options with `max_page_count` set.
+    pub fn max_page_count(mut self, pages: u32) -> Self {
+        self.max_page_count = Some(pages);
+        self
+    }
+}
+
+/// A [`Store`] on a SQLite database. Cheap to clone: clones share the writer thread, which
+/// stops, closing the database, when the last clone is dropped; that drop waits for the batch
+/// in hand (at most the busy timeout), so the file is released when the drop returns.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The file as the user named it, for error messages.
+    label: Arc<str>,
+    /// `None` only while dropping: closing the channel is what stops the writer.
+    requests: Option<Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
+    stats: Arc<Stats>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Close the channel, then wait for the writer to finish the batch in hand and close
+        // the connection, so the file is released when the store is.
+        self.requests = None;
+        if let Some(writer) = self.writer.take() {
+            // The writer never panics by design; if it did, its callers have already been
+            // told (their replies were dropped), and a drop has no one to report to.
+            let _ = writer.join();
+        }
+    }
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.label)
+            .field("commits", &self.commits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens or creates the database at `path`, sets its pragmas (WAL, `synchronous`, busy
+    /// timeout, foreign keys), applies the migrations it lacks, and starts the writer thread.
+    ///
+    /// Errors: [`StoreError::Open`] for a file that cannot be opened or is not a database,
+    /// [`StoreError::SchemaTooNew`] for a database written by a newer sagaflow,
+    /// [`StoreError::Busy`] if another connection holds it locked past the busy timeout.
+    pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref();
+        let label: Arc<str> = path.display().to_string().into();
+        let conn = schema::open(Some(path), &label, &options)?;
+        Self::start(conn, label)
+    }
+
+    /// A store on a new, private SQLite database in memory: the real schema and SQL, no file.
+    /// Its runs end with it. `synchronous` does not apply.
+    pub fn in_memory() -> Result<SqliteStore, StoreError> {
+        let label: Arc<str> = ":memory:".into();
+        let conn = schema::open(None, &label, &SqliteOptions::default())?;
+        Self::start(conn, label)
+    }
+
+    fn start(conn: rusqlite::Connection, label: Arc<str>) -> Result<SqliteStore, StoreError> {
+        let stats = Arc::new(Stats::default());
+        let (requests, receiver) = mpsc::channel();
+        let writer = Writer::new(conn, Arc::clone(&label), Arc::clone(&stats));
+        let handle = std::thread::Builder::new()
+            .name("sagaflow-sqlite".to_owned())
+            .spawn(move || writer.run(receiver))
+            .map_err(|e| StoreError::Open {
+                path: label.to_string(),
+                message: format!("cannot start the writer thread: {e}"),
+            })?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                label,
+                requests: Some(requests),
+                writer: Some(handle),
+                stats,
+            }),
+        })
+    }
+
+    /// The database file as it was named when opened (`:memory:` for an in-memory one).
+    pub fn path(&self) -> &str {
+        &self.inner.label
+    }
+
+    /// Transactions committed so far. With many writers at once it grows slower than
+    /// [`writes`](Self::writes): that is the group commit at work.
+    pub fn commits(&self) -> u64 {
+        self.inner.stats.commits.load(Ordering::Relaxed)
+    }
+
+    /// Writes (run creations and recorded changes) committed so far.
+    pub fn writes(&self) -> u64 {
+        self.inner.stats.writes.load(Ordering::Relaxed)
+    }
+
+    fn closed(&self) -> StoreError {
+        StoreError::Backend(format!(
+            "database `{}`: the store's writer has stopped",
+            self.inner.label
+        ))
+    }
+
+    fn send(&self, request: Request) -> Result<(), StoreError> {
+        self.inner
+            .requests
+            .as_ref()
+            .ok_or_else(|| self.closed())?
+            .send(request)
+            .map_err(|_| self.closed())
+    }
+
+    /// Hands `op` to the writer and waits for its commit.
+    async fn write(&self, op: WriteOp) -> Result<Applied, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Write { op, reply })?;
+        answer.await.map_err(|_| self.closed())?
+    }
+
+    /// Runs `read` on the writer's connection, between two batches.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection, &str) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Read(Box::new(move |conn, label| {
+            let _ = reply.send(read(conn, label));
+        })))?;
+        answer.await.map_err(|_| self.closed())?
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
+        let op = rows::create_op(run)?;
+        match self.write(op).await? {
+            Applied::Created(created) => Ok(created),
+            Applied::Recorded => Err(StoreError::Backend(format!(
+                "database `{}`: internal: a run creation was answered as a change",
+                self.inner.label
+            ))),
+        }
+    }
+
+    async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError> {
+        let op = rows::record_op(run_id, change)?;
+        self.write(op).await.map(|_| ())
+    }
+
+    async fn load_run(&self, run_id: &RunId) -> Result<Option<StoredRun>, StoreError> {
+        let run_id = run_id.clone();
+        self.read(move |conn, label| {
+            // One read transaction, so the run and its steps are one snapshot even while
+            // another process writes.
+            conn.execute_batch("BEGIN DEFERRED")
+                .map_err(|e| rows::sqlite_error(label, &e))?;
+            let result = rows::load_run(conn, label, run_id.as_str());
+            let _ = conn.execute_batch("COMMIT");
+            result
+        })
+        .await
+    }
+
+    async fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>, StoreError> {
+        self.read(rows::unfinished_runs).await
+    }
+}
+
+impl Engine {
+    /// An engine whose runs are recorded in the SQLite database at `path`, created if missing,
+    /// with the default [`SqliteOptions`] (`synchronous = FULL`, a 5 s busy timeout).
+    pub fn open(path: impl AsRef<Path>) -> Result<Engine, StoreError> {
+        Engine::open_with(path, SqliteOptions::default())
+    }
+
+    /// An engine on the SQLite database at `path`, opened with `options`.
+    pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Engine, StoreError> {
+        let store = SqliteStore::open(path, options)?;
+        Ok(Engine::builder().store(Arc::new(store)).build())
+    }
+}

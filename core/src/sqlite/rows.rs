@@ -1,0 +1,537 @@
+//! Mapping between the store's types and the rows of the schema.
+//!
+//! The caller's side turns a borrowed [`Change`] into an owned [`WriteOp`] (encoding the output
+//! there, so a value that does not serialize fails its caller before anything reaches the
+//! writer); the writer thread applies the op with [`apply`]. Reads map rows back into
+//! [`StoredRun`] and [`UnfinishedRun`].
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+
+use crate::runtime::context::RunId;
+use crate::runtime::error::StoreError;
+use crate::runtime::report::StepStatus;
+use crate::runtime::store::{
+    Change, Created, NewRun, StoredRun, StoredRunStatus, StoredStep, UnfinishedRun,
+};
+
+/// A write, owned so it can cross to the writer thread and be applied again on its own if the
+/// group commit it was part of fails.
+#[derive(Debug, Clone)]
+pub(crate) enum WriteOp {
+    /// Create a run unless one has the id.
+    CreateRun {
+        run_id: String,
+        workflow: String,
+        graph_fingerprint: i64,
+        input: String,
+    },
+    /// Record a change of a run.
+    Record { run_id: String, change: ChangeRow },
+}
+
+/// What an applied [`WriteOp`] found.
+#[derive(Debug)]
+pub(crate) enum Applied {
+    /// The outcome of [`WriteOp::CreateRun`].
+    Created(Created),
+    /// A [`WriteOp::Record`] was applied.
+    Recorded,
+}
+
+/// A [`Change`], owned, with the output already encoded.
+#[derive(Debug, Clone)]
+pub(crate) enum ChangeRow {
+    StepStarted {
+        step: String,
+        attempt: u32,
+    },
+    StepRetrying {
+        step: String,
+        attempt: u32,
+        error: String,
+        permanent: bool,
+        delay_ms: u64,
+    },
+    StepCompleted {
+        step: String,
+        attempt: u32,
+        output: String,
+    },
+    StepFailed {
+        step: String,
+        attempts: u32,
+        error: String,
+        permanent: bool,
+    },
+    StepSkipped {
+        step: String,
+    },
+    RunCompleted,
+    RunFailed {
+        error: String,
+    },
+    RunCancelled,
+}
+
+/// The op for `run`, with its input encoded; a codec failure is [`StoreError::Input`].
+pub(crate) fn create_op(run: &NewRun<'_>) -> Result<WriteOp, StoreError> {
+    let input = (run.input_codec.encode)(run.input).map_err(|message| StoreError::Input {
+        run_id: run.run_id.clone(),
+        message,
+    })?;
+    Ok(WriteOp::CreateRun {
+        run_id: run.run_id.as_str().to_owned(),
+        workflow: run.workflow.to_owned(),
+        graph_fingerprint: run.graph_fingerprint.cast_signed(),
+        input,
+    })
+}
+
+/// The op for `change`; an output that does not encode is [`StoreError::Codec`] naming the run
+/// and the step.
+pub(crate) fn record_op(run_id: &RunId, change: &Change<'_>) -> Result<WriteOp, StoreError> {
+    let change = match *change {
+        Change::StepStarted { step, attempt } => ChangeRow::StepStarted {
+            step: step.to_owned(),
+            attempt,
+        },
+        Change::StepRetrying {
+            step,
+            attempt,
+            error,
+            delay,
+        } => ChangeRow::StepRetrying {
+            step: step.to_owned(),
+            attempt,
+            error: error.message().to_owned(),
+            permanent: error.is_permanent(),
+            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        },
+        Change::StepCompleted {
+            step,
+            attempt,
+            output,
+            codec,
+        } => ChangeRow::StepCompleted {
+            step: step.to_owned(),
+            attempt,
+            output: (codec.encode)(output).map_err(|message| StoreError::Codec {
+                run_id: run_id.clone(),
+                step: step.to_owned(),
+                message: format!("the output cannot be encoded: {message}"),
+            })?,
+        },
+        Change::StepFailed {
+            step,
+            attempts,
+            error,
+        } => ChangeRow::StepFailed {
+            step: step.to_owned(),
+            attempts,
+            error: error.message().to_owned(),
+            permanent: error.is_permanent(),
+        },
+        Change::StepSkipped { step } => ChangeRow::StepSkipped {
+            step: step.to_owned(),
+        },
+        Change::RunCompleted => ChangeRow::RunCompleted,
+        Change::RunFailed { error } => ChangeRow::RunFailed {
+            error: error.to_string(),
+        },
+        Change::RunCancelled => ChangeRow::RunCancelled,
+    };
+    Ok(WriteOp::Record {
+        run_id: run_id.as_str().to_owned(),
+        change,
+    })
+}
+
+/// Unix milliseconds now (0 for a clock before 1970).
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Applies `op` inside the writer's open transaction. Errors are raw SQLite errors, mapped to
+/// [`StoreError`]s by the writer, which knows the file; the one logical error, a change for a
+/// run that does not exist, is returned as [`StoreError::Backend`] directly.
+pub(crate) fn apply(conn: &Connection, label: &str, op: &WriteOp) -> Result<Applied, ApplyError> {
+    match op {
+        WriteOp::CreateRun {
+            run_id,
+            workflow,
+            graph_fingerprint,
+            input,
+        } => create_run(conn, run_id, workflow, *graph_fingerprint, input),
+        WriteOp::Record { run_id, change } => record(conn, label, run_id, change),
+    }
+}
+
+/// Why applying an op failed.
+#[derive(Debug)]
+pub(crate) enum ApplyError {
+    /// SQLite failed.
+    Sqlite(rusqlite::Error),
+    /// The op cannot apply to this database.
+    Refused(StoreError),
+}
+
+impl From<rusqlite::Error> for ApplyError {
+    fn from(error: rusqlite::Error) -> Self {
+        ApplyError::Sqlite(error)
+    }
+}
+
+const INSERT_EVENT: &str = "INSERT INTO events (run_id, at, kind, step, attempt, detail) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+fn create_run(
+    conn: &Connection,
+    run_id: &str,
+    workflow: &str,
+    graph_fingerprint: i64,
+    input: &str,
+) -> Result<Applied, ApplyError> {
+    let at = now_ms();
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO runs (run_id, workflow, graph_fingerprint, input, status, error, \
+             version, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, 'running', NULL, 1, ?5, ?5) \
+             ON CONFLICT (run_id) DO NOTHING",
+        )?
+        .execute(params![run_id, workflow, graph_fingerprint, input, at])?;
+    if inserted == 0 {
+        let workflow: String = conn
+            .prepare_cached("SELECT workflow FROM runs WHERE run_id = ?1")?
+            .query_row([run_id], |row| row.get(0))?;
+        return Ok(Applied::Created(Created::Existing { workflow }));
+    }
+    conn.prepare_cached(INSERT_EVENT)?.execute(params![
+        run_id,
+        at,
+        "run_created",
+        None::<&str>,
+        None::<i64>,
+        None::<&str>
+    ])?;
+    Ok(Applied::Created(Created::New))
+}
+
+/// One step row as an upsert writes it; `None` columns keep what the row had.
+struct StepRow<'a> {
+    name: &'a str,
+    status: &'static str,
+    attempts: u32,
+    output: Option<&'a str>,
+    error: Option<&'a str>,
+    finished: bool,
+}
+
+/// An event as the `events` table holds it.
+struct EventRow<'a> {
+    kind: &'static str,
+    step: Option<&'a str>,
+    attempt: Option<u32>,
+    detail: Option<String>,
+}
+
+fn record(
+    conn: &Connection,
+    label: &str,
+    run_id: &str,
+    change: &ChangeRow,
+) -> Result<Applied, ApplyError> {
+    let at = now_ms();
+    let (run_status, run_error) = match change {
+        ChangeRow::RunCompleted => (Some("completed"), None),
+        ChangeRow::RunFailed { error } => (Some("failed"), Some(error.as_str())),
+        ChangeRow::RunCancelled => (Some("cancelled"), None),
+        _ => (None, None),
+    };
+    let updated = conn
+        .prepare_cached(
+            "UPDATE runs SET version = version + 1, updated_at = ?2, \
+             status = COALESCE(?3, status), error = COALESCE(?4, error) WHERE run_id = ?1",
+        )?
+        .execute(params![run_id, at, run_status, run_error])?;
+    if updated == 0 {
+        return Err(ApplyError::Refused(StoreError::Backend(format!(
+            "database `{label}`: no run `{run_id}` to record a change of"
+        ))));
+    }
+    let (step, event) = rows_of(change);
+    if let Some(step) = step {
+        conn.prepare_cached(
+            "INSERT INTO steps (run_id, name, status, attempts, output, error, started_at, \
+             finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+             ON CONFLICT (run_id, name) DO UPDATE SET status = excluded.status, \
+             attempts = excluded.attempts, output = COALESCE(excluded.output, output), \
+             error = CASE WHEN excluded.status = 'completed' THEN NULL \
+             ELSE COALESCE(excluded.error, error) END, \
+             started_at = COALESCE(started_at, excluded.started_at), \
+             finished_at = excluded.finished_at",
+        )?
+        .execute(params![
+            run_id,
+            step.name,
+            step.status,
+            step.attempts,
+            step.output,
+            step.error,
+            (step.status != "skipped").then_some(at),
+            step.finished.then_some(at),
+        ])?;
+    }
+    conn.prepare_cached(INSERT_EVENT)?.execute(params![
+        run_id,
+        at,
+        event.kind,
+        event.step,
+        event.attempt,
+        event.detail
+    ])?;
+    Ok(Applied::Recorded)
+}
+
+/// The step row (if the change concerns a step) and the event row of a change.
+fn rows_of(change: &ChangeRow) -> (Option<StepRow<'_>>, EventRow<'_>) {
+    match change {
+        ChangeRow::StepStarted { step, attempt } => (
+            Some(StepRow {
+                name: step,
+                status: "running",
+                attempts: *attempt,
+                output: None,
+                error: None,
+                finished: false,
+            }),
+            event("step_started", Some(step), Some(*attempt), None),
+        ),
+        ChangeRow::StepRetrying {
+            step,
+            attempt,
+            error,
+            permanent,
+            delay_ms,
+        } => (
+            Some(StepRow {
+                name: step,
+                status: "running",
+                attempts: *attempt,
+                output: None,
+                error: Some(error),
+                finished: false,
+            }),
+            event(
+                "step_retrying",
+                Some(step),
+                Some(*attempt),
+                Some(serde_json::json!({
+                    "error": error, "permanent": permanent, "delay_ms": delay_ms
+                })),
+            ),
+        ),
+        ChangeRow::StepCompleted {
+            step,
+            attempt,
+            output,
+        } => (
+            Some(StepRow {
+                name: step,
+                status: "completed",
+                attempts: *attempt,
+                output: Some(output),
+                error: None,
+                finished: true,
+            }),
+            // The output lives in `steps`; the event does not repeat it.
+            event("step_completed", Some(step), Some(*attempt), None),
+        ),
+        ChangeRow::StepFailed {
+            step,
+            attempts,
+            error,
+            permanent,
+        } => (
+            Some(StepRow {
+                name: step,
+                status: "failed",
+                attempts: *attempts,
+                output: None,
+                error: Some(error),
+                finished: true,
+            }),
+            event(
+                "step_failed",
+                Some(step),
+                Some(*attempts),
+                Some(serde_json::json!({ "error": error, "permanent": permanent })),
+            ),
+        ),
+        ChangeRow::StepSkipped { step } => (
+            Some(StepRow {
+                name: step,
+                status: "skipped",
+                attempts: 0,
+                output: None,
+                error: None,
+                finished: true,
+            }),
+            event("step_skipped", Some(step), None, None),
+        ),
+        ChangeRow::RunCompleted => (None, event("run_completed", None, None, None)),
+        ChangeRow::RunFailed { error } => (
+            None,
+            event(
+                "run_failed",
+                None,
+                None,
+                Some(serde_json::json!({ "error": error })),
+            ),
+        ),
+        ChangeRow::RunCancelled => (None, event("run_cancelled", None, None, None)),
+    }
+}
+
+fn event<'a>(
+    kind: &'static str,
+    step: Option<&'a str>,
+    attempt: Option<u32>,
+    detail: Option<serde_json::Value>,
+) -> EventRow<'a> {
+    EventRow {
+        kind,
+        step,
+        attempt,
+        detail: detail.map(|d| d.to_string()),
+    }
+}
+
+/// Reads a run and its steps, in the order they first started.
+pub(crate) fn load_run(
+    conn: &Connection,
+    label: &str,
+    run_id: &str,
+) -> Result<Option<StoredRun>, StoreError> {
+    let sqlite = |e: rusqlite::Error| sqlite_error(label, &e);
+    let run = conn
+        .prepare_cached(
+            "SELECT workflow, graph_fingerprint, input, status, error FROM runs \
+             WHERE run_id = ?1",
+        )
+        .map_err(sqlite)?
+        .query_row([run_id], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, Option<String>>(4)?,
+            ))
+        })
+        .optional()
+        .map_err(sqlite)?;
+    let Some((workflow, fingerprint, input, status, error)) = run else {
+        return Ok(None);
+    };
+    let status = match status.as_str() {
+        "running" => StoredRunStatus::Running,
+        "completed" => StoredRunStatus::Completed,
+        "failed" => StoredRunStatus::Failed,
+        "cancelled" => StoredRunStatus::Cancelled,
+        other => return Err(bad_value(label, run_id, None, other)),
+    };
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT name, status, attempts, output, error FROM steps WHERE run_id = ?1 \
+             ORDER BY rowid",
+        )
+        .map_err(sqlite)?;
+    let rows = stmt
+        .query_map([run_id], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, u32>(2)?,
+                row.get::<_, Option<String>>(3)?,
+                row.get::<_, Option<String>>(4)?,
+            ))
+        })
+        .map_err(sqlite)?;
+    let mut steps = Vec::new();
+    for row in rows {
+        let (name, status, attempts, output, error) = row.map_err(sqlite)?;
+        let status = match status.as_str() {
+            // Started and not finished: running when it was last recorded.
+            "running" => StepStatus::Running,
+            "completed" => StepStatus::Completed,
+            "failed" => StepStatus::Failed,
+            "skipped" => StepStatus::Skipped,
+            other => return Err(bad_value(label, run_id, Some(&name), other)),
+        };
+        steps.push(StoredStep {
+            name,
+            status,
+            attempts,
+            output,
+            error,
+        });
+    }
+    Ok(Some(StoredRun {
+        workflow,
+        graph_fingerprint: fingerprint.cast_unsigned(),
+        input,
+        status,
+        error,
+        steps,
+    }))
+}
+
+/// The runs still `running`, oldest first.
+pub(crate) fn unfinished_runs(
+    conn: &Connection,
+    label: &str,
+) -> Result<Vec<UnfinishedRun>, StoreError> {
+    let sqlite = |e: rusqlite::Error| sqlite_error(label, &e);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT run_id, workflow FROM runs WHERE status = 'running' \
+             ORDER BY created_at, rowid",
+        )
+        .map_err(sqlite)?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok(UnfinishedRun {
+                run_id: RunId::from(row.get::<_, String>(0)?),
+                workflow: row.get(1)?,
+            })
+        })
+        .map_err(sqlite)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sqlite)
+}
+
+fn bad_value(label: &str, run_id: &str, step: Option<&str>, value: &str) -> StoreError {
+    let step = step.map(|s| format!(", step `{s}`")).unwrap_or_default();
+    StoreError::Backend(format!(
+        "database `{label}`: run `{run_id}`{step} has a status this sagaflow does not know: `{value}`"
+    ))
+}
+
+/// A SQLite error as a [`StoreError`] naming the file: a lock past the busy timeout is
+/// [`StoreError::Busy`], a full disk or size limit [`StoreError::Full`].
+pub(crate) fn sqlite_error(label: &str, error: &rusqlite::Error) -> StoreError {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy {
+            path: label.to_owned(),
+        },
+        Some(ErrorCode::DiskFull) => StoreError::Full {
+            path: label.to_owned(),
+            message: error.to_string(),
+        },
+        _ => StoreError::Backend(format!("database `{label}`: {error}")),
+    }
+}

@@ -1,0 +1,219 @@
+//! Opening a database: the connection's pragmas, then the schema's migrations.
+//!
+//! Pragmas are per connection (or, for `journal_mode`, must run outside any transaction), so
+//! they are set on every open before the migrations run. The schema is an append-only list of
+//! migrations numbered by `PRAGMA user_version`: a released migration is never edited, a new
+//! one is appended, and each runs in its own `BEGIN IMMEDIATE` transaction together with the
+//! bump of `user_version`, so a crash mid-upgrade leaves the file at a whole version. A file
+//! whose version is past the list was written by a newer sagaflow and is refused rather than
+//! guessed at.
+
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use crate::runtime::error::StoreError;
+use crate::sqlite::{SqliteOptions, Synchronous};
+
+/// The migrations, oldest first; migration `i` takes the schema from version `i` to `i + 1`.
+/// Append only: a migration that has shipped must never change.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// The newest schema version this code knows (`PRAGMA user_version` of a current database).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Version 1: runs, their steps, and the event log.
+///
+/// - `runs.version` is bumped by every checkpoint, so a later migration can fence writes on
+///   `(run_id, version)`; the lease columns (owner, fencing token, expiry) come in a later
+///   migration as `ALTER TABLE runs ADD COLUMN`, which STRICT tables allow.
+/// - `graph_fingerprint` holds the graph's `u64` fingerprint as the `i64` of the same bits.
+/// - `steps` keeps one row per started step (its rowid gives the order steps first started);
+///   `events` keeps every change, in commit order, for replay.
+/// - Times are unix milliseconds. Outputs and inputs are JSON text from the steps' codecs.
+const V1: &str = "
+CREATE TABLE runs (
+    run_id            TEXT    NOT NULL PRIMARY KEY,
+    workflow          TEXT    NOT NULL,
+    graph_fingerprint INTEGER NOT NULL,
+    input             TEXT    NOT NULL,
+    status            TEXT    NOT NULL
+        CHECK (status IN ('running', 'completed', 'failed', 'cancelled')),
+    error             TEXT,
+    version           INTEGER NOT NULL,
+    created_at        INTEGER NOT NULL,
+    updated_at        INTEGER NOT NULL
+) STRICT;
+
+CREATE INDEX runs_unfinished ON runs (created_at) WHERE status = 'running';
+
+CREATE TABLE steps (
+    run_id      TEXT    NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    name        TEXT    NOT NULL,
+    status      TEXT    NOT NULL
+        CHECK (status IN ('running', 'completed', 'failed', 'skipped')),
+    attempts    INTEGER NOT NULL,
+    output      TEXT,
+    error       TEXT,
+    started_at  INTEGER,
+    finished_at INTEGER,
+    PRIMARY KEY (run_id, name)
+) STRICT;
+
+CREATE TABLE events (
+    seq     INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    run_id  TEXT    NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    at      INTEGER NOT NULL,
+    kind    TEXT    NOT NULL,
+    step    TEXT,
+    attempt INTEGER,
+    detail  TEXT
+) STRICT;
+
+CREATE INDEX events_by_run ON events (run_id, seq);
+";
+
+/// Opens `path` (`None` for a private in-memory database), sets the pragmas and brings the
+/// schema up to date. Every failure names `label`, the file as the user gave it.
+pub(crate) fn open(
+    path: Option<&std::path::Path>,
+    label: &str,
+    options: &SqliteOptions,
+) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let opened = match path {
+        Some(path) => Connection::open_with_flags(path, flags),
+        None => Connection::open_in_memory(),
+    };
+    let conn = opened.map_err(|e| open_error(label, &e))?;
+    set_pragmas(&conn, options).map_err(|e| open_error(label, &e))?;
+    migrate(&conn, label)?;
+    Ok(conn)
+}
+
+/// The pragmas, outside any transaction (`journal_mode` cannot change inside one). The busy
+/// timeout comes first so that the rest wait for a lock instead of failing at once. SQLite
+/// reads a file lazily, so a file that is not a database fails here, on the first statement.
+fn set_pragmas(conn: &Connection, options: &SqliteOptions) -> rusqlite::Result<()> {
+    conn.busy_timeout(options.busy_timeout)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
+        tracing::warn!(
+            journal_mode = %mode,
+            "SQLite refused WAL mode; readers and the writer will block each other"
+        );
+    }
+    let synchronous = match options.synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"
+    ))?;
+    if let Some(pages) = options.max_page_count {
+        // Returns the limit in force (never below the file's current size).
+        let _: i64 = conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |row| {
+            row.get(0)
+        })?;
+    }
+    Ok(())
+}
+
+/// Applies the migrations the file lacks, each in its own transaction. The version is read
+/// again once the write lock is held, so two processes opening a new file at once do not both
+/// apply a migration.
+fn migrate(conn: &Connection, label: &str) -> Result<(), StoreError> {
+    let found = user_version(conn).map_err(|e| open_error(label, &e))?;
+    check_version(label, found)?;
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    loop {
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| open_error(label, &e))?;
+        let step = apply_next(conn, label);
+        match step {
+            Ok(true) => conn
+                .execute_batch("COMMIT")
+                .map_err(|e| open_error(label, &e))?,
+            Ok(false) => {
+                conn.execute_batch("COMMIT")
+                    .map_err(|e| open_error(label, &e))?;
+                return Ok(());
+            }
+            Err(e) => {
+                if !conn.is_autocommit() {
+                    // The error already says what failed; a failed rollback adds nothing.
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Inside a write transaction: applies the next migration if one is due. `Ok(false)` when the
+/// schema is current.
+fn apply_next(conn: &Connection, label: &str) -> Result<bool, StoreError> {
+    let version = user_version(conn).map_err(|e| open_error(label, &e))?;
+    check_version(label, version)?;
+    let Some(sql) = usize::try_from(version)
+        .ok()
+        .and_then(|index| MIGRATIONS.get(index))
+    else {
+        return Ok(false);
+    };
+    let next = version + 1;
+    conn.execute_batch(sql).map_err(|e| StoreError::Open {
+        path: label.to_owned(),
+        message: format!("migration to schema version {next} failed: {e}"),
+    })?;
+    conn.execute_batch(&format!("PRAGMA user_version = {next}"))
+        .map_err(|e| open_error(label, &e))?;
+    Ok(true)
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+}
+
+fn check_version(label: &str, found: i64) -> Result<(), StoreError> {
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            path: label.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if found < 0 {
+        return Err(StoreError::Open {
+            path: label.to_owned(),
+            message: format!("schema version {found} is not one sagaflow writes"),
+        });
+    }
+    Ok(())
+}
+
+/// An error while opening: a lock is [`StoreError::Busy`], anything else
+/// [`StoreError::Open`] with SQLite's words ("file is not a database", ...).
+fn open_error(label: &str, error: &rusqlite::Error) -> StoreError {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy {
+            path: label.to_owned(),
+        },
+        Some(ErrorCode::NotADatabase) => StoreError::Open {
+            path: label.to_owned(),
+            message: "the file is not a SQLite database (file is not a database)".to_owned(),
+        },
+        _ => StoreError::Open {
+            path: label.to_owned(),
+            message: error.to_string(),
+        },
+    }
+}
+
+/// The default busy timeout: long enough to ride out another process's commit, short enough
+/// that a stuck lock surfaces as an error.
+pub(crate) const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,0 +1,198 @@
+//! The writer thread: the one owner of the connection, and the group commit.
+//!
+//! A SQLite database has one writer at a time, and a commit's cost is its `fsync`, whatever it
+//! holds. So one thread owns the connection; callers send it requests and await a oneshot.
+//! The thread takes every request that is waiting, applies all the writes in one
+//! `BEGIN IMMEDIATE` transaction (each inside a savepoint, so one refused write is undone
+//! alone), commits once, and only then acknowledges each caller: many runs' checkpoints share
+//! one `fsync`, and no caller hears "recorded" before its write is durable. While it commits,
+//! new requests queue up for the next batch, so the batch grows exactly when the load does.
+//!
+//! If the transaction as a whole fails (the commit fails, or SQLite rolls the transaction back
+//! after an error such as a full disk), every write of the batch is applied again in a
+//! transaction of its own, so a write that cannot be committed fails only its own caller. A
+//! lock held past the busy timeout is the exception: it would hold for every retry too, so
+//! the whole batch fails with [`StoreError::Busy`] at once rather than wait once per write.
+//!
+//! Reads go through this thread as well, between batches, on the same connection. Reads are
+//! rare (recovery, inspection) and short, and one connection means a caller always reads its
+//! own acknowledged writes, the in-memory database needs no shared cache, and there is one
+//! place where locks and errors are handled. A read-only connection beside it is the upgrade
+//! if reads ever compete with checkpoints.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::runtime::error::StoreError;
+use crate::sqlite::rows::{self, Applied, ApplyError, WriteOp};
+
+/// The most writes one transaction takes; the rest wait for the next one. Bounds the work a
+/// failed batch redoes and the time a read waits.
+const MAX_BATCH: usize = 4096;
+
+/// What a caller asks of the writer.
+pub(crate) enum Request {
+    /// Apply a write and report after its commit.
+    Write {
+        op: WriteOp,
+        reply: oneshot::Sender<Result<Applied, StoreError>>,
+    },
+    /// Run a read on the connection, outside any write transaction. The closure sends its own
+    /// reply.
+    Read(ReadFn),
+}
+
+/// A read on the writer's connection; it is handed the connection and the file's label.
+pub(crate) type ReadFn = Box<dyn FnOnce(&Connection, &str) + Send>;
+
+/// A write waiting for its commit.
+struct Pending {
+    op: WriteOp,
+    reply: oneshot::Sender<Result<Applied, StoreError>>,
+}
+
+/// Counters the writer keeps, shared with the store.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    /// Transactions committed.
+    pub(crate) commits: AtomicU64,
+    /// Writes acknowledged as applied.
+    pub(crate) writes: AtomicU64,
+}
+
+/// The writer: the connection and what it reports to.
+pub(crate) struct Writer {
+    conn: Connection,
+    label: Arc<str>,
+    stats: Arc<Stats>,
+}
+
+impl Writer {
+    pub(crate) fn new(conn: Connection, label: Arc<str>, stats: Arc<Stats>) -> Self {
+        Self { conn, label, stats }
+    }
+
+    /// Serves requests until every sender is gone, then returns, closing the connection (which
+    /// checkpoints the WAL into the database file).
+    pub(crate) fn run(self, requests: Receiver<Request>) {
+        while let Ok(first) = requests.recv() {
+            let mut writes = Vec::new();
+            let mut reads = Vec::new();
+            let mut next = Some(first);
+            while let Some(request) = next.take() {
+                match request {
+                    Request::Write { op, reply } => writes.push(Pending { op, reply }),
+                    Request::Read(read) => reads.push(read),
+                }
+                if writes.len() >= MAX_BATCH {
+                    break;
+                }
+                // Empty or disconnected alike: the batch is what is here now.
+                next = requests.try_recv().ok();
+            }
+            if !writes.is_empty() {
+                self.commit_group(writes);
+            }
+            for read in reads {
+                read(&self.conn, &self.label);
+            }
+        }
+    }
+
+    /// Commits `batch` in one transaction and acknowledges each write, or, if the transaction
+    /// as a whole fails, commits each write on its own.
+    fn commit_group(&self, batch: Vec<Pending>) {
+        match self.try_batch(&batch) {
+            Ok(results) => {
+                for (pending, result) in batch.into_iter().zip(results) {
+                    if result.is_ok() {
+                        self.stats.writes.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // A caller that stopped waiting has nothing to hear.
+                    let _ = pending.reply.send(result);
+                }
+            }
+            Err(error) if batch.len() == 1 || error.is_busy() => {
+                for pending in batch {
+                    let _ = pending.reply.send(Err(error.clone()));
+                }
+            }
+            Err(error) => {
+                tracing::debug!(
+                    %error,
+                    writes = batch.len(),
+                    "group commit failed; committing its writes one by one"
+                );
+                for pending in batch {
+                    self.commit_group(vec![pending]);
+                }
+            }
+        }
+    }
+
+    /// One transaction for `batch`: each write's own result, or the error that lost the
+    /// transaction (nothing of the batch is then committed).
+    fn try_batch(&self, batch: &[Pending]) -> Result<Vec<Result<Applied, StoreError>>, StoreError> {
+        let result = self.try_batch_inner(batch);
+        if result.is_err() && !self.conn.is_autocommit() {
+            // The error at hand says what failed; if the rollback fails too, SQLite has
+            // rolled back already or the connection is gone, which the next write will report.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        result
+    }
+
+    fn try_batch_inner(
+        &self,
+        batch: &[Pending],
+    ) -> Result<Vec<Result<Applied, StoreError>>, StoreError> {
+        self.exec("BEGIN IMMEDIATE")?;
+        let mut results = Vec::with_capacity(batch.len());
+        let mut applied = 0_usize;
+        for pending in batch {
+            self.exec("SAVEPOINT write")?;
+            match rows::apply(&self.conn, &self.label, &pending.op) {
+                Ok(outcome) => {
+                    self.exec("RELEASE write")?;
+                    applied += 1;
+                    results.push(Ok(outcome));
+                }
+                Err(error) => {
+                    let error = self.store_error(error);
+                    if self.conn.is_autocommit() {
+                        // SQLite rolled the whole transaction back (a full disk, an I/O
+                        // error): the writes before this one are gone too.
+                        return Err(error);
+                    }
+                    self.exec("ROLLBACK TO write")?;
+                    self.exec("RELEASE write")?;
+                    results.push(Err(error));
+                }
+            }
+        }
+        if applied == 0 {
+            self.exec("ROLLBACK")?;
+        } else {
+            self.exec("COMMIT")?;
+            self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(results)
+    }
+
+    fn exec(&self, sql: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch(sql)
+            .map_err(|e| rows::sqlite_error(&self.label, &e))
+    }
+
+    fn store_error(&self, error: ApplyError) -> StoreError {
+        match error {
+            ApplyError::Sqlite(e) => rows::sqlite_error(&self.label, &e),
+            ApplyError::Refused(e) => e,
+        }
+    }
+}
