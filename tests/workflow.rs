@@ -49,7 +49,7 @@ mod fan {
             .await
             .unwrap();
         assert_eq!(*report.output, "-5 L5 5");
-        let names: Vec<&str> = report.steps.iter().map(|s| s.name.as_str()).collect();
+        let names: Vec<&str> = report.steps.iter().map(|s| &*s.name).collect();
         assert_eq!(names.len(), 4);
         assert!(
             report

@@ -138,6 +138,10 @@ pub struct StepOptions {
     pub deadline: Option<Duration>,
     /// What a final failure does to the run.
     pub on_error: Option<OnError>,
+    /// A step whose attempt was interrupted by a crash is not run again on resume (its effect
+    /// may have happened); it comes back as interrupted instead. For effects that must not
+    /// happen twice and have no idempotency key to lean on.
+    pub at_most_once: Option<bool>,
 }
 
 impl StepOptions {
@@ -170,6 +174,12 @@ impl StepOptions {
         self
     }
 
+    /// Marks the step at-most-once: an attempt interrupted by a crash is not repeated.
+    pub fn at_most_once(mut self) -> Self {
+        self.at_most_once = Some(true);
+        self
+    }
+
     /// These options with every unset field taken from `defaults`.
     pub fn or(&self, defaults: &StepOptions) -> StepOptions {
         StepOptions {
@@ -177,6 +187,7 @@ impl StepOptions {
             timeout: self.timeout.or(defaults.timeout),
             deadline: self.deadline.or(defaults.deadline),
             on_error: self.on_error.or(defaults.on_error),
+            at_most_once: self.at_most_once.or(defaults.at_most_once),
         }
     }
 

@@ -127,9 +127,9 @@ async fn values_flow_along_a_diamond_in_argument_order() {
     let def = b.build_with_output(load);
     let report = run(&Engine::in_memory(), &def, "r", 4).await.expect("runs");
     assert_eq!(*report.output, "clean 40, audit 41, input 4");
-    let names: Vec<&str> = report.steps.iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<&str> = report.steps.iter().map(|s| &*s.name).collect();
     assert_eq!(names, ["extract", "clean", "audit", "load"]);
-    assert_eq!(report.workflow, "Diamond");
+    assert_eq!(&*report.workflow, "Diamond");
     assert_eq!(report.run_id, RunId::from("r"));
 }
 

@@ -10,14 +10,15 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore};
 
 use crate::runtime::context::RunId;
 use crate::runtime::definition::{Codec, Definition, ErasedDefinition, StepValue, Value};
 use crate::runtime::error::{DefinitionError, EngineError, RunError};
-use crate::runtime::executor::{self, Control, Outcome, OutcomeSender};
+use crate::runtime::executor::{self, Control, OutcomeSender};
 use crate::runtime::report::Report;
 use crate::runtime::store::{Created, MemoryStore, NewRun, Store};
 
@@ -53,8 +54,10 @@ pub struct Engine {
 /// What every clone of an [`Engine`] and every run task shares.
 pub(crate) struct Inner {
     pub(crate) store: Arc<dyn Store>,
+    /// The store's [`Store::records_changes`], asked once: when `false`, no change is sent.
+    pub(crate) records: bool,
     /// Bounds the attempts running at once; a retry waiting for its delay holds no permit.
-    pub(crate) permits: Semaphore,
+    pub(crate) permits: Permits,
     pub(crate) jitter_seed: u64,
     runs: Mutex<HashMap<RunId, RunEntry>>,
 }
@@ -67,11 +70,109 @@ impl Inner {
     }
 }
 
-/// A run the engine knows: starting, running or finished.
+/// A run the engine knows: starting, running or finished. Its outcome, once published, is
+/// kept in its `control`.
 struct RunEntry {
     workflow: Arc<str>,
     control: Arc<Control>,
-    outcome: watch::Receiver<Option<Arc<Outcome>>>,
+}
+
+/// The engine's step permits: a counter that an attempt takes from with one atomic operation
+/// when a permit is free and no attempt is queued, and a queue (a [`Notify`], first come first
+/// served) for the attempts that must wait. A queued attempt keeps newcomers from taking the
+/// permits it waits for, so none is starved.
+pub(crate) struct Permits {
+    free: AtomicUsize,
+    /// Attempts queued for a permit.
+    waiting: AtomicUsize,
+    released: Notify,
+}
+
+/// A permit taken from [`Permits`]; given back when dropped.
+pub(crate) struct Permit<'a>(&'a Permits);
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        self.0.free.fetch_add(1, Ordering::SeqCst);
+        if self.0.waiting.load(Ordering::SeqCst) > 0 {
+            self.0.released.notify_one();
+        }
+    }
+}
+
+impl Permits {
+    fn new(permits: usize) -> Self {
+        Self {
+            free: AtomicUsize::new(permits),
+            waiting: AtomicUsize::new(0),
+            released: Notify::new(),
+        }
+    }
+
+    fn available(&self) -> usize {
+        self.free.load(Ordering::Relaxed)
+    }
+
+    fn try_take(&self) -> Option<Permit<'_>> {
+        // SeqCst, paired with `Permit::drop`: either a release sees this attempt queued, or
+        // this sees the released permit.
+        let mut free = self.free.load(Ordering::SeqCst);
+        while free > 0 {
+            match self.free.compare_exchange_weak(
+                free,
+                free - 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return Some(Permit(self)),
+                Err(now) => free = now,
+            }
+        }
+        None
+    }
+
+    /// Whether no attempt is queued for a permit.
+    pub(crate) fn unqueued(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) == 0
+    }
+
+    /// A free permit, without waiting, unless attempts are queued for one.
+    pub(crate) fn take_now(&self) -> Option<Permit<'_>> {
+        if !self.unqueued() {
+            return None;
+        }
+        self.try_take()
+    }
+
+    /// A permit, waiting in line for one if none is free.
+    pub(crate) async fn take(&self) -> Permit<'_> {
+        let _queued = Queued::new(&self.waiting);
+        loop {
+            let released = self.released.notified();
+            let mut released = std::pin::pin!(released);
+            released.as_mut().enable();
+            if let Some(permit) = self.try_take() {
+                return permit;
+            }
+            released.await;
+        }
+    }
+}
+
+/// Counts an attempt queued for a permit for as long as it waits (its future may be dropped).
+struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn new(waiting: &'a AtomicUsize) -> Self {
+        waiting.fetch_add(1, Ordering::SeqCst);
+        Self(waiting)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Configures an [`Engine`].
@@ -105,12 +206,14 @@ impl EngineBuilder {
     /// The engine.
     pub fn build(self) -> Engine {
         let permits = self.max_concurrent_steps.clamp(1, Semaphore::MAX_PERMITS);
+        let store = self
+            .store
+            .unwrap_or_else(|| Arc::new(MemoryStore::without_history()) as Arc<dyn Store>);
         Engine {
             inner: Arc::new(Inner {
-                store: self
-                    .store
-                    .unwrap_or_else(|| Arc::new(MemoryStore::without_history()) as Arc<dyn Store>),
-                permits: Semaphore::new(permits),
+                records: store.records_changes(),
+                store,
+                permits: Permits::new(permits),
                 jitter_seed: self.jitter_seed.unwrap_or_else(|| fastrand::u64(..)),
                 runs: Mutex::new(HashMap::new()),
             }),
@@ -132,7 +235,7 @@ impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
             .field("runs", &self.inner.runs().len())
-            .field("available_permits", &self.inner.permits.available_permits())
+            .field("available_permits", &self.inner.permits.available())
             .finish_non_exhaustive()
     }
 }
@@ -230,7 +333,7 @@ impl Engine {
     /// Cancels the run `run_id`. Returns whether a run that had not finished was told to stop.
     pub fn cancel(&self, run_id: &RunId) -> bool {
         match self.inner.runs().get(run_id) {
-            Some(entry) if entry.outcome.borrow().is_none() => {
+            Some(entry) if entry.control.outcome.get().is_none() => {
                 entry.control.cancel();
                 true
             }
@@ -258,17 +361,15 @@ impl Engine {
                 Ok(Reserved::Existing(RunHandle::new(run_id.clone(), entry)))
             }
             Entry::Vacant(vacant) => {
-                let (sender, receiver) = watch::channel(None);
                 let entry = vacant.insert(RunEntry {
                     workflow: Arc::clone(workflow),
                     control: Arc::default(),
-                    outcome: receiver,
                 });
                 let handle = RunHandle::new(run_id.clone(), entry);
                 let reservation = Reservation {
                     inner: Arc::clone(&self.inner),
                     run_id: run_id.clone(),
-                    sender,
+                    control: Arc::clone(&entry.control),
                     committed: false,
                     reason: None,
                 };
@@ -289,7 +390,7 @@ pub(crate) struct Plan {
     /// Step names, shared with every step context without copying.
     pub(crate) names: Box<[Arc<str>]>,
     /// Steps with no upstream step.
-    pub(crate) roots: Box<[usize]>,
+    pub(crate) roots: Arc<[usize]>,
 }
 
 /// The definition's plan, worked out on first use.
@@ -301,7 +402,7 @@ pub(crate) fn plan(def: &ErasedDefinition) -> &Plan {
                 graph.fingerprint(),
                 graph.roots().collect(),
             ),
-            Err(problems) => (problems.to_vec(), 0, Box::default()),
+            Err(problems) => (problems.to_vec(), 0, Arc::from(Vec::new())),
         };
         Plan {
             problems,
@@ -348,7 +449,7 @@ enum Reserved<O> {
 struct Reservation {
     inner: Arc<Inner>,
     run_id: RunId,
-    sender: OutcomeSender,
+    control: Arc<Control>,
     committed: bool,
     reason: Option<String>,
 }
@@ -357,7 +458,7 @@ impl Reservation {
     /// Keeps the claim: the run is created and its outcome will be sent on the result.
     fn commit(mut self) -> OutcomeSender {
         self.committed = true;
-        self.sender.clone()
+        OutcomeSender::new(Arc::clone(&self.control))
     }
 
     /// Releases the claim because of `error`, which it returns.
@@ -377,11 +478,10 @@ impl Drop for Reservation {
             .reason
             .take()
             .unwrap_or_else(|| "the call that started it was dropped".to_owned());
-        self.sender
-            .send_replace(Some(Arc::new(Err(RunError::NotStarted {
-                run_id: self.run_id.clone(),
-                reason,
-            }))));
+        self.control.outcome.publish(Err(RunError::NotStarted {
+            run_id: self.run_id.clone(),
+            reason,
+        }));
     }
 }
 
@@ -391,7 +491,6 @@ pub struct RunHandle<O> {
     run_id: RunId,
     workflow: Arc<str>,
     control: Arc<Control>,
-    outcome: watch::Receiver<Option<Arc<Outcome>>>,
     _output: PhantomData<fn() -> O>,
 }
 
@@ -410,7 +509,6 @@ impl<O> RunHandle<O> {
             run_id,
             workflow: Arc::clone(&entry.workflow),
             control: Arc::clone(&entry.control),
-            outcome: entry.outcome.clone(),
             _output: PhantomData,
         }
     }
@@ -430,13 +528,7 @@ impl<O: StepValue> RunHandle<O> {
 
     /// Waits for the run's outcome.
     pub async fn wait(self) -> Result<Report<O>, RunError> {
-        let mut receiver = self.outcome;
-        let outcome = receiver
-            .wait_for(Option::is_some)
-            .await
-            .ok()
-            .and_then(|seen| seen.clone());
-        let Some(outcome) = outcome else {
+        let Some(outcome) = self.control.outcome.wait().await else {
             return Err(RunError::Internal {
                 run_id: self.run_id,
                 message: "the run's task ended without an outcome (was the runtime shut down?)"
@@ -447,7 +539,7 @@ impl<O: StepValue> RunHandle<O> {
             Ok(finished) => match Arc::clone(&finished.output).downcast::<O>() {
                 Ok(output) => Ok(Report {
                     run_id: self.run_id,
-                    workflow: self.workflow.to_string(),
+                    workflow: self.workflow,
                     output,
                     steps: finished.steps.clone(),
                 }),

@@ -2,24 +2,28 @@
 //!
 //! A step's task, once its output is recorded, releases its dependents itself: the last input
 //! to finish makes the dependent ready (dataflow, not waves). The task runs one ready
-//! dependent next itself and spawns a task for each other one, so independent steps run in
-//! parallel while a chain costs no spawn and no cross-thread wake-up per step; a central
-//! driver would cost two wake-ups per step, which was most of the engine's overhead.
+//! dependent next itself, so a chain costs no spawn and no cross-thread wake-up per step; a
+//! central driver would cost two wake-ups per step, which was most of the engine's overhead.
+//! Steps made ready together (a run's roots, the dependents one step released) are worked
+//! through by as many tasks as the runtime has workers, each taking the next ready step when
+//! it is done with one, and one more task is spawned whenever a step has to wait: independent
+//! steps run in parallel on every worker and concurrently whenever they wait, and 10,000 ready
+//! no-op steps cost a few tasks instead of 10,000.
 //!
 //! The run ends when its count of live step tasks drops to zero, which happens exactly once:
 //! a task is counted before it is spawned, by a task that is itself still counted. Stopping a
 //! run (a failed step, a cancellation, a store failure) aborts every step task; an aborted
 //! task drops its future, user code included, before it gives up its count, so when `wait()`
 //! returns no future of that run is still alive. The final checkpoint and the outcome are then
-//! produced by a task of their own, which nothing aborts.
+//! produced by a task of their own, which nothing aborts; with a store that records no changes
+//! there is nothing to await, and the last task out publishes the outcome itself.
 
 mod attempt;
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
-use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::Instrument as _;
@@ -33,6 +37,16 @@ use crate::runtime::report::{StepReport, StepStatus};
 use crate::runtime::store::Change;
 
 use self::attempt::{StepEnd, run_step};
+use crate::runtime::engine::Permit;
+
+/// What a task carries from one step it runs to the next.
+#[derive(Default)]
+pub(crate) struct Carry<'r> {
+    /// When the previous step ended, if nothing came between.
+    clock: Option<Instant>,
+    /// The previous step's permit, for the next step to take over.
+    permit: Option<Permit<'r>>,
+}
 
 /// A finished run, before it is typed for a handle.
 pub(crate) struct Finished {
@@ -43,8 +57,69 @@ pub(crate) struct Finished {
 /// What every handle on a run eventually sees.
 pub(crate) type Outcome = Result<Finished, RunError>;
 
-/// Where the outcome is published; `None` until the run ends.
-pub(crate) type OutcomeSender = watch::Sender<Option<Arc<Outcome>>>;
+/// Where a run's outcome is published, once, for every handle on the run to see.
+#[derive(Default)]
+pub(crate) struct OutcomeCell {
+    value: OnceLock<Arc<Outcome>>,
+    /// Set when the run went away without an outcome (its runtime shut down).
+    closed: AtomicBool,
+    published: Notify,
+}
+
+impl OutcomeCell {
+    /// The outcome, once published.
+    pub(crate) fn get(&self) -> Option<&Arc<Outcome>> {
+        self.value.get()
+    }
+
+    /// Publishes `outcome`, unless one was published already, and wakes every waiter.
+    pub(crate) fn publish(&self, outcome: Outcome) {
+        let _ = self.value.set(Arc::new(outcome));
+        self.published.notify_waiters();
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.published.notify_waiters();
+    }
+
+    /// The outcome, once published; `None` if the run went away without one.
+    pub(crate) async fn wait(&self) -> Option<Arc<Outcome>> {
+        loop {
+            let published = self.published.notified();
+            if let Some(outcome) = self.value.get() {
+                return Some(Arc::clone(outcome));
+            }
+            if self.closed.load(Ordering::SeqCst) {
+                return None;
+            }
+            // Made before the checks above, so a publication between them still wakes it.
+            published.await;
+        }
+    }
+}
+
+/// The one right to publish a run's outcome. Dropped without publishing (the run's tasks
+/// were dropped with their runtime), it tells every handle that the run went away.
+pub(crate) struct OutcomeSender(Arc<Control>);
+
+impl OutcomeSender {
+    pub(crate) fn new(control: Arc<Control>) -> Self {
+        Self(control)
+    }
+
+    fn send(&self, outcome: Outcome) {
+        self.0.outcome.publish(outcome);
+    }
+}
+
+impl Drop for OutcomeSender {
+    fn drop(&mut self) {
+        if self.0.outcome.get().is_none() {
+            self.0.outcome.close();
+        }
+    }
+}
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section here is a single assignment or `take`, so the data behind a
@@ -67,8 +142,6 @@ pub(crate) struct Run {
     outcome: OutcomeSender,
     runtime: tokio::runtime::Handle,
     span: tracing::Span,
-    /// What `StepCell::started` counts from.
-    born: Instant,
 }
 
 /// One step of a run in flight. Every field is written by the step's own task only (or, for
@@ -80,8 +153,6 @@ struct StepCell {
     /// Set once, when the step ends; dependents read their inputs from it.
     end: OnceLock<Ended>,
     attempts: AtomicU32,
-    /// When the first attempt began, in nanoseconds after `Run::born`, plus one; 0 = never.
-    started: AtomicU64,
     task: Mutex<Option<AbortHandle>>,
 }
 
@@ -89,26 +160,14 @@ struct Ended {
     status: StepStatus,
     output: Option<Value>,
     error: Option<StepError>,
+    /// When the first attempt began, if one did.
+    started: Option<Instant>,
     at: Instant,
 }
 
 impl StepCell {
     fn output(&self) -> Option<&Value> {
         self.end.get().and_then(|end| end.output.as_ref())
-    }
-
-    fn started(&self, born: Instant) -> Option<Instant> {
-        match self.started.load(Ordering::Acquire) {
-            0 => None,
-            nanos => born.checked_add(Duration::from_nanos(nanos - 1)),
-        }
-    }
-
-    fn mark_started(&self, born: Instant, now: Instant) {
-        let nanos =
-            u64::try_from(now.saturating_duration_since(born).as_nanos()).unwrap_or(u64::MAX - 1);
-        self.started
-            .store(nanos.saturating_add(1), Ordering::Release);
     }
 }
 
@@ -130,6 +189,8 @@ enum Stop {
 pub(crate) struct Control {
     cancelled: AtomicBool,
     run: OnceLock<Weak<Run>>,
+    /// The run's outcome, once it ended (or failed to start).
+    pub(crate) outcome: OutcomeCell,
 }
 
 impl Control {
@@ -163,7 +224,7 @@ pub(crate) fn launch_run(
             run_id,
             message: "the definition became invalid after it was checked".to_owned(),
         };
-        outcome.send_replace(Some(Arc::new(Err(error))));
+        outcome.send(Err(error));
         return;
     };
     let plan = engine::plan(&def);
@@ -176,7 +237,6 @@ pub(crate) fn launch_run(
             waiting: AtomicUsize::new(graph.inputs(i).len()),
             end: OnceLock::new(),
             attempts: AtomicU32::new(0),
-            started: AtomicU64::new(0),
             task: Mutex::new(None),
         })
         .collect();
@@ -193,18 +253,35 @@ pub(crate) fn launch_run(
         outcome,
         runtime,
         span,
-        born: Instant::now(),
     });
     control.attach(&run);
-    if let Some((&first, rest)) = plan.roots.split_first() {
-        spawn_task(&run, first, rest.to_vec());
+    match *plan.roots {
+        [] => {}
+        [root] => spawn_task(&run, root, None, 0, false),
+        _ => {
+            let ready = Arc::new(Ready::new(Arc::clone(&plan.roots)));
+            let workers = run.width().min(ready.steps.len());
+            if let Some(first) = ready.claim(&run) {
+                spawn_task(&run, first, Some(ready), workers - 1, false);
+            }
+        }
     }
     run.release();
 }
 
 impl Run {
+    /// Records `change`, unless the store records no changes: then nothing is called, and
+    /// nothing is boxed.
     async fn record(&self, change: &Change<'_>) -> Result<(), StoreError> {
+        if !self.engine.records {
+            return Ok(());
+        }
         self.engine.store.record(&self.run_id, change).await
+    }
+
+    /// The runtime's workers: how many tasks at most work through a set of ready steps.
+    fn width(&self) -> usize {
+        self.runtime.metrics().num_workers().max(1)
     }
 
     fn internal(&self, message: impl Into<String>) -> RunError {
@@ -233,20 +310,29 @@ impl Run {
         }
     }
 
-    /// Gives up one count of live tasks; the last one out concludes the run in a task of its
-    /// own, so that no abort can cut the final checkpoint short.
+    /// Gives up one count of live tasks; the last one out concludes the run. With a store
+    /// that records changes, that takes a task of its own, so that no abort can cut the final
+    /// checkpoint short; with one that does not, there is nothing to await, and the outcome is
+    /// published here and now, which no abort can interrupt either.
     fn release(self: &Arc<Self>) {
-        if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let run = Arc::clone(self);
-            let span = self.span.clone();
-            self.runtime.spawn(
-                async move {
-                    let outcome = conclude(&run).await;
-                    run.outcome.send_replace(Some(Arc::new(outcome)));
-                }
-                .instrument(span),
-            );
+        if self.live.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
         }
+        if !self.engine.records {
+            let _entered = self.span.enter();
+            let outcome = settle(self);
+            self.outcome.send(outcome);
+            return;
+        }
+        let run = Arc::clone(self);
+        let span = self.span.clone();
+        self.runtime.spawn(
+            async move {
+                let outcome = conclude(&run).await;
+                run.outcome.send(outcome);
+            }
+            .instrument(span),
+        );
     }
 }
 
@@ -260,12 +346,61 @@ impl Drop for Live {
     }
 }
 
+/// Steps made ready at the same time (a run's roots, or the dependents one step released),
+/// which the tasks working through them take one at a time.
+struct Ready {
+    steps: Arc<[usize]>,
+    next: AtomicUsize,
+}
+
+impl Ready {
+    fn new(steps: Arc<[usize]>) -> Self {
+        Self {
+            steps,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether steps are left to take.
+    fn left(&self) -> bool {
+        self.next.load(Ordering::Relaxed) < self.steps.len()
+    }
+
+    /// The next step to run, unless none is left or the run stopped.
+    fn claim(&self, run: &Run) -> Option<usize> {
+        if !self.left() || run.stopped.load(Ordering::SeqCst) {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        self.steps.get(i).copied()
+    }
+}
+
+/// Spawns a task that takes over `ready`'s next step, if one is left.
+fn spawn_helper(run: &Arc<Run>, ready: &Arc<Ready>) {
+    if let Some(index) = ready.claim(run) {
+        spawn_task(run, index, Some(Arc::clone(ready)), 0, true);
+    }
+}
+
 /// Spawns a task that runs step `first`, then each dependent it makes ready, one after the
-/// other, spawning a task for every further dependent made ready at the same time: a chain
-/// costs no spawn per step, and independent steps still run in tasks of their own. `also`
-/// are spawned from inside the new task, so that a run's roots are spawned from a worker
-/// thread (cheap, local) rather than from the caller's.
-fn spawn_task(run: &Arc<Run>, first: usize, also: Vec<usize>) {
+/// other; then, while `ready` has steps left, the next of them the same way. A chain costs no
+/// spawn per step, and 10,000 ready steps cost a few tasks, not 10,000: as many as the runtime
+/// has workers (the new task spawns `helpers` more, from a worker thread, where spawning is
+/// cheap), plus one more each time a step has to wait, which takes over the ready steps that
+/// would otherwise wait behind it. Independent steps thus run in parallel on every worker and
+/// concurrently whenever they wait.
+///
+/// A run's first task, spawned once per run, holds its steps' state inline; every other task
+/// holds it boxed, so that a task waiting to be polled is small and the box lives only while
+/// it runs.
+fn spawn_task(
+    run: &Arc<Run>,
+    first: usize,
+    ready: Option<Arc<Ready>>,
+    helpers: usize,
+    boxed: bool,
+) {
     let Some(cell) = run.steps.get(first) else {
         return;
     };
@@ -274,12 +409,17 @@ fn spawn_task(run: &Arc<Run>, first: usize, also: Vec<usize>) {
     }
     run.live.fetch_add(1, Ordering::AcqRel);
     let live = Live(Arc::clone(run));
-    // Boxed, so that a task waiting to be polled is small (10,000 ready steps would otherwise
-    // each hold a whole step's state machine); the box lives only while the task runs.
-    let task = run.runtime.spawn(async move {
-        let live = live;
-        Box::pin(run_steps(&live.0, first, also)).await;
-    });
+    let task = if boxed {
+        run.runtime.spawn(async move {
+            let live = live;
+            Box::pin(run_steps(&live.0, first, ready, helpers)).await;
+        })
+    } else {
+        run.runtime.spawn(async move {
+            let live = live;
+            run_steps(&live.0, first, ready, helpers).await;
+        })
+    };
     // The task is filed under the step it was spawned for; it may have ended already, and
     // then this handle is merely stale (aborting an ended task does nothing).
     *lock(&cell.task) = Some(task.abort_handle());
@@ -289,38 +429,78 @@ fn spawn_task(run: &Arc<Run>, first: usize, also: Vec<usize>) {
     }
 }
 
-/// The body of a step task: spawns `also`, then runs `first` and each dependent it makes
-/// ready that no other task takes.
-async fn run_steps(run: &Arc<Run>, first: usize, also: Vec<usize>) {
-    for index in also {
-        spawn_task(run, index, Vec::new());
+/// The body of a step task: spawns `helpers` tasks for `ready`, then runs `first` and each
+/// dependent it makes ready that no other task takes, then the same from `ready`'s next step,
+/// until none is left.
+async fn run_steps(run: &Arc<Run>, first: usize, ready: Option<Arc<Ready>>, helpers: usize) {
+    if let Some(ready) = &ready {
+        for _ in 0..helpers {
+            spawn_helper(run, ready);
+        }
     }
-    let mut next = Some(first);
-    while let Some(index) = next {
-        let Some(cell) = run.steps.get(index) else {
-            break;
-        };
-        let span = tracing::info_span!(
-            parent: &run.span,
-            "step",
-            run_id = %run.run_id,
-            step = %cell.name
-        );
-        next = step_task(run, index).instrument(span).await;
+    // The previous step's end and permit, which the next step run here takes over.
+    let mut carry = Carry::default();
+    let mut ran: u32 = 0;
+    let mut start = Some(first);
+    while let Some(begin) = start {
+        let mut next = Some(begin);
+        while let Some(index) = next {
+            let Some(cell) = run.steps.get(index) else {
+                break;
+            };
+            // Many steps may run in this one task; let the worker's other tasks in now and
+            // then.
+            ran = ran.wrapping_add(1);
+            if ran.is_multiple_of(STEPS_PER_YIELD) {
+                carry = Carry::default();
+                tokio::task::yield_now().await;
+            }
+            let span = tracing::info_span!(
+                parent: &run.span,
+                "step",
+                run_id = %run.run_id,
+                step = %cell.name
+            );
+            let step = step_task(run, index, &mut carry).instrument(span);
+            next = match ready.as_ref().filter(|ready| ready.left()) {
+                // The first time the step waits, another task takes over the ready steps.
+                Some(ready) => {
+                    let mut step = std::pin::pin!(step);
+                    let mut helped = false;
+                    std::future::poll_fn(|cx| {
+                        let poll = step.as_mut().poll(cx);
+                        if poll.is_pending() && !helped {
+                            helped = true;
+                            spawn_helper(run, ready);
+                        }
+                        poll
+                    })
+                    .await
+                }
+                None => step.await,
+            };
+        }
+        start = ready.as_ref().and_then(|ready| ready.claim(run));
     }
+    drop(carry);
     if let Some(cell) = run.steps.get(first) {
         lock(&cell.task).take();
     }
 }
 
+/// Steps run one after the other in one task before it yields to the worker's other tasks.
+const STEPS_PER_YIELD: u32 = 128;
+
 /// Runs step `index` to its end, records how it ended, and releases its dependents (or
-/// stops the run). Returns a dependent made ready, for the caller to run next itself.
-async fn step_task(run: &Arc<Run>, index: usize) -> Option<usize> {
+/// stops the run). Returns a dependent made ready, for the caller to run next itself; leaves
+/// in `carry` when the step ended and, after a success, its permit, for that dependent.
+async fn step_task<'r>(run: &'r Arc<Run>, index: usize, carry: &mut Carry<'r>) -> Option<usize> {
     let (Some(def), Some(cell)) = (run.def.steps().get(index), run.steps.get(index)) else {
         run.stop(Stop::Internal(format!("no step {index}")));
         return None;
     };
-    let (status, output, error) = match run_step(run, def, cell).await {
+    let mut started = None;
+    let (status, output, error) = match run_step(run, def, cell, carry, &mut started).await {
         StepEnd::Completed(output) => (StepStatus::Completed, Some(output), None),
         StepEnd::Skipped => (StepStatus::Skipped, None, None),
         StepEnd::Failed { attempts, error } => {
@@ -329,6 +509,7 @@ async fn step_task(run: &Arc<Run>, index: usize) -> Option<usize> {
                     status: StepStatus::Failed,
                     output: None,
                     error: Some(error.clone()),
+                    started,
                     at: Instant::now(),
                 });
                 let reason = Stop::Failed {
@@ -346,52 +527,63 @@ async fn step_task(run: &Arc<Run>, index: usize) -> Option<usize> {
             return None;
         }
     };
+    let at = Instant::now();
     let _ = cell.end.set(Ended {
         status,
         output,
         error,
-        at: Instant::now(),
+        started,
+        at,
     });
+    carry.clock = Some(at);
     let Ok(graph) = run.def.graph() else {
         return None;
     };
     let mut next = None;
+    let mut also = Vec::new();
     for &dependent in graph.outputs(index) {
-        let ready = run
-            .steps
-            .get(dependent)
-            .is_some_and(|d| d.waiting.fetch_sub(1, Ordering::AcqRel) == 1);
+        // A dependent with this one input is ready now; no other task counts it down.
+        let ready = run.steps.get(dependent).is_some_and(|d| {
+            graph.inputs(dependent).len() == 1 || d.waiting.fetch_sub(1, Ordering::AcqRel) == 1
+        });
         if !ready {
             continue;
         }
         if next.is_none() {
             next = Some(dependent);
         } else {
-            spawn_task(run, dependent, Vec::new());
+            also.push(dependent);
+        }
+    }
+    match *also {
+        [] => {}
+        [dependent] => spawn_task(run, dependent, None, 0, true),
+        _ => {
+            let ready = Arc::new(Ready::new(Arc::from(also)));
+            for _ in 0..run.width().min(ready.steps.len()) {
+                spawn_helper(run, &ready);
+            }
         }
     }
     next.filter(|_| !run.stopped.load(Ordering::SeqCst))
 }
 
-/// Records the run's end and returns its outcome.
-async fn conclude(run: &Run) -> Outcome {
+/// The run's outcome, once every step task has ended, before the store hears of it.
+fn settle(run: &Run) -> Outcome {
     let stop = lock(&run.stop).take();
     let stop = match stop {
         Some(stop) => stop,
         None => match completed_output(run) {
             Ok(output) => {
-                return match run.record(&Change::RunCompleted).await {
-                    Ok(()) => Ok(Finished {
-                        output,
-                        steps: reports(run),
-                    }),
-                    Err(source) => Err(store_error(run, source)),
-                };
+                return Ok(Finished {
+                    output,
+                    steps: reports(run),
+                });
             }
             Err(message) => Stop::Internal(message.to_owned()),
         },
     };
-    let error = match stop {
+    Err(match stop {
         Stop::Failed {
             index,
             attempts,
@@ -414,21 +606,29 @@ async fn conclude(run: &Run) -> Outcome {
         }
         Stop::Cancelled => {
             tracing::debug!("run cancelled");
-            return match run.record(&Change::RunCancelled).await {
-                Ok(()) => Err(RunError::Cancelled {
-                    run_id: run.run_id.clone(),
-                    steps: reports(run),
-                }),
-                Err(source) => Err(store_error(run, source)),
-            };
+            RunError::Cancelled {
+                run_id: run.run_id.clone(),
+                steps: reports(run),
+            }
         }
+        Stop::Store(source) => store_error(run, source),
+        Stop::Internal(message) => run.internal(message),
+    })
+}
+
+/// Records the run's end and returns its outcome.
+async fn conclude(run: &Run) -> Outcome {
+    let outcome = settle(run);
+    let change = match &outcome {
+        Ok(_) => Change::RunCompleted,
+        Err(RunError::Cancelled { .. }) => Change::RunCancelled,
         // The run is left as the store last saw it: a durable store can resume it once it
         // is reachable again, which a recorded failure would rule out.
-        Stop::Store(source) => return Err(store_error(run, source)),
-        Stop::Internal(message) => run.internal(message),
+        Err(RunError::Store { .. }) => return outcome,
+        Err(error) => Change::RunFailed { error },
     };
-    match run.record(&Change::RunFailed { error: &error }).await {
-        Ok(()) => Err(error),
+    match run.record(&change).await {
+        Ok(()) => outcome,
         Err(source) => Err(store_error(run, source)),
     }
 }
@@ -436,7 +636,11 @@ async fn conclude(run: &Run) -> Outcome {
 /// The output of a run that was not stopped, once every step has ended.
 fn completed_output(run: &Run) -> Result<Value, &'static str> {
     if run.steps.iter().any(|cell| cell.end.get().is_none()) {
-        return Err("the run ended with steps that never started, although none failed");
+        // No step failed and nothing stopped the run, yet its tasks ended: they were dropped,
+        // which happens when the runtime shuts down.
+        return Err(
+            "the run's tasks ended before every step did, although none failed (was the runtime shut down?)",
+        );
     }
     match run.def.output_step() {
         None => Ok(Arc::new(())),
@@ -461,11 +665,9 @@ fn store_error(run: &Run, source: StoreError) -> RunError {
 /// aborted mid-way is `Running` with the attempts it made; one that never began an attempt
 /// is `NotRun`.
 fn reports(run: &Run) -> Vec<StepReport> {
-    run.def
-        .steps()
+    run.steps
         .iter()
-        .zip(run.steps.iter())
-        .map(|(def, cell)| {
+        .map(|cell| {
             let attempts = cell.attempts.load(Ordering::Acquire);
             let ended = cell.end.get();
             let status = match ended {
@@ -473,12 +675,12 @@ fn reports(run: &Run) -> Vec<StepReport> {
                 None if attempts > 0 => StepStatus::Running,
                 None => StepStatus::NotRun,
             };
-            let duration = match (cell.started(run.born), ended) {
-                (Some(started), Some(ended)) => Some(ended.at.saturating_duration_since(started)),
-                _ => None,
-            };
+            let duration = ended.and_then(|ended| {
+                let started = ended.started?;
+                Some(ended.at.saturating_duration_since(started))
+            });
             StepReport {
-                name: def.name().to_owned(),
+                name: Arc::clone(&cell.name),
                 status,
                 attempts,
                 duration,

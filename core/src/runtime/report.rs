@@ -40,8 +40,8 @@ impl StepStatus {
 /// One step of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepReport {
-    /// The step's name.
-    pub name: String,
+    /// The step's name, shared with the definition (no copy per run).
+    pub name: Arc<str>,
     /// Where it stands.
     pub status: StepStatus,
     /// Attempts started.
@@ -57,8 +57,8 @@ pub struct StepReport {
 pub struct Report<O> {
     /// The run.
     pub run_id: RunId,
-    /// The workflow's name.
-    pub workflow: String,
+    /// The workflow's name, shared with the definition (no copy per run).
+    pub workflow: Arc<str>,
     /// The run's output. Shared, because every handle on the run sees the same one.
     pub output: Arc<O>,
     /// Each step, in declaration order.
@@ -68,6 +68,6 @@ pub struct Report<O> {
 impl<O> Report<O> {
     /// The step called `name`.
     pub fn step(&self, name: &str) -> Option<&StepReport> {
-        self.steps.iter().find(|s| s.name == name)
+        self.steps.iter().find(|s| *s.name == *name)
     }
 }

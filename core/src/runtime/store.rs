@@ -11,7 +11,8 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::collections::hash_map::Entry;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::runtime::context::RunId;
@@ -113,6 +114,14 @@ pub trait Store: Send + Sync + 'static {
     /// Records one change of a run's state; the engine awaits it before going on (a checkpoint
     /// is acknowledged only once recorded).
     async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError>;
+
+    /// Whether the engine must call [`record`](Self::record) at all; `true` unless the store
+    /// overrides it. A store that keeps no changes returns `false`, and the engine then skips
+    /// every call (and the boxed future each one costs). Asked once, when the engine is built,
+    /// so the answer must not change over the store's life.
+    fn records_changes(&self) -> bool {
+        true
+    }
 
     /// The run as stored, with each step's encoded output, so that an engine that did not
     /// start it (a new process after a crash) can resume it. A store that keeps no outputs
@@ -284,9 +293,35 @@ impl From<&Change<'_>> for RecordedChange {
 
 #[derive(Debug)]
 struct MemoryRun {
-    workflow: String,
+    /// Shared by the runs of one workflow, so that a run costs no copy of its name.
+    workflow: Arc<str>,
     fingerprint: u64,
     changes: Vec<RecordedChange>,
+}
+
+/// What a [`MemoryStore`]'s lock guards.
+#[derive(Debug, Default)]
+struct MemoryRuns {
+    by_id: HashMap<RunId, MemoryRun>,
+    /// The workflow names seen last, most recent last, for runs to share.
+    names: Vec<Arc<str>>,
+}
+
+/// Workflow names a [`MemoryStore`] keeps for its runs to share; a store that sees more
+/// workflows copies the others' names.
+const SHARED_NAMES: usize = 16;
+
+/// `workflow`'s name from `names` if it is there, else a new one, kept for the next runs.
+fn shared_name(names: &mut Vec<Arc<str>>, workflow: &str) -> Arc<str> {
+    if let Some(name) = names.iter().rev().find(|n| ***n == *workflow) {
+        return Arc::clone(name);
+    }
+    let name: Arc<str> = Arc::from(workflow);
+    if names.len() >= SHARED_NAMES {
+        names.remove(0);
+    }
+    names.push(Arc::clone(&name));
+    name
 }
 
 /// A store that keeps runs in memory, for tests and for runs that need no durability. Made
@@ -294,7 +329,7 @@ struct MemoryRun {
 /// run went through.
 #[derive(Debug)]
 pub struct MemoryStore {
-    runs: Mutex<HashMap<RunId, MemoryRun>>,
+    runs: Mutex<MemoryRuns>,
     history: bool,
 }
 
@@ -308,7 +343,7 @@ impl MemoryStore {
     /// An empty store that keeps every change.
     pub fn new() -> Self {
         Self {
-            runs: Mutex::new(HashMap::new()),
+            runs: Mutex::default(),
             history: true,
         }
     }
@@ -318,7 +353,7 @@ impl MemoryStore {
     /// uses, since nothing could read its history.
     pub fn without_history() -> Self {
         Self {
-            runs: Mutex::new(HashMap::new()),
+            runs: Mutex::default(),
             history: false,
         }
     }
@@ -326,27 +361,28 @@ impl MemoryStore {
     /// The changes recorded for `run_id`, in order (none if the store keeps no history);
     /// `None` if the store has no such run.
     pub fn changes(&self, run_id: &RunId) -> Option<Vec<RecordedChange>> {
-        self.lock().get(run_id).map(|run| run.changes.clone())
+        self.lock().by_id.get(run_id).map(|run| run.changes.clone())
     }
 
     /// The workflow and graph fingerprint the run was created with.
     pub fn run_info(&self, run_id: &RunId) -> Option<(String, u64)> {
         self.lock()
+            .by_id
             .get(run_id)
-            .map(|run| (run.workflow.clone(), run.fingerprint))
+            .map(|run| (run.workflow.to_string(), run.fingerprint))
     }
 
     /// Number of runs held.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().by_id.len()
     }
 
     /// Whether the store holds no run.
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.lock().by_id.is_empty()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, MemoryRun>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryRuns> {
         // A panic while the lock was held cannot leave a half-written entry (every write is a
         // single insert or push), so the data behind a poisoned lock is still good.
         self.runs.lock().unwrap_or_else(PoisonError::into_inner)
@@ -357,20 +393,24 @@ impl MemoryStore {
 impl Store for MemoryStore {
     async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
         let mut runs = self.lock();
-        if let Some(existing) = runs.get(run.run_id) {
-            return Ok(Created::Existing {
-                workflow: existing.workflow.clone(),
-            });
+        let runs = &mut *runs;
+        match runs.by_id.entry(run.run_id.clone()) {
+            Entry::Occupied(existing) => Ok(Created::Existing {
+                workflow: existing.get().workflow.to_string(),
+            }),
+            Entry::Vacant(vacant) => {
+                vacant.insert(MemoryRun {
+                    workflow: shared_name(&mut runs.names, run.workflow),
+                    fingerprint: run.graph_fingerprint,
+                    changes: Vec::new(),
+                });
+                Ok(Created::New)
+            }
         }
-        runs.insert(
-            run.run_id.clone(),
-            MemoryRun {
-                workflow: run.workflow.to_owned(),
-                fingerprint: run.graph_fingerprint,
-                changes: Vec::new(),
-            },
-        );
-        Ok(Created::New)
+    }
+
+    fn records_changes(&self) -> bool {
+        self.history
     }
 
     async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError> {
@@ -378,7 +418,7 @@ impl Store for MemoryStore {
             return Ok(());
         }
         let recorded = RecordedChange::from(change);
-        match self.lock().get_mut(run_id) {
+        match self.lock().by_id.get_mut(run_id) {
             Some(run) => {
                 run.changes.push(recorded);
                 Ok(())

@@ -234,10 +234,15 @@ fn options(p: &TokenStream, o: &Options) -> TokenStream {
         Some(OnError::Fail) => quote!(::core::option::Option::Some(#p::OnError::Fail)),
         None => quote!(::core::option::Option::None),
     };
+    let at_most_once = match o.at_most_once {
+        Some(b) => quote!(::core::option::Option::Some(#b)),
+        None => quote!(::core::option::Option::None),
+    };
     quote!(#p::StepOptions {
         retry: #retry,
         timeout: #timeout,
         deadline: #deadline,
         on_error: #on_error,
+        at_most_once: #at_most_once,
     })
 }

@@ -15,7 +15,14 @@ use super::ast::{RawOption, RawValue};
 use crate::ctxt::{Errors, did_you_mean};
 
 /// The options a step may set.
-const STEP_OPTIONS: &[&str] = &["retry", "timeout", "deadline", "on_error", "when"];
+const STEP_OPTIONS: &[&str] = &[
+    "retry",
+    "timeout",
+    "deadline",
+    "on_error",
+    "when",
+    "at_most_once",
+];
 /// The keys of `retry(...)`, in Temporal's vocabulary.
 const RETRY_KEYS: &[&str] = &["max_attempts", "initial", "coefficient", "max", "jitter"];
 const UNITS: &str = "`ms`, `s`, `m` or `h`";
@@ -28,6 +35,7 @@ pub(crate) struct Options {
     pub(crate) deadline: Option<Duration>,
     pub(crate) on_error: Option<OnError>,
     pub(crate) when: Option<Path>,
+    pub(crate) at_most_once: Option<bool>,
     /// Options already set, to refuse a second setting wherever it is.
     seen: HashMap<String, Span>,
 }
@@ -72,6 +80,7 @@ impl Options {
                     "`when` guards a single step and cannot be a workflow default",
                 ),
                 "when" => self.when = guard(option, errors),
+                "at_most_once" => self.at_most_once = flag(option, errors),
                 _ => {}
             }
         }
@@ -319,6 +328,30 @@ fn guard(option: &RawOption, errors: &mut Errors) -> Option<Path> {
             errors.at(
                 expr,
                 "`when` takes the name of a guard function, as in `when = has_rows`",
+            );
+            None
+        }
+    }
+}
+
+/// A flag: `at_most_once`, or `at_most_once = true | false`.
+fn flag(option: &RawOption, errors: &mut Errors) -> Option<bool> {
+    match &option.value {
+        RawValue::Flag => Some(true),
+        RawValue::Assign(Expr::Lit(ExprLit {
+            lit: Lit::Bool(b), ..
+        })) => Some(b.value),
+        RawValue::Assign(expr) => {
+            errors.at(expr, format!("`{}` is `true` or `false`", option.name));
+            None
+        }
+        RawValue::Call(_) => {
+            errors.at(
+                &option.name,
+                format!(
+                    "`{}` takes no arguments; write `{}` alone",
+                    option.name, option.name
+                ),
             );
             None
         }

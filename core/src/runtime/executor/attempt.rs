@@ -13,7 +13,7 @@ use futures_util::FutureExt as _;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use super::{Run, StepCell};
+use super::{Carry, Run, StepCell};
 use crate::runtime::context::{RunId, StepContext};
 use crate::runtime::definition::{StepDef, Value};
 use crate::runtime::error::{StepError, StoreError};
@@ -68,11 +68,25 @@ fn inputs(run: &Run, def: &StepDef) -> Inputs {
 }
 
 /// Runs a step's guard, then its attempts until one succeeds or the step fails for good.
-pub(super) async fn run_step(run: &Run, def: &StepDef, cell: &StepCell) -> StepEnd {
+/// `carry` holds what the previous step run by this task left: the time it ended (which is
+/// now), so that the step's start costs no clock read, and its permit, which this step takes
+/// over unless attempts are queued for one; a successful attempt leaves its permit there for
+/// the next step. When the first attempt begins, its time is put in `started`.
+pub(super) async fn run_step<'r>(
+    run: &'r Run,
+    def: &StepDef,
+    cell: &StepCell,
+    carry: &mut Carry<'r>,
+    started: &mut Option<Instant>,
+) -> StepEnd {
+    let mut clock = carry.clock.take();
+    let mut held = carry.permit.take();
     let name = &cell.name;
     let inputs = inputs(run, def);
     let inputs = inputs.as_slice();
     if def.is_guarded() {
+        clock = None;
+        held = None;
         match std::panic::catch_unwind(AssertUnwindSafe(|| def.guard(inputs))) {
             Ok(Ok(true)) => {}
             Ok(Ok(false)) => {
@@ -96,13 +110,19 @@ pub(super) async fn run_step(run: &Run, def: &StepDef, cell: &StepCell) -> StepE
     let mut attempt: u32 = 0;
     loop {
         attempt = attempt.saturating_add(1);
-        let Ok(permit) = run.engine.permits.acquire().await else {
-            let error = StepError::permanent("internal: the engine's step permits are closed");
-            return fail(run, name, attempt - 1, error).await;
+        // The previous step's permit, if no attempt is queued for it; else a free permit,
+        // taken with one atomic operation; only a wait needs a future.
+        let handed = held.take().filter(|_| run.engine.permits.unqueued());
+        let permit = match handed.or_else(|| run.engine.permits.take_now()) {
+            Some(permit) => permit,
+            None => {
+                clock = None;
+                run.engine.permits.take().await
+            }
         };
         if attempt == 1 {
-            let now = Instant::now();
-            cell.mark_started(run.born, now);
+            let now = clock.take().unwrap_or_else(Instant::now);
+            *started = Some(now);
             deadline_at = options.deadline.and_then(|d| now.checked_add(d));
         }
         cell.attempts.store(attempt, Ordering::Release);
@@ -114,8 +134,11 @@ pub(super) async fn run_step(run: &Run, def: &StepDef, cell: &StepCell) -> StepE
         let result = run_attempt(run, def, name, attempt, inputs, limits)
             .instrument(span)
             .await;
-        drop(permit);
         let error = match result {
+            Ok(output) if !run.engine.records => {
+                carry.permit = Some(permit);
+                return StepEnd::Completed(output);
+            }
             Ok(output) => {
                 let change = Change::StepCompleted {
                     step: name,
@@ -123,13 +146,17 @@ pub(super) async fn run_step(run: &Run, def: &StepDef, cell: &StepCell) -> StepE
                     output: &*output,
                     codec: def.codec(),
                 };
+                drop(permit);
                 return match run.record(&change).await {
                     Ok(()) => StepEnd::Completed(output),
                     Err(error) => StepEnd::Store(error),
                 };
             }
             Err(AttemptError::Store(error)) => return StepEnd::Store(error),
-            Err(AttemptError::Step(error)) => error,
+            Err(AttemptError::Step(error)) => {
+                drop(permit);
+                error
+            }
         };
         if error.is_permanent() || !policy.allows_attempt_after(attempt) {
             return fail(run, name, attempt, error).await;
@@ -181,12 +208,14 @@ async fn run_attempt(
     inputs: &[Option<Value>],
     limits: Limits,
 ) -> Result<Value, AttemptError> {
-    run.record(&Change::StepStarted {
-        step: name,
-        attempt,
-    })
-    .await
-    .map_err(AttemptError::Store)?;
+    if run.engine.records {
+        run.record(&Change::StepStarted {
+            step: name,
+            attempt,
+        })
+        .await
+        .map_err(AttemptError::Store)?;
+    }
     let ctx = StepContext::new(run.run_id.clone(), Arc::clone(name), attempt);
     let future = match std::panic::catch_unwind(AssertUnwindSafe(|| def.call(ctx, inputs))) {
         Ok(Ok(future)) => future,

@@ -29,6 +29,7 @@ workflow! {
                  timeout = 30s, deadline = 2m;
         audit: on_error = continue, retry;
         clean: when = has_rows, on_error = fail;
+        load: at_most_once;
         defaults: timeout = 1h;
     }
 }
