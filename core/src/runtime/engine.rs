@@ -17,10 +17,10 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::runtime::context::RunId;
 use crate::runtime::definition::{Codec, Definition, ErasedDefinition, StepValue, Value};
-use crate::runtime::error::{DefinitionError, EngineError, RunError};
-use crate::runtime::executor::{self, Control, OutcomeSender};
-use crate::runtime::report::Report;
-use crate::runtime::store::{Created, MemoryStore, NewRun, Store};
+use crate::runtime::error::{DefinitionError, EngineError, RunError, StepError, StoreError};
+use crate::runtime::executor::{self, Control, OutcomeSender, Restored, Resume, StoredEnd};
+use crate::runtime::report::{Report, StepStatus};
+use crate::runtime::store::{Created, MemoryStore, NewRun, Store, StoredRunStatus};
 
 /// The default bound on step attempts running at once, over all runs of an engine.
 pub const DEFAULT_MAX_CONCURRENT_STEPS: usize = 1024;
@@ -298,15 +298,22 @@ impl Engine {
                 input_codec: Codec::of::<I>(),
             })
             .await;
+        let mut resume = None;
+        let mut input = input;
         match created {
             Ok(Created::New) => {}
-            Ok(Created::Existing { workflow }) => {
-                let error = if workflow == erased.name() {
-                    EngineError::RunNotResumable {
-                        run_id: run_id.clone(),
-                        workflow,
+            Ok(Created::Existing { workflow }) if workflow == erased.name() => {
+                // An earlier process started this run: take it up where the store left it.
+                match self.take_up::<I>(erased, &run_id, plan).await {
+                    Ok((stored_input, taken)) => {
+                        input = stored_input;
+                        resume = Some(taken);
                     }
-                } else {
+                    Err(error) => return Err(reservation.abandon(error)),
+                }
+            }
+            Ok(Created::Existing { workflow }) => {
+                let error = {
                     EngineError::RunIdConflict {
                         run_id: run_id.clone(),
                         workflow: erased.name().to_owned(),
@@ -326,8 +333,115 @@ impl Engine {
             sender,
             &handle.control,
             runtime,
+            resume,
         );
         Ok(handle)
+    }
+
+    /// Loads a run an earlier process started, checks that it was started under this graph,
+    /// and decodes its input and its ended steps' outputs into their types.
+    async fn take_up<I: StepValue>(
+        &self,
+        def: &ErasedDefinition,
+        run_id: &RunId,
+        plan: &Plan,
+    ) -> Result<(Value, Resume), EngineError> {
+        let stored = match self.inner.store.load_run(run_id).await? {
+            Some(stored) => stored,
+            None => {
+                return Err(EngineError::RunNotResumable {
+                    run_id: run_id.clone(),
+                    workflow: def.name().to_owned(),
+                });
+            }
+        };
+        if stored.graph_fingerprint != plan.fingerprint {
+            let gone: Vec<&str> = stored
+                .steps
+                .iter()
+                .map(|s| s.name.as_str())
+                .filter(|name| !plan.names.iter().any(|n| &**n == *name))
+                .collect();
+            let changed = if gone.is_empty() {
+                "its steps or edges changed".to_owned()
+            } else {
+                format!("steps no longer in the workflow: {}", gone.join(", "))
+            };
+            return Err(EngineError::GraphChanged {
+                run_id: run_id.clone(),
+                workflow: def.name().to_owned(),
+                changed,
+            });
+        }
+        let codec_error = |step: &str, message: String| {
+            EngineError::Store(StoreError::Codec {
+                run_id: run_id.clone(),
+                step: step.to_owned(),
+                message,
+            })
+        };
+        let input = (Codec::of::<I>().decode)(&stored.input).map_err(|m| {
+            codec_error(
+                "(input)",
+                format!("the stored input no longer decodes: {m}"),
+            )
+        })?;
+        let mut steps: Vec<Restored> = def.steps().iter().map(|_| Restored::Fresh).collect();
+        for step in &stored.steps {
+            let Some(index) = plan.names.iter().position(|n| **n == *step.name) else {
+                continue;
+            };
+            let Some(slot) = steps.get_mut(index) else {
+                continue;
+            };
+            let error = step.error.as_ref().map(|e| StepError::permanent(e.clone()));
+            *slot = match step.status {
+                StepStatus::Completed => {
+                    let text = step.output.as_deref().unwrap_or("null");
+                    let output = def.steps().get(index).map(|d| (d.codec().decode)(text));
+                    match output {
+                        Some(Ok(value)) => Restored::Ended {
+                            status: StepStatus::Completed,
+                            output: Some(value),
+                            error: None,
+                            attempts: step.attempts,
+                        },
+                        Some(Err(m)) => {
+                            return Err(codec_error(
+                                &step.name,
+                                format!(
+                                    "the stored output no longer decodes into the step's type: {m}"
+                                ),
+                            ));
+                        }
+                        None => Restored::Fresh,
+                    }
+                }
+                StepStatus::Skipped | StepStatus::Failed | StepStatus::Interrupted => {
+                    Restored::Ended {
+                        status: step.status,
+                        output: None,
+                        error,
+                        attempts: step.attempts,
+                    }
+                }
+                StepStatus::Running => Restored::Interrupted {
+                    attempts: step.attempts,
+                },
+                StepStatus::Pending | StepStatus::NotRun => Restored::Fresh,
+            };
+        }
+        let ended = match stored.status {
+            StoredRunStatus::Running => None,
+            StoredRunStatus::Completed => Some(StoredEnd::Completed),
+            StoredRunStatus::Cancelled => Some(StoredEnd::Cancelled),
+            StoredRunStatus::Failed => Some(StoredEnd::Failed(
+                stored
+                    .error
+                    .unwrap_or_else(|| "no error was stored".to_owned()),
+            )),
+        };
+        Ok((input, Resume { steps, ended }))
     }
 
     /// Cancels the run `run_id`. Returns whether a run that had not finished was told to stop.

@@ -138,6 +138,14 @@ pub enum RunError {
         /// What went wrong.
         message: String,
     },
+    /// The run had failed in an earlier process; this is what the store kept of it.
+    #[error("run `{run_id}` failed before this process took it up: {error}")]
+    FailedEarlier {
+        /// The run.
+        run_id: RunId,
+        /// The error as it was stored.
+        error: String,
+    },
     /// The run never started: a handle joined it while another caller was starting it, and
     /// that start failed (the store refused it, or the id belongs to another workflow).
     #[error("run `{run_id}` did not start: {reason}")]
@@ -154,7 +162,10 @@ impl RunError {
     pub fn steps(&self) -> &[StepReport] {
         match self {
             RunError::StepFailed { steps, .. } | RunError::Cancelled { steps, .. } => steps,
-            RunError::Store { .. } | RunError::Internal { .. } | RunError::NotStarted { .. } => &[],
+            RunError::Store { .. }
+            | RunError::Internal { .. }
+            | RunError::NotStarted { .. }
+            | RunError::FailedEarlier { .. } => &[],
         }
     }
 }
@@ -196,6 +207,18 @@ pub enum EngineError {
         run_id: RunId,
         /// The workflow.
         workflow: String,
+    },
+    /// The stored run was started under a different graph than the workflow has now.
+    #[error(
+        "run `{run_id}` of workflow `{workflow}` was started under another graph: {changed}; finish it with the old code, or start a new run"
+    )]
+    GraphChanged {
+        /// The run.
+        run_id: RunId,
+        /// The workflow.
+        workflow: String,
+        /// What differs, as far as the store can tell.
+        changed: String,
     },
     /// `start` was not polled inside a tokio runtime, which the engine needs to spawn the run.
     #[error("the engine must run inside a tokio runtime")]

@@ -142,6 +142,9 @@ pub(crate) struct Run {
     outcome: OutcomeSender,
     runtime: tokio::runtime::Handle,
     span: tracing::Span,
+    /// The run had ended in an earlier process, which recorded that end: it is not recorded
+    /// again (a run's outcome is recorded exactly once).
+    end_recorded: bool,
 }
 
 /// One step of a run in flight. Every field is written by the step's own task only (or, for
@@ -181,6 +184,8 @@ enum Stop {
     Cancelled,
     Store(StoreError),
     Internal(String),
+    /// The run had failed in an earlier process.
+    Earlier(String),
 }
 
 /// Lets handles cancel a run that may not exist yet (its start still awaits the store) or may
@@ -209,7 +214,40 @@ impl Control {
     }
 }
 
+/// How a step of a run taken up from the store stands: what an earlier process recorded.
+pub(crate) enum Restored {
+    /// Never started: it runs as in a new run.
+    Fresh,
+    /// Ended earlier (completed, skipped, or failed with `on_error = continue`): it does not
+    /// run again, and its dependents get its stored output.
+    Ended {
+        status: StepStatus,
+        output: Option<Value>,
+        error: Option<StepError>,
+        attempts: u32,
+    },
+    /// Its start was recorded, not its end: an attempt was cut by a crash. It runs again,
+    /// attempts counting on, unless it is at-most-once.
+    Interrupted { attempts: u32 },
+}
+
+/// What an earlier process left of a run: each step as it stood, and, for a run that had
+/// ended, how (its end is already recorded and must not be recorded twice).
+pub(crate) struct Resume {
+    pub(crate) steps: Vec<Restored>,
+    pub(crate) ended: Option<StoredEnd>,
+}
+
+/// How a run had ended in an earlier process.
+pub(crate) enum StoredEnd {
+    Completed,
+    Failed(String),
+    Cancelled,
+}
+
 /// Starts executing a run whose store record exists. The outcome is published on `outcome`.
+/// With `resume`, the run is one an earlier process started: ended steps are not run again.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn launch_run(
     engine: Arc<Inner>,
     run_id: RunId,
@@ -218,6 +256,7 @@ pub(crate) fn launch_run(
     outcome: OutcomeSender,
     control: &Control,
     runtime: tokio::runtime::Handle,
+    resume: Option<Resume>,
 ) {
     let Ok(graph) = def.graph() else {
         let error = RunError::Internal {
@@ -228,18 +267,84 @@ pub(crate) fn launch_run(
         return;
     };
     let plan = engine::plan(&def);
-    let steps = plan
+    let now = Instant::now();
+    let (restored, ended_before) = match resume {
+        Some(resume) => (Some(resume.steps), resume.ended),
+        None => (None, None),
+    };
+    let mut interrupted_for_good = Vec::new();
+    let steps: Box<[StepCell]> = plan
         .names
         .iter()
         .enumerate()
-        .map(|(i, name)| StepCell {
-            name: Arc::clone(name),
-            waiting: AtomicUsize::new(graph.inputs(i).len()),
-            end: OnceLock::new(),
-            attempts: AtomicU32::new(0),
-            task: Mutex::new(None),
+        .map(|(i, name)| {
+            let cell = StepCell {
+                name: Arc::clone(name),
+                waiting: AtomicUsize::new(graph.inputs(i).len()),
+                end: OnceLock::new(),
+                attempts: AtomicU32::new(0),
+                task: Mutex::new(None),
+            };
+            match restored.as_ref().and_then(|r| r.get(i)) {
+                None | Some(Restored::Fresh) => {}
+                Some(Restored::Ended {
+                    status,
+                    output,
+                    error,
+                    attempts,
+                }) => {
+                    cell.attempts.store(*attempts, Ordering::Relaxed);
+                    let _ = cell.end.set(Ended {
+                        status: *status,
+                        output: output.clone(),
+                        error: error.clone(),
+                        started: None,
+                        at: now,
+                    });
+                }
+                Some(Restored::Interrupted { attempts }) => {
+                    cell.attempts.store(*attempts, Ordering::Relaxed);
+                    let at_most_once = def
+                        .steps()
+                        .get(i)
+                        .is_some_and(|d| d.options().at_most_once == Some(true));
+                    if at_most_once {
+                        let error = StepError::permanent(format!(
+                            "step `{name}` was interrupted by a crash after {attempts} attempt(s) and is at-most-once, so it was not run again"
+                        ));
+                        let _ = cell.end.set(Ended {
+                            status: StepStatus::Interrupted,
+                            output: None,
+                            error: Some(error.clone()),
+                            started: None,
+                            at: now,
+                        });
+                        interrupted_for_good.push((i, *attempts, error));
+                    }
+                }
+            }
+            cell
         })
         .collect();
+    // What is ready: in a new run its roots; in a resumed one, every step not ended whose
+    // inputs all have.
+    let ready: Arc<[usize]> = if restored.is_some() {
+        for (i, cell) in steps.iter().enumerate() {
+            let open = graph
+                .inputs(i)
+                .iter()
+                .filter(|&&u| steps.get(u).is_some_and(|c| c.end.get().is_none()))
+                .count();
+            cell.waiting.store(open, Ordering::Relaxed);
+        }
+        (0..steps.len())
+            .filter(|&i| {
+                steps[i].end.get().is_none() && steps[i].waiting.load(Ordering::Relaxed) == 0
+            })
+            .collect()
+    } else {
+        Arc::clone(&plan.roots)
+    };
     let span = tracing::info_span!("run", run_id = %run_id, workflow = %def.name());
     let run = Arc::new(Run {
         engine,
@@ -253,13 +358,33 @@ pub(crate) fn launch_run(
         outcome,
         runtime,
         span,
+        end_recorded: ended_before.is_some(),
     });
+    match ended_before {
+        None => {}
+        Some(StoredEnd::Completed) => {}
+        Some(StoredEnd::Cancelled) => run.stop(Stop::Cancelled),
+        Some(StoredEnd::Failed(error)) => run.stop(Stop::Earlier(error)),
+    }
+    for (index, attempts, error) in interrupted_for_good {
+        let continues = def
+            .steps()
+            .get(index)
+            .is_some_and(|d| d.options().on_error == Some(OnError::Continue));
+        if !continues {
+            run.stop(Stop::Failed {
+                index,
+                attempts,
+                error,
+            });
+        }
+    }
     control.attach(&run);
-    match *plan.roots {
+    match *ready {
         [] => {}
         [root] => spawn_task(&run, root, None, 0, false),
         _ => {
-            let ready = Arc::new(Ready::new(Arc::clone(&plan.roots)));
+            let ready = Arc::new(Ready::new(ready));
             let workers = run.width().min(ready.steps.len());
             if let Some(first) = ready.claim(&run) {
                 spawn_task(&run, first, Some(ready), workers - 1, false);
@@ -613,12 +738,19 @@ fn settle(run: &Run) -> Outcome {
         }
         Stop::Store(source) => store_error(run, source),
         Stop::Internal(message) => run.internal(message),
+        Stop::Earlier(error) => RunError::FailedEarlier {
+            run_id: run.run_id.clone(),
+            error,
+        },
     })
 }
 
 /// Records the run's end and returns its outcome.
 async fn conclude(run: &Run) -> Outcome {
     let outcome = settle(run);
+    if run.end_recorded {
+        return outcome;
+    }
     let change = match &outcome {
         Ok(_) => Change::RunCompleted,
         Err(RunError::Cancelled { .. }) => Change::RunCancelled,

@@ -22,6 +22,8 @@ pub enum StepStatus {
     Skipped,
     /// Never started because the run stopped first.
     NotRun,
+    /// Its attempt was cut by a crash and, being at-most-once, it was not run again.
+    Interrupted,
 }
 
 impl StepStatus {
@@ -31,7 +33,7 @@ impl StepStatus {
             StepStatus::Pending => NodeStyle::Pending,
             StepStatus::Running => NodeStyle::Running,
             StepStatus::Completed => NodeStyle::Completed,
-            StepStatus::Failed => NodeStyle::Failed,
+            StepStatus::Failed | StepStatus::Interrupted => NodeStyle::Failed,
             StepStatus::Skipped | StepStatus::NotRun => NodeStyle::Skipped,
         }
     }

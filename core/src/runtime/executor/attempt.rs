@@ -107,7 +107,9 @@ pub(super) async fn run_step<'r>(
     let options = def.options();
     let policy = options.retry_policy();
     let mut deadline_at: Option<Instant> = None;
-    let mut attempt: u32 = 0;
+    // A step taken up after a crash counts its attempts on from those it made before.
+    let mut attempt: u32 = cell.attempts.load(Ordering::Acquire);
+    let mut first = true;
     loop {
         attempt = attempt.saturating_add(1);
         // The previous step's permit, if no attempt is queued for it; else a free permit,
@@ -120,7 +122,8 @@ pub(super) async fn run_step<'r>(
                 run.engine.permits.take().await
             }
         };
-        if attempt == 1 {
+        if first {
+            first = false;
             let now = clock.take().unwrap_or_else(Instant::now);
             *started = Some(now);
             deadline_at = options.deadline.and_then(|d| now.checked_add(d));

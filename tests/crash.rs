@@ -1,0 +1,157 @@
+//! A real crash: a child process runs a 20-step workflow on a SQLite file, is killed with
+//! SIGKILL in the middle, and a new process resumes the run to completion. Every step appends
+//! its name to a side file as its effect, so the side file shows what ran and how often.
+//!
+//! The child is this same test binary, started again with an environment variable that makes
+//! the test play the child's part.
+
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sagaflow::prelude::*;
+
+const CHILD: &str = "SAGAFLOW_CRASH_CHILD";
+const STEPS: usize = 20;
+
+/// Appends the step's name to the side file: the effect whose repetitions the test counts.
+fn effect(ctx: &StepContext) {
+    let Ok(dir) = std::env::var(CHILD) else {
+        return;
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(Path::new(&dir).join("side.txt"))
+        .unwrap();
+    writeln!(file, "{}", ctx.step()).unwrap();
+    file.sync_all().unwrap();
+}
+
+macro_rules! steps {
+    ($first:ident $(, $name:ident)*) => {
+        async fn $first(ctx: &StepContext) -> Result<u32, StepError> {
+            effect(ctx);
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            Ok(1)
+        }
+        $(
+            async fn $name(ctx: &StepContext, n: &u32) -> Result<u32, StepError> {
+                effect(ctx);
+                tokio::time::sleep(Duration::from_millis(25)).await;
+                Ok(n + 1)
+            }
+        )*
+    };
+}
+
+steps!(
+    s01, s02, s03, s04, s05, s06, s07, s08, s09, s10, s11, s12, s13, s14, s15, s16, s17, s18, s19,
+    s20
+);
+
+workflow! {
+    Twenty -> u32 {
+        s01 -> s02 -> s03 -> s04 -> s05 -> s06 -> s07 -> s08 -> s09 -> s10;
+        s10 -> s11 -> s12 -> s13 -> s14 -> s15 -> s16 -> s17 -> s18 -> s19 -> s20;
+    }
+}
+
+/// The child's part: open the database, resume or start the run, wait for it.
+fn child(dir: &Path) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let engine = Engine::open(dir.join("runs.db")).unwrap();
+        let report = Twenty::start(&engine, "twenty")
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(*report.output, STEPS as u32);
+    });
+}
+
+fn spawn_child(dir: &Path) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "a_run_killed_mid_way_resumes_in_a_new_process",
+            "--exact",
+            "--test-threads=1",
+        ])
+        .env(CHILD, dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+fn side_lines(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("side.txt"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_run_killed_mid_way_resumes_in_a_new_process() {
+    if let Some(dir) = std::env::var_os(CHILD) {
+        child(&PathBuf::from(dir));
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+
+    // First process: killed with SIGKILL once 8 steps have had their effect.
+    let mut first = spawn_child(dir.path());
+    let started = Instant::now();
+    while side_lines(dir.path()).len() < 8 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the child made no progress"
+        );
+        if let Some(status) = first.try_wait().unwrap() {
+            panic!("the child ended before it was killed: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    first.kill().unwrap(); // SIGKILL on Unix: no destructor, no flush, no goodbye
+    first.wait().unwrap();
+    let at_kill = side_lines(dir.path()).len();
+    assert!(at_kill < STEPS, "the run finished before the kill");
+
+    // Second process: resumes the same run and finishes it.
+    let status = spawn_child(dir.path()).wait().unwrap();
+    assert!(status.success(), "the resuming process failed: {status}");
+
+    let lines = side_lines(dir.path());
+    let names: Vec<String> = (1..=STEPS).map(|i| format!("s{i:02}")).collect();
+    let mut twice = Vec::new();
+    for name in &names {
+        let count = lines.iter().filter(|l| *l == name).count();
+        assert!(count >= 1, "{name} never ran: {lines:?}");
+        assert!(count <= 2, "{name} ran {count} times: {lines:?}");
+        if count == 2 {
+            twice.push(name.clone());
+        }
+    }
+    assert!(
+        twice.len() <= 1,
+        "only the step in flight at the kill may run twice, not {twice:?}"
+    );
+    // Completed steps never ran again: the lines are the steps in order, with at most the
+    // interrupted one repeated right after the kill.
+    let mut expected: Vec<String> = names.clone();
+    if let Some(again) = twice.first() {
+        let at = names.iter().position(|n| n == again).unwrap();
+        expected.insert(at + 1, again.clone());
+    }
+    assert_eq!(lines, expected);
+}
