@@ -45,8 +45,8 @@ pub use sagaflow_core::graph::{Graph, GraphError, GraphSpec, NodeStyle};
 pub use sagaflow_core::policy::{OnError, PolicyError, RetryPolicy, StepOptions};
 pub use sagaflow_core::runtime;
 pub use sagaflow_core::runtime::{
-    Builder, Definition, Engine, EngineError, Report, RunError, RunHandle, RunId, StepContext,
-    StepError, StepReport, StepStatus,
+    Builder, Definition, Engine, EngineError, Recovered, Report, RunError, RunHandle, RunId,
+    StepContext, StepError, StepReport, StepStatus,
 };
 pub use sagaflow_core::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
@@ -126,7 +126,7 @@ pub mod __private {
     pub use ::std::time::Duration;
     pub use sagaflow_core::policy::{OnError, RetryPolicy, StepOptions};
     pub use sagaflow_core::runtime::{
-        Builder, Definition, Engine, EngineError, RunHandle, RunId, StepContext,
+        Builder, Definition, Engine, EngineError, Recovered, RunHandle, RunId, StepContext,
     };
 }
 

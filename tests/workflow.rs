@@ -251,3 +251,53 @@ mod coercion {
         assert_eq!(*report.output, 3);
     }
 }
+
+mod durable {
+    use super::*;
+
+    async fn stamp(ctx: &StepContext) -> Result<String, StepError> {
+        called(format!("stamp {}", ctx.run_id()));
+        Ok(format!("stamped {}", ctx.run_id()))
+    }
+
+    workflow! { Stamp -> String { stamp } }
+
+    #[tokio::test]
+    async fn generated_resume_and_recover_take_runs_up_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.db");
+        {
+            let engine = Engine::open(&path).unwrap();
+            let report = Stamp::start(&engine, "s1")
+                .await
+                .unwrap()
+                .wait()
+                .await
+                .unwrap();
+            assert_eq!(*report.output, "stamped s1");
+        }
+        let engine = Engine::open(&path).unwrap();
+        let recovered = Stamp::recover(&engine).await.unwrap();
+        assert!(recovered.runs.is_empty() && recovered.failed.is_empty());
+        let report = Stamp::resume(&engine, "s1")
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(*report.output, "stamped s1");
+        let stamps = CALLS
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| *c == "stamp s1")
+            .count();
+        assert_eq!(stamps, 1, "a finished run is not run again");
+        let missing = Stamp::resume(&engine, "never-started").await.unwrap_err();
+        assert!(
+            matches!(missing, sagaflow::EngineError::RunNotFound { .. }),
+            "{missing}"
+        );
+        assert!(missing.to_string().contains("never-started"), "{missing}");
+    }
+}

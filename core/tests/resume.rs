@@ -81,6 +81,16 @@ fn chain(
 /// Runs the chain on a runtime of its own until `b` has started, then drops the runtime with
 /// the engine: `b`'s attempt is cut, nothing is cleaned up.
 fn crash_during_b(path: &Path, def: &Definition<String, Tally>, counts: &Counts) {
+    crash_runs_during_b(path, def, counts, &["run-1"]);
+}
+
+/// Starts each of `ids`, waits until every one is inside `b`, then drops the runtime.
+fn crash_runs_during_b(
+    path: &Path,
+    def: &Definition<String, Tally>,
+    counts: &Counts,
+    ids: &[&str],
+) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -88,15 +98,18 @@ fn crash_during_b(path: &Path, def: &Definition<String, Tally>, counts: &Counts)
         .unwrap();
     runtime.block_on(async {
         let engine = Engine::open(path).unwrap();
-        let _handle = engine.start(def, "run-1", "seed".to_owned()).await.unwrap();
+        let mut handles = Vec::new();
+        for id in ids {
+            handles.push(engine.start(def, *id, "seed".to_owned()).await.unwrap());
+        }
         for _ in 0..2_000 {
-            if counts.of("b") == 1 {
+            if counts.of("b") == ids.len() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        assert_eq!(counts.of("b"), 1, "b never started");
-        // Give the store a moment to commit b's start (acknowledged before b is called).
+        // b's start is committed before b is called, so it is in the file now.
+        assert_eq!(counts.of("b"), ids.len(), "b never started");
     });
     drop(runtime);
 }
@@ -283,4 +296,60 @@ fn a_finished_run_is_returned_from_the_store_and_not_run_again() {
     assert_eq!(counts.of("a"), 1);
     assert_eq!(counts.of("c"), 1);
     assert_eq!(events_before, events_after, "nothing recorded twice");
+}
+
+#[test]
+fn recovery_takes_up_every_unfinished_run_and_one_broken_run_stops_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs.db");
+    let counts = Arc::new(Counts::default());
+    let hang = Arc::new(AtomicU32::new(1));
+    let def = chain(Arc::clone(&counts), Arc::clone(&hang), StepOptions::new());
+    crash_runs_during_b(&path, &def, &counts, &["first", "broken", "last"]);
+
+    // Corrupt the stored output of `a` in run "broken": it no longer decodes into a Tally.
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE steps SET output = '\"not a tally\"' WHERE run_id = 'broken' AND name = 'a'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
+
+    hang.store(0, Ordering::SeqCst);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (done, failed) = runtime.block_on(async {
+        let engine = Engine::open(&path).unwrap();
+        let recovered = engine.recover(&def).await.unwrap();
+        let mut done = Vec::new();
+        for handle in recovered.runs {
+            let id = handle.run_id().to_string();
+            let report = handle.wait().await.unwrap();
+            done.push((id, report.output.path.clone()));
+        }
+        (done, recovered.failed)
+    });
+    assert_eq!(
+        done,
+        vec![
+            (
+                "first".to_owned(),
+                vec!["seed".to_owned(), "a".into(), "b".into(), "c".into()]
+            ),
+            (
+                "last".to_owned(),
+                vec!["seed".to_owned(), "a".into(), "b".into(), "c".into()]
+            ),
+        ]
+    );
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0.as_str(), "broken");
+    let message = failed[0].1.to_string();
+    assert!(
+        message.contains("broken") && message.contains("`a`"),
+        "{message}"
+    );
+    assert_eq!(counts.of("a"), 3, "no completed step ran again");
 }

@@ -15,12 +15,17 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::{Notify, Semaphore};
 
+mod resume;
+
+pub use resume::Recovered;
+
 use crate::runtime::context::RunId;
 use crate::runtime::definition::{Codec, Definition, ErasedDefinition, StepValue, Value};
-use crate::runtime::error::{DefinitionError, EngineError, RunError, StepError, StoreError};
-use crate::runtime::executor::{self, Control, OutcomeSender, Restored, Resume, StoredEnd};
-use crate::runtime::report::{Report, StepStatus};
-use crate::runtime::store::{Created, MemoryStore, NewRun, Store, StoredRunStatus};
+use crate::runtime::error::{DefinitionError, EngineError, RunError};
+use crate::runtime::events::{DEFAULT_EVENT_BUFFER, EventStream, Feed};
+use crate::runtime::executor::{self, Control, OutcomeSender};
+use crate::runtime::report::Report;
+use crate::runtime::store::{Created, MemoryStore, NewRun, Store};
 
 /// The default bound on step attempts running at once, over all runs of an engine.
 pub const DEFAULT_MAX_CONCURRENT_STEPS: usize = 1024;
@@ -60,6 +65,8 @@ pub(crate) struct Inner {
     pub(crate) permits: Permits,
     pub(crate) jitter_seed: u64,
     runs: Mutex<HashMap<RunId, RunEntry>>,
+    /// The live event feed the store publishes to; `None` if the store keeps no event log.
+    events: Option<Arc<Feed>>,
 }
 
 impl Inner {
@@ -180,6 +187,7 @@ pub struct EngineBuilder {
     store: Option<Arc<dyn Store>>,
     max_concurrent_steps: usize,
     jitter_seed: Option<u64>,
+    event_buffer: usize,
 }
 
 impl EngineBuilder {
@@ -203,19 +211,34 @@ impl EngineBuilder {
         self
     }
 
+    /// How many events the live feed holds for a subscriber that has not read them yet
+    /// (default [`DEFAULT_EVENT_BUFFER`]; taken into `1..=`[`MAX_EVENT_BUFFER`]). A subscriber
+    /// further behind loses nothing: it catches up from the store, which costs reads.
+    ///
+    /// [`MAX_EVENT_BUFFER`]: crate::runtime::events::MAX_EVENT_BUFFER
+    pub fn event_buffer(mut self, events: usize) -> Self {
+        self.event_buffer = events;
+        self
+    }
+
     /// The engine.
     pub fn build(self) -> Engine {
         let permits = self.max_concurrent_steps.clamp(1, Semaphore::MAX_PERMITS);
         let store = self
             .store
             .unwrap_or_else(|| Arc::new(MemoryStore::without_history()) as Arc<dyn Store>);
+        let records = store.records_changes();
+        let events = records
+            .then(|| Feed::attach(&*store, self.event_buffer))
+            .flatten();
         Engine {
             inner: Arc::new(Inner {
-                records: store.records_changes(),
+                records,
                 store,
                 permits: Permits::new(permits),
                 jitter_seed: self.jitter_seed.unwrap_or_else(|| fastrand::u64(..)),
                 runs: Mutex::new(HashMap::new()),
+                events,
             }),
         }
     }
@@ -227,6 +250,7 @@ impl fmt::Debug for EngineBuilder {
             .field("custom_store", &self.store.is_some())
             .field("max_concurrent_steps", &self.max_concurrent_steps)
             .field("jitter_seed", &self.jitter_seed)
+            .field("event_buffer", &self.event_buffer)
             .finish()
     }
 }
@@ -252,6 +276,7 @@ impl Engine {
             store: None,
             max_concurrent_steps: DEFAULT_MAX_CONCURRENT_STEPS,
             jitter_seed: None,
+            event_buffer: DEFAULT_EVENT_BUFFER,
         }
     }
 
@@ -304,7 +329,7 @@ impl Engine {
             Ok(Created::New) => {}
             Ok(Created::Existing { workflow }) if workflow == erased.name() => {
                 // An earlier process started this run: take it up where the store left it.
-                match self.take_up::<I>(erased, &run_id, plan).await {
+                match self.take_up::<I>(erased, &run_id, plan, true).await {
                     Ok((stored_input, taken)) => {
                         input = stored_input;
                         resume = Some(taken);
@@ -336,112 +361,6 @@ impl Engine {
             resume,
         );
         Ok(handle)
-    }
-
-    /// Loads a run an earlier process started, checks that it was started under this graph,
-    /// and decodes its input and its ended steps' outputs into their types.
-    async fn take_up<I: StepValue>(
-        &self,
-        def: &ErasedDefinition,
-        run_id: &RunId,
-        plan: &Plan,
-    ) -> Result<(Value, Resume), EngineError> {
-        let stored = match self.inner.store.load_run(run_id).await? {
-            Some(stored) => stored,
-            None => {
-                return Err(EngineError::RunNotResumable {
-                    run_id: run_id.clone(),
-                    workflow: def.name().to_owned(),
-                });
-            }
-        };
-        if stored.graph_fingerprint != plan.fingerprint {
-            let gone: Vec<&str> = stored
-                .steps
-                .iter()
-                .map(|s| s.name.as_str())
-                .filter(|name| !plan.names.iter().any(|n| &**n == *name))
-                .collect();
-            let changed = if gone.is_empty() {
-                "its steps or edges changed".to_owned()
-            } else {
-                format!("steps no longer in the workflow: {}", gone.join(", "))
-            };
-            return Err(EngineError::GraphChanged {
-                run_id: run_id.clone(),
-                workflow: def.name().to_owned(),
-                changed,
-            });
-        }
-        let codec_error = |step: &str, message: String| {
-            EngineError::Store(StoreError::Codec {
-                run_id: run_id.clone(),
-                step: step.to_owned(),
-                message,
-            })
-        };
-        let input = (Codec::of::<I>().decode)(&stored.input).map_err(|m| {
-            codec_error(
-                "(input)",
-                format!("the stored input no longer decodes: {m}"),
-            )
-        })?;
-        let mut steps: Vec<Restored> = def.steps().iter().map(|_| Restored::Fresh).collect();
-        for step in &stored.steps {
-            let Some(index) = plan.names.iter().position(|n| **n == *step.name) else {
-                continue;
-            };
-            let Some(slot) = steps.get_mut(index) else {
-                continue;
-            };
-            let error = step.error.as_ref().map(|e| StepError::permanent(e.clone()));
-            *slot = match step.status {
-                StepStatus::Completed => {
-                    let text = step.output.as_deref().unwrap_or("null");
-                    let output = def.steps().get(index).map(|d| (d.codec().decode)(text));
-                    match output {
-                        Some(Ok(value)) => Restored::Ended {
-                            status: StepStatus::Completed,
-                            output: Some(value),
-                            error: None,
-                            attempts: step.attempts,
-                        },
-                        Some(Err(m)) => {
-                            return Err(codec_error(
-                                &step.name,
-                                format!(
-                                    "the stored output no longer decodes into the step's type: {m}"
-                                ),
-                            ));
-                        }
-                        None => Restored::Fresh,
-                    }
-                }
-                StepStatus::Skipped | StepStatus::Failed | StepStatus::Interrupted => {
-                    Restored::Ended {
-                        status: step.status,
-                        output: None,
-                        error,
-                        attempts: step.attempts,
-                    }
-                }
-                StepStatus::Running => Restored::Interrupted {
-                    attempts: step.attempts,
-                },
-                StepStatus::Pending | StepStatus::NotRun => Restored::Fresh,
-            };
-        }
-        let ended = match stored.status {
-            StoredRunStatus::Running => None,
-            StoredRunStatus::Completed => Some(StoredEnd::Completed),
-            StoredRunStatus::Cancelled => Some(StoredEnd::Cancelled),
-            StoredRunStatus::Failed => Some(StoredEnd::Failed(
-                stored
-                    .error
-                    .unwrap_or_else(|| "no error was stored".to_owned()),
-            )),
-        };
-        Ok((input, Resume { steps, ended }))
     }
 
     /// Cancels the run `run_id`. Returns whether a run that had not finished was told to stop.
@@ -490,6 +409,29 @@ impl Engine {
                 Ok(Reserved::New(reservation, handle))
             }
         }
+    }
+
+    /// Follows the store's events live, of every run, from now on, in `seq` order (see
+    /// [`events`](crate::runtime::events) for what is promised). A subscriber that falls
+    /// behind the [`event_buffer`](EngineBuilder::event_buffer) catches up from the store.
+    ///
+    /// Only a store with an event log (the SQLite store) has events: with an in-memory store
+    /// the stream ends at once.
+    pub fn subscribe(&self) -> EventStream {
+        EventStream::live(Arc::clone(&self.inner.store), self.inner.events.as_deref())
+    }
+
+    /// Replays the store's events after the position `after` (`0`: from the start), of the run
+    /// `run_id` or of every run, then follows them live, with no gap and no repeat at the seam.
+    /// The replay is the store's ([`Store::events`]); with a store that publishes no events the
+    /// stream ends after it.
+    pub fn subscribe_from(&self, run_id: Option<RunId>, after: u64) -> EventStream {
+        EventStream::from_position(
+            Arc::clone(&self.inner.store),
+            self.inner.events.as_deref(),
+            run_id,
+            after,
+        )
     }
 }
 

@@ -208,6 +208,14 @@ pub enum EngineError {
         /// The workflow.
         workflow: String,
     },
+    /// There is no such run to resume.
+    #[error(
+        "no run `{run_id}` to resume: the store has none by that id (an in-memory store keeps no run beyond its engine)"
+    )]
+    RunNotFound {
+        /// The run id.
+        run_id: RunId,
+    },
     /// The stored run was started under a different graph than the workflow has now.
     #[error(
         "run `{run_id}` of workflow `{workflow}` was started under another graph: {changed}; finish it with the old code, or start a new run"

@@ -5,6 +5,7 @@ pub mod context;
 pub mod definition;
 pub mod engine;
 pub mod error;
+pub mod events;
 mod executor;
 pub mod report;
 pub mod store;
@@ -14,8 +15,9 @@ pub use definition::{
     Builder, Codec, Definition, Dep, Deps, ErasedDefinition, Handle, Optional, StepDef, StepValue,
     Value,
 };
-pub use engine::{DEFAULT_MAX_CONCURRENT_STEPS, Engine, EngineBuilder, RunHandle};
+pub use engine::{DEFAULT_MAX_CONCURRENT_STEPS, Engine, EngineBuilder, Recovered, RunHandle};
 pub use error::{DefinitionError, EngineError, RunError, StepError, StoreError};
+pub use events::{DEFAULT_EVENT_BUFFER, Event, EventKind, EventSink, EventStream};
 pub use report::{Report, StepReport, StepStatus};
 pub use store::{
     Change, Created, MemoryStore, NewRun, RecordedChange, Store, StoredRun, StoredRunStatus,

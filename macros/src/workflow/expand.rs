@@ -175,6 +175,23 @@ pub(crate) fn items(
             engine.start(&Self::definition(), run_id, #arg).await
         }
 
+        /// Takes up the run `run_id` that an earlier process started: its ended steps are
+        /// not run again (see `Engine::resume`).
+        #vis async fn resume(
+            engine: &#p::Engine,
+            run_id: impl ::core::convert::Into<#p::RunId>,
+        ) -> ::core::result::Result<#p::RunHandle<#output_ty>, #p::EngineError> {
+            engine.resume(&Self::definition(), run_id).await
+        }
+
+        /// Takes up every unfinished run of this workflow in the engine's store, as a service
+        /// does at start-up after a crash (see `Engine::recover`).
+        #vis async fn recover(
+            engine: &#p::Engine,
+        ) -> ::core::result::Result<#p::Recovered<#output_ty>, #p::EngineError> {
+            engine.recover(&Self::definition()).await
+        }
+
         /// The graph as a mermaid flowchart.
         #vis fn mermaid() -> #p::String {
             Self::definition().mermaid()

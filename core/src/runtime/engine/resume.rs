@@ -1,0 +1,209 @@
+//! Taking up runs that an earlier process started: one by id, or every unfinished run of a
+//! workflow at once. Ended steps come back from the store decoded into their types and are
+//! not run again; the graph a run was started under must still be the workflow's.
+
+use std::sync::Arc;
+
+use super::{Engine, Plan, Reserved, plan};
+use crate::runtime::context::RunId;
+use crate::runtime::definition::{Codec, Definition, ErasedDefinition, StepValue, Value};
+use crate::runtime::engine::RunHandle;
+use crate::runtime::error::{EngineError, StepError, StoreError};
+use crate::runtime::executor::{self, Restored, Resume, StoredEnd};
+use crate::runtime::report::StepStatus;
+use crate::runtime::store::StoredRunStatus;
+
+/// What [`Engine::recover`] did: the runs it took up, and those it could not, each with why.
+/// One broken run does not stop the others.
+#[derive(Debug)]
+pub struct Recovered<O> {
+    /// Handles on the runs taken up, oldest first.
+    pub runs: Vec<RunHandle<O>>,
+    /// The runs that could not be taken up.
+    pub failed: Vec<(RunId, EngineError)>,
+}
+
+impl Engine {
+    /// Takes up the run `run_id` that an earlier process (or engine) started and did not
+    /// finish: its ended steps are not run again, its interrupted step runs again (or comes
+    /// back `Interrupted` when at-most-once). A run this engine already has is returned as
+    /// it is; a finished run is returned with its stored outcome, and nothing runs.
+    pub async fn resume<I: StepValue, O: StepValue>(
+        &self,
+        def: &Definition<I, O>,
+        run_id: impl Into<RunId>,
+    ) -> Result<RunHandle<O>, EngineError> {
+        let run_id = run_id.into();
+        let erased = def.erased();
+        let plan = plan(erased);
+        if !plan.problems.is_empty() {
+            return Err(EngineError::InvalidDefinition {
+                workflow: erased.name().to_owned(),
+                problems: plan.problems.clone(),
+            });
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| EngineError::NoRuntime)?;
+        let (reservation, handle) = match self.reserve(&run_id, &plan.workflow)? {
+            Reserved::Existing(handle) => return Ok(handle),
+            Reserved::New(reservation, handle) => (reservation, handle),
+        };
+        let (input, resume) = match self.take_up::<I>(erased, &run_id, plan, false).await {
+            Ok(taken) => taken,
+            Err(error) => return Err(reservation.abandon(error)),
+        };
+        let sender = reservation.commit();
+        executor::launch_run(
+            Arc::clone(&self.inner),
+            run_id,
+            Arc::clone(erased),
+            input,
+            sender,
+            &handle.control,
+            runtime,
+            Some(resume),
+        );
+        Ok(handle)
+    }
+
+    /// Takes up every unfinished run of `def`'s workflow in the store, oldest first: what a
+    /// service calls once at start-up, for each workflow it knows, after a crash.
+    pub async fn recover<I: StepValue, O: StepValue>(
+        &self,
+        def: &Definition<I, O>,
+    ) -> Result<Recovered<O>, EngineError> {
+        let unfinished = self.inner.store.unfinished_runs().await?;
+        let mut recovered = Recovered {
+            runs: Vec::new(),
+            failed: Vec::new(),
+        };
+        for run in unfinished.into_iter().filter(|r| r.workflow == def.name()) {
+            match self.resume(def, run.run_id.clone()).await {
+                Ok(handle) => recovered.runs.push(handle),
+                Err(error) => {
+                    tracing::warn!(run_id = %run.run_id, error = %error, "a run could not be recovered");
+                    recovered.failed.push((run.run_id, error));
+                }
+            }
+        }
+        Ok(recovered)
+    }
+
+    /// Loads a run an earlier process started, checks that it was started under this graph,
+    /// and decodes its input and its ended steps' outputs into their types.
+    pub(super) async fn take_up<I: StepValue>(
+        &self,
+        def: &ErasedDefinition,
+        run_id: &RunId,
+        plan: &Plan,
+        must_exist: bool,
+    ) -> Result<(Value, Resume), EngineError> {
+        let stored = match self.inner.store.load_run(run_id).await? {
+            Some(stored) => stored,
+            None if must_exist => {
+                return Err(EngineError::RunNotResumable {
+                    run_id: run_id.clone(),
+                    workflow: def.name().to_owned(),
+                });
+            }
+            None => {
+                return Err(EngineError::RunNotFound {
+                    run_id: run_id.clone(),
+                });
+            }
+        };
+        if stored.workflow != def.name() {
+            return Err(EngineError::RunIdConflict {
+                run_id: run_id.clone(),
+                workflow: def.name().to_owned(),
+                existing: stored.workflow,
+            });
+        }
+        if stored.graph_fingerprint != plan.fingerprint {
+            let gone: Vec<&str> = stored
+                .steps
+                .iter()
+                .map(|s| s.name.as_str())
+                .filter(|name| !plan.names.iter().any(|n| &**n == *name))
+                .collect();
+            let changed = if gone.is_empty() {
+                "its steps or edges changed".to_owned()
+            } else {
+                format!("steps no longer in the workflow: {}", gone.join(", "))
+            };
+            return Err(EngineError::GraphChanged {
+                run_id: run_id.clone(),
+                workflow: def.name().to_owned(),
+                changed,
+            });
+        }
+        let codec_error = |step: &str, message: String| {
+            EngineError::Store(StoreError::Codec {
+                run_id: run_id.clone(),
+                step: step.to_owned(),
+                message,
+            })
+        };
+        let input = (Codec::of::<I>().decode)(&stored.input).map_err(|m| {
+            codec_error(
+                "(input)",
+                format!("the stored input no longer decodes: {m}"),
+            )
+        })?;
+        let mut steps: Vec<Restored> = def.steps().iter().map(|_| Restored::Fresh).collect();
+        for step in &stored.steps {
+            let Some(index) = plan.names.iter().position(|n| **n == *step.name) else {
+                continue;
+            };
+            let Some(slot) = steps.get_mut(index) else {
+                continue;
+            };
+            let error = step.error.as_ref().map(|e| StepError::permanent(e.clone()));
+            *slot = match step.status {
+                StepStatus::Completed => {
+                    let text = step.output.as_deref().unwrap_or("null");
+                    let output = def.steps().get(index).map(|d| (d.codec().decode)(text));
+                    match output {
+                        Some(Ok(value)) => Restored::Ended {
+                            status: StepStatus::Completed,
+                            output: Some(value),
+                            error: None,
+                            attempts: step.attempts,
+                        },
+                        Some(Err(m)) => {
+                            return Err(codec_error(
+                                &step.name,
+                                format!(
+                                    "the stored output no longer decodes into the step's type: {m}"
+                                ),
+                            ));
+                        }
+                        None => Restored::Fresh,
+                    }
+                }
+                StepStatus::Skipped | StepStatus::Failed | StepStatus::Interrupted => {
+                    Restored::Ended {
+                        status: step.status,
+                        output: None,
+                        error,
+                        attempts: step.attempts,
+                    }
+                }
+                StepStatus::Running => Restored::Interrupted {
+                    attempts: step.attempts,
+                },
+                StepStatus::Pending | StepStatus::NotRun => Restored::Fresh,
+            };
+        }
+        let ended = match stored.status {
+            StoredRunStatus::Running => None,
+            StoredRunStatus::Completed => Some(StoredEnd::Completed),
+            StoredRunStatus::Cancelled => Some(StoredEnd::Cancelled),
+            StoredRunStatus::Failed => Some(StoredEnd::Failed(
+                stored
+                    .error
+                    .unwrap_or_else(|| "no error was stored".to_owned()),
+            )),
+        };
+        Ok((input, Resume { steps, ended }))
+    }
+}
