@@ -88,6 +88,7 @@ pub use sagaflow_core::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 /// | `deadline = 5m` | time allowed for all attempts and delays together |
 /// | `on_error = fail \| continue` | `continue` lets the run finish; dependents receive `None` |
 /// | `when = guard_fn` | `guard_fn` receives the step's inputs (without the context) and returns `bool`; `false` skips the step, and dependents receive `None` |
+/// | `at_most_once` | when a run is resumed after a crash, an attempt the crash cut is not repeated: the step comes back [`StepStatus::Interrupted`] and the run fails (or goes on, with `on_error = continue`) |
 ///
 /// Durations are a number and a unit: `ms`, `s`, `m`, `h`.
 ///
