@@ -299,17 +299,9 @@ impl Engine {
     ) -> Result<RunHandle<O>, EngineError> {
         let run_id = run_id.into();
         let erased = def.erased();
-        let plan = plan(erased);
-        if !plan.problems.is_empty() {
-            return Err(EngineError::InvalidDefinition {
-                workflow: erased.name().to_owned(),
-                problems: plan.problems.clone(),
-            });
-        }
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| EngineError::NoRuntime)?;
-        let (reservation, handle) = match self.reserve(&run_id, &plan.workflow)? {
-            Reserved::Existing(handle) => return Ok(handle),
-            Reserved::New(reservation, handle) => (reservation, handle),
+        let (plan, runtime, reservation, handle) = match self.claim(erased, &run_id)? {
+            Claimed::Existing(handle) => return Ok(handle),
+            Claimed::New(claim) => (claim.plan, claim.runtime, claim.reservation, claim.handle),
         };
         let input: Value = Arc::new(input);
         let created = self
@@ -372,6 +364,32 @@ impl Engine {
             }
             _ => false,
         }
+    }
+
+    /// What `start` and `resume` share: the definition checked, the caller's runtime found,
+    /// and the id claimed in the engine's table (or the run that has it already).
+    fn claim<'d, O: StepValue>(
+        &self,
+        erased: &'d ErasedDefinition,
+        run_id: &RunId,
+    ) -> Result<Claimed<'d, O>, EngineError> {
+        let plan = plan(erased);
+        if !plan.problems.is_empty() {
+            return Err(EngineError::InvalidDefinition {
+                workflow: erased.name().to_owned(),
+                problems: plan.problems.clone(),
+            });
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| EngineError::NoRuntime)?;
+        Ok(match self.reserve(run_id, &plan.workflow)? {
+            Reserved::Existing(handle) => Claimed::Existing(handle),
+            Reserved::New(reservation, handle) => Claimed::New(Claim {
+                plan,
+                runtime,
+                reservation,
+                handle,
+            }),
+        })
     }
 
     /// Finds the run `run_id`, or claims the id for a new run.
@@ -492,6 +510,20 @@ fn extra_problems(def: &ErasedDefinition) -> Vec<DefinitionError> {
         });
     }
     problems
+}
+
+/// See [`Engine::claim`].
+enum Claimed<'d, O> {
+    Existing(RunHandle<O>),
+    New(Claim<'d, O>),
+}
+
+/// A new run's id, claimed, with what starting it needs.
+struct Claim<'d, O> {
+    plan: &'d Plan,
+    runtime: tokio::runtime::Handle,
+    reservation: Reservation,
+    handle: RunHandle<O>,
 }
 
 enum Reserved<O> {

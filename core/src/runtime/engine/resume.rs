@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{Engine, Plan, Reserved, plan};
+use super::{Claimed, Engine, Plan};
 use crate::runtime::context::RunId;
 use crate::runtime::definition::{Codec, Definition, ErasedDefinition, StepValue, Value};
 use crate::runtime::engine::RunHandle;
@@ -35,17 +35,9 @@ impl Engine {
     ) -> Result<RunHandle<O>, EngineError> {
         let run_id = run_id.into();
         let erased = def.erased();
-        let plan = plan(erased);
-        if !plan.problems.is_empty() {
-            return Err(EngineError::InvalidDefinition {
-                workflow: erased.name().to_owned(),
-                problems: plan.problems.clone(),
-            });
-        }
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| EngineError::NoRuntime)?;
-        let (reservation, handle) = match self.reserve(&run_id, &plan.workflow)? {
-            Reserved::Existing(handle) => return Ok(handle),
-            Reserved::New(reservation, handle) => (reservation, handle),
+        let (plan, runtime, reservation, handle) = match self.claim(erased, &run_id)? {
+            Claimed::Existing(handle) => return Ok(handle),
+            Claimed::New(claim) => (claim.plan, claim.runtime, claim.reservation, claim.handle),
         };
         let (input, resume) = match self.take_up::<I>(erased, &run_id, plan, false).await {
             Ok(taken) => taken,
