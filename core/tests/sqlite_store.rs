@@ -106,12 +106,12 @@ async fn opening_creates_the_schema_in_wal_mode_with_strict_tables() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("reads");
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 1);
+    assert_eq!(SCHEMA_VERSION, 2);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("reads");
     assert_eq!(mode, "wal", "WAL mode is persistent in the file");
-    for table in ["runs", "steps", "events"] {
+    for table in ["runs", "steps", "events", "signals"] {
         let strict: i64 = conn
             .query_row(
                 "SELECT strict FROM pragma_table_list WHERE name = ?1",
@@ -237,7 +237,8 @@ async fn a_database_from_a_newer_sagaflow_is_refused() {
     let message = error.to_string();
     assert!(message.contains(&path.display().to_string()), "{message}");
     assert!(
-        message.contains("version 2") && message.contains("version 1"),
+        message.contains(&format!("version {}", SCHEMA_VERSION + 1))
+            && message.contains(&format!("version {SCHEMA_VERSION}")),
         "{message}"
     );
 
@@ -735,4 +736,38 @@ async fn a_write_that_does_not_fit_fails_alone_among_concurrent_ones() {
         (s0.status, s0.output.as_deref()),
         (StepStatus::Running, None)
     );
+}
+
+#[tokio::test]
+async fn a_version_1_database_is_migrated_with_its_data_intact() {
+    let (_dir, path) = temp_db();
+    let store = open(&path);
+    create(&store, "old-run", "Wf").await.expect("created");
+    drop(store);
+    // Make the file what version 1 left: no signals table, user_version 1.
+    let conn = Connection::open(&path).expect("opens");
+    conn.execute_batch("DROP TABLE signals; PRAGMA user_version = 1;")
+        .expect("rewinds");
+    drop(conn);
+
+    let store = open(&path);
+    let conn = Connection::open(&path).expect("opens");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("reads");
+    assert_eq!(version, SCHEMA_VERSION);
+    let signals: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'signals'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("reads");
+    assert_eq!(signals, 1, "migration 2 created the signals table");
+    let stored = store
+        .load_run(&RunId::from("old-run"))
+        .await
+        .expect("loads")
+        .expect("the run is still there");
+    assert_eq!(stored.workflow, "Wf");
 }

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::{Notify, Semaphore};
 
 mod resume;
+mod signals;
 
 pub use resume::Recovered;
 
@@ -67,6 +68,8 @@ pub(crate) struct Inner {
     runs: Mutex<HashMap<RunId, RunEntry>>,
     /// The live event feed the store publishes to; `None` if the store keeps no event log.
     events: Option<Arc<Feed>>,
+    /// Steps waiting for signals, woken when one is delivered.
+    pub(crate) signals: Arc<signals::SignalHub>,
 }
 
 impl Inner {
@@ -234,6 +237,7 @@ impl EngineBuilder {
         Engine {
             inner: Arc::new(Inner {
                 records,
+                signals: Arc::new(signals::SignalHub::new(Arc::clone(&store))),
                 store,
                 permits: Permits::new(permits),
                 jitter_seed: self.jitter_seed.unwrap_or_else(|| fastrand::u64(..)),

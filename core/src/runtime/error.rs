@@ -208,6 +208,24 @@ pub enum EngineError {
         /// The workflow.
         workflow: String,
     },
+    /// A signal of that name was delivered to that run already.
+    #[error("signal `{name}` was delivered to run `{run_id}` already; a signal is delivered once")]
+    SignalAlreadyDelivered {
+        /// The run.
+        run_id: RunId,
+        /// The signal.
+        name: String,
+    },
+    /// A signal's payload could not be serialized.
+    #[error("signal `{name}` for run `{run_id}`: the payload does not serialize: {message}")]
+    SignalPayload {
+        /// The run.
+        run_id: RunId,
+        /// The signal.
+        name: String,
+        /// What serde said.
+        message: String,
+    },
     /// There is no such run to resume.
     #[error(
         "no run `{run_id}` to resume: the store has none by that id (an in-memory store keeps no run beyond its engine)"

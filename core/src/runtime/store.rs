@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::runtime::context::RunId;
 use crate::runtime::definition::Codec;
 use crate::runtime::error::{RunError, StepError, StoreError};
+use crate::runtime::events::{Event, EventSink};
 
 /// A run about to be created.
 #[derive(Debug, Clone, Copy)]
@@ -135,6 +136,51 @@ pub trait Store: Send + Sync + 'static {
     /// recorded), oldest first, for recovery.
     async fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>, StoreError> {
         Ok(Vec::new())
+    }
+
+    /// Up to `limit` events of the store's log with a `seq` past `after`, in `seq` order: of
+    /// the run `run_id`, or of every run for `None`. `after = 0` reads from the start; the
+    /// last `seq` read is where the next page starts. A store that keeps no event log (the
+    /// default) returns none.
+    async fn events(
+        &self,
+        run_id: Option<&RunId>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let _ = (run_id, after, limit);
+        Ok(Vec::new())
+    }
+
+    /// Called by each engine built on this store with the sink its live subscribers listen
+    /// on. A store with an event log keeps the sink and, once each event is committed,
+    /// publishes it there ([`EventSink::publish`], in `seq` order, events of every run and
+    /// every engine on the store alike), and returns `true`. The default keeps nothing and
+    /// returns `false`: the engine's subscriptions then yield nothing.
+    fn attach_events(&self, sink: EventSink) -> bool {
+        let _ = sink;
+        false
+    }
+
+    /// Keeps the signal `name` for run `run_id`, with its payload (JSON), unless a signal of
+    /// that name was delivered to that run already. Returns whether this call delivered it.
+    /// A store that keeps no signals refuses them.
+    async fn deliver_signal(
+        &self,
+        run_id: &RunId,
+        name: &str,
+        payload: &str,
+    ) -> Result<bool, StoreError> {
+        let _ = (name, payload);
+        Err(StoreError::Backend(format!(
+            "this store keeps no signals (run `{run_id}`)"
+        )))
+    }
+
+    /// The payload of the signal `name` delivered to run `run_id`, if it has been.
+    async fn signal(&self, run_id: &RunId, name: &str) -> Result<Option<String>, StoreError> {
+        let _ = (run_id, name);
+        Ok(None)
     }
 }
 
@@ -303,6 +349,8 @@ struct MemoryRun {
 #[derive(Debug, Default)]
 struct MemoryRuns {
     by_id: HashMap<RunId, MemoryRun>,
+    /// Signals delivered, by run and name: payloads as JSON.
+    signals: HashMap<(RunId, String), String>,
     /// The workflow names seen last, most recent last, for runs to share.
     names: Vec<Arc<str>>,
 }
@@ -391,6 +439,35 @@ impl MemoryStore {
 
 #[async_trait::async_trait]
 impl Store for MemoryStore {
+    async fn deliver_signal(
+        &self,
+        run_id: &RunId,
+        name: &str,
+        payload: &str,
+    ) -> Result<bool, StoreError> {
+        let mut runs = self.lock();
+        if !runs.by_id.contains_key(run_id) {
+            return Err(StoreError::Backend(format!(
+                "no run `{run_id}` to signal `{name}` to"
+            )));
+        }
+        match runs.signals.entry((run_id.clone(), name.to_owned())) {
+            Entry::Occupied(_) => Ok(false),
+            Entry::Vacant(vacant) => {
+                vacant.insert(payload.to_owned());
+                Ok(true)
+            }
+        }
+    }
+
+    async fn signal(&self, run_id: &RunId, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .lock()
+            .signals
+            .get(&(run_id.clone(), name.to_owned()))
+            .cloned())
+    }
+
     async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
         let mut runs = self.lock();
         let runs = &mut *runs;

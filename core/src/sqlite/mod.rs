@@ -27,12 +27,16 @@
 //! What it guarantees: a checkpoint is acknowledged only after the transaction that holds it
 //! has committed (with `synchronous = FULL`, after the `fsync`); the checkpoints of many runs
 //! share one commit (see `writer`); every change is also a row of the `events` table, in
-//! commit order; a database written by a newer sagaflow, a file that is not a database, a lock
-//! held past the busy timeout and a full disk are each a [`StoreError`] naming the file,
-//! never a panic, and never lose what was committed before.
+//! commit order, which [`Store::events`] replays and which is published to the engines'
+//! subscribers ([`Engine::subscribe`]) once committed; a database written by a newer
+//! sagaflow, a file that is not a database, a lock held past the busy timeout and a full disk
+//! are each a [`StoreError`] naming the file, never a panic, and never lose what was committed
+//! before.
 
+mod events;
 mod rows;
 mod schema;
+mod signals;
 mod writer;
 
 use std::fmt;
@@ -48,8 +52,10 @@ use tokio::sync::oneshot;
 use crate::runtime::context::RunId;
 use crate::runtime::engine::Engine;
 use crate::runtime::error::StoreError;
+use crate::runtime::events::{Event, EventSink};
 use crate::runtime::store::{Change, Created, NewRun, Store, StoredRun, UnfinishedRun};
 
+use events::Publisher;
 use rows::{Applied, WriteOp};
 use writer::{Request, Stats, Writer};
 
@@ -127,6 +133,8 @@ struct Inner {
     requests: Option<Sender<Request>>,
     writer: Option<JoinHandle<()>>,
     stats: Arc<Stats>,
+    /// The engines' event sinks, which the writer publishes committed events to.
+    publisher: Arc<Publisher>,
 }
 
 impl Drop for Inner {
@@ -175,8 +183,14 @@ impl SqliteStore {
 
     fn start(conn: rusqlite::Connection, label: Arc<str>) -> Result<SqliteStore, StoreError> {
         let stats = Arc::new(Stats::default());
+        let publisher = Arc::new(Publisher::new(events::head(&conn, &label)?));
         let (requests, receiver) = mpsc::channel();
-        let writer = Writer::new(conn, Arc::clone(&label), Arc::clone(&stats));
+        let writer = Writer::new(
+            conn,
+            Arc::clone(&label),
+            Arc::clone(&stats),
+            Arc::clone(&publisher),
+        );
         let handle = std::thread::Builder::new()
             .name("sagaflow-sqlite".to_owned())
             .spawn(move || writer.run(receiver))
@@ -190,6 +204,7 @@ impl SqliteStore {
                 requests: Some(requests),
                 writer: Some(handle),
                 stats,
+                publisher,
             }),
         })
     }
@@ -251,8 +266,8 @@ impl Store for SqliteStore {
     async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
         let op = rows::create_op(run)?;
         match self.write(op).await? {
-            Applied::Created(created) => Ok(created),
-            Applied::Recorded => Err(StoreError::Backend(format!(
+            Applied::Created(created, _) => Ok(created),
+            Applied::Recorded(_) => Err(StoreError::Backend(format!(
                 "database `{}`: internal: a run creation was answered as a change",
                 self.inner.label
             ))),
@@ -280,6 +295,62 @@ impl Store for SqliteStore {
 
     async fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>, StoreError> {
         self.read(rows::unfinished_runs).await
+    }
+
+    async fn deliver_signal(
+        &self,
+        run_id: &RunId,
+        name: &str,
+        payload: &str,
+    ) -> Result<bool, StoreError> {
+        let (run_id, name, payload) = (run_id.clone(), name.to_owned(), payload.to_owned());
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        // Rare and small: its own transaction, on the writer's connection between batches.
+        self.read(move |conn, label| {
+            conn.execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| rows::sqlite_error(label, &e))?;
+            let result = signals::deliver(conn, label, run_id.as_str(), &name, &payload, at_ms);
+            let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+            conn.execute_batch(end)
+                .map_err(|e| rows::sqlite_error(label, &e))?;
+            result
+        })
+        .await
+    }
+
+    async fn signal(&self, run_id: &RunId, name: &str) -> Result<Option<String>, StoreError> {
+        let (run_id, name) = (run_id.clone(), name.to_owned());
+        self.read(move |conn, label| signals::read(conn, label, run_id.as_str(), &name))
+            .await
+    }
+
+    async fn events(
+        &self,
+        run_id: Option<&RunId>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let run_id = run_id.cloned();
+        self.read(move |conn, label| {
+            events::read(
+                conn,
+                label,
+                run_id.as_ref().map(RunId::as_str),
+                after,
+                limit,
+            )
+        })
+        .await
+    }
+
+    fn attach_events(&self, sink: EventSink) -> bool {
+        self.inner.publisher.attach(sink);
+        true
     }
 }
 

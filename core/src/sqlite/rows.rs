@@ -11,6 +11,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use crate::runtime::context::RunId;
 use crate::runtime::error::StoreError;
+use crate::runtime::events::EventKind;
 use crate::runtime::report::StepStatus;
 use crate::runtime::store::{
     Change, Created, NewRun, StoredRun, StoredRunStatus, StoredStep, UnfinishedRun,
@@ -34,10 +35,29 @@ pub(crate) enum WriteOp {
 /// What an applied [`WriteOp`] found.
 #[derive(Debug)]
 pub(crate) enum Applied {
-    /// The outcome of [`WriteOp::CreateRun`].
-    Created(Created),
-    /// A [`WriteOp::Record`] was applied.
-    Recorded,
+    /// The outcome of [`WriteOp::CreateRun`], with the `run_created` event if the run is new.
+    Created(Created, Option<Logged>),
+    /// A [`WriteOp::Record`] was applied, with this event.
+    Recorded(Logged),
+}
+
+impl Applied {
+    /// The event the write added to the log, if any.
+    pub(crate) fn logged(&self) -> Option<Logged> {
+        match self {
+            Applied::Created(_, logged) => *logged,
+            Applied::Recorded(logged) => Some(*logged),
+        }
+    }
+}
+
+/// Where and when a write's event went into the `events` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Logged {
+    /// The event's `seq`.
+    pub(crate) seq: u64,
+    /// Its `at`, unix milliseconds.
+    pub(crate) at: i64,
 }
 
 /// A [`Change`], owned, with the output already encoded.
@@ -208,17 +228,26 @@ fn create_run(
         let workflow: String = conn
             .prepare_cached("SELECT workflow FROM runs WHERE run_id = ?1")?
             .query_row([run_id], |row| row.get(0))?;
-        return Ok(Applied::Created(Created::Existing { workflow }));
+        return Ok(Applied::Created(Created::Existing { workflow }, None));
     }
     conn.prepare_cached(INSERT_EVENT)?.execute(params![
         run_id,
         at,
-        "run_created",
+        EventKind::RunCreated.as_str(),
         None::<&str>,
         None::<i64>,
         None::<&str>
     ])?;
-    Ok(Applied::Created(Created::New))
+    Ok(Applied::Created(Created::New, Some(logged(conn, at))))
+}
+
+/// The event just inserted on `conn`, at `at`.
+fn logged(conn: &Connection, at: i64) -> Logged {
+    Logged {
+        // `seq` is the rowid, which SQLite numbers from 1.
+        seq: conn.last_insert_rowid().cast_unsigned(),
+        at,
+    }
 }
 
 /// One step row as an upsert writes it; `None` columns keep what the row had.
@@ -232,11 +261,11 @@ struct StepRow<'a> {
 }
 
 /// An event as the `events` table holds it.
-struct EventRow<'a> {
-    kind: &'static str,
-    step: Option<&'a str>,
-    attempt: Option<u32>,
-    detail: Option<String>,
+pub(crate) struct EventRow<'a> {
+    pub(crate) kind: EventKind,
+    pub(crate) step: Option<&'a str>,
+    pub(crate) attempt: Option<u32>,
+    pub(crate) detail: Option<String>,
 }
 
 fn record(
@@ -289,12 +318,17 @@ fn record(
     conn.prepare_cached(INSERT_EVENT)?.execute(params![
         run_id,
         at,
-        event.kind,
+        event.kind.as_str(),
         event.step,
         event.attempt,
         event.detail
     ])?;
-    Ok(Applied::Recorded)
+    Ok(Applied::Recorded(logged(conn, at)))
+}
+
+/// The event row of a change, as [`record`] writes it.
+pub(crate) fn event_row(change: &ChangeRow) -> EventRow<'_> {
+    rows_of(change).1
 }
 
 /// The step row (if the change concerns a step) and the event row of a change.
@@ -309,7 +343,7 @@ fn rows_of(change: &ChangeRow) -> (Option<StepRow<'_>>, EventRow<'_>) {
                 error: None,
                 finished: false,
             }),
-            event("step_started", Some(step), Some(*attempt), None),
+            event(EventKind::StepStarted, Some(step), Some(*attempt), None),
         ),
         ChangeRow::StepRetrying {
             step,
@@ -327,7 +361,7 @@ fn rows_of(change: &ChangeRow) -> (Option<StepRow<'_>>, EventRow<'_>) {
                 finished: false,
             }),
             event(
-                "step_retrying",
+                EventKind::StepRetrying,
                 Some(step),
                 Some(*attempt),
                 Some(serde_json::json!({
@@ -349,7 +383,7 @@ fn rows_of(change: &ChangeRow) -> (Option<StepRow<'_>>, EventRow<'_>) {
                 finished: true,
             }),
             // The output lives in `steps`; the event does not repeat it.
-            event("step_completed", Some(step), Some(*attempt), None),
+            event(EventKind::StepCompleted, Some(step), Some(*attempt), None),
         ),
         ChangeRow::StepFailed {
             step,
@@ -366,7 +400,7 @@ fn rows_of(change: &ChangeRow) -> (Option<StepRow<'_>>, EventRow<'_>) {
                 finished: true,
             }),
             event(
-                "step_failed",
+                EventKind::StepFailed,
                 Some(step),
                 Some(*attempts),
                 Some(serde_json::json!({ "error": error, "permanent": permanent })),
@@ -381,24 +415,24 @@ fn rows_of(change: &ChangeRow) -> (Option<StepRow<'_>>, EventRow<'_>) {
                 error: None,
                 finished: true,
             }),
-            event("step_skipped", Some(step), None, None),
+            event(EventKind::StepSkipped, Some(step), None, None),
         ),
-        ChangeRow::RunCompleted => (None, event("run_completed", None, None, None)),
+        ChangeRow::RunCompleted => (None, event(EventKind::RunCompleted, None, None, None)),
         ChangeRow::RunFailed { error } => (
             None,
             event(
-                "run_failed",
+                EventKind::RunFailed,
                 None,
                 None,
                 Some(serde_json::json!({ "error": error })),
             ),
         ),
-        ChangeRow::RunCancelled => (None, event("run_cancelled", None, None, None)),
+        ChangeRow::RunCancelled => (None, event(EventKind::RunCancelled, None, None, None)),
     }
 }
 
 fn event<'a>(
-    kind: &'static str,
+    kind: EventKind,
     step: Option<&'a str>,
     attempt: Option<u32>,
     detail: Option<serde_json::Value>,

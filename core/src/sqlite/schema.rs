@@ -17,7 +17,7 @@ use crate::sqlite::{SqliteOptions, Synchronous};
 
 /// The migrations, oldest first; migration `i` takes the schema from version `i` to `i + 1`.
 /// Append only: a migration that has shipped must never change.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The newest schema version this code knows (`PRAGMA user_version` of a current database).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -71,6 +71,18 @@ CREATE TABLE events (
 ) STRICT;
 
 CREATE INDEX events_by_run ON events (run_id, seq);
+";
+
+/// Version 2: signals delivered to runs, one per run and name (the first delivery wins), kept
+/// so that a step waiting for one finds it after a crash, whenever it was delivered.
+const V2: &str = "
+CREATE TABLE signals (
+    run_id  TEXT    NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    name    TEXT    NOT NULL,
+    payload TEXT    NOT NULL,
+    at      INTEGER NOT NULL,
+    PRIMARY KEY (run_id, name)
+) STRICT;
 ";
 
 /// Opens `path` (`None` for a private in-memory database), sets the pragmas and brings the

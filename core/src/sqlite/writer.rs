@@ -28,6 +28,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use crate::runtime::error::StoreError;
+use crate::sqlite::events::Publisher;
 use crate::sqlite::rows::{self, Applied, ApplyError, WriteOp};
 
 /// The most writes one transaction takes; the rest wait for the next one. Bounds the work a
@@ -69,11 +70,23 @@ pub(crate) struct Writer {
     conn: Connection,
     label: Arc<str>,
     stats: Arc<Stats>,
+    /// Where committed events go live.
+    publisher: Arc<Publisher>,
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Connection, label: Arc<str>, stats: Arc<Stats>) -> Self {
-        Self { conn, label, stats }
+    pub(crate) fn new(
+        conn: Connection,
+        label: Arc<str>,
+        stats: Arc<Stats>,
+        publisher: Arc<Publisher>,
+    ) -> Self {
+        Self {
+            conn,
+            label,
+            stats,
+            publisher,
+        }
     }
 
     /// Serves requests until every sender is gone, then returns, closing the connection (which
@@ -103,11 +116,17 @@ impl Writer {
         }
     }
 
-    /// Commits `batch` in one transaction and acknowledges each write, or, if the transaction
-    /// as a whole fails, commits each write on its own.
+    /// Commits `batch` in one transaction, publishes its events and acknowledges each write,
+    /// or, if the transaction as a whole fails, commits each write on its own. Events go out
+    /// before the acknowledgements, so a caller whose write is acknowledged knows its event
+    /// has been published.
     fn commit_group(&self, batch: Vec<Pending>) {
         match self.try_batch(&batch) {
             Ok(results) => {
+                self.publisher
+                    .publish(batch.iter().zip(&results).map(|(pending, result)| {
+                        (&pending.op, result.as_ref().ok().and_then(Applied::logged))
+                    }));
                 for (pending, result) in batch.into_iter().zip(results) {
                     if result.is_ok() {
                         self.stats.writes.fetch_add(1, Ordering::Relaxed);

@@ -219,7 +219,8 @@ async fn run_attempt(
         .await
         .map_err(AttemptError::Store)?;
     }
-    let ctx = StepContext::new(run.run_id.clone(), Arc::clone(name), attempt);
+    let ctx = StepContext::new(run.run_id.clone(), Arc::clone(name), attempt)
+        .with_signals(Arc::clone(&run.engine.signals) as _);
     let future = match std::panic::catch_unwind(AssertUnwindSafe(|| def.call(ctx, inputs))) {
         Ok(Ok(future)) => future,
         Ok(Err(error)) => return Err(AttemptError::Step(error)),

@@ -1,0 +1,381 @@
+//! The event log: every change of a run's state as an owned [`Event`], numbered by the store,
+//! to follow live ([`Engine::subscribe`](crate::runtime::Engine::subscribe)) or replay from a
+//! position ([`Store::events`]).
+//!
+//! # Where the live feed comes from
+//!
+//! The store, not the engine, publishes events: when an engine is built it hands its store an
+//! [`EventSink`] ([`Store::attach_events`]), and the store publishes each event on it once the
+//! transaction that holds it has committed, in `seq` order. The SQLite store does this on its
+//! writer thread, right after the commit and before it acknowledges the writers: that thread
+//! is the one place that knows the commit order. Had the engine published each event after
+//! its `record` call returned, the run tasks of one group commit would wake in any order and
+//! publish `seq`s out of order; the `run_created` event (written by `create_run`) and the
+//! events of other engines on the same store would be missing; and the live event would have
+//! to rebuild the stored time and detail to match a replay. With the feed at the commit, a
+//! live event is exactly the row a replay reads back.
+//!
+//! # What a subscriber is promised
+//!
+//! An [`EventStream`] yields events in `seq` order, each once, with no gap: it keeps the
+//! position it has delivered up to, drops a live event at or before it (the seam between a
+//! replay and the live feed), and when the live feed skipped something (the subscriber lagged
+//! behind the broadcast buffer, or another process wrote to the same database) it replays from
+//! the store after its position, then goes on live. Events that another *process* writes to
+//! a shared database are not broadcast here; they arrive with the replay that the next gap in
+//! this process's own events triggers, not on their own.
+//!
+//! Only a store that keeps an event log produces events: the SQLite store does; the in-memory
+//! stores ([`MemoryStore`](crate::runtime::MemoryStore)) keep none, so with
+//! [`Engine::in_memory`](crate::runtime::Engine::in_memory) a subscription ends at once.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use futures_util::Stream;
+use tokio::sync::broadcast;
+
+use crate::runtime::context::RunId;
+use crate::runtime::error::StoreError;
+use crate::runtime::store::Store;
+
+/// The default number of events an engine's live feed holds for a subscriber that is behind;
+/// one further behind catches up from the store.
+pub const DEFAULT_EVENT_BUFFER: usize = 1024;
+
+/// The largest live feed buffer an engine accepts; larger requests are cut to it.
+pub const MAX_EVENT_BUFFER: usize = 1 << 20;
+
+/// Events a subscriber reads from the store per query while it replays.
+const REPLAY_PAGE: usize = 512;
+
+/// What happened to a run. More kinds will come (signals, compensations), hence
+/// `non_exhaustive`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// The run was created (its first event).
+    RunCreated,
+    /// An attempt of a step is about to call the step's function.
+    StepStarted,
+    /// An attempt failed and another follows; the detail holds the error and the delay.
+    StepRetrying,
+    /// A step returned its output (the output itself is kept with the step, not the event).
+    StepCompleted,
+    /// A step failed for good; the detail holds the error.
+    StepFailed,
+    /// A step's guard returned `false`.
+    StepSkipped,
+    /// The run completed.
+    RunCompleted,
+    /// The run failed; the detail holds the error.
+    RunFailed,
+    /// The run was cancelled.
+    RunCancelled,
+}
+
+impl EventKind {
+    /// Every kind, in the order a run usually goes through them.
+    pub const ALL: [EventKind; 9] = [
+        EventKind::RunCreated,
+        EventKind::StepStarted,
+        EventKind::StepRetrying,
+        EventKind::StepCompleted,
+        EventKind::StepFailed,
+        EventKind::StepSkipped,
+        EventKind::RunCompleted,
+        EventKind::RunFailed,
+        EventKind::RunCancelled,
+    ];
+
+    /// The kind's name as a store writes it (`"step_started"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::RunCreated => "run_created",
+            EventKind::StepStarted => "step_started",
+            EventKind::StepRetrying => "step_retrying",
+            EventKind::StepCompleted => "step_completed",
+            EventKind::StepFailed => "step_failed",
+            EventKind::StepSkipped => "step_skipped",
+            EventKind::RunCompleted => "run_completed",
+            EventKind::RunFailed => "run_failed",
+            EventKind::RunCancelled => "run_cancelled",
+        }
+    }
+
+    /// The kind named `name` as [`as_str`](Self::as_str) writes it; `None` for a name this
+    /// sagaflow does not know.
+    pub fn parse(name: &str) -> Option<EventKind> {
+        EventKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+    }
+
+    /// Whether the event ends its run (completed, failed or cancelled).
+    pub fn ends_run(self) -> bool {
+        matches!(
+            self,
+            EventKind::RunCompleted | EventKind::RunFailed | EventKind::RunCancelled
+        )
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One change of a run's state, as the store committed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The event's position in the store's log, from 1 up, increasing in commit order over
+    /// all runs. Replay from a position with [`Store::events`] or
+    /// [`Engine::subscribe_from`](crate::runtime::Engine::subscribe_from).
+    pub seq: u64,
+    /// The run.
+    pub run_id: RunId,
+    /// When it was recorded, in unix milliseconds.
+    pub at_ms: i64,
+    /// What happened.
+    pub kind: EventKind,
+    /// The step, for a step's event.
+    pub step: Option<Arc<str>>,
+    /// The attempt (for a failed step: the attempts made), where the kind has one.
+    pub attempt: Option<u32>,
+    /// More about it, as JSON text: `{"error", "permanent", "delay_ms"}` for a retry,
+    /// `{"error", "permanent"}` for a failed step, `{"error"}` for a failed run.
+    pub detail: Option<String>,
+}
+
+/// An engine's live feed: the broadcast channel its subscribers listen on and the position
+/// of the last event published on it.
+pub(crate) struct Feed {
+    sender: broadcast::Sender<Event>,
+    /// The `seq` of the last event the store committed, listened to or not.
+    last: AtomicU64,
+}
+
+impl Feed {
+    /// A feed holding up to `capacity` events for subscribers that are behind (clamped to
+    /// `1..=MAX_EVENT_BUFFER`), attached to `store`; `None` if the store publishes no events.
+    pub(crate) fn attach(store: &dyn Store, capacity: usize) -> Option<Arc<Feed>> {
+        let (sender, _) = broadcast::channel(capacity.clamp(1, MAX_EVENT_BUFFER));
+        let feed = Arc::new(Feed {
+            sender,
+            last: AtomicU64::new(0),
+        });
+        store
+            .attach_events(EventSink(Arc::downgrade(&feed)))
+            .then_some(feed)
+    }
+}
+
+/// Where a store publishes the events it commits: handed to it by each engine built on it
+/// ([`Store::attach_events`]). It refers to the engine's feed weakly, so a store does not keep
+/// a dropped engine's feed alive; [`is_open`](Self::is_open) says when it can be let go.
+#[derive(Clone)]
+pub struct EventSink(Weak<Feed>);
+
+impl fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventSink")
+            .field("open", &self.is_open())
+            .finish()
+    }
+}
+
+impl EventSink {
+    /// Whether the engine this sink feeds still exists; a store drops a closed sink.
+    pub fn is_open(&self) -> bool {
+        self.0.strong_count() > 0
+    }
+
+    /// Whether anyone is subscribed: if not, a store may call [`advance`](Self::advance)
+    /// instead of building the event for [`publish`](Self::publish).
+    pub fn is_listened(&self) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|feed| feed.sender.receiver_count() > 0)
+    }
+
+    /// Publishes `event`, which the store has committed. Events must be published in `seq`
+    /// order, once each, and only after their commit.
+    pub fn publish(&self, event: Event) {
+        if let Some(feed) = self.0.upgrade() {
+            feed.last.fetch_max(event.seq, Ordering::SeqCst);
+            // No subscriber is not an error: there is no one to tell.
+            let _ = feed.sender.send(event);
+        }
+    }
+
+    /// Records that the event `seq` was committed without publishing it (no one listens), so
+    /// that a later subscription starts after it.
+    pub fn advance(&self, seq: u64) {
+        if let Some(feed) = self.0.upgrade() {
+            feed.last.fetch_max(seq, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A subscription to a store's events, made by [`Engine::subscribe`] or
+/// [`Engine::subscribe_from`]: reads them in `seq` order with [`next`](Self::next), or as a
+/// [`Stream`] with [`into_stream`](Self::into_stream).
+///
+/// It keeps the store alive, not the engine: once every clone of the engine is dropped, the
+/// stream yields what it holds and then ends.
+///
+/// [`Engine::subscribe`]: crate::runtime::Engine::subscribe
+/// [`Engine::subscribe_from`]: crate::runtime::Engine::subscribe_from
+pub struct EventStream {
+    store: Arc<dyn Store>,
+    /// The live feed; `None` when the store publishes no events, or once the feed closed.
+    live: Option<broadcast::Receiver<Event>>,
+    /// Only this run's events, if set.
+    run_id: Option<RunId>,
+    /// Every event with a `seq` up to here has been delivered (or was not this stream's run).
+    position: u64,
+    /// Whether the store must be read after `position` before going on live.
+    replay: bool,
+    /// A live event that showed a gap: once the replay is done, everything up to it is in.
+    gap_to: u64,
+    /// Replayed events not yet delivered.
+    pending: VecDeque<Event>,
+}
+
+impl fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventStream")
+            .field("run_id", &self.run_id)
+            .field("position", &self.position)
+            .field("live", &self.live.is_some())
+            .field("replaying", &self.replay)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventStream {
+    /// The events committed from now on, of every run.
+    pub(crate) fn live(store: Arc<dyn Store>, feed: Option<&Feed>) -> EventStream {
+        let live = feed.map(|feed| feed.sender.subscribe());
+        // Read after subscribing: an event published in between arrives live and is dropped
+        // as already past, rather than missed.
+        let position = feed.map_or(0, |feed| feed.last.load(Ordering::SeqCst));
+        EventStream {
+            store,
+            live,
+            run_id: None,
+            position,
+            replay: false,
+            gap_to: 0,
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// The stored events after `after` (of `run_id`, or of every run), then the live ones.
+    pub(crate) fn from_position(
+        store: Arc<dyn Store>,
+        feed: Option<&Feed>,
+        run_id: Option<RunId>,
+        after: u64,
+    ) -> EventStream {
+        EventStream {
+            store,
+            // Subscribed before the replay reads the store, so that nothing committed
+            // meanwhile is missed; what both see is dropped by `seq`.
+            live: feed.map(|feed| feed.sender.subscribe()),
+            run_id,
+            position: after,
+            replay: true,
+            gap_to: 0,
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// The position this stream has delivered up to: every event with a `seq` up to it has
+    /// been yielded (or belongs to another run than the one followed). Resubscribing with
+    /// [`Engine::subscribe_from`](crate::runtime::Engine::subscribe_from) at it goes on
+    /// without a gap or a repeat.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// The next event, in `seq` order; `None` once the engine is gone (or at once past the
+    /// replay if its store publishes no events). A store error while catching up is returned
+    /// as `Some(Err(_))`; the stream stays where it was, and the next call tries again.
+    ///
+    /// Cancel safe: if the future is dropped before it completes, no event is lost.
+    pub async fn next(&mut self) -> Option<Result<Event, StoreError>> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some(Ok(event));
+            }
+            if self.replay {
+                if let Err(error) = self.replay_page().await {
+                    return Some(Err(error));
+                }
+                continue;
+            }
+            let received = self.live.as_mut()?.recv().await;
+            match received {
+                Ok(event) => {
+                    if event.seq <= self.position {
+                        continue;
+                    }
+                    if event.seq > self.position.saturating_add(1) {
+                        // Something before this event did not come live (another process
+                        // wrote it): the store has it, and has this one too.
+                        self.replay = true;
+                        self.gap_to = event.seq;
+                        continue;
+                    }
+                    self.position = event.seq;
+                    if self.wants(&event) {
+                        return Some(Ok(event));
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => self.replay = true,
+                Err(broadcast::error::RecvError::Closed) => self.live = None,
+            }
+        }
+    }
+
+    /// This stream as a [`Stream`] of the items [`next`](Self::next) returns.
+    pub fn into_stream(self) -> impl Stream<Item = Result<Event, StoreError>> + Send + 'static {
+        futures_util::stream::unfold(self, |mut stream| async move {
+            let item = stream.next().await?;
+            Some((item, stream))
+        })
+    }
+
+    fn wants(&self, event: &Event) -> bool {
+        self.run_id.as_ref().is_none_or(|run| *run == event.run_id)
+    }
+
+    /// Reads the next page of stored events after the position into `pending`; the last page
+    /// (a short one) ends the replay.
+    async fn replay_page(&mut self) -> Result<(), StoreError> {
+        let page = self
+            .store
+            .events(self.run_id.as_ref(), self.position, REPLAY_PAGE)
+            .await?;
+        let done = page.len() < REPLAY_PAGE;
+        for event in page {
+            // A store answers in `seq` order; one that did not is not followed backwards.
+            if event.seq > self.position {
+                self.position = event.seq;
+                self.pending.push_back(event);
+            }
+        }
+        if done {
+            self.replay = false;
+            // The replay was read after the event that showed the gap was committed, so
+            // everything up to it is in, this run's or not.
+            self.position = self.position.max(self.gap_to);
+            self.gap_to = 0;
+        }
+        Ok(())
+    }
+}

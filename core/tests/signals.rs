@@ -1,0 +1,179 @@
+//! Signals: a step waits for a named, typed value from outside; `Engine::signal` delivers it,
+//! once. On SQLite the wait survives a crash, and a signal sent while no process runs the
+//! run is found when the run is taken up again.
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use sagaflow_core::StepOptions;
+use sagaflow_core::runtime::{Builder, Definition, Engine, EngineError, RunError, StepError};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Approval {
+    by: String,
+    ok: bool,
+}
+
+/// `prepare -> approve`: `approve` waits for the signal "approval".
+fn approval_flow(prepared: Arc<AtomicU32>, asked: Arc<AtomicU32>) -> Definition<(), String> {
+    let mut b = Builder::<()>::new("Approval");
+    let input = b.input();
+    let prepare = b.step("prepare", StepOptions::new(), (input,), move |_, (_,)| {
+        prepared.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, StepError>("draft".to_owned()) }
+    });
+    let approve = b.step(
+        "approve",
+        StepOptions::new(),
+        (prepare,),
+        move |ctx, (doc,)| {
+            asked.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let approval: Approval = ctx.signal("approval").await?;
+                Ok::<_, StepError>(format!(
+                    "{doc} approved by {} ({})",
+                    approval.by, approval.ok
+                ))
+            }
+        },
+    );
+    b.build_with_output(approve)
+}
+
+async fn until(counter: &AtomicU32, value: u32) {
+    for _ in 0..5_000 {
+        if counter.load(Ordering::SeqCst) >= value {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("never reached {value}");
+}
+
+#[tokio::test]
+async fn a_waiting_step_receives_the_typed_signal_once() {
+    let (prepared, asked) = (Arc::default(), Arc::new(AtomicU32::new(0)));
+    let def = approval_flow(prepared, Arc::clone(&asked));
+    let engine = Engine::in_memory();
+    let handle = engine.start(&def, "doc-1", ()).await.unwrap();
+    until(&asked, 1).await;
+    let approval = Approval {
+        by: "ana".into(),
+        ok: true,
+    };
+    engine.signal("doc-1", "approval", &approval).await.unwrap();
+    let report = handle.wait().await.unwrap();
+    assert_eq!(*report.output, "draft approved by ana (true)");
+
+    let again = engine
+        .signal("doc-1", "approval", &approval)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&again, EngineError::SignalAlreadyDelivered { name, .. } if name == "approval"),
+        "{again}"
+    );
+    let unknown = engine
+        .signal("nobody", "approval", &approval)
+        .await
+        .unwrap_err();
+    assert!(unknown.to_string().contains("nobody"), "{unknown}");
+}
+
+#[tokio::test]
+async fn a_signal_sent_before_the_step_waits_is_found_at_once() {
+    let (prepared, asked) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let def = approval_flow(Arc::clone(&prepared), asked);
+    let engine = Engine::in_memory();
+    // The run exists as soon as start returns; the signal may arrive before `approve` asks.
+    let handle = engine.start(&def, "doc-2", ()).await.unwrap();
+    engine
+        .signal(
+            "doc-2",
+            "approval",
+            &Approval {
+                by: "bo".into(),
+                ok: false,
+            },
+        )
+        .await
+        .unwrap();
+    let report = handle.wait().await.unwrap();
+    assert_eq!(*report.output, "draft approved by bo (false)");
+}
+
+#[tokio::test]
+async fn a_payload_of_the_wrong_type_fails_the_step_naming_the_signal() {
+    let def = approval_flow(Arc::default(), Arc::default());
+    let engine = Engine::in_memory();
+    let handle = engine.start(&def, "doc-3", ()).await.unwrap();
+    engine.signal("doc-3", "approval", &42_u32).await.unwrap();
+    match handle.wait().await.unwrap_err() {
+        RunError::StepFailed { step, error, .. } => {
+            assert_eq!(step, "approve");
+            assert!(error.message().contains("signal `approval`"), "{error}");
+            assert!(error.is_permanent());
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn a_signal_sent_while_no_process_runs_the_run_is_delivered_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs.db");
+    let (prepared, asked) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let def = approval_flow(Arc::clone(&prepared), Arc::clone(&asked));
+
+    // A first process starts the run; it waits for the approval; the process dies.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let engine = Engine::open(&path).unwrap();
+        let _handle = engine.start(&def, "doc-4", ()).await.unwrap();
+        until(&asked, 1).await;
+    });
+    drop(runtime);
+
+    // While nothing runs it, the approval arrives (an operator's command, another service).
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let engine = Engine::open(&path).unwrap();
+        engine
+            .signal(
+                "doc-4",
+                "approval",
+                &Approval {
+                    by: "cy".into(),
+                    ok: true,
+                },
+            )
+            .await
+            .unwrap();
+    });
+    drop(runtime);
+
+    // A new process recovers the run: the waiting step asks again and finds the signal.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let output = runtime.block_on(async {
+        let engine = Engine::open(&path).unwrap();
+        let recovered = engine.recover(&def).await.unwrap();
+        assert_eq!(recovered.runs.len(), 1);
+        let handle = recovered.runs.into_iter().next().unwrap();
+        handle.wait().await.unwrap().output
+    });
+    assert_eq!(*output, "draft approved by cy (true)");
+    assert_eq!(
+        prepared.load(Ordering::SeqCst),
+        1,
+        "prepare completed before the crash"
+    );
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        2,
+        "approve was interrupted and asked again"
+    );
+}
