@@ -177,3 +177,43 @@ fn a_signal_sent_while_no_process_runs_the_run_is_delivered_after_the_restart() 
         "approve was interrupted and asked again"
     );
 }
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn signals_and_events_work_on_a_sqlite_database_in_memory() {
+    let (prepared, asked) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let def = approval_flow(prepared, Arc::clone(&asked));
+    let engine = Engine::open_in_memory().unwrap();
+    let mut events = engine.subscribe();
+    let handle = engine.start(&def, "doc-5", ()).await.unwrap();
+    until(&asked, 1).await;
+    engine
+        .signal(
+            "doc-5",
+            "approval",
+            &Approval {
+                by: "di".into(),
+                ok: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        *handle.wait().await.unwrap().output,
+        "draft approved by di (true)"
+    );
+    let mut kinds = Vec::new();
+    while let Some(event) = events.next().await {
+        let event = event.unwrap();
+        let ends = event.kind.ends_run();
+        kinds.push(event.kind);
+        if ends {
+            break;
+        }
+    }
+    assert_eq!(
+        kinds.len(),
+        6,
+        "created, 2 × (started, completed), completed: {kinds:?}"
+    );
+}

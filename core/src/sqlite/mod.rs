@@ -366,4 +366,13 @@ impl Engine {
         let store = SqliteStore::open(path, options)?;
         Ok(Engine::builder().store(Arc::new(store)).build())
     }
+
+    /// An engine on a real SQLite database in memory: the durable engine's schema, event log
+    /// and signals, with nothing on disk and nothing kept once it is dropped. For tests that
+    /// want the durable code paths; `Engine::in_memory()` is the lighter engine that records
+    /// nothing.
+    pub fn open_in_memory() -> Result<Engine, StoreError> {
+        let store = SqliteStore::in_memory()?;
+        Ok(Engine::builder().store(Arc::new(store)).build())
+    }
 }
