@@ -68,7 +68,11 @@ fn child(dir: &Path) {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let engine = Engine::open(dir.join("runs.db")).unwrap();
+        // Both processes are the same service restarted under its stable owner id, so the
+        // second takes the run up at once instead of waiting for the killed one's lease to
+        // expire.
+        let options = sagaflow::SqliteOptions::default().owner("crash-test-service");
+        let engine = Engine::open_with(dir.join("runs.db"), options).unwrap();
         let report = Twenty::start(&engine, "twenty")
             .await
             .unwrap()

@@ -106,7 +106,7 @@ async fn opening_creates_the_schema_in_wal_mode_with_strict_tables() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("reads");
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(SCHEMA_VERSION, 3);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("reads");
@@ -682,6 +682,8 @@ async fn a_write_that_does_not_fit_fails_alone_among_concurrent_ones() {
         .expect("reads");
     let store = SqliteStore::open(&path, SqliteOptions::default().max_page_count(pages + 32))
         .expect("reopens");
+    // A store writes only the runs it holds the lease on; the first store gave it up.
+    store.acquire(&"r".into()).await.expect("the lease");
     let lock = Connection::open(&path).expect("opens");
     lock.execute_batch("BEGIN EXCLUSIVE").expect("locks");
     let mut tasks = Vec::new();
@@ -744,10 +746,12 @@ async fn a_version_1_database_is_migrated_with_its_data_intact() {
     let store = open(&path);
     create(&store, "old-run", "Wf").await.expect("created");
     drop(store);
-    // Make the file what version 1 left: no signals table, user_version 1.
+    // Make the file what version 1 left: no signals table, no lease columns, user_version 1.
     let conn = Connection::open(&path).expect("opens");
-    conn.execute_batch("DROP TABLE signals; PRAGMA user_version = 1;")
-        .expect("rewinds");
+    conn.execute_batch(&format!(
+        "{REWIND_V3} DROP TABLE signals; PRAGMA user_version = 1;"
+    ))
+    .expect("rewinds");
     drop(conn);
 
     let store = open(&path);
@@ -771,3 +775,8 @@ async fn a_version_1_database_is_migrated_with_its_data_intact() {
         .expect("the run is still there");
     assert_eq!(stored.workflow, "Wf");
 }
+
+/// Undoes migration 3: drops the lease columns.
+const REWIND_V3: &str = "ALTER TABLE runs DROP COLUMN owner; \
+    ALTER TABLE runs DROP COLUMN lease_token; ALTER TABLE runs DROP COLUMN lease_expires; \
+    ALTER TABLE runs DROP COLUMN recoveries; ALTER TABLE runs DROP COLUMN parked;";

@@ -249,6 +249,51 @@ pub enum EngineError {
     /// `start` was not polled inside a tokio runtime, which the engine needs to spawn the run.
     #[error("the engine must run inside a tokio runtime")]
     NoRuntime,
+    /// Another process (another store owner) holds a live lease on the run: it is running
+    /// there. It can be taken over once that lease expires without being renewed.
+    #[error(
+        "run `{run_id}` is leased by owner `{owner}` until {until_ms} (unix ms); it runs there, or can be taken over once the lease expires"
+    )]
+    Leased {
+        /// The run.
+        run_id: RunId,
+        /// The owner holding the lease.
+        owner: String,
+        /// When the lease expires unless renewed, in unix milliseconds.
+        until_ms: i64,
+    },
+    /// The run was taken up more times than the store allows (it keeps crashing its process)
+    /// and is parked: it is not retried until an operator looks at it.
+    #[error(
+        "run `{run_id}` is parked after {recoveries} recoveries: it kept crashing its process and is no longer retried"
+    )]
+    Parked {
+        /// The run.
+        run_id: RunId,
+        /// How many times it had been taken up.
+        recoveries: u32,
+    },
+}
+
+impl EngineError {
+    /// The engine error for a store error: a live lease held by another owner is
+    /// [`EngineError::Leased`], a parked run [`EngineError::Parked`], anything else
+    /// [`EngineError::Store`].
+    pub fn from_store(error: StoreError) -> EngineError {
+        match error {
+            StoreError::Leased {
+                run_id,
+                owner,
+                until_ms,
+            } => EngineError::Leased {
+                run_id,
+                owner,
+                until_ms,
+            },
+            StoreError::Parked { run_id, recoveries } => EngineError::Parked { run_id, recoveries },
+            other => EngineError::Store(other),
+        }
+    }
 }
 
 /// A problem in a definition built with the [`Builder`](crate::runtime::Builder).
@@ -362,6 +407,36 @@ pub enum StoreError {
     /// The store is unavailable or refused the write.
     #[error("store: {0}")]
     Backend(String),
+    /// The write was refused because this store no longer holds the run's lease: another
+    /// process took the run over (its lease had expired), so this one is a stale owner and
+    /// nothing of the write was kept.
+    #[error(
+        "run `{run_id}`: the write was refused: this store's lease (fencing token {token}) was lost to another owner"
+    )]
+    Fenced {
+        /// The run.
+        run_id: RunId,
+        /// The fencing token this store held, no longer the run's.
+        token: u64,
+    },
+    /// Another owner holds a live lease on the run. See [`EngineError::Leased`].
+    #[error("run `{run_id}` is leased by owner `{owner}` until {until_ms} (unix ms)")]
+    Leased {
+        /// The run.
+        run_id: RunId,
+        /// The owner holding the lease.
+        owner: String,
+        /// When the lease expires unless renewed, in unix milliseconds.
+        until_ms: i64,
+    },
+    /// The run is parked. See [`EngineError::Parked`].
+    #[error("run `{run_id}` is parked after {recoveries} recoveries")]
+    Parked {
+        /// The run.
+        run_id: RunId,
+        /// How many times it had been taken up.
+        recoveries: u32,
+    },
 }
 
 impl StoreError {

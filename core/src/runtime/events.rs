@@ -74,11 +74,14 @@ pub enum EventKind {
     RunFailed,
     /// The run was cancelled.
     RunCancelled,
+    /// The run was parked: taken up more times than the store allows, it is no longer
+    /// retried (its error says how many times).
+    RunParked,
 }
 
 impl EventKind {
     /// Every kind, in the order a run usually goes through them.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::RunCreated,
         EventKind::StepStarted,
         EventKind::StepRetrying,
@@ -88,6 +91,7 @@ impl EventKind {
         EventKind::RunCompleted,
         EventKind::RunFailed,
         EventKind::RunCancelled,
+        EventKind::RunParked,
     ];
 
     /// The kind's name as a store writes it (`"step_started"`, ...).
@@ -102,6 +106,7 @@ impl EventKind {
             EventKind::RunCompleted => "run_completed",
             EventKind::RunFailed => "run_failed",
             EventKind::RunCancelled => "run_cancelled",
+            EventKind::RunParked => "run_parked",
         }
     }
 
@@ -113,11 +118,15 @@ impl EventKind {
             .find(|kind| kind.as_str() == name)
     }
 
-    /// Whether the event ends its run (completed, failed or cancelled).
+    /// Whether the event ends its run (completed, failed, cancelled, or parked: no process
+    /// takes a parked run up again).
     pub fn ends_run(self) -> bool {
         matches!(
             self,
-            EventKind::RunCompleted | EventKind::RunFailed | EventKind::RunCancelled
+            EventKind::RunCompleted
+                | EventKind::RunFailed
+                | EventKind::RunCancelled
+                | EventKind::RunParked
         )
     }
 }

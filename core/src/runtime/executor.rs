@@ -785,8 +785,11 @@ fn completed_output(run: &Run) -> Result<Value, &'static str> {
     }
 }
 
+/// The run stops on a store failure, its end unrecorded: its lease is let go to expire, so
+/// that another process may take it over.
 fn store_error(run: &Run, source: StoreError) -> RunError {
     tracing::warn!(error = %source, "the store failed; the run stops");
+    run.engine.store.release(&run.run_id);
     RunError::Store {
         run_id: run.run_id.clone(),
         source,

@@ -124,6 +124,28 @@ pub trait Store: Send + Sync + 'static {
         true
     }
 
+    /// Takes the lease on the run `run_id` before the engine takes it up: what makes a run
+    /// execute in one process at a time when several share a store. Called before
+    /// [`load_run`](Self::load_run). A store with leases refuses a run another owner holds
+    /// under a live lease ([`StoreError::Leased`]) and parks a run taken up too many times
+    /// ([`StoreError::Parked`]); from then on, the writes of an owner that lost the lease
+    /// fail with [`StoreError::Fenced`]. The default, for stores without leases (one
+    /// process), grants a lease with token 0.
+    async fn acquire(&self, run_id: &RunId) -> Result<Lease, StoreError> {
+        let _ = run_id;
+        Ok(Lease {
+            token: 0,
+            recoveries: 0,
+        })
+    }
+
+    /// The engine no longer runs `run_id` here, though its end was not recorded (the store
+    /// failed, or taking it up failed): a store with leases stops renewing its lease, so
+    /// that it expires and another process can take the run over. The default does nothing.
+    fn release(&self, run_id: &RunId) {
+        let _ = run_id;
+    }
+
     /// The run as stored, with each step's encoded output, so that an engine that did not
     /// start it (a new process after a crash) can resume it. A store that keeps no outputs
     /// returns `None`: its runs cannot outlive their engine.
@@ -184,6 +206,16 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
+/// A lease on a run, as [`Store::acquire`] granted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// The fencing token: bumped by every acquisition, so that a write carrying an older one
+    /// is refused. 0 from a store without leases.
+    pub token: u64,
+    /// How many times the run has been taken up (not counting its start).
+    pub recoveries: u32,
+}
+
 /// Where a stored run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoredRunStatus {
@@ -195,6 +227,9 @@ pub enum StoredRunStatus {
     Failed,
     /// Cancelled.
     Cancelled,
+    /// Parked: taken up too many times (it kept crashing its process), so it is not
+    /// retried; the run's error says why.
+    Parked,
 }
 
 /// A run as a durable store holds it.

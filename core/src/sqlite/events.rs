@@ -95,7 +95,16 @@ fn event_of(op: &WriteOp, logged: Logged) -> Option<Event> {
             attempt: None,
             detail: None,
         },
-        WriteOp::Record { run_id, change } => {
+        WriteOp::Acquire { run_id, .. } => Event {
+            seq: logged.seq,
+            run_id: RunId::from(run_id.as_str()),
+            at_ms: logged.at,
+            kind: EventKind::RunParked,
+            step: None,
+            attempt: None,
+            detail: None,
+        },
+        WriteOp::Record { run_id, change, .. } => {
             let row = rows::event_row(change);
             Event {
                 seq: logged.seq,

@@ -32,8 +32,15 @@
 //! sagaflow, a file that is not a database, a lock held past the busy timeout and a full disk
 //! are each a [`StoreError`] naming the file, never a panic, and never lose what was committed
 //! before.
+//!
+//! Several processes may share the file: a run is taken up under a lease with a fencing token
+//! ([`Store::acquire`]), renewed by the writer while the run lives here; a run whose lease
+//! expired is taken over by another process, and the old owner's next write is refused with
+//! [`StoreError::Fenced`]; a run taken up more than [`SqliteOptions::max_recoveries`] times is
+//! parked (see `lease`).
 
 mod events;
+mod lease;
 mod rows;
 mod schema;
 mod signals;
@@ -53,9 +60,10 @@ use crate::runtime::context::RunId;
 use crate::runtime::engine::Engine;
 use crate::runtime::error::StoreError;
 use crate::runtime::events::{Event, EventSink};
-use crate::runtime::store::{Change, Created, NewRun, Store, StoredRun, UnfinishedRun};
+use crate::runtime::store::{Change, Created, Lease, NewRun, Store, StoredRun, UnfinishedRun};
 
 use events::Publisher;
+use lease::Leases;
 use rows::{Applied, WriteOp};
 use writer::{Request, Stats, Writer};
 
@@ -74,7 +82,7 @@ pub enum Synchronous {
 }
 
 /// How a [`SqliteStore`] opens its database. Start from [`SqliteOptions::default`] and the
-/// setters: the options will grow (leases come next), so the struct cannot be written out.
+/// setters: the options may grow, so the struct cannot be written out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SqliteOptions {
@@ -86,6 +94,17 @@ pub struct SqliteOptions {
     /// Caps the database at this many pages (`PRAGMA max_page_count`, per connection); a write
     /// past it fails with [`StoreError::Full`]. `None` (the default) leaves SQLite's limit.
     pub max_page_count: Option<u32>,
+    /// The id this store holds leases under. `None` (the default): a random id, new for every
+    /// store, so that no two processes share one. A service that restarts under a stable id
+    /// (its host or pod name) takes its own runs up again at once, without waiting for the
+    /// leases its previous life held to expire; two live stores must never share an id.
+    pub owner: Option<String>,
+    /// How long a lease lasts unless renewed; 30 s by default. The store renews its leases
+    /// every third of it; another process may take a run over once its lease has expired.
+    pub lease: Duration,
+    /// How many times a run may be taken up (after a crash, or by another process) before
+    /// it is parked instead; 100 by default, as DBOS.
+    pub max_recoveries: u32,
 }
 
 impl Default for SqliteOptions {
@@ -94,6 +113,9 @@ impl Default for SqliteOptions {
             synchronous: Synchronous::Full,
             busy_timeout: schema::DEFAULT_BUSY_TIMEOUT,
             max_page_count: None,
+            owner: None,
+            lease: lease::DEFAULT_LEASE,
+            max_recoveries: lease::DEFAULT_MAX_RECOVERIES,
         }
     }
 }
@@ -116,6 +138,24 @@ impl SqliteOptions {
         self.max_page_count = Some(pages);
         self
     }
+
+    /// These options with the lease owner id set (see [`owner`](Self::owner)).
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+
+    /// These options with the lease duration set (at least 1 ms).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(1));
+        self
+    }
+
+    /// These options with the maximum number of recoveries set.
+    pub fn max_recoveries(mut self, max: u32) -> Self {
+        self.max_recoveries = max;
+        self
+    }
 }
 
 /// A [`Store`] on a SQLite database. Cheap to clone: clones share the writer thread, which
@@ -135,6 +175,8 @@ struct Inner {
     stats: Arc<Stats>,
     /// The engines' event sinks, which the writer publishes committed events to.
     publisher: Arc<Publisher>,
+    /// The leases this store holds, shared with the writer, which renews them.
+    leases: Arc<Leases>,
 }
 
 impl Drop for Inner {
@@ -170,19 +212,29 @@ impl SqliteStore {
         let path = path.as_ref();
         let label: Arc<str> = path.display().to_string().into();
         let conn = schema::open(Some(path), &label, &options)?;
-        Self::start(conn, label)
+        Self::start(conn, label, &options)
     }
 
     /// A store on a new, private SQLite database in memory: the real schema and SQL, no file.
     /// Its runs end with it. `synchronous` does not apply.
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
         let label: Arc<str> = ":memory:".into();
-        let conn = schema::open(None, &label, &SqliteOptions::default())?;
-        Self::start(conn, label)
+        let options = SqliteOptions::default();
+        let conn = schema::open(None, &label, &options)?;
+        Self::start(conn, label, &options)
     }
 
-    fn start(conn: rusqlite::Connection, label: Arc<str>) -> Result<SqliteStore, StoreError> {
+    fn start(
+        conn: rusqlite::Connection,
+        label: Arc<str>,
+        options: &SqliteOptions,
+    ) -> Result<SqliteStore, StoreError> {
         let stats = Arc::new(Stats::default());
+        let leases = Arc::new(Leases::new(
+            options.owner.clone().unwrap_or_else(lease::random_owner),
+            options.lease,
+            options.max_recoveries,
+        ));
         let publisher = Arc::new(Publisher::new(events::head(&conn, &label)?));
         let (requests, receiver) = mpsc::channel();
         let writer = Writer::new(
@@ -190,6 +242,7 @@ impl SqliteStore {
             Arc::clone(&label),
             Arc::clone(&stats),
             Arc::clone(&publisher),
+            Arc::clone(&leases),
         );
         let handle = std::thread::Builder::new()
             .name("sagaflow-sqlite".to_owned())
@@ -205,8 +258,28 @@ impl SqliteStore {
                 writer: Some(handle),
                 stats,
                 publisher,
+                leases,
             }),
         })
+    }
+
+    /// The id this store holds leases under.
+    pub fn owner(&self) -> &str {
+        &self.inner.leases.owner
+    }
+
+    /// Stops renewing this store's leases, as a process stalled (a long GC pause, a stopped
+    /// VM) would: they expire, other processes may take the runs over, and this store's next
+    /// write of such a run is refused with [`StoreError::Fenced`]. Writes still renew their
+    /// own run's lease. For tests and drills; [`resume_heartbeats`](Self::resume_heartbeats)
+    /// undoes it.
+    pub fn pause_heartbeats(&self) {
+        self.inner.leases.pause(true);
+    }
+
+    /// Renews this store's leases again after [`pause_heartbeats`](Self::pause_heartbeats).
+    pub fn resume_heartbeats(&self) {
+        self.inner.leases.pause(false);
     }
 
     /// The database file as it was named when opened (`:memory:` for an in-memory one).
@@ -228,6 +301,13 @@ impl SqliteStore {
     fn closed(&self) -> StoreError {
         StoreError::Backend(format!(
             "database `{}`: the store's writer has stopped",
+            self.inner.label
+        ))
+    }
+
+    fn misanswered(&self, what: &str) -> StoreError {
+        StoreError::Backend(format!(
+            "database `{}`: internal: {what} was answered as another write",
             self.inner.label
         ))
     }
@@ -264,19 +344,64 @@ impl SqliteStore {
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
-        let op = rows::create_op(run)?;
+        let leases = &self.inner.leases;
+        let op = rows::create_op(run, &leases.owner, leases.lease_ms())?;
         match self.write(op).await? {
-            Applied::Created(created, _) => Ok(created),
-            Applied::Recorded(_) => Err(StoreError::Backend(format!(
-                "database `{}`: internal: a run creation was answered as a change",
-                self.inner.label
-            ))),
+            Applied::Created(created, _) => {
+                if created == Created::New {
+                    leases.hold(run.run_id, 1);
+                }
+                Ok(created)
+            }
+            Applied::Recorded(_) | Applied::Acquired(..) => Err(self.misanswered("a run creation")),
         }
     }
 
     async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError> {
-        let op = rows::record_op(run_id, change)?;
-        self.write(op).await.map(|_| ())
+        let leases = &self.inner.leases;
+        let op = rows::record_op(run_id, change, leases.token(run_id), leases.lease_ms())?;
+        let result = self.write(op).await.map(|_| ());
+        match &result {
+            Err(StoreError::Fenced { .. }) => leases.lost(run_id),
+            Ok(())
+                if matches!(
+                    change,
+                    Change::RunCompleted | Change::RunFailed { .. } | Change::RunCancelled
+                ) =>
+            {
+                leases.forget(run_id);
+            }
+            _ => {}
+        }
+        result
+    }
+
+    async fn acquire(&self, run_id: &RunId) -> Result<Lease, StoreError> {
+        let leases = &self.inner.leases;
+        let op = WriteOp::Acquire {
+            run_id: run_id.as_str().to_owned(),
+            owner: leases.owner.clone(),
+            lease_ms: leases.lease_ms(),
+            max_recoveries: leases.max_recoveries,
+        };
+        let Applied::Acquired(acquired, _) = self.write(op).await? else {
+            return Err(self.misanswered("a lease"));
+        };
+        match acquired.into_result(run_id)? {
+            Some(lease) => {
+                leases.hold(run_id, lease.token);
+                Ok(lease)
+            }
+            // No such run, or an ended one: nothing to lease, and `load_run` says which.
+            None => Ok(Lease {
+                token: 0,
+                recoveries: 0,
+            }),
+        }
+    }
+
+    fn release(&self, run_id: &RunId) {
+        self.inner.leases.forget(run_id);
     }
 
     async fn load_run(&self, run_id: &RunId) -> Result<Option<StoredRun>, StoreError> {

@@ -5,8 +5,6 @@
 //! writer); the writer thread applies the op with [`apply`]. Reads map rows back into
 //! [`StoredRun`] and [`UnfinishedRun`].
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use crate::runtime::context::RunId;
@@ -16,20 +14,36 @@ use crate::runtime::report::StepStatus;
 use crate::runtime::store::{
     Change, Created, NewRun, StoredRun, StoredRunStatus, StoredStep, UnfinishedRun,
 };
+use crate::sqlite::lease::{Acquired, acquire, now_ms};
 
 /// A write, owned so it can cross to the writer thread and be applied again on its own if the
 /// group commit it was part of fails.
 #[derive(Debug, Clone)]
 pub(crate) enum WriteOp {
-    /// Create a run unless one has the id.
+    /// Create a run unless one has the id, leased to `owner` with token 1.
     CreateRun {
         run_id: String,
         workflow: String,
         graph_fingerprint: i64,
         input: String,
+        owner: String,
+        lease_ms: i64,
     },
-    /// Record a change of a run.
-    Record { run_id: String, change: ChangeRow },
+    /// Take the lease on a run for `owner` (see `lease::acquire`).
+    Acquire {
+        run_id: String,
+        owner: String,
+        lease_ms: i64,
+        max_recoveries: u32,
+    },
+    /// Record a change of a run, fenced by `token` (`None`: this store holds no lease on it,
+    /// so the write is refused), renewing the lease by `lease_ms`.
+    Record {
+        run_id: String,
+        change: ChangeRow,
+        token: Option<u64>,
+        lease_ms: i64,
+    },
 }
 
 /// What an applied [`WriteOp`] found.
@@ -39,13 +53,15 @@ pub(crate) enum Applied {
     Created(Created, Option<Logged>),
     /// A [`WriteOp::Record`] was applied, with this event.
     Recorded(Logged),
+    /// What a [`WriteOp::Acquire`] found, with the `run_parked` event if it parked the run.
+    Acquired(Acquired, Option<Logged>),
 }
 
 impl Applied {
     /// The event the write added to the log, if any.
     pub(crate) fn logged(&self) -> Option<Logged> {
         match self {
-            Applied::Created(_, logged) => *logged,
+            Applied::Created(_, logged) | Applied::Acquired(_, logged) => *logged,
             Applied::Recorded(logged) => Some(*logged),
         }
     }
@@ -95,8 +111,13 @@ pub(crate) enum ChangeRow {
     RunCancelled,
 }
 
-/// The op for `run`, with its input encoded; a codec failure is [`StoreError::Input`].
-pub(crate) fn create_op(run: &NewRun<'_>) -> Result<WriteOp, StoreError> {
+/// The op for `run`, leased to `owner` for `lease_ms`, with its input encoded; a codec
+/// failure is [`StoreError::Input`].
+pub(crate) fn create_op(
+    run: &NewRun<'_>,
+    owner: &str,
+    lease_ms: i64,
+) -> Result<WriteOp, StoreError> {
     let input = (run.input_codec.encode)(run.input).map_err(|message| StoreError::Input {
         run_id: run.run_id.clone(),
         message,
@@ -106,12 +127,19 @@ pub(crate) fn create_op(run: &NewRun<'_>) -> Result<WriteOp, StoreError> {
         workflow: run.workflow.to_owned(),
         graph_fingerprint: run.graph_fingerprint.cast_signed(),
         input,
+        owner: owner.to_owned(),
+        lease_ms,
     })
 }
 
-/// The op for `change`; an output that does not encode is [`StoreError::Codec`] naming the run
-/// and the step.
-pub(crate) fn record_op(run_id: &RunId, change: &Change<'_>) -> Result<WriteOp, StoreError> {
+/// The op for `change`, fenced by `token` and renewing the lease by `lease_ms`; an output
+/// that does not encode is [`StoreError::Codec`] naming the run and the step.
+pub(crate) fn record_op(
+    run_id: &RunId,
+    change: &Change<'_>,
+    token: Option<u64>,
+    lease_ms: i64,
+) -> Result<WriteOp, StoreError> {
     let change = match *change {
         Change::StepStarted { step, attempt } => ChangeRow::StepStarted {
             step: step.to_owned(),
@@ -165,14 +193,9 @@ pub(crate) fn record_op(run_id: &RunId, change: &Change<'_>) -> Result<WriteOp, 
     Ok(WriteOp::Record {
         run_id: run_id.as_str().to_owned(),
         change,
+        token,
+        lease_ms,
     })
-}
-
-/// Unix milliseconds now (0 for a clock before 1970).
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Applies `op` inside the writer's open transaction. Errors are raw SQLite errors, mapped to
@@ -185,8 +208,45 @@ pub(crate) fn apply(conn: &Connection, label: &str, op: &WriteOp) -> Result<Appl
             workflow,
             graph_fingerprint,
             input,
-        } => create_run(conn, run_id, workflow, *graph_fingerprint, input),
-        WriteOp::Record { run_id, change } => record(conn, label, run_id, change),
+            owner,
+            lease_ms,
+        } => create_run(
+            conn,
+            run_id,
+            workflow,
+            *graph_fingerprint,
+            input,
+            (owner, *lease_ms),
+        ),
+        WriteOp::Record {
+            run_id,
+            change,
+            token,
+            lease_ms,
+        } => record(conn, label, run_id, change, (*token, *lease_ms)),
+        WriteOp::Acquire {
+            run_id,
+            owner,
+            lease_ms,
+            max_recoveries,
+        } => {
+            let (acquired, parked_at) = acquire(conn, run_id, owner, *lease_ms, *max_recoveries)?;
+            let logged = match parked_at {
+                Some(at) => {
+                    conn.prepare_cached(INSERT_EVENT)?.execute(params![
+                        run_id,
+                        at,
+                        EventKind::RunParked.as_str(),
+                        None::<&str>,
+                        None::<i64>,
+                        None::<&str>
+                    ])?;
+                    Some(logged(conn, at))
+                }
+                None => None,
+            };
+            Ok(Applied::Acquired(acquired, logged))
+        }
     }
 }
 
@@ -214,16 +274,25 @@ fn create_run(
     workflow: &str,
     graph_fingerprint: i64,
     input: &str,
+    (owner, lease_ms): (&str, i64),
 ) -> Result<Applied, ApplyError> {
     let at = now_ms();
     let inserted = conn
         .prepare_cached(
             "INSERT INTO runs (run_id, workflow, graph_fingerprint, input, status, error, \
-             version, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, 'running', NULL, 1, ?5, ?5) \
+             version, created_at, updated_at, owner, lease_token, lease_expires) \
+             VALUES (?1, ?2, ?3, ?4, 'running', NULL, 1, ?5, ?5, ?6, 1, ?7) \
              ON CONFLICT (run_id) DO NOTHING",
         )?
-        .execute(params![run_id, workflow, graph_fingerprint, input, at])?;
+        .execute(params![
+            run_id,
+            workflow,
+            graph_fingerprint,
+            input,
+            at,
+            owner,
+            at.saturating_add(lease_ms)
+        ])?;
     if inserted == 0 {
         let workflow: String = conn
             .prepare_cached("SELECT workflow FROM runs WHERE run_id = ?1")?
@@ -273,6 +342,7 @@ fn record(
     label: &str,
     run_id: &str,
     change: &ChangeRow,
+    (token, lease_ms): (Option<u64>, i64),
 ) -> Result<Applied, ApplyError> {
     let at = now_ms();
     let (run_status, run_error) = match change {
@@ -281,16 +351,33 @@ fn record(
         ChangeRow::RunCancelled => (Some("cancelled"), None),
         _ => (None, None),
     };
+    // Fenced: applied only while the run's token is this store's (no token matches -1), and
+    // not to a parked run. The write renews the lease; the run's end lets it go.
+    let fence = token.map_or(-1, |t| i64::try_from(t).unwrap_or(i64::MAX));
+    let expires = run_status.is_none().then(|| at.saturating_add(lease_ms));
     let updated = conn
         .prepare_cached(
             "UPDATE runs SET version = version + 1, updated_at = ?2, \
-             status = COALESCE(?3, status), error = COALESCE(?4, error) WHERE run_id = ?1",
+             status = COALESCE(?3, status), error = COALESCE(?4, error), lease_expires = ?6 \
+             WHERE run_id = ?1 AND lease_token = ?5 AND parked = 0",
         )?
-        .execute(params![run_id, at, run_status, run_error])?;
+        .execute(params![run_id, at, run_status, run_error, fence, expires])?;
     if updated == 0 {
-        return Err(ApplyError::Refused(StoreError::Backend(format!(
-            "database `{label}`: no run `{run_id}` to record a change of"
-        ))));
+        let exists = conn
+            .prepare_cached("SELECT 1 FROM runs WHERE run_id = ?1")?
+            .query_row([run_id], |_| Ok(()))
+            .optional()?
+            .is_some();
+        return Err(ApplyError::Refused(if exists {
+            StoreError::Fenced {
+                run_id: RunId::from(run_id),
+                token: token.unwrap_or(0),
+            }
+        } else {
+            StoreError::Backend(format!(
+                "database `{label}`: no run `{run_id}` to record a change of"
+            ))
+        }));
     }
     let (step, event) = rows_of(change);
     if let Some(step) = step {
@@ -454,7 +541,7 @@ pub(crate) fn load_run(
     let sqlite = |e: rusqlite::Error| sqlite_error(label, &e);
     let run = conn
         .prepare_cached(
-            "SELECT workflow, graph_fingerprint, input, status, error FROM runs \
+            "SELECT workflow, graph_fingerprint, input, status, error, parked FROM runs \
              WHERE run_id = ?1",
         )
         .map_err(sqlite)?
@@ -465,14 +552,16 @@ pub(crate) fn load_run(
                 row.get::<_, String>(2)?,
                 row.get::<_, String>(3)?,
                 row.get::<_, Option<String>>(4)?,
+                row.get::<_, i64>(5)?,
             ))
         })
         .optional()
         .map_err(sqlite)?;
-    let Some((workflow, fingerprint, input, status, error)) = run else {
+    let Some((workflow, fingerprint, input, status, error, parked)) = run else {
         return Ok(None);
     };
     let status = match status.as_str() {
+        "running" if parked != 0 => StoredRunStatus::Parked,
         "running" => StoredRunStatus::Running,
         "completed" => StoredRunStatus::Completed,
         "failed" => StoredRunStatus::Failed,
@@ -525,7 +614,7 @@ pub(crate) fn load_run(
     }))
 }
 
-/// The runs still `running`, oldest first.
+/// The runs still `running` and not parked, oldest first.
 pub(crate) fn unfinished_runs(
     conn: &Connection,
     label: &str,
@@ -533,7 +622,7 @@ pub(crate) fn unfinished_runs(
     let sqlite = |e: rusqlite::Error| sqlite_error(label, &e);
     let mut stmt = conn
         .prepare_cached(
-            "SELECT run_id, workflow FROM runs WHERE status = 'running' \
+            "SELECT run_id, workflow FROM runs WHERE status = 'running' AND parked = 0 \
              ORDER BY created_at, rowid",
         )
         .map_err(sqlite)?;

@@ -17,7 +17,7 @@ use crate::sqlite::{SqliteOptions, Synchronous};
 
 /// The migrations, oldest first; migration `i` takes the schema from version `i` to `i + 1`.
 /// Append only: a migration that has shipped must never change.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The newest schema version this code knows (`PRAGMA user_version` of a current database).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -83,6 +83,25 @@ CREATE TABLE signals (
     at      INTEGER NOT NULL,
     PRIMARY KEY (run_id, name)
 ) STRICT;
+";
+
+/// Version 3: leases with fencing, and parking.
+///
+/// - `owner` is the store that holds the run's lease, `lease_expires` when that lease ends
+///   unless renewed (unix ms), `lease_token` the fencing token, bumped by every take-over:
+///   every write of a run is applied only where `lease_token` is still the writer's.
+/// - `recoveries` counts the times the run was taken up; past the store's maximum the run is
+///   parked instead.
+/// - Parking is a column, not a `status`: `status`'s CHECK cannot be altered, and rebuilding
+///   `runs` would need `foreign_keys` off, which cannot change inside the migration's
+///   transaction, while dropping the table with it on cascades to `steps`, `events` and
+///   `signals`. A parked run keeps `status = 'running'` and reads as parked.
+const V3: &str = "
+ALTER TABLE runs ADD COLUMN owner TEXT;
+ALTER TABLE runs ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN lease_expires INTEGER;
+ALTER TABLE runs ADD COLUMN recoveries INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN parked INTEGER NOT NULL DEFAULT 0 CHECK (parked IN (0, 1));
 ";
 
 /// Opens `path` (`None` for a private in-memory database), sets the pragmas and brings the

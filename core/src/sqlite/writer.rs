@@ -22,13 +22,15 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Instant;
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use crate::runtime::error::StoreError;
 use crate::sqlite::events::Publisher;
+use crate::sqlite::lease::Leases;
 use crate::sqlite::rows::{self, Applied, ApplyError, WriteOp};
 
 /// The most writes one transaction takes; the rest wait for the next one. Bounds the work a
@@ -72,6 +74,8 @@ pub(crate) struct Writer {
     stats: Arc<Stats>,
     /// Where committed events go live.
     publisher: Arc<Publisher>,
+    /// The leases this store holds, which the writer renews between batches.
+    leases: Arc<Leases>,
 }
 
 impl Writer {
@@ -80,19 +84,34 @@ impl Writer {
         label: Arc<str>,
         stats: Arc<Stats>,
         publisher: Arc<Publisher>,
+        leases: Arc<Leases>,
     ) -> Self {
         Self {
             conn,
             label,
             stats,
             publisher,
+            leases,
         }
     }
 
-    /// Serves requests until every sender is gone, then returns, closing the connection (which
-    /// checkpoints the WAL into the database file).
+    /// Serves requests until every sender is gone, then gives up the leases still held and
+    /// returns, closing the connection (which checkpoints the WAL into the database file).
+    /// Between batches, every [`Leases::heartbeat_period`], it renews the leases it holds.
     pub(crate) fn run(self, requests: Receiver<Request>) {
-        while let Ok(first) = requests.recv() {
+        let period = self.leases.heartbeat_period();
+        let mut beat = Instant::now() + period;
+        loop {
+            if Instant::now() >= beat {
+                self.leases.renew(&self.conn, &self.label);
+                beat = Instant::now() + period;
+            }
+            let wait = beat.saturating_duration_since(Instant::now());
+            let first = match requests.recv_timeout(wait) {
+                Ok(first) => first,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             let mut writes = Vec::new();
             let mut reads = Vec::new();
             let mut next = Some(first);
@@ -114,6 +133,7 @@ impl Writer {
                 read(&self.conn, &self.label);
             }
         }
+        self.leases.give_up(&self.conn, &self.label);
     }
 
     /// Commits `batch` in one transaction, publishes its events and acknowledges each write,

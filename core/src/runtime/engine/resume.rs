@@ -59,6 +59,10 @@ impl Engine {
 
     /// Takes up every unfinished run of `def`'s workflow in the store, oldest first: what a
     /// service calls once at start-up, for each workflow it knows, after a crash.
+    ///
+    /// Parked runs are not listed. A run another process holds under a live lease is not
+    /// taken: it shows up in [`Recovered::failed`] with [`EngineError::Leased`], as a run
+    /// taken up too many times does with [`EngineError::Parked`] (it is parked then).
     pub async fn recover<I: StepValue, O: StepValue>(
         &self,
         def: &Definition<I, O>,
@@ -80,9 +84,33 @@ impl Engine {
         Ok(recovered)
     }
 
+    /// Takes the run's lease ([`Store::acquire`](crate::runtime::Store::acquire)), then loads
+    /// it. A run another process holds under a live lease is [`EngineError::Leased`], a run
+    /// taken up too many times [`EngineError::Parked`]. If loading fails, the lease is
+    /// released (left to expire) so that the run is not held by an engine that does not run
+    /// it.
+    pub(super) async fn take_up<I: StepValue>(
+        &self,
+        def: &ErasedDefinition,
+        run_id: &RunId,
+        plan: &Plan,
+        must_exist: bool,
+    ) -> Result<(Value, Resume), EngineError> {
+        self.inner
+            .store
+            .acquire(run_id)
+            .await
+            .map_err(EngineError::from_store)?;
+        let taken = self.load_taken::<I>(def, run_id, plan, must_exist).await;
+        if taken.is_err() {
+            self.inner.store.release(run_id);
+        }
+        taken
+    }
+
     /// Loads a run an earlier process started, checks that it was started under this graph,
     /// and decodes its input and its ended steps' outputs into their types.
-    pub(super) async fn take_up<I: StepValue>(
+    async fn load_taken<I: StepValue>(
         &self,
         def: &ErasedDefinition,
         run_id: &RunId,
@@ -188,6 +216,12 @@ impl Engine {
         }
         let ended = match stored.status {
             StoredRunStatus::Running => None,
+            StoredRunStatus::Parked => {
+                return Err(EngineError::Parked {
+                    run_id: run_id.clone(),
+                    recoveries: stored.error.as_deref().and_then(parked_count).unwrap_or(0),
+                });
+            }
             StoredRunStatus::Completed => Some(StoredEnd::Completed),
             StoredRunStatus::Cancelled => Some(StoredEnd::Cancelled),
             StoredRunStatus::Failed => Some(StoredEnd::Failed(
@@ -198,4 +232,10 @@ impl Engine {
         };
         Ok((input, Resume { steps, ended }))
     }
+}
+
+/// The count of recoveries in a parked run's error text (`parked after N recoveries...`).
+fn parked_count(error: &str) -> Option<u32> {
+    let rest = error.split("parked after ").nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
 }
