@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use sagaflow::prelude::*;
 
 const CHILD: &str = "SAGAFLOW_CRASH_CHILD";
+const OWNER: &str = "SAGAFLOW_CRASH_OWNER";
 const STEPS: usize = 20;
 
 /// Appends the step's name to the side file: the effect whose repetitions the test counts.
@@ -84,13 +85,15 @@ fn child(dir: &Path) {
 }
 
 fn spawn_child(dir: &Path) -> std::process::Child {
+    spawn_as(dir, "a_run_killed_mid_way_resumes_in_a_new_process", "")
+}
+
+/// Starts this test binary again as a child playing `test`'s child part, as `owner`.
+fn spawn_as(dir: &Path, test: &str, owner: &str) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
-        .args([
-            "a_run_killed_mid_way_resumes_in_a_new_process",
-            "--exact",
-            "--test-threads=1",
-        ])
+        .args([test, "--exact", "--test-threads=1"])
         .env(CHILD, dir)
+        .env(OWNER, owner)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -158,4 +161,84 @@ fn a_run_killed_mid_way_resumes_in_a_new_process() {
         expected.insert(at + 1, again.clone());
     }
     assert_eq!(lines, expected);
+}
+
+/// A racer's part: take the run up as `owner`, with a short lease, retrying while another
+/// process holds it; done when the run is finished, by this process or the other.
+fn racer(dir: &Path, owner: &str) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let options = sagaflow::SqliteOptions::default()
+            .owner(owner.to_owned())
+            .lease(Duration::from_millis(300));
+        let engine = Engine::open_with(dir.join("runs.db"), options).unwrap();
+        let started = Instant::now();
+        loop {
+            match Twenty::start(&engine, "twenty").await {
+                Ok(handle) => {
+                    let report = handle.wait().await.unwrap();
+                    assert_eq!(*report.output, STEPS as u32);
+                    return;
+                }
+                Err(sagaflow::EngineError::Leased { .. }) => {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(60),
+                        "never got the run"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(other) => panic!("{owner}: {other}"),
+            }
+        }
+    });
+}
+
+#[test]
+fn two_processes_taking_up_one_run_at_once_run_each_step_once() {
+    const TEST: &str = "two_processes_taking_up_one_run_at_once_run_each_step_once";
+    if let Some(dir) = std::env::var_os(CHILD) {
+        let owner = std::env::var(OWNER).unwrap();
+        racer(&PathBuf::from(dir), &owner);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = spawn_as(dir.path(), TEST, "first");
+    let started = Instant::now();
+    while side_lines(dir.path()).len() < 6 {
+        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
+        if let Some(status) = first.try_wait().unwrap() {
+            panic!("the first process ended before it was killed: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    // Two processes go for the run at the same moment.
+    let mut a = spawn_as(dir.path(), TEST, "racer-a");
+    let mut b = spawn_as(dir.path(), TEST, "racer-b");
+    assert!(a.wait().unwrap().success(), "racer a failed");
+    assert!(b.wait().unwrap().success(), "racer b failed");
+
+    let lines = side_lines(dir.path());
+    let mut twice = Vec::new();
+    for i in 1..=STEPS {
+        let name = format!("s{i:02}");
+        let count = lines.iter().filter(|l| **l == name).count();
+        assert!(
+            (1..=2).contains(&count),
+            "{name} ran {count} times: {lines:?}"
+        );
+        if count == 2 {
+            twice.push(name);
+        }
+    }
+    assert!(
+        twice.len() <= 1,
+        "only the step cut by the kill may run twice: {twice:?}"
+    );
 }
