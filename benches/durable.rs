@@ -658,7 +658,7 @@ criterion_group! {
     config = Criterion::default()
         .sample_size(15)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4));
+        .measurement_time(Duration::from_secs(5));
     targets = durable
 }
 criterion_main!(benches);
