@@ -345,18 +345,7 @@ impl Engine {
             }
             Err(error) => return Err(reservation.abandon(EngineError::Store(error))),
         }
-        let sender = reservation.commit();
-        executor::launch_run(
-            Arc::clone(&self.inner),
-            run_id,
-            Arc::clone(erased),
-            input,
-            sender,
-            &handle.control,
-            runtime,
-            resume,
-        );
-        Ok(handle)
+        Ok(self.launch(reservation, handle, runtime, run_id, erased, input, resume))
     }
 
     /// Cancels the run `run_id`. Returns whether a run that had not finished was told to stop.
@@ -368,6 +357,33 @@ impl Engine {
             }
             _ => false,
         }
+    }
+
+    /// Commits the claim on `run_id` and starts executing the run (from scratch, or from
+    /// what an earlier process left with `resume`).
+    #[allow(clippy::too_many_arguments)]
+    fn launch<O>(
+        &self,
+        reservation: Reservation,
+        handle: RunHandle<O>,
+        runtime: tokio::runtime::Handle,
+        run_id: RunId,
+        erased: &Arc<ErasedDefinition>,
+        input: Value,
+        resume: Option<executor::Resume>,
+    ) -> RunHandle<O> {
+        let sender = reservation.commit();
+        executor::launch_run(
+            Arc::clone(&self.inner),
+            run_id,
+            Arc::clone(erased),
+            input,
+            sender,
+            &handle.control,
+            runtime,
+            resume,
+        );
+        handle
     }
 
     /// What `start` and `resume` share: the definition checked, the caller's runtime found,

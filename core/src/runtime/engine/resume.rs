@@ -2,14 +2,12 @@
 //! workflow at once. Ended steps come back from the store decoded into their types and are
 //! not run again; the graph a run was started under must still be the workflow's.
 
-use std::sync::Arc;
-
 use super::{Claimed, Engine, Plan};
 use crate::runtime::context::RunId;
 use crate::runtime::definition::{Codec, Definition, ErasedDefinition, StepValue, Value};
 use crate::runtime::engine::RunHandle;
 use crate::runtime::error::{EngineError, StepError, StoreError};
-use crate::runtime::executor::{self, Restored, Resume, StoredEnd};
+use crate::runtime::executor::{Restored, Resume, StoredEnd};
 use crate::runtime::report::StepStatus;
 use crate::runtime::store::StoredRunStatus;
 
@@ -43,18 +41,15 @@ impl Engine {
             Ok(taken) => taken,
             Err(error) => return Err(reservation.abandon(error)),
         };
-        let sender = reservation.commit();
-        executor::launch_run(
-            Arc::clone(&self.inner),
-            run_id,
-            Arc::clone(erased),
-            input,
-            sender,
-            &handle.control,
+        Ok(self.launch(
+            reservation,
+            handle,
             runtime,
+            run_id,
+            erased,
+            input,
             Some(resume),
-        );
-        Ok(handle)
+        ))
     }
 
     /// Takes up every unfinished run of `def`'s workflow in the store, oldest first: what a
