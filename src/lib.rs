@@ -113,10 +113,23 @@ pub use sagaflow_core::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 /// ```
 pub use sagaflow_macros::workflow;
 
+pub use sagaflow_saga::{
+    RecoveredSagas, SagaBuilder, SagaDefinition, SagaDefinitionError, SagaError, SagaHandle,
+    SagaOutcome, SagaStatus,
+};
+
+/// Declares a saga. (Documentation in progress.)
+pub use sagaflow_macros::saga;
+
+// fsm: begin (the fsm! work owns these lines)
+/// Declares a typed state machine. (Documentation in progress.)
+pub use sagaflow_macros::fsm;
+// fsm: end
+
 /// The names most programs need.
 pub mod prelude {
-    pub use crate::workflow;
     pub use crate::{Engine, OnError, Report, RunError, RunId, StepContext, StepError, StepStatus};
+    pub use crate::{saga, workflow};
 }
 
 /// What the macros' generated code names. Not public API: it may change in any release.
@@ -128,6 +141,11 @@ pub mod __private {
     pub use sagaflow_core::policy::{OnError, RetryPolicy, StepOptions};
     pub use sagaflow_core::runtime::{
         Builder, Definition, Engine, EngineError, Recovered, RunHandle, RunId, StepContext,
+    };
+    /// The state-machine runtime, for `fsm!`'s generated code.
+    pub use sagaflow_fsm as fsm_rt;
+    pub use sagaflow_saga::{
+        RecoveredSagas, SagaBuilder, SagaDefinition, SagaError, SagaHandle, SagaStatus,
     };
 }
 

@@ -7,6 +7,8 @@
 //! the DSL shows as one error, not a cascade of rustc errors.
 
 mod ctxt;
+mod fsm;
+mod saga;
 mod workflow;
 
 use proc_macro::TokenStream;
@@ -15,4 +17,17 @@ use proc_macro::TokenStream;
 #[proc_macro]
 pub fn workflow(input: TokenStream) -> TokenStream {
     workflow::workflow(input.into()).into()
+}
+
+/// Declares a saga: a workflow whose steps are undone, newest first, when a later one fails.
+/// Documented in the `sagaflow` crate.
+#[proc_macro]
+pub fn saga(input: TokenStream) -> TokenStream {
+    saga::saga(input.into()).into()
+}
+
+/// Declares a typed state machine. Documented in the `sagaflow` crate.
+#[proc_macro]
+pub fn fsm(input: TokenStream) -> TokenStream {
+    fsm::fsm(input.into()).into()
 }

@@ -52,7 +52,7 @@ impl std::fmt::Debug for Codec {
 
 impl Codec {
     /// The codec of values of type `T`.
-    pub(crate) fn of<T: StepValue>() -> Self {
+    pub fn of<T: StepValue>() -> Self {
         Codec {
             encode: |value| match value.downcast_ref::<T>() {
                 Some(v) => serde_json::to_string(v).map_err(|e| e.to_string()),

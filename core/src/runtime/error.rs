@@ -43,6 +43,13 @@ impl StepError {
         self
     }
 
+    /// This error, marked retryable: what a saga does to the failures of a step past its
+    /// pivot, which must be retried until it succeeds.
+    pub fn into_transient(mut self) -> Self {
+        self.permanent = false;
+        self
+    }
+
     /// Whether retrying is pointless.
     pub fn is_permanent(&self) -> bool {
         self.permanent

@@ -160,6 +160,14 @@ pub trait Store: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// The runs of `workflow` that ended failed or cancelled, oldest first. A saga lists them
+    /// at start-up to find the ones whose compensation a crash kept from starting. A store
+    /// that keeps no finished runs (the default) returns none.
+    async fn stopped_runs(&self, workflow: &str) -> Result<Vec<RunId>, StoreError> {
+        let _ = workflow;
+        Ok(Vec::new())
+    }
+
     /// Up to `limit` events of the store's log with a `seq` past `after`, in `seq` order: of
     /// the run `run_id`, or of every run for `None`. `after = 0` reads from the start; the
     /// last `seq` read is where the next page starts. A store that keeps no event log (the

@@ -422,6 +422,12 @@ impl Store for SqliteStore {
         self.read(rows::unfinished_runs).await
     }
 
+    async fn stopped_runs(&self, workflow: &str) -> Result<Vec<RunId>, StoreError> {
+        let workflow = workflow.to_owned();
+        self.read(move |conn, label| rows::stopped_runs(conn, label, &workflow))
+            .await
+    }
+
     async fn deliver_signal(
         &self,
         run_id: &RunId,

@@ -637,6 +637,25 @@ pub(crate) fn unfinished_runs(
     rows.collect::<Result<Vec<_>, _>>().map_err(sqlite)
 }
 
+/// The runs of `workflow` that ended `failed` or `cancelled`, oldest first.
+pub(crate) fn stopped_runs(
+    conn: &Connection,
+    label: &str,
+    workflow: &str,
+) -> Result<Vec<RunId>, StoreError> {
+    let sqlite = |e: rusqlite::Error| sqlite_error(label, &e);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT run_id FROM runs WHERE workflow = ?1 AND status IN ('failed', 'cancelled') \
+             ORDER BY created_at, rowid",
+        )
+        .map_err(sqlite)?;
+    let rows = stmt
+        .query_map([workflow], |row| Ok(RunId::from(row.get::<_, String>(0)?)))
+        .map_err(sqlite)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sqlite)
+}
+
 fn bad_value(label: &str, run_id: &str, step: Option<&str>, value: &str) -> StoreError {
     let step = step.map(|s| format!(", step `{s}`")).unwrap_or_default();
     StoreError::Backend(format!(

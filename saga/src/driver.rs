@@ -1,0 +1,420 @@
+//! Driving a saga run: its forward run on the engine, then, if that stops short, the rounds
+//! of compensation; and the operator's retry, skip and abandon of a stuck saga.
+//!
+//! The driver keeps no state of its own: everything it decides comes from the store (the
+//! forward run, the rounds and their plans), so a process that takes a saga up after a crash
+//! decides exactly what the crashed one would have.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use sagaflow_core::runtime::StepValue;
+use sagaflow_core::runtime::{
+    Engine, Report, RunError, RunHandle, RunId, StepStatus, StoredRunStatus,
+};
+
+use crate::definition::{RecoveredSagas, SagaDefinition};
+use crate::error::SagaError;
+use crate::plan::{self, Plan};
+use crate::status;
+
+/// How a saga run ended.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SagaOutcome<O> {
+    /// Every forward step completed.
+    Completed(Report<O>),
+    /// A step failed (or the saga was cancelled, or ran past its deadline) and every
+    /// compensation ran, newest first.
+    Compensated {
+        /// Why.
+        cause: String,
+        /// The forward steps undone, in the order their compensations completed.
+        undone: Vec<String>,
+        /// The steps whose compensation an operator skipped.
+        skipped: Vec<String>,
+    },
+    /// A compensation failed for good; see [`SagaDefinition::retry`],
+    /// [`SagaDefinition::skip`] and [`SagaDefinition::abandon`].
+    Stuck {
+        /// The forward step whose compensation failed.
+        step: String,
+        /// The compensation's attempts.
+        attempts: u32,
+        /// Its last error: kept, never swallowed.
+        error: String,
+        /// The forward steps undone before it got stuck.
+        undone: Vec<String>,
+    },
+    /// An operator abandoned the stuck saga.
+    Abandoned {
+        /// Why it had compensated.
+        cause: String,
+    },
+}
+
+impl<O> SagaOutcome<O> {
+    /// Whether every forward step completed.
+    pub fn is_completed(&self) -> bool {
+        matches!(self, SagaOutcome::Completed(_))
+    }
+}
+
+/// A saga run going on in the background.
+#[derive(Debug)]
+pub struct SagaHandle<O> {
+    run_id: RunId,
+    saga: String,
+    cancel: watch::Sender<bool>,
+    task: JoinHandle<Result<SagaOutcome<O>, SagaError>>,
+}
+
+impl<O> SagaHandle<O> {
+    /// The saga run's id.
+    pub fn run_id(&self) -> &RunId {
+        &self.run_id
+    }
+
+    /// Cancels the saga: its forward run stops and what completed is compensated. A saga
+    /// past its pivot cannot go back, so it goes on.
+    pub fn cancel(&self) {
+        self.cancel.send_replace(true);
+    }
+
+    /// Waits for the saga's outcome.
+    pub async fn wait(self) -> Result<SagaOutcome<O>, SagaError> {
+        match self.task.await {
+            Ok(outcome) => outcome,
+            Err(e) => Err(SagaError::Driver {
+                saga: self.saga,
+                run_id: self.run_id,
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// What an operator asks of a stuck saga.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operation {
+    Retry,
+    Skip,
+    Abandon,
+}
+
+impl Operation {
+    fn verb(self) -> &'static str {
+        match self {
+            Operation::Retry => "retried",
+            Operation::Skip => "skipped",
+            Operation::Abandon => "abandoned",
+        }
+    }
+}
+
+/// Starts the task that drives the saga run `run_id`: `forward` when the caller just started
+/// it, else whatever the store says is next.
+pub(crate) async fn launch<I: StepValue, O: StepValue>(
+    saga: &SagaDefinition<I, O>,
+    engine: &Engine,
+    run_id: RunId,
+    forward: Option<RunHandle<O>>,
+) -> Result<SagaHandle<O>, SagaError> {
+    let store = &**engine.store();
+    let stored = match store.load_run(&run_id).await? {
+        Some(stored) => stored,
+        None if forward.is_some() => {
+            return Err(SagaError::NotDurable {
+                saga: saga.name().to_owned(),
+                run_id,
+            });
+        }
+        None => {
+            return Err(SagaError::NotFound {
+                saga: saga.name().to_owned(),
+                run_id,
+            });
+        }
+    };
+    let forward = match forward {
+        Some(handle) => Some(handle),
+        None => match stored.status {
+            StoredRunStatus::Failed | StoredRunStatus::Cancelled => None,
+            _ => Some(engine.resume(saga.forward(), run_id.clone()).await?),
+        },
+    };
+    let (cancel, cancelled) = watch::channel(false);
+    let task = tokio::spawn(drive(
+        saga.clone(),
+        engine.clone(),
+        run_id.clone(),
+        forward,
+        cancelled,
+    ));
+    Ok(SagaHandle {
+        run_id,
+        saga: saga.name().to_owned(),
+        cancel,
+        task,
+    })
+}
+
+async fn drive<I: StepValue, O: StepValue>(
+    saga: SagaDefinition<I, O>,
+    engine: Engine,
+    run_id: RunId,
+    forward: Option<RunHandle<O>>,
+    cancelled: watch::Receiver<bool>,
+) -> Result<SagaOutcome<O>, SagaError> {
+    let mut cause = None;
+    if let Some(handle) = forward {
+        let (result, why) = wait_forward(&saga, &engine, &run_id, handle, cancelled).await;
+        match result {
+            Ok(report) => return Ok(SagaOutcome::Completed(report)),
+            Err(
+                RunError::StepFailed { .. }
+                | RunError::Cancelled { .. }
+                | RunError::FailedEarlier { .. },
+            ) => cause = why,
+            Err(other) => return Err(SagaError::Run(other)),
+        }
+    }
+    compensate(&saga, &engine, &run_id, cause, None).await
+}
+
+/// Waits for the forward run, cancelling it when the saga is cancelled or its deadline
+/// passes, unless it is past its pivot. Returns the run's result and, when the saga stopped
+/// it, why.
+async fn wait_forward<I: StepValue, O: StepValue>(
+    saga: &SagaDefinition<I, O>,
+    engine: &Engine,
+    run_id: &RunId,
+    handle: RunHandle<O>,
+    mut cancelled: watch::Receiver<bool>,
+) -> (Result<Report<O>, RunError>, Option<String>) {
+    let wait = handle.wait();
+    tokio::pin!(wait);
+    let deadline = saga.inner.deadline;
+    let sleep = tokio::time::sleep(deadline.unwrap_or_default());
+    tokio::pin!(sleep);
+    let mut watch_deadline = deadline.is_some();
+    let mut watch_cancel = true;
+    let mut why = None;
+    loop {
+        tokio::select! {
+            result = &mut wait => return (result, why),
+            asked = async { cancelled.wait_for(|c| *c).await.is_ok() }, if watch_cancel => {
+                watch_cancel = false;
+                if asked && !past_pivot(saga, engine, run_id).await {
+                    tracing::info!(saga = saga.name(), run_id = %run_id, "saga cancelled; compensating");
+                    why = Some(format!("saga run `{run_id}` was cancelled"));
+                    engine.cancel(run_id);
+                }
+            }
+            () = &mut sleep, if watch_deadline => {
+                watch_deadline = false;
+                if !past_pivot(saga, engine, run_id).await {
+                    let d = deadline.unwrap_or_default();
+                    tracing::info!(saga = saga.name(), run_id = %run_id, "saga deadline passed; compensating");
+                    why = Some(format!("saga run `{run_id}` ran past its deadline of {d:?}"));
+                    engine.cancel(run_id);
+                }
+            }
+        }
+    }
+}
+
+/// Whether the forward run has gone past a pivot: a pivot completed, or a step after one
+/// started. A store that cannot tell is taken to say no.
+async fn past_pivot<I: StepValue, O: StepValue>(
+    saga: &SagaDefinition<I, O>,
+    engine: &Engine,
+    run_id: &RunId,
+) -> bool {
+    let inner = &saga.inner;
+    if inner.pivots().next().is_none() {
+        return false;
+    }
+    let Ok(Some(stored)) = engine.store().load_run(run_id).await else {
+        return false;
+    };
+    stored.steps.iter().any(|s| {
+        let pivot_done = inner.pivots().any(|p| p == s.name) && s.status == StepStatus::Completed;
+        pivot_done || (inner.is_forward_only(&s.name) && s.attempts > 0)
+    })
+}
+
+/// Runs (or takes up, or reads the end of) the saga's compensation. With an operation, the
+/// saga must be stuck, and the next round does what the operator asked.
+async fn compensate<I: StepValue, O: StepValue>(
+    saga: &SagaDefinition<I, O>,
+    engine: &Engine,
+    run_id: &RunId,
+    cause: Option<String>,
+    operation: Option<Operation>,
+) -> Result<SagaOutcome<O>, SagaError> {
+    let inner = &saga.inner;
+    let store = &**engine.store();
+    let forward = status::load_forward(inner, store, run_id).await?;
+    let latest = status::latest_round(inner, store, run_id).await?;
+    let (number, plan) = match (latest, operation) {
+        (None, None) => {
+            let mut plan = plan::first_plan(inner, store, run_id, &forward).await?;
+            if let Some(cause) = cause {
+                plan.cause = cause;
+            }
+            (1, plan)
+        }
+        (Some(round), None) => (round.number, round.plan),
+        (Some(round), Some(op))
+            if matches!(
+                round.run.status,
+                StoredRunStatus::Failed | StoredRunStatus::Cancelled
+            ) =>
+        {
+            let stuck = plan::stuck_step(&round.run).map(|s| s.name.clone());
+            let plan = match op {
+                Operation::Retry => plan::next_plan(&round.plan, &round.run, None),
+                Operation::Skip => plan::next_plan(&round.plan, &round.run, stuck.as_deref()),
+                Operation::Abandon => Plan {
+                    steps: Vec::new(),
+                    cause: round.plan.cause.clone(),
+                    skipped: round.plan.skipped.clone(),
+                    abandoned: true,
+                },
+            };
+            tracing::info!(saga = saga.name(), run_id = %run_id, action = op.verb(), "operator acts on a stuck saga");
+            (round.number + 1, plan)
+        }
+        (latest, Some(op)) => {
+            let status = match latest {
+                Some(round) => status::round_status(inner, store, run_id, &round).await?,
+                None => status::status(inner, engine, run_id).await?,
+            };
+            return Err(SagaError::NotStuck {
+                saga: saga.name().to_owned(),
+                run_id: run_id.clone(),
+                status: status.to_string(),
+                action: op.verb(),
+            });
+        }
+    };
+    let values = plan::forward_values(inner, saga.forward().erased(), run_id, &forward, &plan)?;
+    let def = plan::round_definition(inner, &plan, &values);
+    let round_id = plan::round_id(run_id, number);
+    let result = engine
+        .start(&def, round_id.clone(), plan.clone())
+        .await?
+        .wait()
+        .await;
+    match result {
+        Ok(_) if plan.abandoned => Ok(SagaOutcome::Abandoned { cause: plan.cause }),
+        Ok(_) => Ok(SagaOutcome::Compensated {
+            undone: status::undone(inner, store, run_id, number).await?,
+            cause: plan.cause,
+            skipped: plan.skipped,
+        }),
+        Err(RunError::StepFailed { .. } | RunError::FailedEarlier { .. }) => {
+            let round = store.load_run(&round_id).await?;
+            let stuck = round.as_ref().and_then(plan::stuck_step);
+            let undone = status::undone(inner, store, run_id, number).await?;
+            tracing::warn!(saga = saga.name(), run_id = %run_id, "a compensation failed for good: the saga is stuck");
+            Ok(SagaOutcome::Stuck {
+                step: stuck.map(|s| s.name.clone()).unwrap_or_default(),
+                attempts: stuck.map_or(0, |s| s.attempts),
+                error: stuck
+                    .and_then(|s| s.error.clone())
+                    .or_else(|| round.and_then(|r| r.error))
+                    .unwrap_or_default(),
+                undone,
+            })
+        }
+        Err(other) => Err(SagaError::Run(other)),
+    }
+}
+
+/// An operator's action on the stuck saga run `run_id`, driven in the background.
+pub(crate) async fn operate<I: StepValue, O: StepValue>(
+    saga: &SagaDefinition<I, O>,
+    engine: &Engine,
+    run_id: RunId,
+    operation: Operation,
+) -> Result<SagaHandle<O>, SagaError> {
+    // Refused before the task starts, so that the caller gets `NotStuck` from the call.
+    let inner = &saga.inner;
+    let store = &**engine.store();
+    let latest = status::latest_round(inner, store, &run_id).await?;
+    let stuck = latest.as_ref().is_some_and(|r| {
+        matches!(
+            r.run.status,
+            StoredRunStatus::Failed | StoredRunStatus::Cancelled
+        )
+    });
+    if !stuck {
+        let status = status::status(inner, engine, &run_id).await?;
+        return Err(SagaError::NotStuck {
+            saga: saga.name().to_owned(),
+            run_id,
+            status: status.to_string(),
+            action: operation.verb(),
+        });
+    }
+    let (cancel, _) = watch::channel(false);
+    let (saga2, engine2, id2) = (saga.clone(), engine.clone(), run_id.clone());
+    let task =
+        tokio::spawn(
+            async move { compensate(&saga2, &engine2, &id2, None, Some(operation)).await },
+        );
+    Ok(SagaHandle {
+        run_id,
+        saga: saga.name().to_owned(),
+        cancel,
+        task,
+    })
+}
+
+/// See [`SagaDefinition::recover`].
+pub(crate) async fn recover<I: StepValue, O: StepValue>(
+    saga: &SagaDefinition<I, O>,
+    engine: &Engine,
+) -> Result<RecoveredSagas<O>, SagaError> {
+    let store = Arc::clone(engine.store());
+    let compensation = saga.inner.compensation_name();
+    let mut ids: Vec<RunId> = Vec::new();
+    for run in store.unfinished_runs().await? {
+        let id = if run.workflow == saga.name() {
+            Some(run.run_id)
+        } else if run.workflow == compensation {
+            plan::saga_of_round(&run.run_id)
+        } else {
+            None
+        };
+        if let Some(id) = id
+            && !ids.contains(&id)
+        {
+            ids.push(id);
+        }
+    }
+    for id in store.stopped_runs(saga.name()).await? {
+        let started = store.load_run(&plan::round_id(&id, 1)).await?.is_some();
+        if !started && !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    let mut recovered = RecoveredSagas {
+        sagas: Vec::new(),
+        failed: Vec::new(),
+    };
+    for id in ids {
+        match launch(saga, engine, id.clone(), None).await {
+            Ok(handle) => recovered.sagas.push(handle),
+            Err(error) => {
+                tracing::warn!(saga = saga.name(), run_id = %id, error = %error, "a saga run could not be recovered");
+                recovered.failed.push((id, error));
+            }
+        }
+    }
+    Ok(recovered)
+}
