@@ -366,6 +366,12 @@ impl<I: StepValue> SagaBuilder<I> {
             });
             return;
         }
+        if info.is_pivot {
+            self.problems.push(SagaDefinitionError::UndoOnPivot {
+                step: info.name.clone(),
+            });
+            return;
+        }
         if let Some(pivot) = &info.pivot {
             self.problems.push(SagaDefinitionError::UndoAfterPivot {
                 step: info.name.clone(),

@@ -18,6 +18,12 @@ pub enum SagaDefinitionError {
         /// The pivot it follows.
         pivot: String,
     },
+    /// A compensation was declared for the pivot itself: a pivot is what cannot be undone.
+    #[error("step `{step}` is a pivot, so it cannot have a compensation")]
+    UndoOnPivot {
+        /// The pivot.
+        step: String,
+    },
     /// Two pivots on one path: the second would come after the point of no return.
     #[error("step `{second}` is a pivot after the pivot `{first}`: one path has one pivot")]
     TwoPivots {
