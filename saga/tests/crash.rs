@@ -1,0 +1,178 @@
+//! A real crash during compensation: a child process runs a saga on a SQLite file whose last
+//! step fails, and is killed with SIGKILL while the compensations run; a new process takes
+//! the saga up and finishes compensating it. Each compensation writes `begin X` and `end X`
+//! to a side file, so the file shows what ran and how often.
+//!
+//! The child is this same test binary, started again with an environment variable that makes
+//! the test play the child's part.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sagaflow_core::StepOptions;
+use sagaflow_core::runtime::{Engine, RunId, StepContext, StepError, StepStatus};
+use sagaflow_core::sqlite::SqliteOptions;
+use sagaflow_saga::{SagaBuilder, SagaDefinition, SagaOutcome};
+
+const CHILD: &str = "SAGAFLOW_SAGA_CRASH_CHILD";
+const STEPS: [&str; 5] = ["build", "push", "migrate", "shift", "smoke"];
+/// The service's stable owner id: the restarted process takes the saga up at once instead of
+/// waiting for the killed one's lease to expire.
+const OWNER: &str = "saga-crash-service";
+
+fn side(dir: &Path, line: &str) {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("side.txt"))
+        .unwrap();
+    writeln!(file, "{line}").unwrap();
+    file.sync_all().unwrap();
+}
+
+fn side_lines(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("side.txt"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Four steps that complete, a fifth that fails; each compensation takes 150 ms.
+fn saga(dir: &Path) -> SagaDefinition<u32, u32> {
+    let mut b = SagaBuilder::<u32>::new("CrashDeploy");
+    let mut prev = b.input();
+    for name in STEPS {
+        let step = b.step(name, StepOptions::new(), (prev,), |ctx: StepContext, (x,)| async move {
+            if ctx.step() == "smoke" {
+                return Err(StepError::permanent("smoke test failed"));
+            }
+            Ok::<u32, StepError>(*x + 1)
+        });
+        let dir = dir.to_owned();
+        b.undo(step, &format!("undo_{name}"), StepOptions::new(), (prev,), move |ctx: StepContext, (_,), _: Arc<u32>| {
+            let dir = dir.clone();
+            async move {
+                side(&dir, &format!("begin {}", ctx.step()));
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                side(&dir, &format!("end {}", ctx.step()));
+                Ok::<(), StepError>(())
+            }
+        });
+        prev = step;
+    }
+    b.build_with_output(prev)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn engine(dir: &Path) -> Engine {
+    Engine::open_with(dir.join("sagas.db"), SqliteOptions::default().owner(OWNER)).unwrap()
+}
+
+/// The child's part: start the saga and wait (it is killed before it ends).
+fn child(dir: &Path) {
+    runtime().block_on(async {
+        let engine = engine(dir);
+        let outcome = saga(dir).start(&engine, "deploy-7", 0).await.unwrap().wait().await;
+        panic!("the child should have been killed, but the saga ended: {outcome:?}");
+    });
+}
+
+#[test]
+fn a_saga_killed_while_compensating_finishes_compensating_after_a_restart() {
+    if let Some(dir) = std::env::var_os(CHILD) {
+        child(&PathBuf::from(dir));
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "a_saga_killed_while_compensating_finishes_compensating_after_a_restart",
+            "--exact",
+            "--test-threads=1",
+        ])
+        .env(CHILD, dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // Killed once the second compensation has begun.
+    let started = Instant::now();
+    while side_lines(dir.path()).iter().filter(|l| l.starts_with("begin")).count() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the child made no progress");
+        if let Some(status) = first.try_wait().unwrap() {
+            panic!("the child ended before it was killed: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    first.kill().unwrap(); // SIGKILL on Unix
+    first.wait().unwrap();
+    let at_kill = side_lines(dir.path());
+
+    runtime().block_on(async {
+        let engine = engine(dir.path());
+        // What the store had recorded as undone when the process died.
+        let round = engine
+            .store()
+            .load_run(&RunId::from("deploy-7~undo1"))
+            .await
+            .unwrap()
+            .expect("the compensation round was recorded before its first step ran");
+        let committed: Vec<String> = round
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Completed)
+            .map(|s| s.name.clone())
+            .collect();
+        assert!(!committed.contains(&"build".to_owned()), "killed too late: {at_kill:?}");
+
+        let saga = saga(dir.path());
+        let recovered = saga.recover(&engine).await.unwrap();
+        assert!(recovered.failed.is_empty(), "{:?}", recovered.failed);
+        assert_eq!(recovered.sagas.len(), 1);
+        let outcome = recovered.sagas.into_iter().next().unwrap().wait().await.unwrap();
+        match outcome {
+            SagaOutcome::Compensated { undone, cause, .. } => {
+                assert_eq!(undone, ["shift", "migrate", "push", "build"]);
+                assert!(cause.contains("smoke test failed"), "{cause}");
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let lines = side_lines(dir.path());
+        for step in ["shift", "migrate", "push", "build"] {
+            let begun = lines.iter().filter(|l| **l == format!("begin {step}")).count();
+            let ended = lines.iter().filter(|l| **l == format!("end {step}")).count();
+            assert!(ended >= 1, "{step} was never undone: {lines:?}");
+            if committed.contains(&step.to_owned()) {
+                assert_eq!(begun, 1, "{step} had completed, yet ran again: {lines:?}");
+            } else {
+                assert!(begun <= 2, "{step} ran {begun} times: {lines:?}");
+            }
+        }
+        // Newest first, across the crash: the order of the last `end` of each.
+        let ends: Vec<&str> = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("end "))
+            .collect();
+        let mut order: Vec<&str> = Vec::new();
+        for step in ends.iter().rev() {
+            if !order.contains(step) {
+                order.insert(0, step);
+            }
+        }
+        assert_eq!(order, ["shift", "migrate", "push", "build"]);
+    });
+}
