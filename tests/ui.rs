@@ -7,3 +7,10 @@ fn workflow_diagnostics() {
     t.compile_fail("tests/ui/workflow/fail/*.rs");
     t.pass("tests/ui/workflow/pass/*.rs");
 }
+
+#[test]
+fn saga_diagnostics() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/ui/saga/fail/*.rs");
+    t.pass("tests/ui/saga/pass/*.rs");
+}

@@ -129,7 +129,7 @@ pub(crate) async fn first_plan(
             _ => {}
         }
     }
-    planned.sort_by(|a, b| b.0.cmp(&a.0));
+    planned.sort_by_key(|p| std::cmp::Reverse(p.0));
     Ok(Plan {
         steps: planned.into_iter().map(|(_, p)| p).collect(),
         cause: forward

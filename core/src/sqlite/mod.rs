@@ -41,6 +41,7 @@
 
 mod events;
 mod lease;
+mod machines;
 mod rows;
 mod schema;
 mod signals;
@@ -67,6 +68,7 @@ use lease::Leases;
 use rows::{Applied, WriteOp};
 use writer::{Request, Stats, Writer};
 
+pub use machines::{Advanced, MachineStep, MachineTransition, StoredMachine};
 pub use schema::SCHEMA_VERSION;
 
 /// How hard SQLite works to make a commit survive a power cut (`PRAGMA synchronous`).

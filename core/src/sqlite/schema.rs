@@ -17,7 +17,7 @@ use crate::sqlite::{SqliteOptions, Synchronous};
 
 /// The migrations, oldest first; migration `i` takes the schema from version `i` to `i + 1`.
 /// Append only: a migration that has shipped must never change.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The newest schema version this code knows (`PRAGMA user_version` of a current database).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -102,6 +102,35 @@ ALTER TABLE runs ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN lease_expires INTEGER;
 ALTER TABLE runs ADD COLUMN recoveries INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN parked INTEGER NOT NULL DEFAULT 0 CHECK (parked IN (0, 1));
+";
+
+/// Version 4: persisted state machines (`fsm!`) and their transition log.
+///
+/// - `machines` holds one row per machine id: the machine's type name, its state as JSON, and
+///   a version bumped by every transition, which a transition's `UPDATE ... WHERE version = ?`
+///   is fenced on (optimistic concurrency: the writer that lost the race changes nothing).
+/// - `machine_transitions` is append-only: one row per transition, `seq` the version the
+///   transition produced, so `(machine_id, seq)` is unique; written in the same transaction
+///   as the `UPDATE`. Times are unix milliseconds.
+const V4: &str = "
+CREATE TABLE machines (
+    machine_id TEXT    NOT NULL PRIMARY KEY,
+    machine    TEXT    NOT NULL,
+    state      TEXT    NOT NULL,
+    version    INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE machine_transitions (
+    machine_id TEXT    NOT NULL REFERENCES machines (machine_id) ON DELETE CASCADE,
+    seq        INTEGER NOT NULL,
+    from_state TEXT    NOT NULL,
+    event      TEXT    NOT NULL,
+    to_state   TEXT    NOT NULL,
+    at         INTEGER NOT NULL,
+    PRIMARY KEY (machine_id, seq)
+) STRICT, WITHOUT ROWID;
 ";
 
 /// Opens `path` (`None` for a private in-memory database), sets the pragmas and brings the

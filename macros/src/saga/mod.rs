@@ -1,7 +1,31 @@
-//! `saga!`: in progress.
+//! `saga!`: parse, check, expand (see the crate docs for the stages). The forward graph is a
+//! workflow's, checked by `workflow!`'s model; the saga's own rules (compensations, pivots)
+//! are checked on top.
+
+mod ast;
+mod expand;
+mod fallback;
+mod model;
 
 use proc_macro2::TokenStream;
 
-pub(crate) fn saga(input: TokenStream) -> TokenStream {
-    syn::Error::new_spanned(input, "saga! is not implemented yet").to_compile_error()
+use crate::ctxt::Errors;
+
+pub(crate) fn saga(tokens: TokenStream) -> TokenStream {
+    let mut input: ast::SagaInput = match syn::parse2(tokens) {
+        Ok(input) => input,
+        Err(e) => return e.to_compile_error(),
+    };
+    input.partition();
+    let mut errors = Errors::default();
+    let (model, mentioned) = model::build(&input, &mut errors);
+    match (model, errors.finish()) {
+        (Some(model), Ok(())) => expand::expand(&input.forward, &model),
+        (_, Err(e)) => fallback::fallback(&input.forward, &mentioned, e),
+        (None, Ok(())) => fallback::fallback(
+            &input.forward,
+            &mentioned,
+            syn::Error::new(input.forward.name.span(), "this saga could not be checked"),
+        ),
+    }
 }

@@ -53,14 +53,51 @@ pub(crate) enum RawValue {
     Flag,
 }
 
-impl Parse for WorkflowInput {
-    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+/// The words a macro's messages use, so that `workflow!` and `saga!` share their parser and
+/// checks but each speaks of itself.
+pub(crate) struct Dsl {
+    /// `workflow` or `saga`.
+    pub(crate) kind: &'static str,
+    /// A whole invocation, for the message on a missing name.
+    pub(crate) invocation: &'static str,
+    /// A name and body, for the message on a missing body.
+    pub(crate) body: &'static str,
+    /// A chain statement, for the message on an empty body.
+    pub(crate) chain: &'static str,
+    /// The options a step takes.
+    pub(crate) step_options: &'static [&'static str],
+}
+
+/// The words of `workflow!`.
+pub(crate) const WORKFLOW: Dsl = Dsl {
+    kind: "workflow",
+    invocation: "workflow! { pub Etl { extract -> load } }",
+    body: "Etl { extract -> load }",
+    chain: "extract -> load;",
+    step_options: super::options::STEP_OPTIONS,
+};
+
+/// `#[attrs] vis Name(Input) -> Output { .. }`, the body's tokens not yet parsed.
+pub(crate) struct Header {
+    pub(crate) attrs: Vec<Attribute>,
+    pub(crate) vis: Visibility,
+    pub(crate) name: Ident,
+    pub(crate) input: Option<Type>,
+    pub(crate) output: Option<Type>,
+    pub(crate) brace: token::Brace,
+    pub(crate) body: TokenStream,
+}
+
+impl Header {
+    /// Parses everything up to and including the body's braces.
+    pub(crate) fn parse(input: ParseStream<'_>, dsl: &Dsl) -> syn::Result<Self> {
         let attrs = input.call(Attribute::parse_outer)?;
         let vis: Visibility = input.parse()?;
+        let kind = dsl.kind;
         let name: Ident = input.parse().map_err(|e| {
             syn::Error::new(
                 e.span(),
-                "expected the workflow's name, as in `workflow! { pub Etl { extract -> load } }`",
+                format!("expected the {kind}'s name, as in `{}`", dsl.invocation),
             )
         })?;
         let input_type = if input.peek(token::Paren) {
@@ -77,32 +114,49 @@ impl Parse for WorkflowInput {
             None
         };
         if !input.peek(token::Brace) {
-            return Err(input
-                .error("expected `{` and the workflow's steps, as in `Etl { extract -> load }`"));
+            return Err(input.error(format!(
+                "expected `{{` and the {kind}'s steps, as in `{}`",
+                dsl.body
+            )));
         }
         let body;
         let brace = syn::braced!(body in input);
         let tokens: TokenStream = body.parse()?;
         if !input.is_empty() {
-            return Err(input.error(
-                "unexpected tokens after the workflow's body: one workflow per `workflow!`",
-            ));
+            return Err(input.error(format!(
+                "unexpected tokens after the {kind}'s body: one {kind} per `{kind}!`"
+            )));
         }
-        let mut statements = Vec::new();
-        let mut errors = Vec::new();
-        for chunk in split_statements(tokens) {
-            match Statement::parse.parse2(chunk) {
-                Ok(s) => statements.push(s),
-                Err(e) => errors.push(e),
-            }
-        }
-        Ok(WorkflowInput {
+        Ok(Header {
             attrs,
             vis,
             name,
             input: input_type,
             output,
             brace,
+            body: tokens,
+        })
+    }
+}
+
+impl Parse for WorkflowInput {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let header = Header::parse(input, &WORKFLOW)?;
+        let mut statements = Vec::new();
+        let mut errors = Vec::new();
+        for chunk in split_statements(header.body) {
+            match Statement::parse.parse2(chunk) {
+                Ok(s) => statements.push(s),
+                Err(e) => errors.push(e),
+            }
+        }
+        Ok(WorkflowInput {
+            attrs: header.attrs,
+            vis: header.vis,
+            name: header.name,
+            input: header.input,
+            output: header.output,
+            brace: header.brace,
             statements,
             errors,
         })
@@ -111,7 +165,7 @@ impl Parse for WorkflowInput {
 
 /// Splits on top-level `;`. Groups (`[..]`, `(..)`) are single token trees, so a `;` inside
 /// one is never a statement end.
-fn split_statements(tokens: TokenStream) -> Vec<TokenStream> {
+pub(crate) fn split_statements(tokens: TokenStream) -> Vec<TokenStream> {
     let mut out = Vec::new();
     let mut current = TokenStream::new();
     for tt in tokens {
@@ -158,7 +212,7 @@ impl Parse for Statement {
     }
 }
 
-fn step_path(input: ParseStream<'_>) -> syn::Result<Path> {
+pub(crate) fn step_path(input: ParseStream<'_>) -> syn::Result<Path> {
     Path::parse_mod_style(input).map_err(|e| {
         syn::Error::new(
             e.span(),
@@ -191,7 +245,7 @@ impl Parse for Link {
     }
 }
 
-fn option_statement(target: Path, input: ParseStream<'_>) -> syn::Result<OptionStatement> {
+pub(crate) fn option_statement(target: Path, input: ParseStream<'_>) -> syn::Result<OptionStatement> {
     let target = match target.get_ident() {
         Some(ident) => ident.clone(),
         None => {

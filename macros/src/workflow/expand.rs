@@ -21,79 +21,22 @@ pub(crate) fn expand(input: &WorkflowInput, model: &Model) -> TokenStream {
     let name = &input.name;
     let name_str = name.to_string();
     let has_input = input.input.is_some();
-    let input_ty = match &input.input {
-        Some(t) => quote!(#t),
-        None => quote!(()),
-    };
-    let output_ty = match &input.output {
-        Some(t) => quote!(#t),
-        None => quote!(()),
-    };
+    let (input_ty, output_ty) = types(input);
     let defaults = options(&p, &model.defaults);
 
     let mut statements = Vec::new();
     for &index in model.graph.topological_order() {
         let step = &model.steps[index];
-        let span = step.path.span();
         let var = handle(index);
         let step_name = &step.name;
-        let path = &step.path;
-
-        let (deps, patterns, args) = if step.inputs.is_empty() {
-            if has_input {
-                (
-                    quote!((__input,)),
-                    quote!((__i0,)),
-                    vec![quote_spanned!(span=> &*__i0)],
-                )
-            } else {
-                (quote!(()), quote!(()), Vec::new())
-            }
-        } else {
-            let mut deps = Vec::new();
-            let mut patterns = Vec::new();
-            let mut args = Vec::new();
-            for (k, input) in step.inputs.iter().enumerate() {
-                let upstream = handle(input.step);
-                let local = format_ident!("__i{}", k);
-                let at = input.written.span();
-                // The same local, spanned on the edge as written, so that rustc's mismatch
-                // points at the upstream step in the chain rather than at the whole macro.
-                let used = format_ident!("__i{}", k, span = at);
-                patterns.push(quote!(#local));
-                if model.may_be_missing(input.step) {
-                    deps.push(quote!(#upstream.optional()));
-                    args.push(quote_spanned!(at=> #used.as_deref()));
-                } else {
-                    deps.push(quote!(#upstream));
-                    args.push(quote_spanned!(at=> &*#used));
-                }
-            }
-            (quote!((#(#deps,)*)), quote!((#(#patterns,)*)), args)
-        };
-
-        let call = quote_spanned!(span=> #path(&__ctx, #(#args),*).await);
-        let body = match (&input.output, model.output_step) {
-            (Some(out), Some(o)) if o == index => {
-                let at = out.span();
-                quote_spanned!(at=> {
-                    let __output: ::core::result::Result<#out, _> = #call;
-                    __output
-                })
-            }
-            _ => call,
-        };
+        let wiring = wiring(model, index, has_input, None);
+        let closure = closure(input, model, index, &wiring);
         let options = options(&p, &step.options);
-        let closure =
-            quote_spanned!(span=> move |__ctx: #p::StepContext, #patterns| async move { #body });
-        let statement = match &step.options.when {
-            Some(guard) => {
-                let at = guard.span();
-                let guard_call = quote_spanned!(at=> #guard(#(#args),*));
-                quote! {
-                    let #var = __builder.step_when(#step_name, #options, #deps, move |#patterns| #guard_call, #closure);
-                }
-            }
+        let deps = &wiring.deps;
+        let statement = match guard(model, index, &wiring) {
+            Some(guard) => quote! {
+                let #var = __builder.step_when(#step_name, #options, #deps, #guard, #closure);
+            },
             None => quote! {
                 let #var = __builder.step(#step_name, #options, #deps, #closure);
             },
@@ -109,15 +52,7 @@ pub(crate) fn expand(input: &WorkflowInput, model: &Model) -> TokenStream {
         _ => quote!(__builder.build()),
     };
 
-    let doc_graph = format!(
-        " The graph, as mermaid:\n\n ```text\n{}```",
-        model
-            .graph
-            .mermaid()
-            .lines()
-            .map(|l| format!(" {l}\n"))
-            .collect::<String>()
-    );
+    let doc_graph = doc_graph(model);
     let items = items(input, &input_ty, &output_ty, has_input);
     let attrs = &input.attrs;
     let vis = &input.vis;
@@ -144,6 +79,125 @@ pub(crate) fn expand(input: &WorkflowInput, model: &Model) -> TokenStream {
             #items
         }
     }
+}
+
+/// The input and output types, `()` where none is declared.
+pub(crate) fn types(input: &WorkflowInput) -> (TokenStream, TokenStream) {
+    let input_ty = match &input.input {
+        Some(t) => quote!(#t),
+        None => quote!(()),
+    };
+    let output_ty = match &input.output {
+        Some(t) => quote!(#t),
+        None => quote!(()),
+    };
+    (input_ty, output_ty)
+}
+
+/// The graph as a mermaid block, for the generated type's documentation.
+pub(crate) fn doc_graph(model: &Model) -> String {
+    format!(
+        " The graph, as mermaid:\n\n ```text\n{}```",
+        model
+            .graph
+            .mermaid()
+            .lines()
+            .map(|l| format!(" {l}\n"))
+            .collect::<String>()
+    )
+}
+
+/// How one step is wired to its upstream values.
+pub(crate) struct Wiring {
+    /// The handles it depends on, as a tuple: `(__step_0, __step_1.optional(),)`.
+    pub(crate) deps: TokenStream,
+    /// The closure's pattern for their values: `(__i0, __i1,)`.
+    pub(crate) patterns: TokenStream,
+    /// The arguments passed after the context: `&*__i0, __i1.as_deref()`.
+    pub(crate) args: Vec<TokenStream>,
+}
+
+/// The wiring of step `index`. Each argument is spanned on `at` when given, else on the edge
+/// as written (the step itself for the input), so that rustc's mismatch points there.
+pub(crate) fn wiring(model: &Model, index: usize, has_input: bool, at: Option<Span>) -> Wiring {
+    let step = &model.steps[index];
+    let span = at.unwrap_or_else(|| step.path.span());
+    if step.inputs.is_empty() {
+        return if has_input {
+            Wiring {
+                deps: quote!((__input,)),
+                patterns: quote!((__i0,)),
+                args: vec![quote_spanned!(span=> &*__i0)],
+            }
+        } else {
+            Wiring {
+                deps: quote!(()),
+                patterns: quote!(()),
+                args: Vec::new(),
+            }
+        };
+    }
+    let mut deps = Vec::new();
+    let mut patterns = Vec::new();
+    let mut args = Vec::new();
+    for (k, input) in step.inputs.iter().enumerate() {
+        let upstream = handle(input.step);
+        let local = format_ident!("__i{}", k);
+        let at = at.unwrap_or_else(|| input.written.span());
+        // The same local, spanned on the edge as written, so that rustc's mismatch
+        // points at the upstream step in the chain rather than at the whole macro.
+        let used = format_ident!("__i{}", k, span = at);
+        patterns.push(quote!(#local));
+        if model.may_be_missing(input.step) {
+            deps.push(quote!(#upstream.optional()));
+            args.push(quote_spanned!(at=> #used.as_deref()));
+        } else {
+            deps.push(quote!(#upstream));
+            args.push(quote_spanned!(at=> &*#used));
+        }
+    }
+    Wiring {
+        deps: quote!((#(#deps,)*)),
+        patterns: quote!((#(#patterns,)*)),
+        args,
+    }
+}
+
+/// The closure that calls step `index`'s function on each attempt.
+pub(crate) fn closure(
+    input: &WorkflowInput,
+    model: &Model,
+    index: usize,
+    wiring: &Wiring,
+) -> TokenStream {
+    let p = quote!(::sagaflow::__private);
+    let step = &model.steps[index];
+    let span = step.path.span();
+    let path = &step.path;
+    let args = &wiring.args;
+    let patterns = &wiring.patterns;
+    let call = quote_spanned!(span=> #path(&__ctx, #(#args),*).await);
+    let body = match (&input.output, model.output_step) {
+        (Some(out), Some(o)) if o == index => {
+            let at = out.span();
+            quote_spanned!(at=> {
+                let __output: ::core::result::Result<#out, _> = #call;
+                __output
+            })
+        }
+        _ => call,
+    };
+    quote_spanned!(span=> move |__ctx: #p::StepContext, #patterns| async move { #body })
+}
+
+/// The guard closure of step `index`, when it has a `when` guard.
+pub(crate) fn guard(model: &Model, index: usize, wiring: &Wiring) -> Option<TokenStream> {
+    let guard = model.steps[index].options.when.as_ref()?;
+    let at = guard.span();
+    let args = &wiring.args;
+    let patterns = &wiring.patterns;
+    let guard_call = quote_spanned!(at=> #guard(#(#args),*));
+    Some(quote!(move |#patterns| #guard_call))
 }
 
 /// The items shared with the fallback: everything but `definition()`'s body.
@@ -204,11 +258,11 @@ pub(crate) fn items(
     }
 }
 
-fn handle(index: usize) -> syn::Ident {
+pub(crate) fn handle(index: usize) -> syn::Ident {
     format_ident!("__step_{}", index, span = Span::call_site())
 }
 
-fn duration(p: &TokenStream, d: std::time::Duration) -> TokenStream {
+pub(crate) fn duration(p: &TokenStream, d: std::time::Duration) -> TokenStream {
     let nanos = d.as_nanos() as u64;
     quote!(#p::Duration::from_nanos(#nanos))
 }
@@ -223,7 +277,7 @@ fn some_duration(p: &TokenStream, d: Option<std::time::Duration>) -> TokenStream
     }
 }
 
-fn options(p: &TokenStream, o: &Options) -> TokenStream {
+pub(crate) fn options(p: &TokenStream, o: &Options) -> TokenStream {
     let retry = match o.retry {
         Some(RetryPolicy {
             initial_interval,

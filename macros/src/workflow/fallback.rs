@@ -8,7 +8,7 @@ use quote::quote;
 use syn::Path;
 
 use super::ast::WorkflowInput;
-use super::expand::items;
+use super::expand::{items, types};
 
 pub(crate) fn fallback(input: &WorkflowInput, paths: &[Path], errors: syn::Error) -> TokenStream {
     let p = quote!(::sagaflow::__private);
@@ -16,14 +16,7 @@ pub(crate) fn fallback(input: &WorkflowInput, paths: &[Path], errors: syn::Error
     let name = &input.name;
     let vis = &input.vis;
     let attrs = &input.attrs;
-    let input_ty = match &input.input {
-        Some(t) => quote!(#t),
-        None => quote!(()),
-    };
-    let output_ty = match &input.output {
-        Some(t) => quote!(#t),
-        None => quote!(()),
-    };
+    let (input_ty, output_ty) = types(input);
     let items = items(input, &input_ty, &output_ty, input.input.is_some());
     quote! {
         #errors

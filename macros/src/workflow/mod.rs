@@ -1,10 +1,10 @@
 //! `workflow!`: parse, check, expand (see the crate docs for the stages).
 
-mod ast;
-mod expand;
+pub(crate) mod ast;
+pub(crate) mod expand;
 mod fallback;
-mod model;
-mod options;
+pub(crate) mod model;
+pub(crate) mod options;
 
 use proc_macro2::TokenStream;
 

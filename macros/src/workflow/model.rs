@@ -11,7 +11,7 @@ use syn::{Ident, Path};
 use sagaflow_core::graph::{GraphError, GraphSpec, MAX_INPUTS};
 use sagaflow_core::{Graph, OnError};
 
-use super::ast::{Statement, WorkflowInput};
+use super::ast::{Dsl, Statement, WORKFLOW, WorkflowInput};
 use super::options::Options;
 use crate::ctxt::{Errors, did_you_mean};
 
@@ -72,6 +72,17 @@ impl ToTokens for Edge {
 /// Resolves and checks `input`. Returns `None` if anything is wrong; every problem is in
 /// `errors`. Partial models are never expanded, so no half-built code reaches rustc.
 pub(crate) fn build(input: &WorkflowInput, errors: &mut Errors) -> (Option<Model>, Vec<Path>) {
+    build_as(input, &WORKFLOW, errors)
+}
+
+/// [`build`], with the messages and step options of the macro `dsl` (`saga!` checks its
+/// forward graph here).
+pub(crate) fn build_as(
+    input: &WorkflowInput,
+    dsl: &Dsl,
+    errors: &mut Errors,
+) -> (Option<Model>, Vec<Path>) {
+    let kind = dsl.kind;
     let mut steps: Vec<Step> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut edges: Vec<Edge> = Vec::new();
@@ -83,7 +94,7 @@ pub(crate) fn build(input: &WorkflowInput, errors: &mut Errors) -> (Option<Model
         if name == DEFAULTS {
             errors.at(
                 path,
-                "`defaults` names the workflow-wide options and cannot be a step",
+                format!("`defaults` names the {kind}-wide options and cannot be a step"),
             );
             return None;
         }
@@ -148,14 +159,23 @@ pub(crate) fn build(input: &WorkflowInput, errors: &mut Errors) -> (Option<Model
         };
         let target = o.target.to_string();
         if target == DEFAULTS {
-            defaults.read(&o.options, &defaults_ident, true, errors);
+            defaults.read_with(
+                &o.options,
+                &defaults_ident,
+                true,
+                dsl.step_options,
+                kind,
+                errors,
+            );
         } else if let Some(&i) = index.get(target.trim_start_matches("r#")) {
-            steps[i].options.read(&o.options, &o.target, false, errors);
+            steps[i]
+                .options
+                .read_with(&o.options, &o.target, false, dsl.step_options, kind, errors);
         } else {
             let names = steps.iter().map(|s| s.name.as_str());
             let hint = did_you_mean(&target, names);
             let hint = if hint.is_empty() {
-                "; options name a step of this workflow, or `defaults`".to_owned()
+                format!("; options name a step of this {kind}, or `defaults`")
             } else {
                 hint
             };
@@ -195,8 +215,8 @@ pub(crate) fn build(input: &WorkflowInput, errors: &mut Errors) -> (Option<Model
                         errors.at_span(
                             input.brace.span.join(),
                             format!(
-                                "workflow `{}` has no steps; declare them as in `extract -> load;`",
-                                input.name
+                                "{kind} `{}` has no steps; declare them as in `{}`",
+                                input.name, dsl.chain
                             ),
                         )
                     }
@@ -240,7 +260,7 @@ pub(crate) fn build(input: &WorkflowInput, errors: &mut Errors) -> (Option<Model
             _ => errors.at(
                 output,
                 format!(
-                    "the run's output is the output of its final step, but this workflow has {} final steps ({}); end it with one step",
+                    "the run's output is the output of its final step, but this {kind} has {} final steps ({}); end it with one step",
                     sinks.len(),
                     sinks
                         .iter()

@@ -15,7 +15,7 @@ use super::ast::{RawOption, RawValue};
 use crate::ctxt::{Errors, did_you_mean};
 
 /// The options a step may set.
-const STEP_OPTIONS: &[&str] = &[
+pub(crate) const STEP_OPTIONS: &[&str] = &[
     "retry",
     "timeout",
     "deadline",
@@ -41,23 +41,28 @@ pub(crate) struct Options {
 }
 
 impl Options {
-    /// Reads `raw` into these options. `defaults` is true for the workflow-wide defaults.
-    pub(crate) fn read(
+    /// Reads `raw` into these options. `defaults` is true for the macro-wide defaults. The
+    /// target takes the options `known` (those of `known` that are not [`STEP_OPTIONS`] are
+    /// checked for repetition only, and left to the caller); `kind` is the macro's (`workflow`,
+    /// `saga`), for messages.
+    pub(crate) fn read_with(
         &mut self,
         raw: &[RawOption],
         target: &Ident,
         defaults: bool,
+        known: &[&str],
+        kind: &str,
         errors: &mut Errors,
     ) {
         for option in raw {
             let name = option.name.to_string();
-            if !STEP_OPTIONS.contains(&name.as_str()) {
+            if !known.contains(&name.as_str()) {
                 errors.at(
                     &option.name,
                     format!(
                         "unknown option `{name}`; the options are {}{}",
-                        list(STEP_OPTIONS),
-                        did_you_mean(&name, STEP_OPTIONS.iter().copied())
+                        list(known),
+                        did_you_mean(&name, known.iter().copied())
                     ),
                 );
                 continue;
@@ -77,7 +82,7 @@ impl Options {
                 "on_error" => self.on_error = on_error(option, errors),
                 "when" if defaults => errors.at(
                     &option.name,
-                    "`when` guards a single step and cannot be a workflow default",
+                    format!("`when` guards a single step and cannot be a {kind} default"),
                 ),
                 "when" => self.when = guard(option, errors),
                 "at_most_once" => self.at_most_once = flag(option, errors),
@@ -98,7 +103,7 @@ impl Options {
     }
 }
 
-fn list(names: &[&str]) -> String {
+pub(crate) fn list(names: &[&str]) -> String {
     names
         .iter()
         .map(|n| format!("`{n}`"))
@@ -198,7 +203,7 @@ fn retry(option: &RawOption, errors: &mut Errors) -> Option<RetryPolicy> {
     Some(policy)
 }
 
-fn positive_duration(option: &RawOption, errors: &mut Errors) -> Option<Duration> {
+pub(crate) fn positive_duration(option: &RawOption, errors: &mut Errors) -> Option<Duration> {
     let example = format!("{} = 30s", option.name);
     let expr = assigned(option, &example, errors)?;
     let d = duration(expr, errors)?;
@@ -335,7 +340,7 @@ fn guard(option: &RawOption, errors: &mut Errors) -> Option<Path> {
 }
 
 /// A flag: `at_most_once`, or `at_most_once = true | false`.
-fn flag(option: &RawOption, errors: &mut Errors) -> Option<bool> {
+pub(crate) fn flag(option: &RawOption, errors: &mut Errors) -> Option<bool> {
     match &option.value {
         RawValue::Flag => Some(true),
         RawValue::Assign(Expr::Lit(ExprLit {
