@@ -48,6 +48,23 @@ pub(crate) struct Carry<'r> {
     clock: Option<Instant>,
     /// The previous step's permit, for the next step to take over.
     permit: Option<Permit<'r>>,
+    /// The previous step's completion, not yet recorded: the next step run here records it
+    /// with its own start, in one write (one commit per step of a chain, not two). Whoever
+    /// cannot do that (a step with a guard, a step that must wait for a permit, a task about
+    /// to yield or to hand dependents to other tasks) records it first, with [`flush`].
+    deferred: Option<Deferred>,
+}
+
+/// A step's completion whose checkpoint is deferred to the next step's start.
+pub(crate) struct Deferred {
+    index: usize,
+    attempt: u32,
+    output: Value,
+}
+
+/// Records a deferred completion on its own.
+async fn flush(run: &Run, deferred: Deferred) -> Result<(), StoreError> {
+    run.record_completed(&deferred, None).await
 }
 
 /// A finished run, before it is typed for a handle.
@@ -406,6 +423,37 @@ impl Run {
         self.engine.store.record(&self.run_id, change).await
     }
 
+    /// Records the deferred completion `done`, with `then` in the same write when given.
+    async fn record_completed(
+        &self,
+        done: &Deferred,
+        then: Option<&Change<'_>>,
+    ) -> Result<(), StoreError> {
+        let (Some(cell), Some(def)) =
+            (self.steps.get(done.index), self.def.steps().get(done.index))
+        else {
+            return Err(StoreError::Backend(format!(
+                "internal: run `{}` has no step {}",
+                self.run_id, done.index
+            )));
+        };
+        let completed = Change::StepCompleted {
+            step: &cell.name,
+            attempt: done.attempt,
+            output: &*done.output,
+            codec: def.codec(),
+        };
+        match then {
+            None => self.record(&completed).await,
+            Some(then) => {
+                self.engine
+                    .store
+                    .record_pair(&self.run_id, &completed, then)
+                    .await
+            }
+        }
+    }
+
     /// The runtime's workers: how many tasks at most work through a set of ready steps.
     fn width(&self) -> usize {
         self.runtime.metrics().num_workers().max(1)
@@ -579,6 +627,12 @@ async fn run_steps(run: &Arc<Run>, first: usize, ready: Option<Arc<Ready>>, help
             // then.
             ran = ran.wrapping_add(1);
             if ran.is_multiple_of(STEPS_PER_YIELD) {
+                if let Some(deferred) = carry.deferred.take()
+                    && let Err(error) = flush(run, deferred).await
+                {
+                    run.stop(Stop::Store(error));
+                    break;
+                }
                 carry = Carry::default();
                 tokio::task::yield_now().await;
             }
@@ -627,7 +681,7 @@ async fn step_task<'r>(run: &'r Arc<Run>, index: usize, carry: &mut Carry<'r>) -
         return None;
     };
     let mut started = None;
-    let (status, output, error) = match run_step(run, def, cell, carry, &mut started).await {
+    let (status, output, error) = match run_step(run, index, def, cell, carry, &mut started).await {
         StepEnd::Completed(output) => (StepStatus::Completed, Some(output), None),
         StepEnd::Skipped => (StepStatus::Skipped, None, None),
         StepEnd::Failed { attempts, error } => {
@@ -668,6 +722,7 @@ async fn step_task<'r>(run: &'r Arc<Run>, index: usize, carry: &mut Carry<'r>) -
     };
     let mut next = None;
     let mut also = Vec::new();
+    let flushed = |carry: &mut Carry<'r>| carry.deferred.take();
     for &dependent in graph.outputs(index) {
         // A dependent with this one input is ready now; no other task counts it down.
         let ready = run.steps.get(dependent).is_some_and(|d| {
@@ -681,6 +736,16 @@ async fn step_task<'r>(run: &'r Arc<Run>, index: usize, carry: &mut Carry<'r>) -
         } else {
             also.push(dependent);
         }
+    }
+    // The completion is recorded before any dependent starts: with the next step's start
+    // when that step runs here next, else now, before other tasks get the dependents.
+    let carried = next.is_some() && also.is_empty() && !run.stopped.load(Ordering::SeqCst);
+    if !carried
+        && let Some(deferred) = flushed(carry)
+        && let Err(error) = flush(run, deferred).await
+    {
+        run.stop(Stop::Store(error));
+        return None;
     }
     match *also {
         [] => {}

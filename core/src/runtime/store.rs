@@ -116,6 +116,20 @@ pub trait Store: Send + Sync + 'static {
     /// is acknowledged only once recorded).
     async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError>;
 
+    /// Records `first` and then `then`, atomically where the store can: both or neither. The
+    /// engine records a step's completion together with the start of the step it runs next,
+    /// so that a chain costs one commit per step. The default records them one after the
+    /// other, and `then` not at all if `first` fails.
+    async fn record_pair(
+        &self,
+        run_id: &RunId,
+        first: &Change<'_>,
+        then: &Change<'_>,
+    ) -> Result<(), StoreError> {
+        self.record(run_id, first).await?;
+        self.record(run_id, then).await
+    }
+
     /// Whether the engine must call [`record`](Self::record) at all; `true` unless the store
     /// overrides it. A store that keeps no changes returns `false`, and the engine then skips
     /// every call (and the boxed future each one costs). Asked once, when the engine is built,

@@ -13,7 +13,7 @@ use rusqlite::{Connection, params};
 use crate::runtime::context::RunId;
 use crate::runtime::error::StoreError;
 use crate::runtime::events::{Event, EventKind, EventSink};
-use crate::sqlite::rows::{self, Logged, WriteOp, sqlite_error};
+use crate::sqlite::rows::{self, Applied, Logged, WriteOp, sqlite_error};
 
 /// The sinks the store publishes to, and the last `seq` it committed.
 #[derive(Debug, Default)]
@@ -55,14 +55,21 @@ impl Publisher {
 
     /// Publishes the events of a committed batch: `writes` in the order they were applied,
     /// each with the event it logged, if any.
-    pub(crate) fn publish<'a>(&self, writes: impl Iterator<Item = (&'a WriteOp, Option<Logged>)>) {
+    pub(crate) fn publish<'a>(
+        &self,
+        writes: impl Iterator<Item = (&'a WriteOp, Option<&'a Applied>)>,
+    ) {
         let mut state = self.lock();
         state.sinks.retain(EventSink::is_open);
         let listened = state.sinks.iter().any(EventSink::is_listened);
-        for (op, logged) in writes {
-            let Some(logged) = logged else {
-                continue;
-            };
+        let events = writes.flat_map(|(op, applied)| {
+            let first = applied.and_then(Applied::logged).map(|l| (op, l, false));
+            let then = applied
+                .and_then(Applied::then_logged)
+                .map(|l| (op, l, true));
+            first.into_iter().chain(then)
+        });
+        for (op, logged, second) in events {
             state.head = state.head.max(logged.seq);
             if !listened {
                 for sink in &state.sinks {
@@ -70,7 +77,7 @@ impl Publisher {
                 }
                 continue;
             }
-            let Some(event) = event_of(op, logged) else {
+            let Some(event) = event_of(op, logged, second) else {
                 continue;
             };
             if let Some((last, rest)) = state.sinks.split_last() {
@@ -84,7 +91,7 @@ impl Publisher {
 }
 
 /// The event `op` logged, as a replay would read it back (`None` for an op that logs none).
-fn event_of(op: &WriteOp, logged: Logged) -> Option<Event> {
+fn event_of(op: &WriteOp, logged: Logged, second: bool) -> Option<Event> {
     Some(match op {
         WriteOp::CreateRun { run_id, .. } => Event {
             seq: logged.seq,
@@ -104,8 +111,17 @@ fn event_of(op: &WriteOp, logged: Logged) -> Option<Event> {
             attempt: None,
             detail: None,
         },
-        WriteOp::Record { run_id, change, .. } => {
-            let row = rows::event_row(change);
+        WriteOp::Record {
+            run_id,
+            change,
+            then,
+            ..
+        } => {
+            let row = match (second, then) {
+                (true, Some(then)) => rows::event_row(then),
+                (true, None) => return None,
+                (false, _) => rows::event_row(change),
+            };
             Event {
                 seq: logged.seq,
                 run_id: RunId::from(run_id.as_str()),

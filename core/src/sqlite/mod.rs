@@ -330,6 +330,37 @@ impl SqliteStore {
         answer.await.map_err(|_| self.closed())?
     }
 
+    /// Records `change`, and `then` with it in the same savepoint when given.
+    async fn record_changes(
+        &self,
+        run_id: &RunId,
+        change: &Change<'_>,
+        then: Option<&Change<'_>>,
+    ) -> Result<(), StoreError> {
+        let leases = &self.inner.leases;
+        let op = rows::record_op(
+            run_id,
+            change,
+            then,
+            leases.token(run_id),
+            leases.lease_ms(),
+        )?;
+        let result = self.write(op).await.map(|_| ());
+        match &result {
+            Err(StoreError::Fenced { .. }) => leases.lost(run_id),
+            Ok(())
+                if matches!(
+                    then.unwrap_or(change),
+                    Change::RunCompleted | Change::RunFailed { .. } | Change::RunCancelled
+                ) =>
+            {
+                leases.forget(run_id);
+            }
+            _ => {}
+        }
+        result
+    }
+
     /// Runs `read` on the writer's connection, between two batches.
     async fn read<T: Send + 'static>(
         &self,
@@ -355,27 +386,23 @@ impl Store for SqliteStore {
                 }
                 Ok(created)
             }
-            Applied::Recorded(_) | Applied::Acquired(..) => Err(self.misanswered("a run creation")),
+            Applied::Recorded(..) | Applied::Acquired(..) => {
+                Err(self.misanswered("a run creation"))
+            }
         }
     }
 
     async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError> {
-        let leases = &self.inner.leases;
-        let op = rows::record_op(run_id, change, leases.token(run_id), leases.lease_ms())?;
-        let result = self.write(op).await.map(|_| ());
-        match &result {
-            Err(StoreError::Fenced { .. }) => leases.lost(run_id),
-            Ok(())
-                if matches!(
-                    change,
-                    Change::RunCompleted | Change::RunFailed { .. } | Change::RunCancelled
-                ) =>
-            {
-                leases.forget(run_id);
-            }
-            _ => {}
-        }
-        result
+        self.record_changes(run_id, change, None).await
+    }
+
+    async fn record_pair(
+        &self,
+        run_id: &RunId,
+        first: &Change<'_>,
+        then: &Change<'_>,
+    ) -> Result<(), StoreError> {
+        self.record_changes(run_id, first, Some(then)).await
     }
 
     async fn acquire(&self, run_id: &RunId) -> Result<Lease, StoreError> {

@@ -41,6 +41,9 @@ pub(crate) enum WriteOp {
     Record {
         run_id: String,
         change: ChangeRow,
+        /// A second change applied with the first, in the same savepoint: both or neither
+        /// (a step's completion and the next step's start share one commit).
+        then: Option<ChangeRow>,
         token: Option<u64>,
         lease_ms: i64,
     },
@@ -51,8 +54,8 @@ pub(crate) enum WriteOp {
 pub(crate) enum Applied {
     /// The outcome of [`WriteOp::CreateRun`], with the `run_created` event if the run is new.
     Created(Created, Option<Logged>),
-    /// A [`WriteOp::Record`] was applied, with this event.
-    Recorded(Logged),
+    /// A [`WriteOp::Record`] was applied, with its event (and its second change's).
+    Recorded(Logged, Option<Logged>),
     /// What a [`WriteOp::Acquire`] found, with the `run_parked` event if it parked the run.
     Acquired(Acquired, Option<Logged>),
 }
@@ -62,7 +65,15 @@ impl Applied {
     pub(crate) fn logged(&self) -> Option<Logged> {
         match self {
             Applied::Created(_, logged) | Applied::Acquired(_, logged) => *logged,
-            Applied::Recorded(logged) => Some(*logged),
+            Applied::Recorded(logged, _) => Some(*logged),
+        }
+    }
+
+    /// The event of a second change applied with the first, if any.
+    pub(crate) fn then_logged(&self) -> Option<Logged> {
+        match self {
+            Applied::Recorded(_, then) => *then,
+            _ => None,
         }
     }
 }
@@ -137,9 +148,21 @@ pub(crate) fn create_op(
 pub(crate) fn record_op(
     run_id: &RunId,
     change: &Change<'_>,
+    then: Option<&Change<'_>>,
     token: Option<u64>,
     lease_ms: i64,
 ) -> Result<WriteOp, StoreError> {
+    Ok(WriteOp::Record {
+        run_id: run_id.as_str().to_owned(),
+        change: change_row(run_id, change)?,
+        then: then.map(|then| change_row(run_id, then)).transpose()?,
+        token,
+        lease_ms,
+    })
+}
+
+/// A change as the rows it writes, its output encoded.
+fn change_row(run_id: &RunId, change: &Change<'_>) -> Result<ChangeRow, StoreError> {
     let change = match *change {
         Change::StepStarted { step, attempt } => ChangeRow::StepStarted {
             step: step.to_owned(),
@@ -190,12 +213,7 @@ pub(crate) fn record_op(
         },
         Change::RunCancelled => ChangeRow::RunCancelled,
     };
-    Ok(WriteOp::Record {
-        run_id: run_id.as_str().to_owned(),
-        change,
-        token,
-        lease_ms,
-    })
+    Ok(change)
 }
 
 /// Applies `op` inside the writer's open transaction. Errors are raw SQLite errors, mapped to
@@ -221,9 +239,21 @@ pub(crate) fn apply(conn: &Connection, label: &str, op: &WriteOp) -> Result<Appl
         WriteOp::Record {
             run_id,
             change,
+            then,
             token,
             lease_ms,
-        } => record(conn, label, run_id, change, (*token, *lease_ms)),
+        } => {
+            let first = record(conn, label, run_id, change, (*token, *lease_ms))?;
+            match (then, first) {
+                (Some(then), Applied::Recorded(logged, _)) => {
+                    match record(conn, label, run_id, then, (*token, *lease_ms))? {
+                        Applied::Recorded(second, _) => Ok(Applied::Recorded(logged, Some(second))),
+                        other => Ok(other),
+                    }
+                }
+                (_, first) => Ok(first),
+            }
+        }
         WriteOp::Acquire {
             run_id,
             owner,
@@ -410,7 +440,7 @@ fn record(
         event.attempt,
         event.detail
     ])?;
-    Ok(Applied::Recorded(logged(conn, at)))
+    Ok(Applied::Recorded(logged(conn, at), None))
 }
 
 /// The event row of a change, as [`record`] writes it.

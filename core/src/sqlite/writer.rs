@@ -143,10 +143,12 @@ impl Writer {
     fn commit_group(&self, batch: Vec<Pending>) {
         match self.try_batch(&batch) {
             Ok(results) => {
-                self.publisher
-                    .publish(batch.iter().zip(&results).map(|(pending, result)| {
-                        (&pending.op, result.as_ref().ok().and_then(Applied::logged))
-                    }));
+                self.publisher.publish(
+                    batch
+                        .iter()
+                        .zip(&results)
+                        .map(|(pending, result)| (&pending.op, result.as_ref().ok())),
+                );
                 for (pending, result) in batch.into_iter().zip(results) {
                     if result.is_ok() {
                         self.stats.writes.fetch_add(1, Ordering::Relaxed);

@@ -74,6 +74,7 @@ fn inputs(run: &Run, def: &StepDef) -> Inputs {
 /// the next step. When the first attempt begins, its time is put in `started`.
 pub(super) async fn run_step<'r>(
     run: &'r Run,
+    index: usize,
     def: &StepDef,
     cell: &StepCell,
     carry: &mut Carry<'r>,
@@ -81,12 +82,19 @@ pub(super) async fn run_step<'r>(
 ) -> StepEnd {
     let mut clock = carry.clock.take();
     let mut held = carry.permit.take();
+    // The previous step's completion, recorded with this step's first start.
+    let mut deferred = carry.deferred.take();
     let name = &cell.name;
     let inputs = inputs(run, def);
     let inputs = inputs.as_slice();
     if def.is_guarded() {
         clock = None;
         held = None;
+        if let Some(done) = deferred.take()
+            && let Err(error) = super::flush(run, done).await
+        {
+            return StepEnd::Store(error);
+        }
         match std::panic::catch_unwind(AssertUnwindSafe(|| def.guard(inputs))) {
             Ok(Ok(true)) => {}
             Ok(Ok(false)) => {
@@ -119,6 +127,12 @@ pub(super) async fn run_step<'r>(
             Some(permit) => permit,
             None => {
                 clock = None;
+                // Not left pending across a wait, where the run could be stopped.
+                if let Some(done) = deferred.take()
+                    && let Err(error) = super::flush(run, done).await
+                {
+                    return StepEnd::Store(error);
+                }
                 run.engine.permits.take().await
             }
         };
@@ -134,7 +148,7 @@ pub(super) async fn run_step<'r>(
             timeout: options.timeout,
             deadline: options.deadline.zip(deadline_at),
         };
-        let result = run_attempt(run, def, name, attempt, inputs, limits)
+        let result = run_attempt(run, def, name, attempt, inputs, limits, deferred.take())
             .instrument(span)
             .await;
         let error = match result {
@@ -143,17 +157,15 @@ pub(super) async fn run_step<'r>(
                 return StepEnd::Completed(output);
             }
             Ok(output) => {
-                let change = Change::StepCompleted {
-                    step: name,
+                // Recorded by whoever runs next (see `Carry::deferred`), before any
+                // dependent starts.
+                carry.permit = Some(permit);
+                carry.deferred = Some(super::Deferred {
+                    index,
                     attempt,
-                    output: &*output,
-                    codec: def.codec(),
-                };
-                drop(permit);
-                return match run.record(&change).await {
-                    Ok(()) => StepEnd::Completed(output),
-                    Err(error) => StepEnd::Store(error),
-                };
+                    output: Arc::clone(&output),
+                });
+                return StepEnd::Completed(output);
             }
             Err(AttemptError::Store(error)) => return StepEnd::Store(error),
             Err(AttemptError::Step(error)) => {
@@ -210,13 +222,17 @@ async fn run_attempt(
     attempt: u32,
     inputs: &[Option<Value>],
     limits: Limits,
+    deferred: Option<super::Deferred>,
 ) -> Result<Value, AttemptError> {
     if run.engine.records {
-        run.record(&Change::StepStarted {
+        let started = Change::StepStarted {
             step: name,
             attempt,
-        })
-        .await
+        };
+        match deferred {
+            None => run.record(&started).await,
+            Some(done) => run.record_completed(&done, Some(&started)).await,
+        }
         .map_err(AttemptError::Store)?;
     }
     let ctx = StepContext::new(run.run_id.clone(), Arc::clone(name), attempt)
