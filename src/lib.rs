@@ -118,7 +118,143 @@ pub use sagaflow_saga::{
     SagaOutcome, SagaStatus,
 };
 
-/// Declares a saga. (Documentation in progress.)
+/// Declares a saga: a workflow whose completed steps are undone, newest first, when a later
+/// step fails; checked while it compiles and run on the [`Engine`] by [`SagaDefinition`].
+///
+/// ```
+/// use sagaflow::prelude::*;
+/// use sagaflow::SagaOutcome;
+///
+/// async fn charge(_: &StepContext, cents: &u64) -> Result<String, StepError> {
+///     Ok(format!("ch_{cents}"))
+/// }
+/// async fn refund(_: &StepContext, _cents: &u64, charge: &str) -> Result<(), StepError> {
+///     assert!(charge.starts_with("ch_"));
+///     Ok(())
+/// }
+/// async fn reserve(_: &StepContext, _charge: &str) -> Result<u32, StepError> {
+///     Ok(3)
+/// }
+/// async fn release(_: &StepContext, _charge: &str, _units: &u32) -> Result<(), StepError> {
+///     Ok(())
+/// }
+/// async fn ship(_: &StepContext, _units: &u32) -> Result<(), StepError> {
+///     Err(StepError::permanent("no courier"))
+/// }
+///
+/// saga! {
+///     /// Charge, reserve, ship; refund and release if shipping fails.
+///     pub Order(u64) {
+///         charge / refund -> reserve / release -> ship;
+///         refund: retry(max_attempts = 5, initial = 1s);
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let engine = Engine::open_in_memory()?; // a store that keeps step outputs
+/// let outcome = Order::start(&engine, "order-17", 1299).await?.wait().await?;
+/// let SagaOutcome::Compensated { undone, .. } = outcome else { panic!() };
+/// assert_eq!(undone, ["reserve", "charge"]); // newest first
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Syntax
+///
+/// ```text
+/// saga! {
+///     /// docs and attributes
+///     VISIBILITY NAME [(INPUT)] [-> OUTPUT] {
+///         CHAIN;                          // build / delete -> [push / untag, migrate] -> shift! -> test
+///         STEP: OPTION, OPTION, ...;      // options of one step
+///         COMPENSATION: OPTION, ...;      // options of one compensation, by its own name
+///         defaults: OPTION, ...;          // options of every step and compensation that sets none
+///         deadline = 10m;                 // the whole saga's deadline
+///     }
+/// }
+/// ```
+///
+/// The forward graph is a workflow's, with the same forms, types and rules: chains, groups
+/// `[a, b]`, fan-in, steps named by their path's last segment, each step receiving its direct
+/// upstream outputs by reference in the order the edges were written (see [`workflow!`]).
+/// Each element of a chain may carry two marks:
+///
+/// - `step / undo` declares `undo` the compensation of `step`. It is an async fn in scope,
+///   called as `undo(&StepContext, <the step's inputs, exactly as the step receives them>,
+///   &Out)` where `Out` is the step's output type, returning `Result<T, E>` for any `T` and
+///   `E: Into<StepError>`. A step written in several chains declares its compensation once
+///   (or the same each time). Two steps may share a compensation function; its options are
+///   then shared too.
+/// - `step!` marks the pivot: the point of no return. A failure before it, or of it, is
+///   compensated; every step after it (its descendants) is retried until it succeeds, even on
+///   a permanent error, and has no compensation. A path has at most one pivot, and the pivot
+///   itself has no compensation.
+///
+/// Compensations run when the forward run stops short: a step failed after its retries (and
+/// not `on_error = continue`), the saga was cancelled ([`SagaHandle::cancel`]), or its
+/// `deadline` passed before the pivot. Each step that completed is undone, newest first
+/// (parallel branches by completion order); each compensation is a durable step with its own
+/// retry policy. When a compensation's retries run out, the saga is `Stuck` with the error
+/// kept, until an operator calls `retry`, `skip` or `abandon`.
+///
+/// # Options
+///
+/// Steps take every option of [`workflow!`]: `retry(...)`, `timeout`, `deadline`,
+/// `on_error`, `when`, `at_most_once`, plus one:
+///
+/// | option | meaning |
+/// | --- | --- |
+/// | `undo_on_unknown` | the step's compensation is safe to run when the step's outcome is unknown (it started but did not complete: it failed, or a crash or a cancellation cut it). Such a compensation is called for those steps too, and receives `Option<&Out>`: `None` when there is no output. Without it, such a step is not undone, and the compensation receives `&Out`. |
+///
+/// A compensation, named by its function's name, takes `retry(...)`, `timeout` and
+/// `deadline`: it is never skipped and never left failed. `defaults` apply to steps and
+/// compensations alike. Past the pivot, a step's `retry` keeps its intervals but its attempts
+/// are unlimited and its `deadline` is dropped. The pivot cannot have a `when` guard.
+///
+/// `deadline = 10m` (a statement of its own, not a step option) bounds the whole saga: when it
+/// passes before the pivot completes, the saga is cancelled and compensated; past the pivot,
+/// it goes on. Durations are a number and a unit: `ms`, `s`, `m`, `h`.
+///
+/// # What it generates
+///
+/// A unit struct `NAME` whose associated functions are those of its [`SagaDefinition`]:
+///
+/// - `NAME::start(&engine, run_id[, input])`: a [`SagaHandle`] whose `wait()` gives the
+///   [`SagaOutcome`]; the run id is the idempotency key. The engine must keep step outputs
+///   (`Engine::open`, `Engine::open_in_memory`), since a failure is compensated from them.
+/// - `NAME::resume(&engine, run_id)` and `NAME::recover(&engine)`: take up runs after a crash.
+/// - `NAME::status(&engine, run_id)`: the [`SagaStatus`].
+/// - `NAME::retry`, `NAME::skip`, `NAME::abandon(&engine, run_id)`: an operator's actions on a
+///   stuck saga.
+/// - `NAME::definition()`, `NAME::mermaid()`, `NAME::dot()` and `NAME::NAME`.
+///
+/// It expands to [`SagaBuilder`] calls: `step` (or `step_when`, or `pivot`) for each step in
+/// topological order, then `undo` (or `undo_on_unknown`) for its compensation, with the
+/// step's own dependencies.
+///
+/// # Build-time errors
+///
+/// Every error [`workflow!`] reports (a cycle with its path, an input declared twice, an
+/// unknown option, a bad duration, an empty saga...), and: a compensation on a step after a
+/// pivot, two pivots on one path, a pivot with a compensation, `!` on a compensation, a step
+/// whose compensation is declared twice differently, a name that is both a step and a
+/// compensation, options for a name that is neither a step nor a compensation (with "did you
+/// mean"), an option a compensation does not take, `undo_on_unknown` on a step without
+/// compensation, an unknown saga setting. Each is an error at the offending token, all
+/// reported together. A compensation whose signature does not fit its step is a type error
+/// at the compensation's name in the chain, with rustc's note pointing at its function.
+/// Each has a case under `tests/ui/saga/fail`.
+///
+/// ```compile_fail
+/// use sagaflow::prelude::*;
+/// async fn reserve(_: &StepContext) -> Result<u32, StepError> { Ok(1) }
+/// async fn commit(_: &StepContext, _: &u32) -> Result<u32, StepError> { Ok(1) }
+/// async fn notify(_: &StepContext, _: &u32) -> Result<(), StepError> { Ok(()) }
+/// async fn unnotify(_: &StepContext, _: &u32, _: &()) -> Result<(), StepError> { Ok(()) }
+/// // error: step `notify` comes after the pivot `commit`, so it cannot have a compensation
+/// saga! { Booking { reserve -> commit! -> notify / unnotify } }
+/// ```
 pub use sagaflow_macros::saga;
 
 // fsm: begin (the fsm! work owns these lines)
@@ -128,7 +264,10 @@ pub use sagaflow_macros::fsm;
 
 /// The names most programs need.
 pub mod prelude {
-    pub use crate::{Engine, OnError, Report, RunError, RunId, StepContext, StepError, StepStatus};
+    pub use crate::{
+        Engine, OnError, Report, RunError, RunId, SagaOutcome, SagaStatus, StepContext, StepError,
+        StepStatus,
+    };
     pub use crate::{saga, workflow};
 }
 

@@ -245,7 +245,10 @@ impl Parse for Link {
     }
 }
 
-pub(crate) fn option_statement(target: Path, input: ParseStream<'_>) -> syn::Result<OptionStatement> {
+pub(crate) fn option_statement(
+    target: Path,
+    input: ParseStream<'_>,
+) -> syn::Result<OptionStatement> {
     let target = match target.get_ident() {
         Some(ident) => ident.clone(),
         None => {

@@ -72,11 +72,15 @@ impl ToTokens for Edge {
 /// Resolves and checks `input`. Returns `None` if anything is wrong; every problem is in
 /// `errors`. Partial models are never expanded, so no half-built code reaches rustc.
 pub(crate) fn build(input: &WorkflowInput, errors: &mut Errors) -> (Option<Model>, Vec<Path>) {
-    build_as(input, &WORKFLOW, errors)
+    let (model, mentioned) = build_as(input, &WORKFLOW, errors);
+    let model = model.filter(|_| errors.is_empty() && input.errors.is_empty());
+    (model, mentioned)
 }
 
-/// [`build`], with the messages and step options of the macro `dsl` (`saga!` checks its
-/// forward graph here).
+/// Like [`build`], with the messages and step options of the macro `dsl` (`saga!` checks its
+/// forward graph here). The model is returned whenever the graph itself is valid, even when
+/// other errors were found, so that the caller can go on checking it and report everything
+/// at once; it must not be expanded unless `errors` is empty.
 pub(crate) fn build_as(
     input: &WorkflowInput,
     dsl: &Dsl,
@@ -168,9 +172,14 @@ pub(crate) fn build_as(
                 errors,
             );
         } else if let Some(&i) = index.get(target.trim_start_matches("r#")) {
-            steps[i]
-                .options
-                .read_with(&o.options, &o.target, false, dsl.step_options, kind, errors);
+            steps[i].options.read_with(
+                &o.options,
+                &o.target,
+                false,
+                dsl.step_options,
+                kind,
+                errors,
+            );
         } else {
             let names = steps.iter().map(|s| s.name.as_str());
             let hint = did_you_mean(&target, names);
@@ -272,15 +281,12 @@ pub(crate) fn build_as(
         }
     }
 
-    let model = match graph {
-        Some(graph) if errors.is_empty() && input.errors.is_empty() => Some(Model {
-            steps,
-            defaults,
-            output_step,
-            graph,
-        }),
-        _ => None,
-    };
+    let model = graph.map(|graph| Model {
+        steps,
+        defaults,
+        output_step,
+        graph,
+    });
     (model, mentioned)
 }
 

@@ -41,6 +41,11 @@ pub(crate) struct Options {
 }
 
 impl Options {
+    /// Where the option `name` was set, if it was.
+    pub(crate) fn span_of(&self, name: &str) -> Option<Span> {
+        self.seen.get(name).copied()
+    }
+
     /// Reads `raw` into these options. `defaults` is true for the macro-wide defaults. The
     /// target takes the options `known` (those of `known` that are not [`STEP_OPTIONS`] are
     /// checked for repetition only, and left to the caller); `kind` is the macro's (`workflow`,

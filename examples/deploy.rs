@@ -1,0 +1,376 @@
+//! sagaflow's main job: a deployment pipeline as a `saga!`, on an embedded SQLite file.
+//!
+//! `build_image -> push_image -> migrate_db -> shift_traffic! -> smoke_test`: each step before
+//! the pivot (`shift_traffic!`, the moment users see the new version) has a compensation; when
+//! a step fails for good, what was done is undone, newest first. Past the pivot there is no
+//! going back: a failing smoke test is retried until it passes.
+//!
+//! ```text
+//! cargo run --example deploy                          # deploys
+//! cargo run --example deploy -- --fail migrate_db     # migrate fails: push and build are undone
+//! cargo run --example deploy -- --fail smoke_test     # past the pivot: retried, then deployed
+//! cargo run --example deploy -- --crash-at migrate_db # the process dies mid-step...
+//! cargo run --example deploy -- --crash-at migrate_db # ...and the same command resumes it
+//! cargo run --example deploy -- --fail shift_traffic --crash-at rollback_db  # dies mid-undo
+//! ```
+//!
+//! The deployment's parameters are kept with the run, so a resumed deployment is the one that
+//! was started, whatever the new command line says; a crash happens on a step's first attempt
+//! only, so the resumed run gets through.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use sagaflow::prelude::*;
+use sagaflow::runtime::{Event, EventKind};
+use sagaflow::{SagaOutcome, SqliteOptions};
+use serde::{Deserialize, Serialize};
+
+/// What to deploy, and how this demonstration should misbehave.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Release {
+    service: String,
+    version: String,
+    /// The step (or compensation) that fails for good.
+    fail: Option<String>,
+    /// The step (or compensation) in the middle of which the process dies.
+    crash_at: Option<String>,
+    /// How fast simulated work goes (1.0 = realistic).
+    speed: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Image {
+    release: Release,
+    tag: String,
+    digest: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Pushed {
+    image: Image,
+    registry: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Migrated {
+    pushed: Pushed,
+    schema: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Live {
+    migrated: Migrated,
+    percent: u8,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Deployed {
+    url: String,
+    checks: u32,
+}
+
+/// The terminal's styles, off when stdout is not a terminal.
+struct Style {
+    on: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+static STYLE: OnceLock<Style> = OnceLock::new();
+static STARTED: OnceLock<Instant> = OnceLock::new();
+
+fn style() -> &'static Style {
+    STYLE.get_or_init(|| Style {
+        on: std::io::stdout().is_terminal(),
+    })
+}
+
+fn clock() -> String {
+    let t = STARTED.get_or_init(Instant::now).elapsed();
+    style().paint("2", &format!("{:>5.1}s", t.as_secs_f64()))
+}
+
+/// A line of detail from inside a step.
+fn say(text: &str) {
+    println!("{}        {}", clock(), style().paint("2", text));
+}
+
+/// Simulated work: `ms` milliseconds at the release's speed, crashing half-way through when
+/// this is where the demonstration crashes.
+async fn work(release: &Release, ctx: &StepContext, name: &str, ms: u64) {
+    let ms = (ms as f64 / release.speed.max(0.01)) as u64;
+    tokio::time::sleep(Duration::from_millis(ms / 2)).await;
+    if release.crash_at.as_deref() == Some(name) && ctx.attempt() == 1 {
+        println!(
+            "{} {}",
+            clock(),
+            style().paint("1;31", &format!("💥 the process dies in the middle of `{name}`")),
+        );
+        println!("        run the same command again: the deployment resumes where it stopped");
+        // No destructor, no flush, no goodbye: as close to `kill -9` as a program gets.
+        std::process::abort();
+    }
+    tokio::time::sleep(Duration::from_millis(ms - ms / 2)).await;
+}
+
+fn broken(release: &Release, name: &str) -> bool {
+    release.fail.as_deref() == Some(name)
+}
+
+async fn build_image(ctx: &StepContext, release: &Release) -> Result<Image, StepError> {
+    say(&format!("docker build -t {}:{}", release.service, release.version));
+    work(release, ctx, "build_image", 1500).await;
+    if broken(release, "build_image") {
+        return Err(StepError::permanent("compilation failed: 3 errors in src/main.rs"));
+    }
+    Ok(Image {
+        release: release.clone(),
+        tag: format!("{}:{}", release.service, release.version),
+        digest: "sha256:4f1c9e0b7a2d".to_owned(),
+    })
+}
+
+async fn delete_image(ctx: &StepContext, release: &Release, image: &Image) -> Result<(), StepError> {
+    say(&format!("docker rmi {} ({})", image.tag, image.digest));
+    work(release, ctx, "delete_image", 400).await;
+    Ok(())
+}
+
+async fn push_image(ctx: &StepContext, image: &Image) -> Result<Pushed, StepError> {
+    let registry = "registry.example.com".to_owned();
+    say(&format!("docker push {registry}/{}", image.tag));
+    work(&image.release, ctx, "push_image", 900).await;
+    if broken(&image.release, "push_image") {
+        return Err(StepError::permanent("registry refused the push: 403 Forbidden"));
+    }
+    Ok(Pushed {
+        image: image.clone(),
+        registry,
+    })
+}
+
+async fn untag_image(ctx: &StepContext, image: &Image, pushed: &Pushed) -> Result<(), StepError> {
+    say(&format!("untag {}/{} in the registry", pushed.registry, image.tag));
+    work(&image.release, ctx, "untag_image", 300).await;
+    Ok(())
+}
+
+async fn migrate_db(ctx: &StepContext, pushed: &Pushed) -> Result<Migrated, StepError> {
+    let release = &pushed.image.release;
+    say("migrate orders: schema 41 -> 42 (add column `refunded_at`)");
+    work(release, ctx, "migrate_db", 1200).await;
+    if broken(release, "migrate_db") {
+        return Err(StepError::permanent("migration 42 failed: lock timeout on `orders`"));
+    }
+    Ok(Migrated {
+        pushed: pushed.clone(),
+        schema: 42,
+    })
+}
+
+async fn rollback_db(ctx: &StepContext, pushed: &Pushed, migrated: &Migrated) -> Result<(), StepError> {
+    say(&format!("roll the schema back: {} -> {}", migrated.schema, migrated.schema - 1));
+    work(&pushed.image.release, ctx, "rollback_db", 700).await;
+    if broken(&pushed.image.release, "rollback_db") {
+        return Err(StepError::permanent("cannot roll back: the column has data"));
+    }
+    Ok(())
+}
+
+async fn shift_traffic(ctx: &StepContext, migrated: &Migrated) -> Result<Live, StepError> {
+    let release = &migrated.pushed.image.release;
+    say(&format!("route 100% of traffic to {}", release.version));
+    work(release, ctx, "shift_traffic", 800).await;
+    if broken(release, "shift_traffic") {
+        return Err(StepError::permanent("load balancer rejected the new target group"));
+    }
+    Ok(Live {
+        migrated: migrated.clone(),
+        percent: 100,
+    })
+}
+
+async fn smoke_test(ctx: &StepContext, live: &Live) -> Result<Deployed, StepError> {
+    let release = &live.migrated.pushed.image.release;
+    say(&format!("GET https://{}.example.com/health ({}% of traffic)", release.service, live.percent));
+    work(release, ctx, "smoke_test", 600).await;
+    if broken(release, "smoke_test") && ctx.attempt() < 3 {
+        return Err(StepError::permanent("health check: 503 Service Unavailable"));
+    }
+    Ok(Deployed {
+        url: format!("https://{}.example.com", release.service),
+        checks: 12,
+    })
+}
+
+sagaflow::saga! {
+    /// Build, push, migrate, shift traffic (the pivot), smoke-test.
+    pub Deploy(Release) -> Deployed {
+        build_image / delete_image -> push_image / untag_image -> migrate_db / rollback_db
+            -> shift_traffic! -> smoke_test;
+        build_image: retry(max_attempts = 3, initial = 200ms), timeout = 1m;
+        push_image: retry(max_attempts = 3, initial = 200ms);
+        smoke_test: retry(initial = 300ms, coefficient = 1.5);
+        defaults: retry(max_attempts = 3, initial = 100ms);
+    }
+}
+
+/// One line per state change, from the engine's live event log.
+fn show(event: &Event, run: &str) {
+    let s = style();
+    let undo = event.run_id.as_str() != run;
+    let Some(step) = event.step.as_deref() else {
+        return;
+    };
+    if step.starts_with('~') {
+        return;
+    }
+    let label = if undo {
+        let name = Deploy::definition()
+            .compensation_of(step)
+            .unwrap_or("undo")
+            .to_owned();
+        format!("{name:<14} (undo {step})")
+    } else {
+        format!("{step:<14}")
+    };
+    let detail = || {
+        event
+            .detail
+            .as_deref()
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .and_then(|d| d.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let line = match event.kind {
+        EventKind::StepStarted if undo => s.paint("33", &format!("↩ {label}")),
+        EventKind::StepStarted => s.paint("36", &format!("▸ {label}")),
+        EventKind::StepCompleted if undo => s.paint("33", &format!("✓ {label} undone")),
+        EventKind::StepCompleted => s.paint("32", &format!("✓ {label} done")),
+        EventKind::StepRetrying => s.paint("35", &format!("⟳ {label} retrying: {}", detail())),
+        EventKind::StepFailed => s.paint("31", &format!("✗ {label} failed: {}", detail())),
+        _ => return,
+    };
+    println!("{} {line}", clock());
+}
+
+struct Args {
+    db: PathBuf,
+    release: Release,
+}
+
+fn args() -> Result<Args, String> {
+    let mut db = std::env::temp_dir().join("sagaflow-deploy.db");
+    let mut release = Release {
+        service: "shop-api".to_owned(),
+        version: "v2.4.1".to_owned(),
+        fail: None,
+        crash_at: None,
+        speed: 1.0,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or(format!("`{arg}` needs a value"));
+        match arg.as_str() {
+            "--fail" => release.fail = Some(value()?),
+            "--crash-at" => release.crash_at = Some(value()?),
+            "--version" => release.version = value()?,
+            "--db" => db = PathBuf::from(value()?),
+            "--fast" => release.speed = 20.0,
+            "-h" | "--help" => {
+                return Err("usage: deploy [--fail STEP] [--crash-at STEP] [--version V] [--db FILE] [--fast]\n\
+                     STEP: build_image push_image migrate_db shift_traffic smoke_test\n\
+                     \x20     delete_image untag_image rollback_db (compensations)"
+                    .to_owned());
+            }
+            other => return Err(format!("unknown argument `{other}` (try --help)")),
+        }
+    }
+    Ok(Args { db, release })
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let Args { db, release } = match args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
+        }
+    };
+    STARTED.get_or_init(Instant::now);
+    let s = style();
+    // A stable owner id: this program restarted after a crash is the same service, and takes
+    // its deployment up at once instead of waiting for the dead process's lease to expire.
+    let engine = Engine::open_with(&db, SqliteOptions::default().owner("deploy-example"))?;
+    let mut events = engine.subscribe();
+
+    // A deployment a crash interrupted comes first; otherwise a new one starts.
+    let recovered = Deploy::recover(&engine).await?;
+    for (run, error) in &recovered.failed {
+        eprintln!("could not take up deployment {run}: {error}");
+    }
+    let handle = match recovered.sagas.into_iter().next() {
+        Some(handle) => {
+            println!(
+                "{}",
+                s.paint("1", &format!("resuming deployment {} after a crash (database {})", handle.run_id(), db.display()))
+            );
+            handle
+        }
+        None => {
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis();
+            let run_id = format!("deploy-{}-{}-{stamp}", release.service, release.version);
+            println!(
+                "{}",
+                s.paint("1", &format!("deploying {} {} as {run_id} (database {})", release.service, release.version, db.display()))
+            );
+            Deploy::start(&engine, run_id, release).await?
+        }
+    };
+    let run = handle.run_id().as_str().to_owned();
+    let printer = tokio::spawn(async move {
+        while let Some(Ok(event)) = events.next().await {
+            let mine = event.run_id.as_str() == run
+                || event.run_id.as_str().starts_with(&format!("{run}~undo"));
+            if mine {
+                show(&event, &run);
+            }
+        }
+    });
+    let outcome = handle.wait().await?;
+    // Let the feed print the last events before the summary.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    printer.abort();
+    println!();
+    match outcome {
+        SagaOutcome::Completed(report) => {
+            println!("{}", s.paint("1;32", &format!("deployed: {} passed {} checks", report.output.url, report.output.checks)));
+        }
+        SagaOutcome::Compensated { cause, undone, .. } => {
+            println!("{}", s.paint("1;33", "rolled back: nothing of this deployment is left"));
+            println!("  because: {cause}");
+            println!("  undone, newest first: {}", undone.join(" <- "));
+        }
+        SagaOutcome::Stuck { step, error, .. } => {
+            println!("{}", s.paint("1;31", &format!("stuck: the compensation of `{step}` failed: {error}")));
+            println!("  an operator can retry it, skip it, or abandon the deployment");
+            std::process::exit(1);
+        }
+        other => println!("{other:?}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! Writes the Rust for a checked saga: a unit struct whose `definition()` wires the user's
+//! functions into typed `SagaBuilder` calls, steps in topological order, each compensation
+//! right after its step.
+//!
+//! The forward steps are wired exactly as `workflow!` wires them (same closures, same spans).
+//! A compensation receives the same values as its step plus the step's output, and every one
+//! of its arguments is spanned on the compensation as written, so that a signature that does
+//! not fit is reported there, with rustc's note pointing at the compensation's function.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use crate::workflow::ast::WorkflowInput;
+use crate::workflow::expand::{
+    closure, doc_graph, duration, guard, handle, options, types, wiring,
+};
+
+use super::model::{SagaModel, Undo};
+
+pub(crate) fn expand(input: &WorkflowInput, model: &SagaModel) -> TokenStream {
+    let p = quote!(::sagaflow::__private);
+    let forward = &model.forward;
+    let name = &input.name;
+    let name_str = name.to_string();
+    let has_input = input.input.is_some();
+    let (input_ty, output_ty) = types(input);
+    let defaults = options(&p, &forward.defaults);
+    let deadline = model.deadline.map(|d| {
+        let d = duration(&p, d);
+        quote!(__builder.deadline(#d);)
+    });
+
+    let mut statements = Vec::new();
+    for &index in forward.graph.topological_order() {
+        let step = &forward.steps[index];
+        let var = handle(index);
+        let step_name = &step.name;
+        let wiring = wiring(forward, index, has_input, None);
+        let closure = closure(input, forward, index, &wiring);
+        let options = options(&p, &step.options);
+        let deps = &wiring.deps;
+        statements.push(match guard(forward, index, &wiring) {
+            Some(guard) => quote! {
+                let #var = __builder.step_when(#step_name, #options, #deps, #guard, #closure);
+            },
+            None if model.pivots[index] => quote! {
+                let #var = __builder.pivot(#step_name, #options, #deps, #closure);
+            },
+            None => quote! {
+                let #var = __builder.step(#step_name, #options, #deps, #closure);
+            },
+        });
+        if let Some(undo) = &model.undos[index] {
+            statements.push(compensation(model, index, undo, has_input));
+        }
+    }
+
+    let finish = match forward.output_step {
+        Some(o) if input.output.is_some() => {
+            let var = handle(o);
+            quote!(__builder.build_with_output(#var))
+        }
+        _ => quote!(__builder.build()),
+    };
+
+    let doc_graph = doc_graph(forward);
+    let items = items(input, &input_ty, &output_ty, has_input);
+    let attrs = &input.attrs;
+    let vis = &input.vis;
+    quote! {
+        #(#attrs)*
+        #[doc = ""]
+        #[doc = #doc_graph]
+        #vis struct #name;
+
+        impl #name {
+            /// The saga's definition, built on first use and shared after.
+            #vis fn definition() -> #p::SagaDefinition<#input_ty, #output_ty> {
+                static __DEFINITION: #p::OnceLock<#p::SagaDefinition<#input_ty, #output_ty>> = #p::OnceLock::new();
+                ::core::clone::Clone::clone(__DEFINITION.get_or_init(|| {
+                    let mut __builder = #p::SagaBuilder::<#input_ty>::new(#name_str);
+                    __builder.defaults(#defaults);
+                    #deadline
+                    let __input = __builder.input();
+                    let _ = __input;
+                    #(#statements)*
+                    #finish
+                }))
+            }
+
+            #items
+        }
+    }
+}
+
+/// `__builder.undo(...)` for the compensation of step `index`: the step's own dependencies,
+/// and a closure that calls the compensation with the step's inputs and its output.
+fn compensation(model: &SagaModel, index: usize, undo: &Undo, has_input: bool) -> TokenStream {
+    let p = quote!(::sagaflow::__private);
+    let span = undo.path.span();
+    let var = handle(index);
+    let undo_name = &undo.name;
+    let path = &undo.path;
+    let wiring = wiring(&model.forward, index, has_input, Some(span));
+    let deps = &wiring.deps;
+    let patterns = &wiring.patterns;
+    let args = &wiring.args;
+    let options = options(&p, &undo.options);
+    let (method, out) = if undo.on_unknown {
+        (
+            quote!(undo_on_unknown),
+            quote_spanned!(span=> __out.as_deref()),
+        )
+    } else {
+        (quote!(undo), quote_spanned!(span=> &*__out))
+    };
+    let call = quote_spanned!(span=> #path(&__ctx, #(#args,)* #out).await);
+    let closure =
+        quote_spanned!(span=> move |__ctx: #p::StepContext, #patterns, __out| async move { #call });
+    quote! {
+        __builder.#method(#var, #undo_name, #options, #deps, #closure);
+    }
+}
+
+/// The items shared with the fallback: everything but `definition()`'s body.
+pub(crate) fn items(
+    input: &WorkflowInput,
+    input_ty: &TokenStream,
+    output_ty: &TokenStream,
+    has_input: bool,
+) -> TokenStream {
+    let p = quote!(::sagaflow::__private);
+    let vis = &input.vis;
+    let name_str = input.name.to_string();
+    let (param, arg) = if has_input {
+        (quote!(, input: #input_ty), quote!(input))
+    } else {
+        (quote!(), quote!(()))
+    };
+    let result = |t: TokenStream| quote!(::core::result::Result<#t, #p::SagaError>);
+    let handle = result(quote!(#p::SagaHandle<#output_ty>));
+    let run_id = quote!(run_id: impl ::core::convert::Into<#p::RunId>);
+    let recovered = result(quote!(#p::RecoveredSagas<#output_ty>));
+    let status = result(quote!(#p::SagaStatus));
+    quote! {
+        /// The saga's name, as recorded with each run.
+        #vis const NAME: &'static str = #name_str;
+
+        /// Starts a saga run with id `run_id` on `engine`, or takes up the run that already
+        /// has this id: the id is the run's idempotency key. The engine must keep step
+        /// outputs (`Engine::open`, `Engine::open_in_memory`): a failure is compensated
+        /// from them.
+        #vis async fn start(engine: &#p::Engine, #run_id #param) -> #handle {
+            Self::definition().start(engine, run_id, #arg).await
+        }
+
+        /// Takes up the saga run `run_id` wherever it stands: its forward steps, its
+        /// compensation, or its outcome if it has ended.
+        #vis async fn resume(engine: &#p::Engine, #run_id) -> #handle {
+            Self::definition().resume(engine, run_id).await
+        }
+
+        /// Takes up every saga run of this saga that has not ended, as a service does at
+        /// start-up after a crash. Stuck sagas are left for an operator.
+        #vis async fn recover(engine: &#p::Engine) -> #recovered {
+            Self::definition().recover(engine).await
+        }
+
+        /// Where the saga run `run_id` stands, as the store has it.
+        #vis async fn status(engine: &#p::Engine, #run_id) -> #status {
+            Self::definition().status(engine, run_id).await
+        }
+
+        /// Runs again the compensations a stuck saga run has left, from the one that got
+        /// stuck.
+        #vis async fn retry(engine: &#p::Engine, #run_id) -> #handle {
+            Self::definition().retry(engine, run_id).await
+        }
+
+        /// Skips the compensation a stuck saga run is stuck on (its effect is left for a
+        /// person to undo) and runs the ones left.
+        #vis async fn skip(engine: &#p::Engine, #run_id) -> #handle {
+            Self::definition().skip(engine, run_id).await
+        }
+
+        /// Gives up on a stuck saga run: no further compensation runs, and it ends
+        /// `Abandoned`.
+        #vis async fn abandon(engine: &#p::Engine, #run_id) -> #handle {
+            Self::definition().abandon(engine, run_id).await
+        }
+
+        /// The forward graph as a mermaid flowchart.
+        #vis fn mermaid() -> #p::String {
+            Self::definition().mermaid()
+        }
+
+        /// The forward graph in Graphviz DOT.
+        #vis fn dot() -> #p::String {
+            Self::definition().dot()
+        }
+    }
+}

@@ -1,0 +1,5 @@
+use sagaflow::prelude::*;
+
+saga! { pub Empty {} }
+
+fn main() {}
