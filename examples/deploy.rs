@@ -33,8 +33,8 @@ use serde::{Deserialize, Serialize};
 struct Release {
     service: String,
     version: String,
-    /// The step (or compensation) that fails for good.
-    fail: Option<String>,
+    /// The steps (or compensations) that fail for good.
+    fail: Vec<String>,
     /// The step (or compensation) in the middle of which the process dies.
     crash_at: Option<String>,
     /// How fast simulated work goes (1.0 = realistic).
@@ -101,9 +101,35 @@ fn clock() -> String {
     style().paint("2", &format!("{:>5.1}s", t.as_secs_f64()))
 }
 
-/// A line of detail from inside a step.
-fn say(text: &str) {
-    println!("{}        {}", clock(), style().paint("2", text));
+/// What each step and compensation did, for the progress view to show when it ends: the
+/// view prints the event log, which says when, not what.
+static DETAILS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+fn say(ctx: &StepContext, text: &str) {
+    let key = format!(
+        "{}{}",
+        ctx.run_id()
+            .as_str()
+            .contains("~undo")
+            .then_some("undo:")
+            .unwrap_or(""),
+        ctx.step()
+    );
+    if let Ok(mut details) = DETAILS.lock() {
+        details.push((key, text.to_owned()));
+    }
+}
+
+fn detail_of(key: &str) -> String {
+    let Ok(details) = DETAILS.lock() else {
+        return String::new();
+    };
+    details
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, text)| text.clone())
+        .unwrap_or_default()
 }
 
 /// Simulated work: `ms` milliseconds at the release's speed, crashing half-way through when
@@ -115,7 +141,10 @@ async fn work(release: &Release, ctx: &StepContext, name: &str, ms: u64) {
         println!(
             "{} {}",
             clock(),
-            style().paint("1;31", &format!("💥 the process dies in the middle of `{name}`")),
+            style().paint(
+                "1;31",
+                &format!("💥 the process dies in the middle of `{name}`")
+            ),
         );
         println!("        run the same command again: the deployment resumes where it stopped");
         // No destructor, no flush, no goodbye: as close to `kill -9` as a program gets.
@@ -125,14 +154,19 @@ async fn work(release: &Release, ctx: &StepContext, name: &str, ms: u64) {
 }
 
 fn broken(release: &Release, name: &str) -> bool {
-    release.fail.as_deref() == Some(name)
+    release.fail.iter().any(|f| f == name)
 }
 
 async fn build_image(ctx: &StepContext, release: &Release) -> Result<Image, StepError> {
-    say(&format!("docker build -t {}:{}", release.service, release.version));
+    say(
+        ctx,
+        &format!("docker build -t {}:{}", release.service, release.version),
+    );
     work(release, ctx, "build_image", 1500).await;
     if broken(release, "build_image") {
-        return Err(StepError::permanent("compilation failed: 3 errors in src/main.rs"));
+        return Err(StepError::permanent(
+            "compilation failed: 3 errors in src/main.rs",
+        ));
     }
     Ok(Image {
         release: release.clone(),
@@ -141,18 +175,29 @@ async fn build_image(ctx: &StepContext, release: &Release) -> Result<Image, Step
     })
 }
 
-async fn delete_image(ctx: &StepContext, release: &Release, image: &Image) -> Result<(), StepError> {
-    say(&format!("docker rmi {} ({})", image.tag, image.digest));
+async fn delete_image(
+    ctx: &StepContext,
+    release: &Release,
+    image: &Image,
+) -> Result<(), StepError> {
+    say(ctx, &format!("docker rmi {} ({})", image.tag, image.digest));
     work(release, ctx, "delete_image", 400).await;
+    if broken(release, "delete_image") {
+        return Err(StepError::permanent(
+            "image is in use by a running container",
+        ));
+    }
     Ok(())
 }
 
 async fn push_image(ctx: &StepContext, image: &Image) -> Result<Pushed, StepError> {
     let registry = "registry.example.com".to_owned();
-    say(&format!("docker push {registry}/{}", image.tag));
+    say(ctx, &format!("docker push {registry}/{}", image.tag));
     work(&image.release, ctx, "push_image", 900).await;
     if broken(&image.release, "push_image") {
-        return Err(StepError::permanent("registry refused the push: 403 Forbidden"));
+        return Err(StepError::permanent(
+            "registry refused the push: 403 Forbidden",
+        ));
     }
     Ok(Pushed {
         image: image.clone(),
@@ -161,17 +206,30 @@ async fn push_image(ctx: &StepContext, image: &Image) -> Result<Pushed, StepErro
 }
 
 async fn untag_image(ctx: &StepContext, image: &Image, pushed: &Pushed) -> Result<(), StepError> {
-    say(&format!("untag {}/{} in the registry", pushed.registry, image.tag));
+    say(
+        ctx,
+        &format!("untag {}/{} in the registry", pushed.registry, image.tag),
+    );
     work(&image.release, ctx, "untag_image", 300).await;
+    if broken(&image.release, "untag_image") {
+        return Err(StepError::permanent(
+            "registry: 401 Unauthorized (token expired)",
+        ));
+    }
     Ok(())
 }
 
 async fn migrate_db(ctx: &StepContext, pushed: &Pushed) -> Result<Migrated, StepError> {
     let release = &pushed.image.release;
-    say("migrate orders: schema 41 -> 42 (add column `refunded_at`)");
+    say(
+        ctx,
+        "migrate orders: schema 41 -> 42 (add column `refunded_at`)",
+    );
     work(release, ctx, "migrate_db", 1200).await;
     if broken(release, "migrate_db") {
-        return Err(StepError::permanent("migration 42 failed: lock timeout on `orders`"));
+        return Err(StepError::permanent(
+            "migration 42 failed: lock timeout on `orders`",
+        ));
     }
     Ok(Migrated {
         pushed: pushed.clone(),
@@ -179,21 +237,39 @@ async fn migrate_db(ctx: &StepContext, pushed: &Pushed) -> Result<Migrated, Step
     })
 }
 
-async fn rollback_db(ctx: &StepContext, pushed: &Pushed, migrated: &Migrated) -> Result<(), StepError> {
-    say(&format!("roll the schema back: {} -> {}", migrated.schema, migrated.schema - 1));
+async fn rollback_db(
+    ctx: &StepContext,
+    pushed: &Pushed,
+    migrated: &Migrated,
+) -> Result<(), StepError> {
+    say(
+        ctx,
+        &format!(
+            "roll the schema back: {} -> {}",
+            migrated.schema,
+            migrated.schema - 1
+        ),
+    );
     work(&pushed.image.release, ctx, "rollback_db", 700).await;
     if broken(&pushed.image.release, "rollback_db") {
-        return Err(StepError::permanent("cannot roll back: the column has data"));
+        return Err(StepError::permanent(
+            "cannot roll back: the column has data",
+        ));
     }
     Ok(())
 }
 
 async fn shift_traffic(ctx: &StepContext, migrated: &Migrated) -> Result<Live, StepError> {
     let release = &migrated.pushed.image.release;
-    say(&format!("route 100% of traffic to {}", release.version));
+    say(
+        ctx,
+        &format!("route 100% of traffic to {}", release.version),
+    );
     work(release, ctx, "shift_traffic", 800).await;
     if broken(release, "shift_traffic") {
-        return Err(StepError::permanent("load balancer rejected the new target group"));
+        return Err(StepError::permanent(
+            "load balancer rejected the new target group",
+        ));
     }
     Ok(Live {
         migrated: migrated.clone(),
@@ -203,10 +279,18 @@ async fn shift_traffic(ctx: &StepContext, migrated: &Migrated) -> Result<Live, S
 
 async fn smoke_test(ctx: &StepContext, live: &Live) -> Result<Deployed, StepError> {
     let release = &live.migrated.pushed.image.release;
-    say(&format!("GET https://{}.example.com/health ({}% of traffic)", release.service, live.percent));
+    say(
+        ctx,
+        &format!(
+            "GET https://{}.example.com/health ({}% of traffic)",
+            release.service, live.percent
+        ),
+    );
     work(release, ctx, "smoke_test", 600).await;
     if broken(release, "smoke_test") && ctx.attempt() < 3 {
-        return Err(StepError::permanent("health check: 503 Service Unavailable"));
+        return Err(StepError::permanent(
+            "health check: 503 Service Unavailable",
+        ));
     }
     Ok(Deployed {
         url: format!("https://{}.example.com", release.service),
@@ -227,7 +311,7 @@ sagaflow::saga! {
 }
 
 /// One line per state change, from the engine's live event log.
-fn show(event: &Event, run: &str) {
+fn show(event: &Event, run: &str, started: &mut std::collections::HashMap<String, i64>) {
     let s = style();
     let undo = event.run_id.as_str() != run;
     let Some(step) = event.step.as_deref() else {
@@ -253,11 +337,24 @@ fn show(event: &Event, run: &str) {
             .and_then(|d| d.get("error").and_then(|e| e.as_str()).map(str::to_owned))
             .unwrap_or_default()
     };
+    let key = format!("{}{step}", if undo { "undo:" } else { "" });
+    if event.kind == EventKind::StepStarted {
+        started.entry(key.clone()).or_insert(event.at_ms);
+    }
+    let took = || {
+        let ms = event.at_ms - started.get(&key).copied().unwrap_or(event.at_ms);
+        let text = detail_of(&key);
+        s.paint("2", &format!("{:>5.1}s  {text}", ms as f64 / 1000.0))
+    };
     let line = match event.kind {
         EventKind::StepStarted if undo => s.paint("33", &format!("↩ {label}")),
         EventKind::StepStarted => s.paint("36", &format!("▸ {label}")),
-        EventKind::StepCompleted if undo => s.paint("33", &format!("✓ {label} undone")),
-        EventKind::StepCompleted => s.paint("32", &format!("✓ {label} done")),
+        EventKind::StepCompleted if undo => {
+            format!("{} {}", s.paint("33", &format!("✓ {label} undone")), took())
+        }
+        EventKind::StepCompleted => {
+            format!("{} {}", s.paint("32", &format!("✓ {label} done  ")), took())
+        }
         EventKind::StepRetrying => s.paint("35", &format!("⟳ {label} retrying: {}", detail())),
         EventKind::StepFailed => s.paint("31", &format!("✗ {label} failed: {}", detail())),
         _ => return,
@@ -268,6 +365,8 @@ fn show(event: &Event, run: &str) {
 struct Args {
     db: PathBuf,
     release: Release,
+    /// An operator's action on a stuck deployment: `retry`, `skip` or `abandon`, and its id.
+    operate: Option<(String, String)>,
 }
 
 fn args() -> Result<Args, String> {
@@ -275,21 +374,26 @@ fn args() -> Result<Args, String> {
     let mut release = Release {
         service: "shop-api".to_owned(),
         version: "v2.4.1".to_owned(),
-        fail: None,
+        fail: Vec::new(),
         crash_at: None,
         speed: 1.0,
     };
+    let mut operate = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("`{arg}` needs a value"));
         match arg.as_str() {
-            "--fail" => release.fail = Some(value()?),
+            "--fail" => release.fail.push(value()?),
+            "--retry" | "--skip" | "--abandon" => {
+                operate = Some((arg.trim_start_matches('-').to_owned(), value()?));
+            }
             "--crash-at" => release.crash_at = Some(value()?),
             "--version" => release.version = value()?,
             "--db" => db = PathBuf::from(value()?),
             "--fast" => release.speed = 20.0,
             "-h" | "--help" => {
-                return Err("usage: deploy [--fail STEP] [--crash-at STEP] [--version V] [--db FILE] [--fast]\n\
+                return Err("usage: deploy [--fail STEP]... [--crash-at STEP] [--version V] [--db FILE] [--fast]\n\
+                     \x20      deploy --retry RUN | --skip RUN | --abandon RUN   (a stuck deployment)\n\
                      STEP: build_image push_image migrate_db shift_traffic smoke_test\n\
                      \x20     delete_image untag_image rollback_db (compensations)"
                     .to_owned());
@@ -297,12 +401,20 @@ fn args() -> Result<Args, String> {
             other => return Err(format!("unknown argument `{other}` (try --help)")),
         }
     }
-    Ok(Args { db, release })
+    Ok(Args {
+        db,
+        release,
+        operate,
+    })
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let Args { db, release } = match args() {
+    let Args {
+        db,
+        release,
+        operate,
+    } = match args() {
         Ok(args) => args,
         Err(message) => {
             eprintln!("{message}");
@@ -314,8 +426,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A stable owner id: this program restarted after a crash is the same service, and takes
     // its deployment up at once instead of waiting for the dead process's lease to expire.
     let engine = Engine::open_with(&db, SqliteOptions::default().owner("deploy-example"))?;
-    let mut events = engine.subscribe();
+    let events = engine.subscribe();
 
+    if let Some((action, run)) = operate {
+        println!(
+            "{}",
+            s.paint(
+                "1",
+                &format!("{action} the compensation of stuck deployment {run}")
+            )
+        );
+        let handle = match action.as_str() {
+            "retry" => Deploy::retry(&engine, run).await?,
+            "skip" => Deploy::skip(&engine, run).await?,
+            _ => Deploy::abandon(&engine, run).await?,
+        };
+        return follow(events, handle).await;
+    }
     // A deployment a crash interrupted comes first; otherwise a new one starts.
     let recovered = Deploy::recover(&engine).await?;
     for (run, error) in &recovered.failed {
@@ -325,7 +452,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(handle) => {
             println!(
                 "{}",
-                s.paint("1", &format!("resuming deployment {} after a crash (database {})", handle.run_id(), db.display()))
+                s.paint(
+                    "1",
+                    &format!(
+                        "resuming deployment {} after a crash (database {})",
+                        handle.run_id(),
+                        db.display()
+                    )
+                )
             );
             handle
         }
@@ -336,18 +470,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let run_id = format!("deploy-{}-{}-{stamp}", release.service, release.version);
             println!(
                 "{}",
-                s.paint("1", &format!("deploying {} {} as {run_id} (database {})", release.service, release.version, db.display()))
+                s.paint(
+                    "1",
+                    &format!(
+                        "deploying {} {} as {run_id} (database {})",
+                        release.service,
+                        release.version,
+                        db.display()
+                    )
+                )
             );
             Deploy::start(&engine, run_id, release).await?
         }
     };
+    follow(events, handle).await
+}
+
+/// Prints the deployment's events until it ends, then how it ended.
+async fn follow(
+    mut events: sagaflow::runtime::EventStream,
+    handle: sagaflow::SagaHandle<Deployed>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let s = style();
     let run = handle.run_id().as_str().to_owned();
+    let handle_id = run.clone();
     let printer = tokio::spawn(async move {
+        let mut started = std::collections::HashMap::new();
         while let Some(Ok(event)) = events.next().await {
             let mine = event.run_id.as_str() == run
                 || event.run_id.as_str().starts_with(&format!("{run}~undo"));
             if mine {
-                show(&event, &run);
+                show(&event, &run, &mut started);
             }
         }
     });
@@ -358,17 +511,56 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!();
     match outcome {
         SagaOutcome::Completed(report) => {
-            println!("{}", s.paint("1;32", &format!("deployed: {} passed {} checks", report.output.url, report.output.checks)));
+            println!(
+                "{}",
+                s.paint(
+                    "1;32",
+                    &format!(
+                        "deployed: {} passed {} checks",
+                        report.output.url, report.output.checks
+                    )
+                )
+            );
         }
-        SagaOutcome::Compensated { cause, undone, .. } => {
-            println!("{}", s.paint("1;33", "rolled back: nothing of this deployment is left"));
+        SagaOutcome::Compensated {
+            cause,
+            undone,
+            skipped,
+        } => {
+            let headline = if skipped.is_empty() {
+                "rolled back: nothing of this deployment is left".to_owned()
+            } else {
+                format!(
+                    "rolled back, but for what an operator skipped: {}",
+                    skipped.join(", ")
+                )
+            };
+            println!("{}", s.paint("1;33", &headline));
             println!("  because: {cause}");
-            println!("  undone, newest first: {}", undone.join(" <- "));
+            println!("  undone, newest first: {}", undone.join(", then "));
         }
         SagaOutcome::Stuck { step, error, .. } => {
-            println!("{}", s.paint("1;31", &format!("stuck: the compensation of `{step}` failed: {error}")));
-            println!("  an operator can retry it, skip it, or abandon the deployment");
+            println!(
+                "{}",
+                s.paint(
+                    "1;31",
+                    &format!("stuck: the compensation of `{step}` failed: {error}")
+                )
+            );
+            let run = handle_id;
+            println!("  an operator can retry it, skip it, or abandon the deployment:");
+            println!("    cargo run --example deploy -- --retry {run}    (or --skip, --abandon)");
             std::process::exit(1);
+        }
+        SagaOutcome::Abandoned { cause } => {
+            println!(
+                "{}",
+                s.paint(
+                    "1;31",
+                    "abandoned: the rest is left for a person to clean up"
+                )
+            );
+            println!("  because: {cause}");
         }
         other => println!("{other:?}"),
     }
