@@ -443,7 +443,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         return follow(events, handle).await;
     }
-    // A deployment a crash interrupted comes first; otherwise a new one starts.
+    // What an operator asked from outside (`sagaflow retry|skip|abandon RUN`) comes first.
+    if let Some(handle) = Deploy::definition()
+        .serve_requests(&engine)
+        .await?
+        .into_iter()
+        .next()
+    {
+        let run = handle.run_id().as_str().to_owned();
+        println!(
+            "{}",
+            s.paint("1", &format!("acting on an operator's request for {run}"))
+        );
+        return follow(events, handle).await;
+    }
+    // A deployment a crash interrupted comes next; otherwise a new one starts.
     let recovered = Deploy::recover(&engine).await?;
     for (run, error) in &recovered.failed {
         eprintln!("could not take up deployment {run}: {error}");

@@ -386,9 +386,17 @@ impl<I: StepValue> SagaBuilder<I> {
             });
             return;
         }
+        // A compensation takes the saga's defaults for what it may set itself: its retry
+        // policy and time limits, not `on_error`, `when` or `at_most_once`.
+        let defaults = StepOptions {
+            retry: self.defaults.retry,
+            timeout: self.defaults.timeout,
+            deadline: self.defaults.deadline,
+            ..StepOptions::new()
+        };
         *entry = Some(UndoDef {
             name: name.to_owned(),
-            options: options_or(&options, &self.defaults),
+            options: options_or(&options, &defaults),
             on_unknown,
             call,
         });

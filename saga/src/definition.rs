@@ -196,6 +196,31 @@ impl<I: StepValue, O: StepValue> SagaDefinition<I, O> {
         driver::operate(self, engine, run_id.into(), driver::Operation::Skip).await
     }
 
+    /// Acts on the operators' requests for this saga's stuck runs, made from outside the
+    /// process with [`requests::request`](crate::requests::request) (the `sagaflow` command
+    /// line does): each is retried, skipped or abandoned as asked, once. A service calls it
+    /// now and then (or runs [`serve`](Self::serve)); returns handles on the sagas it took up.
+    pub async fn serve_requests(&self, engine: &Engine) -> Result<Vec<SagaHandle<O>>, SagaError> {
+        self.inner.check()?;
+        driver::serve_requests(self, engine).await
+    }
+
+    /// Calls [`serve_requests`](Self::serve_requests) every `period` until the returned task
+    /// is aborted; the sagas it takes up run on in the background. A failed pass is logged
+    /// and the next one tries again.
+    pub fn serve(&self, engine: &Engine, period: Duration) -> tokio::task::JoinHandle<()> {
+        let (saga, engine) = (self.clone(), engine.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                if let Err(error) = saga.serve_requests(&engine).await {
+                    tracing::warn!(saga = saga.name(), %error, "serving operator requests failed");
+                }
+            }
+        })
+    }
+
     /// Gives up on a stuck saga: no further compensation runs, and it ends `Abandoned`.
     pub async fn abandon(
         &self,

@@ -18,6 +18,7 @@ use sagaflow_core::runtime::{
 use crate::definition::{RecoveredSagas, SagaDefinition};
 use crate::error::SagaError;
 use crate::plan::{self, Plan};
+use crate::requests::{self, OperatorAction};
 use crate::status;
 
 /// How a saga run ended.
@@ -95,6 +96,9 @@ impl<O> SagaHandle<O> {
         }
     }
 }
+
+/// How often a running saga looks for a cancellation asked from outside the process.
+const CANCEL_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What an operator asks of a stuck saga.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,9 +206,23 @@ async fn wait_forward<I: StepValue, O: StepValue>(
     let mut watch_deadline = deadline.is_some();
     let mut watch_cancel = true;
     let mut why = None;
+    // A cancellation asked from outside the process (`requests::request_cancel`).
+    let mut poll = tokio::time::interval(CANCEL_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             result = &mut wait => return (result, why),
+            _ = poll.tick(), if watch_cancel => {
+                let asked = matches!(engine.store().signal(run_id, requests::CANCEL_SIGNAL).await, Ok(Some(_)));
+                if asked {
+                    watch_cancel = false;
+                    if !past_pivot(saga, engine, run_id).await {
+                        tracing::info!(saga = saga.name(), run_id = %run_id, "saga cancelled from outside; compensating");
+                        why = Some(format!("saga run `{run_id}` was cancelled by a request"));
+                        engine.cancel(run_id);
+                    }
+                }
+            }
             asked = async { cancelled.wait_for(|c| *c).await.is_ok() }, if watch_cancel => {
                 watch_cancel = false;
                 if asked && !past_pivot(saga, engine, run_id).await {
@@ -373,6 +391,41 @@ pub(crate) async fn operate<I: StepValue, O: StepValue>(
         cancel,
         task,
     })
+}
+
+/// See [`SagaDefinition::serve_requests`].
+pub(crate) async fn serve_requests<I: StepValue, O: StepValue>(
+    saga: &SagaDefinition<I, O>,
+    engine: &Engine,
+) -> Result<Vec<SagaHandle<O>>, SagaError> {
+    let store = Arc::clone(engine.store());
+    let mut handles = Vec::new();
+    for round in store.stopped_runs(&saga.inner.compensation_name()).await? {
+        let (Some(run_id), Some(number)) =
+            (plan::saga_of_round(&round), plan::round_number(&round))
+        else {
+            continue;
+        };
+        // A request is acted on by starting the next round: once that exists, it is done.
+        if store
+            .load_run(&plan::round_id(&run_id, number + 1))
+            .await?
+            .is_some()
+        {
+            continue;
+        }
+        let Some(action) = requests::pending(&*store, &round).await? else {
+            continue;
+        };
+        let operation = match action {
+            OperatorAction::Retry => Operation::Retry,
+            OperatorAction::Skip => Operation::Skip,
+            OperatorAction::Abandon => Operation::Abandon,
+        };
+        tracing::info!(saga = saga.name(), run_id = %run_id, action = action.as_str(), "an operator's request");
+        handles.push(operate(saga, engine, run_id, operation).await?);
+    }
+    Ok(handles)
 }
 
 /// See [`SagaDefinition::recover`].

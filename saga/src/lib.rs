@@ -30,10 +30,12 @@ mod definition;
 mod driver;
 mod error;
 mod plan;
+pub mod requests;
 mod status;
 
 pub use builder::SagaBuilder;
 pub use definition::{RecoveredSagas, SagaDefinition};
 pub use driver::{SagaHandle, SagaOutcome};
 pub use error::{SagaDefinitionError, SagaError};
+pub use requests::OperatorAction;
 pub use status::SagaStatus;

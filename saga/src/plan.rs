@@ -62,6 +62,11 @@ pub(crate) fn round_id(run_id: &RunId, round: u32) -> RunId {
     RunId::from(format!("{run_id}~undo{round}"))
 }
 
+/// The number of the round whose id is `round`, if it is one.
+pub(crate) fn round_number(round: &RunId) -> Option<u32> {
+    round.as_str().rsplit_once("~undo")?.1.parse().ok()
+}
+
 /// The saga run a round's id belongs to, if it is one.
 pub(crate) fn saga_of_round(round: &RunId) -> Option<RunId> {
     let (saga, number) = round.as_str().rsplit_once("~undo")?;

@@ -48,22 +48,33 @@ fn saga(dir: &Path) -> SagaDefinition<u32, u32> {
     let mut b = SagaBuilder::<u32>::new("CrashDeploy");
     let mut prev = b.input();
     for name in STEPS {
-        let step = b.step(name, StepOptions::new(), (prev,), |ctx: StepContext, (x,)| async move {
-            if ctx.step() == "smoke" {
-                return Err(StepError::permanent("smoke test failed"));
-            }
-            Ok::<u32, StepError>(*x + 1)
-        });
+        let step = b.step(
+            name,
+            StepOptions::new(),
+            (prev,),
+            |ctx: StepContext, (x,)| async move {
+                if ctx.step() == "smoke" {
+                    return Err(StepError::permanent("smoke test failed"));
+                }
+                Ok::<u32, StepError>(*x + 1)
+            },
+        );
         let dir = dir.to_owned();
-        b.undo(step, &format!("undo_{name}"), StepOptions::new(), (prev,), move |ctx: StepContext, (_,), _: Arc<u32>| {
-            let dir = dir.clone();
-            async move {
-                side(&dir, &format!("begin {}", ctx.step()));
-                tokio::time::sleep(Duration::from_millis(150)).await;
-                side(&dir, &format!("end {}", ctx.step()));
-                Ok::<(), StepError>(())
-            }
-        });
+        b.undo(
+            step,
+            &format!("undo_{name}"),
+            StepOptions::new(),
+            (prev,),
+            move |ctx: StepContext, (_,), _: Arc<u32>| {
+                let dir = dir.clone();
+                async move {
+                    side(&dir, &format!("begin {}", ctx.step()));
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    side(&dir, &format!("end {}", ctx.step()));
+                    Ok::<(), StepError>(())
+                }
+            },
+        );
         prev = step;
     }
     b.build_with_output(prev)
@@ -85,7 +96,12 @@ fn engine(dir: &Path) -> Engine {
 fn child(dir: &Path) {
     runtime().block_on(async {
         let engine = engine(dir);
-        let outcome = saga(dir).start(&engine, "deploy-7", 0).await.unwrap().wait().await;
+        let outcome = saga(dir)
+            .start(&engine, "deploy-7", 0)
+            .await
+            .unwrap()
+            .wait()
+            .await;
         panic!("the child should have been killed, but the saga ended: {outcome:?}");
     });
 }
@@ -110,8 +126,16 @@ fn a_saga_killed_while_compensating_finishes_compensating_after_a_restart() {
         .unwrap();
     // Killed once the second compensation has begun.
     let started = Instant::now();
-    while side_lines(dir.path()).iter().filter(|l| l.starts_with("begin")).count() < 2 {
-        assert!(started.elapsed() < Duration::from_secs(60), "the child made no progress");
+    while side_lines(dir.path())
+        .iter()
+        .filter(|l| l.starts_with("begin"))
+        .count()
+        < 2
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the child made no progress"
+        );
         if let Some(status) = first.try_wait().unwrap() {
             panic!("the child ended before it was killed: {status}");
         }
@@ -136,13 +160,23 @@ fn a_saga_killed_while_compensating_finishes_compensating_after_a_restart() {
             .filter(|s| s.status == StepStatus::Completed)
             .map(|s| s.name.clone())
             .collect();
-        assert!(!committed.contains(&"build".to_owned()), "killed too late: {at_kill:?}");
+        assert!(
+            !committed.contains(&"build".to_owned()),
+            "killed too late: {at_kill:?}"
+        );
 
         let saga = saga(dir.path());
         let recovered = saga.recover(&engine).await.unwrap();
         assert!(recovered.failed.is_empty(), "{:?}", recovered.failed);
         assert_eq!(recovered.sagas.len(), 1);
-        let outcome = recovered.sagas.into_iter().next().unwrap().wait().await.unwrap();
+        let outcome = recovered
+            .sagas
+            .into_iter()
+            .next()
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
         match outcome {
             SagaOutcome::Compensated { undone, cause, .. } => {
                 assert_eq!(undone, ["shift", "migrate", "push", "build"]);
@@ -153,8 +187,14 @@ fn a_saga_killed_while_compensating_finishes_compensating_after_a_restart() {
 
         let lines = side_lines(dir.path());
         for step in ["shift", "migrate", "push", "build"] {
-            let begun = lines.iter().filter(|l| **l == format!("begin {step}")).count();
-            let ended = lines.iter().filter(|l| **l == format!("end {step}")).count();
+            let begun = lines
+                .iter()
+                .filter(|l| **l == format!("begin {step}"))
+                .count();
+            let ended = lines
+                .iter()
+                .filter(|l| **l == format!("end {step}"))
+                .count();
             assert!(ended >= 1, "{step} was never undone: {lines:?}");
             if committed.contains(&step.to_owned()) {
                 assert_eq!(begun, 1, "{step} had completed, yet ran again: {lines:?}");

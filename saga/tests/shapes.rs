@@ -74,17 +74,27 @@ fn build(journal: &Journal, shape: &Shape) -> SagaDefinition<u64, ()> {
                 let h = b.step(&step_name, StepOptions::new(), (input,), move |c, (x,)| {
                     run(c, *x)
                 });
-                b.undo(h, &undo_name, undo_retry(1), (input,), move |c, (x,), o: Arc<u64>| {
-                    undo(c, *x, *o)
-                });
+                b.undo(
+                    h,
+                    &undo_name,
+                    undo_retry(1),
+                    (input,),
+                    move |c, (x,), o: Arc<u64>| undo(c, *x, *o),
+                );
                 h
             }
             [a] => {
                 let a = handles[*a];
-                let h = b.step(&step_name, StepOptions::new(), (a,), move |c, (x,)| run(c, *x));
-                b.undo(h, &undo_name, undo_retry(1), (a,), move |c, (x,), o: Arc<u64>| {
-                    undo(c, *x, *o)
+                let h = b.step(&step_name, StepOptions::new(), (a,), move |c, (x,)| {
+                    run(c, *x)
                 });
+                b.undo(
+                    h,
+                    &undo_name,
+                    undo_retry(1),
+                    (a,),
+                    move |c, (x,), o: Arc<u64>| undo(c, *x, *o),
+                );
                 h
             }
             [a, d, ..] => {
@@ -92,9 +102,13 @@ fn build(journal: &Journal, shape: &Shape) -> SagaDefinition<u64, ()> {
                 let h = b.step(&step_name, StepOptions::new(), (a, d), move |c, (x, y)| {
                     run(c, *x + *y)
                 });
-                b.undo(h, &undo_name, undo_retry(1), (a, d), move |c, (x, y), o: Arc<u64>| {
-                    undo(c, *x + *y, *o)
-                });
+                b.undo(
+                    h,
+                    &undo_name,
+                    undo_retry(1),
+                    (a, d),
+                    move |c, (x, y), o: Arc<u64>| undo(c, *x + *y, *o),
+                );
                 h
             }
         };
