@@ -1,0 +1,3 @@
+//! The `sagaflow` command line (in progress).
+
+fn main() {}
