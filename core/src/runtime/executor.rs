@@ -401,12 +401,12 @@ pub(crate) fn launch_run(
     control.attach(&run);
     match *ready {
         [] => {}
-        [root] => spawn_task(&run, root, None, 0, false),
+        [root] => start_inline(&run, root, None, 0),
         _ => {
             let ready = Arc::new(Ready::new(ready));
             let workers = run.width().min(ready.steps.len());
             if let Some(first) = ready.claim(&run) {
-                spawn_task(&run, first, Some(ready), workers - 1, false);
+                start_inline(&run, first, Some(ready), workers - 1);
             }
         }
     }
@@ -554,7 +554,38 @@ impl Ready {
 /// Spawns a task that takes over `ready`'s next step, if one is left.
 fn spawn_helper(run: &Arc<Run>, ready: &Arc<Ready>) {
     if let Some(index) = ready.claim(run) {
-        spawn_task(run, index, Some(Arc::clone(ready)), 0, true);
+        spawn_task(run, index, Some(Arc::clone(ready)), 0);
+    }
+}
+
+/// Runs a run's first task on the caller's thread, inside `start`, for as long as it does
+/// not wait; only if it does is it spawned, as it is. A run of steps that never wait (or
+/// whose first wait is late) then costs no spawn and no wake-up of another thread: its
+/// outcome is there when `start` returns. The first poll is made with a waker that does
+/// nothing, which is safe because the spawned task polls the future again at once and every
+/// tokio primitive registers the waker of each poll.
+fn start_inline(run: &Arc<Run>, first: usize, ready: Option<Arc<Ready>>, helpers: usize) {
+    let Some(cell) = run.steps.get(first) else {
+        return;
+    };
+    if run.stopped.load(Ordering::SeqCst) {
+        return;
+    }
+    run.live.fetch_add(1, Ordering::AcqRel);
+    let live = Live(Arc::clone(run));
+    let mut future = Box::pin(async move {
+        let live = live;
+        run_steps(&live.0, first, ready, helpers).await;
+    });
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if future.as_mut().poll(&mut cx).is_ready() {
+        return;
+    }
+    let task = run.runtime.spawn(future);
+    *lock(&cell.task) = Some(task.abort_handle());
+    // SeqCst pairs with `Run::stop`: either it saw the handle, or this sees `stopped`.
+    if run.stopped.load(Ordering::SeqCst) {
+        task.abort();
     }
 }
 
@@ -566,16 +597,9 @@ fn spawn_helper(run: &Arc<Run>, ready: &Arc<Ready>) {
 /// would otherwise wait behind it. Independent steps thus run in parallel on every worker and
 /// concurrently whenever they wait.
 ///
-/// A run's first task, spawned once per run, holds its steps' state inline; every other task
-/// holds it boxed, so that a task waiting to be polled is small and the box lives only while
-/// it runs.
-fn spawn_task(
-    run: &Arc<Run>,
-    first: usize,
-    ready: Option<Arc<Ready>>,
-    helpers: usize,
-    boxed: bool,
-) {
+/// The task holds its steps' state boxed, so that a task waiting to be polled is small and
+/// the box lives only while it runs. (A run's first task is started by [`start_inline`].)
+fn spawn_task(run: &Arc<Run>, first: usize, ready: Option<Arc<Ready>>, helpers: usize) {
     let Some(cell) = run.steps.get(first) else {
         return;
     };
@@ -584,17 +608,10 @@ fn spawn_task(
     }
     run.live.fetch_add(1, Ordering::AcqRel);
     let live = Live(Arc::clone(run));
-    let task = if boxed {
-        run.runtime.spawn(async move {
-            let live = live;
-            Box::pin(run_steps(&live.0, first, ready, helpers)).await;
-        })
-    } else {
-        run.runtime.spawn(async move {
-            let live = live;
-            run_steps(&live.0, first, ready, helpers).await;
-        })
-    };
+    let task = run.runtime.spawn(async move {
+        let live = live;
+        Box::pin(run_steps(&live.0, first, ready, helpers)).await;
+    });
     // The task is filed under the step it was spawned for; it may have ended already, and
     // then this handle is merely stale (aborting an ended task does nothing).
     *lock(&cell.task) = Some(task.abort_handle());
@@ -749,7 +766,7 @@ async fn step_task<'r>(run: &'r Arc<Run>, index: usize, carry: &mut Carry<'r>) -
     }
     match *also {
         [] => {}
-        [dependent] => spawn_task(run, dependent, None, 0, true),
+        [dependent] => spawn_task(run, dependent, None, 0),
         _ => {
             let ready = Arc::new(Ready::new(Arc::from(also)));
             for _ in 0..run.width().min(ready.steps.len()) {
