@@ -20,6 +20,7 @@ use sagaflow_core::sqlite::SqliteOptions;
 use sagaflow_saga::{SagaBuilder, SagaDefinition, SagaOutcome};
 
 const CHILD: &str = "SAGAFLOW_SAGA_CRASH_CHILD";
+const UNKNOWN_CHILD: &str = "SAGAFLOW_SAGA_UNKNOWN_CHILD";
 const STEPS: [&str; 5] = ["build", "push", "migrate", "shift", "smoke"];
 /// The service's stable owner id: the restarted process takes the saga up at once instead of
 /// waiting for the killed one's lease to expire.
@@ -215,4 +216,134 @@ fn a_saga_killed_while_compensating_finishes_compensating_after_a_restart() {
         }
         assert_eq!(order, ["shift", "migrate", "push", "build"]);
     });
+}
+
+/// `build -> push`, where `push` is at-most-once and its compensation is safe on an unknown
+/// outcome; `push` hangs (in the child) once it has written that it started.
+fn unknown(dir: &Path) -> SagaDefinition<u32, u32> {
+    let mut b = SagaBuilder::<u32>::new("CrashUnknown");
+    let input = b.input();
+    let build = b.step(
+        "build",
+        StepOptions::new(),
+        (input,),
+        |_, (x,)| async move { Ok::<u32, StepError>(*x + 1) },
+    );
+    let d = dir.to_owned();
+    b.undo(
+        build,
+        "undo_build",
+        StepOptions::new(),
+        (input,),
+        move |_, (_,), out: Arc<u32>| {
+            let d = d.clone();
+            async move {
+                side(&d, &format!("undo build {out}"));
+                Ok::<(), StepError>(())
+            }
+        },
+    );
+    let d = dir.to_owned();
+    let push = b.step(
+        "push",
+        StepOptions {
+            at_most_once: Some(true),
+            ..StepOptions::new()
+        },
+        (build,),
+        move |_, (x,)| {
+            let d = d.clone();
+            async move {
+                side(&d, "push started");
+                std::future::pending::<()>().await;
+                Ok::<u32, StepError>(*x + 1)
+            }
+        },
+    );
+    let d = dir.to_owned();
+    b.undo_on_unknown(
+        push,
+        "undo_push",
+        StepOptions::new(),
+        (build,),
+        move |_, (x,), out: Option<Arc<u32>>| {
+            let d = d.clone();
+            async move {
+                side(&d, &format!("undo push of {x}, output {out:?}"));
+                Ok::<(), StepError>(())
+            }
+        },
+    );
+    b.build_with_output(push)
+}
+
+#[test]
+fn a_step_cut_by_a_crash_is_undone_when_its_undo_is_safe_on_an_unknown_outcome() {
+    if let Some(dir) = std::env::var_os(UNKNOWN_CHILD) {
+        let dir = PathBuf::from(dir);
+        runtime().block_on(async {
+            let engine = engine(&dir);
+            let outcome = unknown(&dir)
+                .start(&engine, "u", 1)
+                .await
+                .unwrap()
+                .wait()
+                .await;
+            panic!("the child should have been killed, but the saga ended: {outcome:?}");
+        });
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "a_step_cut_by_a_crash_is_undone_when_its_undo_is_safe_on_an_unknown_outcome",
+            "--exact",
+            "--test-threads=1",
+        ])
+        .env(UNKNOWN_CHILD, dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !side_lines(dir.path()).contains(&"push started".to_owned()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the child made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    runtime().block_on(async {
+        let engine = engine(dir.path());
+        let saga = unknown(dir.path());
+        let recovered = saga.recover(&engine).await.unwrap();
+        assert!(recovered.failed.is_empty(), "{:?}", recovered.failed);
+        let outcome = recovered
+            .sagas
+            .into_iter()
+            .next()
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        match outcome {
+            SagaOutcome::Compensated { undone, cause, .. } => {
+                assert_eq!(undone, ["push", "build"]);
+                assert!(cause.contains("interrupted by a crash"), "{cause}");
+            }
+            other => panic!("{other:?}"),
+        }
+    });
+    assert_eq!(
+        side_lines(dir.path()),
+        [
+            "push started",
+            "undo push of 2, output None",
+            "undo build 2"
+        ],
+        "push was not run again (at most once); its undo ran with no output, then build's"
+    );
 }
