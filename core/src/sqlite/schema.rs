@@ -158,6 +158,9 @@ pub(crate) fn open(
 /// reads a file lazily, so a file that is not a database fails here, on the first statement.
 fn set_pragmas(conn: &Connection, options: &SqliteOptions) -> rusqlite::Result<()> {
     conn.busy_timeout(options.busy_timeout)?;
+    // The writer keeps its fixed statements and every write's statements prepared: more than
+    // the default 16, which would evict and re-prepare some on every write.
+    conn.set_prepared_statement_cache_capacity(64);
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
         tracing::warn!(

@@ -193,6 +193,28 @@ impl Writer {
     ) -> Result<Vec<Result<Applied, StoreError>>, StoreError> {
         self.exec("BEGIN IMMEDIATE")?;
         let mut results = Vec::with_capacity(batch.len());
+        // A write alone in its batch needs no savepoint: if it fails, the whole transaction
+        // is rolled back, which undoes exactly that write.
+        if let [pending] = batch {
+            let result = rows::apply(&self.conn, &self.label, &pending.op);
+            return match result {
+                Ok(outcome) => {
+                    self.exec("COMMIT")?;
+                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                    results.push(Ok(outcome));
+                    Ok(results)
+                }
+                Err(error) => {
+                    let error = self.store_error(error);
+                    if self.conn.is_autocommit() {
+                        return Err(error);
+                    }
+                    self.exec("ROLLBACK")?;
+                    results.push(Err(error));
+                    Ok(results)
+                }
+            };
+        }
         let mut applied = 0_usize;
         for pending in batch {
             self.exec("SAVEPOINT write")?;
@@ -224,9 +246,12 @@ impl Writer {
         Ok(results)
     }
 
+    /// Runs one of the writer's fixed statements, prepared once and kept.
     fn exec(&self, sql: &str) -> Result<(), StoreError> {
         self.conn
-            .execute_batch(sql)
+            .prepare_cached(sql)
+            .and_then(|mut statement| statement.execute([]))
+            .map(drop)
             .map_err(|e| rows::sqlite_error(&self.label, &e))
     }
 
