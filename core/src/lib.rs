@@ -13,5 +13,8 @@ pub mod runtime;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+#[cfg(feature = "fault-injection")]
+pub mod fault;
+
 pub use graph::{Graph, GraphError, GraphSpec, NodeStyle};
 pub use policy::{OnError, PolicyError, RetryPolicy, StepOptions};

@@ -291,7 +291,7 @@ pub(crate) fn launch_run(
         Some(resume) => (Some(resume.steps), resume.ended),
         None => (None, None),
     };
-    let mut interrupted_for_good = Vec::new();
+    let mut failed_for_good = Vec::new();
     let steps: Box<[StepCell]> = plan
         .names
         .iter()
@@ -320,6 +320,14 @@ pub(crate) fn launch_run(
                         started: None,
                         at: now,
                     });
+                    // A step that failed for good before the crash, whose run's end was not
+                    // recorded: the run fails again for it, as it was failing then.
+                    if *status == StepStatus::Failed {
+                        let error = error.clone().unwrap_or_else(|| {
+                            StepError::permanent(format!("step `{name}` failed before the crash"))
+                        });
+                        failed_for_good.push((i, *attempts, error));
+                    }
                 }
                 Some(Restored::Interrupted { attempts }) => {
                     cell.attempts.store(*attempts, Ordering::Relaxed);
@@ -338,7 +346,7 @@ pub(crate) fn launch_run(
                             started: None,
                             at: now,
                         });
-                        interrupted_for_good.push((i, *attempts, error));
+                        failed_for_good.push((i, *attempts, error));
                     }
                 }
             }
@@ -385,7 +393,7 @@ pub(crate) fn launch_run(
         Some(StoredEnd::Cancelled) => run.stop(Stop::Cancelled),
         Some(StoredEnd::Failed(error)) => run.stop(Stop::Earlier(error)),
     }
-    for (index, attempts, error) in interrupted_for_good {
+    for (index, attempts, error) in failed_for_good {
         let continues = def
             .steps()
             .get(index)

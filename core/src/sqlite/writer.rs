@@ -199,7 +199,11 @@ impl Writer {
             let result = rows::apply(&self.conn, &self.label, &pending.op);
             return match result {
                 Ok(outcome) => {
+                    #[cfg(feature = "fault-injection")]
+                    crate::fault::hit(crate::fault::Point::BeforeCommit);
                     self.exec("COMMIT")?;
+                    #[cfg(feature = "fault-injection")]
+                    crate::fault::hit(crate::fault::Point::AfterCommit);
                     self.stats.commits.fetch_add(1, Ordering::Relaxed);
                     results.push(Ok(outcome));
                     Ok(results)
@@ -240,7 +244,11 @@ impl Writer {
         if applied == 0 {
             self.exec("ROLLBACK")?;
         } else {
+            #[cfg(feature = "fault-injection")]
+            crate::fault::hit(crate::fault::Point::BeforeCommit);
             self.exec("COMMIT")?;
+            #[cfg(feature = "fault-injection")]
+            crate::fault::hit(crate::fault::Point::AfterCommit);
             self.stats.commits.fetch_add(1, Ordering::Relaxed);
         }
         Ok(results)

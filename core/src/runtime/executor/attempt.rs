@@ -151,6 +151,10 @@ pub(super) async fn run_step<'r>(
         let result = run_attempt(run, def, name, attempt, inputs, limits, deferred.take())
             .instrument(span)
             .await;
+        #[cfg(feature = "fault-injection")]
+        if result.is_ok() {
+            crate::fault::hit(crate::fault::Point::AfterEffect);
+        }
         let error = match result {
             Ok(output) if !run.engine.records => {
                 carry.permit = Some(permit);

@@ -1,0 +1,230 @@
+//! A crash at every commit point of a saga that fails at each of its steps in turn: before
+//! each commit, after each, and between each effect (a step's or a compensation's) and its
+//! checkpoint. A child process (this test binary again) runs the saga with one crash point
+//! armed and aborts there; the test reopens the file, recovers, and checks that the saga ends
+//! compensated, newest first, that no forward step or compensation whose completion was
+//! committed ran again, and that nothing was lost.
+//!
+//! Needs the `fault-injection` feature: `cargo test -p sagaflow-saga --features
+//! fault-injection --test faults`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use sagaflow_core::StepOptions;
+use sagaflow_core::fault::{CRASH_AT, Point};
+use sagaflow_core::runtime::{Engine, RunId, StepError, StepStatus, Store};
+use sagaflow_core::sqlite::SqliteOptions;
+use sagaflow_saga::{SagaBuilder, SagaDefinition, SagaOutcome};
+
+const CHILD: &str = "SAGAFLOW_SAGA_FAULT_CHILD";
+const FAIL_AT: &str = "SAGAFLOW_SAGA_FAULT_FAIL_AT";
+const STEPS: [&str; 5] = ["build", "push", "migrate", "shift", "smoke"];
+
+fn side(dir: &Path, line: &str) {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("side.txt"))
+        .unwrap();
+    writeln!(file, "{line}").unwrap();
+    file.sync_all().unwrap();
+}
+
+fn side_lines(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("side.txt"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Five steps, each with a compensation; step `fail_at` fails for good.
+fn saga(dir: &Path, fail_at: usize) -> SagaDefinition<u32, u32> {
+    let mut b = SagaBuilder::<u32>::new("Walk");
+    let mut prev = b.input();
+    for (i, name) in STEPS.into_iter().enumerate() {
+        let d = dir.to_owned();
+        let step = b.step(name, StepOptions::new(), (prev,), move |ctx, (x,)| {
+            let fails = i == fail_at;
+            if !fails {
+                side(&d, &format!("do {}", ctx.step()));
+            }
+            async move {
+                if fails {
+                    return Err(StepError::permanent("broken"));
+                }
+                Ok::<u32, StepError>(*x + 1)
+            }
+        });
+        let d = dir.to_owned();
+        b.undo(
+            step,
+            &format!("undo_{name}"),
+            StepOptions::new(),
+            (prev,),
+            move |ctx, (_,), _: Arc<u32>| {
+                side(&d, &format!("undo {}", ctx.step()));
+                async { Ok::<(), StepError>(()) }
+            },
+        );
+        prev = step;
+    }
+    b.build_with_output(prev)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn engine(dir: &Path) -> Engine {
+    Engine::open_with(dir.join("sagas.db"), SqliteOptions::default().owner("svc")).unwrap()
+}
+
+fn child(dir: &Path, fail_at: usize) {
+    runtime().block_on(async {
+        let engine = engine(dir);
+        let outcome = saga(dir, fail_at)
+            .start(&engine, "s", 0)
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, SagaOutcome::Compensated { .. }),
+            "{outcome:?}"
+        );
+    });
+}
+
+#[test]
+fn a_crash_at_every_commit_point_of_a_failing_saga_still_compensates_it_exactly() {
+    if let Some(dir) = std::env::var_os(CHILD) {
+        let fail_at = std::env::var(FAIL_AT).unwrap().parse().unwrap();
+        child(&PathBuf::from(dir), fail_at);
+        return;
+    }
+    let mut crashes = 0;
+    for fail_at in 0..STEPS.len() {
+        for point in Point::ALL {
+            for n in 1.. {
+                assert!(n < 200, "{} never let the saga finish", point.as_str());
+                let dir = tempfile::tempdir().unwrap();
+                let status = Command::new(std::env::current_exe().unwrap())
+                    .args([
+                        "a_crash_at_every_commit_point_of_a_failing_saga_still_compensates_it_exactly",
+                        "--exact",
+                        "--test-threads=1",
+                    ])
+                    .env(CHILD, dir.path())
+                    .env(FAIL_AT, fail_at.to_string())
+                    .env(CRASH_AT, format!("{}:{n}", point.as_str()))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .unwrap();
+                let at = format!("failing at {}, {} #{n}", STEPS[fail_at], point.as_str());
+                if status.success() {
+                    check(dir.path(), fail_at, &[], &[], &at);
+                    break;
+                }
+                crashes += 1;
+                recover_and_check(dir.path(), fail_at, &at);
+            }
+        }
+    }
+    eprintln!("{crashes} crashes");
+    assert!(crashes >= 5 * 3 * 4, "only {crashes} crashes");
+}
+
+fn completed(run: Option<sagaflow_core::runtime::StoredRun>) -> Vec<String> {
+    run.iter()
+        .flat_map(|r| &r.steps)
+        .filter(|s| s.status == StepStatus::Completed)
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+fn recover_and_check(dir: &Path, fail_at: usize, at: &str) {
+    let (done, undone) = runtime().block_on(async {
+        let engine = engine(dir);
+        let store: &dyn Store = &**engine.store();
+        let done = completed(store.load_run(&RunId::from("s")).await.unwrap());
+        let undone = completed(store.load_run(&RunId::from("s~undo1")).await.unwrap());
+        let saga = saga(dir, fail_at);
+        let recovered = saga.recover(&engine).await.unwrap();
+        assert!(recovered.failed.is_empty(), "{at}: {:?}", recovered.failed);
+        let outcome = match recovered.sagas.into_iter().next() {
+            Some(handle) => handle.wait().await.unwrap(),
+            // The crash came before the run was recorded: start it afresh.
+            None => saga
+                .start(&engine, "s", 0)
+                .await
+                .unwrap()
+                .wait()
+                .await
+                .unwrap(),
+        };
+        let expected: Vec<String> = STEPS[..fail_at]
+            .iter()
+            .rev()
+            .map(|s| s.to_string())
+            .collect();
+        match outcome {
+            SagaOutcome::Compensated { undone, .. } => assert_eq!(undone, expected, "{at}"),
+            other => panic!("{at}: {other:?}"),
+        }
+        (done, undone)
+    });
+    check(dir, fail_at, &done, &undone, at);
+}
+
+/// The side file: every step before the failing one did its effect and was undone; the ones
+/// committed before the crash (forward `done`, compensations `undone`) exactly once, the others
+/// at most twice, and compensations newest first by their last run.
+fn check(dir: &Path, fail_at: usize, done: &[String], undone: &[String], at: &str) {
+    let lines = side_lines(dir);
+    let count = |line: &str| lines.iter().filter(|l| *l == line).count();
+    for name in &STEPS[..fail_at] {
+        for (kind, committed) in [("do", done), ("undo", undone)] {
+            let n = count(&format!("{kind} {name}"));
+            assert!(n >= 1, "{at}: `{kind} {name}` never ran: {lines:?}");
+            let once = committed.iter().any(|c| c == name);
+            assert!(
+                n <= if once { 1 } else { 2 },
+                "{at}: `{kind} {name}` ran {n} times: {lines:?}"
+            );
+        }
+    }
+    for name in &STEPS[fail_at..] {
+        assert_eq!(
+            count(&format!("do {name}")),
+            0,
+            "{at}: {name} ran: {lines:?}"
+        );
+        assert_eq!(
+            count(&format!("undo {name}")),
+            0,
+            "{at}: {name} undone: {lines:?}"
+        );
+    }
+    let mut order: Vec<&str> = Vec::new();
+    for line in lines.iter().rev() {
+        if let Some(step) = line.strip_prefix("undo ")
+            && !order.contains(&step)
+        {
+            order.insert(0, step);
+        }
+    }
+    let expected: Vec<&str> = STEPS[..fail_at].iter().rev().copied().collect();
+    assert_eq!(order, expected, "{at}: {lines:?}");
+}
