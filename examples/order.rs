@@ -40,7 +40,10 @@ async fn charge(ctx: &StepContext, cart: &Cart) -> Result<Charge, StepError> {
     tokio::time::sleep(Duration::from_millis(30)).await;
     // The idempotency key makes a retried charge the same charge at the payment provider.
     let id = format!("ch_{}", ctx.idempotency_key().len() * 7919 % 100_000);
-    println!("  charge   {} cents to {} ({id})", cart.cents, cart.customer);
+    println!(
+        "  charge   {} cents to {} ({id})",
+        cart.cents, cart.customer
+    );
     Ok(Charge {
         id,
         cents: cart.cents,
@@ -49,7 +52,10 @@ async fn charge(ctx: &StepContext, cart: &Cart) -> Result<Charge, StepError> {
 }
 
 async fn refund(_: &StepContext, cart: &Cart, charge: &Charge) -> Result<(), StepError> {
-    println!("  refund   {} cents to {} ({})", charge.cents, cart.customer, charge.id);
+    println!(
+        "  refund   {} cents to {} ({})",
+        charge.cents, cart.customer, charge.id
+    );
     Ok(())
 }
 

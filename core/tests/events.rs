@@ -497,6 +497,7 @@ async fn refused_writes_in_a_group_commit_publish_nothing_and_the_rest_publish_o
                         .map_err(|e| e.to_string())
                 },
             },
+            graph: None,
         })
         .await;
     assert!(created.is_ok());

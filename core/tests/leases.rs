@@ -370,8 +370,11 @@ fn a_run_that_keeps_crashing_is_parked_and_the_others_still_recover() {
     assert_eq!(kinds.last().map(String::as_str), Some("run_parked"));
 }
 
-/// Undoes migration 3: drops the lease columns.
-const REWIND_V3: &str = "ALTER TABLE runs DROP COLUMN owner; \
+/// Undoes migrations 5, 4 and 3: drops the graph column, the machines tables and the lease
+/// columns.
+const REWIND_V3: &str = "ALTER TABLE runs DROP COLUMN graph; \
+    DROP TABLE machine_transitions; DROP TABLE machines; \
+    ALTER TABLE runs DROP COLUMN owner; \
     ALTER TABLE runs DROP COLUMN lease_token; ALTER TABLE runs DROP COLUMN lease_expires; \
     ALTER TABLE runs DROP COLUMN recoveries; ALTER TABLE runs DROP COLUMN parked;";
 
@@ -400,7 +403,7 @@ async fn a_version_2_database_is_migrated_and_its_runs_can_be_leased() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, sagaflow_core::sqlite::SCHEMA_VERSION);
     let row: (Option<String>, i64, Option<i64>, i64, i64) = conn
         .query_row(
             "SELECT owner, lease_token, lease_expires, recoveries, parked FROM runs \

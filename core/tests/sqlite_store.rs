@@ -52,6 +52,7 @@ async fn create(store: &SqliteStore, id: &str, workflow: &str) -> Result<Created
             graph_fingerprint: u64::MAX - 1,
             input: &input,
             input_codec: text_codec(),
+            graph: None,
         })
         .await
 }
@@ -106,7 +107,7 @@ async fn opening_creates_the_schema_in_wal_mode_with_strict_tables() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("reads");
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 5);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("reads");
@@ -776,7 +777,10 @@ async fn a_version_1_database_is_migrated_with_its_data_intact() {
     assert_eq!(stored.workflow, "Wf");
 }
 
-/// Undoes migration 3: drops the lease columns.
-const REWIND_V3: &str = "ALTER TABLE runs DROP COLUMN owner; \
+/// Undoes migrations 5, 4 and 3: drops the graph column, the machines tables and the lease
+/// columns.
+const REWIND_V3: &str = "ALTER TABLE runs DROP COLUMN graph; \
+    DROP TABLE machine_transitions; DROP TABLE machines; \
+    ALTER TABLE runs DROP COLUMN owner; \
     ALTER TABLE runs DROP COLUMN lease_token; ALTER TABLE runs DROP COLUMN lease_expires; \
     ALTER TABLE runs DROP COLUMN recoveries; ALTER TABLE runs DROP COLUMN parked;";

@@ -317,6 +317,7 @@ impl Engine {
                 graph_fingerprint: plan.fingerprint,
                 input: &*input,
                 input_codec: Codec::of::<I>(),
+                graph: plan.graph.as_deref(),
             })
             .await;
         let mut resume = None;
@@ -479,6 +480,8 @@ pub(crate) struct Plan {
     /// The definition's problems, the builder's and the engine's; empty if it can run.
     pub(crate) problems: Vec<DefinitionError>,
     pub(crate) fingerprint: u64,
+    /// The graph as JSON, as [`NewRun::graph`] holds it; `None` if the graph is invalid.
+    pub(crate) graph: Option<String>,
     /// The workflow's name, shared by every run's entry.
     pub(crate) workflow: Arc<str>,
     /// Step names, shared with every step context without copying.
@@ -501,6 +504,7 @@ pub(crate) fn plan(def: &ErasedDefinition) -> &Plan {
         Plan {
             problems,
             fingerprint,
+            graph: def.graph().ok().map(crate::runtime::store::graph_json),
             workflow: Arc::from(def.name()),
             names: def.steps().iter().map(|s| Arc::from(s.name())).collect(),
             roots,

@@ -34,6 +34,20 @@ pub struct NewRun<'a> {
     pub input: &'a (dyn Any + Send + Sync),
     /// Encodes [`input`](Self::input) for a store that persists it.
     pub input_codec: Codec,
+    /// The workflow's graph as JSON, `{"nodes": [...], "edges": [[from, to], ...]}` (nodes
+    /// in declaration order), kept by a durable store so that tools can draw the run; `None`
+    /// when unknown.
+    pub graph: Option<&'a str>,
+}
+
+/// `graph` as [`NewRun::graph`] holds it.
+pub(crate) fn graph_json(graph: &crate::Graph) -> String {
+    let edges: Vec<[&str; 2]> = graph
+        .edges()
+        .iter()
+        .map(|e| [e.from.as_str(), e.to.as_str()])
+        .collect();
+    serde_json::json!({ "nodes": graph.nodes(), "edges": edges }).to_string()
 }
 
 /// What [`Store::create_run`] found.
@@ -578,6 +592,7 @@ mod tests {
             graph_fingerprint: 7,
             input: &1_u8,
             input_codec: Codec::of::<u8>(),
+            graph: None,
         };
         assert_eq!(store.create_run(&new).await.ok(), Some(Created::New));
         let again = store.create_run(&new).await.ok();

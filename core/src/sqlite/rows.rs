@@ -26,6 +26,8 @@ pub(crate) enum WriteOp {
         workflow: String,
         graph_fingerprint: i64,
         input: String,
+        /// The graph as JSON (`NewRun::graph`).
+        graph: Option<String>,
         owner: String,
         lease_ms: i64,
     },
@@ -138,6 +140,7 @@ pub(crate) fn create_op(
         workflow: run.workflow.to_owned(),
         graph_fingerprint: run.graph_fingerprint.cast_signed(),
         input,
+        graph: run.graph.map(str::to_owned),
         owner: owner.to_owned(),
         lease_ms,
     })
@@ -226,13 +229,14 @@ pub(crate) fn apply(conn: &Connection, label: &str, op: &WriteOp) -> Result<Appl
             workflow,
             graph_fingerprint,
             input,
+            graph,
             owner,
             lease_ms,
         } => create_run(
             conn,
             run_id,
             workflow,
-            *graph_fingerprint,
+            (*graph_fingerprint, graph.as_deref()),
             input,
             (owner, *lease_ms),
         ),
@@ -302,7 +306,7 @@ fn create_run(
     conn: &Connection,
     run_id: &str,
     workflow: &str,
-    graph_fingerprint: i64,
+    (graph_fingerprint, graph): (i64, Option<&str>),
     input: &str,
     (owner, lease_ms): (&str, i64),
 ) -> Result<Applied, ApplyError> {
@@ -310,8 +314,8 @@ fn create_run(
     let inserted = conn
         .prepare_cached(
             "INSERT INTO runs (run_id, workflow, graph_fingerprint, input, status, error, \
-             version, created_at, updated_at, owner, lease_token, lease_expires) \
-             VALUES (?1, ?2, ?3, ?4, 'running', NULL, 1, ?5, ?5, ?6, 1, ?7) \
+             version, created_at, updated_at, owner, lease_token, lease_expires, graph) \
+             VALUES (?1, ?2, ?3, ?4, 'running', NULL, 1, ?5, ?5, ?6, 1, ?7, ?8) \
              ON CONFLICT (run_id) DO NOTHING",
         )?
         .execute(params![
@@ -321,7 +325,8 @@ fn create_run(
             input,
             at,
             owner,
-            at.saturating_add(lease_ms)
+            at.saturating_add(lease_ms),
+            graph
         ])?;
     if inserted == 0 {
         let workflow: String = conn

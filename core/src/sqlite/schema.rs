@@ -17,7 +17,7 @@ use crate::sqlite::{SqliteOptions, Synchronous};
 
 /// The migrations, oldest first; migration `i` takes the schema from version `i` to `i + 1`.
 /// Append only: a migration that has shipped must never change.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The newest schema version this code knows (`PRAGMA user_version` of a current database).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -131,6 +131,13 @@ CREATE TABLE machine_transitions (
     at         INTEGER NOT NULL,
     PRIMARY KEY (machine_id, seq)
 ) STRICT, WITHOUT ROWID;
+";
+
+/// Version 5: a run's graph, for tools that draw it (`sagaflow graph`): JSON
+/// `{"nodes": [names in declaration order], "edges": [[from, to], ...]}`, written with the
+/// run. Nullable: runs created before this version have none.
+const V5: &str = "
+ALTER TABLE runs ADD COLUMN graph TEXT;
 ";
 
 /// Opens `path` (`None` for a private in-memory database), sets the pragmas and brings the

@@ -16,6 +16,10 @@ use crate::runtime::context::{RunId, SignalSource};
 use crate::runtime::error::{EngineError, StepError};
 use crate::runtime::store::Store;
 
+/// How often a waiting step asks the store again for a signal that another process may have
+/// delivered (a delivery in this process wakes it at once).
+const SIGNAL_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The engine's signal waiters, by run and signal name.
 pub(crate) struct SignalHub {
     store: Arc<dyn Store>,
@@ -62,7 +66,11 @@ impl SignalSource for SignalHub {
             notified.as_mut().enable();
             match self.store.signal(run_id, name).await {
                 Ok(Some(payload)) => return Ok(payload),
-                Ok(None) => notified.await,
+                // A delivery by another process (`sagaflow signal`) wakes no one here: ask
+                // the store again now and then.
+                Ok(None) => {
+                    let _ = tokio::time::timeout(SIGNAL_POLL, notified).await;
+                }
                 Err(error) => {
                     return Err(StepError::new(format!(
                         "signal `{name}` of run `{run_id}` could not be read: {error}"
