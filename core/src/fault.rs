@@ -7,6 +7,10 @@
 //! - `after-commit`: the batch is committed, and no caller has heard so yet;
 //! - `after-effect`: a step's function returned, and its checkpoint is not yet written.
 //!
+//! With `SAGAFLOW_RUN_TWICE=1`, every step (compensations included) runs twice on purpose,
+//! its second output kept: the idempotency test mode, which shows that a run's outcome does
+//! not depend on a step having run only once.
+//!
 //! Walking `n` over every value a run reaches, for each point, crashes a run at every commit
 //! point it has; the tests that do are `core/tests/faults.rs` and `saga/tests/faults.rs`.
 
@@ -59,6 +63,15 @@ fn plan() -> Option<(Point, u64)> {
         let point = Point::ALL.into_iter().find(|p| p.as_str() == name)?;
         Some((point, n.parse().ok()?))
     })
+}
+
+/// The environment variable that turns on the idempotency test mode.
+pub const RUN_TWICE: &str = "SAGAFLOW_RUN_TWICE";
+
+/// Whether every step runs twice ([`RUN_TWICE`] is set to `1`).
+pub fn twice() -> bool {
+    static TWICE: OnceLock<bool> = OnceLock::new();
+    *TWICE.get_or_init(|| std::env::var(RUN_TWICE).is_ok_and(|v| v == "1"))
 }
 
 /// How many times this process reached `point`.

@@ -164,3 +164,46 @@ fn check_recovery(dir: &Path, at: &str) {
         );
     });
 }
+
+#[test]
+fn every_step_run_twice_on_purpose_changes_no_outcome() {
+    if std::env::var_os(CHILD).is_some() {
+        return; // the child's part is the other test's
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "a_crash_at_every_commit_point_loses_nothing_and_repeats_no_completed_step",
+            "--exact",
+            "--test-threads=1",
+        ])
+        .env(CHILD, dir.path())
+        .env(sagaflow_core::fault::RUN_TWICE, "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the run did not complete: {status}");
+    let twice: Vec<String> = (1..=STEPS)
+        .flat_map(|i| [format!("s{i}"), format!("s{i}")])
+        .collect();
+    assert_eq!(
+        side_lines(dir.path()),
+        twice,
+        "each step ran twice, in order"
+    );
+    // And the file says each step completed once, after one attempt.
+    runtime().block_on(async {
+        let run = engine(dir.path())
+            .store()
+            .load_run(&RunId::from("run"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            run.steps
+                .iter()
+                .all(|s| s.status == StepStatus::Completed && s.attempts == 1)
+        );
+    });
+}

@@ -228,3 +228,40 @@ fn check(dir: &Path, fail_at: usize, done: &[String], undone: &[String], at: &st
     let expected: Vec<&str> = STEPS[..fail_at].iter().rev().copied().collect();
     assert_eq!(order, expected, "{at}: {lines:?}");
 }
+
+#[test]
+fn a_failing_saga_whose_every_step_and_compensation_runs_twice_is_compensated_the_same() {
+    if std::env::var_os(CHILD).is_some() {
+        return; // the child's part is the other test's
+    }
+    let fail_at = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "a_crash_at_every_commit_point_of_a_failing_saga_still_compensates_it_exactly",
+            "--exact",
+            "--test-threads=1",
+        ])
+        .env(CHILD, dir.path())
+        .env(FAIL_AT, fail_at.to_string())
+        .env(sagaflow_core::fault::RUN_TWICE, "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "the saga did not end compensated: {status}"
+    );
+    let lines = side_lines(dir.path());
+    let mut expected = Vec::new();
+    for name in &STEPS[..fail_at] {
+        expected.push(format!("do {name}"));
+        expected.push(format!("do {name}"));
+    }
+    for name in STEPS[..fail_at].iter().rev() {
+        expected.push(format!("undo {name}"));
+        expected.push(format!("undo {name}"));
+    }
+    assert_eq!(lines, expected);
+}

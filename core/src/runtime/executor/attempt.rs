@@ -269,6 +269,17 @@ async fn run_attempt(
         },
     };
     match result {
+        #[cfg(feature = "fault-injection")]
+        Ok(Ok(_)) if crate::fault::twice() => {
+            // The idempotency test mode: the step runs again, as after a crash between its
+            // effect and its checkpoint, and the second output is the one kept.
+            let ctx = StepContext::new(run.run_id.clone(), Arc::clone(name), attempt)
+                .with_signals(Arc::clone(&run.engine.signals) as _);
+            match def.call(ctx, inputs) {
+                Ok(again) => again.await.map_err(AttemptError::Step),
+                Err(error) => Err(AttemptError::Step(error)),
+            }
+        }
         Ok(Ok(output)) => Ok(output),
         Ok(Err(error)) => Err(AttemptError::Step(error)),
         Err(payload) => Err(AttemptError::Step(panicked(name, "", payload.as_ref()))),
