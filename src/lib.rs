@@ -257,10 +257,158 @@ pub use sagaflow_saga::{
 /// ```
 pub use sagaflow_macros::saga;
 
-// fsm: begin (the fsm! work owns these lines)
-/// Declares a typed state machine. (Documentation in progress.)
+pub use sagaflow_fsm::{
+    ActionError, Fsm, Machine, MachineError, MachineTransition, PersistedMachine, Spec, StateSpec,
+    Step, Transition, TransitionError, TransitionErrorKind, TransitionSpec,
+};
+/// Declares a typed state machine: a smlang-style transition table, checked while it
+/// compiles, with guards and actions (async, `Send`) on a context trait, entry and exit
+/// actions, state and event data, and machines persisted on SQLite.
+///
+/// ```
+/// use sagaflow::{ActionError, SqliteStore, fsm};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// pub struct Code(u32);
+///
+/// fsm! {
+///     /// A door.
+///     pub Door {
+///         *Closed + Open [unlocked] / log_open = Opened,
+///         Opened + Close = Closed,
+///         Closed + Lock(Code) / remember = Locked(Code),
+///         Locked(Code) + Unlock(Code) [code_matches] = Closed,
+///         _ + Break = Broken,
+///         state Opened { entry = ring },
+///         state Broken { final },
+///     }
+/// }
+///
+/// struct Hall { log: Vec<String> }
+///
+/// impl DoorContext for Hall {
+///     async fn unlocked(&mut self) -> bool { true }
+///     async fn log_open(&mut self) -> Result<(), ActionError> {
+///         self.log.push("opened".into());
+///         Ok(())
+///     }
+///     async fn remember(&mut self, event: Code) -> Result<Code, ActionError> { Ok(event) }
+///     async fn code_matches(&mut self, state: &Code, event: &Code) -> bool { state == event }
+///     async fn ring(&mut self) -> Result<(), ActionError> { Ok(()) }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut hall = Hall { log: Vec::new() };
+///
+/// // In memory: the pure transition function changes nothing itself.
+/// let next = Door::transition(&mut hall, &DoorState::Closed, DoorEvent::Open).await?;
+/// assert!(matches!(next, DoorState::Opened));
+///
+/// // Persisted: the state and a version in the database, every transition logged.
+/// let store = SqliteStore::in_memory()?;
+/// let mut door = Door::open(&store, "front-door").await?;
+/// door.fire(&mut hall, DoorEvent::Lock(Code(1234))).await?;
+/// let err = door.fire(&mut hall, DoorEvent::Unlock(Code(1))).await.unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "machine `front-door`: Door: guard `code_matches` refused `Unlock` in `Locked`"
+/// );
+/// assert!(matches!(door.state(), DoorState::Locked(Code(1234)))); // unchanged
+/// assert_eq!(door.version(), 1);
+/// println!("{}", door.mermaid()); // `Locked` highlighted
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Syntax
+///
+/// ```text
+/// fsm! {
+///     /// docs and attributes (on the machine's struct)
+///     VISIBILITY NAME {
+///         ITEM, ITEM, ...
+///     }
+/// }
+///
+/// ITEM := [*]SOURCE + EVENT [ [GUARD] ] [ / ACTION ] = TARGET      a transition
+///       | [*]state STATE { OPTION, ... }                          a state's declaration
+///       | event EVENT                                             an event's declaration
+/// SOURCE := STATE | _            STATE := Name | Name(Type)       EVENT := Name | Name(Type)
+/// OPTION := entry = method | exit = method | final
+/// ```
+///
+/// - `*` marks the initial state (exactly one; it cannot hold data).
+/// - A state or event with `(Type)` holds data; write the type at any one mention (others may
+///   repeat it, and must agree). An event's payload moves into the target state when the
+///   transition has no action and the target holds data of that type.
+/// - `_ + Event = Target` leaves every state that is not final and has no transition of its
+///   own on `Event` that fires first: a state's own transitions are tried before the wildcard's.
+/// - Transitions on one state and event are tried in the order written; the first whose guard
+///   says yes fires (one without a guard always does, so it must come last).
+/// - A state exists if a transition leaves it or it is declared with `state`; a target that is
+///   neither is an error (declare an end state with `state Done { final }`).
+/// - `entry` runs when a transition enters the state, `exit` when one leaves it (a transition
+///   to the same state runs both). Creating a machine does not run its initial state's entry
+///   action; loading a persisted one runs none.
+///
+/// # What it generates
+///
+/// For `pub Door`: the unit struct `Door`; `DoorState` (`Debug`, `Clone`, serde) and
+/// `DoorEvent` (`Debug`), one variant each, with `name()`; the trait `DoorContext: Send` with
+/// one method per guard, action, entry and exit action, each returning a `Send` future (write
+/// them as `async fn`):
+///
+/// | hook | signature |
+/// | --- | --- |
+/// | guard | `async fn g(&mut self, [state: &SourceData,] [event: &Payload]) -> bool` |
+/// | action | `async fn a(&mut self, [state: &SourceData,] [event: Payload]) -> Result<TargetData or (), ActionError>` |
+/// | entry, exit | `async fn f(&mut self, [state: &Data]) -> Result<(), ActionError>` |
+///
+/// (`state` is absent for `_` and for states without data; `event` for events without one.)
+/// A machine without hooks gets `impl DoorContext for ()`, a synchronous
+/// `Door::next(&state, event)` and [`Step`] (so [`Machine::step`] works without a future). Every machine gets [`Fsm`] and [`Transition`] impls,
+/// `Door::transition(&mut ctx, &state, event)` (the pure transition function: it returns the
+/// next state, or a [`TransitionError`] that says which guard refused or which action failed,
+/// and never changes `state`), `Door::machine()` (a [`Machine`] in memory), `Door::open`,
+/// `Door::load`, `Door::create` (a [`PersistedMachine`] on a [`SqliteStore`]) and `Door::ids`
+/// (every stored machine of the type, for sweeps),
+/// `Door::spec()`, `Door::mermaid()` and `Door::dot()`.
+///
+/// State data must be `Debug + Clone + Serialize + Deserialize + Send + Sync` (states are
+/// stored as JSON), event payloads `Debug + Send`. Names are generated from the machine's:
+/// `Door`, `DoorState`, `DoorEvent`, `DoorContext`.
+///
+/// # Persisted machines
+///
+/// A [`PersistedMachine`] keeps the state (serde JSON) and a version in the SQLite file the
+/// engine uses, many machines by id in one file. [`PersistedMachine::fire`] computes the next
+/// state, then writes it with `UPDATE ... WHERE version = ?` and an append-only log row
+/// (from, event, to, time: [`PersistedMachine::history`]) in one transaction. A writer that
+/// lost a race to another (task or process) writes nothing and gets
+/// [`MachineError::Conflict`]: exactly one transition per version. Share the file with the
+/// engine by opening the store first and the engine on it: [`SqliteStore::engine`].
+///
+/// # Build-time errors
+///
+/// Each at the offending token, all reported together: an unknown state (with "did you
+/// mean"), no initial state or two, two transitions on one state and event that no guard tells
+/// apart, a guarded transition after an unguarded one on the same pair, an unreachable state,
+/// a state with no way to a final state (when final states are declared), a transition out of
+/// a final state, a declared event no transition uses, a state or event given two data types,
+/// a target whose data nothing makes, a method used with two signatures or as two kinds of
+/// hook, an unknown or repeated state option. Each has a case under `tests/ui/fsm/fail`.
+///
+/// ```compile_fail
+/// sagaflow::fsm! {
+///     Door {
+///         *Closed + Open = Opened,
+///         Opened + Close = Clsoed, // error: unknown state `Clsoed` ...; did you mean `Closed`?
+///     }
+/// }
+/// ```
 pub use sagaflow_macros::fsm;
-// fsm: end
 
 /// The names most programs need.
 pub mod prelude {

@@ -14,3 +14,10 @@ fn saga_diagnostics() {
     t.compile_fail("tests/ui/saga/fail/*.rs");
     t.pass("tests/ui/saga/pass/*.rs");
 }
+
+#[test]
+fn fsm_diagnostics() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/ui/fsm/fail/*.rs");
+    t.pass("tests/ui/fsm/pass/*.rs");
+}

@@ -22,8 +22,9 @@ use std::future::Future;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use error::{ActionError, MachineError, TransitionError};
+pub use error::{ActionError, MachineError, TransitionError, TransitionErrorKind};
 pub use persisted::PersistedMachine;
+pub use sagaflow_core::runtime::StoreError;
 pub use sagaflow_core::sqlite::{MachineTransition, SqliteStore};
 pub use spec::{Spec, StateSpec, TransitionSpec};
 
@@ -82,6 +83,14 @@ pub trait Transition<C: ?Sized>: Fsm {
     ) -> impl Future<Output = Result<Self::State, TransitionError>> + Send + 'a;
 }
 
+/// The synchronous transition function of a machine without guards or actions (`fsm!`
+/// implements it for those): the same result as [`Transition::transition`] with `()` as the
+/// context, without a future.
+pub trait Step: Fsm {
+    /// The next state, or why there is none; `state` is not changed.
+    fn step(state: &Self::State, event: Self::Event) -> Result<Self::State, TransitionError>;
+}
+
 /// One machine's state, in memory.
 pub struct Machine<M: Fsm> {
     state: M::State,
@@ -133,6 +142,16 @@ impl<M: Fsm> Machine<M> {
     {
         let next = M::transition(ctx, &self.state, event).await?;
         self.state = next;
+        Ok(&self.state)
+    }
+
+    /// Fires `event` on a machine without guards or actions, synchronously: on error the
+    /// machine is still in the state it was in.
+    pub fn step(&mut self, event: M::Event) -> Result<&M::State, TransitionError>
+    where
+        M: Step,
+    {
+        self.state = M::step(&self.state, event)?;
         Ok(&self.state)
     }
 

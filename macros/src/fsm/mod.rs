@@ -1,7 +1,28 @@
-//! `fsm!`: in progress.
+//! `fsm!`: parse (`ast`), resolve and check (`model`, `graph`), expand (`expand`), and on
+//! errors a `fallback` that declares the same items so that only the DSL's errors show.
+
+mod ast;
+mod expand;
+mod fallback;
+mod graph;
+mod model;
 
 use proc_macro2::TokenStream;
 
-pub(crate) fn fsm(input: TokenStream) -> TokenStream {
-    syn::Error::new_spanned(input, "fsm! is not implemented yet").to_compile_error()
+use crate::ctxt::Errors;
+
+pub(crate) fn fsm(tokens: TokenStream) -> TokenStream {
+    let input: ast::FsmInput = match syn::parse2(tokens) {
+        Ok(input) => input,
+        Err(e) => return e.to_compile_error(),
+    };
+    let mut errors = Errors::default();
+    for e in &input.errors {
+        errors.push(e.clone());
+    }
+    let model = model::build(&input, &mut errors);
+    match errors.finish() {
+        Ok(()) => expand::expand(&input, &model, false),
+        Err(e) => fallback::fallback(&input, &model, e),
+    }
 }

@@ -1,0 +1,546 @@
+//! The Rust `fsm!` writes for a machine that checked: the state and event enums, the context
+//! trait, the transition function as one `match`, and thin inherent functions that hand over to
+//! `sagaflow_fsm`. With `stub`, the same items with bodies that never run (see `fallback`).
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::Ident;
+
+use super::ast::FsmInput;
+use super::model::{Hook, HookKind, Model, Transition};
+
+/// The path generated code names the runtime by.
+fn rt() -> TokenStream {
+    quote!(::sagaflow::__private::fsm_rt)
+}
+
+pub(crate) struct Names {
+    pub(crate) machine: Ident,
+    pub(crate) state: Ident,
+    pub(crate) event: Ident,
+    pub(crate) context: Ident,
+}
+
+pub(crate) fn names(input: &FsmInput) -> Names {
+    let name = &input.name;
+    Names {
+        machine: name.clone(),
+        state: format_ident!("{}State", name),
+        event: format_ident!("{}Event", name),
+        context: format_ident!("{}Context", name),
+    }
+}
+
+/// Every item; `stub` for the fallback, whose function bodies never run.
+pub(crate) fn expand(input: &FsmInput, model: &Model, stub: bool) -> TokenStream {
+    let rt = rt();
+    let n = names(input);
+    let (vis, attrs) = (&input.vis, &input.attrs);
+    let (machine, state_ty, event_ty, ctx_ty) = (&n.machine, &n.state, &n.event, &n.context);
+    let machine_str = machine.to_string();
+
+    let states: Vec<_> = model.states.iter().filter(|s| s.known || stub).collect();
+    let state_variants = states.iter().map(|s| {
+        let name = &s.name;
+        let doc = if s.is_final {
+            format!("`{name}` (final).")
+        } else {
+            format!("`{name}`.")
+        };
+        match &s.data {
+            Some(ty) => quote!(#[doc = #doc] #name(#ty)),
+            None => quote!(#[doc = #doc] #name),
+        }
+    });
+    let state_names = states.iter().map(|s| {
+        let name = &s.name;
+        let text = name.to_string();
+        let pat = if s.data.is_some() {
+            quote!(#name(..))
+        } else {
+            quote!(#name)
+        };
+        quote!(#state_ty::#pat => #text)
+    });
+    let event_variants = model.events.iter().map(|e| {
+        let name = &e.name;
+        let doc = format!("`{name}`.");
+        match &e.data {
+            Some(ty) => quote!(#[doc = #doc] #name(#ty)),
+            None => quote!(#[doc = #doc] #name),
+        }
+    });
+    let event_names = model.events.iter().map(|e| {
+        let name = &e.name;
+        let text = name.to_string();
+        let pat = if e.data.is_some() {
+            quote!(#name(..))
+        } else {
+            quote!(#name)
+        };
+        quote!(#event_ty::#pat => #text)
+    });
+    let hooks = model.hooks.iter().map(hook_decl);
+    let unit_context = model
+        .hooks
+        .is_empty()
+        .then(|| quote!(impl #ctx_ty for () {}));
+
+    let initial = match model.initial.map(|i| &model.states[i]) {
+        Some(s) if s.data.is_none() && !stub => {
+            let name = &s.name;
+            quote!(#state_ty::#name)
+        }
+        _ => quote!(::core::unreachable!("the machine did not compile")),
+    };
+    let spec = spec(model, &machine_str);
+    let body = if stub {
+        quote!(::core::unreachable!("the machine did not compile"))
+    } else {
+        transition_body(model, &n)
+    };
+    let pure = model.hooks.is_empty().then(|| {
+        quote! {
+            /// The next state from `state` on `event`: this machine has no guards or actions,
+            /// so its transition function is synchronous. `state` is not changed.
+            #vis fn next(state: &#state_ty, event: #event_ty) -> ::core::result::Result<#state_ty, #rt::TransitionError> {
+                <Self as #rt::Step>::step(state, event)
+            }
+        }
+    });
+    let step_impl = model.hooks.is_empty().then(|| {
+        quote! {
+            impl #rt::Step for #machine {
+                #[allow(unreachable_patterns, unreachable_code, unused_variables)]
+                fn step(state: &#state_ty, event: #event_ty) -> ::core::result::Result<#state_ty, #rt::TransitionError> {
+                    let ctx = &mut ();
+                    #body
+                }
+            }
+        }
+    });
+    let state_doc = format!("The states of [`{machine_str}`].");
+    let event_doc = format!("The events of [`{machine_str}`].");
+    let ctx_doc = format!(
+        "The guards and actions of [`{machine_str}`]: implement it on the type that holds what they need. Every method returns a `Send` future, so `async fn` in the implementation works and the machine can be driven from `tokio::spawn`."
+    );
+    let serde_crate = format!("{}::serde", rt.to_string().replace(' ', ""));
+
+    quote! {
+        #(#attrs)*
+        #[derive(::core::fmt::Debug, ::core::clone::Clone, ::core::marker::Copy, ::core::default::Default)]
+        #vis struct #machine;
+
+        #[doc = #state_doc]
+        #[derive(::core::fmt::Debug, ::core::clone::Clone, #rt::serde::Serialize, #rt::serde::Deserialize)]
+        #[serde(crate = #serde_crate)]
+        #vis enum #state_ty {
+            #(#state_variants,)*
+        }
+
+        #[doc = #event_doc]
+        #[derive(::core::fmt::Debug)]
+        #vis enum #event_ty {
+            #(#event_variants,)*
+        }
+
+        #[doc = #ctx_doc]
+        #vis trait #ctx_ty: ::core::marker::Send {
+            #(#hooks)*
+        }
+
+        #unit_context
+
+        impl #state_ty {
+            /// The variant's name.
+            #vis fn name(&self) -> &'static str {
+                match *self { #(#state_names,)* }
+            }
+        }
+
+        impl #event_ty {
+            /// The variant's name.
+            #vis fn name(&self) -> &'static str {
+                match *self { #(#event_names,)* }
+            }
+        }
+
+        impl #rt::Fsm for #machine {
+            type State = #state_ty;
+            type Event = #event_ty;
+
+            fn spec() -> &'static #rt::Spec {
+                #spec
+            }
+
+            fn initial() -> #state_ty {
+                #initial
+            }
+
+            fn state_name(state: &#state_ty) -> &'static str {
+                state.name()
+            }
+
+            fn event_name(event: &#event_ty) -> &'static str {
+                event.name()
+            }
+        }
+
+        #step_impl
+
+        impl<C: #ctx_ty + ?::core::marker::Sized> #rt::Transition<C> for #machine {
+            #[allow(unreachable_patterns, unreachable_code, unused_variables)]
+            fn transition<'a>(
+                ctx: &'a mut C,
+                state: &'a #state_ty,
+                event: #event_ty,
+            ) -> impl ::core::future::Future<Output = ::core::result::Result<#state_ty, #rt::TransitionError>> + ::core::marker::Send + 'a {
+                async move { #body }
+            }
+        }
+
+        impl #machine {
+            /// The machine's name.
+            #vis const NAME: &'static str = #machine_str;
+
+            /// The initial state.
+            #vis fn initial() -> #state_ty {
+                <Self as #rt::Fsm>::initial()
+            }
+
+            /// A machine in memory, in the initial state.
+            #vis fn machine() -> #rt::Machine<#machine> {
+                #rt::Machine::new()
+            }
+
+            /// The next state from `state` on `event`, through the guards and actions of
+            /// `ctx`; `state` is not changed, so on error the machine is where it was.
+            #vis async fn transition<C: #ctx_ty + ?::core::marker::Sized>(
+                ctx: &mut C,
+                state: &#state_ty,
+                event: #event_ty,
+            ) -> ::core::result::Result<#state_ty, #rt::TransitionError> {
+                <Self as #rt::Transition<C>>::transition(ctx, state, event).await
+            }
+
+            #pure
+
+            /// The machine `id` in `store`, created in the initial state if missing.
+            #vis async fn open(
+                store: &#rt::SqliteStore,
+                id: impl ::core::convert::Into<::std::string::String>,
+            ) -> ::core::result::Result<#rt::PersistedMachine<#machine>, #rt::MachineError> {
+                #rt::PersistedMachine::open(store, id).await
+            }
+
+            /// The machine `id` in `store`, if it exists; no entry action runs.
+            #vis async fn load(
+                store: &#rt::SqliteStore,
+                id: &str,
+            ) -> ::core::result::Result<::core::option::Option<#rt::PersistedMachine<#machine>>, #rt::MachineError> {
+                #rt::PersistedMachine::load(store, id).await
+            }
+
+            /// Creates the machine `id` in `store`; an error if it exists.
+            #vis async fn create(
+                store: &#rt::SqliteStore,
+                id: impl ::core::convert::Into<::std::string::String>,
+            ) -> ::core::result::Result<#rt::PersistedMachine<#machine>, #rt::MachineError> {
+                #rt::PersistedMachine::create(store, id).await
+            }
+
+            /// The ids of every machine of this type in `store`, in id order.
+            #vis async fn ids(
+                store: &#rt::SqliteStore,
+            ) -> ::core::result::Result<::std::vec::Vec<::std::string::String>, #rt::StoreError> {
+                #rt::PersistedMachine::<#machine>::ids(store).await
+            }
+
+            /// The machine's table.
+            #vis fn spec() -> &'static #rt::Spec {
+                <Self as #rt::Fsm>::spec()
+            }
+
+            /// The machine as a Mermaid state diagram.
+            #vis fn mermaid() -> ::std::string::String {
+                Self::spec().mermaid(::core::option::Option::None)
+            }
+
+            /// The machine as a Graphviz digraph.
+            #vis fn dot() -> ::std::string::String {
+                Self::spec().dot(::core::option::Option::None)
+            }
+        }
+    }
+}
+
+fn hook_decl(h: &Hook) -> TokenStream {
+    let rt = rt();
+    let name = &h.name;
+    let state = h.state.as_ref().map(|t| quote!(state: &#t,));
+    let event = h.event.as_ref().map(|t| match h.kind {
+        HookKind::Guard => quote!(event: &#t,),
+        _ => quote!(event: #t,),
+    });
+    let output = match (&h.kind, &h.output) {
+        (HookKind::Guard, _) => quote!(bool),
+        (_, Some(t)) => quote!(::core::result::Result<#t, #rt::ActionError>),
+        (_, None) => quote!(::core::result::Result<(), #rt::ActionError>),
+    };
+    let doc = match h.kind {
+        HookKind::Guard => "A guard: `true` lets the transition fire.",
+        HookKind::Action => "A transition's action; what it returns is the target state's data.",
+        HookKind::Entry => "An entry action, run when a transition enters its state.",
+        HookKind::Exit => "An exit action, run when a transition leaves its state.",
+    };
+    quote! {
+        #[doc = #doc]
+        fn #name(&mut self, #state #event) -> impl ::core::future::Future<Output = #output> + ::core::marker::Send;
+    }
+}
+
+fn opt_str(s: Option<String>) -> TokenStream {
+    match s {
+        Some(s) => quote!(::core::option::Option::Some(#s)),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+fn spec(model: &Model, machine: &str) -> TokenStream {
+    let rt = rt();
+    let initial = model
+        .initial
+        .map(|i| model.states[i].name.to_string())
+        .unwrap_or_default();
+    let states = model.known_states().map(|(_, s)| {
+        let name = s.name.to_string();
+        let is_final = s.is_final;
+        let entry = opt_str(s.entry.as_ref().map(ToString::to_string));
+        let exit = opt_str(s.exit.as_ref().map(ToString::to_string));
+        quote!(#rt::StateSpec { name: #name, is_final: #is_final, entry: #entry, exit: #exit })
+    });
+    let events = model.events.iter().map(|e| e.name.to_string());
+    let transitions = model.transitions.iter().map(|t| {
+        let from = opt_str(t.source.map(|s| model.states[s].name.to_string()));
+        let event = model.events[t.event].name.to_string();
+        let guard = opt_str(t.guard.as_ref().map(ToString::to_string));
+        let action = opt_str(t.action.as_ref().map(ToString::to_string));
+        let to = model.states[t.target].name.to_string();
+        quote!(#rt::TransitionSpec { from: #from, event: #event, guard: #guard, action: #action, to: #to })
+    });
+    quote! {
+        static SPEC: #rt::Spec = #rt::Spec {
+            name: #machine,
+            initial: #initial,
+            states: &[#(#states),*],
+            events: &[#(#events),*],
+            transitions: &[#(#transitions),*],
+        };
+        &SPEC
+    }
+}
+
+/// The transition function's body: a `match` on the state, and in each arm one on the event
+/// (as one writes it by hand, and what LLVM lowers best), with `ctx`, `state` and `event` in
+/// scope; it `return`s the result.
+fn transition_body(model: &Model, n: &Names) -> TokenStream {
+    let rt = rt();
+    let machine = n.machine.to_string();
+    let (state_ty, event_ty) = (&n.state, &n.event);
+    let mut arms = Vec::new();
+    for (si, s) in model.known_states() {
+        let sname = &s.name;
+        let state_pat = if s.data.is_some() {
+            quote!(#state_ty::#sname(__state))
+        } else {
+            quote!(#state_ty::#sname)
+        };
+        let sname_str = sname.to_string();
+        if s.is_final {
+            arms.push(quote! {
+                #state_pat => ::core::result::Result::Err(#rt::TransitionError::from(#rt::TransitionErrorKind::Final {
+                    machine: #machine, state: #sname_str, event: event.name(),
+                }))
+            });
+            continue;
+        }
+        let mut event_arms = Vec::new();
+        for (ei, e) in model.events.iter().enumerate() {
+            let candidates: Vec<&Transition> = model
+                .transitions
+                .iter()
+                .filter(|t| t.event == ei && t.source == Some(si))
+                .chain(
+                    model
+                        .transitions
+                        .iter()
+                        .filter(|t| t.event == ei && t.source.is_none()),
+                )
+                .collect();
+            if candidates.is_empty() {
+                continue;
+            }
+            let ename = &e.name;
+            let ename_str = ename.to_string();
+            let event_pat = if e.data.is_some() {
+                quote!(#event_ty::#ename(__event))
+            } else {
+                quote!(#event_ty::#ename)
+            };
+            let mut steps = Vec::new();
+            let mut guards = Vec::new();
+            let mut open_ended = false;
+            for t in candidates {
+                let run = run_transition(model, n, si, ei, t);
+                match &t.guard {
+                    Some(g) => {
+                        guards.push(g.to_string());
+                        let args = hook_args(model, t.source, ei, true);
+                        steps.push(quote! {
+                            if ctx.#g(#args).await { #run }
+                        });
+                    }
+                    None => {
+                        steps.push(run);
+                        open_ended = true;
+                        break;
+                    }
+                }
+            }
+            let refused = (!open_ended).then(|| {
+                quote! {
+                    return ::core::result::Result::Err(#rt::TransitionError::from(#rt::TransitionErrorKind::GuardRefused {
+                        machine: #machine, state: #sname_str, event: #ename_str,
+                        guards: &[#(#guards),*],
+                    }));
+                }
+            });
+            let touch_event = e.data.is_some().then(|| quote!(let _ = &__event;));
+            event_arms.push(quote! {
+                #event_pat => {
+                    #touch_event
+                    #(#steps)*
+                    #refused
+                }
+            });
+        }
+        let touch_state = s.data.is_some().then(|| quote!(let _ = &__state;));
+        arms.push(quote! {
+            #state_pat => {
+                #touch_state
+                match event {
+                    #(#event_arms,)*
+                    __event => ::core::result::Result::Err(#rt::TransitionError::from(#rt::TransitionErrorKind::NoTransition {
+                        machine: #machine, state: #sname_str, event: __event.name(),
+                    })),
+                }
+            }
+        });
+    }
+    // `.await` only appears where a hook is called; a machine without hooks never awaits,
+    // which is what lets `next` reuse this body.
+    let body = quote! {
+        match state {
+            #(#arms,)*
+        }
+    };
+    quote! {
+        let _ = &ctx;
+        #body
+    }
+}
+
+/// The arguments of a guard or an action: the source state's data (not for `_`), then the
+/// payload (by reference for a guard, by value for an action).
+fn hook_args(model: &Model, source: Option<usize>, event: usize, guard: bool) -> TokenStream {
+    let state = source
+        .filter(|&s| model.states[s].data.is_some())
+        .map(|_| quote!(__state,));
+    let event = model.events[event].data.is_some().then(|| {
+        if guard {
+            quote!(&__event,)
+        } else {
+            quote!(__event,)
+        }
+    });
+    quote!(#state #event)
+}
+
+/// Runs one transition out of state `si` on event `ei` and returns its result.
+fn run_transition(model: &Model, n: &Names, si: usize, ei: usize, t: &Transition) -> TokenStream {
+    let rt = rt();
+    let machine = n.machine.to_string();
+    let state_ty = &n.state;
+    let source = &model.states[si];
+    let target = &model.states[t.target];
+    let (sname, ename, tname) = (
+        source.name.to_string(),
+        model.events[ei].name.to_string(),
+        target.name.to_string(),
+    );
+    let span: Span = t.target_ident.span();
+    let data = match (&t.action, &target.data) {
+        (Some(a), _) => {
+            let args = hook_args(model, t.source, ei, false);
+            let action = a.to_string();
+            Some(quote! {
+                let __data = match ctx.#a(#args).await {
+                    ::core::result::Result::Ok(__data) => __data,
+                    ::core::result::Result::Err(error) => {
+                        return ::core::result::Result::Err(#rt::TransitionError::from(#rt::TransitionErrorKind::ActionFailed {
+                            machine: #machine, state: #sname, event: #ename, action: #action, error,
+                        }));
+                    }
+                };
+            })
+        }
+        (None, Some(_)) if model.events[ei].data.is_some() => Some(quote!(let __data = __event;)),
+        (None, Some(_)) => Some(quote!(let __data = ::core::clone::Clone::clone(__state);)),
+        (None, None) => None,
+    };
+    let exit = source.exit.as_ref().map(|f| {
+        let action = f.to_string();
+        let arg = source.data.is_some().then(|| quote!(__state));
+        quote! {
+            if let ::core::result::Result::Err(error) = ctx.#f(#arg).await {
+                return ::core::result::Result::Err(#rt::TransitionError::from(#rt::TransitionErrorKind::ExitFailed {
+                    machine: #machine, state: #sname, event: #ename, action: #action, error,
+                }));
+            }
+        }
+    });
+    let entry = target.entry.as_ref().map(|f| {
+        let action = f.to_string();
+        let arg = target.data.is_some().then(|| quote!(&__data));
+        quote! {
+            if let ::core::result::Result::Err(error) = ctx.#f(#arg).await {
+                return ::core::result::Result::Err(#rt::TransitionError::from(#rt::TransitionErrorKind::EntryFailed {
+                    machine: #machine, state: #sname, event: #ename, target: #tname, action: #action, error,
+                }));
+            }
+        }
+    });
+    // Spanned at the target as written, so a payload of the wrong type is reported there.
+    let mut tident = target.name.clone();
+    tident.set_span(span);
+    let mut state_ty = state_ty.clone();
+    state_ty.set_span(span);
+    let next = if target.data.is_some() {
+        quote_spanned!(span=> #state_ty::#tident(__data))
+    } else {
+        quote_spanned!(span=> #state_ty::#tident)
+    };
+    // An action whose target holds no data returns `()`; bind it so the value is used.
+    let data = match (&t.action, &target.data) {
+        (Some(_), None) => quote!(#data let () = __data;),
+        _ => quote!(#data),
+    };
+    quote! {
+        {
+            #data
+            #exit
+            #entry
+            return ::core::result::Result::Ok(#next);
+        }
+    }
+}

@@ -1,0 +1,10 @@
+use sagaflow::fsm;
+
+fsm! {
+    Door {
+        *Closed + Lock(u32) = Locked(u32),
+        Locked(String) + Unlock = Closed,
+    }
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+use sagaflow::fsm;
+
+fsm! {
+    Door {}
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use sagaflow::fsm;
+
+fsm! {
+    Door {
+        Closed + Open = Opened,
+        Opened + Close = Closed,
+    }
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use sagaflow::fsm;
+
+fsm! {
+    Door {
+        *Closed + Lock(String) = Locked(u32),
+        Locked + Unlock = Closed,
+    }
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use sagaflow::fsm;
+
+fsm! {
+    Door {
+        *Closed + Lock = Locked(u32),
+        Locked + Unlock = Closed,
+    }
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use sagaflow::fsm;
+
+fsm! {
+    Door {
+        *_ + Open = Opened,
+        Opened + Close = Opened,
+    }
+}
+
+fn main() {}
