@@ -106,15 +106,12 @@ fn clock() -> String {
 static DETAILS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
 
 fn say(ctx: &StepContext, text: &str) {
-    let key = format!(
-        "{}{}",
-        ctx.run_id()
-            .as_str()
-            .contains("~undo")
-            .then_some("undo:")
-            .unwrap_or(""),
-        ctx.step()
-    );
+    let undo = if ctx.run_id().as_str().contains("~undo") {
+        "undo:"
+    } else {
+        ""
+    };
+    let key = format!("{undo}{}", ctx.step());
     if let Ok(mut details) = DETAILS.lock() {
         details.push((key, text.to_owned()));
     }

@@ -416,7 +416,7 @@ pub mod prelude {
         Engine, OnError, Report, RunError, RunId, SagaOutcome, SagaStatus, StepContext, StepError,
         StepStatus,
     };
-    pub use crate::{saga, workflow};
+    pub use crate::{fsm, saga, workflow};
 }
 
 /// What the macros' generated code names. Not public API: it may change in any release.
