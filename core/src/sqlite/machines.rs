@@ -233,9 +233,14 @@ fn in_transaction<T>(
         .map_err(|e| sqlite_error(label, &e))?;
     let result = body(conn, label);
     match &result {
-        Ok(_) => conn
-            .execute_batch("COMMIT")
-            .map_err(|e| sqlite_error(label, &e))?,
+        Ok(_) => {
+            #[cfg(feature = "fault-injection")]
+            crate::fault::hit(crate::fault::Point::BeforeCommit);
+            conn.execute_batch("COMMIT")
+                .map_err(|e| sqlite_error(label, &e))?;
+            #[cfg(feature = "fault-injection")]
+            crate::fault::hit(crate::fault::Point::AfterCommit);
+        }
         Err(_) => {
             if !conn.is_autocommit() {
                 // The error at hand says what failed; a failed rollback adds nothing.
