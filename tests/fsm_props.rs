@@ -10,6 +10,7 @@ use sagaflow::{ActionError, Machine, fsm};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A lock's code.
 pub struct Code(u8);
 
 fsm! {

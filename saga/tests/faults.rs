@@ -114,7 +114,7 @@ fn a_crash_at_every_commit_point_of_a_failing_saga_still_compensates_it_exactly(
         return;
     }
     let mut crashes = 0;
-    for fail_at in 0..STEPS.len() {
+    for (fail_at, failing) in STEPS.iter().enumerate() {
         for point in Point::ALL {
             for n in 1.. {
                 assert!(n < 200, "{} never let the saga finish", point.as_str());
@@ -132,7 +132,7 @@ fn a_crash_at_every_commit_point_of_a_failing_saga_still_compensates_it_exactly(
                     .stderr(Stdio::null())
                     .status()
                     .unwrap();
-                let at = format!("failing at {}, {} #{n}", STEPS[fail_at], point.as_str());
+                let at = format!("failing at {failing}, {} #{n}", point.as_str());
                 if status.success() {
                     check(dir.path(), fail_at, &[], &[], &at);
                     break;
