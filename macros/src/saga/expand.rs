@@ -13,7 +13,7 @@ use syn::spanned::Spanned;
 
 use crate::workflow::ast::WorkflowInput;
 use crate::workflow::expand::{
-    closure, doc_graph, duration, guard, handle, options, types, wiring,
+    closure, doc_graph, duration, finish, guard, handle, options, types, wiring,
 };
 
 use super::model::{SagaModel, Undo};
@@ -56,13 +56,7 @@ pub(crate) fn expand(input: &WorkflowInput, model: &SagaModel) -> TokenStream {
         }
     }
 
-    let finish = match forward.output_step {
-        Some(o) if input.output.is_some() => {
-            let var = handle(o);
-            quote!(__builder.build_with_output(#var))
-        }
-        _ => quote!(__builder.build()),
-    };
+    let finish = finish(forward.output_step, input.output.is_some());
 
     let doc_graph = doc_graph(forward);
     let items = items(input, &input_ty, &output_ty, has_input);

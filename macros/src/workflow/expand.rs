@@ -44,13 +44,7 @@ pub(crate) fn expand(input: &WorkflowInput, model: &Model) -> TokenStream {
         statements.push(statement);
     }
 
-    let finish = match model.output_step {
-        Some(o) if input.output.is_some() => {
-            let var = handle(o);
-            quote!(__builder.build_with_output(#var))
-        }
-        _ => quote!(__builder.build()),
-    };
+    let finish = finish(model.output_step, input.output.is_some());
 
     let doc_graph = doc_graph(model);
     let items = items(input, &input_ty, &output_ty, has_input);
@@ -316,4 +310,15 @@ pub(crate) fn options(p: &TokenStream, o: &Options) -> TokenStream {
         on_error: #on_error,
         at_most_once: #at_most_once,
     })
+}
+
+/// The builder's last call: with the output step's handle when the macro declares an output.
+pub(crate) fn finish(output_step: Option<usize>, has_output: bool) -> TokenStream {
+    match output_step {
+        Some(o) if has_output => {
+            let var = handle(o);
+            quote!(__builder.build_with_output(#var))
+        }
+        _ => quote!(__builder.build()),
+    }
 }
