@@ -43,11 +43,12 @@ fn engine(path: &Path, owner: &str) -> Engine {
     Engine::open_with(path, options).unwrap()
 }
 
-/// Starts `count` runs named `{prefix}{i}` at once and checks each one's output.
-async fn run_many(engine: &Engine, prefix: &str, count: u64) {
+/// Starts `count` runs named `{prefix}{i}`, `i` from `from`, at once and checks each one's
+/// output.
+async fn run_many(engine: &Engine, prefix: &str, from: u64, count: u64) {
     let def = three();
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..count {
+    for i in from..from + count {
         let (engine, def, id) = (engine.clone(), def.clone(), format!("{prefix}{i}"));
         tasks.spawn(async move {
             let report = engine
@@ -104,7 +105,7 @@ fn ten_thousand_concurrent_runs_on_one_file_are_all_accounted_for() {
         .unwrap();
     runtime.block_on(async {
         let engine = engine(&path, "load");
-        run_many(&engine, "r", 10_000).await;
+        run_many(&engine, "r", 0, 10_000).await;
     });
     drop(runtime);
     assert_eq!(
@@ -113,16 +114,43 @@ fn ten_thousand_concurrent_runs_on_one_file_are_all_accounted_for() {
     );
 }
 
+/// Runs batches of 100 runs named `{prefix}{i}` until at least `at_least` are done and the
+/// file holds a completed run of the other process, so the two are sure to overlap however
+/// unevenly they start (on a busy machine one process can finish 1,000 runs before the other
+/// has started). Returns how many runs it made.
+async fn run_until_overlap(path: &Path, owner: &str, prefix: &str, other: &str) -> u64 {
+    const BATCH: u64 = 100;
+    const MAX_BATCHES: u64 = 2_000;
+    let engine = engine(path, owner);
+    let conn = Connection::open(path).unwrap();
+    conn.busy_timeout(Duration::from_secs(30)).unwrap();
+    let other_seen = || {
+        conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM runs WHERE run_id LIKE ?1 AND status = 'completed')",
+            [format!("{other}%")],
+            |row| row.get::<_, bool>(0),
+        )
+        .unwrap()
+    };
+    let mut done = 0;
+    for _ in 0..MAX_BATCHES {
+        run_many(&engine, prefix, done, BATCH).await;
+        done += BATCH;
+        if done >= 1_000 && other_seen() {
+            return done;
+        }
+    }
+    panic!("{owner}: no completed run of the other process after {done} runs of its own");
+}
+
 fn child(path: &Path) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
-        let engine = engine(path, "second");
-        run_many(&engine, "second-", 1_000).await;
-    });
+    let done = runtime.block_on(run_until_overlap(path, "second", "second-", "first-"));
+    std::fs::write(path.with_extension("second"), done.to_string()).unwrap();
 }
 
 #[test]
@@ -151,13 +179,14 @@ fn two_processes_share_one_file_and_every_run_of_each_is_accounted_for() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
-        let engine = engine(&path, "first");
-        run_many(&engine, "first-", 1_000).await;
-    });
+    let first_done = runtime.block_on(run_until_overlap(&path, "first", "first-", "second-"));
     drop(runtime);
     let status = second.wait().unwrap();
     assert!(status.success(), "the second process failed: {status}");
+    let second_done: u64 = std::fs::read_to_string(path.with_extension("second"))
+        .unwrap()
+        .parse()
+        .unwrap();
     // The two wrote at the same time: their events interleave in the log.
     let conn = Connection::open(&path).unwrap();
     let span = |prefix: &str| {
@@ -173,10 +202,11 @@ fn two_processes_share_one_file_and_every_run_of_each_is_accounted_for() {
         first.0 < second.1 && second.0 < first.1,
         "the processes did not overlap: {first:?} {second:?}"
     );
-    for prefix in ["first-", "second-"] {
+    for (prefix, done) in [("first-", first_done), ("second-", second_done)] {
+        let n = i64::try_from(done).unwrap();
         assert_eq!(
             counts(&path, prefix),
-            (1_000, 1_000, 3_000, 1_000 * EVENTS_PER_RUN),
+            (n, n, 3 * n, n * EVENTS_PER_RUN),
             "{prefix}"
         );
     }
