@@ -93,6 +93,7 @@ impl Publisher {
 /// The event `op` logged, as a replay would read it back (`None` for an op that logs none).
 fn event_of(op: &WriteOp, logged: Logged, second: bool) -> Option<Event> {
     Some(match op {
+        WriteOp::AdvanceMachine { .. } => return None,
         WriteOp::CreateRun { run_id, .. } => Event {
             seq: logged.seq,
             run_id: RunId::from(run_id.as_str()),

@@ -15,7 +15,7 @@ use crate::runtime::engine::Engine;
 use crate::runtime::error::StoreError;
 use crate::sqlite::SqliteStore;
 use crate::sqlite::lease::now_ms;
-use crate::sqlite::rows::sqlite_error;
+use crate::sqlite::rows::{Applied, WriteOp, sqlite_error};
 
 /// A machine as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,7 +129,7 @@ fn insert(
     Ok(inserted == 1)
 }
 
-fn advance(
+pub(crate) fn advance(
     conn: &Connection,
     label: &str,
     id: &str,
@@ -295,11 +295,14 @@ impl SqliteStore {
         id: &str,
         step: MachineStep,
     ) -> Result<Advanced, StoreError> {
-        let id = id.to_owned();
-        self.read(move |conn, label| {
-            in_transaction(conn, label, |conn, label| advance(conn, label, &id, &step))
-        })
-        .await
+        let op = WriteOp::AdvanceMachine {
+            machine_id: id.to_owned(),
+            step,
+        };
+        match self.write(op).await? {
+            Applied::Advanced(advanced) => Ok(advanced),
+            _ => Err(self.misanswered("a machine's transition")),
+        }
     }
 
     /// The ids of every machine of type `machine`, in id order (a scan of the machines: meant

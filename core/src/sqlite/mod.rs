@@ -66,7 +66,7 @@ use crate::runtime::store::{Change, Created, Lease, NewRun, Store, StoredRun, Un
 use events::Publisher;
 use lease::Leases;
 use rows::{Applied, WriteOp};
-use writer::{Request, Stats, Writer};
+use writer::{Inline, Request, Stats, Writer};
 
 pub use machines::{Advanced, MachineStep, MachineTransition, StoredMachine};
 pub use schema::SCHEMA_VERSION;
@@ -171,9 +171,12 @@ pub struct SqliteStore {
 struct Inner {
     /// The file as the user named it, for error messages.
     label: Arc<str>,
-    /// `None` only while dropping: closing the channel is what stops the writer.
+    /// `None` only while dropping: closing the channel is what stops the writer thread.
     requests: Option<Sender<Request>>,
-    writer: Option<JoinHandle<()>>,
+    /// The connection, shared by the callers that commit on their own thread and the writer
+    /// thread.
+    writer: Arc<Writer>,
+    thread: Option<JoinHandle<()>>,
     stats: Arc<Stats>,
     /// The engines' event sinks, which the writer publishes committed events to.
     publisher: Arc<Publisher>,
@@ -186,10 +189,11 @@ impl Drop for Inner {
         // Close the channel, then wait for the writer to finish the batch in hand and close
         // the connection, so the file is released when the store is.
         self.requests = None;
-        if let Some(writer) = self.writer.take() {
+        self.writer.wake();
+        if let Some(thread) = self.thread.take() {
             // The writer never panics by design; if it did, its callers have already been
             // told (their replies were dropped), and a drop has no one to report to.
-            let _ = writer.join();
+            let _ = thread.join();
         }
     }
 }
@@ -239,25 +243,30 @@ impl SqliteStore {
         ));
         let publisher = Arc::new(Publisher::new(events::head(&conn, &label)?));
         let (requests, receiver) = mpsc::channel();
-        let writer = Writer::new(
+        let writer = Arc::new(Writer::new(
             conn,
             Arc::clone(&label),
             Arc::clone(&stats),
             Arc::clone(&publisher),
             Arc::clone(&leases),
-        );
+            receiver,
+            options.busy_timeout,
+        ));
+        let serving = Arc::clone(&writer);
         let handle = std::thread::Builder::new()
             .name("sagaflow-sqlite".to_owned())
-            .spawn(move || writer.run(receiver))
+            .spawn(move || serving.run())
             .map_err(|e| StoreError::Open {
                 path: label.to_string(),
                 message: format!("cannot start the writer thread: {e}"),
             })?;
+        writer.set_thread(handle.thread().clone());
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 label,
                 requests: Some(requests),
-                writer: Some(handle),
+                writer,
+                thread: Some(handle),
                 stats,
                 publisher,
                 leases,
@@ -320,11 +329,19 @@ impl SqliteStore {
             .as_ref()
             .ok_or_else(|| self.closed())?
             .send(request)
-            .map_err(|_| self.closed())
+            .map_err(|_| self.closed())?;
+        self.inner.writer.wake();
+        Ok(())
     }
 
-    /// Hands `op` to the writer and waits for its commit.
+    /// Commits `op`: here and now if the connection is free, else through the writer thread's
+    /// next batch (see `writer`).
     async fn write(&self, op: WriteOp) -> Result<Applied, StoreError> {
+        let op = match self.inner.writer.commit_here(op) {
+            Inline::Done(answer) => return answer,
+            Inline::Handed(answer) => return answer.await.map_err(|_| self.closed())?,
+            Inline::Busy(op) => op,
+        };
         let (reply, answer) = oneshot::channel();
         self.send(Request::Write { op, reply })?;
         answer.await.map_err(|_| self.closed())?
@@ -386,7 +403,7 @@ impl Store for SqliteStore {
                 }
                 Ok(created)
             }
-            Applied::Recorded(..) | Applied::Acquired(..) => {
+            Applied::Recorded(..) | Applied::Acquired(..) | Applied::Advanced(_) => {
                 Err(self.misanswered("a run creation"))
             }
         }

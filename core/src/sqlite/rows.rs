@@ -15,6 +15,7 @@ use crate::runtime::store::{
     Change, Created, NewRun, StoredRun, StoredRunStatus, StoredStep, UnfinishedRun,
 };
 use crate::sqlite::lease::{Acquired, acquire, now_ms};
+use crate::sqlite::machines::{self, Advanced, MachineStep};
 
 /// A write, owned so it can cross to the writer thread and be applied again on its own if the
 /// group commit it was part of fails.
@@ -49,6 +50,11 @@ pub(crate) enum WriteOp {
         token: Option<u64>,
         lease_ms: i64,
     },
+    /// A transition of a persisted machine, applied only if it is at `step.expected_version`.
+    AdvanceMachine {
+        machine_id: String,
+        step: MachineStep,
+    },
 }
 
 /// What an applied [`WriteOp`] found.
@@ -60,6 +66,8 @@ pub(crate) enum Applied {
     Recorded(Logged, Option<Logged>),
     /// What a [`WriteOp::Acquire`] found, with the `run_parked` event if it parked the run.
     Acquired(Acquired, Option<Logged>),
+    /// What a [`WriteOp::AdvanceMachine`] did.
+    Advanced(Advanced),
 }
 
 impl Applied {
@@ -68,6 +76,7 @@ impl Applied {
         match self {
             Applied::Created(_, logged) | Applied::Acquired(_, logged) => *logged,
             Applied::Recorded(logged, _) => Some(*logged),
+            Applied::Advanced(_) => None,
         }
     }
 
@@ -280,6 +289,11 @@ pub(crate) fn apply(conn: &Connection, label: &str, op: &WriteOp) -> Result<Appl
                 None => None,
             };
             Ok(Applied::Acquired(acquired, logged))
+        }
+        WriteOp::AdvanceMachine { machine_id, step } => {
+            machines::advance(conn, label, machine_id, step)
+                .map(Applied::Advanced)
+                .map_err(ApplyError::Refused)
         }
     }
 }

@@ -1,12 +1,24 @@
-//! The writer thread: the one owner of the connection, and the group commit.
+//! The writer: the one connection, and the group commit.
 //!
 //! A SQLite database has one writer at a time, and a commit's cost is its `fsync`, whatever it
-//! holds. So one thread owns the connection; callers send it requests and await a oneshot.
-//! The thread takes every request that is waiting, applies all the writes in one
-//! `BEGIN IMMEDIATE` transaction (each inside a savepoint, so one refused write is undone
-//! alone), commits once, and only then acknowledges each caller: many runs' checkpoints share
-//! one `fsync`, and no caller hears "recorded" before its write is durable. While it commits,
-//! new requests queue up for the next batch, so the batch grows exactly when the load does.
+//! holds. So one connection does every write, behind a lock, and whoever holds the lock
+//! commits for everyone waiting:
+//!
+//! - A caller that finds the connection free commits on its own thread, at once, and takes
+//!   every write queued meanwhile into the same transaction. A lone sequential run thus pays
+//!   one commit per checkpoint and no thread hand-off: handing each write to another thread
+//!   and being woken with the answer cost two thread wake-ups, as long as a whole commit with
+//!   `synchronous = NORMAL` on the machine the benchmarks ran on. The price: that caller's
+//!   thread (a tokio worker) is blocked for one commit, as any synchronous write would block
+//!   it, and never longer: it does not wait for another connection's lock (`busy_timeout` is
+//!   0 for its `BEGIN`), it hands its write to the writer thread instead.
+//! - A caller that finds the connection busy queues its write and awaits a oneshot. The
+//!   writer thread, woken by the queue, takes every request that is waiting, applies all the
+//!   writes in one `BEGIN IMMEDIATE` transaction (each inside a savepoint, so one refused
+//!   write is undone alone), commits once, and only then acknowledges each caller: many runs'
+//!   checkpoints share one `fsync`, and no caller hears "recorded" before its write is
+//!   durable. While a commit is in progress, new requests queue up for the next batch, so the
+//!   batch grows exactly when the load does.
 //!
 //! If the transaction as a whole fails (the commit fails, or SQLite rolls the transaction back
 //! after an error such as a full disk), every write of the batch is applied again in a
@@ -14,16 +26,17 @@
 //! lock held past the busy timeout is the exception: it would hold for every retry too, so
 //! the whole batch fails with [`StoreError::Busy`] at once rather than wait once per write.
 //!
-//! Reads go through this thread as well, between batches, on the same connection. Reads are
+//! Reads go through the writer thread, between batches, on the same connection. Reads are
 //! rare (recovery, inspection) and short, and one connection means a caller always reads its
 //! own acknowledged writes, the in-memory database needs no shared cache, and there is one
 //! place where locks and errors are handled. A read-only connection beside it is the upgrade
 //! if reads ever compete with checkpoints.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::Instant;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -37,12 +50,15 @@ use crate::sqlite::rows::{self, Applied, ApplyError, WriteOp};
 /// failed batch redoes and the time a read waits.
 const MAX_BATCH: usize = 4096;
 
-/// What a caller asks of the writer.
+/// The answer to one write.
+pub(crate) type Answer = Result<Applied, StoreError>;
+
+/// What a caller asks of the writer thread.
 pub(crate) enum Request {
     /// Apply a write and report after its commit.
     Write {
         op: WriteOp,
-        reply: oneshot::Sender<Result<Applied, StoreError>>,
+        reply: oneshot::Sender<Answer>,
     },
     /// Run a read on the connection, outside any write transaction. The closure sends its own
     /// reply.
@@ -52,10 +68,29 @@ pub(crate) enum Request {
 /// A read on the writer's connection; it is handed the connection and the file's label.
 pub(crate) type ReadFn = Box<dyn FnOnce(&Connection, &str) + Send>;
 
+/// Who hears a write's answer.
+enum Reply {
+    /// A caller awaiting it.
+    Caller(oneshot::Sender<Answer>),
+    /// The caller committing the batch itself: the answer is its return value.
+    Leader,
+}
+
 /// A write waiting for its commit.
 struct Pending {
     op: WriteOp,
-    reply: oneshot::Sender<Result<Applied, StoreError>>,
+    reply: Reply,
+}
+
+/// What [`Writer::commit_here`] did with a write.
+pub(crate) enum Inline {
+    /// Committed (or refused) on the caller's thread.
+    Done(Answer),
+    /// Another connection holds the database: the writer thread, which may wait for it, has
+    /// the write now.
+    Handed(oneshot::Receiver<Answer>),
+    /// The connection is in use: the write is given back, to be queued.
+    Busy(WriteOp),
 }
 
 /// Counters the writer keeps, shared with the store.
@@ -67,15 +102,38 @@ pub(crate) struct Stats {
     pub(crate) writes: AtomicU64,
 }
 
-/// The writer: the connection and what it reports to.
+/// The connection behind its lock, and the writer thread to wake.
 pub(crate) struct Writer {
+    core: Mutex<Core>,
+    thread: OnceLock<Thread>,
+}
+
+/// Everything a commit needs; whoever holds the lock on it commits.
+struct Core {
     conn: Connection,
     label: Arc<str>,
     stats: Arc<Stats>,
     /// Where committed events go live.
     publisher: Arc<Publisher>,
-    /// The leases this store holds, which the writer renews between batches.
+    /// The leases this store holds, which the writer thread renews between batches.
     leases: Arc<Leases>,
+    /// The queue the writer thread serves; a caller committing drains it too.
+    requests: Receiver<Request>,
+    /// The busy timeout the store was opened with, which the writer thread waits.
+    busy_timeout: Duration,
+    /// Writes that the writer thread must commit before any other: handed over by a caller
+    /// that found the database locked by another connection.
+    handed: Vec<Pending>,
+    /// Reads that a committing caller took from the queue, left to the writer thread.
+    reads: Vec<ReadFn>,
+}
+
+/// What draining the queue found.
+struct Drained {
+    /// The queue's senders are gone: the store is closing.
+    closed: bool,
+    /// The batch is full; more may be waiting.
+    full: bool,
 }
 
 impl Writer {
@@ -85,63 +143,198 @@ impl Writer {
         stats: Arc<Stats>,
         publisher: Arc<Publisher>,
         leases: Arc<Leases>,
+        requests: Receiver<Request>,
+        busy_timeout: Duration,
     ) -> Self {
         Self {
-            conn,
-            label,
-            stats,
-            publisher,
-            leases,
+            core: Mutex::new(Core {
+                conn,
+                label,
+                stats,
+                publisher,
+                leases,
+                requests,
+                busy_timeout,
+                handed: Vec::new(),
+                reads: Vec::new(),
+            }),
+            thread: OnceLock::new(),
         }
     }
 
-    /// Serves requests until every sender is gone, then gives up the leases still held and
-    /// returns, closing the connection (which checkpoints the WAL into the database file).
-    /// Between batches, every [`Leases::heartbeat_period`], it renews the leases it holds.
-    pub(crate) fn run(self, requests: Receiver<Request>) {
-        let period = self.leases.heartbeat_period();
+    /// Names the thread [`wake`](Self::wake) unparks.
+    pub(crate) fn set_thread(&self, thread: Thread) {
+        let _ = self.thread.set(thread);
+    }
+
+    /// Tells the writer thread that there is something in the queue (or that it closed).
+    pub(crate) fn wake(&self) {
+        if let Some(thread) = self.thread.get() {
+            thread.unpark();
+        }
+    }
+
+    /// The lock, even if a thread panicked holding it: the connection has no invariant of
+    /// ours that a panic could break (a transaction left open is rolled back by the next
+    /// write's error path).
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The writer thread: serves the queue until every sender is gone, then gives up the
+    /// leases still held. Between batches, every [`Leases::heartbeat_period`], it renews the
+    /// leases it holds. The connection closes (checkpointing the WAL into the database file)
+    /// when the store drops the writer, after this returns.
+    pub(crate) fn run(&self) {
+        let period = self.lock().leases.heartbeat_period();
         let mut beat = Instant::now() + period;
         loop {
+            let mut core = self.lock();
             if Instant::now() >= beat {
-                self.leases.renew(&self.conn, &self.label);
+                core.leases.renew(&core.conn, &core.label);
                 beat = Instant::now() + period;
             }
-            let wait = beat.saturating_duration_since(Instant::now());
-            let first = match requests.recv_timeout(wait) {
-                Ok(first) => first,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            let mut writes = Vec::new();
-            let mut reads = Vec::new();
-            let mut next = Some(first);
-            while let Some(request) = next.take() {
-                match request {
-                    Request::Write { op, reply } => writes.push(Pending { op, reply }),
-                    Request::Read(read) => reads.push(read),
-                }
-                if writes.len() >= MAX_BATCH {
-                    break;
-                }
-                // Empty or disconnected alike: the batch is what is here now.
-                next = requests.try_recv().ok();
+            let open = core.serve();
+            drop(core);
+            if !open {
+                break;
             }
-            if !writes.is_empty() {
-                self.commit_group(writes);
-            }
-            for read in reads {
-                read(&self.conn, &self.label);
-            }
+            // An unpark that came while serving makes this return at once: none is lost.
+            std::thread::park_timeout(beat.saturating_duration_since(Instant::now()));
         }
-        self.leases.give_up(&self.conn, &self.label);
+        let core = self.lock();
+        core.leases.give_up(&core.conn, &core.label);
     }
 
-    /// Commits `batch` in one transaction, publishes its events and acknowledges each write,
-    /// or, if the transaction as a whole fails, commits each write on its own. Events go out
-    /// before the acknowledgements, so a caller whose write is acknowledged knows its event
-    /// has been published.
-    fn commit_group(&self, batch: Vec<Pending>) {
-        match self.try_batch(&batch) {
+    /// Commits `op` on the caller's thread if the connection is free, with every write queued
+    /// meanwhile; see the module's documentation.
+    pub(crate) fn commit_here(&self, op: WriteOp) -> Inline {
+        let mut core = match self.core.try_lock() {
+            Ok(core) => core,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return Inline::Busy(op),
+        };
+        if !core.handed.is_empty() {
+            // The writer thread is behind another connection's lock; queue up behind it.
+            return Inline::Busy(op);
+        }
+        if let Err(error) = core.begin_without_waiting() {
+            if !error.is_busy() {
+                return Inline::Done(Err(error));
+            }
+            let (reply, answer) = oneshot::channel();
+            core.handed.push(Pending {
+                op,
+                reply: Reply::Caller(reply),
+            });
+            drop(core);
+            self.wake();
+            return Inline::Handed(answer);
+        }
+        let mut batch = vec![Pending {
+            op,
+            reply: Reply::Leader,
+        }];
+        let drained = core.drain(&mut batch);
+        let answer = core.commit_group(batch, true);
+        let more = drained.closed || drained.full || !core.reads.is_empty();
+        drop(core);
+        if more {
+            self.wake();
+        }
+        Inline::Done(answer.unwrap_or_else(|| {
+            Err(StoreError::Backend(
+                "internal: a committed write lost its answer".to_owned(),
+            ))
+        }))
+    }
+}
+
+impl Reply {
+    /// Delivers `answer`: to the caller awaiting it, or back, for the leader.
+    fn send(self, answer: Answer) -> Option<Answer> {
+        match self {
+            // A caller that stopped waiting has nothing to hear.
+            Reply::Caller(reply) => {
+                let _ = reply.send(answer);
+                None
+            }
+            Reply::Leader => Some(answer),
+        }
+    }
+}
+
+impl Core {
+    /// Commits what was handed over and what is queued, batch after batch, then runs the
+    /// reads. `false` once the store is closing and the queue is empty.
+    fn serve(&mut self) -> bool {
+        loop {
+            let mut batch = std::mem::take(&mut self.handed);
+            let drained = self.drain(&mut batch);
+            if !batch.is_empty() {
+                self.commit_group(batch, false);
+            }
+            for read in std::mem::take(&mut self.reads) {
+                read(&self.conn, &self.label);
+            }
+            if drained.closed {
+                return false;
+            }
+            if !drained.full {
+                return true;
+            }
+        }
+    }
+
+    /// Moves the queued writes into `batch` (up to [`MAX_BATCH`]) and the reads aside.
+    fn drain(&mut self, batch: &mut Vec<Pending>) -> Drained {
+        loop {
+            if batch.len() >= MAX_BATCH {
+                return Drained {
+                    closed: false,
+                    full: true,
+                };
+            }
+            match self.requests.try_recv() {
+                Ok(Request::Write { op, reply }) => batch.push(Pending {
+                    op,
+                    reply: Reply::Caller(reply),
+                }),
+                Ok(Request::Read(read)) => self.reads.push(read),
+                Err(TryRecvError::Empty) => {
+                    return Drained {
+                        closed: false,
+                        full: false,
+                    };
+                }
+                Err(TryRecvError::Disconnected) => {
+                    return Drained {
+                        closed: true,
+                        full: false,
+                    };
+                }
+            }
+        }
+    }
+
+    /// `BEGIN IMMEDIATE`, failing at once with [`StoreError::Busy`] if another connection
+    /// holds the database, instead of waiting the busy timeout on a caller's thread.
+    fn begin_without_waiting(&self) -> Result<(), StoreError> {
+        // Setting a busy timeout cannot fail on an open connection; if it ever did, the
+        // `BEGIN` would merely wait as the writer thread does.
+        let _ = self.conn.busy_timeout(Duration::ZERO);
+        let begun = self.exec("BEGIN IMMEDIATE");
+        let _ = self.conn.busy_timeout(self.busy_timeout);
+        begun
+    }
+
+    /// Commits `batch` in one transaction (`begun`: already open), publishes its events and
+    /// answers each write, or, if the transaction as a whole fails, commits each write on its
+    /// own. Events go out before the answers, so a caller whose write is acknowledged knows
+    /// its event has been published. Returns the leader's answer, if it is in the batch.
+    fn commit_group(&self, batch: Vec<Pending>, begun: bool) -> Option<Answer> {
+        let mut leader = None;
+        match self.try_batch(&batch, begun) {
             Ok(results) => {
                 self.publisher.publish(
                     batch
@@ -153,13 +346,12 @@ impl Writer {
                     if result.is_ok() {
                         self.stats.writes.fetch_add(1, Ordering::Relaxed);
                     }
-                    // A caller that stopped waiting has nothing to hear.
-                    let _ = pending.reply.send(result);
+                    leader = leader.or(pending.reply.send(result));
                 }
             }
             Err(error) if batch.len() == 1 || error.is_busy() => {
                 for pending in batch {
-                    let _ = pending.reply.send(Err(error.clone()));
+                    leader = leader.or(pending.reply.send(Err(error.clone())));
                 }
             }
             Err(error) => {
@@ -169,16 +361,17 @@ impl Writer {
                     "group commit failed; committing its writes one by one"
                 );
                 for pending in batch {
-                    self.commit_group(vec![pending]);
+                    leader = leader.or(self.commit_group(vec![pending], false));
                 }
             }
         }
+        leader
     }
 
-    /// One transaction for `batch`: each write's own result, or the error that lost the
-    /// transaction (nothing of the batch is then committed).
-    fn try_batch(&self, batch: &[Pending]) -> Result<Vec<Result<Applied, StoreError>>, StoreError> {
-        let result = self.try_batch_inner(batch);
+    /// One transaction for `batch` (`begun`: already open): each write's own result, or the
+    /// error that lost the transaction (nothing of the batch is then committed).
+    fn try_batch(&self, batch: &[Pending], begun: bool) -> Result<Vec<Answer>, StoreError> {
+        let result = self.try_batch_inner(batch, begun);
         if result.is_err() && !self.conn.is_autocommit() {
             // The error at hand says what failed; if the rollback fails too, SQLite has
             // rolled back already or the connection is gone, which the next write will report.
@@ -187,11 +380,10 @@ impl Writer {
         result
     }
 
-    fn try_batch_inner(
-        &self,
-        batch: &[Pending],
-    ) -> Result<Vec<Result<Applied, StoreError>>, StoreError> {
-        self.exec("BEGIN IMMEDIATE")?;
+    fn try_batch_inner(&self, batch: &[Pending], begun: bool) -> Result<Vec<Answer>, StoreError> {
+        if !begun {
+            self.exec("BEGIN IMMEDIATE")?;
+        }
         let mut results = Vec::with_capacity(batch.len());
         // A write alone in its batch needs no savepoint: if it fails, the whole transaction
         // is rolled back, which undoes exactly that write.
