@@ -107,7 +107,7 @@ async fn opening_creates_the_schema_in_wal_mode_with_strict_tables() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("reads");
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 5);
+    assert_eq!(SCHEMA_VERSION, 6);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("reads");
@@ -555,7 +555,9 @@ async fn a_workflow_runs_end_to_end_on_a_file() {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .expect("reads");
-    assert_eq!(version, 10, "created at 1, bumped by each of the 9 changes");
+    // Created at 1 and bumped by the run's end: a step's change rewrites the run's row only
+    // to renew a lease more than half spent (`checkpoint_pages.rs`), and 30 s are far off.
+    assert_eq!(version, 2, "created at 1, bumped by the run's end");
     let detail: serde_json::Value = serde_json::from_str(&detail).expect("JSON");
     assert_eq!(detail["error"], "flaky");
     assert_eq!(detail["delay_ms"], 1);

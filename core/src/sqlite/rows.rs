@@ -401,23 +401,10 @@ fn record(
         _ => (None, None),
     };
     // Fenced: applied only while the run's token is this store's (no token matches -1), and
-    // not to a parked run. The write renews the lease; the run's end lets it go.
+    // not to a parked run.
     let fence = token.map_or(-1, |t| i64::try_from(t).unwrap_or(i64::MAX));
-    let expires = run_status.is_none().then(|| at.saturating_add(lease_ms));
-    let updated = conn
-        .prepare_cached(
-            "UPDATE runs SET version = version + 1, updated_at = ?2, \
-             status = COALESCE(?3, status), error = COALESCE(?4, error), lease_expires = ?6 \
-             WHERE run_id = ?1 AND lease_token = ?5 AND parked = 0",
-        )?
-        .execute(params![run_id, at, run_status, run_error, fence, expires])?;
-    if updated == 0 {
-        let exists = conn
-            .prepare_cached("SELECT 1 FROM runs WHERE run_id = ?1")?
-            .query_row([run_id], |_| Ok(()))
-            .optional()?
-            .is_some();
-        return Err(ApplyError::Refused(if exists {
+    let refused = |exists: bool| {
+        ApplyError::Refused(if exists {
             StoreError::Fenced {
                 run_id: RunId::from(run_id),
                 token: token.unwrap_or(0),
@@ -426,7 +413,55 @@ fn record(
             StoreError::Backend(format!(
                 "database `{label}`: no run `{run_id}` to record a change of"
             ))
-        }));
+        })
+    };
+    if run_status.is_none() {
+        // A step's change reads the fence and leaves the run's row alone unless its lease is
+        // more than half spent, when the write renews it (as the heartbeats do): one page
+        // fewer to write on most checkpoints. So `updated_at` is the time of the last renewal
+        // or of the run's end.
+        let found = conn
+            .prepare_cached(
+                "SELECT lease_token, parked, lease_expires FROM runs WHERE run_id = ?1",
+            )?
+            .query_row([run_id], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, Option<i64>>(2)?,
+                ))
+            })
+            .optional()?;
+        let Some((held, parked, expires)) = found else {
+            return Err(refused(false));
+        };
+        if held != fence || parked != 0 {
+            return Err(refused(true));
+        }
+        if expires.is_none_or(|expires| expires.saturating_sub(at) < lease_ms / 2) {
+            conn.prepare_cached(
+                "UPDATE runs SET version = version + 1, updated_at = ?2, lease_expires = ?3 \
+                 WHERE run_id = ?1",
+            )?
+            .execute(params![run_id, at, at.saturating_add(lease_ms)])?;
+        }
+    } else {
+        // The run's end: its status, and the lease let go.
+        let updated = conn
+            .prepare_cached(
+                "UPDATE runs SET version = version + 1, updated_at = ?2, status = ?3, \
+                 error = COALESCE(?4, error), lease_expires = NULL \
+                 WHERE run_id = ?1 AND lease_token = ?5 AND parked = 0",
+            )?
+            .execute(params![run_id, at, run_status, run_error, fence])?;
+        if updated == 0 {
+            let exists = conn
+                .prepare_cached("SELECT 1 FROM runs WHERE run_id = ?1")?
+                .query_row([run_id], |_| Ok(()))
+                .optional()?
+                .is_some();
+            return Err(refused(exists));
+        }
     }
     let (step, event) = rows_of(change);
     if let Some(step) = step {

@@ -17,7 +17,7 @@ use crate::sqlite::{SqliteOptions, Synchronous};
 
 /// The migrations, oldest first; migration `i` takes the schema from version `i` to `i + 1`.
 /// Append only: a migration that has shipped must never change.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The newest schema version this code knows (`PRAGMA user_version` of a current database).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -138,6 +138,29 @@ CREATE TABLE machine_transitions (
 /// run. Nullable: runs created before this version have none.
 const V5: &str = "
 ALTER TABLE runs ADD COLUMN graph TEXT;
+";
+
+/// Version 6: `events` without `AUTOINCREMENT`. Its `seq` stays the rowid, numbered from the
+/// largest one plus one, which is the same numbering as long as the newest event is never
+/// deleted (sagaflow deletes no events); `AUTOINCREMENT` cost every checkpoint a write of the
+/// `sqlite_sequence` page besides the event's own. `events` is rebuilt: no table references
+/// it, so dropping it with `foreign_keys` on is safe inside the migration's transaction.
+const V6: &str = "
+CREATE TABLE events_v6 (
+    seq     INTEGER NOT NULL PRIMARY KEY,
+    run_id  TEXT    NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    at      INTEGER NOT NULL,
+    kind    TEXT    NOT NULL,
+    step    TEXT,
+    attempt INTEGER,
+    detail  TEXT
+) STRICT;
+
+INSERT INTO events_v6 (seq, run_id, at, kind, step, attempt, detail)
+    SELECT seq, run_id, at, kind, step, attempt, detail FROM events ORDER BY seq;
+DROP TABLE events;
+ALTER TABLE events_v6 RENAME TO events;
+CREATE INDEX events_by_run ON events (run_id, seq);
 ";
 
 /// Opens `path` (`None` for a private in-memory database), sets the pragmas and brings the
