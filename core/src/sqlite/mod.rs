@@ -34,7 +34,7 @@
 //! before.
 //!
 //! Several processes may share the file: a run is taken up under a lease with a fencing token
-//! ([`Store::acquire`]), renewed by the writer while the run lives here; a run whose lease
+//! ([`Store::acquire`]), renewed by the store while the run lives here; a run whose lease
 //! expired is taken over by another process, and the old owner's next write is refused with
 //! [`StoreError::Fenced`]; a run taken up more than [`SqliteOptions::max_recoveries`] times is
 //! parked (see `lease`).
