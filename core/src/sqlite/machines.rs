@@ -390,5 +390,20 @@ mod tests {
         assert_eq!(store.machine_ids("M").await.unwrap(), ["a", "b"]);
         assert_eq!(store.machine_ids("Other").await.unwrap(), ["c"]);
         assert!(store.machine_ids("None").await.unwrap().is_empty());
+        // Through the index, not a scan of every machine.
+        let plan = store
+            .read(|conn, _| {
+                let mut stmt = conn
+                    .prepare(
+                        "EXPLAIN QUERY PLAN SELECT machine_id FROM machines WHERE machine = ?1 \
+                         ORDER BY machine_id",
+                    )
+                    .unwrap();
+                let rows = stmt.query_map(["M"], |r| r.get::<_, String>(3)).unwrap();
+                Ok(rows.collect::<Result<Vec<_>, _>>().unwrap().join("; "))
+            })
+            .await
+            .unwrap();
+        assert!(plan.contains("INDEX machines_by_type"), "{plan}");
     }
 }

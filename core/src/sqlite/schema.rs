@@ -140,11 +140,16 @@ const V5: &str = "
 ALTER TABLE runs ADD COLUMN graph TEXT;
 ";
 
-/// Version 6: `events` without `AUTOINCREMENT`. Its `seq` stays the rowid, numbered from the
-/// largest one plus one, which is the same numbering as long as the newest event is never
-/// deleted (sagaflow deletes no events); `AUTOINCREMENT` cost every checkpoint a write of the
-/// `sqlite_sequence` page besides the event's own. `events` is rebuilt: no table references
-/// it, so dropping it with `foreign_keys` on is safe inside the migration's transaction.
+/// Version 6: `events` without `AUTOINCREMENT`, and machines found by type.
+///
+/// - `events.seq` stays the rowid, numbered from the largest one plus one, which is the same
+///   numbering as long as the newest event is never deleted (sagaflow deletes no events; a
+///   future pruning must keep the newest); `AUTOINCREMENT` cost every checkpoint a write of
+///   the `sqlite_sequence` page besides the event's own. `events` is rebuilt: no table
+///   references it, so dropping it with `foreign_keys` on is safe inside the migration's
+///   transaction.
+/// - `machines_by_type` serves `machine_ids` (and `sagaflow machines`), which scanned every
+///   machine; a transition does not change a machine's type, so it costs transitions nothing.
 const V6: &str = "
 CREATE TABLE events_v6 (
     seq     INTEGER NOT NULL PRIMARY KEY,
@@ -161,6 +166,8 @@ INSERT INTO events_v6 (seq, run_id, at, kind, step, attempt, detail)
 DROP TABLE events;
 ALTER TABLE events_v6 RENAME TO events;
 CREATE INDEX events_by_run ON events (run_id, seq);
+
+CREATE INDEX machines_by_type ON machines (machine, machine_id);
 ";
 
 /// Opens `path` (`None` for a private in-memory database), sets the pragmas and brings the
