@@ -5,16 +5,19 @@
 //!   `match`, by sagaflow's `fsm!` (the synchronous `next` of a machine without hooks, and
 //!   `Machine::fire`, the async path every machine has, polled once with a no-op waker: it is
 //!   ready at once since nothing awaits), and by smlang 0.8, rust-fsm 0.8 and statig 0.4
-//!   (blocking). One iteration is 1,000 events of one pre-drawn sequence, the same for all;
-//!   criterion's throughput is events per second.
+//!   (blocking). One iteration is 1,000 events of one pre-drawn sequence, the same for all,
+//!   each contender's made into its own event type before the timer starts and handed over in
+//!   order by one loop of the same shape for all (`drive`); criterion's throughput is events
+//!   per second.
 //! - `persisted`: one transition of a machine persisted on a SQLite file
 //!   (`PersistedMachine::fire`: encode, `UPDATE ... WHERE version = ?` and the log row in one
 //!   transaction through the store's writer thread) against the same two statements committed
 //!   by hand with rusqlite on a file in the same directory and with the same pragmas, and
 //!   against the bare one-row commit of `durable.rs`; `synchronous` FULL and NORMAL.
 //!
-//! Before anything is timed every contender runs the sequence once and must end in the state
-//! the hand-written `match` ends in; the persisted machine's version and log are checked.
+//! Before it is timed every in-memory contender runs the sequence once, through the function
+//! that is timed, and must end in the state the hand-written `match` ends in; the persisted
+//! machine's version and log are checked.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -23,7 +26,10 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BatchSize, BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main,
+};
 use sagaflow::{SqliteOptions, SqliteStore, Synchronous, fsm};
 use tempfile::TempDir;
 
@@ -45,7 +51,9 @@ fn fastrand_like(mut state: u64) -> impl FnMut() -> u64 {
     }
 }
 
-/// Polls a future that is ready at once (it never awaits), without an executor.
+/// Polls a future that is ready at once (it never awaits), without an executor. Always
+/// inlined, as an `.await` on such a future is inlined into the `async fn` around it.
+#[inline(always)]
 fn now<F: Future>(fut: F) -> F::Output {
     let mut fut = pin!(fut);
     match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
@@ -77,6 +85,7 @@ mod hand {
         Coin,
         Push,
     }
+    #[inline]
     pub(crate) fn next(state: State, event: Event) -> Option<State> {
         match (state, event) {
             (State::Locked, Event::Coin) => Some(State::Unlocked),
@@ -181,7 +190,10 @@ mod hand_ten {
         Back,
         Reset,
     }
-    /// A `match` over the 30 pairs, as one writes it by hand.
+    /// A `match` over the 30 pairs, as one writes it by hand. `#[inline]`, so that it is
+    /// inlined into the timed loop like every other contender's transition (without it, LLVM
+    /// kept it out of line once the loop had a function of its own).
+    #[inline]
     pub(crate) fn next(state: State, event: Event) -> Option<State> {
         use Event::*;
         use State::*;
@@ -314,22 +326,72 @@ mod st_ten {
 // ---------------------------------------------------------------------------------------------
 // In memory
 
-/// Times one contender: `$init` makes its machine (or state), then every event of `$seq` is
-/// made from its index *after* `black_box`, so no contender's events are known to the
-/// optimizer, and each pays the same index-to-event `match`; `$step` applies event `$e`.
-macro_rules! contender {
-    ($group:expr, $name:literal, $seq:expr, $init:expr, |$m:ident, $k:ident| $step:expr) => {
-        $group.bench_function($name, |b| {
-            b.iter(|| {
-                let mut $m = $init;
-                for &$k in $seq {
-                    let $k = black_box($k);
-                    $step;
-                }
-                black_box($m);
-            })
+/// Runs one contender over its events: `step` applies one event to the machine (or state) `m`.
+/// Never inlined, so every contender's loop is compiled alike, in a function of its own with
+/// its transition inlined into it and nothing else in it. With `OPAQUE`, the machine goes
+/// through `black_box` after every event, so no transition can be skipped (the turnstile's next
+/// state depends on the event alone: without it the optimizer keeps only the last event's).
+#[inline(never)]
+fn drive<const OPAQUE: bool, M, E>(
+    mut m: M,
+    events: &mut Vec<E>,
+    mut step: impl FnMut(&mut M, E),
+) -> M {
+    for e in events.drain(..) {
+        step(&mut m, e);
+        if OPAQUE {
+            black_box(&mut m);
+        }
+    }
+    m
+}
+
+/// The contenders of one group, all run on `seq` and checked against `expected`.
+struct Contenders<'a> {
+    group: BenchmarkGroup<'a, WallTime>,
+    seq: &'a [u8],
+    /// The hand-written `match`'s final state, which every contender must end in.
+    expected: String,
+}
+
+impl Contenders<'_> {
+    /// Checks one contender, then times it: `make` turns an index of the sequence into the
+    /// contender's own event, `init` makes its machine (or state), `step` applies one event,
+    /// `state` names the state it is in.
+    ///
+    /// The events are made into a vector of the contender's event type before the timer
+    /// starts: every contender gets the same events, which the optimizer cannot know, and the
+    /// timed loop ([`drive`]) only reads the next one and hands it over by value. (Making each
+    /// event from its index inside the timed loop, as this file once did, timed the index-to-
+    /// event `match` too, and its code depends on the order of the event enum's variants: for
+    /// `Next, Back, Reset` LLVM wrote the event into the low byte of the register that held
+    /// the previous event's jump target, chaining every event to the one before, while smlang's
+    /// and rust-fsm's alphabetical `Back, Next, Reset` did not.) The check runs the very
+    /// function that is timed.
+    fn run<const OPAQUE: bool, M, E>(
+        &mut self,
+        name: &str,
+        make: impl Fn(u8) -> E + Copy,
+        init: impl Fn() -> M + Copy,
+        step: impl FnMut(&mut M, E) + Copy,
+        state: impl Fn(&M) -> String,
+    ) {
+        let seq = self.seq;
+        let events = || seq.iter().map(|&k| make(k)).collect::<Vec<_>>();
+        let end = drive::<OPAQUE, _, _>(init(), &mut events(), step);
+        assert_eq!(
+            state(&end).to_lowercase(),
+            self.expected.to_lowercase(),
+            "{name} ends where the hand-written match does"
+        );
+        self.group.bench_function(name, |b| {
+            b.iter_batched_ref(
+                events,
+                |events| black_box(drive::<OPAQUE, _, _>(init(), events, step)),
+                BatchSize::SmallInput,
+            )
         });
-    };
+    }
 }
 
 fn hand_t(k: u8) -> hand::Event {
@@ -370,85 +432,74 @@ fn st_t(k: u8) -> st_turnstile::Event {
 
 fn turnstile(c: &mut Criterion) {
     let seq = sequence(2);
-    let seq = seq.as_slice();
-    // Every contender must end where the hand-written match does.
     let expected = seq.iter().fold(hand::State::Locked, |s, &k| {
         hand::next(s, hand_t(k)).expect("defined")
     });
-    let expected = format!("{expected:?}");
-    let mut s = TurnstileState::Locked;
-    let mut m = Turnstile::machine();
-    let mut sm = sm_turnstile::TurnstileStateMachine::new(sm_turnstile::Ctx);
-    let mut rf = rf_turnstile::turnstile::StateMachine::new();
-    let mut st = statig::blocking::IntoStateMachineExt::state_machine(st_turnstile::Turnstile);
-    for &k in seq {
-        s = Turnstile::next(&s, ours_t(k)).expect("defined");
-        now(m.fire(&mut (), ours_t(k))).expect("defined");
-        sm.process_event(sm_t(k)).expect("defined");
-        rf.consume(&rf_t(k)).expect("defined");
-        st.handle(&st_t(k));
-    }
-    assert_eq!(s.name(), expected);
-    assert_eq!(m.state_name(), expected);
-    assert_eq!(format!("{:?}", sm.state()), expected);
-    assert_eq!(format!("{:?}", rf.state()), expected);
-    assert_eq!(
-        format!("{:?}", st.state()).to_lowercase(),
-        expected.to_lowercase()
-    );
-
     let mut group = c.benchmark_group("turnstile");
     group.throughput(Throughput::Elements(EVENTS as u64));
-    contender!(
+    let mut contenders = Contenders {
         group,
+        seq: &seq,
+        expected: format!("{expected:?}"),
+    };
+    contenders.run::<true, _, _>(
         "hand_written_match",
-        seq,
-        hand::State::Locked,
-        |m, k| { m = hand::next(m, hand_t(k)).expect("defined") }
+        hand_t,
+        || hand::State::Locked,
+        |m, e| *m = hand::next(*m, e).expect("defined"),
+        |m| format!("{m:?}"),
     );
-    contender!(
-        group,
+    contenders.run::<true, _, _>(
         "sagaflow_next",
-        seq,
-        TurnstileState::Locked,
-        |m, k| { m = Turnstile::next(&m, ours_t(k)).expect("defined") }
+        ours_t,
+        || TurnstileState::Locked,
+        |m, e| *m = Turnstile::next(m, e).expect("defined"),
+        |m| m.name().to_string(),
     );
-    contender!(
-        group,
+    contenders.run::<true, _, _>(
         "sagaflow_machine_fire",
-        seq,
-        Turnstile::machine(),
-        |m, k| { now(m.fire(&mut (), ours_t(k))).expect("defined") }
+        ours_t,
+        Turnstile::machine,
+        |m, e| {
+            now(m.fire(&mut (), e)).expect("defined");
+        },
+        |m| m.state_name().to_string(),
     );
-    contender!(
-        group,
+    contenders.run::<true, _, _>(
         "sagaflow_machine_step",
-        seq,
-        Turnstile::machine(),
-        |m, k| { m.step(ours_t(k)).expect("defined") }
+        ours_t,
+        Turnstile::machine,
+        |m, e| {
+            m.step(e).expect("defined");
+        },
+        |m| m.state_name().to_string(),
     );
-    contender!(
-        group,
+    contenders.run::<true, _, _>(
         "smlang",
-        seq,
-        sm_turnstile::TurnstileStateMachine::new(sm_turnstile::Ctx),
-        |m, k| m.process_event(sm_t(k)).expect("defined")
+        sm_t,
+        || sm_turnstile::TurnstileStateMachine::new(sm_turnstile::Ctx),
+        |m, e| {
+            m.process_event(e).expect("defined");
+        },
+        |m| format!("{:?}", m.state()),
     );
-    contender!(
-        group,
+    contenders.run::<true, _, _>(
         "rust_fsm",
-        seq,
-        rf_turnstile::turnstile::StateMachine::new(),
-        |m, k| m.consume(&rf_t(k)).expect("defined")
+        rf_t,
+        rf_turnstile::turnstile::StateMachine::new,
+        |m, e| {
+            m.consume(&e).expect("defined");
+        },
+        |m| format!("{:?}", m.state()),
     );
-    contender!(
-        group,
+    contenders.run::<true, _, _>(
         "statig",
-        seq,
-        statig::blocking::IntoStateMachineExt::state_machine(st_turnstile::Turnstile),
-        |m, k| m.handle(&st_t(k))
+        st_t,
+        || statig::blocking::IntoStateMachineExt::state_machine(st_turnstile::Turnstile),
+        |m, e| m.handle(&e),
+        |m| format!("{:?}", m.state()),
     );
-    group.finish();
+    contenders.group.finish();
 }
 
 fn hand_10(k: u8) -> hand_ten::Event {
@@ -489,77 +540,74 @@ fn st_10(k: u8) -> st_ten::Event {
 
 fn ten_states(c: &mut Criterion) {
     let seq = sequence(3);
-    let seq = seq.as_slice();
     let expected = seq.iter().fold(hand_ten::State::S0, |s, &k| {
         hand_ten::next(s, hand_10(k)).expect("defined")
     });
-    let expected = format!("{expected:?}");
-    let mut s = TenState::S0;
-    let mut m = Ten::machine();
-    let mut sm = sm_ten::TenStateMachine::new(sm_ten::Ctx);
-    let mut rf = rf_ten::ten::StateMachine::new();
-    let mut st = statig::blocking::IntoStateMachineExt::state_machine(st_ten::Ten);
-    for &k in seq {
-        s = Ten::next(&s, ours_10(k)).expect("defined");
-        now(m.fire(&mut (), ours_10(k))).expect("defined");
-        sm.process_event(sm_10(k)).expect("defined");
-        rf.consume(&rf_10(k)).expect("defined");
-        st.handle(&st_10(k));
-    }
-    assert_eq!(s.name(), expected);
-    assert_eq!(m.state_name(), expected);
-    assert_eq!(format!("{:?}", sm.state()), expected);
-    assert_eq!(format!("{:?}", rf.state()), expected);
-    assert_eq!(format!("{:?}", st.state()).to_uppercase(), expected);
-
     let mut group = c.benchmark_group("ten_states");
     group.throughput(Throughput::Elements(EVENTS as u64));
-    contender!(
+    let mut contenders = Contenders {
         group,
+        seq: &seq,
+        expected: format!("{expected:?}"),
+    };
+    contenders.run::<false, _, _>(
         "hand_written_match",
-        seq,
-        hand_ten::State::S0,
-        |m, k| { m = hand_ten::next(m, hand_10(k)).expect("defined") }
+        hand_10,
+        || hand_ten::State::S0,
+        |m, e| *m = hand_ten::next(*m, e).expect("defined"),
+        |m| format!("{m:?}"),
     );
-    contender!(group, "sagaflow_next", seq, TenState::S0, |m, k| {
-        m = Ten::next(&m, ours_10(k)).expect("defined")
-    });
-    contender!(
-        group,
+    contenders.run::<false, _, _>(
+        "sagaflow_next",
+        ours_10,
+        || TenState::S0,
+        |m, e| *m = Ten::next(m, e).expect("defined"),
+        |m| m.name().to_string(),
+    );
+    contenders.run::<false, _, _>(
         "sagaflow_machine_fire",
-        seq,
-        Ten::machine(),
-        |m, k| { now(m.fire(&mut (), ours_10(k))).expect("defined") }
+        ours_10,
+        Ten::machine,
+        |m, e| {
+            now(m.fire(&mut (), e)).expect("defined");
+        },
+        |m| m.state_name().to_string(),
     );
-    contender!(
-        group,
+    contenders.run::<false, _, _>(
         "sagaflow_machine_step",
-        seq,
-        Ten::machine(),
-        |m, k| { m.step(ours_10(k)).expect("defined") }
+        ours_10,
+        Ten::machine,
+        |m, e| {
+            m.step(e).expect("defined");
+        },
+        |m| m.state_name().to_string(),
     );
-    contender!(
-        group,
+    contenders.run::<false, _, _>(
         "smlang",
-        seq,
-        sm_ten::TenStateMachine::new(sm_ten::Ctx),
-        |m, k| m.process_event(sm_10(k)).expect("defined")
+        sm_10,
+        || sm_ten::TenStateMachine::new(sm_ten::Ctx),
+        |m, e| {
+            m.process_event(e).expect("defined");
+        },
+        |m| format!("{:?}", m.state()),
     );
-    contender!(
-        group,
+    contenders.run::<false, _, _>(
         "rust_fsm",
-        seq,
-        rf_ten::ten::StateMachine::new(),
-        |m, k| m.consume(&rf_10(k)).expect("defined")
+        rf_10,
+        rf_ten::ten::StateMachine::new,
+        |m, e| {
+            m.consume(&e).expect("defined");
+        },
+        |m| format!("{:?}", m.state()),
     );
-    contender!(
-        group,
+    contenders.run::<false, _, _>(
         "statig",
-        seq,
-        statig::blocking::IntoStateMachineExt::state_machine(st_ten::Ten),
-        |m, k| m.handle(&st_10(k))
+        st_10,
+        || statig::blocking::IntoStateMachineExt::state_machine(st_ten::Ten),
+        |m, e| m.handle(&e),
+        |m| format!("{:?}", m.state()),
     );
-    group.finish();
+    contenders.group.finish();
 }
 
 fn in_memory(c: &mut Criterion) {

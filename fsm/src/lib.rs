@@ -99,6 +99,7 @@ pub struct Machine<M: Fsm> {
 impl<M: Fsm> Machine<M> {
     /// A machine in the initial state. The initial state's entry action does not run: a
     /// machine starts inside it.
+    #[inline]
     pub fn new() -> Self {
         Self {
             state: M::initial(),
@@ -106,16 +107,19 @@ impl<M: Fsm> Machine<M> {
     }
 
     /// A machine restored in `state` (deserialized, say). No entry action runs.
+    #[inline]
     pub fn from_state(state: M::State) -> Self {
         Self { state }
     }
 
     /// The current state.
+    #[inline]
     pub fn state(&self) -> &M::State {
         &self.state
     }
 
     /// The current state's name.
+    #[inline]
     pub fn state_name(&self) -> &'static str {
         M::state_name(&self.state)
     }
@@ -126,12 +130,14 @@ impl<M: Fsm> Machine<M> {
     }
 
     /// The current state, by value.
+    #[inline]
     pub fn into_state(self) -> M::State {
         self.state
     }
 
     /// Fires `event`: on success the machine is in the new state, which is returned; on error
     /// it is still in the state it was in.
+    #[inline]
     pub async fn fire<C: ?Sized>(
         &mut self,
         ctx: &mut C,
@@ -147,6 +153,7 @@ impl<M: Fsm> Machine<M> {
 
     /// Fires `event` on a machine without guards or actions, synchronously: on error the
     /// machine is still in the state it was in.
+    #[inline]
     pub fn step(&mut self, event: M::Event) -> Result<&M::State, TransitionError>
     where
         M: Step,

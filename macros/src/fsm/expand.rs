@@ -99,10 +99,14 @@ pub(crate) fn expand(input: &FsmInput, model: &Model, stub: bool) -> TokenStream
     } else {
         transition_body(model, &n)
     };
+    // The transition function and the small functions around it are `#[inline]`: they are not
+    // generic, so without it a machine declared in one crate could not have its transition
+    // inlined into a loop in another (without LTO).
     let pure = model.hooks.is_empty().then(|| {
         quote! {
             /// The next state from `state` on `event`: this machine has no guards or actions,
             /// so its transition function is synchronous. `state` is not changed.
+            #[inline]
             #vis fn next(state: &#state_ty, event: #event_ty) -> ::core::result::Result<#state_ty, #rt::TransitionError> {
                 <Self as #rt::Step>::step(state, event)
             }
@@ -112,6 +116,7 @@ pub(crate) fn expand(input: &FsmInput, model: &Model, stub: bool) -> TokenStream
         quote! {
             impl #rt::Step for #machine {
                 #[allow(unreachable_patterns, unreachable_code, unused_variables)]
+                #[inline]
                 fn step(state: &#state_ty, event: #event_ty) -> ::core::result::Result<#state_ty, #rt::TransitionError> {
                     let ctx = &mut ();
                     #body
@@ -153,6 +158,7 @@ pub(crate) fn expand(input: &FsmInput, model: &Model, stub: bool) -> TokenStream
 
         impl #state_ty {
             /// The variant's name.
+            #[inline]
             #vis fn name(&self) -> &'static str {
                 match *self { #(#state_names,)* }
             }
@@ -160,6 +166,7 @@ pub(crate) fn expand(input: &FsmInput, model: &Model, stub: bool) -> TokenStream
 
         impl #event_ty {
             /// The variant's name.
+            #[inline]
             #vis fn name(&self) -> &'static str {
                 match *self { #(#event_names,)* }
             }
@@ -173,14 +180,17 @@ pub(crate) fn expand(input: &FsmInput, model: &Model, stub: bool) -> TokenStream
                 #spec
             }
 
+            #[inline]
             fn initial() -> #state_ty {
                 #initial
             }
 
+            #[inline]
             fn state_name(state: &#state_ty) -> &'static str {
                 state.name()
             }
 
+            #[inline]
             fn event_name(event: &#event_ty) -> &'static str {
                 event.name()
             }
@@ -204,11 +214,13 @@ pub(crate) fn expand(input: &FsmInput, model: &Model, stub: bool) -> TokenStream
             #vis const NAME: &'static str = #machine_str;
 
             /// The initial state.
+            #[inline]
             #vis fn initial() -> #state_ty {
                 <Self as #rt::Fsm>::initial()
             }
 
             /// A machine in memory, in the initial state.
+            #[inline]
             #vis fn machine() -> #rt::Machine<#machine> {
                 #rt::Machine::new()
             }
