@@ -196,7 +196,8 @@ async fn a_version_5_event_log_keeps_its_numbers_and_new_events_follow_them() {
             .await
             .unwrap();
     }
-    // Make `events` what version 5 had.
+    // Make the file what version 5 left: `events` numbered by `AUTOINCREMENT`, machines
+    // not indexed by type.
     let conn = Connection::open(&path).unwrap();
     conn.execute_batch(
         "CREATE TABLE events_v5 (
@@ -212,6 +213,7 @@ async fn a_version_5_event_log_keeps_its_numbers_and_new_events_follow_them() {
          DROP TABLE events;
          ALTER TABLE events_v5 RENAME TO events;
          CREATE INDEX events_by_run ON events (run_id, seq);
+         DROP INDEX machines_by_type;
          PRAGMA user_version = 5;",
     )
     .unwrap();
