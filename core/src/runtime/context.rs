@@ -56,20 +56,39 @@ pub(crate) trait SignalSource: Send + Sync {
     async fn wait(&self, run_id: &RunId, name: &str) -> Result<String, StepError>;
 }
 
+/// The run in flight a context belongs to, as the engine hands it: its id, its steps' names
+/// and the signals its steps wait on. One reference to it is all a context made by the
+/// engine holds, so that making one for each attempt costs one reference count, not three.
+pub(crate) trait StepScope: SignalSource {
+    /// The run's id.
+    fn run_id(&self) -> &RunId;
+    /// The name of step `index` (empty if there is no such step).
+    fn step_name(&self, index: usize) -> &str;
+}
+
 /// Handed to every attempt of a step, by reference, as its first argument.
 #[derive(Clone)]
 pub struct StepContext {
-    run_id: RunId,
-    step: Arc<str>,
+    scope: Scope,
     attempt: u32,
-    signals: Option<Arc<dyn SignalSource>>,
+}
+
+#[derive(Clone)]
+enum Scope {
+    /// Made with [`StepContext::new`]: no engine behind it, so no signals.
+    Own { run_id: RunId, step: Arc<str> },
+    /// Made by the engine for step `index` of a run in flight.
+    Run {
+        run: Arc<dyn StepScope>,
+        index: usize,
+    },
 }
 
 impl fmt::Debug for StepContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StepContext")
-            .field("run_id", &self.run_id)
-            .field("step", &self.step)
+            .field("run_id", self.run_id())
+            .field("step", &self.step())
             .field("attempt", &self.attempt)
             .finish_non_exhaustive()
     }
@@ -80,17 +99,21 @@ impl StepContext {
     /// be unit-tested on its own.
     pub fn new(run_id: RunId, step: impl Into<Arc<str>>, attempt: u32) -> Self {
         Self {
-            run_id,
-            step: step.into(),
+            scope: Scope::Own {
+                run_id,
+                step: step.into(),
+            },
             attempt,
-            signals: None,
         }
     }
 
-    /// This context, with the engine's signals to wait on.
-    pub(crate) fn with_signals(mut self, signals: Arc<dyn SignalSource>) -> Self {
-        self.signals = Some(signals);
-        self
+    /// The context of an attempt of step `index` of the run in flight `run`, whose signals
+    /// it can wait on.
+    pub(crate) fn for_run(run: Arc<dyn StepScope>, index: usize, attempt: u32) -> Self {
+        Self {
+            scope: Scope::Run { run, index },
+            attempt,
+        }
     }
 
     /// Waits for the signal `name` of this run (an approval, a callback) and returns its
@@ -101,17 +124,17 @@ impl StepContext {
     ///
     /// A payload that does not decode into `T` is a permanent error naming the signal.
     pub async fn signal<T: DeserializeOwned>(&self, name: &str) -> Result<T, StepError> {
-        let Some(signals) = &self.signals else {
+        let Scope::Run { run, .. } = &self.scope else {
             return Err(StepError::permanent(format!(
                 "step `{}` waits for signal `{name}`, but its context was not made by an engine",
-                self.step
+                self.step()
             )));
         };
-        let payload = signals.wait(&self.run_id, name).await?;
+        let payload = run.wait(run.run_id(), name).await?;
         serde_json::from_str(&payload).map_err(|e| {
             StepError::permanent(format!(
                 "signal `{name}` of run `{}` does not decode into `{}`: {e}",
-                self.run_id,
+                self.run_id(),
                 std::any::type_name::<T>()
             ))
         })
@@ -119,12 +142,18 @@ impl StepContext {
 
     /// The run this attempt belongs to.
     pub fn run_id(&self) -> &RunId {
-        &self.run_id
+        match &self.scope {
+            Scope::Own { run_id, .. } => run_id,
+            Scope::Run { run, .. } => run.run_id(),
+        }
     }
 
     /// The step's name.
     pub fn step(&self) -> &str {
-        &self.step
+        match &self.scope {
+            Scope::Own { step, .. } => step,
+            Scope::Run { run, index } => run.step_name(*index),
+        }
     }
 
     /// The attempt number, from 1.
@@ -135,6 +164,6 @@ impl StepContext {
     /// `run:step`: the same for every attempt of this step in this run, so a side effect keyed
     /// on it (a payment, an e-mail) happens once however often the step is retried.
     pub fn idempotency_key(&self) -> String {
-        format!("{}:{}", self.run_id, self.step)
+        format!("{}:{}", self.run_id(), self.step())
     }
 }

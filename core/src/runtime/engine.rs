@@ -11,7 +11,7 @@ use std::collections::hash_map::Entry;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use tokio::sync::{Notify, Semaphore};
 
@@ -26,7 +26,7 @@ use crate::runtime::error::{DefinitionError, EngineError, RunError};
 use crate::runtime::events::{DEFAULT_EVENT_BUFFER, EventStream, Feed};
 use crate::runtime::executor::{self, Control, OutcomeSender};
 use crate::runtime::report::Report;
-use crate::runtime::store::{Created, MemoryStore, NewRun, Store};
+use crate::runtime::store::{Created, MemoryStore, NewRun, RunIndex, Store};
 
 /// The default bound on step attempts running at once, over all runs of an engine.
 pub const DEFAULT_MAX_CONCURRENT_STEPS: usize = 1024;
@@ -60,6 +60,9 @@ pub struct Engine {
 /// What every clone of an [`Engine`] and every run task shares.
 pub(crate) struct Inner {
     pub(crate) store: Arc<dyn Store>,
+    /// `store`, when the engine made it itself (a [`MemoryStore`]): runs are created in it
+    /// directly, without the trait's boxed future.
+    memory: Option<Arc<MemoryStore>>,
     /// The store's [`Store::records_changes`], asked once: when `false`, no change is sent.
     pub(crate) records: bool,
     /// Bounds the attempts running at once; a retry waiting for its delay holds no permit.
@@ -227,24 +230,39 @@ impl EngineBuilder {
     /// The engine.
     pub fn build(self) -> Engine {
         let permits = self.max_concurrent_steps.clamp(1, Semaphore::MAX_PERMITS);
-        let store = self
-            .store
-            .unwrap_or_else(|| Arc::new(MemoryStore::without_history()) as Arc<dyn Store>);
+        let (store, memory) = match self.store {
+            Some(store) => (store, None),
+            None => {
+                let memory = Arc::new(MemoryStore::without_history());
+                (Arc::clone(&memory) as Arc<dyn Store>, Some(memory))
+            }
+        };
         let records = store.records_changes();
         let events = records
             .then(|| Feed::attach(&*store, self.event_buffer))
             .flatten();
-        Engine {
-            inner: Arc::new(Inner {
-                records,
-                signals: Arc::new(signals::SignalHub::new(Arc::clone(&store))),
-                store,
-                permits: Permits::new(permits),
-                jitter_seed: self.jitter_seed.unwrap_or_else(|| fastrand::u64(..)),
-                runs: Mutex::new(HashMap::new()),
-                events,
-            }),
+        let inner = Arc::new(Inner {
+            records,
+            signals: Arc::new(signals::SignalHub::new(Arc::clone(&store))),
+            store,
+            memory,
+            permits: Permits::new(permits),
+            jitter_seed: self.jitter_seed.unwrap_or_else(|| fastrand::u64(..)),
+            runs: Mutex::new(HashMap::new()),
+            events,
+        });
+        if let Some(memory) = &inner.memory {
+            memory.attach_engine(Arc::downgrade(&inner) as Weak<dyn RunIndex>);
         }
+        Engine { inner }
+    }
+}
+
+impl RunIndex for Inner {
+    fn workflow_of(&self, run_id: &RunId) -> Option<Arc<str>> {
+        self.runs()
+            .get(run_id)
+            .map(|entry| Arc::clone(&entry.workflow))
     }
 }
 
@@ -308,18 +326,18 @@ impl Engine {
             Claimed::New(claim) => (claim.plan, claim.runtime, claim.reservation, claim.handle),
         };
         let input: Value = Arc::new(input);
-        let created = self
-            .inner
-            .store
-            .create_run(&NewRun {
-                run_id: &run_id,
-                workflow: erased.name(),
-                graph_fingerprint: plan.fingerprint,
-                input: &*input,
-                input_codec: Codec::of::<I>(),
-                graph: plan.graph.as_deref(),
-            })
-            .await;
+        let new_run = NewRun {
+            run_id: &run_id,
+            workflow: erased.name(),
+            graph_fingerprint: plan.fingerprint,
+            input: &*input,
+            input_codec: Codec::of::<I>(),
+            graph: plan.graph.as_deref(),
+        };
+        let created = match &self.inner.memory {
+            Some(memory) => Ok(memory.create_engine_run(&new_run)),
+            None => self.inner.store.create_run(&new_run).await,
+        };
         let mut resume = None;
         let mut input = input;
         match created {
@@ -346,7 +364,8 @@ impl Engine {
             }
             Err(error) => return Err(reservation.abandon(EngineError::Store(error))),
         }
-        Ok(self.launch(reservation, handle, runtime, run_id, erased, input, resume))
+        let sender = reservation.commit();
+        Ok(self.launch(sender, handle, runtime, run_id, erased, input, resume))
     }
 
     /// Cancels the run `run_id`. Returns whether a run that had not finished was told to stop.
@@ -365,7 +384,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     fn launch<O>(
         &self,
-        reservation: Reservation,
+        sender: OutcomeSender,
         handle: RunHandle<O>,
         runtime: tokio::runtime::Handle,
         run_id: RunId,
@@ -373,7 +392,6 @@ impl Engine {
         input: Value,
         resume: Option<executor::Resume>,
     ) -> RunHandle<O> {
-        let sender = reservation.commit();
         executor::launch_run(
             Arc::clone(&self.inner),
             run_id,
@@ -390,9 +408,9 @@ impl Engine {
     /// What `start` and `resume` share: the definition checked, the caller's runtime found,
     /// and the id claimed in the engine's table (or the run that has it already).
     fn claim<'d, O: StepValue>(
-        &self,
+        &'d self,
         erased: &'d ErasedDefinition,
-        run_id: &RunId,
+        run_id: &'d RunId,
     ) -> Result<Claimed<'d, O>, EngineError> {
         let plan = plan(erased);
         if !plan.problems.is_empty() {
@@ -414,11 +432,11 @@ impl Engine {
     }
 
     /// Finds the run `run_id`, or claims the id for a new run.
-    fn reserve<O: StepValue>(
-        &self,
-        run_id: &RunId,
+    fn reserve<'a, O: StepValue>(
+        &'a self,
+        run_id: &'a RunId,
         workflow: &Arc<str>,
-    ) -> Result<Reserved<O>, EngineError> {
+    ) -> Result<Reserved<'a, O>, EngineError> {
         let mut runs = self.inner.runs();
         match runs.entry(run_id.clone()) {
             Entry::Occupied(entry) => {
@@ -439,9 +457,9 @@ impl Engine {
                 });
                 let handle = RunHandle::new(run_id.clone(), entry);
                 let reservation = Reservation {
-                    inner: Arc::clone(&self.inner),
-                    run_id: run_id.clone(),
-                    control: Arc::clone(&entry.control),
+                    inner: &self.inner,
+                    run_id,
+                    control: Some(Arc::clone(&entry.control)),
                     committed: false,
                     reason: None,
                 };
@@ -546,31 +564,33 @@ enum Claimed<'d, O> {
 struct Claim<'d, O> {
     plan: &'d Plan,
     runtime: tokio::runtime::Handle,
-    reservation: Reservation,
+    reservation: Reservation<'d>,
     handle: RunHandle<O>,
 }
 
-enum Reserved<O> {
+enum Reserved<'a, O> {
     Existing(RunHandle<O>),
-    New(Reservation, RunHandle<O>),
+    New(Reservation<'a>, RunHandle<O>),
 }
 
 /// A run id claimed in the engine's table while the store creates the run. If the start
 /// fails, or its future is dropped half-way, the claim is released and any handle that joined
-/// meanwhile learns that the run never started.
-struct Reservation {
-    inner: Arc<Inner>,
-    run_id: RunId,
-    control: Arc<Control>,
+/// meanwhile learns that the run never started. It borrows the engine and the id from the
+/// call that starts the run, which it never outlives.
+struct Reservation<'a> {
+    inner: &'a Inner,
+    run_id: &'a RunId,
+    /// Handed to the run's [`OutcomeSender`] on commit.
+    control: Option<Arc<Control>>,
     committed: bool,
     reason: Option<String>,
 }
 
-impl Reservation {
+impl Reservation<'_> {
     /// Keeps the claim: the run is created and its outcome will be sent on the result.
     fn commit(mut self) -> OutcomeSender {
         self.committed = true;
-        OutcomeSender::new(Arc::clone(&self.control))
+        OutcomeSender::new(self.control.take().unwrap_or_default())
     }
 
     /// Releases the claim because of `error`, which it returns.
@@ -580,20 +600,22 @@ impl Reservation {
     }
 }
 
-impl Drop for Reservation {
+impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         if self.committed {
             return;
         }
-        self.inner.runs().remove(&self.run_id);
+        self.inner.runs().remove(self.run_id);
         let reason = self
             .reason
             .take()
             .unwrap_or_else(|| "the call that started it was dropped".to_owned());
-        self.control.outcome.publish(Err(RunError::NotStarted {
-            run_id: self.run_id.clone(),
-            reason,
-        }));
+        if let Some(control) = &self.control {
+            control.outcome.publish(Err(RunError::NotStarted {
+                run_id: self.run_id.clone(),
+                reason,
+            }));
+        }
     }
 }
 
@@ -647,7 +669,7 @@ impl<O: StepValue> RunHandle<O> {
                     .to_owned(),
             });
         };
-        match &*outcome {
+        match outcome {
             Ok(finished) => match Arc::clone(&finished.output).downcast::<O>() {
                 Ok(output) => Ok(Report {
                     run_id: self.run_id,
@@ -662,5 +684,99 @@ impl<O: StepValue> RunHandle<O> {
             },
             Err(error) => Err(error.clone()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StepOptions;
+    use crate::runtime::{Builder, StepError};
+
+    fn plus_one() -> Definition<u32, u32> {
+        let mut b = Builder::<u32>::new("W");
+        let input = b.input();
+        let out = b.step("one", StepOptions::new(), (input,), |_, (x,)| async move {
+            Ok::<_, StepError>(*x + 1)
+        });
+        b.build_with_output(out)
+    }
+
+    fn new_run<'a>(run_id: &'a RunId, workflow: &'a str) -> NewRun<'a> {
+        NewRun {
+            run_id,
+            workflow,
+            graph_fingerprint: 0,
+            input: &0_u32,
+            input_codec: Codec::of::<u32>(),
+            graph: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_store_of_an_in_memory_engine_finds_the_engine_s_runs_in_the_engine() {
+        let engine = Engine::in_memory();
+        let def = plus_one();
+        let report = engine
+            .start(&def, "r", 1)
+            .await
+            .expect("ok")
+            .wait()
+            .await
+            .expect("ok");
+        assert_eq!(*report.output, 2);
+        let store = engine.store();
+        let id = RunId::from("r");
+        // Kept once, in the engine's table; the store knows it from there.
+        let again = store.create_run(&new_run(&id, "W")).await.expect("ok");
+        assert_eq!(
+            again,
+            Created::Existing {
+                workflow: "W".into()
+            }
+        );
+        assert!(store.deliver_signal(&id, "s", "1").await.expect("ok"));
+        assert!(!store.deliver_signal(&id, "s", "2").await.expect("ok"));
+        assert!(
+            store
+                .deliver_signal(&RunId::from("nobody"), "s", "1")
+                .await
+                .is_err()
+        );
+        // Starting the id again hands back the same run, its outcome and all.
+        let same = engine
+            .start(&def, "r", 99)
+            .await
+            .expect("ok")
+            .wait()
+            .await
+            .expect("ok");
+        assert_eq!(*same.output, 2);
+        // A run created in the store by someone else is still found by the engine.
+        let other = RunId::from("other");
+        let created = store.create_run(&new_run(&other, "V")).await.expect("ok");
+        assert_eq!(created, Created::New);
+        let conflict = engine.start(&def, "other", 1).await.expect_err("refused");
+        assert!(
+            matches!(&conflict, EngineError::RunIdConflict { existing, .. } if existing == "V"),
+            "{conflict}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_finished_run_keeps_its_outcome_but_not_its_memory() {
+        let engine = Engine::in_memory();
+        let def = plus_one();
+        engine
+            .start(&def, "r", 1)
+            .await
+            .expect("ok")
+            .wait()
+            .await
+            .expect("ok");
+        let runs = engine.inner.runs();
+        let entry = runs.get(&RunId::from("r")).expect("kept");
+        assert!(entry.control.outcome.get().is_some());
+        assert!(entry.control.is_detached());
     }
 }

@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::policy::OnError;
-use crate::runtime::context::RunId;
+use crate::runtime::context::{RunId, SignalSource, StepScope};
 use crate::runtime::definition::{ErasedDefinition, Value};
 use crate::runtime::engine::{self, Inner};
 use crate::runtime::error::{RunError, StepError, StoreError};
@@ -76,10 +76,11 @@ pub(crate) struct Finished {
 /// What every handle on a run eventually sees.
 pub(crate) type Outcome = Result<Finished, RunError>;
 
-/// Where a run's outcome is published, once, for every handle on the run to see.
+/// Where a run's outcome is published, once, for every handle on the run to see. The outcome
+/// is kept inline: a finished run costs no allocation of its own for it.
 #[derive(Default)]
 pub(crate) struct OutcomeCell {
-    value: OnceLock<Arc<Outcome>>,
+    value: OnceLock<Outcome>,
     /// Set when the run went away without an outcome (its runtime shut down).
     closed: AtomicBool,
     published: Notify,
@@ -87,13 +88,13 @@ pub(crate) struct OutcomeCell {
 
 impl OutcomeCell {
     /// The outcome, once published.
-    pub(crate) fn get(&self) -> Option<&Arc<Outcome>> {
+    pub(crate) fn get(&self) -> Option<&Outcome> {
         self.value.get()
     }
 
     /// Publishes `outcome`, unless one was published already, and wakes every waiter.
     pub(crate) fn publish(&self, outcome: Outcome) {
-        let _ = self.value.set(Arc::new(outcome));
+        let _ = self.value.set(outcome);
         self.published.notify_waiters();
     }
 
@@ -103,11 +104,11 @@ impl OutcomeCell {
     }
 
     /// The outcome, once published; `None` if the run went away without one.
-    pub(crate) async fn wait(&self) -> Option<Arc<Outcome>> {
+    pub(crate) async fn wait(&self) -> Option<&Outcome> {
         loop {
             let published = self.published.notified();
             if let Some(outcome) = self.value.get() {
-                return Some(Arc::clone(outcome));
+                return Some(outcome);
             }
             if self.closed.load(Ordering::SeqCst) {
                 return None;
@@ -129,6 +130,9 @@ impl OutcomeSender {
 
     fn send(&self, outcome: Outcome) {
         self.0.outcome.publish(outcome);
+        // The run is over: the engine's table keeps its outcome, not the run's memory (a
+        // `Weak` keeps its allocation alive).
+        self.0.detach();
     }
 }
 
@@ -151,7 +155,9 @@ pub(crate) struct Run {
     engine: Arc<Inner>,
     run_id: RunId,
     def: Arc<ErasedDefinition>,
-    input: Value,
+    /// Always `Some`: an `Option` so that a step can read it in place, as it reads its
+    /// upstream steps' outputs.
+    input: Option<Value>,
     steps: Box<[StepCell]>,
     /// Step tasks spawned and not yet ended, plus one held by `start` while it spawns roots.
     live: AtomicUsize,
@@ -168,8 +174,8 @@ pub(crate) struct Run {
 
 /// One step of a run in flight. Every field is written by the step's own task only (or, for
 /// `waiting`, counted down by its inputs), so nothing here is contended.
+/// Its name is the plan's ([`Run::name`]), not copied for every run.
 struct StepCell {
-    name: Arc<str>,
     /// Inputs not yet finished; the task that takes it to zero spawns this step.
     waiting: AtomicUsize,
     /// Set once, when the step ends; dependents read their inputs from it.
@@ -208,11 +214,12 @@ enum Stop {
 }
 
 /// Lets handles cancel a run that may not exist yet (its start still awaits the store) or may
-/// be gone (finished): it holds the run weakly, so a finished run's steps are freed.
+/// be gone (finished): it holds the run weakly while it runs, so a finished run's steps are
+/// freed, and not at all once it has ended, so that its memory is too.
 #[derive(Default)]
 pub(crate) struct Control {
     cancelled: AtomicBool,
-    run: OnceLock<Weak<Run>>,
+    run: Mutex<Weak<Run>>,
     /// The run's outcome, once it ended (or failed to start).
     pub(crate) outcome: OutcomeCell,
 }
@@ -220,16 +227,29 @@ pub(crate) struct Control {
 impl Control {
     pub(crate) fn cancel(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
-        if let Some(run) = self.run.get().and_then(Weak::upgrade) {
+        let run = lock(&self.run).upgrade();
+        if let Some(run) = run {
             run.stop(Stop::Cancelled);
         }
     }
 
     fn attach(&self, run: &Arc<Run>) {
-        let _ = self.run.set(Arc::downgrade(run));
+        *lock(&self.run) = Arc::downgrade(run);
         if self.cancelled.load(Ordering::SeqCst) {
             run.stop(Stop::Cancelled);
         }
+    }
+
+    /// Forgets the run, once its outcome is published (nothing is left to cancel).
+    fn detach(&self) {
+        let run = std::mem::take(&mut *lock(&self.run));
+        drop(run);
+    }
+
+    /// Whether the control holds no reference to its run, not even a weak one.
+    #[cfg(test)]
+    pub(crate) fn is_detached(&self) -> bool {
+        Weak::ptr_eq(&lock(&self.run), &Weak::new())
     }
 }
 
@@ -298,7 +318,6 @@ pub(crate) fn launch_run(
         .enumerate()
         .map(|(i, name)| {
             let cell = StepCell {
-                name: Arc::clone(name),
                 waiting: AtomicUsize::new(graph.inputs(i).len()),
                 end: OnceLock::new(),
                 attempts: AtomicU32::new(0),
@@ -376,8 +395,8 @@ pub(crate) fn launch_run(
     let run = Arc::new(Run {
         engine,
         run_id,
-        def: Arc::clone(&def),
-        input,
+        def,
+        input: Some(input),
         steps,
         live: AtomicUsize::new(1),
         stopped: AtomicBool::new(false),
@@ -394,7 +413,8 @@ pub(crate) fn launch_run(
         Some(StoredEnd::Failed(error)) => run.stop(Stop::Earlier(error)),
     }
     for (index, attempts, error) in failed_for_good {
-        let continues = def
+        let continues = run
+            .def
             .steps()
             .get(index)
             .is_some_and(|d| d.options().on_error == Some(OnError::Continue));
@@ -421,7 +441,29 @@ pub(crate) fn launch_run(
     run.release();
 }
 
+#[async_trait::async_trait]
+impl SignalSource for Run {
+    async fn wait(&self, run_id: &RunId, name: &str) -> Result<String, StepError> {
+        self.engine.signals.wait(run_id, name).await
+    }
+}
+
+impl StepScope for Run {
+    fn run_id(&self) -> &RunId {
+        &self.run_id
+    }
+
+    fn step_name(&self, index: usize) -> &str {
+        self.name(index).map_or("", |name| name)
+    }
+}
+
 impl Run {
+    /// Step `index`'s name, shared with the definition's plan (and so with every run).
+    fn name(&self, index: usize) -> Option<&Arc<str>> {
+        engine::plan(&self.def).names.get(index)
+    }
+
     /// Records `change`, unless the store records no changes: then nothing is called, and
     /// nothing is boxed.
     async fn record(&self, change: &Change<'_>) -> Result<(), StoreError> {
@@ -437,8 +479,7 @@ impl Run {
         done: &Deferred,
         then: Option<&Change<'_>>,
     ) -> Result<(), StoreError> {
-        let (Some(cell), Some(def)) =
-            (self.steps.get(done.index), self.def.steps().get(done.index))
+        let (Some(name), Some(def)) = (self.name(done.index), self.def.steps().get(done.index))
         else {
             return Err(StoreError::Backend(format!(
                 "internal: run `{}` has no step {}",
@@ -446,7 +487,7 @@ impl Run {
             )));
         };
         let completed = Change::StepCompleted {
-            step: &cell.name,
+            step: name,
             attempt: done.attempt,
             output: &*done.output,
             codec: def.codec(),
@@ -645,7 +686,7 @@ async fn run_steps(run: &Arc<Run>, first: usize, ready: Option<Arc<Ready>>, help
     while let Some(begin) = start {
         let mut next = Some(begin);
         while let Some(index) = next {
-            let Some(cell) = run.steps.get(index) else {
+            let Some(name) = run.name(index) else {
                 break;
             };
             // Many steps may run in this one task; let the worker's other tasks in now and
@@ -653,7 +694,7 @@ async fn run_steps(run: &Arc<Run>, first: usize, ready: Option<Arc<Ready>>, help
             ran = ran.wrapping_add(1);
             if ran.is_multiple_of(STEPS_PER_YIELD) {
                 if let Some(deferred) = carry.deferred.take()
-                    && let Err(error) = flush(run, deferred).await
+                    && let Err(error) = Box::pin(flush(run, deferred)).await
                 {
                     run.stop(Stop::Store(error));
                     break;
@@ -665,7 +706,7 @@ async fn run_steps(run: &Arc<Run>, first: usize, ready: Option<Arc<Ready>>, help
                 parent: &run.span,
                 "step",
                 run_id = %run.run_id,
-                step = %cell.name
+                step = %name
             );
             let step = step_task(run, index, &mut carry).instrument(span);
             next = match ready.as_ref().filter(|ready| ready.left()) {
@@ -767,7 +808,7 @@ async fn step_task<'r>(run: &'r Arc<Run>, index: usize, carry: &mut Carry<'r>) -
     let carried = next.is_some() && also.is_empty() && !run.stopped.load(Ordering::SeqCst);
     if !carried
         && let Some(deferred) = flushed(carry)
-        && let Err(error) = flush(run, deferred).await
+        && let Err(error) = Box::pin(flush(run, deferred)).await
     {
         run.stop(Stop::Store(error));
         return None;

@@ -12,7 +12,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use crate::runtime::context::RunId;
@@ -443,13 +443,34 @@ fn shared_name(names: &mut Vec<Arc<str>>, workflow: &str) -> Arc<str> {
     name
 }
 
+/// Where the [`MemoryStore`] an engine makes for itself finds the engine's runs.
+pub(crate) trait RunIndex: Send + Sync {
+    /// The workflow of the run `run_id`, if the engine has that run.
+    fn workflow_of(&self, run_id: &RunId) -> Option<Arc<str>>;
+}
+
 /// A store that keeps runs in memory, for tests and for runs that need no durability. Made
 /// with [`new`](Self::new) it keeps every change, so a test can check the exact sequence a
 /// run went through.
-#[derive(Debug)]
 pub struct MemoryStore {
     runs: Mutex<MemoryRuns>,
     history: bool,
+    /// Set in the store an engine made for itself ([`Engine::in_memory`]), which nothing
+    /// else can record in: the engine's own table already keeps every run it started, by
+    /// id, so this store finds them there instead of keeping each run a second time.
+    ///
+    /// [`Engine::in_memory`]: crate::runtime::Engine::in_memory
+    engine: OnceLock<Weak<dyn RunIndex>>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("runs", &self.runs)
+            .field("history", &self.history)
+            .field("engine_owned", &self.engine.get().is_some())
+            .finish()
+    }
 }
 
 impl Default for MemoryStore {
@@ -464,17 +485,35 @@ impl MemoryStore {
         Self {
             runs: Mutex::default(),
             history: true,
+            engine: OnceLock::new(),
         }
     }
 
     /// An empty store that keeps runs (their ids and workflows, for idempotency) but not their
     /// changes: recording is free. What [`Engine::in_memory`](crate::runtime::Engine::in_memory)
-    /// uses, since nothing could read its history.
+    /// uses, since nothing could read its history; that engine's own runs are kept once, in
+    /// the engine's table, where this store finds them.
     pub fn without_history() -> Self {
         Self {
             runs: Mutex::default(),
             history: false,
+            engine: OnceLock::new(),
         }
+    }
+
+    /// The store of an engine, which finds the engine's runs in `engine` (see
+    /// [`create_engine_run`](Self::create_engine_run)).
+    pub(crate) fn attach_engine(&self, engine: Weak<dyn RunIndex>) {
+        let _ = self.engine.set(engine);
+    }
+
+    /// The workflow of the engine's run `run_id`, if this is an engine's store and the engine
+    /// has that run.
+    fn engine_run(&self, run_id: &RunId) -> Option<Arc<str>> {
+        self.engine
+            .get()
+            .and_then(Weak::upgrade)
+            .and_then(|engine| engine.workflow_of(run_id))
     }
 
     /// The changes recorded for `run_id`, in order (none if the store keeps no history);
@@ -516,8 +555,9 @@ impl Store for MemoryStore {
         name: &str,
         payload: &str,
     ) -> Result<bool, StoreError> {
+        let engine_run = self.engine_run(run_id).is_some();
         let mut runs = self.lock();
-        if !runs.by_id.contains_key(run_id) {
+        if !engine_run && !runs.by_id.contains_key(run_id) {
             return Err(StoreError::Backend(format!(
                 "no run `{run_id}` to signal `{name}` to"
             )));
@@ -540,21 +580,12 @@ impl Store for MemoryStore {
     }
 
     async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
-        let mut runs = self.lock();
-        let runs = &mut *runs;
-        match runs.by_id.entry(run.run_id.clone()) {
-            Entry::Occupied(existing) => Ok(Created::Existing {
-                workflow: existing.get().workflow.to_string(),
-            }),
-            Entry::Vacant(vacant) => {
-                vacant.insert(MemoryRun {
-                    workflow: shared_name(&mut runs.names, run.workflow),
-                    fingerprint: run.graph_fingerprint,
-                    changes: Vec::new(),
-                });
-                Ok(Created::New)
-            }
+        if let Some(workflow) = self.engine_run(run.run_id) {
+            return Ok(Created::Existing {
+                workflow: workflow.to_string(),
+            });
         }
+        Ok(self.create_run_now(run))
     }
 
     fn records_changes(&self) -> bool {
@@ -574,6 +605,44 @@ impl Store for MemoryStore {
             None => Err(StoreError::Backend(format!(
                 "no run `{run_id}` in the store"
             ))),
+        }
+    }
+}
+
+impl MemoryStore {
+    /// [`Store::create_run`] for the engine that made this store, which calls it directly
+    /// (no boxed future) once it has claimed the id in its own table: the run is kept there,
+    /// not again here. Only a run created here by someone else (through the trait) can make
+    /// it [`Created::Existing`].
+    pub(crate) fn create_engine_run(&self, run: &NewRun<'_>) -> Created {
+        let runs = self.lock();
+        if runs.by_id.is_empty() {
+            return Created::New;
+        }
+        match runs.by_id.get(run.run_id) {
+            Some(existing) => Created::Existing {
+                workflow: existing.workflow.to_string(),
+            },
+            None => Created::New,
+        }
+    }
+
+    /// Creates `run` here, or reports the one that has its id.
+    fn create_run_now(&self, run: &NewRun<'_>) -> Created {
+        let mut runs = self.lock();
+        let runs = &mut *runs;
+        match runs.by_id.entry(run.run_id.clone()) {
+            Entry::Occupied(existing) => Created::Existing {
+                workflow: existing.get().workflow.to_string(),
+            },
+            Entry::Vacant(vacant) => {
+                vacant.insert(MemoryRun {
+                    workflow: shared_name(&mut runs.names, run.workflow),
+                    fingerprint: run.graph_fingerprint,
+                    changes: Vec::new(),
+                });
+                Created::New
+            }
         }
     }
 }

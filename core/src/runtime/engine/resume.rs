@@ -41,15 +41,8 @@ impl Engine {
             Ok(taken) => taken,
             Err(error) => return Err(reservation.abandon(error)),
         };
-        Ok(self.launch(
-            reservation,
-            handle,
-            runtime,
-            run_id,
-            erased,
-            input,
-            Some(resume),
-        ))
+        let sender = reservation.commit();
+        Ok(self.launch(sender, handle, runtime, run_id, erased, input, Some(resume)))
     }
 
     /// Takes up every unfinished run of `def`'s workflow in the store, oldest first: what a

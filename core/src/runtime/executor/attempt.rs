@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use super::{Carry, Run, StepCell};
-use crate::runtime::context::{RunId, StepContext};
+use crate::runtime::context::{RunId, StepContext, StepScope};
 use crate::runtime::definition::{StepDef, Value};
 use crate::runtime::error::{StepError, StoreError};
 use crate::runtime::store::Change;
@@ -27,43 +27,51 @@ pub(super) enum StepEnd {
     Store(StoreError),
 }
 
-/// How an attempt ended, short of success.
-enum AttemptError {
-    Step(StepError),
-    Store(StoreError),
-}
-
 /// A step's inputs; inline for the usual few, so gathering them allocates nothing.
-enum Inputs {
+enum Inputs<'r> {
+    /// A single input, read where it is kept (the run's input, or the upstream step's end):
+    /// not even a reference count is taken.
+    One(&'r Option<Value>),
     Inline([Option<Value>; 4], usize),
     Heap(Vec<Option<Value>>),
 }
 
-impl Inputs {
+impl Inputs<'_> {
     fn as_slice(&self) -> &[Option<Value>] {
         match self {
+            Inputs::One(value) => std::slice::from_ref(*value),
             Inputs::Inline(values, len) => values.get(..*len).unwrap_or_default(),
             Inputs::Heap(values) => values,
         }
     }
 }
 
+/// What a step that has not ended gives its dependents (which never read it: a step is
+/// ready only once its inputs have ended).
+static NO_VALUE: Option<Value> = None;
+
 /// The step's inputs, in argument order: slot 0 is the run's input, slot `i + 1` the output
 /// of step `i` (absent if that step was skipped or failed with `on_error = continue`).
-fn inputs(run: &Run, def: &StepDef) -> Inputs {
-    let value = |slot: usize| match slot {
-        0 => Some(Arc::clone(&run.input)),
-        _ => run.steps.get(slot - 1).and_then(StepCell::output).cloned(),
+fn inputs<'r>(run: &'r Run, def: &StepDef) -> Inputs<'r> {
+    let kept = |slot: usize| match slot {
+        0 => &run.input,
+        _ => run
+            .steps
+            .get(slot - 1)
+            .and_then(|cell| cell.end.get())
+            .map_or(&NO_VALUE, |end| &end.output),
     };
     let slots = def.inputs();
-    if slots.len() <= 4 {
-        let mut values: [Option<Value>; 4] = Default::default();
-        for (value_of, &slot) in values.iter_mut().zip(slots) {
-            *value_of = value(slot);
+    match slots {
+        [slot] => Inputs::One(kept(*slot)),
+        _ if slots.len() <= 4 => {
+            let mut values: [Option<Value>; 4] = Default::default();
+            for (value_of, &slot) in values.iter_mut().zip(slots) {
+                value_of.clone_from(kept(slot));
+            }
+            Inputs::Inline(values, slots.len())
         }
-        Inputs::Inline(values, slots.len())
-    } else {
-        Inputs::Heap(slots.iter().map(|&slot| value(slot)).collect())
+        _ => Inputs::Heap(slots.iter().map(|&slot| kept(slot).clone()).collect()),
     }
 }
 
@@ -73,7 +81,7 @@ fn inputs(run: &Run, def: &StepDef) -> Inputs {
 /// over unless attempts are queued for one; a successful attempt leaves its permit there for
 /// the next step. When the first attempt begins, its time is put in `started`.
 pub(super) async fn run_step<'r>(
-    run: &'r Run,
+    run: &'r Arc<Run>,
     index: usize,
     def: &StepDef,
     cell: &StepCell,
@@ -84,14 +92,17 @@ pub(super) async fn run_step<'r>(
     let mut held = carry.permit.take();
     // The previous step's completion, recorded with this step's first start.
     let mut deferred = carry.deferred.take();
-    let name = &cell.name;
+    let Some(name) = run.name(index) else {
+        let error = StepError::permanent(format!("internal: step {index} has no name"));
+        return StepEnd::Failed { attempts: 0, error };
+    };
     let inputs = inputs(run, def);
     let inputs = inputs.as_slice();
     if def.is_guarded() {
         clock = None;
         held = None;
         if let Some(done) = deferred.take()
-            && let Err(error) = super::flush(run, done).await
+            && let Err(error) = Box::pin(super::flush(run, done)).await
         {
             return StepEnd::Store(error);
         }
@@ -99,7 +110,7 @@ pub(super) async fn run_step<'r>(
             Ok(Ok(true)) => {}
             Ok(Ok(false)) => {
                 tracing::debug!("step skipped by its guard");
-                return match run.record(&Change::StepSkipped { step: name }).await {
+                return match Box::pin(run.record(&Change::StepSkipped { step: name })).await {
                     Ok(()) => StepEnd::Skipped,
                     Err(error) => StepEnd::Store(error),
                 };
@@ -113,7 +124,6 @@ pub(super) async fn run_step<'r>(
     }
 
     let options = def.options();
-    let policy = options.retry_policy();
     let mut deadline_at: Option<Instant> = None;
     // A step taken up after a crash counts its attempts on from those it made before.
     let mut attempt: u32 = cell.attempts.load(Ordering::Acquire);
@@ -129,11 +139,11 @@ pub(super) async fn run_step<'r>(
                 clock = None;
                 // Not left pending across a wait, where the run could be stopped.
                 if let Some(done) = deferred.take()
-                    && let Err(error) = super::flush(run, done).await
+                    && let Err(error) = Box::pin(super::flush(run, done)).await
                 {
                     return StepEnd::Store(error);
                 }
-                run.engine.permits.take().await
+                Box::pin(run.engine.permits.take()).await
             }
         };
         if first {
@@ -144,13 +154,42 @@ pub(super) async fn run_step<'r>(
         }
         cell.attempts.store(attempt, Ordering::Release);
         let span = tracing::debug_span!("attempt", run_id = %run.run_id, step = %name, attempt);
+        if run.engine.records {
+            // Boxed, as every await on a path that not every attempt takes (see `fail`): a
+            // recording store's write costs far more than the allocation.
+            let recorded = Box::pin(record_start(run, name, attempt, deferred.take()))
+                .instrument(span.clone())
+                .await;
+            if let Err(error) = recorded {
+                return StepEnd::Store(error);
+            }
+        }
         let limits = Limits {
             timeout: options.timeout,
             deadline: options.deadline.zip(deadline_at),
         };
-        let result = run_attempt(run, def, name, attempt, inputs, limits, deferred.take())
-            .instrument(span)
-            .await;
+        let result = match span.in_scope(|| begin(run, index, def, name, attempt, inputs, limits)) {
+            Ok(running) => match running.instrument(span.clone()).await {
+                Ended::Done(Ok(Ok(output))) => Ok(output),
+                // In the attempt's span: what ended it short of success is logged there.
+                end => span.in_scope(|| end.result(name, attempt)),
+            },
+            Err(error) => Err(error),
+        };
+        #[cfg(feature = "fault-injection")]
+        let result = match result {
+            Ok(_) if crate::fault::twice() => {
+                // The idempotency test mode: the step runs again, as after a crash between
+                // its effect and its checkpoint, and the second output is the one kept.
+                let ctx =
+                    StepContext::for_run(Arc::clone(run) as Arc<dyn StepScope>, index, attempt);
+                match def.call(ctx, inputs) {
+                    Ok(again) => again.instrument(span.clone()).await,
+                    Err(error) => Err(error),
+                }
+            }
+            other => other,
+        };
         #[cfg(feature = "fault-injection")]
         if result.is_ok() {
             crate::fault::hit(crate::fault::Point::AfterEffect);
@@ -171,14 +210,31 @@ pub(super) async fn run_step<'r>(
                 });
                 return StepEnd::Completed(output);
             }
-            Err(AttemptError::Store(error)) => return StepEnd::Store(error),
-            Err(AttemptError::Step(error)) => {
+            Err(error) => {
                 drop(permit);
                 error
             }
         };
+        if let Some(end) = retry(run, name, options, deadline_at, attempt, error).await {
+            return end;
+        }
+    }
+}
+
+/// After attempt `attempt` failed with `error`: the step's end if it fails for good, else
+/// `None` once the delay before the next attempt has passed. Boxed (see `fail`).
+fn retry<'a>(
+    run: &'a Run,
+    name: &'a Arc<str>,
+    options: &'a crate::policy::StepOptions,
+    deadline_at: Option<Instant>,
+    attempt: u32,
+    error: StepError,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<StepEnd>> + Send + 'a>> {
+    Box::pin(async move {
+        let policy = options.retry_policy();
         if error.is_permanent() || !policy.allows_attempt_after(attempt) {
-            return fail(run, name, attempt, error).await;
+            return Some(fail(run, name, attempt, error).await);
         }
         let unit = if policy.jitter == 0.0 {
             0.5
@@ -194,7 +250,7 @@ pub(super) async fn run_step<'r>(
             let error = StepError::permanent(format!(
                 "deadline of {deadline:?} reached after {attempt} attempt(s): no time left for another; last error: {error}"
             ));
-            return fail(run, name, attempt, error).await;
+            return Some(fail(run, name, attempt, error).await);
         }
         tracing::debug!(attempt, error = %error, ?delay, "attempt failed; retrying");
         let change = Change::StepRetrying {
@@ -204,10 +260,11 @@ pub(super) async fn run_step<'r>(
             delay,
         };
         if let Err(error) = run.record(&change).await {
-            return StepEnd::Store(error);
+            return Some(StepEnd::Store(error));
         }
         tokio::time::sleep(delay).await;
-    }
+        None
+    })
 }
 
 /// The time limits of one attempt.
@@ -219,34 +276,40 @@ struct Limits {
     deadline: Option<(Duration, Instant)>,
 }
 
-async fn run_attempt(
+/// Records an attempt's start, with the previous step's deferred completion when there is one.
+async fn record_start(
     run: &Run,
-    def: &StepDef,
     name: &Arc<str>,
+    attempt: u32,
+    deferred: Option<super::Deferred>,
+) -> Result<(), StoreError> {
+    let started = Change::StepStarted {
+        step: name,
+        attempt,
+    };
+    match deferred {
+        None => run.record(&started).await,
+        Some(done) => run.record_completed(&done, Some(&started)).await,
+    }
+}
+
+/// Calls the step's function for attempt `attempt`: the attempt in flight, or the error it
+/// failed with at once (a panic included).
+fn begin(
+    run: &Arc<Run>,
+    index: usize,
+    def: &StepDef,
+    name: &str,
     attempt: u32,
     inputs: &[Option<Value>],
     limits: Limits,
-    deferred: Option<super::Deferred>,
-) -> Result<Value, AttemptError> {
-    if run.engine.records {
-        let started = Change::StepStarted {
-            step: name,
-            attempt,
-        };
-        match deferred {
-            None => run.record(&started).await,
-            Some(done) => run.record_completed(&done, Some(&started)).await,
-        }
-        .map_err(AttemptError::Store)?;
-    }
-    let ctx = StepContext::new(run.run_id.clone(), Arc::clone(name), attempt)
-        .with_signals(Arc::clone(&run.engine.signals) as _);
+) -> Result<Running, StepError> {
+    let ctx = StepContext::for_run(Arc::clone(run) as Arc<dyn StepScope>, index, attempt);
     let future = match std::panic::catch_unwind(AssertUnwindSafe(|| def.call(ctx, inputs))) {
         Ok(Ok(future)) => future,
-        Ok(Err(error)) => return Err(AttemptError::Step(error)),
-        Err(payload) => return Err(AttemptError::Step(panicked(name, "", payload.as_ref()))),
+        Ok(Err(error)) => return Err(error),
+        Err(payload) => return Err(panicked(name, "", payload.as_ref())),
     };
-    let future = AssertUnwindSafe(future).catch_unwind();
     let timeout_at = limits
         .timeout
         .and_then(|t| Instant::now().checked_add(t).map(|at| (at, t)));
@@ -257,32 +320,62 @@ async fn run_attempt(
         (Some((t_at, t)), None) => Some((t_at, Cut::Timeout(t))),
         (None, None) => None,
     };
-    let result = match cut {
-        None => future.await,
-        Some((at, cut)) => match tokio::time::timeout_at(at, future).await {
-            Ok(result) => result,
-            Err(_) => {
+    let future = AssertUnwindSafe(future).catch_unwind();
+    Ok(match cut {
+        None => Running::Plain(future),
+        Some((at, cut)) => Running::Limited(Box::pin(tokio::time::timeout_at(at, future)), cut),
+    })
+}
+
+/// The step's future of an attempt in flight.
+type Attempt =
+    futures_util::future::CatchUnwind<AssertUnwindSafe<crate::runtime::definition::StepFuture>>;
+
+/// An attempt in flight: the step's future, with the limit that cuts it first if it has one
+/// (boxed: only attempts with a time limit pay for a timer). Small, so that the future of
+/// every step, which holds it, is small too.
+enum Running {
+    Plain(Attempt),
+    Limited(std::pin::Pin<Box<tokio::time::Timeout<Attempt>>>, Cut),
+}
+
+/// How an attempt in flight ended.
+enum Ended {
+    /// The step's future returned, or panicked.
+    Done(std::thread::Result<Result<Value, StepError>>),
+    /// A time limit cut it.
+    Cut(Cut),
+}
+
+impl std::future::Future for Running {
+    type Output = Ended;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Ended> {
+        match &mut *self {
+            Running::Plain(future) => std::pin::Pin::new(future).poll(cx).map(Ended::Done),
+            Running::Limited(future, cut) => future.as_mut().poll(cx).map(|result| match result {
+                Ok(done) => Ended::Done(done),
+                Err(_) => Ended::Cut(*cut),
+            }),
+        }
+    }
+}
+
+impl Ended {
+    /// The attempt's output, or its error.
+    fn result(self, name: &str, attempt: u32) -> Result<Value, StepError> {
+        match self {
+            Ended::Done(Ok(result)) => result,
+            Ended::Done(Err(payload)) => Err(panicked(name, "", payload.as_ref())),
+            Ended::Cut(cut) => {
                 let error = cut.error(attempt);
                 tracing::debug!(error = %error, "attempt cut");
-                return Err(AttemptError::Step(error));
-            }
-        },
-    };
-    match result {
-        #[cfg(feature = "fault-injection")]
-        Ok(Ok(_)) if crate::fault::twice() => {
-            // The idempotency test mode: the step runs again, as after a crash between its
-            // effect and its checkpoint, and the second output is the one kept.
-            let ctx = StepContext::new(run.run_id.clone(), Arc::clone(name), attempt)
-                .with_signals(Arc::clone(&run.engine.signals) as _);
-            match def.call(ctx, inputs) {
-                Ok(again) => again.await.map_err(AttemptError::Step),
-                Err(error) => Err(AttemptError::Step(error)),
+                Err(error)
             }
         }
-        Ok(Ok(output)) => Ok(output),
-        Ok(Err(error)) => Err(AttemptError::Step(error)),
-        Err(payload) => Err(AttemptError::Step(panicked(name, "", payload.as_ref()))),
     }
 }
 
@@ -303,17 +396,27 @@ impl Cut {
     }
 }
 
-async fn fail(run: &Run, name: &str, attempts: u32, error: StepError) -> StepEnd {
-    tracing::warn!(attempts, error = %error, "step failed");
-    let change = Change::StepFailed {
-        step: name,
-        attempts,
-        error: &error,
-    };
-    match run.record(&change).await {
-        Ok(()) => StepEnd::Failed { attempts, error },
-        Err(error) => StepEnd::Store(error),
-    }
+/// Records a step's failure for good. Boxed, as is every await on a path that only failures,
+/// retries or waits take: the future of a step that succeeds at once, which every step's task
+/// holds (and moves) once per step, stays small.
+fn fail<'a>(
+    run: &'a Run,
+    name: &'a str,
+    attempts: u32,
+    error: StepError,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = StepEnd> + Send + 'a>> {
+    Box::pin(async move {
+        tracing::warn!(attempts, error = %error, "step failed");
+        let change = Change::StepFailed {
+            step: name,
+            attempts,
+            error: &error,
+        };
+        match run.record(&change).await {
+            Ok(()) => StepEnd::Failed { attempts, error },
+            Err(error) => StepEnd::Store(error),
+        }
+    })
 }
 
 /// A panic as a permanent step error: retrying code that panicked rarely helps, and the

@@ -117,9 +117,11 @@ pub(super) fn store_error(run: &Run, source: StoreError) -> RunError {
 /// aborted mid-way is `Running` with the attempts it made; one that never began an attempt
 /// is `NotRun`.
 fn reports(run: &Run) -> Vec<StepReport> {
+    let names = &crate::runtime::engine::plan(&run.def).names;
     run.steps
         .iter()
-        .map(|cell| {
+        .zip(names.iter())
+        .map(|(cell, name)| {
             let attempts = cell.attempts.load(Ordering::Acquire);
             let ended = cell.end.get();
             let status = match ended {
@@ -132,7 +134,7 @@ fn reports(run: &Run) -> Vec<StepReport> {
                 Some(ended.at.saturating_duration_since(started))
             });
             StepReport {
-                name: Arc::clone(&cell.name),
+                name: Arc::clone(name),
                 status,
                 attempts,
                 duration,
