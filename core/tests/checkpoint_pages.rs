@@ -35,9 +35,10 @@ fn wal_len(db: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// A 40-step chain is 43 commits (the run, a step's completion with the next one's start, the
-/// run's end). Each appends the pages it changed to the WAL: the `steps` row and its key, the
-/// event and its `events_by_run` entry. Before the `runs` row was left alone on a step's
+/// A 40-step chain is 42 commits: the run's creation, one per step (its start, with the
+/// previous step's completion), and the last completion with the run's end. Each appends the
+/// pages it changed to the WAL: the `steps` row and its key, the event and its
+/// `events_by_run` entry. Before the `runs` row was left alone on a step's
 /// change and `events` lost `AUTOINCREMENT` it was 7 pages a commit (300 frames).
 #[tokio::test]
 async fn a_sequential_checkpoint_appends_about_four_pages_to_the_wal() {
@@ -71,13 +72,31 @@ async fn a_sequential_checkpoint_appends_about_four_pages_to_the_wal() {
     assert_eq!(*report.output, 40);
     let commits = store.commits() - commits;
     assert_eq!(
-        commits, 43,
-        "one commit per step, plus the run's start and end"
+        commits, 42,
+        "the run's creation, one per step, the last completion with the run's end"
+    );
+    // The shared commits keep the log's order: the last step's completion, then the end.
+    let tail: Vec<(String, Option<String>)> = Connection::open(&path)
+        .unwrap()
+        .prepare("SELECT kind, step FROM events WHERE run_id = 'r' ORDER BY seq DESC LIMIT 3")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let s39 = Some("s39".to_owned());
+    assert_eq!(
+        tail,
+        [
+            ("run_completed".to_owned(), None),
+            ("step_completed".to_owned(), s39.clone()),
+            ("step_started".to_owned(), s39),
+        ]
     );
     let page = 4096 + 24; // a WAL frame: its header and a default-sized page
     let frames = (wal_len(&path) - before) / page;
     assert!(
-        frames <= 43 * 9 / 2,
+        frames <= 42 * 9 / 2,
         "{frames} WAL frames for {commits} commits: more than 4.5 pages a checkpoint"
     );
 }
@@ -180,7 +199,7 @@ async fn a_step_s_write_renews_a_lease_more_than_half_spent() {
 }
 
 /// A version-5 file, whose `events` table numbers with `AUTOINCREMENT`, keeps every event and
-/// its number, and its next events are numbered after them.
+/// its number, and its next events are numbered after them; its steps keep their order.
 #[tokio::test]
 async fn a_version_5_event_log_keeps_its_numbers_and_new_events_follow_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -196,8 +215,8 @@ async fn a_version_5_event_log_keeps_its_numbers_and_new_events_follow_them() {
             .await
             .unwrap();
     }
-    // Make the file what version 5 left: `events` numbered by `AUTOINCREMENT`, machines
-    // not indexed by type.
+    // Make the file what version 5 left: `events` numbered by `AUTOINCREMENT`, `steps`
+    // checked with an `IN` list, machines not indexed by type.
     let conn = Connection::open(&path).unwrap();
     conn.execute_batch(
         "CREATE TABLE events_v5 (
@@ -214,6 +233,25 @@ async fn a_version_5_event_log_keeps_its_numbers_and_new_events_follow_them() {
          ALTER TABLE events_v5 RENAME TO events;
          CREATE INDEX events_by_run ON events (run_id, seq);
          DROP INDEX machines_by_type;
+         CREATE TABLE steps_v5 (
+             run_id      TEXT    NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+             name        TEXT    NOT NULL,
+             status      TEXT    NOT NULL
+                 CHECK (status IN ('running', 'completed', 'failed', 'skipped')),
+             attempts    INTEGER NOT NULL,
+             output      TEXT,
+             error       TEXT,
+             started_at  INTEGER,
+             finished_at INTEGER,
+             PRIMARY KEY (run_id, name)
+         ) STRICT;
+         INSERT INTO steps_v5 (rowid, run_id, name, status, attempts, output, error,
+                               started_at, finished_at)
+             SELECT rowid, run_id, name, status, attempts, output, error, started_at,
+                    finished_at
+             FROM steps ORDER BY rowid;
+         DROP TABLE steps;
+         ALTER TABLE steps_v5 RENAME TO steps;
          PRAGMA user_version = 5;",
     )
     .unwrap();
@@ -241,6 +279,27 @@ async fn a_version_5_event_log_keeps_its_numbers_and_new_events_follow_them() {
         )
         .unwrap();
     assert!(!sql.contains("AUTOINCREMENT"), "{sql}");
+    // `steps` kept its rows in the order they started, and still refuses a bad status.
+    let steps: Vec<(String, String)> = conn
+        .prepare("SELECT name, output FROM steps WHERE run_id = 'old' ORDER BY rowid")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected: Vec<(String, String)> = (0..3)
+        .map(|i| (format!("s{i}"), (i + 1).to_string()))
+        .collect();
+    assert_eq!(steps, expected);
+    let bad = conn.execute(
+        "UPDATE steps SET status = 'bogus' WHERE run_id = 'old' AND name = 's0'",
+        [],
+    );
+    assert!(
+        bad.as_ref()
+            .is_err_and(|e| e.to_string().contains("CHECK constraint failed")),
+        "{bad:?}"
+    );
     engine
         .start(&def, "new", 0)
         .await

@@ -161,6 +161,12 @@ pub(crate) struct Run {
     steps: Box<[StepCell]>,
     /// Step tasks spawned and not yet ended, plus one held by `start` while it spawns roots.
     live: AtomicUsize,
+    /// Whether the code starting the run still holds its count of `live` (it gives it up
+    /// once it has started the first task).
+    starting: AtomicBool,
+    /// The last step's completion, kept by the run's last task for [`conclude`] to record
+    /// with the run's end, in one write (see `finish`).
+    last: Mutex<Option<Deferred>>,
     stopped: AtomicBool,
     /// Why the run stopped early; the first reason wins.
     stop: Mutex<Option<Stop>>,
@@ -399,6 +405,8 @@ pub(crate) fn launch_run(
         input: Some(input),
         steps,
         live: AtomicUsize::new(1),
+        last: Mutex::new(None),
+        starting: AtomicBool::new(true),
         stopped: AtomicBool::new(false),
         stop: Mutex::new(None),
         outcome,
@@ -438,6 +446,8 @@ pub(crate) fn launch_run(
             }
         }
     }
+    // Before the count goes: a task reading `live` then `starting` never counts this twice.
+    run.starting.store(false, Ordering::SeqCst);
     run.release();
 }
 
@@ -532,6 +542,15 @@ impl Run {
                 task.abort();
             }
         }
+    }
+
+    /// Whether the calling task is the run's only one: `live` counts it, and the starting
+    /// code until that lets go. `live` is read first: the starter clears `starting` before it
+    /// gives up its count, so a count read without it finds `starting` cleared.
+    fn alone(&self) -> bool {
+        let live = self.live.load(Ordering::SeqCst);
+        let starter = usize::from(self.starting.load(Ordering::SeqCst));
+        live.saturating_sub(starter) == 1
     }
 
     /// Gives up one count of live tasks; the last one out concludes the run. With a store
@@ -729,6 +748,13 @@ async fn run_steps(run: &Arc<Run>, first: usize, ready: Option<Arc<Ready>>, help
         }
         start = ready.as_ref().and_then(|ready| ready.claim(run));
     }
+    // A completion still carried belongs to the run's last step: the run's end records it.
+    // (One carried for a dependent the run stopped before running is dropped, as before.)
+    if let Some(deferred) = carry.deferred.take()
+        && !run.stopped.load(Ordering::SeqCst)
+    {
+        *lock(&run.last) = Some(deferred);
+    }
     drop(carry);
     if let Some(cell) = run.steps.get(first) {
         lock(&cell.task).take();
@@ -806,7 +832,17 @@ async fn step_task<'r>(run: &'r Arc<Run>, index: usize, carry: &mut Carry<'r>) -
     // The completion is recorded before any dependent starts: with the next step's start
     // when that step runs here next, else now, before other tasks get the dependents.
     let carried = next.is_some() && also.is_empty() && !run.stopped.load(Ordering::SeqCst);
+    // Or, when no dependent is ready and this task is the run's only one, kept: until this
+    // task hands work to another it flushes first, so nothing can start a dependent before
+    // the completion is recorded; the next step it runs records it with its own start, and
+    // if there is none, the run's end does (`run_steps`, then `conclude`).
+    let kept = next.is_none()
+        && also.is_empty()
+        && run.engine.records
+        && !run.stopped.load(Ordering::SeqCst)
+        && run.alone();
     if !carried
+        && !kept
         && let Some(deferred) = flushed(carry)
         && let Err(error) = Box::pin(flush(run, deferred)).await
     {

@@ -140,7 +140,8 @@ const V5: &str = "
 ALTER TABLE runs ADD COLUMN graph TEXT;
 ";
 
-/// Version 6: `events` without `AUTOINCREMENT`, and machines found by type.
+/// Version 6: lighter checkpoints (`events` without `AUTOINCREMENT`, `steps` checked without
+/// an `IN` list), and machines found by type.
 ///
 /// - `events.seq` stays the rowid, numbered from the largest one plus one, which is the same
 ///   numbering as long as the newest event is never deleted (sagaflow deletes no events; a
@@ -148,6 +149,10 @@ ALTER TABLE runs ADD COLUMN graph TEXT;
 ///   the `sqlite_sequence` page besides the event's own. `events` is rebuilt: no table
 ///   references it, so dropping it with `foreign_keys` on is safe inside the migration's
 ///   transaction.
+/// - `steps.status` is checked with `=` comparisons: SQLite evaluates a `CHECK (... IN (list))`
+///   by building a temporary table of the list on every write of the row, which was the one
+///   ephemeral table in a checkpoint's statements. `steps` is rebuilt with its rows and their
+///   rowids (which order a run's steps by first start); nothing references it either.
 /// - `machines_by_type` serves `machine_ids` (and `sagaflow machines`), which scanned every
 ///   machine; a transition does not change a machine's type, so it costs transitions nothing.
 const V6: &str = "
@@ -166,6 +171,27 @@ INSERT INTO events_v6 (seq, run_id, at, kind, step, attempt, detail)
 DROP TABLE events;
 ALTER TABLE events_v6 RENAME TO events;
 CREATE INDEX events_by_run ON events (run_id, seq);
+
+CREATE TABLE steps_v6 (
+    run_id      TEXT    NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    name        TEXT    NOT NULL,
+    status      TEXT    NOT NULL
+        CHECK (status = 'running' OR status = 'completed' OR status = 'failed'
+               OR status = 'skipped'),
+    attempts    INTEGER NOT NULL,
+    output      TEXT,
+    error       TEXT,
+    started_at  INTEGER,
+    finished_at INTEGER,
+    PRIMARY KEY (run_id, name)
+) STRICT;
+
+INSERT INTO steps_v6 (rowid, run_id, name, status, attempts, output, error, started_at,
+                      finished_at)
+    SELECT rowid, run_id, name, status, attempts, output, error, started_at, finished_at
+    FROM steps ORDER BY rowid;
+DROP TABLE steps;
+ALTER TABLE steps_v6 RENAME TO steps;
 
 CREATE INDEX machines_by_type ON machines (machine, machine_id);
 ";

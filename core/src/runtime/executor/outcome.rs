@@ -76,7 +76,17 @@ pub(super) async fn conclude(run: &Run) -> Outcome {
         Err(RunError::Store { .. }) => return outcome,
         Err(error) => Change::RunFailed { error },
     };
-    match run.record(&change).await {
+    // The last step's completion, if its task kept it, goes with the end: one commit.
+    let last = lock(&run.last).take();
+    let recorded = match (last, &change) {
+        (Some(last), Change::RunCompleted) => run.record_completed(&last, Some(&change)).await,
+        (Some(last), _) => match run.record_completed(&last, None).await {
+            Ok(()) => run.record(&change).await,
+            Err(source) => Err(source),
+        },
+        (None, _) => run.record(&change).await,
+    };
+    match recorded {
         Ok(()) => outcome,
         Err(source) => Err(store_error(run, source)),
     }
