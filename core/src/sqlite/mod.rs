@@ -282,7 +282,7 @@ impl SqliteStore {
     /// Stops renewing this store's leases, as a process stalled (a long GC pause, a stopped
     /// VM) would: they expire, other processes may take the runs over, and this store's next
     /// write of such a run is refused with [`StoreError::Fenced`]. Writes still renew their
-    /// own run's lease. For tests and drills; [`resume_heartbeats`](Self::resume_heartbeats)
+    /// own run's lease once it is more than half spent. For tests and drills; [`resume_heartbeats`](Self::resume_heartbeats)
     /// undoes it.
     pub fn pause_heartbeats(&self) {
         self.inner.leases.pause(true);
