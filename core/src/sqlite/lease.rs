@@ -12,8 +12,8 @@
 //! in one transaction, each renewal fenced by its token; a write of a run renews its lease
 //! too once more than half of it is spent (renewing it on every write cost every checkpoint a
 //! write of the run's row). A lease that could not be renewed is lost: it is not renewed
-//! again, and the next write is fenced. When the store is dropped, its leases are given up (expired at once), so
-//! another process need not wait for them.
+//! again, and the next write is fenced. When the store is dropped, its leases are given up
+//! (expired at once), so another process need not wait for them.
 //!
 //! Taking a run up is a write like any other, group-committed by the writer; it counts a
 //! recovery, and a run taken up more than the store's maximum is parked (a flag beside its
