@@ -256,10 +256,11 @@ pub(crate) fn apply(conn: &Connection, label: &str, op: &WriteOp) -> Result<Appl
             token,
             lease_ms,
         } => {
-            let first = record(conn, label, run_id, change, (*token, *lease_ms))?;
+            let first = record(conn, label, run_id, change, (*token, *lease_ms), false)?;
             match (then, first) {
                 (Some(then), Applied::Recorded(logged, _)) => {
-                    match record(conn, label, run_id, then, (*token, *lease_ms))? {
+                    // The first change read the fence in this very transaction.
+                    match record(conn, label, run_id, then, (*token, *lease_ms), true)? {
                         Applied::Recorded(second, _) => Ok(Applied::Recorded(logged, Some(second))),
                         other => Ok(other),
                     }
@@ -392,6 +393,7 @@ fn record(
     run_id: &str,
     change: &ChangeRow,
     (token, lease_ms): (Option<u64>, i64),
+    fenced: bool,
 ) -> Result<Applied, ApplyError> {
     let at = now_ms();
     let (run_status, run_error) = match change {
@@ -415,11 +417,12 @@ fn record(
             ))
         })
     };
-    if run_status.is_none() {
+    if run_status.is_none() && !fenced {
         // A step's change reads the fence and leaves the run's row alone unless its lease is
         // more than half spent, when the write renews it (as the heartbeats do): one page
         // fewer to write on most checkpoints. So `updated_at` is the time of the last renewal
-        // or of the run's end.
+        // or of the run's end. (The second change of a pair skips this: the first read the
+        // fence in the same transaction.)
         let found = conn
             .prepare_cached(
                 "SELECT lease_token, parked, lease_expires FROM runs WHERE run_id = ?1",
@@ -445,7 +448,7 @@ fn record(
             )?
             .execute(params![run_id, at, at.saturating_add(lease_ms)])?;
         }
-    } else {
+    } else if run_status.is_some() {
         // The run's end: its status, and the lease let go.
         let updated = conn
             .prepare_cached(
