@@ -122,7 +122,9 @@ impl<I: StepValue> SagaBuilder<I> {
     }
 
     /// Time allowed for the whole saga: when it runs out before the pivot, the saga is
-    /// cancelled and compensated; past the pivot, it goes on.
+    /// cancelled and compensated; past the pivot, it goes on. It counts from the run's first
+    /// start as the store recorded it (by the wall clock of the process that started it), so
+    /// a saga taken up after a restart has only what was left of it.
     pub fn deadline(&mut self, deadline: Duration) -> &mut Self {
         self.deadline = Some(deadline);
         self

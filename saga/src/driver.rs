@@ -6,6 +6,7 @@
 //! decides exactly what the crashed one would have.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -98,7 +99,7 @@ impl<O> SagaHandle<O> {
 }
 
 /// How often a running saga looks for a cancellation asked from outside the process.
-const CANCEL_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+const CANCEL_POLL: Duration = Duration::from_secs(1);
 
 /// What an operator asks of a stuck saga.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,11 +151,12 @@ pub(crate) async fn launch<I: StepValue, O: StepValue>(
         },
     };
     let (cancel, cancelled) = watch::channel(false);
+    let deadline = saga.inner.deadline.map(|d| remaining(d, stored.created_at));
     let task = tokio::spawn(drive(
         saga.clone(),
         engine.clone(),
         run_id.clone(),
-        forward,
+        (forward, deadline),
         cancelled,
     ));
     Ok(SagaHandle {
@@ -165,16 +167,27 @@ pub(crate) async fn launch<I: StepValue, O: StepValue>(
     })
 }
 
+/// What is left of a saga's deadline: it counts from the run's first start, by the wall
+/// clock, so a saga taken up after a restart does not get its whole time again. A store that
+/// does not know when the run started gives it all of it from now.
+fn remaining(deadline: Duration, started: Option<SystemTime>) -> Duration {
+    let spent = started
+        .and_then(|at| SystemTime::now().duration_since(at).ok())
+        .unwrap_or_default();
+    deadline.saturating_sub(spent)
+}
+
 async fn drive<I: StepValue, O: StepValue>(
     saga: SagaDefinition<I, O>,
     engine: Engine,
     run_id: RunId,
-    forward: Option<RunHandle<O>>,
+    (forward, deadline): (Option<RunHandle<O>>, Option<Duration>),
     cancelled: watch::Receiver<bool>,
 ) -> Result<SagaOutcome<O>, SagaError> {
     let mut cause = None;
     if let Some(handle) = forward {
-        let (result, why) = wait_forward(&saga, &engine, &run_id, handle, cancelled).await;
+        let (result, why) =
+            wait_forward(&saga, &engine, &run_id, (handle, deadline), cancelled).await;
         match result {
             Ok(report) => return Ok(SagaOutcome::Completed(report)),
             Err(
@@ -188,22 +201,22 @@ async fn drive<I: StepValue, O: StepValue>(
     compensate(&saga, &engine, &run_id, cause, None).await
 }
 
-/// Waits for the forward run, cancelling it when the saga is cancelled or its deadline
-/// passes, unless it is past its pivot. Returns the run's result and, when the saga stopped
-/// it, why.
+/// Waits for the forward run, cancelling it when the saga is cancelled or what is left of its
+/// deadline (`left`) passes, unless it is past its pivot. Returns the run's result and, when
+/// the saga stopped it, why.
 async fn wait_forward<I: StepValue, O: StepValue>(
     saga: &SagaDefinition<I, O>,
     engine: &Engine,
     run_id: &RunId,
-    handle: RunHandle<O>,
+    (handle, left): (RunHandle<O>, Option<Duration>),
     mut cancelled: watch::Receiver<bool>,
 ) -> (Result<Report<O>, RunError>, Option<String>) {
     let wait = handle.wait();
     tokio::pin!(wait);
     let deadline = saga.inner.deadline;
-    let sleep = tokio::time::sleep(deadline.unwrap_or_default());
+    let sleep = tokio::time::sleep(left.unwrap_or_default());
     tokio::pin!(sleep);
-    let mut watch_deadline = deadline.is_some();
+    let mut watch_deadline = left.is_some();
     let mut watch_cancel = true;
     let mut why = None;
     // A cancellation asked from outside the process (`requests::request_cancel`).

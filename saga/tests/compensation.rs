@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::{Entry, Journal, completion_order, undo_retry};
 use sagaflow_core::StepOptions;
-use sagaflow_core::runtime::{Engine, Handle};
+use sagaflow_core::runtime::{Engine, Handle, RunId, StepStatus};
+use sagaflow_core::sqlite::SqliteOptions;
 use sagaflow_saga::{SagaBuilder, SagaDefinition, SagaError, SagaOutcome, SagaStatus};
 
 const FIVE: [&str; 5] = ["build", "push", "migrate", "shift", "smoke"];
@@ -358,15 +359,7 @@ async fn a_saga_past_its_deadline_compensates() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     });
-    let mut b = SagaBuilder::<u64>::new("Chain");
-    b.deadline(Duration::from_secs(3600));
-    let mut prev = b.input();
-    for (k, name) in FIVE.iter().enumerate() {
-        let step = add_step(&mut b, &journal, name, k as u64 + 1, prev);
-        add_undo(&mut b, &journal, name, step, prev, 1);
-        prev = step;
-    }
-    let saga = b.build_with_output(prev);
+    let saga = chain_with_deadline(&journal, HOUR);
     let engine = Engine::open_in_memory().unwrap();
     let outcome = saga
         .start(&engine, "d", 1)
@@ -384,6 +377,105 @@ async fn a_saga_past_its_deadline_compensates() {
         other => panic!("{other:?}"),
     }
     assert_eq!(completed, ["build", "push", "migrate", "shift"]);
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// The five steps, with a saga deadline.
+fn chain_with_deadline(journal: &Journal, deadline: Duration) -> SagaDefinition<u64, u64> {
+    let mut b = SagaBuilder::<u64>::new("Chain");
+    b.deadline(deadline);
+    let mut prev = b.input();
+    for (k, name) in FIVE.iter().enumerate() {
+        let step = add_step(&mut b, journal, name, k as u64 + 1, prev);
+        add_undo(&mut b, journal, name, step, prev, 1);
+        prev = step;
+    }
+    b.build_with_output(prev)
+}
+
+#[test]
+fn a_saga_taken_up_after_a_restart_has_only_what_was_left_of_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    // The same owner in both "processes", so the second takes its lease back at once.
+    let open = || Engine::open_with(&path, SqliteOptions::default().owner("deadline")).unwrap();
+    let journal = Journal::default();
+    journal.script.lock().unwrap().hang = vec!["smoke".into()];
+    let saga = chain_with_deadline(&journal, HOUR);
+
+    // The first process: the saga runs until `smoke` hangs, then the process goes away with
+    // its tasks, without any cleanup (its runtime is dropped).
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    first.block_on(async {
+        let engine = open();
+        let _handle = saga.start(&engine, "d", 1).await.unwrap();
+        loop {
+            let run = engine.store().load_run(&RunId::from("d")).await.unwrap();
+            let smoke = run.unwrap().steps.into_iter().find(|s| s.name == "smoke");
+            if smoke.is_some_and(|s| s.status == StepStatus::Running) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    drop(first);
+    assert_eq!(journal.did(), ["build", "push", "migrate", "shift"]);
+
+    // As if it had started the saga 45 minutes ago.
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let moved = db
+        .execute(
+            "UPDATE runs SET created_at = created_at - ?1 WHERE run_id = 'd'",
+            [45 * 60 * 1000],
+        )
+        .unwrap();
+    assert_eq!(moved, 1);
+    drop(db);
+
+    // The second process, on a paused clock: the saga has 15 minutes left, not an hour.
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    second.block_on(async {
+        // See `a_saga_past_its_deadline_compensates`: keeps the clock's jumps short while
+        // SQLite commits on its own thread.
+        tokio::spawn(async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        let engine = open();
+        let resumed_at = tokio::time::Instant::now();
+        let outcome = saga
+            .resume(&engine, "d")
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        let waited = resumed_at.elapsed();
+        match outcome {
+            SagaOutcome::Compensated { undone, cause, .. } => {
+                assert!(cause.contains("deadline"), "{cause}");
+                assert_eq!(undone, ["shift", "migrate", "push", "build"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let quarter = Duration::from_secs(15 * 60);
+        assert!(
+            waited >= quarter - Duration::from_secs(5)
+                && waited < quarter + Duration::from_secs(60),
+            "the deadline passed {waited:?} after the restart, not about 15 minutes"
+        );
+    });
+    // No forward step ran again.
+    assert_eq!(journal.did(), ["build", "push", "migrate", "shift"]);
 }
 
 #[tokio::test]

@@ -281,6 +281,10 @@ pub struct StoredRun {
     pub status: StoredRunStatus,
     /// The run's error as text, when it failed.
     pub error: Option<String>,
+    /// When the run was first started, by the clock of the process that started it, if the
+    /// store knows. Whatever counts from a run's start (a saga's deadline) counts from this,
+    /// so that a restart does not give the run its whole time again.
+    pub created_at: Option<std::time::SystemTime>,
     /// The steps that have started, completed, failed or been skipped; a step never started
     /// may be missing.
     pub steps: Vec<StoredStep>,

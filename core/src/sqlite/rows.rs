@@ -5,6 +5,8 @@
 //! writer); the writer thread applies the op with [`apply`]. Reads map rows back into
 //! [`StoredRun`] and [`UnfinishedRun`].
 
+use std::time::{Duration, UNIX_EPOCH};
+
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use crate::runtime::context::RunId;
@@ -628,8 +630,8 @@ pub(crate) fn load_run(
     let sqlite = |e: rusqlite::Error| sqlite_error(label, &e);
     let run = conn
         .prepare_cached(
-            "SELECT workflow, graph_fingerprint, input, status, error, parked FROM runs \
-             WHERE run_id = ?1",
+            "SELECT workflow, graph_fingerprint, input, status, error, parked, created_at \
+             FROM runs WHERE run_id = ?1",
         )
         .map_err(sqlite)?
         .query_row([run_id], |row| {
@@ -640,11 +642,12 @@ pub(crate) fn load_run(
                 row.get::<_, String>(3)?,
                 row.get::<_, Option<String>>(4)?,
                 row.get::<_, i64>(5)?,
+                row.get::<_, i64>(6)?,
             ))
         })
         .optional()
         .map_err(sqlite)?;
-    let Some((workflow, fingerprint, input, status, error, parked)) = run else {
+    let Some((workflow, fingerprint, input, status, error, parked, created_at)) = run else {
         return Ok(None);
     };
     let status = match status.as_str() {
@@ -697,6 +700,10 @@ pub(crate) fn load_run(
         input,
         status,
         error,
+        // Milliseconds since the Unix epoch (`now_ms`); a negative one is no time at all.
+        created_at: u64::try_from(created_at)
+            .ok()
+            .and_then(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms))),
         steps,
     }))
 }
