@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::{
-    Builder, Definition, EventKind, Handle, RunId, StepStatus, Store, StoredRun, StoredStep, Value,
+    Builder, Definition, EventKind, Handle, RunId, StepContext, StepStatus, Store, StoredRun,
+    StoredStep, Value,
 };
 
 use crate::definition::SagaInner;
@@ -274,7 +275,14 @@ pub(crate) fn round_definition(
             None
         };
         let call = Arc::clone(&undo.call);
-        let run = move |ctx| {
+        let run = move |ctx: StepContext| {
+            // One idempotency key for this compensation in every round, `saga~undo:step`, so
+            // that a refund retried by an operator reaches the payment service with the key
+            // of the attempts before it.
+            let ctx = match saga_of_round(ctx.run_id()) {
+                Some(saga_run) => ctx.keyed_as(RunId::from(format!("{saga_run}~undo"))),
+                None => ctx,
+            };
             let started = call(ctx, &inputs, output.clone());
             async move { started?.await }
         };

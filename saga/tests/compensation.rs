@@ -266,6 +266,20 @@ async fn a_stuck_saga_retried_runs_the_compensations_left_and_not_the_done_ones(
         other => panic!("{other:?}"),
     }
     assert_eq!(journal.undone(), ["migrate", "push", "build"]);
+    // Each compensation kept one idempotency key through the three rounds, not the forward
+    // step's: a payment service sees the operator's retry as the same refund.
+    let keys = journal.undo_keys.lock().unwrap().clone();
+    let push: Vec<&str> = keys
+        .iter()
+        .filter(|(step, _)| step == "push")
+        .map(|(_, key)| key.as_str())
+        .collect();
+    assert_eq!(push, ["s~undo:push"; 3]);
+    assert!(
+        keys.iter()
+            .all(|(step, key)| *key == format!("s~undo:{step}")),
+        "{keys:?}"
+    );
     // A compensated saga is not stuck: another retry is refused, with its status.
     let refused = saga.retry(&engine, "s").await.unwrap_err();
     assert!(

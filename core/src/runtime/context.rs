@@ -82,6 +82,44 @@ enum Scope {
         run: Arc<dyn StepScope>,
         index: usize,
     },
+    /// Another scope whose idempotency keys are made for another run: see
+    /// [`StepContext::keyed_as`]. Behind an `Arc` so that a context stays as small as it was.
+    Keyed(Arc<(Scope, RunId)>),
+}
+
+impl Scope {
+    fn run_id(&self) -> &RunId {
+        match self {
+            Scope::Own { run_id, .. } => run_id,
+            Scope::Run { run, .. } => run.run_id(),
+            Scope::Keyed(keyed) => keyed.0.run_id(),
+        }
+    }
+
+    fn step(&self) -> &str {
+        match self {
+            Scope::Own { step, .. } => step,
+            Scope::Run { run, index } => run.step_name(*index),
+            Scope::Keyed(keyed) => keyed.0.step(),
+        }
+    }
+
+    /// The run whose id starts this scope's idempotency keys.
+    fn key_run(&self) -> &RunId {
+        match self {
+            Scope::Keyed(keyed) => &keyed.1,
+            other => other.run_id(),
+        }
+    }
+
+    /// The run in flight behind this scope, if an engine made it.
+    fn engine_run(&self) -> Option<&Arc<dyn StepScope>> {
+        match self {
+            Scope::Own { .. } => None,
+            Scope::Run { run, .. } => Some(run),
+            Scope::Keyed(keyed) => keyed.0.engine_run(),
+        }
+    }
 }
 
 impl fmt::Debug for StepContext {
@@ -124,7 +162,7 @@ impl StepContext {
     ///
     /// A payload that does not decode into `T` is a permanent error naming the signal.
     pub async fn signal<T: DeserializeOwned>(&self, name: &str) -> Result<T, StepError> {
-        let Scope::Run { run, .. } = &self.scope else {
+        let Some(run) = self.scope.engine_run() else {
             return Err(StepError::permanent(format!(
                 "step `{}` waits for signal `{name}`, but its context was not made by an engine",
                 self.step()
@@ -142,18 +180,12 @@ impl StepContext {
 
     /// The run this attempt belongs to.
     pub fn run_id(&self) -> &RunId {
-        match &self.scope {
-            Scope::Own { run_id, .. } => run_id,
-            Scope::Run { run, .. } => run.run_id(),
-        }
+        self.scope.run_id()
     }
 
     /// The step's name.
     pub fn step(&self) -> &str {
-        match &self.scope {
-            Scope::Own { step, .. } => step,
-            Scope::Run { run, index } => run.step_name(*index),
-        }
+        self.scope.step()
     }
 
     /// The attempt number, from 1.
@@ -164,6 +196,26 @@ impl StepContext {
     /// `run:step`: the same for every attempt of this step in this run, so a side effect keyed
     /// on it (a payment, an e-mail) happens once however often the step is retried.
     pub fn idempotency_key(&self) -> String {
-        format!("{}:{}", self.run_id(), self.step())
+        format!("{}:{}", self.scope.key_run(), self.step())
+    }
+
+    /// This context with idempotency keys made for the run `key_run` instead of its own
+    /// (`key_run:step`), everything else unchanged. For work that goes on across several
+    /// runs and must keep one key: a saga's compensation is retried in a new run (a round)
+    /// each time an operator retries it, and the service it calls must see the same key.
+    ///
+    /// ```
+    /// use sagaflow_core::runtime::{RunId, StepContext};
+    ///
+    /// let ctx = StepContext::new(RunId::from("order-7~undo2"), "charge", 1);
+    /// let ctx = ctx.keyed_as(RunId::from("order-7~undo"));
+    /// assert_eq!(ctx.idempotency_key(), "order-7~undo:charge");
+    /// assert_eq!(ctx.run_id().as_str(), "order-7~undo2");
+    /// ```
+    pub fn keyed_as(self, key_run: RunId) -> StepContext {
+        StepContext {
+            scope: Scope::Keyed(Arc::new((self.scope, key_run))),
+            attempt: self.attempt,
+        }
     }
 }

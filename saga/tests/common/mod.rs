@@ -43,6 +43,9 @@ pub struct Script {
 pub struct Journal {
     pub entries: Arc<Mutex<Vec<Entry>>>,
     pub script: Arc<Mutex<Script>>,
+    /// The idempotency key of every attempt of a compensation, by forward step, whether the
+    /// attempt succeeded or not.
+    pub undo_keys: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl Journal {
@@ -114,6 +117,10 @@ impl Journal {
         output: Option<u64>,
     ) -> Result<(), StepError> {
         let step = ctx.step().to_owned();
+        self.undo_keys
+            .lock()
+            .unwrap()
+            .push((step.clone(), ctx.idempotency_key()));
         {
             let mut script = self.script.lock().unwrap();
             if script.undo_fails.get(&step).copied().unwrap_or(false) {
