@@ -8,7 +8,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use sagaflow_core::StepOptions;
-use sagaflow_core::runtime::{Builder, Definition, Engine, EngineError, RunError, StepError};
+use sagaflow_core::runtime::{
+    Builder, Change, Created, Definition, DeliveredSignal, Engine, EngineError, Lease, NewRun,
+    RunError, RunId, StepError, Store, StoreError, StoredRun,
+};
+use sagaflow_core::sqlite::{SqliteOptions, SqliteStore};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -216,4 +220,170 @@ async fn signals_and_events_work_on_a_sqlite_database_in_memory() {
         6,
         "created, 2 × (started, completed), completed: {kinds:?}"
     );
+}
+
+/// Keeps the runtime busy, so that the paused clock moves only when the test advances it:
+/// with nothing to do, it would jump to the next timer while SQLite works on its own thread.
+fn hold_the_clock() {
+    tokio::spawn(async {
+        loop {
+            tokio::task::yield_now().await;
+        }
+    });
+}
+
+/// Waits, without moving the clock, until `done` holds; fails after ten seconds of real time.
+async fn settle(what: &str, done: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(10), "never: {what}");
+        tokio::task::yield_now().await;
+    }
+}
+
+/// `future`, which must end without the clock moving; fails after ten seconds of real time.
+async fn without_time<T>(what: &str, future: impl Future<Output = T>) -> T {
+    let start = std::time::Instant::now();
+    tokio::select! {
+        value = future => value,
+        () = async {
+            while start.elapsed() < Duration::from_secs(10) {
+                tokio::task::yield_now().await;
+            }
+        } => panic!("never: {what}"),
+    }
+}
+
+/// A SQLite store that counts the questions about signals it has answered.
+struct Counting {
+    inner: SqliteStore,
+    /// `signal`: a waiting step asking for its own signal.
+    own: AtomicU32,
+    /// `signals_after`: the engine's poller asking for every new one.
+    polls: AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl Store for Counting {
+    async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
+        self.inner.create_run(run).await
+    }
+    async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError> {
+        self.inner.record(run_id, change).await
+    }
+    async fn record_pair(
+        &self,
+        run_id: &RunId,
+        first: &Change<'_>,
+        then: &Change<'_>,
+    ) -> Result<(), StoreError> {
+        self.inner.record_pair(run_id, first, then).await
+    }
+    async fn acquire(&self, run_id: &RunId) -> Result<Lease, StoreError> {
+        self.inner.acquire(run_id).await
+    }
+    fn release(&self, run_id: &RunId) {
+        self.inner.release(run_id);
+    }
+    async fn load_run(&self, run_id: &RunId) -> Result<Option<StoredRun>, StoreError> {
+        self.inner.load_run(run_id).await
+    }
+    async fn signal(&self, run_id: &RunId, name: &str) -> Result<Option<String>, StoreError> {
+        let answer = self.inner.signal(run_id, name).await;
+        self.own.fetch_add(1, Ordering::SeqCst);
+        answer
+    }
+    async fn signal_position(&self) -> Result<Option<u64>, StoreError> {
+        self.inner.signal_position().await
+    }
+    async fn signals_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DeliveredSignal>, StoreError> {
+        let answer = self.inner.signals_after(after, limit).await;
+        self.polls.fetch_add(1, Ordering::SeqCst);
+        answer
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn many_waiting_steps_cost_one_question_a_second_and_hear_another_process() {
+    hold_the_clock();
+    const RUNS: u32 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("signals.db");
+    let store = Arc::new(Counting {
+        inner: SqliteStore::open(&path, SqliteOptions::default()).unwrap(),
+        own: AtomicU32::new(0),
+        polls: AtomicU32::new(0),
+    });
+    let own = || store.own.load(Ordering::SeqCst);
+    let polls = || store.polls.load(Ordering::SeqCst);
+    let engine = Engine::builder().store(Arc::clone(&store) as _).build();
+    let def = approval_flow(Arc::default(), Arc::default());
+    let mut handles = Vec::new();
+    for i in 0..RUNS {
+        handles.push(engine.start(&def, format!("doc-{i}"), ()).await.unwrap());
+    }
+    settle("every step asks for its signal", || own() == RUNS).await;
+    assert_eq!(polls(), 0);
+
+    // Twenty seconds of 200 steps waiting: not one of them asks again (each asking once a
+    // second would be 4,000 questions); the engine's poller asks for all of them, once a
+    // second.
+    for second in 1..=20 {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        settle("the poller asks", || polls() >= second).await;
+    }
+    for _ in 0..1_000 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!((own(), polls()), (RUNS, 20));
+
+    // Another process (another connection to the file, with no way to wake this one)
+    // delivers a signal: the poller hears of it at its next question and wakes that step,
+    // which asks once more and ends.
+    let other = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    let approval = |by: &str| {
+        serde_json::to_string(&Approval {
+            by: by.into(),
+            ok: true,
+        })
+        .unwrap()
+    };
+    let mut handles = handles.into_iter();
+    let first = handles.next().unwrap();
+    assert!(
+        other
+            .deliver_signal(&"doc-0".into(), "approval", &approval("bo"))
+            .await
+            .unwrap()
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let report = without_time("doc-0 hears of its signal", first.wait())
+        .await
+        .unwrap();
+    assert_eq!(*report.output, "draft approved by bo (true)");
+    assert_eq!((own(), polls()), (RUNS + 1, 21));
+
+    // Every other run hears of its own at the poller's next question.
+    for i in 1..RUNS {
+        let by = format!("approver {i}");
+        other
+            .deliver_signal(&format!("doc-{i}").into(), "approval", &approval(&by))
+            .await
+            .unwrap();
+    }
+    tokio::time::advance(Duration::from_secs(1)).await;
+    for (i, handle) in (1..RUNS).zip(handles) {
+        let report = without_time("every run hears of its signal", handle.wait())
+            .await
+            .unwrap();
+        assert_eq!(
+            *report.output,
+            format!("draft approved by approver {i} (true)")
+        );
+    }
+    assert_eq!((own(), polls()), (2 * RUNS, 22));
 }

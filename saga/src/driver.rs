@@ -98,8 +98,9 @@ impl<O> SagaHandle<O> {
     }
 }
 
-/// How often a running saga looks for a cancellation asked from outside the process.
-const CANCEL_POLL: Duration = Duration::from_secs(1);
+/// How long a saga waits before it watches again for a cancellation asked from outside the
+/// process, after the store could not be read.
+const CANCEL_RETRY: Duration = Duration::from_secs(1);
 
 /// What an operator asks of a stuck saga.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,21 +220,32 @@ async fn wait_forward<I: StepValue, O: StepValue>(
     let mut watch_deadline = left.is_some();
     let mut watch_cancel = true;
     let mut why = None;
-    // A cancellation asked from outside the process (`requests::request_cancel`).
-    let mut poll = tokio::time::interval(CANCEL_POLL);
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A cancellation asked from outside the process (`requests::request_cancel`), found by
+    // the engine's signal poller: one question to the store a second for all its sagas.
+    let asked_outside = async {
+        loop {
+            match engine
+                .wait_for_signal::<serde::de::IgnoredAny>(run_id.clone(), requests::CANCEL_SIGNAL)
+                .await
+            {
+                Ok(_) => return,
+                Err(error) => {
+                    tracing::warn!(saga = saga.name(), run_id = %run_id, %error, "cannot watch for a cancellation; trying again");
+                    tokio::time::sleep(CANCEL_RETRY).await;
+                }
+            }
+        }
+    };
+    tokio::pin!(asked_outside);
     loop {
         tokio::select! {
             result = &mut wait => return (result, why),
-            _ = poll.tick(), if watch_cancel => {
-                let asked = matches!(engine.store().signal(run_id, requests::CANCEL_SIGNAL).await, Ok(Some(_)));
-                if asked {
-                    watch_cancel = false;
-                    if !past_pivot(saga, engine, run_id).await {
-                        tracing::info!(saga = saga.name(), run_id = %run_id, "saga cancelled from outside; compensating");
-                        why = Some(format!("saga run `{run_id}` was cancelled by a request"));
-                        engine.cancel(run_id);
-                    }
+            () = &mut asked_outside, if watch_cancel => {
+                watch_cancel = false;
+                if !past_pivot(saga, engine, run_id).await {
+                    tracing::info!(saga = saga.name(), run_id = %run_id, "saga cancelled from outside; compensating");
+                    why = Some(format!("saga run `{run_id}` was cancelled by a request"));
+                    engine.cancel(run_id);
                 }
             }
             asked = async { cancelled.wait_for(|c| *c).await.is_ok() }, if watch_cancel => {

@@ -243,7 +243,7 @@ impl EngineBuilder {
             .flatten();
         let inner = Arc::new(Inner {
             records,
-            signals: Arc::new(signals::SignalHub::new(Arc::clone(&store))),
+            signals: signals::SignalHub::new(Arc::clone(&store)),
             store,
             memory,
             permits: Permits::new(permits),

@@ -233,6 +233,17 @@ pub enum EngineError {
         /// What serde said.
         message: String,
     },
+    /// Waiting for a signal outside a step failed: the store could not be read, or the
+    /// payload did not decode.
+    #[error("waiting for signal `{name}` of run `{run_id}`: {message}")]
+    SignalWait {
+        /// The run.
+        run_id: RunId,
+        /// The signal.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
     /// There is no such run to resume.
     #[error(
         "no run `{run_id}` to resume: the store has none by that id (an in-memory store keeps no run beyond its engine)"

@@ -20,6 +20,6 @@ pub use error::{DefinitionError, EngineError, RunError, StepError, StoreError};
 pub use events::{DEFAULT_EVENT_BUFFER, Event, EventKind, EventSink, EventStream};
 pub use report::{Report, StepReport, StepStatus};
 pub use store::{
-    Change, Created, Lease, MemoryStore, NewRun, RecordedChange, Store, StoredRun, StoredRunStatus,
-    StoredStep, UnfinishedRun,
+    Change, Created, DeliveredSignal, Lease, MemoryStore, NewRun, RecordedChange, Store, StoredRun,
+    StoredRunStatus, StoredStep, UnfinishedRun,
 };

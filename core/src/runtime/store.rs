@@ -240,6 +240,38 @@ pub trait Store: Send + Sync + 'static {
         let _ = (run_id, name);
         Ok(None)
     }
+
+    /// The position of the newest signal delivered, in the order the store kept them (0 if
+    /// none was), or `None` if the store does not number its signals. With
+    /// [`Store::signals_after`], it lets an engine ask one question a poll for every step it
+    /// has waiting, however many there are, instead of one question per waiting step. The
+    /// default: `None`, and each waiting step asks for its own signal.
+    async fn signal_position(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
+    /// At most `limit` signals delivered after position `after`, oldest first. Positions must
+    /// grow in the order deliveries become visible, so that nothing delivered after a
+    /// [`Store::signal_position`] has a position at or below it.
+    async fn signals_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DeliveredSignal>, StoreError> {
+        let _ = (after, limit);
+        Ok(Vec::new())
+    }
+}
+
+/// A signal a store kept, as [`Store::signals_after`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveredSignal {
+    /// Its position in the store's order of deliveries.
+    pub position: u64,
+    /// The run it was delivered to.
+    pub run_id: RunId,
+    /// Its name.
+    pub name: String,
 }
 
 /// A lease on a run, as [`Store::acquire`] granted it.

@@ -61,7 +61,9 @@ use crate::runtime::context::RunId;
 use crate::runtime::engine::Engine;
 use crate::runtime::error::StoreError;
 use crate::runtime::events::{Event, EventSink};
-use crate::runtime::store::{Change, Created, Lease, NewRun, Store, StoredRun, UnfinishedRun};
+use crate::runtime::store::{
+    Change, Created, DeliveredSignal, Lease, NewRun, Store, StoredRun, UnfinishedRun,
+};
 
 use events::Publisher;
 use lease::Leases;
@@ -203,6 +205,7 @@ impl fmt::Debug for SqliteStore {
         f.debug_struct("SqliteStore")
             .field("path", &self.inner.label)
             .field("commits", &self.commits())
+            .field("reads", &self.reads())
             .finish_non_exhaustive()
     }
 }
@@ -307,6 +310,13 @@ impl SqliteStore {
     /// Writes (run creations and recorded changes) committed so far.
     pub fn writes(&self) -> u64 {
         self.inner.stats.writes.load(Ordering::Relaxed)
+    }
+
+    /// Requests served on the writer's thread outside group commits so far: reads (loading
+    /// runs, listing events, asking for signals) and the rare writes that go the same way
+    /// (delivering a signal, creating a machine).
+    pub fn reads(&self) -> u64 {
+        self.inner.stats.reads.load(Ordering::Relaxed)
     }
 
     fn closed(&self) -> StoreError {
@@ -500,6 +510,20 @@ impl Store for SqliteStore {
     async fn signal(&self, run_id: &RunId, name: &str) -> Result<Option<String>, StoreError> {
         let (run_id, name) = (run_id.clone(), name.to_owned());
         self.read(move |conn, label| signals::read(conn, label, run_id.as_str(), &name))
+            .await
+    }
+
+    async fn signal_position(&self) -> Result<Option<u64>, StoreError> {
+        self.read(|conn, label| signals::position(conn, label).map(Some))
+            .await
+    }
+
+    async fn signals_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DeliveredSignal>, StoreError> {
+        self.read(move |conn, label| signals::after(conn, label, after, limit))
             .await
     }
 

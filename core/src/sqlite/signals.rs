@@ -1,8 +1,16 @@
 //! Signals in the database: delivered once per run and name, read by the steps that wait.
+//!
+//! A signal's position is its rowid. SQLite gives a new row the largest rowid plus one, and
+//! only one transaction writes at a time, so positions grow in commit order: a reader that
+//! has seen every signal up to position `p` finds any later delivery above `p`. (A rowid can
+//! be used again only after the row holding the largest one is deleted, and signals are
+//! deleted only with their run, which sagaflow never deletes.)
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::runtime::context::RunId;
 use crate::runtime::error::StoreError;
+use crate::runtime::store::DeliveredSignal;
 use crate::sqlite::rows::sqlite_error;
 
 /// Keeps the signal unless one of that name was delivered to the run already; returns whether
@@ -50,4 +58,44 @@ pub(crate) fn read(
     )
     .optional()
     .map_err(|e| sqlite_error(label, &e))
+}
+
+/// The position of the newest signal, 0 if there is none.
+pub(crate) fn position(conn: &Connection, label: &str) -> Result<u64, StoreError> {
+    conn.query_row("SELECT coalesce(max(rowid), 0) FROM signals", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(i64::cast_unsigned)
+    .map_err(|e| sqlite_error(label, &e))
+}
+
+/// At most `limit` signals after position `after`, oldest first.
+pub(crate) fn after(
+    conn: &Connection,
+    label: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<DeliveredSignal>, StoreError> {
+    let sqlite = |e: rusqlite::Error| sqlite_error(label, &e);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT rowid, run_id, name FROM signals WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+        )
+        .map_err(sqlite)?;
+    let rows = stmt
+        .query_map(
+            params![
+                after.cast_signed(),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+            |r| {
+                Ok(DeliveredSignal {
+                    position: r.get::<_, i64>(0)?.cast_unsigned(),
+                    run_id: RunId::from(r.get::<_, String>(1)?),
+                    name: r.get(2)?,
+                })
+            },
+        )
+        .map_err(sqlite)?;
+    rows.collect::<Result<_, _>>().map_err(sqlite)
 }

@@ -100,6 +100,8 @@ pub(crate) struct Stats {
     pub(crate) commits: AtomicU64,
     /// Writes acknowledged as applied.
     pub(crate) writes: AtomicU64,
+    /// Reads served.
+    pub(crate) reads: AtomicU64,
 }
 
 /// The connection behind its lock, and the writer thread to wake.
@@ -275,6 +277,7 @@ impl Core {
                 self.commit_group(batch, false);
             }
             for read in std::mem::take(&mut self.reads) {
+                self.stats.reads.fetch_add(1, Ordering::Relaxed);
                 read(&self.conn, &self.label);
             }
             if drained.closed {

@@ -3,54 +3,195 @@
 //!
 //! The store keeps every delivered signal, so the wait survives a crash: a resumed step asks
 //! again and finds it, including one delivered while no process was running. In the process,
-//! a waiter sleeps on a `Notify` that delivery wakes, and asks the store again.
+//! a waiter sleeps on a `Notify`, and asks the store again when it is woken:
+//!
+//! - by `Engine::signal` in this process, at once;
+//! - by the hub's poller, for a signal another process delivered (`sagaflow signal`, another
+//!   engine on the same file). The poller asks the store once a second for the signals
+//!   delivered since it last looked, one question for all the waiting steps of the engine:
+//!   ten thousand runs waiting for approvals cost one read a second, not ten thousand.
+//!
+//! A store that does not number its signals ([`Store::signal_position`] is `None`) has no
+//! poller: each waiter then asks for its own signal once a second, as a waiter also does,
+//! every [`FALLBACK_POLL`] in any case, as a net.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::Notify;
+use serde::de::DeserializeOwned;
+use tokio::sync::{Notify, OnceCell};
 
 use super::Engine;
 use crate::runtime::context::{RunId, SignalSource};
-use crate::runtime::error::{EngineError, StepError};
+use crate::runtime::error::{EngineError, StepError, StoreError};
 use crate::runtime::store::Store;
 
-/// How often a waiting step asks the store again for a signal that another process may have
-/// delivered (a delivery in this process wakes it at once).
-const SIGNAL_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often the poller asks the store for signals delivered by another process, and how
+/// often a waiter asks for its own when the store does not number its signals.
+const SIGNAL_POLL: Duration = Duration::from_secs(1);
 
-/// The engine's signal waiters, by run and signal name.
+/// How often a waiter asks for its own signal although a poller looks out for it: a net for
+/// the unforeseen (the poller retries by itself when the store cannot be read), rare enough
+/// to cost little with many waiters.
+const FALLBACK_POLL: Duration = Duration::from_secs(300);
+
+/// The most signals the poller takes from the store in one question.
+const POLL_BATCH: usize = 1_000;
+
+/// The engine's signal waiters, by run and signal name, and the poller that wakes them.
 pub(crate) struct SignalHub {
     store: Arc<dyn Store>,
-    waiters: Mutex<HashMap<(RunId, String), Arc<Notify>>>,
+    state: Mutex<HubState>,
+    /// Whether the store numbers its signals, once it has answered.
+    numbered: OnceCell<bool>,
+    /// Itself, for the poller task, which must not keep the engine's hub alive.
+    this: Weak<SignalHub>,
+}
+
+#[derive(Default)]
+struct HubState {
+    waiters: HashMap<(RunId, String), Waiters>,
+    /// The position of the newest signal the poller has accounted for, once known: every
+    /// signal delivered later has a larger one. `None` until the store is first asked, and
+    /// for a store that does not number its signals.
+    seen: Option<u64>,
+    /// The poller task, while it runs. A runtime that shuts down ends it too, hence its
+    /// handle rather than a flag: the next waiter, on another runtime, starts a new one.
+    poller: Option<tokio::task::AbortHandle>,
+}
+
+/// The steps waiting for one signal of one run (almost always one).
+struct Waiters {
+    notify: Arc<Notify>,
+    count: usize,
+}
+
+/// A waiter's place in the hub, given back when the wait ends or is dropped.
+struct Registration<'a> {
+    hub: &'a SignalHub,
+    key: (RunId, String),
+    notify: Arc<Notify>,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        let mut state = self.hub.state();
+        if let Some(waiters) = state.waiters.get_mut(&self.key) {
+            waiters.count -= 1;
+            if waiters.count == 0 {
+                state.waiters.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl SignalHub {
-    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
-        Self {
+    pub(crate) fn new(store: Arc<dyn Store>) -> Arc<Self> {
+        Arc::new_cyclic(|this| Self {
             store,
-            waiters: Mutex::new(HashMap::new()),
+            state: Mutex::new(HubState::default()),
+            numbered: OnceCell::new(),
+            this: this.clone(),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, HubState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn register(&self, run_id: &RunId, name: &str) -> Registration<'_> {
+        let key = (run_id.clone(), name.to_owned());
+        let mut state = self.state();
+        let waiters = state.waiters.entry(key.clone()).or_insert_with(|| Waiters {
+            notify: Arc::new(Notify::new()),
+            count: 0,
+        });
+        waiters.count += 1;
+        let notify = Arc::clone(&waiters.notify);
+        Registration {
+            hub: self,
+            key,
+            notify,
         }
     }
 
-    fn notify_for(&self, run_id: &RunId, name: &str) -> Arc<Notify> {
-        let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(
-            waiters
-                .entry((run_id.clone(), name.to_owned()))
-                .or_default(),
-        )
+    /// Wakes the steps waiting for signal `name` of run `run_id`, if any.
+    fn wake(&self, run_id: &RunId, name: &str) {
+        let state = self.state();
+        if let Some(waiters) = state.waiters.get(&(run_id.clone(), name.to_owned())) {
+            waiters.notify.notify_waiters();
+        }
     }
 
-    fn wake(&self, run_id: &RunId, name: &str) {
-        let notify = self
-            .waiters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&(run_id.clone(), name.to_owned()));
-        if let Some(notify) = notify {
-            notify.notify_waiters();
+    /// Whether a poller looks out for signals from other processes: asks the store where
+    /// its signals stand the first time, and starts the poller if it is not running. Called
+    /// after a waiter registers and before it asks the store for its signal, so that a
+    /// signal its question misses is delivered after the position the poller starts from.
+    async fn watched(&self) -> bool {
+        // Asked once, by the first waiter; those that come meanwhile wait for its answer.
+        let numbered = self
+            .numbered
+            .get_or_try_init(|| async {
+                let position = self.store.signal_position().await?;
+                self.state().seen = position;
+                Ok::<_, StoreError>(position.is_some())
+            })
+            .await;
+        let numbered = match numbered {
+            Ok(&numbered) => numbered,
+            Err(error) => {
+                tracing::warn!(%error, "cannot ask the store where its signals stand; waiting steps ask for their own");
+                return false;
+            }
+        };
+        if numbered {
+            let mut state = self.state();
+            if state.poller.as_ref().is_none_or(|p| p.is_finished()) {
+                state.poller = Some(tokio::spawn(poll(self.this.clone())).abort_handle());
+            }
+        }
+        numbered
+    }
+}
+
+/// The poller: once a second, while any step waits, asks the store for the signals
+/// delivered since it last looked and wakes their waiters. Ends when no step waits (the next
+/// waiter starts it again) or when the engine is gone.
+async fn poll(hub: Weak<SignalHub>) {
+    loop {
+        tokio::time::sleep(SIGNAL_POLL).await;
+        let Some(hub) = hub.upgrade() else {
+            return;
+        };
+        loop {
+            let after = {
+                let mut state = hub.state();
+                if state.waiters.is_empty() {
+                    state.poller = None;
+                    return;
+                }
+                state.seen.unwrap_or(0)
+            };
+            let delivered = match hub.store.signals_after(after, POLL_BATCH).await {
+                Ok(delivered) => delivered,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot ask the store for new signals; trying again");
+                    break;
+                }
+            };
+            let full = delivered.len() == POLL_BATCH;
+            let mut state = hub.state();
+            for signal in delivered {
+                state.seen = Some(state.seen.unwrap_or(0).max(signal.position));
+                if let Some(waiters) = state.waiters.get(&(signal.run_id, signal.name)) {
+                    waiters.notify.notify_waiters();
+                }
+            }
+            if !full {
+                break;
+            }
         }
     }
 }
@@ -58,18 +199,18 @@ impl SignalHub {
 #[async_trait::async_trait]
 impl SignalSource for SignalHub {
     async fn wait(&self, run_id: &RunId, name: &str) -> Result<String, StepError> {
+        let registration = self.register(run_id, name);
+        let watched = self.watched().await;
+        let patience = if watched { FALLBACK_POLL } else { SIGNAL_POLL };
         loop {
-            let notify = self.notify_for(run_id, name);
-            let notified = notify.notified();
+            let notified = registration.notify.notified();
             tokio::pin!(notified);
-            // Registered before the store is asked, so a delivery in between still wakes it.
+            // Enabled before the store is asked, so a delivery in between still wakes it.
             notified.as_mut().enable();
             match self.store.signal(run_id, name).await {
                 Ok(Some(payload)) => return Ok(payload),
-                // A delivery by another process (`sagaflow signal`) wakes no one here: ask
-                // the store again now and then.
                 Ok(None) => {
-                    let _ = tokio::time::timeout(SIGNAL_POLL, notified).await;
+                    let _ = tokio::time::timeout(patience, notified).await;
                 }
                 Err(error) => {
                     return Err(StepError::new(format!(
@@ -111,5 +252,36 @@ impl Engine {
         }
         self.inner.signals.wake(&run_id, name);
         Ok(())
+    }
+
+    /// Waits, outside any step, for the signal `name` of run `run_id` and returns its
+    /// payload: what a step's `StepContext::signal` does, for code that watches a run from
+    /// beside it (a saga waits so for a cancellation asked from another process). The wait
+    /// shares the engine's poller with the waiting steps, so it costs the store no question
+    /// of its own once a second.
+    pub async fn wait_for_signal<T: DeserializeOwned>(
+        &self,
+        run_id: impl Into<RunId>,
+        name: &str,
+    ) -> Result<T, EngineError> {
+        let run_id = run_id.into();
+        let payload =
+            self.inner
+                .signals
+                .wait(&run_id, name)
+                .await
+                .map_err(|e| EngineError::SignalWait {
+                    run_id: run_id.clone(),
+                    name: name.to_owned(),
+                    message: e.to_string(),
+                })?;
+        serde_json::from_str(&payload).map_err(|e| EngineError::SignalWait {
+            run_id,
+            name: name.to_owned(),
+            message: format!(
+                "the payload does not decode into `{}`: {e}",
+                std::any::type_name::<T>()
+            ),
+        })
     }
 }
