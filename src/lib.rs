@@ -85,7 +85,7 @@ pub use sagaflow_core::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 /// | --- | --- |
 /// | `retry(max_attempts = 5, initial = 100ms, coefficient = 2.0, max = 10s, jitter = 0.2)` | Temporal's retry vocabulary; unset keys take Temporal's defaults (1 s, 2.0, 100 × initial, unlimited, no jitter). Without `retry`, a step gets one attempt. |
 /// | `timeout = 30s` | time allowed for one attempt |
-/// | `deadline = 5m` | time allowed for all attempts and delays together |
+/// | `deadline = 5m` | time allowed for all attempts and delays together, from the first attempt's start; a restart does not extend it |
 /// | `on_error = fail \| continue` | `continue` lets the run finish; dependents receive `None` |
 /// | `when = guard_fn` | `guard_fn` receives the step's inputs (without the context) and returns `bool`; `false` skips the step, and dependents receive `None` |
 /// | `at_most_once` | when a run is resumed after a crash, an attempt the crash cut is not repeated: the step comes back [`StepStatus::Interrupted`] and the run fails (or goes on, with `on_error = continue`) |

@@ -162,7 +162,9 @@ impl StepOptions {
         self
     }
 
-    /// Sets the deadline over all attempts.
+    /// Sets the deadline over all attempts. It counts from the first attempt's start, across
+    /// a crash too: a step taken up by a new process has only what was left of it (by the
+    /// wall clock, from the start the store recorded).
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);
         self

@@ -353,3 +353,61 @@ fn recovery_takes_up_every_unfinished_run_and_one_broken_run_stops_no_other() {
     );
     assert_eq!(counts.of("a"), 3, "no completed step ran again");
 }
+
+#[test]
+fn an_interrupted_step_has_only_what_was_left_of_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs.db");
+    let counts = Arc::new(Counts::default());
+    // `b` hangs in both processes: only its deadline of an hour ends it.
+    let hang = Arc::new(AtomicU32::new(1));
+    let def = chain(
+        Arc::clone(&counts),
+        Arc::clone(&hang),
+        StepOptions::new().deadline(Duration::from_secs(3600)),
+    );
+    crash_during_b(&path, &def, &counts);
+
+    // As if `b` had begun 45 minutes before the crash.
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let moved = db
+        .execute(
+            "UPDATE steps SET started_at = started_at - ?1 WHERE run_id = 'run-1' AND name = 'b'",
+            [45 * 60 * 1000],
+        )
+        .unwrap();
+    assert_eq!(moved, 1);
+    drop(db);
+
+    // On a paused clock, which jumps to the next timer whenever the runtime is idle.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let (error, waited) = runtime.block_on(async {
+        let engine = Engine::open(&path).unwrap();
+        let resumed_at = tokio::time::Instant::now();
+        let error = engine
+            .start(&def, "run-1", "seed".to_owned())
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap_err();
+        (error, resumed_at.elapsed())
+    });
+    match &error {
+        RunError::StepFailed { step, error, .. } => {
+            assert_eq!(step, "b");
+            assert!(error.message().contains("deadline"), "{error}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(counts.of("b"), 2, "b ran again, for what was left");
+    let quarter = Duration::from_secs(15 * 60);
+    assert!(
+        waited >= quarter - Duration::from_secs(5) && waited < quarter + Duration::from_secs(60),
+        "b was cut {waited:?} after the restart, not about 15 minutes"
+    );
+}

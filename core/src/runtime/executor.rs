@@ -24,6 +24,7 @@ mod tasks;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
@@ -178,6 +179,10 @@ pub(crate) struct Run {
     /// The run had ended in an earlier process, which recorded that end: it is not recorded
     /// again (a run's outcome is recorded exactly once).
     end_recorded: bool,
+    /// For a run taken up after a crash, the time its interrupted steps had already spent
+    /// since their first attempt began (by the wall clock), by step: their deadlines count
+    /// it. Empty for a new run.
+    spent: Box<[(usize, Duration)]>,
 }
 
 /// One step of a run in flight. Every field is written by the step's own task only (or, for
@@ -274,8 +279,12 @@ pub(crate) enum Restored {
         attempts: u32,
     },
     /// Its start was recorded, not its end: an attempt was cut by a crash. It runs again,
-    /// attempts counting on, unless it is at-most-once.
-    Interrupted { attempts: u32 },
+    /// attempts counting on, unless it is at-most-once; `started` is when its first attempt
+    /// began, if the store knows, from which its deadline counts.
+    Interrupted {
+        attempts: u32,
+        started: Option<SystemTime>,
+    },
 }
 
 /// What an earlier process left of a run: each step as it stood, and, for a run that had
@@ -320,6 +329,17 @@ pub(crate) fn launch_run(
         None => (None, None),
     };
     let mut failed_for_good = Vec::new();
+    let spent: Box<[(usize, Duration)]> = restored
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, step)| match step {
+            Restored::Interrupted {
+                started: Some(at), ..
+            } => Some((i, SystemTime::now().duration_since(*at).unwrap_or_default())),
+            _ => None,
+        })
+        .collect();
     let steps: Box<[StepCell]> = plan
         .names
         .iter()
@@ -356,7 +376,7 @@ pub(crate) fn launch_run(
                         failed_for_good.push((i, *attempts, error));
                     }
                 }
-                Some(Restored::Interrupted { attempts }) => {
+                Some(Restored::Interrupted { attempts, .. }) => {
                     cell.attempts.store(*attempts, Ordering::Relaxed);
                     let at_most_once = def
                         .steps()
@@ -415,6 +435,7 @@ pub(crate) fn launch_run(
         runtime,
         span,
         end_recorded: ended_before.is_some(),
+        spent,
     });
     match ended_before {
         None => {}
@@ -471,6 +492,14 @@ impl StepScope for Run {
 }
 
 impl Run {
+    /// What step `index` had spent of its time before the crash this run was taken up after.
+    fn spent(&self, index: usize) -> Duration {
+        self.spent
+            .iter()
+            .find(|&&(i, _)| i == index)
+            .map_or(Duration::ZERO, |&(_, spent)| spent)
+    }
+
     /// Step `index`'s name, shared with the definition's plan (and so with every run).
     fn name(&self, index: usize) -> Option<&Arc<str>> {
         engine::plan(&self.def).names.get(index)

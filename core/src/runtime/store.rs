@@ -336,6 +336,10 @@ pub struct StoredStep {
     pub output: Option<String>,
     /// The last error, as text.
     pub error: Option<String>,
+    /// When its first attempt began, by the clock of the process that ran it, if the store
+    /// knows. A step taken up after a crash counts its deadline from it, so that a restart
+    /// does not give the step its whole time again.
+    pub started_at: Option<std::time::SystemTime>,
 }
 
 /// A run that has not finished, as [`Store::unfinished_runs`] lists it.

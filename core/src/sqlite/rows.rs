@@ -5,7 +5,7 @@
 //! writer); the writer thread applies the op with [`apply`]. Reads map rows back into
 //! [`StoredRun`] and [`UnfinishedRun`].
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
@@ -660,8 +660,8 @@ pub(crate) fn load_run(
     };
     let mut stmt = conn
         .prepare_cached(
-            "SELECT name, status, attempts, output, error FROM steps WHERE run_id = ?1 \
-             ORDER BY rowid",
+            "SELECT name, status, attempts, output, error, started_at FROM steps \
+             WHERE run_id = ?1 ORDER BY rowid",
         )
         .map_err(sqlite)?;
     let rows = stmt
@@ -672,12 +672,13 @@ pub(crate) fn load_run(
                 row.get::<_, u32>(2)?,
                 row.get::<_, Option<String>>(3)?,
                 row.get::<_, Option<String>>(4)?,
+                row.get::<_, Option<i64>>(5)?,
             ))
         })
         .map_err(sqlite)?;
     let mut steps = Vec::new();
     for row in rows {
-        let (name, status, attempts, output, error) = row.map_err(sqlite)?;
+        let (name, status, attempts, output, error, started_at) = row.map_err(sqlite)?;
         let status = match status.as_str() {
             // Started and not finished: running when it was last recorded.
             "running" => StepStatus::Running,
@@ -692,6 +693,7 @@ pub(crate) fn load_run(
             attempts,
             output,
             error,
+            started_at: started_at.and_then(wall_time),
         });
     }
     Ok(Some(StoredRun {
@@ -700,12 +702,16 @@ pub(crate) fn load_run(
         input,
         status,
         error,
-        // Milliseconds since the Unix epoch (`now_ms`); a negative one is no time at all.
-        created_at: u64::try_from(created_at)
-            .ok()
-            .and_then(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms))),
+        created_at: wall_time(created_at),
         steps,
     }))
+}
+
+/// A time as the schema keeps it, milliseconds since the Unix epoch (`now_ms`); a negative one
+/// is no time at all.
+fn wall_time(ms: i64) -> Option<SystemTime> {
+    let ms = u64::try_from(ms).ok()?;
+    UNIX_EPOCH.checked_add(Duration::from_millis(ms))
 }
 
 /// The runs still `running` and not parked, oldest first.

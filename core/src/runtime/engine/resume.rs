@@ -201,6 +201,7 @@ impl Engine {
                 }
                 StepStatus::Running => Restored::Interrupted {
                     attempts: step.attempts,
+                    started: step.started_at,
                 },
                 StepStatus::Pending | StepStatus::NotRun => Restored::Fresh,
             };

@@ -150,7 +150,10 @@ pub(super) async fn run_step<'r>(
             first = false;
             let now = clock.take().unwrap_or_else(Instant::now);
             *started = Some(now);
-            deadline_at = options.deadline.and_then(|d| now.checked_add(d));
+            // A step taken up after a crash has only what was left of its deadline.
+            deadline_at = options
+                .deadline
+                .and_then(|d| now.checked_add(d.saturating_sub(run.spent(index))));
         }
         cell.attempts.store(attempt, Ordering::Release);
         let span = tracing::debug_span!("attempt", run_id = %run.run_id, step = %name, attempt);
