@@ -15,7 +15,7 @@
 //!   time is its orchestration overhead; beside it the same run on an in-memory SQLite
 //!   database (the SQL and the writer thread without the file), on a `MemoryStore` that
 //!   records every change (the engine's recording path without SQL) and on
-//!   `Engine::in_memory()` (no recording at all), to show where the time goes.
+//!   `Engine::ephemeral()` (no recording at all), to show where the time goes.
 //! - `reload_10000`: a finished run of 10,000 independent steps, built once before anything is
 //!   timed; `load_run` reads it back from the store, and `start_finished` takes it up with
 //!   `engine.start` of its id on an engine that has not seen it (as a new process would),
@@ -146,7 +146,7 @@ enum Backend {
     SqliteMemory,
     /// A `MemoryStore::new()`, which keeps every change: the engine's recording path.
     MemoryRecording,
-    /// `Engine::in_memory()`: nothing recorded.
+    /// `Engine::ephemeral()`: nothing recorded.
     Memory,
 }
 
@@ -183,7 +183,7 @@ impl Bench {
                 _dir: None,
             },
             Backend::Memory => Bench {
-                engine: Engine::in_memory(),
+                engine: Engine::ephemeral(),
                 _dir: None,
             },
         }

@@ -23,7 +23,7 @@
 //! Each timed loop runs in a task spawned on the runtime, not on the thread criterion blocks
 //! on: a third thread waking up after every run on a 2-core machine made the figures swing
 //! by up to 8× from one run to the next, for every contender alike. sagaflow uses
-//! `Engine::in_memory()` as a user gets it (at most 1,024 step attempts at once).
+//! `Engine::ephemeral()` as a user gets it (at most 1,024 step attempts at once).
 //!
 //! Run with `cargo bench --bench engine`; figures and how they were taken: `benches/README.md`.
 
@@ -164,7 +164,7 @@ async fn sagaflow_run<O: StepValue>(
 /// Runs `def` once and checks that every step completed after one attempt, and, for a chain,
 /// that the output is the chain's length.
 async fn sagaflow_check(def: &SagaDef, shape: Shape) {
-    let engine = Engine::in_memory();
+    let engine = Engine::ephemeral();
     let id = RunId::from("check");
     let steps = match def {
         SagaDef::Output(def) => {
@@ -195,7 +195,7 @@ async fn sagaflow_timed<O: StepValue>(
     while left > 0 {
         let batch = left.min(shape.runs_per_batch());
         left -= batch;
-        let engine = Engine::in_memory();
+        let engine = Engine::ephemeral();
         let ids: Vec<RunId> = (0..batch)
             .map(|i| RunId::from(format!("run-{i}")))
             .collect();

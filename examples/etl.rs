@@ -77,7 +77,7 @@ sagaflow::workflow! {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let engine = Engine::in_memory();
+    let engine = Engine::ephemeral();
     println!("{}", Etl::mermaid());
     let report = Etl::start(&engine, "etl-2026-11-21", 21)
         .await?

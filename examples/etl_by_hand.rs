@@ -63,7 +63,7 @@ fn definition() -> Definition<u32, String> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let engine = Engine::in_memory();
+    let engine = Engine::ephemeral();
     let report = engine
         .start(&definition(), "by-hand", 21)
         .await?

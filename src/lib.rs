@@ -32,7 +32,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let engine = Engine::in_memory();
+//! let engine = Engine::ephemeral();
 //! let report = Etl::start(&engine, "etl-2026-11-21", 21).await?.wait().await?;
 //! assert_eq!(*report.output, "loaded 2 of Some(3)");
 //! # Ok(())
@@ -152,7 +152,7 @@ pub use sagaflow_saga::{
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let engine = Engine::open_in_memory()?; // a store that keeps step outputs
+/// let engine = Engine::in_memory()?; // a store that keeps step outputs
 /// let outcome = Order::start(&engine, "order-17", 1299).await?.wait().await?;
 /// let SagaOutcome::Compensated { undone, .. } = outcome else { panic!() };
 /// assert_eq!(undone, ["reserve", "charge"]); // newest first
@@ -222,7 +222,7 @@ pub use sagaflow_saga::{
 ///
 /// - `NAME::start(&engine, run_id[, input])`: a [`SagaHandle`] whose `wait()` gives the
 ///   [`SagaOutcome`]; the run id is the idempotency key. The engine must keep step outputs
-///   (`Engine::open`, `Engine::open_in_memory`), since a failure is compensated from them.
+///   (`Engine::open`, `Engine::in_memory`), since a failure is compensated from them.
 /// - `NAME::resume(&engine, run_id)` and `NAME::recover(&engine)`: take up runs after a crash.
 /// - `NAME::status(&engine, run_id)`: the [`SagaStatus`].
 /// - `NAME::retry`, `NAME::skip`, `NAME::abandon(&engine, run_id)`: an operator's actions on a

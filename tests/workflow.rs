@@ -41,7 +41,7 @@ mod fan {
 
     #[tokio::test]
     async fn a_step_receives_its_inputs_in_the_order_its_edges_were_written() {
-        let engine = Engine::in_memory();
+        let engine = Engine::ephemeral();
         let report = Fan::start(&engine, "fan", 5)
             .await
             .unwrap()
@@ -94,7 +94,7 @@ mod optional {
 
     #[tokio::test]
     async fn a_skipped_and_a_failed_optional_step_give_none_downstream() {
-        let engine = Engine::in_memory();
+        let engine = Engine::ephemeral();
         let report = Guarded::start(&engine, "g")
             .await
             .unwrap()
@@ -128,7 +128,7 @@ mod context {
 
     #[tokio::test]
     async fn each_step_gets_its_run_step_attempt_and_idempotency_key() {
-        let engine = Engine::in_memory();
+        let engine = Engine::ephemeral();
         let report = Who::start(&engine, "run-7")
             .await
             .unwrap()
@@ -163,7 +163,7 @@ mod failing {
 
     #[tokio::test]
     async fn a_failing_step_fails_the_run_and_its_dependents_never_run() {
-        let engine = Engine::in_memory();
+        let engine = Engine::ephemeral();
         let err = Failing::start(&engine, "f")
             .await
             .unwrap()
@@ -241,7 +241,7 @@ mod coercion {
 
     #[tokio::test]
     async fn a_step_may_borrow_a_vec_as_a_slice_and_a_string_as_str() {
-        let engine = Engine::in_memory();
+        let engine = Engine::ephemeral();
         let report = Coerced::start(&engine, "c")
             .await
             .unwrap()

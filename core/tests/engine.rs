@@ -36,7 +36,7 @@ fn overlapping() -> sagaflow_core::runtime::Definition<(), ()> {
 
 #[tokio::test(start_paused = true)]
 async fn independent_steps_overlap_in_time() {
-    let report = run(&Engine::in_memory(), &overlapping(), "r", ())
+    let report = run(&Engine::ephemeral(), &overlapping(), "r", ())
         .await
         .expect("both steps meet at the barrier");
     assert!(
@@ -49,7 +49,7 @@ async fn independent_steps_overlap_in_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn independent_steps_overlap_on_a_multi_threaded_runtime() {
-    let report = run(&Engine::in_memory(), &overlapping(), "r", ())
+    let report = run(&Engine::ephemeral(), &overlapping(), "r", ())
         .await
         .expect("both steps meet at the barrier");
     assert_eq!(report.steps.len(), 2);
@@ -85,7 +85,7 @@ async fn a_step_starts_when_its_own_inputs_are_ready() {
     );
     let def = b.build_with_output(join);
     let start = Instant::now();
-    let report = run(&Engine::in_memory(), &def, "r", ())
+    let report = run(&Engine::ephemeral(), &def, "r", ())
         .await
         .expect("completes");
     assert_eq!(*report.output, 4);
@@ -125,7 +125,7 @@ async fn values_flow_along_a_diamond_in_argument_order() {
         |_, (a, c, i)| async move { Ok::<_, StepError>(format!("{c}, audit {a}, input {i}")) },
     );
     let def = b.build_with_output(load);
-    let report = run(&Engine::in_memory(), &def, "r", 4).await.expect("runs");
+    let report = run(&Engine::ephemeral(), &def, "r", 4).await.expect("runs");
     assert_eq!(*report.output, "clean 40, audit 41, input 4");
     let names: Vec<&str> = report.steps.iter().map(|s| &*s.name).collect();
     assert_eq!(names, ["extract", "clean", "audit", "load"]);
@@ -185,7 +185,7 @@ async fn a_panicking_step_fails_its_run_and_other_runs_go_on() {
     });
     let fine = b.build_with_output(slow);
 
-    let engine = Engine::in_memory();
+    let engine = Engine::ephemeral();
     let fine_run = engine.start(&fine, "fine", 1).await.expect("starts");
     let error = run(&engine, &panics, "boom", ()).await.expect_err("fails");
     let RunError::StepFailed {
@@ -517,7 +517,7 @@ async fn an_invalid_definition_is_refused_with_every_problem() {
         (guarded,),
         |_, (_,)| async { Ok::<_, StepError>(()) },
     );
-    let error = Engine::in_memory()
+    let error = Engine::ephemeral()
         .start(&b.build(), "r", ())
         .await
         .expect_err("invalid");
@@ -540,7 +540,7 @@ async fn an_invalid_definition_is_refused_with_every_problem() {
         |()| false,
         |_, ()| async { Ok::<_, StepError>(1_u8) },
     );
-    let error = Engine::in_memory()
+    let error = Engine::ephemeral()
         .start(&b.build_with_output(out), "r", ())
         .await
         .expect_err("invalid");
@@ -558,7 +558,7 @@ async fn an_invalid_definition_is_refused_with_every_problem() {
     b.step("a", StepOptions::new(), (), |_, ()| async {
         Ok::<_, StepError>(())
     });
-    let error = Engine::in_memory()
+    let error = Engine::ephemeral()
         .start(&b.build(), "r", ())
         .await
         .expect_err("invalid");
@@ -583,7 +583,7 @@ async fn start_and_wait_are_send() {
         },
     );
     let def = b.build_with_output(out);
-    let engine = Engine::in_memory();
+    let engine = Engine::ephemeral();
     let handle = tokio::spawn({
         let engine = engine.clone();
         async move { engine.start(&def, "sent", 1).await }
@@ -605,7 +605,7 @@ fn start_outside_a_runtime_is_an_error_not_a_panic() {
         Ok::<_, StepError>(())
     });
     let def = b.build();
-    let engine = Engine::in_memory();
+    let engine = Engine::ephemeral();
     let result = futures_lite_block_on(engine.start(&def, "r", ()));
     assert!(matches!(result, Err(EngineError::NoRuntime)));
 }

@@ -35,7 +35,7 @@ async fn dependents_released_together_run_at_the_same_time() {
             }
         });
     }
-    run(&Engine::in_memory(), &b.build(), "r", ())
+    run(&Engine::ephemeral(), &b.build(), "r", ())
         .await
         .expect("both dependents meet at the barrier");
 }

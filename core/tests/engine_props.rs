@@ -93,7 +93,7 @@ proptest! {
         }
         let def = b.build();
         let report = runtime.block_on(async {
-            let engine = Engine::in_memory();
+            let engine = Engine::ephemeral();
             engine.start(&def, "r", 0).await.unwrap().wait().await.unwrap()
         });
         let log = log.lock().unwrap().clone();

@@ -76,7 +76,7 @@ async fn retries_follow_the_configured_backoff() {
 async fn the_maximum_interval_caps_the_delays_and_attempts_run_out() {
     let options = StepOptions::new().retry(policy(100, 10.0, Some(300), 4));
     let (def, log) = flaky(options, 0, Duration::ZERO);
-    let error = run(&Engine::in_memory(), &def, "r", ())
+    let error = run(&Engine::ephemeral(), &def, "r", ())
         .await
         .expect_err("never succeeds");
     assert_eq!(gaps(&log.items()), [ms(100), ms(300), ms(300)]);
@@ -145,7 +145,7 @@ async fn a_permanent_error_is_not_retried() {
             async { Err::<(), _>(StepError::permanent("card declined")) }
         },
     );
-    let error = run(&Engine::in_memory(), &b.build(), "r", ())
+    let error = run(&Engine::ephemeral(), &b.build(), "r", ())
         .await
         .expect_err("fails");
     let (attempts, error) = step_failure(error);
@@ -196,7 +196,7 @@ async fn timeouts_count_against_the_attempts() {
         .retry(policy(100, 2.0, None, 2));
     let (def, _) = flaky(options, 1, Duration::from_secs(60));
     let start = Instant::now();
-    let error = run(&Engine::in_memory(), &def, "r", ())
+    let error = run(&Engine::ephemeral(), &def, "r", ())
         .await
         .expect_err("every attempt times out");
     assert_eq!(Instant::now() - start, ms(2_100));
@@ -214,7 +214,7 @@ async fn the_deadline_stops_retries_that_would_end_past_it() {
         .retry(policy(1_000, 2.0, None, 0));
     let (def, log) = flaky(options, 0, Duration::ZERO);
     let start = Instant::now();
-    let error = run(&Engine::in_memory(), &def, "r", ())
+    let error = run(&Engine::ephemeral(), &def, "r", ())
         .await
         .expect_err("the deadline ends it");
     // Attempts at 0s, 1s and 3s; the next delay (4s) would end at 7s, past the 5s deadline.
@@ -240,7 +240,7 @@ async fn the_deadline_cuts_a_running_attempt() {
         .retry(policy(100, 1.0, None, 0));
     let (def, log) = flaky(options, 0, Duration::from_secs(60));
     let start = Instant::now();
-    let error = run(&Engine::in_memory(), &def, "r", ())
+    let error = run(&Engine::ephemeral(), &def, "r", ())
         .await
         .expect_err("the deadline ends it");
     // Attempts at 0s and 1.1s time out; attempt 3 starts at 2.2s and is cut at 2.5s.

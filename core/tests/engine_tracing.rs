@@ -81,7 +81,7 @@ async fn spans_carry_the_run_id_the_step_and_the_attempt() {
     b.step("store", StepOptions::new(), (first,), |_, (_,)| async {
         Ok::<_, StepError>(())
     });
-    run(&Engine::in_memory(), &b.build(), "run-7", ())
+    run(&Engine::ephemeral(), &b.build(), "run-7", ())
         .await
         .expect("completes");
 

@@ -408,7 +408,7 @@ async fn the_store_replays_in_pages_from_a_position() {
 
 #[tokio::test]
 async fn an_in_memory_engine_has_no_events() {
-    let engine = Engine::in_memory();
+    let engine = Engine::ephemeral();
     let def = chain(2, false);
     finish(&engine, &def, "m", 0).await;
     let mut live = engine.subscribe();

@@ -61,7 +61,7 @@ async fn until(counter: &AtomicU32, value: u32) {
 async fn a_waiting_step_receives_the_typed_signal_once() {
     let (prepared, asked) = (Arc::default(), Arc::new(AtomicU32::new(0)));
     let def = approval_flow(prepared, Arc::clone(&asked));
-    let engine = Engine::in_memory();
+    let engine = Engine::ephemeral();
     let handle = engine.start(&def, "doc-1", ()).await.unwrap();
     until(&asked, 1).await;
     let approval = Approval {
@@ -91,7 +91,7 @@ async fn a_waiting_step_receives_the_typed_signal_once() {
 async fn a_signal_sent_before_the_step_waits_is_found_at_once() {
     let (prepared, asked) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
     let def = approval_flow(Arc::clone(&prepared), asked);
-    let engine = Engine::in_memory();
+    let engine = Engine::ephemeral();
     // The run exists as soon as start returns; the signal may arrive before `approve` asks.
     let handle = engine.start(&def, "doc-2", ()).await.unwrap();
     engine
@@ -112,7 +112,7 @@ async fn a_signal_sent_before_the_step_waits_is_found_at_once() {
 #[tokio::test]
 async fn a_payload_of_the_wrong_type_fails_the_step_naming_the_signal() {
     let def = approval_flow(Arc::default(), Arc::default());
-    let engine = Engine::in_memory();
+    let engine = Engine::ephemeral();
     let handle = engine.start(&def, "doc-3", ()).await.unwrap();
     engine.signal("doc-3", "approval", &42_u32).await.unwrap();
     match handle.wait().await.unwrap_err() {
@@ -187,7 +187,7 @@ fn a_signal_sent_while_no_process_runs_the_run_is_delivered_after_the_restart() 
 async fn signals_and_events_work_on_a_sqlite_database_in_memory() {
     let (prepared, asked) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
     let def = approval_flow(prepared, Arc::clone(&asked));
-    let engine = Engine::open_in_memory().unwrap();
+    let engine = Engine::in_memory().unwrap();
     let mut events = engine.subscribe();
     let handle = engine.start(&def, "doc-5", ()).await.unwrap();
     until(&asked, 1).await;

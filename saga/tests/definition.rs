@@ -62,7 +62,7 @@ async fn an_invalid_saga_does_not_start() {
         |_, (_,), _: Arc<u64>| async { Ok::<_, StepError>(()) },
     );
     let saga = b.build();
-    let engine = Engine::open_in_memory().unwrap();
+    let engine = Engine::in_memory().unwrap();
     let error = saga.start(&engine, "x", 1).await.unwrap_err();
     assert!(matches!(error, SagaError::Definition { .. }), "{error}");
     assert!(
@@ -117,7 +117,7 @@ async fn a_step_with_an_unknown_outcome_is_undone_when_its_undo_is_safe_for_that
     let journal = Journal::default();
     journal.script.lock().unwrap().fail = vec!["push".into()];
     let saga = unknown_saga(&journal);
-    let engine = Engine::open_in_memory().unwrap();
+    let engine = Engine::in_memory().unwrap();
     let outcome = saga
         .start(&engine, "u", 10)
         .await
@@ -199,7 +199,7 @@ async fn a_finished_saga_resumed_reports_its_outcome_and_runs_nothing() {
     let journal = Journal::default();
     journal.script.lock().unwrap().fail = vec!["push".into()];
     let saga = unknown_saga(&journal);
-    let engine = Engine::open_in_memory().unwrap();
+    let engine = Engine::in_memory().unwrap();
     saga.start(&engine, "f", 1)
         .await
         .unwrap()

@@ -90,7 +90,7 @@ async fn past_the_pivot_a_failing_step_is_retried_until_it_succeeds_and_nothing_
         .flaky
         .insert("smoke".into(), 5);
     let saga = deploy(&journal);
-    let engine = Engine::open_in_memory().unwrap();
+    let engine = Engine::in_memory().unwrap();
     let outcome = saga
         .start(&engine, "p", 0)
         .await
@@ -111,7 +111,7 @@ async fn past_the_pivot_even_a_permanent_error_is_retried_and_the_saga_reports_i
     let journal = Journal::default();
     journal.script.lock().unwrap().fail = vec!["smoke".into()];
     let saga = deploy(&journal);
-    let engine = Engine::open_in_memory().unwrap();
+    let engine = Engine::in_memory().unwrap();
     let handle = saga.start(&engine, "p", 0).await.unwrap();
     // The saga says it is retrying, with the step, its attempts and its error.
     let status = loop {
@@ -139,7 +139,7 @@ async fn the_pivot_failing_compensates_the_steps_before_it() {
     let journal = Journal::default();
     journal.script.lock().unwrap().fail = vec!["shift".into()];
     let saga = deploy(&journal);
-    let engine = Engine::open_in_memory().unwrap();
+    let engine = Engine::in_memory().unwrap();
     let outcome = saga
         .start(&engine, "p", 0)
         .await
@@ -158,7 +158,7 @@ async fn a_saga_past_its_pivot_is_not_cancelled() {
     let journal = Journal::default();
     journal.script.lock().unwrap().fail = vec!["smoke".into()];
     let saga = deploy(&journal);
-    let engine = Engine::open_in_memory().unwrap();
+    let engine = Engine::in_memory().unwrap();
     let handle = saga.start(&engine, "p", 0).await.unwrap();
     while !matches!(
         saga.status(&engine, "p").await.unwrap(),

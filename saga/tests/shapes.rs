@@ -132,7 +132,7 @@ proptest! {
             journal.script.lock().unwrap().fail = vec![name(shape.fail_at)];
             let saga = build(&journal, &shape);
             assert!(saga.problems().is_empty(), "{:?}", saga.problems());
-            let engine = Engine::open_in_memory().unwrap();
+            let engine = Engine::in_memory().unwrap();
             let outcome = saga.start(&engine, "run", 1).await.unwrap().wait().await.unwrap();
             let completed = completion_order(&engine, "run").await;
             assert!(!completed.contains(&name(shape.fail_at)));

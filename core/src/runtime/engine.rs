@@ -46,7 +46,7 @@ pub const DEFAULT_MAX_CONCURRENT_STEPS: usize = 1024;
 /// });
 /// let def = b.build_with_output(out);
 ///
-/// let engine = Engine::in_memory();
+/// let engine = Engine::ephemeral();
 /// let report = engine.start(&def, "run-1", 21).await?.wait().await?;
 /// assert_eq!(*report.output, 42);
 /// # Ok(())
@@ -287,8 +287,12 @@ impl fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// An engine that keeps its runs in memory, with the default limits.
-    pub fn in_memory() -> Engine {
+    /// An engine that records nothing, with the default limits: a run lives in memory while
+    /// it runs and its outcome as long as the engine, nothing survives the process, and the
+    /// engine costs no store at all (the fastest, for work that need not be durable). Sagas
+    /// refuse it, since they compensate from stored outputs. `Engine::in_memory()` (the
+    /// `sqlite` feature) is the durable engine on a SQLite database in memory, for tests.
+    pub fn ephemeral() -> Engine {
         Engine::builder().build()
     }
 
@@ -715,7 +719,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_store_of_an_in_memory_engine_finds_the_engine_s_runs_in_the_engine() {
-        let engine = Engine::in_memory();
+        let engine = Engine::ephemeral();
         let def = plus_one();
         let report = engine
             .start(&def, "r", 1)
@@ -765,7 +769,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_finished_run_keeps_its_outcome_but_not_its_memory() {
-        let engine = Engine::in_memory();
+        let engine = Engine::ephemeral();
         let def = plus_one();
         engine
             .start(&def, "r", 1)

@@ -27,7 +27,7 @@
 //!
 //! Only a store that keeps an event log produces events: the SQLite store does; the in-memory
 //! stores ([`MemoryStore`](crate::runtime::MemoryStore)) keep none, so with
-//! [`Engine::in_memory`](crate::runtime::Engine::in_memory) a subscription ends at once.
+//! [`Engine::ephemeral`](crate::runtime::Engine::ephemeral) a subscription ends at once.
 
 use std::collections::VecDeque;
 use std::fmt;

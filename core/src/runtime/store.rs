@@ -495,11 +495,11 @@ pub(crate) trait RunIndex: Send + Sync {
 pub struct MemoryStore {
     runs: Mutex<MemoryRuns>,
     history: bool,
-    /// Set in the store an engine made for itself ([`Engine::in_memory`]), which nothing
+    /// Set in the store an engine made for itself ([`Engine::ephemeral`]), which nothing
     /// else can record in: the engine's own table already keeps every run it started, by
     /// id, so this store finds them there instead of keeping each run a second time.
     ///
-    /// [`Engine::in_memory`]: crate::runtime::Engine::in_memory
+    /// [`Engine::ephemeral`]: crate::runtime::Engine::ephemeral
     engine: OnceLock<Weak<dyn RunIndex>>,
 }
 
@@ -530,7 +530,7 @@ impl MemoryStore {
     }
 
     /// An empty store that keeps runs (their ids and workflows, for idempotency) but not their
-    /// changes: recording is free. What [`Engine::in_memory`](crate::runtime::Engine::in_memory)
+    /// changes: recording is free. What [`Engine::ephemeral`](crate::runtime::Engine::ephemeral)
     /// uses, since nothing could read its history; that engine's own runs are kept once, in
     /// the engine's table, where this store finds them.
     pub fn without_history() -> Self {

@@ -568,11 +568,11 @@ impl Engine {
         Ok(Engine::builder().store(Arc::new(store)).build())
     }
 
-    /// An engine on a real SQLite database in memory: the durable engine's schema, event log
-    /// and signals, with nothing on disk and nothing kept once it is dropped. For tests that
-    /// want the durable code paths; `Engine::in_memory()` is the lighter engine that records
-    /// nothing.
-    pub fn open_in_memory() -> Result<Engine, StoreError> {
+    /// An engine on a real SQLite database in memory, not a mock: the durable engine's
+    /// schema, checkpoints, event log and signals, with nothing on disk and nothing kept once
+    /// it is dropped. For tests of the durable code paths (sagas need them);
+    /// `Engine::ephemeral()` is the lighter engine that records nothing.
+    pub fn in_memory() -> Result<Engine, StoreError> {
         let store = SqliteStore::in_memory()?;
         Ok(Engine::builder().store(Arc::new(store)).build())
     }

@@ -143,7 +143,7 @@ pub(crate) fn items(
 
         /// Starts a saga run with id `run_id` on `engine`, or takes up the run that already
         /// has this id: the id is the run's idempotency key. The engine must keep step
-        /// outputs (`Engine::open`, `Engine::open_in_memory`): a failure is compensated
+        /// outputs (`Engine::open`, `Engine::in_memory`): a failure is compensated
         /// from them.
         #vis async fn start(engine: &#p::Engine, #run_id #param) -> #handle {
             Self::definition().start(engine, run_id, #arg).await

@@ -36,7 +36,7 @@ workflow! {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let engine = Engine::in_memory();
+    let engine = Engine::ephemeral();
     let report = Etl::start(&engine, "r1", 7).await.unwrap().wait().await.unwrap();
     assert_eq!(*report.output, "Some([7, 1, 2]) Some(3)");
     assert_eq!(Etl::NAME, "Etl");

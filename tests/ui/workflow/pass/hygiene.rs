@@ -31,7 +31,7 @@ sagaflow::workflow! {
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let engine = sagaflow::Engine::in_memory();
+    let engine = sagaflow::Engine::ephemeral();
     let report = runtime
         .block_on(async { Hygienic::start(&engine, "h").await.unwrap().wait().await })
         .unwrap();

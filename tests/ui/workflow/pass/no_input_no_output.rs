@@ -16,7 +16,7 @@ workflow! { Alone { alone } }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let engine = Engine::in_memory();
+    let engine = Engine::ephemeral();
     let report = Hello::start(&engine, "h").await.unwrap().wait().await.unwrap();
     assert_eq!(report.step("shout").unwrap().status, StepStatus::Completed);
     Alone::start(&engine, "a").await.unwrap().wait().await.unwrap();
