@@ -7,7 +7,9 @@
 //!   `Engine::open_with(file, options)` with `synchronous` FULL and NORMAL, against the bare
 //!   loop committing 40 rows, one `BEGIN IMMEDIATE … COMMIT` each, with the same pragmas (WAL,
 //!   FULL / NORMAL) on a file in the same directory. One iteration is one run, or 40 bare
-//!   commits, so the ratio of the two times is the ratio per step.
+//!   commits, so the ratio of the two times is the ratio per step. `_writer_thread`: the same
+//!   run with `commit_on_caller(false)`, every commit handed to the writer thread, which is
+//!   what a worker that must never block on the disk pays.
 //! - `concurrent_100_runs`: 100 runs of a 10-step chain started at once (a task each, as a
 //!   service would), FULL and NORMAL; one iteration is all 100 runs to their end, 1,000 durable
 //!   steps, so criterion's throughput is durable steps per second.
@@ -142,6 +144,8 @@ fn independent(n: usize) -> Definition<u64, ()> {
 enum Backend {
     /// `Engine::open_with(file, options)`: a SQLite file.
     File(Synchronous),
+    /// The same with `commit_on_caller(false)`: every commit on the writer thread.
+    FileWriterThread(Synchronous),
     /// A `SqliteStore::in_memory()`: the schema, the SQL and the writer thread, no file.
     SqliteMemory,
     /// A `MemoryStore::new()`, which keeps every change: the engine's recording path.
@@ -159,10 +163,14 @@ struct Bench {
 impl Bench {
     fn open(backend: Backend) -> Bench {
         match backend {
-            Backend::File(sync) => {
+            Backend::File(sync) | Backend::FileWriterThread(sync) => {
                 let dir = scratch();
-                let engine = Engine::open_with(dir.path().join("sagaflow.db"), options(sync))
-                    .expect("the database opens");
+                let on_caller = matches!(backend, Backend::File(_));
+                let engine = Engine::open_with(
+                    dir.path().join("sagaflow.db"),
+                    options(sync).commit_on_caller(on_caller),
+                )
+                .expect("the database opens");
                 Bench {
                     engine,
                     _dir: Some(dir),
@@ -339,11 +347,16 @@ fn bare_timed(sync: Synchronous, iters: u64) -> Duration {
 
 /// Runs `def` once on a store opened by hand (to read its counters), checks its output and
 /// what the store holds, and prints the commits it took.
-async fn check_sequential(sync: Synchronous, def: &Definition<u64, u64>) {
+async fn check_sequential(sync: Synchronous, on_caller: bool, def: &Definition<u64, u64>) {
     let dir = scratch();
-    let store = SqliteStore::open(dir.path().join("check.db"), options(sync)).expect("opens");
+    let store = SqliteStore::open(
+        dir.path().join("check.db"),
+        options(sync).commit_on_caller(on_caller),
+    )
+    .expect("opens");
     let engine = Engine::builder().store(Arc::new(store.clone())).build();
     let (commits, writes) = (store.commits(), store.writes());
+    let on_caller_before = store.commits_on_caller();
     let report = engine
         .start(def, "check", 0)
         .await
@@ -374,10 +387,11 @@ async fn check_sequential(sync: Synchronous, def: &Definition<u64, u64>) {
     );
     assert_eq!(stored.steps[CHAIN - 1].output.as_deref(), Some("40"));
     eprintln!(
-        "check: one {CHAIN}-step run, {}: {} writes in {} commits",
+        "check: one {CHAIN}-step run, {}, commit_on_caller({on_caller}): {} writes in {} commits, {} of them on the caller's thread",
         sync_name(sync),
         store.writes() - writes,
         store.commits() - commits,
+        store.commits_on_caller() - on_caller_before,
     );
     release(engine, store, dir).await;
 }
@@ -563,7 +577,8 @@ fn durable(c: &mut Criterion) {
 
     rt.block_on(async {
         for sync in [Synchronous::Full, Synchronous::Normal] {
-            check_sequential(sync, &chain_40).await;
+            check_sequential(sync, true, &chain_40).await;
+            check_sequential(sync, false, &chain_40).await;
             check_bare(sync);
             check_concurrent(sync, &chain_10).await;
         }
@@ -586,6 +601,15 @@ fn durable(c: &mut Criterion) {
             b.to_async(&rt).iter_custom(|iters| {
                 on_worker(sequential_timed(
                     Backend::File(sync),
+                    chain_40.clone(),
+                    iters,
+                ))
+            });
+        });
+        group.bench_function(format!("sagaflow_{name}_writer_thread"), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                on_worker(sequential_timed(
+                    Backend::FileWriterThread(sync),
                     chain_40.clone(),
                     iters,
                 ))

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use rusqlite::Connection;
-use sagaflow_core::sqlite::{Advanced, MachineStep, SqliteOptions, SqliteStore};
+use sagaflow_core::sqlite::{Advanced, MachineStep, SqliteOptions, SqliteStore, Synchronous};
 
 fn step(expected_version: u64, to: &str) -> MachineStep {
     MachineStep {
@@ -115,4 +115,37 @@ async fn racing_transitions_of_one_machine_apply_once_per_version() {
     let stored = store.load_machine("m").await.unwrap().unwrap();
     assert_eq!(stored.version, 20);
     assert_eq!(stored.state, format!("\"{}\"", log[19].to));
+}
+
+/// Where a write that finds the connection free commits: on the caller's thread by default;
+/// with `commit_on_caller(false)`, on the writer thread, so that a tokio worker never blocks
+/// on the disk. The same writes land either way, one commit each.
+#[tokio::test(flavor = "current_thread")]
+async fn with_commit_on_caller_off_every_write_commits_on_the_writer_thread() {
+    for on_caller in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(
+            dir.path().join("writer.db"),
+            SqliteOptions::default()
+                .synchronous(Synchronous::Normal)
+                .commit_on_caller(on_caller),
+        )
+        .unwrap();
+        store.insert_machine("m", "M", "\"S0\"").await.unwrap();
+        let (commits, here) = (store.commits(), store.commits_on_caller());
+        for v in 0..20 {
+            let to = format!("S{}", v + 1);
+            let advanced = store.advance_machine("m", step(v, &to)).await.unwrap();
+            assert!(
+                matches!(advanced, Advanced::Applied { version, .. } if version == v + 1),
+                "{advanced:?}"
+            );
+        }
+        let made = store.commits() - commits;
+        let made_here = store.commits_on_caller() - here;
+        assert_eq!(made, 20, "commit_on_caller({on_caller})");
+        assert_eq!(made_here, if on_caller { 20 } else { 0 });
+        let stored = store.load_machine("m").await.unwrap().unwrap();
+        assert_eq!((stored.version, stored.state.as_str()), (20, "\"S20\""));
+    }
 }

@@ -109,6 +109,13 @@ pub struct SqliteOptions {
     /// How many times a run may be taken up (after a crash, or by another process) before
     /// it is parked instead; 100 by default, as DBOS.
     pub max_recoveries: u32,
+    /// Whether a write that finds the connection free commits on the caller's thread (a tokio
+    /// worker), at once; `true` by default. That saves the two thread wake-ups of a hand-off,
+    /// which cost as much as a whole commit with [`Synchronous::Normal`], but blocks the
+    /// worker for the commit, `fsync` included with [`Synchronous::Full`]. A service whose
+    /// other tasks on the runtime must never wait that long sets it to `false`: every write
+    /// then goes to the writer thread, and a worker never blocks on the disk.
+    pub commit_on_caller: bool,
 }
 
 impl Default for SqliteOptions {
@@ -120,6 +127,7 @@ impl Default for SqliteOptions {
             owner: None,
             lease: lease::DEFAULT_LEASE,
             max_recoveries: lease::DEFAULT_MAX_RECOVERIES,
+            commit_on_caller: true,
         }
     }
 }
@@ -158,6 +166,12 @@ impl SqliteOptions {
     /// These options with the maximum number of recoveries set.
     pub fn max_recoveries(mut self, max: u32) -> Self {
         self.max_recoveries = max;
+        self
+    }
+
+    /// Sets [`commit_on_caller`](Self::commit_on_caller).
+    pub fn commit_on_caller(mut self, on_caller: bool) -> Self {
+        self.commit_on_caller = on_caller;
         self
     }
 }
@@ -253,7 +267,7 @@ impl SqliteStore {
             Arc::clone(&publisher),
             Arc::clone(&leases),
             receiver,
-            options.busy_timeout,
+            options,
         ));
         let serving = Arc::clone(&writer);
         let handle = std::thread::Builder::new()
@@ -305,6 +319,13 @@ impl SqliteStore {
     /// [`writes`](Self::writes): that is the group commit at work.
     pub fn commits(&self) -> u64 {
         self.inner.stats.commits.load(Ordering::Relaxed)
+    }
+
+    /// Transactions committed on a caller's thread so far (see
+    /// [`SqliteOptions::commit_on_caller`]); the rest of [`commits`](Self::commits) were
+    /// committed by the writer thread.
+    pub fn commits_on_caller(&self) -> u64 {
+        self.inner.stats.commits_on_caller.load(Ordering::Relaxed)
     }
 
     /// Writes (run creations and recorded changes) committed so far.

@@ -11,7 +11,9 @@
 //!   `synchronous = NORMAL` on the machine the benchmarks ran on. The price: that caller's
 //!   thread (a tokio worker) is blocked for one commit, as any synchronous write would block
 //!   it, and never longer: it does not wait for another connection's lock (`busy_timeout` is
-//!   0 for its `BEGIN`), it hands its write to the writer thread instead.
+//!   0 for its `BEGIN`), it hands its write to the writer thread instead. A service that
+//!   cannot afford even that turns it off (`SqliteOptions::commit_on_caller(false)`): every
+//!   write then takes the path below.
 //! - A caller that finds the connection busy queues its write and awaits a oneshot. The
 //!   writer thread, woken by the queue, takes every request that is waiting, applies all the
 //!   writes in one `BEGIN IMMEDIATE` transaction (each inside a savepoint, so one refused
@@ -42,6 +44,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use crate::runtime::error::StoreError;
+use crate::sqlite::SqliteOptions;
 use crate::sqlite::events::Publisher;
 use crate::sqlite::lease::Leases;
 use crate::sqlite::rows::{self, Applied, ApplyError, WriteOp};
@@ -98,6 +101,8 @@ pub(crate) enum Inline {
 pub(crate) struct Stats {
     /// Transactions committed.
     pub(crate) commits: AtomicU64,
+    /// Transactions committed on a caller's thread ([`Writer::commit_here`]).
+    pub(crate) commits_on_caller: AtomicU64,
     /// Writes acknowledged as applied.
     pub(crate) writes: AtomicU64,
     /// Reads served.
@@ -108,6 +113,8 @@ pub(crate) struct Stats {
 pub(crate) struct Writer {
     core: Mutex<Core>,
     thread: OnceLock<Thread>,
+    /// Whether a caller may commit on its own thread (`SqliteOptions::commit_on_caller`).
+    on_caller: bool,
 }
 
 /// Everything a commit needs; whoever holds the lock on it commits.
@@ -146,9 +153,11 @@ impl Writer {
         publisher: Arc<Publisher>,
         leases: Arc<Leases>,
         requests: Receiver<Request>,
-        busy_timeout: Duration,
+        options: &SqliteOptions,
     ) -> Self {
+        let busy_timeout = options.busy_timeout;
         Self {
+            on_caller: options.commit_on_caller,
             core: Mutex::new(Core {
                 conn,
                 label,
@@ -211,6 +220,9 @@ impl Writer {
     /// Commits `op` on the caller's thread if the connection is free, with every write queued
     /// meanwhile; see the module's documentation.
     pub(crate) fn commit_here(&self, op: WriteOp) -> Inline {
+        if !self.on_caller {
+            return Inline::Busy(op);
+        }
         let mut core = match self.core.try_lock() {
             Ok(core) => core,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
@@ -238,7 +250,12 @@ impl Writer {
             reply: Reply::Leader,
         }];
         let drained = core.drain(&mut batch);
+        let before = core.stats.commits.load(Ordering::Relaxed);
         let answer = core.commit_group(batch, true);
+        let committed = core.stats.commits.load(Ordering::Relaxed) - before;
+        core.stats
+            .commits_on_caller
+            .fetch_add(committed, Ordering::Relaxed);
         let more = drained.closed || drained.full || !core.reads.is_empty();
         drop(core);
         if more {
