@@ -416,7 +416,10 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Read(Box::new(move |conn, label| {
-            let _ = reply.send(read(conn, label));
+            let answer = read(conn, label);
+            Box::new(move || {
+                let _ = reply.send(answer);
+            })
         })))?;
         answer.await.map_err(|_| self.closed())?
     }

@@ -68,8 +68,12 @@ pub(crate) enum Request {
     Read(ReadFn),
 }
 
-/// A read on the writer's connection; it is handed the connection and the file's label.
-pub(crate) type ReadFn = Box<dyn FnOnce(&Connection, &str) + Send>;
+/// A read on the writer's connection; it is handed the connection and the file's label, and
+/// returns the delivery of its answer, which the writer makes once it has let go of the lock.
+pub(crate) type ReadFn = Box<dyn FnOnce(&Connection, &str) -> Deliver + Send>;
+
+/// Delivers a read's answer.
+pub(crate) type Deliver = Box<dyn FnOnce() + Send>;
 
 /// Who hears a write's answer.
 enum Reply {
@@ -135,6 +139,12 @@ struct Core {
     handed: Vec<Pending>,
     /// Reads that a committing caller took from the queue, left to the writer thread.
     reads: Vec<ReadFn>,
+    /// Answers to callers, sent once the lock is let go: a caller woken by its answer then
+    /// finds the connection free and commits its next write on its own thread, instead of
+    /// queueing behind a writer thread that still holds the lock.
+    outbox: Vec<(oneshot::Sender<Answer>, Answer)>,
+    /// The reads' answers, sent likewise.
+    read_outbox: Vec<Deliver>,
 }
 
 /// What draining the queue found.
@@ -168,6 +178,8 @@ impl Writer {
                 busy_timeout,
                 handed: Vec::new(),
                 reads: Vec::new(),
+                outbox: Vec::new(),
+                read_outbox: Vec::new(),
             }),
             thread: OnceLock::new(),
         }
@@ -206,7 +218,11 @@ impl Writer {
                 beat = Instant::now() + period;
             }
             let open = core.serve();
+            let outbox = std::mem::take(&mut core.outbox);
+            let read_outbox = std::mem::take(&mut core.read_outbox);
             drop(core);
+            send_all(outbox);
+            read_outbox.into_iter().for_each(|deliver| deliver());
             if !open {
                 break;
             }
@@ -257,7 +273,9 @@ impl Writer {
             .commits_on_caller
             .fetch_add(committed, Ordering::Relaxed);
         let more = drained.closed || drained.full || !core.reads.is_empty();
+        let outbox = std::mem::take(&mut core.outbox);
         drop(core);
+        send_all(outbox);
         if more {
             self.wake();
         }
@@ -270,16 +288,27 @@ impl Writer {
 }
 
 impl Reply {
-    /// Delivers `answer`: to the caller awaiting it, or back, for the leader.
-    fn send(self, answer: Answer) -> Option<Answer> {
+    /// Delivers `answer`: into `outbox` for the caller awaiting it, or back, for the leader.
+    fn send(
+        self,
+        answer: Answer,
+        outbox: &mut Vec<(oneshot::Sender<Answer>, Answer)>,
+    ) -> Option<Answer> {
         match self {
-            // A caller that stopped waiting has nothing to hear.
             Reply::Caller(reply) => {
-                let _ = reply.send(answer);
+                outbox.push((reply, answer));
                 None
             }
             Reply::Leader => Some(answer),
         }
+    }
+}
+
+/// Sends the answers, once the lock is let go. A caller that stopped waiting has nothing to
+/// hear.
+fn send_all(outbox: Vec<(oneshot::Sender<Answer>, Answer)>) {
+    for (reply, answer) in outbox {
+        let _ = reply.send(answer);
     }
 }
 
@@ -295,7 +324,8 @@ impl Core {
             }
             for read in std::mem::take(&mut self.reads) {
                 self.stats.reads.fetch_add(1, Ordering::Relaxed);
-                read(&self.conn, &self.label);
+                let deliver = read(&self.conn, &self.label);
+                self.read_outbox.push(deliver);
             }
             if drained.closed {
                 return false;
@@ -352,7 +382,7 @@ impl Core {
     /// answers each write, or, if the transaction as a whole fails, commits each write on its
     /// own. Events go out before the answers, so a caller whose write is acknowledged knows
     /// its event has been published. Returns the leader's answer, if it is in the batch.
-    fn commit_group(&self, batch: Vec<Pending>, begun: bool) -> Option<Answer> {
+    fn commit_group(&mut self, batch: Vec<Pending>, begun: bool) -> Option<Answer> {
         let mut leader = None;
         match self.try_batch(&batch, begun) {
             Ok(results) => {
@@ -366,12 +396,12 @@ impl Core {
                     if result.is_ok() {
                         self.stats.writes.fetch_add(1, Ordering::Relaxed);
                     }
-                    leader = leader.or(pending.reply.send(result));
+                    leader = leader.or(pending.reply.send(result, &mut self.outbox));
                 }
             }
             Err(error) if batch.len() == 1 || error.is_busy() => {
                 for pending in batch {
-                    leader = leader.or(pending.reply.send(Err(error.clone())));
+                    leader = leader.or(pending.reply.send(Err(error.clone()), &mut self.outbox));
                 }
             }
             Err(error) => {
