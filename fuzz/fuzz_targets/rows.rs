@@ -1,5 +1,5 @@
 //! The decoding of stored rows: a database whose rows hold arbitrary values (statuses, event
-//! kinds, attempts, outputs, errors, details, graphs, inputs), as a damaged file or a newer
+//! kinds, attempts, outputs, errors, details, graphs, inputs, start times), as a damaged file or a newer
 //! writer could leave them. Opening it, loading its runs, listing and replaying its events and
 //! resuming a run must give values or errors, never a panic.
 
@@ -19,10 +19,12 @@ struct Damage {
     run_status: String,
     run_input: String,
     run_graph: Option<String>,
+    run_created_at: i64,
     step_status: String,
     step_attempts: i64,
     step_output: Option<String>,
     step_error: Option<String>,
+    step_started_at: Option<i64>,
     event_kind: String,
     event_attempt: Option<i64>,
     event_detail: Option<String>,
@@ -86,12 +88,12 @@ fuzz_target!(|damage: Damage| {
         // STRICT tables and CHECK constraints refuse some values: that is the schema doing its
         // job, and the rest is what the decoder must cope with.
         let _ = conn.execute(
-            "UPDATE runs SET status = ?1, input = ?2, graph = ?3",
-            rusqlite::params![damage.run_status, damage.run_input, damage.run_graph],
+            "UPDATE runs SET status = ?1, input = ?2, graph = ?3, created_at = ?4",
+            rusqlite::params![damage.run_status, damage.run_input, damage.run_graph, damage.run_created_at],
         );
         let _ = conn.execute(
-            "UPDATE steps SET status = ?1, attempts = ?2, output = ?3, error = ?4 WHERE name = 'a'",
-            rusqlite::params![damage.step_status, damage.step_attempts, damage.step_output, damage.step_error],
+            "UPDATE steps SET status = ?1, attempts = ?2, output = ?3, error = ?4, started_at = ?5 WHERE name = 'a'",
+            rusqlite::params![damage.step_status, damage.step_attempts, damage.step_output, damage.step_error, damage.step_started_at],
         );
         let _ = conn.execute(
             "UPDATE events SET kind = ?1, attempt = ?2, detail = ?3 WHERE seq = 2",
