@@ -72,7 +72,8 @@ fn template() -> &'static PathBuf {
         });
         // Checkpoint the WAL into the file, so that a copy of the file alone has everything.
         let conn = rusqlite::Connection::open(&path).expect("opens");
-        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").expect("checkpoints");
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .expect("checkpoints");
         path
     })
 }
@@ -89,7 +90,12 @@ fuzz_target!(|damage: Damage| {
         // job, and the rest is what the decoder must cope with.
         let _ = conn.execute(
             "UPDATE runs SET status = ?1, input = ?2, graph = ?3, created_at = ?4",
-            rusqlite::params![damage.run_status, damage.run_input, damage.run_graph, damage.run_created_at],
+            rusqlite::params![
+                damage.run_status,
+                damage.run_input,
+                damage.run_graph,
+                damage.run_created_at
+            ],
         );
         let _ = conn.execute(
             "UPDATE steps SET status = ?1, attempts = ?2, output = ?3, error = ?4, started_at = ?5 WHERE name = 'a'",
