@@ -36,7 +36,10 @@ fuzz_target!(|input: Input| {
             }
             for node in 0..order.len() {
                 for &input in graph.inputs(node) {
-                    assert!(position[input] < position[node], "an edge against the order");
+                    assert!(
+                        position[input] < position[node],
+                        "an edge against the order"
+                    );
                 }
             }
         }
@@ -45,10 +48,17 @@ fuzz_target!(|input: Input| {
             for error in &errors {
                 if let GraphError::Cycle { path, .. } = error {
                     assert!(path.len() >= 2, "a cycle of one name: {path:?}");
-                    assert_eq!(path.first(), path.last(), "a cycle that does not close: {path:?}");
+                    assert_eq!(
+                        path.first(),
+                        path.last(),
+                        "a cycle that does not close: {path:?}"
+                    );
                     for pair in path.windows(2) {
                         let edge = (pair[0].clone(), pair[1].clone());
-                        assert!(edges.contains(&edge), "a cycle through a missing edge: {path:?}");
+                        assert!(
+                            edges.contains(&edge),
+                            "a cycle through a missing edge: {path:?}"
+                        );
                     }
                 }
             }
