@@ -407,6 +407,15 @@ pub enum StoreError {
         /// The newest version this code knows.
         supported: i64,
     },
+    /// `PRAGMA quick_check` found the database damaged (`SqliteOptions::quick_check`); the
+    /// store refused to open it rather than read or write a broken file.
+    #[error("the database `{path}` is damaged: {problems}")]
+    Corrupt {
+        /// The database file.
+        path: String,
+        /// What `quick_check` reported, its first problems joined by `; `.
+        problems: String,
+    },
     /// Another connection held the database locked past the busy timeout; nothing was written.
     #[error("the database `{path}` stayed locked by another connection past the busy timeout")]
     Busy {

@@ -212,8 +212,36 @@ pub(crate) fn open(
     };
     let conn = opened.map_err(|e| open_error(label, &e))?;
     set_pragmas(&conn, options).map_err(|e| open_error(label, &e))?;
+    if options.quick_check {
+        // Before any migration: a damaged file is not written to.
+        quick_check(&conn, label)?;
+    }
     migrate(&conn, label)?;
     Ok(conn)
+}
+
+/// The most problems `quick_check` reports in the error.
+const QUICK_CHECK_PROBLEMS: u32 = 10;
+
+/// `PRAGMA quick_check`: `ok`, or the file's first problems as [`StoreError::Corrupt`]. A
+/// file damaged where SQLite cannot even walk it fails the pragma itself, which is the same
+/// verdict.
+fn quick_check(conn: &Connection, label: &str) -> Result<(), StoreError> {
+    let corrupt = |problems: String| StoreError::Corrupt {
+        path: label.to_owned(),
+        problems,
+    };
+    let mut stmt = conn
+        .prepare(&format!("PRAGMA quick_check({QUICK_CHECK_PROBLEMS})"))
+        .map_err(|e| corrupt(e.to_string()))?;
+    let rows: rusqlite::Result<Vec<String>> = stmt
+        .query_map([], |row| row.get::<_, String>(0))
+        .and_then(Iterator::collect);
+    match rows {
+        Ok(rows) if rows == ["ok"] => Ok(()),
+        Ok(rows) => Err(corrupt(rows.join("; "))),
+        Err(e) => Err(corrupt(e.to_string())),
+    }
 }
 
 /// The pragmas, outside any transaction (`journal_mode` cannot change inside one). The busy
