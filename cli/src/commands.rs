@@ -596,3 +596,27 @@ pub(crate) fn machine(db: &Db, id: &str, out: &Out, w: &mut impl Write) -> Resul
     }
     table.print(w, out.colour)
 }
+
+/// `sagaflow check`: prints what `integrity_check` found; damage is an error (exit code 1).
+pub(crate) fn check(db: &Db, out: &Out, w: &mut impl Write) -> Result<(), CliError> {
+    let problems = db.integrity()?;
+    let sound = problems == ["ok"];
+    let problems: Vec<String> = if sound { Vec::new() } else { problems };
+    if out.json {
+        render::json(w, &json!({"ok": sound, "problems": problems}))?;
+    } else if sound {
+        writeln!(w, "{}: no damage found", db.path().display())?;
+    } else {
+        for problem in &problems {
+            writeln!(w, "{problem}")?;
+        }
+    }
+    if sound {
+        Ok(())
+    } else {
+        Err(CliError::Damaged {
+            path: db.path().to_owned(),
+            count: problems.len(),
+        })
+    }
+}

@@ -21,6 +21,8 @@ const V_PARKED: i64 = 3;
 const V_MACHINES: i64 = 4;
 /// The schema version that added `runs.graph`.
 const V_GRAPH: i64 = 5;
+/// The most problems `sagaflow check` lists.
+const INTEGRITY_PROBLEMS: u32 = 20;
 
 /// A database file opened read-only.
 pub(crate) struct Db {
@@ -156,6 +158,31 @@ impl Db {
 
     fn err(&self, error: &rusqlite::Error) -> CliError {
         sqlite(&self.path, error)
+    }
+
+    /// What `PRAGMA integrity_check` finds, at most [`INTEGRITY_PROBLEMS`] problems: `["ok"]`
+    /// for a sound file. A file too damaged for the pragma to walk gives SQLite's error as its
+    /// one problem.
+    pub(crate) fn integrity(&self) -> Result<Vec<String>, CliError> {
+        let checked = self
+            .conn
+            .prepare(&format!("PRAGMA integrity_check({INTEGRITY_PROBLEMS})"))
+            .and_then(|mut stmt| {
+                stmt.query_map([], |row| row.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()
+            });
+        match checked {
+            Ok(problems) => Ok(problems),
+            Err(e) if e.sqlite_error_code() == Some(ErrorCode::DatabaseCorrupt) => {
+                Ok(vec![e.to_string()])
+            }
+            Err(e) => Err(self.err(&e)),
+        }
+    }
+
+    /// The file's path, as given.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Every run, oldest first.

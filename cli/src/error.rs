@@ -27,6 +27,9 @@ pub(crate) enum CliError {
         found: i64,
         supported: i64,
     },
+    /// `sagaflow check` found damage.
+    #[error("`{}` is damaged: {count} problem(s) found by integrity_check", path.display())]
+    Damaged { path: PathBuf, count: usize },
     /// A SQLite error while reading.
     #[error("`{}`: {message}", path.display())]
     Sqlite { path: PathBuf, message: String },

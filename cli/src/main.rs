@@ -120,6 +120,8 @@ enum Command {
         /// The payload, as JSON (`true`, `"text"`, `{"by": "ana"}`).
         payload: String,
     },
+    /// Look for damage in the file (`PRAGMA integrity_check`, read-only); exit code 1 if any.
+    Check,
     /// Success rate and duration percentiles per workflow and per step.
     Stats {
         /// Only this workflow.
@@ -178,6 +180,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Signal { run, name, payload } => {
             operate::signal(&path, &run, &name, &payload, &out, &mut w)
         }
+        Command::Check => commands::check(&Db::open(&path)?, &out, &mut w),
         Command::Stats { workflow } => {
             stats::stats(&Db::open(&path)?, workflow.as_deref(), &out, &mut w)
         }

@@ -183,3 +183,54 @@ async fn a_run_stored_before_graphs_is_drawn_without_edges() {
     // The rest reads a version 4 file as it is.
     assert!(f.run(&["runs"]).ok().contains("ship-stuck"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_finds_a_sound_file_sound_and_names_the_damage_in_a_broken_one() {
+    let f = Fixture::standard().await;
+    let out = f.run(&["check"]);
+    assert!(out.ok().contains("no damage found"), "{out:?}");
+    assert_eq!(
+        f.run(&["--json", "check"]).json(),
+        serde_json::json!({"ok": true, "problems": []})
+    );
+
+    // The engine closes the file (its WAL checkpointed into it); then the header of page 2,
+    // the root of the first table, is overwritten.
+    let Fixture {
+        dir,
+        path,
+        store,
+        engine,
+    } = f;
+    drop(engine);
+    drop(store);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let page_size = match u16::from_be_bytes([bytes[16], bytes[17]]) {
+        1 => 65_536,
+        n => usize::from(n),
+    };
+    bytes[page_size..page_size + 12].fill(0xA5);
+    std::fs::write(&path, &bytes).unwrap();
+
+    let out = sagaflow(&path, &["check"]);
+    let message = out.err();
+    assert!(
+        message.contains("sagaflow.db") && message.contains("is damaged"),
+        "{message}"
+    );
+    assert!(
+        !out.stdout.trim().is_empty(),
+        "the problems are listed: {out:?}"
+    );
+    let json = sagaflow(&path, &["--json", "check"]);
+    let _ = json.err();
+    let listed: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(listed["ok"], false);
+    assert!(
+        !listed["problems"].as_array().unwrap().is_empty(),
+        "{listed}"
+    );
+    // Read-only: the check wrote nothing.
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    drop(dir);
+}
