@@ -285,3 +285,82 @@ impl Engine {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use futures_util::FutureExt as _;
+
+    use super::*;
+    use crate::runtime::store::MemoryStore;
+
+    fn waiters(hub: &SignalHub) -> usize {
+        hub.state().waiters.len()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_dropped_or_ended_leaves_no_waiter_behind() {
+        let hub = SignalHub::new(Arc::new(MemoryStore::new()));
+        let run = RunId::from("r");
+        // Two waits of one signal share an entry; dropping them, mid-wait, removes it.
+        let mut first = Box::pin(hub.wait(&run, "go"));
+        let mut second = Box::pin(hub.wait(&run, "go"));
+        assert!(first.as_mut().now_or_never().is_none());
+        assert!(second.as_mut().now_or_never().is_none());
+        assert_eq!(waiters(&hub), 1);
+        assert_eq!(hub.state().waiters.values().next().unwrap().count, 2);
+        drop(first);
+        assert_eq!(waiters(&hub), 1);
+        drop(second);
+        assert_eq!(waiters(&hub), 0);
+        // A store that does not number its signals gets no poller.
+        assert!(hub.state().poller.is_none());
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[tokio::test(start_paused = true)]
+    async fn the_poller_stops_when_no_step_waits_and_starts_again_for_the_next() {
+        use std::time::Duration;
+
+        let store = Arc::new(crate::sqlite::SqliteStore::in_memory().unwrap());
+        let hub = SignalHub::new(store);
+        let run = RunId::from("r");
+        let mut wait = Box::pin(hub.wait(&run, "go"));
+        // Its first questions go through the store's thread: poll until it waits.
+        for _ in 0..1_000 {
+            if wait.as_mut().now_or_never().is_some() || hub.state().poller.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let poller = hub.state().poller.clone().expect("a poller runs");
+        drop(wait);
+        assert_eq!(waiters(&hub), 0);
+        // At its next look it finds no one waiting, and ends.
+        tokio::time::sleep(SIGNAL_POLL * 2).await;
+        for _ in 0..1_000 {
+            if poller.is_finished() {
+                break;
+            }
+            tokio::task::yield_now().await;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(poller.is_finished());
+        assert!(hub.state().poller.is_none());
+        // The next waiter starts a new one.
+        let mut wait = Box::pin(hub.wait(&run, "go"));
+        for _ in 0..1_000 {
+            if wait.as_mut().now_or_never().is_some() || hub.state().poller.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(
+            hub.state()
+                .poller
+                .as_ref()
+                .is_some_and(|p| !p.is_finished())
+        );
+    }
+}
