@@ -149,3 +149,46 @@ async fn with_commit_on_caller_off_every_write_commits_on_the_writer_thread() {
         assert_eq!((stored.version, stored.state.as_str()), (20, "\"S20\""));
     }
 }
+
+/// Reads have a connection of their own: one that comes while a write waits for another
+/// connection's lock is answered at once, with the last committed state, instead of queueing
+/// behind that write until the lock goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_is_not_held_up_by_a_write_waiting_for_a_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("writer.db");
+    let store = SqliteStore::open(
+        &path,
+        SqliteOptions::default().busy_timeout(Duration::from_secs(30)),
+    )
+    .unwrap();
+    store.insert_machine("m", "M", "\"A\"").await.unwrap();
+    let other = Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let writing = tokio::spawn({
+        let store = store.clone();
+        async move { store.advance_machine("m", step(0, "B")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!writing.is_finished(), "the write waits for the lock");
+    let read = tokio::time::timeout(Duration::from_secs(10), store.load_machine("m"))
+        .await
+        .expect("the read is answered while the write waits")
+        .unwrap()
+        .unwrap();
+    assert_eq!((read.version, read.state.as_str()), (0, "\"A\""));
+    assert!(!writing.is_finished(), "the write still waits for the lock");
+    other.execute_batch("COMMIT").unwrap();
+    let written = tokio::time::timeout(Duration::from_secs(10), writing)
+        .await
+        .expect("committed soon after the lock is let go")
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(written, Advanced::Applied { version: 1, .. }),
+        "{written:?}"
+    );
+    // And the next read sees it.
+    let read = store.load_machine("m").await.unwrap().unwrap();
+    assert_eq!((read.version, read.state.as_str()), (1, "\"B\""));
+}

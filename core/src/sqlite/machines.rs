@@ -274,7 +274,7 @@ impl SqliteStore {
         state: &str,
     ) -> Result<(StoredMachine, bool), StoreError> {
         let (id, machine, state) = (id.to_owned(), machine.to_owned(), state.to_owned());
-        self.read(move |conn, label| {
+        self.exclusive(move |conn, label| {
             in_transaction(conn, label, |conn, label| {
                 let created = insert(conn, label, &id, &machine, &state)?;
                 match load(conn, label, &id)? {

@@ -42,6 +42,7 @@
 mod events;
 mod lease;
 mod machines;
+mod reader;
 mod rows;
 mod schema;
 mod signals;
@@ -210,12 +211,18 @@ struct Inner {
     publisher: Arc<Publisher>,
     /// The leases this store holds, shared with the writer, which renews them.
     leases: Arc<Leases>,
+    /// The read connection of a database file; `None` in memory (reads then go to the
+    /// writer's thread).
+    reader: Option<reader::Reader>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Close the channel, then wait for the writer to finish the batch in hand and close
-        // the connection, so the file is released when the store is.
+        // The read connection first, so that the writer's is the last one to close and
+        // checkpoints the WAL into the file. Then close the channel and wait for the writer to
+        // finish the batch in hand and close its connection, so the file is released when
+        // the store is.
+        self.reader = None;
         self.requests = None;
         self.writer.wake();
         if let Some(thread) = self.thread.take() {
@@ -247,7 +254,7 @@ impl SqliteStore {
         let path = path.as_ref();
         let label: Arc<str> = path.display().to_string().into();
         let conn = schema::open(Some(path), &label, &options)?;
-        Self::start(conn, label, &options)
+        Self::start(conn, label, &options, Some(path))
     }
 
     /// A store on a new, private SQLite database in memory: the real schema and SQL, no file.
@@ -256,15 +263,26 @@ impl SqliteStore {
         let label: Arc<str> = ":memory:".into();
         let options = SqliteOptions::default();
         let conn = schema::open(None, &label, &options)?;
-        Self::start(conn, label, &options)
+        Self::start(conn, label, &options, None)
     }
 
+    /// Starts the writer on `conn` and, for a file at `path`, the reader.
     fn start(
         conn: rusqlite::Connection,
         label: Arc<str>,
         options: &SqliteOptions,
+        path: Option<&Path>,
     ) -> Result<SqliteStore, StoreError> {
         let stats = Arc::new(Stats::default());
+        // Opened after the writer's connection has brought the schema up to date. A reader
+        // that cannot open is not fatal: reads go to the writer's thread, as in memory.
+        let reader = path.and_then(|path| {
+            reader::Reader::open(path, Arc::clone(&label), options, Arc::clone(&stats))
+                .inspect_err(
+                    |error| tracing::warn!(%error, "reads will share the writer's connection"),
+                )
+                .ok()
+        });
         let leases = Arc::new(Leases::new(
             options.owner.clone().unwrap_or_else(lease::random_owner),
             options.lease,
@@ -299,6 +317,7 @@ impl SqliteStore {
                 stats,
                 publisher,
                 leases,
+                reader,
             }),
         })
     }
@@ -421,14 +440,38 @@ impl SqliteStore {
         result
     }
 
-    /// Runs `read` on the writer's connection, between two batches.
+    /// Runs `read` on the read connection of a file (see `reader`), or on the writer's
+    /// between two batches in memory. `read` must not write.
     async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&rusqlite::Connection, &str) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Request::Read(Box::new(move |conn, label| {
+        let read: writer::ReadFn = Box::new(move |conn, label| {
             let answer = read(conn, label);
+            Box::new(move || {
+                let _ = reply.send(answer);
+            })
+        });
+        let queued = match &self.inner.reader {
+            Some(reader) => reader.send(read),
+            None => Err(read),
+        };
+        if let Err(read) = queued {
+            self.send(Request::Read(read))?;
+        }
+        answer.await.map_err(|_| self.closed())?
+    }
+
+    /// Runs `exclusive` on the writer's connection, between two batches: for the rare
+    /// requests that write outside a group commit, in a transaction of their own.
+    async fn exclusive<T: Send + 'static>(
+        &self,
+        exclusive: impl FnOnce(&rusqlite::Connection, &str) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Read(Box::new(move |conn, label| {
+            let answer = exclusive(conn, label);
             Box::new(move || {
                 let _ = reply.send(answer);
             })
@@ -531,7 +574,7 @@ impl Store for SqliteStore {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         // Rare and small: its own transaction, on the writer's connection between batches.
-        self.read(move |conn, label| {
+        self.exclusive(move |conn, label| {
             conn.execute_batch("BEGIN IMMEDIATE")
                 .map_err(|e| rows::sqlite_error(label, &e))?;
             let result = signals::deliver(conn, label, run_id.as_str(), &name, &payload, at_ms);

@@ -28,11 +28,10 @@
 //! lock held past the busy timeout is the exception: it would hold for every retry too, so
 //! the whole batch fails with [`StoreError::Busy`] at once rather than wait once per write.
 //!
-//! Reads go through the writer thread, between batches, on the same connection. Reads are
-//! rare (recovery, inspection) and short, and one connection means a caller always reads its
-//! own acknowledged writes, the in-memory database needs no shared cache, and there is one
-//! place where locks and errors are handled. A read-only connection beside it is the upgrade
-//! if reads ever compete with checkpoints.
+//! Reads of a database file have a connection and a thread of their own (`reader`); a
+//! database in memory, and the rare requests that write outside a group commit (delivering a
+//! signal, creating a machine), go through this thread's queue and run between batches, on
+//! this connection. Their answers, like the writes', go out once the lock is let go.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
