@@ -446,21 +446,7 @@ impl SqliteStore {
         &self,
         read: impl FnOnce(&rusqlite::Connection, &str) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let read: writer::ReadFn = Box::new(move |conn, label| {
-            let answer = read(conn, label);
-            Box::new(move || {
-                let _ = reply.send(answer);
-            })
-        });
-        let queued = match &self.inner.reader {
-            Some(reader) => reader.send(read),
-            None => Err(read),
-        };
-        if let Err(read) = queued {
-            self.send(Request::Read(read))?;
-        }
-        answer.await.map_err(|_| self.closed())?
+        self.queue(read, true).await
     }
 
     /// Runs `exclusive` on the writer's connection, between two batches: for the rare
@@ -469,13 +455,30 @@ impl SqliteStore {
         &self,
         exclusive: impl FnOnce(&rusqlite::Connection, &str) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.queue(exclusive, false).await
+    }
+
+    /// Queues `work` for the reader (if `on_reader` and there is one) or the writer's thread,
+    /// and awaits its answer.
+    async fn queue<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&rusqlite::Connection, &str) -> Result<T, StoreError> + Send + 'static,
+        on_reader: bool,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Request::Read(Box::new(move |conn, label| {
-            let answer = exclusive(conn, label);
+        let work: writer::ReadFn = Box::new(move |conn, label| {
+            let answer = work(conn, label);
             Box::new(move || {
                 let _ = reply.send(answer);
             })
-        })))?;
+        });
+        let queued = match self.inner.reader.as_ref().filter(|_| on_reader) {
+            Some(reader) => reader.send(work),
+            None => Err(work),
+        };
+        if let Err(work) = queued {
+            self.send(Request::Read(work))?;
+        }
         answer.await.map_err(|_| self.closed())?
     }
 }
