@@ -459,7 +459,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (run, error) in &recovered.failed {
         eprintln!("could not take up deployment {run}: {error}");
     }
-    let handle = match recovered.sagas.into_iter().next() {
+    let handle = match recovered.runs.into_iter().next() {
         Some(handle) => {
             println!(
                 "{}",

@@ -46,7 +46,7 @@ pub use sagaflow_core::policy::{OnError, PolicyError, RetryPolicy, StepOptions};
 pub use sagaflow_core::runtime;
 pub use sagaflow_core::runtime::{
     Builder, Definition, Engine, EngineError, Recovered, Report, RunError, RunHandle, RunId,
-    StepContext, StepError, StepReport, StepStatus,
+    StepContext, StepError, StepReport, StepStatus, Waiting,
 };
 pub use sagaflow_core::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
@@ -94,9 +94,30 @@ pub use sagaflow_core::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 ///
 /// # What it generates
 ///
-/// A unit struct `NAME` with `NAME::start(&engine, run_id[, input])`, `NAME::definition()`,
-/// `NAME::mermaid()`, `NAME::dot()` and `NAME::NAME`. `examples/etl_by_hand.rs` shows the
-/// same workflow written with [`Builder`] directly: that is what the macro expands to.
+/// A unit struct `NAME` with:
+///
+/// - `NAME::start(&engine, run_id[, input])`: a [`RunHandle`] on the run; an id that exists
+///   hands back that run (a run id is its idempotency key);
+/// - `NAME::resume(&engine, run_id)`: takes up one run an earlier process left unfinished
+///   ([`Engine::resume`]);
+/// - `NAME::recover(&engine)`: takes up every unfinished run of the workflow, as a service
+///   does at start-up ([`Engine::recover`]): a [`Recovered`] with the runs taken up now, those
+///   another live owner holds (taken up here by themselves once the lease runs out: see
+///   [`Waiting`]) and those that could not be;
+/// - `NAME::definition()`, the [`Definition`] the engine runs; `NAME::mermaid()`,
+///   `NAME::dot()`; and `NAME::NAME`, the workflow's name.
+///
+/// `examples/etl_by_hand.rs` shows the same workflow written with [`Builder`] directly: that
+/// is what the macro expands to.
+///
+/// # Behaviours worth knowing
+///
+/// - A retry is not started if its delay would end past the step's `deadline`: the step fails
+///   then, before the deadline, with an error that says so (`no time left for another`),
+///   instead of waiting for an attempt that would be cut at once.
+/// - An attempt cut by its `timeout` is a failed attempt like any other, retried by the policy.
+/// - A run taken up after a crash keeps its steps' first start times: a `deadline` is not
+///   extended by the restart.
 ///
 /// # Build-time errors
 ///
@@ -196,7 +217,9 @@ pub use sagaflow_saga::{
 /// `deadline` passed before the pivot. Each step that completed is undone, newest first
 /// (parallel branches by completion order); each compensation is a durable step with its own
 /// retry policy. When a compensation's retries run out, the saga is `Stuck` with the error
-/// kept, until an operator calls `retry`, `skip` or `abandon`.
+/// kept, until an operator calls `retry`, `skip` or `abandon`. A saga whose first step fails
+/// ends [`SagaOutcome::Compensated`] with `undone` empty: nothing had completed, so nothing
+/// is undone, and `cause` says why it stopped.
 ///
 /// # Options
 ///

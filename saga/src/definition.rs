@@ -5,6 +5,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sagaflow_core::runtime::engine::Waiting;
 use sagaflow_core::runtime::{Codec, Definition, Engine, RunId, StepValue};
 
 use crate::builder::{StepInfo, UndoDef};
@@ -160,7 +161,9 @@ impl<I: StepValue, O: StepValue> SagaDefinition<I, O> {
     /// Takes up every saga run of this saga that has not ended, as a service does at
     /// start-up after a crash: unfinished forward runs, compensations a crash cut, and
     /// failed runs whose compensation a crash kept from starting. Stuck sagas are left for
-    /// an operator. One run that cannot be taken up does not stop the others.
+    /// an operator. One run that cannot be taken up does not stop the others. A run another
+    /// owner holds under a live lease is in [`RecoveredSagas::waiting`]: taken up here by
+    /// itself once that lease runs out, unless renewed.
     pub async fn recover(&self, engine: &Engine) -> Result<RecoveredSagas<O>, SagaError> {
         self.inner.check()?;
         driver::recover(self, engine).await
@@ -232,11 +235,17 @@ impl<I: StepValue, O: StepValue> SagaDefinition<I, O> {
     }
 }
 
-/// What [`SagaDefinition::recover`] took up.
+/// What [`SagaDefinition::recover`] did: the saga runs it took up now, those another owner
+/// holds under a live lease (taken up here by themselves once the lease runs out), and those
+/// it could not take up, each with why. The same shape as a workflow's
+/// [`Recovered`](sagaflow_core::runtime::Recovered).
 #[derive(Debug)]
 pub struct RecoveredSagas<O> {
-    /// Handles on the saga runs taken up.
-    pub sagas: Vec<SagaHandle<O>>,
+    /// Handles on the saga runs taken up now.
+    pub runs: Vec<SagaHandle<O>>,
+    /// The saga runs leased by another owner: each is taken up by this engine once its lease
+    /// runs out unless renewed, with no further call ([`Waiting::taken`] gives its handle).
+    pub waiting: Vec<Waiting<SagaHandle<O>, SagaError>>,
     /// The runs that could not be taken up, each with why.
     pub failed: Vec<(RunId, SagaError)>,
 }

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use sagaflow_core::runtime::StepValue;
 use sagaflow_core::runtime::{
-    Engine, Report, RunError, RunHandle, RunId, StepStatus, StoredRunStatus,
+    Engine, EngineError, Report, RunError, RunHandle, RunId, StepStatus, StoredRunStatus,
 };
 
 use crate::definition::{RecoveredSagas, SagaDefinition};
@@ -482,12 +482,28 @@ pub(crate) async fn recover<I: StepValue, O: StepValue>(
         }
     }
     let mut recovered = RecoveredSagas {
-        sagas: Vec::new(),
+        runs: Vec::new(),
+        waiting: Vec::new(),
         failed: Vec::new(),
     };
     for id in ids {
         match launch(saga, engine, id.clone(), None).await {
-            Ok(handle) => recovered.sagas.push(handle),
+            Ok(handle) => recovered.runs.push(handle),
+            Err(SagaError::Engine(EngineError::Leased {
+                run_id,
+                owner,
+                expires_in,
+                ..
+            })) => {
+                let definition = saga.clone();
+                let waiting = engine.take_up_when_free(run_id, owner, expires_in, move |engine| {
+                    let saga = definition.clone();
+                    let id = id.clone();
+                    async move { launch(&saga, &engine, id, None).await }
+                });
+                tracing::info!(saga = saga.name(), "{waiting}");
+                recovered.waiting.push(waiting);
+            }
             Err(error) => {
                 tracing::warn!(saga = saga.name(), run_id = %id, error = %error, "a saga run could not be recovered");
                 recovered.failed.push((id, error));

@@ -139,3 +139,12 @@ fn list(problems: &[SagaDefinitionError]) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+impl sagaflow_core::runtime::LeaseRefusal for SagaError {
+    fn lease_expires_in(&self) -> Option<std::time::Duration> {
+        match self {
+            SagaError::Engine(error) => error.lease_expires_in(),
+            _ => None,
+        }
+    }
+}

@@ -169,9 +169,9 @@ fn a_saga_killed_while_compensating_finishes_compensating_after_a_restart() {
         let saga = saga(dir.path());
         let recovered = saga.recover(&engine).await.unwrap();
         assert!(recovered.failed.is_empty(), "{:?}", recovered.failed);
-        assert_eq!(recovered.sagas.len(), 1);
+        assert_eq!(recovered.runs.len(), 1);
         let outcome = recovered
-            .sagas
+            .runs
             .into_iter()
             .next()
             .unwrap()
@@ -322,7 +322,7 @@ fn a_step_cut_by_a_crash_is_undone_when_its_undo_is_safe_on_an_unknown_outcome()
         let recovered = saga.recover(&engine).await.unwrap();
         assert!(recovered.failed.is_empty(), "{:?}", recovered.failed);
         let outcome = recovered
-            .sagas
+            .runs
             .into_iter()
             .next()
             .unwrap()

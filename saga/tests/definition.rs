@@ -180,8 +180,8 @@ async fn recovery_compensates_a_failed_run_whose_compensation_never_started() {
     let engine = Engine::open(&path).unwrap();
     let recovered = saga.recover(&engine).await.unwrap();
     assert!(recovered.failed.is_empty(), "{:?}", recovered.failed);
-    assert_eq!(recovered.sagas.len(), 1);
-    let handle = recovered.sagas.into_iter().next().unwrap();
+    assert_eq!(recovered.runs.len(), 1);
+    let handle = recovered.runs.into_iter().next().unwrap();
     assert_eq!(handle.run_id().as_str(), "lost");
     let outcome = handle.wait().await.unwrap();
     assert!(
@@ -190,7 +190,7 @@ async fn recovery_compensates_a_failed_run_whose_compensation_never_started() {
     );
     // Recovering again finds nothing left to do.
     let again = saga.recover(&engine).await.unwrap();
-    assert!(again.sagas.is_empty() && again.failed.is_empty());
+    assert!(again.runs.is_empty() && again.failed.is_empty());
     assert_eq!(journal.undone(), ["push", "build"]);
 }
 

@@ -163,7 +163,7 @@ fn recover_and_check(dir: &Path, fail_at: usize, at: &str) {
         let saga = saga(dir, fail_at);
         let recovered = saga.recover(&engine).await.unwrap();
         assert!(recovered.failed.is_empty(), "{at}: {:?}", recovered.failed);
-        let outcome = match recovered.sagas.into_iter().next() {
+        let outcome = match recovered.runs.into_iter().next() {
             Some(handle) => handle.wait().await.unwrap(),
             // The crash came before the run was recorded: start it afresh.
             None => saga

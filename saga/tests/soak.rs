@@ -105,7 +105,7 @@ fn child(dir: &Path, run: &str) {
         let saga = saga(dir);
         let recovered = saga.recover(&engine).await.unwrap();
         let handle = saga.start(&engine, run.to_owned(), 0).await.unwrap();
-        for other in recovered.sagas {
+        for other in recovered.runs {
             let _ = other.wait().await;
         }
         let _ = handle.wait().await;

@@ -2,23 +2,37 @@
 //!
 //! The engine owns no thread and no runtime: a run's steps are tasks spawned on the caller's
 //! tokio runtime, so it works the same on a current-thread test runtime and a multi-threaded
-//! server. Every run the engine started stays in its table with its outcome, which is what
-//! makes a run id an idempotency key: starting it again hands back the same run, never a
-//! second execution.
+//! server. A run id is an idempotency key: starting an id again hands back the same run, never
+//! a second execution. The engine's table holds the runs that are live; where a finished run
+//! is found again depends on the store:
+//!
+//! - a store that keeps finished runs ([`Store::keeps_finished_runs`]: the SQLite store) has
+//!   them; the engine forgets a run once it has ended, and starting its id again reads the
+//!   run and its outcome back from the store, so the engine's memory does not grow with the
+//!   runs it has finished;
+//! - with any other store ([`Engine::ephemeral`]) the table keeps finished runs with their
+//!   outcomes, up to a bound ([`EngineBuilder::keep_finished_runs`],
+//!   [`EngineBuilder::keep_finished_for`]): the most recent ones, none older than the age.
+//!   The idempotency of a run id lasts as long as its run is kept: an id started again after
+//!   its run was dropped runs again.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
 
 mod resume;
 mod signals;
+mod takeover;
 
 pub use resume::Recovered;
+pub use takeover::{LeaseRefusal, Waiting};
 
 use crate::runtime::context::RunId;
 use crate::runtime::definition::{Codec, Definition, ErasedDefinition, StepValue, Value};
@@ -30,6 +44,14 @@ use crate::runtime::store::{Created, MemoryStore, NewRun, RunIndex, Store};
 
 /// The default bound on step attempts running at once, over all runs of an engine.
 pub const DEFAULT_MAX_CONCURRENT_STEPS: usize = 1024;
+
+/// How many finished runs an engine whose store does not keep them holds on to by default
+/// (see [`EngineBuilder::keep_finished_runs`]): about 5 MB of outcomes.
+pub const DEFAULT_KEEP_FINISHED_RUNS: usize = 10_000;
+
+/// How long an engine whose store does not keep finished runs holds on to one by default
+/// (see [`EngineBuilder::keep_finished_for`]).
+pub const DEFAULT_KEEP_FINISHED_FOR: Duration = Duration::from_secs(3_600);
 
 /// Runs workflow definitions. Cheap to clone: clones share the same runs, store and limits.
 ///
@@ -68,7 +90,12 @@ pub(crate) struct Inner {
     /// Bounds the attempts running at once; a retry waiting for its delay holds no permit.
     pub(crate) permits: Permits,
     pub(crate) jitter_seed: u64,
-    runs: Mutex<HashMap<RunId, RunEntry>>,
+    runs: Mutex<RunTable>,
+    /// Whether the store keeps finished runs ([`Store::keeps_finished_runs`]): then the table
+    /// forgets a run once it has ended.
+    store_keeps_finished: bool,
+    /// How many finished runs, and for how long, the table keeps otherwise.
+    keep: Keep,
     /// The live event feed the store publishes to; `None` if the store keeps no event log.
     events: Option<Arc<Feed>>,
     /// Steps waiting for signals, woken when one is delivered.
@@ -76,10 +103,39 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    fn runs(&self) -> MutexGuard<'_, HashMap<RunId, RunEntry>> {
-        // Every write under this lock is a single insert or remove, so the table behind a
-        // poisoned lock is still consistent.
+    fn runs(&self) -> MutexGuard<'_, RunTable> {
+        // Every write under this lock is a single insert, remove or push, so the table behind
+        // a poisoned lock is still consistent.
         self.runs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Called once a run's outcome is published: the table forgets the run if the store keeps
+    /// it, or keeps it among the finished runs, dropping the oldest beyond the bound; and the
+    /// store's lease on it is let go whatever its end (a run whose end could not be recorded
+    /// is no longer run here, so another process may take it up once the lease runs out).
+    pub(crate) fn run_ended(&self, run_id: &RunId, control: &Arc<Control>) {
+        if self.records {
+            self.store.release(run_id);
+        }
+        let dropped = {
+            let mut table = self.runs();
+            if self.store_keeps_finished {
+                table.remove(run_id, control);
+                Vec::new()
+            } else {
+                table.finished.push_back(Kept {
+                    run_id: run_id.clone(),
+                    at: Instant::now(),
+                    control: Arc::clone(control),
+                });
+                table.evict(&self.keep)
+            }
+        };
+        if let Some(memory) = &self.memory {
+            for run_id in &dropped {
+                memory.forget_engine_run(run_id);
+            }
+        }
     }
 }
 
@@ -88,6 +144,65 @@ impl Inner {
 struct RunEntry {
     workflow: Arc<str>,
     control: Arc<Control>,
+}
+
+/// The engine's runs: every live run, and the finished ones it keeps.
+#[derive(Default)]
+struct RunTable {
+    runs: HashMap<RunId, RunEntry>,
+    /// The finished runs kept (by an engine whose store does not keep them), oldest first.
+    finished: VecDeque<Kept>,
+}
+
+/// A finished run the table keeps, and since when.
+struct Kept {
+    run_id: RunId,
+    at: Instant,
+    /// The run's, to tell it from a later run under the same id.
+    control: Arc<Control>,
+}
+
+/// How many finished runs, and for how long, an engine whose store does not keep them keeps.
+#[derive(Debug, Clone, Copy)]
+struct Keep {
+    runs: usize,
+    age: Duration,
+}
+
+impl RunTable {
+    /// Removes the run `run_id` if it is still the one `control` belongs to.
+    fn remove(&mut self, run_id: &RunId, control: &Arc<Control>) -> bool {
+        match self.runs.get(run_id) {
+            Some(entry) if Arc::ptr_eq(&entry.control, control) => {
+                self.runs.remove(run_id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Drops the oldest finished runs beyond `keep`; returns the ids dropped.
+    fn evict(&mut self, keep: &Keep) -> Vec<RunId> {
+        let mut dropped = Vec::new();
+        let now = Instant::now();
+        while let Some(oldest) = self.finished.front() {
+            let expired = now.saturating_duration_since(oldest.at) > keep.age;
+            if self.finished.len() <= keep.runs && !expired {
+                break;
+            }
+            if let Some(oldest) = self.finished.pop_front()
+                && self.remove(&oldest.run_id, &oldest.control)
+            {
+                dropped.push(oldest.run_id);
+            }
+        }
+        dropped
+    }
+
+    /// How many runs the table holds, live and finished.
+    fn len(&self) -> usize {
+        self.runs.len()
+    }
 }
 
 /// The engine's step permits: a counter that an attempt takes from with one atomic operation
@@ -194,6 +309,7 @@ pub struct EngineBuilder {
     max_concurrent_steps: usize,
     jitter_seed: Option<u64>,
     event_buffer: usize,
+    keep: Keep,
 }
 
 impl EngineBuilder {
@@ -227,6 +343,25 @@ impl EngineBuilder {
         self
     }
 
+    /// With a store that does not keep finished runs (the engine of [`Engine::ephemeral`],
+    /// a [`MemoryStore`]), how many finished runs the engine keeps with their outcomes, the
+    /// most recent ones (default [`DEFAULT_KEEP_FINISHED_RUNS`]). Starting the id of a run
+    /// still kept hands that run back; an id whose run was dropped starts a new run. A store
+    /// that keeps finished runs (SQLite) makes this moot: the engine forgets a run once it
+    /// ends, and finds it again in the store.
+    pub fn keep_finished_runs(mut self, runs: usize) -> Self {
+        self.keep.runs = runs;
+        self
+    }
+
+    /// With a store that does not keep finished runs, how long the engine keeps a finished
+    /// run at most (default [`DEFAULT_KEEP_FINISHED_FOR`]): see
+    /// [`keep_finished_runs`](Self::keep_finished_runs).
+    pub fn keep_finished_for(mut self, age: Duration) -> Self {
+        self.keep.age = age;
+        self
+    }
+
     /// The engine.
     pub fn build(self) -> Engine {
         let permits = self.max_concurrent_steps.clamp(1, Semaphore::MAX_PERMITS);
@@ -244,11 +379,13 @@ impl EngineBuilder {
         let inner = Arc::new(Inner {
             records,
             signals: signals::SignalHub::new(Arc::clone(&store)),
+            store_keeps_finished: store.keeps_finished_runs(),
             store,
             memory,
             permits: Permits::new(permits),
             jitter_seed: self.jitter_seed.unwrap_or_else(|| fastrand::u64(..)),
-            runs: Mutex::new(HashMap::new()),
+            runs: Mutex::new(RunTable::default()),
+            keep: self.keep,
             events,
         });
         if let Some(memory) = &inner.memory {
@@ -261,6 +398,7 @@ impl EngineBuilder {
 impl RunIndex for Inner {
     fn workflow_of(&self, run_id: &RunId) -> Option<Arc<str>> {
         self.runs()
+            .runs
             .get(run_id)
             .map(|entry| Arc::clone(&entry.workflow))
     }
@@ -273,6 +411,8 @@ impl fmt::Debug for EngineBuilder {
             .field("max_concurrent_steps", &self.max_concurrent_steps)
             .field("jitter_seed", &self.jitter_seed)
             .field("event_buffer", &self.event_buffer)
+            .field("keep_finished_runs", &self.keep.runs)
+            .field("keep_finished_for", &self.keep.age)
             .finish()
     }
 }
@@ -288,7 +428,9 @@ impl fmt::Debug for Engine {
 
 impl Engine {
     /// An engine that records nothing, with the default limits: a run lives in memory while
-    /// it runs and its outcome as long as the engine, nothing survives the process, and the
+    /// it runs, its outcome for a while after (the last [`DEFAULT_KEEP_FINISHED_RUNS`] runs,
+    /// none older than [`DEFAULT_KEEP_FINISHED_FOR`]; see
+    /// [`EngineBuilder::keep_finished_runs`]), nothing survives the process, and the
     /// engine costs no store at all (the fastest, for work that need not be durable). Sagas
     /// refuse it, since they compensate from stored outputs. `Engine::in_memory()` (the
     /// `sqlite` feature) is the durable engine on a SQLite database in memory, for tests.
@@ -303,12 +445,23 @@ impl Engine {
             max_concurrent_steps: DEFAULT_MAX_CONCURRENT_STEPS,
             jitter_seed: None,
             event_buffer: DEFAULT_EVENT_BUFFER,
+            keep: Keep {
+                runs: DEFAULT_KEEP_FINISHED_RUNS,
+                age: DEFAULT_KEEP_FINISHED_FOR,
+            },
         }
     }
 
     /// The store runs are recorded in.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// How many runs the engine holds in memory: the live ones, and the finished ones it
+    /// keeps because its store does not (see the [module docs](self)). With the SQLite store
+    /// this is the number of runs in flight.
+    pub fn runs_in_memory(&self) -> usize {
+        self.inner.runs().len()
     }
 
     /// Starts a run of `def` with `input`, or, if a run with this id exists, returns a handle
@@ -323,6 +476,10 @@ impl Engine {
         run_id: impl Into<RunId>,
         input: I,
     ) -> Result<RunHandle<O>, EngineError> {
+        // A run of steps that never wait is done inline, so a loop of starts would never
+        // yield to the runtime: each start spends a unit of the task's budget, as tokio's own
+        // resources do, and yields once it is spent.
+        tokio::task::coop::consume_budget().await;
         let run_id = run_id.into();
         let erased = def.erased();
         let (plan, runtime, reservation, handle) = match self.claim(erased, &run_id)? {
@@ -374,7 +531,7 @@ impl Engine {
 
     /// Cancels the run `run_id`. Returns whether a run that had not finished was told to stop.
     pub fn cancel(&self, run_id: &RunId) -> bool {
-        match self.inner.runs().get(run_id) {
+        match self.inner.runs().runs.get(run_id) {
             Some(entry) if entry.control.outcome.get().is_none() => {
                 entry.control.cancel();
                 true
@@ -441,8 +598,8 @@ impl Engine {
         run_id: &'a RunId,
         workflow: &Arc<str>,
     ) -> Result<Reserved<'a, O>, EngineError> {
-        let mut runs = self.inner.runs();
-        match runs.entry(run_id.clone()) {
+        let mut table = self.inner.runs();
+        match table.runs.entry(run_id.clone()) {
             Entry::Occupied(entry) => {
                 let entry = entry.get();
                 if *entry.workflow != **workflow {
@@ -609,7 +766,9 @@ impl Drop for Reservation<'_> {
         if self.committed {
             return;
         }
-        self.inner.runs().remove(self.run_id);
+        if let Some(control) = &self.control {
+            self.inner.runs().remove(self.run_id, control);
+        }
         let reason = self
             .reason
             .take()
@@ -666,6 +825,10 @@ impl<O: StepValue> RunHandle<O> {
 
     /// Waits for the run's outcome.
     pub async fn wait(self) -> Result<Report<O>, RunError> {
+        // The outcome may be there already (a run whose steps never wait ends inside
+        // `start`): like tokio's own resources, the wait spends a unit of the task's budget,
+        // so that a loop of runs yields to the runtime now and then.
+        tokio::task::coop::consume_budget().await;
         let Some(outcome) = self.control.outcome.wait().await else {
             return Err(RunError::Internal {
                 run_id: self.run_id,
@@ -779,7 +942,7 @@ mod tests {
             .await
             .expect("ok");
         let runs = engine.inner.runs();
-        let entry = runs.get(&RunId::from("r")).expect("kept");
+        let entry = runs.runs.get(&RunId::from("r")).expect("kept");
         assert!(entry.control.outcome.get().is_some());
         assert!(entry.control.is_detached());
     }

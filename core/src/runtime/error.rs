@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::graph::GraphError;
 use crate::runtime::context::RunId;
@@ -270,7 +271,8 @@ pub enum EngineError {
     /// Another process (another store owner) holds a live lease on the run: it is running
     /// there. It can be taken over once that lease expires without being renewed.
     #[error(
-        "run `{run_id}` is leased by owner `{owner}` until {until_ms} (unix ms); it runs there, or can be taken over once the lease expires"
+        "run `{run_id}` is leased by owner `{owner}` for another {:.1} s; it runs there, or can be taken over once the lease expires",
+        .expires_in.as_secs_f64()
     )]
     Leased {
         /// The run.
@@ -279,6 +281,15 @@ pub enum EngineError {
         owner: String,
         /// When the lease expires unless renewed, in unix milliseconds.
         until_ms: i64,
+        /// How long the lease had left when it was found, unless renewed.
+        expires_in: Duration,
+    },
+    /// The engine was dropped before it could take the run up (see
+    /// [`Waiting`](crate::runtime::engine::Waiting)).
+    #[error("run `{run_id}` was not taken up: its engine was dropped first")]
+    Dropped {
+        /// The run.
+        run_id: RunId,
     },
     /// The run was taken up more times than the store allows (it keeps crashing its process)
     /// and is parked: it is not retried until an operator looks at it.
@@ -303,10 +314,12 @@ impl EngineError {
                 run_id,
                 owner,
                 until_ms,
+                expires_in,
             } => EngineError::Leased {
                 run_id,
                 owner,
                 until_ms,
+                expires_in,
             },
             StoreError::Parked { run_id, recoveries } => EngineError::Parked { run_id, recoveries },
             other => EngineError::Store(other),
@@ -446,8 +459,23 @@ pub enum StoreError {
         /// The fencing token this store held, no longer the run's.
         token: u64,
     },
+    /// Another live store on the database holds the lease owner id this store was opened
+    /// with ([`SqliteOptions::owner`](crate::sqlite::SqliteOptions::owner)): two processes
+    /// under one owner would each believe they hold the same leases.
+    #[error(
+        "owner `{owner}` of `{path}` is held by another live process: two processes under one owner would each run every step, so each needs its own"
+    )]
+    OwnerInUse {
+        /// The database, as named when opened.
+        path: String,
+        /// The owner id.
+        owner: String,
+    },
     /// Another owner holds a live lease on the run. See [`EngineError::Leased`].
-    #[error("run `{run_id}` is leased by owner `{owner}` until {until_ms} (unix ms)")]
+    #[error(
+        "run `{run_id}` is leased by owner `{owner}` for another {:.1} s",
+        .expires_in.as_secs_f64()
+    )]
     Leased {
         /// The run.
         run_id: RunId,
@@ -455,6 +483,8 @@ pub enum StoreError {
         owner: String,
         /// When the lease expires unless renewed, in unix milliseconds.
         until_ms: i64,
+        /// How long the lease had left when it was found, unless renewed.
+        expires_in: Duration,
     },
     /// The run is parked. See [`EngineError::Parked`].
     #[error("run `{run_id}` is parked after {recoveries} recoveries")]

@@ -137,6 +137,13 @@ impl OutcomeSender {
         // `Weak` keeps its allocation alive).
         self.0.detach();
     }
+
+    /// Tells the engine that the run `run_id` has ended, then sends `outcome`: whoever sees
+    /// the outcome finds the engine's table as the end left it.
+    fn send_ended(&self, outcome: Outcome, engine: &Inner, run_id: &RunId) {
+        engine.run_ended(run_id, &self.0);
+        self.send(outcome);
+    }
 }
 
 impl Drop for OutcomeSender {
@@ -316,10 +323,10 @@ pub(crate) fn launch_run(
 ) {
     let Ok(graph) = def.graph() else {
         let error = RunError::Internal {
-            run_id,
+            run_id: run_id.clone(),
             message: "the definition became invalid after it was checked".to_owned(),
         };
-        outcome.send(Err(error));
+        outcome.send_ended(Err(error), &engine, &run_id);
         return;
     };
     let plan = engine::plan(&def);
@@ -595,7 +602,7 @@ impl Run {
         if !self.engine.records {
             let _entered = self.span.enter();
             let outcome = settle(self);
-            self.outcome.send(outcome);
+            self.outcome.send_ended(outcome, &self.engine, &self.run_id);
             return;
         }
         let run = Arc::clone(self);
@@ -603,7 +610,7 @@ impl Run {
         self.runtime.spawn(
             async move {
                 let outcome = conclude(&run).await;
-                run.outcome.send(outcome);
+                run.outcome.send_ended(outcome, &run.engine, &run.run_id);
             }
             .instrument(span),
         );

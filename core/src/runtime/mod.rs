@@ -15,7 +15,10 @@ pub use definition::{
     Builder, Codec, Definition, Dep, Deps, ErasedDefinition, Handle, Optional, StepDef, StepValue,
     Value,
 };
-pub use engine::{DEFAULT_MAX_CONCURRENT_STEPS, Engine, EngineBuilder, Recovered, RunHandle};
+pub use engine::{
+    DEFAULT_KEEP_FINISHED_FOR, DEFAULT_KEEP_FINISHED_RUNS, DEFAULT_MAX_CONCURRENT_STEPS, Engine,
+    EngineBuilder, LeaseRefusal, Recovered, RunHandle, Waiting,
+};
 pub use error::{DefinitionError, EngineError, RunError, StepError, StoreError};
 pub use events::{DEFAULT_EVENT_BUFFER, Event, EventKind, EventSink, EventStream};
 pub use report::{Report, StepReport, StepStatus};

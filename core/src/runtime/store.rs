@@ -152,6 +152,17 @@ pub trait Store: Send + Sync + 'static {
         true
     }
 
+    /// Whether the store keeps a finished run, with its outcome, where
+    /// [`load_run`](Self::load_run) finds it: then an engine forgets a run once it has ended
+    /// and reads it back when its id is started again, so that the engine's memory does not
+    /// grow with the runs it finished. `false` by default: the engine then keeps the last
+    /// finished runs itself, up to a bound (see
+    /// [`EngineBuilder::keep_finished_runs`](crate::runtime::EngineBuilder::keep_finished_runs)).
+    /// Asked once, when the engine is built.
+    fn keeps_finished_runs(&self) -> bool {
+        false
+    }
+
     /// Takes the lease on the run `run_id` before the engine takes it up: what makes a run
     /// execute in one process at a time when several share a store. Called before
     /// [`load_run`](Self::load_run). A store with leases refuses a run another owner holds
@@ -461,7 +472,7 @@ struct MemoryRun {
 struct MemoryRuns {
     by_id: HashMap<RunId, MemoryRun>,
     /// Signals delivered, by run and name: payloads as JSON.
-    signals: HashMap<(RunId, String), String>,
+    signals: HashMap<RunId, HashMap<String, String>>,
     /// The workflow names seen last, most recent last, for runs to share.
     names: Vec<Arc<str>>,
 }
@@ -602,7 +613,12 @@ impl Store for MemoryStore {
                 "no run `{run_id}` to signal `{name}` to"
             )));
         }
-        match runs.signals.entry((run_id.clone(), name.to_owned())) {
+        match runs
+            .signals
+            .entry(run_id.clone())
+            .or_default()
+            .entry(name.to_owned())
+        {
             Entry::Occupied(_) => Ok(false),
             Entry::Vacant(vacant) => {
                 vacant.insert(payload.to_owned());
@@ -615,7 +631,8 @@ impl Store for MemoryStore {
         Ok(self
             .lock()
             .signals
-            .get(&(run_id.clone(), name.to_owned()))
+            .get(run_id)
+            .and_then(|signals| signals.get(name))
             .cloned())
     }
 
@@ -664,6 +681,15 @@ impl MemoryStore {
                 workflow: existing.workflow.to_string(),
             },
             None => Created::New,
+        }
+    }
+
+    /// Forgets what this store holds of the engine's run `run_id` (its signals) once the
+    /// engine has dropped the run.
+    pub(crate) fn forget_engine_run(&self, run_id: &RunId) {
+        let mut runs = self.lock();
+        if !runs.by_id.contains_key(run_id) {
+            runs.signals.remove(run_id);
         }
     }
 

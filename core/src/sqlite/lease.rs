@@ -229,6 +229,9 @@ impl Acquired {
                 run_id: run_id.clone(),
                 owner,
                 until_ms,
+                expires_in: Duration::from_millis(
+                    u64::try_from(until_ms.saturating_sub(now_ms())).unwrap_or(0),
+                ),
             }),
             Acquired::Parked { recoveries } => Err(StoreError::Parked {
                 run_id: run_id.clone(),

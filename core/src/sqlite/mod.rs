@@ -42,6 +42,7 @@
 mod events;
 mod lease;
 mod machines;
+mod owner;
 mod reader;
 mod rows;
 mod schema;
@@ -99,10 +100,15 @@ pub struct SqliteOptions {
     /// Caps the database at this many pages (`PRAGMA max_page_count`, per connection); a write
     /// past it fails with [`StoreError::Full`]. `None` (the default) leaves SQLite's limit.
     pub max_page_count: Option<u32>,
-    /// The id this store holds leases under. `None` (the default): a random id, new for every
-    /// store, so that no two processes share one. A service that restarts under a stable id
-    /// (its host or pod name) takes its own runs up again at once, without waiting for the
-    /// leases its previous life held to expire; two live stores must never share an id.
+    /// The id this store holds leases under. `None` (the default): for a file, the first
+    /// free of `<host>-0`, `<host>-1`, … (one process on a host is always `<host>-0`), so
+    /// that a process restarted after a crash is the same owner and takes its runs up at
+    /// once, without waiting for the leases of its previous life to expire; for a database in
+    /// memory, a random id. A store holds its owner id under a lock on a file beside the
+    /// database (`<file>-owner-<hash>.lock`) for its whole life, so two live processes never
+    /// share one: a second store opened with an owner a live one holds is refused with
+    /// [`StoreError::OwnerInUse`]. Set it to a name that follows the service across hosts
+    /// (a pod's name on a shared volume, say).
     pub owner: Option<String>,
     /// How long a lease lasts unless renewed; 30 s by default. The store renews its leases
     /// every third of it; another process may take a run over once its lease has expired.
@@ -214,6 +220,9 @@ struct Inner {
     /// The read connection of a database file; `None` in memory (reads then go to the
     /// writer's thread).
     reader: Option<reader::Reader>,
+    /// Holds the owner id for the store's life; dropped after the writer has given up the
+    /// leases and closed its connection, so no other store takes the id before then.
+    _owner: Option<owner::OwnerLock>,
 }
 
 impl Drop for Inner {
@@ -254,7 +263,8 @@ impl SqliteStore {
         let path = path.as_ref();
         let label: Arc<str> = path.display().to_string().into();
         let conn = schema::open(Some(path), &label, &options)?;
-        Self::start(conn, label, &options, Some(path))
+        let (owner, lock) = owner::claim(path, &label, options.owner.as_deref())?;
+        Self::start(conn, label, &options, Some(path), owner, lock)
     }
 
     /// A store on a new, private SQLite database in memory: the real schema and SQL, no file.
@@ -263,15 +273,18 @@ impl SqliteStore {
         let label: Arc<str> = ":memory:".into();
         let options = SqliteOptions::default();
         let conn = schema::open(None, &label, &options)?;
-        Self::start(conn, label, &options, None)
+        Self::start(conn, label, &options, None, lease::random_owner(), None)
     }
 
-    /// Starts the writer on `conn` and, for a file at `path`, the reader.
+    /// Starts the writer on `conn` and, for a file at `path`, the reader; leases are held
+    /// under `owner`, which `lock` holds.
     fn start(
         conn: rusqlite::Connection,
         label: Arc<str>,
         options: &SqliteOptions,
         path: Option<&Path>,
+        owner: String,
+        lock: Option<owner::OwnerLock>,
     ) -> Result<SqliteStore, StoreError> {
         let stats = Arc::new(Stats::default());
         // Opened after the writer's connection has brought the schema up to date. A reader
@@ -283,11 +296,7 @@ impl SqliteStore {
                 )
                 .ok()
         });
-        let leases = Arc::new(Leases::new(
-            options.owner.clone().unwrap_or_else(lease::random_owner),
-            options.lease,
-            options.max_recoveries,
-        ));
+        let leases = Arc::new(Leases::new(owner, options.lease, options.max_recoveries));
         let publisher = Arc::new(Publisher::new(events::head(&conn, &label)?));
         let (requests, receiver) = mpsc::channel();
         let writer = Arc::new(Writer::new(
@@ -318,6 +327,7 @@ impl SqliteStore {
                 publisher,
                 leases,
                 reader,
+                _owner: lock,
             }),
         })
     }
@@ -485,6 +495,10 @@ impl SqliteStore {
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
+    fn keeps_finished_runs(&self) -> bool {
+        true
+    }
+
     async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
         let leases = &self.inner.leases;
         let op = rows::create_op(run, &leases.owner, leases.lease_ms())?;

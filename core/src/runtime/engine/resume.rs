@@ -2,7 +2,7 @@
 //! workflow at once. Ended steps come back from the store decoded into their types and are
 //! not run again; the graph a run was started under must still be the workflow's.
 
-use super::{Claimed, Engine, Plan};
+use super::{Claimed, Engine, Plan, Waiting};
 use crate::runtime::context::RunId;
 use crate::runtime::definition::{Codec, Definition, ErasedDefinition, StepValue, Value};
 use crate::runtime::engine::RunHandle;
@@ -11,13 +11,18 @@ use crate::runtime::executor::{Restored, Resume, StoredEnd};
 use crate::runtime::report::StepStatus;
 use crate::runtime::store::StoredRunStatus;
 
-/// What [`Engine::recover`] did: the runs it took up, and those it could not, each with why.
-/// One broken run does not stop the others.
+/// What [`Engine::recover`] did: the runs it took up now, those another owner holds under a
+/// live lease (taken up here by themselves once the lease runs out), and those it could not
+/// take up, each with why. One broken run does not stop the others.
 #[derive(Debug)]
 pub struct Recovered<O> {
-    /// Handles on the runs taken up, oldest first.
+    /// Handles on the runs taken up now, oldest first.
     pub runs: Vec<RunHandle<O>>,
-    /// The runs that could not be taken up.
+    /// The runs leased by another owner: each is taken up by this engine once its lease runs
+    /// out unless renewed, with no further call ([`Waiting::taken`] gives its handle then).
+    pub waiting: Vec<Waiting<RunHandle<O>>>,
+    /// The runs that could not be taken up (a parked run, a changed graph, a stored input
+    /// that no longer decodes…).
     pub failed: Vec<(RunId, EngineError)>,
 }
 
@@ -48,9 +53,13 @@ impl Engine {
     /// Takes up every unfinished run of `def`'s workflow in the store, oldest first: what a
     /// service calls once at start-up, for each workflow it knows, after a crash.
     ///
-    /// Parked runs are not listed. A run another process holds under a live lease is not
-    /// taken: it shows up in [`Recovered::failed`] with [`EngineError::Leased`], as a run
-    /// taken up too many times does with [`EngineError::Parked`] (it is parked then).
+    /// A run whose lease this store's owner held (this process's previous life, on the same
+    /// host and database: see [`SqliteOptions::owner`](crate::sqlite::SqliteOptions::owner))
+    /// is taken up at once. A run another owner holds under a live lease is in
+    /// [`Recovered::waiting`]: this engine takes it up by itself once that lease runs out
+    /// unless renewed (its owner is gone), with no second call. Parked runs are not listed;
+    /// a run taken up too many times is parked now and is in [`Recovered::failed`] with
+    /// [`EngineError::Parked`].
     pub async fn recover<I: StepValue, O: StepValue>(
         &self,
         def: &Definition<I, O>,
@@ -58,11 +67,29 @@ impl Engine {
         let unfinished = self.inner.store.unfinished_runs().await?;
         let mut recovered = Recovered {
             runs: Vec::new(),
+            waiting: Vec::new(),
             failed: Vec::new(),
         };
         for run in unfinished.into_iter().filter(|r| r.workflow == def.name()) {
             match self.resume(def, run.run_id.clone()).await {
                 Ok(handle) => recovered.runs.push(handle),
+                Err(EngineError::Leased {
+                    run_id,
+                    owner,
+                    expires_in,
+                    ..
+                }) => {
+                    let def = def.clone();
+                    let id = run_id.clone();
+                    let waiting =
+                        self.take_up_when_free(run_id, owner, expires_in, move |engine| {
+                            let def = def.clone();
+                            let id = id.clone();
+                            async move { engine.resume(&def, id).await }
+                        });
+                    tracing::info!(run_id = %run.run_id, "{waiting}");
+                    recovered.waiting.push(waiting);
+                }
                 Err(error) => {
                     tracing::warn!(run_id = %run.run_id, error = %error, "a run could not be recovered");
                     recovered.failed.push((run.run_id, error));

@@ -1,0 +1,212 @@
+//! An engine's memory does not grow with the runs it has finished: a durable engine forgets a
+//! run once it ends and reads it back from the store when its id is started again; an engine
+//! whose store keeps no runs keeps the last finished ones, up to a count and an age. And the
+//! engine takes part in tokio's cooperative scheduling: a loop of runs whose steps never wait
+//! leaves the runtime's timers and other tasks on time.
+
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use sagaflow_core::StepOptions;
+use sagaflow_core::runtime::{
+    Builder, DEFAULT_KEEP_FINISHED_RUNS, Definition, Engine, MemoryStore, StepError,
+};
+use sagaflow_core::sqlite::{SqliteOptions, Synchronous};
+
+/// `one -> two`, adding 1 and then 2, counting the calls of `one`.
+fn counted(calls: &Arc<AtomicUsize>) -> Definition<u64, u64> {
+    let mut b = Builder::<u64>::new("Counted");
+    let input = b.input();
+    let calls = Arc::clone(calls);
+    let one = b.step("one", StepOptions::new(), (input,), move |_, (x,)| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let x = *x;
+        async move { Ok::<_, StepError>(x + 1) }
+    });
+    let two = b.step("two", StepOptions::new(), (one,), |_, (x,)| {
+        let x = *x;
+        async move { Ok::<_, StepError>(x + 2) }
+    });
+    b.build_with_output(two)
+}
+
+async fn start_and_wait(engine: &Engine, def: &Definition<u64, u64>, id: &str, x: u64) -> u64 {
+    *engine
+        .start(def, id, x)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap()
+        .output
+}
+
+#[tokio::test]
+async fn an_ephemeral_engine_keeps_no_more_finished_runs_than_its_default_bound() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let def = counted(&calls);
+    let engine = Engine::ephemeral();
+    let runs = DEFAULT_KEEP_FINISHED_RUNS + 2_000;
+    for i in 0..runs {
+        start_and_wait(&engine, &def, &format!("r{i}"), 0).await;
+        assert!(engine.runs_in_memory() <= DEFAULT_KEEP_FINISHED_RUNS);
+    }
+    assert_eq!(engine.runs_in_memory(), DEFAULT_KEEP_FINISHED_RUNS);
+    assert_eq!(calls.load(Ordering::SeqCst), runs);
+}
+
+#[tokio::test]
+async fn a_kept_run_is_handed_back_and_a_dropped_one_runs_again() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let def = counted(&calls);
+    let engine = Engine::builder().keep_finished_runs(3).build();
+    for i in 0..5 {
+        assert_eq!(
+            start_and_wait(&engine, &def, &format!("r{i}"), i).await,
+            i + 3
+        );
+    }
+    assert_eq!(engine.runs_in_memory(), 3);
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+    // `r4` is kept: the same run, its outcome and all, and `one` does not run again.
+    assert_eq!(start_and_wait(&engine, &def, "r4", 100).await, 7);
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+    // `r0` was dropped, the oldest: its id starts a new run, as the docs say.
+    assert_eq!(start_and_wait(&engine, &def, "r0", 100).await, 103);
+    assert_eq!(calls.load(Ordering::SeqCst), 6);
+    assert_eq!(engine.runs_in_memory(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ephemeral_engine_drops_finished_runs_older_than_its_age() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let def = counted(&calls);
+    let engine = Engine::builder()
+        .keep_finished_for(Duration::from_secs(60))
+        .build();
+    start_and_wait(&engine, &def, "old", 1).await;
+    tokio::time::advance(Duration::from_secs(30)).await;
+    start_and_wait(&engine, &def, "younger", 1).await;
+    assert_eq!(engine.runs_in_memory(), 2);
+    tokio::time::advance(Duration::from_secs(31)).await;
+    start_and_wait(&engine, &def, "new", 1).await;
+    // `old` is 61 s old: dropped; `younger` (31 s) and `new` stay.
+    assert_eq!(engine.runs_in_memory(), 2);
+    assert_eq!(start_and_wait(&engine, &def, "younger", 50).await, 4);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn an_engine_on_a_memory_store_keeps_its_bound_too() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let def = counted(&calls);
+    let engine = Engine::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .keep_finished_runs(10)
+        .build();
+    for i in 0..100 {
+        start_and_wait(&engine, &def, &format!("r{i}"), 0).await;
+    }
+    assert_eq!(engine.runs_in_memory(), 10);
+}
+
+#[tokio::test]
+async fn a_durable_engine_holds_no_finished_run_and_finds_it_in_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions::default().synchronous(Synchronous::Normal);
+    let engine = Engine::open_with(dir.path().join("runs.db"), options).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let def = counted(&calls);
+    for i in 0..2_000 {
+        assert_eq!(
+            start_and_wait(&engine, &def, &format!("r{i}"), i).await,
+            i + 3
+        );
+        assert_eq!(engine.runs_in_memory(), 0, "run {i} is still held");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2_000);
+    // Starting a finished id hands that run back, read from the store: nothing runs again.
+    assert_eq!(start_and_wait(&engine, &def, "r7", 1_000).await, 10);
+    assert_eq!(calls.load(Ordering::SeqCst), 2_000);
+    assert_eq!(engine.runs_in_memory(), 0);
+    // A run still going is held, and found by its id.
+    let mut b = Builder::<u64>::new("Slow");
+    let input = b.input();
+    let out = b.step("wait", StepOptions::new(), (input,), |_, (x,)| {
+        let x = *x;
+        async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok::<_, StepError>(x)
+        }
+    });
+    let slow = b.build_with_output(out);
+    let first = engine.start(&slow, "slow", 5).await.unwrap();
+    assert_eq!(engine.runs_in_memory(), 1);
+    let second = engine.start(&slow, "slow", 6).await.unwrap();
+    assert_eq!(*first.wait().await.unwrap().output, 5);
+    assert_eq!(*second.wait().await.unwrap().output, 5);
+    assert_eq!(engine.runs_in_memory(), 0);
+}
+
+/// Two tasks start and wait for two-step runs whose steps never wait, in a loop, on a runtime
+/// of two workers: both workers are busy with them. A third task's 200 ms timer must still
+/// fire on time. Before the engine spent tokio's task budget, the loops never yielded and the
+/// timer never fired at all.
+#[test]
+fn loops_of_runs_that_never_wait_leave_a_timer_on_time() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (fired, timer) = std::sync::mpsc::channel();
+    runtime.block_on(async {
+        let engine = Engine::ephemeral();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let def = counted(&calls);
+        let mut loops = Vec::new();
+        for l in 0..2 {
+            let (engine, def, stop) = (engine.clone(), def.clone(), Arc::clone(&stop));
+            loops.push(tokio::spawn(async move {
+                let mut i = 0_u64;
+                // Bounded in time by the test's own deadline, below, whatever happens.
+                while !stop.load(Ordering::Relaxed) {
+                    let id = format!("loop{l}-{i}");
+                    start_and_wait(&engine, &def, &id, i).await;
+                    i += 1;
+                }
+                i
+            }));
+        }
+        let fired = fired.clone();
+        tokio::spawn(async move {
+            let begun = Instant::now();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let _ = fired.send(begun.elapsed());
+        });
+        // Watched from outside the runtime: the workers may all be busy.
+        let watcher = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let elapsed = timer.recv_timeout(Duration::from_secs(3));
+                stop.store(true, Ordering::Relaxed);
+                elapsed
+            })
+        };
+        let mut total = 0;
+        for handle in loops {
+            total += handle.await.unwrap();
+        }
+        let elapsed = watcher.join().unwrap();
+        let elapsed = elapsed.expect("the timer did not fire within 3 s while the loops ran");
+        assert!(
+            elapsed < Duration::from_millis(600),
+            "the 200 ms timer fired after {elapsed:?}"
+        );
+        assert!(total > 100, "the loops ran {total} runs");
+    });
+}
