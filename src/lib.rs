@@ -83,14 +83,19 @@ pub use sagaflow_core::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 ///
 /// | option | meaning |
 /// | --- | --- |
-/// | `retry(max_attempts = 5, initial = 100ms, coefficient = 2.0, max = 10s, jitter = 0.2)` | Temporal's retry vocabulary; unset keys take Temporal's defaults (1 s, 2.0, 100 × initial, unlimited, no jitter). Without `retry`, a step gets one attempt. |
-/// | `timeout = 30s` | time allowed for one attempt |
-/// | `deadline = 5m` | time allowed for all attempts and delays together, from the first attempt's start; a restart does not extend it |
+/// | `retry(max_attempts = 5, initial = 100ms, coefficient = 2.0, max = 10s, jitter = 0.2)` | Temporal's retry vocabulary; unset keys take Temporal's defaults (1 s, 2.0, 100 × initial, unlimited, no jitter). Without `retry`, a step gets one attempt. Temporal's own names work too: `maximum_attempts`, `initial_interval`, `backoff_coefficient`, `maximum_interval` (a key or its other name, not both). |
+/// | `timeout = 30s`, or Temporal's `start_to_close_timeout = 30s` | time allowed for one attempt |
+/// | `deadline = 5m`, or Temporal's `schedule_to_close_timeout = 5m` | time allowed for all attempts and delays together, from the first attempt's start; a restart does not extend it |
 /// | `on_error = fail \| continue` | `continue` lets the run finish; dependents receive `None` |
 /// | `when = guard_fn` | `guard_fn` receives the step's inputs (without the context) and returns `bool`; `false` skips the step, and dependents receive `None` |
 /// | `at_most_once` | when a run is resumed after a crash, an attempt the crash cut is not repeated: the step comes back [`StepStatus::Interrupted`] and the run fails (or goes on, with `on_error = continue`) |
 ///
 /// Durations are a number and a unit: `ms`, `s`, `m`, `h`.
+///
+/// Temporal's `schedule_to_start_timeout` and `heartbeat_timeout` have no equivalent (a step
+/// waits in no task queue and sends no heartbeats), nor has `retry`'s
+/// `non_retryable_error_types` (return `StepError::permanent` instead): each is an error that
+/// says so.
 ///
 /// # What it generates
 ///
@@ -101,8 +106,8 @@ pub use sagaflow_core::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 /// # Build-time errors
 ///
 /// A cycle (at the edge that closes it, with its whole path), a step whose input is declared
-/// twice, an unknown step in an options statement, an unknown or repeated option, a bad
-/// duration or retry value, an empty workflow, an output type on a workflow with several
+/// twice, an unknown step in an options statement, an unknown or repeated option (a name and
+/// its Temporal name count as one), a bad duration or retry value, an empty workflow, an output type on a workflow with several
 /// final steps: each is an error at the offending token, all reported together.
 ///
 /// ```compile_fail
@@ -200,8 +205,8 @@ pub use sagaflow_saga::{
 ///
 /// # Options
 ///
-/// Steps take every option of [`workflow!`]: `retry(...)`, `timeout`, `deadline`,
-/// `on_error`, `when`, `at_most_once`, plus one:
+/// Steps take every option of [`workflow!`], Temporal's names included: `retry(...)`,
+/// `timeout`, `deadline`, `on_error`, `when`, `at_most_once`, plus one:
 ///
 /// | option | meaning |
 /// | --- | --- |
