@@ -90,7 +90,8 @@ pub use sagaflow_core::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 /// | `when = guard_fn` | `guard_fn` receives the step's inputs (without the context) and returns `bool`; `false` skips the step, and dependents receive `None` |
 /// | `at_most_once` | when a run is resumed after a crash, an attempt the crash cut is not repeated: the step comes back [`StepStatus::Interrupted`] and the run fails (or goes on, with `on_error = continue`) |
 ///
-/// Durations are a number and a unit: `ms`, `s`, `m`, `h`.
+/// Durations are a number and a unit: `ms`, `s`, `m`, `h` (`100ms`, `1.5s`), read to the
+/// nanosecond and at most `876000h` (100 years): a longer one is an error at its token.
 ///
 /// Temporal's `schedule_to_start_timeout` and `heartbeat_timeout` have no equivalent (a step
 /// waits in no task queue and sends no heartbeats), nor has `retry`'s
@@ -107,8 +108,9 @@ pub use sagaflow_core::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 ///
 /// A cycle (at the edge that closes it, with its whole path), a step whose input is declared
 /// twice, an unknown step in an options statement, an unknown or repeated option (a name and
-/// its Temporal name count as one), a bad duration or retry value, an empty workflow, an output type on a workflow with several
-/// final steps: each is an error at the offending token, all reported together.
+/// its Temporal name count as one), a bad duration (over 100 years included) or retry value,
+/// an empty workflow, an output type on a workflow with several final steps: each is an error
+/// at the offending token, all reported together.
 ///
 /// ```compile_fail
 /// use sagaflow::prelude::*;
@@ -219,7 +221,8 @@ pub use sagaflow_saga::{
 ///
 /// `deadline = 10m` (a statement of its own, not a step option) bounds the whole saga: when it
 /// passes before the pivot completes, the saga is cancelled and compensated; past the pivot,
-/// it goes on. Durations are a number and a unit: `ms`, `s`, `m`, `h`.
+/// it goes on. Durations are a number and a unit: `ms`, `s`, `m`, `h`, at most `876000h`
+/// (100 years).
 ///
 /// # What it generates
 ///
