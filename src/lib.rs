@@ -83,7 +83,7 @@ pub use sagaflow_core::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 ///
 /// | option | meaning |
 /// | --- | --- |
-/// | `retry(max_attempts = 5, initial = 100ms, coefficient = 2.0, max = 10s, jitter = 0.2)` | Temporal's retry vocabulary; unset keys take Temporal's defaults (1 s, 2.0, 100 × initial, unlimited, no jitter). Without `retry`, a step gets one attempt. Temporal's own names work too: `maximum_attempts`, `initial_interval`, `backoff_coefficient`, `maximum_interval` (a key or its other name, not both). |
+/// | `retry(max_attempts = 5, initial = 100ms, coefficient = 2.0, max = 10s, jitter = 0.2)` | Temporal's retry vocabulary; unset keys take Temporal's defaults (1 s, 2.0, 100 × initial, unlimited, no jitter). Without `retry`, a step gets one attempt. Temporal's own names work too: `maximum_attempts`, `initial_interval`, `backoff_coefficient`, `maximum_interval` (a key or its other name, not both). `jitter = 0.2` spreads each delay over ±20 % of it, never past `max` (see below). |
 /// | `timeout = 30s`, or Temporal's `start_to_close_timeout = 30s` | time allowed for one attempt |
 /// | `deadline = 5m`, or Temporal's `schedule_to_close_timeout = 5m` | time allowed for all attempts and delays together, from the first attempt's start; a restart does not extend it |
 /// | `on_error = fail \| continue` | `continue` lets the run finish; dependents receive `None` |
@@ -97,6 +97,21 @@ pub use sagaflow_core::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 /// waits in no task queue and sends no heartbeats), nor has `retry`'s
 /// `non_retryable_error_types` (return `StepError::permanent` instead): each is an error that
 /// says so.
+///
+/// ## Retry delays
+///
+/// The delay after failed attempt *n* is `initial × coefficient^(n-1)`, capped at `max` (100 ×
+/// `initial` when unset). With `jitter = j`, each delay `d` is drawn uniformly from
+/// `[d × (1 - j), min(d × (1 + j), max)]`: `jitter = 0.2` multiplies it by a factor drawn
+/// uniformly from `[0.8, 1.2]`, with the part of that range that would pass `max` cut off. No
+/// delay is ever longer than `max`; once the backoff has reached it, the delays spread over
+/// `[0.8 × max, max]`.
+///
+/// The draw depends on four things only: the engine's jitter seed, the run id, the step's name
+/// and the attempt number. With `Engine::builder().jitter_seed(s)`, a run id waits the same
+/// delays each time it runs, and other run ids (or steps) wait other delays; an engine built
+/// without a seed takes a random one, so its delays differ from one engine to the next.
+/// [`RetryPolicy::retry_delay`]`(seed, run_id, step, attempt)` is the delay the engine waits.
 ///
 /// # What it generates
 ///
