@@ -83,14 +83,35 @@ pub use sagaflow_core::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 ///
 /// | option | meaning |
 /// | --- | --- |
-/// | `retry(max_attempts = 5, initial = 100ms, coefficient = 2.0, max = 10s, jitter = 0.2)` | Temporal's retry vocabulary; unset keys take Temporal's defaults (1 s, 2.0, 100 × initial, unlimited, no jitter). Without `retry`, a step gets one attempt. |
-/// | `timeout = 30s` | time allowed for one attempt |
-/// | `deadline = 5m` | time allowed for all attempts and delays together, from the first attempt's start; a restart does not extend it |
+/// | `retry(max_attempts = 5, initial = 100ms, coefficient = 2.0, max = 10s, jitter = 0.2)` | Temporal's retry vocabulary; unset keys take Temporal's defaults (1 s, 2.0, 100 × initial, unlimited, no jitter). Without `retry`, a step gets one attempt. Temporal's own names work too: `maximum_attempts`, `initial_interval`, `backoff_coefficient`, `maximum_interval` (a key or its other name, not both). `jitter = 0.2` spreads each delay over ±20 % of it, never past `max` (see below). |
+/// | `timeout = 30s`, or Temporal's `start_to_close_timeout = 30s` | time allowed for one attempt |
+/// | `deadline = 5m`, or Temporal's `schedule_to_close_timeout = 5m` | time allowed for all attempts and delays together, from the first attempt's start; a restart does not extend it |
 /// | `on_error = fail \| continue` | `continue` lets the run finish; dependents receive `None` |
 /// | `when = guard_fn` | `guard_fn` receives the step's inputs (without the context) and returns `bool`; `false` skips the step, and dependents receive `None` |
 /// | `at_most_once` | when a run is resumed after a crash, an attempt the crash cut is not repeated: the step comes back [`StepStatus::Interrupted`] and the run fails (or goes on, with `on_error = continue`) |
 ///
-/// Durations are a number and a unit: `ms`, `s`, `m`, `h`.
+/// Durations are a number and a unit: `ms`, `s`, `m`, `h` (`100ms`, `1.5s`), read to the
+/// nanosecond and at most `876000h` (100 years): a longer one is an error at its token.
+///
+/// Temporal's `schedule_to_start_timeout` and `heartbeat_timeout` have no equivalent (a step
+/// waits in no task queue and sends no heartbeats), nor has `retry`'s
+/// `non_retryable_error_types` (return `StepError::permanent` instead): each is an error that
+/// says so.
+///
+/// ## Retry delays
+///
+/// The delay after failed attempt *n* is `initial × coefficient^(n-1)`, capped at `max` (100 ×
+/// `initial` when unset). With `jitter = j`, each delay `d` is drawn uniformly from
+/// `[d × (1 - j), min(d × (1 + j), max)]`: `jitter = 0.2` multiplies it by a factor drawn
+/// uniformly from `[0.8, 1.2]`, with the part of that range that would pass `max` cut off. No
+/// delay is ever longer than `max`; once the backoff has reached it, the delays spread over
+/// `[0.8 × max, max]`.
+///
+/// The draw depends on four things only: the engine's jitter seed, the run id, the step's name
+/// and the attempt number. With `Engine::builder().jitter_seed(s)`, a run id waits the same
+/// delays each time it runs, and other run ids (or steps) wait other delays; an engine built
+/// without a seed takes a random one, so its delays differ from one engine to the next.
+/// [`RetryPolicy::retry_delay`]`(seed, run_id, step, attempt)` is the delay the engine waits.
 ///
 /// # What it generates
 ///
@@ -122,9 +143,10 @@ pub use sagaflow_core::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 /// # Build-time errors
 ///
 /// A cycle (at the edge that closes it, with its whole path), a step whose input is declared
-/// twice, an unknown step in an options statement, an unknown or repeated option, a bad
-/// duration or retry value, an empty workflow, an output type on a workflow with several
-/// final steps: each is an error at the offending token, all reported together.
+/// twice, an unknown step in an options statement, an unknown or repeated option (a name and
+/// its Temporal name count as one), a bad duration (over 100 years included) or retry value,
+/// an empty workflow, an output type on a workflow with several final steps: each is an error
+/// at the offending token, all reported together.
 ///
 /// ```compile_fail
 /// use sagaflow::prelude::*;
@@ -223,8 +245,8 @@ pub use sagaflow_saga::{
 ///
 /// # Options
 ///
-/// Steps take every option of [`workflow!`]: `retry(...)`, `timeout`, `deadline`,
-/// `on_error`, `when`, `at_most_once`, plus one:
+/// Steps take every option of [`workflow!`], Temporal's names included: `retry(...)`,
+/// `timeout`, `deadline`, `on_error`, `when`, `at_most_once`, plus one:
 ///
 /// | option | meaning |
 /// | --- | --- |
@@ -237,7 +259,8 @@ pub use sagaflow_saga::{
 ///
 /// `deadline = 10m` (a statement of its own, not a step option) bounds the whole saga: when it
 /// passes before the pivot completes, the saga is cancelled and compensated; past the pivot,
-/// it goes on. Durations are a number and a unit: `ms`, `s`, `m`, `h`.
+/// it goes on. Durations are a number and a unit: `ms`, `s`, `m`, `h`, at most `876000h`
+/// (100 years).
 ///
 /// # What it generates
 ///

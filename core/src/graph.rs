@@ -101,11 +101,13 @@ fn describe_cycle(path: &[String]) -> String {
     }
 }
 
-/// Returns the candidate closest to `name`, if one is close enough to be a likely typo.
+/// Returns the candidate closest to `name`, if one is close enough to be a likely typo: at most
+/// one edit in three characters, where an edit is a character inserted, removed, replaced, or
+/// two neighbours swapped (`retyr` is one edit from `retry`).
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let mut best: Option<(usize, &str)> = None;
     for candidate in candidates {
-        let distance = levenshtein(name, candidate);
+        let distance = edit_distance(name, candidate);
         let limit = (name.chars().count().max(candidate.chars().count()) / 3).max(1);
         if distance <= limit && best.is_none_or(|(d, _)| distance < d) {
             best = Some((distance, candidate));
@@ -114,24 +116,31 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     best.map(|(_, c)| c)
 }
 
-/// Edit distance, hand-written because this module must stay dependency-free for the macro.
-fn levenshtein(a: &str, b: &str) -> usize {
+/// Edit distance with swaps of neighbours (the optimal string alignment distance),
+/// hand-written because this module must stay dependency-free for the macro.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                diagonal
-            } else {
-                1 + diagonal.min(above).min(row[j])
-            };
-            diagonal = above;
+    // Three rows of the table: two rows back (for swaps), the previous, the current.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current: Vec<usize> = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        current[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (previous[j] + 1)
+                .min(current[j - 1] + 1)
+                .min(previous[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(before[j - 2] + 1);
+            }
+            current[j] = d;
         }
+        std::mem::swap(&mut before, &mut previous);
+        std::mem::swap(&mut previous, &mut current);
     }
-    row[b.len()]
+    previous[b.len()]
 }
 
 impl GraphSpec {
@@ -641,6 +650,21 @@ mod tests {
         assert_eq!(closest("transfrom", names), Some("transform"));
         assert_eq!(closest("lod", names), Some("load"));
         assert_eq!(closest("banana", names), None);
+        // A swap of neighbours is one edit, so short names find theirs too.
+        assert_eq!(closest("retyr", ["retry", "timeout"]), Some("retry"));
+        assert_eq!(closest("laod", names), Some("load"));
+    }
+
+    #[test]
+    fn the_edit_distance_counts_swaps_as_one() {
+        assert_eq!(edit_distance("", ""), 0);
+        assert_eq!(edit_distance("abc", ""), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("retyr", "retry"), 1);
+        assert_eq!(edit_distance("ab", "ba"), 1);
+        assert_eq!(edit_distance("ca", "abc"), 3);
+        assert_eq!(edit_distance("max_atempts", "max_attempts"), 1);
     }
 
     #[test]

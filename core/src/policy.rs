@@ -18,8 +18,11 @@ pub struct RetryPolicy {
     pub maximum_interval: Option<Duration>,
     /// Total attempts including the first; 0 means unlimited (bound it with a deadline).
     pub maximum_attempts: u32,
-    /// Random spread of each delay, as a fraction: 0.2 draws each delay from ±20 % around the
-    /// computed one. The engine's seed makes the draws repeatable.
+    /// Random spread of each delay, as a fraction between 0.0 and 1.0: with 0.2, each delay is
+    /// drawn uniformly from `[0.8 × d, 1.2 × d]`, where `d` is the backoff delay (see
+    /// [`base_delay`](Self::base_delay)), and the part of that range above the maximum
+    /// interval is cut off: no delay is ever longer than the maximum interval. See
+    /// [`retry_delay`](Self::retry_delay) for where the draws come from.
     pub jitter: f64,
 }
 
@@ -88,12 +91,17 @@ impl RetryPolicy {
         self.maximum_attempts == 0 || attempt < self.maximum_attempts
     }
 
+    /// The longest a single delay can be: the maximum interval, or 100 × the initial interval
+    /// when it is unset (as in Temporal).
+    pub fn maximum_delay(&self) -> Duration {
+        self.maximum_interval
+            .unwrap_or_else(|| self.initial_interval.saturating_mul(100))
+    }
+
     /// The delay before attempt `attempt + 1`, before jitter: `initial × coefficient^(attempt-1)`,
-    /// capped by the maximum interval.
+    /// capped by the [maximum delay](Self::maximum_delay).
     pub fn base_delay(&self, attempt: u32) -> Duration {
-        let cap = self
-            .maximum_interval
-            .unwrap_or_else(|| self.initial_interval.saturating_mul(100));
+        let cap = self.maximum_delay();
         let exponent = attempt.saturating_sub(1).min(1_000) as i32;
         let secs = self.initial_interval.as_secs_f64() * self.backoff_coefficient.powi(exponent);
         if !secs.is_finite() || secs >= cap.as_secs_f64() {
@@ -104,15 +112,91 @@ impl RetryPolicy {
     }
 
     /// [`base_delay`](Self::base_delay) spread by the jitter; `unit` is a uniform draw in
-    /// `[0, 1)` so the caller decides where randomness comes from (a seeded generator in tests).
+    /// `[0, 1)` so the caller decides where randomness comes from (the engine's is
+    /// [`jitter_unit`]; see [`retry_delay`](Self::retry_delay)).
+    ///
+    /// With `d` the base delay and `j` the jitter, the delay is `unit`'s point of the range
+    /// `[d × (1 - j), min(d × (1 + j), max)]`, where `max` is the
+    /// [maximum delay](Self::maximum_delay): the band around `d`, cut at the cap. It never
+    /// exceeds the cap, and once the backoff has reached it the delays still spread (over
+    /// `[max × (1 - j), max]`) rather than pile up on it, as they would if a delay drawn over
+    /// the cap were brought back to it.
     pub fn delay_with_jitter(&self, attempt: u32, unit: f64) -> Duration {
         let base = self.base_delay(attempt);
-        if self.jitter == 0.0 {
+        // Clamped for a policy that was never validated; a NaN spreads nothing.
+        let jitter = if self.jitter.is_nan() {
+            0.0
+        } else {
+            self.jitter.clamp(0.0, 1.0)
+        };
+        if jitter == 0.0 {
             return base;
         }
-        let factor = 1.0 + self.jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
-        // `try_`: a huge interval times a factor above 1 would overflow `Duration` and panic.
-        Duration::try_from_secs_f64((base.as_secs_f64() * factor).max(0.0)).unwrap_or(Duration::MAX)
+        let unit = if unit.is_nan() {
+            0.5
+        } else {
+            unit.clamp(0.0, 1.0)
+        };
+        let cap = self.maximum_delay();
+        let d = base.as_secs_f64();
+        let low = d * (1.0 - jitter);
+        let high = (d * (1.0 + jitter)).min(cap.as_secs_f64());
+        let secs = low + (high - low) * unit;
+        // `try_`: a huge interval would overflow `Duration` and panic. The `min` makes the cap
+        // exact whatever the floating point rounded.
+        Duration::try_from_secs_f64(secs.max(0.0))
+            .unwrap_or(cap)
+            .min(cap)
+    }
+
+    /// The delay the engine waits after attempt `attempt` (1-based) of step `step` failed in
+    /// run `run_id`, on an engine whose jitter seed is `seed` (`Engine::builder().jitter_seed`,
+    /// or a random one per engine when unset): the [`delay_with_jitter`](Self::delay_with_jitter)
+    /// of the draw [`jitter_unit`]`(seed, run_id, step, attempt)`. It depends on those four
+    /// and nothing else (not on how tasks were scheduled, nor on the process), so with a fixed
+    /// seed a run's delays repeat, and two runs, two steps or two attempts draw apart. Without
+    /// jitter it is the [`base_delay`](Self::base_delay), whatever the seed.
+    pub fn retry_delay(&self, seed: u64, run_id: &str, step: &str, attempt: u32) -> Duration {
+        if self.jitter == 0.0 {
+            return self.base_delay(attempt);
+        }
+        self.delay_with_jitter(attempt, jitter_unit(seed, run_id, step, attempt))
+    }
+}
+
+/// The engine's jitter draw: uniform in `[0, 1)`, a function of the engine's seed, the run id,
+/// the step's name and the attempt number only. The four are hashed (FNV-1a) into the seed of
+/// one step of wyrand, the generator of the `fastrand` crate: the draw is, to the bit, what
+/// `fastrand::Rng::with_seed(hash).f64()` gives, as the engine drew before this function was
+/// public.
+pub fn jitter_unit(seed: u64, run_id: &str, step: &str, attempt: u32) -> f64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    feed(run_id.as_bytes());
+    feed(&[0xff]);
+    feed(step.as_bytes());
+    feed(&[0xff]);
+    feed(&attempt.to_le_bytes());
+    unit_from_seed(hash)
+}
+
+/// `fastrand::Rng::with_seed(seed).f64()`, written out so that this module keeps no
+/// dependency (the proc-macro compiles it) and the draws do not move with `fastrand`'s version.
+fn unit_from_seed(mut state: u64) -> f64 {
+    loop {
+        state = state.wrapping_add(0x2d35_8dcc_aa6c_78a5);
+        let t = u128::from(state) * u128::from(state ^ 0x8bb8_4b93_962e_acc9);
+        let x = (t as u64) ^ ((t >> 64) as u64);
+        let unit = (x >> 1) as f64 * (1.0 / (1_u64 << 63) as f64);
+        // Rounding can reach 1.0; fastrand draws again then, and so does this.
+        if unit < 1.0 {
+            return unit;
+        }
     }
 }
 
@@ -238,13 +322,106 @@ mod tests {
     }
 
     #[test]
+    fn jitter_never_takes_a_delay_over_the_maximum_interval() {
+        // The policy of issue 11: 100 ms, 200 ms, then 250 ms (400 ms capped).
+        let p = RetryPolicy {
+            jitter: 0.2,
+            maximum_attempts: 4,
+            ..policy(100, 2.0, Some(250))
+        };
+        let max = Duration::from_millis(250);
+        // Below the cap the band is whole: 200 ms ± 20 %.
+        assert_eq!(p.delay_with_jitter(2, 0.0), Duration::from_millis(160));
+        assert_eq!(p.delay_with_jitter(2, 0.5), Duration::from_millis(200));
+        // At the cap the band is cut there, and spread over what is left of it.
+        assert_eq!(p.delay_with_jitter(3, 0.0), Duration::from_millis(200));
+        assert_eq!(p.delay_with_jitter(3, 0.5), Duration::from_millis(225));
+        assert!(p.delay_with_jitter(3, 0.999_999) <= max);
+        assert_eq!(p.delay_with_jitter(3, 1.0), max);
+        // A band that straddles the cap: 225 ms ± 20 % is cut at 250 ms.
+        let straddling = RetryPolicy {
+            jitter: 0.2,
+            ..policy(225, 1.0, Some(250))
+        };
+        assert_eq!(
+            straddling.delay_with_jitter(1, 0.0),
+            Duration::from_millis(180)
+        );
+        assert_eq!(straddling.delay_with_jitter(1, 1.0), max);
+        for seed in 0..1_000 {
+            for attempt in 1..=3 {
+                let d = p.retry_delay(seed, "order-17", "charge", attempt);
+                assert!(d <= max, "seed {seed}, attempt {attempt}: {d:?}");
+            }
+        }
+        // Without a maximum interval, the cap is 100 × the initial one.
+        let uncapped = RetryPolicy {
+            jitter: 1.0,
+            ..policy(10, 10.0, None)
+        };
+        assert_eq!(uncapped.delay_with_jitter(5, 1.0), Duration::from_secs(1));
+    }
+
+    #[test]
     fn a_huge_jittered_delay_saturates_instead_of_panicking() {
         let p = RetryPolicy {
             initial_interval: Duration::MAX,
             jitter: 1.0,
             ..RetryPolicy::default()
         };
-        assert_eq!(p.delay_with_jitter(3, 0.999), Duration::MAX);
+        assert_eq!(p.delay_with_jitter(3, 1.0), Duration::MAX);
+        assert!(p.delay_with_jitter(3, 0.999) <= Duration::MAX);
+        let unchecked = RetryPolicy {
+            backoff_coefficient: f64::NAN,
+            jitter: f64::INFINITY,
+            ..policy(100, 1.0, Some(1_000))
+        };
+        assert!(unchecked.delay_with_jitter(2, f64::NAN) <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn jitter_draws_depend_on_every_part_of_the_key() {
+        let a = jitter_unit(1, "r", "s", 1);
+        assert_eq!(a, jitter_unit(1, "r", "s", 1));
+        assert!((0.0..1.0).contains(&a));
+        assert_ne!(a, jitter_unit(2, "r", "s", 1));
+        assert_ne!(a, jitter_unit(1, "q", "s", 1));
+        assert_ne!(a, jitter_unit(1, "r", "t", 1));
+        assert_ne!(a, jitter_unit(1, "r", "s", 2));
+        // The separators keep the run id and the step apart.
+        assert_ne!(jitter_unit(1, "ab", "c", 1), jitter_unit(1, "a", "bc", 1));
+    }
+
+    /// The draw is fastrand's, so an engine seeded before this module drew for itself waits
+    /// the same delays as it did then.
+    #[cfg(feature = "runtime")]
+    #[test]
+    fn the_draw_is_fastrands() {
+        for seed in [0, 1, 7, 0xdead_beef, u64::MAX, 0x8000_0000_0000_0000] {
+            assert_eq!(
+                unit_from_seed(seed),
+                fastrand::Rng::with_seed(seed).f64(),
+                "seed {seed}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_engines_delay_is_the_jittered_delay_of_its_draw() {
+        let p = RetryPolicy {
+            jitter: 0.3,
+            ..policy(100, 2.0, Some(1_000))
+        };
+        let unit = jitter_unit(9, "run", "step", 2);
+        assert_eq!(
+            p.retry_delay(9, "run", "step", 2),
+            p.delay_with_jitter(2, unit)
+        );
+        let steady = policy(100, 2.0, Some(1_000));
+        assert_eq!(
+            steady.retry_delay(9, "run", "step", 2),
+            steady.base_delay(2)
+        );
     }
 
     #[test]

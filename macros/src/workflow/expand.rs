@@ -256,9 +256,12 @@ pub(crate) fn handle(index: usize) -> syn::Ident {
     format_ident!("__step_{}", index, span = Span::call_site())
 }
 
+/// `d` as an expression: seconds and nanoseconds, as `Duration` holds them, so that no
+/// duration is cut to fit a single count (the parser bounds them anyway, at its token).
 pub(crate) fn duration(p: &TokenStream, d: std::time::Duration) -> TokenStream {
-    let nanos = d.as_nanos() as u64;
-    quote!(#p::Duration::from_nanos(#nanos))
+    let secs = d.as_secs();
+    let nanos = d.subsec_nanos();
+    quote!(#p::Duration::new(#secs, #nanos))
 }
 
 fn some_duration(p: &TokenStream, d: Option<std::time::Duration>) -> TokenStream {

@@ -23,9 +23,55 @@ pub(crate) const STEP_OPTIONS: &[&str] = &[
     "when",
     "at_most_once",
 ];
+/// Temporal's names of step options, accepted for ours: `(Temporal's, ours)`.
+///
+/// Temporal bounds an activity with four timeouts; two of them are ours:
+/// - start-to-close is the longest one attempt may run, from its start to its end: our
+///   `timeout`, which is per attempt;
+/// - schedule-to-close is the longest the activity may take over all its attempts, the delays
+///   between them included: our `deadline`. Temporal counts it from when the activity is
+///   scheduled and we from the first attempt's start, which is the same moment but for a
+///   wait in a queue: Temporal's task queue, or here the engine's bound on steps running at
+///   once.
+///
+/// The other two have no equivalent (see [`STEP_OPTIONS_ELSEWHERE`]).
+const STEP_ALIASES: &[(&str, &str)] = &[
+    ("start_to_close_timeout", "timeout"),
+    ("schedule_to_close_timeout", "deadline"),
+];
+/// Temporal's step options that mean nothing here, each with why and what to use instead.
+const STEP_OPTIONS_ELSEWHERE: &[(&str, &str)] = &[
+    (
+        "schedule_to_start_timeout",
+        "it bounds the wait in Temporal's task queue, and a step has no task queue; `timeout` (Temporal's `start_to_close_timeout`) bounds one attempt, and `deadline` (`schedule_to_close_timeout`) all of them",
+    ),
+    (
+        "heartbeat_timeout",
+        "a step sends no heartbeats; `timeout` (Temporal's `start_to_close_timeout`) bounds one attempt, and `deadline` (`schedule_to_close_timeout`) all of them",
+    ),
+];
 /// The keys of `retry(...)`, in Temporal's vocabulary.
 const RETRY_KEYS: &[&str] = &["max_attempts", "initial", "coefficient", "max", "jitter"];
+/// Temporal's own names of the keys of `retry(...)`, accepted for ours: `(Temporal's, ours)`.
+const RETRY_ALIASES: &[(&str, &str)] = &[
+    ("maximum_attempts", "max_attempts"),
+    ("initial_interval", "initial"),
+    ("backoff_coefficient", "coefficient"),
+    ("maximum_interval", "max"),
+];
+/// Temporal's retry settings that mean nothing here, each with why and what to use instead.
+const RETRY_KEYS_ELSEWHERE: &[(&str, &str)] = &[(
+    "non_retryable_error_types",
+    "an error is made permanent where it is returned, with `StepError::permanent`, and a permanent error is never retried",
+)];
 const UNITS: &str = "`ms`, `s`, `m` or `h`";
+/// The longest duration the macros take: 100 years of 365 days. Anything longer is a slip of
+/// the keyboard, and this bound keeps every duration far from what overflows: the engine adds
+/// deadlines to clocks, and 100 years is a count of nanoseconds that fits an `i64` (which holds
+/// 292 years) as well as a `u64`.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3_600);
+/// [`MAX_DURATION`] as the messages name it.
+const MAX_DURATION_TEXT: &str = "876000h (100 years)";
 
 /// The options of one step, or the workflow's defaults, as understood.
 #[derive(Default)]
@@ -36,14 +82,15 @@ pub(crate) struct Options {
     pub(crate) on_error: Option<OnError>,
     pub(crate) when: Option<Path>,
     pub(crate) at_most_once: Option<bool>,
-    /// Options already set, to refuse a second setting wherever it is.
-    seen: HashMap<String, Span>,
+    /// Options already set, by their own name (not Temporal's): where, and as written, to
+    /// refuse a second setting wherever it is.
+    seen: HashMap<String, (Span, String)>,
 }
 
 impl Options {
-    /// Where the option `name` was set, if it was.
+    /// Where the option `name` (by its own name, not Temporal's) was set, if it was.
     pub(crate) fn span_of(&self, name: &str) -> Option<Span> {
-        self.seen.get(name).copied()
+        self.seen.get(name).map(|(span, _)| *span)
     }
 
     /// Reads `raw` into these options. `defaults` is true for the macro-wide defaults. The
@@ -60,27 +107,33 @@ impl Options {
         errors: &mut Errors,
     ) {
         for option in raw {
-            let name = option.name.to_string();
-            if !known.contains(&name.as_str()) {
+            let written = option.name.to_string();
+            let name = own_name(&written, STEP_ALIASES);
+            if !known.contains(&name) {
+                let message = match elsewhere(&written, STEP_OPTIONS_ELSEWHERE) {
+                    Some(why) => format!("`{written}` has no equivalent here: {why}"),
+                    None => format!(
+                        "unknown option `{written}`; the options are {}{}",
+                        list(known),
+                        suggestion(&written, known, STEP_ALIASES)
+                    ),
+                };
+                errors.at(&option.name, message);
+                continue;
+            }
+            if let Some((_, first)) = self.seen.get(name) {
                 errors.at(
                     &option.name,
                     format!(
-                        "unknown option `{name}`; the options are {}{}",
-                        list(known),
-                        did_you_mean(&name, known.iter().copied())
+                        "{} for `{target}`",
+                        set_twice(&written, first, STEP_ALIASES, "option")
                     ),
                 );
                 continue;
             }
-            if self.seen.contains_key(&name) {
-                errors.at(
-                    &option.name,
-                    format!("`{name}` is set twice for `{target}`"),
-                );
-                continue;
-            }
-            self.seen.insert(name.clone(), option.name.span());
-            match name.as_str() {
+            self.seen
+                .insert(name.to_owned(), (option.name.span(), written.clone()));
+            match name {
                 "retry" => self.retry = retry(option, errors),
                 "timeout" => self.timeout = positive_duration(option, errors),
                 "deadline" => self.deadline = positive_duration(option, errors),
@@ -96,16 +149,94 @@ impl Options {
         }
         if let (Some(timeout), Some(deadline)) = (self.timeout, self.deadline)
             && deadline < timeout
-            && let Some(span) = self.seen.get("deadline")
+            && let Some(span) = self.span_of("deadline")
         {
             errors.at_span(
-                *span,
+                span,
                 format!(
                     "the deadline ({deadline:?}) is shorter than one attempt's timeout ({timeout:?})"
                 ),
             );
         }
     }
+}
+
+/// Our name of the option or key written `written`: itself, unless it is one of Temporal's
+/// names in `aliases`.
+fn own_name<'a>(written: &'a str, aliases: &[(&'a str, &'a str)]) -> &'a str {
+    aliases
+        .iter()
+        .find(|(alias, _)| *alias == written)
+        .map_or(written, |(_, own)| own)
+}
+
+/// Why the Temporal name `written` has no equivalent, if it is one of `elsewhere`.
+fn elsewhere<'a>(written: &str, elsewhere: &[(&str, &'a str)]) -> Option<&'a str> {
+    elsewhere
+        .iter()
+        .find(|(name, _)| *name == written)
+        .map(|(_, why)| *why)
+}
+
+/// The message for `written`, set again after `first`: the same name twice, or one name and
+/// its alias. `what` is `option` or `setting`.
+fn set_twice(written: &str, first: &str, aliases: &[(&str, &str)], what: &str) -> String {
+    if written == first {
+        return format!("`{written}` is set twice");
+    }
+    let (alias, own) = if own_name(written, aliases) == written {
+        (first, written)
+    } else {
+        (written, own_name(written, aliases))
+    };
+    format!(
+        "`{written}` and `{first}` are one {what} (`{alias}` is Temporal's name for `{own}`), set twice"
+    )
+}
+
+/// ` did you mean ...?` for the unknown name `written` among the names `known` and their
+/// Temporal names in `aliases`: the closest to a typo of one of them, else the one whose name
+/// has every word of `written` (`attempts`, `start_to_close`), if only one does.
+fn suggestion(written: &str, known: &[&str], aliases: &[(&str, &str)]) -> String {
+    let aliases: Vec<(&str, &str)> = aliases
+        .iter()
+        .copied()
+        .filter(|(_, own)| known.contains(own))
+        .collect();
+    let names: Vec<&str> = known
+        .iter()
+        .copied()
+        .chain(aliases.iter().map(|(alias, _)| *alias))
+        .collect();
+    let found = sagaflow_core::graph::closest(written, names.iter().copied())
+        .or_else(|| by_words(written, &names, &aliases));
+    match found {
+        Some(name) if own_name(name, &aliases) != name => format!(
+            "; did you mean `{name}` (Temporal's name for `{}`)?",
+            own_name(name, &aliases)
+        ),
+        Some(name) => format!("; did you mean `{name}`?"),
+        None => String::new(),
+    }
+}
+
+/// The first of `names` that has every `_`-separated word of `written`, when all those that
+/// do are names of one option (`attempts` is in `max_attempts` and `maximum_attempts`, both
+/// ours `max_attempts`: the first is taken; `interval` is in two options: neither is).
+fn by_words<'a>(written: &str, names: &[&'a str], aliases: &[(&str, &str)]) -> Option<&'a str> {
+    let words: Vec<&str> = written.split('_').filter(|w| !w.is_empty()).collect();
+    if words.is_empty() {
+        return None;
+    }
+    let mut fitting = names
+        .iter()
+        .copied()
+        .filter(|name| words.iter().all(|w| name.split('_').any(|n| n == *w)));
+    let first = fitting.next()?;
+    let own = own_name(first, aliases);
+    fitting
+        .all(|other| own_name(other, aliases) == own)
+        .then_some(first)
 }
 
 pub(crate) fn list(names: &[&str]) -> String {
@@ -142,57 +273,71 @@ fn retry(option: &RawOption, errors: &mut Errors) -> Option<RetryPolicy> {
         }
     };
     let mut policy = RetryPolicy::default();
-    let mut seen: HashMap<String, ()> = HashMap::new();
+    // Keys already set, by our name, with the name as written.
+    let mut seen: HashMap<String, String> = HashMap::new();
     let before = errors.len();
     for key in keys {
-        let name = key.name.to_string();
-        if seen.insert(name.clone(), ()).is_some() {
-            errors.at(&key.name, format!("`{name}` is set twice in `retry(...)`"));
+        let written = key.name.to_string();
+        let name = own_name(&written, RETRY_ALIASES);
+        if !RETRY_KEYS.contains(&name) {
+            let message = match elsewhere(&written, RETRY_KEYS_ELSEWHERE) {
+                Some(why) => format!("`{written}` has no equivalent here: {why}"),
+                None => format!(
+                    "unknown retry setting `{written}`; the settings are {}{}",
+                    list(RETRY_KEYS),
+                    suggestion(&written, RETRY_KEYS, RETRY_ALIASES)
+                ),
+            };
+            errors.at(&key.name, message);
             continue;
         }
-        match name.as_str() {
+        if let Some(first) = seen.get(name) {
+            errors.at(
+                &key.name,
+                format!(
+                    "{} in `retry(...)`",
+                    set_twice(&written, first, RETRY_ALIASES, "setting")
+                ),
+            );
+            continue;
+        }
+        seen.insert(name.to_owned(), written.clone());
+        let example = |value: &str| format!("{written} = {value}");
+        match name {
             "max_attempts" => {
-                if let Some(n) =
-                    assigned(key, "max_attempts = 5", errors).and_then(|e| whole(e, errors))
+                if let Some(n) = assigned(key, &example("5"), errors).and_then(|e| whole(e, errors))
                 {
                     policy.maximum_attempts = n;
                 }
             }
             "initial" => {
                 if let Some(d) =
-                    assigned(key, "initial = 1s", errors).and_then(|e| duration(e, errors))
+                    assigned(key, &example("1s"), errors).and_then(|e| duration(e, errors))
                 {
                     policy.initial_interval = d;
                 }
             }
             "max" => {
-                if let Some(d) = assigned(key, "max = 1m", errors).and_then(|e| duration(e, errors))
+                if let Some(d) =
+                    assigned(key, &example("1m"), errors).and_then(|e| duration(e, errors))
                 {
                     policy.maximum_interval = Some(d);
                 }
             }
             "coefficient" => {
                 if let Some(x) =
-                    assigned(key, "coefficient = 2.0", errors).and_then(|e| number(e, errors))
+                    assigned(key, &example("2.0"), errors).and_then(|e| number(e, errors))
                 {
                     policy.backoff_coefficient = x;
                 }
             }
-            "jitter" => {
+            _ => {
                 if let Some(x) =
-                    assigned(key, "jitter = 0.2", errors).and_then(|e| number(e, errors))
+                    assigned(key, &example("0.2"), errors).and_then(|e| number(e, errors))
                 {
                     policy.jitter = x;
                 }
             }
-            _ => errors.at(
-                &key.name,
-                format!(
-                    "unknown retry setting `{name}`; the settings are {}{}",
-                    list(RETRY_KEYS),
-                    did_you_mean(&name, RETRY_KEYS.iter().copied())
-                ),
-            ),
         }
     }
     if errors.len() > before {
@@ -226,7 +371,8 @@ fn literal(expr: &Expr) -> Option<&Lit> {
     }
 }
 
-/// `100ms`, `30s`, `1.5m`, `2h`.
+/// `100ms`, `30s`, `1.5m`, `2h`, `1e3ms`: read exactly (not through a float), to the
+/// nanosecond, and at most [`MAX_DURATION`].
 pub(crate) fn duration(expr: &Expr, errors: &mut Errors) -> Option<Duration> {
     let (digits, suffix) = match literal(expr) {
         Some(Lit::Int(i)) => (i.base10_digits().to_owned(), i.suffix().to_owned()),
@@ -239,11 +385,11 @@ pub(crate) fn duration(expr: &Expr, errors: &mut Errors) -> Option<Duration> {
             return None;
         }
     };
-    let scale = match suffix.as_str() {
-        "ms" => 0.001,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3_600.0,
+    let unit: u128 = match suffix.as_str() {
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
         "" => {
             errors.at(
                 expr,
@@ -259,15 +405,52 @@ pub(crate) fn duration(expr: &Expr, errors: &mut Errors) -> Option<Duration> {
             return None;
         }
     };
-    let value: f64 = digits.parse().ok()?;
-    let secs = value * scale;
-    match Duration::try_from_secs_f64(secs) {
-        Ok(d) if secs < 1e12 => Some(d),
+    match nanos(&digits, unit) {
+        Some(n) if n <= MAX_DURATION.as_nanos() => {
+            let secs = u64::try_from(n / 1_000_000_000).ok()?;
+            let subsec = u32::try_from(n % 1_000_000_000).ok()?;
+            Some(Duration::new(secs, subsec))
+        }
         _ => {
-            errors.at(expr, format!("`{digits}{suffix}` is too long a duration"));
+            errors.at(
+                expr,
+                format!(
+                    "`{digits}{suffix}` is too long a duration: the longest is {MAX_DURATION_TEXT}"
+                ),
+            );
             None
         }
     }
+}
+
+/// The nanoseconds of the decimal number `digits` (`12`, `1.5`, `2e3`, `2.5E-1`) of units of
+/// `unit` nanoseconds, rounded down to the nanosecond; `None` when it is too large to count.
+fn nanos(digits: &str, unit: u128) -> Option<u128> {
+    let (mantissa, exponent) = match digits.find(['e', 'E']) {
+        Some(at) => (&digits[..at], digits[at + 1..].parse::<i64>().ok()?),
+        None => (digits, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let mut value: u128 = 0;
+    for c in whole.chars().chain(fraction.chars()) {
+        let digit = c.to_digit(10)?;
+        value = value.checked_mul(10)?.checked_add(u128::from(digit))?;
+    }
+    let mut value = value.checked_mul(unit)?;
+    let shift = exponent.checked_sub(i64::try_from(fraction.len()).ok()?)?;
+    if value == 0 {
+        return Some(0);
+    }
+    if shift >= 0 {
+        for _ in 0..shift {
+            value = value.checked_mul(10)?;
+        }
+    } else {
+        for _ in 0..shift.unsigned_abs().min(40) {
+            value /= 10;
+        }
+    }
+    Some(value)
 }
 
 fn whole(expr: &Expr, errors: &mut Errors) -> Option<u32> {
@@ -365,5 +548,171 @@ pub(crate) fn flag(option: &RawOption, errors: &mut Errors) -> Option<bool> {
             );
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_duration(text: &str) -> Result<Duration, String> {
+        let expr: Expr = syn::parse_str(text).map_err(|e| e.to_string())?;
+        let mut errors = Errors::default();
+        let d = duration(&expr, &mut errors);
+        match errors.finish() {
+            Ok(()) => d.ok_or_else(|| "no duration and no error".to_owned()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The options `text` sets on step `s`, or every message.
+    fn read(text: &str, known: &[&str]) -> Result<Options, Vec<String>> {
+        let parser = syn::punctuated::Punctuated::<RawOption, syn::Token![,]>::parse_terminated;
+        let raw: Vec<RawOption> = syn::parse::Parser::parse_str(parser, text)
+            .map_err(|e| vec![e.to_string()])?
+            .into_iter()
+            .collect();
+        let target = Ident::new("s", Span::call_site());
+        let mut errors = Errors::default();
+        let mut options = Options::default();
+        options.read_with(&raw, &target, false, known, "workflow", &mut errors);
+        match errors.finish() {
+            Ok(()) => Ok(options),
+            Err(e) => Err(e.into_iter().map(|e| e.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn durations_are_read_exactly() {
+        assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_duration("0.1s"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7_200)));
+        assert_eq!(parse_duration("0.000000001s"), Ok(Duration::from_nanos(1)));
+        assert_eq!(parse_duration("0.0000000015s"), Ok(Duration::from_nanos(1)));
+        assert_eq!(
+            parse_duration("1234567.123456789s"),
+            Ok(Duration::new(1_234_567, 123_456_789))
+        );
+        assert_eq!(nanos("2e3", 1_000_000), Some(2_000_000_000));
+        assert_eq!(nanos("2.5E-1", 1_000_000_000), Some(250_000_000));
+        assert_eq!(nanos("0e99999", 1), Some(0));
+        assert_eq!(nanos("1e99999", 1), None);
+        assert_eq!(nanos("1".repeat(60).as_str(), 1), None);
+    }
+
+    #[test]
+    fn a_duration_over_a_hundred_years_is_refused_and_names_the_limit() {
+        assert_eq!(parse_duration("876000h"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("3153600000s"), Ok(MAX_DURATION));
+        for long in [
+            "876001h",
+            "3153600000.000000001s",
+            "18446744074s",
+            "1000000000000s",
+            "99999999999999999999999999999999999999999999h",
+        ] {
+            let error = parse_duration(long).expect_err(long);
+            assert_eq!(
+                error,
+                format!("`{long}` is too long a duration: the longest is 876000h (100 years)")
+            );
+        }
+    }
+
+    #[test]
+    fn temporals_names_set_the_same_options() {
+        let ours = read(
+            "retry(max_attempts = 4, initial = 100ms, coefficient = 2.0, max = 250ms), timeout = 1s, deadline = 1m",
+            STEP_OPTIONS,
+        )
+        .map_err(|e| e.join("\n"))
+        .expect("ours");
+        let temporals = read(
+            "retry(maximum_attempts = 4, initial_interval = 100ms, backoff_coefficient = 2.0, maximum_interval = 250ms), start_to_close_timeout = 1s, schedule_to_close_timeout = 1m",
+            STEP_OPTIONS,
+        )
+        .map_err(|e| e.join("\n"))
+        .expect("Temporal's");
+        assert_eq!(ours.retry, temporals.retry);
+        assert_eq!(ours.timeout, temporals.timeout);
+        assert_eq!(ours.deadline, temporals.deadline);
+        assert!(temporals.span_of("timeout").is_some());
+        assert!(temporals.span_of("deadline").is_some());
+    }
+
+    #[test]
+    fn a_name_and_its_alias_are_set_twice() {
+        let errors = read(
+            "retry(max = 1s, maximum_interval = 2s, maximum_attempts = 2, maximum_attempts = 3), timeout = 1s, start_to_close_timeout = 2s",
+            STEP_OPTIONS,
+        )
+        .err()
+        .expect("refused");
+        assert_eq!(
+            errors,
+            [
+                "`maximum_interval` and `max` are one setting (`maximum_interval` is Temporal's name for `max`), set twice in `retry(...)`",
+                "`maximum_attempts` is set twice in `retry(...)`",
+                "`start_to_close_timeout` and `timeout` are one option (`start_to_close_timeout` is Temporal's name for `timeout`), set twice for `s`",
+            ]
+        );
+        let errors = read(
+            "deadline = 1m, schedule_to_close_timeout = 2m, deadline = 3m",
+            STEP_OPTIONS,
+        )
+        .err()
+        .expect("refused");
+        assert_eq!(
+            errors,
+            [
+                "`schedule_to_close_timeout` and `deadline` are one option (`schedule_to_close_timeout` is Temporal's name for `deadline`), set twice for `s`",
+                "`deadline` is set twice for `s`",
+            ]
+        );
+    }
+
+    #[test]
+    fn each_unknown_name_gets_its_suggestion() {
+        let retry = |name: &str| suggestion(name, RETRY_KEYS, RETRY_ALIASES);
+        assert_eq!(retry("max_atempts"), "; did you mean `max_attempts`?");
+        assert_eq!(
+            retry("maximum_attempt"),
+            "; did you mean `maximum_attempts` (Temporal's name for `max_attempts`)?"
+        );
+        assert_eq!(
+            retry("backof_coefficient"),
+            "; did you mean `backoff_coefficient` (Temporal's name for `coefficient`)?"
+        );
+        assert_eq!(retry("attempts"), "; did you mean `max_attempts`?");
+        assert_eq!(
+            retry("backoff"),
+            "; did you mean `backoff_coefficient` (Temporal's name for `coefficient`)?"
+        );
+        assert_eq!(retry("jiter"), "; did you mean `jitter`?");
+        // Two settings have an interval: no guess.
+        assert_eq!(retry("interval"), "");
+        assert_eq!(retry("banana"), "");
+        let step = |name: &str| suggestion(name, STEP_OPTIONS, STEP_ALIASES);
+        assert_eq!(step("retyr"), "; did you mean `retry`?");
+        assert_eq!(
+            step("start_to_close"),
+            "; did you mean `start_to_close_timeout` (Temporal's name for `timeout`)?"
+        );
+        // An alias is offered only where its option is taken.
+        assert_eq!(suggestion("start_to_close", &["retry"], STEP_ALIASES), "");
+    }
+
+    #[test]
+    fn temporals_names_without_equivalent_say_why() {
+        let errors = read(
+            "heartbeat_timeout = 1s, retry(non_retryable_error_types = 1)",
+            STEP_OPTIONS,
+        )
+        .err()
+        .expect("refused");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].starts_with("`heartbeat_timeout` has no equivalent here"));
+        assert!(errors[1].starts_with("`non_retryable_error_types` has no equivalent here"));
     }
 }

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use super::{Carry, Run, StepCell};
-use crate::runtime::context::{RunId, StepContext, StepScope};
+use crate::runtime::context::{StepContext, StepScope};
 use crate::runtime::definition::{StepDef, Value};
 use crate::runtime::error::{StepError, StoreError};
 use crate::runtime::store::Change;
@@ -239,12 +239,7 @@ fn retry<'a>(
         if error.is_permanent() || !policy.allows_attempt_after(attempt) {
             return Some(fail(run, name, attempt, error).await);
         }
-        let unit = if policy.jitter == 0.0 {
-            0.5
-        } else {
-            jitter_unit(run.engine.jitter_seed, &run.run_id, name, attempt)
-        };
-        let delay = policy.delay_with_jitter(attempt, unit);
+        let delay = policy.retry_delay(run.engine.jitter_seed, run.run_id.as_str(), name, attempt);
         if let Some((deadline, at)) = options.deadline.zip(deadline_at)
             && Instant::now()
                 .checked_add(delay)
@@ -436,39 +431,9 @@ fn panicked(name: &str, what: &str, payload: &(dyn std::any::Any + Send)) -> Ste
     StepError::permanent(format!("step `{name}`{what} panicked: {text}"))
 }
 
-/// A uniform draw in `[0, 1)` that depends only on the seed, the run, the step and the
-/// attempt, so the same seed gives the same delays however the tasks were scheduled.
-fn jitter_unit(seed: u64, run_id: &RunId, step: &str, attempt: u32) -> f64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
-    let mut feed = |bytes: &[u8]| {
-        for b in bytes {
-            hash ^= u64::from(*b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    feed(run_id.as_str().as_bytes());
-    feed(&[0xff]);
-    feed(step.as_bytes());
-    feed(&[0xff]);
-    feed(&attempt.to_le_bytes());
-    fastrand::Rng::with_seed(hash).f64()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn jitter_draws_depend_on_every_part_of_the_key() {
-        let id = RunId::from("r");
-        let a = jitter_unit(1, &id, "s", 1);
-        assert_eq!(a, jitter_unit(1, &id, "s", 1));
-        assert!((0.0..1.0).contains(&a));
-        assert_ne!(a, jitter_unit(2, &id, "s", 1));
-        assert_ne!(a, jitter_unit(1, &"q".into(), "s", 1));
-        assert_ne!(a, jitter_unit(1, &id, "t", 1));
-        assert_ne!(a, jitter_unit(1, &id, "s", 2));
-    }
 
     #[test]
     fn a_panic_payload_becomes_the_message() {
