@@ -4,6 +4,7 @@
 //! The graph model and the options are free of async and I/O dependencies so that the
 //! proc-macro crate can check a workflow at build time with exactly the code the engine uses.
 
+mod fnv;
 pub mod graph;
 pub mod policy;
 

@@ -170,19 +170,13 @@ impl RetryPolicy {
 /// `fastrand::Rng::with_seed(hash).f64()` gives, as the engine drew before this function was
 /// public.
 pub fn jitter_unit(seed: u64, run_id: &str, step: &str, attempt: u32) -> f64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
-    let mut feed = |bytes: &[u8]| {
-        for b in bytes {
-            hash ^= u64::from(*b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    feed(run_id.as_bytes());
-    feed(&[0xff]);
-    feed(step.as_bytes());
-    feed(&[0xff]);
-    feed(&attempt.to_le_bytes());
-    unit_from_seed(hash)
+    let mut hash = crate::fnv::Fnv1a::with_seed(seed);
+    hash.write(run_id.as_bytes());
+    hash.write(&[0xff]);
+    hash.write(step.as_bytes());
+    hash.write(&[0xff]);
+    hash.write(&attempt.to_le_bytes());
+    unit_from_seed(hash.finish())
 }
 
 /// `fastrand::Rng::with_seed(seed).f64()`, written out so that this module keeps no

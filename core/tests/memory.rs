@@ -14,7 +14,7 @@ use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::{
     Builder, DEFAULT_KEEP_FINISHED_RUNS, Definition, Engine, MemoryStore, StepError,
 };
-use sagaflow_core::sqlite::{SqliteOptions, Synchronous};
+use sagaflow_core::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 /// `one -> two`, adding 1 and then 2, counting the calls of `one`.
 fn counted(calls: &Arc<AtomicUsize>) -> Definition<u64, u64> {
@@ -117,7 +117,8 @@ async fn an_engine_on_a_memory_store_keeps_its_bound_too() {
 async fn a_durable_engine_holds_no_finished_run_and_finds_it_in_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let options = SqliteOptions::default().synchronous(Synchronous::Normal);
-    let engine = Engine::open_with(dir.path().join("runs.db"), options).unwrap();
+    let store = SqliteStore::open(dir.path().join("runs.db"), options).unwrap();
+    let engine = Engine::builder().store(Arc::new(store.clone())).build();
     let calls = Arc::new(AtomicUsize::new(0));
     let def = counted(&calls);
     for i in 0..2_000 {
@@ -126,6 +127,7 @@ async fn a_durable_engine_holds_no_finished_run_and_finds_it_in_the_store() {
             i + 3
         );
         assert_eq!(engine.runs_in_memory(), 0, "run {i} is still held");
+        assert_eq!(store.leases_held(), 0, "run {i}'s lease is still held");
     }
     assert_eq!(calls.load(Ordering::SeqCst), 2_000);
     // Starting a finished id hands that run back, read from the store: nothing runs again.
@@ -144,11 +146,11 @@ async fn a_durable_engine_holds_no_finished_run_and_finds_it_in_the_store() {
     });
     let slow = b.build_with_output(out);
     let first = engine.start(&slow, "slow", 5).await.unwrap();
-    assert_eq!(engine.runs_in_memory(), 1);
+    assert_eq!((engine.runs_in_memory(), store.leases_held()), (1, 1));
     let second = engine.start(&slow, "slow", 6).await.unwrap();
     assert_eq!(*first.wait().await.unwrap().output, 5);
     assert_eq!(*second.wait().await.unwrap().output, 5);
-    assert_eq!(engine.runs_in_memory(), 0);
+    assert_eq!((engine.runs_in_memory(), store.leases_held()), (0, 0));
 }
 
 /// Two tasks start and wait for two-step runs whose steps never wait, in a loop, on a runtime

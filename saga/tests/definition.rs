@@ -222,3 +222,47 @@ async fn a_finished_saga_resumed_reports_its_outcome_and_runs_nothing() {
     let missing = saga.resume(&engine, "nope").await.unwrap_err();
     assert!(matches!(missing, SagaError::NotFound { .. }), "{missing}");
 }
+
+/// A saga run another owner holds: `recover` lists it as waiting, and takes it up by itself
+/// once that owner's lease runs out (the owner stalled: its heartbeats stopped), with no second
+/// call; the stalled owner's late writes are then refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_leased_by_a_stalled_owner_is_taken_up_when_its_lease_runs_out() {
+    use sagaflow_core::sqlite::{SqliteOptions, SqliteStore};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    let journal = Journal::default();
+    journal.script.lock().unwrap().hang = vec!["push".into()];
+    let saga = unknown_saga(&journal);
+    let lease = Duration::from_millis(600);
+    let store_a =
+        SqliteStore::open(&path, SqliteOptions::default().owner("A").lease(lease)).unwrap();
+    let engine_a = Engine::builder().store(Arc::new(store_a.clone())).build();
+    let _running = saga.start(&engine_a, "held", 5).await.unwrap();
+    // `build` done, `push` hanging on A.
+    while journal.did().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    store_a.pause_heartbeats();
+    let paused = Instant::now();
+
+    journal.script.lock().unwrap().hang.clear();
+    let engine_b = Engine::open_with(&path, SqliteOptions::default().owner("B")).unwrap();
+    let recovered = saga.recover(&engine_b).await.unwrap();
+    assert!(recovered.runs.is_empty(), "held by A");
+    assert!(recovered.failed.is_empty(), "{:?}", recovered.failed);
+    let [waiting] = <[_; 1]>::try_from(recovered.waiting).unwrap();
+    assert_eq!((waiting.run_id().as_str(), waiting.owner()), ("held", "A"));
+    assert!(waiting.expires_in() <= lease);
+    let handle = waiting.taken().await.unwrap();
+    assert!(
+        paused.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        paused.elapsed()
+    );
+    let outcome = handle.wait().await.unwrap();
+    assert!(matches!(outcome, SagaOutcome::Completed(_)), "{outcome:?}");
+}

@@ -326,8 +326,10 @@ impl EngineBuilder {
         self
     }
 
-    /// Seeds the retry jitter, so the same seed gives the same delays on every run of a test.
-    /// Without it the seed is random.
+    /// Seeds the retry jitter: a retry's delay depends on this seed, the run id, the step and
+    /// the attempt only ([`RetryPolicy::retry_delay`](crate::RetryPolicy::retry_delay)), so
+    /// with one seed a run id repeats its delays on every run of a test, and other run ids
+    /// draw other delays. Without it the seed is random, new for every engine.
     pub fn jitter_seed(mut self, seed: u64) -> Self {
         self.jitter_seed = Some(seed);
         self

@@ -109,6 +109,11 @@ impl Leases {
         self.lock().remove(run_id);
     }
 
+    /// How many runs' leases this store holds (or held and lost, for a run still here).
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
     /// Stops or restarts the renewals.
     pub(crate) fn pause(&self, paused: bool) {
         self.paused.store(paused, Ordering::SeqCst);

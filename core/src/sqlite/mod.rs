@@ -337,6 +337,12 @@ impl SqliteStore {
         &self.inner.leases.owner
     }
 
+    /// How many runs' leases this store holds: the runs it runs. A run's lease is let go when
+    /// the run ends, however it ends, so this does not grow with the runs finished.
+    pub fn leases_held(&self) -> usize {
+        self.inner.leases.len()
+    }
+
     /// Stops renewing this store's leases, as a process stalled (a long GC pause, a stopped
     /// VM) would: they expire, other processes may take the runs over, and this store's next
     /// write of such a run is refused with [`StoreError::Fenced`]. Writes still renew their

@@ -94,10 +94,14 @@ fn lock(db: &Path, label: &str, owner: &str) -> Result<Option<OwnerLock>, StoreE
     Ok(Some(OwnerLock { _file: file }))
 }
 
-/// `<db>-owner-<hash of owner>.lock`: a name any owner id maps to, whatever its characters.
+/// `<db>-owner-<hash of owner>.lock`: a name any owner id maps to, whatever its characters,
+/// the same in every process and version.
 fn lock_path(db: &Path, owner: &str) -> PathBuf {
     let mut name = db.file_name().unwrap_or_default().to_os_string();
-    name.push(format!("-owner-{:016x}.lock", fnv1a(owner.as_bytes())));
+    name.push(format!(
+        "-owner-{:016x}.lock",
+        crate::fnv::hash(owner.as_bytes())
+    ));
     db.with_file_name(name)
 }
 
@@ -110,17 +114,6 @@ fn host() -> String {
     } else {
         name.to_owned()
     }
-}
-
-/// FNV-1a, 64 bits: stable across processes, platforms and versions, as a file name must be
-/// (std's hasher promises none of that). Hand-written: eight lines, not worth a dependency.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &byte in bytes {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
 }
 
 #[cfg(test)]
@@ -159,8 +152,6 @@ mod tests {
 
     #[test]
     fn the_lock_file_name_is_stable() {
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
         let path = lock_path(Path::new("/x/y.db"), "a");
         assert_eq!(path, Path::new("/x/y.db-owner-af63dc4c8601ec8c.lock"));
     }
