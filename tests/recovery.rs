@@ -74,12 +74,17 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// The child's part for the README's recipe: the README's first lines, as they are.
-fn readme_child(dir: &Path) {
+/// A child's part: start `run_id` of the README's `Mirror` on an engine opened with
+/// `options`, and hang in `fetch` until killed.
+fn mirror_child(dir: &Path, options: Option<SqliteOptions>, run_id: &str) {
     runtime().block_on(async {
         let path = dir.join("sagaflow.db");
-        let engine = Engine::open(&path).unwrap();
-        let handle = Mirror::start(&engine, "mirror-1", "https://example.org".to_owned())
+        let engine = match options {
+            // The README's first lines, as they are.
+            None => Engine::open(&path).unwrap(),
+            Some(options) => Engine::open_with(&path, options).unwrap(),
+        };
+        let handle = Mirror::start(&engine, run_id, "https://example.org".to_owned())
             .await
             .unwrap();
         handle.wait().await.unwrap();
@@ -91,7 +96,7 @@ fn readme_child(dir: &Path) {
 fn the_readme_recipe_takes_a_killed_process_s_run_up_at_once() {
     const TEST: &str = "the_readme_recipe_takes_a_killed_process_s_run_up_at_once";
     if let Some(dir) = std::env::var_os(CHILD) {
-        readme_child(&PathBuf::from(dir));
+        mirror_child(&PathBuf::from(dir), None, "mirror-1");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -127,26 +132,15 @@ fn the_readme_recipe_takes_a_killed_process_s_run_up_at_once() {
     });
 }
 
-/// The child's part when it runs under an owner of its own, with a short lease.
-fn owned_child(dir: &Path) {
-    runtime().block_on(async {
-        let options = SqliteOptions::default()
-            .owner("elsewhere")
-            .lease(Duration::from_millis(1_500));
-        let engine = Engine::open_with(dir.join("sagaflow.db"), options).unwrap();
-        let handle = Mirror::start(&engine, "mirror-2", "https://example.org".to_owned())
-            .await
-            .unwrap();
-        handle.wait().await.unwrap();
-        unreachable!("killed in `fetch`");
-    });
-}
-
 #[test]
 fn a_run_leased_by_an_owner_that_is_gone_is_taken_up_when_the_lease_runs_out() {
     const TEST: &str = "a_run_leased_by_an_owner_that_is_gone_is_taken_up_when_the_lease_runs_out";
     if let Some(dir) = std::env::var_os(CHILD) {
-        owned_child(&PathBuf::from(dir));
+        // Under an owner of its own, with a short lease.
+        let options = SqliteOptions::default()
+            .owner("elsewhere")
+            .lease(Duration::from_millis(1_500));
+        mirror_child(&PathBuf::from(dir), Some(options), "mirror-2");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

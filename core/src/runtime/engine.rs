@@ -933,6 +933,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_run_the_ephemeral_engine_drops_takes_its_signals_with_it() {
+        let engine = Engine::builder().keep_finished_runs(1).build();
+        let def = plus_one();
+        let store = engine.store();
+        engine
+            .start(&def, "a", 1)
+            .await
+            .expect("ok")
+            .wait()
+            .await
+            .expect("ok");
+        let a = RunId::from("a");
+        assert!(store.deliver_signal(&a, "s", "1").await.expect("ok"));
+        assert_eq!(
+            store.signal(&a, "s").await.expect("ok").as_deref(),
+            Some("1")
+        );
+        // `b` ends: `a`, the oldest of two, is dropped, and its signal with it.
+        engine
+            .start(&def, "b", 1)
+            .await
+            .expect("ok")
+            .wait()
+            .await
+            .expect("ok");
+        assert_eq!(engine.runs_in_memory(), 1);
+        assert_eq!(store.signal(&a, "s").await.expect("ok"), None);
+    }
+
+    #[tokio::test]
     async fn a_finished_run_keeps_its_outcome_but_not_its_memory() {
         let engine = Engine::ephemeral();
         let def = plus_one();

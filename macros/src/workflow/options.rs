@@ -110,15 +110,14 @@ impl Options {
             let written = option.name.to_string();
             let name = own_name(&written, STEP_ALIASES);
             if !known.contains(&name) {
-                let message = match elsewhere(&written, STEP_OPTIONS_ELSEWHERE) {
-                    Some(why) => format!("`{written}` has no equivalent here: {why}"),
-                    None => format!(
-                        "unknown option `{written}`; the options are {}{}",
-                        list(known),
-                        suggestion(&written, known, STEP_ALIASES)
-                    ),
+                let names = Names {
+                    what: "option",
+                    all: "the options are",
+                    known,
+                    aliases: STEP_ALIASES,
+                    elsewhere: STEP_OPTIONS_ELSEWHERE,
                 };
-                errors.at(&option.name, message);
+                errors.at(&option.name, names.unknown(&written));
                 continue;
             }
             if let Some((_, first)) = self.seen.get(name) {
@@ -171,6 +170,35 @@ fn own_name<'a>(written: &'a str, aliases: &[(&'a str, &'a str)]) -> &'a str {
 }
 
 /// Why the Temporal name `written` has no equivalent, if it is one of `elsewhere`.
+/// The names one list of settings accepts, for the message about one it does not.
+struct Names<'a> {
+    /// What one of them is called (`option`, `retry setting`).
+    what: &'a str,
+    /// How the list of them is introduced (`the options are`).
+    all: &'a str,
+    known: &'a [&'a str],
+    aliases: &'a [(&'a str, &'a str)],
+    /// Names from elsewhere (Temporal's) that have no equivalent, and why.
+    elsewhere: &'a [(&'a str, &'a str)],
+}
+
+impl Names<'_> {
+    /// The error for `written`, which is none of these names: why it has no equivalent, or
+    /// the list with the closest name.
+    fn unknown(&self, written: &str) -> String {
+        match elsewhere(written, self.elsewhere) {
+            Some(why) => format!("`{written}` has no equivalent here: {why}"),
+            None => format!(
+                "unknown {} `{written}`; {} {}{}",
+                self.what,
+                self.all,
+                list(self.known),
+                suggestion(written, self.known, self.aliases)
+            ),
+        }
+    }
+}
+
 fn elsewhere<'a>(written: &str, elsewhere: &[(&str, &'a str)]) -> Option<&'a str> {
     elsewhere
         .iter()
@@ -280,15 +308,14 @@ fn retry(option: &RawOption, errors: &mut Errors) -> Option<RetryPolicy> {
         let written = key.name.to_string();
         let name = own_name(&written, RETRY_ALIASES);
         if !RETRY_KEYS.contains(&name) {
-            let message = match elsewhere(&written, RETRY_KEYS_ELSEWHERE) {
-                Some(why) => format!("`{written}` has no equivalent here: {why}"),
-                None => format!(
-                    "unknown retry setting `{written}`; the settings are {}{}",
-                    list(RETRY_KEYS),
-                    suggestion(&written, RETRY_KEYS, RETRY_ALIASES)
-                ),
+            let names = Names {
+                what: "retry setting",
+                all: "the settings are",
+                known: RETRY_KEYS,
+                aliases: RETRY_ALIASES,
+                elsewhere: RETRY_KEYS_ELSEWHERE,
             };
-            errors.at(&key.name, message);
+            errors.at(&key.name, names.unknown(&written));
             continue;
         }
         if let Some(first) = seen.get(name) {
