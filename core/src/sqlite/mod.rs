@@ -309,14 +309,18 @@ impl SqliteStore {
             options,
         ));
         let serving = Arc::clone(&writer);
+        let (ready_sender, ready) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("sagaflow-sqlite".to_owned())
-            .spawn(move || serving.run())
+            .spawn(move || serving.run(ready_sender))
             .map_err(|e| StoreError::Open {
                 path: label.to_string(),
                 message: format!("cannot start the writer thread: {e}"),
             })?;
         writer.set_thread(handle.thread().clone());
+        // The writer's first round done (or the thread gone: its error shows at the first
+        // write); bounded, so a thread that never runs cannot hang the open.
+        let _ = ready.recv_timeout(Duration::from_secs(5));
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 label,

@@ -207,9 +207,15 @@ impl Writer {
     /// leases still held. Between batches, every [`Leases::heartbeat_period`], it renews the
     /// leases it holds. The connection closes (checkpointing the WAL into the database file)
     /// when the store drops the writer, after this returns.
-    pub(crate) fn run(&self) {
+    ///
+    /// `ready` is told once the thread has been through its first round and is about to wait:
+    /// the store's `open` returns only then, so that the thread's first round, which holds the
+    /// connection for a moment, never takes it from under a caller's first writes (a thread
+    /// started late on a loaded machine did, and those writes went to the thread).
+    pub(crate) fn run(&self, ready: std::sync::mpsc::Sender<()>) {
         let period = self.lock().leases.heartbeat_period();
         let mut beat = Instant::now() + period;
+        let mut ready = Some(ready);
         loop {
             let mut core = self.lock();
             if Instant::now() >= beat {
@@ -224,6 +230,9 @@ impl Writer {
             read_outbox.into_iter().for_each(|deliver| deliver());
             if !open {
                 break;
+            }
+            if let Some(ready) = ready.take() {
+                let _ = ready.send(());
             }
             // An unpark that came while serving makes this return at once: none is lost.
             std::thread::park_timeout(beat.saturating_duration_since(Instant::now()));
