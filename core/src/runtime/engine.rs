@@ -34,11 +34,11 @@ mod takeover;
 pub use resume::Recovered;
 pub use takeover::{LeaseRefusal, Waiting};
 
-use crate::runtime::context::RunId;
 use crate::runtime::definition::{Codec, Definition, ErasedDefinition, StepValue, Value};
 use crate::runtime::error::{DefinitionError, EngineError, RunError};
 use crate::runtime::events::{DEFAULT_EVENT_BUFFER, EventStream, Feed};
 use crate::runtime::executor::{self, Control, OutcomeSender};
+use crate::runtime::id::RunId;
 use crate::runtime::report::Report;
 use crate::runtime::store::{Created, MemoryStore, NewRun, RunIndex, Store};
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::graph::GraphError;
-use crate::runtime::context::RunId;
+use crate::runtime::id::RunId;
 use crate::runtime::report::StepReport;
 
 /// Why a step failed. Any `std::error::Error` converts into it with `?` and is retried by the

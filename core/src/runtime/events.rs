@@ -37,8 +37,8 @@ use std::sync::{Arc, Weak};
 use futures_util::Stream;
 use tokio::sync::broadcast;
 
-use crate::runtime::context::RunId;
 use crate::runtime::error::StoreError;
+use crate::runtime::id::RunId;
 use crate::runtime::store::Store;
 
 /// The default number of events an engine's live feed holds for a subscriber that is behind;

@@ -32,10 +32,11 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::policy::OnError;
-use crate::runtime::context::{RunId, SignalSource, StepScope};
+use crate::runtime::context::{SignalSource, StepScope};
 use crate::runtime::definition::{ErasedDefinition, Value};
 use crate::runtime::engine::{self, Inner};
 use crate::runtime::error::{RunError, StepError, StoreError};
+use crate::runtime::id::RunId;
 use crate::runtime::report::{StepReport, StepStatus};
 use crate::runtime::store::Change;
 

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 mod executor;
+pub(crate) mod id;
 pub mod report;
 pub mod store;
 

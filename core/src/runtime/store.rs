@@ -15,10 +15,10 @@ use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
-use crate::runtime::context::RunId;
 use crate::runtime::definition::Codec;
 use crate::runtime::error::{RunError, StepError, StoreError};
 use crate::runtime::events::{Event, EventSink};
+use crate::runtime::id::RunId;
 
 /// A run about to be created.
 #[derive(Debug, Clone, Copy)]

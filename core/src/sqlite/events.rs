@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, params};
 
-use crate::runtime::context::RunId;
 use crate::runtime::error::StoreError;
 use crate::runtime::events::{Event, EventKind, EventSink};
+use crate::runtime::id::RunId;
 use crate::sqlite::rows::{self, Applied, Logged, WriteOp, sqlite_error};
 
 /// The sinks the store publishes to, and the last `seq` it committed.

@@ -27,8 +27,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::runtime::context::RunId;
 use crate::runtime::error::StoreError;
+use crate::runtime::id::RunId;
 use crate::runtime::store::Lease;
 use crate::sqlite::rows::sqlite_error;
 

@@ -59,10 +59,10 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::runtime::context::RunId;
 use crate::runtime::engine::Engine;
 use crate::runtime::error::StoreError;
 use crate::runtime::events::{Event, EventSink};
+use crate::runtime::id::RunId;
 use crate::runtime::store::{
     Change, Created, DeliveredSignal, Lease, NewRun, Store, StoredRun, UnfinishedRun,
 };

@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
-use crate::runtime::context::RunId;
 use crate::runtime::error::StoreError;
 use crate::runtime::events::EventKind;
+use crate::runtime::id::RunId;
 use crate::runtime::report::StepStatus;
 use crate::runtime::store::{
     Change, Created, NewRun, StoredRun, StoredRunStatus, StoredStep, UnfinishedRun,

@@ -8,8 +8,8 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::runtime::context::RunId;
 use crate::runtime::error::StoreError;
+use crate::runtime::id::RunId;
 use crate::runtime::store::DeliveredSignal;
 use crate::sqlite::rows::sqlite_error;
 
