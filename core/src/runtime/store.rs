@@ -40,16 +40,6 @@ pub struct NewRun<'a> {
     pub graph: Option<&'a str>,
 }
 
-/// `graph` as [`NewRun::graph`] holds it.
-pub(crate) fn graph_json(graph: &crate::Graph) -> String {
-    let edges: Vec<[&str; 2]> = graph
-        .edges()
-        .iter()
-        .map(|e| [e.from.as_str(), e.to.as_str()])
-        .collect();
-    serde_json::json!({ "nodes": graph.nodes(), "edges": edges }).to_string()
-}
-
 /// What [`Store::create_run`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
