@@ -27,6 +27,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
+mod executor;
 mod resume;
 mod signals;
 mod takeover;
@@ -34,12 +35,12 @@ mod takeover;
 pub use resume::Recovered;
 pub use takeover::{LeaseRefusal, Waiting};
 
+use self::executor::{Control, OutcomeSender};
 use crate::runtime::definition::{
     Codec, Definition, ErasedDefinition, Plan, StepValue, Value, plan,
 };
 use crate::runtime::error::{EngineError, RunError};
 use crate::runtime::events::{DEFAULT_EVENT_BUFFER, EventStream, Feed};
-use crate::runtime::executor::{self, Control, OutcomeSender};
 use crate::runtime::id::RunId;
 use crate::runtime::report::Report;
 use crate::runtime::store::{Created, MemoryStore, NewRun, RunIndex, Store};

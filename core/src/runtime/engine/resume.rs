@@ -5,8 +5,8 @@
 use super::{Claimed, Engine, Waiting};
 use crate::runtime::definition::{Codec, Definition, ErasedDefinition, Plan, StepValue, Value};
 use crate::runtime::engine::RunHandle;
+use crate::runtime::engine::executor::{Restored, Resume, StoredEnd};
 use crate::runtime::error::{EngineError, StepError, StoreError};
-use crate::runtime::executor::{Restored, Resume, StoredEnd};
 use crate::runtime::id::RunId;
 use crate::runtime::report::StepStatus;
 use crate::runtime::store::StoredRunStatus;
