@@ -13,7 +13,8 @@ use rusqlite::{Connection, params};
 use crate::runtime::error::StoreError;
 use crate::runtime::events::{Event, EventKind, EventSink};
 use crate::runtime::id::RunId;
-use crate::sqlite::rows::{self, Applied, Logged, WriteOp, sqlite_error};
+use crate::sqlite::error::sqlite_error;
+use crate::sqlite::rows::{self, Applied, Logged, WriteOp};
 
 /// The sinks the store publishes to, and the last `seq` it committed.
 #[derive(Debug, Default)]

@@ -30,7 +30,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::runtime::error::StoreError;
 use crate::runtime::id::RunId;
 use crate::runtime::store::Lease;
-use crate::sqlite::rows::sqlite_error;
+use crate::sqlite::error::sqlite_error;
 
 /// The default lease duration.
 pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
