@@ -14,8 +14,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::runtime::engine::Engine;
 use crate::runtime::error::StoreError;
 use crate::sqlite::SqliteStore;
+use crate::sqlite::clock::now_ms;
 use crate::sqlite::error::sqlite_error;
-use crate::sqlite::lease::now_ms;
 use crate::sqlite::rows::{Applied, WriteOp};
 
 /// A machine as stored.

@@ -39,6 +39,7 @@
 //! [`StoreError::Fenced`]; a run taken up more than [`SqliteOptions::max_recoveries`] times is
 //! parked (see `lease`).
 
+mod clock;
 mod error;
 mod events;
 mod lease;

@@ -16,8 +16,9 @@ use crate::runtime::report::StepStatus;
 use crate::runtime::store::{
     Change, Created, NewRun, StoredRun, StoredRunStatus, StoredStep, UnfinishedRun,
 };
+use crate::sqlite::clock::now_ms;
 use crate::sqlite::error::sqlite_error;
-use crate::sqlite::lease::{Acquired, acquire, now_ms};
+use crate::sqlite::lease::{Acquired, acquire};
 use crate::sqlite::machines::{self, Advanced, MachineStep};
 
 /// A write, owned so it can cross to the writer thread and be applied again on its own if the
