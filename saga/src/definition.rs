@@ -6,58 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sagaflow_core::runtime::engine::Waiting;
-use sagaflow_core::runtime::{Codec, Definition, Engine, RunId, StepValue};
+use sagaflow_core::runtime::{Definition, Engine, RunId, StepValue};
 
-use crate::builder::{StepInfo, UndoDef};
 use crate::driver::{self, SagaHandle};
 use crate::error::{SagaDefinitionError, SagaError};
+use crate::inner::SagaInner;
 use crate::status::SagaStatus;
-
-/// What a saga is, apart from its typed forward definition.
-pub(crate) struct SagaInner {
-    pub(crate) name: String,
-    pub(crate) steps: Vec<StepInfo>,
-    /// Each step's compensation, by step index.
-    pub(crate) undos: Vec<Option<UndoDef>>,
-    pub(crate) deadline: Option<Duration>,
-    pub(crate) problems: Vec<SagaDefinitionError>,
-    pub(crate) input_codec: Codec,
-}
-
-impl SagaInner {
-    pub(crate) fn index_of(&self, step: &str) -> Option<usize> {
-        self.steps.iter().position(|s| s.name == step)
-    }
-
-    /// The workflow name of the saga's compensation rounds.
-    pub(crate) fn compensation_name(&self) -> String {
-        format!("{}~compensate", self.name)
-    }
-
-    /// Whether `step` is a pivot or comes after one.
-    pub(crate) fn is_forward_only(&self, step: &str) -> bool {
-        self.index_of(step)
-            .is_some_and(|i| self.steps[i].pivot.is_some() && !self.steps[i].is_pivot)
-    }
-
-    pub(crate) fn pivots(&self) -> impl Iterator<Item = &str> {
-        self.steps
-            .iter()
-            .filter(|s| s.is_pivot)
-            .map(|s| s.name.as_str())
-    }
-
-    pub(crate) fn check(&self) -> Result<(), SagaError> {
-        if self.problems.is_empty() {
-            Ok(())
-        } else {
-            Err(SagaError::Definition {
-                saga: self.name.clone(),
-                problems: self.problems.clone(),
-            })
-        }
-    }
-}
 
 /// A saga taking `I` and producing `O`, built by [`SagaBuilder`](crate::SagaBuilder) or the
 /// `saga!` macro. Cheap to clone.

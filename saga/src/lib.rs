@@ -29,6 +29,7 @@ mod builder;
 mod definition;
 mod driver;
 mod error;
+mod inner;
 mod plan;
 pub mod requests;
 mod status;
