@@ -15,41 +15,12 @@ use std::time::Duration;
 use sagaflow_core::StepOptions;
 use sagaflow_core::policy::RetryPolicy;
 use sagaflow_core::runtime::{
-    Builder, Codec, Definition, Dep, Deps, Handle, StepContext, StepError, StepValue, Value,
+    Builder, Codec, Definition, Dep, Deps, Handle, StepContext, StepError, StepValue,
 };
 
-use crate::definition::{SagaDefinition, SagaInner};
+use crate::definition::SagaDefinition;
 use crate::error::SagaDefinitionError;
-
-/// The future of one attempt of a compensation.
-pub(crate) type UndoFuture = Pin<Box<dyn Future<Output = Result<(), StepError>> + Send>>;
-
-/// A compensation, type-erased: the forward step's inputs (by slot) and its output (`None`
-/// when the step's outcome is unknown) in, an attempt's future out.
-pub(crate) type UndoFn = dyn Fn(StepContext, &[Option<Value>], Option<Value>) -> Result<UndoFuture, StepError>
-    + Send
-    + Sync;
-
-/// One step's compensation.
-pub(crate) struct UndoDef {
-    /// The compensation's own name (its function's), for reports.
-    pub(crate) name: String,
-    /// Its options (its own retry policy), after the saga's defaults.
-    pub(crate) options: StepOptions,
-    /// Whether it may run for a step whose outcome is unknown (interrupted or failed).
-    pub(crate) on_unknown: bool,
-    pub(crate) call: Arc<UndoFn>,
-}
-
-/// What the builder knows of each forward step.
-pub(crate) struct StepInfo {
-    pub(crate) name: String,
-    /// Value slots read, in argument order (0 is the saga input, `i + 1` step `i`).
-    pub(crate) inputs: Vec<usize>,
-    /// The pivot this step is, or comes after (by name), if any.
-    pub(crate) pivot: Option<String>,
-    pub(crate) is_pivot: bool,
-}
+use crate::inner::{SagaInner, StepInfo, UndoDef, UndoFn, UndoFuture};
 
 /// Builds a [`SagaDefinition`]: what `saga!` expands to, and usable by hand.
 ///

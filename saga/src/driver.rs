@@ -4,6 +4,9 @@
 //! The driver keeps no state of its own: everything it decides comes from the store (the
 //! forward run, the rounds and their plans), so a process that takes a saga up after a crash
 //! decides exactly what the crashed one would have.
+//!
+//! Its entry points are [`SagaDefinition`]'s calls that start, take up and operate on saga
+//! runs, here with what they hand back ([`SagaHandle`], [`RecoveredSagas`]).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -12,15 +15,16 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use sagaflow_core::runtime::StepValue;
+use sagaflow_core::runtime::engine::Waiting;
 use sagaflow_core::runtime::{
     Engine, EngineError, Report, RunError, RunHandle, RunId, StepStatus, StoredRunStatus,
 };
 
-use crate::definition::{RecoveredSagas, SagaDefinition};
+use crate::definition::SagaDefinition;
 use crate::error::SagaError;
 use crate::plan::{self, Plan};
 use crate::requests::{self, OperatorAction};
-use crate::status;
+use crate::status::{self, SagaStatus};
 
 /// How a saga run ended.
 #[derive(Debug, Clone)]
@@ -95,6 +99,126 @@ impl<O> SagaHandle<O> {
                 message: e.to_string(),
             }),
         }
+    }
+}
+
+/// What [`SagaDefinition::recover`] did: the saga runs it took up now, those another owner
+/// holds under a live lease (taken up here by themselves once the lease runs out), and those
+/// it could not take up, each with why. The same shape as a workflow's
+/// [`Recovered`](sagaflow_core::runtime::Recovered).
+#[derive(Debug)]
+pub struct RecoveredSagas<O> {
+    /// Handles on the saga runs taken up now.
+    pub runs: Vec<SagaHandle<O>>,
+    /// The saga runs leased by another owner: each is taken up by this engine once its lease
+    /// runs out unless renewed, with no further call ([`Waiting::taken`] gives its handle).
+    pub waiting: Vec<Waiting<SagaHandle<O>, SagaError>>,
+    /// The runs that could not be taken up, each with why.
+    pub failed: Vec<(RunId, SagaError)>,
+}
+
+impl<I: StepValue, O: StepValue> SagaDefinition<I, O> {
+    /// Starts a saga run with id `run_id`, or takes up the run that has this id (the id is
+    /// the idempotency key). The run goes on in the background; the handle waits for its
+    /// outcome and can cancel it. The engine must keep step outputs (SQLite: `Engine::open`,
+    /// `Engine::in_memory`), since a failure is compensated from them.
+    pub async fn start(
+        &self,
+        engine: &Engine,
+        run_id: impl Into<RunId>,
+        input: I,
+    ) -> Result<SagaHandle<O>, SagaError> {
+        self.inner.check()?;
+        let run_id = run_id.into();
+        let handle = engine.start(&self.forward, run_id.clone(), input).await?;
+        launch(self, engine, run_id, Some(handle)).await
+    }
+
+    /// Takes up the saga run `run_id` wherever it stands: its forward run, or its
+    /// compensation, or its outcome if it has ended.
+    pub async fn resume(
+        &self,
+        engine: &Engine,
+        run_id: impl Into<RunId>,
+    ) -> Result<SagaHandle<O>, SagaError> {
+        self.inner.check()?;
+        launch(self, engine, run_id.into(), None).await
+    }
+
+    /// Takes up every saga run of this saga that has not ended, as a service does at
+    /// start-up after a crash: unfinished forward runs, compensations a crash cut, and
+    /// failed runs whose compensation a crash kept from starting. Stuck sagas are left for
+    /// an operator. One run that cannot be taken up does not stop the others. A run another
+    /// owner holds under a live lease is in [`RecoveredSagas::waiting`]: taken up here by
+    /// itself once that lease runs out, unless renewed.
+    pub async fn recover(&self, engine: &Engine) -> Result<RecoveredSagas<O>, SagaError> {
+        self.inner.check()?;
+        recover(self, engine).await
+    }
+
+    /// Where the saga run `run_id` stands, as the store has it.
+    pub async fn status(
+        &self,
+        engine: &Engine,
+        run_id: impl Into<RunId>,
+    ) -> Result<SagaStatus, SagaError> {
+        crate::status::status(&self.inner, engine, &run_id.into()).await
+    }
+
+    /// Runs the compensations a stuck saga has left, from the one that got stuck.
+    pub async fn retry(
+        &self,
+        engine: &Engine,
+        run_id: impl Into<RunId>,
+    ) -> Result<SagaHandle<O>, SagaError> {
+        self.inner.check()?;
+        operate(self, engine, run_id.into(), Operation::Retry).await
+    }
+
+    /// Skips the compensation a stuck saga is stuck on (its effect is left for a person to
+    /// undo) and runs the ones left.
+    pub async fn skip(
+        &self,
+        engine: &Engine,
+        run_id: impl Into<RunId>,
+    ) -> Result<SagaHandle<O>, SagaError> {
+        self.inner.check()?;
+        operate(self, engine, run_id.into(), Operation::Skip).await
+    }
+
+    /// Acts on the operators' requests for this saga's stuck runs, made from outside the
+    /// process with [`requests::request`](crate::requests::request) (the `sagaflow` command
+    /// line does): each is retried, skipped or abandoned as asked, once. A service calls it
+    /// now and then (or runs [`serve`](Self::serve)); returns handles on the sagas it took up.
+    pub async fn serve_requests(&self, engine: &Engine) -> Result<Vec<SagaHandle<O>>, SagaError> {
+        self.inner.check()?;
+        serve_requests(self, engine).await
+    }
+
+    /// Calls [`serve_requests`](Self::serve_requests) every `period` until the returned task
+    /// is aborted; the sagas it takes up run on in the background. A failed pass is logged
+    /// and the next one tries again.
+    pub fn serve(&self, engine: &Engine, period: Duration) -> tokio::task::JoinHandle<()> {
+        let (saga, engine) = (self.clone(), engine.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                if let Err(error) = saga.serve_requests(&engine).await {
+                    tracing::warn!(saga = saga.name(), %error, "serving operator requests failed");
+                }
+            }
+        })
+    }
+
+    /// Gives up on a stuck saga: no further compensation runs, and it ends `Abandoned`.
+    pub async fn abandon(
+        &self,
+        engine: &Engine,
+        run_id: impl Into<RunId>,
+    ) -> Result<SagaHandle<O>, SagaError> {
+        self.inner.check()?;
+        operate(self, engine, run_id.into(), Operation::Abandon).await
     }
 }
 

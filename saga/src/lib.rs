@@ -29,13 +29,14 @@ mod builder;
 mod definition;
 mod driver;
 mod error;
+mod inner;
 mod plan;
 pub mod requests;
 mod status;
 
 pub use builder::SagaBuilder;
-pub use definition::{RecoveredSagas, SagaDefinition};
-pub use driver::{SagaHandle, SagaOutcome};
+pub use definition::SagaDefinition;
+pub use driver::{RecoveredSagas, SagaHandle, SagaOutcome};
 pub use error::{SagaDefinitionError, SagaError};
 pub use requests::OperatorAction;
 pub use status::SagaStatus;

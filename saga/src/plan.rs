@@ -21,8 +21,8 @@ use sagaflow_core::runtime::{
     StoredStep, Value,
 };
 
-use crate::definition::SagaInner;
 use crate::error::SagaError;
+use crate::inner::SagaInner;
 
 /// Events read per query while the completion order is worked out.
 const PAGE: usize = 1024;

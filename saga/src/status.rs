@@ -2,8 +2,8 @@
 
 use sagaflow_core::runtime::{Engine, RunId, StepStatus, Store, StoredRun, StoredRunStatus};
 
-use crate::definition::SagaInner;
 use crate::error::SagaError;
+use crate::inner::SagaInner;
 use crate::plan::{self, ABANDON_STEP, END_STEP, Plan};
 
 /// Where a saga run stands.

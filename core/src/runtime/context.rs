@@ -6,48 +6,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 use crate::runtime::error::StepError;
-
-/// A run's id. It is also the run's idempotency key: starting an id that exists returns the
-/// existing run.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RunId(Arc<str>);
-
-impl RunId {
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<&str> for RunId {
-    fn from(s: &str) -> Self {
-        RunId(s.into())
-    }
-}
-
-impl From<String> for RunId {
-    fn from(s: String) -> Self {
-        RunId(s.into())
-    }
-}
-
-impl From<&String> for RunId {
-    fn from(s: &String) -> Self {
-        RunId(s.as_str().into())
-    }
-}
-
-impl fmt::Display for RunId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for RunId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", &*self.0)
-    }
-}
+pub use crate::runtime::id::RunId;
 
 /// Where a context waits for signals: the engine that runs the step.
 #[async_trait::async_trait]

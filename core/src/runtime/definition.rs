@@ -21,6 +21,10 @@ use crate::policy::{OnError, StepOptions};
 use crate::runtime::context::StepContext;
 use crate::runtime::error::{DefinitionError, StepError};
 
+mod plan;
+
+pub(crate) use plan::{Plan, plan};
+
 /// What a step may return and receive: owned, thread-safe, and serializable so the durable
 /// store can checkpoint it.
 pub trait StepValue: Serialize + DeserializeOwned + Send + Sync + 'static {}
@@ -139,7 +143,7 @@ pub struct ErasedDefinition {
     /// The step whose output is the run's output.
     pub(crate) output: Option<usize>,
     /// What the engine derives from the definition, once rather than on every run.
-    pub(crate) plan: std::sync::OnceLock<crate::runtime::engine::Plan>,
+    pub(crate) plan: std::sync::OnceLock<Plan>,
 }
 
 impl ErasedDefinition {

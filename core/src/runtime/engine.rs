@@ -27,6 +27,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
+mod executor;
 mod resume;
 mod signals;
 mod takeover;
@@ -34,11 +35,13 @@ mod takeover;
 pub use resume::Recovered;
 pub use takeover::{LeaseRefusal, Waiting};
 
-use crate::runtime::context::RunId;
-use crate::runtime::definition::{Codec, Definition, ErasedDefinition, StepValue, Value};
-use crate::runtime::error::{DefinitionError, EngineError, RunError};
+use self::executor::{Control, OutcomeSender};
+use crate::runtime::definition::{
+    Codec, Definition, ErasedDefinition, Plan, StepValue, Value, plan,
+};
+use crate::runtime::error::{EngineError, RunError};
 use crate::runtime::events::{DEFAULT_EVENT_BUFFER, EventStream, Feed};
-use crate::runtime::executor::{self, Control, OutcomeSender};
+use crate::runtime::id::RunId;
 use crate::runtime::report::Report;
 use crate::runtime::store::{Created, MemoryStore, NewRun, RunIndex, Store};
 
@@ -653,68 +656,6 @@ impl Engine {
             after,
         )
     }
-}
-
-/// What the engine derives from a definition before running it, kept in the definition so
-/// that it is worked out once, not on every run.
-pub(crate) struct Plan {
-    /// The definition's problems, the builder's and the engine's; empty if it can run.
-    pub(crate) problems: Vec<DefinitionError>,
-    pub(crate) fingerprint: u64,
-    /// The graph as JSON, as [`NewRun::graph`] holds it; `None` if the graph is invalid.
-    pub(crate) graph: Option<String>,
-    /// The workflow's name, shared by every run's entry.
-    pub(crate) workflow: Arc<str>,
-    /// Step names, shared with every step context without copying.
-    pub(crate) names: Box<[Arc<str>]>,
-    /// Steps with no upstream step.
-    pub(crate) roots: Arc<[usize]>,
-}
-
-/// The definition's plan, worked out on first use.
-pub(crate) fn plan(def: &ErasedDefinition) -> &Plan {
-    def.plan.get_or_init(|| {
-        let (problems, fingerprint, roots) = match def.graph() {
-            Ok(graph) => (
-                extra_problems(def),
-                graph.fingerprint(),
-                graph.roots().collect(),
-            ),
-            Err(problems) => (problems.to_vec(), 0, Arc::from(Vec::new())),
-        };
-        Plan {
-            problems,
-            fingerprint,
-            graph: def.graph().ok().map(crate::runtime::store::graph_json),
-            workflow: Arc::from(def.name()),
-            names: def.steps().iter().map(|s| Arc::from(s.name())).collect(),
-            roots,
-        }
-    })
-}
-
-/// Checks what the builder cannot: the defaults' retry policies (merged into each step) and
-/// an output that may be missing.
-fn extra_problems(def: &ErasedDefinition) -> Vec<DefinitionError> {
-    let mut problems = Vec::new();
-    for step in def.steps() {
-        if let Some(policy) = step.options().retry
-            && let Err(source) = policy.validate()
-        {
-            problems.push(DefinitionError::Policy {
-                step: step.name().to_owned(),
-                source,
-            });
-        }
-    }
-    if let Some(step) = def.output_step().and_then(|i| def.steps().get(i))
-        && step.may_be_missing()
-    {
-        problems.push(DefinitionError::OptionalOutput {
-            step: step.name().to_owned(),
-        });
-    }
-    problems
 }
 
 /// See [`Engine::claim`].

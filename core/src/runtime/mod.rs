@@ -6,7 +6,7 @@ pub mod definition;
 pub mod engine;
 pub mod error;
 pub mod events;
-mod executor;
+pub(crate) mod id;
 pub mod report;
 pub mod store;
 

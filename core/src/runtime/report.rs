@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::graph::NodeStyle;
-use crate::runtime::context::RunId;
 use crate::runtime::error::StepError;
+use crate::runtime::id::RunId;
 
 /// Where a step stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

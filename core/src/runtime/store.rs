@@ -15,10 +15,10 @@ use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
-use crate::runtime::context::RunId;
 use crate::runtime::definition::Codec;
 use crate::runtime::error::{RunError, StepError, StoreError};
 use crate::runtime::events::{Event, EventSink};
+use crate::runtime::id::RunId;
 
 /// A run about to be created.
 #[derive(Debug, Clone, Copy)]
@@ -38,16 +38,6 @@ pub struct NewRun<'a> {
     /// in declaration order), kept by a durable store so that tools can draw the run; `None`
     /// when unknown.
     pub graph: Option<&'a str>,
-}
-
-/// `graph` as [`NewRun::graph`] holds it.
-pub(crate) fn graph_json(graph: &crate::Graph) -> String {
-    let edges: Vec<[&str; 2]> = graph
-        .edges()
-        .iter()
-        .map(|e| [e.from.as_str(), e.to.as_str()])
-        .collect();
-    serde_json::json!({ "nodes": graph.nodes(), "edges": edges }).to_string()
 }
 
 /// What [`Store::create_run`] found.

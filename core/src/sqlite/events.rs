@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, params};
 
-use crate::runtime::context::RunId;
 use crate::runtime::error::StoreError;
 use crate::runtime::events::{Event, EventKind, EventSink};
-use crate::sqlite::rows::{self, Applied, Logged, WriteOp, sqlite_error};
+use crate::runtime::id::RunId;
+use crate::sqlite::error::sqlite_error;
+use crate::sqlite::rows::{self, Applied, Logged, WriteOp};
 
 /// The sinks the store publishes to, and the last `seq` it committed.
 #[derive(Debug, Default)]

@@ -23,14 +23,15 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::runtime::context::RunId;
 use crate::runtime::error::StoreError;
+use crate::runtime::id::RunId;
 use crate::runtime::store::Lease;
-use crate::sqlite::rows::sqlite_error;
+use crate::sqlite::clock::now_ms;
+use crate::sqlite::error::sqlite_error;
 
 /// The default lease duration.
 pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -162,13 +163,6 @@ impl Leases {
             tracing::warn!(%error, "the leases could not be given up; they will expire");
         }
     }
-}
-
-/// Unix milliseconds now (0 for a clock before 1970).
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// A fresh owner id: the process id and a random part, so that two stores never share one.

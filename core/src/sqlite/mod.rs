@@ -39,6 +39,8 @@
 //! [`StoreError::Fenced`]; a run taken up more than [`SqliteOptions::max_recoveries`] times is
 //! parked (see `lease`).
 
+mod clock;
+mod error;
 mod events;
 mod lease;
 mod machines;
@@ -59,14 +61,15 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::runtime::context::RunId;
 use crate::runtime::engine::Engine;
 use crate::runtime::error::StoreError;
 use crate::runtime::events::{Event, EventSink};
+use crate::runtime::id::RunId;
 use crate::runtime::store::{
     Change, Created, DeliveredSignal, Lease, NewRun, Store, StoredRun, UnfinishedRun,
 };
 
+use error::sqlite_error;
 use events::Publisher;
 use lease::Leases;
 use rows::{Applied, WriteOp};
@@ -572,7 +575,7 @@ impl Store for SqliteStore {
             // One read transaction, so the run and its steps are one snapshot even while
             // another process writes.
             conn.execute_batch("BEGIN DEFERRED")
-                .map_err(|e| rows::sqlite_error(label, &e))?;
+                .map_err(|e| sqlite_error(label, &e))?;
             let result = rows::load_run(conn, label, run_id.as_str());
             let _ = conn.execute_batch("COMMIT");
             result
@@ -603,11 +606,11 @@ impl Store for SqliteStore {
         // Rare and small: its own transaction, on the writer's connection between batches.
         self.exclusive(move |conn, label| {
             conn.execute_batch("BEGIN IMMEDIATE")
-                .map_err(|e| rows::sqlite_error(label, &e))?;
+                .map_err(|e| sqlite_error(label, &e))?;
             let result = signals::deliver(conn, label, run_id.as_str(), &name, &payload, at_ms);
             let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
             conn.execute_batch(end)
-                .map_err(|e| rows::sqlite_error(label, &e))?;
+                .map_err(|e| sqlite_error(label, &e))?;
             result
         })
         .await

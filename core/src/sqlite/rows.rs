@@ -7,16 +7,18 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::runtime::context::RunId;
 use crate::runtime::error::StoreError;
 use crate::runtime::events::EventKind;
+use crate::runtime::id::RunId;
 use crate::runtime::report::StepStatus;
 use crate::runtime::store::{
     Change, Created, NewRun, StoredRun, StoredRunStatus, StoredStep, UnfinishedRun,
 };
-use crate::sqlite::lease::{Acquired, acquire, now_ms};
+use crate::sqlite::clock::now_ms;
+use crate::sqlite::error::sqlite_error;
+use crate::sqlite::lease::{Acquired, acquire};
 use crate::sqlite::machines::{self, Advanced, MachineStep};
 
 /// A write, owned so it can cross to the writer thread and be applied again on its own if the
@@ -761,19 +763,4 @@ fn bad_value(label: &str, run_id: &str, step: Option<&str>, value: &str) -> Stor
     StoreError::Backend(format!(
         "database `{label}`: run `{run_id}`{step} has a status this sagaflow does not know: `{value}`"
     ))
-}
-
-/// A SQLite error as a [`StoreError`] naming the file: a lock past the busy timeout is
-/// [`StoreError::Busy`], a full disk or size limit [`StoreError::Full`].
-pub(crate) fn sqlite_error(label: &str, error: &rusqlite::Error) -> StoreError {
-    match error.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy {
-            path: label.to_owned(),
-        },
-        Some(ErrorCode::DiskFull) => StoreError::Full {
-            path: label.to_owned(),
-            message: error.to_string(),
-        },
-        _ => StoreError::Backend(format!("database `{label}`: {error}")),
-    }
 }

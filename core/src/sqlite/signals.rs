@@ -8,10 +8,10 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::runtime::context::RunId;
 use crate::runtime::error::StoreError;
+use crate::runtime::id::RunId;
 use crate::runtime::store::DeliveredSignal;
-use crate::sqlite::rows::sqlite_error;
+use crate::sqlite::error::sqlite_error;
 
 /// Keeps the signal unless one of that name was delivered to the run already; returns whether
 /// this call delivered it. A run that does not exist is an error naming it.

@@ -44,6 +44,7 @@ use tokio::sync::oneshot;
 
 use crate::runtime::error::StoreError;
 use crate::sqlite::SqliteOptions;
+use crate::sqlite::error::sqlite_error;
 use crate::sqlite::events::Publisher;
 use crate::sqlite::lease::Leases;
 use crate::sqlite::rows::{self, Applied, ApplyError, WriteOp};
@@ -510,12 +511,12 @@ impl Core {
             .prepare_cached(sql)
             .and_then(|mut statement| statement.execute([]))
             .map(drop)
-            .map_err(|e| rows::sqlite_error(&self.label, &e))
+            .map_err(|e| sqlite_error(&self.label, &e))
     }
 
     fn store_error(&self, error: ApplyError) -> StoreError {
         match error {
-            ApplyError::Sqlite(e) => rows::sqlite_error(&self.label, &e),
+            ApplyError::Sqlite(e) => sqlite_error(&self.label, &e),
             ApplyError::Refused(e) => e,
         }
     }

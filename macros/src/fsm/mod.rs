@@ -1,10 +1,9 @@
-//! `fsm!`: parse (`ast`), resolve and check (`model`, `graph`), expand (`expand`), and on
+//! `fsm!`: parse (`ast`), resolve and check (`model`, and its `graph`), expand (`expand`), and on
 //! errors a `fallback` that declares the same items so that only the DSL's errors show.
 
 mod ast;
 mod expand;
 mod fallback;
-mod graph;
 mod model;
 
 use proc_macro2::TokenStream;

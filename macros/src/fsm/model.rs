@@ -12,6 +12,8 @@ use syn::{Ident, Type};
 use super::ast::{FsmInput, ItemKind, Named, Source, StateOption, TransitionAst};
 use crate::ctxt::{Errors, did_you_mean};
 
+mod graph;
+
 pub(crate) struct State {
     pub(crate) name: Ident,
     pub(crate) data: Option<Type>,
@@ -434,7 +436,7 @@ pub(crate) fn build(input: &FsmInput, errors: &mut Errors) -> Model {
         );
     }
     if complete {
-        super::graph::check(&b.model, b.errors);
+        graph::check(&b.model, b.errors);
     }
     b.model
 }

@@ -12,9 +12,10 @@ use syn::punctuated::Punctuated;
 use syn::{Ident, Path, Token, bracketed, token};
 
 use crate::workflow::ast::{
-    Dsl, Header, Link, OptionStatement, RawOption, Statement, WorkflowInput, option_statement,
+    Dsl, Header, Link, OptionStatement, Statement, WorkflowInput, option_statement,
     split_statements, step_path,
 };
+use crate::workflow::options::RawOption;
 
 /// The option a saga's step takes on top of a workflow step's.
 pub(crate) const UNDO_ON_UNKNOWN: &str = "undo_on_unknown";

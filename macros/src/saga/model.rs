@@ -8,9 +8,11 @@ use quote::{ToTokens, quote};
 use syn::{Ident, Path, Token};
 
 use crate::ctxt::{Errors, did_you_mean};
-use crate::workflow::ast::{RawOption, RawValue, Statement};
+use crate::workflow::ast::Statement;
 use crate::workflow::model::{self as forward_model, Model};
-use crate::workflow::options::{Options, STEP_OPTIONS, flag, list, positive_duration};
+use crate::workflow::options::{
+    Options, RawOption, RawValue, STEP_OPTIONS, flag, list, positive_duration,
+};
 
 use super::ast::{Element, SAGA, SagaInput, UNDO_ON_UNKNOWN, UndoMark, name_of};
 

@@ -4,10 +4,11 @@
 //! reported and the others are still read: the user sees every syntax error at once.
 
 use proc_macro2::{TokenStream, TokenTree};
-use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
-use syn::{Attribute, Expr, Ident, Path, Token, Type, Visibility, bracketed, parenthesized, token};
+use syn::{Attribute, Ident, Path, Token, Type, Visibility, bracketed, parenthesized, token};
+
+use super::options::RawOption;
 
 /// `#[attrs] vis Name(Input) -> Output { statements }`
 pub(crate) struct WorkflowInput {
@@ -39,18 +40,6 @@ pub(crate) struct Link {
 pub(crate) struct OptionStatement {
     pub(crate) target: Ident,
     pub(crate) options: Vec<RawOption>,
-}
-
-/// `name = value`, `name(inner, inner)` or a bare `name`.
-pub(crate) struct RawOption {
-    pub(crate) name: Ident,
-    pub(crate) value: RawValue,
-}
-
-pub(crate) enum RawValue {
-    Assign(Expr),
-    Call(Vec<RawOption>),
-    Flag,
 }
 
 /// The words a macro's messages use, so that `workflow!` and `saga!` share their parser and
@@ -270,26 +259,4 @@ pub(crate) fn option_statement(
         target,
         options: options.into_iter().collect(),
     })
-}
-
-impl Parse for RawOption {
-    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let name = Ident::parse_any(input)
-            .map_err(|e| syn::Error::new(e.span(), "expected an option name, such as `timeout`"))?;
-        let value = if input.peek(token::Paren) {
-            let content;
-            parenthesized!(content in input);
-            let inner: Punctuated<RawOption, Token![,]> = Punctuated::parse_terminated(&content)?;
-            RawValue::Call(inner.into_iter().collect())
-        } else if input.peek(Token![=]) {
-            input.parse::<Token![=]>()?;
-            if input.is_empty() || input.peek(Token![,]) {
-                return Err(input.error(format!("expected a value for `{name}` after `=`")));
-            }
-            RawValue::Assign(input.parse()?)
-        } else {
-            RawValue::Flag
-        };
-        Ok(RawOption { name, value })
-    }
 }

@@ -2,12 +2,12 @@
 //! workflow at once. Ended steps come back from the store decoded into their types and are
 //! not run again; the graph a run was started under must still be the workflow's.
 
-use super::{Claimed, Engine, Plan, Waiting};
-use crate::runtime::context::RunId;
-use crate::runtime::definition::{Codec, Definition, ErasedDefinition, StepValue, Value};
+use super::{Claimed, Engine, Waiting};
+use crate::runtime::definition::{Codec, Definition, ErasedDefinition, Plan, StepValue, Value};
 use crate::runtime::engine::RunHandle;
+use crate::runtime::engine::executor::{Restored, Resume, StoredEnd};
 use crate::runtime::error::{EngineError, StepError, StoreError};
-use crate::runtime::executor::{Restored, Resume, StoredEnd};
+use crate::runtime::id::RunId;
 use crate::runtime::report::StepStatus;
 use crate::runtime::store::StoredRunStatus;
 

@@ -24,8 +24,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, OnceCell};
 
 use super::Engine;
-use crate::runtime::context::{RunId, SignalSource};
+use crate::runtime::context::SignalSource;
 use crate::runtime::error::{EngineError, StepError, StoreError};
+use crate::runtime::id::RunId;
 use crate::runtime::store::Store;
 
 /// How often the poller asks the store for signals delivered by another process, and how

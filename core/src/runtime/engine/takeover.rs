@@ -16,8 +16,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::Engine;
-use crate::runtime::context::RunId;
 use crate::runtime::error::EngineError;
+use crate::runtime::id::RunId;
 
 /// How long after a lease's expiry the task tries again: the other owner's clock and this
 /// one's may differ a little.

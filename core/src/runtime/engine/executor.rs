@@ -32,10 +32,11 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::policy::OnError;
-use crate::runtime::context::{RunId, SignalSource, StepScope};
-use crate::runtime::definition::{ErasedDefinition, Value};
-use crate::runtime::engine::{self, Inner};
+use crate::runtime::context::{SignalSource, StepScope};
+use crate::runtime::definition::{self, ErasedDefinition, Value};
+use crate::runtime::engine::Inner;
 use crate::runtime::error::{RunError, StepError, StoreError};
+use crate::runtime::id::RunId;
 use crate::runtime::report::{StepReport, StepStatus};
 use crate::runtime::store::Change;
 
@@ -329,7 +330,7 @@ pub(crate) fn launch_run(
         outcome.send_ended(Err(error), &engine, &run_id);
         return;
     };
-    let plan = engine::plan(&def);
+    let plan = definition::plan(&def);
     let now = Instant::now();
     let (restored, ended_before) = match resume {
         Some(resume) => (Some(resume.steps), resume.ended),
@@ -509,7 +510,7 @@ impl Run {
 
     /// Step `index`'s name, shared with the definition's plan (and so with every run).
     fn name(&self, index: usize) -> Option<&Arc<str>> {
-        engine::plan(&self.def).names.get(index)
+        definition::plan(&self.def).names.get(index)
     }
 
     /// Records `change`, unless the store records no changes: then nothing is called, and

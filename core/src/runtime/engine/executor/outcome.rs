@@ -127,7 +127,7 @@ pub(super) fn store_error(run: &Run, source: StoreError) -> RunError {
 /// aborted mid-way is `Running` with the attempts it made; one that never began an attempt
 /// is `NotRun`.
 fn reports(run: &Run) -> Vec<StepReport> {
-    let names = &crate::runtime::engine::plan(&run.def).names;
+    let names = &crate::runtime::definition::plan(&run.def).names;
     run.steps
         .iter()
         .zip(names.iter())

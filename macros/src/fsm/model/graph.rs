@@ -3,7 +3,7 @@
 
 use crate::ctxt::Errors;
 
-use super::model::Model;
+use super::Model;
 
 /// The edges `(from, to)` between known states, a wildcard expanded to every state that is
 /// not final.
