@@ -100,7 +100,7 @@ fn lock_path(db: &Path, owner: &str) -> PathBuf {
     let mut name = db.file_name().unwrap_or_default().to_os_string();
     name.push(format!(
         "-owner-{:016x}.lock",
-        crate::fnv::hash(owner.as_bytes())
+        sagaflow_graph::fnv::hash(owner.as_bytes())
     ));
     db.with_file_name(name)
 }

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
-use sagaflow_core::RetryPolicy;
-use sagaflow_core::policy::jitter_unit;
+use sagaflow_graph::RetryPolicy;
+use sagaflow_graph::policy::jitter_unit;
 
 /// A duration from nothing to about a year, in nanoseconds, with small ones as likely as
 /// large ones.

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use proptest::prelude::*;
-use sagaflow_core::graph::{GraphError, GraphSpec};
+use sagaflow_graph::graph::{GraphError, GraphSpec};
 
 /// A random DAG: `n` nodes with a hidden topological order, declared in a shuffled order, with
 /// edges only from lower to higher hidden rank.

@@ -388,7 +388,6 @@ mod tests {
 
     /// The draw is fastrand's, so an engine seeded before this module drew for itself waits
     /// the same delays as it did then.
-    #[cfg(feature = "runtime")]
     #[test]
     fn the_draw_is_fastrands() {
         for seed in [0, 1, 7, 0xdead_beef, u64::MAX, 0x8000_0000_0000_0000] {
