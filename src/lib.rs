@@ -48,7 +48,7 @@ pub use sagaflow_core::runtime::{
     Builder, Definition, Engine, EngineError, Recovered, Report, RunError, RunHandle, RunId,
     StepContext, StepError, StepReport, StepStatus, Waiting,
 };
-pub use sagaflow_core::sqlite::{SqliteOptions, SqliteStore, Synchronous};
+pub use sagaflow_sqlite::{SqliteEngine, SqliteOptions, SqliteStore, Synchronous};
 
 /// Declares a workflow: a DAG of ordinary async functions, checked while it compiles and run on
 /// the [`Engine`].
@@ -195,7 +195,7 @@ pub use sagaflow_saga::{
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let engine = Engine::in_memory()?; // a store that keeps step outputs
+/// let engine = Engine::open_in_memory()?; // a store that keeps step outputs
 /// let outcome = Order::start(&engine, "order-17", 1299).await?.wait().await?;
 /// let SagaOutcome::Compensated { undone, .. } = outcome else { panic!() };
 /// assert_eq!(undone, ["reserve", "charge"]); // newest first
@@ -268,7 +268,7 @@ pub use sagaflow_saga::{
 ///
 /// - `NAME::start(&engine, run_id[, input])`: a [`SagaHandle`] whose `wait()` gives the
 ///   [`SagaOutcome`]; the run id is the idempotency key. The engine must keep step outputs
-///   (`Engine::open`, `Engine::in_memory`), since a failure is compensated from them.
+///   (`Engine::open`, `Engine::open_in_memory`), since a failure is compensated from them.
 /// - `NAME::resume(&engine, run_id)` and `NAME::recover(&engine)`: take up runs after a crash.
 /// - `NAME::status(&engine, run_id)`: the [`SagaStatus`].
 /// - `NAME::retry`, `NAME::skip`, `NAME::abandon(&engine, run_id)`: an operator's actions on a
@@ -459,8 +459,8 @@ pub use sagaflow_macros::fsm;
 /// The names most programs need.
 pub mod prelude {
     pub use crate::{
-        Engine, OnError, Report, RunError, RunId, SagaOutcome, SagaStatus, StepContext, StepError,
-        StepStatus,
+        Engine, OnError, Report, RunError, RunId, SagaOutcome, SagaStatus, SqliteEngine,
+        StepContext, StepError, StepStatus,
     };
     pub use crate::{fsm, saga, workflow};
 }

@@ -1,5 +1,6 @@
 //! The engine of sagaflow: definitions, the run engine, the store seam and the in-memory store
-//! (with the `runtime` feature, on by default), and the SQLite store (`sqlite`, on by default).
+//! (with the `runtime` feature, on by default). It holds no SQL: the SQLite store is the
+//! `sagaflow-sqlite` crate.
 //!
 //! The graph model and the step options live in the dependency-free `sagaflow-graph` crate,
 //! which the proc-macro crate uses too; they are re-exported here under the same paths.
@@ -8,9 +9,6 @@ pub use sagaflow_graph::{graph, policy};
 
 #[cfg(feature = "runtime")]
 pub mod runtime;
-
-#[cfg(feature = "sqlite")]
-pub mod sqlite;
 
 #[cfg(feature = "fault-injection")]
 pub mod fault;

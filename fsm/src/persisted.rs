@@ -3,7 +3,7 @@
 use std::fmt;
 
 use sagaflow_core::runtime::StoreError;
-use sagaflow_core::sqlite::{Advanced, MachineStep, MachineTransition, SqliteStore, StoredMachine};
+use sagaflow_sqlite::{Advanced, MachineStep, MachineTransition, SqliteStore, StoredMachine};
 
 use crate::error::MachineError;
 use crate::{Fsm, Transition};

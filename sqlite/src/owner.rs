@@ -22,7 +22,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::runtime::error::StoreError;
+use sagaflow_core::runtime::error::StoreError;
 
 /// How many default owner ids (`<host>-0` to `<host>-63`) a store tries before it falls back
 /// to a random one.

@@ -3,7 +3,6 @@
 //! Completed steps are not run again and their outputs come back typed; an interrupted step
 //! runs again unless it is at-most-once; a changed graph is refused; a finished run is not
 //! run or recorded again.
-#![cfg(feature = "sqlite")]
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
 use std::path::Path;
@@ -15,6 +14,7 @@ use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::{
     Builder, Definition, Engine, EngineError, RunError, StepError, StepStatus, StoredRunStatus,
 };
+use sagaflow_sqlite::SqliteEngine;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

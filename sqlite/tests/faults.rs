@@ -16,7 +16,8 @@ use std::process::{Command, Stdio};
 use sagaflow_core::StepOptions;
 use sagaflow_core::fault::{CRASH_AT, Point};
 use sagaflow_core::runtime::{Builder, Definition, Engine, RunId, StepError, StepStatus};
-use sagaflow_core::sqlite::SqliteOptions;
+use sagaflow_sqlite::SqliteEngine;
+use sagaflow_sqlite::SqliteOptions;
 
 const CHILD: &str = "SAGAFLOW_FAULT_CHILD";
 const STEPS: usize = 5;

@@ -13,7 +13,8 @@ use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::{
     Builder, Change, Codec, Definition, Engine, NewRun, RunId, StepError, Store, Value,
 };
-use sagaflow_core::sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore, Synchronous};
+use sagaflow_sqlite::SqliteEngine;
+use sagaflow_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore, Synchronous};
 
 fn chain(n: usize) -> Definition<u64, u64> {
     let mut b = Builder::<u64>::new(format!("chain_{n}"));

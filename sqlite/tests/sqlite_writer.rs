@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use rusqlite::Connection;
-use sagaflow_core::sqlite::{Advanced, MachineStep, SqliteOptions, SqliteStore, Synchronous};
+use sagaflow_sqlite::{Advanced, MachineStep, SqliteOptions, SqliteStore, Synchronous};
 
 fn step(expected_version: u64, to: &str) -> MachineStep {
     MachineStep {

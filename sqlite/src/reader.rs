@@ -19,9 +19,9 @@ use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::runtime::error::StoreError;
-use crate::sqlite::SqliteOptions;
-use crate::sqlite::writer::{ReadFn, Stats};
+use crate::SqliteOptions;
+use crate::writer::{ReadFn, Stats};
+use sagaflow_core::runtime::error::StoreError;
 
 /// The read connection and the thread that serves it.
 pub(crate) struct Reader {

@@ -1,6 +1,5 @@
 //! The SQLite store on real files: schema and migrations, what survives a reopen, every kind of
 //! bad database as an error value, the codec seam, a workflow end to end, and group commit.
-#![cfg(feature = "sqlite")]
 
 use std::any::Any;
 use std::path::{Path, PathBuf};
@@ -12,8 +11,9 @@ use sagaflow_core::runtime::{
     Builder, Change, Codec, Created, Engine, NewRun, RunError, RunId, StepError, StepStatus, Store,
     StoreError, StoredRunStatus, UnfinishedRun, Value,
 };
-use sagaflow_core::sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore, Synchronous};
 use sagaflow_core::{RetryPolicy, StepOptions};
+use sagaflow_sqlite::SqliteEngine;
+use sagaflow_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore, Synchronous};
 use serde::{Deserialize, Serialize};
 use tempfile::TempDir;
 
@@ -589,6 +589,39 @@ async fn an_in_memory_store_runs_a_workflow() {
         Some(Some("42".into()))
     );
     assert_eq!(store.path(), ":memory:");
+}
+
+/// `Engine::open_in_memory` and its old name, kept deprecated for a release, both make an
+/// engine on a SQLite database in memory: it keeps the outputs a saga compensates from.
+#[tokio::test]
+async fn open_in_memory_and_its_deprecated_alias_record_outputs() {
+    #[allow(deprecated)]
+    let old = Engine::in_memory().expect("opens");
+    for engine in [Engine::open_in_memory().expect("opens"), old] {
+        let mut b = Builder::<u32>::new("Double");
+        let input = b.input();
+        let out = b.step(
+            "double",
+            StepOptions::new(),
+            (input,),
+            |_, (x,)| async move { Ok::<_, StepError>(*x * 2) },
+        );
+        let handle = engine.start(&b.build_with_output(out), "r", 21).await;
+        assert_eq!(
+            *handle
+                .expect("starts")
+                .wait()
+                .await
+                .expect("completes")
+                .output,
+            42
+        );
+        let run = engine.store().load_run(&"r".into()).await.expect("loads");
+        assert_eq!(
+            run.map(|r| r.steps[0].output.clone()),
+            Some(Some("42".into()))
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

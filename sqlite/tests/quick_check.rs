@@ -1,13 +1,13 @@
 //! `SqliteOptions::quick_check`: a damaged file is refused when it is opened, with what SQLite
 //! found, and left as it was; a sound one opens.
-#![cfg(feature = "sqlite")]
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
 use std::path::Path;
 
 use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::{Builder, Engine, StepError, StoreError};
-use sagaflow_core::sqlite::{SqliteOptions, SqliteStore};
+use sagaflow_sqlite::SqliteEngine;
+use sagaflow_sqlite::{SqliteOptions, SqliteStore};
 
 /// A database with one finished run of 20 steps, each with a sizable output, closed (its WAL
 /// checkpointed into the file).

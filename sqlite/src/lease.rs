@@ -27,11 +27,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::runtime::error::StoreError;
-use crate::runtime::id::RunId;
-use crate::runtime::store::Lease;
-use crate::sqlite::clock::now_ms;
-use crate::sqlite::error::sqlite_error;
+use crate::clock::now_ms;
+use crate::error::sqlite_error;
+use sagaflow_core::runtime::RunId;
+use sagaflow_core::runtime::error::StoreError;
+use sagaflow_core::runtime::store::Lease;
 
 /// The default lease duration.
 pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(30);

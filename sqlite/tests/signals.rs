@@ -12,7 +12,8 @@ use sagaflow_core::runtime::{
     Builder, Change, Created, Definition, DeliveredSignal, Engine, EngineError, Lease, NewRun,
     RunError, RunId, StepError, Store, StoreError, StoredRun,
 };
-use sagaflow_core::sqlite::{SqliteOptions, SqliteStore};
+use sagaflow_sqlite::SqliteEngine;
+use sagaflow_sqlite::{SqliteOptions, SqliteStore};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,7 +126,6 @@ async fn a_payload_of_the_wrong_type_fails_the_step_naming_the_signal() {
     }
 }
 
-#[cfg(feature = "sqlite")]
 #[test]
 fn a_signal_sent_while_no_process_runs_the_run_is_delivered_after_the_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -182,12 +182,11 @@ fn a_signal_sent_while_no_process_runs_the_run_is_delivered_after_the_restart() 
     );
 }
 
-#[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn signals_and_events_work_on_a_sqlite_database_in_memory() {
     let (prepared, asked) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
     let def = approval_flow(prepared, Arc::clone(&asked));
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     let mut events = engine.subscribe();
     let handle = engine.start(&def, "doc-5", ()).await.unwrap();
     until(&asked, 1).await;

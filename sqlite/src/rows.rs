@@ -9,17 +9,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::runtime::error::StoreError;
-use crate::runtime::events::EventKind;
-use crate::runtime::id::RunId;
-use crate::runtime::report::StepStatus;
-use crate::runtime::store::{
+use crate::clock::now_ms;
+use crate::error::sqlite_error;
+use crate::lease::{Acquired, acquire};
+use crate::machines::{self, Advanced, MachineStep};
+use sagaflow_core::runtime::RunId;
+use sagaflow_core::runtime::error::StoreError;
+use sagaflow_core::runtime::events::EventKind;
+use sagaflow_core::runtime::report::StepStatus;
+use sagaflow_core::runtime::store::{
     Change, Created, NewRun, StoredRun, StoredRunStatus, StoredStep, UnfinishedRun,
 };
-use crate::sqlite::clock::now_ms;
-use crate::sqlite::error::sqlite_error;
-use crate::sqlite::lease::{Acquired, acquire};
-use crate::sqlite::machines::{self, Advanced, MachineStep};
 
 /// A write, owned so it can cross to the writer thread and be applied again on its own if the
 /// group commit it was part of fails.

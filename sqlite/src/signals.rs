@@ -8,10 +8,10 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::runtime::error::StoreError;
-use crate::runtime::id::RunId;
-use crate::runtime::store::DeliveredSignal;
-use crate::sqlite::error::sqlite_error;
+use crate::error::sqlite_error;
+use sagaflow_core::runtime::RunId;
+use sagaflow_core::runtime::error::StoreError;
+use sagaflow_core::runtime::store::DeliveredSignal;
 
 /// Keeps the signal unless one of that name was delivered to the run already; returns whether
 /// this call delivered it. A run that does not exist is an error naming it.

@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use crate::runtime::engine::Engine;
-use crate::runtime::error::StoreError;
-use crate::sqlite::SqliteStore;
-use crate::sqlite::rows::{Applied, WriteOp};
+use crate::SqliteStore;
+use crate::rows::{Applied, WriteOp};
+use sagaflow_core::runtime::engine::Engine;
+use sagaflow_core::runtime::error::StoreError;
 
 use super::{
     Advanced, MachineStep, MachineTransition, StoredMachine, ids, in_transaction, insert, load, log,

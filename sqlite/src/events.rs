@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, params};
 
-use crate::runtime::error::StoreError;
-use crate::runtime::events::{Event, EventKind, EventSink};
-use crate::runtime::id::RunId;
-use crate::sqlite::error::sqlite_error;
-use crate::sqlite::rows::{self, Applied, Logged, WriteOp};
+use crate::error::sqlite_error;
+use crate::rows::{self, Applied, Logged, WriteOp};
+use sagaflow_core::runtime::RunId;
+use sagaflow_core::runtime::error::StoreError;
+use sagaflow_core::runtime::events::{Event, EventKind, EventSink};
 
 /// The sinks the store publishes to, and the last `seq` it committed.
 #[derive(Debug, Default)]

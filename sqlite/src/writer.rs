@@ -42,12 +42,12 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use crate::runtime::error::StoreError;
-use crate::sqlite::SqliteOptions;
-use crate::sqlite::error::sqlite_error;
-use crate::sqlite::events::Publisher;
-use crate::sqlite::lease::Leases;
-use crate::sqlite::rows::{self, Applied, ApplyError, WriteOp};
+use crate::SqliteOptions;
+use crate::error::sqlite_error;
+use crate::events::Publisher;
+use crate::lease::Leases;
+use crate::rows::{self, Applied, ApplyError, WriteOp};
+use sagaflow_core::runtime::error::StoreError;
 
 /// The most writes one transaction takes; the rest wait for the next one. Bounds the work a
 /// failed batch redoes and the time a read waits.
@@ -451,10 +451,10 @@ impl Core {
             return match result {
                 Ok(outcome) => {
                     #[cfg(feature = "fault-injection")]
-                    crate::fault::hit(crate::fault::Point::BeforeCommit);
+                    sagaflow_core::fault::hit(sagaflow_core::fault::Point::BeforeCommit);
                     self.exec("COMMIT")?;
                     #[cfg(feature = "fault-injection")]
-                    crate::fault::hit(crate::fault::Point::AfterCommit);
+                    sagaflow_core::fault::hit(sagaflow_core::fault::Point::AfterCommit);
                     self.stats.commits.fetch_add(1, Ordering::Relaxed);
                     results.push(Ok(outcome));
                     Ok(results)
@@ -496,10 +496,10 @@ impl Core {
             self.exec("ROLLBACK")?;
         } else {
             #[cfg(feature = "fault-injection")]
-            crate::fault::hit(crate::fault::Point::BeforeCommit);
+            sagaflow_core::fault::hit(sagaflow_core::fault::Point::BeforeCommit);
             self.exec("COMMIT")?;
             #[cfg(feature = "fault-injection")]
-            crate::fault::hit(crate::fault::Point::AfterCommit);
+            sagaflow_core::fault::hit(sagaflow_core::fault::Point::AfterCommit);
             self.stats.commits.fetch_add(1, Ordering::Relaxed);
         }
         Ok(results)

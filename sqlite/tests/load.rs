@@ -14,7 +14,8 @@ use std::time::Duration;
 use rusqlite::Connection;
 use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::{Builder, Definition, Engine, StepError};
-use sagaflow_core::sqlite::{SqliteOptions, Synchronous};
+use sagaflow_sqlite::SqliteEngine;
+use sagaflow_sqlite::{SqliteOptions, Synchronous};
 
 const CHILD: &str = "SAGAFLOW_LOAD_CHILD";
 

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
-use crate::runtime::error::StoreError;
-use crate::sqlite::{SqliteOptions, Synchronous};
+use crate::{SqliteOptions, Synchronous};
+use sagaflow_core::runtime::error::StoreError;
 
 /// The migrations, oldest first; migration `i` takes the schema from version `i` to `i + 1`.
 /// Append only: a migration that has shipped must never change.

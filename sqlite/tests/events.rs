@@ -2,7 +2,6 @@
 //! `seq` order; a replay gives exactly what it saw; a subscription from a position replays and
 //! then goes on live with no gap and no repeat; a subscriber that lags behind the broadcast
 //! buffer catches up from the store; concurrent runs interleave, each in its own order.
-#![cfg(feature = "sqlite")]
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
 use std::path::PathBuf;
@@ -12,8 +11,8 @@ use std::time::Duration;
 use sagaflow_core::runtime::{
     Builder, Definition, Engine, Event, EventKind, EventStream, RunId, StepError,
 };
-use sagaflow_core::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use sagaflow_core::{RetryPolicy, StepOptions};
+use sagaflow_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use tempfile::TempDir;
 
 fn temp_db() -> (TempDir, PathBuf) {

@@ -3,7 +3,7 @@
 
 use rusqlite::ErrorCode;
 
-use crate::runtime::error::StoreError;
+use sagaflow_core::runtime::error::StoreError;
 
 /// A SQLite error as a [`StoreError`] naming the file: a lock past the busy timeout is
 /// [`StoreError::Busy`], a full disk or size limit [`StoreError::Full`].

@@ -9,9 +9,9 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::runtime::error::StoreError;
-use crate::sqlite::clock::now_ms;
-use crate::sqlite::error::sqlite_error;
+use crate::clock::now_ms;
+use crate::error::sqlite_error;
+use sagaflow_core::runtime::error::StoreError;
 
 mod api;
 
@@ -47,7 +47,7 @@ pub struct MachineTransition {
     pub at: i64,
 }
 
-/// What [`SqliteStore::advance_machine`](crate::sqlite::SqliteStore::advance_machine) did.
+/// What [`SqliteStore::advance_machine`](crate::SqliteStore::advance_machine) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Advanced {
     /// The state and the log row were committed; the machine is at `version`.
@@ -233,11 +233,11 @@ fn in_transaction<T>(
     match &result {
         Ok(_) => {
             #[cfg(feature = "fault-injection")]
-            crate::fault::hit(crate::fault::Point::BeforeCommit);
+            sagaflow_core::fault::hit(sagaflow_core::fault::Point::BeforeCommit);
             conn.execute_batch("COMMIT")
                 .map_err(|e| sqlite_error(label, &e))?;
             #[cfg(feature = "fault-injection")]
-            crate::fault::hit(crate::fault::Point::AfterCommit);
+            sagaflow_core::fault::hit(sagaflow_core::fault::Point::AfterCommit);
         }
         Err(_) => {
             if !conn.is_autocommit() {
@@ -254,7 +254,7 @@ mod tests {
     #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
     use super::*;
-    use crate::sqlite::SqliteStore;
+    use crate::SqliteStore;
 
     fn step(expected_version: u64, to: &str) -> MachineStep {
         MachineStep {

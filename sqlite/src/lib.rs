@@ -1,8 +1,9 @@
-//! The durable store: runs, steps and events in a SQLite file.
+//! sagaflow's durable store: runs, steps and events in a SQLite file.
 //!
 //! ```
 //! use sagaflow_core::runtime::{Builder, Engine, StepError, Store, StoredRunStatus};
 //! use sagaflow_core::StepOptions;
+//! use sagaflow_sqlite::SqliteEngine as _; // Engine::open
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -61,11 +62,11 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::runtime::engine::Engine;
-use crate::runtime::error::StoreError;
-use crate::runtime::events::{Event, EventSink};
-use crate::runtime::id::RunId;
-use crate::runtime::store::{
+use sagaflow_core::runtime::RunId;
+use sagaflow_core::runtime::engine::Engine;
+use sagaflow_core::runtime::error::StoreError;
+use sagaflow_core::runtime::events::{Event, EventSink};
+use sagaflow_core::runtime::store::{
     Change, Created, DeliveredSignal, Lease, NewRun, Store, StoredRun, UnfinishedRun,
 };
 
@@ -664,24 +665,61 @@ impl Store for SqliteStore {
     }
 }
 
-impl Engine {
+/// The engine's SQLite constructors: `Engine::open(path)` and its kin.
+///
+/// The engine lives in `sagaflow-core`, which knows no store but its in-memory one, so the
+/// constructors that open a SQLite database come with this crate, as a trait that only
+/// [`Engine`] implements. The facade's prelude (`use sagaflow::prelude::*`) brings it into
+/// scope; without the prelude, `use sagaflow::SqliteEngine` (or `sagaflow_sqlite::SqliteEngine`).
+///
+/// Every constructor of an engine, with what it makes:
+///
+/// | constructor | store |
+/// | --- | --- |
+/// | `Engine::ephemeral()` | none kept: a [`MemoryStore`](sagaflow_core::runtime::MemoryStore) without history; runs live in memory |
+/// | [`Engine::open`](SqliteEngine::open), [`open_with`](SqliteEngine::open_with) | a SQLite file ([`SqliteStore::open`]) |
+/// | [`Engine::open_in_memory`](SqliteEngine::open_in_memory) | a SQLite database in memory ([`SqliteStore::in_memory`]) |
+/// | `Engine::builder().store(store).build()` | any store, with the engine's limits set |
+pub trait SqliteEngine: sealed::Sealed + Sized {
     /// An engine whose runs are recorded in the SQLite database at `path`, created if missing,
     /// with the default [`SqliteOptions`] (`synchronous = FULL`, a 5 s busy timeout).
-    pub fn open(path: impl AsRef<Path>) -> Result<Engine, StoreError> {
-        Engine::open_with(path, SqliteOptions::default())
-    }
+    fn open(path: impl AsRef<Path>) -> Result<Self, StoreError>;
 
     /// An engine on the SQLite database at `path`, opened with `options`.
-    pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Engine, StoreError> {
-        let store = SqliteStore::open(path, options)?;
-        Ok(Engine::builder().store(Arc::new(store)).build())
-    }
+    fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError>;
 
     /// An engine on a real SQLite database in memory, not a mock: the durable engine's
     /// schema, checkpoints, event log and signals, with nothing on disk and nothing kept once
     /// it is dropped. For tests of the durable code paths (sagas need them);
     /// `Engine::ephemeral()` is the lighter engine that records nothing.
-    pub fn in_memory() -> Result<Engine, StoreError> {
+    fn open_in_memory() -> Result<Self, StoreError>;
+
+    /// The old name of [`open_in_memory`](Self::open_in_memory).
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed `Engine::open_in_memory`: a SQLite database in memory, not the in-memory store of `Engine::ephemeral`"
+    )]
+    fn in_memory() -> Result<Self, StoreError> {
+        Self::open_in_memory()
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for sagaflow_core::runtime::Engine {}
+}
+
+impl SqliteEngine for Engine {
+    fn open(path: impl AsRef<Path>) -> Result<Engine, StoreError> {
+        Engine::open_with(path, SqliteOptions::default())
+    }
+
+    fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Engine, StoreError> {
+        let store = SqliteStore::open(path, options)?;
+        Ok(Engine::builder().store(Arc::new(store)).build())
+    }
+
+    fn open_in_memory() -> Result<Engine, StoreError> {
         let store = SqliteStore::in_memory()?;
         Ok(Engine::builder().store(Arc::new(store)).build())
     }

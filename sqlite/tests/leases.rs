@@ -1,7 +1,6 @@
 //! Several stores (processes) on one SQLite file: a run is taken up by one owner at a time
 //! under a lease with a fencing token; an expired lease is taken over; a stale owner's write is
 //! refused; a run that keeps crashing its process is parked, and the others still recover.
-#![cfg(feature = "sqlite")]
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
 use std::path::Path;
@@ -15,7 +14,8 @@ use sagaflow_core::runtime::{
     Builder, Change, Definition, Engine, EngineError, RunError, StepError, Store, StoreError,
     StoredRunStatus,
 };
-use sagaflow_core::sqlite::{SqliteOptions, SqliteStore};
+use sagaflow_sqlite::SqliteEngine;
+use sagaflow_sqlite::{SqliteOptions, SqliteStore};
 
 /// What the steps of [`chain`] do, shared by every engine of a test.
 #[derive(Default)]
@@ -403,7 +403,7 @@ async fn a_version_2_database_is_migrated_and_its_runs_can_be_leased() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, sagaflow_core::sqlite::SCHEMA_VERSION);
+    assert_eq!(version, sagaflow_sqlite::SCHEMA_VERSION);
     let row: (Option<String>, i64, Option<i64>, i64, i64) = conn
         .query_row(
             "SELECT owner, lease_token, lease_expires, recoveries, parked FROM runs \
