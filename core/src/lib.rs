@@ -13,5 +13,8 @@ pub mod runtime;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
 pub use graph::{Graph, GraphError, GraphSpec, NodeStyle};
 pub use policy::{OnError, PolicyError, RetryPolicy, StepOptions};

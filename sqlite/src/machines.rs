@@ -12,73 +12,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::clock::now_ms;
 use crate::error::sqlite_error;
 use sagaflow_core::runtime::error::StoreError;
+pub use sagaflow_core::runtime::store::{Advanced, MachineStep, MachineTransition, StoredMachine};
 
 mod api;
-
-/// A machine as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredMachine {
-    /// The machine's id, unique in the database.
-    pub id: String,
-    /// The machine's type (the name given to `fsm!`).
-    pub machine: String,
-    /// The state, as the runtime encoded it (JSON).
-    pub state: String,
-    /// Bumped by every transition; 0 when created.
-    pub version: u64,
-    /// When it was created, unix milliseconds.
-    pub created_at: i64,
-    /// When it last changed, unix milliseconds.
-    pub updated_at: i64,
-}
-
-/// One row of a machine's transition log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MachineTransition {
-    /// The version the transition produced (1 for the first).
-    pub seq: u64,
-    /// The state it left.
-    pub from: String,
-    /// The event that caused it.
-    pub event: String,
-    /// The state it entered.
-    pub to: String,
-    /// When it was committed, unix milliseconds.
-    pub at: i64,
-}
-
-/// What [`SqliteStore::advance_machine`](crate::SqliteStore::advance_machine) did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Advanced {
-    /// The state and the log row were committed; the machine is at `version`.
-    Applied {
-        /// The new version.
-        version: u64,
-        /// The commit's time, unix milliseconds.
-        at: i64,
-    },
-    /// Nothing was written: the machine is not at the version the caller read. `found` is the
-    /// version it is at, `None` if it does not exist.
-    Conflict {
-        /// The stored version, if the machine exists.
-        found: Option<u64>,
-    },
-}
-
-/// A transition to store: the version it was decided on, the new state and the log row's names.
-#[derive(Debug, Clone)]
-pub struct MachineStep {
-    /// The version the caller read; the write applies only if the machine is still there.
-    pub expected_version: u64,
-    /// The new state (JSON).
-    pub state: String,
-    /// The state left, for the log.
-    pub from: String,
-    /// The event, for the log.
-    pub event: String,
-    /// The state entered, for the log.
-    pub to: String,
-}
 
 fn version_of(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
@@ -253,68 +189,11 @@ fn in_transaction<T>(
 mod tests {
     #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
-    use super::*;
     use crate::SqliteStore;
 
-    fn step(expected_version: u64, to: &str) -> MachineStep {
-        MachineStep {
-            expected_version,
-            state: format!("\"{to}\""),
-            from: "A".to_owned(),
-            event: "E".to_owned(),
-            to: to.to_owned(),
-        }
-    }
-
     #[tokio::test]
-    async fn an_insert_is_idempotent_and_a_transition_is_fenced_on_the_version() {
+    async fn ids_are_listed_through_the_index_not_a_scan() {
         let store = SqliteStore::in_memory().unwrap();
-        let (first, created) = store.insert_machine("m", "M", "\"A\"").await.unwrap();
-        assert!(created);
-        assert_eq!((first.version, first.state.as_str()), (0, "\"A\""));
-        let (again, created) = store.insert_machine("m", "M", "\"Z\"").await.unwrap();
-        assert!(!created);
-        assert_eq!(again.state, "\"A\"", "the first insert wins");
-
-        let applied = store.advance_machine("m", step(0, "B")).await.unwrap();
-        assert!(matches!(applied, Advanced::Applied { version: 1, .. }));
-        let stale = store.advance_machine("m", step(0, "C")).await.unwrap();
-        assert_eq!(stale, Advanced::Conflict { found: Some(1) });
-        let missing = store.advance_machine("nope", step(0, "B")).await.unwrap();
-        assert_eq!(missing, Advanced::Conflict { found: None });
-
-        let stored = store.load_machine("m").await.unwrap().unwrap();
-        assert_eq!((stored.version, stored.state.as_str()), (1, "\"B\""));
-        let log = store.machine_log("m", 0, 10).await.unwrap();
-        assert_eq!(log.len(), 1, "the refused write left no log row");
-        assert_eq!((log[0].seq, log[0].to.as_str()), (1, "B"));
-        assert!(store.load_machine("nope").await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn the_log_pages_in_order() {
-        let store = SqliteStore::in_memory().unwrap();
-        store.insert_machine("m", "M", "\"A\"").await.unwrap();
-        for v in 0..5 {
-            store.advance_machine("m", step(v, "B")).await.unwrap();
-        }
-        let first = store.machine_log("m", 0, 2).await.unwrap();
-        let rest = store.machine_log("m", 2, 10).await.unwrap();
-        let seqs: Vec<u64> = first.iter().chain(&rest).map(|t| t.seq).collect();
-        assert_eq!(seqs, [1, 2, 3, 4, 5]);
-        assert!(store.machine_log("m", 5, 10).await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn ids_are_listed_by_type() {
-        let store = SqliteStore::in_memory().unwrap();
-        for (id, machine) in [("b", "M"), ("a", "M"), ("c", "Other")] {
-            store.insert_machine(id, machine, "\"A\"").await.unwrap();
-        }
-        assert_eq!(store.machine_ids("M").await.unwrap(), ["a", "b"]);
-        assert_eq!(store.machine_ids("Other").await.unwrap(), ["c"]);
-        assert!(store.machine_ids("None").await.unwrap().is_empty());
-        // Through the index, not a scan of every machine.
         let plan = store
             .read(|conn, _| {
                 let mut stmt = conn

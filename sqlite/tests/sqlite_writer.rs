@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use rusqlite::Connection;
+use sagaflow_core::runtime::MachineStore;
 use sagaflow_sqlite::{Advanced, MachineStep, SqliteOptions, SqliteStore, Synchronous};
 
 fn step(expected_version: u64, to: &str) -> MachineStep {

@@ -8,6 +8,7 @@ use crate::SqliteStore;
 use crate::rows::{Applied, WriteOp};
 use sagaflow_core::runtime::engine::Engine;
 use sagaflow_core::runtime::error::StoreError;
+use sagaflow_core::runtime::store::MachineStore;
 
 use super::{
     Advanced, MachineStep, MachineTransition, StoredMachine, ids, in_transaction, insert, load, log,
@@ -19,17 +20,18 @@ impl SqliteStore {
     pub fn engine(&self) -> Engine {
         Engine::builder().store(Arc::new(self.clone())).build()
     }
+}
 
-    /// The machine `id`, if it exists.
-    pub async fn load_machine(&self, id: &str) -> Result<Option<StoredMachine>, StoreError> {
+/// Machines in the `machines` and `machine_transitions` tables: a transition is one write
+/// of the writer, committed with the state's `UPDATE ... WHERE version = ?`.
+#[async_trait::async_trait]
+impl MachineStore for SqliteStore {
+    async fn load_machine(&self, id: &str) -> Result<Option<StoredMachine>, StoreError> {
         let id = id.to_owned();
         self.read(move |conn, label| load(conn, label, &id)).await
     }
 
-    /// Creates the machine `id` of type `machine` in `state` at version 0, unless a machine
-    /// has that id already; returns the machine as stored either way (the id is the
-    /// idempotency key), and whether this call created it.
-    pub async fn insert_machine(
+    async fn insert_machine(
         &self,
         id: &str,
         machine: &str,
@@ -50,13 +52,7 @@ impl SqliteStore {
         .await
     }
 
-    /// Stores a transition of machine `id`: the new state and version, and the log row, in one
-    /// transaction, only if the machine is still at `step.expected_version`.
-    pub async fn advance_machine(
-        &self,
-        id: &str,
-        step: MachineStep,
-    ) -> Result<Advanced, StoreError> {
+    async fn advance_machine(&self, id: &str, step: MachineStep) -> Result<Advanced, StoreError> {
         let op = WriteOp::AdvanceMachine {
             machine_id: id.to_owned(),
             step,
@@ -67,16 +63,13 @@ impl SqliteStore {
         }
     }
 
-    /// The ids of every machine of type `machine`, in id order (a scan of the machines: meant
-    /// for sweeps such as escalating overdue ones, not for a hot path).
-    pub async fn machine_ids(&self, machine: &str) -> Result<Vec<String>, StoreError> {
+    async fn machine_ids(&self, machine: &str) -> Result<Vec<String>, StoreError> {
         let machine = machine.to_owned();
         self.read(move |conn, label| ids(conn, label, &machine))
             .await
     }
 
-    /// Up to `limit` transitions of machine `id` with a `seq` past `after`, oldest first.
-    pub async fn machine_log(
+    async fn machine_log(
         &self,
         id: &str,
         after: u64,
