@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sagaflow::SqliteEngine;
-use sagaflow::runtime::{MemoryStore, Store, StoredRunStatus};
+use sagaflow::runtime::{MemoryStore, RunStore, StoredRunStatus};
 use sagaflow::{
     Builder, Definition, Engine, RunId, SqliteOptions, SqliteStore, StepError, StepOptions,
     StepStatus, Synchronous,

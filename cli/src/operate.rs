@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use sagaflow_core::runtime::{RunId, Store};
+use sagaflow_core::runtime::{RunId, SignalStore};
 use sagaflow_saga::SagaError;
 use sagaflow_saga::requests::{self, OperatorAction};
 use sagaflow_sqlite::{SqliteOptions, SqliteStore};

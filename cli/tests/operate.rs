@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::{Approve, FIXED, Fixture, Ship};
 use sagaflow::SagaOutcome;
 use sagaflow::prelude::*;
-use sagaflow::runtime::{Store, StoredRunStatus};
+use sagaflow::runtime::{RunStore, StoredRunStatus};
 
 /// The binary, off the runtime's threads.
 async fn sagaflow(f: &Fixture, args: &[&str]) -> common::Out {

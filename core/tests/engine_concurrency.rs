@@ -12,7 +12,7 @@ use common::{changes, engine_with_store, run};
 use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::{
     Builder, Change, Created, Engine, Handle, MemoryStore, NewRun, RecordedChange, RunError, RunId,
-    StepError, StepStatus, Store, StoreError,
+    StepError, StepStatus, StoreError,
 };
 use tokio::sync::{Barrier, Notify};
 
@@ -89,8 +89,7 @@ struct GateStore {
     gate: Notify,
 }
 
-#[async_trait::async_trait]
-impl Store for GateStore {
+sagaflow_core::forward_store!(GateStore => inner: RunStore with {
     async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
         self.entered.notify_one();
         self.gate.notified().await;
@@ -100,7 +99,8 @@ impl Store for GateStore {
     async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError> {
         self.inner.record(run_id, change).await
     }
-}
+});
+sagaflow_core::forward_store!(GateStore => inner: LeaseStore, SignalStore, EventLog);
 
 fn gate_store() -> Arc<GateStore> {
     Arc::new(GateStore {

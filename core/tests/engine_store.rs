@@ -9,7 +9,7 @@ use common::{Log, changes, engine_with_store, ms, policy, run};
 use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::{
     Builder, Change, Created, Definition, Engine, EngineError, MemoryStore, NewRun, RecordedChange,
-    RunError, RunId, StepError, Store, StoreError,
+    RunError, RunId, StepError, StoreError,
 };
 
 /// `a -> b`, where `b` records whether it ran.
@@ -127,8 +127,7 @@ struct FailingStore {
     fail_on: Option<&'static str>,
 }
 
-#[async_trait::async_trait]
-impl Store for FailingStore {
+sagaflow_core::forward_store!(FailingStore => inner: RunStore with {
     async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
         if self.fail_create {
             return Err(StoreError::Backend("disk full".into()));
@@ -144,7 +143,8 @@ impl Store for FailingStore {
         }
         self.inner.record(run_id, change).await
     }
-}
+});
+sagaflow_core::forward_store!(FailingStore => inner: LeaseStore, SignalStore, EventLog);
 
 #[tokio::test]
 async fn a_failing_store_stops_the_run() {
@@ -194,8 +194,7 @@ struct EncodingStore {
     encoded: Log<String>,
 }
 
-#[async_trait::async_trait]
-impl Store for EncodingStore {
+sagaflow_core::forward_store!(EncodingStore => inner: RunStore with {
     async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
         let input = (run.input_codec.encode)(run.input).map_err(StoreError::Backend)?;
         self.encoded.push(format!("input {input}"));
@@ -218,7 +217,8 @@ impl Store for EncodingStore {
         }
         self.inner.record(run_id, change).await
     }
-}
+});
+sagaflow_core::forward_store!(EncodingStore => inner: LeaseStore, SignalStore, EventLog);
 
 #[tokio::test]
 async fn the_store_can_encode_the_input_and_outputs_it_is_handed() {

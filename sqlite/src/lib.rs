@@ -28,14 +28,14 @@
 //! What it guarantees: a checkpoint is acknowledged only after the transaction that holds it
 //! has committed (with `synchronous = FULL`, after the `fsync`); the checkpoints of many runs
 //! share one commit (see `writer`); every change is also a row of the `events` table, in
-//! commit order, which [`Store::events`] replays and which is published to the engines'
+//! commit order, which [`EventLog::events`] replays and which is published to the engines'
 //! subscribers ([`Engine::subscribe`]) once committed; a database written by a newer
 //! sagaflow, a file that is not a database, a lock held past the busy timeout and a full disk
 //! are each a [`StoreError`] naming the file, never a panic, and never lose what was committed
 //! before.
 //!
 //! Several processes may share the file: a run is taken up under a lease with a fencing token
-//! ([`Store::acquire`]), renewed by the store while the run lives here; a run whose lease
+//! ([`LeaseStore::acquire`]), renewed by the store while the run lives here; a run whose lease
 //! expired is taken over by another process, and the old owner's next write is refused with
 //! [`StoreError::Fenced`]; a run taken up more than [`SqliteOptions::max_recoveries`] times is
 //! parked (see `lease`).
@@ -67,7 +67,8 @@ use sagaflow_core::runtime::engine::Engine;
 use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::events::{Event, EventSink};
 use sagaflow_core::runtime::store::{
-    Change, Created, DeliveredSignal, Lease, NewRun, Store, StoredRun, UnfinishedRun,
+    Change, Created, DeliveredSignal, EventLog, Lease, LeaseStore, NewRun, RunStore, SignalStore,
+    StoredRun, UnfinishedRun,
 };
 
 use error::sqlite_error;
@@ -199,7 +200,7 @@ impl SqliteOptions {
     }
 }
 
-/// A [`Store`] on a SQLite database. Cheap to clone: clones share the writer thread, which
+/// A [`Store`](sagaflow_core::runtime::Store) on a SQLite database. Cheap to clone: clones share the writer thread, which
 /// stops, closing the database, when the last clone is dropped; that drop waits for the batch
 /// in hand (at most the busy timeout), so the file is released when the drop returns.
 #[derive(Clone)]
@@ -507,12 +508,10 @@ impl SqliteStore {
     }
 }
 
+/// Runs, steps and their outputs in the `runs` and `steps` tables; a checkpoint is acknowledged
+/// once its group commit is.
 #[async_trait::async_trait]
-impl Store for SqliteStore {
-    fn keeps_finished_runs(&self) -> bool {
-        true
-    }
-
+impl RunStore for SqliteStore {
     async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
         let leases = &self.inner.leases;
         let op = rows::create_op(run, &leases.owner, leases.lease_ms())?;
@@ -542,6 +541,42 @@ impl Store for SqliteStore {
         self.record_changes(run_id, first, Some(then)).await
     }
 
+    fn records_changes(&self) -> bool {
+        true
+    }
+
+    fn keeps_finished_runs(&self) -> bool {
+        true
+    }
+
+    async fn load_run(&self, run_id: &RunId) -> Result<Option<StoredRun>, StoreError> {
+        let run_id = run_id.clone();
+        self.read(move |conn, label| {
+            // One read transaction, so the run and its steps are one snapshot even while
+            // another process writes.
+            conn.execute_batch("BEGIN DEFERRED")
+                .map_err(|e| sqlite_error(label, &e))?;
+            let result = rows::load_run(conn, label, run_id.as_str());
+            let _ = conn.execute_batch("COMMIT");
+            result
+        })
+        .await
+    }
+
+    async fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>, StoreError> {
+        self.read(rows::unfinished_runs).await
+    }
+
+    async fn stopped_runs(&self, workflow: &str) -> Result<Vec<RunId>, StoreError> {
+        let workflow = workflow.to_owned();
+        self.read(move |conn, label| rows::stopped_runs(conn, label, &workflow))
+            .await
+    }
+}
+
+/// Leases in the `runs` table, renewed by the store while a run lives here (see `lease`).
+#[async_trait::async_trait]
+impl LeaseStore for SqliteStore {
     async fn acquire(&self, run_id: &RunId) -> Result<Lease, StoreError> {
         let leases = &self.inner.leases;
         let op = WriteOp::Acquire {
@@ -569,31 +604,11 @@ impl Store for SqliteStore {
     fn release(&self, run_id: &RunId) {
         self.inner.leases.forget(run_id);
     }
+}
 
-    async fn load_run(&self, run_id: &RunId) -> Result<Option<StoredRun>, StoreError> {
-        let run_id = run_id.clone();
-        self.read(move |conn, label| {
-            // One read transaction, so the run and its steps are one snapshot even while
-            // another process writes.
-            conn.execute_batch("BEGIN DEFERRED")
-                .map_err(|e| sqlite_error(label, &e))?;
-            let result = rows::load_run(conn, label, run_id.as_str());
-            let _ = conn.execute_batch("COMMIT");
-            result
-        })
-        .await
-    }
-
-    async fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>, StoreError> {
-        self.read(rows::unfinished_runs).await
-    }
-
-    async fn stopped_runs(&self, workflow: &str) -> Result<Vec<RunId>, StoreError> {
-        let workflow = workflow.to_owned();
-        self.read(move |conn, label| rows::stopped_runs(conn, label, &workflow))
-            .await
-    }
-
+/// Signals in the `signals` table, numbered in the order they were committed.
+#[async_trait::async_trait]
+impl SignalStore for SqliteStore {
     async fn deliver_signal(
         &self,
         run_id: &RunId,
@@ -636,7 +651,11 @@ impl Store for SqliteStore {
         self.read(move |conn, label| signals::after(conn, label, after, limit))
             .await
     }
+}
 
+/// The `events` table, published to every engine on the store once committed.
+#[async_trait::async_trait]
+impl EventLog for SqliteStore {
     async fn events(
         &self,
         run_id: Option<&RunId>,

@@ -11,7 +11,7 @@ use std::path::Path;
 use rusqlite::Connection;
 use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::{
-    Builder, Change, Codec, Definition, Engine, NewRun, RunId, StepError, Store, Value,
+    Builder, Change, Codec, Definition, Engine, EventLog, NewRun, RunId, RunStore, StepError, Value,
 };
 use sagaflow_sqlite::SqliteEngine;
 use sagaflow_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore, Synchronous};

@@ -471,7 +471,7 @@ async fn events_another_process_wrote_arrive_with_the_next_gap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_writes_in_a_group_commit_publish_nothing_and_the_rest_publish_once() {
-    use sagaflow_core::runtime::{Change, Codec, NewRun, Store, Value};
+    use sagaflow_core::runtime::{Change, Codec, NewRun, RunStore, Value};
     let (_dir, path) = temp_db();
     let options = SqliteOptions::default().synchronous(Synchronous::Normal);
     let store = Arc::new(SqliteStore::open(&path, options).unwrap());

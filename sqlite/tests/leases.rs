@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::{
-    Builder, Change, Definition, Engine, EngineError, RunError, StepError, Store, StoreError,
+    Builder, Change, Definition, Engine, EngineError, RunError, RunStore, StepError, StoreError,
     StoredRunStatus,
 };
 use sagaflow_sqlite::SqliteEngine;

@@ -86,7 +86,10 @@ fn a_sound_file_opens_with_the_check() {
         .build()
         .unwrap();
     let run = runtime
-        .block_on(sagaflow_core::runtime::Store::load_run(&store, &"r".into()))
+        .block_on(sagaflow_core::runtime::RunStore::load_run(
+            &store,
+            &"r".into(),
+        ))
         .unwrap()
         .unwrap();
     assert_eq!(run.steps.len(), 20);

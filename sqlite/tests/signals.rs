@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::{
-    Builder, Change, Created, Definition, DeliveredSignal, Engine, EngineError, Lease, NewRun,
-    RunError, RunId, StepError, Store, StoreError, StoredRun,
+    Builder, Definition, DeliveredSignal, Engine, EngineError, RunError, RunId, SignalStore,
+    StepError, StoreError,
 };
 use sagaflow_sqlite::SqliteEngine;
 use sagaflow_sqlite::{SqliteOptions, SqliteStore};
@@ -263,29 +263,14 @@ struct Counting {
 }
 
 #[async_trait::async_trait]
-impl Store for Counting {
-    async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
-        self.inner.create_run(run).await
-    }
-    async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError> {
-        self.inner.record(run_id, change).await
-    }
-    async fn record_pair(
+impl SignalStore for Counting {
+    async fn deliver_signal(
         &self,
         run_id: &RunId,
-        first: &Change<'_>,
-        then: &Change<'_>,
-    ) -> Result<(), StoreError> {
-        self.inner.record_pair(run_id, first, then).await
-    }
-    async fn acquire(&self, run_id: &RunId) -> Result<Lease, StoreError> {
-        self.inner.acquire(run_id).await
-    }
-    fn release(&self, run_id: &RunId) {
-        self.inner.release(run_id);
-    }
-    async fn load_run(&self, run_id: &RunId) -> Result<Option<StoredRun>, StoreError> {
-        self.inner.load_run(run_id).await
+        name: &str,
+        payload: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner.deliver_signal(run_id, name, payload).await
     }
     async fn signal(&self, run_id: &RunId, name: &str) -> Result<Option<String>, StoreError> {
         let answer = self.inner.signal(run_id, name).await;
@@ -305,6 +290,7 @@ impl Store for Counting {
         answer
     }
 }
+sagaflow_core::forward_store!(Counting => inner: RunStore, LeaseStore, EventLog);
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn many_waiting_steps_cost_one_question_a_second_and_hear_another_process() {

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use sagaflow_core::runtime::{
-    Builder, Change, Codec, Created, Engine, NewRun, RunError, RunId, StepError, StepStatus, Store,
-    StoreError, StoredRunStatus, UnfinishedRun, Value,
+    Builder, Change, Codec, Created, Engine, LeaseStore, NewRun, RunError, RunId, RunStore,
+    StepError, StepStatus, StoreError, StoredRunStatus, UnfinishedRun, Value,
 };
 use sagaflow_core::{RetryPolicy, StepOptions};
 use sagaflow_sqlite::SqliteEngine;

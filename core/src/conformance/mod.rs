@@ -11,4 +11,5 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // checks fail as tests do
 
+mod forward;
 pub mod machines;

@@ -6,7 +6,7 @@
 //! a second execution. The engine's table holds the runs that are live; where a finished run
 //! is found again depends on the store:
 //!
-//! - a store that keeps finished runs ([`Store::keeps_finished_runs`]: the SQLite store) has
+//! - a store that keeps finished runs ([`RunStore::keeps_finished_runs`](crate::runtime::RunStore::keeps_finished_runs): the SQLite store) has
 //!   them; the engine forgets a run once it has ended, and starting its id again reads the
 //!   run and its outcome back from the store, so the engine's memory does not grow with the
 //!   runs it has finished;
@@ -43,7 +43,7 @@ use crate::runtime::error::{EngineError, RunError};
 use crate::runtime::events::{DEFAULT_EVENT_BUFFER, EventStream, Feed};
 use crate::runtime::id::RunId;
 use crate::runtime::report::Report;
-use crate::runtime::store::{Created, MemoryStore, NewRun, RunIndex, Store};
+use crate::runtime::store::{Created, MemoryStore, NewRun, RunIndex, SignalStore, Store};
 
 /// The default bound on step attempts running at once, over all runs of an engine.
 pub const DEFAULT_MAX_CONCURRENT_STEPS: usize = 1024;
@@ -88,13 +88,13 @@ pub(crate) struct Inner {
     /// `store`, when the engine made it itself (a [`MemoryStore`]): runs are created in it
     /// directly, without the trait's boxed future.
     memory: Option<Arc<MemoryStore>>,
-    /// The store's [`Store::records_changes`], asked once: when `false`, no change is sent.
+    /// The store's [`RunStore::records_changes`], asked once: when `false`, no change is sent.
     pub(crate) records: bool,
     /// Bounds the attempts running at once; a retry waiting for its delay holds no permit.
     pub(crate) permits: Permits,
     pub(crate) jitter_seed: u64,
     runs: Mutex<RunTable>,
-    /// Whether the store keeps finished runs ([`Store::keeps_finished_runs`]): then the table
+    /// Whether the store keeps finished runs ([`RunStore::keeps_finished_runs`](crate::runtime::RunStore::keeps_finished_runs)): then the table
     /// forgets a run once it has ended.
     store_keeps_finished: bool,
     /// How many finished runs, and for how long, the table keeps otherwise.
@@ -383,7 +383,7 @@ impl EngineBuilder {
             .flatten();
         let inner = Arc::new(Inner {
             records,
-            signals: signals::SignalHub::new(Arc::clone(&store)),
+            signals: signals::SignalHub::new(Arc::clone(&store) as Arc<dyn SignalStore>),
             store_keeps_finished: store.keeps_finished_runs(),
             store,
             memory,
@@ -646,7 +646,7 @@ impl Engine {
 
     /// Replays the store's events after the position `after` (`0`: from the start), of the run
     /// `run_id` or of every run, then follows them live, with no gap and no repeat at the seam.
-    /// The replay is the store's ([`Store::events`]); with a store that publishes no events the
+    /// The replay is the store's ([`EventLog::events`](crate::runtime::EventLog::events)); with a store that publishes no events the
     /// stream ends after it.
     pub fn subscribe_from(&self, run_id: Option<RunId>, after: u64) -> EventStream {
         EventStream::from_position(

@@ -1,11 +1,11 @@
 //! The event log: every change of a run's state as an owned [`Event`], numbered by the store,
 //! to follow live ([`Engine::subscribe`](crate::runtime::Engine::subscribe)) or replay from a
-//! position ([`Store::events`]).
+//! position ([`EventLog::events`](crate::runtime::EventLog::events)).
 //!
 //! # Where the live feed comes from
 //!
 //! The store, not the engine, publishes events: when an engine is built it hands its store an
-//! [`EventSink`] ([`Store::attach_events`]), and the store publishes each event on it once the
+//! [`EventSink`] ([`EventLog::attach_events`](crate::runtime::EventLog::attach_events)), and the store publishes each event on it once the
 //! transaction that holds it has committed, in `seq` order. The SQLite store does this on its
 //! writer thread, right after the commit and before it acknowledges the writers: that thread
 //! is the one place that knows the commit order. Had the engine published each event after

@@ -1,6 +1,6 @@
 //! The one seam through which every change of a run's state passes.
 //!
-//! The engine never writes state anywhere else: it awaits [`Store::record`] before it goes on,
+//! The engine never writes state anywhere else: it awaits [`RunStore::record`] before it goes on,
 //! so a checkpoint is acknowledged only once the store has it. That keeps the durable SQLite
 //! store a drop-in replacement for [`MemoryStore`]: whatever the in-memory engine does, the
 //! durable one will have recorded, in the same order.
@@ -37,7 +37,7 @@ pub struct NewRun<'a> {
     pub graph: Option<&'a str>,
 }
 
-/// What [`Store::create_run`] found.
+/// What [`RunStore::create_run`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
     /// The run is new and now recorded.
@@ -106,10 +106,10 @@ pub enum Change<'a> {
     RunCancelled,
 }
 
-/// Where the engine records runs. Implemented by [`MemoryStore`] here, and by the durable
-/// SQLite store.
+/// Runs and checkpoints: the capability every store has. Every method is required: a store
+/// states what it keeps, and nothing answers "nothing" by default.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait RunStore: Send + Sync + 'static {
     /// Creates a run, or reports the one that has this id (the id is the idempotency key).
     async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError>;
 
@@ -119,149 +119,126 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records `first` and then `then`, atomically where the store can: both or neither. The
     /// engine records a step's completion together with the start of the step it runs next,
-    /// so that a chain costs one commit per step. The default records them one after the
-    /// other, and `then` not at all if `first` fails.
+    /// so that a chain costs one commit per step. A store that cannot make the two atomic
+    /// records them one after the other, and `then` not at all if `first` fails.
     async fn record_pair(
         &self,
         run_id: &RunId,
         first: &Change<'_>,
         then: &Change<'_>,
-    ) -> Result<(), StoreError> {
-        self.record(run_id, first).await?;
-        self.record(run_id, then).await
-    }
+    ) -> Result<(), StoreError>;
 
-    /// Whether the engine must call [`record`](Self::record) at all; `true` unless the store
-    /// overrides it. A store that keeps no changes returns `false`, and the engine then skips
-    /// every call (and the boxed future each one costs). Asked once, when the engine is built,
-    /// so the answer must not change over the store's life.
-    fn records_changes(&self) -> bool {
-        true
-    }
+    /// Whether the engine must call [`record`](Self::record) at all. A store that keeps no
+    /// changes returns `false`, and the engine then skips every call (and the boxed future
+    /// each one costs). Asked once, when the engine is built, so the answer must not change
+    /// over the store's life.
+    fn records_changes(&self) -> bool;
 
     /// Whether the store keeps a finished run, with its outcome, where
     /// [`load_run`](Self::load_run) finds it: then an engine forgets a run once it has ended
     /// and reads it back when its id is started again, so that the engine's memory does not
-    /// grow with the runs it finished. `false` by default: the engine then keeps the last
-    /// finished runs itself, up to a bound (see
+    /// grow with the runs it finished. If not, the engine keeps the last finished runs itself,
+    /// up to a bound (see
     /// [`EngineBuilder::keep_finished_runs`](crate::runtime::EngineBuilder::keep_finished_runs)).
     /// Asked once, when the engine is built.
-    fn keeps_finished_runs(&self) -> bool {
-        false
-    }
-
-    /// Takes the lease on the run `run_id` before the engine takes it up: what makes a run
-    /// execute in one process at a time when several share a store. Called before
-    /// [`load_run`](Self::load_run). A store with leases refuses a run another owner holds
-    /// under a live lease ([`StoreError::Leased`]) and parks a run taken up too many times
-    /// ([`StoreError::Parked`]); from then on, the writes of an owner that lost the lease
-    /// fail with [`StoreError::Fenced`]. The default, for stores without leases (one
-    /// process), grants a lease with token 0.
-    async fn acquire(&self, run_id: &RunId) -> Result<Lease, StoreError> {
-        let _ = run_id;
-        Ok(Lease {
-            token: 0,
-            recoveries: 0,
-        })
-    }
-
-    /// The engine no longer runs `run_id` here, though its end was not recorded (the store
-    /// failed, or taking it up failed): a store with leases stops renewing its lease, so
-    /// that it expires and another process can take the run over. The default does nothing.
-    fn release(&self, run_id: &RunId) {
-        let _ = run_id;
-    }
+    fn keeps_finished_runs(&self) -> bool;
 
     /// The run as stored, with each step's encoded output, so that an engine that did not
     /// start it (a new process after a crash) can resume it. A store that keeps no outputs
     /// returns `None`: its runs cannot outlive their engine.
-    async fn load_run(&self, run_id: &RunId) -> Result<Option<StoredRun>, StoreError> {
-        let _ = run_id;
-        Ok(None)
-    }
+    async fn load_run(&self, run_id: &RunId) -> Result<Option<StoredRun>, StoreError>;
 
     /// The runs that have not finished (no `RunCompleted`, `RunFailed` or `RunCancelled`
-    /// recorded), oldest first, for recovery.
-    async fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>, StoreError> {
-        Ok(Vec::new())
-    }
+    /// recorded), oldest first, for recovery. A store whose runs cannot outlive their engine
+    /// returns none.
+    async fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>, StoreError>;
 
     /// The runs of `workflow` that ended failed or cancelled, oldest first. A saga lists them
     /// at start-up to find the ones whose compensation a crash kept from starting. A store
-    /// that keeps no finished runs (the default) returns none.
-    async fn stopped_runs(&self, workflow: &str) -> Result<Vec<RunId>, StoreError> {
-        let _ = workflow;
-        Ok(Vec::new())
-    }
+    /// that keeps no finished runs returns none.
+    async fn stopped_runs(&self, workflow: &str) -> Result<Vec<RunId>, StoreError>;
+}
 
-    /// Up to `limit` events of the store's log with a `seq` past `after`, in `seq` order: of
-    /// the run `run_id`, or of every run for `None`. `after = 0` reads from the start; the
-    /// last `seq` read is where the next page starts. A store that keeps no event log (the
-    /// default) returns none.
-    async fn events(
-        &self,
-        run_id: Option<&RunId>,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<Event>, StoreError> {
-        let _ = (run_id, after, limit);
-        Ok(Vec::new())
-    }
+/// Leases: what makes a run execute in one process at a time when several share a store.
+#[async_trait::async_trait]
+pub trait LeaseStore: Send + Sync + 'static {
+    /// Takes the lease on the run `run_id` before the engine takes it up. Called before
+    /// [`RunStore::load_run`]. A store with leases refuses a run another owner holds under a
+    /// live lease ([`StoreError::Leased`]) and parks a run taken up too many times
+    /// ([`StoreError::Parked`]); from then on, the writes of an owner that lost the lease
+    /// fail with [`StoreError::Fenced`]. A store only one process can use (the in-memory
+    /// store) grants every lease, with token 0.
+    async fn acquire(&self, run_id: &RunId) -> Result<Lease, StoreError>;
 
-    /// Called by each engine built on this store with the sink its live subscribers listen
-    /// on. A store with an event log keeps the sink and, once each event is committed,
-    /// publishes it there ([`EventSink::publish`], in `seq` order, events of every run and
-    /// every engine on the store alike), and returns `true`. The default keeps nothing and
-    /// returns `false`: the engine's subscriptions then yield nothing.
-    fn attach_events(&self, sink: EventSink) -> bool {
-        let _ = sink;
-        false
-    }
+    /// The engine no longer runs `run_id` here (it ended, the store failed, or taking it up
+    /// failed): a store with leases gives the lease up or stops renewing it, so that another
+    /// process can take the run over.
+    fn release(&self, run_id: &RunId);
+}
 
+/// Signals: payloads delivered to a run, kept until a step waiting for them reads them.
+#[async_trait::async_trait]
+pub trait SignalStore: Send + Sync + 'static {
     /// Keeps the signal `name` for run `run_id`, with its payload (JSON), unless a signal of
     /// that name was delivered to that run already. Returns whether this call delivered it.
-    /// A store that keeps no signals refuses them.
     async fn deliver_signal(
         &self,
         run_id: &RunId,
         name: &str,
         payload: &str,
-    ) -> Result<bool, StoreError> {
-        let _ = (name, payload);
-        Err(StoreError::Backend(format!(
-            "this store keeps no signals (run `{run_id}`)"
-        )))
-    }
+    ) -> Result<bool, StoreError>;
 
     /// The payload of the signal `name` delivered to run `run_id`, if it has been.
-    async fn signal(&self, run_id: &RunId, name: &str) -> Result<Option<String>, StoreError> {
-        let _ = (run_id, name);
-        Ok(None)
-    }
+    async fn signal(&self, run_id: &RunId, name: &str) -> Result<Option<String>, StoreError>;
 
     /// The position of the newest signal delivered, in the order the store kept them (0 if
-    /// none was), or `None` if the store does not number its signals. With
-    /// [`Store::signals_after`], it lets an engine ask one question a poll for every step it
-    /// has waiting, however many there are, instead of one question per waiting step. The
-    /// default: `None`, and each waiting step asks for its own signal.
-    async fn signal_position(&self) -> Result<Option<u64>, StoreError> {
-        Ok(None)
-    }
+    /// none was), or `None` if the store does not number its signals (then each waiting step
+    /// asks for its own signal). With [`signals_after`](Self::signals_after), it lets an
+    /// engine ask one question a poll for every step it has waiting, however many there are.
+    async fn signal_position(&self) -> Result<Option<u64>, StoreError>;
 
     /// At most `limit` signals delivered after position `after`, oldest first. Positions must
     /// grow in the order deliveries become visible, so that nothing delivered after a
-    /// [`Store::signal_position`] has a position at or below it.
+    /// [`signal_position`](Self::signal_position) has a position at or below it. A store that
+    /// does not number its signals returns none.
     async fn signals_after(
         &self,
         after: u64,
         limit: usize,
-    ) -> Result<Vec<DeliveredSignal>, StoreError> {
-        let _ = (after, limit);
-        Ok(Vec::new())
-    }
+    ) -> Result<Vec<DeliveredSignal>, StoreError>;
 }
 
-/// A signal a store kept, as [`Store::signals_after`] lists it.
+/// The event log: every change of every run, in commit order, to replay and to publish.
+#[async_trait::async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Up to `limit` events of the store's log with a `seq` past `after`, in `seq` order: of
+    /// the run `run_id`, or of every run for `None`. `after = 0` reads from the start; the
+    /// last `seq` read is where the next page starts. A store that keeps no log returns none.
+    async fn events(
+        &self,
+        run_id: Option<&RunId>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError>;
+
+    /// Called by each engine built on this store with the sink its live subscribers listen
+    /// on. A store with an event log keeps the sink and, once each event is committed,
+    /// publishes it there ([`EventSink::publish`], in `seq` order, events of every run and
+    /// every engine on the store alike), and returns `true`. A store without one returns
+    /// `false`: the engine's subscriptions then yield nothing.
+    fn attach_events(&self, sink: EventSink) -> bool;
+}
+
+/// Where the engine records runs: every capability the engine uses, each a trait of its own
+/// ([`RunStore`], [`LeaseStore`], [`SignalStore`], [`EventLog`]). Implemented for every type
+/// that has them all: [`MemoryStore`] here, the SQLite store in `sagaflow-sqlite`. A store
+/// that lacks one does not compile as a store, and the error names the trait it lacks.
+/// Machines are a capability of their own ([`MachineStore`]), which the engine does not use.
+pub trait Store: RunStore + LeaseStore + SignalStore + EventLog {}
+
+impl<S: RunStore + LeaseStore + SignalStore + EventLog> Store for S {}
+
+/// A signal a store kept, as [`SignalStore::signals_after`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveredSignal {
     /// Its position in the store's order of deliveries.
@@ -272,7 +249,7 @@ pub struct DeliveredSignal {
     pub name: String,
 }
 
-/// A lease on a run, as [`Store::acquire`] granted it.
+/// A lease on a run, as [`LeaseStore::acquire`] granted it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
     /// The fencing token: bumped by every acquisition, so that a write carrying an older one
@@ -340,7 +317,7 @@ pub struct StoredStep {
     pub started_at: Option<std::time::SystemTime>,
 }
 
-/// A run that has not finished, as [`Store::unfinished_runs`] lists it.
+/// A run that has not finished, as [`RunStore::unfinished_runs`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnfinishedRun {
     /// The run.

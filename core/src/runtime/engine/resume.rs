@@ -99,7 +99,7 @@ impl Engine {
         Ok(recovered)
     }
 
-    /// Takes the run's lease ([`Store::acquire`](crate::runtime::Store::acquire)), then loads
+    /// Takes the run's lease ([`LeaseStore::acquire`](crate::runtime::LeaseStore::acquire)), then loads
     /// it. A run another process holds under a live lease is [`EngineError::Leased`], a run
     /// taken up too many times [`EngineError::Parked`]. If loading fails, the lease is
     /// released (left to expire) so that the run is not held by an engine that does not run

@@ -11,7 +11,7 @@
 //!   delivered since it last looked, one question for all the waiting steps of the engine:
 //!   ten thousand runs waiting for approvals cost one read a second, not ten thousand.
 //!
-//! A store that does not number its signals ([`Store::signal_position`] is `None`) has no
+//! A store that does not number its signals ([`SignalStore::signal_position`] is `None`) has no
 //! poller: each waiter then asks for its own signal once a second, as a waiter also does,
 //! every [`FALLBACK_POLL`] in any case, as a net.
 
@@ -27,7 +27,7 @@ use super::Engine;
 use crate::runtime::context::SignalSource;
 use crate::runtime::error::{EngineError, StepError, StoreError};
 use crate::runtime::id::RunId;
-use crate::runtime::store::Store;
+use crate::runtime::store::SignalStore;
 
 /// How often the poller asks the store for signals delivered by another process, and how
 /// often a waiter asks for its own when the store does not number its signals.
@@ -43,7 +43,7 @@ const POLL_BATCH: usize = 1_000;
 
 /// The engine's signal waiters, by run and signal name, and the poller that wakes them.
 pub(crate) struct SignalHub {
-    store: Arc<dyn Store>,
+    store: Arc<dyn SignalStore>,
     state: Mutex<HubState>,
     /// Whether the store numbers its signals, once it has answered.
     numbered: OnceCell<bool>,
@@ -89,7 +89,7 @@ impl Drop for Registration<'_> {
 }
 
 impl SignalHub {
-    pub(crate) fn new(store: Arc<dyn Store>) -> Arc<Self> {
+    pub(crate) fn new(store: Arc<dyn SignalStore>) -> Arc<Self> {
         Arc::new_cyclic(|this| Self {
             store,
             state: Mutex::new(HubState::default()),
@@ -323,24 +323,25 @@ mod tests {
     struct Numbered;
 
     #[async_trait::async_trait]
-    impl Store for Numbered {
-        async fn create_run(
-            &self,
-            _: &crate::runtime::store::NewRun<'_>,
-        ) -> Result<crate::runtime::store::Created, StoreError> {
-            Ok(crate::runtime::store::Created::New)
+    impl SignalStore for Numbered {
+        async fn deliver_signal(&self, _: &RunId, _: &str, _: &str) -> Result<bool, StoreError> {
+            Ok(false)
         }
 
-        async fn record(
-            &self,
-            _: &RunId,
-            _: &crate::runtime::store::Change<'_>,
-        ) -> Result<(), StoreError> {
-            Ok(())
+        async fn signal(&self, _: &RunId, _: &str) -> Result<Option<String>, StoreError> {
+            Ok(None)
         }
 
         async fn signal_position(&self) -> Result<Option<u64>, StoreError> {
             Ok(Some(0))
+        }
+
+        async fn signals_after(
+            &self,
+            _: u64,
+            _: usize,
+        ) -> Result<Vec<crate::runtime::store::DeliveredSignal>, StoreError> {
+            Ok(Vec::new())
         }
     }
 

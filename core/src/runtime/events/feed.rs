@@ -102,7 +102,7 @@ impl fmt::Display for EventKind {
 pub struct Event {
     /// The event's position in the store's log, from 1 up, increasing in commit order over
     /// all runs. Replay from a position with
-    /// [`Store::events`](crate::runtime::store::Store::events) or
+    /// [`EventLog::events`](crate::runtime::store::EventLog::events) or
     /// [`Engine::subscribe_from`](crate::runtime::Engine::subscribe_from).
     pub seq: u64,
     /// The run.
@@ -129,7 +129,7 @@ pub(crate) struct Feed {
 }
 
 /// Where a store publishes the events it commits: handed to it by each engine built on it
-/// ([`Store::attach_events`](crate::runtime::store::Store::attach_events)). It refers to the
+/// ([`EventLog::attach_events`](crate::runtime::store::EventLog::attach_events)). It refers to the
 /// engine's feed weakly, so a store does not keep a dropped engine's feed alive;
 /// [`is_open`](Self::is_open) says when it can be let go.
 #[derive(Clone)]

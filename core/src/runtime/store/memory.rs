@@ -6,7 +6,11 @@ use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
-use super::{Change, Created, NewRun, Store};
+use super::{
+    Change, Created, DeliveredSignal, EventLog, Lease, LeaseStore, NewRun, RunStore, SignalStore,
+    StoredRun, UnfinishedRun,
+};
+use crate::runtime::events::{Event, EventSink};
 
 mod machines;
 use crate::runtime::error::{StepError, StoreError};
@@ -252,8 +256,83 @@ impl MemoryStore {
     }
 }
 
+/// Runs in a map: no outputs kept, so a run cannot outlive its engine.
 #[async_trait::async_trait]
-impl Store for MemoryStore {
+impl RunStore for MemoryStore {
+    async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
+        if let Some(workflow) = self.engine_run(run.run_id) {
+            return Ok(Created::Existing {
+                workflow: workflow.to_string(),
+            });
+        }
+        Ok(self.create_run_now(run))
+    }
+
+    async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError> {
+        if !self.history {
+            return Ok(());
+        }
+        let recorded = RecordedChange::from(change);
+        match self.lock().by_id.get_mut(run_id) {
+            Some(run) => {
+                run.changes.push(recorded);
+                Ok(())
+            }
+            None => Err(StoreError::Backend(format!(
+                "no run `{run_id}` in the store"
+            ))),
+        }
+    }
+
+    async fn record_pair(
+        &self,
+        run_id: &RunId,
+        first: &Change<'_>,
+        then: &Change<'_>,
+    ) -> Result<(), StoreError> {
+        // One lock would make the pair atomic, but nothing can crash between the two: a
+        // process that dies loses the whole store with it.
+        self.record(run_id, first).await?;
+        self.record(run_id, then).await
+    }
+
+    fn records_changes(&self) -> bool {
+        self.history
+    }
+
+    fn keeps_finished_runs(&self) -> bool {
+        false
+    }
+
+    async fn load_run(&self, _: &RunId) -> Result<Option<StoredRun>, StoreError> {
+        Ok(None)
+    }
+
+    async fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn stopped_runs(&self, _: &str) -> Result<Vec<RunId>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+/// One process: every lease is granted, with token 0, and there is nothing to give up.
+#[async_trait::async_trait]
+impl LeaseStore for MemoryStore {
+    async fn acquire(&self, _: &RunId) -> Result<Lease, StoreError> {
+        Ok(Lease {
+            token: 0,
+            recoveries: 0,
+        })
+    }
+
+    fn release(&self, _: &RunId) {}
+}
+
+/// Signals by run and name; not numbered, so each waiting step asks for its own.
+#[async_trait::async_trait]
+impl SignalStore for MemoryStore {
     async fn deliver_signal(
         &self,
         run_id: &RunId,
@@ -290,33 +369,24 @@ impl Store for MemoryStore {
             .cloned())
     }
 
-    async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
-        if let Some(workflow) = self.engine_run(run.run_id) {
-            return Ok(Created::Existing {
-                workflow: workflow.to_string(),
-            });
-        }
-        Ok(self.create_run_now(run))
+    async fn signal_position(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
     }
 
-    fn records_changes(&self) -> bool {
-        self.history
+    async fn signals_after(&self, _: u64, _: usize) -> Result<Vec<DeliveredSignal>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+/// No event log: a replay finds nothing, and the engine's subscriptions yield nothing.
+#[async_trait::async_trait]
+impl EventLog for MemoryStore {
+    async fn events(&self, _: Option<&RunId>, _: u64, _: usize) -> Result<Vec<Event>, StoreError> {
+        Ok(Vec::new())
     }
 
-    async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError> {
-        if !self.history {
-            return Ok(());
-        }
-        let recorded = RecordedChange::from(change);
-        match self.lock().by_id.get_mut(run_id) {
-            Some(run) => {
-                run.changes.push(recorded);
-                Ok(())
-            }
-            None => Err(StoreError::Backend(format!(
-                "no run `{run_id}` in the store"
-            ))),
-        }
+    fn attach_events(&self, _: EventSink) -> bool {
+        false
     }
 }
 
