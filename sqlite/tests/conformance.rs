@@ -1,6 +1,34 @@
 //! The conformance suite on the SQLite store (`sagaflow_core::conformance`): the checks every
-//! store passes. The in-memory store runs the same in `core/tests/conformance.rs`.
+//! store passes, and those of stores whose runs outlive their engine. The in-memory store
+//! runs the first in `core/tests/conformance.rs`.
 
-use sagaflow_sqlite::SqliteStore;
+use std::time::Duration;
 
+use sagaflow_core::conformance::durable::TestDatabase;
+use sagaflow_sqlite::{SqliteOptions, SqliteStore, Synchronous};
+use tempfile::TempDir;
+
+/// A fresh database file in a directory of its own.
+struct Db(TempDir);
+
+impl Db {
+    fn new() -> Self {
+        Db(tempfile::tempdir().expect("a temp dir"))
+    }
+}
+
+impl TestDatabase for Db {
+    type Store = SqliteStore;
+
+    fn open(&self, owner: &str, lease: Duration) -> SqliteStore {
+        let options = SqliteOptions::default()
+            .owner(owner)
+            .lease(lease)
+            .synchronous(Synchronous::Normal);
+        SqliteStore::open(self.0.path().join("conformance.db"), options).expect("opens")
+    }
+}
+
+sagaflow_core::run_conformance!(SqliteStore::in_memory().expect("a database in memory"));
+sagaflow_core::durable_conformance!(Db::new());
 sagaflow_core::machine_conformance!(SqliteStore::in_memory().expect("a database in memory"));

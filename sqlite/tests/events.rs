@@ -379,33 +379,6 @@ async fn a_subscriber_on_a_reopened_file_starts_at_its_end() {
 }
 
 #[tokio::test]
-async fn the_store_replays_in_pages_from_a_position() {
-    let (_dir, path) = temp_db();
-    let engine = engine(&path, 16);
-    let def = chain(2, false);
-    finish(&engine, &def, "p", 0).await;
-    finish(&engine, &def, "q", 0).await;
-    let store = engine.store();
-    let all = store.events(None, 0, usize::MAX).await.unwrap();
-    assert_eq!(all.len(), 12);
-    let mut paged = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.events(None, after, 5).await.unwrap();
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        paged.extend(page);
-    }
-    assert_eq!(paged, all);
-    assert!(store.events(None, 0, 0).await.unwrap().is_empty());
-    assert!(store.events(None, u64::MAX, 10).await.unwrap().is_empty());
-    let q = store.events(Some(&RunId::from("q")), 0, 100).await.unwrap();
-    assert_eq!(q, all[6..].to_vec());
-    let none = store.events(Some(&RunId::from("nope")), 0, 100).await;
-    assert!(none.unwrap().is_empty());
-}
-
-#[tokio::test]
 async fn an_in_memory_engine_has_no_events() {
     let engine = Engine::ephemeral();
     let def = chain(2, false);

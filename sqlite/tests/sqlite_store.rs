@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use sagaflow_core::runtime::{
     Builder, Change, Codec, Created, Engine, LeaseStore, NewRun, RunError, RunId, RunStore,
-    StepError, StepStatus, StoreError, StoredRunStatus, UnfinishedRun, Value,
+    StepError, StepStatus, StoreError, StoredRunStatus, Value,
 };
 use sagaflow_core::{RetryPolicy, StepOptions};
 use sagaflow_sqlite::SqliteEngine;
-use sagaflow_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore, Synchronous};
+use sagaflow_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore};
 use serde::{Deserialize, Serialize};
 use tempfile::TempDir;
 
@@ -128,94 +128,6 @@ async fn opening_creates_the_schema_in_wal_mode_with_strict_tables() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("reads");
     assert_eq!(again, SCHEMA_VERSION);
-}
-
-#[tokio::test]
-async fn a_reopened_database_has_every_committed_change() {
-    let (_dir, path) = temp_db();
-    let store = open(&path);
-    assert_eq!(create(&store, "r", "W").await.ok(), Some(Created::New));
-    start(&store, "r", "a").await.expect("recorded");
-    complete(&store, "r", "a", &"out".to_owned())
-        .await
-        .expect("recorded");
-    start(&store, "r", "b").await.expect("recorded");
-    let before = store.load_run(&"r".into()).await.expect("loads");
-    drop(store);
-
-    let store = SqliteStore::open(
-        &path,
-        SqliteOptions::default().synchronous(Synchronous::Normal),
-    )
-    .expect("reopens");
-    let after = store.load_run(&"r".into()).await.expect("loads");
-    assert_eq!(before, after);
-    let run = after.expect("the run is there");
-    assert_eq!(run.workflow, "W");
-    assert_eq!(run.graph_fingerprint, u64::MAX - 1, "all 64 bits survive");
-    assert_eq!(run.input, "\"in\"");
-    assert_eq!(run.status, StoredRunStatus::Running);
-    let steps: Vec<_> = run
-        .steps
-        .iter()
-        .map(|s| (s.name.as_str(), s.status, s.attempts, s.output.as_deref()))
-        .collect();
-    assert_eq!(
-        steps,
-        [
-            ("a", StepStatus::Completed, 1, Some("\"out\"")),
-            ("b", StepStatus::Running, 1, None),
-        ],
-        "a step started and not finished comes back as running"
-    );
-    assert_eq!(
-        store.unfinished_runs().await.expect("lists"),
-        [UnfinishedRun {
-            run_id: "r".into(),
-            workflow: "W".into()
-        }]
-    );
-    assert_eq!(store.load_run(&"nope".into()).await.expect("loads"), None);
-}
-
-#[tokio::test]
-async fn a_run_id_is_created_once() {
-    let store = SqliteStore::in_memory().expect("opens");
-    assert_eq!(create(&store, "r", "W").await.ok(), Some(Created::New));
-    let again = create(&store, "r", "W").await.ok();
-    assert_eq!(
-        again,
-        Some(Created::Existing {
-            workflow: "W".into()
-        })
-    );
-    let other = create(&store, "r", "Other").await.ok();
-    assert_eq!(
-        other,
-        Some(Created::Existing {
-            workflow: "W".into()
-        }),
-        "the id keeps the workflow that created it"
-    );
-    create(&store, "s", "W").await.expect("created");
-    let unfinished = store.unfinished_runs().await.expect("lists");
-    let ids: Vec<_> = unfinished.iter().map(|r| r.run_id.as_str()).collect();
-    assert_eq!(ids, ["r", "s"], "oldest first");
-    store
-        .record(&"r".into(), &Change::RunCancelled)
-        .await
-        .expect("recorded");
-    let unfinished = store.unfinished_runs().await.expect("lists");
-    assert_eq!(unfinished.len(), 1);
-    let run = store.load_run(&"r".into()).await.expect("loads");
-    assert_eq!(run.map(|r| r.status), Some(StoredRunStatus::Cancelled));
-}
-
-#[tokio::test]
-async fn a_change_of_an_unknown_run_is_an_error() {
-    let store = SqliteStore::in_memory().expect("opens");
-    let error = start(&store, "ghost", "a").await.expect_err("no such run");
-    assert!(error.to_string().contains("no run `ghost`"), "{error}");
 }
 
 #[tokio::test]

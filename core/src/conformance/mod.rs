@@ -6,10 +6,18 @@
 //! capability, so a check added here runs on every store at once: the SQLite store's tests
 //! call `sagaflow_core::machine_conformance!(SqliteStore::in_memory().expect("opens"))`.
 //!
+//! | macro | checks | stores |
+//! | --- | --- | --- |
+//! | [`run_conformance!`](crate::run_conformance) | [`runs`]: creation, changes, signals | every store |
+//! | [`durable_conformance!`](crate::durable_conformance) | [`durable`]: reopening, leases and fencing, the event log | stores whose runs outlive their engine |
+//! | [`machine_conformance!`](crate::machine_conformance) | [`machines`]: the machine capability | every store with machines |
+//!
 //! The in-memory store runs them in `core/tests/conformance.rs`, the SQLite store in
 //! `sqlite/tests/conformance.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // checks fail as tests do
 
+pub mod durable;
 mod forward;
 pub mod machines;
+pub mod runs;

@@ -1,0 +1,189 @@
+//! Stores whose runs outlive their engine: what one process committed, another reads; a lease
+//! keeps a run to one owner at a time, and an owner that lost it writes nothing more; the
+//! event log replays in pages. Run on a [`TestDatabase`]: a database that several stores
+//! (several processes, as far as the store can tell) open at once.
+
+use std::time::{Duration, Instant};
+
+use super::runs::{complete, create, start};
+use crate::runtime::error::StoreError;
+use crate::runtime::id::RunId;
+use crate::runtime::report::StepStatus;
+use crate::runtime::store::{
+    Created, EventLog, LeaseStore, RunStore, Store, StoredRunStatus, UnfinishedRun,
+};
+
+/// A database for the durable checks, fresh for each check.
+pub trait TestDatabase {
+    /// The store under test.
+    type Store: Store + Clone;
+
+    /// Another store on this database, as another process would open it: holding leases as
+    /// `owner`, each for `lease` unless renewed.
+    fn open(&self, owner: &str, lease: Duration) -> Self::Store;
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+/// What one store committed, a store opened on the database afterwards reads back whole: the
+/// run, its input, its graph fingerprint (all 64 bits), each step's status, attempts and
+/// output; a step started and not finished comes back as running.
+pub async fn a_reopened_store_has_every_committed_change(db: &impl TestDatabase) {
+    let store = db.open("one", LEASE);
+    assert!(
+        store.keeps_finished_runs(),
+        "a durable store keeps its runs"
+    );
+    assert_eq!(create(&store, "r", "W").await.unwrap(), Created::New);
+    start(&store, "r", "a").await.unwrap();
+    complete(&store, "r", "a", &"out".to_owned()).await.unwrap();
+    start(&store, "r", "b").await.unwrap();
+    let before = store.load_run(&"r".into()).await.unwrap();
+    drop(store);
+
+    let store = db.open("two", LEASE);
+    let after = store.load_run(&"r".into()).await.unwrap();
+    assert_eq!(before, after);
+    let run = after.expect("the run is there");
+    assert_eq!(run.workflow, "W");
+    assert_eq!(run.graph_fingerprint, u64::MAX - 1, "all 64 bits survive");
+    assert_eq!(run.input, "\"in\"");
+    assert_eq!(run.status, StoredRunStatus::Running);
+    let steps: Vec<_> = run
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.status, s.attempts, s.output.as_deref()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("a", StepStatus::Completed, 1, Some("\"out\"")),
+            ("b", StepStatus::Running, 1, None),
+        ],
+        "a step started and not finished comes back as running"
+    );
+    assert_eq!(
+        store.unfinished_runs().await.unwrap(),
+        [UnfinishedRun {
+            run_id: "r".into(),
+            workflow: "W".into()
+        }]
+    );
+    assert_eq!(store.load_run(&"nope".into()).await.unwrap(), None);
+}
+
+/// While one owner's lease is live, another owner is refused, told who holds it and for how
+/// long. Once the holder lets it go, the other takes it with a greater fencing token, and
+/// from then on every write of the old holder is refused as fenced, naming the run.
+pub async fn a_lease_keeps_a_run_to_one_owner_and_fences_the_one_that_lost_it(
+    db: &impl TestDatabase,
+) {
+    let a = db.open("A", Duration::from_millis(300));
+    let b = db.open("B", Duration::from_millis(300));
+    create(&a, "r", "W").await.unwrap();
+    let run = RunId::from("r");
+    let held = a.acquire(&run).await.unwrap();
+    match b.acquire(&run).await {
+        Err(StoreError::Leased {
+            run_id,
+            owner,
+            expires_in,
+            ..
+        }) => {
+            assert_eq!((run_id.as_str(), owner.as_str()), ("r", "A"));
+            assert!(expires_in <= Duration::from_millis(300), "{expires_in:?}");
+        }
+        other => panic!("A's lease is live, yet B got {other:?}"),
+    }
+    start(&a, "r", "a").await.unwrap();
+    // A lets the run go (its step hangs, say); B takes it once the lease is free.
+    a.release(&run);
+    let began = Instant::now();
+    let taken = loop {
+        match b.acquire(&run).await {
+            Ok(lease) => break lease,
+            Err(StoreError::Leased { .. }) if began.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(other) => panic!("B could not take the run over: {other}"),
+        }
+    };
+    assert!(taken.token > held.token, "{taken:?} after {held:?}");
+    assert!(taken.recoveries >= held.recoveries);
+    match complete(&a, "r", "a", &"late".to_owned()).await {
+        Err(StoreError::Fenced { run_id, token }) => {
+            // The token the old holder wrote under: its lease's, or none once let go.
+            assert_eq!(run_id.as_str(), "r");
+            assert!(token < taken.token, "{token} against {taken:?}");
+        }
+        other => panic!("A's write after losing the lease: {other:?}"),
+    }
+    complete(&b, "r", "a", &"b's".to_owned()).await.unwrap();
+    let stored = b.load_run(&run).await.unwrap().unwrap();
+    assert_eq!(stored.steps[0].output.as_deref(), Some("\"b's\""));
+}
+
+/// The event log replays every run's events in `seq` order, in pages from any position, or
+/// one run's alone; an empty page ends it.
+pub async fn the_log_replays_in_pages_from_a_position(db: &impl TestDatabase) {
+    let store = db.open("one", LEASE);
+    for id in ["p", "q"] {
+        create(&store, id, "W").await.unwrap();
+        start(&store, id, "a").await.unwrap();
+        complete(&store, id, "a", &"x".to_owned()).await.unwrap();
+    }
+    let all = store.events(None, 0, usize::MAX).await.unwrap();
+    assert!(all.len() >= 4, "{all:?}");
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    let mut paged = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.events(None, after, 3).await.unwrap();
+        let Some(last) = page.last() else { break };
+        assert!(page.len() <= 3);
+        after = last.seq;
+        paged.extend(page);
+    }
+    assert_eq!(paged, all);
+    assert!(store.events(None, 0, 0).await.unwrap().is_empty());
+    assert!(store.events(None, u64::MAX, 10).await.unwrap().is_empty());
+    let q = store.events(Some(&"q".into()), 0, 100).await.unwrap();
+    let expected: Vec<_> = all
+        .iter()
+        .filter(|e| e.run_id.as_str() == "q")
+        .cloned()
+        .collect();
+    assert!(!q.is_empty());
+    assert_eq!(q, expected);
+    let none = store.events(Some(&"nope".into()), 0, 100).await.unwrap();
+    assert!(none.is_empty());
+    // Another store on the database replays the same log.
+    let other = db.open("two", LEASE);
+    assert_eq!(other.events(None, 0, usize::MAX).await.unwrap(), all);
+}
+
+/// Runs every durable check as a test of its own, each on a fresh database made by `$make`
+/// (an expression whose value implements [`TestDatabase`]).
+#[macro_export]
+macro_rules! durable_conformance {
+    ($make:expr) => {
+        #[::tokio::test]
+        async fn durable_a_reopened_store_has_every_committed_change() {
+            let db = $make;
+            $crate::conformance::durable::a_reopened_store_has_every_committed_change(&db).await;
+        }
+
+        #[::tokio::test]
+        async fn durable_a_lease_keeps_a_run_to_one_owner_and_fences_the_one_that_lost_it() {
+            let db = $make;
+            $crate::conformance::durable::a_lease_keeps_a_run_to_one_owner_and_fences_the_one_that_lost_it(&db)
+                .await;
+        }
+
+        #[::tokio::test]
+        async fn durable_the_log_replays_in_pages_from_a_position() {
+            let db = $make;
+            $crate::conformance::durable::the_log_replays_in_pages_from_a_position(&db).await;
+        }
+    };
+}

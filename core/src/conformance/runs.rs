@@ -1,0 +1,165 @@
+//! Runs, checkpoints and signals ([`RunStore`], [`SignalStore`]): what every store does,
+//! whether or not its runs outlive its engine. A store states which it is
+//! ([`RunStore::keeps_finished_runs`]), and each check holds it to that answer.
+
+use crate::runtime::definition::Codec;
+use crate::runtime::error::StoreError;
+use crate::runtime::id::RunId;
+use crate::runtime::store::{Change, Created, NewRun, RunStore, SignalStore, StoredRunStatus};
+
+/// Creates the run `id` of `workflow`, with the input `"in"`.
+pub async fn create(
+    store: &impl RunStore,
+    id: &str,
+    workflow: &str,
+) -> Result<Created, StoreError> {
+    let run_id = RunId::from(id);
+    let input = String::from("in");
+    store
+        .create_run(&NewRun {
+            run_id: &run_id,
+            workflow,
+            graph_fingerprint: u64::MAX - 1,
+            input: &input,
+            input_codec: Codec::of::<String>(),
+            graph: None,
+        })
+        .await
+}
+
+/// Records that `step` of run `id` started its first attempt.
+pub async fn start(store: &impl RunStore, id: &str, step: &str) -> Result<(), StoreError> {
+    let change = Change::StepStarted { step, attempt: 1 };
+    store.record(&RunId::from(id), &change).await
+}
+
+/// Records that `step` of run `id` completed its first attempt with `output`.
+pub async fn complete(
+    store: &impl RunStore,
+    id: &str,
+    step: &str,
+    output: &String,
+) -> Result<(), StoreError> {
+    let change = Change::StepCompleted {
+        step,
+        attempt: 1,
+        output,
+        codec: Codec::of::<String>(),
+    };
+    store.record(&RunId::from(id), &change).await
+}
+
+/// The id is the idempotency key: a second creation reports the run that has it, with the
+/// workflow that created it. A store that keeps runs lists the unfinished ones oldest first
+/// and keeps how a run ended; one that does not says so by listing and loading nothing.
+pub async fn a_run_id_is_created_once(store: &impl RunStore) {
+    assert_eq!(create(store, "r", "W").await.unwrap(), Created::New);
+    let existing = Created::Existing {
+        workflow: "W".into(),
+    };
+    assert_eq!(create(store, "r", "W").await.unwrap(), existing);
+    assert_eq!(
+        create(store, "r", "Other").await.unwrap(),
+        existing,
+        "the id keeps the workflow that created it"
+    );
+    assert_eq!(create(store, "s", "W").await.unwrap(), Created::New);
+    store
+        .record(&"r".into(), &Change::RunCancelled)
+        .await
+        .unwrap();
+    let unfinished = store.unfinished_runs().await.unwrap();
+    let loaded = store.load_run(&"r".into()).await.unwrap();
+    if store.keeps_finished_runs() {
+        let ids: Vec<_> = unfinished.iter().map(|r| r.run_id.as_str()).collect();
+        assert_eq!(ids, ["s"], "the cancelled run is finished");
+        assert_eq!(loaded.map(|r| r.status), Some(StoredRunStatus::Cancelled));
+        assert_eq!(store.stopped_runs("W").await.unwrap(), [RunId::from("r")]);
+    } else {
+        assert!(unfinished.is_empty(), "{unfinished:?}");
+        assert_eq!(loaded, None);
+        assert!(store.stopped_runs("W").await.unwrap().is_empty());
+    }
+}
+
+/// A change of a run the store does not have is an error naming the run, not a silent write.
+pub async fn a_change_of_an_unknown_run_is_an_error(store: &impl RunStore) {
+    assert!(
+        store.records_changes(),
+        "a store that records nothing has nothing to refuse"
+    );
+    let error = start(store, "ghost", "a").await.unwrap_err();
+    assert!(error.to_string().contains("no run `ghost`"), "{error}");
+}
+
+/// A signal is kept once: the first delivery wins, later ones are refused, and the payload is
+/// found by run and name. A store that numbers its signals lists them after a position in
+/// the order it kept them.
+pub async fn a_signal_is_delivered_once_and_found_by_name<S>(store: &S)
+where
+    S: RunStore + SignalStore,
+{
+    create(store, "r", "W").await.unwrap();
+    create(store, "s", "W").await.unwrap();
+    let before = store.signal_position().await.unwrap();
+    let r = RunId::from("r");
+    assert_eq!(store.signal(&r, "go").await.unwrap(), None);
+    assert!(store.deliver_signal(&r, "go", "1").await.unwrap());
+    assert!(!store.deliver_signal(&r, "go", "2").await.unwrap());
+    assert!(store.deliver_signal(&"s".into(), "go", "3").await.unwrap());
+    assert!(store.deliver_signal(&r, "stop", "4").await.unwrap());
+    assert_eq!(store.signal(&r, "go").await.unwrap().as_deref(), Some("1"));
+    assert_eq!(
+        store.signal(&r, "stop").await.unwrap().as_deref(),
+        Some("4")
+    );
+    assert_eq!(
+        store.signal(&"s".into(), "go").await.unwrap().as_deref(),
+        Some("3")
+    );
+    match before {
+        Some(before) => {
+            let after = store.signals_after(before, 100).await.unwrap();
+            let kept: Vec<_> = after
+                .iter()
+                .map(|d| (d.run_id.as_str(), d.name.as_str()))
+                .collect();
+            assert_eq!(kept, [("r", "go"), ("s", "go"), ("r", "stop")]);
+            assert!(after.windows(2).all(|w| w[0].position < w[1].position));
+            let last = after.last().map(|d| d.position);
+            assert_eq!(store.signal_position().await.unwrap(), last);
+            let rest = store.signals_after(after[0].position, 1).await.unwrap();
+            assert_eq!(
+                rest,
+                after[1..2].to_vec(),
+                "a page starts after its position"
+            );
+        }
+        None => assert!(store.signals_after(0, 100).await.unwrap().is_empty()),
+    }
+}
+
+/// Runs every check of runs and signals as a test of its own, each on a fresh store made by
+/// `$make` (an expression whose value implements `Store`).
+#[macro_export]
+macro_rules! run_conformance {
+    ($make:expr) => {
+        #[::tokio::test]
+        async fn runs_a_run_id_is_created_once() {
+            let store = $make;
+            $crate::conformance::runs::a_run_id_is_created_once(&store).await;
+        }
+
+        #[::tokio::test]
+        async fn runs_a_change_of_an_unknown_run_is_an_error() {
+            let store = $make;
+            $crate::conformance::runs::a_change_of_an_unknown_run_is_an_error(&store).await;
+        }
+
+        #[::tokio::test]
+        async fn signals_a_signal_is_delivered_once_and_found_by_name() {
+            let store = $make;
+            $crate::conformance::runs::a_signal_is_delivered_once_and_found_by_name(&store).await;
+        }
+    };
+}
