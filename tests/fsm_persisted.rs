@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use sagaflow::{
-    ActionError, MachineError, MachineStore, MemoryStore, PersistedMachine, SqliteOptions,
-    SqliteStore, fsm,
+    ActionError, MachineError, MachineStore, MemoryStore, PersistedMachine, SqliteEngine,
+    SqliteOptions, SqliteStore, fsm,
 };
 
 fsm! {
@@ -381,4 +381,26 @@ async fn a_stored_state_that_no_longer_decodes_is_an_error_naming_the_machine() 
         ),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn an_engine_hands_back_its_store_for_machines_in_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let engine = sagaflow::Engine::open_with(&path, SqliteOptions::default()).unwrap();
+    assert!(engine.store_as::<MemoryStore>().is_none());
+    let store = engine
+        .store_as::<SqliteStore>()
+        .expect("the engine's own SQLite store");
+    assert_eq!(store.path(), path.to_str().unwrap());
+    let mut lamp = Lamp::create(store, "hall").await.unwrap();
+    lamp.fire(&mut (), LampEvent::Toggle).await.unwrap();
+    drop(engine);
+    // The machine went to the engine's file: another store on it finds the machine there.
+    let again = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    let lamp = Lamp::load(&again, "hall").await.unwrap().unwrap();
+    assert_eq!((lamp.state_name(), lamp.version()), ("On", 1));
+    // The ephemeral engine's store is an in-memory one.
+    let ephemeral = sagaflow::Engine::ephemeral();
+    assert!(ephemeral.store_as::<MemoryStore>().is_some());
 }

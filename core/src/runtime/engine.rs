@@ -16,18 +16,19 @@
 //!   The idempotency of a run id lasts as long as its run is kept: an id started again after
 //!   its run was dropped runs again.
 
+use std::any::Any;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 mod executor;
+mod permits;
 mod resume;
 mod signals;
 mod takeover;
@@ -36,6 +37,7 @@ pub use resume::Recovered;
 pub use takeover::{LeaseRefusal, Waiting};
 
 use self::executor::{Control, OutcomeSender};
+pub(crate) use self::permits::{Permit, Permits};
 use crate::runtime::definition::{
     Codec, Definition, ErasedDefinition, Plan, StepValue, Value, plan,
 };
@@ -208,104 +210,6 @@ impl RunTable {
     }
 }
 
-/// The engine's step permits: a counter that an attempt takes from with one atomic operation
-/// when a permit is free and no attempt is queued, and a queue (a [`Notify`], first come first
-/// served) for the attempts that must wait. A queued attempt keeps newcomers from taking the
-/// permits it waits for, so none is starved.
-pub(crate) struct Permits {
-    free: AtomicUsize,
-    /// Attempts queued for a permit.
-    waiting: AtomicUsize,
-    released: Notify,
-}
-
-/// A permit taken from [`Permits`]; given back when dropped.
-pub(crate) struct Permit<'a>(&'a Permits);
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        self.0.free.fetch_add(1, Ordering::SeqCst);
-        if self.0.waiting.load(Ordering::SeqCst) > 0 {
-            self.0.released.notify_one();
-        }
-    }
-}
-
-impl Permits {
-    fn new(permits: usize) -> Self {
-        Self {
-            free: AtomicUsize::new(permits),
-            waiting: AtomicUsize::new(0),
-            released: Notify::new(),
-        }
-    }
-
-    fn available(&self) -> usize {
-        self.free.load(Ordering::Relaxed)
-    }
-
-    fn try_take(&self) -> Option<Permit<'_>> {
-        // SeqCst, paired with `Permit::drop`: either a release sees this attempt queued, or
-        // this sees the released permit.
-        let mut free = self.free.load(Ordering::SeqCst);
-        while free > 0 {
-            match self.free.compare_exchange_weak(
-                free,
-                free - 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
-                Ok(_) => return Some(Permit(self)),
-                Err(now) => free = now,
-            }
-        }
-        None
-    }
-
-    /// Whether no attempt is queued for a permit.
-    pub(crate) fn unqueued(&self) -> bool {
-        self.waiting.load(Ordering::SeqCst) == 0
-    }
-
-    /// A free permit, without waiting, unless attempts are queued for one.
-    pub(crate) fn take_now(&self) -> Option<Permit<'_>> {
-        if !self.unqueued() {
-            return None;
-        }
-        self.try_take()
-    }
-
-    /// A permit, waiting in line for one if none is free.
-    pub(crate) async fn take(&self) -> Permit<'_> {
-        let _queued = Queued::new(&self.waiting);
-        loop {
-            let released = self.released.notified();
-            let mut released = std::pin::pin!(released);
-            released.as_mut().enable();
-            if let Some(permit) = self.try_take() {
-                return permit;
-            }
-            released.await;
-        }
-    }
-}
-
-/// Counts an attempt queued for a permit for as long as it waits (its future may be dropped).
-struct Queued<'a>(&'a AtomicUsize);
-
-impl<'a> Queued<'a> {
-    fn new(waiting: &'a AtomicUsize) -> Self {
-        waiting.fetch_add(1, Ordering::SeqCst);
-        Self(waiting)
-    }
-}
-
-impl Drop for Queued<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// Configures an [`Engine`].
 pub struct EngineBuilder {
     store: Option<Arc<dyn Store>>,
@@ -460,6 +364,14 @@ impl Engine {
     /// The store runs are recorded in.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// The store this engine records in, as the type it was built with, or `None` if it is
+    /// another: `engine.store_as::<SqliteStore>()` hands back the SQLite store an
+    /// `Engine::open` made, so machines and other calls of that store share its database.
+    pub fn store_as<S: Store>(&self) -> Option<&S> {
+        let store: &dyn Any = &*self.inner.store;
+        store.downcast_ref::<S>()
     }
 
     /// How many runs the engine holds in memory: the live ones, and the finished ones it

@@ -109,7 +109,7 @@ pub enum Change<'a> {
 /// Runs and checkpoints: the capability every store has. Every method is required: a store
 /// states what it keeps, and nothing answers "nothing" by default.
 #[async_trait::async_trait]
-pub trait RunStore: Send + Sync + 'static {
+pub trait RunStore: Any + Send + Sync {
     /// Creates a run, or reports the one that has this id (the id is the idempotency key).
     async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError>;
 
