@@ -32,3 +32,4 @@ impl TestDatabase for Db {
 sagaflow_core::run_conformance!(SqliteStore::in_memory().expect("a database in memory"));
 sagaflow_core::durable_conformance!(Db::new());
 sagaflow_core::machine_conformance!(SqliteStore::in_memory().expect("a database in memory"));
+sagaflow_core::takeover_conformance!(Db::new());

@@ -21,3 +21,4 @@ pub mod durable;
 mod forward;
 pub mod machines;
 pub mod runs;
+pub mod takeover;
