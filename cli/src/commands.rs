@@ -1,6 +1,6 @@
 //! The read-only commands: `runs`, `show`, `events`, `graph`, `stuck`, `machines`, `machine`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::Write;
 use std::time::Duration;
 
@@ -35,17 +35,6 @@ pub(crate) fn saga_status(rounds: &[&Run], abandoned: &HashSet<String>) -> Optio
     })
 }
 
-/// The rounds of `run` among `by_id`, oldest first.
-fn rounds_of<'a>(run: &Run, by_id: &HashMap<&str, &'a Run>) -> Vec<&'a Run> {
-    (1..)
-        .map_while(|n| {
-            by_id
-                .get(format!("{}~undo{n}", run.run_id).as_str())
-                .copied()
-        })
-        .collect()
-}
-
 /// Filters for `runs`.
 pub(crate) struct RunFilter {
     pub(crate) status: Option<String>,
@@ -63,14 +52,14 @@ pub(crate) fn runs(
 ) -> Result<(), CliError> {
     let all = db.runs()?;
     let by_id = db::by_id(&all);
-    let abandoned = db.abandoned_rounds()?;
+    let abandoned = db::abandoned_rounds(db)?;
     let now = render::now_ms();
     let mut rows = Vec::new();
     for run in &all {
         if db::is_round(run) && !filter.all {
             continue;
         }
-        let rounds = rounds_of(run, &by_id);
+        let rounds = db::rounds_of(run, &by_id);
         let saga = saga_status(&rounds, &abandoned);
         let shown = saga.unwrap_or(run.status.as_str());
         if let Some(status) = &filter.status
@@ -176,9 +165,9 @@ pub(crate) fn show(db: &Db, run_id: &str, out: &Out, w: &mut impl Write) -> Resu
     let rounds = if db::is_round(&run) {
         Vec::new()
     } else {
-        db.rounds(run_id)?
+        db::rounds(db, run_id)?
     };
-    let abandoned = db.abandoned_rounds()?;
+    let abandoned = db::abandoned_rounds(db)?;
     let refs: Vec<&Run> = rounds.iter().collect();
     let saga = saga_status(&refs, &abandoned);
     let now = render::now_ms();
@@ -267,7 +256,7 @@ pub(crate) fn show(db: &Db, run_id: &str, out: &Out, w: &mut impl Write) -> Resu
 fn family(db: &Db, run: &Run) -> Result<Vec<String>, CliError> {
     let mut ids = vec![run.run_id.clone()];
     if !db::is_round(run) {
-        ids.extend(db.rounds(&run.run_id)?.into_iter().map(|r| r.run_id));
+        ids.extend(db::rounds(db, &run.run_id)?.into_iter().map(|r| r.run_id));
     }
     Ok(ids)
 }
@@ -415,10 +404,10 @@ pub(crate) fn graph(
 pub(crate) fn stuck(db: &Db, out: &Out, w: &mut impl Write) -> Result<(), CliError> {
     let all = db.runs()?;
     let by_id = db::by_id(&all);
-    let abandoned = db.abandoned_rounds()?;
+    let abandoned = db::abandoned_rounds(db)?;
     let mut rows = Vec::new();
     for run in all.iter().filter(|r| !db::is_round(r)) {
-        let rounds = rounds_of(run, &by_id);
+        let rounds = db::rounds_of(run, &by_id);
         if saga_status(&rounds, &abandoned) != Some("stuck") {
             continue;
         }

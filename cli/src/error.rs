@@ -8,37 +8,13 @@ pub(crate) enum CliError {
     /// No `--db` and no `SAGAFLOW_DB`.
     #[error("no database: pass --db FILE or set SAGAFLOW_DB")]
     NoDatabase,
-    /// The file does not exist.
-    #[error("`{}`: no such file", path.display())]
-    Missing { path: PathBuf },
-    /// SQLite cannot read the file as a database.
-    #[error("`{}` is not a SQLite database", path.display())]
-    NotSqlite { path: PathBuf },
-    /// A SQLite database, but not one sagaflow wrote.
-    #[error("`{}` is not a sagaflow database ({reason})", path.display())]
-    NotSagaflow { path: PathBuf, reason: String },
-    /// Written by a newer sagaflow.
-    #[error(
-        "`{}` has schema version {found}, newer than this sagaflow reads (up to version {supported}): use a newer `sagaflow`",
-        path.display()
-    )]
-    TooNew {
-        path: PathBuf,
-        found: i64,
-        supported: i64,
-    },
+    /// The database could not be read: missing, not SQLite, not sagaflow's, too new, or a
+    /// run or machine it does not have.
+    #[error(transparent)]
+    Read(#[from] sagaflow_sqlite::inspect::InspectError),
     /// `sagaflow check` found damage.
     #[error("`{}` is damaged: {count} problem(s) found by integrity_check", path.display())]
     Damaged { path: PathBuf, count: usize },
-    /// A SQLite error while reading.
-    #[error("`{}`: {message}", path.display())]
-    Sqlite { path: PathBuf, message: String },
-    /// No run with this id.
-    #[error("no run `{run}` in `{}`", path.display())]
-    UnknownRun { path: PathBuf, run: String },
-    /// No machine with this id.
-    #[error("no state machine `{machine}` in `{}`", path.display())]
-    UnknownMachine { path: PathBuf, machine: String },
     /// A signal's payload is not JSON.
     #[error("the payload of signal `{name}` for run `{run}` is not JSON: {message}")]
     BadJson {

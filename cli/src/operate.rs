@@ -13,7 +13,7 @@ use sagaflow_sqlite::{SqliteOptions, SqliteStore};
 use serde_json::json;
 
 use crate::commands::Out;
-use crate::db::{self, Db};
+use crate::db::{self, Db, InspectError};
 use crate::error::CliError;
 use crate::render;
 
@@ -48,10 +48,7 @@ pub(crate) fn request(
 ) -> Result<(), CliError> {
     let db = Db::open(path)?;
     let run = db.run(run_id)?;
-    let saga_id = match run.run_id.rsplit_once("~undo") {
-        Some((saga, _)) if db::is_round(&run) => saga.to_owned(),
-        _ => run.run_id.clone(),
-    };
+    let saga_id = db::saga_of(&run);
     if let Ask::Cancel = ask {
         let forward = db.run(&saga_id)?;
         if forward.finished() || forward.status == "parked" {
@@ -106,10 +103,10 @@ fn refused(path: &Path, run: &str, ask: Ask, error: SagaError) -> CliError {
             action.as_str()
         ),
         (SagaError::NotFound { .. }, _) => {
-            return CliError::UnknownRun {
+            return CliError::Read(InspectError::UnknownRun {
                 path: path.to_owned(),
                 run: run.to_owned(),
-            };
+            });
         }
         _ => error.to_string(),
     };

@@ -30,7 +30,7 @@ impl SagaInner {
 
     /// The workflow name of the saga's compensation rounds.
     pub(crate) fn compensation_name(&self) -> String {
-        format!("{}~compensate", self.name)
+        crate::naming::compensation_workflow(&self.name)
     }
 
     /// Whether `step` is a pivot or comes after one.

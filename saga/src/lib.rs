@@ -30,6 +30,7 @@ mod definition;
 mod driver;
 mod error;
 mod inner;
+pub mod naming;
 mod plan;
 pub mod requests;
 mod status;

@@ -23,15 +23,10 @@ use sagaflow_core::runtime::{
 
 use crate::error::SagaError;
 use crate::inner::SagaInner;
+pub(crate) use crate::naming::{ABANDON_STEP, END_STEP, round_id, round_number, saga_of_round};
 
 /// Events read per query while the completion order is worked out.
 const PAGE: usize = 1024;
-
-/// The name of the no-op step that closes every round, so that even an empty plan is a run
-/// with a step (and the end of a round is recorded like any step's).
-pub(crate) const END_STEP: &str = "~compensated";
-/// The only step of a round that records that an operator abandoned the saga.
-pub(crate) const ABANDON_STEP: &str = "~abandoned";
 
 /// One round of compensation, as its run's input: kept in the store with the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,23 +51,6 @@ pub(crate) struct Planned {
     /// Whether the step completed (its output is known); `false` for a step whose outcome is
     /// unknown, undone by a compensation declared safe for that.
     pub(crate) completed: bool,
-}
-
-/// The run id of round `round` of the saga run `run_id`.
-pub(crate) fn round_id(run_id: &RunId, round: u32) -> RunId {
-    RunId::from(format!("{run_id}~undo{round}"))
-}
-
-/// The number of the round whose id is `round`, if it is one.
-pub(crate) fn round_number(round: &RunId) -> Option<u32> {
-    round.as_str().rsplit_once("~undo")?.1.parse().ok()
-}
-
-/// The saga run a round's id belongs to, if it is one.
-pub(crate) fn saga_of_round(round: &RunId) -> Option<RunId> {
-    let (saga, number) = round.as_str().rsplit_once("~undo")?;
-    number.parse::<u32>().ok()?;
-    Some(RunId::from(saga.to_owned()))
 }
 
 /// The first round's plan: every step that completed and has a compensation, and every step

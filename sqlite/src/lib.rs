@@ -43,6 +43,7 @@
 mod clock;
 mod error;
 mod events;
+pub mod inspect;
 mod lease;
 mod machines;
 mod owner;
