@@ -102,14 +102,19 @@ async fn an_ephemeral_engine_drops_finished_runs_older_than_its_age() {
 async fn an_engine_on_a_memory_store_keeps_its_bound_too() {
     let calls = Arc::new(AtomicUsize::new(0));
     let def = counted(&calls);
+    let store = Arc::new(MemoryStore::new());
     let engine = Engine::builder()
-        .store(Arc::new(MemoryStore::new()))
+        .store(Arc::clone(&store) as _)
         .keep_finished_runs(10)
         .build();
     for i in 0..100 {
         start_and_wait(&engine, &def, &format!("r{i}"), 0).await;
     }
     assert_eq!(engine.runs_in_memory(), 10);
+    // The store lets go of what the engine drops: it holds the same ten runs.
+    assert_eq!(store.len(), 10);
+    assert!(store.changes(&"r99".into()).is_some());
+    assert!(store.changes(&"r0".into()).is_none());
 }
 
 /// Two tasks start and wait for two-step runs whose steps never wait, in a loop, on a runtime

@@ -546,6 +546,14 @@ impl RunStore for SqliteStore {
         true
     }
 
+    /// Every creation is a write of the writer: nothing is answered without waiting.
+    fn create_run_now(&self, _: &NewRun<'_>) -> Option<Result<Created, StoreError>> {
+        None
+    }
+
+    /// A finished run stays in the file, where [`RunStore::load_run`] finds it.
+    fn forget(&self, _: &RunId) {}
+
     fn keeps_finished_runs(&self) -> bool {
         true
     }

@@ -4,8 +4,9 @@
 /// test stores that wrap a real store and change one capability: write the changed one by
 /// hand and forward the others. The capabilities: `RunStore`, `LeaseStore`, `SignalStore`,
 /// `EventLog`. `RunStore with { create_run, record }` takes those two methods written by hand
-/// (with `#[async_trait]`'s signatures) and forwards the reads, with `record_pair` as two
-/// calls of the hand-written `record`.
+/// (with `#[async_trait]`'s signatures) and forwards the rest, with `record_pair` as two
+/// calls of the hand-written `record` and no `create_run_now`, so that the engine calls the
+/// hand-written `create_run`.
 ///
 /// ```
 /// use std::sync::atomic::{AtomicU32, Ordering};
@@ -58,6 +59,16 @@ macro_rules! forward_store {
                 $crate::runtime::RunStore::record(self, run_id, first).await?;
                 $crate::runtime::RunStore::record(self, run_id, then).await
             }
+
+            // The hand-written `create_run` is the one to call.
+            fn create_run_now(
+                &self,
+                _: &$crate::runtime::NewRun<'_>,
+            ) -> ::core::option::Option<
+                ::core::result::Result<$crate::runtime::Created, $crate::runtime::StoreError>,
+            > {
+                ::core::option::Option::None
+            }
         });
     };
     ($ty:ty => $field:ident: $($capability:ident),+ $(,)?) => {
@@ -86,6 +97,14 @@ macro_rules! forward_store {
             ) -> ::core::result::Result<(), $crate::runtime::StoreError> {
                 $crate::runtime::RunStore::record_pair(&self.$field, run_id, first, then).await
             }
+            fn create_run_now(
+                &self,
+                run: &$crate::runtime::NewRun<'_>,
+            ) -> ::core::option::Option<
+                ::core::result::Result<$crate::runtime::Created, $crate::runtime::StoreError>,
+            > {
+                $crate::runtime::RunStore::create_run_now(&self.$field, run)
+            }
         });
     };
     (@run_impl $ty:ty, $field:ident, { $($custom:tt)* }) => {
@@ -93,6 +112,9 @@ macro_rules! forward_store {
         impl $crate::runtime::RunStore for $ty {
             $($custom)*
 
+            fn forget(&self, run_id: &$crate::runtime::RunId) {
+                $crate::runtime::RunStore::forget(&self.$field, run_id)
+            }
             fn records_changes(&self) -> bool {
                 $crate::runtime::RunStore::records_changes(&self.$field)
             }

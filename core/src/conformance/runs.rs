@@ -82,6 +82,50 @@ pub async fn a_run_id_is_created_once(store: &impl RunStore) {
     }
 }
 
+/// A run its engine forgot stays in a store that keeps runs (and its id stays taken); a store
+/// that keeps runs only for its engine drops it, and the id is free again. Either way a
+/// creation that can be answered at once answers as `create_run` does.
+pub async fn a_forgotten_run_stays_only_where_runs_are_kept(store: &impl RunStore) {
+    assert_eq!(create(store, "r", "W").await.unwrap(), Created::New);
+    store.forget(&"r".into());
+    let again = create(store, "r", "V").await.unwrap();
+    if store.keeps_finished_runs() {
+        assert_eq!(
+            again,
+            Created::Existing {
+                workflow: "W".into()
+            }
+        );
+    } else {
+        assert_eq!(again, Created::New, "the forgotten id is free");
+    }
+    let run_id = RunId::from("now");
+    let input = String::from("in");
+    let run = NewRun {
+        run_id: &run_id,
+        workflow: "W",
+        graph_fingerprint: 1,
+        input: &input,
+        input_codec: Codec::of::<String>(),
+        graph: None,
+    };
+    if let Some(now) = store.create_run_now(&run) {
+        assert_eq!(now.unwrap(), Created::New);
+        assert_eq!(
+            store.create_run_now(&run).map(Result::unwrap),
+            Some(Created::Existing {
+                workflow: "W".into()
+            })
+        );
+        assert_eq!(
+            store.create_run(&run).await.unwrap(),
+            Created::Existing {
+                workflow: "W".into()
+            }
+        );
+    }
+}
+
 /// A change of a run the store does not have is an error naming the run, not a silent write.
 pub async fn a_change_of_an_unknown_run_is_an_error(store: &impl RunStore) {
     assert!(
@@ -148,6 +192,12 @@ macro_rules! run_conformance {
         async fn runs_a_run_id_is_created_once() {
             let store = $make;
             $crate::conformance::runs::a_run_id_is_created_once(&store).await;
+        }
+
+        #[::tokio::test]
+        async fn runs_a_forgotten_run_stays_only_where_runs_are_kept() {
+            let store = $make;
+            $crate::conformance::runs::a_forgotten_run_stays_only_where_runs_are_kept(&store).await;
         }
 
         #[::tokio::test]

@@ -21,7 +21,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -45,7 +45,7 @@ use crate::runtime::error::{EngineError, RunError};
 use crate::runtime::events::{DEFAULT_EVENT_BUFFER, EventStream, Feed};
 use crate::runtime::id::RunId;
 use crate::runtime::report::Report;
-use crate::runtime::store::{Created, MemoryStore, NewRun, RunIndex, SignalStore, Store};
+use crate::runtime::store::{Created, MemoryStore, NewRun, SignalStore, Store};
 
 /// The default bound on step attempts running at once, over all runs of an engine.
 pub const DEFAULT_MAX_CONCURRENT_STEPS: usize = 1024;
@@ -87,9 +87,6 @@ pub struct Engine {
 /// What every clone of an [`Engine`] and every run task shares.
 pub(crate) struct Inner {
     pub(crate) store: Arc<dyn Store>,
-    /// `store`, when the engine made it itself (a [`MemoryStore`]): runs are created in it
-    /// directly, without the trait's boxed future.
-    memory: Option<Arc<MemoryStore>>,
     /// The store's [`RunStore::records_changes`], asked once: when `false`, no change is sent.
     pub(crate) records: bool,
     /// Bounds the attempts running at once; a retry waiting for its delay holds no permit.
@@ -136,10 +133,8 @@ impl Inner {
                 table.evict(&self.keep)
             }
         };
-        if let Some(memory) = &self.memory {
-            for run_id in &dropped {
-                memory.forget_engine_run(run_id);
-            }
+        for run_id in &dropped {
+            self.store.forget(run_id);
         }
     }
 }
@@ -274,13 +269,9 @@ impl EngineBuilder {
     /// The engine.
     pub fn build(self) -> Engine {
         let permits = self.max_concurrent_steps.clamp(1, Semaphore::MAX_PERMITS);
-        let (store, memory) = match self.store {
-            Some(store) => (store, None),
-            None => {
-                let memory = Arc::new(MemoryStore::without_history());
-                (Arc::clone(&memory) as Arc<dyn Store>, Some(memory))
-            }
-        };
+        let store = self
+            .store
+            .unwrap_or_else(|| Arc::new(MemoryStore::without_history()));
         let records = store.records_changes();
         let events = records
             .then(|| Feed::attach(&*store, self.event_buffer))
@@ -290,26 +281,13 @@ impl EngineBuilder {
             signals: signals::SignalHub::new(Arc::clone(&store) as Arc<dyn SignalStore>),
             store_keeps_finished: store.keeps_finished_runs(),
             store,
-            memory,
             permits: Permits::new(permits),
             jitter_seed: self.jitter_seed.unwrap_or_else(|| fastrand::u64(..)),
             runs: Mutex::new(RunTable::default()),
             keep: self.keep,
             events,
         });
-        if let Some(memory) = &inner.memory {
-            memory.attach_engine(Arc::downgrade(&inner) as Weak<dyn RunIndex>);
-        }
         Engine { inner }
-    }
-}
-
-impl RunIndex for Inner {
-    fn workflow_of(&self, run_id: &RunId) -> Option<Arc<str>> {
-        self.runs()
-            .runs
-            .get(run_id)
-            .map(|entry| Arc::clone(&entry.workflow))
     }
 }
 
@@ -412,8 +390,9 @@ impl Engine {
             input_codec: Codec::of::<I>(),
             graph: plan.graph.as_deref(),
         };
-        let created = match &self.inner.memory {
-            Some(memory) => Ok(memory.create_engine_run(&new_run)),
+        // A store that can answer at once (in memory) spares the boxed future of the call.
+        let created = match self.inner.store.create_run_now(&new_run) {
+            Some(created) => created,
             None => self.inner.store.create_run(&new_run).await,
         };
         let mut resume = None;
@@ -736,7 +715,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_store_of_an_in_memory_engine_finds_the_engine_s_runs_in_the_engine() {
+    async fn the_store_of_an_in_memory_engine_knows_the_engine_s_runs() {
         let engine = Engine::ephemeral();
         let def = plus_one();
         let report = engine
@@ -749,7 +728,7 @@ mod tests {
         assert_eq!(*report.output, 2);
         let store = engine.store();
         let id = RunId::from("r");
-        // Kept once, in the engine's table; the store knows it from there.
+        // The engine created it in its store, without waiting (`create_run_now`).
         let again = store.create_run(&new_run(&id, "W")).await.expect("ok");
         assert_eq!(
             again,

@@ -113,6 +113,17 @@ pub trait RunStore: Any + Send + Sync {
     /// Creates a run, or reports the one that has this id (the id is the idempotency key).
     async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError>;
 
+    /// [`create_run`](Self::create_run) without waiting, for a store that can answer at once
+    /// (the in-memory store): the engine then skips the boxed future of the call. A store that
+    /// must wait (for a disk, a server) returns `None`, and the engine calls `create_run`.
+    fn create_run_now(&self, run: &NewRun<'_>) -> Option<Result<Created, StoreError>>;
+
+    /// The engine no longer keeps the run `run_id`: it ended, and the engine dropped it from
+    /// its table. A store that keeps runs only for its engine (the in-memory store) drops
+    /// what it holds of the run, so that its memory is bounded as the engine's is; a store
+    /// that keeps runs for other processes and later reads keeps it.
+    fn forget(&self, run_id: &RunId);
+
     /// Records one change of a run's state; the engine awaits it before going on (a checkpoint
     /// is acknowledged only once recorded).
     async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError>;
@@ -330,5 +341,4 @@ mod machines;
 mod memory;
 
 pub use machines::{Advanced, MachineStep, MachineStore, MachineTransition, StoredMachine};
-pub(crate) use memory::RunIndex;
 pub use memory::{MemoryStore, RecordedChange};

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::{
@@ -148,24 +148,12 @@ fn shared_name(names: &mut Vec<Arc<str>>, workflow: &str) -> Arc<str> {
     name
 }
 
-/// Where the [`MemoryStore`] an engine makes for itself finds the engine's runs.
-pub(crate) trait RunIndex: Send + Sync {
-    /// The workflow of the run `run_id`, if the engine has that run.
-    fn workflow_of(&self, run_id: &RunId) -> Option<Arc<str>>;
-}
-
 /// A store that keeps runs in memory, for tests and for runs that need no durability. Made
 /// with [`new`](Self::new) it keeps every change, so a test can check the exact sequence a
 /// run went through.
 pub struct MemoryStore {
     runs: Mutex<MemoryRuns>,
     history: bool,
-    /// Set in the store an engine made for itself ([`Engine::ephemeral`]), which nothing
-    /// else can record in: the engine's own table already keeps every run it started, by
-    /// id, so this store finds them there instead of keeping each run a second time.
-    ///
-    /// [`Engine::ephemeral`]: crate::runtime::Engine::ephemeral
-    engine: OnceLock<Weak<dyn RunIndex>>,
     /// Persisted state machines, by id.
     machines: machines::Machines,
 }
@@ -175,7 +163,6 @@ impl std::fmt::Debug for MemoryStore {
         f.debug_struct("MemoryStore")
             .field("runs", &self.runs)
             .field("history", &self.history)
-            .field("engine_owned", &self.engine.get().is_some())
             .finish()
     }
 }
@@ -192,37 +179,20 @@ impl MemoryStore {
         Self {
             runs: Mutex::default(),
             history: true,
-            engine: OnceLock::new(),
             machines: machines::Machines::default(),
         }
     }
 
     /// An empty store that keeps runs (their ids and workflows, for idempotency) but not their
     /// changes: recording is free. What [`Engine::ephemeral`](crate::runtime::Engine::ephemeral)
-    /// uses, since nothing could read its history; that engine's own runs are kept once, in
-    /// the engine's table, where this store finds them.
+    /// uses, since nothing could read its history. Like any store whose runs do not outlive
+    /// their engine, it drops a run when its engine does ([`RunStore::forget`]).
     pub fn without_history() -> Self {
         Self {
             runs: Mutex::default(),
             history: false,
-            engine: OnceLock::new(),
             machines: machines::Machines::default(),
         }
-    }
-
-    /// The store of an engine, which finds the engine's runs in `engine` (see
-    /// [`create_engine_run`](Self::create_engine_run)).
-    pub(crate) fn attach_engine(&self, engine: Weak<dyn RunIndex>) {
-        let _ = self.engine.set(engine);
-    }
-
-    /// The workflow of the engine's run `run_id`, if this is an engine's store and the engine
-    /// has that run.
-    fn engine_run(&self, run_id: &RunId) -> Option<Arc<str>> {
-        self.engine
-            .get()
-            .and_then(Weak::upgrade)
-            .and_then(|engine| engine.workflow_of(run_id))
     }
 
     /// The changes recorded for `run_id`, in order (none if the store keeps no history);
@@ -260,12 +230,17 @@ impl MemoryStore {
 #[async_trait::async_trait]
 impl RunStore for MemoryStore {
     async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
-        if let Some(workflow) = self.engine_run(run.run_id) {
-            return Ok(Created::Existing {
-                workflow: workflow.to_string(),
-            });
-        }
-        Ok(self.create_run_now(run))
+        Ok(self.create_run_here(run))
+    }
+
+    fn create_run_now(&self, run: &NewRun<'_>) -> Option<Result<Created, StoreError>> {
+        Some(Ok(self.create_run_here(run)))
+    }
+
+    fn forget(&self, run_id: &RunId) {
+        let mut runs = self.lock();
+        runs.by_id.remove(run_id);
+        runs.signals.remove(run_id);
     }
 
     async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError> {
@@ -339,9 +314,8 @@ impl SignalStore for MemoryStore {
         name: &str,
         payload: &str,
     ) -> Result<bool, StoreError> {
-        let engine_run = self.engine_run(run_id).is_some();
         let mut runs = self.lock();
-        if !engine_run && !runs.by_id.contains_key(run_id) {
+        if !runs.by_id.contains_key(run_id) {
             return Err(StoreError::Backend(format!(
                 "no run `{run_id}` to signal `{name}` to"
             )));
@@ -391,34 +365,8 @@ impl EventLog for MemoryStore {
 }
 
 impl MemoryStore {
-    /// [`Store::create_run`] for the engine that made this store, which calls it directly
-    /// (no boxed future) once it has claimed the id in its own table: the run is kept there,
-    /// not again here. Only a run created here by someone else (through the trait) can make
-    /// it [`Created::Existing`].
-    pub(crate) fn create_engine_run(&self, run: &NewRun<'_>) -> Created {
-        let runs = self.lock();
-        if runs.by_id.is_empty() {
-            return Created::New;
-        }
-        match runs.by_id.get(run.run_id) {
-            Some(existing) => Created::Existing {
-                workflow: existing.workflow.to_string(),
-            },
-            None => Created::New,
-        }
-    }
-
-    /// Forgets what this store holds of the engine's run `run_id` (its signals) once the
-    /// engine has dropped the run.
-    pub(crate) fn forget_engine_run(&self, run_id: &RunId) {
-        let mut runs = self.lock();
-        if !runs.by_id.contains_key(run_id) {
-            runs.signals.remove(run_id);
-        }
-    }
-
     /// Creates `run` here, or reports the one that has its id.
-    fn create_run_now(&self, run: &NewRun<'_>) -> Created {
+    fn create_run_here(&self, run: &NewRun<'_>) -> Created {
         let mut runs = self.lock();
         let runs = &mut *runs;
         match runs.by_id.entry(run.run_id.clone()) {
