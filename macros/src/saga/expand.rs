@@ -42,13 +42,13 @@ pub(crate) fn expand(input: &WorkflowInput, model: &SagaModel) -> TokenStream {
         let deps = &wiring.deps;
         statements.push(match guard(forward, index, &wiring) {
             Some(guard) => quote! {
-                let #var = __builder.step_when(#step_name, #options, #deps, #guard, #closure);
+                let #var = #p::saga_step_when(&mut __builder, #step_name, #options, #deps, #guard, #closure);
             },
             None if model.pivots[index] => quote! {
-                let #var = __builder.pivot(#step_name, #options, #deps, #closure);
+                let #var = #p::saga_pivot(&mut __builder, #step_name, #options, #deps, #closure);
             },
             None => quote! {
-                let #var = __builder.step(#step_name, #options, #deps, #closure);
+                let #var = #p::saga_step(&mut __builder, #step_name, #options, #deps, #closure);
             },
         });
         if let Some(undo) = &model.undos[index] {
@@ -88,8 +88,9 @@ pub(crate) fn expand(input: &WorkflowInput, model: &SagaModel) -> TokenStream {
     }
 }
 
-/// `__builder.undo(...)` for the compensation of step `index`: the step's own dependencies,
-/// and a closure that calls the compensation with the step's inputs and its output.
+/// `__private::saga_undo(...)` for the compensation of step `index`: the step's own
+/// dependencies, and a closure (a `__private::UndoCall`) that calls the compensation with the
+/// step's inputs and its output.
 fn compensation(model: &SagaModel, index: usize, undo: &Undo, has_input: bool) -> TokenStream {
     let p = quote!(::sagaflow::__private);
     let span = undo.path.span();
@@ -98,22 +99,21 @@ fn compensation(model: &SagaModel, index: usize, undo: &Undo, has_input: bool) -
     let path = &undo.path;
     let wiring = wiring(&model.forward, index, has_input, Some(span));
     let deps = &wiring.deps;
-    let patterns = &wiring.patterns;
+    let values = &wiring.values;
     let args = &wiring.args;
     let options = options(&p, &undo.options);
     let (method, out) = if undo.on_unknown {
         (
-            quote!(undo_on_unknown),
+            quote!(saga_undo_on_unknown),
             quote_spanned!(span=> __out.as_deref()),
         )
     } else {
-        (quote!(undo), quote_spanned!(span=> &*__out))
+        (quote!(saga_undo), quote_spanned!(span=> &**__out))
     };
-    let call = quote_spanned!(span=> #path(&__ctx, #(#args,)* #out).await);
-    let closure =
-        quote_spanned!(span=> move |__ctx: #p::StepContext, #patterns, __out| async move { #call });
+    let call = quote_spanned!(span=> #p::Box::pin(#path(__ctx, #(#args,)* #out)));
+    let closure = quote_spanned!(span=> |__ctx, #values, __out| #call);
     quote! {
-        __builder.#method(#var, #undo_name, #options, #deps, #closure);
+        #p::#method(&mut __builder, #var, #undo_name, #options, #deps, #closure);
     }
 }
 

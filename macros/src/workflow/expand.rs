@@ -35,10 +35,10 @@ pub(crate) fn expand(input: &WorkflowInput, model: &Model) -> TokenStream {
         let deps = &wiring.deps;
         let statement = match guard(model, index, &wiring) {
             Some(guard) => quote! {
-                let #var = __builder.step_when(#step_name, #options, #deps, #guard, #closure);
+                let #var = #p::step_when(&mut __builder, #step_name, #options, #deps, #guard, #closure);
             },
             None => quote! {
-                let #var = __builder.step(#step_name, #options, #deps, #closure);
+                let #var = #p::step(&mut __builder, #step_name, #options, #deps, #closure);
             },
         };
         statements.push(statement);
@@ -102,12 +102,17 @@ pub(crate) fn doc_graph(model: &Model) -> String {
 }
 
 /// How one step is wired to its upstream values.
+///
+/// The step's closure is coerced to `__private::StepCall`: it captures nothing and receives
+/// the context and the tuple of input values by reference, so that the expansion's body holds
+/// no coroutine and no closure whose auto traits stay undecided until the body is checked
+/// (that made type-checking quadratic in the steps; see `src/private.rs` in the facade).
 pub(crate) struct Wiring {
     /// The handles it depends on, as a tuple: `(__step_0, __step_1.optional(),)`.
     pub(crate) deps: TokenStream,
-    /// The closure's pattern for their values: `(__i0, __i1,)`.
-    pub(crate) patterns: TokenStream,
-    /// The arguments passed after the context: `&*__i0, __i1.as_deref()`.
+    /// The closure's parameter for the tuple of their values: `__v`, or `_` when there is none.
+    pub(crate) values: TokenStream,
+    /// The arguments passed after the context: `&*__v.0, __v.1.as_deref()`.
     pub(crate) args: Vec<TokenStream>,
 }
 
@@ -120,44 +125,54 @@ pub(crate) fn wiring(model: &Model, index: usize, has_input: bool, at: Option<Sp
         return if has_input {
             Wiring {
                 deps: quote!((__input,)),
-                patterns: quote!((__i0,)),
-                args: vec![quote_spanned!(span=> &*__i0)],
+                values: quote!(__v),
+                args: vec![value(span, 0, false)],
             }
         } else {
             Wiring {
                 deps: quote!(()),
-                patterns: quote!(()),
+                values: quote!(_),
                 args: Vec::new(),
             }
         };
     }
     let mut deps = Vec::new();
-    let mut patterns = Vec::new();
     let mut args = Vec::new();
     for (k, input) in step.inputs.iter().enumerate() {
         let upstream = handle(input.step);
-        let local = format_ident!("__i{}", k);
         let at = at.unwrap_or_else(|| input.written.span());
-        // The same local, spanned on the edge as written, so that rustc's mismatch
-        // points at the upstream step in the chain rather than at the whole macro.
-        let used = format_ident!("__i{}", k, span = at);
-        patterns.push(quote!(#local));
-        if model.may_be_missing(input.step) {
+        let optional = model.may_be_missing(input.step);
+        if optional {
             deps.push(quote!(#upstream.optional()));
-            args.push(quote_spanned!(at=> #used.as_deref()));
         } else {
             deps.push(quote!(#upstream));
-            args.push(quote_spanned!(at=> &*#used));
         }
+        args.push(value(at, k, optional));
     }
     Wiring {
         deps: quote!((#(#deps,)*)),
-        patterns: quote!((#(#patterns,)*)),
+        values: quote!(__v),
         args,
     }
 }
 
-/// The closure that calls step `index`'s function on each attempt.
+/// Input `k` of the values tuple `__v` as the step's function takes it, spanned on `at` (the
+/// edge as written), so that rustc's mismatch points at the upstream step in the chain rather
+/// than at the whole macro: `&*__v.k`, or `__v.k.as_deref()` for an input that may be missing.
+fn value(at: Span, k: usize, optional: bool) -> TokenStream {
+    let values = format_ident!("__v", span = at);
+    let k = syn::Index {
+        index: k as u32,
+        span: at,
+    };
+    if optional {
+        quote_spanned!(at=> #values.#k.as_deref())
+    } else {
+        quote_spanned!(at=> &*#values.#k)
+    }
+}
+
+/// The closure that calls step `index`'s function on each attempt, a `__private::StepCall`.
 pub(crate) fn closure(
     input: &WorkflowInput,
     model: &Model,
@@ -169,29 +184,29 @@ pub(crate) fn closure(
     let span = step.path.span();
     let path = &step.path;
     let args = &wiring.args;
-    let patterns = &wiring.patterns;
-    let call = quote_spanned!(span=> #path(&__ctx, #(#args),*).await);
+    let values = &wiring.values;
+    let call = quote_spanned!(span=> #p::Box::pin(#path(__ctx, #(#args),*)));
     let body = match (&input.output, model.output_step) {
         (Some(out), Some(o)) if o == index => {
             let at = out.span();
             quote_spanned!(at=> {
-                let __output: ::core::result::Result<#out, _> = #call;
+                let __output: #p::CallFuture<'_, #out, _> = #call;
                 __output
             })
         }
         _ => call,
     };
-    quote_spanned!(span=> move |__ctx: #p::StepContext, #patterns| async move { #body })
+    quote_spanned!(span=> |__ctx, #values| #body)
 }
 
-/// The guard closure of step `index`, when it has a `when` guard.
+/// The guard closure of step `index`, when it has a `when` guard: a `__private::GuardCall`.
 pub(crate) fn guard(model: &Model, index: usize, wiring: &Wiring) -> Option<TokenStream> {
     let guard = model.steps[index].options.when.as_ref()?;
     let at = guard.span();
     let args = &wiring.args;
-    let patterns = &wiring.patterns;
+    let values = &wiring.values;
     let guard_call = quote_spanned!(at=> #guard(#(#args),*));
-    Some(quote!(move |#patterns| #guard_call))
+    Some(quote!(|#values| #guard_call))
 }
 
 /// The items shared with the fallback: everything but `definition()`'s body.

@@ -1,0 +1,167 @@
+//! How long `cargo check` takes on a crate holding one generated `workflow!` of 100 to 1,000
+//! steps: the macro's expansion and, above all, rustc type-checking what it expanded to.
+//!
+//! For each size, a scratch crate is written under the target directory
+//! (`$CARGO_TARGET_DIR/compile-time/steps_N`, else `target/compile-time/`), outside the
+//! workspace, with a path dependency on this repository's `sagaflow`. It is checked once (which
+//! checks the dependencies too), then its `src/lib.rs` is touched and it is checked again, three
+//! times: only the scratch crate is recompiled, and the median of the three is reported. The
+//! scratch crates share one target directory of their own, so the dependencies are checked once
+//! for all of them and the workspace's target directory is not locked while this runs.
+//!
+//! The workflow is the one `benches/expand.rs` expands: the chain `s0 -> ... -> sN-1`, ten
+//! links per statement; every tenth step also feeds the next tenth (`s0 -> s10`, ...), so
+//! about one step in ten has two inputs; options on one step in ten (retry, timeout, deadline,
+//! `on_error = continue`, which makes the next step's input optional) and workflow defaults.
+//! Every step is a real `async fn` that adds one to its inputs.
+//!
+//! Run with `cargo bench --bench compile_time` (about 2 minutes, more the first time), or
+//! `cargo bench --bench compile_time -- 100 1000` for some sizes only; figures:
+//! `benches/README.md`. Not part of CI.
+
+#![allow(missing_docs)]
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const SIZES: [usize; 4] = [100, 250, 500, 1_000];
+const RUNS: usize = 3;
+
+/// Whether step `i` sets `on_error = continue` (its dependent then takes `Option<&u64>`).
+fn continues(i: usize) -> bool {
+    i % 10 == 5 && (i / 10) % 4 == 2
+}
+
+/// The scratch crate's `src/lib.rs`: the step functions and the workflow.
+fn source(steps: usize) -> String {
+    let mut s = String::from(
+        "//! A generated workflow, for `benches/compile_time.rs`.\n\n\
+         #![allow(dead_code)]\n\nuse sagaflow::prelude::*;\n\n",
+    );
+    for i in 0..steps {
+        let first = if i == 0 {
+            "x: &u64".to_owned()
+        } else if continues(i - 1) {
+            "x: Option<&u64>".to_owned()
+        } else {
+            "x: &u64".to_owned()
+        };
+        let value = if i > 0 && continues(i - 1) {
+            "x.copied().unwrap_or(0)"
+        } else {
+            "*x"
+        };
+        if i >= 10 && i % 10 == 0 {
+            let _ = writeln!(
+                s,
+                "async fn s{i}(_: &StepContext, {first}, y: &u64) -> Result<u64, StepError> {{ Ok({value} + y) }}"
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "async fn s{i}(_: &StepContext, {first}) -> Result<u64, StepError> {{ Ok({value} + 1) }}"
+            );
+        }
+    }
+    s.push_str("\nworkflow! {\n    /// A generated workflow.\n    pub Big(u64) -> u64 {\n");
+    for start in (0..steps - 1).step_by(10) {
+        let end = (start + 10).min(steps - 1);
+        let links: Vec<String> = (start..=end).map(|i| format!("s{i}")).collect();
+        let _ = writeln!(s, "        {};", links.join(" -> "));
+    }
+    for i in (0..steps - 10).step_by(10) {
+        let _ = writeln!(s, "        s{i} -> s{};", i + 10);
+    }
+    for i in (5..steps).step_by(10) {
+        let options = match (i / 10) % 4 {
+            0 => {
+                "retry(max_attempts = 5, initial = 100ms, coefficient = 2.0, max = 10s), timeout = 30s"
+            }
+            1 => "timeout = 2s, deadline = 1m",
+            2 => "retry(max_attempts = 3, initial = 10ms, jitter = 0.2), on_error = continue",
+            _ => "retry(initial = 1s), timeout = 500ms, deadline = 5m",
+        };
+        let _ = writeln!(s, "        s{i}: {options};");
+    }
+    s.push_str("        defaults: deadline = 1h;\n    }\n}\n");
+    s
+}
+
+fn write_crate(dir: &Path, repo: &Path, steps: usize) {
+    std::fs::create_dir_all(dir.join("src")).expect("the scratch directory can be made");
+    let manifest = format!(
+        "[package]\nname = \"steps_{steps}\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\n\n\
+         [dependencies]\nsagaflow = {{ path = {:?} }}\n\n[workspace]\n",
+        repo.display().to_string()
+    );
+    std::fs::write(dir.join("Cargo.toml"), manifest).expect("the manifest can be written");
+    std::fs::write(dir.join("src/lib.rs"), source(steps)).expect("the source can be written");
+}
+
+fn check(dir: &Path, target: &Path) -> Duration {
+    let started = Instant::now();
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["check", "--quiet", "-j2"])
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", target)
+        .env("CARGO_INCREMENTAL", "0")
+        .status()
+        .expect("cargo runs");
+    let elapsed = started.elapsed();
+    assert!(
+        status.success(),
+        "`cargo check` failed in {}",
+        dir.display()
+    );
+    elapsed
+}
+
+fn touch(file: &Path) {
+    let text = std::fs::read(file).expect("the source can be read");
+    std::fs::write(file, text).expect("the source can be touched");
+}
+
+fn main() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join("target"));
+    let root = target.join("compile-time");
+    let scratch_target = root.join("target");
+    // `cargo bench` passes `--bench`; any other argument that is a number is a size.
+    let asked: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes: Vec<usize> = if asked.is_empty() {
+        SIZES.to_vec()
+    } else {
+        asked
+    };
+    println!("steps  | cargo check (median of {RUNS}) | each run | per step");
+    for steps in sizes {
+        assert!(steps >= 20, "a workflow of at least 20 steps");
+        let dir = root.join(format!("steps_{steps}"));
+        write_crate(&dir, &repo, steps);
+        check(&dir, &scratch_target);
+        let mut times: Vec<Duration> = (0..RUNS)
+            .map(|_| {
+                touch(&dir.join("src/lib.rs"));
+                check(&dir, &scratch_target)
+            })
+            .collect();
+        let each: Vec<String> = times
+            .iter()
+            .map(|t| format!("{:.2}", t.as_secs_f64()))
+            .collect();
+        times.sort();
+        let median = times[RUNS / 2].as_secs_f64();
+        println!(
+            "{steps:>6} | {median:>8.2} s | {} s | {:.2} ms",
+            each.join(" "),
+            median * 1000.0 / steps as f64
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! # Why the step calls go through the functions here
+//!
+//! `workflow!` and `saga!` expand to one function body that adds every step to a builder. If
+//! each step were added with a closure returning an `async` block, as one writes by hand, that
+//! body would hold one closure and one coroutine per step, and rustc type-checks a body's
+//! closures and coroutines together: the auto-trait obligations on each of them (`Send`,
+//! `Sync`, and the coroutines' own) stay pending until the whole body is checked, and every
+//! later step works through all of them again. Type-checking the expansion was quadratic in the
+//! steps (10.9 s of a 13.2 s `cargo check` for 1,000 steps; `benches/README.md`).
+//!
+//! So the generated closures capture nothing and are coerced to the function pointers below
+//! ([`StepCall`], [`GuardCall`], [`UndoCall`]), whose types are fully known at once; they
+//! call the user's function on borrowed values and box its future, which is not a coroutine
+//! of the expansion's body but the user's own `async fn`'s. The one coroutine per step that
+//! owns the values the call borrows is written once, here, generically. Every argument the
+//! user's function receives is still written in the expansion, spanned on the edge, so rustc
+//! checks each edge's types there as before.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use ::std::boxed::Box;
+pub use ::std::string::String;
+pub use ::std::sync::OnceLock;
+pub use ::std::time::Duration;
+pub use sagaflow_core::policy::{OnError, RetryPolicy, StepOptions};
+pub use sagaflow_core::runtime::{
+    Builder, Definition, Deps, Engine, EngineError, Handle, Recovered, RunHandle, RunId,
+    StepContext, StepError, StepValue,
+};
+/// The state-machine runtime, for `fsm!`'s generated code.
+pub use sagaflow_fsm as fsm_rt;
+pub use sagaflow_saga::{
+    RecoveredSagas, SagaBuilder, SagaDefinition, SagaError, SagaHandle, SagaStatus,
+};
+
+/// The future of one call of a user's step function, boxed.
+pub type CallFuture<'a, O, E> = Pin<Box<dyn Future<Output = Result<O, E>> + Send + 'a>>;
+
+/// One attempt of a step: the user's function called on the step's inputs, borrowed.
+pub type StepCall<D, O, E> =
+    for<'a> fn(&'a StepContext, &'a <D as Deps>::Values) -> CallFuture<'a, O, E>;
+
+/// A step's `when` guard, called on the step's inputs, borrowed.
+pub type GuardCall<D> = for<'a> fn(&'a <D as Deps>::Values) -> bool;
+
+/// One attempt of a compensation: the user's function called on the step's inputs and the
+/// step's output (`Arc<O>`, or `Option<Arc<O>>` for `undo_on_unknown`), borrowed.
+pub type UndoCall<D, X, T, E> =
+    for<'a> fn(&'a StepContext, &'a <D as Deps>::Values, &'a X) -> CallFuture<'a, T, E>;
+
+/// `builder.step(…)` for `workflow!`.
+pub fn step<I, D, O, E>(
+    builder: &mut Builder<I>,
+    name: &str,
+    options: StepOptions,
+    deps: D,
+    call: StepCall<D, O, E>,
+) -> Handle<O>
+where
+    I: StepValue,
+    D: Deps,
+    O: StepValue,
+    E: Into<StepError> + 'static,
+{
+    builder.step(name, options, deps, move |ctx, values| async move {
+        call(&ctx, &values).await
+    })
+}
+
+/// `builder.step_when(…)` for `workflow!`.
+pub fn step_when<I, D, O, E>(
+    builder: &mut Builder<I>,
+    name: &str,
+    options: StepOptions,
+    deps: D,
+    guard: GuardCall<D>,
+    call: StepCall<D, O, E>,
+) -> Handle<O>
+where
+    I: StepValue,
+    D: Deps,
+    O: StepValue,
+    E: Into<StepError> + 'static,
+{
+    builder.step_when(
+        name,
+        options,
+        deps,
+        move |values| guard(&values),
+        move |ctx, values| async move { call(&ctx, &values).await },
+    )
+}
+
+/// `builder.step(…)` for `saga!`.
+pub fn saga_step<I, D, O, E>(
+    builder: &mut SagaBuilder<I>,
+    name: &str,
+    options: StepOptions,
+    deps: D,
+    call: StepCall<D, O, E>,
+) -> Handle<O>
+where
+    I: StepValue,
+    D: Deps,
+    O: StepValue,
+    E: Into<StepError> + 'static,
+{
+    builder.step(name, options, deps, move |ctx, values| async move {
+        call(&ctx, &values).await
+    })
+}
+
+/// `builder.step_when(…)` for `saga!`.
+pub fn saga_step_when<I, D, O, E>(
+    builder: &mut SagaBuilder<I>,
+    name: &str,
+    options: StepOptions,
+    deps: D,
+    guard: GuardCall<D>,
+    call: StepCall<D, O, E>,
+) -> Handle<O>
+where
+    I: StepValue,
+    D: Deps,
+    O: StepValue,
+    E: Into<StepError> + 'static,
+{
+    builder.step_when(
+        name,
+        options,
+        deps,
+        move |values| guard(&values),
+        move |ctx, values| async move { call(&ctx, &values).await },
+    )
+}
+
+/// `builder.pivot(…)` for `saga!`.
+pub fn saga_pivot<I, D, O, E>(
+    builder: &mut SagaBuilder<I>,
+    name: &str,
+    options: StepOptions,
+    deps: D,
+    call: StepCall<D, O, E>,
+) -> Handle<O>
+where
+    I: StepValue,
+    D: Deps,
+    O: StepValue,
+    E: Into<StepError> + 'static,
+{
+    builder.pivot(name, options, deps, move |ctx, values| async move {
+        call(&ctx, &values).await
+    })
+}
+
+/// `builder.undo(…)` for `saga!`.
+pub fn saga_undo<I, D, O, T, E>(
+    builder: &mut SagaBuilder<I>,
+    step: Handle<O>,
+    name: &str,
+    options: StepOptions,
+    deps: D,
+    call: UndoCall<D, Arc<O>, T, E>,
+) where
+    I: StepValue,
+    D: Deps,
+    O: StepValue,
+    T: Send + 'static,
+    E: Into<StepError> + 'static,
+{
+    builder.undo(
+        step,
+        name,
+        options,
+        deps,
+        move |ctx, values, output| async move { call(&ctx, &values, &output).await },
+    );
+}
+
+/// `builder.undo_on_unknown(…)` for `saga!`.
+pub fn saga_undo_on_unknown<I, D, O, T, E>(
+    builder: &mut SagaBuilder<I>,
+    step: Handle<O>,
+    name: &str,
+    options: StepOptions,
+    deps: D,
+    call: UndoCall<D, Option<Arc<O>>, T, E>,
+) where
+    I: StepValue,
+    D: Deps,
+    O: StepValue,
+    T: Send + 'static,
+    E: Into<StepError> + 'static,
+{
+    builder.undo_on_unknown(
+        step,
+        name,
+        options,
+        deps,
+        move |ctx, values, output| async move { call(&ctx, &values, &output).await },
+    );
+}
