@@ -110,7 +110,8 @@ fn compensation(model: &SagaModel, index: usize, undo: &Undo, has_input: bool) -
     } else {
         (quote!(saga_undo), quote_spanned!(span=> &**__out))
     };
-    let call = quote_spanned!(span=> #p::Box::pin(#path(__ctx, #(#args,)* #out)));
+    let call =
+        quote_spanned!(span=> ::sagaflow::__private::Box::pin(#path(__ctx, #(#args,)* #out)));
     let closure = quote_spanned!(span=> |__ctx, #values, __out| #call);
     quote! {
         #p::#method(&mut __builder, #var, #undo_name, #options, #deps, #closure);

@@ -185,7 +185,9 @@ pub(crate) fn closure(
     let path = &step.path;
     let args = &wiring.args;
     let values = &wiring.values;
-    let call = quote_spanned!(span=> #p::Box::pin(#path(__ctx, #(#args),*)));
+    // Written out rather than through `p`, so that every token of the call is spanned on the
+    // step and a mismatch of its future (the run's output) is reported there.
+    let call = quote_spanned!(span=> ::sagaflow::__private::Box::pin(#path(__ctx, #(#args),*)));
     let body = match (&input.output, model.output_step) {
         (Some(out), Some(o)) if o == index => {
             let at = out.span();
