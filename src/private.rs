@@ -24,16 +24,24 @@ pub use ::std::boxed::Box;
 pub use ::std::string::String;
 pub use ::std::sync::OnceLock;
 pub use ::std::time::Duration;
+pub use ::std::vec::Vec;
 pub use sagaflow_core::policy::{OnError, RetryPolicy, StepOptions};
 pub use sagaflow_core::runtime::{
     Builder, Definition, Deps, Engine, EngineError, Handle, Recovered, RunHandle, RunId,
     StepContext, StepError, StepValue,
 };
-/// The state-machine runtime, for `fsm!`'s generated code.
-pub use sagaflow_fsm as fsm_rt;
 pub use sagaflow_saga::{
     RecoveredSagas, SagaBuilder, SagaDefinition, SagaError, SagaHandle, SagaStatus,
 };
+
+/// What `fsm!`'s generated code names of the state-machine runtime, and nothing else of it.
+pub mod fsm {
+    pub use sagaflow_fsm::serde;
+    pub use sagaflow_fsm::{
+        ActionError, Fsm, Machine, MachineError, PersistedMachine, Spec, SqliteStore, StateSpec,
+        Step, StoreError, Transition, TransitionError, TransitionErrorKind, TransitionSpec,
+    };
+}
 
 /// The future of one call of a user's step function, boxed.
 pub type CallFuture<'a, O, E> = Pin<Box<dyn Future<Output = Result<O, E>> + Send + 'a>>;
