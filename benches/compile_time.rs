@@ -10,11 +10,13 @@
 //! scratch crates share one target directory of their own, so the dependencies are checked once
 //! for all of them and the workspace's target directory is not locked while this runs.
 //!
-//! The workflow is the one `benches/expand.rs` expands: the chain `s0 -> ... -> sN-1`, ten
-//! links per statement; every tenth step also feeds the next tenth (`s0 -> s10`, ...), so
-//! about one step in ten has two inputs; options on one step in ten (retry, timeout, deadline,
-//! `on_error = continue`, which makes the next step's input optional) and workflow defaults.
-//! Every step is a real `async fn` that adds one to its inputs.
+//! The workflow is the one `benches/expand.rs` expands (`benches/shared/big_workflow.rs`), with
+//! N steps: a chain, one step in ten with a second input, one in ten with options (one of
+//! those in four with `on_error = continue`, which makes the next step's input optional).
+//! Every step is a real `async fn` that adds its inputs.
+//!
+//! `SAGAFLOW_DIR=/path/to/another/checkout` measures that checkout's `sagaflow` instead of
+//! this one (for a figure before a change: `git worktree add /tmp/before <commit>`).
 //!
 //! Run with `cargo bench --bench compile_time` (about 2 minutes, more the first time), or
 //! `cargo bench --bench compile_time -- 100 1000` for some sizes only; figures:
@@ -30,10 +32,10 @@ use std::time::{Duration, Instant};
 const SIZES: [usize; 4] = [100, 250, 500, 1_000];
 const RUNS: usize = 5;
 
-/// Whether step `i` sets `on_error = continue` (its dependent then takes `Option<&u64>`).
-fn continues(i: usize) -> bool {
-    i % 10 == 5 && (i / 10) % 4 == 2
-}
+#[path = "shared/big_workflow.rs"]
+mod big_workflow;
+
+use big_workflow::{continues, has_second_input};
 
 /// The scratch crate's `src/lib.rs`: the step functions and the workflow.
 fn source(steps: usize) -> String {
@@ -42,51 +44,23 @@ fn source(steps: usize) -> String {
          #![allow(dead_code)]\n\nuse sagaflow::prelude::*;\n\n",
     );
     for i in 0..steps {
-        let first = if i == 0 {
-            "x: &u64".to_owned()
-        } else if continues(i - 1) {
-            "x: Option<&u64>".to_owned()
+        let optional = i > 0 && continues(i - 1);
+        let (first, value) = if optional {
+            ("x: Option<&u64>", "x.copied().unwrap_or(0)")
         } else {
-            "x: &u64".to_owned()
+            ("x: &u64", "*x")
         };
-        let value = if i > 0 && continues(i - 1) {
-            "x.copied().unwrap_or(0)"
+        let (second, add) = if has_second_input(i) {
+            (", y: &u64", "y")
         } else {
-            "*x"
+            ("", "1")
         };
-        if i >= 10 && i % 10 == 0 {
-            let _ = writeln!(
-                s,
-                "async fn s{i}(_: &StepContext, {first}, y: &u64) -> Result<u64, StepError> {{ Ok({value} + y) }}"
-            );
-        } else {
-            let _ = writeln!(
-                s,
-                "async fn s{i}(_: &StepContext, {first}) -> Result<u64, StepError> {{ Ok({value} + 1) }}"
-            );
-        }
+        let _ = writeln!(
+            s,
+            "async fn s{i}(_: &StepContext, {first}{second}) -> Result<u64, StepError> {{ Ok({value} + {add}) }}"
+        );
     }
-    s.push_str("\nworkflow! {\n    /// A generated workflow.\n    pub Big(u64) -> u64 {\n");
-    for start in (0..steps - 1).step_by(10) {
-        let end = (start + 10).min(steps - 1);
-        let links: Vec<String> = (start..=end).map(|i| format!("s{i}")).collect();
-        let _ = writeln!(s, "        {};", links.join(" -> "));
-    }
-    for i in (0..steps - 10).step_by(10) {
-        let _ = writeln!(s, "        s{i} -> s{};", i + 10);
-    }
-    for i in (5..steps).step_by(10) {
-        let options = match (i / 10) % 4 {
-            0 => {
-                "retry(max_attempts = 5, initial = 100ms, coefficient = 2.0, max = 10s), timeout = 30s"
-            }
-            1 => "timeout = 2s, deadline = 1m",
-            2 => "retry(max_attempts = 3, initial = 10ms, jitter = 0.2), on_error = continue",
-            _ => "retry(initial = 1s), timeout = 500ms, deadline = 5m",
-        };
-        let _ = writeln!(s, "        s{i}: {options};");
-    }
-    s.push_str("        defaults: deadline = 1h;\n    }\n}\n");
+    let _ = write!(s, "\nworkflow! {{\n{}}}\n", big_workflow::source(steps));
     s
 }
 
@@ -125,10 +99,13 @@ fn touch(file: &Path) {
 }
 
 fn main() {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let repo = std::env::var_os("SAGAFLOW_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| here.clone());
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo.join("target"));
+        .unwrap_or_else(|| here.join("target"));
     let root = target.join("compile-time");
     let scratch_target = root.join("target");
     // `cargo bench` passes `--bench`; any other argument that is a number is a size.
@@ -141,6 +118,7 @@ fn main() {
     } else {
         asked
     };
+    println!("`sagaflow` at {}", repo.display());
     println!("| steps | `cargo check`, median of {RUNS} | fastest | median per step | each run |");
     println!("| --- | --- | --- | --- | --- |");
     for steps in sizes {

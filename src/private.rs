@@ -58,155 +58,87 @@ pub type GuardCall<D> = for<'a> fn(&'a <D as Deps>::Values) -> bool;
 pub type UndoCall<D, X, T, E> =
     for<'a> fn(&'a StepContext, &'a <D as Deps>::Values, &'a X) -> CallFuture<'a, T, E>;
 
-/// `builder.step(…)` for `workflow!`.
-pub fn step<I, D, O, E>(
-    builder: &mut Builder<I>,
-    name: &str,
-    options: StepOptions,
-    deps: D,
-    call: StepCall<D, O, E>,
-) -> Handle<O>
-where
-    I: StepValue,
-    D: Deps,
-    O: StepValue,
-    E: Into<StepError> + 'static,
-{
-    builder.step(name, options, deps, move |ctx, values| async move {
-        call(&ctx, &values).await
-    })
+/// The adapters of one builder's step methods: each passes the builder's method of the same
+/// name a closure that owns what the call (and the guard) borrows.
+macro_rules! step_adapters {
+    ($builder:ident, $macro:literal: $($method:ident as $adapter:ident),* ; $($when:ident as $when_adapter:ident)?) => {
+        $(
+            #[doc = concat!("`builder.", stringify!($method), "(…)` for `", $macro, "`.")]
+            pub fn $adapter<I, D, O, E>(
+                builder: &mut $builder<I>,
+                name: &str,
+                options: StepOptions,
+                deps: D,
+                call: StepCall<D, O, E>,
+            ) -> Handle<O>
+            where
+                I: StepValue,
+                D: Deps,
+                O: StepValue,
+                E: Into<StepError> + 'static,
+            {
+                builder.$method(name, options, deps, move |ctx, values| async move {
+                    call(&ctx, &values).await
+                })
+            }
+        )*
+        $(
+            #[doc = concat!("`builder.", stringify!($when), "(…)` for `", $macro, "`.")]
+            pub fn $when_adapter<I, D, O, E>(
+                builder: &mut $builder<I>,
+                name: &str,
+                options: StepOptions,
+                deps: D,
+                guard: GuardCall<D>,
+                call: StepCall<D, O, E>,
+            ) -> Handle<O>
+            where
+                I: StepValue,
+                D: Deps,
+                O: StepValue,
+                E: Into<StepError> + 'static,
+            {
+                builder.$when(
+                    name,
+                    options,
+                    deps,
+                    move |values| guard(&values),
+                    move |ctx, values| async move { call(&ctx, &values).await },
+                )
+            }
+        )?
+    };
 }
 
-/// `builder.step_when(…)` for `workflow!`.
-pub fn step_when<I, D, O, E>(
-    builder: &mut Builder<I>,
-    name: &str,
-    options: StepOptions,
-    deps: D,
-    guard: GuardCall<D>,
-    call: StepCall<D, O, E>,
-) -> Handle<O>
-where
-    I: StepValue,
-    D: Deps,
-    O: StepValue,
-    E: Into<StepError> + 'static,
-{
-    builder.step_when(
-        name,
-        options,
-        deps,
-        move |values| guard(&values),
-        move |ctx, values| async move { call(&ctx, &values).await },
-    )
+step_adapters!(Builder, "workflow!": step as step; step_when as step_when);
+step_adapters!(SagaBuilder, "saga!": step as saga_step, pivot as saga_pivot; step_when as saga_step_when);
+
+/// The adapters of `SagaBuilder`'s compensation methods; `$output` is what the compensation
+/// receives of the step's output.
+macro_rules! undo_adapters {
+    ($($method:ident as $adapter:ident with $output:ty),*) => {
+        $(
+            #[doc = concat!("`builder.", stringify!($method), "(…)` for `saga!`.")]
+            pub fn $adapter<I, D, O, T, E>(
+                builder: &mut SagaBuilder<I>,
+                step: Handle<O>,
+                name: &str,
+                options: StepOptions,
+                deps: D,
+                call: UndoCall<D, $output, T, E>,
+            ) where
+                I: StepValue,
+                D: Deps,
+                O: StepValue,
+                T: Send + 'static,
+                E: Into<StepError> + 'static,
+            {
+                builder.$method(step, name, options, deps, move |ctx, values, output| async move {
+                    call(&ctx, &values, &output).await
+                });
+            }
+        )*
+    };
 }
 
-/// `builder.step(…)` for `saga!`.
-pub fn saga_step<I, D, O, E>(
-    builder: &mut SagaBuilder<I>,
-    name: &str,
-    options: StepOptions,
-    deps: D,
-    call: StepCall<D, O, E>,
-) -> Handle<O>
-where
-    I: StepValue,
-    D: Deps,
-    O: StepValue,
-    E: Into<StepError> + 'static,
-{
-    builder.step(name, options, deps, move |ctx, values| async move {
-        call(&ctx, &values).await
-    })
-}
-
-/// `builder.step_when(…)` for `saga!`.
-pub fn saga_step_when<I, D, O, E>(
-    builder: &mut SagaBuilder<I>,
-    name: &str,
-    options: StepOptions,
-    deps: D,
-    guard: GuardCall<D>,
-    call: StepCall<D, O, E>,
-) -> Handle<O>
-where
-    I: StepValue,
-    D: Deps,
-    O: StepValue,
-    E: Into<StepError> + 'static,
-{
-    builder.step_when(
-        name,
-        options,
-        deps,
-        move |values| guard(&values),
-        move |ctx, values| async move { call(&ctx, &values).await },
-    )
-}
-
-/// `builder.pivot(…)` for `saga!`.
-pub fn saga_pivot<I, D, O, E>(
-    builder: &mut SagaBuilder<I>,
-    name: &str,
-    options: StepOptions,
-    deps: D,
-    call: StepCall<D, O, E>,
-) -> Handle<O>
-where
-    I: StepValue,
-    D: Deps,
-    O: StepValue,
-    E: Into<StepError> + 'static,
-{
-    builder.pivot(name, options, deps, move |ctx, values| async move {
-        call(&ctx, &values).await
-    })
-}
-
-/// `builder.undo(…)` for `saga!`.
-pub fn saga_undo<I, D, O, T, E>(
-    builder: &mut SagaBuilder<I>,
-    step: Handle<O>,
-    name: &str,
-    options: StepOptions,
-    deps: D,
-    call: UndoCall<D, Arc<O>, T, E>,
-) where
-    I: StepValue,
-    D: Deps,
-    O: StepValue,
-    T: Send + 'static,
-    E: Into<StepError> + 'static,
-{
-    builder.undo(
-        step,
-        name,
-        options,
-        deps,
-        move |ctx, values, output| async move { call(&ctx, &values, &output).await },
-    );
-}
-
-/// `builder.undo_on_unknown(…)` for `saga!`.
-pub fn saga_undo_on_unknown<I, D, O, T, E>(
-    builder: &mut SagaBuilder<I>,
-    step: Handle<O>,
-    name: &str,
-    options: StepOptions,
-    deps: D,
-    call: UndoCall<D, Option<Arc<O>>, T, E>,
-) where
-    I: StepValue,
-    D: Deps,
-    O: StepValue,
-    T: Send + 'static,
-    E: Into<StepError> + 'static,
-{
-    builder.undo_on_unknown(
-        step,
-        name,
-        options,
-        deps,
-        move |ctx, values, output| async move { call(&ctx, &values, &output).await },
-    );
-}
+undo_adapters!(undo as saga_undo with Arc<O>, undo_on_unknown as saga_undo_on_unknown with Option<Arc<O>>);
