@@ -42,6 +42,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sagaflow::SqliteEngine;
 use sagaflow::runtime::{MemoryStore, Store, StoredRunStatus};
 use sagaflow::{
     Builder, Definition, Engine, RunId, SqliteOptions, SqliteStore, StepError, StepOptions,

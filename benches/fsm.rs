@@ -30,7 +30,7 @@ use criterion::measurement::WallTime;
 use criterion::{
     BatchSize, BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main,
 };
-use sagaflow::{SqliteOptions, SqliteStore, Synchronous, fsm};
+use sagaflow::{MachineStore, SqliteOptions, SqliteStore, Synchronous, fsm};
 use tempfile::TempDir;
 
 const EVENTS: usize = 1_000;

@@ -97,7 +97,7 @@ sagaflow::saga! {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Sagas compensate from the outputs their steps stored: an engine on SQLite (in memory
     // here; `Engine::open(path)` for a file that survives a crash).
-    let engine = Engine::in_memory()?;
+    let engine = Engine::open_in_memory()?;
     let orders = [
         ("order-1001", "Ada", "12 Rue de Rivoli, Paris"),
         ("order-1002", "Roald", "Amundsen-Scott Station, Antarctica"),

@@ -137,7 +137,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !problems.is_empty() {
         return Err(format!("the saga is invalid: {problems:?}").into());
     }
-    let engine = Engine::in_memory()?;
+    let engine = Engine::open_in_memory()?;
     for (id, customer, address) in [
         ("order-2001", "Ada", "12 Rue de Rivoli, Paris"),
         ("order-2002", "Roald", "Amundsen-Scott Station, Antarctica"),

@@ -44,11 +44,13 @@ extern crate self as sagaflow;
 pub use sagaflow_core::graph::{Graph, GraphError, GraphSpec, NodeStyle};
 pub use sagaflow_core::policy::{OnError, PolicyError, RetryPolicy, StepOptions};
 pub use sagaflow_core::runtime;
+pub use sagaflow_core::runtime::MemoryStore;
 pub use sagaflow_core::runtime::{
     Builder, Definition, Engine, EngineError, Recovered, Report, RunError, RunHandle, RunId,
     StepContext, StepError, StepReport, StepStatus, Waiting,
 };
-pub use sagaflow_core::sqlite::{SqliteOptions, SqliteStore, Synchronous};
+#[cfg(feature = "sqlite")]
+pub use sagaflow_sqlite::{SqliteEngine, SqliteOptions, SqliteStore, Synchronous};
 
 /// Declares a workflow: a DAG of ordinary async functions, checked while it compiles and run on
 /// the [`Engine`].
@@ -195,7 +197,7 @@ pub use sagaflow_saga::{
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let engine = Engine::in_memory()?; // a store that keeps step outputs
+/// let engine = Engine::open_in_memory()?; // a store that keeps step outputs
 /// let outcome = Order::start(&engine, "order-17", 1299).await?.wait().await?;
 /// let SagaOutcome::Compensated { undone, .. } = outcome else { panic!() };
 /// assert_eq!(undone, ["reserve", "charge"]); // newest first
@@ -268,7 +270,7 @@ pub use sagaflow_saga::{
 ///
 /// - `NAME::start(&engine, run_id[, input])`: a [`SagaHandle`] whose `wait()` gives the
 ///   [`SagaOutcome`]; the run id is the idempotency key. The engine must keep step outputs
-///   (`Engine::open`, `Engine::in_memory`), since a failure is compensated from them.
+///   (`Engine::open`, `Engine::open_in_memory`), since a failure is compensated from them.
 /// - `NAME::resume(&engine, run_id)` and `NAME::recover(&engine)`: take up runs after a crash.
 /// - `NAME::status(&engine, run_id)`: the [`SagaStatus`].
 /// - `NAME::retry`, `NAME::skip`, `NAME::abandon(&engine, run_id)`: an operator's actions on a
@@ -304,12 +306,12 @@ pub use sagaflow_saga::{
 pub use sagaflow_macros::saga;
 
 pub use sagaflow_fsm::{
-    ActionError, Fsm, Machine, MachineError, MachineTransition, PersistedMachine, Spec, StateSpec,
-    Step, Transition, TransitionError, TransitionErrorKind, TransitionSpec,
+    ActionError, Fsm, Machine, MachineError, MachineStore, MachineTransition, PersistedMachine,
+    Spec, StateSpec, Step, Transition, TransitionError, TransitionErrorKind, TransitionSpec,
 };
 /// Declares a typed state machine: a smlang-style transition table, checked while it
 /// compiles, with guards and actions (async, `Send`) on a context trait, entry and exit
-/// actions, state and event data, and machines persisted on SQLite.
+/// actions, state and event data, and machines persisted in a store (SQLite, or memory).
 ///
 /// ```
 /// use sagaflow::{ActionError, SqliteStore, fsm};
@@ -418,7 +420,8 @@ pub use sagaflow_fsm::{
 /// `Door::transition(&mut ctx, &state, event)` (the pure transition function: it returns the
 /// next state, or a [`TransitionError`] that says which guard refused or which action failed,
 /// and never changes `state`), `Door::machine()` (a [`Machine`] in memory), `Door::open`,
-/// `Door::load`, `Door::create` (a [`PersistedMachine`] on a [`SqliteStore`]) and `Door::ids`
+/// `Door::load`, `Door::create` (a [`PersistedMachine`] on any [`MachineStore`]: a `SqliteStore`,
+/// an `Arc<MemoryStore>`) and `Door::ids`
 /// (every stored machine of the type, for sweeps),
 /// `Door::spec()`, `Door::mermaid()` and `Door::dot()`.
 ///
@@ -428,13 +431,15 @@ pub use sagaflow_fsm::{
 ///
 /// # Persisted machines
 ///
-/// A [`PersistedMachine`] keeps the state (serde JSON) and a version in the SQLite file the
-/// engine uses, many machines by id in one file. [`PersistedMachine::fire`] computes the next
-/// state, then writes it with `UPDATE ... WHERE version = ?` and an append-only log row
-/// (from, event, to, time: [`PersistedMachine::history`]) in one transaction. A writer that
+/// A [`PersistedMachine`] keeps the state (serde JSON) and a version in a store with the
+/// machine capability ([`MachineStore`]): the SQLite file the engine uses, many machines by id
+/// in one file, or a [`MemoryStore`]. [`PersistedMachine::fire`] computes the next state, then
+/// writes it with an append-only log row (from, event, to, time:
+/// [`PersistedMachine::history`]) together, only if the machine is still at the version it
+/// read (on SQLite, `UPDATE ... WHERE version = ?` and the log row in one transaction). A writer that
 /// lost a race to another (task or process) writes nothing and gets
 /// [`MachineError::Conflict`]: exactly one transition per version. Share the file with the
-/// engine by opening the store first and the engine on it: [`SqliteStore::engine`].
+/// engine by opening the store first and the engine on it: `SqliteStore::engine`.
 ///
 /// # Build-time errors
 ///
@@ -458,6 +463,8 @@ pub use sagaflow_macros::fsm;
 
 /// The names most programs need.
 pub mod prelude {
+    #[cfg(feature = "sqlite")]
+    pub use crate::SqliteEngine;
     pub use crate::{
         Engine, OnError, Report, RunError, RunId, SagaOutcome, SagaStatus, StepContext, StepError,
         StepStatus,

@@ -38,7 +38,7 @@ pub use sagaflow_saga::{
 pub mod fsm {
     pub use sagaflow_fsm::serde;
     pub use sagaflow_fsm::{
-        ActionError, Fsm, Machine, MachineError, PersistedMachine, Spec, SqliteStore, StateSpec,
+        ActionError, Fsm, Machine, MachineError, MachineStore, PersistedMachine, Spec, StateSpec,
         Step, StoreError, Transition, TransitionError, TransitionErrorKind, TransitionSpec,
     };
 }

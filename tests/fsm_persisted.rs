@@ -1,12 +1,16 @@
-//! Persisted machines on the engine's SQLite database: versions, the transition log, failures
-//! that write nothing, two tasks racing on one machine, and a restart that restores a machine
-//! without running its entry action again.
+//! Persisted machines: versions, the transition log, failures that write nothing, two tasks
+//! racing on one machine, and a restart that restores a machine without running its entry
+//! action again. What any store with machines must do runs on both the SQLite store and the
+//! in-memory one (`on_both_stores!`); what only a file can show, on SQLite.
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use sagaflow::{ActionError, MachineError, PersistedMachine, SqliteOptions, SqliteStore, fsm};
+use sagaflow::{
+    ActionError, MachineError, MachineStore, MemoryStore, PersistedMachine, SqliteOptions,
+    SqliteStore, fsm,
+};
 
 fsm! {
     /// An order's lifecycle.
@@ -22,6 +26,43 @@ fsm! {
 }
 
 /// Counts entry actions (shared across tasks), and fails on demand.
+/// Runs the check `$name` (generic over the store) as two tests: on a SQLite database in
+/// memory and on the in-memory store.
+macro_rules! on_both_stores {
+    ($(#[$flavor:meta])* $name:ident) => {
+        mod $name {
+            use super::*;
+
+            $(#[$flavor])*
+            async fn sqlite() {
+                super::$name(SqliteStore::in_memory().unwrap()).await;
+            }
+
+            $(#[$flavor])*
+            async fn memory() {
+                super::$name(Arc::new(MemoryStore::new())).await;
+            }
+        }
+    };
+}
+
+on_both_stores!(
+    #[tokio::test]
+    a_machine_is_stored_with_its_version_and_every_transition_is_logged
+);
+on_both_stores!(
+    #[tokio::test]
+    a_refused_guard_or_failed_action_writes_nothing
+);
+on_both_stores!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    the_loser_of_a_race_reloads_and_goes_on
+);
+on_both_stores!(
+    #[tokio::test]
+    many_machines_share_one_database_and_types_are_not_mixed_up
+);
+
 #[derive(Clone, Default)]
 struct Shop {
     receipts: Arc<AtomicU32>,
@@ -48,9 +89,11 @@ impl OrderContext for Shop {
     }
 }
 
-#[tokio::test]
-async fn a_machine_is_stored_with_its_version_and_every_transition_is_logged() {
-    let store = SqliteStore::in_memory().unwrap();
+async fn a_machine_is_stored_with_its_version_and_every_transition_is_logged<
+    S: MachineStore + Clone + 'static,
+>(
+    store: S,
+) {
     let mut shop = Shop::default();
     let mut order = Order::create(&store, "order-1").await.unwrap();
     assert_eq!((order.state_name(), order.version()), ("Cart", 0));
@@ -90,9 +133,9 @@ async fn a_machine_is_stored_with_its_version_and_every_transition_is_logged() {
     assert!(Order::load(&store, "order-2").await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn a_refused_guard_or_failed_action_writes_nothing() {
-    let store = SqliteStore::in_memory().unwrap();
+async fn a_refused_guard_or_failed_action_writes_nothing<S: MachineStore + Clone + 'static>(
+    store: S,
+) {
     let mut order = Order::open(&store, "o").await.unwrap();
     let mut shop = Shop {
         out_of_stock: true,
@@ -224,9 +267,7 @@ async fn two_stores_on_one_file_race_like_two_processes() {
     assert_eq!(wins[0] + wins[1], 10);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_loser_of_a_race_reloads_and_goes_on() {
-    let store = SqliteStore::in_memory().unwrap();
+async fn the_loser_of_a_race_reloads_and_goes_on<S: MachineStore + Clone + 'static>(store: S) {
     let mut a = Order::create(&store, "x").await.unwrap();
     let mut b = Order::load(&store, "x").await.unwrap().unwrap();
     let mut shop = Shop::default();
@@ -285,9 +326,11 @@ fsm! {
     }
 }
 
-#[tokio::test]
-async fn many_machines_share_one_database_and_types_are_not_mixed_up() {
-    let store = SqliteStore::in_memory().unwrap();
+async fn many_machines_share_one_database_and_types_are_not_mixed_up<
+    S: MachineStore + Clone + 'static,
+>(
+    store: S,
+) {
     for i in 0..20 {
         let mut lamp = Lamp::open(&store, format!("lamp-{i}")).await.unwrap();
         for _ in 0..i {

@@ -89,7 +89,7 @@ mod deploy {
 #[tokio::test]
 async fn a_permanent_failure_undoes_the_completed_steps_newest_first() {
     use deploy::{Deploy, JOURNAL, Release};
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     let release = Release {
         version: "v2".to_owned(),
     };
@@ -184,7 +184,7 @@ mod pivot {
 #[tokio::test]
 async fn past_the_pivot_a_failing_step_is_retried_and_nothing_is_undone() {
     use pivot::{Booking, JOURNAL};
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     let outcome = Booking::start(&engine, "b-1", 2)
         .await
         .unwrap()
@@ -242,7 +242,7 @@ mod unknown {
 #[tokio::test]
 async fn undo_on_unknown_receives_the_output_when_there_is_one_and_none_otherwise() {
     use unknown::{JOURNAL, Migration, Plan};
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
 
     let plan = Plan {
         fail_migrate: false,
@@ -299,7 +299,7 @@ mod stuck {
 #[tokio::test]
 async fn a_stuck_saga_is_reported_and_can_be_skipped_through_the_generated_type() {
     use stuck::Order;
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     let outcome = Order::start(&engine, "o-1", 500)
         .await
         .unwrap()

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
-use sagaflow_core::sqlite::SCHEMA_VERSION;
+use sagaflow_sqlite::SCHEMA_VERSION;
 use serde::Serialize;
 
 use crate::error::CliError;

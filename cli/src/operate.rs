@@ -7,9 +7,9 @@ use std::io::Write;
 use std::path::Path;
 
 use sagaflow_core::runtime::{RunId, Store};
-use sagaflow_core::sqlite::{SqliteOptions, SqliteStore};
 use sagaflow_saga::SagaError;
 use sagaflow_saga::requests::{self, OperatorAction};
+use sagaflow_sqlite::{SqliteOptions, SqliteStore};
 use serde_json::json;
 
 use crate::commands::Out;

@@ -119,7 +119,7 @@ async fn a_newer_schema_names_both_versions() {
         assert!(
             message.contains(&format!(
                 "up to version {}",
-                sagaflow_core::sqlite::SCHEMA_VERSION
+                sagaflow_sqlite::SCHEMA_VERSION
             )),
             "{message}"
         );

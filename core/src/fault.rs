@@ -12,7 +12,7 @@
 //! not depend on a step having run only once.
 //!
 //! Walking `n` over every value a run reaches, for each point, crashes a run at every commit
-//! point it has; the tests that do are `core/tests/faults.rs` and `saga/tests/faults.rs`.
+//! point it has; the tests that do are `sqlite/tests/faults.rs` and `saga/tests/faults.rs`.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,8 +79,9 @@ pub fn reached(point: Point) -> u64 {
     REACHED[point.index()].load(Ordering::SeqCst)
 }
 
-/// Marks that `point` is reached; aborts the process if this is the armed one.
-pub(crate) fn hit(point: Point) {
+/// Marks that `point` is reached; aborts the process if this is the armed one. Called by the
+/// engine and by the stores at their commit points.
+pub fn hit(point: Point) {
     let n = REACHED[point.index()].fetch_add(1, Ordering::SeqCst) + 1;
     if plan() == Some((point, n)) {
         eprintln!("sagaflow: crash injected at {} #{n}", point.as_str());

@@ -1,21 +1,20 @@
-//! The core of sagaflow: the graph model, step options, and (with the `runtime` feature, on by
-//! default) the run engine.
+//! The engine of sagaflow: definitions, the run engine, the store seam and the in-memory store
+//! (with the `runtime` feature, on by default). It holds no SQL: the SQLite store is the
+//! `sagaflow-sqlite` crate.
 //!
-//! The graph model and the options are free of async and I/O dependencies so that the
-//! proc-macro crate can check a workflow at build time with exactly the code the engine uses.
+//! The graph model and the step options live in the dependency-free `sagaflow-graph` crate,
+//! which the proc-macro crate uses too; they are re-exported here under the same paths.
 
-mod fnv;
-pub mod graph;
-pub mod policy;
+pub use sagaflow_graph::{graph, policy};
 
 #[cfg(feature = "runtime")]
 pub mod runtime;
 
-#[cfg(feature = "sqlite")]
-pub mod sqlite;
-
 #[cfg(feature = "fault-injection")]
 pub mod fault;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
 
 pub use graph::{Graph, GraphError, GraphSpec, NodeStyle};
 pub use policy::{OnError, PolicyError, RetryPolicy, StepOptions};

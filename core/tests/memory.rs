@@ -1,6 +1,6 @@
-//! An engine's memory does not grow with the runs it has finished: a durable engine forgets a
-//! run once it ends and reads it back from the store when its id is started again; an engine
-//! whose store keeps no runs keeps the last finished ones, up to a count and an age. And the
+//! An engine's memory does not grow with the runs it has finished: an engine whose store keeps
+//! no runs keeps the last finished ones, up to a count and an age (a durable engine forgets a
+//! run once it ends: `sqlite/tests/memory.rs`). And the
 //! engine takes part in tokio's cooperative scheduling: a loop of runs whose steps never wait
 //! leaves the runtime's timers and other tasks on time.
 
@@ -14,7 +14,6 @@ use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::{
     Builder, DEFAULT_KEEP_FINISHED_RUNS, Definition, Engine, MemoryStore, StepError,
 };
-use sagaflow_core::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 /// `one -> two`, adding 1 and then 2, counting the calls of `one`.
 fn counted(calls: &Arc<AtomicUsize>) -> Definition<u64, u64> {
@@ -111,46 +110,6 @@ async fn an_engine_on_a_memory_store_keeps_its_bound_too() {
         start_and_wait(&engine, &def, &format!("r{i}"), 0).await;
     }
     assert_eq!(engine.runs_in_memory(), 10);
-}
-
-#[tokio::test]
-async fn a_durable_engine_holds_no_finished_run_and_finds_it_in_the_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let options = SqliteOptions::default().synchronous(Synchronous::Normal);
-    let store = SqliteStore::open(dir.path().join("runs.db"), options).unwrap();
-    let engine = Engine::builder().store(Arc::new(store.clone())).build();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let def = counted(&calls);
-    for i in 0..2_000 {
-        assert_eq!(
-            start_and_wait(&engine, &def, &format!("r{i}"), i).await,
-            i + 3
-        );
-        assert_eq!(engine.runs_in_memory(), 0, "run {i} is still held");
-        assert_eq!(store.leases_held(), 0, "run {i}'s lease is still held");
-    }
-    assert_eq!(calls.load(Ordering::SeqCst), 2_000);
-    // Starting a finished id hands that run back, read from the store: nothing runs again.
-    assert_eq!(start_and_wait(&engine, &def, "r7", 1_000).await, 10);
-    assert_eq!(calls.load(Ordering::SeqCst), 2_000);
-    assert_eq!(engine.runs_in_memory(), 0);
-    // A run still going is held, and found by its id.
-    let mut b = Builder::<u64>::new("Slow");
-    let input = b.input();
-    let out = b.step("wait", StepOptions::new(), (input,), |_, (x,)| {
-        let x = *x;
-        async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            Ok::<_, StepError>(x)
-        }
-    });
-    let slow = b.build_with_output(out);
-    let first = engine.start(&slow, "slow", 5).await.unwrap();
-    assert_eq!((engine.runs_in_memory(), store.leases_held()), (1, 1));
-    let second = engine.start(&slow, "slow", 6).await.unwrap();
-    assert_eq!(*first.wait().await.unwrap().output, 5);
-    assert_eq!(*second.wait().await.unwrap().output, 5);
-    assert_eq!((engine.runs_in_memory(), store.leases_held()), (0, 0));
 }
 
 /// Two tasks start and wait for two-step runs whose steps never wait, in a loop, on a runtime

@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 pub use error::{ActionError, MachineError, TransitionError, TransitionErrorKind};
 pub use persisted::PersistedMachine;
 pub use sagaflow_core::runtime::StoreError;
-pub use sagaflow_core::sqlite::{MachineTransition, SqliteStore};
+pub use sagaflow_core::runtime::store::{MachineStore, MachineTransition};
 pub use spec::{Spec, StateSpec, TransitionSpec};
 
 /// serde, for the derives `fsm!` writes on the state enum.

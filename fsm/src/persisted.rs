@@ -1,34 +1,39 @@
-//! Machines persisted in the engine's SQLite database, many by id in one file.
+//! Machines persisted in any store with the machine capability ([`MachineStore`]): the
+//! SQLite store, the in-memory store, the engine's store. Many machines by id in one store.
 
 use std::fmt;
+use std::sync::Arc;
 
 use sagaflow_core::runtime::StoreError;
-use sagaflow_core::sqlite::{Advanced, MachineStep, MachineTransition, SqliteStore, StoredMachine};
+use sagaflow_core::runtime::store::{
+    Advanced, MachineStep, MachineStore, MachineTransition, StoredMachine,
+};
 
 use crate::error::MachineError;
 use crate::{Fsm, Transition};
 
-/// A machine whose state lives in a SQLite database: the state (serde JSON) with a version,
-/// and an append-only log of its transitions.
+/// A machine whose state lives in a store ([`MachineStore`]: a SQLite database, or memory):
+/// the state (serde JSON) with a version, and an append-only log of its transitions.
 ///
 /// [`fire`](Self::fire) computes the next state with the pure transition function, then
-/// writes it with `UPDATE ... WHERE version = ?` and the log row in one transaction. If another
+/// stores it and the log row together, only if the machine is still at the version this handle
+/// read (on SQLite, `UPDATE ... WHERE version = ?` and the log row in one transaction). If another
 /// writer (another task, another process) moved the machine since this handle read it, nothing
 /// is written and the call returns [`MachineError::Conflict`]: exactly one transition per
 /// version. A failed guard or action writes nothing either. Loading a machine restores its
 /// state without running any entry action.
 ///
 /// ```
-/// use sagaflow_fsm::{Fsm, PersistedMachine, SqliteStore};
+/// use sagaflow_fsm::{Fsm, MachineStore, PersistedMachine};
 /// # use sagaflow_fsm::*;
-/// # async fn demo<M: Fsm>(store: &SqliteStore) -> Result<(), MachineError> {
+/// # async fn demo<M: Fsm, S: MachineStore + Clone + 'static>(store: &S) -> Result<(), MachineError> {
 /// let machine = PersistedMachine::<M>::open(store, "order-7").await?; // created if missing
 /// println!("{} at version {}", machine.state_name(), machine.version());
 /// # Ok(())
 /// # }
 /// ```
 pub struct PersistedMachine<M: Fsm> {
-    store: SqliteStore,
+    store: Arc<dyn MachineStore>,
     id: String,
     state: M::State,
     version: u64,
@@ -37,7 +42,10 @@ pub struct PersistedMachine<M: Fsm> {
 impl<M: Fsm> PersistedMachine<M> {
     /// Creates the machine `id` in the initial state (no entry action runs). Errors with
     /// [`MachineError::AlreadyExists`] if a machine has this id.
-    pub async fn create(store: &SqliteStore, id: impl Into<String>) -> Result<Self, MachineError> {
+    pub async fn create<S: MachineStore + Clone + 'static>(
+        store: &S,
+        id: impl Into<String>,
+    ) -> Result<Self, MachineError> {
         let (machine, created, stored) = Self::insert(store, id.into()).await?;
         if created {
             Ok(machine)
@@ -52,7 +60,10 @@ impl<M: Fsm> PersistedMachine<M> {
 
     /// The machine `id` as stored, or a new one in the initial state if there is none. The id
     /// is the idempotency key: calling this twice gives one machine.
-    pub async fn open(store: &SqliteStore, id: impl Into<String>) -> Result<Self, MachineError> {
+    pub async fn open<S: MachineStore + Clone + 'static>(
+        store: &S,
+        id: impl Into<String>,
+    ) -> Result<Self, MachineError> {
         let id = id.into();
         if let Some(machine) = Self::load(store, &id).await? {
             return Ok(machine);
@@ -62,22 +73,27 @@ impl<M: Fsm> PersistedMachine<M> {
 
     /// The machine `id` as stored, `None` if there is none. Restores the state; runs no entry
     /// action. Errors if the machine is of another type or its state no longer decodes.
-    pub async fn load(store: &SqliteStore, id: &str) -> Result<Option<Self>, MachineError> {
+    pub async fn load<S: MachineStore + Clone + 'static>(
+        store: &S,
+        id: &str,
+    ) -> Result<Option<Self>, MachineError> {
         let stored = store
             .load_machine(id)
             .await
             .map_err(|e| store_error(id, e))?;
-        stored.map(|s| Self::from_stored(store, s)).transpose()
+        stored
+            .map(|s| Self::from_stored(Arc::new(store.clone()), s))
+            .transpose()
     }
 
     /// The ids of every machine of this type in `store`, in id order. Load each with
     /// [`load`](Self::load): one that no longer decodes then fails alone.
-    pub async fn ids(store: &SqliteStore) -> Result<Vec<String>, StoreError> {
+    pub async fn ids<S: MachineStore>(store: &S) -> Result<Vec<String>, StoreError> {
         store.machine_ids(M::name()).await
     }
 
-    async fn insert(
-        store: &SqliteStore,
+    async fn insert<S: MachineStore + Clone + 'static>(
+        store: &S,
         id: String,
     ) -> Result<(Self, bool, StoredMachine), MachineError> {
         let state = encode::<M>(&id, &M::initial())?;
@@ -85,11 +101,14 @@ impl<M: Fsm> PersistedMachine<M> {
             .insert_machine(&id, M::name(), &state)
             .await
             .map_err(|e| store_error(&id, e))?;
-        let machine = Self::from_stored(store, stored.clone())?;
+        let machine = Self::from_stored(Arc::new(store.clone()), stored.clone())?;
         Ok((machine, created, stored))
     }
 
-    fn from_stored(store: &SqliteStore, stored: StoredMachine) -> Result<Self, MachineError> {
+    fn from_stored(
+        store: Arc<dyn MachineStore>,
+        stored: StoredMachine,
+    ) -> Result<Self, MachineError> {
         if stored.machine != M::name() {
             return Err(MachineError::WrongType {
                 id: stored.id,
@@ -103,7 +122,7 @@ impl<M: Fsm> PersistedMachine<M> {
             message: format!("does not decode: {e}"),
         })?;
         Ok(Self {
-            store: store.clone(),
+            store,
             id: stored.id,
             state,
             version: stored.version,
@@ -196,7 +215,7 @@ impl<M: Fsm> PersistedMachine<M> {
             .ok_or_else(|| MachineError::NotFound {
                 id: self.id.clone(),
             })?;
-        *self = Self::from_stored(&self.store, stored)?;
+        *self = Self::from_stored(Arc::clone(&self.store), stored)?;
         Ok(())
     }
 

@@ -12,7 +12,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::{Builder, Definition, Engine, RunId, StepError, Store};
-use sagaflow_core::sqlite::{SqliteOptions, SqliteStore};
+use sagaflow_sqlite::{SqliteOptions, SqliteStore};
 
 #[derive(Arbitrary, Debug)]
 struct Damage {

@@ -57,7 +57,7 @@ pub(crate) fn did_you_mean<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> String {
-    match sagaflow_core::graph::closest(name, candidates) {
+    match sagaflow_graph::graph::closest(name, candidates) {
         Some(c) => format!("; did you mean `{c}`?"),
         None => String::new(),
     }

@@ -121,7 +121,7 @@ impl<I: StepValue, O: StepValue> SagaDefinition<I, O> {
     /// Starts a saga run with id `run_id`, or takes up the run that has this id (the id is
     /// the idempotency key). The run goes on in the background; the handle waits for its
     /// outcome and can cancel it. The engine must keep step outputs (SQLite: `Engine::open`,
-    /// `Engine::in_memory`), since a failure is compensated from them.
+    /// `Engine::open_in_memory`), since a failure is compensated from them.
     pub async fn start(
         &self,
         engine: &Engine,

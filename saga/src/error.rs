@@ -84,9 +84,9 @@ pub enum SagaError {
         run_id: RunId,
     },
     /// The engine's store keeps no step outputs, so nothing could be compensated after a
-    /// failure. Sagas need a store that does: `Engine::open` or `Engine::in_memory`.
+    /// failure. Sagas need a store that does: `Engine::open` or `Engine::open_in_memory`.
     #[error(
-        "saga `{saga}`, run `{run_id}`: the engine's store keeps no step outputs, so a failure could not be compensated; open the engine on SQLite (`Engine::open` or `Engine::in_memory`)"
+        "saga `{saga}`, run `{run_id}`: the engine's store keeps no step outputs, so a failure could not be compensated; open the engine on SQLite (`Engine::open` or `Engine::open_in_memory`)"
     )]
     NotDurable {
         /// The saga.

@@ -10,8 +10,9 @@ use std::time::Duration;
 use common::{Entry, Journal, completion_order, undo_retry};
 use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::{Engine, Handle, RunId, StepStatus};
-use sagaflow_core::sqlite::SqliteOptions;
 use sagaflow_saga::{SagaBuilder, SagaDefinition, SagaError, SagaOutcome, SagaStatus};
+use sagaflow_sqlite::SqliteEngine;
+use sagaflow_sqlite::SqliteOptions;
 
 const FIVE: [&str; 5] = ["build", "push", "migrate", "shift", "smoke"];
 
@@ -77,7 +78,7 @@ async fn every_failure_point_of_five_steps_undoes_the_completed_ones_newest_firs
         let journal = Journal::default();
         journal.script.lock().unwrap().fail = vec![FIVE[fail_at].to_owned()];
         let saga = chain(&journal, &FIVE, 1);
-        let engine = Engine::in_memory().unwrap();
+        let engine = Engine::open_in_memory().unwrap();
         let outcome = saga
             .start(&engine, "deploy-1", 10)
             .await
@@ -137,7 +138,7 @@ async fn every_failure_point_of_five_steps_undoes_the_completed_ones_newest_firs
 async fn a_saga_that_succeeds_undoes_nothing_and_returns_its_output() {
     let journal = Journal::default();
     let saga = chain(&journal, &FIVE, 1);
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     let outcome = saga
         .start(&engine, "ok", 0)
         .await
@@ -165,7 +166,7 @@ async fn a_transient_compensation_failure_is_retried() {
         script.undo_flaky.insert("push".into(), 2);
     }
     let saga = chain(&journal, &FIVE, 5);
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     let outcome = saga
         .start(&engine, "r", 1)
         .await
@@ -232,7 +233,7 @@ async fn stuck(journal: &Journal, engine: &Engine, saga: &SagaDefinition<u64, u6
 async fn a_stuck_saga_retried_runs_the_compensations_left_and_not_the_done_ones() {
     let journal = Journal::default();
     let saga = chain(&journal, &FIVE, 1);
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     stuck(&journal, &engine, &saga).await;
     // Retrying while it still fails: stuck again, nothing else ran.
     let again = saga
@@ -292,7 +293,7 @@ async fn a_stuck_saga_retried_runs_the_compensations_left_and_not_the_done_ones(
 async fn a_stuck_compensation_skipped_is_left_and_the_rest_run() {
     let journal = Journal::default();
     let saga = chain(&journal, &FIVE, 1);
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     stuck(&journal, &engine, &saga).await;
     let done = saga.skip(&engine, "s").await.unwrap().wait().await.unwrap();
     match done {
@@ -315,7 +316,7 @@ async fn a_stuck_compensation_skipped_is_left_and_the_rest_run() {
 async fn a_stuck_saga_abandoned_runs_nothing_more() {
     let journal = Journal::default();
     let saga = chain(&journal, &FIVE, 1);
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     stuck(&journal, &engine, &saga).await;
     journal.script.lock().unwrap().undo_fails.clear();
     let done = saga
@@ -343,7 +344,7 @@ async fn cancelling_a_saga_compensates_what_completed() {
     let journal = Journal::default();
     journal.script.lock().unwrap().hang = vec!["migrate".into()];
     let saga = chain(&journal, &FIVE, 1);
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     let handle = saga.start(&engine, "c", 1).await.unwrap();
     // Wait until the hanging step has started.
     while completion_order(&engine, "c").await.len() < 2 {
@@ -374,7 +375,7 @@ async fn a_saga_past_its_deadline_compensates() {
         }
     });
     let saga = chain_with_deadline(&journal, HOUR);
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     let outcome = saga
         .start(&engine, "d", 1)
         .await
@@ -499,5 +500,8 @@ async fn an_engine_that_keeps_no_outputs_is_refused_at_start() {
     let engine = Engine::ephemeral();
     let error = saga.start(&engine, "m", 1).await.unwrap_err();
     assert!(matches!(error, SagaError::NotDurable { .. }), "{error}");
-    assert!(error.to_string().contains("Engine::in_memory"), "{error}");
+    assert!(
+        error.to_string().contains("Engine::open_in_memory"),
+        "{error}"
+    );
 }

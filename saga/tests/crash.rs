@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::{Engine, RunId, StepContext, StepError, StepStatus};
-use sagaflow_core::sqlite::SqliteOptions;
 use sagaflow_saga::{SagaBuilder, SagaDefinition, SagaOutcome};
+use sagaflow_sqlite::SqliteEngine;
+use sagaflow_sqlite::SqliteOptions;
 
 const CHILD: &str = "SAGAFLOW_SAGA_CRASH_CHILD";
 const UNKNOWN_CHILD: &str = "SAGAFLOW_SAGA_UNKNOWN_CHILD";

@@ -10,6 +10,7 @@ use common::{Entry, Journal, undo_retry};
 use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::{Engine, StepError};
 use sagaflow_saga::{SagaBuilder, SagaDefinitionError, SagaError, SagaOutcome, SagaStatus};
+use sagaflow_sqlite::SqliteEngine;
 
 async fn noop(_: u64) -> Result<u64, StepError> {
     Ok(1)
@@ -62,7 +63,7 @@ async fn an_invalid_saga_does_not_start() {
         |_, (_,), _: Arc<u64>| async { Ok::<_, StepError>(()) },
     );
     let saga = b.build();
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     let error = saga.start(&engine, "x", 1).await.unwrap_err();
     assert!(matches!(error, SagaError::Definition { .. }), "{error}");
     assert!(
@@ -117,7 +118,7 @@ async fn a_step_with_an_unknown_outcome_is_undone_when_its_undo_is_safe_for_that
     let journal = Journal::default();
     journal.script.lock().unwrap().fail = vec!["push".into()];
     let saga = unknown_saga(&journal);
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     let outcome = saga
         .start(&engine, "u", 10)
         .await
@@ -199,7 +200,7 @@ async fn a_finished_saga_resumed_reports_its_outcome_and_runs_nothing() {
     let journal = Journal::default();
     journal.script.lock().unwrap().fail = vec!["push".into()];
     let saga = unknown_saga(&journal);
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     saga.start(&engine, "f", 1)
         .await
         .unwrap()
@@ -228,7 +229,7 @@ async fn a_finished_saga_resumed_reports_its_outcome_and_runs_nothing() {
 /// call; the stalled owner's late writes are then refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saga_leased_by_a_stalled_owner_is_taken_up_when_its_lease_runs_out() {
-    use sagaflow_core::sqlite::{SqliteOptions, SqliteStore};
+    use sagaflow_sqlite::{SqliteOptions, SqliteStore};
     use std::time::{Duration, Instant};
 
     let dir = tempfile::tempdir().unwrap();

@@ -18,8 +18,9 @@ use std::sync::Arc;
 use sagaflow_core::StepOptions;
 use sagaflow_core::fault::{CRASH_AT, Point};
 use sagaflow_core::runtime::{Engine, RunId, StepError, StepStatus, Store};
-use sagaflow_core::sqlite::SqliteOptions;
 use sagaflow_saga::{SagaBuilder, SagaDefinition, SagaOutcome};
+use sagaflow_sqlite::SqliteEngine;
+use sagaflow_sqlite::SqliteOptions;
 
 const CHILD: &str = "SAGAFLOW_SAGA_FAULT_CHILD";
 const FAIL_AT: &str = "SAGAFLOW_SAGA_FAULT_FAIL_AT";

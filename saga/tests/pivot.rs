@@ -11,6 +11,7 @@ use common::{Journal, undo_retry};
 use sagaflow_core::runtime::{Engine, Handle};
 use sagaflow_core::{RetryPolicy, StepOptions};
 use sagaflow_saga::{SagaBuilder, SagaDefinition, SagaOutcome, SagaStatus};
+use sagaflow_sqlite::SqliteEngine;
 
 /// `build / undo -> push / undo -> shift! -> smoke -> notify`, with quick retries on the
 /// steps after the pivot, capped at 2 attempts (which the pivot lifts).
@@ -90,7 +91,7 @@ async fn past_the_pivot_a_failing_step_is_retried_until_it_succeeds_and_nothing_
         .flaky
         .insert("smoke".into(), 5);
     let saga = deploy(&journal);
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     let outcome = saga
         .start(&engine, "p", 0)
         .await
@@ -111,7 +112,7 @@ async fn past_the_pivot_even_a_permanent_error_is_retried_and_the_saga_reports_i
     let journal = Journal::default();
     journal.script.lock().unwrap().fail = vec!["smoke".into()];
     let saga = deploy(&journal);
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     let handle = saga.start(&engine, "p", 0).await.unwrap();
     // The saga says it is retrying, with the step, its attempts and its error.
     let status = loop {
@@ -139,7 +140,7 @@ async fn the_pivot_failing_compensates_the_steps_before_it() {
     let journal = Journal::default();
     journal.script.lock().unwrap().fail = vec!["shift".into()];
     let saga = deploy(&journal);
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     let outcome = saga
         .start(&engine, "p", 0)
         .await
@@ -158,7 +159,7 @@ async fn a_saga_past_its_pivot_is_not_cancelled() {
     let journal = Journal::default();
     journal.script.lock().unwrap().fail = vec!["smoke".into()];
     let saga = deploy(&journal);
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     let handle = saga.start(&engine, "p", 0).await.unwrap();
     while !matches!(
         saga.status(&engine, "p").await.unwrap(),

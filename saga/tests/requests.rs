@@ -13,6 +13,7 @@ use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::{Engine, RunId};
 use sagaflow_saga::requests::{self, OperatorAction};
 use sagaflow_saga::{SagaBuilder, SagaDefinition, SagaError, SagaOutcome, SagaStatus};
+use sagaflow_sqlite::SqliteEngine;
 
 /// `a -> b -> c`, each undoable; `c` fails, `b`'s compensation fails while scripted to.
 fn saga(journal: &Journal) -> SagaDefinition<u64, u64> {
@@ -49,7 +50,7 @@ async fn an_operator_request_from_outside_is_acted_on_once() {
         script.undo_fails.insert("b".into(), true);
     }
     let saga = saga(&journal);
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     let run = RunId::from("r1");
     let outcome = saga
         .start(&engine, run.clone(), 1)
@@ -103,7 +104,7 @@ async fn an_operator_request_from_outside_is_acted_on_once() {
 async fn a_request_for_an_unknown_or_running_saga_is_refused() {
     let journal = Journal::default();
     let saga = saga(&journal);
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     let store = engine.store();
     let missing = requests::request(&**store, &RunId::from("nope"), OperatorAction::Retry)
         .await
@@ -126,7 +127,7 @@ async fn a_cancellation_asked_from_outside_compensates() {
     let journal = Journal::default();
     journal.script.lock().unwrap().hang = vec!["c".into()];
     let saga = saga(&journal);
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     let handle = saga.start(&engine, "x", 1).await.unwrap();
     while journal.did().len() < 2 {
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -14,6 +14,7 @@ use proptest::prelude::*;
 use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::{Engine, Handle};
 use sagaflow_saga::{SagaBuilder, SagaDefinition, SagaOutcome};
+use sagaflow_sqlite::SqliteEngine;
 
 /// Step `i` (from 1) reads one or two earlier steps; step 0 reads the input.
 #[derive(Debug, Clone)]
@@ -132,7 +133,7 @@ proptest! {
             journal.script.lock().unwrap().fail = vec![name(shape.fail_at)];
             let saga = build(&journal, &shape);
             assert!(saga.problems().is_empty(), "{:?}", saga.problems());
-            let engine = Engine::in_memory().unwrap();
+            let engine = Engine::open_in_memory().unwrap();
             let outcome = saga.start(&engine, "run", 1).await.unwrap().wait().await.unwrap();
             let completed = completion_order(&engine, "run").await;
             assert!(!completed.contains(&name(shape.fail_at)));

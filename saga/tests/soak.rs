@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::{Engine, StepError};
-use sagaflow_core::sqlite::SqliteOptions;
 use sagaflow_saga::{SagaBuilder, SagaDefinition, SagaOutcome};
+use sagaflow_sqlite::SqliteEngine;
+use sagaflow_sqlite::SqliteOptions;
 
 const CHILD: &str = "SAGAFLOW_SOAK_CHILD";
 const RUN: &str = "SAGAFLOW_SOAK_RUN";

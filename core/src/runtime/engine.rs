@@ -437,7 +437,7 @@ impl Engine {
     /// none older than [`DEFAULT_KEEP_FINISHED_FOR`]; see
     /// [`EngineBuilder::keep_finished_runs`]), nothing survives the process, and the
     /// engine costs no store at all (the fastest, for work that need not be durable). Sagas
-    /// refuse it, since they compensate from stored outputs. `Engine::in_memory()` (the
+    /// refuse it, since they compensate from stored outputs. `Engine::open_in_memory()` (the
     /// `sqlite` feature) is the durable engine on a SQLite database in memory, for tests.
     pub fn ephemeral() -> Engine {
         Engine::builder().build()

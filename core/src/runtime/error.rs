@@ -366,7 +366,7 @@ pub enum StoreError {
         token: u64,
     },
     /// Another live store on the database holds the lease owner id this store was opened
-    /// with ([`SqliteOptions::owner`](crate::sqlite::SqliteOptions::owner)): two processes
+    /// with (`sagaflow_sqlite::SqliteOptions::owner`): two processes
     /// under one owner would each believe they hold the same leases.
     #[error(
         "owner `{owner}` of `{path}` is held by another live process: two processes under one owner would each run every step, so each needs its own"

@@ -23,6 +23,7 @@ pub use error::{DefinitionError, EngineError, RunError, StepError, StoreError};
 pub use events::{DEFAULT_EVENT_BUFFER, Event, EventKind, EventSink, EventStream};
 pub use report::{Report, StepReport, StepStatus};
 pub use store::{
-    Change, Created, DeliveredSignal, Lease, MemoryStore, NewRun, RecordedChange, Store, StoredRun,
+    Advanced, Change, Created, DeliveredSignal, Lease, MachineStep, MachineStore,
+    MachineTransition, MemoryStore, NewRun, RecordedChange, Store, StoredMachine, StoredRun,
     StoredRunStatus, StoredStep, UnfinishedRun,
 };

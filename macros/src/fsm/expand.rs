@@ -237,33 +237,34 @@ pub(crate) fn expand(input: &FsmInput, model: &Model, stub: bool) -> TokenStream
 
             #pure
 
-            /// The machine `id` in `store`, created in the initial state if missing.
-            #vis async fn open(
-                store: &#rt::SqliteStore,
+            /// The machine `id` in `store` (any store with machines: a `SqliteStore`, a
+            /// `MemoryStore`), created in the initial state if missing.
+            #vis async fn open<S: #rt::MachineStore + ::core::clone::Clone + 'static>(
+                store: &S,
                 id: impl ::core::convert::Into<::sagaflow::__private::String>,
             ) -> ::core::result::Result<#rt::PersistedMachine<#machine>, #rt::MachineError> {
                 #rt::PersistedMachine::open(store, id).await
             }
 
             /// The machine `id` in `store`, if it exists; no entry action runs.
-            #vis async fn load(
-                store: &#rt::SqliteStore,
+            #vis async fn load<S: #rt::MachineStore + ::core::clone::Clone + 'static>(
+                store: &S,
                 id: &str,
             ) -> ::core::result::Result<::core::option::Option<#rt::PersistedMachine<#machine>>, #rt::MachineError> {
                 #rt::PersistedMachine::load(store, id).await
             }
 
             /// Creates the machine `id` in `store`; an error if it exists.
-            #vis async fn create(
-                store: &#rt::SqliteStore,
+            #vis async fn create<S: #rt::MachineStore + ::core::clone::Clone + 'static>(
+                store: &S,
                 id: impl ::core::convert::Into<::sagaflow::__private::String>,
             ) -> ::core::result::Result<#rt::PersistedMachine<#machine>, #rt::MachineError> {
                 #rt::PersistedMachine::create(store, id).await
             }
 
             /// The ids of every machine of this type in `store`, in id order.
-            #vis async fn ids(
-                store: &#rt::SqliteStore,
+            #vis async fn ids<S: #rt::MachineStore>(
+                store: &S,
             ) -> ::core::result::Result<::sagaflow::__private::Vec<::sagaflow::__private::String>, #rt::StoreError> {
                 #rt::PersistedMachine::<#machine>::ids(store).await
             }

@@ -10,7 +10,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use sagaflow_core::{OnError, RetryPolicy};
+use sagaflow_graph::{OnError, RetryPolicy};
 
 use super::ast::WorkflowInput;
 use super::model::Model;

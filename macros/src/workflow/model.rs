@@ -1,5 +1,5 @@
 //! From syntax to a checked workflow: steps named once, edges in the order they were written,
-//! options attached, and the graph validated by `sagaflow_core::graph`, the code the engine
+//! options attached, and the graph validated by `sagaflow_graph::graph`, the code the engine
 //! runs at run time.
 
 use std::collections::HashMap;
@@ -8,8 +8,8 @@ use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
 use syn::{Ident, Path};
 
-use sagaflow_core::graph::{GraphError, GraphSpec, MAX_INPUTS};
-use sagaflow_core::{Graph, OnError};
+use sagaflow_graph::graph::{GraphError, GraphSpec, MAX_INPUTS};
+use sagaflow_graph::{Graph, OnError};
 
 use super::ast::{Dsl, Statement, WORKFLOW, WorkflowInput};
 use super::options::Options;

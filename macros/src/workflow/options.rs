@@ -13,7 +13,7 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Expr, ExprLit, Ident, Lit, Path, Token, parenthesized, token};
 
-use sagaflow_core::{OnError, RetryPolicy};
+use sagaflow_graph::{OnError, RetryPolicy};
 
 use crate::ctxt::{Errors, did_you_mean};
 
@@ -273,7 +273,7 @@ fn suggestion(written: &str, known: &[&str], aliases: &[(&str, &str)]) -> String
         .copied()
         .chain(aliases.iter().map(|(alias, _)| *alias))
         .collect();
-    let found = sagaflow_core::graph::closest(written, names.iter().copied())
+    let found = sagaflow_graph::graph::closest(written, names.iter().copied())
         .or_else(|| by_words(written, &names, &aliases));
     match found {
         Some(name) if own_name(name, &aliases) != name => format!(

@@ -54,7 +54,7 @@ impl Engine {
     /// service calls once at start-up, for each workflow it knows, after a crash.
     ///
     /// A run whose lease this store's owner held (this process's previous life, on the same
-    /// host and database: see [`SqliteOptions::owner`](crate::sqlite::SqliteOptions::owner))
+    /// host and database: see `sagaflow_sqlite::SqliteOptions::owner`)
     /// is taken up at once. A run another owner holds under a live lease is in
     /// [`Recovered::waiting`]: this engine takes it up by itself once that lease runs out
     /// unless renewed (its owner is gone), with no second call. Parked runs are not listed;

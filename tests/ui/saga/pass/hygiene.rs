@@ -54,7 +54,7 @@ sagaflow::saga! {
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let engine = sagaflow::Engine::in_memory().unwrap();
+    let engine = <sagaflow::Engine as sagaflow::SqliteEngine>::open_in_memory().unwrap();
     let outcome = runtime
         .block_on(async { Hygienic::start(&engine, "h", 1).await.unwrap().wait().await })
         .unwrap();

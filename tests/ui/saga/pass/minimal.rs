@@ -21,7 +21,7 @@ saga! { pub Order(u64) { charge / refund -> reserve / release -> ship } }
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     let outcome = runtime
         .block_on(async { Order::start(&engine, "o-1", 42).await.unwrap().wait().await })
         .unwrap();

@@ -42,7 +42,7 @@ saga! {
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     let outcome = runtime
         .block_on(async { Deploy::start(&engine, "d-1", "v1".to_owned()).await.unwrap().wait().await })
         .unwrap();

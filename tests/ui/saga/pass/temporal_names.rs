@@ -36,7 +36,7 @@ fn main() {
     assert_eq!(notify.deadline, Some(Duration::from_secs(600)));
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let engine = Engine::in_memory().unwrap();
+    let engine = Engine::open_in_memory().unwrap();
     let outcome = runtime
         .block_on(async { Booking::start(&engine, "b").await.unwrap().wait().await })
         .unwrap();

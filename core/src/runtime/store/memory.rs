@@ -1,0 +1,425 @@
+//! The in-memory store: runs kept in a map, for tests and for runs that need no durability,
+//! and state machines (`memory/machines.rs`).
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::time::Duration;
+
+use super::{Change, Created, NewRun, Store};
+
+mod machines;
+use crate::runtime::error::{StepError, StoreError};
+use crate::runtime::id::RunId;
+
+/// An owned copy of a [`Change`], as [`MemoryStore::changes`] returns it. Outputs are not
+/// kept: the in-memory store never encodes them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordedChange {
+    /// See [`Change::StepStarted`].
+    StepStarted {
+        /// The step.
+        step: String,
+        /// The attempt.
+        attempt: u32,
+    },
+    /// See [`Change::StepRetrying`].
+    StepRetrying {
+        /// The step.
+        step: String,
+        /// The attempt that failed.
+        attempt: u32,
+        /// Its error.
+        error: StepError,
+        /// The wait before the next attempt.
+        delay: Duration,
+    },
+    /// See [`Change::StepCompleted`].
+    StepCompleted {
+        /// The step.
+        step: String,
+        /// The attempt that succeeded.
+        attempt: u32,
+    },
+    /// See [`Change::StepFailed`].
+    StepFailed {
+        /// The step.
+        step: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        error: StepError,
+    },
+    /// See [`Change::StepSkipped`].
+    StepSkipped {
+        /// The step.
+        step: String,
+    },
+    /// See [`Change::RunCompleted`].
+    RunCompleted,
+    /// See [`Change::RunFailed`].
+    RunFailed {
+        /// The run error, as text.
+        error: String,
+    },
+    /// See [`Change::RunCancelled`].
+    RunCancelled,
+}
+
+impl From<&Change<'_>> for RecordedChange {
+    fn from(change: &Change<'_>) -> Self {
+        match *change {
+            Change::StepStarted { step, attempt } => RecordedChange::StepStarted {
+                step: step.to_owned(),
+                attempt,
+            },
+            Change::StepRetrying {
+                step,
+                attempt,
+                error,
+                delay,
+            } => RecordedChange::StepRetrying {
+                step: step.to_owned(),
+                attempt,
+                error: error.clone(),
+                delay,
+            },
+            Change::StepCompleted { step, attempt, .. } => RecordedChange::StepCompleted {
+                step: step.to_owned(),
+                attempt,
+            },
+            Change::StepFailed {
+                step,
+                attempts,
+                error,
+            } => RecordedChange::StepFailed {
+                step: step.to_owned(),
+                attempts,
+                error: error.clone(),
+            },
+            Change::StepSkipped { step } => RecordedChange::StepSkipped {
+                step: step.to_owned(),
+            },
+            Change::RunCompleted => RecordedChange::RunCompleted,
+            Change::RunFailed { error } => RecordedChange::RunFailed {
+                error: error.to_string(),
+            },
+            Change::RunCancelled => RecordedChange::RunCancelled,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct MemoryRun {
+    /// Shared by the runs of one workflow, so that a run costs no copy of its name.
+    workflow: Arc<str>,
+    fingerprint: u64,
+    changes: Vec<RecordedChange>,
+}
+
+/// What a [`MemoryStore`]'s lock guards.
+#[derive(Debug, Default)]
+struct MemoryRuns {
+    by_id: HashMap<RunId, MemoryRun>,
+    /// Signals delivered, by run and name: payloads as JSON.
+    signals: HashMap<RunId, HashMap<String, String>>,
+    /// The workflow names seen last, most recent last, for runs to share.
+    names: Vec<Arc<str>>,
+}
+
+/// Workflow names a [`MemoryStore`] keeps for its runs to share; a store that sees more
+/// workflows copies the others' names.
+const SHARED_NAMES: usize = 16;
+
+/// `workflow`'s name from `names` if it is there, else a new one, kept for the next runs.
+fn shared_name(names: &mut Vec<Arc<str>>, workflow: &str) -> Arc<str> {
+    if let Some(name) = names.iter().rev().find(|n| ***n == *workflow) {
+        return Arc::clone(name);
+    }
+    let name: Arc<str> = Arc::from(workflow);
+    if names.len() >= SHARED_NAMES {
+        names.remove(0);
+    }
+    names.push(Arc::clone(&name));
+    name
+}
+
+/// Where the [`MemoryStore`] an engine makes for itself finds the engine's runs.
+pub(crate) trait RunIndex: Send + Sync {
+    /// The workflow of the run `run_id`, if the engine has that run.
+    fn workflow_of(&self, run_id: &RunId) -> Option<Arc<str>>;
+}
+
+/// A store that keeps runs in memory, for tests and for runs that need no durability. Made
+/// with [`new`](Self::new) it keeps every change, so a test can check the exact sequence a
+/// run went through.
+pub struct MemoryStore {
+    runs: Mutex<MemoryRuns>,
+    history: bool,
+    /// Set in the store an engine made for itself ([`Engine::ephemeral`]), which nothing
+    /// else can record in: the engine's own table already keeps every run it started, by
+    /// id, so this store finds them there instead of keeping each run a second time.
+    ///
+    /// [`Engine::ephemeral`]: crate::runtime::Engine::ephemeral
+    engine: OnceLock<Weak<dyn RunIndex>>,
+    /// Persisted state machines, by id.
+    machines: machines::Machines,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("runs", &self.runs)
+            .field("history", &self.history)
+            .field("engine_owned", &self.engine.get().is_some())
+            .finish()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store that keeps every change.
+    pub fn new() -> Self {
+        Self {
+            runs: Mutex::default(),
+            history: true,
+            engine: OnceLock::new(),
+            machines: machines::Machines::default(),
+        }
+    }
+
+    /// An empty store that keeps runs (their ids and workflows, for idempotency) but not their
+    /// changes: recording is free. What [`Engine::ephemeral`](crate::runtime::Engine::ephemeral)
+    /// uses, since nothing could read its history; that engine's own runs are kept once, in
+    /// the engine's table, where this store finds them.
+    pub fn without_history() -> Self {
+        Self {
+            runs: Mutex::default(),
+            history: false,
+            engine: OnceLock::new(),
+            machines: machines::Machines::default(),
+        }
+    }
+
+    /// The store of an engine, which finds the engine's runs in `engine` (see
+    /// [`create_engine_run`](Self::create_engine_run)).
+    pub(crate) fn attach_engine(&self, engine: Weak<dyn RunIndex>) {
+        let _ = self.engine.set(engine);
+    }
+
+    /// The workflow of the engine's run `run_id`, if this is an engine's store and the engine
+    /// has that run.
+    fn engine_run(&self, run_id: &RunId) -> Option<Arc<str>> {
+        self.engine
+            .get()
+            .and_then(Weak::upgrade)
+            .and_then(|engine| engine.workflow_of(run_id))
+    }
+
+    /// The changes recorded for `run_id`, in order (none if the store keeps no history);
+    /// `None` if the store has no such run.
+    pub fn changes(&self, run_id: &RunId) -> Option<Vec<RecordedChange>> {
+        self.lock().by_id.get(run_id).map(|run| run.changes.clone())
+    }
+
+    /// The workflow and graph fingerprint the run was created with.
+    pub fn run_info(&self, run_id: &RunId) -> Option<(String, u64)> {
+        self.lock()
+            .by_id
+            .get(run_id)
+            .map(|run| (run.workflow.to_string(), run.fingerprint))
+    }
+
+    /// Number of runs held.
+    pub fn len(&self) -> usize {
+        self.lock().by_id.len()
+    }
+
+    /// Whether the store holds no run.
+    pub fn is_empty(&self) -> bool {
+        self.lock().by_id.is_empty()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryRuns> {
+        // A panic while the lock was held cannot leave a half-written entry (every write is a
+        // single insert or push), so the data behind a poisoned lock is still good.
+        self.runs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for MemoryStore {
+    async fn deliver_signal(
+        &self,
+        run_id: &RunId,
+        name: &str,
+        payload: &str,
+    ) -> Result<bool, StoreError> {
+        let engine_run = self.engine_run(run_id).is_some();
+        let mut runs = self.lock();
+        if !engine_run && !runs.by_id.contains_key(run_id) {
+            return Err(StoreError::Backend(format!(
+                "no run `{run_id}` to signal `{name}` to"
+            )));
+        }
+        match runs
+            .signals
+            .entry(run_id.clone())
+            .or_default()
+            .entry(name.to_owned())
+        {
+            Entry::Occupied(_) => Ok(false),
+            Entry::Vacant(vacant) => {
+                vacant.insert(payload.to_owned());
+                Ok(true)
+            }
+        }
+    }
+
+    async fn signal(&self, run_id: &RunId, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .lock()
+            .signals
+            .get(run_id)
+            .and_then(|signals| signals.get(name))
+            .cloned())
+    }
+
+    async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
+        if let Some(workflow) = self.engine_run(run.run_id) {
+            return Ok(Created::Existing {
+                workflow: workflow.to_string(),
+            });
+        }
+        Ok(self.create_run_now(run))
+    }
+
+    fn records_changes(&self) -> bool {
+        self.history
+    }
+
+    async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError> {
+        if !self.history {
+            return Ok(());
+        }
+        let recorded = RecordedChange::from(change);
+        match self.lock().by_id.get_mut(run_id) {
+            Some(run) => {
+                run.changes.push(recorded);
+                Ok(())
+            }
+            None => Err(StoreError::Backend(format!(
+                "no run `{run_id}` in the store"
+            ))),
+        }
+    }
+}
+
+impl MemoryStore {
+    /// [`Store::create_run`] for the engine that made this store, which calls it directly
+    /// (no boxed future) once it has claimed the id in its own table: the run is kept there,
+    /// not again here. Only a run created here by someone else (through the trait) can make
+    /// it [`Created::Existing`].
+    pub(crate) fn create_engine_run(&self, run: &NewRun<'_>) -> Created {
+        let runs = self.lock();
+        if runs.by_id.is_empty() {
+            return Created::New;
+        }
+        match runs.by_id.get(run.run_id) {
+            Some(existing) => Created::Existing {
+                workflow: existing.workflow.to_string(),
+            },
+            None => Created::New,
+        }
+    }
+
+    /// Forgets what this store holds of the engine's run `run_id` (its signals) once the
+    /// engine has dropped the run.
+    pub(crate) fn forget_engine_run(&self, run_id: &RunId) {
+        let mut runs = self.lock();
+        if !runs.by_id.contains_key(run_id) {
+            runs.signals.remove(run_id);
+        }
+    }
+
+    /// Creates `run` here, or reports the one that has its id.
+    fn create_run_now(&self, run: &NewRun<'_>) -> Created {
+        let mut runs = self.lock();
+        let runs = &mut *runs;
+        match runs.by_id.entry(run.run_id.clone()) {
+            Entry::Occupied(existing) => Created::Existing {
+                workflow: existing.get().workflow.to_string(),
+            },
+            Entry::Vacant(vacant) => {
+                vacant.insert(MemoryRun {
+                    workflow: shared_name(&mut runs.names, run.workflow),
+                    fingerprint: run.graph_fingerprint,
+                    changes: Vec::new(),
+                });
+                Created::New
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::definition::Codec;
+
+    #[tokio::test]
+    async fn a_run_is_created_once_and_keeps_its_changes_in_order() {
+        let store = MemoryStore::new();
+        let id = RunId::from("r");
+        let new = NewRun {
+            run_id: &id,
+            workflow: "W",
+            graph_fingerprint: 7,
+            input: &1_u8,
+            input_codec: Codec::of::<u8>(),
+            graph: None,
+        };
+        assert_eq!(store.create_run(&new).await.ok(), Some(Created::New));
+        let again = store.create_run(&new).await.ok();
+        assert_eq!(
+            again,
+            Some(Created::Existing {
+                workflow: "W".into()
+            })
+        );
+        let ok = store
+            .record(
+                &id,
+                &Change::StepStarted {
+                    step: "a",
+                    attempt: 1,
+                },
+            )
+            .await;
+        assert!(ok.is_ok());
+        assert!(store.record(&id, &Change::RunCompleted).await.is_ok());
+        assert_eq!(
+            store.changes(&id),
+            Some(vec![
+                RecordedChange::StepStarted {
+                    step: "a".into(),
+                    attempt: 1
+                },
+                RecordedChange::RunCompleted
+            ])
+        );
+        assert_eq!(store.run_info(&id), Some(("W".into(), 7)));
+    }
+
+    #[tokio::test]
+    async fn recording_for_an_unknown_run_is_an_error() {
+        let store = MemoryStore::new();
+        let result = store.record(&"nope".into(), &Change::RunCancelled).await;
+        assert!(matches!(result, Err(StoreError::Backend(_))));
+    }
+}

@@ -1,0 +1,211 @@
+//! The `events` table as a log: the writer publishes each committed event to the engines'
+//! sinks, and [`read`] replays it from a position.
+//!
+//! Events are published from the writer thread after the commit and before the writers are
+//! acknowledged, in the order the batch applied them, which is `seq` order: within one
+//! process the live feed is the log itself, gapless. Building an event costs a few small
+//! allocations, so when no sink has a subscriber the writer only advances the sinks' position.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use rusqlite::{Connection, params};
+
+use crate::error::sqlite_error;
+use crate::rows::{self, Applied, Logged, WriteOp};
+use sagaflow_core::runtime::RunId;
+use sagaflow_core::runtime::error::StoreError;
+use sagaflow_core::runtime::events::{Event, EventKind, EventSink};
+
+/// The sinks the store publishes to, and the last `seq` it committed.
+#[derive(Debug, Default)]
+pub(crate) struct Publisher {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    sinks: Vec<EventSink>,
+    /// The last `seq` committed through this store (or found at open).
+    head: u64,
+}
+
+impl Publisher {
+    /// A publisher whose log ends at `head` (the file's last `seq` when opened).
+    pub(crate) fn new(head: u64) -> Publisher {
+        Publisher {
+            state: Mutex::new(State {
+                sinks: Vec::new(),
+                head,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the state whole (a push, a retain, a max).
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds `sink`, positioned at the log's end: under the lock the writer publishes under,
+    /// so it neither misses an event committed after this nor gets one committed before.
+    pub(crate) fn attach(&self, sink: EventSink) {
+        let mut state = self.lock();
+        sink.advance(state.head);
+        state.sinks.retain(EventSink::is_open);
+        state.sinks.push(sink);
+    }
+
+    /// Publishes the events of a committed batch: `writes` in the order they were applied,
+    /// each with the event it logged, if any.
+    pub(crate) fn publish<'a>(
+        &self,
+        writes: impl Iterator<Item = (&'a WriteOp, Option<&'a Applied>)>,
+    ) {
+        let mut state = self.lock();
+        state.sinks.retain(EventSink::is_open);
+        let listened = state.sinks.iter().any(EventSink::is_listened);
+        let events = writes.flat_map(|(op, applied)| {
+            let first = applied.and_then(Applied::logged).map(|l| (op, l, false));
+            let then = applied
+                .and_then(Applied::then_logged)
+                .map(|l| (op, l, true));
+            first.into_iter().chain(then)
+        });
+        for (op, logged, second) in events {
+            state.head = state.head.max(logged.seq);
+            if !listened {
+                for sink in &state.sinks {
+                    sink.advance(logged.seq);
+                }
+                continue;
+            }
+            let Some(event) = event_of(op, logged, second) else {
+                continue;
+            };
+            if let Some((last, rest)) = state.sinks.split_last() {
+                for sink in rest {
+                    sink.publish(event.clone());
+                }
+                last.publish(event);
+            }
+        }
+    }
+}
+
+/// The event `op` logged, as a replay would read it back (`None` for an op that logs none).
+fn event_of(op: &WriteOp, logged: Logged, second: bool) -> Option<Event> {
+    Some(match op {
+        WriteOp::AdvanceMachine { .. } => return None,
+        WriteOp::CreateRun { run_id, .. } => Event {
+            seq: logged.seq,
+            run_id: RunId::from(run_id.as_str()),
+            at_ms: logged.at,
+            kind: EventKind::RunCreated,
+            step: None,
+            attempt: None,
+            detail: None,
+        },
+        WriteOp::Acquire { run_id, .. } => Event {
+            seq: logged.seq,
+            run_id: RunId::from(run_id.as_str()),
+            at_ms: logged.at,
+            kind: EventKind::RunParked,
+            step: None,
+            attempt: None,
+            detail: None,
+        },
+        WriteOp::Record {
+            run_id,
+            change,
+            then,
+            ..
+        } => {
+            let row = match (second, then) {
+                (true, Some(then)) => rows::event_row(then),
+                (true, None) => return None,
+                (false, _) => rows::event_row(change),
+            };
+            Event {
+                seq: logged.seq,
+                run_id: RunId::from(run_id.as_str()),
+                at_ms: logged.at,
+                kind: row.kind,
+                step: row.step.map(Arc::from),
+                attempt: row.attempt,
+                detail: row.detail,
+            }
+        }
+    })
+}
+
+/// The last `seq` in the log (0 for an empty one).
+pub(crate) fn head(conn: &Connection, label: &str) -> Result<u64, StoreError> {
+    conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| {
+        row.get::<_, i64>(0)
+    })
+    .map(i64::cast_unsigned)
+    .map_err(|e| sqlite_error(label, &e))
+}
+
+/// Up to `limit` events after `after`, of `run_id` or of every run, in `seq` order.
+pub(crate) fn read(
+    conn: &Connection,
+    label: &str,
+    run_id: Option<&str>,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<Event>, StoreError> {
+    // `seq` is a positive i64: nothing lies past a position beyond it.
+    let Ok(after) = i64::try_from(after) else {
+        return Ok(Vec::new());
+    };
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let sqlite = |e: rusqlite::Error| sqlite_error(label, &e);
+    // Two statements rather than `?2 IS NULL OR run_id = ?2`, so each has its index: the
+    // primary key for the whole log, `events_by_run` for one run.
+    let sql = match run_id {
+        None => {
+            "SELECT seq, run_id, at, kind, step, attempt, detail FROM events \
+             WHERE seq > ?1 AND ?2 IS NULL ORDER BY seq LIMIT ?3"
+        }
+        Some(_) => {
+            "SELECT seq, run_id, at, kind, step, attempt, detail FROM events \
+             WHERE run_id = ?2 AND seq > ?1 ORDER BY seq LIMIT ?3"
+        }
+    };
+    let mut stmt = conn.prepare_cached(sql).map_err(sqlite)?;
+    let rows = stmt
+        .query_map(params![after, run_id, limit], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, Option<String>>(4)?,
+                row.get::<_, Option<u32>>(5)?,
+                row.get::<_, Option<String>>(6)?,
+            ))
+        })
+        .map_err(sqlite)?;
+    let mut events = Vec::new();
+    for row in rows {
+        let (seq, run_id, at_ms, kind, step, attempt, detail) = row.map_err(sqlite)?;
+        let Some(kind) = EventKind::parse(&kind) else {
+            return Err(StoreError::Backend(format!(
+                "database `{label}`: event {seq} of run `{run_id}` has a kind this sagaflow does not know: `{kind}`"
+            )));
+        };
+        events.push(Event {
+            seq: seq.cast_unsigned(),
+            run_id: RunId::from(run_id),
+            at_ms,
+            kind,
+            step: step.map(Arc::from),
+            attempt,
+            detail,
+        });
+    }
+    Ok(events)
+}

@@ -1,0 +1,326 @@
+//! Leases with fencing tokens: which process runs a run, and the refusal of a stale owner.
+//!
+//! Every store has an owner id. A run's row names the owner holding its lease, when that
+//! lease ends unless renewed (`lease_expires`, unix ms) and a fencing token (`lease_token`)
+//! that every acquisition bumps. The store remembers the token it holds for each run it runs;
+//! every write of a run carries it and is applied only where the row still has it (see
+//! `rows::record`), so an owner that lost its lease (paused past its expiry while another
+//! process took the run over) has its next write refused with [`StoreError::Fenced`], and
+//! nothing of it is kept.
+//!
+//! The writer thread renews the leases this store holds every third of the lease duration,
+//! in one transaction, each renewal fenced by its token; a write of a run renews its lease
+//! too once more than half of it is spent (renewing it on every write cost every checkpoint a
+//! write of the run's row). A lease that could not be renewed is lost: it is not renewed
+//! again, and the next write is fenced. When the store is dropped, its leases are given up
+//! (expired at once), so another process need not wait for them.
+//!
+//! Taking a run up is a write like any other, group-committed by the writer; it counts a
+//! recovery, and a run taken up more than the store's maximum is parked (a flag beside its
+//! status, see the schema's version 3) with an error naming the count and a `run_parked`
+//! event, and is neither listed as unfinished nor taken up again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::clock::now_ms;
+use crate::error::sqlite_error;
+use sagaflow_core::runtime::RunId;
+use sagaflow_core::runtime::error::StoreError;
+use sagaflow_core::runtime::store::Lease;
+
+/// The default lease duration.
+pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// The default number of times a run may be taken up before it is parked (as DBOS).
+pub(crate) const DEFAULT_MAX_RECOVERIES: u32 = 100;
+
+/// A lease this store holds.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    token: u64,
+    /// Still renewed; `false` once a renewal or a write found it taken over.
+    live: bool,
+}
+
+/// The leases a store holds, its owner id and its lease settings; shared by the store and its
+/// writer thread.
+#[derive(Debug)]
+pub(crate) struct Leases {
+    pub(crate) owner: String,
+    pub(crate) lease: Duration,
+    pub(crate) max_recoveries: u32,
+    held: Mutex<HashMap<RunId, Held>>,
+    paused: AtomicBool,
+}
+
+impl Leases {
+    pub(crate) fn new(owner: String, lease: Duration, max_recoveries: u32) -> Self {
+        Self {
+            owner,
+            lease,
+            max_recoveries,
+            held: Mutex::new(HashMap::new()),
+            paused: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<RunId, Held>> {
+        // Every critical section is one insert, remove or field write.
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The lease duration in milliseconds (at least 1).
+    pub(crate) fn lease_ms(&self) -> i64 {
+        i64::try_from(self.lease.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1)
+    }
+
+    /// How often the writer renews the leases: a third of the lease.
+    pub(crate) fn heartbeat_period(&self) -> Duration {
+        (self.lease / 3).clamp(Duration::from_millis(1), Duration::from_secs(86_400))
+    }
+
+    /// The token held for `run_id`, if this store holds (or held and lost) its lease.
+    pub(crate) fn token(&self, run_id: &RunId) -> Option<u64> {
+        self.lock().get(run_id).map(|held| held.token)
+    }
+
+    /// Remembers a lease just taken.
+    pub(crate) fn hold(&self, run_id: &RunId, token: u64) {
+        self.lock()
+            .insert(run_id.clone(), Held { token, live: true });
+    }
+
+    /// Stops renewing `run_id`'s lease but keeps its token, so that every later write of the
+    /// run is fenced too.
+    pub(crate) fn lost(&self, run_id: &RunId) {
+        if let Some(held) = self.lock().get_mut(run_id) {
+            held.live = false;
+        }
+    }
+
+    /// Forgets `run_id`'s lease: the run ended, or is no longer run here.
+    pub(crate) fn forget(&self, run_id: &RunId) {
+        self.lock().remove(run_id);
+    }
+
+    /// How many runs' leases this store holds (or held and lost, for a run still here).
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Stops or restarts the renewals.
+    pub(crate) fn pause(&self, paused: bool) {
+        self.paused.store(paused, Ordering::SeqCst);
+    }
+
+    /// The live leases, for a renewal; none while paused.
+    fn live(&self) -> Vec<(RunId, u64)> {
+        if self.paused.load(Ordering::SeqCst) {
+            return Vec::new();
+        }
+        self.lock()
+            .iter()
+            .filter(|(_, held)| held.live)
+            .map(|(run_id, held)| (run_id.clone(), held.token))
+            .collect()
+    }
+
+    /// On the writer's connection: renews every live lease, in one transaction, each fenced
+    /// by its token; a lease found taken over is marked lost.
+    pub(crate) fn renew(&self, conn: &Connection, label: &str) {
+        let live = self.live();
+        if live.is_empty() {
+            return;
+        }
+        match renew_all(conn, label, &live, now_ms().saturating_add(self.lease_ms())) {
+            Ok(lost) => {
+                for run_id in lost {
+                    tracing::warn!(run_id = %run_id, "the run's lease was taken over by another owner");
+                    self.lost(&run_id);
+                }
+            }
+            // Not renewed this time; the next tick tries again, well before the expiry.
+            Err(error) => tracing::warn!(%error, "the leases could not be renewed"),
+        }
+    }
+
+    /// On the writer's connection, as the store closes: expires every lease still held, so
+    /// that another process can take those runs over at once.
+    pub(crate) fn give_up(&self, conn: &Connection, label: &str) {
+        self.pause(false);
+        let live = self.live();
+        if live.is_empty() {
+            return;
+        }
+        if let Err(error) = renew_all(conn, label, &live, 0) {
+            tracing::warn!(%error, "the leases could not be given up; they will expire");
+        }
+    }
+}
+
+/// A fresh owner id: the process id and a random part, so that two stores never share one.
+pub(crate) fn random_owner() -> String {
+    format!("pid{}-{:016x}", std::process::id(), fastrand::u64(..))
+}
+
+/// Sets `lease_expires = until` on each of `leases` whose token is still the run's, in one
+/// transaction. Returns the runs whose lease was found taken over.
+fn renew_all(
+    conn: &Connection,
+    label: &str,
+    leases: &[(RunId, u64)],
+    until: i64,
+) -> Result<Vec<RunId>, StoreError> {
+    let sqlite = |e: rusqlite::Error| sqlite_error(label, &e);
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(sqlite)?;
+    let result = (|| {
+        let mut stmt = conn
+            .prepare_cached(
+                "UPDATE runs SET lease_expires = ?3 WHERE run_id = ?1 AND lease_token = ?2 \
+                 AND parked = 0",
+            )
+            .map_err(sqlite)?;
+        let mut lost = Vec::new();
+        for (run_id, token) in leases {
+            let token = i64::try_from(*token).unwrap_or(i64::MAX);
+            if stmt
+                .execute(params![run_id.as_str(), token, until])
+                .map_err(sqlite)?
+                == 0
+            {
+                lost.push(run_id.clone());
+            }
+        }
+        Ok(lost)
+    })();
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    conn.execute_batch(end).map_err(sqlite)?;
+    result
+}
+
+/// What taking a run's lease found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Acquired {
+    /// The lease is this owner's now.
+    Granted(Lease),
+    /// No such run, or it has ended: nothing to lease (the caller's load tells which).
+    Nothing,
+    /// Another owner holds a live lease.
+    Leased { owner: String, until_ms: i64 },
+    /// The run is parked (now, or since earlier) after this many recoveries.
+    Parked { recoveries: u32 },
+}
+
+impl Acquired {
+    /// The outcome for the store's caller.
+    pub(crate) fn into_result(self, run_id: &RunId) -> Result<Option<Lease>, StoreError> {
+        match self {
+            Acquired::Granted(lease) => Ok(Some(lease)),
+            Acquired::Nothing => Ok(None),
+            Acquired::Leased { owner, until_ms } => Err(StoreError::Leased {
+                run_id: run_id.clone(),
+                owner,
+                until_ms,
+                expires_in: Duration::from_millis(
+                    u64::try_from(until_ms.saturating_sub(now_ms())).unwrap_or(0),
+                ),
+            }),
+            Acquired::Parked { recoveries } => Err(StoreError::Parked {
+                run_id: run_id.clone(),
+                recoveries,
+            }),
+        }
+    }
+}
+
+/// Inside the writer's transaction: takes the lease on `run_id` for `owner`, counting a
+/// recovery. Refused while another owner's lease is live; parks the run when this take-up
+/// would pass `max_recoveries`, and then also returns when (`at`, unix ms), for the
+/// `run_parked` event.
+pub(crate) fn acquire(
+    conn: &Connection,
+    run_id: &str,
+    owner: &str,
+    lease_ms: i64,
+    max_recoveries: u32,
+) -> rusqlite::Result<(Acquired, Option<i64>)> {
+    let row = conn
+        .prepare_cached(
+            "SELECT status, parked, owner, lease_expires, recoveries FROM runs \
+             WHERE run_id = ?1",
+        )?
+        .query_row([run_id], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, Option<String>>(2)?,
+                row.get::<_, Option<i64>>(3)?,
+                row.get::<_, i64>(4)?,
+            ))
+        })
+        .optional()?;
+    let Some((status, parked, holder, expires, recoveries)) = row else {
+        return Ok((Acquired::Nothing, None));
+    };
+    let recoveries = u32::try_from(recoveries).unwrap_or(u32::MAX);
+    if parked != 0 {
+        return Ok((Acquired::Parked { recoveries }, None));
+    }
+    if status != "running" {
+        return Ok((Acquired::Nothing, None));
+    }
+    let now = now_ms();
+    if let (Some(holder), Some(until_ms)) = (holder, expires)
+        && holder != owner
+        && until_ms > now
+    {
+        return Ok((
+            Acquired::Leased {
+                owner: holder,
+                until_ms,
+            },
+            None,
+        ));
+    }
+    let recoveries = recoveries.saturating_add(1);
+    if recoveries > max_recoveries {
+        let error = format!(
+            "parked after {recoveries} recoveries (more than the maximum of {max_recoveries}): the run kept crashing its process, so it is no longer retried"
+        );
+        conn.prepare_cached(
+            "UPDATE runs SET parked = 1, recoveries = ?2, error = ?3, owner = NULL, \
+             lease_expires = NULL, lease_token = lease_token + 1, version = version + 1, \
+             updated_at = ?4 WHERE run_id = ?1",
+        )?
+        .execute(params![run_id, recoveries, error, now])?;
+        tracing::warn!(
+            run_id,
+            recoveries,
+            "run parked: it kept crashing its process"
+        );
+        return Ok((Acquired::Parked { recoveries }, Some(now)));
+    }
+    let token: i64 = conn
+        .prepare_cached(
+            "UPDATE runs SET owner = ?2, lease_token = lease_token + 1, lease_expires = ?3, \
+             recoveries = ?4 WHERE run_id = ?1 RETURNING lease_token",
+        )?
+        .query_row(
+            params![run_id, owner, now.saturating_add(lease_ms), recoveries],
+            |row| row.get(0),
+        )?;
+    Ok((
+        Acquired::Granted(Lease {
+            token: token.cast_unsigned(),
+            recoveries,
+        }),
+        None,
+    ))
+}

@@ -1,0 +1,726 @@
+//! sagaflow's durable store: runs, steps and events in a SQLite file.
+//!
+//! ```
+//! use sagaflow_core::runtime::{Builder, Engine, StepError, Store, StoredRunStatus};
+//! use sagaflow_core::StepOptions;
+//! use sagaflow_sqlite::SqliteEngine as _; // Engine::open
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("sagaflow.db");
+//! let mut b = Builder::<u32>::new("Double");
+//! let input = b.input();
+//! let out = b.step("double", StepOptions::new(), (input,), |_, (x,)| async move {
+//!     Ok::<_, StepError>(*x * 2)
+//! });
+//! let def = b.build_with_output(out);
+//!
+//! let engine = Engine::open(&path)?; // created, migrated, WAL, synchronous = FULL
+//! engine.start(&def, "run-1", 21).await?.wait().await?;
+//! let stored = engine.store().load_run(&"run-1".into()).await?.expect("stored");
+//! assert_eq!(stored.status, StoredRunStatus::Completed);
+//! assert_eq!(stored.steps[0].output.as_deref(), Some("42"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! What it guarantees: a checkpoint is acknowledged only after the transaction that holds it
+//! has committed (with `synchronous = FULL`, after the `fsync`); the checkpoints of many runs
+//! share one commit (see `writer`); every change is also a row of the `events` table, in
+//! commit order, which [`Store::events`] replays and which is published to the engines'
+//! subscribers ([`Engine::subscribe`]) once committed; a database written by a newer
+//! sagaflow, a file that is not a database, a lock held past the busy timeout and a full disk
+//! are each a [`StoreError`] naming the file, never a panic, and never lose what was committed
+//! before.
+//!
+//! Several processes may share the file: a run is taken up under a lease with a fencing token
+//! ([`Store::acquire`]), renewed by the store while the run lives here; a run whose lease
+//! expired is taken over by another process, and the old owner's next write is refused with
+//! [`StoreError::Fenced`]; a run taken up more than [`SqliteOptions::max_recoveries`] times is
+//! parked (see `lease`).
+
+mod clock;
+mod error;
+mod events;
+mod lease;
+mod machines;
+mod owner;
+mod reader;
+mod rows;
+mod schema;
+mod signals;
+mod writer;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Sender};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use sagaflow_core::runtime::RunId;
+use sagaflow_core::runtime::engine::Engine;
+use sagaflow_core::runtime::error::StoreError;
+use sagaflow_core::runtime::events::{Event, EventSink};
+use sagaflow_core::runtime::store::{
+    Change, Created, DeliveredSignal, Lease, NewRun, Store, StoredRun, UnfinishedRun,
+};
+
+use error::sqlite_error;
+use events::Publisher;
+use lease::Leases;
+use rows::{Applied, WriteOp};
+use writer::{Inline, Request, Stats, Writer};
+
+pub use machines::{Advanced, MachineStep, MachineTransition, StoredMachine};
+pub use schema::SCHEMA_VERSION;
+
+/// How hard SQLite works to make a commit survive a power cut (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Every commit is `fsync`ed before it is acknowledged: a committed checkpoint survives a
+    /// power cut. The default.
+    #[default]
+    Full,
+    /// In WAL mode, commits are `fsync`ed at checkpoints only: a commit survives a crash of
+    /// the process, but the last ones may be lost in a power cut. About ten times faster.
+    Normal,
+}
+
+/// How a [`SqliteStore`] opens its database. Start from [`SqliteOptions::default`] and the
+/// setters: the options may grow, so the struct cannot be written out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SqliteOptions {
+    /// `PRAGMA synchronous`; [`Synchronous::Full`] by default.
+    pub synchronous: Synchronous,
+    /// How long a write waits for a lock another connection holds before failing with
+    /// [`StoreError::Busy`]; 5 s by default.
+    pub busy_timeout: Duration,
+    /// Caps the database at this many pages (`PRAGMA max_page_count`, per connection); a write
+    /// past it fails with [`StoreError::Full`]. `None` (the default) leaves SQLite's limit.
+    pub max_page_count: Option<u32>,
+    /// The id this store holds leases under. `None` (the default): for a file, the first
+    /// free of `<host>-0`, `<host>-1`, … (one process on a host is always `<host>-0`), so
+    /// that a process restarted after a crash is the same owner and takes its runs up at
+    /// once, without waiting for the leases of its previous life to expire; for a database in
+    /// memory, a random id. A store holds its owner id under a lock on a file beside the
+    /// database (`<file>-owner-<hash>.lock`) for its whole life, so two live processes never
+    /// share one: a second store opened with an owner a live one holds is refused with
+    /// [`StoreError::OwnerInUse`]. Set it to a name that follows the service across hosts
+    /// (a pod's name on a shared volume, say).
+    pub owner: Option<String>,
+    /// How long a lease lasts unless renewed; 30 s by default. The store renews its leases
+    /// every third of it; another process may take a run over once its lease has expired.
+    pub lease: Duration,
+    /// How many times a run may be taken up (after a crash, or by another process) before
+    /// it is parked instead; 100 by default, as DBOS.
+    pub max_recoveries: u32,
+    /// Whether a write that finds the connection free commits on the caller's thread (a tokio
+    /// worker), at once; `true` by default. That saves the two thread wake-ups of a hand-off,
+    /// which cost as much as a whole commit with [`Synchronous::Normal`], but blocks the
+    /// worker for the commit, `fsync` included with [`Synchronous::Full`]. A service whose
+    /// other tasks on the runtime must never wait that long sets it to `false`: every write
+    /// then goes to the writer thread, and a worker never blocks on the disk.
+    pub commit_on_caller: bool,
+    /// Whether opening the database first runs `PRAGMA quick_check` and refuses a damaged
+    /// file with [`StoreError::Corrupt`]; `false` by default. It reads the whole file, so it
+    /// costs time in proportion to its size (about a second a gigabyte on a fast disk): worth
+    /// it for a service that would rather not start than run on a broken file.
+    pub quick_check: bool,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            synchronous: Synchronous::Full,
+            busy_timeout: schema::DEFAULT_BUSY_TIMEOUT,
+            max_page_count: None,
+            owner: None,
+            lease: lease::DEFAULT_LEASE,
+            max_recoveries: lease::DEFAULT_MAX_RECOVERIES,
+            commit_on_caller: true,
+            quick_check: false,
+        }
+    }
+}
+
+impl SqliteOptions {
+    /// These options with `synchronous` set.
+    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.synchronous = synchronous;
+        self
+    }
+
+    /// These options with `busy_timeout` set.
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// These options with `max_page_count` set.
+    pub fn max_page_count(mut self, pages: u32) -> Self {
+        self.max_page_count = Some(pages);
+        self
+    }
+
+    /// These options with the lease owner id set (see [`owner`](Self::owner)).
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+
+    /// These options with the lease duration set (at least 1 ms).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(1));
+        self
+    }
+
+    /// These options with the maximum number of recoveries set.
+    pub fn max_recoveries(mut self, max: u32) -> Self {
+        self.max_recoveries = max;
+        self
+    }
+
+    /// Sets [`commit_on_caller`](Self::commit_on_caller).
+    pub fn commit_on_caller(mut self, on_caller: bool) -> Self {
+        self.commit_on_caller = on_caller;
+        self
+    }
+
+    /// Sets [`quick_check`](Self::quick_check).
+    pub fn quick_check(mut self, check: bool) -> Self {
+        self.quick_check = check;
+        self
+    }
+}
+
+/// A [`Store`] on a SQLite database. Cheap to clone: clones share the writer thread, which
+/// stops, closing the database, when the last clone is dropped; that drop waits for the batch
+/// in hand (at most the busy timeout), so the file is released when the drop returns.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The file as the user named it, for error messages.
+    label: Arc<str>,
+    /// `None` only while dropping: closing the channel is what stops the writer thread.
+    requests: Option<Sender<Request>>,
+    /// The connection, shared by the callers that commit on their own thread and the writer
+    /// thread.
+    writer: Arc<Writer>,
+    thread: Option<JoinHandle<()>>,
+    stats: Arc<Stats>,
+    /// The engines' event sinks, which the writer publishes committed events to.
+    publisher: Arc<Publisher>,
+    /// The leases this store holds, shared with the writer, which renews them.
+    leases: Arc<Leases>,
+    /// The read connection of a database file; `None` in memory (reads then go to the
+    /// writer's thread).
+    reader: Option<reader::Reader>,
+    /// Holds the owner id for the store's life; dropped after the writer has given up the
+    /// leases and closed its connection, so no other store takes the id before then.
+    _owner: Option<owner::OwnerLock>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The read connection first, so that the writer's is the last one to close and
+        // checkpoints the WAL into the file. Then close the channel and wait for the writer to
+        // finish the batch in hand and close its connection, so the file is released when
+        // the store is.
+        self.reader = None;
+        self.requests = None;
+        self.writer.wake();
+        if let Some(thread) = self.thread.take() {
+            // The writer never panics by design; if it did, its callers have already been
+            // told (their replies were dropped), and a drop has no one to report to.
+            let _ = thread.join();
+        }
+    }
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.label)
+            .field("commits", &self.commits())
+            .field("reads", &self.reads())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens or creates the database at `path`, sets its pragmas (WAL, `synchronous`, busy
+    /// timeout, foreign keys), applies the migrations it lacks, and starts the writer thread.
+    ///
+    /// Errors: [`StoreError::Open`] for a file that cannot be opened or is not a database,
+    /// [`StoreError::SchemaTooNew`] for a database written by a newer sagaflow,
+    /// [`StoreError::Busy`] if another connection holds it locked past the busy timeout.
+    pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref();
+        let label: Arc<str> = path.display().to_string().into();
+        let conn = schema::open(Some(path), &label, &options)?;
+        let (owner, lock) = owner::claim(path, &label, options.owner.as_deref())?;
+        Self::start(conn, label, &options, Some(path), owner, lock)
+    }
+
+    /// A store on a new, private SQLite database in memory: the real schema and SQL, no file.
+    /// Its runs end with it. `synchronous` does not apply.
+    pub fn in_memory() -> Result<SqliteStore, StoreError> {
+        let label: Arc<str> = ":memory:".into();
+        let options = SqliteOptions::default();
+        let conn = schema::open(None, &label, &options)?;
+        Self::start(conn, label, &options, None, lease::random_owner(), None)
+    }
+
+    /// Starts the writer on `conn` and, for a file at `path`, the reader; leases are held
+    /// under `owner`, which `lock` holds.
+    fn start(
+        conn: rusqlite::Connection,
+        label: Arc<str>,
+        options: &SqliteOptions,
+        path: Option<&Path>,
+        owner: String,
+        lock: Option<owner::OwnerLock>,
+    ) -> Result<SqliteStore, StoreError> {
+        let stats = Arc::new(Stats::default());
+        // Opened after the writer's connection has brought the schema up to date. A reader
+        // that cannot open is not fatal: reads go to the writer's thread, as in memory.
+        let reader = path.and_then(|path| {
+            reader::Reader::open(path, Arc::clone(&label), options, Arc::clone(&stats))
+                .inspect_err(
+                    |error| tracing::warn!(%error, "reads will share the writer's connection"),
+                )
+                .ok()
+        });
+        let leases = Arc::new(Leases::new(owner, options.lease, options.max_recoveries));
+        let publisher = Arc::new(Publisher::new(events::head(&conn, &label)?));
+        let (requests, receiver) = mpsc::channel();
+        let writer = Arc::new(Writer::new(
+            conn,
+            Arc::clone(&label),
+            Arc::clone(&stats),
+            Arc::clone(&publisher),
+            Arc::clone(&leases),
+            receiver,
+            options,
+        ));
+        let serving = Arc::clone(&writer);
+        let (ready_sender, ready) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("sagaflow-sqlite".to_owned())
+            .spawn(move || serving.run(ready_sender))
+            .map_err(|e| StoreError::Open {
+                path: label.to_string(),
+                message: format!("cannot start the writer thread: {e}"),
+            })?;
+        writer.set_thread(handle.thread().clone());
+        // The writer's first round done (or the thread gone: its error shows at the first
+        // write); bounded, so a thread that never runs cannot hang the open.
+        let _ = ready.recv_timeout(Duration::from_secs(5));
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                label,
+                requests: Some(requests),
+                writer,
+                thread: Some(handle),
+                stats,
+                publisher,
+                leases,
+                reader,
+                _owner: lock,
+            }),
+        })
+    }
+
+    /// The id this store holds leases under.
+    pub fn owner(&self) -> &str {
+        &self.inner.leases.owner
+    }
+
+    /// How many runs' leases this store holds: the runs it runs. A run's lease is let go when
+    /// the run ends, however it ends, so this does not grow with the runs finished.
+    pub fn leases_held(&self) -> usize {
+        self.inner.leases.len()
+    }
+
+    /// Stops renewing this store's leases, as a process stalled (a long GC pause, a stopped
+    /// VM) would: they expire, other processes may take the runs over, and this store's next
+    /// write of such a run is refused with [`StoreError::Fenced`]. Writes still renew their
+    /// own run's lease once it is more than half spent. For tests and drills; [`resume_heartbeats`](Self::resume_heartbeats)
+    /// undoes it.
+    pub fn pause_heartbeats(&self) {
+        self.inner.leases.pause(true);
+    }
+
+    /// Renews this store's leases again after [`pause_heartbeats`](Self::pause_heartbeats).
+    pub fn resume_heartbeats(&self) {
+        self.inner.leases.pause(false);
+    }
+
+    /// The database file as it was named when opened (`:memory:` for an in-memory one).
+    pub fn path(&self) -> &str {
+        &self.inner.label
+    }
+
+    /// Transactions committed so far. With many writers at once it grows slower than
+    /// [`writes`](Self::writes): that is the group commit at work.
+    pub fn commits(&self) -> u64 {
+        self.inner.stats.commits.load(Ordering::Relaxed)
+    }
+
+    /// Transactions committed on a caller's thread so far (see
+    /// [`SqliteOptions::commit_on_caller`]); the rest of [`commits`](Self::commits) were
+    /// committed by the writer thread.
+    pub fn commits_on_caller(&self) -> u64 {
+        self.inner.stats.commits_on_caller.load(Ordering::Relaxed)
+    }
+
+    /// Writes (run creations and recorded changes) committed so far.
+    pub fn writes(&self) -> u64 {
+        self.inner.stats.writes.load(Ordering::Relaxed)
+    }
+
+    /// Requests served on the writer's thread outside group commits so far: reads (loading
+    /// runs, listing events, asking for signals) and the rare writes that go the same way
+    /// (delivering a signal, creating a machine).
+    pub fn reads(&self) -> u64 {
+        self.inner.stats.reads.load(Ordering::Relaxed)
+    }
+
+    fn closed(&self) -> StoreError {
+        StoreError::Backend(format!(
+            "database `{}`: the store's writer has stopped",
+            self.inner.label
+        ))
+    }
+
+    fn misanswered(&self, what: &str) -> StoreError {
+        StoreError::Backend(format!(
+            "database `{}`: internal: {what} was answered as another write",
+            self.inner.label
+        ))
+    }
+
+    fn send(&self, request: Request) -> Result<(), StoreError> {
+        self.inner
+            .requests
+            .as_ref()
+            .ok_or_else(|| self.closed())?
+            .send(request)
+            .map_err(|_| self.closed())?;
+        self.inner.writer.wake();
+        Ok(())
+    }
+
+    /// Commits `op`: here and now if the connection is free, else through the writer thread's
+    /// next batch (see `writer`).
+    async fn write(&self, op: WriteOp) -> Result<Applied, StoreError> {
+        let op = match self.inner.writer.commit_here(op) {
+            Inline::Done(answer) => return answer,
+            Inline::Handed(answer) => return answer.await.map_err(|_| self.closed())?,
+            Inline::Busy(op) => op,
+        };
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Write { op, reply })?;
+        answer.await.map_err(|_| self.closed())?
+    }
+
+    /// Records `change`, and `then` with it in the same savepoint when given.
+    async fn record_changes(
+        &self,
+        run_id: &RunId,
+        change: &Change<'_>,
+        then: Option<&Change<'_>>,
+    ) -> Result<(), StoreError> {
+        let leases = &self.inner.leases;
+        let op = rows::record_op(
+            run_id,
+            change,
+            then,
+            leases.token(run_id),
+            leases.lease_ms(),
+        )?;
+        let result = self.write(op).await.map(|_| ());
+        match &result {
+            Err(StoreError::Fenced { .. }) => leases.lost(run_id),
+            Ok(())
+                if matches!(
+                    then.unwrap_or(change),
+                    Change::RunCompleted | Change::RunFailed { .. } | Change::RunCancelled
+                ) =>
+            {
+                leases.forget(run_id);
+            }
+            _ => {}
+        }
+        result
+    }
+
+    /// Runs `read` on the read connection of a file (see `reader`), or on the writer's
+    /// between two batches in memory. `read` must not write.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection, &str) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.queue(read, true).await
+    }
+
+    /// Runs `exclusive` on the writer's connection, between two batches: for the rare
+    /// requests that write outside a group commit, in a transaction of their own.
+    async fn exclusive<T: Send + 'static>(
+        &self,
+        exclusive: impl FnOnce(&rusqlite::Connection, &str) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.queue(exclusive, false).await
+    }
+
+    /// Queues `work` for the reader (if `on_reader` and there is one) or the writer's thread,
+    /// and awaits its answer.
+    async fn queue<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&rusqlite::Connection, &str) -> Result<T, StoreError> + Send + 'static,
+        on_reader: bool,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let work: writer::ReadFn = Box::new(move |conn, label| {
+            let answer = work(conn, label);
+            Box::new(move || {
+                let _ = reply.send(answer);
+            })
+        });
+        let queued = match self.inner.reader.as_ref().filter(|_| on_reader) {
+            Some(reader) => reader.send(work),
+            None => Err(work),
+        };
+        if let Err(work) = queued {
+            self.send(Request::Read(work))?;
+        }
+        answer.await.map_err(|_| self.closed())?
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    fn keeps_finished_runs(&self) -> bool {
+        true
+    }
+
+    async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
+        let leases = &self.inner.leases;
+        let op = rows::create_op(run, &leases.owner, leases.lease_ms())?;
+        match self.write(op).await? {
+            Applied::Created(created, _) => {
+                if created == Created::New {
+                    leases.hold(run.run_id, 1);
+                }
+                Ok(created)
+            }
+            Applied::Recorded(..) | Applied::Acquired(..) | Applied::Advanced(_) => {
+                Err(self.misanswered("a run creation"))
+            }
+        }
+    }
+
+    async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError> {
+        self.record_changes(run_id, change, None).await
+    }
+
+    async fn record_pair(
+        &self,
+        run_id: &RunId,
+        first: &Change<'_>,
+        then: &Change<'_>,
+    ) -> Result<(), StoreError> {
+        self.record_changes(run_id, first, Some(then)).await
+    }
+
+    async fn acquire(&self, run_id: &RunId) -> Result<Lease, StoreError> {
+        let leases = &self.inner.leases;
+        let op = WriteOp::Acquire {
+            run_id: run_id.as_str().to_owned(),
+            owner: leases.owner.clone(),
+            lease_ms: leases.lease_ms(),
+            max_recoveries: leases.max_recoveries,
+        };
+        let Applied::Acquired(acquired, _) = self.write(op).await? else {
+            return Err(self.misanswered("a lease"));
+        };
+        match acquired.into_result(run_id)? {
+            Some(lease) => {
+                leases.hold(run_id, lease.token);
+                Ok(lease)
+            }
+            // No such run, or an ended one: nothing to lease, and `load_run` says which.
+            None => Ok(Lease {
+                token: 0,
+                recoveries: 0,
+            }),
+        }
+    }
+
+    fn release(&self, run_id: &RunId) {
+        self.inner.leases.forget(run_id);
+    }
+
+    async fn load_run(&self, run_id: &RunId) -> Result<Option<StoredRun>, StoreError> {
+        let run_id = run_id.clone();
+        self.read(move |conn, label| {
+            // One read transaction, so the run and its steps are one snapshot even while
+            // another process writes.
+            conn.execute_batch("BEGIN DEFERRED")
+                .map_err(|e| sqlite_error(label, &e))?;
+            let result = rows::load_run(conn, label, run_id.as_str());
+            let _ = conn.execute_batch("COMMIT");
+            result
+        })
+        .await
+    }
+
+    async fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>, StoreError> {
+        self.read(rows::unfinished_runs).await
+    }
+
+    async fn stopped_runs(&self, workflow: &str) -> Result<Vec<RunId>, StoreError> {
+        let workflow = workflow.to_owned();
+        self.read(move |conn, label| rows::stopped_runs(conn, label, &workflow))
+            .await
+    }
+
+    async fn deliver_signal(
+        &self,
+        run_id: &RunId,
+        name: &str,
+        payload: &str,
+    ) -> Result<bool, StoreError> {
+        let (run_id, name, payload) = (run_id.clone(), name.to_owned(), payload.to_owned());
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        // Rare and small: its own transaction, on the writer's connection between batches.
+        self.exclusive(move |conn, label| {
+            conn.execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| sqlite_error(label, &e))?;
+            let result = signals::deliver(conn, label, run_id.as_str(), &name, &payload, at_ms);
+            let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+            conn.execute_batch(end)
+                .map_err(|e| sqlite_error(label, &e))?;
+            result
+        })
+        .await
+    }
+
+    async fn signal(&self, run_id: &RunId, name: &str) -> Result<Option<String>, StoreError> {
+        let (run_id, name) = (run_id.clone(), name.to_owned());
+        self.read(move |conn, label| signals::read(conn, label, run_id.as_str(), &name))
+            .await
+    }
+
+    async fn signal_position(&self) -> Result<Option<u64>, StoreError> {
+        self.read(|conn, label| signals::position(conn, label).map(Some))
+            .await
+    }
+
+    async fn signals_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DeliveredSignal>, StoreError> {
+        self.read(move |conn, label| signals::after(conn, label, after, limit))
+            .await
+    }
+
+    async fn events(
+        &self,
+        run_id: Option<&RunId>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let run_id = run_id.cloned();
+        self.read(move |conn, label| {
+            events::read(
+                conn,
+                label,
+                run_id.as_ref().map(RunId::as_str),
+                after,
+                limit,
+            )
+        })
+        .await
+    }
+
+    fn attach_events(&self, sink: EventSink) -> bool {
+        self.inner.publisher.attach(sink);
+        true
+    }
+}
+
+/// The engine's SQLite constructors: `Engine::open(path)` and its kin.
+///
+/// The engine lives in `sagaflow-core`, which knows no store but its in-memory one, so the
+/// constructors that open a SQLite database come with this crate, as a trait that only
+/// [`Engine`] implements. The facade's prelude (`use sagaflow::prelude::*`) brings it into
+/// scope; without the prelude, `use sagaflow::SqliteEngine` (or `sagaflow_sqlite::SqliteEngine`).
+///
+/// Every constructor of an engine, with what it makes:
+///
+/// | constructor | store |
+/// | --- | --- |
+/// | `Engine::ephemeral()` | none kept: a [`MemoryStore`](sagaflow_core::runtime::MemoryStore) without history; runs live in memory |
+/// | [`Engine::open`](SqliteEngine::open), [`open_with`](SqliteEngine::open_with) | a SQLite file ([`SqliteStore::open`]) |
+/// | [`Engine::open_in_memory`](SqliteEngine::open_in_memory) | a SQLite database in memory ([`SqliteStore::in_memory`]) |
+/// | `Engine::builder().store(store).build()` | any store, with the engine's limits set |
+pub trait SqliteEngine: sealed::Sealed + Sized {
+    /// An engine whose runs are recorded in the SQLite database at `path`, created if missing,
+    /// with the default [`SqliteOptions`] (`synchronous = FULL`, a 5 s busy timeout).
+    fn open(path: impl AsRef<Path>) -> Result<Self, StoreError>;
+
+    /// An engine on the SQLite database at `path`, opened with `options`.
+    fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError>;
+
+    /// An engine on a real SQLite database in memory, not a mock: the durable engine's
+    /// schema, checkpoints, event log and signals, with nothing on disk and nothing kept once
+    /// it is dropped. For tests of the durable code paths (sagas need them);
+    /// `Engine::ephemeral()` is the lighter engine that records nothing.
+    fn open_in_memory() -> Result<Self, StoreError>;
+
+    /// The old name of [`open_in_memory`](Self::open_in_memory).
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed `Engine::open_in_memory`: a SQLite database in memory, not the in-memory store of `Engine::ephemeral`"
+    )]
+    fn in_memory() -> Result<Self, StoreError> {
+        Self::open_in_memory()
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for sagaflow_core::runtime::Engine {}
+}
+
+impl SqliteEngine for Engine {
+    fn open(path: impl AsRef<Path>) -> Result<Engine, StoreError> {
+        Engine::open_with(path, SqliteOptions::default())
+    }
+
+    fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Engine, StoreError> {
+        let store = SqliteStore::open(path, options)?;
+        Ok(Engine::builder().store(Arc::new(store)).build())
+    }
+
+    fn open_in_memory() -> Result<Engine, StoreError> {
+        let store = SqliteStore::in_memory()?;
+        Ok(Engine::builder().store(Arc::new(store)).build())
+    }
+}

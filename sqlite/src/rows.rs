@@ -1,0 +1,766 @@
+//! Mapping between the store's types and the rows of the schema.
+//!
+//! The caller's side turns a borrowed [`Change`] into an owned [`WriteOp`] (encoding the output
+//! there, so a value that does not serialize fails its caller before anything reaches the
+//! writer); the writer thread applies the op with [`apply`]. Reads map rows back into
+//! [`StoredRun`] and [`UnfinishedRun`].
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::clock::now_ms;
+use crate::error::sqlite_error;
+use crate::lease::{Acquired, acquire};
+use crate::machines::{self, Advanced, MachineStep};
+use sagaflow_core::runtime::RunId;
+use sagaflow_core::runtime::error::StoreError;
+use sagaflow_core::runtime::events::EventKind;
+use sagaflow_core::runtime::report::StepStatus;
+use sagaflow_core::runtime::store::{
+    Change, Created, NewRun, StoredRun, StoredRunStatus, StoredStep, UnfinishedRun,
+};
+
+/// A write, owned so it can cross to the writer thread and be applied again on its own if the
+/// group commit it was part of fails.
+#[derive(Debug, Clone)]
+pub(crate) enum WriteOp {
+    /// Create a run unless one has the id, leased to `owner` with token 1.
+    CreateRun {
+        run_id: String,
+        workflow: String,
+        graph_fingerprint: i64,
+        input: String,
+        /// The graph as JSON (`NewRun::graph`).
+        graph: Option<String>,
+        owner: String,
+        lease_ms: i64,
+    },
+    /// Take the lease on a run for `owner` (see `lease::acquire`).
+    Acquire {
+        run_id: String,
+        owner: String,
+        lease_ms: i64,
+        max_recoveries: u32,
+    },
+    /// Record a change of a run, fenced by `token` (`None`: this store holds no lease on it,
+    /// so the write is refused), renewing the lease by `lease_ms`.
+    Record {
+        run_id: String,
+        change: ChangeRow,
+        /// A second change applied with the first, in the same savepoint: both or neither
+        /// (a step's completion and the next step's start share one commit).
+        then: Option<ChangeRow>,
+        token: Option<u64>,
+        lease_ms: i64,
+    },
+    /// A transition of a persisted machine, applied only if it is at `step.expected_version`.
+    AdvanceMachine {
+        machine_id: String,
+        step: MachineStep,
+    },
+}
+
+/// What an applied [`WriteOp`] found.
+#[derive(Debug)]
+pub(crate) enum Applied {
+    /// The outcome of [`WriteOp::CreateRun`], with the `run_created` event if the run is new.
+    Created(Created, Option<Logged>),
+    /// A [`WriteOp::Record`] was applied, with its event (and its second change's).
+    Recorded(Logged, Option<Logged>),
+    /// What a [`WriteOp::Acquire`] found, with the `run_parked` event if it parked the run.
+    Acquired(Acquired, Option<Logged>),
+    /// What a [`WriteOp::AdvanceMachine`] did.
+    Advanced(Advanced),
+}
+
+impl Applied {
+    /// The event the write added to the log, if any.
+    pub(crate) fn logged(&self) -> Option<Logged> {
+        match self {
+            Applied::Created(_, logged) | Applied::Acquired(_, logged) => *logged,
+            Applied::Recorded(logged, _) => Some(*logged),
+            Applied::Advanced(_) => None,
+        }
+    }
+
+    /// The event of a second change applied with the first, if any.
+    pub(crate) fn then_logged(&self) -> Option<Logged> {
+        match self {
+            Applied::Recorded(_, then) => *then,
+            _ => None,
+        }
+    }
+}
+
+/// Where and when a write's event went into the `events` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Logged {
+    /// The event's `seq`.
+    pub(crate) seq: u64,
+    /// Its `at`, unix milliseconds.
+    pub(crate) at: i64,
+}
+
+/// A [`Change`], owned, with the output already encoded.
+#[derive(Debug, Clone)]
+pub(crate) enum ChangeRow {
+    StepStarted {
+        step: String,
+        attempt: u32,
+    },
+    StepRetrying {
+        step: String,
+        attempt: u32,
+        error: String,
+        permanent: bool,
+        delay_ms: u64,
+    },
+    StepCompleted {
+        step: String,
+        attempt: u32,
+        output: String,
+    },
+    StepFailed {
+        step: String,
+        attempts: u32,
+        error: String,
+        permanent: bool,
+    },
+    StepSkipped {
+        step: String,
+    },
+    RunCompleted,
+    RunFailed {
+        error: String,
+    },
+    RunCancelled,
+}
+
+/// The op for `run`, leased to `owner` for `lease_ms`, with its input encoded; a codec
+/// failure is [`StoreError::Input`].
+pub(crate) fn create_op(
+    run: &NewRun<'_>,
+    owner: &str,
+    lease_ms: i64,
+) -> Result<WriteOp, StoreError> {
+    let input = (run.input_codec.encode)(run.input).map_err(|message| StoreError::Input {
+        run_id: run.run_id.clone(),
+        message,
+    })?;
+    Ok(WriteOp::CreateRun {
+        run_id: run.run_id.as_str().to_owned(),
+        workflow: run.workflow.to_owned(),
+        graph_fingerprint: run.graph_fingerprint.cast_signed(),
+        input,
+        graph: run.graph.map(str::to_owned),
+        owner: owner.to_owned(),
+        lease_ms,
+    })
+}
+
+/// The op for `change`, fenced by `token` and renewing the lease by `lease_ms`; an output
+/// that does not encode is [`StoreError::Codec`] naming the run and the step.
+pub(crate) fn record_op(
+    run_id: &RunId,
+    change: &Change<'_>,
+    then: Option<&Change<'_>>,
+    token: Option<u64>,
+    lease_ms: i64,
+) -> Result<WriteOp, StoreError> {
+    Ok(WriteOp::Record {
+        run_id: run_id.as_str().to_owned(),
+        change: change_row(run_id, change)?,
+        then: then.map(|then| change_row(run_id, then)).transpose()?,
+        token,
+        lease_ms,
+    })
+}
+
+/// A change as the rows it writes, its output encoded.
+fn change_row(run_id: &RunId, change: &Change<'_>) -> Result<ChangeRow, StoreError> {
+    let change = match *change {
+        Change::StepStarted { step, attempt } => ChangeRow::StepStarted {
+            step: step.to_owned(),
+            attempt,
+        },
+        Change::StepRetrying {
+            step,
+            attempt,
+            error,
+            delay,
+        } => ChangeRow::StepRetrying {
+            step: step.to_owned(),
+            attempt,
+            error: error.message().to_owned(),
+            permanent: error.is_permanent(),
+            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        },
+        Change::StepCompleted {
+            step,
+            attempt,
+            output,
+            codec,
+        } => ChangeRow::StepCompleted {
+            step: step.to_owned(),
+            attempt,
+            output: (codec.encode)(output).map_err(|message| StoreError::Codec {
+                run_id: run_id.clone(),
+                step: step.to_owned(),
+                message: format!("the output cannot be encoded: {message}"),
+            })?,
+        },
+        Change::StepFailed {
+            step,
+            attempts,
+            error,
+        } => ChangeRow::StepFailed {
+            step: step.to_owned(),
+            attempts,
+            error: error.message().to_owned(),
+            permanent: error.is_permanent(),
+        },
+        Change::StepSkipped { step } => ChangeRow::StepSkipped {
+            step: step.to_owned(),
+        },
+        Change::RunCompleted => ChangeRow::RunCompleted,
+        Change::RunFailed { error } => ChangeRow::RunFailed {
+            error: error.to_string(),
+        },
+        Change::RunCancelled => ChangeRow::RunCancelled,
+    };
+    Ok(change)
+}
+
+/// Applies `op` inside the writer's open transaction. Errors are raw SQLite errors, mapped to
+/// [`StoreError`]s by the writer, which knows the file; the one logical error, a change for a
+/// run that does not exist, is returned as [`StoreError::Backend`] directly.
+pub(crate) fn apply(conn: &Connection, label: &str, op: &WriteOp) -> Result<Applied, ApplyError> {
+    match op {
+        WriteOp::CreateRun {
+            run_id,
+            workflow,
+            graph_fingerprint,
+            input,
+            graph,
+            owner,
+            lease_ms,
+        } => create_run(
+            conn,
+            run_id,
+            workflow,
+            (*graph_fingerprint, graph.as_deref()),
+            input,
+            (owner, *lease_ms),
+        ),
+        WriteOp::Record {
+            run_id,
+            change,
+            then,
+            token,
+            lease_ms,
+        } => {
+            let first = record(conn, label, run_id, change, (*token, *lease_ms), false)?;
+            match (then, first) {
+                (Some(then), Applied::Recorded(logged, _)) => {
+                    // The first change read the fence in this very transaction.
+                    match record(conn, label, run_id, then, (*token, *lease_ms), true)? {
+                        Applied::Recorded(second, _) => Ok(Applied::Recorded(logged, Some(second))),
+                        other => Ok(other),
+                    }
+                }
+                (_, first) => Ok(first),
+            }
+        }
+        WriteOp::Acquire {
+            run_id,
+            owner,
+            lease_ms,
+            max_recoveries,
+        } => {
+            let (acquired, parked_at) = acquire(conn, run_id, owner, *lease_ms, *max_recoveries)?;
+            let logged = match parked_at {
+                Some(at) => {
+                    conn.prepare_cached(INSERT_EVENT)?.execute(params![
+                        run_id,
+                        at,
+                        EventKind::RunParked.as_str(),
+                        None::<&str>,
+                        None::<i64>,
+                        None::<&str>
+                    ])?;
+                    Some(logged(conn, at))
+                }
+                None => None,
+            };
+            Ok(Applied::Acquired(acquired, logged))
+        }
+        WriteOp::AdvanceMachine { machine_id, step } => {
+            machines::advance(conn, label, machine_id, step)
+                .map(Applied::Advanced)
+                .map_err(ApplyError::Refused)
+        }
+    }
+}
+
+/// Why applying an op failed.
+#[derive(Debug)]
+pub(crate) enum ApplyError {
+    /// SQLite failed.
+    Sqlite(rusqlite::Error),
+    /// The op cannot apply to this database.
+    Refused(StoreError),
+}
+
+impl From<rusqlite::Error> for ApplyError {
+    fn from(error: rusqlite::Error) -> Self {
+        ApplyError::Sqlite(error)
+    }
+}
+
+const INSERT_EVENT: &str = "INSERT INTO events (run_id, at, kind, step, attempt, detail) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+fn create_run(
+    conn: &Connection,
+    run_id: &str,
+    workflow: &str,
+    (graph_fingerprint, graph): (i64, Option<&str>),
+    input: &str,
+    (owner, lease_ms): (&str, i64),
+) -> Result<Applied, ApplyError> {
+    let at = now_ms();
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO runs (run_id, workflow, graph_fingerprint, input, status, error, \
+             version, created_at, updated_at, owner, lease_token, lease_expires, graph) \
+             VALUES (?1, ?2, ?3, ?4, 'running', NULL, 1, ?5, ?5, ?6, 1, ?7, ?8) \
+             ON CONFLICT (run_id) DO NOTHING",
+        )?
+        .execute(params![
+            run_id,
+            workflow,
+            graph_fingerprint,
+            input,
+            at,
+            owner,
+            at.saturating_add(lease_ms),
+            graph
+        ])?;
+    if inserted == 0 {
+        let workflow: String = conn
+            .prepare_cached("SELECT workflow FROM runs WHERE run_id = ?1")?
+            .query_row([run_id], |row| row.get(0))?;
+        return Ok(Applied::Created(Created::Existing { workflow }, None));
+    }
+    conn.prepare_cached(INSERT_EVENT)?.execute(params![
+        run_id,
+        at,
+        EventKind::RunCreated.as_str(),
+        None::<&str>,
+        None::<i64>,
+        None::<&str>
+    ])?;
+    Ok(Applied::Created(Created::New, Some(logged(conn, at))))
+}
+
+/// The event just inserted on `conn`, at `at`.
+fn logged(conn: &Connection, at: i64) -> Logged {
+    Logged {
+        // `seq` is the rowid, which SQLite numbers from 1.
+        seq: conn.last_insert_rowid().cast_unsigned(),
+        at,
+    }
+}
+
+/// One step row as an upsert writes it; `None` columns keep what the row had.
+struct StepRow<'a> {
+    name: &'a str,
+    status: &'static str,
+    attempts: u32,
+    output: Option<&'a str>,
+    error: Option<&'a str>,
+    finished: bool,
+}
+
+/// An event as the `events` table holds it.
+pub(crate) struct EventRow<'a> {
+    pub(crate) kind: EventKind,
+    pub(crate) step: Option<&'a str>,
+    pub(crate) attempt: Option<u32>,
+    pub(crate) detail: Option<String>,
+}
+
+fn record(
+    conn: &Connection,
+    label: &str,
+    run_id: &str,
+    change: &ChangeRow,
+    (token, lease_ms): (Option<u64>, i64),
+    fenced: bool,
+) -> Result<Applied, ApplyError> {
+    let at = now_ms();
+    let (run_status, run_error) = match change {
+        ChangeRow::RunCompleted => (Some("completed"), None),
+        ChangeRow::RunFailed { error } => (Some("failed"), Some(error.as_str())),
+        ChangeRow::RunCancelled => (Some("cancelled"), None),
+        _ => (None, None),
+    };
+    // Fenced: applied only while the run's token is this store's (no token matches -1), and
+    // not to a parked run.
+    let fence = token.map_or(-1, |t| i64::try_from(t).unwrap_or(i64::MAX));
+    let refused = |exists: bool| {
+        ApplyError::Refused(if exists {
+            StoreError::Fenced {
+                run_id: RunId::from(run_id),
+                token: token.unwrap_or(0),
+            }
+        } else {
+            StoreError::Backend(format!(
+                "database `{label}`: no run `{run_id}` to record a change of"
+            ))
+        })
+    };
+    if run_status.is_none() && !fenced {
+        // A step's change reads the fence and leaves the run's row alone unless its lease is
+        // more than half spent, when the write renews it (as the heartbeats do): one page
+        // fewer to write on most checkpoints. So `updated_at` is the time of the last renewal
+        // or of the run's end. (The second change of a pair skips this: the first read the
+        // fence in the same transaction.)
+        let found = conn
+            .prepare_cached(
+                "SELECT lease_token, parked, lease_expires FROM runs WHERE run_id = ?1",
+            )?
+            .query_row([run_id], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, Option<i64>>(2)?,
+                ))
+            })
+            .optional()?;
+        let Some((held, parked, expires)) = found else {
+            return Err(refused(false));
+        };
+        if held != fence || parked != 0 {
+            return Err(refused(true));
+        }
+        if expires.is_none_or(|expires| expires.saturating_sub(at) < lease_ms / 2) {
+            conn.prepare_cached(
+                "UPDATE runs SET version = version + 1, updated_at = ?2, lease_expires = ?3 \
+                 WHERE run_id = ?1",
+            )?
+            .execute(params![run_id, at, at.saturating_add(lease_ms)])?;
+        }
+    } else if run_status.is_some() {
+        // The run's end: its status, and the lease let go.
+        let updated = conn
+            .prepare_cached(
+                "UPDATE runs SET version = version + 1, updated_at = ?2, status = ?3, \
+                 error = COALESCE(?4, error), lease_expires = NULL \
+                 WHERE run_id = ?1 AND lease_token = ?5 AND parked = 0",
+            )?
+            .execute(params![run_id, at, run_status, run_error, fence])?;
+        if updated == 0 {
+            let exists = conn
+                .prepare_cached("SELECT 1 FROM runs WHERE run_id = ?1")?
+                .query_row([run_id], |_| Ok(()))
+                .optional()?
+                .is_some();
+            return Err(refused(exists));
+        }
+    }
+    let (step, event) = rows_of(change);
+    if let Some(step) = step {
+        conn.prepare_cached(
+            "INSERT INTO steps (run_id, name, status, attempts, output, error, started_at, \
+             finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+             ON CONFLICT (run_id, name) DO UPDATE SET status = excluded.status, \
+             attempts = excluded.attempts, output = COALESCE(excluded.output, output), \
+             error = CASE WHEN excluded.status = 'completed' THEN NULL \
+             ELSE COALESCE(excluded.error, error) END, \
+             started_at = COALESCE(started_at, excluded.started_at), \
+             finished_at = excluded.finished_at",
+        )?
+        .execute(params![
+            run_id,
+            step.name,
+            step.status,
+            step.attempts,
+            step.output,
+            step.error,
+            (step.status != "skipped").then_some(at),
+            step.finished.then_some(at),
+        ])?;
+    }
+    conn.prepare_cached(INSERT_EVENT)?.execute(params![
+        run_id,
+        at,
+        event.kind.as_str(),
+        event.step,
+        event.attempt,
+        event.detail
+    ])?;
+    Ok(Applied::Recorded(logged(conn, at), None))
+}
+
+/// The event row of a change, as [`record`] writes it.
+pub(crate) fn event_row(change: &ChangeRow) -> EventRow<'_> {
+    rows_of(change).1
+}
+
+/// The step row (if the change concerns a step) and the event row of a change.
+fn rows_of(change: &ChangeRow) -> (Option<StepRow<'_>>, EventRow<'_>) {
+    match change {
+        ChangeRow::StepStarted { step, attempt } => (
+            Some(StepRow {
+                name: step,
+                status: "running",
+                attempts: *attempt,
+                output: None,
+                error: None,
+                finished: false,
+            }),
+            event(EventKind::StepStarted, Some(step), Some(*attempt), None),
+        ),
+        ChangeRow::StepRetrying {
+            step,
+            attempt,
+            error,
+            permanent,
+            delay_ms,
+        } => (
+            Some(StepRow {
+                name: step,
+                status: "running",
+                attempts: *attempt,
+                output: None,
+                error: Some(error),
+                finished: false,
+            }),
+            event(
+                EventKind::StepRetrying,
+                Some(step),
+                Some(*attempt),
+                Some(serde_json::json!({
+                    "error": error, "permanent": permanent, "delay_ms": delay_ms
+                })),
+            ),
+        ),
+        ChangeRow::StepCompleted {
+            step,
+            attempt,
+            output,
+        } => (
+            Some(StepRow {
+                name: step,
+                status: "completed",
+                attempts: *attempt,
+                output: Some(output),
+                error: None,
+                finished: true,
+            }),
+            // The output lives in `steps`; the event does not repeat it.
+            event(EventKind::StepCompleted, Some(step), Some(*attempt), None),
+        ),
+        ChangeRow::StepFailed {
+            step,
+            attempts,
+            error,
+            permanent,
+        } => (
+            Some(StepRow {
+                name: step,
+                status: "failed",
+                attempts: *attempts,
+                output: None,
+                error: Some(error),
+                finished: true,
+            }),
+            event(
+                EventKind::StepFailed,
+                Some(step),
+                Some(*attempts),
+                Some(serde_json::json!({ "error": error, "permanent": permanent })),
+            ),
+        ),
+        ChangeRow::StepSkipped { step } => (
+            Some(StepRow {
+                name: step,
+                status: "skipped",
+                attempts: 0,
+                output: None,
+                error: None,
+                finished: true,
+            }),
+            event(EventKind::StepSkipped, Some(step), None, None),
+        ),
+        ChangeRow::RunCompleted => (None, event(EventKind::RunCompleted, None, None, None)),
+        ChangeRow::RunFailed { error } => (
+            None,
+            event(
+                EventKind::RunFailed,
+                None,
+                None,
+                Some(serde_json::json!({ "error": error })),
+            ),
+        ),
+        ChangeRow::RunCancelled => (None, event(EventKind::RunCancelled, None, None, None)),
+    }
+}
+
+fn event<'a>(
+    kind: EventKind,
+    step: Option<&'a str>,
+    attempt: Option<u32>,
+    detail: Option<serde_json::Value>,
+) -> EventRow<'a> {
+    EventRow {
+        kind,
+        step,
+        attempt,
+        detail: detail.map(|d| d.to_string()),
+    }
+}
+
+/// Reads a run and its steps, in the order they first started.
+pub(crate) fn load_run(
+    conn: &Connection,
+    label: &str,
+    run_id: &str,
+) -> Result<Option<StoredRun>, StoreError> {
+    let sqlite = |e: rusqlite::Error| sqlite_error(label, &e);
+    let run = conn
+        .prepare_cached(
+            "SELECT workflow, graph_fingerprint, input, status, error, parked, created_at \
+             FROM runs WHERE run_id = ?1",
+        )
+        .map_err(sqlite)?
+        .query_row([run_id], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, Option<String>>(4)?,
+                row.get::<_, i64>(5)?,
+                row.get::<_, i64>(6)?,
+            ))
+        })
+        .optional()
+        .map_err(sqlite)?;
+    let Some((workflow, fingerprint, input, status, error, parked, created_at)) = run else {
+        return Ok(None);
+    };
+    let status = match status.as_str() {
+        "running" if parked != 0 => StoredRunStatus::Parked,
+        "running" => StoredRunStatus::Running,
+        "completed" => StoredRunStatus::Completed,
+        "failed" => StoredRunStatus::Failed,
+        "cancelled" => StoredRunStatus::Cancelled,
+        other => return Err(bad_value(label, run_id, None, other)),
+    };
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT name, status, attempts, output, error, started_at FROM steps \
+             WHERE run_id = ?1 ORDER BY rowid",
+        )
+        .map_err(sqlite)?;
+    let rows = stmt
+        .query_map([run_id], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, u32>(2)?,
+                row.get::<_, Option<String>>(3)?,
+                row.get::<_, Option<String>>(4)?,
+                row.get::<_, Option<i64>>(5)?,
+            ))
+        })
+        .map_err(sqlite)?;
+    let mut steps = Vec::new();
+    for row in rows {
+        let (name, status, attempts, output, error, started_at) = row.map_err(sqlite)?;
+        let status = match status.as_str() {
+            // Started and not finished: running when it was last recorded.
+            "running" => StepStatus::Running,
+            "completed" => StepStatus::Completed,
+            "failed" => StepStatus::Failed,
+            "skipped" => StepStatus::Skipped,
+            other => return Err(bad_value(label, run_id, Some(&name), other)),
+        };
+        steps.push(StoredStep {
+            name,
+            status,
+            attempts,
+            output,
+            error,
+            started_at: started_at.and_then(wall_time),
+        });
+    }
+    Ok(Some(StoredRun {
+        workflow,
+        graph_fingerprint: fingerprint.cast_unsigned(),
+        input,
+        status,
+        error,
+        created_at: wall_time(created_at),
+        steps,
+    }))
+}
+
+/// A time as the schema keeps it, milliseconds since the Unix epoch (`now_ms`); a negative one
+/// is no time at all.
+fn wall_time(ms: i64) -> Option<SystemTime> {
+    let ms = u64::try_from(ms).ok()?;
+    UNIX_EPOCH.checked_add(Duration::from_millis(ms))
+}
+
+/// The runs still `running` and not parked, oldest first.
+pub(crate) fn unfinished_runs(
+    conn: &Connection,
+    label: &str,
+) -> Result<Vec<UnfinishedRun>, StoreError> {
+    let sqlite = |e: rusqlite::Error| sqlite_error(label, &e);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT run_id, workflow FROM runs WHERE status = 'running' AND parked = 0 \
+             ORDER BY created_at, rowid",
+        )
+        .map_err(sqlite)?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok(UnfinishedRun {
+                run_id: RunId::from(row.get::<_, String>(0)?),
+                workflow: row.get(1)?,
+            })
+        })
+        .map_err(sqlite)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sqlite)
+}
+
+/// The runs of `workflow` that ended `failed` or `cancelled`, oldest first.
+pub(crate) fn stopped_runs(
+    conn: &Connection,
+    label: &str,
+    workflow: &str,
+) -> Result<Vec<RunId>, StoreError> {
+    let sqlite = |e: rusqlite::Error| sqlite_error(label, &e);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT run_id FROM runs WHERE workflow = ?1 AND status IN ('failed', 'cancelled') \
+             ORDER BY created_at, rowid",
+        )
+        .map_err(sqlite)?;
+    let rows = stmt
+        .query_map([workflow], |row| Ok(RunId::from(row.get::<_, String>(0)?)))
+        .map_err(sqlite)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sqlite)
+}
+
+fn bad_value(label: &str, run_id: &str, step: Option<&str>, value: &str) -> StoreError {
+    let step = step.map(|s| format!(", step `{s}`")).unwrap_or_default();
+    StoreError::Backend(format!(
+        "database `{label}`: run `{run_id}`{step} has a status this sagaflow does not know: `{value}`"
+    ))
+}

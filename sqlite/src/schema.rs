@@ -1,0 +1,373 @@
+//! Opening a database: the connection's pragmas, then the schema's migrations.
+//!
+//! Pragmas are per connection (or, for `journal_mode`, must run outside any transaction), so
+//! they are set on every open before the migrations run. The schema is an append-only list of
+//! migrations numbered by `PRAGMA user_version`: a released migration is never edited, a new
+//! one is appended, and each runs in its own `BEGIN IMMEDIATE` transaction together with the
+//! bump of `user_version`, so a crash mid-upgrade leaves the file at a whole version. A file
+//! whose version is past the list was written by a newer sagaflow and is refused rather than
+//! guessed at.
+
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use crate::{SqliteOptions, Synchronous};
+use sagaflow_core::runtime::error::StoreError;
+
+/// The migrations, oldest first; migration `i` takes the schema from version `i` to `i + 1`.
+/// Append only: a migration that has shipped must never change.
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+
+/// The newest schema version this code knows (`PRAGMA user_version` of a current database).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Version 1: runs, their steps, and the event log.
+///
+/// - `runs.version` is bumped by every checkpoint, so a later migration can fence writes on
+///   `(run_id, version)`; the lease columns (owner, fencing token, expiry) come in a later
+///   migration as `ALTER TABLE runs ADD COLUMN`, which STRICT tables allow.
+/// - `graph_fingerprint` holds the graph's `u64` fingerprint as the `i64` of the same bits.
+/// - `steps` keeps one row per started step (its rowid gives the order steps first started);
+///   `events` keeps every change, in commit order, for replay.
+/// - Times are unix milliseconds. Outputs and inputs are JSON text from the steps' codecs.
+const V1: &str = "
+CREATE TABLE runs (
+    run_id            TEXT    NOT NULL PRIMARY KEY,
+    workflow          TEXT    NOT NULL,
+    graph_fingerprint INTEGER NOT NULL,
+    input             TEXT    NOT NULL,
+    status            TEXT    NOT NULL
+        CHECK (status IN ('running', 'completed', 'failed', 'cancelled')),
+    error             TEXT,
+    version           INTEGER NOT NULL,
+    created_at        INTEGER NOT NULL,
+    updated_at        INTEGER NOT NULL
+) STRICT;
+
+CREATE INDEX runs_unfinished ON runs (created_at) WHERE status = 'running';
+
+CREATE TABLE steps (
+    run_id      TEXT    NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    name        TEXT    NOT NULL,
+    status      TEXT    NOT NULL
+        CHECK (status IN ('running', 'completed', 'failed', 'skipped')),
+    attempts    INTEGER NOT NULL,
+    output      TEXT,
+    error       TEXT,
+    started_at  INTEGER,
+    finished_at INTEGER,
+    PRIMARY KEY (run_id, name)
+) STRICT;
+
+CREATE TABLE events (
+    seq     INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    run_id  TEXT    NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    at      INTEGER NOT NULL,
+    kind    TEXT    NOT NULL,
+    step    TEXT,
+    attempt INTEGER,
+    detail  TEXT
+) STRICT;
+
+CREATE INDEX events_by_run ON events (run_id, seq);
+";
+
+/// Version 2: signals delivered to runs, one per run and name (the first delivery wins), kept
+/// so that a step waiting for one finds it after a crash, whenever it was delivered.
+const V2: &str = "
+CREATE TABLE signals (
+    run_id  TEXT    NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    name    TEXT    NOT NULL,
+    payload TEXT    NOT NULL,
+    at      INTEGER NOT NULL,
+    PRIMARY KEY (run_id, name)
+) STRICT;
+";
+
+/// Version 3: leases with fencing, and parking.
+///
+/// - `owner` is the store that holds the run's lease, `lease_expires` when that lease ends
+///   unless renewed (unix ms), `lease_token` the fencing token, bumped by every take-over:
+///   every write of a run is applied only where `lease_token` is still the writer's.
+/// - `recoveries` counts the times the run was taken up; past the store's maximum the run is
+///   parked instead.
+/// - Parking is a column, not a `status`: `status`'s CHECK cannot be altered, and rebuilding
+///   `runs` would need `foreign_keys` off, which cannot change inside the migration's
+///   transaction, while dropping the table with it on cascades to `steps`, `events` and
+///   `signals`. A parked run keeps `status = 'running'` and reads as parked.
+const V3: &str = "
+ALTER TABLE runs ADD COLUMN owner TEXT;
+ALTER TABLE runs ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN lease_expires INTEGER;
+ALTER TABLE runs ADD COLUMN recoveries INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN parked INTEGER NOT NULL DEFAULT 0 CHECK (parked IN (0, 1));
+";
+
+/// Version 4: persisted state machines (`fsm!`) and their transition log.
+///
+/// - `machines` holds one row per machine id: the machine's type name, its state as JSON, and
+///   a version bumped by every transition, which a transition's `UPDATE ... WHERE version = ?`
+///   is fenced on (optimistic concurrency: the writer that lost the race changes nothing).
+/// - `machine_transitions` is append-only: one row per transition, `seq` the version the
+///   transition produced, so `(machine_id, seq)` is unique; written in the same transaction
+///   as the `UPDATE`. Times are unix milliseconds.
+const V4: &str = "
+CREATE TABLE machines (
+    machine_id TEXT    NOT NULL PRIMARY KEY,
+    machine    TEXT    NOT NULL,
+    state      TEXT    NOT NULL,
+    version    INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE machine_transitions (
+    machine_id TEXT    NOT NULL REFERENCES machines (machine_id) ON DELETE CASCADE,
+    seq        INTEGER NOT NULL,
+    from_state TEXT    NOT NULL,
+    event      TEXT    NOT NULL,
+    to_state   TEXT    NOT NULL,
+    at         INTEGER NOT NULL,
+    PRIMARY KEY (machine_id, seq)
+) STRICT, WITHOUT ROWID;
+";
+
+/// Version 5: a run's graph, for tools that draw it (`sagaflow graph`): JSON
+/// `{"nodes": [names in declaration order], "edges": [[from, to], ...]}`, written with the
+/// run. Nullable: runs created before this version have none.
+const V5: &str = "
+ALTER TABLE runs ADD COLUMN graph TEXT;
+";
+
+/// Version 6: lighter checkpoints (`events` without `AUTOINCREMENT`, `steps` checked without
+/// an `IN` list), and machines found by type.
+///
+/// - `events.seq` stays the rowid, numbered from the largest one plus one, which is the same
+///   numbering as long as the newest event is never deleted (sagaflow deletes no events; a
+///   future pruning must keep the newest); `AUTOINCREMENT` cost every checkpoint a write of
+///   the `sqlite_sequence` page besides the event's own. `events` is rebuilt: no table
+///   references it, so dropping it with `foreign_keys` on is safe inside the migration's
+///   transaction.
+/// - `steps.status` is checked with `=` comparisons: SQLite evaluates a `CHECK (... IN (list))`
+///   by building a temporary table of the list on every write of the row, which was the one
+///   ephemeral table in a checkpoint's statements. `steps` is rebuilt with its rows and their
+///   rowids (which order a run's steps by first start); nothing references it either.
+/// - `machines_by_type` serves `machine_ids` (and `sagaflow machines`), which scanned every
+///   machine; a transition does not change a machine's type, so it costs transitions nothing.
+const V6: &str = "
+CREATE TABLE events_v6 (
+    seq     INTEGER NOT NULL PRIMARY KEY,
+    run_id  TEXT    NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    at      INTEGER NOT NULL,
+    kind    TEXT    NOT NULL,
+    step    TEXT,
+    attempt INTEGER,
+    detail  TEXT
+) STRICT;
+
+INSERT INTO events_v6 (seq, run_id, at, kind, step, attempt, detail)
+    SELECT seq, run_id, at, kind, step, attempt, detail FROM events ORDER BY seq;
+DROP TABLE events;
+ALTER TABLE events_v6 RENAME TO events;
+CREATE INDEX events_by_run ON events (run_id, seq);
+
+CREATE TABLE steps_v6 (
+    run_id      TEXT    NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    name        TEXT    NOT NULL,
+    status      TEXT    NOT NULL
+        CHECK (status = 'running' OR status = 'completed' OR status = 'failed'
+               OR status = 'skipped'),
+    attempts    INTEGER NOT NULL,
+    output      TEXT,
+    error       TEXT,
+    started_at  INTEGER,
+    finished_at INTEGER,
+    PRIMARY KEY (run_id, name)
+) STRICT;
+
+INSERT INTO steps_v6 (rowid, run_id, name, status, attempts, output, error, started_at,
+                      finished_at)
+    SELECT rowid, run_id, name, status, attempts, output, error, started_at, finished_at
+    FROM steps ORDER BY rowid;
+DROP TABLE steps;
+ALTER TABLE steps_v6 RENAME TO steps;
+
+CREATE INDEX machines_by_type ON machines (machine, machine_id);
+";
+
+/// Opens `path` (`None` for a private in-memory database), sets the pragmas and brings the
+/// schema up to date. Every failure names `label`, the file as the user gave it.
+pub(crate) fn open(
+    path: Option<&std::path::Path>,
+    label: &str,
+    options: &SqliteOptions,
+) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let opened = match path {
+        Some(path) => Connection::open_with_flags(path, flags),
+        None => Connection::open_in_memory(),
+    };
+    let conn = opened.map_err(|e| open_error(label, &e))?;
+    set_pragmas(&conn, options).map_err(|e| open_error(label, &e))?;
+    if options.quick_check {
+        // Before any migration: a damaged file is not written to.
+        quick_check(&conn, label)?;
+    }
+    migrate(&conn, label)?;
+    Ok(conn)
+}
+
+/// The most problems `quick_check` reports in the error.
+const QUICK_CHECK_PROBLEMS: u32 = 10;
+
+/// `PRAGMA quick_check`: `ok`, or the file's first problems as [`StoreError::Corrupt`]. A
+/// file damaged where SQLite cannot even walk it fails the pragma itself, which is the same
+/// verdict.
+fn quick_check(conn: &Connection, label: &str) -> Result<(), StoreError> {
+    let corrupt = |problems: String| StoreError::Corrupt {
+        path: label.to_owned(),
+        problems,
+    };
+    let mut stmt = conn
+        .prepare(&format!("PRAGMA quick_check({QUICK_CHECK_PROBLEMS})"))
+        .map_err(|e| corrupt(e.to_string()))?;
+    let rows: rusqlite::Result<Vec<String>> = stmt
+        .query_map([], |row| row.get::<_, String>(0))
+        .and_then(Iterator::collect);
+    match rows {
+        Ok(rows) if rows == ["ok"] => Ok(()),
+        Ok(rows) => Err(corrupt(rows.join("; "))),
+        Err(e) => Err(corrupt(e.to_string())),
+    }
+}
+
+/// The pragmas, outside any transaction (`journal_mode` cannot change inside one). The busy
+/// timeout comes first so that the rest wait for a lock instead of failing at once. SQLite
+/// reads a file lazily, so a file that is not a database fails here, on the first statement.
+fn set_pragmas(conn: &Connection, options: &SqliteOptions) -> rusqlite::Result<()> {
+    conn.busy_timeout(options.busy_timeout)?;
+    // The writer keeps its fixed statements and every write's statements prepared: more than
+    // the default 16, which would evict and re-prepare some on every write.
+    conn.set_prepared_statement_cache_capacity(64);
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
+        tracing::warn!(
+            journal_mode = %mode,
+            "SQLite refused WAL mode; readers and the writer will block each other"
+        );
+    }
+    let synchronous = match options.synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"
+    ))?;
+    if let Some(pages) = options.max_page_count {
+        // Returns the limit in force (never below the file's current size).
+        let _: i64 = conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |row| {
+            row.get(0)
+        })?;
+    }
+    Ok(())
+}
+
+/// Applies the migrations the file lacks, each in its own transaction. The version is read
+/// again once the write lock is held, so two processes opening a new file at once do not both
+/// apply a migration.
+fn migrate(conn: &Connection, label: &str) -> Result<(), StoreError> {
+    let found = user_version(conn).map_err(|e| open_error(label, &e))?;
+    check_version(label, found)?;
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    loop {
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| open_error(label, &e))?;
+        let step = apply_next(conn, label);
+        match step {
+            Ok(true) => conn
+                .execute_batch("COMMIT")
+                .map_err(|e| open_error(label, &e))?,
+            Ok(false) => {
+                conn.execute_batch("COMMIT")
+                    .map_err(|e| open_error(label, &e))?;
+                return Ok(());
+            }
+            Err(e) => {
+                if !conn.is_autocommit() {
+                    // The error already says what failed; a failed rollback adds nothing.
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Inside a write transaction: applies the next migration if one is due. `Ok(false)` when the
+/// schema is current.
+fn apply_next(conn: &Connection, label: &str) -> Result<bool, StoreError> {
+    let version = user_version(conn).map_err(|e| open_error(label, &e))?;
+    check_version(label, version)?;
+    let Some(sql) = usize::try_from(version)
+        .ok()
+        .and_then(|index| MIGRATIONS.get(index))
+    else {
+        return Ok(false);
+    };
+    let next = version + 1;
+    conn.execute_batch(sql).map_err(|e| StoreError::Open {
+        path: label.to_owned(),
+        message: format!("migration to schema version {next} failed: {e}"),
+    })?;
+    conn.execute_batch(&format!("PRAGMA user_version = {next}"))
+        .map_err(|e| open_error(label, &e))?;
+    Ok(true)
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+}
+
+fn check_version(label: &str, found: i64) -> Result<(), StoreError> {
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            path: label.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if found < 0 {
+        return Err(StoreError::Open {
+            path: label.to_owned(),
+            message: format!("schema version {found} is not one sagaflow writes"),
+        });
+    }
+    Ok(())
+}
+
+/// An error while opening: a lock is [`StoreError::Busy`], anything else
+/// [`StoreError::Open`] with SQLite's words ("file is not a database", ...).
+fn open_error(label: &str, error: &rusqlite::Error) -> StoreError {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy {
+            path: label.to_owned(),
+        },
+        Some(ErrorCode::NotADatabase) => StoreError::Open {
+            path: label.to_owned(),
+            message: "the file is not a SQLite database (file is not a database)".to_owned(),
+        },
+        _ => StoreError::Open {
+            path: label.to_owned(),
+            message: error.to_string(),
+        },
+    }
+}
+
+/// The default busy timeout: long enough to ride out another process's commit, short enough
+/// that a stuck lock surfaces as an error.
+pub(crate) const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);

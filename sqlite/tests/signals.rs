@@ -1,0 +1,388 @@
+//! Signals: a step waits for a named, typed value from outside; `Engine::signal` delivers it,
+//! once. On SQLite the wait survives a crash, and a signal sent while no process runs the
+//! run is found when the run is taken up again.
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use sagaflow_core::StepOptions;
+use sagaflow_core::runtime::{
+    Builder, Change, Created, Definition, DeliveredSignal, Engine, EngineError, Lease, NewRun,
+    RunError, RunId, StepError, Store, StoreError, StoredRun,
+};
+use sagaflow_sqlite::SqliteEngine;
+use sagaflow_sqlite::{SqliteOptions, SqliteStore};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Approval {
+    by: String,
+    ok: bool,
+}
+
+/// `prepare -> approve`: `approve` waits for the signal "approval".
+fn approval_flow(prepared: Arc<AtomicU32>, asked: Arc<AtomicU32>) -> Definition<(), String> {
+    let mut b = Builder::<()>::new("Approval");
+    let input = b.input();
+    let prepare = b.step("prepare", StepOptions::new(), (input,), move |_, (_,)| {
+        prepared.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, StepError>("draft".to_owned()) }
+    });
+    let approve = b.step(
+        "approve",
+        StepOptions::new(),
+        (prepare,),
+        move |ctx, (doc,)| {
+            asked.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let approval: Approval = ctx.signal("approval").await?;
+                Ok::<_, StepError>(format!(
+                    "{doc} approved by {} ({})",
+                    approval.by, approval.ok
+                ))
+            }
+        },
+    );
+    b.build_with_output(approve)
+}
+
+async fn until(counter: &AtomicU32, value: u32) {
+    for _ in 0..5_000 {
+        if counter.load(Ordering::SeqCst) >= value {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("never reached {value}");
+}
+
+#[tokio::test]
+async fn a_waiting_step_receives_the_typed_signal_once() {
+    let (prepared, asked) = (Arc::default(), Arc::new(AtomicU32::new(0)));
+    let def = approval_flow(prepared, Arc::clone(&asked));
+    let engine = Engine::ephemeral();
+    let handle = engine.start(&def, "doc-1", ()).await.unwrap();
+    until(&asked, 1).await;
+    let approval = Approval {
+        by: "ana".into(),
+        ok: true,
+    };
+    engine.signal("doc-1", "approval", &approval).await.unwrap();
+    let report = handle.wait().await.unwrap();
+    assert_eq!(*report.output, "draft approved by ana (true)");
+
+    let again = engine
+        .signal("doc-1", "approval", &approval)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&again, EngineError::SignalAlreadyDelivered { name, .. } if name == "approval"),
+        "{again}"
+    );
+    let unknown = engine
+        .signal("nobody", "approval", &approval)
+        .await
+        .unwrap_err();
+    assert!(unknown.to_string().contains("nobody"), "{unknown}");
+}
+
+#[tokio::test]
+async fn a_signal_sent_before_the_step_waits_is_found_at_once() {
+    let (prepared, asked) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let def = approval_flow(Arc::clone(&prepared), asked);
+    let engine = Engine::ephemeral();
+    // The run exists as soon as start returns; the signal may arrive before `approve` asks.
+    let handle = engine.start(&def, "doc-2", ()).await.unwrap();
+    engine
+        .signal(
+            "doc-2",
+            "approval",
+            &Approval {
+                by: "bo".into(),
+                ok: false,
+            },
+        )
+        .await
+        .unwrap();
+    let report = handle.wait().await.unwrap();
+    assert_eq!(*report.output, "draft approved by bo (false)");
+}
+
+#[tokio::test]
+async fn a_payload_of_the_wrong_type_fails_the_step_naming_the_signal() {
+    let def = approval_flow(Arc::default(), Arc::default());
+    let engine = Engine::ephemeral();
+    let handle = engine.start(&def, "doc-3", ()).await.unwrap();
+    engine.signal("doc-3", "approval", &42_u32).await.unwrap();
+    match handle.wait().await.unwrap_err() {
+        RunError::StepFailed { step, error, .. } => {
+            assert_eq!(step, "approve");
+            assert!(error.message().contains("signal `approval`"), "{error}");
+            assert!(error.is_permanent());
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn a_signal_sent_while_no_process_runs_the_run_is_delivered_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs.db");
+    let (prepared, asked) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let def = approval_flow(Arc::clone(&prepared), Arc::clone(&asked));
+
+    // A first process starts the run; it waits for the approval; the process dies.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let engine = Engine::open(&path).unwrap();
+        let _handle = engine.start(&def, "doc-4", ()).await.unwrap();
+        until(&asked, 1).await;
+    });
+    drop(runtime);
+
+    // While nothing runs it, the approval arrives (an operator's command, another service).
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let engine = Engine::open(&path).unwrap();
+        engine
+            .signal(
+                "doc-4",
+                "approval",
+                &Approval {
+                    by: "cy".into(),
+                    ok: true,
+                },
+            )
+            .await
+            .unwrap();
+    });
+    drop(runtime);
+
+    // A new process recovers the run: the waiting step asks again and finds the signal.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let output = runtime.block_on(async {
+        let engine = Engine::open(&path).unwrap();
+        let recovered = engine.recover(&def).await.unwrap();
+        assert_eq!(recovered.runs.len(), 1);
+        let handle = recovered.runs.into_iter().next().unwrap();
+        handle.wait().await.unwrap().output
+    });
+    assert_eq!(*output, "draft approved by cy (true)");
+    assert_eq!(
+        prepared.load(Ordering::SeqCst),
+        1,
+        "prepare completed before the crash"
+    );
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        2,
+        "approve was interrupted and asked again"
+    );
+}
+
+#[tokio::test]
+async fn signals_and_events_work_on_a_sqlite_database_in_memory() {
+    let (prepared, asked) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let def = approval_flow(prepared, Arc::clone(&asked));
+    let engine = Engine::open_in_memory().unwrap();
+    let mut events = engine.subscribe();
+    let handle = engine.start(&def, "doc-5", ()).await.unwrap();
+    until(&asked, 1).await;
+    engine
+        .signal(
+            "doc-5",
+            "approval",
+            &Approval {
+                by: "di".into(),
+                ok: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        *handle.wait().await.unwrap().output,
+        "draft approved by di (true)"
+    );
+    let mut kinds = Vec::new();
+    while let Some(event) = events.next().await {
+        let event = event.unwrap();
+        let ends = event.kind.ends_run();
+        kinds.push(event.kind);
+        if ends {
+            break;
+        }
+    }
+    assert_eq!(
+        kinds.len(),
+        6,
+        "created, 2 × (started, completed), completed: {kinds:?}"
+    );
+}
+
+/// Keeps the runtime busy, so that the paused clock moves only when the test advances it:
+/// with nothing to do, it would jump to the next timer while SQLite works on its own thread.
+fn hold_the_clock() {
+    tokio::spawn(async {
+        loop {
+            tokio::task::yield_now().await;
+        }
+    });
+}
+
+/// Waits, without moving the clock, until `done` holds; fails after ten seconds of real time.
+async fn settle(what: &str, done: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(10), "never: {what}");
+        tokio::task::yield_now().await;
+    }
+}
+
+/// `future`, which must end without the clock moving; fails after ten seconds of real time.
+async fn without_time<T>(what: &str, future: impl Future<Output = T>) -> T {
+    let start = std::time::Instant::now();
+    tokio::select! {
+        value = future => value,
+        () = async {
+            while start.elapsed() < Duration::from_secs(10) {
+                tokio::task::yield_now().await;
+            }
+        } => panic!("never: {what}"),
+    }
+}
+
+/// A SQLite store that counts the questions about signals it has answered.
+struct Counting {
+    inner: SqliteStore,
+    /// `signal`: a waiting step asking for its own signal.
+    own: AtomicU32,
+    /// `signals_after`: the engine's poller asking for every new one.
+    polls: AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl Store for Counting {
+    async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
+        self.inner.create_run(run).await
+    }
+    async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError> {
+        self.inner.record(run_id, change).await
+    }
+    async fn record_pair(
+        &self,
+        run_id: &RunId,
+        first: &Change<'_>,
+        then: &Change<'_>,
+    ) -> Result<(), StoreError> {
+        self.inner.record_pair(run_id, first, then).await
+    }
+    async fn acquire(&self, run_id: &RunId) -> Result<Lease, StoreError> {
+        self.inner.acquire(run_id).await
+    }
+    fn release(&self, run_id: &RunId) {
+        self.inner.release(run_id);
+    }
+    async fn load_run(&self, run_id: &RunId) -> Result<Option<StoredRun>, StoreError> {
+        self.inner.load_run(run_id).await
+    }
+    async fn signal(&self, run_id: &RunId, name: &str) -> Result<Option<String>, StoreError> {
+        let answer = self.inner.signal(run_id, name).await;
+        self.own.fetch_add(1, Ordering::SeqCst);
+        answer
+    }
+    async fn signal_position(&self) -> Result<Option<u64>, StoreError> {
+        self.inner.signal_position().await
+    }
+    async fn signals_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DeliveredSignal>, StoreError> {
+        let answer = self.inner.signals_after(after, limit).await;
+        self.polls.fetch_add(1, Ordering::SeqCst);
+        answer
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn many_waiting_steps_cost_one_question_a_second_and_hear_another_process() {
+    hold_the_clock();
+    const RUNS: u32 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("signals.db");
+    let store = Arc::new(Counting {
+        inner: SqliteStore::open(&path, SqliteOptions::default()).unwrap(),
+        own: AtomicU32::new(0),
+        polls: AtomicU32::new(0),
+    });
+    let own = || store.own.load(Ordering::SeqCst);
+    let polls = || store.polls.load(Ordering::SeqCst);
+    let engine = Engine::builder().store(Arc::clone(&store) as _).build();
+    let def = approval_flow(Arc::default(), Arc::default());
+    let mut handles = Vec::new();
+    for i in 0..RUNS {
+        handles.push(engine.start(&def, format!("doc-{i}"), ()).await.unwrap());
+    }
+    settle("every step asks for its signal", || own() == RUNS).await;
+    assert_eq!(polls(), 0);
+
+    // Twenty seconds of 200 steps waiting: not one of them asks again (each asking once a
+    // second would be 4,000 questions); the engine's poller asks for all of them, once a
+    // second.
+    for second in 1..=20 {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        settle("the poller asks", || polls() >= second).await;
+    }
+    for _ in 0..1_000 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!((own(), polls()), (RUNS, 20));
+
+    // Another process (another connection to the file, with no way to wake this one)
+    // delivers a signal: the poller hears of it at its next question and wakes that step,
+    // which asks once more and ends.
+    let other = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    let approval = |by: &str| {
+        serde_json::to_string(&Approval {
+            by: by.into(),
+            ok: true,
+        })
+        .unwrap()
+    };
+    let mut handles = handles.into_iter();
+    let first = handles.next().unwrap();
+    assert!(
+        other
+            .deliver_signal(&"doc-0".into(), "approval", &approval("bo"))
+            .await
+            .unwrap()
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let report = without_time("doc-0 hears of its signal", first.wait())
+        .await
+        .unwrap();
+    assert_eq!(*report.output, "draft approved by bo (true)");
+    assert_eq!((own(), polls()), (RUNS + 1, 21));
+
+    // Every other run hears of its own at the poller's next question.
+    for i in 1..RUNS {
+        let by = format!("approver {i}");
+        other
+            .deliver_signal(&format!("doc-{i}").into(), "approval", &approval(&by))
+            .await
+            .unwrap();
+    }
+    tokio::time::advance(Duration::from_secs(1)).await;
+    for (i, handle) in (1..RUNS).zip(handles) {
+        let report = without_time("every run hears of its signal", handle.wait())
+            .await
+            .unwrap();
+        assert_eq!(
+            *report.output,
+            format!("draft approved by approver {i} (true)")
+        );
+    }
+    assert_eq!((own(), polls()), (2 * RUNS, 22));
+}

@@ -1,0 +1,195 @@
+//! The writer's two paths: a write commits on the caller's thread when the connection is free,
+//! and goes to the writer thread, which waits for the lock, when another connection holds the
+//! database. The caller's thread is never blocked waiting for that lock.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use rusqlite::Connection;
+use sagaflow_core::runtime::MachineStore;
+use sagaflow_sqlite::{Advanced, MachineStep, SqliteOptions, SqliteStore, Synchronous};
+
+fn step(expected_version: u64, to: &str) -> MachineStep {
+    MachineStep {
+        expected_version,
+        state: format!("\"{to}\""),
+        from: "?".to_owned(),
+        event: "Go".to_owned(),
+        to: to.to_owned(),
+    }
+}
+
+/// On a runtime with one thread, a write that meets another connection's lock must not block
+/// that thread: the test's own task goes on while the write waits, and the write commits once
+/// the lock is let go, long before the busy timeout.
+#[tokio::test(flavor = "current_thread")]
+async fn a_write_that_meets_another_connection_s_lock_waits_off_the_caller_s_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("writer.db");
+    let store = SqliteStore::open(
+        &path,
+        SqliteOptions::default().busy_timeout(Duration::from_secs(30)),
+    )
+    .unwrap();
+    store.insert_machine("m", "M", "\"A\"").await.unwrap();
+    // Free: committed at once, one commit for one write.
+    let commits = store.commits();
+    let first = store.advance_machine("m", step(0, "B")).await.unwrap();
+    assert!(
+        matches!(first, Advanced::Applied { version: 1, .. }),
+        "{first:?}"
+    );
+    assert_eq!(store.commits(), commits + 1);
+
+    let other = Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let writing = tokio::spawn({
+        let store = store.clone();
+        async move { store.advance_machine("m", step(1, "C")).await }
+    });
+    // The spawned write runs on this very thread at the first yield; had it waited for the
+    // lock there, this task would resume only after the 30 s busy timeout.
+    let began = std::time::Instant::now();
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "the thread was blocked for {:?}",
+        began.elapsed()
+    );
+    assert!(!writing.is_finished(), "the write waits for the lock");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!writing.is_finished(), "the write still waits for the lock");
+    other.execute_batch("COMMIT").unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(10), writing)
+        .await
+        .expect("committed soon after the lock is let go")
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(second, Advanced::Applied { version: 2, .. }),
+        "{second:?}"
+    );
+    let stored = store.load_machine("m").await.unwrap().unwrap();
+    assert_eq!((stored.version, stored.state.as_str()), (2, "\"C\""));
+    // And the store commits on the caller's thread again.
+    let commits = store.commits();
+    store.advance_machine("m", step(2, "D")).await.unwrap();
+    assert_eq!(store.commits(), commits + 1);
+}
+
+/// A version that moved between read and write is a conflict, and nothing is written, on the
+/// caller's path as on the writer thread's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_transitions_of_one_machine_apply_once_per_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("race.db");
+    let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    store.insert_machine("m", "M", "\"A\"").await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let mut applied = 0;
+            for version in 0..20 {
+                if let Advanced::Applied { .. } = store
+                    .advance_machine("m", step(version, &format!("S{i}-{version}")))
+                    .await
+                    .unwrap()
+                {
+                    applied += 1;
+                }
+            }
+            applied
+        });
+    }
+    let mut applied = 0;
+    while let Some(result) = tasks.join_next().await {
+        applied += result.unwrap();
+    }
+    assert_eq!(applied, 20, "each version was taken exactly once");
+    let log = store.machine_log("m", 0, 100).await.unwrap();
+    let seqs: Vec<u64> = log.iter().map(|t| t.seq).collect();
+    assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
+    let stored = store.load_machine("m").await.unwrap().unwrap();
+    assert_eq!(stored.version, 20);
+    assert_eq!(stored.state, format!("\"{}\"", log[19].to));
+}
+
+/// Where a write that finds the connection free commits: on the caller's thread by default;
+/// with `commit_on_caller(false)`, on the writer thread, so that a tokio worker never blocks
+/// on the disk. The same writes land either way, one commit each.
+#[tokio::test(flavor = "current_thread")]
+async fn with_commit_on_caller_off_every_write_commits_on_the_writer_thread() {
+    for on_caller in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(
+            dir.path().join("writer.db"),
+            SqliteOptions::default()
+                .synchronous(Synchronous::Normal)
+                .commit_on_caller(on_caller),
+        )
+        .unwrap();
+        store.insert_machine("m", "M", "\"S0\"").await.unwrap();
+        let (commits, here) = (store.commits(), store.commits_on_caller());
+        for v in 0..20 {
+            let to = format!("S{}", v + 1);
+            let advanced = store.advance_machine("m", step(v, &to)).await.unwrap();
+            assert!(
+                matches!(advanced, Advanced::Applied { version, .. } if version == v + 1),
+                "{advanced:?}"
+            );
+        }
+        let made = store.commits() - commits;
+        let made_here = store.commits_on_caller() - here;
+        assert_eq!(made, 20, "commit_on_caller({on_caller})");
+        assert_eq!(made_here, if on_caller { 20 } else { 0 });
+        let stored = store.load_machine("m").await.unwrap().unwrap();
+        assert_eq!((stored.version, stored.state.as_str()), (20, "\"S20\""));
+    }
+}
+
+/// Reads have a connection of their own: one that comes while a write waits for another
+/// connection's lock is answered at once, with the last committed state, instead of queueing
+/// behind that write until the lock goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_is_not_held_up_by_a_write_waiting_for_a_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("writer.db");
+    let store = SqliteStore::open(
+        &path,
+        SqliteOptions::default().busy_timeout(Duration::from_secs(30)),
+    )
+    .unwrap();
+    store.insert_machine("m", "M", "\"A\"").await.unwrap();
+    let other = Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let writing = tokio::spawn({
+        let store = store.clone();
+        async move { store.advance_machine("m", step(0, "B")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!writing.is_finished(), "the write waits for the lock");
+    let read = tokio::time::timeout(Duration::from_secs(10), store.load_machine("m"))
+        .await
+        .expect("the read is answered while the write waits")
+        .unwrap()
+        .unwrap();
+    assert_eq!((read.version, read.state.as_str()), (0, "\"A\""));
+    assert!(!writing.is_finished(), "the write still waits for the lock");
+    other.execute_batch("COMMIT").unwrap();
+    let written = tokio::time::timeout(Duration::from_secs(10), writing)
+        .await
+        .expect("committed soon after the lock is let go")
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(written, Advanced::Applied { version: 1, .. }),
+        "{written:?}"
+    );
+    // And the next read sees it.
+    let read = store.load_machine("m").await.unwrap().unwrap();
+    assert_eq!((read.version, read.state.as_str()), (1, "\"B\""));
+}
