@@ -20,8 +20,8 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use proc_macro2::TokenStream;
 
 #[allow(dead_code, unreachable_pub)]
-#[path = "../macros/src/ctxt.rs"]
-mod ctxt;
+#[path = "../macros/src/dsl/mod.rs"]
+mod dsl;
 
 #[allow(dead_code, unreachable_pub)]
 #[path = "../macros/src/workflow/mod.rs"]

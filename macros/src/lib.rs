@@ -6,7 +6,7 @@
 //! the Rust, and `fallback` writes stand-in items when there are errors so that a mistake in
 //! the DSL shows as one error, not a cascade of rustc errors.
 
-mod ctxt;
+mod dsl;
 mod fsm;
 mod saga;
 mod workflow;

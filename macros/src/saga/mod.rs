@@ -9,14 +9,13 @@ mod model;
 
 use proc_macro2::TokenStream;
 
-use crate::ctxt::Errors;
+use crate::dsl::ctxt::Errors;
 
 pub(crate) fn saga(tokens: TokenStream) -> TokenStream {
-    let mut input: ast::SagaInput = match syn::parse2(tokens) {
+    let input: ast::SagaInput = match syn::parse2(tokens) {
         Ok(input) => input,
         Err(e) => return e.to_compile_error(),
     };
-    input.partition();
     let mut errors = Errors::default();
     let (model, mentioned) = model::build(&input, &mut errors);
     match (model, errors.finish()) {

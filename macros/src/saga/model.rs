@@ -4,17 +4,16 @@
 
 use std::time::Duration;
 
-use quote::{ToTokens, quote};
+use quote::quote;
 use syn::{Ident, Path, Token};
 
-use crate::ctxt::{Errors, did_you_mean};
-use crate::workflow::ast::Statement;
+use crate::dsl::chain::{OptionStatement, Statement, name_of, pretty};
+use crate::dsl::ctxt::{Errors, did_you_mean};
+use crate::dsl::duration::positive_duration;
+use crate::dsl::options::{Options, RawOption, RawValue, STEP_OPTIONS, flag, list};
 use crate::workflow::model::{self as forward_model, Model};
-use crate::workflow::options::{
-    Options, RawOption, RawValue, STEP_OPTIONS, flag, list, positive_duration,
-};
 
-use super::ast::{Element, SAGA, SagaInput, UNDO_ON_UNKNOWN, UndoMark, name_of};
+use super::ast::{Element, SAGA, SagaInput, UNDO_ON_UNKNOWN, UndoMark};
 
 /// The options a compensation takes: it is retried, timed and bounded like a step, but is
 /// never skipped, never left failed, and always runs again after a crash.
@@ -54,7 +53,10 @@ pub(crate) fn build(input: &SagaInput, errors: &mut Errors) -> (Option<SagaModel
     for e in &input.forward.errors {
         errors.push(e.clone());
     }
-    let (forward, mut mentioned) = forward_model::build_as(&input.forward, &SAGA, errors);
+    // The options statements whose target is not a step: a compensation's, or unknown.
+    let mut other_options = Vec::new();
+    let (forward, mut mentioned) =
+        forward_model::build_as(&input.forward, &SAGA, Some(&mut other_options), errors);
     mentioned.extend(
         input
             .elements
@@ -110,8 +112,8 @@ pub(crate) fn build(input: &SagaInput, errors: &mut Errors) -> (Option<SagaModel
         }
     }
 
-    undo_options(input, &steps, &mut undos, errors);
-    on_unknown(input, &mut undos, errors);
+    undo_options(&other_options, &steps, &mut undos, errors);
+    on_unknown(input, &other_options, &mut undos, errors);
     let deadline = settings(&input.settings, errors);
 
     let Some(forward) = forward else {
@@ -272,12 +274,12 @@ fn past_pivots(
 
 /// Options statements whose target is not a step: a compensation's, or an unknown name's.
 fn undo_options(
-    input: &SagaInput,
+    other_options: &[&OptionStatement],
     steps: &[String],
     undos: &mut [(String, Undo)],
     errors: &mut Errors,
 ) {
-    for o in &input.other_options {
+    for o in other_options {
         let target = o.target.to_string();
         let target = target.trim_start_matches("r#");
         let owners: Vec<usize> = (0..undos.len())
@@ -337,12 +339,21 @@ fn undo_options(
     }
 }
 
-/// `step: undo_on_unknown`, read from the options statements of steps and `defaults`.
-fn on_unknown(input: &SagaInput, undos: &mut [(String, Undo)], errors: &mut Errors) {
+/// `step: undo_on_unknown`, read from the options statements of steps and `defaults`: those
+/// the forward model took, not the `others` it handed back.
+fn on_unknown(
+    input: &SagaInput,
+    others: &[&OptionStatement],
+    undos: &mut [(String, Undo)],
+    errors: &mut Errors,
+) {
     for statement in &input.forward.statements {
         let Statement::Options(o) = statement else {
             continue;
         };
+        if others.iter().any(|other| std::ptr::eq(*other, o)) {
+            continue;
+        }
         let target = o.target.to_string();
         let target = target.trim_start_matches("r#");
         for option in o.options.iter().filter(|o| o.name == UNDO_ON_UNKNOWN) {
@@ -411,8 +422,4 @@ fn copy_options(o: &Options) -> Options {
     copy.timeout = o.timeout;
     copy.deadline = o.deadline;
     copy
-}
-
-fn pretty(path: &Path) -> String {
-    path.to_token_stream().to_string().replace(' ', "")
 }

@@ -14,7 +14,7 @@ use sagaflow_graph::{OnError, RetryPolicy};
 
 use super::ast::WorkflowInput;
 use super::model::Model;
-use super::options::Options;
+use crate::dsl::options::Options;
 
 pub(crate) fn expand(input: &WorkflowInput, model: &Model) -> TokenStream {
     let p = quote!(::sagaflow::__private);

@@ -4,11 +4,10 @@ pub(crate) mod ast;
 pub(crate) mod expand;
 mod fallback;
 pub(crate) mod model;
-pub(crate) mod options;
 
 use proc_macro2::TokenStream;
 
-use crate::ctxt::Errors;
+use crate::dsl::ctxt::Errors;
 
 pub(crate) fn workflow(tokens: TokenStream) -> TokenStream {
     let input: ast::WorkflowInput = match syn::parse2(tokens) {

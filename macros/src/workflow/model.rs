@@ -11,9 +11,11 @@ use syn::{Ident, Path};
 use sagaflow_graph::graph::{GraphError, GraphSpec, MAX_INPUTS};
 use sagaflow_graph::{Graph, OnError};
 
-use super::ast::{Dsl, Statement, WORKFLOW, WorkflowInput};
-use super::options::Options;
-use crate::ctxt::{Errors, did_you_mean};
+use super::ast::{WORKFLOW, WorkflowInput};
+use crate::dsl::chain::{OptionStatement, Statement, name_of, pretty};
+use crate::dsl::ctxt::{Errors, did_you_mean};
+use crate::dsl::header::Dsl;
+use crate::dsl::options::Options;
 
 /// Reserved for the workflow-wide options statement.
 const DEFAULTS: &str = "defaults";
@@ -51,12 +53,6 @@ impl Model {
     }
 }
 
-fn step_name(path: &Path) -> Option<String> {
-    path.segments
-        .last()
-        .map(|s| s.ident.to_string().trim_start_matches("r#").to_owned())
-}
-
 struct Edge {
     from: Path,
     to: Path,
@@ -72,7 +68,7 @@ impl ToTokens for Edge {
 /// Resolves and checks `input`. Returns `None` if anything is wrong; every problem is in
 /// `errors`. Partial models are never expanded, so no half-built code reaches rustc.
 pub(crate) fn build(input: &WorkflowInput, errors: &mut Errors) -> (Option<Model>, Vec<Path>) {
-    let (model, mentioned) = build_as(input, &WORKFLOW, errors);
+    let (model, mentioned) = build_as(input, &WORKFLOW, None, errors);
     let model = model.filter(|_| errors.is_empty() && input.errors.is_empty());
     (model, mentioned)
 }
@@ -81,9 +77,13 @@ pub(crate) fn build(input: &WorkflowInput, errors: &mut Errors) -> (Option<Model
 /// forward graph here). The model is returned whenever the graph itself is valid, even when
 /// other errors were found, so that the caller can go on checking it and report everything
 /// at once; it must not be expanded unless `errors` is empty.
-pub(crate) fn build_as(
-    input: &WorkflowInput,
+///
+/// With `others`, an options statement whose target is neither a step nor `defaults` is
+/// handed back there (a saga's compensation may be its target) instead of being an error.
+pub(crate) fn build_as<'i>(
+    input: &'i WorkflowInput,
     dsl: &Dsl,
+    mut others: Option<&mut Vec<&'i OptionStatement>>,
     errors: &mut Errors,
 ) -> (Option<Model>, Vec<Path>) {
     let kind = dsl.kind;
@@ -93,7 +93,7 @@ pub(crate) fn build_as(
     let mut mentioned: Vec<Path> = Vec::new();
 
     let mut resolve = |path: &Path, steps: &mut Vec<Step>, errors: &mut Errors| -> Option<usize> {
-        let name = step_name(path)?;
+        let name = name_of(path);
         mentioned.push(path.clone());
         if name == DEFAULTS {
             errors.at(
@@ -134,7 +134,7 @@ pub(crate) fn build_as(
         let mut previous: Vec<(usize, Path)> = Vec::new();
         for link in links {
             let mut current = Vec::new();
-            for member in &link.members {
+            for member in link {
                 if let Some(i) = resolve(member, &mut steps, errors) {
                     current.push((i, member.clone()));
                 }
@@ -180,6 +180,8 @@ pub(crate) fn build_as(
                 kind,
                 errors,
             );
+        } else if let Some(others) = others.as_deref_mut() {
+            others.push(o);
         } else {
             let names = steps.iter().map(|s| s.name.as_str());
             let hint = did_you_mean(&target, names);
@@ -210,10 +212,7 @@ pub(crate) fn build_as(
         spec.node(step.name.clone());
     }
     for edge in &edges {
-        spec.edge(
-            step_name(&edge.from).unwrap_or_default(),
-            step_name(&edge.to).unwrap_or_default(),
-        );
+        spec.edge(name_of(&edge.from), name_of(&edge.to));
     }
     let graph = match spec.validate() {
         Ok(graph) => Some(graph),
@@ -288,8 +287,4 @@ pub(crate) fn build_as(
         graph,
     });
     (model, mentioned)
-}
-
-fn pretty(path: &Path) -> String {
-    path.to_token_stream().to_string().replace(' ', "")
 }
