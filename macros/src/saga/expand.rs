@@ -12,80 +12,39 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use crate::workflow::ast::WorkflowInput;
-use crate::workflow::expand::{
-    closure, doc_graph, duration, finish, guard, handle, options, types, wiring,
-};
+use crate::workflow::expand::{Target, duration, expand_as, handle, options, wiring};
 
 use super::model::{SagaModel, Undo};
 
+/// What `saga!` writes around its forward steps.
+pub(crate) const SAGA: Target = Target {
+    kind: "saga",
+    definition: "SagaDefinition",
+    builder: "SagaBuilder",
+    step: "saga_step",
+    step_when: "saga_step_when",
+    pivot: "saga_pivot",
+    items,
+};
+
 pub(crate) fn expand(input: &WorkflowInput, model: &SagaModel) -> TokenStream {
     let p = quote!(::sagaflow::__private);
-    let forward = &model.forward;
-    let name = &input.name;
-    let name_str = name.to_string();
     let has_input = input.input.is_some();
-    let (input_ty, output_ty) = types(input);
-    let defaults = options(&p, &forward.defaults);
     let deadline = model.deadline.map(|d| {
         let d = duration(&p, d);
         quote!(__builder.deadline(#d);)
     });
-
-    let mut statements = Vec::new();
-    for &index in forward.graph.topological_order() {
-        let step = &forward.steps[index];
-        let var = handle(index);
-        let step_name = &step.name;
-        let wiring = wiring(forward, index, has_input, None);
-        let closure = closure(input, forward, index, &wiring);
-        let options = options(&p, &step.options);
-        let deps = &wiring.deps;
-        statements.push(match guard(forward, index, &wiring) {
-            Some(guard) => quote! {
-                let #var = #p::saga_step_when(&mut __builder, #step_name, #options, #deps, #guard, #closure);
-            },
-            None if model.pivots[index] => quote! {
-                let #var = #p::saga_pivot(&mut __builder, #step_name, #options, #deps, #closure);
-            },
-            None => quote! {
-                let #var = #p::saga_step(&mut __builder, #step_name, #options, #deps, #closure);
-            },
-        });
-        if let Some(undo) = &model.undos[index] {
-            statements.push(compensation(model, index, undo, has_input));
-        }
-    }
-
-    let finish = finish(forward.output_step, input.output.is_some());
-
-    let doc_graph = doc_graph(forward);
-    let items = items(input, &input_ty, &output_ty, has_input);
-    let attrs = &input.attrs;
-    let vis = &input.vis;
-    quote! {
-        #(#attrs)*
-        #[doc = ""]
-        #[doc = #doc_graph]
-        #vis struct #name;
-
-        impl #name {
-            /// The saga's definition, built on first use and shared after.
-            #vis fn definition() -> #p::SagaDefinition<#input_ty, #output_ty> {
-                static __DEFINITION: #p::OnceLock<#p::SagaDefinition<#input_ty, #output_ty>> = #p::OnceLock::new();
-                ::core::clone::Clone::clone(__DEFINITION.get_or_init(|| {
-                    let mut __builder = #p::SagaBuilder::<#input_ty>::new(#name_str);
-                    __builder.defaults(#defaults);
-                    #deadline
-                    let __input = __builder.input();
-                    let _ = __input;
-                    #(#statements)*
-                    #finish
-                }))
-            }
-
-            #items
-        }
-    }
+    expand_as(
+        input,
+        &model.forward,
+        &SAGA,
+        deadline.unwrap_or_default(),
+        &|index| model.pivots[index],
+        &mut |index| {
+            let undo = model.undos[index].as_ref()?;
+            Some(compensation(model, index, undo, has_input))
+        },
+    )
 }
 
 /// `__private::saga_undo(...)` for the compensation of step `index`: the step's own

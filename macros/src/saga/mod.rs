@@ -4,12 +4,12 @@
 
 mod ast;
 mod expand;
-mod fallback;
 mod model;
 
 use proc_macro2::TokenStream;
 
 use crate::dsl::ctxt::Errors;
+use crate::workflow::fallback::fallback;
 
 pub(crate) fn saga(tokens: TokenStream) -> TokenStream {
     let input: ast::SagaInput = match syn::parse2(tokens) {
@@ -20,9 +20,10 @@ pub(crate) fn saga(tokens: TokenStream) -> TokenStream {
     let (model, mentioned) = model::build(&input, &mut errors);
     match (model, errors.finish()) {
         (Some(model), Ok(())) => expand::expand(&input.forward, &model),
-        (_, Err(e)) => fallback::fallback(&input.forward, &mentioned, e),
-        (None, Ok(())) => fallback::fallback(
+        (_, Err(e)) => fallback(&input.forward, &expand::SAGA, &mentioned, e),
+        (None, Ok(())) => fallback(
             &input.forward,
+            &expand::SAGA,
             &mentioned,
             syn::Error::new(input.forward.name.span(), "this saga could not be checked"),
         ),

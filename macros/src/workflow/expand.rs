@@ -16,13 +16,63 @@ use super::ast::WorkflowInput;
 use super::model::Model;
 use crate::dsl::options::Options;
 
+/// What `workflow!` and `saga!` write differently around the same steps: their definition and
+/// builder types, the `__private` adapters their steps go through, and their associated items.
+pub(crate) struct Target {
+    /// `workflow` or `saga`, for the documentation written.
+    pub(crate) kind: &'static str,
+    /// The definition type in `__private`.
+    pub(crate) definition: &'static str,
+    /// The builder type in `__private`.
+    pub(crate) builder: &'static str,
+    /// The adapters in `__private` of a step, a guarded step and a pivot.
+    pub(crate) step: &'static str,
+    pub(crate) step_when: &'static str,
+    pub(crate) pivot: &'static str,
+    /// The associated items beside `definition()`, the same in the expansion and the fallback.
+    pub(crate) items: fn(&WorkflowInput, &TokenStream, &TokenStream, bool) -> TokenStream,
+}
+
+/// What `workflow!` writes.
+pub(crate) const WORKFLOW: Target = Target {
+    kind: "workflow",
+    definition: "Definition",
+    builder: "Builder",
+    step: "step",
+    step_when: "step_when",
+    pivot: "step",
+    items,
+};
+
 pub(crate) fn expand(input: &WorkflowInput, model: &Model) -> TokenStream {
+    expand_as(
+        input,
+        model,
+        &WORKFLOW,
+        TokenStream::new(),
+        &|_| false,
+        &mut |_| None,
+    )
+}
+
+/// The expansion of a checked workflow as `target`: `setup` runs on the builder before the
+/// steps, a step `is_pivot` goes through the pivot adapter, and `after` writes what follows a
+/// step's own statement (a saga's compensation).
+pub(crate) fn expand_as(
+    input: &WorkflowInput,
+    model: &Model,
+    target: &Target,
+    setup: TokenStream,
+    is_pivot: &dyn Fn(usize) -> bool,
+    after: &mut dyn FnMut(usize) -> Option<TokenStream>,
+) -> TokenStream {
     let p = quote!(::sagaflow::__private);
-    let name = &input.name;
-    let name_str = name.to_string();
+    let name_str = input.name.to_string();
     let has_input = input.input.is_some();
-    let (input_ty, output_ty) = types(input);
+    let (input_ty, _) = types(input);
     let defaults = options(&p, &model.defaults);
+    let ident = |name: &str| format_ident!("{}", name);
+    let (builder, step_when) = (ident(target.builder), ident(target.step_when));
 
     let mut statements = Vec::new();
     for &index in model.graph.topological_order() {
@@ -35,39 +85,74 @@ pub(crate) fn expand(input: &WorkflowInput, model: &Model) -> TokenStream {
         let deps = &wiring.deps;
         let statement = match guard(model, index, &wiring) {
             Some(guard) => quote! {
-                let #var = #p::step_when(&mut __builder, #step_name, #options, #deps, #guard, #closure);
+                let #var = #p::#step_when(&mut __builder, #step_name, #options, #deps, #guard, #closure);
             },
-            None => quote! {
-                let #var = #p::step(&mut __builder, #step_name, #options, #deps, #closure);
-            },
+            None => {
+                let adapter = ident(if is_pivot(index) {
+                    target.pivot
+                } else {
+                    target.step
+                });
+                quote! {
+                    let #var = #p::#adapter(&mut __builder, #step_name, #options, #deps, #closure);
+                }
+            }
         };
         statements.push(statement);
+        statements.extend(after(index));
     }
 
     let finish = finish(model.output_step, input.output.is_some());
+    let definition_ty = definition_type(input, target);
+    let doc = format!(
+        " The {}'s definition, built on first use and shared after.",
+        target.kind
+    );
+    let body = quote! {
+        static __DEFINITION: #p::OnceLock<#definition_ty> = #p::OnceLock::new();
+        ::core::clone::Clone::clone(__DEFINITION.get_or_init(|| {
+            let mut __builder = #p::#builder::<#input_ty>::new(#name_str);
+            __builder.defaults(#defaults);
+            #setup
+            let __input = __builder.input();
+            let _ = __input;
+            #(#statements)*
+            #finish
+        }))
+    };
+    definition(input, target, Some(&doc_graph(model)), &doc, body)
+}
 
-    let doc_graph = doc_graph(model);
-    let items = items(input, &input_ty, &output_ty, has_input);
-    let attrs = &input.attrs;
-    let vis = &input.vis;
+/// `__private::Definition<Input, Output>`, or the saga's.
+fn definition_type(input: &WorkflowInput, target: &Target) -> TokenStream {
+    let (input_ty, output_ty) = types(input);
+    let definition = format_ident!("{}", target.definition);
+    quote!(::sagaflow::__private::#definition<#input_ty, #output_ty>)
+}
+
+/// The struct `input` names and its items: `definition()`, documented `doc`, with `body`, and
+/// `graph` (mermaid) in the struct's documentation.
+pub(crate) fn definition(
+    input: &WorkflowInput,
+    target: &Target,
+    graph: Option<&str>,
+    doc: &str,
+    body: TokenStream,
+) -> TokenStream {
+    let (name, vis, attrs) = (&input.name, &input.vis, &input.attrs);
+    let (input_ty, output_ty) = types(input);
+    let definition_ty = definition_type(input, target);
+    let items = (target.items)(input, &input_ty, &output_ty, input.input.is_some());
+    let graph = graph.map(|g| quote!(#[doc = ""] #[doc = #g]));
     quote! {
         #(#attrs)*
-        #[doc = ""]
-        #[doc = #doc_graph]
+        #graph
         #vis struct #name;
 
         impl #name {
-            /// The workflow's definition, built on first use and shared after.
-            #vis fn definition() -> #p::Definition<#input_ty, #output_ty> {
-                static __DEFINITION: #p::OnceLock<#p::Definition<#input_ty, #output_ty>> = #p::OnceLock::new();
-                ::core::clone::Clone::clone(__DEFINITION.get_or_init(|| {
-                    let mut __builder = #p::Builder::<#input_ty>::new(#name_str);
-                    __builder.defaults(#defaults);
-                    let __input = __builder.input();
-                    let _ = __input;
-                    #(#statements)*
-                    #finish
-                }))
+            #[doc = #doc]
+            #vis fn definition() -> #definition_ty {
+                #body
             }
 
             #items

@@ -2,7 +2,7 @@
 
 pub(crate) mod ast;
 pub(crate) mod expand;
-mod fallback;
+pub(crate) mod fallback;
 pub(crate) mod model;
 
 use proc_macro2::TokenStream;
@@ -21,9 +21,10 @@ pub(crate) fn workflow(tokens: TokenStream) -> TokenStream {
     let (model, mentioned) = model::build(&input, &mut errors);
     match (model, errors.finish()) {
         (Some(model), Ok(())) => expand::expand(&input, &model),
-        (_, Err(e)) => fallback::fallback(&input, &mentioned, e),
+        (_, Err(e)) => fallback::fallback(&input, &expand::WORKFLOW, &mentioned, e),
         (None, Ok(())) => fallback::fallback(
             &input,
+            &expand::WORKFLOW,
             &mentioned,
             syn::Error::new(input.name.span(), "this workflow could not be checked"),
         ),
