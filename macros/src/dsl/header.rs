@@ -20,11 +20,13 @@ pub(crate) struct Dsl {
     pub(crate) group: &'static str,
     /// What may follow a step in a chain, for the message on anything else.
     pub(crate) after_step: &'static str,
-    /// The options a step takes.
-    pub(crate) step_options: &'static [&'static str],
+    /// The options a step takes beyond a workflow step's ([`STEP_OPTIONS`]).
+    ///
+    /// [`STEP_OPTIONS`]: super::options::STEP_OPTIONS
+    pub(crate) extra_step_options: &'static [&'static str],
 }
 
-/// `#[attrs] vis Name(Input) -> Output { .. }`, the body's tokens not yet parsed.
+/// `#[attrs] vis Name(Input) -> Output { .. }`.
 pub(crate) struct Header {
     pub(crate) attrs: Vec<Attribute>,
     pub(crate) vis: Visibility,
@@ -32,12 +34,20 @@ pub(crate) struct Header {
     pub(crate) input: Option<Type>,
     pub(crate) output: Option<Type>,
     pub(crate) brace: token::Brace,
-    pub(crate) body: TokenStream,
+}
+
+impl Dsl {
+    /// Every option a step takes: a workflow step's, then the macro's own.
+    pub(crate) fn step_options(&self) -> Vec<&'static str> {
+        let own = super::options::STEP_OPTIONS.iter();
+        own.chain(self.extra_step_options).copied().collect()
+    }
 }
 
 impl Header {
-    /// Parses everything up to and including the body's braces.
-    pub(crate) fn parse(input: ParseStream<'_>, dsl: &Dsl) -> syn::Result<Self> {
+    /// Parses everything up to and including the body's braces; the body's tokens are returned
+    /// beside, not yet parsed.
+    pub(crate) fn parse(input: ParseStream<'_>, dsl: &Dsl) -> syn::Result<(Self, TokenStream)> {
         let attrs = input.call(Attribute::parse_outer)?;
         let vis: Visibility = input.parse()?;
         let kind = dsl.kind;
@@ -74,14 +84,14 @@ impl Header {
                 "unexpected tokens after the {kind}'s body: one {kind} per `{kind}!`"
             )));
         }
-        Ok(Header {
+        let header = Header {
             attrs,
             vis,
             name,
             input: input_type,
             output,
             brace,
-            body: tokens,
-        })
+        };
+        Ok((header, tokens))
     }
 }

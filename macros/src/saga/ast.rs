@@ -19,20 +19,6 @@ use crate::workflow::ast::WorkflowInput;
 /// The option a saga's step takes on top of a workflow step's.
 pub(crate) const UNDO_ON_UNKNOWN: &str = "undo_on_unknown";
 
-/// The options a saga's step takes: a workflow step's ([`STEP_OPTIONS`], kept in step by a
-/// test), and one more.
-///
-/// [`STEP_OPTIONS`]: crate::dsl::options::STEP_OPTIONS
-const SAGA_STEP_OPTIONS: &[&str] = &[
-    "retry",
-    "timeout",
-    "deadline",
-    "on_error",
-    "when",
-    "at_most_once",
-    UNDO_ON_UNKNOWN,
-];
-
 /// The words of `saga!`.
 pub(crate) const SAGA: Dsl = Dsl {
     kind: "saga",
@@ -41,7 +27,7 @@ pub(crate) const SAGA: Dsl = Dsl {
     chain: "charge / refund -> ship;",
     group: "[reserve / release, notify]",
     after_step: "expected `->` to chain the next step, `/` and its compensation, `!` to mark the pivot, or `;` to end the statement",
-    step_options: SAGA_STEP_OPTIONS,
+    extra_step_options: &[UNDO_ON_UNKNOWN],
 };
 
 /// A saga's chain members are steps with their marks.
@@ -82,8 +68,7 @@ enum SagaStatement {
 
 impl Parse for SagaInput {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let mut header = Header::parse(input, &SAGA)?;
-        let body = std::mem::take(&mut header.body);
+        let (header, body) = Header::parse(input, &SAGA)?;
         let (parsed, errors) = chain::statements(body, saga_statement);
         let mut statements = Vec::new();
         let mut elements = Vec::new();
@@ -105,7 +90,11 @@ impl Parse for SagaInput {
             }
         }
         Ok(SagaInput {
-            forward: WorkflowInput::new(header, statements, errors),
+            forward: WorkflowInput {
+                header,
+                statements,
+                errors,
+            },
             elements,
             settings,
         })
@@ -160,12 +149,6 @@ fn marks(path: Path, input: ParseStream<'_>) -> syn::Result<Element> {
 mod tests {
     use super::*;
     use crate::dsl::chain::name_of;
-    use crate::dsl::options::STEP_OPTIONS;
-
-    #[test]
-    fn saga_options_extend_the_workflow_options() {
-        assert_eq!(&SAGA_STEP_OPTIONS[..STEP_OPTIONS.len()], STEP_OPTIONS);
-    }
 
     #[test]
     fn marks_are_parsed() {

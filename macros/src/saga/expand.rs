@@ -12,7 +12,7 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use crate::workflow::ast::WorkflowInput;
-use crate::workflow::expand::{Target, duration, expand_as, handle, options, wiring};
+use crate::workflow::expand::{Items, Target, duration, expand_as, handle, options, wiring};
 
 use super::model::{SagaModel, Undo};
 
@@ -29,7 +29,7 @@ pub(crate) const SAGA: Target = Target {
 
 pub(crate) fn expand(input: &WorkflowInput, model: &SagaModel) -> TokenStream {
     let p = quote!(::sagaflow::__private);
-    let has_input = input.input.is_some();
+    let has_input = input.header.input.is_some();
     let deadline = model.deadline.map(|d| {
         let d = duration(&p, d);
         quote!(__builder.deadline(#d);)
@@ -77,21 +77,11 @@ fn compensation(model: &SagaModel, index: usize, undo: &Undo, has_input: bool) -
     }
 }
 
-/// The items shared with the fallback: everything but `definition()`'s body.
-pub(crate) fn items(
-    input: &WorkflowInput,
-    input_ty: &TokenStream,
-    output_ty: &TokenStream,
-    has_input: bool,
-) -> TokenStream {
+/// The items shared with the fallback: everything but `definition()`.
+fn items(items: &Items<'_>) -> TokenStream {
     let p = quote!(::sagaflow::__private);
-    let vis = &input.vis;
-    let name_str = input.name.to_string();
-    let (param, arg) = if has_input {
-        (quote!(, input: #input_ty), quote!(input))
-    } else {
-        (quote!(), quote!(()))
-    };
+    let (vis, name_str, output_ty) = (items.vis, &items.name, &items.output_ty);
+    let (param, arg) = (&items.param, &items.arg);
     let result = |t: TokenStream| quote!(::core::result::Result<#t, #p::SagaError>);
     let handle = result(quote!(#p::SagaHandle<#output_ty>));
     let run_id = quote!(run_id: impl ::core::convert::Into<#p::RunId>);

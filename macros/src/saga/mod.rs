@@ -25,7 +25,10 @@ pub(crate) fn saga(tokens: TokenStream) -> TokenStream {
             &input.forward,
             &expand::SAGA,
             &mentioned,
-            syn::Error::new(input.forward.name.span(), "this saga could not be checked"),
+            syn::Error::new(
+                input.forward.header.name.span(),
+                "this saga could not be checked",
+            ),
         ),
     }
 }

@@ -30,7 +30,19 @@ pub(crate) struct Target {
     pub(crate) step_when: &'static str,
     pub(crate) pivot: &'static str,
     /// The associated items beside `definition()`, the same in the expansion and the fallback.
-    pub(crate) items: fn(&WorkflowInput, &TokenStream, &TokenStream, bool) -> TokenStream,
+    pub(crate) items: fn(&Items<'_>) -> TokenStream,
+}
+
+/// What the associated items of a workflow or saga are written from.
+pub(crate) struct Items<'a> {
+    pub(crate) vis: &'a syn::Visibility,
+    /// The workflow's name, as a string.
+    pub(crate) name: String,
+    pub(crate) output_ty: TokenStream,
+    /// `, input: Input` after `start`'s run id, or nothing.
+    pub(crate) param: TokenStream,
+    /// What `start` passes on: `input`, or `()`.
+    pub(crate) arg: TokenStream,
 }
 
 /// What `workflow!` writes.
@@ -67,8 +79,8 @@ pub(crate) fn expand_as(
     after: &mut dyn FnMut(usize) -> Option<TokenStream>,
 ) -> TokenStream {
     let p = quote!(::sagaflow::__private);
-    let name_str = input.name.to_string();
-    let has_input = input.input.is_some();
+    let name_str = input.header.name.to_string();
+    let has_input = input.header.input.is_some();
     let (input_ty, _) = types(input);
     let defaults = options(&p, &model.defaults);
     let ident = |name: &str| format_ident!("{}", name);
@@ -102,7 +114,7 @@ pub(crate) fn expand_as(
         statements.extend(after(index));
     }
 
-    let finish = finish(model.output_step, input.output.is_some());
+    let finish = finish(model.output_step, input.header.output.is_some());
     let definition_ty = definition_type(input, target);
     let doc = format!(
         " The {}'s definition, built on first use and shared after.",
@@ -139,10 +151,21 @@ pub(crate) fn definition(
     doc: &str,
     body: TokenStream,
 ) -> TokenStream {
-    let (name, vis, attrs) = (&input.name, &input.vis, &input.attrs);
+    let (name, vis, attrs) = (&input.header.name, &input.header.vis, &input.header.attrs);
     let (input_ty, output_ty) = types(input);
     let definition_ty = definition_type(input, target);
-    let items = (target.items)(input, &input_ty, &output_ty, input.input.is_some());
+    let (param, arg) = if input.header.input.is_some() {
+        (quote!(, input: #input_ty), quote!(input))
+    } else {
+        (quote!(), quote!(()))
+    };
+    let items = (target.items)(&Items {
+        vis,
+        name: name.to_string(),
+        output_ty: output_ty.clone(),
+        param,
+        arg,
+    });
     let graph = graph.map(|g| quote!(#[doc = ""] #[doc = #g]));
     quote! {
         #(#attrs)*
@@ -162,11 +185,11 @@ pub(crate) fn definition(
 
 /// The input and output types, `()` where none is declared.
 pub(crate) fn types(input: &WorkflowInput) -> (TokenStream, TokenStream) {
-    let input_ty = match &input.input {
+    let input_ty = match &input.header.input {
         Some(t) => quote!(#t),
         None => quote!(()),
     };
-    let output_ty = match &input.output {
+    let output_ty = match &input.header.output {
         Some(t) => quote!(#t),
         None => quote!(()),
     };
@@ -273,7 +296,7 @@ pub(crate) fn closure(
     // Written out rather than through `p`, so that every token of the call is spanned on the
     // step and a mismatch of its future (the run's output) is reported there.
     let call = quote_spanned!(span=> ::sagaflow::__private::Box::pin(#path(__ctx, #(#args),*)));
-    let body = match (&input.output, model.output_step) {
+    let body = match (&input.header.output, model.output_step) {
         (Some(out), Some(o)) if o == index => {
             let at = out.span();
             quote_spanned!(at=> {
@@ -296,21 +319,11 @@ pub(crate) fn guard(model: &Model, index: usize, wiring: &Wiring) -> Option<Toke
     Some(quote!(|#values| #guard_call))
 }
 
-/// The items shared with the fallback: everything but `definition()`'s body.
-pub(crate) fn items(
-    input: &WorkflowInput,
-    input_ty: &TokenStream,
-    output_ty: &TokenStream,
-    has_input: bool,
-) -> TokenStream {
+/// The items shared with the fallback: everything but `definition()`.
+fn items(items: &Items<'_>) -> TokenStream {
     let p = quote!(::sagaflow::__private);
-    let vis = &input.vis;
-    let name_str = input.name.to_string();
-    let (param, arg) = if has_input {
-        (quote!(, input: #input_ty), quote!(input))
-    } else {
-        (quote!(), quote!(()))
-    };
+    let (vis, name_str, output_ty) = (items.vis, &items.name, &items.output_ty);
+    let (param, arg) = (&items.param, &items.arg);
     quote! {
         /// The workflow's name, as recorded with each run.
         #vis const NAME: &'static str = #name_str;

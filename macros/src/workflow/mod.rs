@@ -26,7 +26,10 @@ pub(crate) fn workflow(tokens: TokenStream) -> TokenStream {
             &input,
             &expand::WORKFLOW,
             &mentioned,
-            syn::Error::new(input.name.span(), "this workflow could not be checked"),
+            syn::Error::new(
+                input.header.name.span(),
+                "this workflow could not be checked",
+            ),
         ),
     }
 }

@@ -155,6 +155,7 @@ pub(crate) fn build_as<'i>(
         }
     }
 
+    let step_options = dsl.step_options();
     let mut defaults = Options::default();
     let defaults_ident = Ident::new(DEFAULTS, proc_macro2::Span::call_site());
     for statement in &input.statements {
@@ -167,19 +168,14 @@ pub(crate) fn build_as<'i>(
                 &o.options,
                 &defaults_ident,
                 true,
-                dsl.step_options,
+                &step_options,
                 kind,
                 errors,
             );
         } else if let Some(&i) = index.get(target.trim_start_matches("r#")) {
-            steps[i].options.read_with(
-                &o.options,
-                &o.target,
-                false,
-                dsl.step_options,
-                kind,
-                errors,
-            );
+            steps[i]
+                .options
+                .read_with(&o.options, &o.target, false, &step_options, kind, errors);
         } else if let Some(others) = others.as_deref_mut() {
             others.push(o);
         } else {
@@ -221,10 +217,10 @@ pub(crate) fn build_as<'i>(
                 match &problem {
                     GraphError::Empty if input.statements.is_empty() && input.errors.is_empty() => {
                         errors.at_span(
-                            input.brace.span.join(),
+                            input.header.brace.span.join(),
                             format!(
                                 "{kind} `{}` has no steps; declare them as in `{}`",
-                                input.name, dsl.chain
+                                input.header.name, dsl.chain
                             ),
                         )
                     }
@@ -235,10 +231,10 @@ pub(crate) fn build_as<'i>(
                         ..
                     } => match edges.get(*closing_edge) {
                         Some(edge) => errors.at(edge, &problem),
-                        None => errors.at(&input.name, &problem),
+                        None => errors.at(&input.header.name, &problem),
                     },
                     GraphError::UnknownNode { .. } | GraphError::DuplicateNode { .. } => {
-                        errors.at(&input.name, &problem)
+                        errors.at(&input.header.name, &problem)
                     }
                 }
             }
@@ -247,7 +243,7 @@ pub(crate) fn build_as<'i>(
     };
 
     let mut output_step = None;
-    if let (Some(output), Some(graph)) = (&input.output, &graph) {
+    if let (Some(output), Some(graph)) = (&input.header.output, &graph) {
         let sinks: Vec<usize> = graph.sinks().collect();
         match sinks.as_slice() {
             [one] => {
