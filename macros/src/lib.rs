@@ -1,10 +1,13 @@
 //! The macros of sagaflow. Use them through the `sagaflow` crate, which documents them and
 //! provides the runtime the generated code calls.
 //!
-//! Each macro is split in stages, one file each: `ast` parses the tokens, `model` resolves
-//! names and checks the graph with the same code the engine uses at run time, `expand` writes
-//! the Rust, and `fallback` writes stand-in items when there are errors so that a mistake in
-//! the DSL shows as one error, not a cascade of rustc errors.
+//! `workflow!` and `saga!` share one front end, `dsl` (the header, chains and groups, options,
+//! durations, the error collection), and each is split in stages, one file each: `ast` parses
+//! the tokens, `model` resolves names, `valid` checks the graph with the same code the engine
+//! uses at run time, `expand` writes the Rust, and `fallback` writes stand-in items when there
+//! are errors so that a mistake in the DSL shows as one error, not a cascade of rustc errors.
+//! `saga!` is `workflow!`'s stages with its own rules on top (compensations, pivots), and
+//! writes its Rust through `workflow!`'s expansion. `fsm!` has the same stages of its own.
 
 mod dsl;
 mod fsm;

@@ -11,7 +11,7 @@ use crate::dsl::chain::{OptionStatement, Statement, name_of, pretty};
 use crate::dsl::ctxt::{Errors, did_you_mean};
 use crate::dsl::duration::positive_duration;
 use crate::dsl::options::{Options, RawOption, RawValue, STEP_OPTIONS, flag, list};
-use crate::workflow::model::{self as forward_model, Model};
+use crate::workflow::{self, model::Model};
 
 use super::ast::{Element, SAGA, SagaInput, UNDO_ON_UNKNOWN, UndoMark};
 
@@ -56,7 +56,7 @@ pub(crate) fn build(input: &SagaInput, errors: &mut Errors) -> (Option<SagaModel
     // The options statements whose target is not a step: a compensation's, or unknown.
     let mut other_options = Vec::new();
     let (forward, mut mentioned) =
-        forward_model::build_as(&input.forward, &SAGA, Some(&mut other_options), errors);
+        workflow::check(&input.forward, &SAGA, Some(&mut other_options), errors);
     mentioned.extend(
         input
             .elements
