@@ -39,7 +39,7 @@ pub(crate) fn expand(input: &WorkflowInput, model: &SagaModel) -> TokenStream {
         &model.forward,
         &SAGA,
         deadline.unwrap_or_default(),
-        &|index| model.pivots[index],
+        &|index| model.pivots[index].is_some(),
         &mut |index| {
             let undo = model.undos[index].as_ref()?;
             Some(compensation(model, index, undo, has_input))

@@ -5,6 +5,7 @@
 mod ast;
 mod expand;
 mod model;
+mod valid;
 
 use proc_macro2::TokenStream;
 
@@ -17,7 +18,11 @@ pub(crate) fn saga(tokens: TokenStream) -> TokenStream {
         Err(e) => return e.to_compile_error(),
     };
     let mut errors = Errors::default();
-    let (model, mentioned) = model::build(&input, &mut errors);
+    let (model, mentioned) = model::resolve(&input, &mut errors);
+    if let Some(model) = &model {
+        valid::validate(model, &mut errors);
+    }
+    let model = model.filter(|_| errors.is_empty());
     match (model, errors.finish()) {
         (Some(model), Ok(())) => expand::expand(&input.forward, &model),
         (_, Err(e)) => fallback(&input.forward, &expand::SAGA, &mentioned, e),
