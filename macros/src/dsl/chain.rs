@@ -46,7 +46,7 @@ pub(crate) fn statements<S>(
 ) -> (Vec<S>, Vec<syn::Error>) {
     let mut statements = Vec::new();
     let mut errors = Vec::new();
-    for chunk in split_statements(body) {
+    for chunk in split_on(body, ';') {
         match (|input: ParseStream<'_>| parse(input)).parse2(chunk) {
             Ok(s) => statements.push(s),
             Err(e) => errors.push(e),
@@ -55,14 +55,15 @@ pub(crate) fn statements<S>(
     (statements, errors)
 }
 
-/// Splits on top-level `;`. Groups (`[..]`, `(..)`) are single token trees, so a `;` inside
-/// one is never a statement end.
-fn split_statements(tokens: TokenStream) -> Vec<TokenStream> {
+/// Splits on top-level `separator` (`;` between a workflow's statements, `,` between a
+/// machine's items). Groups (`[..]`, `(..)`, `{..}`) are single token trees, so a separator
+/// inside one is never an end.
+pub(crate) fn split_on(tokens: TokenStream, separator: char) -> Vec<TokenStream> {
     let mut out = Vec::new();
     let mut current = TokenStream::new();
     for tt in tokens {
         match &tt {
-            TokenTree::Punct(p) if p.as_char() == ';' => {
+            TokenTree::Punct(p) if p.as_char() == separator => {
                 out.push(std::mem::take(&mut current));
             }
             _ => current.extend([tt]),

@@ -1,5 +1,5 @@
-//! The front end `workflow!` and `saga!` share (and `fsm!` its error collection): each macro is
-//! a thin layer over it.
+//! The front end `workflow!` and `saga!` share (and `fsm!` its error collection and its
+//! splitting of items): each macro is a thin layer over it.
 //!
 //! - [`header`]: `#[attrs] vis Name(Input) -> Output { .. }`, and the words of each macro;
 //! - [`chain`]: statements split on `;`, chains of steps and groups, options statements;
