@@ -9,7 +9,7 @@
 //! steps (10.9 s of a 13.2 s `cargo check` for 1,000 steps; `benches/README.md`).
 //!
 //! So the generated closures capture nothing and are coerced to the function pointers below
-//! ([`StepCall`], [`GuardCall`], [`UndoCall`]), whose types are fully known at once; they
+//! (`StepCall`, `GuardCall`, `UndoCall`), whose types are fully known at once; they
 //! call the user's function on borrowed values and box its future, which is not a coroutine
 //! of the expansion's body but the user's own `async fn`'s. The one coroutine per step that
 //! owns the values the call borrows is written once, here, generically. Every argument the
