@@ -14,46 +14,28 @@
 
 #![allow(missing_docs)]
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use proc_macro2::TokenStream;
 
 #[allow(dead_code, unreachable_pub)]
-#[path = "../macros/src/ctxt.rs"]
-mod ctxt;
+#[path = "../macros/src/dsl/mod.rs"]
+mod dsl;
 
 #[allow(dead_code, unreachable_pub)]
 #[path = "../macros/src/workflow/mod.rs"]
 mod workflow;
 
+#[allow(dead_code)]
+#[path = "shared/big_workflow.rs"]
+mod big_workflow;
+
 const STEPS: usize = 1_000;
 
 /// The body of `workflow! { ... }` for the generated workflow.
 fn source() -> String {
-    let mut s = String::from("/// A generated workflow.\npub Big(u64) -> u64 {\n");
-    for start in (0..STEPS - 1).step_by(10) {
-        let end = (start + 10).min(STEPS - 1);
-        let links: Vec<String> = (start..=end).map(|i| format!("s{i}")).collect();
-        let _ = writeln!(s, "    {};", links.join(" -> "));
-    }
-    for i in (0..STEPS - 10).step_by(10) {
-        let _ = writeln!(s, "    s{i} -> s{};", i + 10);
-    }
-    for i in (5..STEPS).step_by(10) {
-        let options = match (i / 10) % 4 {
-            0 => {
-                "retry(max_attempts = 5, initial = 100ms, coefficient = 2.0, max = 10s), timeout = 30s"
-            }
-            1 => "timeout = 2s, deadline = 1m",
-            2 => "retry(max_attempts = 3, initial = 10ms, jitter = 0.2), on_error = continue",
-            _ => "retry(initial = 1s), timeout = 500ms, deadline = 5m",
-        };
-        let _ = writeln!(s, "    s{i}: {options};");
-    }
-    s.push_str("    defaults: deadline = 1h;\n}\n");
-    s
+    big_workflow::source(STEPS)
 }
 
 fn tokens() -> TokenStream {

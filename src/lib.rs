@@ -474,20 +474,8 @@ pub mod prelude {
 
 /// What the macros' generated code names. Not public API: it may change in any release.
 #[doc(hidden)]
-pub mod __private {
-    pub use ::std::string::String;
-    pub use ::std::sync::OnceLock;
-    pub use ::std::time::Duration;
-    pub use sagaflow_core::policy::{OnError, RetryPolicy, StepOptions};
-    pub use sagaflow_core::runtime::{
-        Builder, Definition, Engine, EngineError, Recovered, RunHandle, RunId, StepContext,
-    };
-    /// The state-machine runtime, for `fsm!`'s generated code.
-    pub use sagaflow_fsm as fsm_rt;
-    pub use sagaflow_saga::{
-        RecoveredSagas, SagaBuilder, SagaDefinition, SagaError, SagaHandle, SagaStatus,
-    };
-}
+#[path = "private.rs"]
+pub mod __private;
 
 /// The README's examples, compiled and run as doctests so it cannot drift from the code.
 #[cfg(doctest)]

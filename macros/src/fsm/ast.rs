@@ -3,11 +3,13 @@
 //! Items are split on top-level `,` before they are parsed, so a mistake in one item is
 //! reported and the others are still read: the user sees every syntax error at once.
 
-use proc_macro2::{TokenStream, TokenTree};
+use proc_macro2::TokenStream;
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::{Attribute, Ident, Token, Type, Visibility, bracketed, parenthesized, token};
+
+use crate::dsl::chain::split_on;
 
 /// `#[attrs] vis Name { items }`
 pub(crate) struct FsmInput {
@@ -96,7 +98,7 @@ impl Parse for FsmInput {
         }
         let mut items = Vec::new();
         let mut errors = Vec::new();
-        for chunk in split_items(tokens) {
+        for chunk in split_on(tokens, ',') {
             match ItemKind::parse.parse2(chunk.clone()) {
                 Ok(kind) => items.push(Item {
                     tokens: chunk,
@@ -123,26 +125,6 @@ fn at_item(error: syn::Error, item: &TokenStream) -> syn::Error {
         Some(rest) => syn::Error::new_spanned(item, format!("this item ends too early: {rest}")),
         None => error,
     }
-}
-
-/// Splits on top-level `,`. Groups (`[..]`, `(..)`, `{..}`) are single token trees, so a `,`
-/// inside one is never an item's end.
-fn split_items(tokens: TokenStream) -> Vec<TokenStream> {
-    let mut out = Vec::new();
-    let mut current = TokenStream::new();
-    for tt in tokens {
-        match &tt {
-            TokenTree::Punct(p) if p.as_char() == ',' => {
-                out.push(std::mem::take(&mut current));
-            }
-            _ => current.extend([tt]),
-        }
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out.retain(|s| !s.is_empty());
-    out
 }
 
 fn keyword(input: ParseStream<'_>, word: &str) -> bool {

@@ -11,7 +11,7 @@ use super::model::{Hook, HookKind, Model, Transition};
 
 /// The path generated code names the runtime by.
 fn rt() -> TokenStream {
-    quote!(::sagaflow::__private::fsm_rt)
+    quote!(::sagaflow::__private::fsm)
 }
 
 pub(crate) struct Names {
@@ -241,7 +241,7 @@ pub(crate) fn expand(input: &FsmInput, model: &Model, stub: bool) -> TokenStream
             /// `MemoryStore`), created in the initial state if missing.
             #vis async fn open<S: #rt::MachineStore + ::core::clone::Clone + 'static>(
                 store: &S,
-                id: impl ::core::convert::Into<::std::string::String>,
+                id: impl ::core::convert::Into<::sagaflow::__private::String>,
             ) -> ::core::result::Result<#rt::PersistedMachine<#machine>, #rt::MachineError> {
                 #rt::PersistedMachine::open(store, id).await
             }
@@ -257,7 +257,7 @@ pub(crate) fn expand(input: &FsmInput, model: &Model, stub: bool) -> TokenStream
             /// Creates the machine `id` in `store`; an error if it exists.
             #vis async fn create<S: #rt::MachineStore + ::core::clone::Clone + 'static>(
                 store: &S,
-                id: impl ::core::convert::Into<::std::string::String>,
+                id: impl ::core::convert::Into<::sagaflow::__private::String>,
             ) -> ::core::result::Result<#rt::PersistedMachine<#machine>, #rt::MachineError> {
                 #rt::PersistedMachine::create(store, id).await
             }
@@ -265,7 +265,7 @@ pub(crate) fn expand(input: &FsmInput, model: &Model, stub: bool) -> TokenStream
             /// The ids of every machine of this type in `store`, in id order.
             #vis async fn ids<S: #rt::MachineStore>(
                 store: &S,
-            ) -> ::core::result::Result<::std::vec::Vec<::std::string::String>, #rt::StoreError> {
+            ) -> ::core::result::Result<::sagaflow::__private::Vec<::sagaflow::__private::String>, #rt::StoreError> {
                 #rt::PersistedMachine::<#machine>::ids(store).await
             }
 
@@ -275,12 +275,12 @@ pub(crate) fn expand(input: &FsmInput, model: &Model, stub: bool) -> TokenStream
             }
 
             /// The machine as a Mermaid state diagram.
-            #vis fn mermaid() -> ::std::string::String {
+            #vis fn mermaid() -> ::sagaflow::__private::String {
                 Self::spec().mermaid(::core::option::Option::None)
             }
 
             /// The machine as a Graphviz digraph.
-            #vis fn dot() -> ::std::string::String {
+            #vis fn dot() -> ::sagaflow::__private::String {
                 Self::spec().dot(::core::option::Option::None)
             }
         }

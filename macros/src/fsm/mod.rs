@@ -8,7 +8,7 @@ mod model;
 
 use proc_macro2::TokenStream;
 
-use crate::ctxt::Errors;
+use crate::dsl::ctxt::Errors;
 
 pub(crate) fn fsm(tokens: TokenStream) -> TokenStream {
     let input: ast::FsmInput = match syn::parse2(tokens) {

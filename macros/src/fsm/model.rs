@@ -10,7 +10,7 @@ use quote::ToTokens;
 use syn::{Ident, Type};
 
 use super::ast::{FsmInput, ItemKind, Named, Source, StateOption, TransitionAst};
-use crate::ctxt::{Errors, did_you_mean};
+use crate::dsl::ctxt::{Errors, did_you_mean};
 
 mod graph;
 

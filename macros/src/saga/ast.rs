@@ -7,32 +7,17 @@
 //! one is reported and the others are still read.
 
 use syn::ext::IdentExt;
-use syn::parse::{Parse, ParseStream, Parser};
+use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
-use syn::{Ident, Path, Token, bracketed, token};
+use syn::{Ident, Path, Token};
 
-use crate::workflow::ast::{
-    Dsl, Header, Link, OptionStatement, Statement, WorkflowInput, option_statement,
-    split_statements, step_path,
-};
-use crate::workflow::options::RawOption;
+use crate::dsl::chain::{self, Members, Statement};
+use crate::dsl::header::{Dsl, Header};
+use crate::dsl::options::RawOption;
+use crate::workflow::ast::WorkflowInput;
 
 /// The option a saga's step takes on top of a workflow step's.
 pub(crate) const UNDO_ON_UNKNOWN: &str = "undo_on_unknown";
-
-/// The options a saga's step takes: a workflow step's ([`STEP_OPTIONS`], kept in step by a
-/// test), and one more.
-///
-/// [`STEP_OPTIONS`]: crate::workflow::options::STEP_OPTIONS
-const SAGA_STEP_OPTIONS: &[&str] = &[
-    "retry",
-    "timeout",
-    "deadline",
-    "on_error",
-    "when",
-    "at_most_once",
-    UNDO_ON_UNKNOWN,
-];
 
 /// The words of `saga!`.
 pub(crate) const SAGA: Dsl = Dsl {
@@ -40,18 +25,22 @@ pub(crate) const SAGA: Dsl = Dsl {
     invocation: "saga! { pub Order(Cart) { charge / refund -> ship } }",
     body: "Order(Cart) { charge / refund -> ship }",
     chain: "charge / refund -> ship;",
-    step_options: SAGA_STEP_OPTIONS,
+    group: "[reserve / release, notify]",
+    after_step: "expected `->` to chain the next step, `/` and its compensation, `!` to mark the pivot, or `;` to end the statement",
+    extra_step_options: &[UNDO_ON_UNKNOWN],
 };
+
+/// A saga's chain members are steps with their marks.
+const ELEMENTS: Members<Element> = Members { after_path: marks };
 
 /// A parsed `saga!`.
 pub(crate) struct SagaInput {
-    /// The header, the chains without their marks, and (once [`partition`](Self::partition)
-    /// has run) the options statements whose target is a step or `defaults`.
+    /// The header, the chains without their marks and every options statement: the forward
+    /// graph, which `workflow!`'s model checks. The options statements whose target is not a
+    /// step (a compensation's) are handed back by that model, not sorted here.
     pub(crate) forward: WorkflowInput,
     /// Every chain element, marks included, in the order written.
     pub(crate) elements: Vec<Element>,
-    /// Options statements whose target is not a step: compensations, and unknown names.
-    pub(crate) other_options: Vec<OptionStatement>,
     /// Saga-wide settings: `deadline = 10m`.
     pub(crate) settings: Vec<RawOption>,
 }
@@ -73,115 +62,51 @@ pub(crate) struct UndoMark {
 
 /// One statement of a saga.
 enum SagaStatement {
-    Chain(Vec<Vec<Element>>),
-    Options(OptionStatement),
+    Statement(Statement<Element>),
     Settings(Vec<RawOption>),
-}
-
-/// The name of a step or compensation: its path's last segment, without `r#`.
-pub(crate) fn name_of(path: &Path) -> String {
-    path.segments
-        .last()
-        .map(|s| s.ident.to_string().trim_start_matches("r#").to_owned())
-        .unwrap_or_default()
 }
 
 impl Parse for SagaInput {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let header = Header::parse(input, &SAGA)?;
+        let (header, body) = Header::parse(input, &SAGA)?;
+        let (parsed, errors) = chain::statements(body, saga_statement);
         let mut statements = Vec::new();
         let mut elements = Vec::new();
-        let mut other_options = Vec::new();
         let mut settings = Vec::new();
-        let mut errors = Vec::new();
-        for chunk in split_statements(header.body) {
-            match SagaStatement::parse.parse2(chunk) {
-                Ok(SagaStatement::Chain(links)) => {
+        for statement in parsed {
+            match statement {
+                SagaStatement::Statement(Statement::Chain(links)) => {
                     let plain = links
                         .iter()
-                        .map(|link| Link {
-                            members: link.iter().map(|e| e.path.clone()).collect(),
-                        })
+                        .map(|link| link.iter().map(|e| e.path.clone()).collect())
                         .collect();
                     statements.push(Statement::Chain(plain));
                     elements.extend(links.into_iter().flatten());
                 }
-                Ok(SagaStatement::Options(o)) => other_options.push(o),
-                Ok(SagaStatement::Settings(s)) => settings.extend(s),
-                Err(e) => errors.push(e),
+                SagaStatement::Statement(Statement::Options(o)) => {
+                    statements.push(Statement::Options(o));
+                }
+                SagaStatement::Settings(s) => settings.extend(s),
             }
         }
         Ok(SagaInput {
             forward: WorkflowInput {
-                attrs: header.attrs,
-                vis: header.vis,
-                name: header.name,
-                input: header.input,
-                output: header.output,
-                brace: header.brace,
+                header,
                 statements,
                 errors,
             },
             elements,
-            other_options,
             settings,
         })
     }
 }
 
-impl SagaInput {
-    /// Moves the options statements that name a step (or `defaults`) to the forward input,
-    /// where `workflow!`'s model reads them; the others stay for the saga's model.
-    pub(crate) fn partition(&mut self) {
-        let steps: Vec<String> = self.elements.iter().map(|e| name_of(&e.path)).collect();
-        let (forward, other): (Vec<_>, Vec<_>) = std::mem::take(&mut self.other_options)
-            .into_iter()
-            .partition(|o| {
-                let target = o.target.to_string();
-                let target = target.trim_start_matches("r#");
-                target == "defaults" || steps.iter().any(|s| s == target)
-            });
-        self.forward
-            .statements
-            .extend(forward.into_iter().map(Statement::Options));
-        self.other_options = other;
+fn saga_statement(input: ParseStream<'_>) -> syn::Result<SagaStatement> {
+    if is_setting(input) {
+        let settings: Punctuated<RawOption, Token![,]> = Punctuated::parse_terminated(input)?;
+        return Ok(SagaStatement::Settings(settings.into_iter().collect()));
     }
-}
-
-impl Parse for SagaStatement {
-    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        if is_setting(input) {
-            let settings: Punctuated<RawOption, Token![,]> = Punctuated::parse_terminated(input)?;
-            return Ok(SagaStatement::Settings(settings.into_iter().collect()));
-        }
-        let first = if input.peek(token::Bracket) {
-            group(input)?
-        } else {
-            let path = step_path(input)?;
-            if input.peek(Token![:]) && !input.peek(Token![::]) {
-                return option_statement(path, input).map(SagaStatement::Options);
-            }
-            vec![marks(path, input)?]
-        };
-        let mut links = vec![first];
-        while !input.is_empty() {
-            if !input.peek(Token![->]) {
-                return Err(input.error(
-                    "expected `->` to chain the next step, `/` and its compensation, `!` to mark the pivot, or `;` to end the statement",
-                ));
-            }
-            input.parse::<Token![->]>()?;
-            if input.is_empty() {
-                return Err(input.error("expected a step after `->`"));
-            }
-            links.push(if input.peek(token::Bracket) {
-                group(input)?
-            } else {
-                vec![element(input)?]
-            });
-        }
-        Ok(SagaStatement::Chain(links))
-    }
+    chain::statement(input, &SAGA, &ELEMENTS).map(SagaStatement::Statement)
 }
 
 /// `name = value`: a saga-wide setting.
@@ -191,24 +116,6 @@ fn is_setting(input: ParseStream<'_>) -> bool {
         && fork.peek(Token![=])
         && !fork.peek(Token![==])
         && !fork.peek(Token![=>])
-}
-
-fn group(input: ParseStream<'_>) -> syn::Result<Vec<Element>> {
-    let content;
-    let brackets = bracketed!(content in input);
-    let members: Punctuated<Element, Token![,]> = content.parse_terminated(element, Token![,])?;
-    if members.is_empty() {
-        return Err(syn::Error::new(
-            brackets.span.join(),
-            "an empty group: list the parallel steps, as in `[reserve / release, notify]`",
-        ));
-    }
-    Ok(members.into_iter().collect())
-}
-
-fn element(input: ParseStream<'_>) -> syn::Result<Element> {
-    let path = step_path(input)?;
-    marks(path, input)
 }
 
 /// The marks after a step's path: `!`, then `/ undo`, then a (misplaced) `!`.
@@ -241,12 +148,7 @@ fn marks(path: Path, input: ParseStream<'_>) -> syn::Result<Element> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workflow::options::STEP_OPTIONS;
-
-    #[test]
-    fn saga_options_extend_the_workflow_options() {
-        assert_eq!(&SAGA_STEP_OPTIONS[..STEP_OPTIONS.len()], STEP_OPTIONS);
-    }
+    use crate::dsl::chain::name_of;
 
     #[test]
     fn marks_are_parsed() {
@@ -268,6 +170,12 @@ mod tests {
         assert_eq!(marks[0], ("a".to_owned(), false, Some("undo_a".to_owned())));
         assert_eq!(marks[3], ("d".to_owned(), true, None));
         assert_eq!(input.settings.len(), 1);
-        assert_eq!(input.other_options.len(), 1);
+        let options = input
+            .forward
+            .statements
+            .iter()
+            .filter(|s| matches!(s, Statement::Options(_)))
+            .count();
+        assert_eq!(options, 1);
     }
 }

@@ -12,84 +12,44 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use crate::workflow::ast::WorkflowInput;
-use crate::workflow::expand::{
-    closure, doc_graph, duration, finish, guard, handle, options, types, wiring,
-};
+use crate::workflow::expand::{Items, Target, duration, expand_as, handle, options, wiring};
 
 use super::model::{SagaModel, Undo};
 
+/// What `saga!` writes around its forward steps.
+pub(crate) const SAGA: Target = Target {
+    kind: "saga",
+    definition: "SagaDefinition",
+    builder: "SagaBuilder",
+    step: "saga_step",
+    step_when: "saga_step_when",
+    pivot: "saga_pivot",
+    items,
+};
+
 pub(crate) fn expand(input: &WorkflowInput, model: &SagaModel) -> TokenStream {
     let p = quote!(::sagaflow::__private);
-    let forward = &model.forward;
-    let name = &input.name;
-    let name_str = name.to_string();
-    let has_input = input.input.is_some();
-    let (input_ty, output_ty) = types(input);
-    let defaults = options(&p, &forward.defaults);
+    let has_input = input.header.input.is_some();
     let deadline = model.deadline.map(|d| {
         let d = duration(&p, d);
         quote!(__builder.deadline(#d);)
     });
-
-    let mut statements = Vec::new();
-    for &index in forward.graph.topological_order() {
-        let step = &forward.steps[index];
-        let var = handle(index);
-        let step_name = &step.name;
-        let wiring = wiring(forward, index, has_input, None);
-        let closure = closure(input, forward, index, &wiring);
-        let options = options(&p, &step.options);
-        let deps = &wiring.deps;
-        statements.push(match guard(forward, index, &wiring) {
-            Some(guard) => quote! {
-                let #var = __builder.step_when(#step_name, #options, #deps, #guard, #closure);
-            },
-            None if model.pivots[index] => quote! {
-                let #var = __builder.pivot(#step_name, #options, #deps, #closure);
-            },
-            None => quote! {
-                let #var = __builder.step(#step_name, #options, #deps, #closure);
-            },
-        });
-        if let Some(undo) = &model.undos[index] {
-            statements.push(compensation(model, index, undo, has_input));
-        }
-    }
-
-    let finish = finish(forward.output_step, input.output.is_some());
-
-    let doc_graph = doc_graph(forward);
-    let items = items(input, &input_ty, &output_ty, has_input);
-    let attrs = &input.attrs;
-    let vis = &input.vis;
-    quote! {
-        #(#attrs)*
-        #[doc = ""]
-        #[doc = #doc_graph]
-        #vis struct #name;
-
-        impl #name {
-            /// The saga's definition, built on first use and shared after.
-            #vis fn definition() -> #p::SagaDefinition<#input_ty, #output_ty> {
-                static __DEFINITION: #p::OnceLock<#p::SagaDefinition<#input_ty, #output_ty>> = #p::OnceLock::new();
-                ::core::clone::Clone::clone(__DEFINITION.get_or_init(|| {
-                    let mut __builder = #p::SagaBuilder::<#input_ty>::new(#name_str);
-                    __builder.defaults(#defaults);
-                    #deadline
-                    let __input = __builder.input();
-                    let _ = __input;
-                    #(#statements)*
-                    #finish
-                }))
-            }
-
-            #items
-        }
-    }
+    expand_as(
+        input,
+        &model.forward,
+        &SAGA,
+        deadline.unwrap_or_default(),
+        &|index| model.pivots[index].is_some(),
+        &mut |index| {
+            let undo = model.undos[index].as_ref()?;
+            Some(compensation(model, index, undo, has_input))
+        },
+    )
 }
 
-/// `__builder.undo(...)` for the compensation of step `index`: the step's own dependencies,
-/// and a closure that calls the compensation with the step's inputs and its output.
+/// `__private::saga_undo(...)` for the compensation of step `index`: the step's own
+/// dependencies, and a closure (a `__private::UndoCall`) that calls the compensation with the
+/// step's inputs and its output.
 fn compensation(model: &SagaModel, index: usize, undo: &Undo, has_input: bool) -> TokenStream {
     let p = quote!(::sagaflow::__private);
     let span = undo.path.span();
@@ -98,40 +58,30 @@ fn compensation(model: &SagaModel, index: usize, undo: &Undo, has_input: bool) -
     let path = &undo.path;
     let wiring = wiring(&model.forward, index, has_input, Some(span));
     let deps = &wiring.deps;
-    let patterns = &wiring.patterns;
+    let values = &wiring.values;
     let args = &wiring.args;
     let options = options(&p, &undo.options);
     let (method, out) = if undo.on_unknown {
         (
-            quote!(undo_on_unknown),
+            quote!(saga_undo_on_unknown),
             quote_spanned!(span=> __out.as_deref()),
         )
     } else {
-        (quote!(undo), quote_spanned!(span=> &*__out))
+        (quote!(saga_undo), quote_spanned!(span=> &**__out))
     };
-    let call = quote_spanned!(span=> #path(&__ctx, #(#args,)* #out).await);
-    let closure =
-        quote_spanned!(span=> move |__ctx: #p::StepContext, #patterns, __out| async move { #call });
+    let call =
+        quote_spanned!(span=> ::sagaflow::__private::Box::pin(#path(__ctx, #(#args,)* #out)));
+    let closure = quote_spanned!(span=> |__ctx, #values, __out| #call);
     quote! {
-        __builder.#method(#var, #undo_name, #options, #deps, #closure);
+        #p::#method(&mut __builder, #var, #undo_name, #options, #deps, #closure);
     }
 }
 
-/// The items shared with the fallback: everything but `definition()`'s body.
-pub(crate) fn items(
-    input: &WorkflowInput,
-    input_ty: &TokenStream,
-    output_ty: &TokenStream,
-    has_input: bool,
-) -> TokenStream {
+/// The items shared with the fallback: everything but `definition()`.
+fn items(items: &Items<'_>) -> TokenStream {
     let p = quote!(::sagaflow::__private);
-    let vis = &input.vis;
-    let name_str = input.name.to_string();
-    let (param, arg) = if has_input {
-        (quote!(, input: #input_ty), quote!(input))
-    } else {
-        (quote!(), quote!(()))
-    };
+    let (vis, name_str, output_ty) = (items.vis, &items.name, &items.output_ty);
+    let (param, arg) = (&items.param, &items.arg);
     let result = |t: TokenStream| quote!(::core::result::Result<#t, #p::SagaError>);
     let handle = result(quote!(#p::SagaHandle<#output_ty>));
     let run_id = quote!(run_id: impl ::core::convert::Into<#p::RunId>);

@@ -4,28 +4,36 @@
 
 mod ast;
 mod expand;
-mod fallback;
 mod model;
+mod valid;
 
 use proc_macro2::TokenStream;
 
-use crate::ctxt::Errors;
+use crate::dsl::ctxt::Errors;
+use crate::workflow::fallback::fallback;
 
 pub(crate) fn saga(tokens: TokenStream) -> TokenStream {
-    let mut input: ast::SagaInput = match syn::parse2(tokens) {
+    let input: ast::SagaInput = match syn::parse2(tokens) {
         Ok(input) => input,
         Err(e) => return e.to_compile_error(),
     };
-    input.partition();
     let mut errors = Errors::default();
-    let (model, mentioned) = model::build(&input, &mut errors);
+    let (model, mentioned) = model::resolve(&input, &mut errors);
+    if let Some(model) = &model {
+        valid::validate(model, &mut errors);
+    }
+    let model = model.filter(|_| errors.is_empty());
     match (model, errors.finish()) {
         (Some(model), Ok(())) => expand::expand(&input.forward, &model),
-        (_, Err(e)) => fallback::fallback(&input.forward, &mentioned, e),
-        (None, Ok(())) => fallback::fallback(
+        (_, Err(e)) => fallback(&input.forward, &expand::SAGA, &mentioned, e),
+        (None, Ok(())) => fallback(
             &input.forward,
+            &expand::SAGA,
             &mentioned,
-            syn::Error::new(input.forward.name.span(), "this saga could not be checked"),
+            syn::Error::new(
+                input.forward.header.name.span(),
+                "this saga could not be checked",
+            ),
         ),
     }
 }

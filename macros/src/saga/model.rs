@@ -1,20 +1,20 @@
-//! From syntax to a checked saga: the forward graph checked by `workflow!`'s model, then the
-//! saga's own rules on top: one compensation per step, one pivot per path, no compensation
-//! at or past a pivot, and options for compensations.
+//! From syntax to a saga: the forward graph checked by `workflow!`'s stages, then what the saga
+//! adds on top: one compensation per step (the same each time it is written), no compensation
+//! on a pivot, and options for compensations. The rules that need the whole graph (one pivot
+//! per path, nothing bounded or compensated past a pivot) are `valid`'s.
 
 use std::time::Duration;
 
-use quote::{ToTokens, quote};
+use quote::quote;
 use syn::{Ident, Path, Token};
 
-use crate::ctxt::{Errors, did_you_mean};
-use crate::workflow::ast::Statement;
-use crate::workflow::model::{self as forward_model, Model};
-use crate::workflow::options::{
-    Options, RawOption, RawValue, STEP_OPTIONS, flag, list, positive_duration,
-};
+use crate::dsl::chain::{OptionStatement, Statement, name_of, pretty};
+use crate::dsl::ctxt::{Errors, did_you_mean};
+use crate::dsl::duration::positive_duration;
+use crate::dsl::options::{Options, RawOption, RawValue, STEP_OPTIONS, flag, list};
+use crate::workflow::{self, model::Model};
 
-use super::ast::{Element, SAGA, SagaInput, UNDO_ON_UNKNOWN, UndoMark, name_of};
+use super::ast::{Element, SAGA, SagaInput, UNDO_ON_UNKNOWN, UndoMark};
 
 /// The options a compensation takes: it is retried, timed and bounded like a step, but is
 /// never skipped, never left failed, and always runs again after a crash.
@@ -27,8 +27,8 @@ pub(crate) struct SagaModel {
     pub(crate) forward: Model,
     /// Each step's compensation, by step index.
     pub(crate) undos: Vec<Option<Undo>>,
-    /// Whether each step is a pivot, by step index.
-    pub(crate) pivots: Vec<bool>,
+    /// Each step's pivot mark (`step!`), by step index: whether it is a pivot, and where.
+    pub(crate) pivots: Vec<Option<Token![!]>>,
     pub(crate) deadline: Option<Duration>,
 }
 
@@ -48,13 +48,18 @@ struct Marks<'a> {
     pivot: Option<&'a Token![!]>,
 }
 
-/// Resolves and checks `input`. Returns `None` if anything is wrong; every problem is in
+/// Resolves `input`: its forward graph checked by `workflow!`'s stages, then each step's marks
+/// and compensation, their options and the saga's settings. Returns `None` when the forward
+/// graph is not valid; the saga's own checks on the model are `valid`'s. Every problem is in
 /// `errors`. Also returns every path named, steps and compensations, for the fallback.
-pub(crate) fn build(input: &SagaInput, errors: &mut Errors) -> (Option<SagaModel>, Vec<Path>) {
+pub(crate) fn resolve(input: &SagaInput, errors: &mut Errors) -> (Option<SagaModel>, Vec<Path>) {
     for e in &input.forward.errors {
         errors.push(e.clone());
     }
-    let (forward, mut mentioned) = forward_model::build_as(&input.forward, &SAGA, errors);
+    // The options statements whose target is not a step: a compensation's, or unknown.
+    let mut other_options = Vec::new();
+    let (forward, mut mentioned) =
+        workflow::check(&input.forward, &SAGA, Some(&mut other_options), errors);
     mentioned.extend(
         input
             .elements
@@ -110,8 +115,8 @@ pub(crate) fn build(input: &SagaInput, errors: &mut Errors) -> (Option<SagaModel
         }
     }
 
-    undo_options(input, &steps, &mut undos, errors);
-    on_unknown(input, &mut undos, errors);
+    undo_options(&other_options, &steps, &mut undos, errors);
+    on_unknown(input, &other_options, &mut undos, errors);
     let deadline = settings(&input.settings, errors);
 
     let Some(forward) = forward else {
@@ -119,29 +124,14 @@ pub(crate) fn build(input: &SagaInput, errors: &mut Errors) -> (Option<SagaModel
     };
     let n = forward.steps.len();
     let mut by_index: Vec<Option<Undo>> = (0..n).map(|_| None).collect();
-    let mut pivots = vec![false; n];
+    let mut pivots: Vec<Option<Token![!]>> = vec![None; n];
     for (step, undo) in undos {
         if let Some(i) = forward.steps.iter().position(|s| s.name == step) {
             by_index[i] = Some(undo);
         }
     }
     for (i, step) in forward.steps.iter().enumerate() {
-        pivots[i] = find(&marks, &step.name).is_some_and(|m| m.pivot.is_some());
-    }
-    past_pivots(&forward, &marks, &pivots, &by_index, errors);
-    for (i, step) in forward.steps.iter().enumerate() {
-        if let (true, Some(guard)) = (pivots[i], &step.options.when) {
-            errors.at(
-                guard,
-                format!(
-                    "the pivot `{}` cannot have a `when` guard: a saga's point of no return is never skipped",
-                    step.name
-                ),
-            );
-        }
-    }
-    if !errors.is_empty() {
-        return (None, mentioned);
+        pivots[i] = find(&marks, &step.name).and_then(|m| m.pivot.cloned());
     }
     let model = SagaModel {
         forward,
@@ -210,74 +200,14 @@ fn find<'m, 'a>(marks: &'m [(String, Marks<'a>)], step: &str) -> Option<&'m Mark
     marks.iter().find(|(s, _)| s == step).map(|(_, m)| m)
 }
 
-/// No compensation and no second pivot after a pivot.
-fn past_pivots(
-    forward: &Model,
-    marks: &[(String, Marks<'_>)],
-    pivots: &[bool],
-    undos: &[Option<Undo>],
-    errors: &mut Errors,
-) {
-    let graph = &forward.graph;
-    // The pivot each step comes after, nearest first in topological order.
-    let mut after: Vec<Option<usize>> = vec![None; pivots.len()];
-    for &i in graph.topological_order() {
-        for &up in graph.inputs(i) {
-            let pivot = if pivots[up] { Some(up) } else { after[up] };
-            if after[i].is_none() {
-                after[i] = pivot;
-            }
-        }
-        let Some(p) = after[i] else {
-            continue;
-        };
-        let (name, pivot) = (&forward.steps[i].name, &forward.steps[p].name);
-        if pivots[i]
-            && let Some(bang) = find(marks, name).and_then(|m| m.pivot)
-        {
-            errors.at(
-                bang,
-                format!(
-                    "step `{name}` is a pivot after the pivot `{pivot}`: a path has one point of no return"
-                ),
-            );
-        }
-        let options = &forward.steps[i].options;
-        let bounded = options.retry.is_some_and(|r| r.maximum_attempts != 0);
-        for (set, option) in [(bounded, "retry"), (options.deadline.is_some(), "deadline")] {
-            if let (true, Some(span)) = (set, options.span_of(option)) {
-                let what = if option == "retry" {
-                    "its `max_attempts` has no effect (its intervals do); leave it out"
-                } else {
-                    "a `deadline` has no effect"
-                };
-                errors.at_span(
-                    span,
-                    format!(
-                        "step `{name}` comes after the pivot `{pivot}`, where steps are retried until they succeed: {what}"
-                    ),
-                );
-            }
-        }
-        if let Some(undo) = &undos[i] {
-            errors.at(
-                &undo.path,
-                format!(
-                    "step `{name}` comes after the pivot `{pivot}`, so it cannot have a compensation: past the pivot, steps are retried until they succeed"
-                ),
-            );
-        }
-    }
-}
-
 /// Options statements whose target is not a step: a compensation's, or an unknown name's.
 fn undo_options(
-    input: &SagaInput,
+    other_options: &[&OptionStatement],
     steps: &[String],
     undos: &mut [(String, Undo)],
     errors: &mut Errors,
 ) {
-    for o in &input.other_options {
+    for o in other_options {
         let target = o.target.to_string();
         let target = target.trim_start_matches("r#");
         let owners: Vec<usize> = (0..undos.len())
@@ -337,12 +267,21 @@ fn undo_options(
     }
 }
 
-/// `step: undo_on_unknown`, read from the options statements of steps and `defaults`.
-fn on_unknown(input: &SagaInput, undos: &mut [(String, Undo)], errors: &mut Errors) {
+/// `step: undo_on_unknown`, read from the options statements of steps and `defaults`: those
+/// the forward model took, not the `others` it handed back.
+fn on_unknown(
+    input: &SagaInput,
+    others: &[&OptionStatement],
+    undos: &mut [(String, Undo)],
+    errors: &mut Errors,
+) {
     for statement in &input.forward.statements {
         let Statement::Options(o) = statement else {
             continue;
         };
+        if others.iter().any(|other| std::ptr::eq(*other, o)) {
+            continue;
+        }
         let target = o.target.to_string();
         let target = target.trim_start_matches("r#");
         for option in o.options.iter().filter(|o| o.name == UNDO_ON_UNKNOWN) {
@@ -411,8 +350,4 @@ fn copy_options(o: &Options) -> Options {
     copy.timeout = o.timeout;
     copy.deadline = o.deadline;
     copy
-}
-
-fn pretty(path: &Path) -> String {
-    path.to_token_stream().to_string().replace(' ', "")
 }

@@ -14,15 +14,77 @@ use sagaflow_graph::{OnError, RetryPolicy};
 
 use super::ast::WorkflowInput;
 use super::model::Model;
-use super::options::Options;
+use crate::dsl::options::Options;
+
+/// What `workflow!` and `saga!` write differently around the same steps: their definition and
+/// builder types, the `__private` adapters their steps go through, and their associated items.
+pub(crate) struct Target {
+    /// `workflow` or `saga`, for the documentation written.
+    pub(crate) kind: &'static str,
+    /// The definition type in `__private`.
+    pub(crate) definition: &'static str,
+    /// The builder type in `__private`.
+    pub(crate) builder: &'static str,
+    /// The adapters in `__private` of a step, a guarded step and a pivot.
+    pub(crate) step: &'static str,
+    pub(crate) step_when: &'static str,
+    pub(crate) pivot: &'static str,
+    /// The associated items beside `definition()`, the same in the expansion and the fallback.
+    pub(crate) items: fn(&Items<'_>) -> TokenStream,
+}
+
+/// What the associated items of a workflow or saga are written from.
+pub(crate) struct Items<'a> {
+    pub(crate) vis: &'a syn::Visibility,
+    /// The workflow's name, as a string.
+    pub(crate) name: String,
+    pub(crate) output_ty: TokenStream,
+    /// `, input: Input` after `start`'s run id, or nothing.
+    pub(crate) param: TokenStream,
+    /// What `start` passes on: `input`, or `()`.
+    pub(crate) arg: TokenStream,
+}
+
+/// What `workflow!` writes.
+pub(crate) const WORKFLOW: Target = Target {
+    kind: "workflow",
+    definition: "Definition",
+    builder: "Builder",
+    step: "step",
+    step_when: "step_when",
+    pivot: "step",
+    items,
+};
 
 pub(crate) fn expand(input: &WorkflowInput, model: &Model) -> TokenStream {
+    expand_as(
+        input,
+        model,
+        &WORKFLOW,
+        TokenStream::new(),
+        &|_| false,
+        &mut |_| None,
+    )
+}
+
+/// The expansion of a checked workflow as `target`: `setup` runs on the builder before the
+/// steps, a step `is_pivot` goes through the pivot adapter, and `after` writes what follows a
+/// step's own statement (a saga's compensation).
+pub(crate) fn expand_as(
+    input: &WorkflowInput,
+    model: &Model,
+    target: &Target,
+    setup: TokenStream,
+    is_pivot: &dyn Fn(usize) -> bool,
+    after: &mut dyn FnMut(usize) -> Option<TokenStream>,
+) -> TokenStream {
     let p = quote!(::sagaflow::__private);
-    let name = &input.name;
-    let name_str = name.to_string();
-    let has_input = input.input.is_some();
-    let (input_ty, output_ty) = types(input);
+    let name_str = input.header.name.to_string();
+    let has_input = input.header.input.is_some();
+    let (input_ty, _) = types(input);
     let defaults = options(&p, &model.defaults);
+    let ident = |name: &str| format_ident!("{}", name);
+    let (builder, step_when) = (ident(target.builder), ident(target.step_when));
 
     let mut statements = Vec::new();
     for &index in model.graph.topological_order() {
@@ -35,39 +97,85 @@ pub(crate) fn expand(input: &WorkflowInput, model: &Model) -> TokenStream {
         let deps = &wiring.deps;
         let statement = match guard(model, index, &wiring) {
             Some(guard) => quote! {
-                let #var = __builder.step_when(#step_name, #options, #deps, #guard, #closure);
+                let #var = #p::#step_when(&mut __builder, #step_name, #options, #deps, #guard, #closure);
             },
-            None => quote! {
-                let #var = __builder.step(#step_name, #options, #deps, #closure);
-            },
+            None => {
+                let adapter = ident(if is_pivot(index) {
+                    target.pivot
+                } else {
+                    target.step
+                });
+                quote! {
+                    let #var = #p::#adapter(&mut __builder, #step_name, #options, #deps, #closure);
+                }
+            }
         };
         statements.push(statement);
+        statements.extend(after(index));
     }
 
-    let finish = finish(model.output_step, input.output.is_some());
+    let finish = finish(model.output_step, input.header.output.is_some());
+    let definition_ty = definition_type(input, target);
+    let doc = format!(
+        " The {}'s definition, built on first use and shared after.",
+        target.kind
+    );
+    let body = quote! {
+        static __DEFINITION: #p::OnceLock<#definition_ty> = #p::OnceLock::new();
+        ::core::clone::Clone::clone(__DEFINITION.get_or_init(|| {
+            let mut __builder = #p::#builder::<#input_ty>::new(#name_str);
+            __builder.defaults(#defaults);
+            #setup
+            let __input = __builder.input();
+            let _ = __input;
+            #(#statements)*
+            #finish
+        }))
+    };
+    definition(input, target, Some(&doc_graph(model)), &doc, body)
+}
 
-    let doc_graph = doc_graph(model);
-    let items = items(input, &input_ty, &output_ty, has_input);
-    let attrs = &input.attrs;
-    let vis = &input.vis;
+/// `__private::Definition<Input, Output>`, or the saga's.
+fn definition_type(input: &WorkflowInput, target: &Target) -> TokenStream {
+    let (input_ty, output_ty) = types(input);
+    let definition = format_ident!("{}", target.definition);
+    quote!(::sagaflow::__private::#definition<#input_ty, #output_ty>)
+}
+
+/// The struct `input` names and its items: `definition()`, documented `doc`, with `body`, and
+/// `graph` (mermaid) in the struct's documentation.
+pub(crate) fn definition(
+    input: &WorkflowInput,
+    target: &Target,
+    graph: Option<&str>,
+    doc: &str,
+    body: TokenStream,
+) -> TokenStream {
+    let (name, vis, attrs) = (&input.header.name, &input.header.vis, &input.header.attrs);
+    let (input_ty, output_ty) = types(input);
+    let definition_ty = definition_type(input, target);
+    let (param, arg) = if input.header.input.is_some() {
+        (quote!(, input: #input_ty), quote!(input))
+    } else {
+        (quote!(), quote!(()))
+    };
+    let items = (target.items)(&Items {
+        vis,
+        name: name.to_string(),
+        output_ty: output_ty.clone(),
+        param,
+        arg,
+    });
+    let graph = graph.map(|g| quote!(#[doc = ""] #[doc = #g]));
     quote! {
         #(#attrs)*
-        #[doc = ""]
-        #[doc = #doc_graph]
+        #graph
         #vis struct #name;
 
         impl #name {
-            /// The workflow's definition, built on first use and shared after.
-            #vis fn definition() -> #p::Definition<#input_ty, #output_ty> {
-                static __DEFINITION: #p::OnceLock<#p::Definition<#input_ty, #output_ty>> = #p::OnceLock::new();
-                ::core::clone::Clone::clone(__DEFINITION.get_or_init(|| {
-                    let mut __builder = #p::Builder::<#input_ty>::new(#name_str);
-                    __builder.defaults(#defaults);
-                    let __input = __builder.input();
-                    let _ = __input;
-                    #(#statements)*
-                    #finish
-                }))
+            #[doc = #doc]
+            #vis fn definition() -> #definition_ty {
+                #body
             }
 
             #items
@@ -77,11 +185,11 @@ pub(crate) fn expand(input: &WorkflowInput, model: &Model) -> TokenStream {
 
 /// The input and output types, `()` where none is declared.
 pub(crate) fn types(input: &WorkflowInput) -> (TokenStream, TokenStream) {
-    let input_ty = match &input.input {
+    let input_ty = match &input.header.input {
         Some(t) => quote!(#t),
         None => quote!(()),
     };
-    let output_ty = match &input.output {
+    let output_ty = match &input.header.output {
         Some(t) => quote!(#t),
         None => quote!(()),
     };
@@ -102,12 +210,17 @@ pub(crate) fn doc_graph(model: &Model) -> String {
 }
 
 /// How one step is wired to its upstream values.
+///
+/// The step's closure is coerced to `__private::StepCall`: it captures nothing and receives
+/// the context and the tuple of input values by reference, so that the expansion's body holds
+/// no coroutine and no closure whose auto traits stay undecided until the body is checked
+/// (that made type-checking quadratic in the steps; see `src/private.rs` in the facade).
 pub(crate) struct Wiring {
     /// The handles it depends on, as a tuple: `(__step_0, __step_1.optional(),)`.
     pub(crate) deps: TokenStream,
-    /// The closure's pattern for their values: `(__i0, __i1,)`.
-    pub(crate) patterns: TokenStream,
-    /// The arguments passed after the context: `&*__i0, __i1.as_deref()`.
+    /// The closure's parameter for the tuple of their values: `__v`, or `_` when there is none.
+    pub(crate) values: TokenStream,
+    /// The arguments passed after the context: `&*__v.0, __v.1.as_deref()`.
     pub(crate) args: Vec<TokenStream>,
 }
 
@@ -120,44 +233,54 @@ pub(crate) fn wiring(model: &Model, index: usize, has_input: bool, at: Option<Sp
         return if has_input {
             Wiring {
                 deps: quote!((__input,)),
-                patterns: quote!((__i0,)),
-                args: vec![quote_spanned!(span=> &*__i0)],
+                values: quote!(__v),
+                args: vec![value(span, 0, false)],
             }
         } else {
             Wiring {
                 deps: quote!(()),
-                patterns: quote!(()),
+                values: quote!(_),
                 args: Vec::new(),
             }
         };
     }
     let mut deps = Vec::new();
-    let mut patterns = Vec::new();
     let mut args = Vec::new();
     for (k, input) in step.inputs.iter().enumerate() {
         let upstream = handle(input.step);
-        let local = format_ident!("__i{}", k);
         let at = at.unwrap_or_else(|| input.written.span());
-        // The same local, spanned on the edge as written, so that rustc's mismatch
-        // points at the upstream step in the chain rather than at the whole macro.
-        let used = format_ident!("__i{}", k, span = at);
-        patterns.push(quote!(#local));
-        if model.may_be_missing(input.step) {
+        let optional = model.may_be_missing(input.step);
+        if optional {
             deps.push(quote!(#upstream.optional()));
-            args.push(quote_spanned!(at=> #used.as_deref()));
         } else {
             deps.push(quote!(#upstream));
-            args.push(quote_spanned!(at=> &*#used));
         }
+        args.push(value(at, k, optional));
     }
     Wiring {
         deps: quote!((#(#deps,)*)),
-        patterns: quote!((#(#patterns,)*)),
+        values: quote!(__v),
         args,
     }
 }
 
-/// The closure that calls step `index`'s function on each attempt.
+/// Input `k` of the values tuple `__v` as the step's function takes it, spanned on `at` (the
+/// edge as written), so that rustc's mismatch points at the upstream step in the chain rather
+/// than at the whole macro: `&*__v.k`, or `__v.k.as_deref()` for an input that may be missing.
+fn value(at: Span, k: usize, optional: bool) -> TokenStream {
+    let values = format_ident!("__v", span = at);
+    let k = syn::Index {
+        index: k as u32,
+        span: at,
+    };
+    if optional {
+        quote_spanned!(at=> #values.#k.as_deref())
+    } else {
+        quote_spanned!(at=> &*#values.#k)
+    }
+}
+
+/// The closure that calls step `index`'s function on each attempt, a `__private::StepCall`.
 pub(crate) fn closure(
     input: &WorkflowInput,
     model: &Model,
@@ -169,46 +292,38 @@ pub(crate) fn closure(
     let span = step.path.span();
     let path = &step.path;
     let args = &wiring.args;
-    let patterns = &wiring.patterns;
-    let call = quote_spanned!(span=> #path(&__ctx, #(#args),*).await);
-    let body = match (&input.output, model.output_step) {
+    let values = &wiring.values;
+    // Written out rather than through `p`, so that every token of the call is spanned on the
+    // step and a mismatch of its future (the run's output) is reported there.
+    let call = quote_spanned!(span=> ::sagaflow::__private::Box::pin(#path(__ctx, #(#args),*)));
+    let body = match (&input.header.output, model.output_step) {
         (Some(out), Some(o)) if o == index => {
             let at = out.span();
             quote_spanned!(at=> {
-                let __output: ::core::result::Result<#out, _> = #call;
+                let __output: #p::CallFuture<'_, #out, _> = #call;
                 __output
             })
         }
         _ => call,
     };
-    quote_spanned!(span=> move |__ctx: #p::StepContext, #patterns| async move { #body })
+    quote_spanned!(span=> |__ctx, #values| #body)
 }
 
-/// The guard closure of step `index`, when it has a `when` guard.
+/// The guard closure of step `index`, when it has a `when` guard: a `__private::GuardCall`.
 pub(crate) fn guard(model: &Model, index: usize, wiring: &Wiring) -> Option<TokenStream> {
     let guard = model.steps[index].options.when.as_ref()?;
     let at = guard.span();
     let args = &wiring.args;
-    let patterns = &wiring.patterns;
+    let values = &wiring.values;
     let guard_call = quote_spanned!(at=> #guard(#(#args),*));
-    Some(quote!(move |#patterns| #guard_call))
+    Some(quote!(|#values| #guard_call))
 }
 
-/// The items shared with the fallback: everything but `definition()`'s body.
-pub(crate) fn items(
-    input: &WorkflowInput,
-    input_ty: &TokenStream,
-    output_ty: &TokenStream,
-    has_input: bool,
-) -> TokenStream {
+/// The items shared with the fallback: everything but `definition()`.
+fn items(items: &Items<'_>) -> TokenStream {
     let p = quote!(::sagaflow::__private);
-    let vis = &input.vis;
-    let name_str = input.name.to_string();
-    let (param, arg) = if has_input {
-        (quote!(, input: #input_ty), quote!(input))
-    } else {
-        (quote!(), quote!(()))
-    };
+    let (vis, name_str, output_ty) = (items.vis, &items.name, &items.output_ty);
+    let (param, arg) = (&items.param, &items.arg);
     quote! {
         /// The workflow's name, as recorded with each run.
         #vis const NAME: &'static str = #name_str;

@@ -1,37 +1,36 @@
-//! What `workflow!` emits when the DSL has errors: the errors, plus the same public items with
-//! bodies that never run, so the user's other uses of the workflow still type-check and the
-//! DSL errors are the only ones reported. Every step function named is referenced, so none is
-//! reported as unused either.
+//! What `workflow!` and `saga!` emit when the DSL has errors: the errors, plus the same public
+//! items with bodies that never run, so the user's other uses of the workflow still type-check
+//! and the DSL errors are the only ones reported. Every function named (steps, compensations)
+//! is referenced, so none is reported as unused either.
 
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::Path;
 
 use super::ast::WorkflowInput;
-use super::expand::{items, types};
+use super::expand::{Target, definition};
 
-pub(crate) fn fallback(input: &WorkflowInput, paths: &[Path], errors: syn::Error) -> TokenStream {
-    let p = quote!(::sagaflow::__private);
+pub(crate) fn fallback(
+    input: &WorkflowInput,
+    target: &Target,
+    paths: &[Path],
+    errors: syn::Error,
+) -> TokenStream {
     let errors = errors.to_compile_error();
-    let name = &input.name;
-    let vis = &input.vis;
-    let attrs = &input.attrs;
-    let (input_ty, output_ty) = types(input);
-    let items = items(input, &input_ty, &output_ty, input.input.is_some());
+    let kind = target.kind;
+    let doc = format!(" Stand-in: this {kind} did not compile.");
+    let message = format!("the {kind} did not compile");
+    let definition = definition(
+        input,
+        target,
+        None,
+        &doc,
+        quote!(::core::unreachable!(#message)),
+    );
     quote! {
         #errors
 
-        #(#attrs)*
-        #vis struct #name;
-
-        impl #name {
-            /// Stand-in: this workflow did not compile.
-            #vis fn definition() -> #p::Definition<#input_ty, #output_ty> {
-                ::core::unreachable!("the workflow did not compile")
-            }
-
-            #items
-        }
+        #definition
 
         const _: () = {
             #( let _ = &#paths; )*

@@ -1,6 +1,5 @@
-//! From syntax to a checked workflow: steps named once, edges in the order they were written,
-//! options attached, and the graph validated by `sagaflow_graph::graph`, the code the engine
-//! runs at run time.
+//! From syntax to a workflow: steps named once, edges in the order they were written, options
+//! attached ([`Resolved`]); `valid` then checks it into a [`Model`].
 
 use std::collections::HashMap;
 
@@ -8,12 +7,13 @@ use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
 use syn::{Ident, Path};
 
-use sagaflow_graph::graph::{GraphError, GraphSpec, MAX_INPUTS};
 use sagaflow_graph::{Graph, OnError};
 
-use super::ast::{Dsl, Statement, WORKFLOW, WorkflowInput};
-use super::options::Options;
-use crate::ctxt::{Errors, did_you_mean};
+use super::ast::WorkflowInput;
+use crate::dsl::chain::{OptionStatement, Statement, name_of, pretty};
+use crate::dsl::ctxt::{Errors, did_you_mean};
+use crate::dsl::header::Dsl;
+use crate::dsl::options::Options;
 
 /// Reserved for the workflow-wide options statement.
 const DEFAULTS: &str = "defaults";
@@ -42,24 +42,50 @@ pub(crate) struct Input {
     pub(crate) written: Path,
 }
 
-impl Model {
-    /// Whether the output of `step` may be missing, so its dependents receive an `Option`.
-    pub(crate) fn may_be_missing(&self, step: usize) -> bool {
-        let s = &self.steps[step];
-        s.options.when.is_some()
-            || s.options.on_error.or(self.defaults.on_error) == Some(OnError::Continue)
+/// Why a step's output may be missing, so that its dependents receive an `Option`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Missing {
+    /// It has a `when` guard, and is skipped when the guard says no.
+    Guard,
+    /// It fails with `on_error = continue` (its own, or the default).
+    Continues,
+}
+
+impl Step {
+    /// Whether this step's output may be missing, and why, with `defaults` the workflow's.
+    ///
+    /// The one place the macros decide it. The engine's `Builder::add`
+    /// (`core/src/runtime/definition.rs`) applies the same rule at run time; giving both one
+    /// home, in `sagaflow-graph`, is left for a change there.
+    pub(crate) fn may_be_missing(&self, defaults: &Options) -> Option<Missing> {
+        if self.options.on_error.or(defaults.on_error) == Some(OnError::Continue) {
+            Some(Missing::Continues)
+        } else if self.options.when.is_some() {
+            Some(Missing::Guard)
+        } else {
+            None
+        }
     }
 }
 
-fn step_name(path: &Path) -> Option<String> {
-    path.segments
-        .last()
-        .map(|s| s.ident.to_string().trim_start_matches("r#").to_owned())
+impl Model {
+    /// Whether the output of `step` may be missing, so its dependents receive an `Option`.
+    pub(crate) fn may_be_missing(&self, step: usize) -> bool {
+        self.steps[step].may_be_missing(&self.defaults).is_some()
+    }
 }
 
-struct Edge {
-    from: Path,
-    to: Path,
+/// An edge as written: a graph error points at the edge that closes it.
+pub(crate) struct Edge {
+    pub(crate) from: Path,
+    pub(crate) to: Path,
+}
+
+/// A workflow's steps, options and edges as resolved from its syntax, not yet checked.
+pub(crate) struct Resolved {
+    pub(crate) steps: Vec<Step>,
+    pub(crate) defaults: Options,
+    pub(crate) edges: Vec<Edge>,
 }
 
 impl ToTokens for Edge {
@@ -69,23 +95,17 @@ impl ToTokens for Edge {
     }
 }
 
-/// Resolves and checks `input`. Returns `None` if anything is wrong; every problem is in
-/// `errors`. Partial models are never expanded, so no half-built code reaches rustc.
-pub(crate) fn build(input: &WorkflowInput, errors: &mut Errors) -> (Option<Model>, Vec<Path>) {
-    let (model, mentioned) = build_as(input, &WORKFLOW, errors);
-    let model = model.filter(|_| errors.is_empty() && input.errors.is_empty());
-    (model, mentioned)
-}
-
-/// Like [`build`], with the messages and step options of the macro `dsl` (`saga!` checks its
-/// forward graph here). The model is returned whenever the graph itself is valid, even when
-/// other errors were found, so that the caller can go on checking it and report everything
-/// at once; it must not be expanded unless `errors` is empty.
-pub(crate) fn build_as(
-    input: &WorkflowInput,
+/// Resolves `input` with the messages and step options of the macro `dsl`: its steps, edges
+/// and options, and every path it names (for the fallback). Every problem is in `errors`.
+///
+/// With `others`, an options statement whose target is neither a step nor `defaults` is
+/// handed back there (a saga's compensation may be its target) instead of being an error.
+pub(crate) fn resolve<'i>(
+    input: &'i WorkflowInput,
     dsl: &Dsl,
+    mut others: Option<&mut Vec<&'i OptionStatement>>,
     errors: &mut Errors,
-) -> (Option<Model>, Vec<Path>) {
+) -> (Resolved, Vec<Path>) {
     let kind = dsl.kind;
     let mut steps: Vec<Step> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
@@ -93,7 +113,7 @@ pub(crate) fn build_as(
     let mut mentioned: Vec<Path> = Vec::new();
 
     let mut resolve = |path: &Path, steps: &mut Vec<Step>, errors: &mut Errors| -> Option<usize> {
-        let name = step_name(path)?;
+        let name = name_of(path);
         mentioned.push(path.clone());
         if name == DEFAULTS {
             errors.at(
@@ -134,7 +154,7 @@ pub(crate) fn build_as(
         let mut previous: Vec<(usize, Path)> = Vec::new();
         for link in links {
             let mut current = Vec::new();
-            for member in &link.members {
+            for member in link {
                 if let Some(i) = resolve(member, &mut steps, errors) {
                     current.push((i, member.clone()));
                 }
@@ -155,6 +175,7 @@ pub(crate) fn build_as(
         }
     }
 
+    let step_options = dsl.step_options();
     let mut defaults = Options::default();
     let defaults_ident = Ident::new(DEFAULTS, proc_macro2::Span::call_site());
     for statement in &input.statements {
@@ -167,19 +188,16 @@ pub(crate) fn build_as(
                 &o.options,
                 &defaults_ident,
                 true,
-                dsl.step_options,
+                &step_options,
                 kind,
                 errors,
             );
         } else if let Some(&i) = index.get(target.trim_start_matches("r#")) {
-            steps[i].options.read_with(
-                &o.options,
-                &o.target,
-                false,
-                dsl.step_options,
-                kind,
-                errors,
-            );
+            steps[i]
+                .options
+                .read_with(&o.options, &o.target, false, &step_options, kind, errors);
+        } else if let Some(others) = others.as_deref_mut() {
+            others.push(o);
         } else {
             let names = steps.iter().map(|s| s.name.as_str());
             let hint = did_you_mean(&target, names);
@@ -192,104 +210,10 @@ pub(crate) fn build_as(
         }
     }
 
-    for step in &steps {
-        if step.inputs.len() > MAX_INPUTS {
-            errors.at(
-                &step.path,
-                format!(
-                    "step `{}` has {} inputs; a step takes at most {MAX_INPUTS}",
-                    step.name,
-                    step.inputs.len()
-                ),
-            );
-        }
-    }
-
-    let mut spec = GraphSpec::new();
-    for step in &steps {
-        spec.node(step.name.clone());
-    }
-    for edge in &edges {
-        spec.edge(
-            step_name(&edge.from).unwrap_or_default(),
-            step_name(&edge.to).unwrap_or_default(),
-        );
-    }
-    let graph = match spec.validate() {
-        Ok(graph) => Some(graph),
-        Err(problems) => {
-            for problem in problems {
-                match &problem {
-                    GraphError::Empty if input.statements.is_empty() && input.errors.is_empty() => {
-                        errors.at_span(
-                            input.brace.span.join(),
-                            format!(
-                                "{kind} `{}` has no steps; declare them as in `{}`",
-                                input.name, dsl.chain
-                            ),
-                        )
-                    }
-                    GraphError::Empty => {}
-                    GraphError::Cycle { closing_edge, .. }
-                    | GraphError::DuplicateInput {
-                        second_edge: closing_edge,
-                        ..
-                    } => match edges.get(*closing_edge) {
-                        Some(edge) => errors.at(edge, &problem),
-                        None => errors.at(&input.name, &problem),
-                    },
-                    GraphError::UnknownNode { .. } | GraphError::DuplicateNode { .. } => {
-                        errors.at(&input.name, &problem)
-                    }
-                }
-            }
-            None
-        }
-    };
-
-    let mut output_step = None;
-    if let (Some(output), Some(graph)) = (&input.output, &graph) {
-        let sinks: Vec<usize> = graph.sinks().collect();
-        match sinks.as_slice() {
-            [one] => {
-                let s = &steps[*one];
-                let continues = s.options.on_error.or(defaults.on_error) == Some(OnError::Continue);
-                if s.options.when.is_some() || continues {
-                    errors.at(
-                        output,
-                        format!(
-                            "the run's output comes from `{}`, which may finish without one ({}); make the output come from a step that always has one",
-                            s.name,
-                            if continues { "`on_error = continue`" } else { "it has a `when` guard" }
-                        ),
-                    );
-                }
-                output_step = Some(*one);
-            }
-            _ => errors.at(
-                output,
-                format!(
-                    "the run's output is the output of its final step, but this {kind} has {} final steps ({}); end it with one step",
-                    sinks.len(),
-                    sinks
-                        .iter()
-                        .map(|&s| format!("`{}`", steps[s].name))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ),
-        }
-    }
-
-    let model = graph.map(|graph| Model {
+    let resolved = Resolved {
         steps,
         defaults,
-        output_step,
-        graph,
-    });
-    (model, mentioned)
-}
-
-fn pretty(path: &Path) -> String {
-    path.to_token_stream().to_string().replace(' ', "")
+        edges,
+    };
+    (resolved, mentioned)
 }

@@ -1,7 +1,7 @@
 //! The graph checks of `fsm!`: every state reachable from the initial one, and, when final
 //! states are declared, a way from every state to one of them.
 
-use crate::ctxt::Errors;
+use crate::dsl::ctxt::Errors;
 
 use super::Model;
 
