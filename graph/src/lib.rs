@@ -10,4 +10,4 @@ pub mod graph;
 pub mod policy;
 
 pub use graph::{Graph, GraphError, GraphSpec, NodeStyle};
-pub use policy::{OnError, PolicyError, RetryPolicy, StepOptions};
+pub use policy::{Missing, OnError, PolicyError, RetryPolicy, StepOptions, may_be_missing};

@@ -204,6 +204,28 @@ pub enum OnError {
     Continue,
 }
 
+/// Why a step's output may be missing, so that the steps that take it receive an `Option`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// The step continues on error (`on_error = continue`): when it fails, it has no output.
+    ContinuesOnError,
+    /// The step has a `when` guard: when the guard says no, it does not run.
+    Guarded,
+}
+
+/// Whether the output of a step may be missing, and why: the one rule the macros check at
+/// build time and the engine's `Builder` at run time. `on_error` is the step's setting in
+/// force (its own, else the workflow's default).
+pub fn may_be_missing(guarded: bool, on_error: Option<OnError>) -> Option<Missing> {
+    if on_error == Some(OnError::Continue) {
+        Some(Missing::ContinuesOnError)
+    } else if guarded {
+        Some(Missing::Guarded)
+    } else {
+        None
+    }
+}
+
 /// The options of one step. Unset fields fall back to the workflow's defaults, then to the
 /// engine's: one attempt, no timeout, no deadline, `on_error = fail`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -457,5 +479,16 @@ mod tests {
         assert_eq!(merged.timeout, Some(Duration::from_secs(1)));
         assert_eq!(merged.on_error, Some(OnError::Continue));
         assert_eq!(merged.retry_policy(), RetryPolicy::never());
+    }
+
+    #[test]
+    fn an_output_may_be_missing_when_guarded_or_continuing_on_error() {
+        use super::{Missing, OnError, may_be_missing};
+        assert_eq!(may_be_missing(false, None), None);
+        assert_eq!(may_be_missing(false, Some(OnError::Fail)), None);
+        assert_eq!(may_be_missing(true, None), Some(Missing::Guarded));
+        let continues = Some(Missing::ContinuesOnError);
+        assert_eq!(may_be_missing(false, Some(OnError::Continue)), continues);
+        assert_eq!(may_be_missing(true, Some(OnError::Continue)), continues);
     }
 }

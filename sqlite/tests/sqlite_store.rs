@@ -1,15 +1,15 @@
 //! The SQLite store on real files: schema and migrations, what survives a reopen, every kind of
 //! bad database as an error value, the codec seam, a workflow end to end, and group commit.
 
-use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
+use sagaflow_core::conformance::runs::{complete, create, start};
 use sagaflow_core::runtime::{
-    Builder, Change, Codec, Created, Engine, LeaseStore, NewRun, RunError, RunId, RunStore,
-    StepError, StepStatus, StoreError, StoredRunStatus, Value,
+    Builder, Engine, LeaseStore, RunError, RunId, RunStore, StepError, StepStatus, StoreError,
+    StoredRunStatus,
 };
 use sagaflow_core::{RetryPolicy, StepOptions};
 use sagaflow_sqlite::SqliteEngine;
@@ -25,56 +25,6 @@ fn temp_db() -> (TempDir, PathBuf) {
 
 fn open(path: &Path) -> SqliteStore {
     SqliteStore::open(path, SqliteOptions::default()).expect("the database opens")
-}
-
-/// The codec of `String` values, as the engine would hand it over.
-fn text_codec() -> Codec {
-    Codec {
-        encode: |value| match value.downcast_ref::<String>() {
-            Some(text) => serde_json::to_string(text).map_err(|e| e.to_string()),
-            None => Err("not a String".to_owned()),
-        },
-        decode: |text| {
-            serde_json::from_str::<String>(text)
-                .map(|v| Arc::new(v) as Value)
-                .map_err(|e| e.to_string())
-        },
-    }
-}
-
-async fn create(store: &SqliteStore, id: &str, workflow: &str) -> Result<Created, StoreError> {
-    let run_id = RunId::from(id);
-    let input = String::from("in");
-    store
-        .create_run(&NewRun {
-            run_id: &run_id,
-            workflow,
-            graph_fingerprint: u64::MAX - 1,
-            input: &input,
-            input_codec: text_codec(),
-            graph: None,
-        })
-        .await
-}
-
-async fn start(store: &SqliteStore, id: &str, step: &str) -> Result<(), StoreError> {
-    let change = Change::StepStarted { step, attempt: 1 };
-    store.record(&RunId::from(id), &change).await
-}
-
-async fn complete(
-    store: &SqliteStore,
-    id: &str,
-    step: &str,
-    output: &(dyn Any + Send + Sync),
-) -> Result<(), StoreError> {
-    let change = Change::StepCompleted {
-        step,
-        attempt: 1,
-        output,
-        codec: text_codec(),
-    };
-    store.record(&RunId::from(id), &change).await
 }
 
 /// `(kind, step, attempt)` of a run's events, in `seq` order, read with a connection of the

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::graph::{Graph, GraphSpec};
-use crate::policy::{OnError, StepOptions};
+use crate::policy::StepOptions;
 use crate::runtime::context::StepContext;
 use crate::runtime::error::{DefinitionError, StepError};
 
@@ -109,7 +109,7 @@ impl StepDef {
 
     /// Whether the step may finish without an output (guarded, or `on_error = continue`).
     pub fn may_be_missing(&self) -> bool {
-        self.guard.is_some() || self.options.on_error == Some(OnError::Continue)
+        crate::policy::may_be_missing(self.guard.is_some(), self.options.on_error).is_some()
     }
 
     /// Evaluates the guard on the step's inputs (`true` when there is none).
@@ -476,9 +476,9 @@ impl<I: StepValue> Builder<I> {
                 let upstream = &self.steps[slot - 1];
                 self.spec.edge(upstream.name.clone(), name);
                 let merged = upstream.options.or(&self.defaults);
-                let may_be_missing =
-                    upstream.guard.is_some() || merged.on_error == Some(OnError::Continue);
-                if may_be_missing && !optional {
+                let missing =
+                    crate::policy::may_be_missing(upstream.guard.is_some(), merged.on_error);
+                if missing.is_some() && !optional {
                     self.problems.push(DefinitionError::RequiredOptional {
                         step: name.to_owned(),
                         input: upstream.name.clone(),

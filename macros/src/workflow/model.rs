@@ -7,7 +7,7 @@ use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
 use syn::{Ident, Path};
 
-use sagaflow_graph::{Graph, OnError};
+use sagaflow_graph::{Graph, Missing, may_be_missing};
 
 use super::ast::WorkflowInput;
 use crate::dsl::chain::{OptionStatement, Statement, name_of, pretty};
@@ -42,29 +42,16 @@ pub(crate) struct Input {
     pub(crate) written: Path,
 }
 
-/// Why a step's output may be missing, so that its dependents receive an `Option`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Missing {
-    /// It has a `when` guard, and is skipped when the guard says no.
-    Guard,
-    /// It fails with `on_error = continue` (its own, or the default).
-    Continues,
-}
-
 impl Step {
     /// Whether this step's output may be missing, and why, with `defaults` the workflow's.
     ///
-    /// The one place the macros decide it. The engine's `Builder::add`
-    /// (`core/src/runtime/definition.rs`) applies the same rule at run time; giving both one
-    /// home, in `sagaflow-graph`, is left for a change there.
+    /// The rule is `sagaflow_graph::may_be_missing`, the engine's `Builder` applies at run
+    /// time too.
     pub(crate) fn may_be_missing(&self, defaults: &Options) -> Option<Missing> {
-        if self.options.on_error.or(defaults.on_error) == Some(OnError::Continue) {
-            Some(Missing::Continues)
-        } else if self.options.when.is_some() {
-            Some(Missing::Guard)
-        } else {
-            None
-        }
+        may_be_missing(
+            self.options.when.is_some(),
+            self.options.on_error.or(defaults.on_error),
+        )
     }
 }
 

@@ -5,10 +5,11 @@
 use sagaflow_graph::graph::{GraphError, GraphSpec, MAX_INPUTS};
 
 use super::ast::WorkflowInput;
-use super::model::{Missing, Model, Resolved};
+use super::model::{Model, Resolved};
 use crate::dsl::chain::name_of;
 use crate::dsl::ctxt::Errors;
 use crate::dsl::header::Dsl;
+use sagaflow_graph::Missing;
 
 /// Checks `resolved`: the model when its graph is valid, even if other errors were found (the
 /// caller may go on checking it); `None` otherwise. Every problem is in `errors`.
@@ -89,8 +90,8 @@ pub(crate) fn validate(
                             "the run's output comes from `{}`, which may finish without one ({}); make the output come from a step that always has one",
                             s.name,
                             match missing {
-                                Missing::Continues => "`on_error = continue`",
-                                Missing::Guard => "it has a `when` guard",
+                                Missing::ContinuesOnError => "`on_error = continue`",
+                                Missing::Guarded => "it has a `when` guard",
                             }
                         ),
                     );
