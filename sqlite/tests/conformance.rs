@@ -20,10 +20,11 @@ impl Db {
 impl TestDatabase for Db {
     type Store = SqliteStore;
 
-    fn open(&self, owner: &str, lease: Duration) -> SqliteStore {
+    fn open(&self, owner: &str, lease: Duration, max_recoveries: u32) -> SqliteStore {
         let options = SqliteOptions::default()
             .owner(owner)
             .lease(lease)
+            .max_recoveries(max_recoveries)
             .synchronous(Synchronous::Normal);
         SqliteStore::open(self.0.path().join("conformance.db"), options).expect("opens")
     }

@@ -19,17 +19,21 @@ pub trait TestDatabase {
     type Store: Store + Clone;
 
     /// Another store on this database, as another process would open it: holding leases as
-    /// `owner`, each for `lease` unless renewed.
-    fn open(&self, owner: &str, lease: Duration) -> Self::Store;
+    /// `owner`, each for `lease` unless renewed, and parking a run taken up more than
+    /// `max_recoveries` times.
+    fn open(&self, owner: &str, lease: Duration, max_recoveries: u32) -> Self::Store;
 }
 
 const LEASE: Duration = Duration::from_secs(30);
+
+/// The recoveries the checks allow a run unless they are about parking.
+pub(crate) const RECOVERIES: u32 = 100;
 
 /// What one store committed, a store opened on the database afterwards reads back whole: the
 /// run, its input, its graph fingerprint (all 64 bits), each step's status, attempts and
 /// output; a step started and not finished comes back as running.
 pub async fn a_reopened_store_has_every_committed_change(db: &impl TestDatabase) {
-    let store = db.open("one", LEASE);
+    let store = db.open("one", LEASE, RECOVERIES);
     assert!(
         store.keeps_finished_runs(),
         "a durable store keeps its runs"
@@ -41,7 +45,7 @@ pub async fn a_reopened_store_has_every_committed_change(db: &impl TestDatabase)
     let before = store.load_run(&"r".into()).await.unwrap();
     drop(store);
 
-    let store = db.open("two", LEASE);
+    let store = db.open("two", LEASE, RECOVERIES);
     let after = store.load_run(&"r".into()).await.unwrap();
     assert_eq!(before, after);
     let run = after.expect("the run is there");
@@ -78,8 +82,8 @@ pub async fn a_reopened_store_has_every_committed_change(db: &impl TestDatabase)
 pub async fn a_lease_keeps_a_run_to_one_owner_and_fences_the_one_that_lost_it(
     db: &impl TestDatabase,
 ) {
-    let a = db.open("A", Duration::from_millis(300));
-    let b = db.open("B", Duration::from_millis(300));
+    let a = db.open("A", Duration::from_millis(300), RECOVERIES);
+    let b = db.open("B", Duration::from_millis(300), RECOVERIES);
     create(&a, "r", "W").await.unwrap();
     let run = RunId::from("r");
     let held = a.acquire(&run).await.unwrap();
@@ -123,10 +127,74 @@ pub async fn a_lease_keeps_a_run_to_one_owner_and_fences_the_one_that_lost_it(
     assert_eq!(stored.steps[0].output.as_deref(), Some("\"b's\""));
 }
 
+/// A run taken up more times than a store allows is parked: refused to every owner from then
+/// on, with the count, and logged; its unfinished siblings are still taken up.
+pub async fn a_run_taken_up_too_often_is_parked(db: &impl TestDatabase) {
+    let first = db.open("owner-0", Duration::from_millis(50), 2);
+    create(&first, "crashy", "W").await.unwrap();
+    create(&first, "calm", "W").await.unwrap();
+    let run = RunId::from("crashy");
+    first.release(&run);
+    first.release(&"calm".into());
+    let mut parked = None;
+    let began = Instant::now();
+    for n in 1..=10 {
+        let owner = db.open(&format!("owner-{n}"), Duration::from_millis(50), 2);
+        loop {
+            match owner.acquire(&run).await {
+                Ok(_) => {
+                    owner.release(&run);
+                    break;
+                }
+                Err(StoreError::Leased { .. }) => {
+                    assert!(
+                        began.elapsed() < Duration::from_secs(10),
+                        "a lease never expired"
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(StoreError::Parked { run_id, recoveries }) => {
+                    assert_eq!(run_id.as_str(), "crashy");
+                    parked = Some((n, recoveries));
+                    break;
+                }
+                Err(other) => panic!("taking the run up: {other}"),
+            }
+        }
+        if parked.is_some() {
+            break;
+        }
+    }
+    let (n, recoveries) = parked.expect("the run was parked");
+    assert_eq!(recoveries, 3, "parked on the take-up past the maximum of 2");
+    assert_eq!(n, 3);
+    let later = db.open("later", Duration::from_millis(50), 100);
+    assert!(
+        matches!(later.acquire(&run).await, Err(StoreError::Parked { .. })),
+        "a parked run stays parked, whatever the next owner allows"
+    );
+    let logged = later.events(Some(&run), 0, 100).await.unwrap();
+    assert!(
+        logged
+            .iter()
+            .any(|e| e.kind == crate::runtime::events::EventKind::RunParked),
+        "{logged:?}"
+    );
+    loop {
+        match later.acquire(&"calm".into()).await {
+            Ok(_) => break,
+            Err(StoreError::Leased { .. }) if began.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(other) => panic!("the other run is not taken up: {other}"),
+        }
+    }
+}
+
 /// The event log replays every run's events in `seq` order, in pages from any position, or
 /// one run's alone; an empty page ends it.
 pub async fn the_log_replays_in_pages_from_a_position(db: &impl TestDatabase) {
-    let store = db.open("one", LEASE);
+    let store = db.open("one", LEASE, RECOVERIES);
     for id in ["p", "q"] {
         create(&store, id, "W").await.unwrap();
         start(&store, id, "a").await.unwrap();
@@ -158,7 +226,7 @@ pub async fn the_log_replays_in_pages_from_a_position(db: &impl TestDatabase) {
     let none = store.events(Some(&"nope".into()), 0, 100).await.unwrap();
     assert!(none.is_empty());
     // Another store on the database replays the same log.
-    let other = db.open("two", LEASE);
+    let other = db.open("two", LEASE, RECOVERIES);
     assert_eq!(other.events(None, 0, usize::MAX).await.unwrap(), all);
 }
 
@@ -178,6 +246,12 @@ macro_rules! durable_conformance {
             let db = $make;
             $crate::conformance::durable::a_lease_keeps_a_run_to_one_owner_and_fences_the_one_that_lost_it(&db)
                 .await;
+        }
+
+        #[::tokio::test]
+        async fn durable_a_run_taken_up_too_often_is_parked() {
+            let db = $make;
+            $crate::conformance::durable::a_run_taken_up_too_often_is_parked(&db).await;
         }
 
         #[::tokio::test]
