@@ -6,6 +6,34 @@
 //! that later versions added are read only where they exist, and a file newer than this
 //! sagaflow is refused rather than guessed at. This is the one place outside the store that
 //! knows the tables, so a schema change touches this crate only.
+//!
+//! ```
+//! use sagaflow_core::runtime::{Builder, Engine, StepError};
+//! use sagaflow_core::StepOptions;
+//! use sagaflow_sqlite::SqliteEngine as _;
+//! use sagaflow_sqlite::inspect::Inspector;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("service.db");
+//! let mut b = Builder::<u32>::new("Double");
+//! let input = b.input();
+//! let out = b.step("double", StepOptions::new(), (input,), |_, (x,)| async move {
+//!     Ok::<_, StepError>(*x * 2)
+//! });
+//! let engine = Engine::open(&path)?;
+//! engine.start(&b.build_with_output(out), "run-1", 21).await?.wait().await?;
+//!
+//! // Another process (a tool) reads the same file, while the service may go on writing.
+//! let db = Inspector::open(&path)?;
+//! let run = db.run("run-1")?;
+//! assert_eq!((run.workflow.as_str(), run.status.as_str()), ("Double", "completed"));
+//! assert_eq!(db.steps("run-1")?[0].name, "double");
+//! assert!(db.run("nope").is_err());
+//! # Ok(())
+//! # }
+//! ```
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,0 +1,113 @@
+//! The read-only `Inspector`: it reads what a store wrote, while the store is open, without
+//! migrating or taking a lease owner slot; and it refuses what it cannot read, naming the file.
+
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
+use rusqlite::Connection;
+use sagaflow_core::conformance::runs::{complete, create, start};
+use sagaflow_core::runtime::{MachineStore, RunStore};
+use sagaflow_sqlite::inspect::{InspectError, Inspector};
+use sagaflow_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore};
+
+#[tokio::test]
+async fn it_reads_runs_steps_events_and_machines_of_an_open_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.db");
+    let store = SqliteStore::open(&path, SqliteOptions::default().owner("service")).unwrap();
+    create(&store, "r", "W").await.unwrap();
+    start(&store, "r", "a").await.unwrap();
+    complete(&store, "r", "a", &"out".to_owned()).await.unwrap();
+    store
+        .insert_machine("m", "Door", "\"Closed\"")
+        .await
+        .unwrap();
+
+    // The store stays open: a tool reads beside it.
+    let db = Inspector::open(&path).unwrap();
+    let runs = db.runs().unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        (runs[0].run_id.as_str(), runs[0].status.as_str()),
+        ("r", "running")
+    );
+    assert!(!runs[0].finished());
+    let steps = db.steps("r").unwrap();
+    assert_eq!(
+        (steps[0].name.as_str(), steps[0].status.as_str()),
+        ("a", "completed")
+    );
+    let events = db.events(&["r".to_owned()], 0).unwrap();
+    let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["run_created", "step_started", "step_completed"]);
+    assert_eq!(db.runs_with_step("a").unwrap(), ["r"]);
+    let machine = db.machine("m").unwrap();
+    assert_eq!((machine.machine.as_str(), machine.version), ("Door", 0));
+    assert_eq!(machine.state, serde_json::json!("Closed"));
+    assert_eq!(db.integrity().unwrap(), ["ok"]);
+
+    // Written after the inspector opened: seen at once.
+    store
+        .record(&"r".into(), &sagaflow_core::runtime::Change::RunCompleted)
+        .await
+        .unwrap();
+    assert_eq!(db.run("r").unwrap().status, "completed");
+
+    // It took no owner slot: a second store on the file still gets the next free one.
+    drop(db);
+    let other = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    assert_ne!(other.owner(), "service");
+}
+
+#[tokio::test]
+async fn what_it_cannot_read_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.db");
+    let error = Inspector::open(&missing).err().unwrap();
+    assert!(matches!(error, InspectError::Missing { .. }), "{error}");
+    assert!(error.to_string().contains("missing.db"), "{error}");
+
+    let text = dir.path().join("notes.txt");
+    std::fs::write(
+        &text,
+        "not a database, just some words that go on for a while",
+    )
+    .unwrap();
+    let error = Inspector::open(&text).err().unwrap();
+    assert!(matches!(error, InspectError::NotSqlite { .. }), "{error}");
+
+    let other = dir.path().join("other.db");
+    Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x INTEGER)")
+        .unwrap();
+    let error = Inspector::open(&other).err().unwrap();
+    assert!(matches!(error, InspectError::NotSagaflow { .. }), "{error}");
+
+    let newer = dir.path().join("newer.db");
+    drop(SqliteStore::open(&newer, SqliteOptions::default()).unwrap());
+    Connection::open(&newer)
+        .unwrap()
+        .execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
+        .unwrap();
+    match Inspector::open(&newer) {
+        Err(InspectError::TooNew {
+            found, supported, ..
+        }) => {
+            assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
+        }
+        other => panic!("a newer schema was not refused: {:?}", other.err()),
+    }
+
+    let fine = dir.path().join("fine.db");
+    drop(SqliteStore::open(&fine, SqliteOptions::default()).unwrap());
+    let db = Inspector::open(&fine).unwrap();
+    let error = db.run("ghost").unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!("no run `ghost` in `{}`", fine.display())
+    );
+    assert!(matches!(
+        db.machine("m"),
+        Err(InspectError::UnknownMachine { .. })
+    ));
+}
