@@ -7,7 +7,7 @@ use crate::graph::GraphError;
 use crate::runtime::id::RunId;
 use crate::runtime::report::StepReport;
 
-mod step;
+pub(crate) mod step;
 
 pub use step::StepError;
 

@@ -41,7 +41,7 @@ use crate::runtime::error::StoreError;
 use crate::runtime::id::RunId;
 use crate::runtime::store::Store;
 
-mod feed;
+pub(crate) mod feed;
 
 pub(crate) use feed::Feed;
 pub use feed::{Event, EventKind, EventSink};

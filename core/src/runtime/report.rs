@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::graph::NodeStyle;
-use crate::runtime::error::StepError;
+use crate::runtime::error::step::StepError;
 use crate::runtime::id::RunId;
 
 /// Where a step stands.

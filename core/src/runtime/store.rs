@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::runtime::definition::Codec;
 use crate::runtime::error::{RunError, StepError, StoreError};
-use crate::runtime::events::{Event, EventSink};
+use crate::runtime::events::feed::{Event, EventSink};
 use crate::runtime::id::RunId;
 
 /// A run about to be created.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use syn::{Expr, ExprLit, Lit};
 
 use super::ctxt::Errors;
-use super::options::{RawOption, RawValue};
+use super::raw::{RawOption, RawValue};
 
 /// The units of a duration, as the messages name them.
 pub(crate) const UNITS: &str = "`ms`, `s`, `m` or `h`";

@@ -4,7 +4,8 @@
 //! - [`header`]: `#[attrs] vis Name(Input) -> Output { .. }`, and the words of each macro;
 //! - [`chain`]: statements split on `;`, chains of steps and groups, options statements;
 //! - [`options`]: step options, their names (ours and Temporal's), the suggestions for a
-//!   misspelt one, and their values; [`duration`]: durations and numbers;
+//!   misspelt one, and their values; [`duration`]: durations and numbers; [`raw`]: an option
+//!   as written, before either reads it;
 //! - [`ctxt`]: the errors of one invocation, collected and reported together.
 
 pub(crate) mod chain;
@@ -12,3 +13,4 @@ pub(crate) mod ctxt;
 pub(crate) mod duration;
 pub(crate) mod header;
 pub(crate) mod options;
+pub(crate) mod raw;

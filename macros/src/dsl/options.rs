@@ -8,49 +8,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use proc_macro2::Span;
-use syn::ext::IdentExt;
-use syn::parse::{Parse, ParseStream};
-use syn::punctuated::Punctuated;
-use syn::{Expr, ExprLit, Ident, Lit, Path, Token, parenthesized, token};
+use syn::{Expr, ExprLit, Ident, Lit, Path};
 
 use sagaflow_graph::{OnError, RetryPolicy};
 
 use super::ctxt::{Errors, did_you_mean};
 use super::duration::{assigned, duration, number, positive_duration, whole};
-
-/// `name = value`, `name(inner, inner)` or a bare `name`.
-pub(crate) struct RawOption {
-    pub(crate) name: Ident,
-    pub(crate) value: RawValue,
-}
-
-pub(crate) enum RawValue {
-    Assign(Expr),
-    Call(Vec<RawOption>),
-    Flag,
-}
-
-impl Parse for RawOption {
-    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let name = Ident::parse_any(input)
-            .map_err(|e| syn::Error::new(e.span(), "expected an option name, such as `timeout`"))?;
-        let value = if input.peek(token::Paren) {
-            let content;
-            parenthesized!(content in input);
-            let inner: Punctuated<RawOption, Token![,]> = Punctuated::parse_terminated(&content)?;
-            RawValue::Call(inner.into_iter().collect())
-        } else if input.peek(Token![=]) {
-            input.parse::<Token![=]>()?;
-            if input.is_empty() || input.peek(Token![,]) {
-                return Err(input.error(format!("expected a value for `{name}` after `=`")));
-            }
-            RawValue::Assign(input.parse()?)
-        } else {
-            RawValue::Flag
-        };
-        Ok(RawOption { name, value })
-    }
-}
+pub(crate) use super::raw::{RawOption, RawValue};
 
 /// The options a step may set.
 pub(crate) const STEP_OPTIONS: &[&str] = &[

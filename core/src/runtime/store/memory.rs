@@ -10,7 +10,7 @@ use super::{
     Change, Created, DeliveredSignal, EventLog, Lease, LeaseStore, NewRun, RunStore, SignalStore,
     StoredRun, UnfinishedRun,
 };
-use crate::runtime::events::{Event, EventSink};
+use crate::runtime::events::feed::{Event, EventSink};
 
 mod machines;
 use crate::runtime::error::{StepError, StoreError};
