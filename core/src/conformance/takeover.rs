@@ -1,6 +1,6 @@
 //! What the engine does on a durable store when a run changes hands: intent before effect,
 //! a run taken over resumes with its steps' typed outputs and runs no completed step again,
-//! a changed graph or an undecodable row is refused naming the run, a write refused as fenced
+//! a changed graph or an undecodable stored input or output is refused naming the run, a write refused as fenced
 //! fails alone, signals cross stores, and a replay gives what a live subscriber saw.
 
 use std::sync::Arc;
@@ -221,6 +221,43 @@ pub async fn an_input_that_no_longer_decodes_is_an_error(db: &impl TestDatabase)
     }
 }
 
+/// A completed step's stored output that no longer decodes into the step's type is an error
+/// naming the run and the step, not a panic and not a step run again.
+pub async fn an_output_that_no_longer_decodes_is_an_error(db: &impl TestDatabase) {
+    let tally = Arc::new(Tally::default());
+    let a_store = db.open("A", SHORT, RECOVERIES);
+    let engine_a = engine_on(&a_store);
+    let _stalled = stall_in_b(&engine_a, &a_store, &tally).await;
+    let b_store = db.open("B", SHORT, RECOVERIES);
+    let engine_b = engine_on(&b_store);
+    // The same graph and input, but `a` now makes a number, not a list of strings.
+    let mut builder = Builder::<String>::new("Chain");
+    let input = builder.input();
+    let a = builder.step("a", StepOptions::new(), (input,), |_, (s,)| {
+        let n = s.len() as u64;
+        async move { Ok::<_, StepError>(n) }
+    });
+    let b = builder.step("b", StepOptions::new(), (a,), |_, (n,)| {
+        let n = *n;
+        async move { Ok::<_, StepError>(n) }
+    });
+    let c = builder.step("c", StepOptions::new(), (b,), |_, (n,)| {
+        let n = *n;
+        async move { Ok::<_, StepError>(n) }
+    });
+    let numbers = builder.build_with_output(c);
+    match take_over(&engine_b, &numbers, "seed".to_owned()).await {
+        Err(EngineError::Store(StoreError::Codec { run_id, step, .. })) => {
+            assert_eq!((run_id.as_str(), step.as_str()), ("r", "a"));
+        }
+        other => panic!(
+            "an undecodable output was not refused: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    assert_eq!(tally.a.load(Ordering::SeqCst), 1, "`a` did not run again");
+}
+
 /// Of two writes issued at once by one store, the one its lease no longer covers is refused
 /// as fenced, and the other is written all the same.
 pub async fn a_fenced_write_fails_alone(db: &impl TestDatabase) {
@@ -337,6 +374,12 @@ macro_rules! takeover_conformance {
         async fn takeover_an_input_that_no_longer_decodes_is_an_error() {
             let db = $make;
             $crate::conformance::takeover::an_input_that_no_longer_decodes_is_an_error(&db).await;
+        }
+
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn takeover_an_output_that_no_longer_decodes_is_an_error() {
+            let db = $make;
+            $crate::conformance::takeover::an_output_that_no_longer_decodes_is_an_error(&db).await;
         }
 
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
