@@ -17,9 +17,7 @@ use std::sync::Arc;
 
 use sagaflow_core::StepOptions;
 use sagaflow_core::fault::{CRASH_AT, Point};
-use sagaflow_core::runtime::{
-    Engine, EventLog, LeaseStore, RunId, RunStore, SignalStore, StepError, StepStatus,
-};
+use sagaflow_core::runtime::{Engine, RunId, StepError, StepStatus, Store};
 use sagaflow_saga::{SagaBuilder, SagaDefinition, SagaOutcome};
 use sagaflow_sqlite::SqliteEngine;
 use sagaflow_sqlite::SqliteOptions;
