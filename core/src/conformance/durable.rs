@@ -235,29 +235,11 @@ pub async fn the_log_replays_in_pages_from_a_position(db: &impl TestDatabase) {
 #[macro_export]
 macro_rules! durable_conformance {
     ($make:expr) => {
-        #[::tokio::test]
-        async fn durable_a_reopened_store_has_every_committed_change() {
-            let db = $make;
-            $crate::conformance::durable::a_reopened_store_has_every_committed_change(&db).await;
-        }
-
-        #[::tokio::test]
-        async fn durable_a_lease_keeps_a_run_to_one_owner_and_fences_the_one_that_lost_it() {
-            let db = $make;
-            $crate::conformance::durable::a_lease_keeps_a_run_to_one_owner_and_fences_the_one_that_lost_it(&db)
-                .await;
-        }
-
-        #[::tokio::test]
-        async fn durable_a_run_taken_up_too_often_is_parked() {
-            let db = $make;
-            $crate::conformance::durable::a_run_taken_up_too_often_is_parked(&db).await;
-        }
-
-        #[::tokio::test]
-        async fn durable_the_log_replays_in_pages_from_a_position() {
-            let db = $make;
-            $crate::conformance::durable::the_log_replays_in_pages_from_a_position(&db).await;
-        }
+        $crate::__conformance_checks!(durable, $make, []:
+            a_reopened_store_has_every_committed_change,
+            a_lease_keeps_a_run_to_one_owner_and_fences_the_one_that_lost_it,
+            a_run_taken_up_too_often_is_parked,
+            the_log_replays_in_pages_from_a_position,
+        );
     };
 }

@@ -79,7 +79,7 @@ pub async fn ids_are_listed_by_type(store: &impl MachineStore) {
 
 /// Of many writers racing from one version, exactly one applies; each of the others hears
 /// the version it lost to. Run on a multi-threaded runtime, the writers really race.
-pub async fn racing_writers_apply_exactly_one_transition_per_version<S>(store: S)
+pub async fn racing_writers_apply_exactly_one_transition_per_version<S>(store: &S)
 where
     S: MachineStore + Clone + 'static,
 {
@@ -120,32 +120,15 @@ where
 #[macro_export]
 macro_rules! machine_conformance {
     ($make:expr) => {
-        #[::tokio::test]
-        async fn machines_insert_is_idempotent_and_a_transition_is_fenced() {
-            let store = $make;
-            $crate::conformance::machines::insert_is_idempotent_and_a_transition_is_fenced(&store)
-                .await;
-        }
-
-        #[::tokio::test]
-        async fn machines_the_log_pages_in_order() {
-            let store = $make;
-            $crate::conformance::machines::the_log_pages_in_order(&store).await;
-        }
-
-        #[::tokio::test]
-        async fn machines_ids_are_listed_by_type() {
-            let store = $make;
-            $crate::conformance::machines::ids_are_listed_by_type(&store).await;
-        }
-
-        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn machines_racing_writers_apply_exactly_one_transition_per_version() {
-            let store = $make;
-            $crate::conformance::machines::racing_writers_apply_exactly_one_transition_per_version(
-                store,
-            )
-            .await;
-        }
+        $crate::__conformance_checks!(machines, $make, []:
+            insert_is_idempotent_and_a_transition_is_fenced,
+            the_log_pages_in_order,
+            ids_are_listed_by_type,
+        );
+        // Multi-threaded, so that the writers really race.
+        $crate::__conformance_checks!(machines_racing, $make,
+            [(flavor = "multi_thread", worker_threads = 4)]:
+            racing_writers_apply_exactly_one_transition_per_version,
+        );
     };
 }

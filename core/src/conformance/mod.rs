@@ -22,3 +22,32 @@ mod forward;
 pub mod machines;
 pub mod runs;
 pub mod takeover;
+
+/// The tests of one group of checks: a module `$group` (the checks' own module name, or another
+/// for a second flavour) with one test per check, each on a fresh subject made by `$make`;
+/// `$flavor` is `[]`, or `[(...)]` with the arguments of `#[tokio::test]`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_checks {
+    ($group:ident, $make:expr, $flavor:tt: $($check:ident),+ $(,)?) => {
+        mod $group {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $( $crate::__conformance_checks!(@test $group, $make, $flavor, $check); )+
+        }
+    };
+    (@test $group:ident, $make:expr, [$($flavor:tt)*], $check:ident) => {
+        #[::tokio::test $($flavor)*]
+        async fn $check() {
+            let subject = $make;
+            $crate::__conformance_checks!(@call $group, $check, &subject);
+        }
+    };
+    (@call machines_racing, $check:ident, $subject:expr) => {
+        $crate::conformance::machines::$check($subject).await
+    };
+    (@call $group:ident, $check:ident, $subject:expr) => {
+        $crate::conformance::$group::$check($subject).await
+    };
+}

@@ -188,28 +188,11 @@ where
 #[macro_export]
 macro_rules! run_conformance {
     ($make:expr) => {
-        #[::tokio::test]
-        async fn runs_a_run_id_is_created_once() {
-            let store = $make;
-            $crate::conformance::runs::a_run_id_is_created_once(&store).await;
-        }
-
-        #[::tokio::test]
-        async fn runs_a_forgotten_run_stays_only_where_runs_are_kept() {
-            let store = $make;
-            $crate::conformance::runs::a_forgotten_run_stays_only_where_runs_are_kept(&store).await;
-        }
-
-        #[::tokio::test]
-        async fn runs_a_change_of_an_unknown_run_is_an_error() {
-            let store = $make;
-            $crate::conformance::runs::a_change_of_an_unknown_run_is_an_error(&store).await;
-        }
-
-        #[::tokio::test]
-        async fn signals_a_signal_is_delivered_once_and_found_by_name() {
-            let store = $make;
-            $crate::conformance::runs::a_signal_is_delivered_once_and_found_by_name(&store).await;
-        }
+        $crate::__conformance_checks!(runs, $make, []:
+            a_run_id_is_created_once,
+            a_forgotten_run_stays_only_where_runs_are_kept,
+            a_change_of_an_unknown_run_is_an_error,
+            a_signal_is_delivered_once_and_found_by_name,
+        );
     };
 }

@@ -358,46 +358,15 @@ pub async fn a_replay_gives_what_a_live_subscriber_saw(db: &impl TestDatabase) {
 #[macro_export]
 macro_rules! takeover_conformance {
     ($make:expr) => {
-        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn takeover_a_run_taken_over_resumes_with_typed_outputs() {
-            let db = $make;
-            $crate::conformance::takeover::a_run_taken_over_resumes_with_typed_outputs(&db).await;
-        }
-
-        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn takeover_a_run_under_a_changed_graph_is_refused() {
-            let db = $make;
-            $crate::conformance::takeover::a_run_under_a_changed_graph_is_refused(&db).await;
-        }
-
-        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn takeover_an_input_that_no_longer_decodes_is_an_error() {
-            let db = $make;
-            $crate::conformance::takeover::an_input_that_no_longer_decodes_is_an_error(&db).await;
-        }
-
-        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn takeover_an_output_that_no_longer_decodes_is_an_error() {
-            let db = $make;
-            $crate::conformance::takeover::an_output_that_no_longer_decodes_is_an_error(&db).await;
-        }
-
-        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn takeover_a_fenced_write_fails_alone() {
-            let db = $make;
-            $crate::conformance::takeover::a_fenced_write_fails_alone(&db).await;
-        }
-
-        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn takeover_a_signal_crosses_stores() {
-            let db = $make;
-            $crate::conformance::takeover::a_signal_crosses_stores(&db).await;
-        }
-
-        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn takeover_a_replay_gives_what_a_live_subscriber_saw() {
-            let db = $make;
-            $crate::conformance::takeover::a_replay_gives_what_a_live_subscriber_saw(&db).await;
-        }
+        $crate::__conformance_checks!(takeover, $make,
+            [(flavor = "multi_thread", worker_threads = 2)]:
+            a_run_taken_over_resumes_with_typed_outputs,
+            a_run_under_a_changed_graph_is_refused,
+            an_input_that_no_longer_decodes_is_an_error,
+            an_output_that_no_longer_decodes_is_an_error,
+            a_fenced_write_fails_alone,
+            a_signal_crosses_stores,
+            a_replay_gives_what_a_live_subscriber_saw,
+        );
     };
 }
