@@ -20,7 +20,7 @@ impl Db {
 impl TestDatabase for Db {
     type Store = SqliteStore;
 
-    fn open(&self, owner: &str, lease: Duration, max_recoveries: u32) -> SqliteStore {
+    async fn open(&self, owner: &str, lease: Duration, max_recoveries: u32) -> SqliteStore {
         let options = SqliteOptions::default()
             .owner(owner)
             .lease(lease)

@@ -21,7 +21,13 @@ pub trait TestDatabase {
     /// Another store on this database, as another process would open it: holding leases as
     /// `owner`, each for `lease` unless renewed, and parking a run taken up more than
     /// `max_recoveries` times.
-    fn open(&self, owner: &str, lease: Duration, max_recoveries: u32) -> Self::Store;
+    /// (`async`, since a store may have to connect to a server first.)
+    fn open(
+        &self,
+        owner: &str,
+        lease: Duration,
+        max_recoveries: u32,
+    ) -> impl std::future::Future<Output = Self::Store>;
 }
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -33,7 +39,7 @@ pub(crate) const RECOVERIES: u32 = 100;
 /// run, its input, its graph fingerprint (all 64 bits), each step's status, attempts and
 /// output; a step started and not finished comes back as running.
 pub async fn a_reopened_store_has_every_committed_change(db: &impl TestDatabase) {
-    let store = db.open("one", LEASE, RECOVERIES);
+    let store = db.open("one", LEASE, RECOVERIES).await;
     assert!(
         store.keeps_finished_runs(),
         "a durable store keeps its runs"
@@ -45,7 +51,7 @@ pub async fn a_reopened_store_has_every_committed_change(db: &impl TestDatabase)
     let before = store.load_run(&"r".into()).await.unwrap();
     drop(store);
 
-    let store = db.open("two", LEASE, RECOVERIES);
+    let store = db.open("two", LEASE, RECOVERIES).await;
     let after = store.load_run(&"r".into()).await.unwrap();
     assert_eq!(before, after);
     let run = after.expect("the run is there");
@@ -82,8 +88,8 @@ pub async fn a_reopened_store_has_every_committed_change(db: &impl TestDatabase)
 pub async fn a_lease_keeps_a_run_to_one_owner_and_fences_the_one_that_lost_it(
     db: &impl TestDatabase,
 ) {
-    let a = db.open("A", Duration::from_millis(300), RECOVERIES);
-    let b = db.open("B", Duration::from_millis(300), RECOVERIES);
+    let a = db.open("A", Duration::from_millis(300), RECOVERIES).await;
+    let b = db.open("B", Duration::from_millis(300), RECOVERIES).await;
     create(&a, "r", "W").await.unwrap();
     let run = RunId::from("r");
     let held = a.acquire(&run).await.unwrap();
@@ -130,7 +136,7 @@ pub async fn a_lease_keeps_a_run_to_one_owner_and_fences_the_one_that_lost_it(
 /// A run taken up more times than a store allows is parked: refused to every owner from then
 /// on, with the count, and logged; its unfinished siblings are still taken up.
 pub async fn a_run_taken_up_too_often_is_parked(db: &impl TestDatabase) {
-    let first = db.open("owner-0", Duration::from_millis(50), 2);
+    let first = db.open("owner-0", Duration::from_millis(50), 2).await;
     create(&first, "crashy", "W").await.unwrap();
     create(&first, "calm", "W").await.unwrap();
     let run = RunId::from("crashy");
@@ -139,7 +145,9 @@ pub async fn a_run_taken_up_too_often_is_parked(db: &impl TestDatabase) {
     let mut parked = None;
     let began = Instant::now();
     for n in 1..=10 {
-        let owner = db.open(&format!("owner-{n}"), Duration::from_millis(50), 2);
+        let owner = db
+            .open(&format!("owner-{n}"), Duration::from_millis(50), 2)
+            .await;
         loop {
             match owner.acquire(&run).await {
                 Ok(_) => {
@@ -168,7 +176,7 @@ pub async fn a_run_taken_up_too_often_is_parked(db: &impl TestDatabase) {
     let (n, recoveries) = parked.expect("the run was parked");
     assert_eq!(recoveries, 3, "parked on the take-up past the maximum of 2");
     assert_eq!(n, 3);
-    let later = db.open("later", Duration::from_millis(50), 100);
+    let later = db.open("later", Duration::from_millis(50), 100).await;
     assert!(
         matches!(later.acquire(&run).await, Err(StoreError::Parked { .. })),
         "a parked run stays parked, whatever the next owner allows"
@@ -194,7 +202,7 @@ pub async fn a_run_taken_up_too_often_is_parked(db: &impl TestDatabase) {
 /// The event log replays every run's events in `seq` order, in pages from any position, or
 /// one run's alone; an empty page ends it.
 pub async fn the_log_replays_in_pages_from_a_position(db: &impl TestDatabase) {
-    let store = db.open("one", LEASE, RECOVERIES);
+    let store = db.open("one", LEASE, RECOVERIES).await;
     for id in ["p", "q"] {
         create(&store, id, "W").await.unwrap();
         start(&store, id, "a").await.unwrap();
@@ -226,7 +234,7 @@ pub async fn the_log_replays_in_pages_from_a_position(db: &impl TestDatabase) {
     let none = store.events(Some(&"nope".into()), 0, 100).await.unwrap();
     assert!(none.is_empty());
     // Another store on the database replays the same log.
-    let other = db.open("two", LEASE, RECOVERIES);
+    let other = db.open("two", LEASE, RECOVERIES).await;
     assert_eq!(other.events(None, 0, usize::MAX).await.unwrap(), all);
 }
 

@@ -136,7 +136,7 @@ fn engine_on<S: Store + Clone>(store: &S) -> Engine {
 /// output decoded into its type, and runs no completed step again.
 pub async fn a_run_taken_over_resumes_with_typed_outputs(db: &impl TestDatabase) {
     let tally = Arc::new(Tally::default());
-    let a_store = db.open("A", SHORT, RECOVERIES);
+    let a_store = db.open("A", SHORT, RECOVERIES).await;
     let engine_a = engine_on(&a_store);
     let _stalled = stall_in_b(&engine_a, &a_store, &tally).await;
     assert_eq!(
@@ -146,7 +146,7 @@ pub async fn a_run_taken_over_resumes_with_typed_outputs(db: &impl TestDatabase)
     );
 
     tally.b_hangs.store(false, Ordering::SeqCst);
-    let b_store = db.open("B", SHORT, RECOVERIES);
+    let b_store = db.open("B", SHORT, RECOVERIES).await;
     let engine_b = engine_on(&b_store);
     let def = chain(&tally, &b_store, true);
     let report = take_over(&engine_b, &def, "other".to_owned())
@@ -167,10 +167,10 @@ pub async fn a_run_taken_over_resumes_with_typed_outputs(db: &impl TestDatabase)
 /// A run taken up under a graph that lost a step is refused, naming the run and the step.
 pub async fn a_run_under_a_changed_graph_is_refused(db: &impl TestDatabase) {
     let tally = Arc::new(Tally::default());
-    let a_store = db.open("A", SHORT, RECOVERIES);
+    let a_store = db.open("A", SHORT, RECOVERIES).await;
     let engine_a = engine_on(&a_store);
     let _stalled = stall_in_b(&engine_a, &a_store, &tally).await;
-    let b_store = db.open("B", SHORT, RECOVERIES);
+    let b_store = db.open("B", SHORT, RECOVERIES).await;
     let engine_b = engine_on(&b_store);
     let without_b = chain(&tally, &b_store, false);
     match take_over(&engine_b, &without_b, "seed".to_owned()).await {
@@ -189,10 +189,10 @@ pub async fn a_run_under_a_changed_graph_is_refused(db: &impl TestDatabase) {
 /// the run, not a panic and not a fresh run.
 pub async fn an_input_that_no_longer_decodes_is_an_error(db: &impl TestDatabase) {
     let tally = Arc::new(Tally::default());
-    let a_store = db.open("A", SHORT, RECOVERIES);
+    let a_store = db.open("A", SHORT, RECOVERIES).await;
     let engine_a = engine_on(&a_store);
     let _stalled = stall_in_b(&engine_a, &a_store, &tally).await;
-    let b_store = db.open("B", SHORT, RECOVERIES);
+    let b_store = db.open("B", SHORT, RECOVERIES).await;
     let engine_b = engine_on(&b_store);
     // The same graph, names and steps, over a number instead of a string.
     let mut builder = Builder::<u64>::new("Chain");
@@ -225,10 +225,10 @@ pub async fn an_input_that_no_longer_decodes_is_an_error(db: &impl TestDatabase)
 /// naming the run and the step, not a panic and not a step run again.
 pub async fn an_output_that_no_longer_decodes_is_an_error(db: &impl TestDatabase) {
     let tally = Arc::new(Tally::default());
-    let a_store = db.open("A", SHORT, RECOVERIES);
+    let a_store = db.open("A", SHORT, RECOVERIES).await;
     let engine_a = engine_on(&a_store);
     let _stalled = stall_in_b(&engine_a, &a_store, &tally).await;
-    let b_store = db.open("B", SHORT, RECOVERIES);
+    let b_store = db.open("B", SHORT, RECOVERIES).await;
     let engine_b = engine_on(&b_store);
     // The same graph and input, but `a` now makes a number, not a list of strings.
     let mut builder = Builder::<String>::new("Chain");
@@ -261,8 +261,8 @@ pub async fn an_output_that_no_longer_decodes_is_an_error(db: &impl TestDatabase
 /// Of two writes issued at once by one store, the one its lease no longer covers is refused
 /// as fenced, and the other is written all the same.
 pub async fn a_fenced_write_fails_alone(db: &impl TestDatabase) {
-    let a = db.open("A", SHORT, RECOVERIES);
-    let b = db.open("B", SHORT, RECOVERIES);
+    let a = db.open("A", SHORT, RECOVERIES).await;
+    let b = db.open("B", SHORT, RECOVERIES).await;
     create(&a, "lost", "W").await.unwrap();
     create(&a, "kept", "W").await.unwrap();
     let lost = RunId::from("lost");
@@ -293,8 +293,8 @@ pub async fn a_fenced_write_fails_alone(db: &impl TestDatabase) {
 
 /// A signal one store delivered, another store on the database finds, and numbers the same.
 pub async fn a_signal_crosses_stores(db: &impl TestDatabase) {
-    let a = db.open("A", SHORT, RECOVERIES);
-    let b = db.open("B", SHORT, RECOVERIES);
+    let a = db.open("A", SHORT, RECOVERIES).await;
+    let b = db.open("B", SHORT, RECOVERIES).await;
     create(&a, "r", "W").await.unwrap();
     let before = b.signal_position().await.unwrap();
     assert!(
@@ -318,7 +318,7 @@ pub async fn a_signal_crosses_stores(db: &impl TestDatabase) {
 /// What a live subscriber saw of a run, the event log replays: the same events in the same
 /// order, from the run's creation to its end.
 pub async fn a_replay_gives_what_a_live_subscriber_saw(db: &impl TestDatabase) {
-    let store = db.open("A", SHORT, RECOVERIES);
+    let store = db.open("A", SHORT, RECOVERIES).await;
     let engine = engine_on(&store);
     let mut live = engine.subscribe();
     let tally = Arc::new(Tally::default());

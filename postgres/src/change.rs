@@ -1,0 +1,173 @@
+//! A run's change as the rows it writes: the step row (if the change concerns a step), the
+//! event row, and the run's end. Owned, with the output already encoded on the caller's side,
+//! so that a value that does not serialize fails its caller before anything reaches the
+//! writer, and so that a batch can be applied again if its transaction fails.
+
+use std::sync::Arc;
+
+use sagaflow_core::runtime::RunId;
+use sagaflow_core::runtime::error::StoreError;
+use sagaflow_core::runtime::events::{Event, EventKind};
+use sagaflow_core::runtime::store::Change;
+
+/// A change's rows.
+#[derive(Debug, Clone)]
+pub(crate) struct ChangeRow {
+    /// The step's row, for a step's change.
+    pub(crate) step: Option<StepRow>,
+    /// The run's end: its status and error.
+    pub(crate) end: Option<(&'static str, Option<String>)>,
+    /// The event the change logs.
+    pub(crate) kind: EventKind,
+    /// The event's attempt.
+    pub(crate) attempt: Option<u32>,
+    /// The event's detail, JSON.
+    pub(crate) detail: Option<String>,
+}
+
+/// One step row as an upsert writes it; `None` columns keep what the row had.
+#[derive(Debug, Clone)]
+pub(crate) struct StepRow {
+    pub(crate) name: String,
+    pub(crate) status: &'static str,
+    pub(crate) attempts: u32,
+    pub(crate) output: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) finished: bool,
+}
+
+impl ChangeRow {
+    /// The rows of `change` of run `run_id`; an output that does not encode is
+    /// [`StoreError::Codec`] naming the run and the step.
+    pub(crate) fn of(run_id: &RunId, change: &Change<'_>) -> Result<ChangeRow, StoreError> {
+        let step = |name: &str, status, attempts, output, error: Option<String>, finished| {
+            Some(StepRow {
+                name: name.to_owned(),
+                status,
+                attempts,
+                output,
+                error,
+                finished,
+            })
+        };
+        let row = |step, kind, attempt, detail: Option<serde_json::Value>| ChangeRow {
+            step,
+            end: None,
+            kind,
+            attempt,
+            detail: detail.map(|d| d.to_string()),
+        };
+        Ok(match *change {
+            Change::StepStarted {
+                step: name,
+                attempt,
+            } => row(
+                step(name, "running", attempt, None, None, false),
+                EventKind::StepStarted,
+                Some(attempt),
+                None,
+            ),
+            Change::StepRetrying {
+                step: name,
+                attempt,
+                error,
+                delay,
+            } => row(
+                step(
+                    name,
+                    "running",
+                    attempt,
+                    None,
+                    Some(error.message().to_owned()),
+                    false,
+                ),
+                EventKind::StepRetrying,
+                Some(attempt),
+                Some(serde_json::json!({
+                    "error": error.message(),
+                    "permanent": error.is_permanent(),
+                    "delay_ms": u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                })),
+            ),
+            Change::StepCompleted {
+                step: name,
+                attempt,
+                output,
+                codec,
+            } => {
+                let output = (codec.encode)(output).map_err(|message| StoreError::Codec {
+                    run_id: run_id.clone(),
+                    step: name.to_owned(),
+                    message: format!("the output cannot be encoded: {message}"),
+                })?;
+                // The output lives in `steps`; the event does not repeat it.
+                row(
+                    step(name, "completed", attempt, Some(output), None, true),
+                    EventKind::StepCompleted,
+                    Some(attempt),
+                    None,
+                )
+            }
+            Change::StepFailed {
+                step: name,
+                attempts,
+                error,
+            } => row(
+                step(
+                    name,
+                    "failed",
+                    attempts,
+                    None,
+                    Some(error.message().to_owned()),
+                    true,
+                ),
+                EventKind::StepFailed,
+                Some(attempts),
+                Some(serde_json::json!({
+                    "error": error.message(), "permanent": error.is_permanent()
+                })),
+            ),
+            Change::StepSkipped { step: name } => row(
+                step(name, "skipped", 0, None, None, true),
+                EventKind::StepSkipped,
+                None,
+                None,
+            ),
+            Change::RunCompleted => ChangeRow {
+                end: Some(("completed", None)),
+                ..row(None, EventKind::RunCompleted, None, None)
+            },
+            Change::RunFailed { error } => ChangeRow {
+                end: Some(("failed", Some(error.to_string()))),
+                ..row(
+                    None,
+                    EventKind::RunFailed,
+                    None,
+                    Some(serde_json::json!({ "error": error.to_string() })),
+                )
+            },
+            Change::RunCancelled => ChangeRow {
+                end: Some(("cancelled", None)),
+                ..row(None, EventKind::RunCancelled, None, None)
+            },
+        })
+    }
+
+    /// The event this change logged at `seq`, `at`, as a replay reads it back.
+    pub(crate) fn event(&self, run_id: &RunId, seq: u64, at_ms: i64) -> Event {
+        Event {
+            seq,
+            run_id: run_id.clone(),
+            at_ms,
+            kind: self.kind,
+            step: self.step.as_ref().map(|s| Arc::from(s.name.as_str())),
+            attempt: self.attempt,
+            detail: self.detail.clone(),
+        }
+    }
+
+    /// Whether the change ends its run.
+    pub(crate) fn ends_run(&self) -> bool {
+        self.end.is_some()
+    }
+}

@@ -1,0 +1,354 @@
+//! Leases with fencing tokens, as the SQLite store keeps them (see its `lease` module), with
+//! the server's clock: a run's row names its owner, the fencing token every take-up bumps,
+//! and when the lease ends unless renewed. The store remembers the token it holds for each
+//! run it runs; every write carries it (see `writer`). A task renews the live leases every
+//! third of the lease, in one statement; a lease found taken over is lost, and the next write
+//! of its run is fenced.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio_postgres::Client;
+
+use crate::error::{pg_error, pool_error};
+use crate::schema::Locks;
+use sagaflow_core::runtime::RunId;
+use sagaflow_core::runtime::error::StoreError;
+use sagaflow_core::runtime::store::Lease;
+
+/// A lease this store holds.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    token: u64,
+    /// Still renewed; `false` once a renewal or a write found it taken over.
+    live: bool,
+}
+
+/// The leases a store holds, its owner id and its lease settings.
+#[derive(Debug)]
+pub(crate) struct Leases {
+    pub(crate) owner: String,
+    pub(crate) lease: Duration,
+    pub(crate) max_recoveries: u32,
+    held: Mutex<HashMap<RunId, Held>>,
+    paused: AtomicBool,
+}
+
+impl Leases {
+    pub(crate) fn new(owner: String, lease: Duration, max_recoveries: u32) -> Self {
+        Self {
+            owner,
+            lease,
+            max_recoveries,
+            held: Mutex::new(HashMap::new()),
+            paused: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<RunId, Held>> {
+        // Every critical section is one insert, remove or field write.
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The lease in milliseconds (at least 1).
+    pub(crate) fn lease_ms(&self) -> i64 {
+        i64::try_from(self.lease.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1)
+    }
+
+    /// How often the leases are renewed: a third of the lease.
+    pub(crate) fn heartbeat_period(&self) -> Duration {
+        (self.lease / 3).clamp(Duration::from_millis(1), Duration::from_secs(86_400))
+    }
+
+    /// The token held for `run_id` as the writes carry it: -1 (which no row has) if none.
+    pub(crate) fn token(&self, run_id: &RunId) -> i64 {
+        self.lock()
+            .get(run_id)
+            .map_or(-1, |held| i64::try_from(held.token).unwrap_or(i64::MAX))
+    }
+
+    /// Remembers a lease just taken.
+    pub(crate) fn hold(&self, run_id: &RunId, token: u64) {
+        self.lock()
+            .insert(run_id.clone(), Held { token, live: true });
+    }
+
+    /// Stops renewing `run_id`'s lease but keeps its token, so every later write is fenced.
+    pub(crate) fn lost(&self, run_id: &RunId) {
+        if let Some(held) = self.lock().get_mut(run_id) {
+            held.live = false;
+        }
+    }
+
+    /// Forgets `run_id`'s lease: the run ended, or is no longer run here.
+    pub(crate) fn forget(&self, run_id: &RunId) {
+        self.lock().remove(run_id);
+    }
+
+    /// How many runs' leases this store holds.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Stops or restarts the renewals.
+    pub(crate) fn pause(&self, paused: bool) {
+        self.paused.store(paused, Ordering::SeqCst);
+    }
+
+    /// The live leases, for a renewal; none while paused.
+    fn live(&self) -> (Vec<String>, Vec<i64>) {
+        if self.paused.load(Ordering::SeqCst) {
+            return (Vec::new(), Vec::new());
+        }
+        self.lock()
+            .iter()
+            .filter(|(_, held)| held.live)
+            .map(|(run_id, held)| {
+                (
+                    run_id.as_str().to_owned(),
+                    i64::try_from(held.token).unwrap_or(i64::MAX),
+                )
+            })
+            .unzip()
+    }
+
+    /// Renews every live lease in one statement, each fenced by its token; a lease found
+    /// taken over is marked lost.
+    pub(crate) async fn renew(
+        &self,
+        pool: &Pool,
+        label: &str,
+        locks: Locks,
+    ) -> Result<(), StoreError> {
+        let (runs, tokens) = self.live();
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let mut client = pool.get().await.map_err(|e| pool_error(label, &e))?;
+        let renewed = set_expiry(&mut client, locks, &runs, &tokens, Some(self.lease_ms()))
+            .await
+            .map_err(|e| pg_error(label, &e))?;
+        for run in runs.iter().filter(|run| !renewed.contains(*run)) {
+            tracing::warn!(run_id = %run, "the run's lease was taken over by another owner");
+            self.lost(&RunId::from(run.as_str()));
+        }
+        Ok(())
+    }
+
+    /// Expires every lease still held, so that another replica can take those runs over at
+    /// once: the store is closing.
+    pub(crate) async fn give_up(
+        &self,
+        client: &mut Client,
+        locks: Locks,
+    ) -> Result<(), tokio_postgres::Error> {
+        self.pause(false);
+        let (runs, tokens) = self.live();
+        if !runs.is_empty() {
+            set_expiry(client, locks, &runs, &tokens, None).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Sets the lease of each of `runs` whose token is still `tokens`' to expire `lease_ms` from
+/// now by the server's clock (`None`: now). Returns the runs it found still held. Under the
+/// log lock, which every writer takes before any run's row, so that a renewal and a batch
+/// never wait for each other's rows.
+async fn set_expiry(
+    client: &mut Client,
+    locks: Locks,
+    runs: &[String],
+    tokens: &[i64],
+    lease_ms: Option<i64>,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let (k1, k2) = locks.log;
+    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&k1, &k2])
+        .await?;
+    let rows = tx
+        .query(
+            "UPDATE runs r SET lease_expires = now_ms() + COALESCE($3::bigint, -1) \
+             FROM unnest($1::text[], $2::bigint[]) AS l(run_id, token) \
+             WHERE r.run_id = l.run_id AND r.lease_token = l.token AND NOT r.parked \
+             RETURNING r.run_id",
+            &[&runs, &tokens, &lease_ms],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// A fresh owner id: the host, the process id and a random part, so that two stores never
+/// share one.
+pub(crate) fn default_owner() -> String {
+    let host = gethostname::gethostname();
+    format!(
+        "{}-{}-{:08x}",
+        host.to_string_lossy(),
+        std::process::id(),
+        fastrand::u32(..)
+    )
+}
+
+/// What taking a run's lease found.
+pub(crate) enum Acquired {
+    /// The lease is this owner's now.
+    Granted(Lease),
+    /// No such run, or it has ended.
+    Nothing,
+    /// Another owner holds a live lease, until (unix ms by the server's clock) `until_ms`,
+    /// which is `left_ms` from now.
+    Leased {
+        owner: String,
+        until_ms: i64,
+        left_ms: i64,
+    },
+    /// The run is parked after this many recoveries; `Some((seq, at))` of the `run_parked`
+    /// event if this take-up parked it.
+    Parked {
+        recoveries: u32,
+        logged: Option<(u64, i64)>,
+    },
+}
+
+impl Acquired {
+    /// The outcome for the store's caller.
+    pub(crate) fn into_result(self, run_id: &RunId) -> Result<Option<Lease>, StoreError> {
+        match self {
+            Acquired::Granted(lease) => Ok(Some(lease)),
+            Acquired::Nothing => Ok(None),
+            Acquired::Leased {
+                owner,
+                until_ms,
+                left_ms,
+            } => Err(StoreError::Leased {
+                run_id: run_id.clone(),
+                owner,
+                until_ms,
+                expires_in: Duration::from_millis(u64::try_from(left_ms).unwrap_or(0)),
+            }),
+            Acquired::Parked { recoveries, .. } => Err(StoreError::Parked {
+                run_id: run_id.clone(),
+                recoveries,
+            }),
+        }
+    }
+}
+
+/// Takes the lease on `run_id` for `owner`, counting a recovery, in a transaction of its own
+/// on `client`: refused while another owner's lease is live; parks the run when this take-up
+/// would pass `max_recoveries`, logging `run_parked`. The log lock is taken first, as every
+/// writer takes it before any run's row, so that no two transactions wait for each other.
+pub(crate) async fn acquire(
+    client: &mut Client,
+    locks: Locks,
+    run_id: &str,
+    owner: &str,
+    lease_ms: i64,
+    max_recoveries: u32,
+) -> Result<Acquired, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let (k1, k2) = locks.log;
+    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&k1, &k2])
+        .await?;
+    let row = tx
+        .query_opt(
+            "SELECT status, parked, owner, lease_expires, recoveries, now_ms() FROM runs \
+             WHERE run_id = $1 FOR NO KEY UPDATE",
+            &[&run_id],
+        )
+        .await?;
+    let Some(row) = row else {
+        tx.commit().await?;
+        return Ok(Acquired::Nothing);
+    };
+    let (status, parked, holder, expires, recoveries, now): (
+        String,
+        bool,
+        Option<String>,
+        Option<i64>,
+        i32,
+        i64,
+    ) = (
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        row.get(3),
+        row.get(4),
+        row.get(5),
+    );
+    let recoveries = u32::try_from(recoveries).unwrap_or(0);
+    if parked {
+        tx.commit().await?;
+        return Ok(Acquired::Parked {
+            recoveries,
+            logged: None,
+        });
+    }
+    if status != "running" {
+        tx.commit().await?;
+        return Ok(Acquired::Nothing);
+    }
+    if let (Some(holder), Some(until_ms)) = (holder, expires)
+        && holder != owner
+        && until_ms > now
+    {
+        tx.commit().await?;
+        return Ok(Acquired::Leased {
+            owner: holder,
+            until_ms,
+            left_ms: until_ms - now,
+        });
+    }
+    let recoveries = recoveries.saturating_add(1);
+    let count = i32::try_from(recoveries).unwrap_or(i32::MAX);
+    if recoveries > max_recoveries {
+        let error = format!(
+            "parked after {recoveries} recoveries (more than the maximum of {max_recoveries}): the run kept crashing its process, so it is no longer retried"
+        );
+        let logged = tx
+            .query_one(
+                "WITH park AS (
+                     UPDATE runs SET parked = true, recoveries = $2, error = $3, owner = NULL,
+                         lease_expires = NULL, lease_token = lease_token + 1,
+                         version = version + 1, updated_at = now_ms()
+                     WHERE run_id = $1 RETURNING updated_at
+                 )
+                 INSERT INTO events (run_id, at, kind) SELECT $1, updated_at, 'run_parked'
+                 FROM park RETURNING seq, at",
+                &[&run_id, &count, &error],
+            )
+            .await?;
+        tx.commit().await?;
+        tracing::warn!(
+            run_id,
+            recoveries,
+            "run parked: it kept crashing its process"
+        );
+        let seq: i64 = logged.get(0);
+        return Ok(Acquired::Parked {
+            recoveries,
+            logged: Some((seq.cast_unsigned(), logged.get(1))),
+        });
+    }
+    let token: i64 = tx
+        .query_one(
+            "UPDATE runs SET owner = $2, lease_token = lease_token + 1, \
+             lease_expires = now_ms() + $3, recoveries = $4 WHERE run_id = $1 \
+             RETURNING lease_token",
+            &[&run_id, &owner, &lease_ms, &count],
+        )
+        .await?
+        .get(0);
+    tx.commit().await?;
+    Ok(Acquired::Granted(Lease {
+        token: token.cast_unsigned(),
+        recoveries,
+    }))
+}

@@ -1,0 +1,575 @@
+//! sagaflow's PostgreSQL store: runs, checkpoints, leases, signals, the event log and machines
+//! in a schema that every replica of a service shares.
+//!
+//! ```no_run
+//! use sagaflow_core::runtime::{Builder, Engine, StepError};
+//! use sagaflow_core::StepOptions;
+//! use sagaflow_postgres::PostgresEngine as _; // Engine::connect
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut b = Builder::<u32>::new("Double");
+//! let input = b.input();
+//! let out = b.step("double", StepOptions::new(), (input,), |_, (x,)| async move {
+//!     Ok::<_, StepError>(*x * 2)
+//! });
+//! let def = b.build_with_output(out);
+//!
+//! // Connected, the schema `sagaflow` created and migrated.
+//! let engine = Engine::connect("postgres://postgres@127.0.0.1:5432/test").await?;
+//! engine.start(&def, "run-1", 21).await?.wait().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! What it guarantees, as the SQLite store does (the same conformance suite runs on both):
+//! a checkpoint is acknowledged only once the transaction that holds it has committed; the
+//! checkpoints of many runs share one transaction and one round trip (see `writer`); a run's
+//! step completion and its next step's start commit together; every change is a row of the
+//! `events` table, numbered in commit order, which [`EventLog::events`] replays and which is
+//! published to the engines' subscribers once committed; a run is taken up under a lease with
+//! a fencing token ([`LeaseStore::acquire`]) that every write checks, timed by the server's
+//! clock; a database with a newer schema is refused; every error names the server by its URL
+//! without the password.
+
+mod change;
+mod connect;
+mod error;
+mod events;
+mod lease;
+mod machines;
+mod options;
+mod reads;
+mod schema;
+mod writer;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::NoTls;
+
+use sagaflow_core::runtime::RunId;
+use sagaflow_core::runtime::engine::Engine;
+use sagaflow_core::runtime::error::StoreError;
+use sagaflow_core::runtime::events::{Event, EventKind, EventSink};
+use sagaflow_core::runtime::store::{
+    Advanced, Change, Created, DeliveredSignal, EventLog, Lease, LeaseStore, MachineStep,
+    MachineStore, MachineTransition, NewRun, RunStore, SignalStore, StoredMachine, StoredRun,
+    UnfinishedRun,
+};
+
+use change::ChangeRow;
+use error::pool_error;
+use events::Publisher;
+use lease::{Acquired, Leases};
+use schema::Locks;
+use writer::{CreateRow, RecordRow, Write, Writer};
+
+pub use options::PgOptions;
+pub use schema::SCHEMA_VERSION;
+
+/// A [`Store`](sagaflow_core::runtime::Store) on a PostgreSQL database. Cheap to clone: clones
+/// share the writer and the pool; the writer stops, and the leases still held are given up,
+/// when the last clone is dropped.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The server's URL without its password, for error messages.
+    label: Arc<str>,
+    writes: mpsc::UnboundedSender<Write>,
+    pool: Pool,
+    leases: Arc<Leases>,
+    publisher: Arc<Publisher>,
+    locks: Locks,
+    stats: Arc<Stats>,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+/// What the writer has done, for [`PgStore::commits`] and [`PgStore::writes`].
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) commits: AtomicU64,
+    pub(crate) writes: AtomicU64,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+        // Give the leases up, so that another replica need not wait for them to expire; on a
+        // task, since a drop cannot wait. Without a runtime they expire on their own.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (pool, leases, locks) = (self.pool.clone(), Arc::clone(&self.leases), self.locks);
+            runtime.spawn(async move {
+                if let Ok(mut client) = pool.get().await
+                    && let Err(error) = leases.give_up(&mut client, locks).await
+                {
+                    tracing::warn!(error = %error::describe(&error), "the leases could not be given up; they will expire");
+                }
+            });
+        }
+    }
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("url", &self.inner.label)
+            .field("owner", &self.inner.leases.owner)
+            .field("commits", &self.commits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects to the server at `url` (`postgres://user:password@host:port/database`, or
+    /// key=value pairs), creates the store's schema if missing, applies the migrations it
+    /// lacks under an advisory lock, and starts the writer and the lease renewals.
+    ///
+    /// Errors: [`StoreError::Open`] for a URL that does not parse, a server that cannot be
+    /// reached or refuses the login, or a schema name sagaflow does not use;
+    /// [`StoreError::SchemaTooNew`] for a schema written by a newer sagaflow. Each names the
+    /// URL without its password.
+    pub async fn connect(url: &str, options: PgOptions) -> Result<PgStore, StoreError> {
+        let config = options::parse(url)?;
+        let label: Arc<str> = options::label(&config).into();
+        options::check_schema(&label, &options.schema)?;
+        let config = connect::configure(config, &options);
+        let locks = Locks::of(&options.schema);
+
+        let client = connect::connect(&config, &label).await?;
+        schema::migrate(&client, &label, &options.schema, locks).await?;
+        let publisher = Arc::new(Publisher::new(reads::head(&client, &label).await?));
+        drop(client);
+
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .build()
+            .map_err(|e| StoreError::Open {
+                path: label.to_string(),
+                message: format!("cannot make the pool of connections: {e}"),
+            })?;
+
+        let owner = options.owner.clone().unwrap_or_else(lease::default_owner);
+        let leases = Arc::new(Leases::new(
+            owner.clone(),
+            options.lease,
+            options.max_recoveries,
+        ));
+        let stats = Arc::new(Stats::default());
+        let mut writer = Writer::new(
+            config,
+            Arc::clone(&label),
+            owner,
+            locks,
+            Arc::clone(&publisher),
+            Arc::clone(&stats),
+        );
+        writer.connect().await?;
+        let (writes, queue) = mpsc::unbounded_channel();
+        tokio::spawn(writer.run(queue));
+        let heartbeat = tokio::spawn(heartbeat(
+            Arc::downgrade(&leases),
+            pool.clone(),
+            Arc::clone(&label),
+            locks,
+        ));
+        Ok(PgStore {
+            inner: Arc::new(Inner {
+                label,
+                writes,
+                pool,
+                leases,
+                publisher,
+                locks,
+                stats,
+                heartbeat,
+            }),
+        })
+    }
+
+    /// The server, as the store's errors name it: its URL without the password.
+    pub fn url(&self) -> &str {
+        &self.inner.label
+    }
+
+    /// The id this store holds leases under.
+    pub fn owner(&self) -> &str {
+        &self.inner.leases.owner
+    }
+
+    /// How many runs' leases this store holds: the runs it runs.
+    pub fn leases_held(&self) -> usize {
+        self.inner.leases.len()
+    }
+
+    /// Stops renewing this store's leases, as a stalled process would: they expire, other
+    /// replicas may take the runs over, and this store's next write of such a run is refused
+    /// with [`StoreError::Fenced`]. For tests and drills; [`resume_heartbeats`](Self::resume_heartbeats)
+    /// undoes it.
+    pub fn pause_heartbeats(&self) {
+        self.inner.leases.pause(true);
+    }
+
+    /// Renews this store's leases again after [`pause_heartbeats`](Self::pause_heartbeats).
+    pub fn resume_heartbeats(&self) {
+        self.inner.leases.pause(false);
+    }
+
+    /// Transactions the writer committed so far. With many runs writing at once it grows
+    /// slower than [`writes`](Self::writes): that is the group commit at work.
+    pub fn commits(&self) -> u64 {
+        self.inner.stats.commits.load(Ordering::Relaxed)
+    }
+
+    /// Writes (run creations and recorded changes) the writer committed so far.
+    pub fn writes(&self) -> u64 {
+        self.inner.stats.writes.load(Ordering::Relaxed)
+    }
+
+    fn closed(&self) -> StoreError {
+        StoreError::Backend(format!(
+            "database `{}`: the store's writer has stopped",
+            self.inner.label
+        ))
+    }
+
+    /// Hands `write` to the writer and awaits its answer.
+    async fn write<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .writes
+            .send(make(reply))
+            .map_err(|_| self.closed())?;
+        answer.await.map_err(|_| self.closed())?
+    }
+
+    /// A connection of the pool.
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.inner
+            .pool
+            .get()
+            .await
+            .map_err(|e| pool_error(&self.inner.label, &e))
+    }
+
+    /// Records `change`, and `then` with it in the same transaction when given.
+    async fn record_changes(
+        &self,
+        run_id: &RunId,
+        change: &Change<'_>,
+        then: Option<&Change<'_>>,
+    ) -> Result<(), StoreError> {
+        let leases = &self.inner.leases;
+        let row = RecordRow {
+            run_id: run_id.clone(),
+            change: ChangeRow::of(run_id, change)?,
+            then: then.map(|then| ChangeRow::of(run_id, then)).transpose()?,
+            token: leases.token(run_id),
+            lease_ms: leases.lease_ms(),
+        };
+        let ends = row.then.as_ref().unwrap_or(&row.change).ends_run();
+        let result = self.write(|reply| Write::Record(row, reply)).await;
+        match &result {
+            Err(StoreError::Fenced { .. }) => leases.lost(run_id),
+            Ok(()) if ends => leases.forget(run_id),
+            _ => {}
+        }
+        result
+    }
+}
+
+/// Renews the leases every third of the lease, until the store is gone.
+async fn heartbeat(leases: Weak<Leases>, pool: Pool, label: Arc<str>, locks: Locks) {
+    let Some(period) = leases.upgrade().map(|l| l.heartbeat_period()) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(leases) = leases.upgrade() else {
+            return;
+        };
+        if let Err(error) = leases.renew(&pool, &label, locks).await {
+            // Not renewed this time; the next tick tries again, well before the expiry.
+            tracing::warn!(%error, "the leases could not be renewed");
+        }
+    }
+}
+
+/// Runs, steps and their outputs in the `runs` and `steps` tables; a checkpoint is acknowledged
+/// once its group commit is.
+#[async_trait::async_trait]
+impl RunStore for PgStore {
+    async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
+        let leases = &self.inner.leases;
+        let input = (run.input_codec.encode)(run.input).map_err(|message| StoreError::Input {
+            run_id: run.run_id.clone(),
+            message,
+        })?;
+        let row = CreateRow {
+            run_id: run.run_id.clone(),
+            workflow: run.workflow.to_owned(),
+            graph_fingerprint: run.graph_fingerprint.cast_signed(),
+            input,
+            graph: run.graph.map(str::to_owned),
+            owner: leases.owner.clone(),
+            lease_ms: leases.lease_ms(),
+        };
+        let created = self.write(|reply| Write::Create(row, reply)).await?;
+        if created == Created::New {
+            leases.hold(run.run_id, 1);
+        }
+        Ok(created)
+    }
+
+    async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError> {
+        self.record_changes(run_id, change, None).await
+    }
+
+    async fn record_pair(
+        &self,
+        run_id: &RunId,
+        first: &Change<'_>,
+        then: &Change<'_>,
+    ) -> Result<(), StoreError> {
+        self.record_changes(run_id, first, Some(then)).await
+    }
+
+    fn records_changes(&self) -> bool {
+        true
+    }
+
+    /// Every creation is a write of the writer: nothing is answered without waiting.
+    fn create_run_now(&self, _: &NewRun<'_>) -> Option<Result<Created, StoreError>> {
+        None
+    }
+
+    /// A finished run stays in the database, where [`RunStore::load_run`] finds it.
+    fn forget(&self, _: &RunId) {}
+
+    fn keeps_finished_runs(&self) -> bool {
+        true
+    }
+
+    async fn load_run(&self, run_id: &RunId) -> Result<Option<StoredRun>, StoreError> {
+        let client = self.client().await?;
+        reads::load_run(&client, &self.inner.label, run_id.as_str()).await
+    }
+
+    async fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>, StoreError> {
+        let client = self.client().await?;
+        reads::unfinished_runs(&client, &self.inner.label).await
+    }
+
+    async fn stopped_runs(&self, workflow: &str) -> Result<Vec<RunId>, StoreError> {
+        let client = self.client().await?;
+        reads::stopped_runs(&client, &self.inner.label, workflow).await
+    }
+}
+
+/// Leases in the `runs` table, timed by the server's clock and renewed while a run lives here.
+#[async_trait::async_trait]
+impl LeaseStore for PgStore {
+    async fn acquire(&self, run_id: &RunId) -> Result<Lease, StoreError> {
+        let leases = &self.inner.leases;
+        let mut client = self.client().await?;
+        let acquired = lease::acquire(
+            &mut client,
+            self.inner.locks,
+            run_id.as_str(),
+            &leases.owner,
+            leases.lease_ms(),
+            leases.max_recoveries,
+        )
+        .await
+        .map_err(|e| error::pg_error(&self.inner.label, &e))?;
+        if let Acquired::Parked {
+            logged: Some((seq, at)),
+            ..
+        } = &acquired
+        {
+            self.inner.publisher.publish(vec![Event {
+                seq: *seq,
+                run_id: run_id.clone(),
+                at_ms: *at,
+                kind: EventKind::RunParked,
+                step: None,
+                attempt: None,
+                detail: None,
+            }]);
+        }
+        match acquired.into_result(run_id)? {
+            Some(lease) => {
+                leases.hold(run_id, lease.token);
+                Ok(lease)
+            }
+            // No such run, or an ended one: nothing to lease, and `load_run` says which.
+            None => Ok(Lease {
+                token: 0,
+                recoveries: 0,
+            }),
+        }
+    }
+
+    fn release(&self, run_id: &RunId) {
+        self.inner.leases.forget(run_id);
+    }
+}
+
+/// Signals in the `signals` table, numbered in commit order.
+#[async_trait::async_trait]
+impl SignalStore for PgStore {
+    async fn deliver_signal(
+        &self,
+        run_id: &RunId,
+        name: &str,
+        payload: &str,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        reads::deliver_signal(
+            &mut client,
+            &self.inner.label,
+            self.inner.locks,
+            (run_id.as_str(), name, payload),
+        )
+        .await
+    }
+
+    async fn signal(&self, run_id: &RunId, name: &str) -> Result<Option<String>, StoreError> {
+        let client = self.client().await?;
+        reads::signal(&client, &self.inner.label, run_id.as_str(), name).await
+    }
+
+    async fn signal_position(&self) -> Result<Option<u64>, StoreError> {
+        let client = self.client().await?;
+        reads::signal_position(&client, &self.inner.label)
+            .await
+            .map(Some)
+    }
+
+    async fn signals_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DeliveredSignal>, StoreError> {
+        let client = self.client().await?;
+        reads::signals_after(&client, &self.inner.label, after, limit).await
+    }
+}
+
+/// The `events` table, published to every engine on the store once committed.
+#[async_trait::async_trait]
+impl EventLog for PgStore {
+    async fn events(
+        &self,
+        run_id: Option<&RunId>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        reads::events(
+            &client,
+            &self.inner.label,
+            run_id.map(RunId::as_str),
+            after,
+            limit,
+        )
+        .await
+    }
+
+    fn attach_events(&self, sink: EventSink) -> bool {
+        self.inner.publisher.attach(sink);
+        true
+    }
+}
+
+/// Machines in the `machines` and `machine_transitions` tables.
+#[async_trait::async_trait]
+impl MachineStore for PgStore {
+    async fn load_machine(&self, id: &str) -> Result<Option<StoredMachine>, StoreError> {
+        let client = self.client().await?;
+        machines::load(&client, &self.inner.label, id).await
+    }
+
+    async fn insert_machine(
+        &self,
+        id: &str,
+        machine: &str,
+        state: &str,
+    ) -> Result<(StoredMachine, bool), StoreError> {
+        let client = self.client().await?;
+        machines::insert(&client, &self.inner.label, (id, machine, state)).await
+    }
+
+    async fn advance_machine(&self, id: &str, step: MachineStep) -> Result<Advanced, StoreError> {
+        let client = self.client().await?;
+        machines::advance(&client, &self.inner.label, id, &step).await
+    }
+
+    async fn machine_ids(&self, machine: &str) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        machines::ids(&client, &self.inner.label, machine).await
+    }
+
+    async fn machine_log(
+        &self,
+        id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<MachineTransition>, StoreError> {
+        let client = self.client().await?;
+        machines::log(&client, &self.inner.label, id, after, limit).await
+    }
+}
+
+/// The engine's PostgreSQL constructors: `Engine::connect(url)` and its kin, as
+/// `SqliteEngine` gives `Engine::open`: the engine lives in `sagaflow-core`, which knows no
+/// store but its in-memory one. The facade's prelude brings this trait into scope.
+pub trait PostgresEngine: sealed::Sealed + Sized {
+    /// An engine on the PostgreSQL server at `url`, with the default [`PgOptions`] (the
+    /// schema `sagaflow`).
+    fn connect(url: &str) -> impl Future<Output = Result<Self, StoreError>> + Send;
+
+    /// An engine on the server at `url`, connected with `options`.
+    fn connect_with(
+        url: &str,
+        options: PgOptions,
+    ) -> impl Future<Output = Result<Self, StoreError>> + Send;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for sagaflow_core::runtime::Engine {}
+}
+
+impl PostgresEngine for Engine {
+    fn connect(url: &str) -> impl Future<Output = Result<Engine, StoreError>> + Send {
+        Engine::connect_with(url, PgOptions::default())
+    }
+
+    async fn connect_with(url: &str, options: PgOptions) -> Result<Engine, StoreError> {
+        let store = PgStore::connect(url, options).await?;
+        Ok(Engine::builder().store(Arc::new(store)).build())
+    }
+}

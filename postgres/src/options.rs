@@ -1,0 +1,216 @@
+//! How a [`PgStore`](crate::PgStore) connects: the options, and the server's URL as errors name
+//! it (without its password).
+
+use std::time::Duration;
+
+use sagaflow_core::runtime::error::StoreError;
+use tokio_postgres::config::Host;
+
+/// How a [`PgStore`](crate::PgStore) works with its server. Start from [`PgOptions::default`]
+/// and the setters: the options may grow, so the struct cannot be written out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PgOptions {
+    /// The schema the store's tables live in, created if missing; `sagaflow` by default.
+    /// Stores on one database with different schemas share nothing, which is how the tests
+    /// run side by side on one server. An identifier: ASCII letters, digits and `_`, not
+    /// starting with a digit, at most 63 bytes.
+    pub schema: String,
+    /// The id this store holds leases under; `None` (the default) for `<host>-<pid>-<random>`.
+    /// Two live stores must not share one.
+    pub owner: Option<String>,
+    /// How long a lease lasts unless renewed; 30 s by default. The store renews its leases
+    /// every third of it; another replica may take a run over once its lease has expired.
+    /// Leases are timed by the server's clock, so replicas on hosts whose clocks differ agree.
+    pub lease: Duration,
+    /// How many times a run may be taken up before it is parked instead; 100 by default.
+    pub max_recoveries: u32,
+    /// Connections for reads and the writes outside a group commit (signals, machines,
+    /// leases taken up), besides the writer's own connection; 4 by default.
+    pub pool_size: usize,
+    /// How long connecting may take before it is an error; 10 s by default.
+    pub connect_timeout: Duration,
+    /// The server cancels a statement that runs longer (`statement_timeout`); 30 s by
+    /// default, so that a stuck server surfaces as an error, not a hang.
+    pub statement_timeout: Duration,
+    /// The server gives up waiting for a lock after this long (`lock_timeout`); 10 s by
+    /// default.
+    pub lock_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            schema: "sagaflow".to_owned(),
+            owner: None,
+            lease: Duration::from_secs(30),
+            max_recoveries: 100,
+            pool_size: 4,
+            connect_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl PgOptions {
+    /// These options with the schema set (see [`schema`](Self::schema)).
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// These options with the lease owner id set.
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+
+    /// These options with the lease duration set (at least 1 ms).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(1));
+        self
+    }
+
+    /// These options with the maximum number of recoveries set.
+    pub fn max_recoveries(mut self, max: u32) -> Self {
+        self.max_recoveries = max;
+        self
+    }
+
+    /// These options with the pool's size set (at least 1).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// These options with the connect timeout set.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// These options with the statement timeout set.
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = timeout;
+        self
+    }
+
+    /// These options with the lock timeout set.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+}
+
+/// The server's URL as the store's errors name it: user, hosts, ports and database, never the
+/// password.
+pub(crate) fn label(config: &tokio_postgres::Config) -> String {
+    let user = config.get_user().unwrap_or("");
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let host = match host {
+                Host::Tcp(name) => name.clone(),
+                Host::Unix(path) => path.display().to_string(),
+            };
+            match config.get_ports().get(i).or(config.get_ports().first()) {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            }
+        })
+        .collect();
+    let db = config.get_dbname().unwrap_or(user);
+    let at = if user.is_empty() { "" } else { "@" };
+    format!("postgres://{user}{at}{}/{db}", hosts.join(","))
+}
+
+/// Parses `url`; an error names the URL without its password.
+pub(crate) fn parse(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    url.parse::<tokio_postgres::Config>()
+        .map_err(|e| StoreError::Open {
+            path: redact(url),
+            message: format!("not a PostgreSQL connection string: {e}"),
+        })
+}
+
+/// `url` with whatever sits between `://user:` and `@` replaced, for an error about a URL that
+/// did not even parse.
+pub(crate) fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        // A key=value string: drop any password=... pair.
+        return url
+            .split_whitespace()
+            .filter(|pair| !pair.starts_with("password="))
+            .collect::<Vec<_>>()
+            .join(" ");
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &authority[..colon],
+            &rest[at..]
+        ),
+        _ => url.to_owned(),
+    }
+}
+
+/// Checks that `schema` is a plain identifier, so that it can be written into SQL as is.
+pub(crate) fn check_schema(label: &str, schema: &str) -> Result<(), StoreError> {
+    let mut chars = schema.chars();
+    let plain = schema.len() <= 63
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain {
+        Ok(())
+    } else {
+        Err(StoreError::Open {
+            path: label.to_owned(),
+            message: format!(
+                "`{schema}` is not a schema name sagaflow uses: ASCII letters, digits and `_`, not starting with a digit, at most 63 bytes"
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_label_never_shows_the_password() {
+        let config = parse("postgres://app:s3cret@db.example:6432/orders").unwrap();
+        assert_eq!(label(&config), "postgres://app@db.example:6432/orders");
+        let config = parse("host=/run/postgresql user=postgres password=s3cret").unwrap();
+        assert!(!label(&config).contains("s3cret"), "{}", label(&config));
+    }
+
+    #[test]
+    fn an_unparsable_url_is_redacted_too() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db/x?sslmode=bogus"),
+            "postgres://app:***@db/x?sslmode=bogus"
+        );
+        assert_eq!(redact("host=db password=s3cret"), "host=db");
+        let error = parse("postgres://app:s3cret@db/x?sslmode=bogus").unwrap_err();
+        assert!(!error.to_string().contains("s3cret"), "{error}");
+    }
+
+    #[test]
+    fn a_schema_must_be_a_plain_identifier() {
+        assert!(check_schema("u", "sagaflow_test_1").is_ok());
+        for bad in ["", "1abc", "a-b", "a\"b", &"x".repeat(64)] {
+            let error = check_schema("u", bad).unwrap_err();
+            assert!(error.to_string().contains("not a schema name"), "{error}");
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Reads, each one statement (one snapshot) on a connection of the pool: runs and their
+//! steps, the runs to recover, the event log, and signals.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio_postgres::Client;
+
+use crate::error::pg_error;
+use sagaflow_core::runtime::RunId;
+use sagaflow_core::runtime::error::StoreError;
+use sagaflow_core::runtime::events::{Event, EventKind};
+use sagaflow_core::runtime::report::StepStatus;
+use sagaflow_core::runtime::store::{
+    DeliveredSignal, StoredRun, StoredRunStatus, StoredStep, UnfinishedRun,
+};
+
+/// A run and its steps in the order they first started, read in one statement so that they
+/// are one snapshot even while another replica writes.
+pub(crate) async fn load_run(
+    client: &Client,
+    label: &str,
+    run_id: &str,
+) -> Result<Option<StoredRun>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT r.workflow, r.graph_fingerprint, r.input, r.status, r.error, r.parked, \
+             r.created_at, s.name, s.status, s.attempts, s.output, s.error, s.started_at \
+             FROM runs r LEFT JOIN steps s ON s.run_id = r.run_id \
+             WHERE r.run_id = $1 ORDER BY s.first_seq",
+            &[&run_id],
+        )
+        .await
+        .map_err(|e| pg_error(label, &e))?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let status: String = first.get(3);
+    let parked: bool = first.get(5);
+    let status = match status.as_str() {
+        "running" if parked => StoredRunStatus::Parked,
+        "running" => StoredRunStatus::Running,
+        "completed" => StoredRunStatus::Completed,
+        "failed" => StoredRunStatus::Failed,
+        "cancelled" => StoredRunStatus::Cancelled,
+        other => return Err(bad_value(label, run_id, None, other)),
+    };
+    let fingerprint: i64 = first.get(1);
+    let mut run = StoredRun {
+        workflow: first.get(0),
+        graph_fingerprint: fingerprint.cast_unsigned(),
+        input: first.get(2),
+        status,
+        error: first.get(4),
+        created_at: wall_time(first.get(6)),
+        steps: Vec::new(),
+    };
+    for row in &rows {
+        let Some(name) = row.get::<_, Option<String>>(7) else {
+            continue;
+        };
+        let status: String = row.get(8);
+        let status = match status.as_str() {
+            "running" => StepStatus::Running,
+            "completed" => StepStatus::Completed,
+            "failed" => StepStatus::Failed,
+            "skipped" => StepStatus::Skipped,
+            other => return Err(bad_value(label, run_id, Some(&name), other)),
+        };
+        let attempts: i32 = row.get(9);
+        run.steps.push(StoredStep {
+            name,
+            status,
+            attempts: u32::try_from(attempts).unwrap_or(0),
+            output: row.get(10),
+            error: row.get(11),
+            started_at: row.get::<_, Option<i64>>(12).and_then(wall_time),
+        });
+    }
+    Ok(Some(run))
+}
+
+/// A time as the schema keeps it (unix ms); a negative one is no time at all.
+fn wall_time(ms: i64) -> Option<SystemTime> {
+    let ms = u64::try_from(ms).ok()?;
+    UNIX_EPOCH.checked_add(Duration::from_millis(ms))
+}
+
+fn bad_value(label: &str, run_id: &str, step: Option<&str>, value: &str) -> StoreError {
+    let step = step.map(|s| format!(", step `{s}`")).unwrap_or_default();
+    StoreError::Backend(format!(
+        "database `{label}`: run `{run_id}`{step} has a status this sagaflow does not know: `{value}`"
+    ))
+}
+
+/// The runs still running and not parked, oldest first.
+pub(crate) async fn unfinished_runs(
+    client: &Client,
+    label: &str,
+) -> Result<Vec<UnfinishedRun>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT run_id, workflow FROM runs WHERE status = 'running' AND NOT parked \
+             ORDER BY created_at, created_seq",
+            &[],
+        )
+        .await
+        .map_err(|e| pg_error(label, &e))?;
+    Ok(rows
+        .iter()
+        .map(|row| UnfinishedRun {
+            run_id: RunId::from(row.get::<_, String>(0)),
+            workflow: row.get(1),
+        })
+        .collect())
+}
+
+/// The runs of `workflow` that ended failed or cancelled, oldest first.
+pub(crate) async fn stopped_runs(
+    client: &Client,
+    label: &str,
+    workflow: &str,
+) -> Result<Vec<RunId>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT run_id FROM runs WHERE workflow = $1 AND status IN ('failed', 'cancelled') \
+             ORDER BY created_at, created_seq",
+            &[&workflow],
+        )
+        .await
+        .map_err(|e| pg_error(label, &e))?;
+    Ok(rows
+        .iter()
+        .map(|row| RunId::from(row.get::<_, String>(0)))
+        .collect())
+}
+
+/// The last `seq` in the log (0 for an empty one).
+pub(crate) async fn head(client: &Client, label: &str) -> Result<u64, StoreError> {
+    client
+        .query_one("SELECT COALESCE(max(seq), 0) FROM events", &[])
+        .await
+        .map(|row| row.get::<_, i64>(0).cast_unsigned())
+        .map_err(|e| pg_error(label, &e))
+}
+
+/// Up to `limit` events after `after`, of `run_id` or of every run, in `seq` order.
+pub(crate) async fn events(
+    client: &Client,
+    label: &str,
+    run_id: Option<&str>,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<Event>, StoreError> {
+    // `seq` is a positive bigint: nothing lies past a position beyond it.
+    let Ok(after) = i64::try_from(after) else {
+        return Ok(Vec::new());
+    };
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let rows = match run_id {
+        None => {
+            client
+                .query(
+                    "SELECT seq, run_id, at, kind, step, attempt, detail FROM events \
+                     WHERE seq > $1 ORDER BY seq LIMIT $2",
+                    &[&after, &limit],
+                )
+                .await
+        }
+        Some(run_id) => {
+            client
+                .query(
+                    "SELECT seq, run_id, at, kind, step, attempt, detail FROM events \
+                     WHERE run_id = $3 AND seq > $1 ORDER BY seq LIMIT $2",
+                    &[&after, &limit, &run_id],
+                )
+                .await
+        }
+    }
+    .map_err(|e| pg_error(label, &e))?;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (seq, run_id, kind): (i64, String, String) = (row.get(0), row.get(1), row.get(3));
+        let Some(kind) = EventKind::parse(&kind) else {
+            return Err(StoreError::Backend(format!(
+                "database `{label}`: event {seq} of run `{run_id}` has a kind this sagaflow does not know: `{kind}`"
+            )));
+        };
+        events.push(Event {
+            seq: seq.cast_unsigned(),
+            run_id: RunId::from(run_id),
+            at_ms: row.get(2),
+            kind,
+            step: row.get::<_, Option<String>>(4).map(Arc::from),
+            attempt: row
+                .get::<_, Option<i32>>(5)
+                .and_then(|a| u32::try_from(a).ok()),
+            detail: row.get(6),
+        });
+    }
+    Ok(events)
+}
+
+/// Keeps the signal unless one of that name was delivered to the run already, numbered under
+/// the log lock; returns whether this call delivered it. A run that does not exist is an
+/// error naming it.
+pub(crate) async fn deliver_signal(
+    client: &mut Client,
+    label: &str,
+    locks: crate::schema::Locks,
+    (run_id, name, payload): (&str, &str, &str),
+) -> Result<bool, StoreError> {
+    let pg = |e: tokio_postgres::Error| pg_error(label, &e);
+    let tx = client.transaction().await.map_err(pg)?;
+    let (k1, k2) = locks.log;
+    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&k1, &k2])
+        .await
+        .map_err(pg)?;
+    let row = tx
+        .query_one(
+            "WITH run AS (SELECT run_id FROM runs WHERE run_id = $1),
+             ins AS (
+                 INSERT INTO signals (run_id, name, payload, at)
+                 SELECT run_id, $2, $3, now_ms() FROM run
+                 ON CONFLICT (run_id, name) DO NOTHING RETURNING 1
+             )
+             SELECT EXISTS (SELECT 1 FROM run), EXISTS (SELECT 1 FROM ins)",
+            &[&run_id, &name, &payload],
+        )
+        .await
+        .map_err(pg)?;
+    let (exists, delivered): (bool, bool) = (row.get(0), row.get(1));
+    if !exists {
+        return Err(StoreError::Backend(format!(
+            "database `{label}`: no run `{run_id}` to signal `{name}` to"
+        )));
+    }
+    tx.commit().await.map_err(pg)?;
+    Ok(delivered)
+}
+
+/// The payload of the signal, if it has been delivered.
+pub(crate) async fn signal(
+    client: &Client,
+    label: &str,
+    run_id: &str,
+    name: &str,
+) -> Result<Option<String>, StoreError> {
+    client
+        .query_opt(
+            "SELECT payload FROM signals WHERE run_id = $1 AND name = $2",
+            &[&run_id, &name],
+        )
+        .await
+        .map(|row| row.map(|row| row.get(0)))
+        .map_err(|e| pg_error(label, &e))
+}
+
+/// The position of the newest signal, 0 if there is none.
+pub(crate) async fn signal_position(client: &Client, label: &str) -> Result<u64, StoreError> {
+    client
+        .query_one("SELECT COALESCE(max(position), 0) FROM signals", &[])
+        .await
+        .map(|row| row.get::<_, i64>(0).cast_unsigned())
+        .map_err(|e| pg_error(label, &e))
+}
+
+/// At most `limit` signals after position `after`, oldest first.
+pub(crate) async fn signals_after(
+    client: &Client,
+    label: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<DeliveredSignal>, StoreError> {
+    let Ok(after) = i64::try_from(after) else {
+        return Ok(Vec::new());
+    };
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = client
+        .query(
+            "SELECT position, run_id, name FROM signals WHERE position > $1 \
+             ORDER BY position LIMIT $2",
+            &[&after, &limit],
+        )
+        .await
+        .map_err(|e| pg_error(label, &e))?;
+    Ok(rows
+        .iter()
+        .map(|row| DeliveredSignal {
+            position: row.get::<_, i64>(0).cast_unsigned(),
+            run_id: RunId::from(row.get::<_, String>(1)),
+            name: row.get(2),
+        })
+        .collect())
+}

@@ -1,0 +1,650 @@
+//! The writer: one connection of its own, and the group commit.
+//!
+//! A commit's cost on PostgreSQL is a round trip and the server's WAL flush, whatever the
+//! transaction holds. So every checkpoint goes to one task with a connection of its own,
+//! which takes every write waiting, sends them in one pipelined transaction (`BEGIN`, the
+//! batch's number, the log lock, one statement per change, `COMMIT`, all written before the
+//! first answer is read) and only then acknowledges each caller: many runs' checkpoints share
+//! one round trip and one flush, and no caller hears "recorded" before its write is durable.
+//! While a batch is in flight, new writes queue for the next one, so the batch grows exactly
+//! when the load does.
+//!
+//! Each write is one statement that fences itself: it updates the run's row only where the
+//! lease token is still the writer's (which takes the row's lock, so a concurrent take-up
+//! waits or is waited for), and writes the step and the event only if that update found the
+//! row. A fenced write therefore writes nothing and fails alone: the rest of its batch
+//! commits. A write that fails in the server (an error, not a fence) aborts the transaction;
+//! then every write of the batch is applied again in a transaction of its own, so that it
+//! fails only its own caller.
+//!
+//! If the connection dies with a batch in flight, the writer cannot tell from the client
+//! whether the `COMMIT` reached the server. Each batch therefore writes its number into the
+//! `writers` table, in the same transaction; the writer reconnects and reads it back: the
+//! batch committed (its writes are acknowledged as they were answered) or it did not (it is
+//! sent again on the new connection). A checkpoint is thus neither lost nor written twice.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures_util::future::join_all;
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::{Client, Row, Statement};
+
+use crate::change::ChangeRow;
+use crate::connect::connect;
+use crate::error::pg_error;
+use crate::events::Publisher;
+use crate::schema::Locks;
+use sagaflow_core::runtime::RunId;
+use sagaflow_core::runtime::error::StoreError;
+use sagaflow_core::runtime::events::{Event, EventKind};
+use sagaflow_core::runtime::store::Created;
+
+/// The most writes one transaction takes; the rest wait for the next one.
+const MAX_BATCH: usize = 1024;
+
+/// Stands for the workflow of a run another transaction created while a batch waited for it
+/// (a workflow's name cannot hold a NUL).
+const RACED: &str = "\0raced";
+
+/// A run to create, leased to `owner` with token 1.
+#[derive(Debug)]
+pub(crate) struct CreateRow {
+    pub(crate) run_id: RunId,
+    pub(crate) workflow: String,
+    pub(crate) graph_fingerprint: i64,
+    pub(crate) input: String,
+    pub(crate) graph: Option<String>,
+    pub(crate) owner: String,
+    pub(crate) lease_ms: i64,
+}
+
+/// A change of a run to record, fenced by `token` (-1: this store holds no lease on it), and
+/// `then` with it in the same transaction when given.
+#[derive(Debug)]
+pub(crate) struct RecordRow {
+    pub(crate) run_id: RunId,
+    pub(crate) change: ChangeRow,
+    pub(crate) then: Option<ChangeRow>,
+    pub(crate) token: i64,
+    pub(crate) lease_ms: i64,
+}
+
+/// A write and where its answer goes: each kind of write has its own answer.
+// Unboxed: nearly every write is a `Record`, so boxing it would cost an allocation per write
+// to save space on the rare creations.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum Write {
+    /// Creates a run; answered with what was found.
+    Create(CreateRow, oneshot::Sender<Result<Created, StoreError>>),
+    /// Records a change; answered once durable, or with why not.
+    Record(RecordRow, oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// The statements the writer's connection keeps prepared.
+struct Conn {
+    client: Client,
+    create: Statement,
+    record: Statement,
+    mark: Statement,
+    lock: Statement,
+}
+
+const CREATE_SQL: &str = "
+WITH now AS (SELECT now_ms() AS at),
+ins AS (
+    INSERT INTO runs (run_id, workflow, graph_fingerprint, input, status, version, created_at,
+                      updated_at, owner, lease_token, lease_expires, graph)
+    SELECT $1, $2, $3, $4, 'running', 1, now.at, now.at, $5, 1, now.at + $6, $7 FROM now
+    ON CONFLICT (run_id) DO NOTHING
+    RETURNING run_id, created_at
+),
+ev AS (
+    INSERT INTO events (run_id, at, kind) SELECT run_id, created_at, 'run_created' FROM ins
+    RETURNING seq, at
+)
+SELECT (SELECT seq FROM ev), (SELECT at FROM ev), (SELECT workflow FROM runs WHERE run_id = $1)";
+
+const RECORD_SQL: &str = "
+WITH fence AS (
+    UPDATE runs SET version = version + 1, updated_at = now_ms(),
+        lease_expires = CASE WHEN $4::text IS NULL THEN now_ms() + $3 END,
+        status = COALESCE($4::text, status), error = COALESCE($5::text, error)
+    WHERE run_id = $1 AND lease_token = $2 AND NOT parked
+    RETURNING updated_at AS at
+),
+step AS (
+    INSERT INTO steps (run_id, name, status, attempts, output, error, started_at, finished_at)
+    SELECT $1, $6, $7, $8, $9, $10,
+        CASE WHEN $7::text = 'skipped' THEN NULL ELSE fence.at END,
+        CASE WHEN $11::boolean THEN fence.at END
+    FROM fence WHERE $6::text IS NOT NULL
+    ON CONFLICT (run_id, name) DO UPDATE SET status = excluded.status,
+        attempts = excluded.attempts, output = COALESCE(excluded.output, steps.output),
+        error = CASE WHEN excluded.status = 'completed' THEN NULL
+                     ELSE COALESCE(excluded.error, steps.error) END,
+        started_at = COALESCE(steps.started_at, excluded.started_at),
+        finished_at = excluded.finished_at
+),
+ev AS (
+    INSERT INTO events (run_id, at, kind, step, attempt, detail)
+    SELECT $1, fence.at, $12, $6, $13, $14 FROM fence
+    RETURNING seq, at
+)
+SELECT (SELECT seq FROM ev), (SELECT at FROM ev), EXISTS (SELECT 1 FROM runs WHERE run_id = $1)";
+
+const MARK_SQL: &str = "INSERT INTO writers (owner, batch) VALUES ($1, $2) \
+     ON CONFLICT (owner) DO UPDATE SET batch = excluded.batch";
+
+const LOCK_SQL: &str = "SELECT pg_advisory_xact_lock($1, $2)";
+
+/// The writer task's state.
+pub(crate) struct Writer {
+    config: tokio_postgres::Config,
+    label: Arc<str>,
+    owner: String,
+    locks: Locks,
+    publisher: Arc<Publisher>,
+    stats: Arc<crate::Stats>,
+    conn: Option<Conn>,
+    /// The number of the last batch sent.
+    batch: i64,
+}
+
+type Pending<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send + 'a>>;
+
+/// How a batch's transaction ended.
+enum Ran {
+    /// Committed; the rows each write's statements returned.
+    Committed(Vec<Vec<Row>>),
+    /// Rolled back: a statement failed in the server.
+    RolledBack(tokio_postgres::Error),
+    /// The connection failed: the `COMMIT` may or may not have reached the server. The rows
+    /// of each write, if every answer arrived.
+    Unknown(tokio_postgres::Error, Option<Vec<Vec<Row>>>),
+}
+
+impl Writer {
+    pub(crate) fn new(
+        config: tokio_postgres::Config,
+        label: Arc<str>,
+        owner: String,
+        locks: Locks,
+        publisher: Arc<Publisher>,
+        stats: Arc<crate::Stats>,
+    ) -> Writer {
+        Writer {
+            config,
+            label,
+            owner,
+            locks,
+            publisher,
+            stats,
+            conn: None,
+            batch: 0,
+        }
+    }
+
+    /// Serves `writes` until every sender is gone.
+    pub(crate) async fn run(mut self, mut writes: mpsc::UnboundedReceiver<Write>) {
+        while let Some(first) = writes.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match writes.try_recv() {
+                    Ok(write) => batch.push(write),
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch).await;
+        }
+    }
+
+    /// Connects, unless connected: the connection is made (again) if there is none, and its
+    /// statements prepared.
+    pub(crate) async fn connect(&mut self) -> Result<(), StoreError> {
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        let client = connect(&self.config, &self.label).await?;
+        let pg = |e: tokio_postgres::Error| pg_error(&self.label, &e);
+        let conn = Conn {
+            create: client.prepare(CREATE_SQL).await.map_err(pg)?,
+            record: client.prepare(RECORD_SQL).await.map_err(pg)?,
+            mark: client.prepare(MARK_SQL).await.map_err(pg)?,
+            lock: client.prepare(LOCK_SQL).await.map_err(pg)?,
+            client,
+        };
+        let committed = committed_batch(&conn.client, &self.owner)
+            .await
+            .map_err(pg)?;
+        self.batch = self.batch.max(committed);
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    /// Commits `batch` and answers each of its writes.
+    async fn commit(&mut self, batch: Vec<Write>) {
+        match self.attempt(&batch).await {
+            Ok(Ran::Committed(rows)) => self.answer(batch, rows).await,
+            Ok(Ran::RolledBack(error)) if batch.len() == 1 => {
+                let error = pg_error(&self.label, &error);
+                fail(batch, &error);
+            }
+            Ok(Ran::RolledBack(_)) => {
+                // One write failed in the server: each goes again on its own, so that it
+                // fails alone.
+                for write in batch {
+                    Box::pin(self.commit(vec![write])).await;
+                }
+            }
+            Ok(Ran::Unknown(error, rows)) => self.settle(batch, &error, rows).await,
+            Err(error) => fail(batch, &error),
+        }
+    }
+
+    /// The connection failed with `batch` in flight: reconnects, and learns from the batch
+    /// number whether it committed. Committed, it is answered as it was found (or, if some
+    /// answers were lost with the connection, see [`Writer::answer_unseen`]); not committed,
+    /// it is sent once more.
+    async fn settle(
+        &mut self,
+        batch: Vec<Write>,
+        error: &tokio_postgres::Error,
+        rows: Option<Vec<Vec<Row>>>,
+    ) {
+        tracing::warn!(
+            database = %self.label,
+            error = %crate::error::describe(error),
+            "the writer's connection failed with a batch in flight; reconnecting"
+        );
+        self.conn = None;
+        let sent = self.batch;
+        if let Err(error) = self.connect().await {
+            return fail(batch, &error);
+        }
+        // `connect` read the number of the last batch committed.
+        let committed = self.batch >= sent;
+        self.batch = self.batch.max(sent);
+        match (committed, rows) {
+            (true, Some(rows)) => self.answer(batch, rows).await,
+            (true, None) => self.answer_unseen(batch).await,
+            (false, _) => match self.attempt(&batch).await {
+                Ok(Ran::Committed(rows)) => self.answer(batch, rows).await,
+                Ok(Ran::RolledBack(error) | Ran::Unknown(error, _)) => {
+                    self.conn = None;
+                    let error = pg_error(&self.label, &error);
+                    fail(batch, &error);
+                }
+                Err(error) => fail(batch, &error),
+            },
+        }
+    }
+
+    /// Sends `batch` in one pipelined transaction: every statement is written before the
+    /// first answer is read.
+    async fn attempt(&mut self, batch: &[Write]) -> Result<Ran, StoreError> {
+        self.connect().await?;
+        self.batch += 1;
+        let number = self.batch;
+        let (k1, k2) = self.locks.log;
+        let owner = self.owner.as_str();
+        let Some(conn) = self.conn.as_ref() else {
+            return Err(StoreError::Backend(format!(
+                "database `{}`: the writer has no connection",
+                self.label
+            )));
+        };
+        let client = &conn.client;
+        let mut pending: Vec<Pending<'_>> = Vec::with_capacity(batch.len() + 4);
+        pending.push(Box::pin(async move {
+            client.batch_execute("BEGIN").await.map(|()| Vec::new())
+        }));
+        pending.push(Box::pin(async move {
+            client
+                .execute(&conn.mark, &[&owner, &number])
+                .await
+                .map(|_| Vec::new())
+        }));
+        pending.push(Box::pin(async move {
+            client.query(&conn.lock, &[&k1, &k2]).await
+        }));
+        for write in batch {
+            pending.push(statements(conn, write));
+        }
+        pending.push(Box::pin(async move {
+            client.batch_execute("COMMIT").await.map(|()| Vec::new())
+        }));
+        let results = join_all(pending).await;
+        let mut lost = None;
+        let mut failed = None;
+        let mut rows = Vec::with_capacity(batch.len());
+        for (i, result) in results.into_iter().enumerate() {
+            match result {
+                Ok(found) if (3..3 + batch.len()).contains(&i) => rows.push(found),
+                Ok(_) => {}
+                Err(e) if e.as_db_error().is_none() => {
+                    lost.get_or_insert(e);
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        let complete = rows.len() == batch.len();
+        Ok(match (lost, failed) {
+            (Some(lost), _) => Ran::Unknown(lost, complete.then_some(rows)),
+            // The transaction was aborted; the server answered `COMMIT` with a rollback.
+            (None, Some(failed)) => Ran::RolledBack(failed),
+            (None, None) => Ran::Committed(rows),
+        })
+    }
+
+    /// Publishes the events of a committed batch, then answers each write.
+    async fn answer(&self, batch: Vec<Write>, rows: Vec<Vec<Row>>) {
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .writes
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let mut events = Vec::new();
+        let mut answers = Vec::with_capacity(batch.len());
+        for (write, rows) in batch.into_iter().zip(rows) {
+            match write {
+                Write::Create(row, reply) => {
+                    let answer = self.created(&row, &rows, &mut events);
+                    answers.push(Answer::Create(reply, answer, row.run_id));
+                }
+                Write::Record(row, reply) => {
+                    let answer = self.recorded(&row, &rows, &mut events);
+                    answers.push(Answer::Record(reply, answer));
+                }
+            }
+        }
+        self.publisher.publish(events);
+        for answer in answers {
+            match answer {
+                Answer::Create(reply, answer, run_id) => {
+                    let answer = match answer {
+                        Ok(Created::Existing { workflow }) if workflow == RACED => {
+                            self.workflow_of(&run_id).await
+                        }
+                        other => other,
+                    };
+                    let _ = reply.send(answer);
+                }
+                Answer::Record(reply, answer) => {
+                    let _ = reply.send(answer);
+                }
+            }
+        }
+    }
+
+    /// The workflow of the run `run_id`, which another transaction created.
+    async fn workflow_of(&self, run_id: &RunId) -> Result<Created, StoreError> {
+        let label = &self.label;
+        let conn = self.conn.as_ref().ok_or_else(|| {
+            StoreError::Backend(format!("database `{label}`: the writer has no connection"))
+        })?;
+        let row = conn
+            .client
+            .query_one(
+                "SELECT workflow FROM runs WHERE run_id = $1",
+                &[&run_id.as_str()],
+            )
+            .await
+            .map_err(|e| pg_error(label, &e))?;
+        Ok(Created::Existing {
+            workflow: row.get(0),
+        })
+    }
+
+    /// What a committed create found, and its event.
+    fn created(
+        &self,
+        row: &CreateRow,
+        rows: &[Row],
+        events: &mut Vec<Event>,
+    ) -> Result<Created, StoreError> {
+        let (seq, at, workflow) = rows
+            .first()
+            .and_then(|r| {
+                Some((
+                    r.try_get::<_, Option<i64>>(0).ok()?,
+                    r.try_get::<_, Option<i64>>(1).ok()?,
+                    r.try_get::<_, Option<String>>(2).ok()?,
+                ))
+            })
+            .ok_or_else(|| self.unreadable(&row.run_id))?;
+        match (seq, at, workflow) {
+            (Some(seq), Some(at), _) => {
+                events.push(Event {
+                    seq: seq.cast_unsigned(),
+                    run_id: row.run_id.clone(),
+                    at_ms: at,
+                    kind: EventKind::RunCreated,
+                    step: None,
+                    attempt: None,
+                    detail: None,
+                });
+                Ok(Created::New)
+            }
+            (_, _, Some(workflow)) => Ok(Created::Existing { workflow }),
+            // Created by a transaction that committed while this one waited for it: the run
+            // exists, and is not this write's; its workflow is read once the batch is answered.
+            (_, _, None) => Ok(Created::Existing {
+                workflow: RACED.to_owned(),
+            }),
+        }
+    }
+
+    /// What a committed record found, and its events.
+    fn recorded(
+        &self,
+        row: &RecordRow,
+        rows: &[Row],
+        events: &mut Vec<Event>,
+    ) -> Result<(), StoreError> {
+        let read = |r: &Row| -> Option<(Option<i64>, Option<i64>, bool)> {
+            Some((r.try_get(0).ok()?, r.try_get(1).ok()?, r.try_get(2).ok()?))
+        };
+        let changes = std::iter::once(&row.change).chain(row.then.as_ref());
+        let mut found = Vec::with_capacity(2);
+        for (r, change) in rows.iter().zip(changes) {
+            found.push((read(r).ok_or_else(|| self.unreadable(&row.run_id))?, change));
+        }
+        match found.first() {
+            Some(((Some(_), Some(_), _), _)) => {
+                for ((seq, at, _), change) in found {
+                    if let (Some(seq), Some(at)) = (seq, at) {
+                        events.push(change.event(&row.run_id, seq.cast_unsigned(), at));
+                    }
+                }
+                Ok(())
+            }
+            Some(((_, _, true), _)) => Err(StoreError::Fenced {
+                run_id: row.run_id.clone(),
+                token: row.token.max(0).cast_unsigned(),
+            }),
+            Some(((_, _, false), _)) => Err(StoreError::Backend(format!(
+                "database `{}`: no run `{}` to record a change of",
+                self.label, row.run_id
+            ))),
+            None => Err(self.unreadable(&row.run_id)),
+        }
+    }
+
+    /// The batch committed, and the answers to some of its statements were lost with the
+    /// connection. A change is answered as recorded: it committed, or it was fenced, and a
+    /// fenced run's next write is refused anyway. A creation is answered from the run's row
+    /// as it now stands. Their events are in the log, not published live.
+    async fn answer_unseen(&mut self, batch: Vec<Write>) {
+        for write in batch {
+            match write {
+                Write::Create(row, reply) => {
+                    let answer = self.creation_of(&row).await;
+                    let _ = reply.send(answer);
+                }
+                Write::Record(_, reply) => {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+        }
+    }
+
+    /// Whether the run of `row` is the one `row` created: its owner is this store's and
+    /// nothing has happened to it since.
+    async fn creation_of(&mut self, row: &CreateRow) -> Result<Created, StoreError> {
+        let label = Arc::clone(&self.label);
+        let Some(conn) = self.conn.as_ref() else {
+            return Err(StoreError::Backend(format!(
+                "database `{label}`: the writer has no connection"
+            )));
+        };
+        let found = conn
+            .client
+            .query_opt(
+                "SELECT workflow, owner, version FROM runs WHERE run_id = $1",
+                &[&row.run_id.as_str()],
+            )
+            .await
+            .map_err(|e| pg_error(&label, &e))?;
+        let Some(found) = found else {
+            return Err(StoreError::Backend(format!(
+                "database `{label}`: the run `{}` was not created",
+                row.run_id
+            )));
+        };
+        let (workflow, owner, version): (String, Option<String>, i64) =
+            (found.get(0), found.get(1), found.get(2));
+        Ok(
+            if owner.as_deref() == Some(row.owner.as_str()) && version == 1 {
+                Created::New
+            } else {
+                Created::Existing { workflow }
+            },
+        )
+    }
+
+    fn unreadable(&self, run_id: &RunId) -> StoreError {
+        StoreError::Backend(format!(
+            "database `{}`: the server's answer to a write of run `{run_id}` has an unexpected shape",
+            self.label
+        ))
+    }
+}
+
+/// An answer to send once the batch's events are published.
+enum Answer {
+    Create(
+        oneshot::Sender<Result<Created, StoreError>>,
+        Result<Created, StoreError>,
+        RunId,
+    ),
+    Record(
+        oneshot::Sender<Result<(), StoreError>>,
+        Result<(), StoreError>,
+    ),
+}
+
+/// Fails every write of `batch` with `error`.
+fn fail(batch: Vec<Write>, error: &StoreError) {
+    for write in batch {
+        match write {
+            Write::Create(_, reply) => {
+                let _ = reply.send(Err(error.clone()));
+            }
+            Write::Record(_, reply) => {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+/// The number of the last batch `owner`'s writer committed (0 if none).
+async fn committed_batch(client: &Client, owner: &str) -> Result<i64, tokio_postgres::Error> {
+    Ok(client
+        .query_opt("SELECT batch FROM writers WHERE owner = $1", &[&owner])
+        .await?
+        .map_or(0, |row| row.get(0)))
+}
+
+/// The statements of one write, sent when first polled.
+fn statements<'a>(conn: &'a Conn, write: &'a Write) -> Pending<'a> {
+    match write {
+        Write::Create(row, _) => Box::pin(async move {
+            conn.client
+                .query(
+                    &conn.create,
+                    &[
+                        &row.run_id.as_str(),
+                        &row.workflow,
+                        &row.graph_fingerprint,
+                        &row.input,
+                        &row.owner,
+                        &row.lease_ms,
+                        &row.graph,
+                    ],
+                )
+                .await
+        }),
+        Write::Record(row, _) => Box::pin(async move {
+            let first = record(conn, row, &row.change);
+            match &row.then {
+                None => first.await,
+                Some(then) => {
+                    let (first, then) =
+                        futures_util::future::join(first, record(conn, row, then)).await;
+                    let mut rows = first?;
+                    rows.extend(then?);
+                    Ok(rows)
+                }
+            }
+        }),
+    }
+}
+
+/// The statement of one change of `row`'s run.
+async fn record(
+    conn: &Conn,
+    row: &RecordRow,
+    change: &ChangeRow,
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let step = change.step.as_ref();
+    let (end, end_error) = match &change.end {
+        Some((status, error)) => (Some(*status), error.as_deref()),
+        None => (None, None),
+    };
+    let name = step.map(|s| s.name.as_str());
+    let status = step.map(|s| s.status);
+    let attempts = step.map(|s| i32::try_from(s.attempts).unwrap_or(i32::MAX));
+    let output = step.and_then(|s| s.output.as_deref());
+    let error = step.and_then(|s| s.error.as_deref());
+    let finished = step.is_some_and(|s| s.finished);
+    let kind = change.kind.as_str();
+    let attempt = change.attempt.map(|a| i32::try_from(a).unwrap_or(i32::MAX));
+    let detail = change.detail.as_deref();
+    conn.client
+        .query(
+            &conn.record,
+            &[
+                &row.run_id.as_str(),
+                &row.token,
+                &row.lease_ms,
+                &end,
+                &end_error,
+                &name,
+                &status,
+                &attempts,
+                &output,
+                &error,
+                &finished,
+                &kind,
+                &attempt,
+                &detail,
+            ],
+        )
+        .await
+}
