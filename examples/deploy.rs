@@ -12,6 +12,7 @@
 //! cargo run --example deploy -- --crash-at migrate_db # the process dies mid-step...
 //! cargo run --example deploy -- --crash-at migrate_db # ...and the same command resumes it
 //! cargo run --example deploy -- --fail shift_traffic --crash-at rollback_db  # dies mid-undo
+//! cargo run --example deploy -- --db postgres://postgres@127.0.0.1:5432/test  # on PostgreSQL
 //! ```
 //!
 //! The deployment's parameters are kept with the run, so a resumed deployment is the one that
@@ -19,13 +20,14 @@
 //! only, so the resumed run gets through.
 
 use std::io::IsTerminal as _;
-use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use sagaflow::prelude::*;
 use sagaflow::runtime::{Event, EventKind};
 use sagaflow::{SagaOutcome, SqliteOptions};
+// The facade's `postgres` feature re-exports these; the example has the crate itself.
+use sagaflow_postgres::{PgOptions, PgStore};
 use serde::{Deserialize, Serialize};
 
 /// What to deploy, and how this demonstration should misbehave.
@@ -360,14 +362,18 @@ fn show(event: &Event, run: &str, started: &mut std::collections::HashMap<String
 }
 
 struct Args {
-    db: PathBuf,
+    /// A SQLite file, or a PostgreSQL server's URL (`postgres://...`).
+    db: String,
     release: Release,
     /// An operator's action on a stuck deployment: `retry`, `skip` or `abandon`, and its id.
     operate: Option<(String, String)>,
 }
 
 fn args() -> Result<Args, String> {
-    let mut db = std::env::temp_dir().join("sagaflow-deploy.db");
+    let mut db = std::env::temp_dir()
+        .join("sagaflow-deploy.db")
+        .display()
+        .to_string();
     let mut release = Release {
         service: "shop-api".to_owned(),
         version: "v2.4.1".to_owned(),
@@ -386,10 +392,10 @@ fn args() -> Result<Args, String> {
             }
             "--crash-at" => release.crash_at = Some(value()?),
             "--version" => release.version = value()?,
-            "--db" => db = PathBuf::from(value()?),
+            "--db" => db = value()?,
             "--fast" => release.speed = 20.0,
             "-h" | "--help" => {
-                return Err("usage: deploy [--fail STEP]... [--crash-at STEP] [--version V] [--db FILE] [--fast]\n\
+                return Err("usage: deploy [--fail STEP]... [--crash-at STEP] [--version V] [--db FILE|URL] [--fast]\n\
                      \x20      deploy --retry RUN | --skip RUN | --abandon RUN   (a stuck deployment)\n\
                      STEP: build_image push_image migrate_db shift_traffic smoke_test\n\
                      \x20     delete_image untag_image rollback_db (compensations)"
@@ -422,7 +428,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let s = style();
     // A stable owner id: this program restarted after a crash is the same service, and takes
     // its deployment up at once instead of waiting for the dead process's lease to expire.
-    let engine = Engine::open_with(&db, SqliteOptions::default().owner("deploy-example"))?;
+    let (engine, db) = if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        let options = PgOptions::default().owner("deploy-example");
+        let store = PgStore::connect(&db, options).await?;
+        let label = store.url().to_owned();
+        (Engine::builder().store(Arc::new(store)).build(), label)
+    } else {
+        let options = SqliteOptions::default().owner("deploy-example");
+        (Engine::open_with(&db, options)?, db)
+    };
     let events = engine.subscribe();
 
     if let Some((action, run)) = operate {
@@ -468,7 +482,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     &format!(
                         "resuming deployment {} after a crash (database {})",
                         handle.run_id(),
-                        db.display()
+                        db
                     )
                 )
             );
@@ -485,9 +499,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "1",
                     &format!(
                         "deploying {} {} as {run_id} (database {})",
-                        release.service,
-                        release.version,
-                        db.display()
+                        release.service, release.version, db
                     )
                 )
             );

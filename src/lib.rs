@@ -49,6 +49,8 @@ pub use sagaflow_core::runtime::{
     Builder, Definition, Engine, EngineError, Recovered, Report, RunError, RunHandle, RunId,
     StepContext, StepError, StepReport, StepStatus, Waiting,
 };
+#[cfg(feature = "postgres")]
+pub use sagaflow_postgres::{PgOptions, PgStore, PostgresEngine};
 #[cfg(feature = "sqlite")]
 pub use sagaflow_sqlite::{SqliteEngine, SqliteOptions, SqliteStore, Synchronous};
 
@@ -463,6 +465,8 @@ pub use sagaflow_macros::fsm;
 
 /// The names most programs need.
 pub mod prelude {
+    #[cfg(feature = "postgres")]
+    pub use crate::PostgresEngine;
     #[cfg(feature = "sqlite")]
     pub use crate::SqliteEngine;
     pub use crate::{
