@@ -177,6 +177,7 @@ impl PgStore {
             locks,
             Arc::clone(&publisher),
             Arc::clone(&stats),
+            options.reconnect_timeout,
         );
         writer.connect().await?;
         let (writes, queue) = mpsc::unbounded_channel();

@@ -36,6 +36,10 @@ pub struct PgOptions {
     /// The server gives up waiting for a lock after this long (`lock_timeout`); 10 s by
     /// default.
     pub lock_timeout: Duration,
+    /// How long the writer keeps trying to reconnect when its connection is lost (the server
+    /// restarted, a link went down) before the writes waiting fail; 30 s by default. The
+    /// writes wait meanwhile, so a restart of the server is a pause, not an error.
+    pub reconnect_timeout: Duration,
 }
 
 impl Default for PgOptions {
@@ -49,6 +53,7 @@ impl Default for PgOptions {
             connect_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(30),
             lock_timeout: Duration::from_secs(10),
+            reconnect_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -93,6 +98,12 @@ impl PgOptions {
     /// These options with the statement timeout set.
     pub fn statement_timeout(mut self, timeout: Duration) -> Self {
         self.statement_timeout = timeout;
+        self
+    }
+
+    /// These options with the reconnect timeout set.
+    pub fn reconnect_timeout(mut self, timeout: Duration) -> Self {
+        self.reconnect_timeout = timeout;
         self
     }
 

@@ -27,6 +27,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use tokio::sync::{mpsc, oneshot};
@@ -150,8 +151,12 @@ pub(crate) struct Writer {
     publisher: Arc<Publisher>,
     stats: Arc<crate::Stats>,
     conn: Option<Conn>,
+    /// How long to keep trying to reconnect before failing the writes waiting.
+    reconnect_timeout: Duration,
     /// The number of the last batch sent.
     batch: i64,
+    /// The number of the last batch committed, as read when the connection was made.
+    committed: i64,
 }
 
 type Pending<'a> =
@@ -176,6 +181,7 @@ impl Writer {
         locks: Locks,
         publisher: Arc<Publisher>,
         stats: Arc<crate::Stats>,
+        reconnect_timeout: Duration,
     ) -> Writer {
         Writer {
             config,
@@ -184,8 +190,10 @@ impl Writer {
             locks,
             publisher,
             stats,
+            reconnect_timeout,
             conn: None,
             batch: 0,
+            committed: 0,
         }
     }
 
@@ -218,12 +226,32 @@ impl Writer {
             lock: client.prepare(LOCK_SQL).await.map_err(pg)?,
             client,
         };
-        let committed = committed_batch(&conn.client, &self.owner)
+        self.committed = committed_batch(&conn.client, &self.owner)
             .await
             .map_err(pg)?;
-        self.batch = self.batch.max(committed);
+        self.batch = self.batch.max(self.committed);
         self.conn = Some(conn);
         Ok(())
+    }
+
+    /// Connects, retrying with a growing pause (from 50 ms to 1 s) for as long as the
+    /// reconnect timeout allows: a restarted server or a link back up is waited for.
+    async fn reconnect(&mut self) -> Result<(), StoreError> {
+        let began = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.connect().await {
+                Ok(()) => return Ok(()),
+                Err(error) if began.elapsed() + pause > self.reconnect_timeout => {
+                    return Err(error);
+                }
+                Err(error) => {
+                    tracing::warn!(database = %self.label, %error, "the writer cannot reconnect yet; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
     }
 
     /// Commits `batch` and answers each of its writes.
@@ -263,12 +291,11 @@ impl Writer {
         );
         self.conn = None;
         let sent = self.batch;
-        if let Err(error) = self.connect().await {
+        if let Err(error) = self.reconnect().await {
             return fail(batch, &error);
         }
         // `connect` read the number of the last batch committed.
-        let committed = self.batch >= sent;
-        self.batch = self.batch.max(sent);
+        let committed = self.committed >= sent;
         match (committed, rows) {
             (true, Some(rows)) => self.answer(batch, rows).await,
             (true, None) => self.answer_unseen(batch).await,
@@ -287,7 +314,7 @@ impl Writer {
     /// Sends `batch` in one pipelined transaction: every statement is written before the
     /// first answer is read.
     async fn attempt(&mut self, batch: &[Write]) -> Result<Ran, StoreError> {
-        self.connect().await?;
+        self.reconnect().await?;
         self.batch += 1;
         let number = self.batch;
         let (k1, k2) = self.locks.log;

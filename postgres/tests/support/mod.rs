@@ -168,3 +168,5 @@ macro_rules! fresh_db {
         }
     };
 }
+pub(crate) mod proxy;
+pub(crate) mod server;

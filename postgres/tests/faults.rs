@@ -1,0 +1,261 @@
+//! Faults on PostgreSQL, each real: a server that cannot be reached, a newer schema, replicas
+//! migrating at once, a server restarted in the middle of runs, and a connection cut around a
+//! `COMMIT` by a proxy the test controls.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[macro_use]
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sagaflow_core::StepOptions;
+use sagaflow_core::runtime::{
+    Builder, Change, Definition, Engine, EventKind, EventLog, RunId, RunStore, StepError,
+    StoreError,
+};
+use sagaflow_postgres::{PgOptions, PgStore, SCHEMA_VERSION};
+use support::proxy::{Cut, Proxy};
+use support::server::TempServer;
+
+#[tokio::test]
+async fn an_unreachable_server_is_an_error_naming_it_without_the_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // bound, then let go: nothing listens there
+    let url = format!("postgres://app:s3cret@127.0.0.1:{port}/orders");
+    let options = PgOptions::default().connect_timeout(Duration::from_secs(2));
+    let error = PgStore::connect(&url, options).await.unwrap_err();
+    let text = error.to_string();
+    assert!(
+        matches!(&error, StoreError::Open { path, .. } if *path == format!("postgres://app@127.0.0.1:{port}/orders")),
+        "{error:?}"
+    );
+    assert!(text.contains("cannot connect"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    let db = fresh_db!();
+    drop(db.store().await);
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "UPDATE \"{}\".schema_version SET version = {}",
+            db.schema,
+            SCHEMA_VERSION + 1
+        ))
+        .await
+        .unwrap();
+    match PgStore::connect(&db.url, db.options()).await {
+        Err(StoreError::SchemaTooNew {
+            path,
+            found,
+            supported,
+        }) => {
+            assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
+            assert!(path.starts_with("postgres://"), "{path}");
+        }
+        other => panic!("a newer schema was opened: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_migrate_once() {
+    let db = fresh_db!();
+    let opened = futures_util::future::join_all(
+        (0..6).map(|i| PgStore::connect(&db.url, db.options().owner(format!("replica-{i}")))),
+    )
+    .await;
+    for store in &opened {
+        assert!(store.is_ok(), "{store:?}");
+    }
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let version: i64 = client
+        .query_one(
+            &format!("SELECT version FROM \"{}\".schema_version", db.schema),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, SCHEMA_VERSION);
+}
+
+/// Effects of steps, counted by run and step: what ran, and how often.
+type Tally = Arc<Mutex<HashMap<(String, String), u32>>>;
+
+/// A chain of `steps` steps, each counting its effect and sleeping `pause`.
+fn chain(steps: usize, pause: Duration, tally: &Tally) -> Definition<u32, u32> {
+    let mut b = Builder::<u32>::new("Chain");
+    let mut last = b.input();
+    for i in 0..steps {
+        let tally = Arc::clone(tally);
+        last = b.step(
+            &format!("s{i}"),
+            StepOptions::new(),
+            (last,),
+            move |ctx, (x,)| {
+                let key = (ctx.run_id().as_str().to_owned(), ctx.step().to_owned());
+                *tally.lock().unwrap().entry(key).or_default() += 1;
+                let x = *x;
+                async move {
+                    tokio::time::sleep(pause).await;
+                    Ok::<_, StepError>(x + 1)
+                }
+            },
+        );
+    }
+    b.build_with_output(last)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_runs_share_commits() {
+    let db = fresh_db!();
+    let store = db.store().await;
+    let engine = Engine::builder().store(Arc::new(store.clone())).build();
+    let tally = Tally::default();
+    let def = chain(5, Duration::ZERO, &tally);
+    let handles =
+        futures_util::future::join_all((0..100).map(|i| engine.start(&def, format!("r{i}"), 0)))
+            .await;
+    for handle in handles {
+        assert_eq!(*handle.unwrap().wait().await.unwrap().output, 5);
+    }
+    let (writes, commits) = (store.writes(), store.commits());
+    // 100 creations and 100 × 6 checkpoints (a start, four pairs, the last completion and
+    // the run's end).
+    assert!(writes >= 700, "{writes} writes");
+    assert!(
+        commits * 2 < writes,
+        "{commits} commits for {writes} writes: the runs did not share transactions"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_go_on_across_a_restart_of_the_server() {
+    if support::server().await.is_none() {
+        return;
+    }
+    let server = TempServer::start();
+    let store = PgStore::connect(&server.url(), PgOptions::default())
+        .await
+        .unwrap();
+    let engine = Engine::builder().store(Arc::new(store.clone())).build();
+    let tally = Tally::default();
+    let def = chain(10, Duration::from_millis(30), &tally);
+    let mut handles = Vec::new();
+    for i in 0..20 {
+        handles.push(engine.start(&def, format!("r{i}"), 0).await.unwrap());
+    }
+    while tally.lock().unwrap().len() < 40 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let restart = tokio::task::spawn_blocking(move || {
+        server.restart();
+        server
+    });
+    for handle in handles {
+        let report = handle.wait().await.expect("the run survived the restart");
+        assert_eq!(*report.output, 10);
+    }
+    let _server = restart.await.unwrap();
+    let tally = tally.lock().unwrap();
+    assert_eq!(tally.len(), 200, "every step of every run ran");
+    let twice: Vec<_> = tally.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "steps ran twice: {twice:?}");
+    for i in 0..20 {
+        let run = store
+            .load_run(&RunId::from(format!("r{i}")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(run.steps.len(), 10);
+    }
+}
+
+/// The events of `run` of kind `kind`.
+async fn count(store: &PgStore, run: &str, kind: EventKind) -> usize {
+    store
+        .events(Some(&RunId::from(run)), 0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == kind)
+        .count()
+}
+
+async fn cut_around_a_commit(cut: Cut) {
+    let Some(url) = support::server().await else {
+        return;
+    };
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let upstream = match (config.get_hosts().first(), config.get_ports().first()) {
+        (Some(tokio_postgres::config::Host::Tcp(host)), port) => {
+            format!("{host}:{}", port.copied().unwrap_or(5432))
+        }
+        _ => "127.0.0.1:5432".to_owned(),
+    };
+    let proxy = Proxy::start(upstream).await;
+    let user = config.get_user().unwrap_or("postgres");
+    let db = config.get_dbname().unwrap_or("postgres");
+    let through = format!("postgres://{user}@127.0.0.1:{}/{db}", proxy.port);
+    let schema = support::fresh_schema();
+    let store = PgStore::connect(&through, PgOptions::default().schema(&schema))
+        .await
+        .unwrap();
+    let run = RunId::from("r");
+    let created = sagaflow_core::conformance::runs::create(&store, "r", "W").await;
+    assert!(created.is_ok(), "{created:?}");
+    proxy.arm(cut);
+    let started = store
+        .record(
+            &run,
+            &Change::StepStarted {
+                step: "a",
+                attempt: 1,
+            },
+        )
+        .await;
+    assert_eq!(proxy.cuts(), 1, "the proxy cut the writer's connection");
+    assert!(started.is_ok(), "{started:?}");
+    // Once, whether the cut came before the server had the `COMMIT` or after it committed.
+    assert_eq!(count(&store, "r", EventKind::StepStarted).await, 1);
+    let stored = store.load_run(&run).await.unwrap().unwrap();
+    assert_eq!(stored.steps.len(), 1);
+    assert_eq!(stored.steps[0].attempts, 1);
+    // And the writer goes on on its new connection.
+    sagaflow_core::conformance::runs::complete(&store, "r", "a", &"x".to_owned())
+        .await
+        .unwrap();
+    assert_eq!(count(&store, "r", EventKind::StepCompleted).await, 1);
+    drop(store);
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let _ = client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_acknowledgement_is_lost_is_kept_once() {
+    cut_around_a_commit(Cut::AfterCommit).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cut_before_the_commit_loses_nothing() {
+    cut_around_a_commit(Cut::BeforeCommit).await;
+}

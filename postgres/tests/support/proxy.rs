@@ -1,0 +1,104 @@
+//! A TCP proxy the test controls, between the store and the server: it passes bytes both
+//! ways, and when armed it cuts the connection that next sends a `COMMIT` at exactly the
+//! point the test asks for: before the server sees the `COMMIT`, or after the server has it
+//! but before its answer reaches the client (a commit whose acknowledgement is lost).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Where an armed proxy cuts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Cut {
+    /// The `COMMIT` never reaches the server.
+    BeforeCommit = 1,
+    /// The server gets the `COMMIT` (and commits); its answer never reaches the client.
+    AfterCommit = 2,
+}
+
+/// The proxy: listening on `port`, forwarding to the server at `upstream`.
+pub(crate) struct Proxy {
+    pub(crate) port: u16,
+    armed: Arc<AtomicU8>,
+    cuts: Arc<AtomicUsize>,
+}
+
+impl Proxy {
+    pub(crate) async fn start(upstream: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let port = listener.local_addr().expect("an address").port();
+        let armed = Arc::new(AtomicU8::new(0));
+        let cuts = Arc::new(AtomicUsize::new(0));
+        let (a, c) = (Arc::clone(&armed), Arc::clone(&cuts));
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                tokio::spawn(serve(client, server, Arc::clone(&a), Arc::clone(&c)));
+            }
+        });
+        Proxy { port, armed, cuts }
+    }
+
+    /// Cuts the next connection that sends a `COMMIT`, at `cut`.
+    pub(crate) fn arm(&self, cut: Cut) {
+        self.armed.store(cut as u8, Ordering::SeqCst);
+    }
+
+    /// How many connections the proxy has cut.
+    pub(crate) fn cuts(&self) -> usize {
+        self.cuts.load(Ordering::SeqCst)
+    }
+}
+
+async fn serve(client: TcpStream, server: TcpStream, armed: Arc<AtomicU8>, cuts: Arc<AtomicUsize>) {
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let silenced = Arc::new(AtomicU8::new(0));
+    let quiet = Arc::clone(&silenced);
+    let downstream = tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match server_read.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if quiet.load(Ordering::SeqCst) != 0 {
+                // Swallowed: the client hears nothing, not even the end, until the cut.
+                continue;
+            }
+            if client_write.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match client_read.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let chunk = &buf[..n];
+        let has_commit = chunk.windows(7).any(|w| w == b"COMMIT\0");
+        let cut = armed.load(Ordering::SeqCst);
+        if has_commit && cut != 0 && armed.swap(0, Ordering::SeqCst) == cut {
+            silenced.store(1, Ordering::SeqCst);
+            cuts.fetch_add(1, Ordering::SeqCst);
+            if cut == Cut::AfterCommit as u8 {
+                let _ = server_write.write_all(chunk).await;
+                // Time for the server to commit before the link goes.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            break;
+        }
+        if server_write.write_all(chunk).await.is_err() {
+            break;
+        }
+    }
+    downstream.abort();
+    // Dropping both halves closes both links.
+}
