@@ -171,7 +171,7 @@ async fn runs_go_on_across_a_restart_of_the_server() {
         assert_eq!(*report.output, 10);
     }
     let _server = restart.await.unwrap();
-    let tally = tally.lock().unwrap();
+    let tally = tally.lock().unwrap().clone();
     assert_eq!(tally.len(), 200, "every step of every run ran");
     let twice: Vec<_> = tally.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "steps ran twice: {twice:?}");
