@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use rusqlite::{Connection, params};
 
 use crate::error::sqlite_error;
-use crate::rows::{self, Applied, Logged, WriteOp};
+use crate::rows::{EventRow, Logged};
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::events::{Event, EventKind, EventSink};
@@ -54,87 +54,58 @@ impl Publisher {
         state.sinks.push(sink);
     }
 
-    /// Publishes the events of a committed batch: `writes` in the order they were applied,
-    /// each with the event it logged, if any.
-    pub(crate) fn publish<'a>(
-        &self,
-        writes: impl Iterator<Item = (&'a WriteOp, Option<&'a Applied>)>,
-    ) {
+    /// Starts publishing a committed batch's events: its writes hand them over one by one,
+    /// in the order the batch applied them (see `writer::Op::publish`). Holds the lock until
+    /// dropped, so a sink attached meanwhile gets none of the batch.
+    pub(crate) fn publishing(&self) -> Publishing<'_> {
         let mut state = self.lock();
         state.sinks.retain(EventSink::is_open);
         let listened = state.sinks.iter().any(EventSink::is_listened);
-        let events = writes.flat_map(|(op, applied)| {
-            let first = applied.and_then(Applied::logged).map(|l| (op, l, false));
-            let then = applied
-                .and_then(Applied::then_logged)
-                .map(|l| (op, l, true));
-            first.into_iter().chain(then)
-        });
-        for (op, logged, second) in events {
-            state.head = state.head.max(logged.seq);
-            if !listened {
-                for sink in &state.sinks {
-                    sink.advance(logged.seq);
-                }
-                continue;
-            }
-            let Some(event) = event_of(op, logged, second) else {
-                continue;
-            };
-            if let Some((last, rest)) = state.sinks.split_last() {
-                for sink in rest {
-                    sink.publish(event.clone());
-                }
-                last.publish(event);
-            }
-        }
+        Publishing { state, listened }
     }
 }
 
-/// The event `op` logged, as a replay would read it back (`None` for an op that logs none).
-fn event_of(op: &WriteOp, logged: Logged, second: bool) -> Option<Event> {
-    Some(match op {
-        WriteOp::AdvanceMachine { .. } => return None,
-        WriteOp::CreateRun { run_id, .. } => Event {
-            seq: logged.seq,
-            run_id: RunId::from(run_id.as_str()),
-            at_ms: logged.at,
-            kind: EventKind::RunCreated,
-            step: None,
-            attempt: None,
-            detail: None,
-        },
-        WriteOp::Acquire { run_id, .. } => Event {
-            seq: logged.seq,
-            run_id: RunId::from(run_id.as_str()),
-            at_ms: logged.at,
-            kind: EventKind::RunParked,
-            step: None,
-            attempt: None,
-            detail: None,
-        },
-        WriteOp::Record {
-            run_id,
-            change,
-            then,
-            ..
-        } => {
-            let row = match (second, then) {
-                (true, Some(then)) => rows::event_row(then),
-                (true, None) => return None,
-                (false, _) => rows::event_row(change),
-            };
-            Event {
-                seq: logged.seq,
-                run_id: RunId::from(run_id.as_str()),
-                at_ms: logged.at,
-                kind: row.kind,
-                step: row.step.map(Arc::from),
-                attempt: row.attempt,
-                detail: row.detail,
+/// The sinks, locked while a committed batch's events go out.
+pub(crate) struct Publishing<'a> {
+    state: MutexGuard<'a, State>,
+    /// Whether any sink has a subscriber: if none has, no event is built, and the sinks only
+    /// advance their position.
+    listened: bool,
+}
+
+impl Publishing<'_> {
+    /// Publishes the event a write of `run_id` logged at `logged`; `row` says what it is, and
+    /// is called only if a sink listens.
+    pub(crate) fn logged<'r>(
+        &mut self,
+        run_id: &str,
+        logged: Logged,
+        row: impl FnOnce() -> EventRow<'r>,
+    ) {
+        self.state.head = self.state.head.max(logged.seq);
+        if !self.listened {
+            for sink in &self.state.sinks {
+                sink.advance(logged.seq);
             }
+            return;
         }
-    })
+        let row = row();
+        let event = Event {
+            seq: logged.seq,
+            run_id: RunId::from(run_id),
+            at_ms: logged.at,
+            kind: row.kind,
+            step: row.step.map(Arc::from),
+            attempt: row.attempt,
+            detail: row.detail,
+        };
+        if let Some((last, rest)) = self.state.sinks.split_last() {
+            for sink in rest {
+                sink.publish(event.clone());
+            }
+            last.publish(event);
+        }
+    }
 }
 
 /// The last `seq` in the log (0 for an empty one).

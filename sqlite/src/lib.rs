@@ -46,6 +46,7 @@ mod events;
 pub mod inspect;
 mod lease;
 mod machines;
+mod ops;
 mod owner;
 mod reader;
 mod rows;
@@ -75,8 +76,7 @@ use sagaflow_core::runtime::store::{
 use error::sqlite_error;
 use events::Publisher;
 use lease::Leases;
-use rows::{Applied, WriteOp};
-use writer::{Inline, Request, Stats, Writer};
+use writer::{Inline, Op, Outcome, Request, Stats, Writer};
 
 pub use machines::{Advanced, MachineStep, MachineTransition, StoredMachine};
 pub use schema::SCHEMA_VERSION;
@@ -404,13 +404,6 @@ impl SqliteStore {
         ))
     }
 
-    fn misanswered(&self, what: &str) -> StoreError {
-        StoreError::Backend(format!(
-            "database `{}`: internal: {what} was answered as another write",
-            self.inner.label
-        ))
-    }
-
     fn send(&self, request: Request) -> Result<(), StoreError> {
         self.inner
             .requests
@@ -424,14 +417,14 @@ impl SqliteStore {
 
     /// Commits `op`: here and now if the connection is free, else through the writer thread's
     /// next batch (see `writer`).
-    async fn write(&self, op: WriteOp) -> Result<Applied, StoreError> {
+    async fn write<O: Op>(&self, op: O) -> Outcome<O> {
         let op = match self.inner.writer.commit_here(op) {
             Inline::Done(answer) => return answer,
             Inline::Handed(answer) => return answer.await.map_err(|_| self.closed())?,
             Inline::Busy(op) => op,
         };
-        let (reply, answer) = oneshot::channel();
-        self.send(Request::Write { op, reply })?;
+        let (request, answer) = Request::write(op);
+        self.send(request)?;
         answer.await.map_err(|_| self.closed())?
     }
 
@@ -443,14 +436,14 @@ impl SqliteStore {
         then: Option<&Change<'_>>,
     ) -> Result<(), StoreError> {
         let leases = &self.inner.leases;
-        let op = rows::record_op(
+        let op = ops::Record::new(
             run_id,
             change,
             then,
             leases.token(run_id),
             leases.lease_ms(),
         )?;
-        let result = self.write(op).await.map(|_| ());
+        let result = self.write(op).await.map(drop);
         match &result {
             Err(StoreError::Fenced { .. }) => leases.lost(run_id),
             Ok(())
@@ -515,18 +508,12 @@ impl SqliteStore {
 impl RunStore for SqliteStore {
     async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
         let leases = &self.inner.leases;
-        let op = rows::create_op(run, &leases.owner, leases.lease_ms())?;
-        match self.write(op).await? {
-            Applied::Created(created, _) => {
-                if created == Created::New {
-                    leases.hold(run.run_id, 1);
-                }
-                Ok(created)
-            }
-            Applied::Recorded(..) | Applied::Acquired(..) | Applied::Advanced(_) => {
-                Err(self.misanswered("a run creation"))
-            }
+        let op = ops::CreateRun::new(run, &leases.owner, leases.lease_ms())?;
+        let (created, _) = self.write(op).await?;
+        if created == Created::New {
+            leases.hold(run.run_id, 1);
         }
+        Ok(created)
     }
 
     async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError> {
@@ -588,15 +575,13 @@ impl RunStore for SqliteStore {
 impl LeaseStore for SqliteStore {
     async fn acquire(&self, run_id: &RunId) -> Result<Lease, StoreError> {
         let leases = &self.inner.leases;
-        let op = WriteOp::Acquire {
+        let op = ops::Acquire {
             run_id: run_id.as_str().to_owned(),
             owner: leases.owner.clone(),
             lease_ms: leases.lease_ms(),
             max_recoveries: leases.max_recoveries,
         };
-        let Applied::Acquired(acquired, _) = self.write(op).await? else {
-            return Err(self.misanswered("a lease"));
-        };
+        let (acquired, _) = self.write(op).await?;
         match acquired.into_result(run_id)? {
             Some(lease) => {
                 leases.hold(run_id, lease.token);

@@ -2,9 +2,10 @@
 //! append-only log of transitions. The state-machine runtime (`sagaflow-fsm`) encodes states
 //! and decides transitions; this module only stores them.
 //!
-//! Every write is one small transaction of its own on the writer's connection (as signals
-//! are): a transition is `UPDATE machines ... WHERE machine_id = ? AND version = ?` and, only
-//! if that changed a row, the log row, committed together. A writer that read an older
+//! A machine's creation is a small transaction of its own on the writer's connection (as a
+//! signal's delivery is); a transition is a write of the writer's group commit
+//! (`ops::AdvanceMachine`): `UPDATE machines ... WHERE machine_id = ? AND version = ?` and,
+//! only if that changed a row, the log row, committed together. A writer that read an older
 //! version changes nothing and hears [`Advanced::Conflict`].
 
 use rusqlite::{Connection, OptionalExtension, params};

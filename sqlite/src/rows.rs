@@ -1,9 +1,9 @@
 //! Mapping between the store's types and the rows of the schema.
 //!
-//! The caller's side turns a borrowed [`Change`] into an owned [`WriteOp`] (encoding the output
-//! there, so a value that does not serialize fails its caller before anything reaches the
-//! writer); the writer thread applies the op with [`apply`]. Reads map rows back into
-//! [`StoredRun`] and [`UnfinishedRun`].
+//! The caller's side turns a borrowed [`Change`] into an owned [`ChangeRow`] (encoding the
+//! output there, so a value that does not serialize fails its caller before anything reaches
+//! the writer); the writes of `ops` apply them with [`create_run`] and [`record`] inside the
+//! writer's transaction. Reads map rows back into [`StoredRun`] and [`UnfinishedRun`].
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,87 +11,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::clock::now_ms;
 use crate::error::sqlite_error;
-use crate::lease::{Acquired, acquire};
-use crate::machines::{self, Advanced, MachineStep};
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::events::EventKind;
 use sagaflow_core::runtime::report::StepStatus;
 use sagaflow_core::runtime::store::{
-    Change, Created, NewRun, StoredRun, StoredRunStatus, StoredStep, UnfinishedRun,
+    Change, Created, StoredRun, StoredRunStatus, StoredStep, UnfinishedRun,
 };
-
-/// A write, owned so it can cross to the writer thread and be applied again on its own if the
-/// group commit it was part of fails.
-#[derive(Debug, Clone)]
-pub(crate) enum WriteOp {
-    /// Create a run unless one has the id, leased to `owner` with token 1.
-    CreateRun {
-        run_id: String,
-        workflow: String,
-        graph_fingerprint: i64,
-        input: String,
-        /// The graph as JSON (`NewRun::graph`).
-        graph: Option<String>,
-        owner: String,
-        lease_ms: i64,
-    },
-    /// Take the lease on a run for `owner` (see `lease::acquire`).
-    Acquire {
-        run_id: String,
-        owner: String,
-        lease_ms: i64,
-        max_recoveries: u32,
-    },
-    /// Record a change of a run, fenced by `token` (`None`: this store holds no lease on it,
-    /// so the write is refused), renewing the lease by `lease_ms`.
-    Record {
-        run_id: String,
-        change: ChangeRow,
-        /// A second change applied with the first, in the same savepoint: both or neither
-        /// (a step's completion and the next step's start share one commit).
-        then: Option<ChangeRow>,
-        token: Option<u64>,
-        lease_ms: i64,
-    },
-    /// A transition of a persisted machine, applied only if it is at `step.expected_version`.
-    AdvanceMachine {
-        machine_id: String,
-        step: MachineStep,
-    },
-}
-
-/// What an applied [`WriteOp`] found.
-#[derive(Debug)]
-pub(crate) enum Applied {
-    /// The outcome of [`WriteOp::CreateRun`], with the `run_created` event if the run is new.
-    Created(Created, Option<Logged>),
-    /// A [`WriteOp::Record`] was applied, with its event (and its second change's).
-    Recorded(Logged, Option<Logged>),
-    /// What a [`WriteOp::Acquire`] found, with the `run_parked` event if it parked the run.
-    Acquired(Acquired, Option<Logged>),
-    /// What a [`WriteOp::AdvanceMachine`] did.
-    Advanced(Advanced),
-}
-
-impl Applied {
-    /// The event the write added to the log, if any.
-    pub(crate) fn logged(&self) -> Option<Logged> {
-        match self {
-            Applied::Created(_, logged) | Applied::Acquired(_, logged) => *logged,
-            Applied::Recorded(logged, _) => Some(*logged),
-            Applied::Advanced(_) => None,
-        }
-    }
-
-    /// The event of a second change applied with the first, if any.
-    pub(crate) fn then_logged(&self) -> Option<Logged> {
-        match self {
-            Applied::Recorded(_, then) => *then,
-            _ => None,
-        }
-    }
-}
 
 /// Where and when a write's event went into the `events` table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,48 +63,8 @@ pub(crate) enum ChangeRow {
     RunCancelled,
 }
 
-/// The op for `run`, leased to `owner` for `lease_ms`, with its input encoded; a codec
-/// failure is [`StoreError::Input`].
-pub(crate) fn create_op(
-    run: &NewRun<'_>,
-    owner: &str,
-    lease_ms: i64,
-) -> Result<WriteOp, StoreError> {
-    let input = (run.input_codec.encode)(run.input).map_err(|message| StoreError::Input {
-        run_id: run.run_id.clone(),
-        message,
-    })?;
-    Ok(WriteOp::CreateRun {
-        run_id: run.run_id.as_str().to_owned(),
-        workflow: run.workflow.to_owned(),
-        graph_fingerprint: run.graph_fingerprint.cast_signed(),
-        input,
-        graph: run.graph.map(str::to_owned),
-        owner: owner.to_owned(),
-        lease_ms,
-    })
-}
-
-/// The op for `change`, fenced by `token` and renewing the lease by `lease_ms`; an output
-/// that does not encode is [`StoreError::Codec`] naming the run and the step.
-pub(crate) fn record_op(
-    run_id: &RunId,
-    change: &Change<'_>,
-    then: Option<&Change<'_>>,
-    token: Option<u64>,
-    lease_ms: i64,
-) -> Result<WriteOp, StoreError> {
-    Ok(WriteOp::Record {
-        run_id: run_id.as_str().to_owned(),
-        change: change_row(run_id, change)?,
-        then: then.map(|then| change_row(run_id, then)).transpose()?,
-        token,
-        lease_ms,
-    })
-}
-
 /// A change as the rows it writes, its output encoded.
-fn change_row(run_id: &RunId, change: &Change<'_>) -> Result<ChangeRow, StoreError> {
+pub(crate) fn change_row(run_id: &RunId, change: &Change<'_>) -> Result<ChangeRow, StoreError> {
     let change = match *change {
         Change::StepStarted { step, attempt } => ChangeRow::StepStarted {
             step: step.to_owned(),
@@ -232,83 +118,12 @@ fn change_row(run_id: &RunId, change: &Change<'_>) -> Result<ChangeRow, StoreErr
     Ok(change)
 }
 
-/// Applies `op` inside the writer's open transaction. Errors are raw SQLite errors, mapped to
-/// [`StoreError`]s by the writer, which knows the file; the one logical error, a change for a
-/// run that does not exist, is returned as [`StoreError::Backend`] directly.
-pub(crate) fn apply(conn: &Connection, label: &str, op: &WriteOp) -> Result<Applied, ApplyError> {
-    match op {
-        WriteOp::CreateRun {
-            run_id,
-            workflow,
-            graph_fingerprint,
-            input,
-            graph,
-            owner,
-            lease_ms,
-        } => create_run(
-            conn,
-            run_id,
-            workflow,
-            (*graph_fingerprint, graph.as_deref()),
-            input,
-            (owner, *lease_ms),
-        ),
-        WriteOp::Record {
-            run_id,
-            change,
-            then,
-            token,
-            lease_ms,
-        } => {
-            let first = record(conn, label, run_id, change, (*token, *lease_ms), false)?;
-            match (then, first) {
-                (Some(then), Applied::Recorded(logged, _)) => {
-                    // The first change read the fence in this very transaction.
-                    match record(conn, label, run_id, then, (*token, *lease_ms), true)? {
-                        Applied::Recorded(second, _) => Ok(Applied::Recorded(logged, Some(second))),
-                        other => Ok(other),
-                    }
-                }
-                (_, first) => Ok(first),
-            }
-        }
-        WriteOp::Acquire {
-            run_id,
-            owner,
-            lease_ms,
-            max_recoveries,
-        } => {
-            let (acquired, parked_at) = acquire(conn, run_id, owner, *lease_ms, *max_recoveries)?;
-            let logged = match parked_at {
-                Some(at) => {
-                    conn.prepare_cached(INSERT_EVENT)?.execute(params![
-                        run_id,
-                        at,
-                        EventKind::RunParked.as_str(),
-                        None::<&str>,
-                        None::<i64>,
-                        None::<&str>
-                    ])?;
-                    Some(logged(conn, at))
-                }
-                None => None,
-            };
-            Ok(Applied::Acquired(acquired, logged))
-        }
-        WriteOp::AdvanceMachine { machine_id, step } => {
-            machines::advance(conn, label, machine_id, step)
-                .map(Applied::Advanced)
-                .map_err(ApplyError::Refused)
-        }
-    }
-}
-
-/// Why applying an op failed.
+/// Why applying a write failed.
 #[derive(Debug)]
 pub(crate) enum ApplyError {
     /// SQLite failed.
     Sqlite(rusqlite::Error),
-    /// The op cannot apply to this database.
+    /// The write cannot apply to this database.
     Refused(StoreError),
 }
 
@@ -321,14 +136,16 @@ impl From<rusqlite::Error> for ApplyError {
 const INSERT_EVENT: &str = "INSERT INTO events (run_id, at, kind, step, attempt, detail) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
-fn create_run(
+/// Creates a run unless one has the id, leased to `owner` with token 1: what it found, and
+/// the `run_created` event if the run is new.
+pub(crate) fn create_run(
     conn: &Connection,
     run_id: &str,
     workflow: &str,
     (graph_fingerprint, graph): (i64, Option<&str>),
     input: &str,
     (owner, lease_ms): (&str, i64),
-) -> Result<Applied, ApplyError> {
+) -> Result<(Created, Option<Logged>), ApplyError> {
     let at = now_ms();
     let inserted = conn
         .prepare_cached(
@@ -351,17 +168,28 @@ fn create_run(
         let workflow: String = conn
             .prepare_cached("SELECT workflow FROM runs WHERE run_id = ?1")?
             .query_row([run_id], |row| row.get(0))?;
-        return Ok(Applied::Created(Created::Existing { workflow }, None));
+        return Ok((Created::Existing { workflow }, None));
     }
+    let logged = log_event(conn, run_id, at, EventKind::RunCreated)?;
+    Ok((Created::New, Some(logged)))
+}
+
+/// Adds an event of the run as a whole (no step, no detail) to the log.
+pub(crate) fn log_event(
+    conn: &Connection,
+    run_id: &str,
+    at: i64,
+    kind: EventKind,
+) -> rusqlite::Result<Logged> {
     conn.prepare_cached(INSERT_EVENT)?.execute(params![
         run_id,
         at,
-        EventKind::RunCreated.as_str(),
+        kind.as_str(),
         None::<&str>,
         None::<i64>,
         None::<&str>
     ])?;
-    Ok(Applied::Created(Created::New, Some(logged(conn, at))))
+    Ok(logged(conn, at))
 }
 
 /// The event just inserted on `conn`, at `at`.
@@ -391,14 +219,29 @@ pub(crate) struct EventRow<'a> {
     pub(crate) detail: Option<String>,
 }
 
-fn record(
+impl EventRow<'_> {
+    /// An event of the run as a whole, as [`log_event`] writes it.
+    pub(crate) fn of_run(kind: EventKind) -> EventRow<'static> {
+        EventRow {
+            kind,
+            step: None,
+            attempt: None,
+            detail: None,
+        }
+    }
+}
+
+/// Records `change` of `run_id`, fenced by `token` (`None`: this store holds no lease on the
+/// run, so the change is refused), renewing the lease by `lease_ms`: the event it logged.
+/// `fenced`: the fence was read in this transaction already (by the first change of a pair).
+pub(crate) fn record(
     conn: &Connection,
     label: &str,
     run_id: &str,
     change: &ChangeRow,
     (token, lease_ms): (Option<u64>, i64),
     fenced: bool,
-) -> Result<Applied, ApplyError> {
+) -> Result<Logged, ApplyError> {
     let at = now_ms();
     let (run_status, run_error) = match change {
         ChangeRow::RunCompleted => (Some("completed"), None),
@@ -501,7 +344,7 @@ fn record(
         event.attempt,
         event.detail
     ])?;
-    Ok(Applied::Recorded(logged(conn, at), None))
+    Ok(logged(conn, at))
 }
 
 /// The event row of a change, as [`record`] writes it.

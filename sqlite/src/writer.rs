@@ -28,6 +28,13 @@
 //! lock held past the busy timeout is the exception: it would hold for every retry too, so
 //! the whole batch fails with [`StoreError::Busy`] at once rather than wait once per write.
 //!
+//! Each kind of write is a type of its own (an [`Op`]: creating a run, taking a lease,
+//! recording a change, a machine's transition; see `ops`) with an answer type of its own. A
+//! write waiting in a batch is a [`Pending`] behind the object-safe [`PendingOp`], which
+//! applies it, keeps its typed answer and delivers it through the write's own reply, so
+//! writes of every kind share a transaction and none can be answered as another. The
+//! committing caller's own write stays typed on its stack and needs no reply at all.
+//!
 //! Reads of a database file have a connection and a thread of their own (`reader`); a
 //! database in memory, and the rare requests that write outside a group commit (delivering a
 //! signal, creating a machine), go through this thread's queue and run between batches, on
@@ -44,28 +51,49 @@ use tokio::sync::oneshot;
 
 use crate::SqliteOptions;
 use crate::error::sqlite_error;
-use crate::events::Publisher;
+use crate::events::{Publisher, Publishing};
 use crate::lease::Leases;
-use crate::rows::{self, Applied, ApplyError, WriteOp};
+use crate::rows::ApplyError;
 use sagaflow_core::runtime::error::StoreError;
 
 /// The most writes one transaction takes; the rest wait for the next one. Bounds the work a
 /// failed batch redoes and the time a read waits.
 const MAX_BATCH: usize = 4096;
 
-/// The answer to one write.
-pub(crate) type Answer = Result<Applied, StoreError>;
+/// A kind of write: applied inside the writer's shared transaction, answered with a type of
+/// its own. The writes are in `ops`.
+pub(crate) trait Op: Send + 'static {
+    /// What the write found, for its caller (and the events it logged, for the publisher).
+    type Answer: Send + 'static;
+
+    /// Applies the write inside the writer's open transaction (in a savepoint of its own when
+    /// it shares the transaction). Errors are raw SQLite errors, which the writer maps to
+    /// [`StoreError`]s naming the file, or the write's own refusal.
+    fn apply(&self, conn: &Connection, label: &str) -> Result<Self::Answer, ApplyError>;
+
+    /// Hands the events the write logged, as `answer` says, to the publisher, in the order it
+    /// logged them.
+    fn publish(&self, answer: &Self::Answer, to: &mut Publishing<'_>);
+}
+
+/// What a caller hears of its write `O`.
+pub(crate) type Outcome<O> = Result<<O as Op>::Answer, StoreError>;
 
 /// What a caller asks of the writer thread.
 pub(crate) enum Request {
-    /// Apply a write and report after its commit.
-    Write {
-        op: WriteOp,
-        reply: oneshot::Sender<Answer>,
-    },
+    /// Apply a write and report after its commit ([`Request::write`]).
+    Write(Box<dyn PendingOp>),
     /// Run a read on the connection, outside any write transaction. The closure sends its own
     /// reply.
     Read(ReadFn),
+}
+
+impl Request {
+    /// The request to commit `op`, and where its answer will come.
+    pub(crate) fn write<O: Op>(op: O) -> (Request, oneshot::Receiver<Outcome<O>>) {
+        let (pending, answer) = Pending::queued(op);
+        (Request::Write(pending), answer)
+    }
 }
 
 /// A read on the writer's connection; it is handed the connection and the file's label, and
@@ -75,29 +103,138 @@ pub(crate) type ReadFn = Box<dyn FnOnce(&Connection, &str) -> Deliver + Send>;
 /// Delivers a read's answer.
 pub(crate) type Deliver = Box<dyn FnOnce() + Send>;
 
-/// Who hears a write's answer.
-enum Reply {
-    /// A caller awaiting it.
-    Caller(oneshot::Sender<Answer>),
-    /// The caller committing the batch itself: the answer is its return value.
-    Leader,
+/// A write of any kind waiting for its commit: what a batch holds (see [`Pending`]).
+pub(crate) trait PendingOp: Send {
+    /// Applies the write inside the open transaction and keeps its answer. An error is the
+    /// writer's to judge (the write refused alone, or the whole transaction lost): it becomes
+    /// the answer only through [`refuse`](Self::refuse).
+    fn apply(&mut self, conn: &Connection, label: &str) -> Result<(), ApplyError>;
+
+    /// Makes `error` the write's answer.
+    fn refuse(&mut self, error: StoreError);
+
+    /// Whether the write was applied (its answer is not an error).
+    fn applied(&self) -> bool;
+
+    /// Publishes the events the write logged, if it was applied.
+    fn publish(&self, to: &mut Publishing<'_>);
+
+    /// Sends the answer to the caller awaiting it; made once the lock is let go.
+    fn deliver(self: Box<Self>);
 }
 
-/// A write waiting for its commit.
-struct Pending {
-    op: WriteOp,
-    reply: Reply,
+/// A write `O`, its answer once it has one, and the caller awaiting it.
+struct Pending<O: Op> {
+    op: O,
+    /// `None` until the write is applied or refused.
+    outcome: Option<Outcome<O>>,
+    /// `None` for the committing caller's own write: its answer is the caller's return value.
+    reply: Option<oneshot::Sender<Outcome<O>>>,
+}
+
+impl<O: Op> Pending<O> {
+    /// The committing caller's own write.
+    fn own(op: O) -> Self {
+        Pending {
+            op,
+            outcome: None,
+            reply: None,
+        }
+    }
+
+    /// A write queued for another to commit, and where its answer will come.
+    fn queued(op: O) -> (Box<dyn PendingOp>, oneshot::Receiver<Outcome<O>>) {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            op,
+            outcome: None,
+            reply: Some(reply),
+        };
+        (Box::new(pending), answer)
+    }
+
+    /// The answer. Every path of a commit answers every write of its batch, so `None` would
+    /// be the writer's own bug, reported rather than panicked on.
+    fn into_outcome(self) -> Outcome<O> {
+        self.outcome.unwrap_or_else(|| {
+            Err(StoreError::Backend(
+                "internal: a committed write lost its answer".to_owned(),
+            ))
+        })
+    }
+}
+
+impl<O: Op> PendingOp for Pending<O> {
+    fn apply(&mut self, conn: &Connection, label: &str) -> Result<(), ApplyError> {
+        // An answer kept from a transaction that was lost is no answer.
+        self.outcome = None;
+        self.outcome = Some(Ok(self.op.apply(conn, label)?));
+        Ok(())
+    }
+
+    fn refuse(&mut self, error: StoreError) {
+        self.outcome = Some(Err(error));
+    }
+
+    fn applied(&self) -> bool {
+        matches!(self.outcome, Some(Ok(_)))
+    }
+
+    fn publish(&self, to: &mut Publishing<'_>) {
+        if let Some(Ok(answer)) = &self.outcome {
+            self.op.publish(answer, to);
+        }
+    }
+
+    fn deliver(self: Box<Self>) {
+        let mut pending = *self;
+        if let Some(reply) = pending.reply.take() {
+            // A caller that stopped waiting has nothing to hear.
+            let _ = reply.send(pending.into_outcome());
+        }
+    }
+}
+
+/// The writes of one transaction: the committing caller's own first, if any, then the queued
+/// ones, in the order they are applied.
+struct Batch<'a> {
+    own: Option<&'a mut (dyn PendingOp + 'static)>,
+    queued: &'a mut [Box<dyn PendingOp>],
+}
+
+impl<'a> Batch<'a> {
+    /// A batch of `pending` alone.
+    fn one(pending: &'a mut (dyn PendingOp + 'static)) -> Self {
+        Batch {
+            own: Some(pending),
+            queued: &mut [],
+        }
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.own.is_some()) + self.queued.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &dyn PendingOp> {
+        let queued = self.queued.iter().map(|pending| &**pending);
+        self.own.as_deref().into_iter().chain(queued)
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut (dyn PendingOp + 'static)> {
+        let queued = self.queued.iter_mut().map(|pending| &mut **pending);
+        self.own.as_deref_mut().into_iter().chain(queued)
+    }
 }
 
 /// What [`Writer::commit_here`] did with a write.
-pub(crate) enum Inline {
+pub(crate) enum Inline<O: Op> {
     /// Committed (or refused) on the caller's thread.
-    Done(Answer),
+    Done(Outcome<O>),
     /// Another connection holds the database: the writer thread, which may wait for it, has
     /// the write now.
-    Handed(oneshot::Receiver<Answer>),
+    Handed(oneshot::Receiver<Outcome<O>>),
     /// The connection is in use: the write is given back, to be queued.
-    Busy(WriteOp),
+    Busy(O),
 }
 
 /// Counters the writer keeps, shared with the store.
@@ -136,13 +273,13 @@ struct Core {
     busy_timeout: Duration,
     /// Writes that the writer thread must commit before any other: handed over by a caller
     /// that found the database locked by another connection.
-    handed: Vec<Pending>,
+    handed: Vec<Box<dyn PendingOp>>,
     /// Reads that a committing caller took from the queue, left to the writer thread.
     reads: Vec<ReadFn>,
-    /// Answers to callers, sent once the lock is let go: a caller woken by its answer then
+    /// Answered writes, delivered once the lock is let go: a caller woken by its answer then
     /// finds the connection free and commits its next write on its own thread, instead of
     /// queueing behind a writer thread that still holds the lock.
-    outbox: Vec<(oneshot::Sender<Answer>, Answer)>,
+    outbox: Vec<Box<dyn PendingOp>>,
     /// The reads' answers, sent likewise.
     read_outbox: Vec<Deliver>,
 }
@@ -227,7 +364,7 @@ impl Writer {
             let outbox = std::mem::take(&mut core.outbox);
             let read_outbox = std::mem::take(&mut core.read_outbox);
             drop(core);
-            send_all(outbox);
+            deliver_all(outbox);
             read_outbox.into_iter().for_each(|deliver| deliver());
             if !open {
                 break;
@@ -244,7 +381,7 @@ impl Writer {
 
     /// Commits `op` on the caller's thread if the connection is free, with every write queued
     /// meanwhile; see the module's documentation.
-    pub(crate) fn commit_here(&self, op: WriteOp) -> Inline {
+    pub(crate) fn commit_here<O: Op>(&self, op: O) -> Inline<O> {
         if !self.on_caller {
             return Inline::Busy(op);
         }
@@ -261,63 +398,42 @@ impl Writer {
             if !error.is_busy() {
                 return Inline::Done(Err(error));
             }
-            let (reply, answer) = oneshot::channel();
-            core.handed.push(Pending {
-                op,
-                reply: Reply::Caller(reply),
-            });
+            let (pending, answer) = Pending::queued(op);
+            core.handed.push(pending);
             drop(core);
             self.wake();
             return Inline::Handed(answer);
         }
-        let mut batch = vec![Pending {
-            op,
-            reply: Reply::Leader,
-        }];
-        let drained = core.drain(&mut batch);
+        let mut own = Pending::own(op);
+        let mut queued = Vec::new();
+        // The caller's own write is the batch's first.
+        let drained = core.drain(&mut queued, MAX_BATCH - 1);
         let before = core.stats.commits.load(Ordering::Relaxed);
-        let answer = core.commit_group(batch, true);
+        core.commit_group(
+            Batch {
+                own: Some(&mut own),
+                queued: &mut queued,
+            },
+            true,
+        );
         let committed = core.stats.commits.load(Ordering::Relaxed) - before;
         core.stats
             .commits_on_caller
             .fetch_add(committed, Ordering::Relaxed);
         let more = drained.closed || drained.full || !core.reads.is_empty();
-        let outbox = std::mem::take(&mut core.outbox);
         drop(core);
-        send_all(outbox);
+        deliver_all(queued);
         if more {
             self.wake();
         }
-        Inline::Done(answer.unwrap_or_else(|| {
-            Err(StoreError::Backend(
-                "internal: a committed write lost its answer".to_owned(),
-            ))
-        }))
+        Inline::Done(own.into_outcome())
     }
 }
 
-impl Reply {
-    /// Delivers `answer`: into `outbox` for the caller awaiting it, or back, for the leader.
-    fn send(
-        self,
-        answer: Answer,
-        outbox: &mut Vec<(oneshot::Sender<Answer>, Answer)>,
-    ) -> Option<Answer> {
-        match self {
-            Reply::Caller(reply) => {
-                outbox.push((reply, answer));
-                None
-            }
-            Reply::Leader => Some(answer),
-        }
-    }
-}
-
-/// Sends the answers, once the lock is let go. A caller that stopped waiting has nothing to
-/// hear.
-fn send_all(outbox: Vec<(oneshot::Sender<Answer>, Answer)>) {
-    for (reply, answer) in outbox {
-        let _ = reply.send(answer);
+/// Delivers the answers, once the lock is let go.
+fn deliver_all(answered: Vec<Box<dyn PendingOp>>) {
+    for pending in answered {
+        pending.deliver();
     }
 }
 
@@ -327,9 +443,20 @@ impl Core {
     fn serve(&mut self) -> bool {
         loop {
             let mut batch = std::mem::take(&mut self.handed);
-            let drained = self.drain(&mut batch);
+            let drained = self.drain(&mut batch, MAX_BATCH);
             if !batch.is_empty() {
-                self.commit_group(batch, false);
+                self.commit_group(
+                    Batch {
+                        own: None,
+                        queued: &mut batch,
+                    },
+                    false,
+                );
+                if self.outbox.is_empty() {
+                    self.outbox = batch;
+                } else {
+                    self.outbox.append(&mut batch);
+                }
             }
             for read in std::mem::take(&mut self.reads) {
                 self.stats.reads.fetch_add(1, Ordering::Relaxed);
@@ -345,20 +472,17 @@ impl Core {
         }
     }
 
-    /// Moves the queued writes into `batch` (up to [`MAX_BATCH`]) and the reads aside.
-    fn drain(&mut self, batch: &mut Vec<Pending>) -> Drained {
+    /// Moves the queued writes into `batch` (until it holds `limit`) and the reads aside.
+    fn drain(&mut self, batch: &mut Vec<Box<dyn PendingOp>>, limit: usize) -> Drained {
         loop {
-            if batch.len() >= MAX_BATCH {
+            if batch.len() >= limit {
                 return Drained {
                     closed: false,
                     full: true,
                 };
             }
             match self.requests.try_recv() {
-                Ok(Request::Write { op, reply }) => batch.push(Pending {
-                    op,
-                    reply: Reply::Caller(reply),
-                }),
+                Ok(Request::Write(pending)) => batch.push(pending),
                 Ok(Request::Read(read)) => self.reads.push(read),
                 Err(TryRecvError::Empty) => {
                     return Drained {
@@ -388,29 +512,24 @@ impl Core {
     }
 
     /// Commits `batch` in one transaction (`begun`: already open), publishes its events and
-    /// answers each write, or, if the transaction as a whole fails, commits each write on its
-    /// own. Events go out before the answers, so a caller whose write is acknowledged knows
-    /// its event has been published. Returns the leader's answer, if it is in the batch.
-    fn commit_group(&mut self, batch: Vec<Pending>, begun: bool) -> Option<Answer> {
-        let mut leader = None;
-        match self.try_batch(&batch, begun) {
-            Ok(results) => {
-                self.publisher.publish(
-                    batch
-                        .iter()
-                        .zip(&results)
-                        .map(|(pending, result)| (&pending.op, result.as_ref().ok())),
-                );
-                for (pending, result) in batch.into_iter().zip(results) {
-                    if result.is_ok() {
-                        self.stats.writes.fetch_add(1, Ordering::Relaxed);
-                    }
-                    leader = leader.or(pending.reply.send(result, &mut self.outbox));
+    /// keeps each write's answer, or, if the transaction as a whole fails, commits each write
+    /// on its own. Events go out before the answers (which the caller delivers once the lock
+    /// is let go), so a caller whose write is acknowledged knows its event has been published.
+    fn commit_group(&mut self, mut batch: Batch<'_>, begun: bool) {
+        match self.try_batch(&mut batch, begun) {
+            Ok(()) => {
+                let mut publishing = self.publisher.publishing();
+                let mut applied = 0;
+                for pending in batch.iter() {
+                    pending.publish(&mut publishing);
+                    applied += u64::from(pending.applied());
                 }
+                drop(publishing);
+                self.stats.writes.fetch_add(applied, Ordering::Relaxed);
             }
             Err(error) if batch.len() == 1 || error.is_busy() => {
-                for pending in batch {
-                    leader = leader.or(pending.reply.send(Err(error.clone()), &mut self.outbox));
+                for pending in batch.iter_mut() {
+                    pending.refuse(error.clone());
                 }
             }
             Err(error) => {
@@ -419,17 +538,17 @@ impl Core {
                     writes = batch.len(),
                     "group commit failed; committing its writes one by one"
                 );
-                for pending in batch {
-                    leader = leader.or(self.commit_group(vec![pending], false));
+                for pending in batch.iter_mut() {
+                    self.commit_group(Batch::one(pending), false);
                 }
             }
         }
-        leader
     }
 
-    /// One transaction for `batch` (`begun`: already open): each write's own result, or the
-    /// error that lost the transaction (nothing of the batch is then committed).
-    fn try_batch(&self, batch: &[Pending], begun: bool) -> Result<Vec<Answer>, StoreError> {
+    /// One transaction for `batch` (`begun`: already open), each write keeping its own answer;
+    /// or the error that lost the transaction (nothing of the batch is then committed, and the
+    /// answers kept are void).
+    fn try_batch(&self, batch: &mut Batch<'_>, begun: bool) -> Result<(), StoreError> {
         let result = self.try_batch_inner(batch, begun);
         if result.is_err() && !self.conn.is_autocommit() {
             // The error at hand says what failed; if the rollback fails too, SQLite has
@@ -439,45 +558,24 @@ impl Core {
         result
     }
 
-    fn try_batch_inner(&self, batch: &[Pending], begun: bool) -> Result<Vec<Answer>, StoreError> {
+    fn try_batch_inner(&self, batch: &mut Batch<'_>, begun: bool) -> Result<(), StoreError> {
         if !begun {
             self.exec("BEGIN IMMEDIATE")?;
         }
-        let mut results = Vec::with_capacity(batch.len());
         // A write alone in its batch needs no savepoint: if it fails, the whole transaction
         // is rolled back, which undoes exactly that write.
-        if let [pending] = batch {
-            let result = rows::apply(&self.conn, &self.label, &pending.op);
-            return match result {
-                Ok(outcome) => {
-                    #[cfg(feature = "fault-injection")]
-                    sagaflow_core::fault::hit(sagaflow_core::fault::Point::BeforeCommit);
-                    self.exec("COMMIT")?;
-                    #[cfg(feature = "fault-injection")]
-                    sagaflow_core::fault::hit(sagaflow_core::fault::Point::AfterCommit);
-                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                    results.push(Ok(outcome));
-                    Ok(results)
-                }
-                Err(error) => {
-                    let error = self.store_error(error);
-                    if self.conn.is_autocommit() {
-                        return Err(error);
-                    }
-                    self.exec("ROLLBACK")?;
-                    results.push(Err(error));
-                    Ok(results)
-                }
-            };
-        }
+        let alone = batch.len() == 1;
         let mut applied = 0_usize;
-        for pending in batch {
-            self.exec("SAVEPOINT write")?;
-            match rows::apply(&self.conn, &self.label, &pending.op) {
-                Ok(outcome) => {
-                    self.exec("RELEASE write")?;
+        for pending in batch.iter_mut() {
+            if !alone {
+                self.exec("SAVEPOINT write")?;
+            }
+            match pending.apply(&self.conn, &self.label) {
+                Ok(()) => {
+                    if !alone {
+                        self.exec("RELEASE write")?;
+                    }
                     applied += 1;
-                    results.push(Ok(outcome));
                 }
                 Err(error) => {
                     let error = self.store_error(error);
@@ -486,9 +584,11 @@ impl Core {
                         // error): the writes before this one are gone too.
                         return Err(error);
                     }
-                    self.exec("ROLLBACK TO write")?;
-                    self.exec("RELEASE write")?;
-                    results.push(Err(error));
+                    if !alone {
+                        self.exec("ROLLBACK TO write")?;
+                        self.exec("RELEASE write")?;
+                    }
+                    pending.refuse(error);
                 }
             }
         }
@@ -502,7 +602,7 @@ impl Core {
             sagaflow_core::fault::hit(sagaflow_core::fault::Point::AfterCommit);
             self.stats.commits.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(results)
+        Ok(())
     }
 
     /// Runs one of the writer's fixed statements, prepared once and kept.

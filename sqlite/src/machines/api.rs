@@ -1,11 +1,11 @@
 //! The store's calls on persisted machines (what `sagaflow-fsm` uses), and `engine()`. A
-//! transition goes to the writer as a [`WriteOp`], which the writer applies with the parent's
-//! `advance` (see `rows.rs`); the other calls read, or write in a transaction of their own.
+//! transition is a write of the writer ([`AdvanceMachine`]), which applies it with the
+//! parent's `advance`; the other calls read, or write in a transaction of their own.
 
 use std::sync::Arc;
 
 use crate::SqliteStore;
-use crate::rows::{Applied, WriteOp};
+use crate::ops::AdvanceMachine;
 use sagaflow_core::runtime::engine::Engine;
 use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::store::MachineStore;
@@ -53,14 +53,11 @@ impl MachineStore for SqliteStore {
     }
 
     async fn advance_machine(&self, id: &str, step: MachineStep) -> Result<Advanced, StoreError> {
-        let op = WriteOp::AdvanceMachine {
+        let op = AdvanceMachine {
             machine_id: id.to_owned(),
             step,
         };
-        match self.write(op).await? {
-            Applied::Advanced(advanced) => Ok(advanced),
-            _ => Err(self.misanswered("a machine's transition")),
-        }
+        self.write(op).await
     }
 
     async fn machine_ids(&self, machine: &str) -> Result<Vec<String>, StoreError> {

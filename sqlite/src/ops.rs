@@ -1,0 +1,192 @@
+//! The writes the writer group-commits, one type per kind, each with its own answer (see
+//! `writer::Op`): creating a run, taking a run's lease, recording a change of a run, and a
+//! machine's transition.
+//!
+//! A write is owned, so it can cross to the writer thread and be applied again on its own if
+//! the group commit it was part of fails; what it changes is built on the caller's side
+//! (an output is encoded there, so a value that does not serialize fails its caller before
+//! anything reaches the writer).
+
+use rusqlite::Connection;
+
+use crate::events::Publishing;
+use crate::lease::{self, Acquired};
+use crate::machines::{self, Advanced, MachineStep};
+use crate::rows::{self, ApplyError, ChangeRow, EventRow, Logged};
+use crate::writer::Op;
+use sagaflow_core::runtime::RunId;
+use sagaflow_core::runtime::error::StoreError;
+use sagaflow_core::runtime::events::EventKind;
+use sagaflow_core::runtime::store::{Change, Created, NewRun};
+
+/// Create a run unless one has the id, leased to `owner` with token 1.
+#[derive(Debug)]
+pub(crate) struct CreateRun {
+    run_id: String,
+    workflow: String,
+    graph_fingerprint: i64,
+    input: String,
+    /// The graph as JSON (`NewRun::graph`).
+    graph: Option<String>,
+    owner: String,
+    lease_ms: i64,
+}
+
+impl CreateRun {
+    /// The creation of `run`, leased to `owner` for `lease_ms`, with its input encoded; a
+    /// codec failure is [`StoreError::Input`].
+    pub(crate) fn new(run: &NewRun<'_>, owner: &str, lease_ms: i64) -> Result<Self, StoreError> {
+        let input = (run.input_codec.encode)(run.input).map_err(|message| StoreError::Input {
+            run_id: run.run_id.clone(),
+            message,
+        })?;
+        Ok(CreateRun {
+            run_id: run.run_id.as_str().to_owned(),
+            workflow: run.workflow.to_owned(),
+            graph_fingerprint: run.graph_fingerprint.cast_signed(),
+            input,
+            graph: run.graph.map(str::to_owned),
+            owner: owner.to_owned(),
+            lease_ms,
+        })
+    }
+}
+
+impl Op for CreateRun {
+    /// What the creation found, with the `run_created` event if the run is new.
+    type Answer = (Created, Option<Logged>);
+
+    fn apply(&self, conn: &Connection, _: &str) -> Result<Self::Answer, ApplyError> {
+        rows::create_run(
+            conn,
+            &self.run_id,
+            &self.workflow,
+            (self.graph_fingerprint, self.graph.as_deref()),
+            &self.input,
+            (&self.owner, self.lease_ms),
+        )
+    }
+
+    fn publish(&self, (_, logged): &Self::Answer, to: &mut Publishing<'_>) {
+        if let Some(logged) = *logged {
+            to.logged(&self.run_id, logged, || {
+                EventRow::of_run(EventKind::RunCreated)
+            });
+        }
+    }
+}
+
+/// Take the lease on a run for `owner` (see `lease::acquire`).
+#[derive(Debug)]
+pub(crate) struct Acquire {
+    pub(crate) run_id: String,
+    pub(crate) owner: String,
+    pub(crate) lease_ms: i64,
+    pub(crate) max_recoveries: u32,
+}
+
+impl Op for Acquire {
+    /// What taking the lease found, with the `run_parked` event if it parked the run.
+    type Answer = (Acquired, Option<Logged>);
+
+    fn apply(&self, conn: &Connection, _: &str) -> Result<Self::Answer, ApplyError> {
+        let (acquired, parked_at) = lease::acquire(
+            conn,
+            &self.run_id,
+            &self.owner,
+            self.lease_ms,
+            self.max_recoveries,
+        )?;
+        let logged = parked_at
+            .map(|at| rows::log_event(conn, &self.run_id, at, EventKind::RunParked))
+            .transpose()?;
+        Ok((acquired, logged))
+    }
+
+    fn publish(&self, (_, logged): &Self::Answer, to: &mut Publishing<'_>) {
+        if let Some(logged) = *logged {
+            to.logged(&self.run_id, logged, || {
+                EventRow::of_run(EventKind::RunParked)
+            });
+        }
+    }
+}
+
+/// Record a change of a run, fenced by `token` (`None`: this store holds no lease on it, so
+/// the write is refused), renewing the lease by `lease_ms`.
+#[derive(Debug)]
+pub(crate) struct Record {
+    run_id: String,
+    change: ChangeRow,
+    /// A second change applied with the first, in the same savepoint: both or neither (a
+    /// step's completion and the next step's start share one commit).
+    then: Option<ChangeRow>,
+    token: Option<u64>,
+    lease_ms: i64,
+}
+
+impl Record {
+    /// The record of `change` (and `then` with it), fenced by `token` and renewing the lease
+    /// by `lease_ms`; an output that does not encode is [`StoreError::Codec`] naming the run
+    /// and the step.
+    pub(crate) fn new(
+        run_id: &RunId,
+        change: &Change<'_>,
+        then: Option<&Change<'_>>,
+        token: Option<u64>,
+        lease_ms: i64,
+    ) -> Result<Self, StoreError> {
+        Ok(Record {
+            run_id: run_id.as_str().to_owned(),
+            change: rows::change_row(run_id, change)?,
+            then: then
+                .map(|then| rows::change_row(run_id, then))
+                .transpose()?,
+            token,
+            lease_ms,
+        })
+    }
+}
+
+impl Op for Record {
+    /// The event of the change, and of the second change if there is one.
+    type Answer = (Logged, Option<Logged>);
+
+    fn apply(&self, conn: &Connection, label: &str) -> Result<Self::Answer, ApplyError> {
+        let fence = (self.token, self.lease_ms);
+        let first = rows::record(conn, label, &self.run_id, &self.change, fence, false)?;
+        let then = match &self.then {
+            // The first change read the fence in this very transaction.
+            Some(then) => Some(rows::record(conn, label, &self.run_id, then, fence, true)?),
+            None => None,
+        };
+        Ok((first, then))
+    }
+
+    fn publish(&self, &(first, then): &Self::Answer, to: &mut Publishing<'_>) {
+        to.logged(&self.run_id, first, || rows::event_row(&self.change));
+        if let (Some(change), Some(logged)) = (&self.then, then) {
+            to.logged(&self.run_id, logged, || rows::event_row(change));
+        }
+    }
+}
+
+/// A transition of a persisted machine, applied only if it is at `step.expected_version`.
+#[derive(Debug)]
+pub(crate) struct AdvanceMachine {
+    pub(crate) machine_id: String,
+    pub(crate) step: MachineStep,
+}
+
+impl Op for AdvanceMachine {
+    /// What the transition did.
+    type Answer = Advanced;
+
+    fn apply(&self, conn: &Connection, label: &str) -> Result<Advanced, ApplyError> {
+        machines::advance(conn, label, &self.machine_id, &self.step).map_err(ApplyError::Refused)
+    }
+
+    /// A machine's transitions have a log of their own (`machine_transitions`), not events of
+    /// the runs' log.
+    fn publish(&self, _: &Advanced, _: &mut Publishing<'_>) {}
+}
