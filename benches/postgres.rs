@@ -1,0 +1,204 @@
+//! The durable step on PostgreSQL against its floor, side by side in one run: the bare
+//! single-row `INSERT` committed on its own, over the same kind of connection to the same
+//! server. Rounds alternate between the contenders; the medians and their ratios are printed.
+//!
+//! `cargo bench --bench postgres` (the server from `SAGAFLOW_PG_URL`, by default the local one;
+//! `SAGAFLOW_BENCH_ROUNDS` rounds, 3 by default). Figures in `benches/README.md`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sagaflow::runtime::{Builder, Definition, Engine, StepError};
+use sagaflow::StepOptions;
+use sagaflow_postgres::{PgOptions, PgStore};
+use tokio_postgres::NoTls;
+
+const CHAIN: usize = 40;
+const SEQUENTIAL_RUNS: usize = 10;
+const CONCURRENT_RUNS: usize = 100;
+const CONCURRENT_STEPS: usize = 10;
+
+/// A part of keys and run ids unique to this process, so that runs of the bench never meet.
+fn salt() -> u128 {
+    static SALT: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    *SALT.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    })
+}
+
+/// A number no other call of this process gets.
+fn next() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+fn url() -> String {
+    std::env::var("SAGAFLOW_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+fn chain(steps: usize) -> Definition<u64, u64> {
+    let mut b = Builder::<u64>::new("Chain");
+    let mut last = b.input();
+    for i in 0..steps {
+        last = b.step(&format!("s{i}"), StepOptions::new(), (last,), |_, (x,)| {
+            let x = *x;
+            async move { Ok::<_, StepError>(x + 1) }
+        });
+    }
+    b.build_with_output(last)
+}
+
+async fn client() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// Microseconds per bare single-row INSERT, each committed on its own, one client.
+async fn bare_sequential(n: usize) -> f64 {
+    let client = client().await;
+    let insert = client
+        .prepare("INSERT INTO sagaflow_bench.bare (k, v) VALUES ($1, $2)")
+        .await
+        .unwrap();
+    let began = Instant::now();
+    for i in 0..n {
+        let k = format!("k{i}-{}", next());
+        client.execute(&insert, &[&k, &"x"]).await.unwrap();
+    }
+    began.elapsed().as_secs_f64() * 1e6 / n as f64
+}
+
+/// Commits per second of `clients` clients each doing single-row INSERTs for `time`.
+async fn bare_concurrent(clients: usize, time: Duration) -> f64 {
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        tasks.push(tokio::spawn(async move {
+            let client = client().await;
+            let insert = client
+                .prepare("INSERT INTO sagaflow_bench.bare (k, v) VALUES ($1, $2)")
+                .await
+                .unwrap();
+            let began = Instant::now();
+            let mut n = 0u64;
+            while began.elapsed() < time {
+                let k = format!("c{c}-{n}-{}", next());
+                client.execute(&insert, &[&k, &"x"]).await.unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    total as f64 / time.as_secs_f64()
+}
+
+/// Microseconds per durable step of sequential runs of a 40-step chain.
+async fn sagaflow_sequential(engine: &Engine, round: usize) -> f64 {
+    let def = chain(CHAIN);
+    let began = Instant::now();
+    for r in 0..SEQUENTIAL_RUNS {
+        let report = engine
+            .start(&def, format!("seq-{round}-{r}-{}", salt()), 0)
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(*report.output, CHAIN as u64);
+    }
+    began.elapsed().as_secs_f64() * 1e6 / (SEQUENTIAL_RUNS * CHAIN) as f64
+}
+
+/// Durable steps per second of 100 concurrent runs of a 10-step chain.
+async fn sagaflow_concurrent(engine: &Engine, round: usize) -> f64 {
+    let def = chain(CONCURRENT_STEPS);
+    let began = Instant::now();
+    let mut handles = Vec::new();
+    for r in 0..CONCURRENT_RUNS {
+        handles.push(
+            engine
+                .start(&def, format!("con-{round}-{r}-{}", salt()), 0)
+                .await
+                .unwrap(),
+        );
+    }
+    for handle in handles {
+        assert_eq!(
+            *handle.wait().await.unwrap().output,
+            CONCURRENT_STEPS as u64
+        );
+    }
+    (CONCURRENT_RUNS * CONCURRENT_STEPS) as f64 / began.elapsed().as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let rounds: usize = std::env::var("SAGAFLOW_BENCH_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(3);
+        let setup = client().await;
+        setup
+            .batch_execute(
+                "DROP SCHEMA IF EXISTS sagaflow_bench CASCADE; CREATE SCHEMA sagaflow_bench;
+                 CREATE TABLE sagaflow_bench.bare (k text PRIMARY KEY, v text NOT NULL);",
+            )
+            .await
+            .unwrap();
+        let store = PgStore::connect(&url(), PgOptions::default().schema("sagaflow_bench"))
+            .await
+            .unwrap();
+        let engine = Engine::builder().store(Arc::new(store.clone())).build();
+        let (mut bare_seq, mut flow_seq, mut bare_con, mut flow_con) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        // A warm-up of each.
+        bare_sequential(200).await;
+        sagaflow_sequential(&engine, 999).await;
+        for round in 0..rounds {
+            bare_seq.push(bare_sequential(SEQUENTIAL_RUNS * CHAIN).await);
+            flow_seq.push(sagaflow_sequential(&engine, round).await);
+            bare_con.push(bare_concurrent(16, Duration::from_secs(3)).await);
+            flow_con.push(sagaflow_concurrent(&engine, round).await);
+        }
+        let (bs, fs, bc, fc) = (
+            median(bare_seq),
+            median(flow_seq),
+            median(bare_con),
+            median(flow_con),
+        );
+        println!("rounds: {rounds} (medians)");
+        println!("bare INSERT + COMMIT, 1 client:          {bs:8.1} µs");
+        println!("sagaflow durable step, sequential:        {fs:8.1} µs   ratio {:.2}× the bare commit", fs / bs);
+        println!("bare INSERT + COMMIT, 16 clients:         {bc:8.0} commits/s");
+        println!("sagaflow, 100 concurrent runs:            {fc:8.0} steps/s   ratio {:.2}× the 16-client commit rate", fc / bc);
+        println!(
+            "writer: {} writes in {} commits ({:.1} a commit)",
+            store.writes(),
+            store.commits(),
+            store.writes() as f64 / store.commits().max(1) as f64
+        );
+        setup
+            .batch_execute("DROP SCHEMA IF EXISTS sagaflow_bench CASCADE")
+            .await
+            .unwrap();
+    });
+}
