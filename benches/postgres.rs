@@ -10,8 +10,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sagaflow::runtime::{Builder, Definition, Engine, StepError};
 use sagaflow::StepOptions;
+use sagaflow::runtime::{Builder, Definition, Engine, StepError};
 use sagaflow_postgres::{PgOptions, PgStore};
 use tokio_postgres::NoTls;
 

@@ -38,6 +38,7 @@ mod error;
 mod events;
 mod lease;
 mod machines;
+mod notices;
 mod options;
 mod reads;
 mod schema;
@@ -49,7 +50,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::NoTls;
 
 use sagaflow_core::runtime::RunId;
@@ -90,6 +91,10 @@ struct Inner {
     locks: Locks,
     stats: Arc<Stats>,
     heartbeat: tokio::task::JoinHandle<()>,
+    /// The channel deliveries notify, and the task that listens to it.
+    channel: String,
+    notices: watch::Receiver<u64>,
+    listener: tokio::task::JoinHandle<()>,
 }
 
 /// What the writer has done, for [`PgStore::commits`] and [`PgStore::writes`].
@@ -102,6 +107,7 @@ pub(crate) struct Stats {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.heartbeat.abort();
+        self.listener.abort();
         // Give the leases up, so that another replica need not wait for them to expire; on a
         // task, since a drop cannot wait. Without a runtime they expire on their own.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -163,6 +169,15 @@ impl PgStore {
                 message: format!("cannot make the pool of connections: {e}"),
             })?;
 
+        let channel = notices::channel(&options.schema);
+        let (notify, notices) = watch::channel(0);
+        let listener = tokio::spawn(notices::listen(
+            config.clone(),
+            Arc::clone(&label),
+            channel.clone(),
+            Arc::new(notify),
+        ));
+
         let owner = options.owner.clone().unwrap_or_else(lease::default_owner);
         let leases = Arc::new(Leases::new(
             owner.clone(),
@@ -198,6 +213,9 @@ impl PgStore {
                 locks,
                 stats,
                 heartbeat,
+                channel,
+                notices,
+                listener,
             }),
         })
     }
@@ -449,9 +467,15 @@ impl SignalStore for PgStore {
             &mut client,
             &self.inner.label,
             self.inner.locks,
+            &self.inner.channel,
             (run_id.as_str(), name, payload),
         )
         .await
+    }
+
+    /// Notices from the store's `LISTEN` connection (see `notices`).
+    fn signal_notices(&self) -> Option<sagaflow_core::runtime::store::SignalNotices> {
+        Some(self.inner.notices.clone())
     }
 
     async fn signal(&self, run_id: &RunId, name: &str) -> Result<Option<String>, StoreError> {

@@ -211,6 +211,7 @@ pub(crate) async fn deliver_signal(
     client: &mut Client,
     label: &str,
     locks: crate::schema::Locks,
+    channel: &str,
     (run_id, name, payload): (&str, &str, &str),
 ) -> Result<bool, StoreError> {
     let pg = |e: tokio_postgres::Error| pg_error(label, &e);
@@ -237,6 +238,12 @@ pub(crate) async fn deliver_signal(
         return Err(StoreError::Backend(format!(
             "database `{label}`: no run `{run_id}` to signal `{name}` to"
         )));
+    }
+    if delivered {
+        // Sent at the commit: every replica listening hears of the delivery at once.
+        tx.execute("SELECT pg_notify($1, '')", &[&channel])
+            .await
+            .map_err(pg)?;
     }
     tx.commit().await.map_err(pg)?;
     Ok(delivered)

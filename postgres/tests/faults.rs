@@ -259,3 +259,31 @@ async fn a_commit_whose_acknowledgement_is_lost_is_kept_once() {
 async fn a_connection_cut_before_the_commit_loses_nothing() {
     cut_around_a_commit(Cut::BeforeCommit).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_delivered_by_another_replica_is_heard_at_once() {
+    use sagaflow_core::runtime::SignalStore;
+    let db = fresh_db!();
+    let listening = db.store().await;
+    let delivering = db.store().await;
+    sagaflow_core::conformance::runs::create(&delivering, "r", "W")
+        .await
+        .unwrap();
+    let mut notices = listening.signal_notices().expect("PostgreSQL notices");
+    // The listener's first notice comes when it has connected; from then on, only deliveries.
+    tokio::time::timeout(Duration::from_secs(10), notices.changed())
+        .await
+        .expect("the listener connects")
+        .unwrap();
+    notices.borrow_and_update();
+    assert!(
+        delivering
+            .deliver_signal(&RunId::from("r"), "go", "1")
+            .await
+            .unwrap()
+    );
+    tokio::time::timeout(Duration::from_secs(10), notices.changed())
+        .await
+        .expect("the delivery by the other store was heard")
+        .unwrap();
+}

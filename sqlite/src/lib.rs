@@ -626,6 +626,11 @@ impl SignalStore for SqliteStore {
         .await
     }
 
+    /// SQLite tells no one of a commit: signals from other processes are found by polling.
+    fn signal_notices(&self) -> Option<sagaflow_core::runtime::store::SignalNotices> {
+        None
+    }
+
     async fn signal(&self, run_id: &RunId, name: &str) -> Result<Option<String>, StoreError> {
         let (run_id, name) = (run_id.clone(), name.to_owned());
         self.read(move |conn, label| signals::read(conn, label, run_id.as_str(), &name))

@@ -289,6 +289,9 @@ impl SignalStore for Counting {
         self.polls.fetch_add(1, Ordering::SeqCst);
         answer
     }
+    fn signal_notices(&self) -> Option<sagaflow_core::runtime::store::SignalNotices> {
+        self.inner.signal_notices()
+    }
 }
 sagaflow_core::forward_store!(Counting => inner: RunStore, LeaseStore, EventLog);
 

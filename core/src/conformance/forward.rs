@@ -37,6 +37,9 @@
 ///     async fn signals_after(&self, after: u64, limit: usize) -> Result<Vec<DeliveredSignal>, StoreError> {
 ///         self.inner.signals_after(after, limit).await
 ///     }
+///     fn signal_notices(&self) -> Option<sagaflow_core::runtime::store::SignalNotices> {
+///         self.inner.signal_notices()
+///     }
 /// }
 /// sagaflow_core::forward_store!(Counting => inner: RunStore, LeaseStore, EventLog);
 ///
@@ -200,6 +203,11 @@ macro_rules! forward_store {
                 $crate::runtime::StoreError,
             > {
                 $crate::runtime::SignalStore::signals_after(&self.$field, after, limit).await
+            }
+            fn signal_notices(
+                &self,
+            ) -> ::core::option::Option<$crate::runtime::store::SignalNotices> {
+                $crate::runtime::SignalStore::signal_notices(&self.$field)
             }
         }
     };

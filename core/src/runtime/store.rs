@@ -217,7 +217,18 @@ pub trait SignalStore: Send + Sync + 'static {
         after: u64,
         limit: usize,
     ) -> Result<Vec<DeliveredSignal>, StoreError>;
+
+    /// Notices of signals delivered by other processes, for a store that hears of them as
+    /// they happen (PostgreSQL's `LISTEN`): the value changes whenever the store learns that
+    /// a signal may have been delivered elsewhere, and an engine's poller, woken by the change,
+    /// asks [`signals_after`](Self::signals_after) at once instead of at its next poll. `None`
+    /// for a store that hears of nothing by itself: polling alone finds such signals.
+    fn signal_notices(&self) -> Option<SignalNotices>;
 }
+
+/// What [`SignalStore::signal_notices`] hands an engine: a value that changes whenever the
+/// store hears of a delivery by another process.
+pub type SignalNotices = tokio::sync::watch::Receiver<u64>;
 
 /// The event log: every change of every run, in commit order, to replay and to publish.
 #[async_trait::async_trait]

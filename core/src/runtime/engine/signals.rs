@@ -11,6 +11,10 @@
 //!   delivered since it last looked, one question for all the waiting steps of the engine:
 //!   ten thousand runs waiting for approvals cost one read a second, not ten thousand.
 //!
+//! A store that hears of deliveries by other processes as they happen
+//! ([`SignalStore::signal_notices`]: PostgreSQL's `LISTEN`) wakes the poller at once; the poll
+//! stays as the fallback.
+//!
 //! A store that does not number its signals ([`SignalStore::signal_position`] is `None`) has no
 //! poller: each waiter then asks for its own signal once a second, as a waiter also does,
 //! every [`FALLBACK_POLL`] in any case, as a net.
@@ -161,8 +165,17 @@ impl SignalHub {
 /// delivered since it last looked and wakes their waiters. Ends when no step waits (the next
 /// waiter starts it again) or when the engine is gone.
 async fn poll(hub: Weak<SignalHub>) {
+    let mut notices = hub.upgrade().and_then(|hub| hub.store.signal_notices());
     loop {
-        tokio::time::sleep(SIGNAL_POLL).await;
+        match notices.as_mut() {
+            // Woken by a notice from the store, or by the poll as a fallback; a store whose
+            // notices ended (it was dropped) leaves the poll alone.
+            Some(receiver) => tokio::select! {
+                () = tokio::time::sleep(SIGNAL_POLL) => {}
+                changed = receiver.changed() => if changed.is_err() { notices = None },
+            },
+            None => tokio::time::sleep(SIGNAL_POLL).await,
+        }
         let Some(hub) = hub.upgrade() else {
             return;
         };
@@ -343,6 +356,10 @@ mod tests {
         ) -> Result<Vec<crate::runtime::store::DeliveredSignal>, StoreError> {
             Ok(Vec::new())
         }
+
+        fn signal_notices(&self) -> Option<crate::runtime::store::SignalNotices> {
+            None
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -372,6 +389,90 @@ mod tests {
                 .poller
                 .as_ref()
                 .is_some_and(|p| !p.is_finished())
+        );
+    }
+
+    /// A store that numbers its signals and gives notices of deliveries made elsewhere: the
+    /// signal `go` of run `r` appears when [`deliver`](Self::deliver) is called, as if
+    /// another process had delivered it, with a notice.
+    struct Noticed {
+        delivered: Mutex<bool>,
+        notices: tokio::sync::watch::Sender<u64>,
+    }
+
+    impl Noticed {
+        fn deliver(&self) {
+            *self.delivered.lock().unwrap() = true;
+            self.notices.send_modify(|n| *n += 1);
+        }
+
+        fn delivered(&self) -> bool {
+            *self.delivered.lock().unwrap()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl SignalStore for Noticed {
+        async fn deliver_signal(&self, _: &RunId, _: &str, _: &str) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+
+        async fn signal(&self, _: &RunId, _: &str) -> Result<Option<String>, StoreError> {
+            Ok(self.delivered().then(|| "1".to_owned()))
+        }
+
+        async fn signal_position(&self) -> Result<Option<u64>, StoreError> {
+            Ok(Some(u64::from(self.delivered())))
+        }
+
+        async fn signals_after(
+            &self,
+            after: u64,
+            _: usize,
+        ) -> Result<Vec<crate::runtime::store::DeliveredSignal>, StoreError> {
+            Ok(if self.delivered() && after < 1 {
+                vec![crate::runtime::store::DeliveredSignal {
+                    position: 1,
+                    run_id: RunId::from("r"),
+                    name: "go".to_owned(),
+                }]
+            } else {
+                Vec::new()
+            })
+        }
+
+        fn signal_notices(&self) -> Option<crate::runtime::store::SignalNotices> {
+            Some(self.notices.subscribe())
+        }
+    }
+
+    /// A notice from the store wakes the poller at once: the waiting step has its signal
+    /// without the clock moving, where the poll alone would have taken a second.
+    #[tokio::test(start_paused = true)]
+    async fn a_notice_from_the_store_wakes_the_waiter_before_the_poll() {
+        let store = Arc::new(Noticed {
+            delivered: Mutex::new(false),
+            notices: tokio::sync::watch::channel(0).0,
+        });
+        let hub = SignalHub::new(Arc::clone(&store) as Arc<dyn SignalStore>);
+        let began = tokio::time::Instant::now();
+        let waiting = tokio::spawn({
+            let hub = Arc::clone(&hub);
+            async move { hub.wait(&RunId::from("r"), "go").await }
+        });
+        while waiters(&hub) == 0 || hub.state().poller.is_none() {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        store.deliver();
+        let payload = waiting.await.unwrap().unwrap();
+        assert_eq!(payload, "1");
+        assert!(
+            began.elapsed() < SIGNAL_POLL,
+            "woken by the poll after {:?}, not by the notice",
+            began.elapsed()
         );
     }
 }

@@ -337,6 +337,12 @@ impl SignalStore for MemoryStore {
         }
     }
 
+    /// Every delivery to a memory store goes through an engine of this process, which wakes
+    /// its waiters itself.
+    fn signal_notices(&self) -> Option<super::SignalNotices> {
+        None
+    }
+
     async fn signal(&self, run_id: &RunId, name: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .lock()
