@@ -109,6 +109,9 @@ ev AS (
 )
 SELECT (SELECT seq FROM ev), (SELECT at FROM ev), (SELECT workflow FROM runs WHERE run_id = $1)";
 
+/// One write of a run: its change, or a pair of changes (a step's completion and the next
+/// step's start), as arrays of one or two, so that a pair is one statement that updates the
+/// run's row once.
 const RECORD_SQL: &str = "
 WITH fence AS (
     UPDATE runs SET version = version + 1, updated_at = now_ms(),
@@ -117,12 +120,18 @@ WITH fence AS (
     WHERE run_id = $1 AND lease_token = $2 AND NOT parked
     RETURNING updated_at AS at
 ),
+ch AS (
+    SELECT * FROM unnest($6::text[], $7::text[], $8::int4[], $9::text[], $10::text[],
+                         $11::boolean[], $12::text[], $13::int4[], $14::text[])
+        WITH ORDINALITY AS c(step, status, attempts, output, error, finished, kind, attempt,
+                             detail, ord)
+),
 step AS (
     INSERT INTO steps (run_id, name, status, attempts, output, error, started_at, finished_at)
-    SELECT $1, $6, $7, $8, $9, $10,
-        CASE WHEN $7::text = 'skipped' THEN NULL ELSE fence.at END,
-        CASE WHEN $11::boolean THEN fence.at END
-    FROM fence WHERE $6::text IS NOT NULL
+    SELECT $1, ch.step, ch.status, ch.attempts, ch.output, ch.error,
+        CASE WHEN ch.status = 'skipped' THEN NULL ELSE fence.at END,
+        CASE WHEN ch.finished THEN fence.at END
+    FROM fence, ch WHERE ch.step IS NOT NULL ORDER BY ch.ord
     ON CONFLICT (run_id, name) DO UPDATE SET status = excluded.status,
         attempts = excluded.attempts, output = COALESCE(excluded.output, steps.output),
         error = CASE WHEN excluded.status = 'completed' THEN NULL
@@ -132,10 +141,11 @@ step AS (
 ),
 ev AS (
     INSERT INTO events (run_id, at, kind, step, attempt, detail)
-    SELECT $1, fence.at, $12, $6, $13, $14 FROM fence
+    SELECT $1, fence.at, ch.kind, ch.step, ch.attempt, ch.detail FROM fence, ch ORDER BY ch.ord
     RETURNING seq, at
 )
-SELECT (SELECT seq FROM ev), (SELECT at FROM ev), EXISTS (SELECT 1 FROM runs WHERE run_id = $1)";
+SELECT (SELECT array_agg(seq ORDER BY seq) FROM ev), (SELECT min(at) FROM ev),
+    EXISTS (SELECT 1 FROM runs WHERE run_id = $1)";
 
 const MARK_SQL: &str = "INSERT INTO writers (owner, batch) VALUES ($1, $2) \
      ON CONFLICT (owner) DO UPDATE SET batch = excluded.batch";
@@ -474,32 +484,32 @@ impl Writer {
         rows: &[Row],
         events: &mut Vec<Event>,
     ) -> Result<(), StoreError> {
-        let read = |r: &Row| -> Option<(Option<i64>, Option<i64>, bool)> {
-            Some((r.try_get(0).ok()?, r.try_get(1).ok()?, r.try_get(2).ok()?))
-        };
-        let changes = std::iter::once(&row.change).chain(row.then.as_ref());
-        let mut found = Vec::with_capacity(2);
-        for (r, change) in rows.iter().zip(changes) {
-            found.push((read(r).ok_or_else(|| self.unreadable(&row.run_id))?, change));
-        }
-        match found.first() {
-            Some(((Some(_), Some(_), _), _)) => {
-                for ((seq, at, _), change) in found {
-                    if let (Some(seq), Some(at)) = (seq, at) {
-                        events.push(change.event(&row.run_id, seq.cast_unsigned(), at));
-                    }
+        let found = rows
+            .first()
+            .and_then(|r| {
+                Some((
+                    r.try_get::<_, Option<Vec<i64>>>(0).ok()?,
+                    r.try_get::<_, Option<i64>>(1).ok()?,
+                    r.try_get::<_, bool>(2).ok()?,
+                ))
+            })
+            .ok_or_else(|| self.unreadable(&row.run_id))?;
+        match found {
+            (Some(seqs), Some(at), _) => {
+                let changes = std::iter::once(&row.change).chain(&row.then);
+                for (seq, change) in seqs.into_iter().zip(changes) {
+                    events.push(change.event(&row.run_id, seq.cast_unsigned(), at));
                 }
                 Ok(())
             }
-            Some(((_, _, true), _)) => Err(StoreError::Fenced {
+            (_, _, true) => Err(StoreError::Fenced {
                 run_id: row.run_id.clone(),
                 token: row.token.max(0).cast_unsigned(),
             }),
-            Some(((_, _, false), _)) => Err(StoreError::Backend(format!(
+            (_, _, false) => Err(StoreError::Backend(format!(
                 "database `{}`: no run `{}` to record a change of",
                 self.label, row.run_id
             ))),
-            None => Err(self.unreadable(&row.run_id)),
         }
     }
 
@@ -617,42 +627,50 @@ fn statements<'a>(conn: &'a Conn, write: &'a Write) -> Pending<'a> {
                 )
                 .await
         }),
-        Write::Record(row, _) => Box::pin(async move {
-            let first = record(conn, row, &row.change);
-            match &row.then {
-                None => first.await,
-                Some(then) => {
-                    let (first, then) =
-                        futures_util::future::join(first, record(conn, row, then)).await;
-                    let mut rows = first?;
-                    rows.extend(then?);
-                    Ok(rows)
-                }
-            }
-        }),
+        Write::Record(row, _) => Box::pin(record(conn, row)),
     }
 }
 
-/// The statement of one change of `row`'s run.
-async fn record(
-    conn: &Conn,
-    row: &RecordRow,
-    change: &ChangeRow,
-) -> Result<Vec<Row>, tokio_postgres::Error> {
-    let step = change.step.as_ref();
-    let (end, end_error) = match &change.end {
-        Some((status, error)) => (Some(*status), error.as_deref()),
-        None => (None, None),
-    };
-    let name = step.map(|s| s.name.as_str());
-    let status = step.map(|s| s.status);
-    let attempts = step.map(|s| i32::try_from(s.attempts).unwrap_or(i32::MAX));
-    let output = step.and_then(|s| s.output.as_deref());
-    let error = step.and_then(|s| s.error.as_deref());
-    let finished = step.is_some_and(|s| s.finished);
-    let kind = change.kind.as_str();
-    let attempt = change.attempt.map(|a| i32::try_from(a).unwrap_or(i32::MAX));
-    let detail = change.detail.as_deref();
+/// The statement of `row`: its change, or its pair of changes.
+async fn record(conn: &Conn, row: &RecordRow) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let changes: Vec<&ChangeRow> = std::iter::once(&row.change).chain(&row.then).collect();
+    // The run's end, if either change ends it (only the last can).
+    let (end, end_error) = changes
+        .iter()
+        .find_map(|c| c.end.as_ref())
+        .map_or((None, None), |(status, error)| {
+            (Some(*status), error.as_deref())
+        });
+    fn step<'a>(change: &&'a ChangeRow) -> Option<&'a crate::change::StepRow> {
+        change.step.as_ref()
+    }
+    let names: Vec<Option<&str>> = changes
+        .iter()
+        .map(|c| step(c).map(|s| s.name.as_str()))
+        .collect();
+    let statuses: Vec<Option<&str>> = changes.iter().map(|c| step(c).map(|s| s.status)).collect();
+    let attempts: Vec<Option<i32>> = changes
+        .iter()
+        .map(|c| step(c).map(|s| i32::try_from(s.attempts).unwrap_or(i32::MAX)))
+        .collect();
+    let outputs: Vec<Option<&str>> = changes
+        .iter()
+        .map(|c| step(c).and_then(|s| s.output.as_deref()))
+        .collect();
+    let errors: Vec<Option<&str>> = changes
+        .iter()
+        .map(|c| step(c).and_then(|s| s.error.as_deref()))
+        .collect();
+    let finished: Vec<bool> = changes
+        .iter()
+        .map(|c| step(c).is_some_and(|s| s.finished))
+        .collect();
+    let kinds: Vec<&str> = changes.iter().map(|c| c.kind.as_str()).collect();
+    let event_attempts: Vec<Option<i32>> = changes
+        .iter()
+        .map(|c| c.attempt.map(|a| i32::try_from(a).unwrap_or(i32::MAX)))
+        .collect();
+    let details: Vec<Option<&str>> = changes.iter().map(|c| c.detail.as_deref()).collect();
     conn.client
         .query(
             &conn.record,
@@ -662,15 +680,15 @@ async fn record(
                 &row.lease_ms,
                 &end,
                 &end_error,
-                &name,
-                &status,
+                &names,
+                &statuses,
                 &attempts,
-                &output,
-                &error,
+                &outputs,
+                &errors,
                 &finished,
-                &kind,
-                &attempt,
-                &detail,
+                &kinds,
+                &event_attempts,
+                &details,
             ],
         )
         .await
