@@ -31,11 +31,16 @@ pub(crate) fn configure(
     options: &crate::PgOptions,
 ) -> tokio_postgres::Config {
     let ms = |d: std::time::Duration| d.as_millis().min(i32::MAX as u128);
+    // A session left in a transaction by a client that vanished (a link that dropped every
+    // packet) holds its locks, the log lock included, until the server gives it up: after
+    // the statement timeout, as for a statement that hangs.
     let extra = format!(
-        "-c search_path={} -c statement_timeout={} -c lock_timeout={}",
+        "-c search_path={} -c statement_timeout={} -c lock_timeout={} \
+         -c idle_in_transaction_session_timeout={}",
         options.schema,
         ms(options.statement_timeout),
         ms(options.lock_timeout),
+        ms(options.statement_timeout),
     );
     let merged = match config.get_options() {
         Some(user) if !user.is_empty() => format!("{user} {extra}"),

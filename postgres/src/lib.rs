@@ -193,6 +193,7 @@ impl PgStore {
             Arc::clone(&publisher),
             Arc::clone(&stats),
             options.reconnect_timeout,
+            options.statement_timeout,
         );
         writer.connect().await?;
         let (writes, queue) = mpsc::unbounded_channel();

@@ -31,7 +31,9 @@ pub struct PgOptions {
     /// How long connecting may take before it is an error; 10 s by default.
     pub connect_timeout: Duration,
     /// The server cancels a statement that runs longer (`statement_timeout`); 30 s by
-    /// default, so that a stuck server surfaces as an error, not a hang.
+    /// default, so that a stuck server surfaces as an error, not a hang. The writer also
+    /// gives a connection up as lost when a batch has had no answer for this long and 2 s
+    /// more (a server or link that stopped answering), and settles the batch on a new one.
     pub statement_timeout: Duration,
     /// The server gives up waiting for a lock after this long (`lock_timeout`); 10 s by
     /// default.

@@ -163,6 +163,9 @@ pub(crate) struct Writer {
     conn: Option<Conn>,
     /// How long to keep trying to reconnect before failing the writes waiting.
     reconnect_timeout: Duration,
+    /// How long a batch may wait for the server's answers before its connection is given
+    /// up as lost: the statement timeout and a margin.
+    answer_timeout: Duration,
     /// The number of the last batch sent.
     batch: i64,
     /// The number of the last batch committed, as read when the connection was made.
@@ -180,7 +183,7 @@ enum Ran {
     RolledBack(tokio_postgres::Error),
     /// The connection failed: the `COMMIT` may or may not have reached the server. The rows
     /// of each write, if every answer arrived.
-    Unknown(tokio_postgres::Error, Option<Vec<Vec<Row>>>),
+    Unknown(String, Option<Vec<Vec<Row>>>),
 }
 
 impl Writer {
@@ -192,6 +195,7 @@ impl Writer {
         publisher: Arc<Publisher>,
         stats: Arc<crate::Stats>,
         reconnect_timeout: Duration,
+        statement_timeout: Duration,
     ) -> Writer {
         Writer {
             config,
@@ -201,6 +205,7 @@ impl Writer {
             publisher,
             stats,
             reconnect_timeout,
+            answer_timeout: statement_timeout.saturating_add(Duration::from_secs(2)),
             conn: None,
             batch: 0,
             committed: 0,
@@ -288,15 +293,10 @@ impl Writer {
     /// number whether it committed. Committed, it is answered as it was found (or, if some
     /// answers were lost with the connection, see [`Writer::answer_unseen`]); not committed,
     /// it is sent once more.
-    async fn settle(
-        &mut self,
-        batch: Vec<Write>,
-        error: &tokio_postgres::Error,
-        rows: Option<Vec<Vec<Row>>>,
-    ) {
+    async fn settle(&mut self, batch: Vec<Write>, error: &str, rows: Option<Vec<Vec<Row>>>) {
         tracing::warn!(
             database = %self.label,
-            error = %crate::error::describe(error),
+            %error,
             "the writer's connection failed with a batch in flight; reconnecting"
         );
         self.conn = None;
@@ -311,9 +311,16 @@ impl Writer {
             (true, None) => self.answer_unseen(batch).await,
             (false, _) => match self.attempt(&batch).await {
                 Ok(Ran::Committed(rows)) => self.answer(batch, rows).await,
-                Ok(Ran::RolledBack(error) | Ran::Unknown(error, _)) => {
-                    self.conn = None;
+                Ok(Ran::RolledBack(error)) => {
                     let error = pg_error(&self.label, &error);
+                    fail(batch, &error);
+                }
+                Ok(Ran::Unknown(error, _)) => {
+                    self.conn = None;
+                    let error = StoreError::Backend(format!(
+                        "database `{}`: the connection failed twice with the same writes in flight: {error}",
+                        self.label
+                    ));
                     fail(batch, &error);
                 }
                 Err(error) => fail(batch, &error),
@@ -355,7 +362,16 @@ impl Writer {
         pending.push(Box::pin(async move {
             client.batch_execute("COMMIT").await.map(|()| Vec::new())
         }));
-        let results = join_all(pending).await;
+        // A server that stops answering (a link that drops packets, a stuck machine) must
+        // not hang the writer: past the statement timeout and a margin, the connection is
+        // given up as lost, and the batch settled as if it had been cut.
+        let Ok(results) = tokio::time::timeout(self.answer_timeout, join_all(pending)).await else {
+            self.conn = None;
+            return Ok(Ran::Unknown(
+                format!("no answer within {:?}", self.answer_timeout),
+                None,
+            ));
+        };
         let mut lost = None;
         let mut failed = None;
         let mut rows = Vec::with_capacity(batch.len());
@@ -373,7 +389,9 @@ impl Writer {
         }
         let complete = rows.len() == batch.len();
         Ok(match (lost, failed) {
-            (Some(lost), _) => Ran::Unknown(lost, complete.then_some(rows)),
+            (Some(lost), _) => {
+                Ran::Unknown(crate::error::describe(&lost), complete.then_some(rows))
+            }
             // The transaction was aborted; the server answered `COMMIT` with a rollback.
             (None, Some(failed)) => Ran::RolledBack(failed),
             (None, None) => Ran::Committed(rows),

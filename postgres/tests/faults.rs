@@ -197,6 +197,10 @@ async fn count(store: &PgStore, run: &str, kind: EventKind) -> usize {
 }
 
 async fn cut_around_a_commit(cut: Cut) {
+    cut_around_a_commit_with(cut, PgOptions::default()).await;
+}
+
+async fn cut_around_a_commit_with(cut: Cut, options: PgOptions) {
     let Some(url) = support::server().await else {
         return;
     };
@@ -212,7 +216,7 @@ async fn cut_around_a_commit(cut: Cut) {
     let db = config.get_dbname().unwrap_or("postgres");
     let through = format!("postgres://{user}@127.0.0.1:{}/{db}", proxy.port);
     let schema = support::fresh_schema();
-    let store = PgStore::connect(&through, PgOptions::default().schema(&schema))
+    let store = PgStore::connect(&through, options.schema(&schema))
         .await
         .unwrap();
     let run = RunId::from("r");
@@ -285,5 +289,65 @@ async fn a_signal_delivered_by_another_replica_is_heard_at_once() {
     tokio::time::timeout(Duration::from_secs(10), notices.changed())
         .await
         .expect("the delivery by the other store was heard")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_that_stops_answering_is_given_up_not_waited_on_forever() {
+    // The writer gives the silent connection up after the statement timeout and 2 s, then
+    // settles the batch on a new one: the write is kept once, and does not hang.
+    let options = PgOptions::default().statement_timeout(Duration::from_millis(500));
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        cut_around_a_commit_with(Cut::Stall, options),
+    )
+    .await
+    .expect("the write did not hang");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_held_past_the_lock_timeout_is_an_error_naming_the_server() {
+    let db = fresh_db!();
+    let store = PgStore::connect(
+        &db.url,
+        db.options().lock_timeout(Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
+    sagaflow_core::conformance::runs::create(&store, "r", "W")
+        .await
+        .unwrap();
+    let (mut client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let holder = client.transaction().await.unwrap();
+    holder
+        .execute(
+            &format!(
+                "SELECT 1 FROM \"{}\".runs WHERE run_id = 'r' FOR UPDATE",
+                db.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let began = std::time::Instant::now();
+    let error = sagaflow_core::conformance::runs::start(&store, "r", "a")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Busy { path } if path.starts_with("postgres://")),
+        "{error:?}"
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        began.elapsed()
+    );
+    holder.rollback().await.unwrap();
+    // Once the lock is let go, the same write goes through.
+    sagaflow_core::conformance::runs::start(&store, "r", "a")
+        .await
         .unwrap();
 }

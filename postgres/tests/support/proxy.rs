@@ -17,6 +17,8 @@ pub(crate) enum Cut {
     BeforeCommit = 1,
     /// The server gets the `COMMIT` (and commits); its answer never reaches the client.
     AfterCommit = 2,
+    /// Nothing more passes either way, and nothing is closed: a link that drops every packet.
+    Stall = 3,
 }
 
 /// The proxy: listening on `port`, forwarding to the server at `upstream`.
@@ -92,6 +94,15 @@ async fn serve(client: TcpStream, server: TcpStream, armed: Arc<AtomicU8>, cuts:
                 let _ = server_write.write_all(chunk).await;
                 // Time for the server to commit before the link goes.
                 tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            if cut == Cut::Stall as u8 {
+                // Until the client gives up and closes its end.
+                let mut sink = vec![0u8; 64 * 1024];
+                while let Ok(n) = client_read.read(&mut sink).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
             }
             break;
         }
