@@ -192,8 +192,7 @@ impl PgStore {
             locks,
             Arc::clone(&publisher),
             Arc::clone(&stats),
-            options.reconnect_timeout,
-            options.statement_timeout,
+            &options,
         );
         writer.connect().await?;
         let (writes, queue) = mpsc::unbounded_channel();

@@ -194,8 +194,7 @@ impl Writer {
         locks: Locks,
         publisher: Arc<Publisher>,
         stats: Arc<crate::Stats>,
-        reconnect_timeout: Duration,
-        statement_timeout: Duration,
+        options: &crate::PgOptions,
     ) -> Writer {
         Writer {
             config,
@@ -204,8 +203,10 @@ impl Writer {
             locks,
             publisher,
             stats,
-            reconnect_timeout,
-            answer_timeout: statement_timeout.saturating_add(Duration::from_secs(2)),
+            reconnect_timeout: options.reconnect_timeout,
+            answer_timeout: options
+                .statement_timeout
+                .saturating_add(Duration::from_secs(2)),
             conn: None,
             batch: 0,
             committed: 0,
