@@ -1,5 +1,7 @@
 //! Requests from outside the process: an operator's skip, retry or abandon of a stuck saga and
-//! a cancellation, kept in the store and acted on by the process that runs the saga.
+//! a cancellation, kept in the store and acted on by the process that runs the saga. Each case
+//! runs on a SQLite database and on PostgreSQL (a schema of its own on the server named by
+//! `SAGAFLOW_PG_URL`; see `common::pg_engine`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,7 +15,6 @@ use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::{Engine, RunId};
 use sagaflow_saga::requests::{self, OperatorAction};
 use sagaflow_saga::{SagaBuilder, SagaDefinition, SagaError, SagaOutcome, SagaStatus};
-use sagaflow_sqlite::SqliteEngine;
 
 /// `a -> b -> c`, each undoable; `c` fails, `b`'s compensation fails while scripted to.
 fn saga(journal: &Journal) -> SagaDefinition<u64, u64> {
@@ -41,8 +42,39 @@ fn saga(journal: &Journal) -> SagaDefinition<u64, u64> {
     b.build_with_output(prev)
 }
 
-#[tokio::test]
-async fn an_operator_request_from_outside_is_acted_on_once() {
+/// Each case as a test on each store.
+macro_rules! on_both_stores {
+    ($($case:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    use sagaflow_sqlite::SqliteEngine as _;
+                    super::$case(sagaflow_core::runtime::Engine::open_in_memory().unwrap()).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Some(engine) = crate::common::pg_engine().await else {
+                        return;
+                    };
+                    super::$case(engine).await;
+                }
+            )+
+        }
+    };
+}
+
+on_both_stores!(
+    an_operator_request_from_outside_is_acted_on_once,
+    a_request_for_an_unknown_or_running_saga_is_refused,
+    a_cancellation_asked_from_outside_compensates,
+);
+
+async fn an_operator_request_from_outside_is_acted_on_once(engine: Engine) {
     let journal = Journal::default();
     {
         let mut script = journal.script.lock().unwrap();
@@ -50,7 +82,6 @@ async fn an_operator_request_from_outside_is_acted_on_once() {
         script.undo_fails.insert("b".into(), true);
     }
     let saga = saga(&journal);
-    let engine = Engine::open_in_memory().unwrap();
     let run = RunId::from("r1");
     let outcome = saga
         .start(&engine, run.clone(), 1)
@@ -100,11 +131,9 @@ async fn an_operator_request_from_outside_is_acted_on_once() {
     ));
 }
 
-#[tokio::test]
-async fn a_request_for_an_unknown_or_running_saga_is_refused() {
+async fn a_request_for_an_unknown_or_running_saga_is_refused(engine: Engine) {
     let journal = Journal::default();
     let saga = saga(&journal);
-    let engine = Engine::open_in_memory().unwrap();
     let store = engine.store();
     let missing = requests::request(&**store, &RunId::from("nope"), OperatorAction::Retry)
         .await
@@ -122,12 +151,10 @@ async fn a_request_for_an_unknown_or_running_saga_is_refused() {
     assert!(matches!(refused, SagaError::NotStuck { .. }), "{refused}");
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_cancellation_asked_from_outside_compensates() {
+async fn a_cancellation_asked_from_outside_compensates(engine: Engine) {
     let journal = Journal::default();
     journal.script.lock().unwrap().hang = vec!["c".into()];
     let saga = saga(&journal);
-    let engine = Engine::open_in_memory().unwrap();
     let handle = saga.start(&engine, "x", 1).await.unwrap();
     while journal.did().len() < 2 {
         tokio::time::sleep(Duration::from_millis(10)).await;
