@@ -15,12 +15,16 @@
 //! expands to, minus the build-time checks of the table and the spans that put rustc's
 //! errors on your code. The transition function is a `match` on the state and, in each arm,
 //! on the event, as one writes it by hand: `benches/fsm.rs` measures the macro's against a
-//! plain `match`. The machine is then persisted on SQLite like any `fsm!` machine.
+//! plain `match`. What a transition with hooks does (the guard, the action, the exit and entry
+//! actions, and the error of each) is not written here but in the runtime,
+//! `sagaflow::transition::run`, given the transition's hooks as a `Hooks` implementation. The
+//! machine is then persisted on SQLite like any `fsm!` machine.
 //!
 //! Run it with `cargo run --example turnstile_by_hand`.
 
 use std::future::Future;
 
+use sagaflow::transition::{self, Hooks, Names};
 use sagaflow::{
     ActionError, Fsm, Machine, PersistedMachine, Spec, SqliteStore, StateSpec, Transition,
     TransitionError, TransitionErrorKind, TransitionSpec,
@@ -149,69 +153,88 @@ impl Fsm for Turnstile {
     }
 }
 
+/// The hooks of `Locked + Coin(u32) [paid_enough] / count = Unlocked`, with `Unlocked`'s entry
+/// action: what the runtime's sequence (`transition::run`) calls, in that order, naming the one
+/// that fails. `fsm!` writes one such struct for each transition that has a hook; the others
+/// (`Unlocked + Push = Locked`, `_ + Break = Broken`) are just their target state.
+struct LockedCoin;
+
+impl<C: TurnstileContext + ?Sized> Hooks<C> for LockedCoin {
+    type Machine = Turnstile;
+    /// `Locked` holds no data.
+    type SourceData = ();
+    /// `Coin(u32)`.
+    type Payload = u32;
+    /// Nor does `Unlocked`.
+    type TargetData = ();
+
+    const NAMES: Names = Names {
+        state: "Locked",
+        event: "Coin",
+        target: "Unlocked",
+        guards: &["paid_enough"],
+        action: Some("count"),
+        exit: None,
+        entry: Some("beep"),
+    };
+
+    fn guard(ctx: &mut C, _: &(), cents: &u32) -> impl Future<Output = bool> + Send {
+        ctx.paid_enough(cents)
+    }
+
+    fn action(
+        ctx: &mut C,
+        _: &(),
+        cents: u32,
+    ) -> impl Future<Output = Result<(), ActionError>> + Send {
+        ctx.count(cents)
+    }
+
+    // `Locked` has no exit action: `exit` keeps its default, which does nothing.
+
+    fn entry(ctx: &mut C, _: &()) -> impl Future<Output = Result<(), ActionError>> + Send {
+        ctx.beep()
+    }
+
+    fn enter((): ()) -> TurnstileState {
+        TurnstileState::Unlocked
+    }
+}
+
 impl<C: TurnstileContext + ?Sized> Transition<C> for Turnstile {
     // The trait asks for a `Send` future; an `async fn` here gives one, since the context's
-    // futures are `Send`.
+    // futures are `Send`, and so is the sequence's.
     async fn transition(
         ctx: &mut C,
         state: &TurnstileState,
         event: TurnstileEvent,
     ) -> Result<TurnstileState, TransitionError> {
-        let (from, on) = (Turnstile::state_name(state), event.name());
-        let no_transition = || {
+        let no_transition = |state: &'static str, event: &'static str| {
             TransitionError::from(TransitionErrorKind::NoTransition {
                 machine: MACHINE,
-                state: from,
-                event: on,
+                state,
+                event,
             })
         };
         match state {
             TurnstileState::Locked => match event {
+                // The guard, the action and the entry action, in order; any failure leaves
+                // the caller's state as it was.
                 TurnstileEvent::Coin(cents) => {
-                    if !ctx.paid_enough(&cents).await {
-                        return Err(TransitionErrorKind::GuardRefused {
-                            machine: MACHINE,
-                            state: from,
-                            event: on,
-                            guards: &["paid_enough"],
-                        }
-                        .into());
-                    }
-                    // The action, then the target's entry action; any failure leaves the
-                    // caller's state as it was.
-                    ctx.count(cents)
-                        .await
-                        .map_err(|error| TransitionErrorKind::ActionFailed {
-                            machine: MACHINE,
-                            state: from,
-                            event: on,
-                            action: "count",
-                            error,
-                        })?;
-                    ctx.beep()
-                        .await
-                        .map_err(|error| TransitionErrorKind::EntryFailed {
-                            machine: MACHINE,
-                            state: from,
-                            event: on,
-                            target: "Unlocked",
-                            action: "beep",
-                            error,
-                        })?;
-                    Ok(TurnstileState::Unlocked)
+                    transition::run::<C, LockedCoin>(ctx, &(), cents).await
                 }
                 TurnstileEvent::Break => Ok(TurnstileState::Broken),
-                TurnstileEvent::Push => Err(no_transition()),
+                event => Err(no_transition("Locked", event.name())),
             },
             TurnstileState::Unlocked => match event {
                 TurnstileEvent::Push => Ok(TurnstileState::Locked),
                 TurnstileEvent::Break => Ok(TurnstileState::Broken),
-                TurnstileEvent::Coin(_) => Err(no_transition()),
+                event => Err(no_transition("Unlocked", event.name())),
             },
             TurnstileState::Broken => Err(TransitionErrorKind::Final {
                 machine: MACHINE,
-                state: from,
-                event: on,
+                state: "Broken",
+                event: event.name(),
             }
             .into()),
         }

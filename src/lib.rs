@@ -307,6 +307,9 @@ pub use sagaflow_saga::{
 /// ```
 pub use sagaflow_macros::saga;
 
+/// The sequence of one state-machine transition (guard, action, exit and entry actions, the
+/// error of each), which `fsm!`'s transition functions call; for machines written by hand.
+pub use sagaflow_fsm::transition;
 pub use sagaflow_fsm::{
     ActionError, Fsm, Machine, MachineError, MachineStore, MachineTransition, PersistedMachine,
     Spec, StateSpec, Step, Transition, TransitionError, TransitionErrorKind, TransitionSpec,

@@ -37,6 +37,7 @@ pub use sagaflow_saga::{
 /// What `fsm!`'s generated code names of the state-machine runtime, and nothing else of it.
 pub mod fsm {
     pub use sagaflow_fsm::serde;
+    pub use sagaflow_fsm::transition;
     pub use sagaflow_fsm::{
         ActionError, Fsm, Machine, MachineError, MachineStore, PersistedMachine, Spec, StateSpec,
         Step, StoreError, Transition, TransitionError, TransitionErrorKind, TransitionSpec,

@@ -402,3 +402,86 @@ fn the_transition_function_agrees_with_the_table_the_diagrams_are_drawn_from() {
         }
     }
 }
+
+fsm! {
+    /// Two guarded transitions on one state and event, then a wildcard's; an exit action on
+    /// the state they leave.
+    Gate {
+        *Shut + Knock(u8) [friend] / greet = Open(u8),
+        Shut + Knock [courier] = Shut,
+        Open(u8) + Knock = Open,
+        _ + Kick = Shut,
+        state Shut { exit = creak },
+    }
+}
+
+/// Who is a friend and who a courier, by knock; records every call.
+struct Porter {
+    friend: u8,
+    courier: u8,
+    calls: Vec<String>,
+}
+
+impl GateContext for Porter {
+    async fn friend(&mut self, event: &u8) -> bool {
+        self.calls.push(format!("friend {event}"));
+        *event == self.friend
+    }
+    async fn greet(&mut self, event: u8) -> Result<u8, ActionError> {
+        self.calls.push(format!("greet {event}"));
+        Ok(event * 10)
+    }
+    async fn courier(&mut self, event: &u8) -> bool {
+        self.calls.push(format!("courier {event}"));
+        *event == self.courier
+    }
+    async fn creak(&mut self) -> Result<(), ActionError> {
+        self.calls.push("creak".into());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_payload_a_guard_refused_goes_to_the_next_guard_and_a_refusal_names_them_all() {
+    let mut porter = Porter {
+        friend: 1,
+        courier: 2,
+        calls: Vec::new(),
+    };
+    let mut gate = Gate::machine();
+
+    let err = gate
+        .fire(&mut porter, GateEvent::Knock(3))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Gate: guards `friend`, `courier` refused `Knock` in `Shut`"
+    );
+    assert!(matches!(gate.state(), GateState::Shut));
+    assert_eq!(porter.calls, ["friend 3", "courier 3"]);
+
+    porter.calls.clear();
+    gate.fire(&mut porter, GateEvent::Knock(2)).await.unwrap();
+    assert!(matches!(gate.state(), GateState::Shut));
+    assert_eq!(porter.calls, ["friend 2", "courier 2", "creak"]);
+
+    porter.calls.clear();
+    gate.fire(&mut porter, GateEvent::Knock(1)).await.unwrap();
+    assert!(matches!(gate.state(), GateState::Open(10)));
+    assert_eq!(porter.calls, ["friend 1", "greet 1", "creak"]);
+
+    // Without hooks: the payload is the target's data; and the wildcard's transition.
+    porter.calls.clear();
+    gate.fire(&mut porter, GateEvent::Knock(7)).await.unwrap();
+    assert!(matches!(gate.state(), GateState::Open(7)));
+    gate.fire(&mut porter, GateEvent::Kick).await.unwrap();
+    assert!(matches!(gate.state(), GateState::Shut));
+    assert!(porter.calls.is_empty(), "{:?}", porter.calls);
+    gate.fire(&mut porter, GateEvent::Kick).await.unwrap();
+    assert_eq!(
+        porter.calls,
+        ["creak"],
+        "the wildcard's transition runs `Shut`'s exit"
+    );
+}

@@ -6,6 +6,9 @@
 //!   guards and actions of a context, to the next state, or to a [`TransitionError`] that says
 //!   which guard refused or which action failed. It changes nothing itself: the caller keeps
 //!   the old state until it has the new one, so a failure leaves the machine where it was.
+//! - [`transition`] is what one transition does: its guard, action, exit and entry actions in
+//!   order, and the error of each. `fsm!`'s transition functions call it for every transition
+//!   with hooks, given as a [`transition::Hooks`] implementation.
 //! - [`Machine`] holds one machine's state in memory; [`PersistedMachine`] keeps it in the
 //!   engine's SQLite database, with a version every transition bumps (`UPDATE ... WHERE
 //!   version = ?`) and an append-only transition log written in the same transaction.
@@ -15,6 +18,7 @@
 mod error;
 mod persisted;
 mod spec;
+pub mod transition;
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -71,9 +75,9 @@ pub trait Fsm: Sized + Send + Sync + 'static {
 /// in the order they were written (a specific state's before the wildcard's) and takes the
 /// first whose guard says yes (or that has none); then it runs the transition's action (which
 /// makes the target's data, or receives the event's payload), the exit action of `state` and
-/// the entry action of the target, and returns the target. It never changes `state`: on any
-/// error the caller still has it. The future is `Send`, so a machine can be driven from
-/// `tokio::spawn`.
+/// the entry action of the target, and returns the target (that sequence is
+/// [`transition::run`]'s). It never changes `state`: on any error the caller still has it. The
+/// future is `Send`, so a machine can be driven from `tokio::spawn`.
 pub trait Transition<C: ?Sized>: Fsm {
     /// The next state, or why there is none.
     fn transition<'a>(

@@ -2,12 +2,15 @@
 //! trait, the transition function as one `match`, and thin inherent functions that hand over to
 //! `sagaflow_fsm`. With `stub`, the same items with bodies that never run (see `fallback`).
 
-use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+mod transition;
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
 use syn::Ident;
 
 use super::ast::FsmInput;
-use super::model::{Hook, HookKind, Model, Transition};
+use super::model::{Hook, HookKind, Model};
+use transition::{Body, transition_body};
 
 /// The path generated code names the runtime by.
 fn rt() -> TokenStream {
@@ -94,8 +97,14 @@ pub(crate) fn expand(input: &FsmInput, model: &Model, stub: bool) -> TokenStream
         _ => quote!(::core::unreachable!("the machine did not compile")),
     };
     let spec = spec(model, &machine_str);
-    let body = if stub {
-        quote!(::core::unreachable!("the machine did not compile"))
+    let Body {
+        body,
+        hooks: transitions,
+    } = if stub {
+        Body {
+            body: quote!(::core::unreachable!("the machine did not compile")),
+            hooks: Vec::new(),
+        }
     } else {
         transition_body(model, &n)
     };
@@ -198,16 +207,22 @@ pub(crate) fn expand(input: &FsmInput, model: &Model, stub: bool) -> TokenStream
 
         #step_impl
 
-        impl<C: #ctx_ty + ?::core::marker::Sized> #rt::Transition<C> for #machine {
-            #[allow(unreachable_patterns, unreachable_code, unused_variables)]
-            fn transition<'a>(
-                ctx: &'a mut C,
-                state: &'a #state_ty,
-                event: #event_ty,
-            ) -> impl ::core::future::Future<Output = ::core::result::Result<#state_ty, #rt::TransitionError>> + ::core::marker::Send + 'a {
-                async move { #body }
+        // The transition function, and the hooks of each transition that has any (the
+        // runtime's `transition::run` calls them in order), out of the user's namespace.
+        const _: () = {
+            #(#transitions)*
+
+            impl<__C: #ctx_ty + ?::core::marker::Sized> #rt::Transition<__C> for #machine {
+                #[allow(unreachable_patterns, unreachable_code, unused_variables)]
+                fn transition<'a>(
+                    ctx: &'a mut __C,
+                    state: &'a #state_ty,
+                    event: #event_ty,
+                ) -> impl ::core::future::Future<Output = ::core::result::Result<#state_ty, #rt::TransitionError>> + ::core::marker::Send + 'a {
+                    async move { #body }
+                }
             }
-        }
+        };
 
         impl #machine {
             /// The machine's name.
@@ -350,210 +365,5 @@ fn spec(model: &Model, machine: &str) -> TokenStream {
             transitions: &[#(#transitions),*],
         };
         &SPEC
-    }
-}
-
-/// The transition function's body: a `match` on the state, and in each arm one on the event
-/// (as one writes it by hand, and what LLVM lowers best), with `ctx`, `state` and `event` in
-/// scope; it `return`s the result.
-fn transition_body(model: &Model, n: &Names) -> TokenStream {
-    let rt = rt();
-    let machine = n.machine.to_string();
-    let (state_ty, event_ty) = (&n.state, &n.event);
-    let mut arms = Vec::new();
-    for (si, s) in model.known_states() {
-        let sname = &s.name;
-        let state_pat = if s.data.is_some() {
-            quote!(#state_ty::#sname(__state))
-        } else {
-            quote!(#state_ty::#sname)
-        };
-        let sname_str = sname.to_string();
-        if s.is_final {
-            arms.push(quote! {
-                #state_pat => ::core::result::Result::Err(#rt::TransitionError::from(#rt::TransitionErrorKind::Final {
-                    machine: #machine, state: #sname_str, event: event.name(),
-                }))
-            });
-            continue;
-        }
-        let mut event_arms = Vec::new();
-        for (ei, e) in model.events.iter().enumerate() {
-            let candidates: Vec<&Transition> = model
-                .transitions
-                .iter()
-                .filter(|t| t.event == ei && t.source == Some(si))
-                .chain(
-                    model
-                        .transitions
-                        .iter()
-                        .filter(|t| t.event == ei && t.source.is_none()),
-                )
-                .collect();
-            if candidates.is_empty() {
-                continue;
-            }
-            let ename = &e.name;
-            let ename_str = ename.to_string();
-            let event_pat = if e.data.is_some() {
-                quote!(#event_ty::#ename(__event))
-            } else {
-                quote!(#event_ty::#ename)
-            };
-            let mut steps = Vec::new();
-            let mut guards = Vec::new();
-            let mut open_ended = false;
-            for t in candidates {
-                let run = run_transition(model, n, si, ei, t);
-                match &t.guard {
-                    Some(g) => {
-                        guards.push(g.to_string());
-                        let args = hook_args(model, t.source, ei, true);
-                        steps.push(quote! {
-                            if ctx.#g(#args).await { #run }
-                        });
-                    }
-                    None => {
-                        steps.push(run);
-                        open_ended = true;
-                        break;
-                    }
-                }
-            }
-            let refused = (!open_ended).then(|| {
-                quote! {
-                    return ::core::result::Result::Err(#rt::TransitionError::from(#rt::TransitionErrorKind::GuardRefused {
-                        machine: #machine, state: #sname_str, event: #ename_str,
-                        guards: &[#(#guards),*],
-                    }));
-                }
-            });
-            let touch_event = e.data.is_some().then(|| quote!(let _ = &__event;));
-            event_arms.push(quote! {
-                #event_pat => {
-                    #touch_event
-                    #(#steps)*
-                    #refused
-                }
-            });
-        }
-        let touch_state = s.data.is_some().then(|| quote!(let _ = &__state;));
-        arms.push(quote! {
-            #state_pat => {
-                #touch_state
-                match event {
-                    #(#event_arms,)*
-                    __event => ::core::result::Result::Err(#rt::TransitionError::from(#rt::TransitionErrorKind::NoTransition {
-                        machine: #machine, state: #sname_str, event: __event.name(),
-                    })),
-                }
-            }
-        });
-    }
-    // `.await` only appears where a hook is called; a machine without hooks never awaits,
-    // which is what lets `next` reuse this body.
-    let body = quote! {
-        match state {
-            #(#arms,)*
-        }
-    };
-    quote! {
-        let _ = &ctx;
-        #body
-    }
-}
-
-/// The arguments of a guard or an action: the source state's data (not for `_`), then the
-/// payload (by reference for a guard, by value for an action).
-fn hook_args(model: &Model, source: Option<usize>, event: usize, guard: bool) -> TokenStream {
-    let state = source
-        .filter(|&s| model.states[s].data.is_some())
-        .map(|_| quote!(__state,));
-    let event = model.events[event].data.is_some().then(|| {
-        if guard {
-            quote!(&__event,)
-        } else {
-            quote!(__event,)
-        }
-    });
-    quote!(#state #event)
-}
-
-/// Runs one transition out of state `si` on event `ei` and returns its result.
-fn run_transition(model: &Model, n: &Names, si: usize, ei: usize, t: &Transition) -> TokenStream {
-    let rt = rt();
-    let machine = n.machine.to_string();
-    let state_ty = &n.state;
-    let source = &model.states[si];
-    let target = &model.states[t.target];
-    let (sname, ename, tname) = (
-        source.name.to_string(),
-        model.events[ei].name.to_string(),
-        target.name.to_string(),
-    );
-    let span: Span = t.target_ident.span();
-    let data = match (&t.action, &target.data) {
-        (Some(a), _) => {
-            let args = hook_args(model, t.source, ei, false);
-            let action = a.to_string();
-            Some(quote! {
-                let __data = match ctx.#a(#args).await {
-                    ::core::result::Result::Ok(__data) => __data,
-                    ::core::result::Result::Err(error) => {
-                        return ::core::result::Result::Err(#rt::TransitionError::from(#rt::TransitionErrorKind::ActionFailed {
-                            machine: #machine, state: #sname, event: #ename, action: #action, error,
-                        }));
-                    }
-                };
-            })
-        }
-        (None, Some(_)) if model.events[ei].data.is_some() => Some(quote!(let __data = __event;)),
-        (None, Some(_)) => Some(quote!(let __data = ::core::clone::Clone::clone(__state);)),
-        (None, None) => None,
-    };
-    let exit = source.exit.as_ref().map(|f| {
-        let action = f.to_string();
-        let arg = source.data.is_some().then(|| quote!(__state));
-        quote! {
-            if let ::core::result::Result::Err(error) = ctx.#f(#arg).await {
-                return ::core::result::Result::Err(#rt::TransitionError::from(#rt::TransitionErrorKind::ExitFailed {
-                    machine: #machine, state: #sname, event: #ename, action: #action, error,
-                }));
-            }
-        }
-    });
-    let entry = target.entry.as_ref().map(|f| {
-        let action = f.to_string();
-        let arg = target.data.is_some().then(|| quote!(&__data));
-        quote! {
-            if let ::core::result::Result::Err(error) = ctx.#f(#arg).await {
-                return ::core::result::Result::Err(#rt::TransitionError::from(#rt::TransitionErrorKind::EntryFailed {
-                    machine: #machine, state: #sname, event: #ename, target: #tname, action: #action, error,
-                }));
-            }
-        }
-    });
-    // Spanned at the target as written, so a payload of the wrong type is reported there.
-    let mut tident = target.name.clone();
-    tident.set_span(span);
-    let mut state_ty = state_ty.clone();
-    state_ty.set_span(span);
-    let next = if target.data.is_some() {
-        quote_spanned!(span=> #state_ty::#tident(__data))
-    } else {
-        quote_spanned!(span=> #state_ty::#tident)
-    };
-    // An action whose target holds no data returns `()`; bind it so the value is used.
-    let data = match (&t.action, &target.data) {
-        (Some(_), None) => quote!(#data let () = __data;),
-        _ => quote!(#data),
-    };
-    quote! {
-        {
-            #data
-            #exit
-            #entry
-            return ::core::result::Result::Ok(#next);
-        }
     }
 }
