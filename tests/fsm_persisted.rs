@@ -1,7 +1,7 @@
 //! Persisted machines: versions, the transition log, failures that write nothing, two tasks
 //! racing on one machine, and a restart that restores a machine without running its entry
 //! action again. What any store with machines must do runs on both the SQLite store and the
-//! in-memory one (`on_both_stores!`); what only a file can show, on SQLite.
+//! in-memory one and PostgreSQL (`on_both_stores!`); what only a file can show, on SQLite.
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
 use std::sync::Arc;
@@ -26,8 +26,9 @@ fsm! {
 }
 
 /// Counts entry actions (shared across tasks), and fails on demand.
-/// Runs the check `$name` (generic over the store) as two tests: on a SQLite database in
-/// memory and on the in-memory store.
+/// Runs the check `$name` (generic over the store) as three tests: on a SQLite database in
+/// memory, on the in-memory store, and on PostgreSQL (a schema of its own on the server named
+/// by `SAGAFLOW_PG_URL`; see [`pg_store`]).
 macro_rules! on_both_stores {
     ($(#[$flavor:meta])* $name:ident) => {
         mod $name {
@@ -42,8 +43,46 @@ macro_rules! on_both_stores {
             async fn memory() {
                 super::$name(Arc::new(MemoryStore::new())).await;
             }
+
+            $(#[$flavor])*
+            async fn postgres() {
+                let Some(store) = super::pg_store().await else {
+                    return;
+                };
+                super::$name(store).await;
+            }
         }
     };
+}
+
+/// A PostgreSQL store in a schema of its own on the server named by `SAGAFLOW_PG_URL` (the
+/// local server by default), or `None` after one line saying how to run the test when no
+/// server answers; with `CI` set, no server is a failure.
+async fn pg_store() -> Option<sagaflow_postgres::PgStore> {
+    let url = std::env::var("SAGAFLOW_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let schema = format!(
+        "sagaflow_test_{}_fsm{}_{}",
+        now.as_secs(),
+        std::process::id(),
+        now.subsec_nanos()
+    );
+    let options = sagaflow_postgres::PgOptions::default().schema(schema);
+    match sagaflow_postgres::PgStore::connect(&url, options).await {
+        Ok(store) => Some(store),
+        Err(error) if std::env::var_os("CI").is_some() => {
+            panic!("no PostgreSQL server at SAGAFLOW_PG_URL ({error}), and CI is set")
+        }
+        Err(error) => {
+            eprintln!(
+                "skipped: no PostgreSQL server ({error}); set SAGAFLOW_PG_URL to a server's URL to run this test"
+            );
+            None
+        }
+    }
 }
 
 on_both_stores!(
