@@ -360,13 +360,27 @@ impl Writer {
         for write in batch {
             pending.push(statements(conn, write));
         }
-        pending.push(Box::pin(async move {
-            client.batch_execute("COMMIT").await.map(|()| Vec::new())
-        }));
+        // With crash points (a test build), the `COMMIT` waits for the batch's answers, so
+        // that a crash before it leaves a transaction the server has applied, uncommitted.
+        let split = cfg!(feature = "fault-injection");
+        if !split {
+            pending.push(Box::pin(async move {
+                client.batch_execute("COMMIT").await.map(|()| Vec::new())
+            }));
+        }
         // A server that stops answering (a link that drops packets, a stuck machine) must
         // not hang the writer: past the statement timeout and a margin, the connection is
         // given up as lost, and the batch settled as if it had been cut.
-        let Ok(results) = tokio::time::timeout(self.answer_timeout, join_all(pending)).await else {
+        let answers = async {
+            let mut results = join_all(pending).await;
+            if split {
+                #[cfg(feature = "fault-injection")]
+                sagaflow_core::fault::hit(sagaflow_core::fault::Point::BeforeCommit);
+                results.push(client.batch_execute("COMMIT").await.map(|()| Vec::new()));
+            }
+            results
+        };
+        let Ok(results) = tokio::time::timeout(self.answer_timeout, answers).await else {
             self.conn = None;
             return Ok(Ran::Unknown(
                 format!("no answer within {:?}", self.answer_timeout),
@@ -395,7 +409,11 @@ impl Writer {
             }
             // The transaction was aborted; the server answered `COMMIT` with a rollback.
             (None, Some(failed)) => Ran::RolledBack(failed),
-            (None, None) => Ran::Committed(rows),
+            (None, None) => {
+                #[cfg(feature = "fault-injection")]
+                sagaflow_core::fault::hit(sagaflow_core::fault::Point::AfterCommit);
+                Ran::Committed(rows)
+            }
         })
     }
 

@@ -16,10 +16,14 @@ use tokio_postgres::NoTls;
 /// The variable that names the server.
 pub(crate) const URL_VAR: &str = "SAGAFLOW_PG_URL";
 
+/// The server's URL as configured, whether it answers or not.
+pub(crate) fn url() -> String {
+    std::env::var(URL_VAR).unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
 /// The server's URL, if it answers. Panics when it does not and `CI` is set.
 pub(crate) async fn server() -> Option<String> {
-    let url = std::env::var(URL_VAR)
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let url = url();
     match tokio_postgres::connect(&url, NoTls).await {
         Ok((client, connection)) => {
             tokio::spawn(connection);
