@@ -5,9 +5,6 @@
 //! third of the lease, in one statement; a lease found taken over is lost, and the next write
 //! of its run is fenced.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -19,141 +16,67 @@ use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::store::Lease;
 
-/// A lease this store holds.
-#[derive(Debug, Clone, Copy)]
-struct Held {
-    token: u64,
-    /// Still renewed; `false` once a renewal or a write found it taken over.
-    live: bool,
+/// The leases a store holds: `sagaflow-core`'s bookkeeping, which every store with leases
+/// shares; the SQL that renews and gives them up is here.
+pub(crate) type Leases = sagaflow_core::runtime::store::HeldLeases;
+
+/// The token a write of `run_id` carries: -1 (which no row has) if this store holds none.
+pub(crate) fn token(leases: &Leases, run_id: &RunId) -> i64 {
+    leases
+        .token(run_id)
+        .map_or(-1, |token| i64::try_from(token).unwrap_or(i64::MAX))
 }
 
-/// The leases a store holds, its owner id and its lease settings.
-#[derive(Debug)]
-pub(crate) struct Leases {
-    pub(crate) owner: String,
-    pub(crate) lease: Duration,
-    pub(crate) max_recoveries: u32,
-    held: Mutex<HashMap<RunId, Held>>,
-    paused: AtomicBool,
+/// The live leases as the renewal's two arrays.
+fn live(leases: &Leases) -> (Vec<String>, Vec<i64>) {
+    leases
+        .live()
+        .into_iter()
+        .map(|(run_id, token)| {
+            (
+                run_id.as_str().to_owned(),
+                i64::try_from(token).unwrap_or(i64::MAX),
+            )
+        })
+        .unzip()
 }
 
-impl Leases {
-    pub(crate) fn new(owner: String, lease: Duration, max_recoveries: u32) -> Self {
-        Self {
-            owner,
-            lease,
-            max_recoveries,
-            held: Mutex::new(HashMap::new()),
-            paused: AtomicBool::new(false),
-        }
+/// Renews every live lease of `leases` in one statement, each fenced by its token; a lease
+/// found taken over is marked lost.
+pub(crate) async fn renew(
+    leases: &Leases,
+    pool: &Pool,
+    label: &str,
+    locks: Locks,
+) -> Result<(), StoreError> {
+    let (runs, tokens) = live(leases);
+    if runs.is_empty() {
+        return Ok(());
     }
+    let mut client = pool.get().await.map_err(|e| pool_error(label, &e))?;
+    let renewed = set_expiry(&mut client, locks, &runs, &tokens, Some(leases.lease_ms()))
+        .await
+        .map_err(|e| pg_error(label, &e))?;
+    for run in runs.iter().filter(|run| !renewed.contains(*run)) {
+        tracing::warn!(run_id = %run, "the run's lease was taken over by another owner");
+        leases.lost(&RunId::from(run.as_str()));
+    }
+    Ok(())
+}
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<RunId, Held>> {
-        // Every critical section is one insert, remove or field write.
-        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+/// Expires every lease of `leases` still held, so that another replica can take those runs
+/// over at once: the store is closing.
+pub(crate) async fn give_up(
+    leases: &Leases,
+    client: &mut Client,
+    locks: Locks,
+) -> Result<(), tokio_postgres::Error> {
+    leases.pause(false);
+    let (runs, tokens) = live(leases);
+    if !runs.is_empty() {
+        set_expiry(client, locks, &runs, &tokens, None).await?;
     }
-
-    /// The lease in milliseconds (at least 1).
-    pub(crate) fn lease_ms(&self) -> i64 {
-        i64::try_from(self.lease.as_millis())
-            .unwrap_or(i64::MAX)
-            .max(1)
-    }
-
-    /// How often the leases are renewed: a third of the lease.
-    pub(crate) fn heartbeat_period(&self) -> Duration {
-        (self.lease / 3).clamp(Duration::from_millis(1), Duration::from_secs(86_400))
-    }
-
-    /// The token held for `run_id` as the writes carry it: -1 (which no row has) if none.
-    pub(crate) fn token(&self, run_id: &RunId) -> i64 {
-        self.lock()
-            .get(run_id)
-            .map_or(-1, |held| i64::try_from(held.token).unwrap_or(i64::MAX))
-    }
-
-    /// Remembers a lease just taken.
-    pub(crate) fn hold(&self, run_id: &RunId, token: u64) {
-        self.lock()
-            .insert(run_id.clone(), Held { token, live: true });
-    }
-
-    /// Stops renewing `run_id`'s lease but keeps its token, so every later write is fenced.
-    pub(crate) fn lost(&self, run_id: &RunId) {
-        if let Some(held) = self.lock().get_mut(run_id) {
-            held.live = false;
-        }
-    }
-
-    /// Forgets `run_id`'s lease: the run ended, or is no longer run here.
-    pub(crate) fn forget(&self, run_id: &RunId) {
-        self.lock().remove(run_id);
-    }
-
-    /// How many runs' leases this store holds.
-    pub(crate) fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Stops or restarts the renewals.
-    pub(crate) fn pause(&self, paused: bool) {
-        self.paused.store(paused, Ordering::SeqCst);
-    }
-
-    /// The live leases, for a renewal; none while paused.
-    fn live(&self) -> (Vec<String>, Vec<i64>) {
-        if self.paused.load(Ordering::SeqCst) {
-            return (Vec::new(), Vec::new());
-        }
-        self.lock()
-            .iter()
-            .filter(|(_, held)| held.live)
-            .map(|(run_id, held)| {
-                (
-                    run_id.as_str().to_owned(),
-                    i64::try_from(held.token).unwrap_or(i64::MAX),
-                )
-            })
-            .unzip()
-    }
-
-    /// Renews every live lease in one statement, each fenced by its token; a lease found
-    /// taken over is marked lost.
-    pub(crate) async fn renew(
-        &self,
-        pool: &Pool,
-        label: &str,
-        locks: Locks,
-    ) -> Result<(), StoreError> {
-        let (runs, tokens) = self.live();
-        if runs.is_empty() {
-            return Ok(());
-        }
-        let mut client = pool.get().await.map_err(|e| pool_error(label, &e))?;
-        let renewed = set_expiry(&mut client, locks, &runs, &tokens, Some(self.lease_ms()))
-            .await
-            .map_err(|e| pg_error(label, &e))?;
-        for run in runs.iter().filter(|run| !renewed.contains(*run)) {
-            tracing::warn!(run_id = %run, "the run's lease was taken over by another owner");
-            self.lost(&RunId::from(run.as_str()));
-        }
-        Ok(())
-    }
-
-    /// Expires every lease still held, so that another replica can take those runs over at
-    /// once: the store is closing.
-    pub(crate) async fn give_up(
-        &self,
-        client: &mut Client,
-        locks: Locks,
-    ) -> Result<(), tokio_postgres::Error> {
-        self.pause(false);
-        let (runs, tokens) = self.live();
-        if !runs.is_empty() {
-            set_expiry(client, locks, &runs, &tokens, None).await?;
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// Sets the lease of each of `runs` whose token is still `tokens`' to expire `lease_ms` from

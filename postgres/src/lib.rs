@@ -114,7 +114,7 @@ impl Drop for Inner {
             let (pool, leases, locks) = (self.pool.clone(), Arc::clone(&self.leases), self.locks);
             runtime.spawn(async move {
                 if let Ok(mut client) = pool.get().await
-                    && let Err(error) = leases.give_up(&mut client, locks).await
+                    && let Err(error) = lease::give_up(&leases, &mut client, locks).await
                 {
                     tracing::warn!(error = %error::describe(&error), "the leases could not be given up; they will expire");
                 }
@@ -127,7 +127,7 @@ impl fmt::Debug for PgStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgStore")
             .field("url", &self.inner.label)
-            .field("owner", &self.inner.leases.owner)
+            .field("owner", &self.inner.leases.owner())
             .field("commits", &self.commits())
             .finish_non_exhaustive()
     }
@@ -227,7 +227,7 @@ impl PgStore {
 
     /// The id this store holds leases under.
     pub fn owner(&self) -> &str {
-        &self.inner.leases.owner
+        self.inner.leases.owner()
     }
 
     /// How many runs' leases this store holds: the runs it runs.
@@ -300,7 +300,7 @@ impl PgStore {
             run_id: run_id.clone(),
             change: ChangeRow::of(run_id, change)?,
             then: then.map(|then| ChangeRow::of(run_id, then)).transpose()?,
-            token: leases.token(run_id),
+            token: lease::token(leases, run_id),
             lease_ms: leases.lease_ms(),
         };
         let ends = row.then.as_ref().unwrap_or(&row.change).ends_run();
@@ -326,7 +326,7 @@ async fn heartbeat(leases: Weak<Leases>, pool: Pool, label: Arc<str>, locks: Loc
         let Some(leases) = leases.upgrade() else {
             return;
         };
-        if let Err(error) = leases.renew(&pool, &label, locks).await {
+        if let Err(error) = lease::renew(&leases, &pool, &label, locks).await {
             // Not renewed this time; the next tick tries again, well before the expiry.
             tracing::warn!(%error, "the leases could not be renewed");
         }
@@ -349,7 +349,7 @@ impl RunStore for PgStore {
             graph_fingerprint: run.graph_fingerprint.cast_signed(),
             input,
             graph: run.graph.map(str::to_owned),
-            owner: leases.owner.clone(),
+            owner: leases.owner().to_owned(),
             lease_ms: leases.lease_ms(),
         };
         let created = self.write(|reply| Write::Create(row, reply)).await?;
@@ -414,9 +414,9 @@ impl LeaseStore for PgStore {
             &mut client,
             self.inner.locks,
             run_id.as_str(),
-            &leases.owner,
+            leases.owner(),
             leases.lease_ms(),
-            leases.max_recoveries,
+            leases.max_recoveries(),
         )
         .await
         .map_err(|e| error::pg_error(&self.inner.label, &e))?;

@@ -20,9 +20,6 @@
 //! status, see the schema's version 3) with an error naming the count and a `run_parked`
 //! event, and is neither listed as unfinished nor taken up again.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -39,129 +36,44 @@ pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// The default number of times a run may be taken up before it is parked (as DBOS).
 pub(crate) const DEFAULT_MAX_RECOVERIES: u32 = 100;
 
-/// A lease this store holds.
-#[derive(Debug, Clone, Copy)]
-struct Held {
-    token: u64,
-    /// Still renewed; `false` once a renewal or a write found it taken over.
-    live: bool,
-}
+/// The leases a store holds: `sagaflow-core`'s bookkeeping, which every store with leases
+/// shares; the SQL that renews and gives them up is below.
+pub(crate) type Leases = sagaflow_core::runtime::store::HeldLeases;
 
-/// The leases a store holds, its owner id and its lease settings; shared by the store and its
-/// writer thread.
-#[derive(Debug)]
-pub(crate) struct Leases {
-    pub(crate) owner: String,
-    pub(crate) lease: Duration,
-    pub(crate) max_recoveries: u32,
-    held: Mutex<HashMap<RunId, Held>>,
-    paused: AtomicBool,
-}
-
-impl Leases {
-    pub(crate) fn new(owner: String, lease: Duration, max_recoveries: u32) -> Self {
-        Self {
-            owner,
-            lease,
-            max_recoveries,
-            held: Mutex::new(HashMap::new()),
-            paused: AtomicBool::new(false),
-        }
+/// On the writer's connection: renews every live lease of `leases`, in one transaction, each
+/// fenced by its token; a lease found taken over is marked lost.
+pub(crate) fn renew(leases: &Leases, conn: &Connection, label: &str) {
+    let live = leases.live();
+    if live.is_empty() {
+        return;
     }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<RunId, Held>> {
-        // Every critical section is one insert, remove or field write.
-        self.held.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The lease duration in milliseconds (at least 1).
-    pub(crate) fn lease_ms(&self) -> i64 {
-        i64::try_from(self.lease.as_millis())
-            .unwrap_or(i64::MAX)
-            .max(1)
-    }
-
-    /// How often the writer renews the leases: a third of the lease.
-    pub(crate) fn heartbeat_period(&self) -> Duration {
-        (self.lease / 3).clamp(Duration::from_millis(1), Duration::from_secs(86_400))
-    }
-
-    /// The token held for `run_id`, if this store holds (or held and lost) its lease.
-    pub(crate) fn token(&self, run_id: &RunId) -> Option<u64> {
-        self.lock().get(run_id).map(|held| held.token)
-    }
-
-    /// Remembers a lease just taken.
-    pub(crate) fn hold(&self, run_id: &RunId, token: u64) {
-        self.lock()
-            .insert(run_id.clone(), Held { token, live: true });
-    }
-
-    /// Stops renewing `run_id`'s lease but keeps its token, so that every later write of the
-    /// run is fenced too.
-    pub(crate) fn lost(&self, run_id: &RunId) {
-        if let Some(held) = self.lock().get_mut(run_id) {
-            held.live = false;
-        }
-    }
-
-    /// Forgets `run_id`'s lease: the run ended, or is no longer run here.
-    pub(crate) fn forget(&self, run_id: &RunId) {
-        self.lock().remove(run_id);
-    }
-
-    /// How many runs' leases this store holds (or held and lost, for a run still here).
-    pub(crate) fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Stops or restarts the renewals.
-    pub(crate) fn pause(&self, paused: bool) {
-        self.paused.store(paused, Ordering::SeqCst);
-    }
-
-    /// The live leases, for a renewal; none while paused.
-    fn live(&self) -> Vec<(RunId, u64)> {
-        if self.paused.load(Ordering::SeqCst) {
-            return Vec::new();
-        }
-        self.lock()
-            .iter()
-            .filter(|(_, held)| held.live)
-            .map(|(run_id, held)| (run_id.clone(), held.token))
-            .collect()
-    }
-
-    /// On the writer's connection: renews every live lease, in one transaction, each fenced
-    /// by its token; a lease found taken over is marked lost.
-    pub(crate) fn renew(&self, conn: &Connection, label: &str) {
-        let live = self.live();
-        if live.is_empty() {
-            return;
-        }
-        match renew_all(conn, label, &live, now_ms().saturating_add(self.lease_ms())) {
-            Ok(lost) => {
-                for run_id in lost {
-                    tracing::warn!(run_id = %run_id, "the run's lease was taken over by another owner");
-                    self.lost(&run_id);
-                }
+    match renew_all(
+        conn,
+        label,
+        &live,
+        now_ms().saturating_add(leases.lease_ms()),
+    ) {
+        Ok(lost) => {
+            for run_id in lost {
+                tracing::warn!(run_id = %run_id, "the run's lease was taken over by another owner");
+                leases.lost(&run_id);
             }
-            // Not renewed this time; the next tick tries again, well before the expiry.
-            Err(error) => tracing::warn!(%error, "the leases could not be renewed"),
         }
+        // Not renewed this time; the next tick tries again, well before the expiry.
+        Err(error) => tracing::warn!(%error, "the leases could not be renewed"),
     }
+}
 
-    /// On the writer's connection, as the store closes: expires every lease still held, so
-    /// that another process can take those runs over at once.
-    pub(crate) fn give_up(&self, conn: &Connection, label: &str) {
-        self.pause(false);
-        let live = self.live();
-        if live.is_empty() {
-            return;
-        }
-        if let Err(error) = renew_all(conn, label, &live, 0) {
-            tracing::warn!(%error, "the leases could not be given up; they will expire");
-        }
+/// On the writer's connection, as the store closes: expires every lease of `leases` still
+/// held, so that another process can take those runs over at once.
+pub(crate) fn give_up(leases: &Leases, conn: &Connection, label: &str) {
+    leases.pause(false);
+    let live = leases.live();
+    if live.is_empty() {
+        return;
+    }
+    if let Err(error) = renew_all(conn, label, &live, 0) {
+        tracing::warn!(%error, "the leases could not be given up; they will expire");
     }
 }
 

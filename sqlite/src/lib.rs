@@ -344,7 +344,7 @@ impl SqliteStore {
 
     /// The id this store holds leases under.
     pub fn owner(&self) -> &str {
-        &self.inner.leases.owner
+        self.inner.leases.owner()
     }
 
     /// How many runs' leases this store holds: the runs it runs. A run's lease is let go when
@@ -508,7 +508,7 @@ impl SqliteStore {
 impl RunStore for SqliteStore {
     async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
         let leases = &self.inner.leases;
-        let op = ops::CreateRun::new(run, &leases.owner, leases.lease_ms())?;
+        let op = ops::CreateRun::new(run, leases.owner(), leases.lease_ms())?;
         let (created, _) = self.write(op).await?;
         if created == Created::New {
             leases.hold(run.run_id, 1);
@@ -577,9 +577,9 @@ impl LeaseStore for SqliteStore {
         let leases = &self.inner.leases;
         let op = ops::Acquire {
             run_id: run_id.as_str().to_owned(),
-            owner: leases.owner.clone(),
+            owner: leases.owner().to_owned(),
             lease_ms: leases.lease_ms(),
-            max_recoveries: leases.max_recoveries,
+            max_recoveries: leases.max_recoveries(),
         };
         let (acquired, _) = self.write(op).await?;
         match acquired.into_result(run_id)? {

@@ -357,7 +357,7 @@ impl Writer {
         loop {
             let mut core = self.lock();
             if Instant::now() >= beat {
-                core.leases.renew(&core.conn, &core.label);
+                crate::lease::renew(&core.leases, &core.conn, &core.label);
                 beat = Instant::now() + period;
             }
             let open = core.serve();
@@ -376,7 +376,7 @@ impl Writer {
             std::thread::park_timeout(beat.saturating_duration_since(Instant::now()));
         }
         let core = self.lock();
-        core.leases.give_up(&core.conn, &core.label);
+        crate::lease::give_up(&core.leases, &core.conn, &core.label);
     }
 
     /// Commits `op` on the caller's thread if the connection is free, with every write queued

@@ -348,8 +348,10 @@ pub struct UnfinishedRun {
     pub workflow: String,
 }
 
+mod leases;
 mod machines;
 mod memory;
 
+pub use leases::HeldLeases;
 pub use machines::{Advanced, MachineStep, MachineStore, MachineTransition, StoredMachine};
 pub use memory::{MemoryStore, RecordedChange};

@@ -1,0 +1,145 @@
+//! The leases a durable store holds: its owner id, its lease settings, and the fencing token
+//! of each run it runs. Bookkeeping only, the same for every store with leases; the SQL that
+//! takes, renews and gives them up lives with each store.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use crate::runtime::id::RunId;
+
+/// A lease a store holds.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    token: u64,
+    /// Still renewed; `false` once a renewal or a write found it taken over.
+    live: bool,
+}
+
+/// The leases a store holds, with its owner id and lease settings: which runs it runs, under
+/// which fencing token, and which of them it still renews. For store implementations
+/// ([`LeaseStore`](super::LeaseStore)); the engine never sees it.
+#[derive(Debug)]
+pub struct HeldLeases {
+    owner: String,
+    lease: Duration,
+    max_recoveries: u32,
+    held: Mutex<HashMap<RunId, Held>>,
+    paused: AtomicBool,
+}
+
+impl HeldLeases {
+    /// No lease yet, held as `owner`, each lasting `lease` unless renewed; a run taken up more
+    /// than `max_recoveries` times is parked.
+    pub fn new(owner: String, lease: Duration, max_recoveries: u32) -> Self {
+        Self {
+            owner,
+            lease,
+            max_recoveries,
+            held: Mutex::new(HashMap::new()),
+            paused: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<RunId, Held>> {
+        // Every critical section is one insert, remove or field write.
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The id the leases are held under.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// How many take-ups a run is allowed before it is parked.
+    pub fn max_recoveries(&self) -> u32 {
+        self.max_recoveries
+    }
+
+    /// The lease in milliseconds (at least 1).
+    pub fn lease_ms(&self) -> i64 {
+        i64::try_from(self.lease.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1)
+    }
+
+    /// How often the leases are renewed: a third of the lease.
+    pub fn heartbeat_period(&self) -> Duration {
+        (self.lease / 3).clamp(Duration::from_millis(1), Duration::from_secs(86_400))
+    }
+
+    /// The token held for `run_id`, if this store holds (or held and lost) its lease.
+    pub fn token(&self, run_id: &RunId) -> Option<u64> {
+        self.lock().get(run_id).map(|held| held.token)
+    }
+
+    /// Remembers a lease just taken, with its token.
+    pub fn hold(&self, run_id: &RunId, token: u64) {
+        self.lock()
+            .insert(run_id.clone(), Held { token, live: true });
+    }
+
+    /// Stops renewing `run_id`'s lease but keeps its token, so that every later write of the
+    /// run is fenced too.
+    pub fn lost(&self, run_id: &RunId) {
+        if let Some(held) = self.lock().get_mut(run_id) {
+            held.live = false;
+        }
+    }
+
+    /// Forgets `run_id`'s lease: the run ended, or is no longer run here.
+    pub fn forget(&self, run_id: &RunId) {
+        self.lock().remove(run_id);
+    }
+
+    /// How many runs' leases are held (or were held and lost, for a run still here).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no lease is held.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Stops or restarts the renewals (a drill: the leases then expire).
+    pub fn pause(&self, paused: bool) {
+        self.paused.store(paused, Ordering::SeqCst);
+    }
+
+    /// The live leases with their tokens, for a renewal; none while paused.
+    pub fn live(&self) -> Vec<(RunId, u64)> {
+        if self.paused.load(Ordering::SeqCst) {
+            return Vec::new();
+        }
+        self.lock()
+            .iter()
+            .filter(|(_, held)| held.live)
+            .map(|(run_id, held)| (run_id.clone(), held.token))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_lease_keeps_its_token_and_is_no_longer_renewed() {
+        let leases = HeldLeases::new("o".into(), Duration::from_secs(3), 5);
+        let (a, b) = (RunId::from("a"), RunId::from("b"));
+        leases.hold(&a, 7);
+        leases.hold(&b, 9);
+        leases.lost(&a);
+        assert_eq!(leases.token(&a), Some(7), "a later write is fenced with it");
+        assert_eq!(leases.live(), [(b.clone(), 9)]);
+        leases.pause(true);
+        assert!(leases.live().is_empty());
+        leases.pause(false);
+        leases.forget(&b);
+        assert_eq!(leases.len(), 1);
+        assert_eq!(leases.heartbeat_period(), Duration::from_secs(1));
+        assert_eq!(leases.lease_ms(), 3000);
+    }
+}
