@@ -109,29 +109,49 @@ ev AS (
 )
 SELECT (SELECT seq FROM ev), (SELECT at FROM ev), (SELECT workflow FROM runs WHERE run_id = $1)";
 
-/// One write of a run: its change, or a pair of changes (a step's completion and the next
-/// step's start), as arrays of one or two, so that a pair is one statement that updates the
-/// run's row once.
-const RECORD_SQL: &str = "
-WITH fence AS (
-    UPDATE runs SET version = version + 1, updated_at = now_ms(),
-        lease_expires = CASE WHEN $4::text IS NULL THEN now_ms() + $3 END,
-        status = COALESCE($4::text, status), error = COALESCE($5::text, error)
-    WHERE run_id = $1 AND lease_token = $2 AND NOT parked
-    RETURNING updated_at AS at
+/// Every change write of a batch in one statement, set-based: the writes as arrays (a run's
+/// id, token, lease and end), their changes as arrays (one or two a write: a change, or a
+/// step's completion and the next step's start), numbered so that each change finds its
+/// write. Each run's row is updated once, fenced by the token; only the changes of writes
+/// whose run passed the fence write their step and event rows, in the batch's order, so that
+/// events are numbered as the batch lists them. One row comes back per write, in order: the
+/// `seq`s of its events, the time, and whether its run exists (no events: fenced, or no run).
+/// A step twice in one statement (which the engine never sends) fails the statement, and
+/// with it the batch, whose writes then go one by one.
+const RECORDS_SQL: &str = "
+WITH w AS (
+    SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[])
+        WITH ORDINALITY AS w(run_id, token, lease_ms, end_status, end_error, wi)
 ),
-ch AS (
-    SELECT * FROM unnest($6::text[], $7::text[], $8::int4[], $9::text[], $10::text[],
-                         $11::boolean[], $12::text[], $13::int4[], $14::text[])
-        WITH ORDINALITY AS c(step, status, attempts, output, error, finished, kind, attempt,
-                             detail, ord)
+g AS (
+    SELECT run_id, token, max(lease_ms) AS lease_ms, max(end_status) AS end_status,
+        max(end_error) AS end_error
+    FROM w GROUP BY run_id, token
+),
+fence AS (
+    UPDATE runs r SET version = r.version + 1, updated_at = now_ms(),
+        lease_expires = CASE WHEN g.end_status IS NULL THEN now_ms() + g.lease_ms END,
+        status = COALESCE(g.end_status, r.status), error = COALESCE(g.end_error, r.error)
+    FROM g WHERE r.run_id = g.run_id AND r.lease_token = g.token AND NOT r.parked
+    RETURNING r.run_id, r.lease_token AS token, r.updated_at AS at
+),
+c AS (
+    SELECT * FROM unnest($6::int8[], $7::text[], $8::text[], $9::int4[], $10::text[],
+                         $11::text[], $12::boolean[], $13::text[], $14::int4[], $15::text[])
+        WITH ORDINALITY AS c(wi, step, status, attempts, output, error, finished, kind,
+                             attempt, detail, ci)
+),
+applied AS (
+    SELECT c.*, w.run_id, f.at FROM c
+        JOIN w ON w.wi = c.wi
+        JOIN fence f ON f.run_id = w.run_id AND f.token = w.token
 ),
 step AS (
     INSERT INTO steps (run_id, name, status, attempts, output, error, started_at, finished_at)
-    SELECT $1, ch.step, ch.status, ch.attempts, ch.output, ch.error,
-        CASE WHEN ch.status = 'skipped' THEN NULL ELSE fence.at END,
-        CASE WHEN ch.finished THEN fence.at END
-    FROM fence, ch WHERE ch.step IS NOT NULL ORDER BY ch.ord
+    SELECT run_id, step, status, attempts, output, error,
+        CASE WHEN status = 'skipped' THEN NULL ELSE at END,
+        CASE WHEN finished THEN at END
+    FROM applied WHERE step IS NOT NULL ORDER BY ci
     ON CONFLICT (run_id, name) DO UPDATE SET status = excluded.status,
         attempts = excluded.attempts, output = COALESCE(excluded.output, steps.output),
         error = CASE WHEN excluded.status = 'completed' THEN NULL
@@ -141,11 +161,17 @@ step AS (
 ),
 ev AS (
     INSERT INTO events (run_id, at, kind, step, attempt, detail)
-    SELECT $1, fence.at, ch.kind, ch.step, ch.attempt, ch.detail FROM fence, ch ORDER BY ch.ord
-    RETURNING seq, at
+    SELECT run_id, at, kind, step, attempt, detail FROM applied ORDER BY ci
+    RETURNING seq, run_id, kind, step
 )
-SELECT (SELECT array_agg(seq ORDER BY seq) FROM ev), (SELECT min(at) FROM ev),
-    EXISTS (SELECT 1 FROM runs WHERE run_id = $1)";
+SELECT
+    (SELECT array_agg(ev.seq ORDER BY ev.seq) FROM ev
+        JOIN c ON c.wi = w.wi AND ev.kind = c.kind AND ev.step IS NOT DISTINCT FROM c.step
+        WHERE ev.run_id = w.run_id),
+    f.at,
+    EXISTS (SELECT 1 FROM runs r WHERE r.run_id = w.run_id)
+FROM w LEFT JOIN fence f ON f.run_id = w.run_id AND f.token = w.token
+ORDER BY w.wi";
 
 const MARK_SQL: &str = "INSERT INTO writers (owner, batch) VALUES ($1, $2) \
      ON CONFLICT (owner) DO UPDATE SET batch = excluded.batch";
@@ -237,7 +263,7 @@ impl Writer {
         let pg = |e: tokio_postgres::Error| pg_error(&self.label, &e);
         let conn = Conn {
             create: client.prepare(CREATE_SQL).await.map_err(pg)?,
-            record: client.prepare(RECORD_SQL).await.map_err(pg)?,
+            record: client.prepare(RECORDS_SQL).await.map_err(pg)?,
             mark: client.prepare(MARK_SQL).await.map_err(pg)?,
             lock: client.prepare(LOCK_SQL).await.map_err(pg)?,
             client,
@@ -357,8 +383,24 @@ impl Writer {
         pending.push(Box::pin(async move {
             client.query(&conn.lock, &[&k1, &k2]).await
         }));
+        // The creations one statement each, then every change in one.
+        let mut statements = 0;
         for write in batch {
-            pending.push(statements(conn, write));
+            if let Write::Create(row, _) = write {
+                pending.push(create(conn, row));
+                statements += 1;
+            }
+        }
+        let records: Vec<&RecordRow> = batch
+            .iter()
+            .filter_map(|write| match write {
+                Write::Record(row, _) => Some(row),
+                Write::Create(..) => None,
+            })
+            .collect();
+        if !records.is_empty() {
+            pending.push(Box::pin(record_all(conn, records)));
+            statements += 1;
         }
         // With crash points (a test build), the `COMMIT` waits for the batch's answers, so
         // that a crash before it leaves a transaction the server has applied, uncommitted.
@@ -389,10 +431,10 @@ impl Writer {
         };
         let mut lost = None;
         let mut failed = None;
-        let mut rows = Vec::with_capacity(batch.len());
+        let mut rows = Vec::with_capacity(statements);
         for (i, result) in results.into_iter().enumerate() {
             match result {
-                Ok(found) if (3..3 + batch.len()).contains(&i) => rows.push(found),
+                Ok(found) if (3..3 + statements).contains(&i) => rows.push(found),
                 Ok(_) => {}
                 Err(e) if e.as_db_error().is_none() => {
                     lost.get_or_insert(e);
@@ -402,7 +444,8 @@ impl Writer {
                 }
             }
         }
-        let complete = rows.len() == batch.len();
+        let complete = rows.len() == statements;
+        let rows = distribute(batch, rows);
         Ok(match (lost, failed) {
             (Some(lost), _) => {
                 Ran::Unknown(crate::error::describe(&lost), complete.then_some(rows))
@@ -437,6 +480,8 @@ impl Writer {
                 }
             }
         }
+        // In `seq` order: the creations' statements ran before the changes' one.
+        events.sort_by_key(|event| event.seq);
         self.publisher.publish(events);
         for answer in answers {
             match answer {
@@ -645,39 +690,70 @@ async fn committed_batch(client: &Client, owner: &str) -> Result<i64, tokio_post
         .map_or(0, |row| row.get(0)))
 }
 
-/// The statements of one write, sent when first polled.
-fn statements<'a>(conn: &'a Conn, write: &'a Write) -> Pending<'a> {
-    match write {
-        Write::Create(row, _) => Box::pin(async move {
-            conn.client
-                .query(
-                    &conn.create,
-                    &[
-                        &row.run_id.as_str(),
-                        &row.workflow,
-                        &row.graph_fingerprint,
-                        &row.input,
-                        &row.owner,
-                        &row.lease_ms,
-                        &row.graph,
-                    ],
-                )
-                .await
-        }),
-        Write::Record(row, _) => Box::pin(record(conn, row)),
-    }
+/// The statement of a creation, sent when first polled.
+fn create<'a>(conn: &'a Conn, row: &'a CreateRow) -> Pending<'a> {
+    Box::pin(async move {
+        conn.client
+            .query(
+                &conn.create,
+                &[
+                    &row.run_id.as_str(),
+                    &row.workflow,
+                    &row.graph_fingerprint,
+                    &row.input,
+                    &row.owner,
+                    &row.lease_ms,
+                    &row.graph,
+                ],
+            )
+            .await
+    })
 }
 
-/// The statement of `row`: its change, or its pair of changes.
-async fn record(conn: &Conn, row: &RecordRow) -> Result<Vec<Row>, tokio_postgres::Error> {
-    let changes: Vec<&ChangeRow> = std::iter::once(&row.change).chain(&row.then).collect();
-    // The run's end, if either change ends it (only the last can).
-    let (end, end_error) = changes
+/// The rows each write of `batch` got back, in the batch's order, from the statements'
+/// rows: a creation's statement each, in order, then the changes' statement with a row per
+/// change write. A write whose row is missing gets none (and is answered as unreadable).
+fn distribute(batch: &[Write], statements: Vec<Vec<Row>>) -> Vec<Vec<Row>> {
+    let creates = batch
         .iter()
-        .find_map(|c| c.end.as_ref())
-        .map_or((None, None), |(status, error)| {
-            (Some(*status), error.as_deref())
-        });
+        .filter(|write| matches!(write, Write::Create(..)))
+        .count();
+    let mut statements = statements.into_iter();
+    let mut created: Vec<Vec<Row>> = statements.by_ref().take(creates).collect();
+    created.reverse();
+    let mut recorded = statements.next().unwrap_or_default().into_iter();
+    batch
+        .iter()
+        .map(|write| match write {
+            Write::Create(..) => created.pop().unwrap_or_default(),
+            Write::Record(..) => recorded.next().into_iter().collect(),
+        })
+        .collect()
+}
+
+/// The one statement of every change write of a batch (see [`RECORDS_SQL`]).
+async fn record_all(
+    conn: &Conn,
+    writes: Vec<&RecordRow>,
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let runs: Vec<&str> = writes.iter().map(|w| w.run_id.as_str()).collect();
+    let tokens: Vec<i64> = writes.iter().map(|w| w.token).collect();
+    let leases: Vec<i64> = writes.iter().map(|w| w.lease_ms).collect();
+    let mut ends: Vec<Option<&str>> = Vec::with_capacity(writes.len());
+    let mut end_errors: Vec<Option<&str>> = Vec::with_capacity(writes.len());
+    let mut of_write: Vec<i64> = Vec::with_capacity(writes.len() * 2);
+    let mut changes: Vec<&ChangeRow> = Vec::with_capacity(writes.len() * 2);
+    for (i, write) in writes.iter().enumerate() {
+        let mine: Vec<&ChangeRow> = std::iter::once(&write.change).chain(&write.then).collect();
+        // The run's end, if either change ends it (only the last can).
+        let end = mine.iter().find_map(|c| c.end.as_ref());
+        ends.push(end.map(|(status, _)| *status));
+        end_errors.push(end.and_then(|(_, error)| error.as_deref()));
+        for change in mine {
+            of_write.push(i64::try_from(i + 1).unwrap_or(i64::MAX));
+            changes.push(change);
+        }
+    }
     fn step<'a>(change: &&'a ChangeRow) -> Option<&'a crate::change::StepRow> {
         change.step.as_ref()
     }
@@ -712,11 +788,12 @@ async fn record(conn: &Conn, row: &RecordRow) -> Result<Vec<Row>, tokio_postgres
         .query(
             &conn.record,
             &[
-                &row.run_id.as_str(),
-                &row.token,
-                &row.lease_ms,
-                &end,
-                &end_error,
+                &runs,
+                &tokens,
+                &leases,
+                &ends,
+                &end_errors,
+                &of_write,
                 &names,
                 &statuses,
                 &attempts,
