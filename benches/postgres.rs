@@ -122,16 +122,13 @@ async fn sagaflow_sequential(engine: &Engine, round: usize) -> f64 {
 async fn sagaflow_concurrent(engine: &Engine, round: usize) -> f64 {
     let def = chain(CONCURRENT_STEPS);
     let began = Instant::now();
-    let mut handles = Vec::new();
-    for r in 0..CONCURRENT_RUNS {
-        handles.push(
-            engine
-                .start(&def, format!("con-{round}-{r}-{}", salt()), 0)
-                .await
-                .unwrap(),
-        );
-    }
+    // Started together, as 100 requests arriving at once would start them.
+    let handles = futures::future::join_all(
+        (0..CONCURRENT_RUNS).map(|r| engine.start(&def, format!("con-{round}-{r}-{}", salt()), 0)),
+    )
+    .await;
     for handle in handles {
+        let handle = handle.unwrap();
         assert_eq!(
             *handle.wait().await.unwrap().output,
             CONCURRENT_STEPS as u64

@@ -90,6 +90,7 @@ struct Conn {
     client: Client,
     create: Statement,
     record: Statement,
+    record_one: Statement,
     mark: Statement,
     lock: Statement,
 }
@@ -172,6 +173,44 @@ SELECT
     EXISTS (SELECT 1 FROM runs r WHERE r.run_id = w.run_id)
 FROM w LEFT JOIN fence f ON f.run_id = w.run_id AND f.token = w.token
 ORDER BY w.wi";
+
+/// One write of a run: its change, or a pair of changes (a step's completion and the next
+/// step's start), as arrays of one or two, so that a pair is one statement that updates the
+/// run's row once.
+const RECORD_ONE_SQL: &str = "
+WITH fence AS (
+    UPDATE runs SET version = version + 1, updated_at = now_ms(),
+        lease_expires = CASE WHEN $4::text IS NULL THEN now_ms() + $3 END,
+        status = COALESCE($4::text, status), error = COALESCE($5::text, error)
+    WHERE run_id = $1 AND lease_token = $2 AND NOT parked
+    RETURNING updated_at AS at
+),
+ch AS (
+    SELECT * FROM unnest($6::text[], $7::text[], $8::int4[], $9::text[], $10::text[],
+                         $11::boolean[], $12::text[], $13::int4[], $14::text[])
+        WITH ORDINALITY AS c(step, status, attempts, output, error, finished, kind, attempt,
+                             detail, ord)
+),
+step AS (
+    INSERT INTO steps (run_id, name, status, attempts, output, error, started_at, finished_at)
+    SELECT $1, ch.step, ch.status, ch.attempts, ch.output, ch.error,
+        CASE WHEN ch.status = 'skipped' THEN NULL ELSE fence.at END,
+        CASE WHEN ch.finished THEN fence.at END
+    FROM fence, ch WHERE ch.step IS NOT NULL ORDER BY ch.ord
+    ON CONFLICT (run_id, name) DO UPDATE SET status = excluded.status,
+        attempts = excluded.attempts, output = COALESCE(excluded.output, steps.output),
+        error = CASE WHEN excluded.status = 'completed' THEN NULL
+                     ELSE COALESCE(excluded.error, steps.error) END,
+        started_at = COALESCE(steps.started_at, excluded.started_at),
+        finished_at = excluded.finished_at
+),
+ev AS (
+    INSERT INTO events (run_id, at, kind, step, attempt, detail)
+    SELECT $1, fence.at, ch.kind, ch.step, ch.attempt, ch.detail FROM fence, ch ORDER BY ch.ord
+    RETURNING seq, at
+)
+SELECT (SELECT array_agg(seq ORDER BY seq) FROM ev), (SELECT min(at) FROM ev),
+    EXISTS (SELECT 1 FROM runs WHERE run_id = $1)";
 
 const MARK_SQL: &str = "INSERT INTO writers (owner, batch) VALUES ($1, $2) \
      ON CONFLICT (owner) DO UPDATE SET batch = excluded.batch";
@@ -260,10 +299,17 @@ impl Writer {
             return Ok(());
         }
         let client = connect(&self.config, &self.label).await?;
+        // The writer's statements are the same few, run again and again: planned once
+        // (a generic plan), not at every batch, where planning cost more than running them.
+        client
+            .batch_execute("SET plan_cache_mode = force_generic_plan")
+            .await
+            .map_err(|e| pg_error(&self.label, &e))?;
         let pg = |e: tokio_postgres::Error| pg_error(&self.label, &e);
         let conn = Conn {
             create: client.prepare(CREATE_SQL).await.map_err(pg)?,
             record: client.prepare(RECORDS_SQL).await.map_err(pg)?,
+            record_one: client.prepare(RECORD_ONE_SQL).await.map_err(pg)?,
             mark: client.prepare(MARK_SQL).await.map_err(pg)?,
             lock: client.prepare(LOCK_SQL).await.map_err(pg)?,
             client,
@@ -398,9 +444,18 @@ impl Writer {
                 Write::Create(..) => None,
             })
             .collect();
-        if !records.is_empty() {
-            pending.push(Box::pin(record_all(conn, records)));
-            statements += 1;
+        // One change write (a lone run, the sequential case) has a statement of its own,
+        // simpler to run than the set-based one.
+        match records.as_slice() {
+            [] => {}
+            [one] => {
+                pending.push(Box::pin(record_one(conn, one)));
+                statements += 1;
+            }
+            _ => {
+                pending.push(Box::pin(record_all(conn, records)));
+                statements += 1;
+            }
         }
         // With crash points (a test build), the `COMMIT` waits for the batch's answers, so
         // that a crash before it leaves a transaction the server has applied, uncommitted.
@@ -729,6 +784,69 @@ fn distribute(batch: &[Write], statements: Vec<Vec<Row>>) -> Vec<Vec<Row>> {
             Write::Record(..) => recorded.next().into_iter().collect(),
         })
         .collect()
+}
+
+/// The statement of `row`: its change, or its pair of changes.
+async fn record_one(conn: &Conn, row: &RecordRow) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let changes: Vec<&ChangeRow> = std::iter::once(&row.change).chain(&row.then).collect();
+    // The run's end, if either change ends it (only the last can).
+    let (end, end_error) = changes
+        .iter()
+        .find_map(|c| c.end.as_ref())
+        .map_or((None, None), |(status, error)| {
+            (Some(*status), error.as_deref())
+        });
+    fn step<'a>(change: &&'a ChangeRow) -> Option<&'a crate::change::StepRow> {
+        change.step.as_ref()
+    }
+    let names: Vec<Option<&str>> = changes
+        .iter()
+        .map(|c| step(c).map(|s| s.name.as_str()))
+        .collect();
+    let statuses: Vec<Option<&str>> = changes.iter().map(|c| step(c).map(|s| s.status)).collect();
+    let attempts: Vec<Option<i32>> = changes
+        .iter()
+        .map(|c| step(c).map(|s| i32::try_from(s.attempts).unwrap_or(i32::MAX)))
+        .collect();
+    let outputs: Vec<Option<&str>> = changes
+        .iter()
+        .map(|c| step(c).and_then(|s| s.output.as_deref()))
+        .collect();
+    let errors: Vec<Option<&str>> = changes
+        .iter()
+        .map(|c| step(c).and_then(|s| s.error.as_deref()))
+        .collect();
+    let finished: Vec<bool> = changes
+        .iter()
+        .map(|c| step(c).is_some_and(|s| s.finished))
+        .collect();
+    let kinds: Vec<&str> = changes.iter().map(|c| c.kind.as_str()).collect();
+    let event_attempts: Vec<Option<i32>> = changes
+        .iter()
+        .map(|c| c.attempt.map(|a| i32::try_from(a).unwrap_or(i32::MAX)))
+        .collect();
+    let details: Vec<Option<&str>> = changes.iter().map(|c| c.detail.as_deref()).collect();
+    conn.client
+        .query(
+            &conn.record_one,
+            &[
+                &row.run_id.as_str(),
+                &row.token,
+                &row.lease_ms,
+                &end,
+                &end_error,
+                &names,
+                &statuses,
+                &attempts,
+                &outputs,
+                &errors,
+                &finished,
+                &kinds,
+                &event_attempts,
+                &details,
+            ],
+        )
+        .await
 }
 
 /// The one statement of every change write of a batch (see [`RECORDS_SQL`]).

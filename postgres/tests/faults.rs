@@ -351,3 +351,56 @@ async fn a_lock_held_past_the_lock_timeout_is_an_error_naming_the_server() {
         .await
         .unwrap();
 }
+
+/// A run whose eight branches run at once sends several writes of the same run in one batch:
+/// its row is fenced once, and every branch's start and completion is kept once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parallel_branches_of_a_run_share_batches() {
+    let db = fresh_db!();
+    let store = db.store().await;
+    let engine = Engine::builder().store(Arc::new(store.clone())).build();
+    let mut b = Builder::<u32>::new("Fan");
+    let input = b.input();
+    let branches: Vec<_> = (0..8)
+        .map(|i| {
+            b.step(&format!("b{i}"), StepOptions::new(), (input,), |_, (x,)| {
+                let x = *x;
+                async move { Ok::<_, StepError>(x + 1) }
+            })
+        })
+        .collect();
+    let last = branches[7];
+    let def = b.build_with_output(last);
+    let handles =
+        futures_util::future::join_all((0..20).map(|i| engine.start(&def, format!("f{i}"), 0)))
+            .await;
+    for handle in handles {
+        assert_eq!(*handle.unwrap().wait().await.unwrap().output, 1);
+    }
+    for i in 0..20 {
+        let run = format!("f{i}");
+        assert_eq!(
+            count(&store, &run, EventKind::StepStarted).await,
+            8,
+            "{run}"
+        );
+        assert_eq!(
+            count(&store, &run, EventKind::StepCompleted).await,
+            8,
+            "{run}"
+        );
+        assert_eq!(
+            count(&store, &run, EventKind::RunCompleted).await,
+            1,
+            "{run}"
+        );
+        let stored = store.load_run(&RunId::from(run)).await.unwrap().unwrap();
+        assert_eq!(stored.steps.len(), 8);
+    }
+    assert!(
+        store.commits() * 2 < store.writes(),
+        "{} commits for {} writes",
+        store.commits(),
+        store.writes()
+    );
+}
