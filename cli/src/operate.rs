@@ -104,7 +104,7 @@ fn refused(path: &Path, run: &str, ask: Ask, error: SagaError) -> CliError {
         ),
         (SagaError::NotFound { .. }, _) => {
             return CliError::Read(InspectError::UnknownRun {
-                path: path.to_owned(),
+                database: path.display().to_string(),
                 run: run.to_owned(),
             });
         }
