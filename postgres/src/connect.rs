@@ -31,8 +31,11 @@ pub(crate) fn configure(
     options: &crate::PgOptions,
 ) -> tokio_postgres::Config {
     let ms = |d: std::time::Duration| d.as_millis().min(i32::MAX as u128);
+    // Quoted, as the migrations quote it: unquoted, the server would fold `Billing` to
+    // `billing`, a schema the store never made. (A schema name is a plain identifier, checked
+    // before: no quote to escape.)
     let extra = format!(
-        "-c search_path={} -c statement_timeout={} -c lock_timeout={}",
+        "-c search_path=\"{}\" -c statement_timeout={} -c lock_timeout={}",
         options.schema,
         ms(options.statement_timeout),
         ms(options.lock_timeout),

@@ -248,3 +248,29 @@ async fn an_unreachable_server_and_a_bad_url_are_named_without_the_password() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_schema_named_in_mixed_case_is_the_one_written_and_read() {
+    let Some(url) = support::server().await else {
+        return;
+    };
+    let schema = format!("{}_Mixed", support::fresh_schema());
+    let options = sagaflow_postgres::PgOptions::default().schema(schema.as_str());
+    let store = sagaflow_postgres::PgStore::connect(&url, options)
+        .await
+        .unwrap();
+    create(&store, "r", "W").await.unwrap();
+    let inspector = PgInspector::connect(&url, &schema).await.unwrap();
+    let runs = inspector.runs().await.unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(
+        !schema_exists(&url, &schema.to_lowercase()).await,
+        "the store wrote a schema folded to lower case"
+    );
+    drop((inspector, store));
+    client(&url)
+        .await
+        .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
+}
