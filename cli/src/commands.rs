@@ -1,4 +1,6 @@
-//! The read-only commands: `runs`, `show`, `events`, `graph`, `stuck`, `machines`, `machine`.
+//! The read-only commands: `runs`, `show`, `events`, `graph`, `stuck`, `machines`, `machine`,
+//! `check`. Each reads through [`Inspect`](crate::db::Inspect), whichever store wrote the
+//! database.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -44,15 +46,15 @@ pub(crate) struct RunFilter {
 }
 
 /// `sagaflow runs`.
-pub(crate) fn runs(
+pub(crate) async fn runs(
     db: &Db,
     filter: &RunFilter,
     out: &Out,
     w: &mut impl Write,
 ) -> Result<(), CliError> {
-    let all = db.runs()?;
+    let all = db.runs().await?;
     let by_id = db::by_id(&all);
-    let abandoned = db::abandoned_rounds(db)?;
+    let abandoned = db::abandoned_rounds(db).await?;
     let now = render::now_ms();
     let mut rows = Vec::new();
     for run in &all {
@@ -159,21 +161,26 @@ fn steps_table(steps: &[Step], undo: bool) -> Table {
 }
 
 /// `sagaflow show RUN`.
-pub(crate) fn show(db: &Db, run_id: &str, out: &Out, w: &mut impl Write) -> Result<(), CliError> {
-    let run = db.run(run_id)?;
-    let steps = db.steps(run_id)?;
+pub(crate) async fn show(
+    db: &Db,
+    run_id: &str,
+    out: &Out,
+    w: &mut impl Write,
+) -> Result<(), CliError> {
+    let run = db.run(run_id).await?;
+    let steps = db.steps(run_id).await?;
     let rounds = if db::is_round(&run) {
         Vec::new()
     } else {
-        db::rounds(db, run_id)?
+        db::rounds(db, run_id).await?
     };
-    let abandoned = db::abandoned_rounds(db)?;
+    let abandoned = db::abandoned_rounds(db).await?;
     let refs: Vec<&Run> = rounds.iter().collect();
     let saga = saga_status(&refs, &abandoned);
     let now = render::now_ms();
     let mut round_steps = Vec::new();
     for round in &rounds {
-        round_steps.push(db.steps(&round.run_id)?);
+        round_steps.push(db.steps(&round.run_id).await?);
     }
     if out.json {
         let rounds: Vec<Value> = rounds
@@ -253,10 +260,15 @@ pub(crate) fn show(db: &Db, run_id: &str, out: &Out, w: &mut impl Write) -> Resu
 }
 
 /// The runs whose events `events RUN` shows: the run and, for a saga, its rounds.
-fn family(db: &Db, run: &Run) -> Result<Vec<String>, CliError> {
+async fn family(db: &Db, run: &Run) -> Result<Vec<String>, CliError> {
     let mut ids = vec![run.run_id.clone()];
     if !db::is_round(run) {
-        ids.extend(db::rounds(db, &run.run_id)?.into_iter().map(|r| r.run_id));
+        ids.extend(
+            db::rounds(db, &run.run_id)
+                .await?
+                .into_iter()
+                .map(|r| r.run_id),
+        );
     }
     Ok(ids)
 }
@@ -315,16 +327,16 @@ fn event_json(event: &EventRow) -> Value {
 
 /// `sagaflow events RUN [--follow]`: the log of the run and of its compensation rounds; with
 /// `--follow`, new events as they are committed, until interrupted.
-pub(crate) fn events(
+pub(crate) async fn events(
     db: &Db,
     run_id: &str,
     follow: bool,
     out: &Out,
     w: &mut impl Write,
 ) -> Result<(), CliError> {
-    let run = db.run(run_id)?;
-    let mut ids = family(db, &run)?;
-    let events = db.events(&ids, 0)?;
+    let run = db.run(run_id).await?;
+    let mut ids = family(db, &run).await?;
+    let events = db.events(&ids, 0).await?;
     if out.json && !follow {
         let list: Vec<Value> = events.iter().map(event_json).collect();
         return render::json(w, &Value::Array(list));
@@ -347,15 +359,15 @@ pub(crate) fn events(
         return Ok(());
     }
     loop {
-        std::thread::sleep(Duration::from_millis(250));
-        ids = family(db, &run)?;
-        let new = db.events(&ids, last)?;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        ids = family(db, &run).await?;
+        let new = db.events(&ids, last).await?;
         last = last.max(print(&new, w)?);
     }
 }
 
 /// `sagaflow graph RUN --format F`.
-pub(crate) fn graph(
+pub(crate) async fn graph(
     db: &Db,
     run_id: &str,
     format: Format,
@@ -363,9 +375,9 @@ pub(crate) fn graph(
     w: &mut impl Write,
     note: &mut impl Write,
 ) -> Result<(), CliError> {
-    let run = db.run(run_id)?;
-    let steps = db.steps(run_id)?;
-    let stored = db.graph(run_id)?;
+    let run = db.run(run_id).await?;
+    let steps = db.steps(run_id).await?;
+    let stored = db.graph(run_id).await?;
     let drawing = Drawing::new(run_id, stored.as_deref(), &steps)?;
     if out.json {
         let value: Value = match &stored {
@@ -389,8 +401,9 @@ pub(crate) fn graph(
     if !drawing.has_edges {
         writeln!(
             note,
-            "note: run `{run_id}` was stored without its graph (created by a sagaflow older than \
-             schema version 5): its steps are drawn without edges"
+            "note: run `{run_id}` was stored without its graph (by a sagaflow older than \
+             graphs in the database, or by a program that gave none): its steps are drawn \
+             without edges"
         )?;
     }
     if format == Format::Ascii {
@@ -401,10 +414,10 @@ pub(crate) fn graph(
 }
 
 /// `sagaflow stuck`: sagas whose latest compensation round failed.
-pub(crate) fn stuck(db: &Db, out: &Out, w: &mut impl Write) -> Result<(), CliError> {
-    let all = db.runs()?;
+pub(crate) async fn stuck(db: &Db, out: &Out, w: &mut impl Write) -> Result<(), CliError> {
+    let all = db.runs().await?;
     let by_id = db::by_id(&all);
-    let abandoned = db::abandoned_rounds(db)?;
+    let abandoned = db::abandoned_rounds(db).await?;
     let mut rows = Vec::new();
     for run in all.iter().filter(|r| !db::is_round(r)) {
         let rounds = db::rounds_of(run, &by_id);
@@ -414,10 +427,11 @@ pub(crate) fn stuck(db: &Db, out: &Out, w: &mut impl Write) -> Result<(), CliErr
         let Some(&round) = rounds.last() else {
             continue;
         };
-        let steps = db.steps(&round.run_id)?;
+        let steps = db.steps(&round.run_id).await?;
         let failed = steps.iter().find(|s| s.status == "failed");
         let requested = db
-            .signal(&round.run_id, OPERATOR_SIGNAL)?
+            .signal(&round.run_id, OPERATOR_SIGNAL)
+            .await?
             .map(|p| serde_json::from_str::<String>(&p).unwrap_or(p));
         rows.push((run, round, failed.cloned(), requested));
     }
@@ -499,8 +513,8 @@ fn state_text(state: &Value) -> String {
 }
 
 /// `sagaflow machines`.
-pub(crate) fn machines(db: &Db, out: &Out, w: &mut impl Write) -> Result<(), CliError> {
-    let machines = db.machines()?;
+pub(crate) async fn machines(db: &Db, out: &Out, w: &mut impl Write) -> Result<(), CliError> {
+    let machines = db.machines().await?;
     if out.json {
         let list: Vec<Value> = machines
             .iter()
@@ -535,9 +549,14 @@ pub(crate) fn machines(db: &Db, out: &Out, w: &mut impl Write) -> Result<(), Cli
 }
 
 /// `sagaflow machine ID`.
-pub(crate) fn machine(db: &Db, id: &str, out: &Out, w: &mut impl Write) -> Result<(), CliError> {
-    let m = db.machine(id)?;
-    let log = db.transitions(id)?;
+pub(crate) async fn machine(
+    db: &Db,
+    id: &str,
+    out: &Out,
+    w: &mut impl Write,
+) -> Result<(), CliError> {
+    let m = db.machine(id).await?;
+    let log = db.transitions(id).await?;
     if out.json {
         let log: Vec<Value> = log
             .iter()
@@ -587,14 +606,14 @@ pub(crate) fn machine(db: &Db, id: &str, out: &Out, w: &mut impl Write) -> Resul
 }
 
 /// `sagaflow check`: prints what `integrity_check` found; damage is an error (exit code 1).
-pub(crate) fn check(db: &Db, out: &Out, w: &mut impl Write) -> Result<(), CliError> {
-    let problems = db.integrity()?;
-    let sound = problems == ["ok"];
-    let problems: Vec<String> = if sound { Vec::new() } else { problems };
+/// On PostgreSQL, an error that names the server's own checks.
+pub(crate) async fn check(db: &Db, out: &Out, w: &mut impl Write) -> Result<(), CliError> {
+    let problems = db.check().await?;
+    let sound = problems.is_empty();
     if out.json {
         render::json(w, &json!({"ok": sound, "problems": problems}))?;
     } else if sound {
-        writeln!(w, "{}: no damage found", db.path().display())?;
+        writeln!(w, "{}: no damage found", db.database())?;
     } else {
         for problem in &problems {
             writeln!(w, "{problem}")?;
@@ -604,7 +623,7 @@ pub(crate) fn check(db: &Db, out: &Out, w: &mut impl Write) -> Result<(), CliErr
         Ok(())
     } else {
         Err(CliError::Damaged {
-            path: db.path().to_owned(),
+            database: db.database().to_owned(),
             count: problems.len(),
         })
     }

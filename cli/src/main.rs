@@ -1,9 +1,12 @@
-//! The `sagaflow` command line: see, draw and operate the runs in a sagaflow database file.
+//! The `sagaflow` command line: see, draw and operate the runs in a sagaflow database, a SQLite
+//! file or a schema on a PostgreSQL server (`--db postgres://...`).
 //!
-//! The commands that only read open the file read-only (a service may be writing it at the
-//! same time: WAL lets the reader see the last commit); the ones that write go through the
-//! store and the saga request API. Exit codes: 0 done, 1 an error (printed on stderr, naming
-//! the file, run or machine), 2 a command line that does not parse.
+//! The commands that only read open the database read-only, through the store-neutral read
+//! capability each store crate implements (a service may be writing meanwhile: WAL on a
+//! file, MVCC on a server, lets the reader see the last commit); the ones that write go
+//! through the store and the saga request API. No SQL here. Exit codes: 0 done, 1 an error
+//! (printed on stderr, naming the file or the server's URL without its password, and the run
+//! or machine), 2 a command line that does not parse.
 
 mod commands;
 mod db;
@@ -21,18 +24,23 @@ use clap::{Parser, Subcommand};
 use sagaflow_saga::OperatorAction;
 
 use crate::commands::{Out, RunFilter};
-use crate::db::Db;
+use crate::db::Target;
 use crate::draw::Format;
 use crate::error::CliError;
 use crate::operate::Ask;
 
-/// See, draw and operate the runs, sagas and state machines in a sagaflow database.
+/// See, draw and operate the runs, sagas and state machines in a sagaflow database: a SQLite
+/// file, or a schema on a PostgreSQL server.
 #[derive(Debug, Parser)]
 #[command(name = "sagaflow", version, about, max_term_width = 100)]
 struct Cli {
-    /// The database file.
-    #[arg(long, env = "SAGAFLOW_DB", global = true, value_name = "FILE")]
+    /// The database: a SQLite file, or a PostgreSQL server's URL
+    /// (`postgres://user:password@host:5432/db`; errors name it without the password).
+    #[arg(long, env = "SAGAFLOW_DB", global = true, value_name = "FILE|URL")]
     db: Option<PathBuf>,
+    /// On PostgreSQL, the schema sagaflow's tables are in [default: sagaflow].
+    #[arg(long, env = "SAGAFLOW_SCHEMA", global = true, value_name = "SCHEMA")]
+    schema: Option<String>,
     /// Print JSON (for scripts) instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -120,7 +128,10 @@ enum Command {
         /// The payload, as JSON (`true`, `"text"`, `{"by": "ana"}`).
         payload: String,
     },
-    /// Look for damage in the file (`PRAGMA integrity_check`, read-only); exit code 1 if any.
+    /// Look for damage in a SQLite file (`PRAGMA integrity_check`, read-only); exit code 1 if
+    /// any.
+    ///
+    /// On PostgreSQL, an error: the server checks its own pages (data checksums, amcheck).
     Check,
     /// Success rate and duration percentiles per workflow and per step.
     Stats {
@@ -130,8 +141,8 @@ enum Command {
     },
 }
 
-fn run(cli: Cli) -> Result<(), CliError> {
-    let path = cli.db.ok_or(CliError::NoDatabase)?;
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let target = Target::new(cli.db.ok_or(CliError::NoDatabase)?, cli.schema)?;
     let out = Out {
         json: cli.json,
         colour: !cli.json && render::colours(),
@@ -154,46 +165,56 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 since,
                 all,
             };
-            commands::runs(&Db::open(&path)?, &filter, &out, &mut w)
+            commands::runs(&*target.inspect().await?, &filter, &out, &mut w).await
         }
-        Command::Show { run } => commands::show(&Db::open(&path)?, &run, &out, &mut w),
+        Command::Show { run } => {
+            commands::show(&*target.inspect().await?, &run, &out, &mut w).await
+        }
         Command::Events { run, follow } => {
-            commands::events(&Db::open(&path)?, &run, follow, &out, &mut w)
+            commands::events(&*target.inspect().await?, &run, follow, &out, &mut w).await
         }
-        Command::Graph { run, format } => commands::graph(
-            &Db::open(&path)?,
-            &run,
-            format,
-            &out,
-            &mut w,
-            &mut std::io::stderr(),
-        ),
-        Command::Machines => commands::machines(&Db::open(&path)?, &out, &mut w),
-        Command::Machine { id } => commands::machine(&Db::open(&path)?, &id, &out, &mut w),
-        Command::Stuck => commands::stuck(&Db::open(&path)?, &out, &mut w),
-        Command::Retry { run } => request(&path, &run, Ask::Operator(OperatorAction::Retry), &out),
-        Command::Skip { run } => request(&path, &run, Ask::Operator(OperatorAction::Skip), &out),
+        Command::Graph { run, format } => {
+            let db = target.inspect().await?;
+            commands::graph(&*db, &run, format, &out, &mut w, &mut std::io::stderr()).await
+        }
+        Command::Machines => commands::machines(&*target.inspect().await?, &out, &mut w).await,
+        Command::Machine { id } => {
+            commands::machine(&*target.inspect().await?, &id, &out, &mut w).await
+        }
+        Command::Stuck => commands::stuck(&*target.inspect().await?, &out, &mut w).await,
+        Command::Retry { run } => {
+            let ask = Ask::Operator(OperatorAction::Retry);
+            operate::request(&target, &run, ask, &out, &mut w).await
+        }
+        Command::Skip { run } => {
+            let ask = Ask::Operator(OperatorAction::Skip);
+            operate::request(&target, &run, ask, &out, &mut w).await
+        }
         Command::Abandon { run } => {
-            request(&path, &run, Ask::Operator(OperatorAction::Abandon), &out)
+            let ask = Ask::Operator(OperatorAction::Abandon);
+            operate::request(&target, &run, ask, &out, &mut w).await
         }
-        Command::Cancel { run } => request(&path, &run, Ask::Cancel, &out),
+        Command::Cancel { run } => operate::request(&target, &run, Ask::Cancel, &out, &mut w).await,
         Command::Signal { run, name, payload } => {
-            operate::signal(&path, &run, &name, &payload, &out, &mut w)
+            operate::signal(&target, &run, &name, &payload, &out, &mut w).await
         }
-        Command::Check => commands::check(&Db::open(&path)?, &out, &mut w),
+        Command::Check => commands::check(&*target.inspect().await?, &out, &mut w).await,
         Command::Stats { workflow } => {
-            stats::stats(&Db::open(&path)?, workflow.as_deref(), &out, &mut w)
+            stats::stats(&*target.inspect().await?, workflow.as_deref(), &out, &mut w).await
         }
     }
 }
 
-fn request(path: &std::path::Path, run: &str, ask: Ask, out: &Out) -> Result<(), CliError> {
-    operate::request(path, run, ask, out, &mut std::io::stdout().lock())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    // One thread: the commands read and write one thing at a time; the PostgreSQL client and
+    // `events --follow` need its timers and sockets.
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Io)
+        .and_then(|runtime| runtime.block_on(run(cli)));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         // `sagaflow runs | head`: the reader has gone, which is not an error.
         Err(CliError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,

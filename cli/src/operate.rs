@@ -1,19 +1,18 @@
 //! The commands that write: `retry`, `skip`, `abandon`, `cancel` (saga requests) and
-//! `signal`. Each checks the file read-only first (so that a missing file is not created and
-//! a foreign database is not migrated), then writes through `SqliteStore` and the saga
-//! request API: the request is a durable signal that the process running the saga acts on.
+//! `signal`. Each checks the database read-only first (so that a missing file is not
+//! created, a missing schema not made, and a foreign database not migrated), then writes
+//! through the store (`SqliteStore` or `PgStore`) and the saga request API: the request is a
+//! durable signal that the process running the saga acts on.
 
 use std::io::Write;
-use std::path::Path;
 
-use sagaflow_core::runtime::{RunId, SignalStore};
+use sagaflow_core::runtime::RunId;
 use sagaflow_saga::SagaError;
 use sagaflow_saga::requests::{self, OperatorAction};
-use sagaflow_sqlite::{SqliteOptions, SqliteStore};
 use serde_json::json;
 
 use crate::commands::Out;
-use crate::db::{self, Db, InspectError};
+use crate::db::{self, InspectError, Target};
 use crate::error::CliError;
 use crate::render;
 
@@ -24,58 +23,43 @@ pub(crate) enum Ask {
     Cancel,
 }
 
-fn store(path: &Path) -> Result<SqliteStore, CliError> {
-    SqliteStore::open(path, SqliteOptions::default()).map_err(|e| CliError::Write {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })
-}
-
-fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, CliError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .map_err(CliError::Io)?;
-    Ok(runtime.block_on(future))
-}
-
 /// `sagaflow retry|skip|abandon|cancel RUN`. A round's id stands for its saga.
-pub(crate) fn request(
-    path: &Path,
+pub(crate) async fn request(
+    target: &Target,
     run_id: &str,
     ask: Ask,
     out: &Out,
     w: &mut impl Write,
 ) -> Result<(), CliError> {
-    let db = Db::open(path)?;
-    let run = db.run(run_id)?;
+    let db = target.inspect().await?;
+    let database = db.database().to_owned();
+    let run = db.run(run_id).await?;
     let saga_id = db::saga_of(&run);
     if let Ask::Cancel = ask {
-        let forward = db.run(&saga_id)?;
+        let forward = db.run(&saga_id).await?;
         if forward.finished() || forward.status == "parked" {
             return Err(CliError::Refused {
-                path: path.to_owned(),
+                database,
                 run: saga_id,
                 message: format!("it is {}, there is nothing to cancel", forward.status),
             });
         }
     }
     drop(db);
-    let store = store(path)?;
+    let store = target.store(&database).await?;
     let id = RunId::from(saga_id.as_str());
-    let made = block_on(async {
-        match ask {
-            Ask::Operator(action) => requests::request(&store, &id, action).await,
-            Ask::Cancel => requests::request_cancel(&store, &id).await,
-        }
-    })?;
-    let made = made.map_err(|e| refused(path, &saga_id, ask, e))?;
+    let made = match ask {
+        Ask::Operator(action) => requests::request(&*store, &id, action).await,
+        Ask::Cancel => requests::request_cancel(&*store, &id).await,
+    };
+    let made = made.map_err(|e| refused(&database, &saga_id, ask, e))?;
     let verb = match ask {
         Ask::Operator(action) => action.as_str(),
         Ask::Cancel => "cancel",
     };
     if !made {
         return Err(CliError::Refused {
-            path: path.to_owned(),
+            database,
             run: saga_id,
             message: "a request was made for it already (one per stuck round, one \
                       cancellation): nothing changed"
@@ -96,7 +80,7 @@ pub(crate) fn request(
     Ok(())
 }
 
-fn refused(path: &Path, run: &str, ask: Ask, error: SagaError) -> CliError {
+fn refused(database: &str, run: &str, ask: Ask, error: SagaError) -> CliError {
     let message = match (&error, ask) {
         (SagaError::NotStuck { status, .. }, Ask::Operator(action)) => format!(
             "it is not a stuck saga (it is {status}), so there is nothing to {}",
@@ -104,22 +88,22 @@ fn refused(path: &Path, run: &str, ask: Ask, error: SagaError) -> CliError {
         ),
         (SagaError::NotFound { .. }, _) => {
             return CliError::Read(InspectError::UnknownRun {
-                path: path.to_owned(),
+                database: database.to_owned(),
                 run: run.to_owned(),
             });
         }
         _ => error.to_string(),
     };
     CliError::Refused {
-        path: path.to_owned(),
+        database: database.to_owned(),
         run: run.to_owned(),
         message,
     }
 }
 
 /// `sagaflow signal RUN NAME JSON`.
-pub(crate) fn signal(
-    path: &Path,
+pub(crate) async fn signal(
+    target: &Target,
     run_id: &str,
     name: &str,
     payload: &str,
@@ -132,21 +116,24 @@ pub(crate) fn signal(
             name: name.to_owned(),
             message: e.to_string(),
         })?;
-    let db = Db::open(path)?;
-    let run = db.run(run_id)?;
+    let db = target.inspect().await?;
+    let database = db.database().to_owned();
+    let run = db.run(run_id).await?;
     drop(db);
-    let store = store(path)?;
+    let store = target.store(&database).await?;
     let id = RunId::from(run_id);
     // Stored as compact JSON, as `Engine::signal` stores a payload.
     let json = value.to_string();
-    let delivered =
-        block_on(store.deliver_signal(&id, name, &json))?.map_err(|e| CliError::Write {
-            path: path.to_owned(),
+    let delivered = store
+        .deliver_signal(&id, name, &json)
+        .await
+        .map_err(|e| CliError::Write {
+            database: database.clone(),
             message: e.to_string(),
         })?;
     if !delivered {
         return Err(CliError::Refused {
-            path: path.to_owned(),
+            database,
             run: run_id.to_owned(),
             message: format!(
                 "it had a signal `{name}` already (the first delivery wins): nothing changed"

@@ -95,13 +95,13 @@ impl Tally {
 }
 
 /// `sagaflow stats [--workflow W]`.
-pub(crate) fn stats(
+pub(crate) async fn stats(
     db: &Db,
     workflow: Option<&str>,
     out: &Out,
     w: &mut impl Write,
 ) -> Result<(), CliError> {
-    let runs = db.runs()?;
+    let runs = db.runs().await?;
     let mut by_workflow: BTreeMap<String, Tally> = BTreeMap::new();
     let mut workflow_of = HashMap::new();
     for run in &runs {
@@ -126,7 +126,7 @@ pub(crate) fn stats(
     // Steps in the order they were first seen (their declaration order, mostly).
     let mut by_step: Vec<((String, String), Tally)> = Vec::new();
     let mut step_index: HashMap<(String, String), usize> = HashMap::new();
-    for (run_id, step) in db.all_steps()? {
+    for (run_id, step) in db.all_steps().await? {
         let Some(workflow) = workflow_of.get(run_id.as_str()) else {
             continue;
         };

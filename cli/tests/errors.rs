@@ -1,12 +1,16 @@
-//! Clear errors, exit code 1 and never a panic: a missing file, a file that is not a
-//! database, a SQLite database that is not sagaflow's, a newer schema, an unknown run, a bad
-//! JSON payload; and a run stored before its graph was.
+//! Clear errors, exit code 1 and never a panic: a missing file or schema, a file that is not
+//! a database or a server that cannot be reached, a database of something else, a newer
+//! schema, an unknown run, a bad JSON payload; and a run stored without its graph. What both
+//! stores have runs on each (`<test>::sqlite`, `<test>::postgres`); what only a file has (its
+//! absence, its bytes, its pages) has a PostgreSQL twin. A server is always named by its URL
+//! without the password.
 
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
+#[macro_use]
 mod common;
 
-use common::{Fixture, sagaflow};
+use common::{Backend, Fixture, pg, sagaflow};
 use rusqlite::Connection;
 
 const READS: &[&[&str]] = &[
@@ -38,15 +42,35 @@ fn a_missing_file_is_named_and_not_created() {
     assert!(!path.exists(), "a command created the file");
 }
 
+#[tokio::test]
+async fn a_missing_schema_is_named_and_not_created() {
+    let Some(url) = pg::server().await else {
+        return;
+    };
+    let schema = pg::fresh_schema();
+    let shown = pg::shown(&url, &schema);
+    for args in READS
+        .iter()
+        .chain([&["retry", "x"][..], &["signal", "x", "go", "1"][..]].iter())
+    {
+        let out = sagaflow(&url, &[&["--schema", schema.as_str()][..], args].concat());
+        let message = out.err();
+        assert!(
+            message.contains(&format!(
+                "`{shown}` is not a sagaflow database (no schema `{schema}`)"
+            )),
+            "{args:?}: {message}"
+        );
+    }
+    assert!(
+        !pg::schema_exists(&url, &schema).await,
+        "a command created the schema"
+    );
+}
+
 #[test]
 fn no_database_given_is_an_error() {
-    let out = common::Out::from(
-        std::process::Command::new(env!("CARGO_BIN_EXE_sagaflow"))
-            .arg("runs")
-            .env_remove("SAGAFLOW_DB")
-            .output()
-            .unwrap(),
-    );
+    let out = common::Out::from(common::bare().arg("runs").output().unwrap());
     assert!(
         out.err().contains("--db FILE or set SAGAFLOW_DB"),
         "{out:?}"
@@ -69,6 +93,70 @@ fn a_file_that_is_not_a_database() {
             message.contains("notes.txt") && message.contains("is not a SQLite database"),
             "{message}"
         );
+    }
+}
+
+#[test]
+fn a_server_that_cannot_be_reached_is_named_without_its_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // bound, then let go: nothing listens there
+    let url = format!("postgres://app:s3cret@127.0.0.1:{port}/orders");
+    for args in READS
+        .iter()
+        .chain([&["skip", "x"][..], &["signal", "x", "go", "1"][..]].iter())
+    {
+        let out = sagaflow(&url, args);
+        let message = out.err();
+        assert!(
+            message.contains(&format!(
+                "`postgres://app@127.0.0.1:{port}/orders`: cannot connect"
+            )),
+            "{args:?}: {message}"
+        );
+        assert!(!message.contains("s3cret"), "{args:?}: {message}");
+    }
+    // A URL that does not parse is named without its password too.
+    let out = sagaflow("postgres://app:s3cret@db/x?sslmode=bogus", &["runs"]);
+    let message = out.err();
+    assert!(
+        message.contains("not a PostgreSQL connection string") && !message.contains("s3cret"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn messages_name_the_server_without_its_password() {
+    let Some(f) = Fixture::standard(Backend::Postgres).await else {
+        return;
+    };
+    let (url, password) = pg::with_password(&f.schema().url);
+    // Through the environment this time.
+    let with_env = |args: &[&str]| -> common::Out {
+        common::bare()
+            .args(args)
+            .env("SAGAFLOW_DB", &url)
+            .env("SAGAFLOW_SCHEMA", &f.schema().name)
+            .output()
+            .unwrap()
+            .into()
+    };
+    let runs = with_env(&["runs", "--json"]).json();
+    assert_eq!(runs.as_array().unwrap().len(), 4, "{runs}");
+    for args in [
+        &["show", "ghost"][..],
+        &["retry", "ghost"],
+        &["signal", "ghost", "approve", "true"],
+        &["retry", "ship-ok"],
+        &["cancel", "ship-undone"],
+        &["machine", "door-9"],
+    ] {
+        let out = with_env(args);
+        let message = out.err();
+        assert!(message.contains(&f.name()), "{args:?}: {message}");
+        assert!(!message.contains(&password), "{args:?}: {message}");
     }
 }
 
@@ -106,29 +194,72 @@ fn a_database_of_something_else_is_refused_and_left_alone() {
     assert_eq!((version, tables), (0, 1));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_newer_schema_names_both_versions() {
-    let f = Fixture::standard().await;
-    let conn = Connection::open(&f.path).unwrap();
-    conn.execute_batch("PRAGMA user_version = 99").unwrap();
+#[tokio::test]
+async fn a_schema_of_something_else_is_refused_and_left_alone() {
+    let Some(url) = pg::server().await else {
+        return;
+    };
+    let schema = pg::Schema {
+        url: url.clone(),
+        name: pg::fresh_schema(),
+    };
+    let shown = pg::shown(&url, &schema.name);
+    let client = pg::client(&url, "public").await;
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA \"{0}\"; \
+             CREATE TABLE \"{0}\".customers (id integer PRIMARY KEY, name text);",
+            schema.name
+        ))
+        .await
+        .unwrap();
+    for args in READS
+        .iter()
+        .chain([&["abandon", "x"][..], &["signal", "x", "go", "{}"][..]].iter())
+    {
+        let out = sagaflow(
+            &url,
+            &[&["--schema", schema.name.as_str()][..], args].concat(),
+        );
+        let message = out.err();
+        assert!(
+            message.contains(&shown) && message.contains("is not a sagaflow database"),
+            "{args:?}: {message}"
+        );
+    }
+    // Not migrated by the write commands either.
+    let row = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM pg_tables WHERE schemaname = $1), \
+             to_regclass(format('%I.schema_version', $1::text)) IS NULL",
+            &[&schema.name],
+        )
+        .await
+        .unwrap();
+    let (tables, unversioned): (i64, bool) = (row.get(0), row.get(1));
+    assert_eq!((tables, unversioned), (1, true));
+}
+
+on_both_stores!(a_newer_schema_names_both_versions, standard);
+async fn a_newer_schema_names_both_versions(f: Fixture) {
+    match f.backend() {
+        Backend::Sqlite => f.sql("PRAGMA user_version = 99").await,
+        Backend::Postgres => f.sql("UPDATE schema_version SET version = 99").await,
+    }
     for args in READS.iter().chain([&["retry", "ship-stuck"][..]].iter()) {
         let out = f.run(args);
         let message = out.err();
-        assert!(message.contains("sagaflow.db"), "{message}");
+        assert!(message.contains(&f.name()), "{message}");
         assert!(message.contains("schema version 99"), "{message}");
         assert!(
-            message.contains(&format!(
-                "up to version {}",
-                sagaflow_sqlite::SCHEMA_VERSION
-            )),
+            message.contains(&format!("up to version {}", f.schema_version())),
             "{message}"
         );
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_runs_and_bad_payloads() {
-    let f = Fixture::standard().await;
+on_both_stores!(unknown_runs_and_bad_payloads, standard);
+async fn unknown_runs_and_bad_payloads(f: Fixture) {
     for args in [
         &["show", "ghost"][..],
         &["events", "ghost"],
@@ -142,7 +273,7 @@ async fn unknown_runs_and_bad_payloads() {
         let out = f.run(args);
         let message = out.err();
         assert!(
-            message.contains("no run `ghost`") && message.contains("sagaflow.db"),
+            message.contains("no run `ghost`") && message.contains(&f.name()),
             "{args:?}: {message}"
         );
     }
@@ -162,13 +293,21 @@ async fn unknown_runs_and_bad_payloads() {
     assert!(over.err().contains("nothing to cancel"), "{over:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_stored_before_graphs_is_drawn_without_edges() {
-    let f = Fixture::standard().await;
-    // Make the file what version 4 left: no `graph` column.
-    let conn = Connection::open(&f.path).unwrap();
-    conn.execute_batch("ALTER TABLE runs DROP COLUMN graph; PRAGMA user_version = 4;")
-        .unwrap();
+on_both_stores!(a_run_stored_before_graphs_is_drawn_without_edges, standard);
+async fn a_run_stored_before_graphs_is_drawn_without_edges(f: Fixture) {
+    match f.backend() {
+        // Make the file what version 4 left: no `graph` column.
+        Backend::Sqlite => {
+            f.sql("ALTER TABLE runs DROP COLUMN graph; PRAGMA user_version = 4;")
+                .await;
+        }
+        // Every PostgreSQL schema has the column: the run as a program that gave no graph
+        // stored it.
+        Backend::Postgres => {
+            f.sql("UPDATE runs SET graph = NULL WHERE run_id = 'etl-1'")
+                .await;
+        }
+    }
     let out = f.run(&["graph", "etl-1", "--format", "mermaid"]);
     let text = out.ok();
     assert!(out.stderr.contains("without its graph"), "{out:?}");
@@ -180,13 +319,13 @@ async fn a_run_stored_before_graphs_is_drawn_without_edges() {
     let layer = ascii.ok().lines().nth(1).unwrap();
     assert!(layer.starts_with("  1  ✓ extract"), "{ascii:?}");
     assert!(layer.contains("✓ clean") && layer.contains("✓ audit") && layer.contains("✓ load"));
-    // The rest reads a version 4 file as it is.
+    // The rest reads a version 4 file (or the run without its graph) as it is.
     assert!(f.run(&["runs"]).ok().contains("ship-stuck"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_finds_a_sound_file_sound_and_names_the_damage_in_a_broken_one() {
-    let f = Fixture::standard().await;
+    let f = Fixture::standard(Backend::Sqlite).await.unwrap();
     let out = f.run(&["check"]);
     assert!(out.ok().contains("no damage found"), "{out:?}");
     assert_eq!(
@@ -196,14 +335,8 @@ async fn check_finds_a_sound_file_sound_and_names_the_damage_in_a_broken_one() {
 
     // The engine closes the file (its WAL checkpointed into it); then the header of page 2,
     // the root of the first table, is overwritten.
-    let Fixture {
-        dir,
-        path,
-        store,
-        engine,
-    } = f;
-    drop(engine);
-    drop(store);
+    let path = f.path().to_owned();
+    let place = f.close();
     let mut bytes = std::fs::read(&path).unwrap();
     let page_size = match u16::from_be_bytes([bytes[16], bytes[17]]) {
         1 => 65_536,
@@ -232,5 +365,22 @@ async fn check_finds_a_sound_file_sound_and_names_the_damage_in_a_broken_one() {
     );
     // Read-only: the check wrote nothing.
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
-    drop(dir);
+    drop(place);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_on_postgres_names_the_servers_own_checks() {
+    let Some(f) = Fixture::new(Backend::Postgres).await else {
+        return;
+    };
+    for args in [&["check"][..], &["--json", "check"]] {
+        let out = f.run(args);
+        let message = out.err();
+        assert!(message.contains(&f.name()), "{message}");
+        assert!(
+            message.contains("integrity_check") && message.contains("amcheck"),
+            "{message}"
+        );
+        assert!(out.stdout.is_empty(), "{out:?}");
+    }
 }

@@ -1,9 +1,11 @@
 //! An operator's commands take effect in a running engine: `retry`, `skip` and `abandon` of a
 //! stuck saga and `cancel` of a running one are acted on by the process that serves requests,
 //! and `signal` wakes a step waiting in another process. `events --follow` shows it live.
+//! Each on a SQLite file and on a PostgreSQL schema (`<test>::sqlite`, `<test>::postgres`).
 
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
+#[macro_use]
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -11,21 +13,17 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{Approve, FIXED, Fixture, Ship};
+use common::{Approve, Backend, FIXED, Fixture, Ship};
 use sagaflow::SagaOutcome;
 use sagaflow::prelude::*;
-use sagaflow::runtime::{RunStore, StoredRunStatus};
+use sagaflow::runtime::StoredRunStatus;
 
 /// The binary, off the runtime's threads.
 async fn sagaflow(f: &Fixture, args: &[&str]) -> common::Out {
-    let path = f.path.clone();
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        common::sagaflow(&path, &args)
-    })
-    .await
-    .unwrap()
+    let mut command = f.command(args);
+    tokio::task::spawn_blocking(move || common::Out::from(command.output().unwrap()))
+        .await
+        .unwrap()
 }
 
 /// What a service does: serve the operators' requests now and then; the outcome of the
@@ -55,9 +53,8 @@ async fn stuck(f: &Fixture, run: &str) {
     assert!(matches!(outcome, SagaOutcome::Stuck { .. }), "{outcome:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn skip_from_the_command_line_is_acted_on_by_the_service() {
-    let f = Fixture::new();
+on_both_stores!(skip_from_the_command_line_is_acted_on_by_the_service, new);
+async fn skip_from_the_command_line_is_acted_on_by_the_service(f: Fixture) {
     stuck(&f, "s-skip").await;
     let service = serve(&f.engine);
     let out = sagaflow(&f, &["skip", "s-skip"]).await;
@@ -91,14 +88,19 @@ async fn skip_from_the_command_line_is_acted_on_by_the_service() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retry_runs_the_stuck_compensation_again() {
-    let f = Fixture::new();
-    stuck(&f, "s-retry").await;
+on_both_stores!(retry_runs_the_stuck_compensation_again, new);
+async fn retry_runs_the_stuck_compensation_again(f: Fixture) {
+    // `FIXED` is the process's: the test on the other store, running meanwhile, has a run
+    // of its own.
+    let run = match f.backend() {
+        Backend::Sqlite => "s-retry",
+        Backend::Postgres => "s-retry-pg",
+    };
+    stuck(&f, run).await;
     // The operator fixed what was broken (the registry's token), then retries.
-    FIXED.lock().unwrap().push("s-retry".to_owned());
+    FIXED.lock().unwrap().push(run.to_owned());
     let service = serve(&f.engine);
-    let out = sagaflow(&f, &["retry", "s-retry", "--json"]).await;
+    let out = sagaflow(&f, &["retry", run, "--json"]).await;
     let json = out.json();
     assert_eq!(json["request"], "retry");
     assert_eq!(json["made"], true);
@@ -113,9 +115,8 @@ async fn retry_runs_the_stuck_compensation_again() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn abandon_gives_up_and_a_second_request_is_refused() {
-    let f = Fixture::new();
+on_both_stores!(abandon_gives_up_and_a_second_request_is_refused, new);
+async fn abandon_gives_up_and_a_second_request_is_refused(f: Fixture) {
     stuck(&f, "s-abandon").await;
     // Asked of a round's id, the request goes to its saga.
     let out = sagaflow(&f, &["abandon", "s-abandon~undo1"]).await;
@@ -139,9 +140,8 @@ async fn abandon_gives_up_and_a_second_request_is_refused() {
     assert_eq!(runs.json()[0]["run_id"], "s-abandon");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_compensates_a_running_saga() {
-    let f = Fixture::new();
+on_both_stores!(cancel_compensates_a_running_saga, new);
+async fn cancel_compensates_a_running_saga(f: Fixture) {
     let release = common::Release {
         version: "v3".to_owned(),
         fail: vec!["hang".to_owned()],
@@ -171,7 +171,7 @@ async fn cancel_compensates_a_running_saga() {
 /// Waits until `step` of `run` has started.
 async fn wait_for_step(f: &Fixture, run: &str, step: &str) {
     for _ in 0..500 {
-        if let Some(stored) = f.store.load_run(&run.into()).await.unwrap()
+        if let Some(stored) = f.engine.store().load_run(&run.into()).await.unwrap()
             && stored.steps.iter().any(|s| s.name == step)
         {
             return;
@@ -181,13 +181,16 @@ async fn wait_for_step(f: &Fixture, run: &str, step: &str) {
     panic!("`{step}` of `{run}` never started");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signal_wakes_a_step_waiting_in_another_process_and_follow_shows_it() {
-    let f = Fixture::new();
+on_both_stores!(
+    a_signal_wakes_a_step_waiting_in_another_process_and_follow_shows_it,
+    new
+);
+async fn a_signal_wakes_a_step_waiting_in_another_process_and_follow_shows_it(f: Fixture) {
     let handle = Approve::start(&f.engine, "approval-1", 7).await.unwrap();
     wait_for_step(&f, "approval-1", "wait_approval").await;
 
-    let mut follow = common::command(&f.path, &["events", "approval-1", "--follow"])
+    let mut follow = f
+        .command(&["events", "approval-1", "--follow"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -250,7 +253,8 @@ async fn a_signal_wakes_a_step_waiting_in_another_process_and_follow_shows_it() 
         "{twice:?}"
     );
     let stored = f
-        .store
+        .engine
+        .store()
         .load_run(&"approval-1".into())
         .await
         .unwrap()

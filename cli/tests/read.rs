@@ -1,20 +1,21 @@
 //! The read-only commands, on a database made by real runs while their engine still has it
-//! open: what they print, their `--json`, and their exit codes.
+//! open: what they print, their `--json`, and their exit codes. Each on a SQLite file and on a
+//! PostgreSQL schema (`<test>::sqlite`, `<test>::postgres`).
 
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
+#[macro_use]
 mod common;
 
-use common::Fixture;
+use common::{Backend, Fixture};
 use serde_json::Value;
 
 fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
     text.lines().filter(|l| l.contains(needle)).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runs_lists_sagas_by_their_standing_and_filters() {
-    let f = Fixture::standard().await;
+on_both_stores!(runs_lists_sagas_by_their_standing_and_filters, standard);
+async fn runs_lists_sagas_by_their_standing_and_filters(f: Fixture) {
     let table = f.run(&["runs"]);
     let table = table.ok();
     let header = table.lines().next().unwrap();
@@ -93,9 +94,8 @@ async fn runs_lists_sagas_by_their_standing_and_filters() {
     assert_eq!(usage.code, Some(2), "{usage:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn show_gives_steps_and_compensation_rounds() {
-    let f = Fixture::standard().await;
+on_both_stores!(show_gives_steps_and_compensation_rounds, standard);
+async fn show_gives_steps_and_compensation_rounds(f: Fixture) {
     let out = f.run(&["show", "ship-stuck"]);
     let text = out.ok();
     assert!(text.contains("workflow  Ship"), "{text}");
@@ -146,9 +146,8 @@ async fn show_gives_steps_and_compensation_rounds() {
     assert!(!plain.contains("compensation round"), "{plain}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_replay_a_saga_with_its_rounds() {
-    let f = Fixture::standard().await;
+on_both_stores!(events_replay_a_saga_with_its_rounds, standard);
+async fn events_replay_a_saga_with_its_rounds(f: Fixture) {
     let out = f.run(&["events", "ship-undone"]);
     let text = out.ok();
     let first = text.lines().next().unwrap();
@@ -185,9 +184,8 @@ async fn events_replay_a_saga_with_its_rounds() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graph_draws_the_stored_edges_with_statuses() {
-    let f = Fixture::standard().await;
+on_both_stores!(graph_draws_the_stored_edges_with_statuses, standard);
+async fn graph_draws_the_stored_edges_with_statuses(f: Fixture) {
     let mermaid = f.run(&["graph", "etl-1", "--format", "mermaid"]);
     let mermaid = mermaid.ok();
     assert!(mermaid.starts_with("flowchart LR"), "{mermaid}");
@@ -225,9 +223,8 @@ async fn graph_draws_the_stored_edges_with_statuses() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn machines_and_their_transition_log() {
-    let f = Fixture::standard().await;
+on_both_stores!(machines_and_their_transition_log, standard);
+async fn machines_and_their_transition_log(f: Fixture) {
     let list = f.run(&["machines"]);
     let list = list.ok();
     let door = lines_with(list, "door-1")[0];
@@ -254,12 +251,11 @@ async fn machines_and_their_transition_log() {
     let missing = f.run(&["machine", "door-9"]);
     let message = missing.err();
     assert!(message.contains("no state machine `door-9`"), "{message}");
-    assert!(message.contains("sagaflow.db"), "{message}");
+    assert!(message.contains(&f.name()), "{message}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stuck_and_stats() {
-    let f = Fixture::standard().await;
+on_both_stores!(stuck_and_stats, standard);
+async fn stuck_and_stats(f: Fixture) {
     let stuck = f.run(&["stuck"]);
     let stuck = stuck.ok();
     let row = lines_with(stuck, "ship-stuck")[0];
@@ -297,15 +293,22 @@ async fn stuck_and_stats() {
     assert!(none.ok().contains("no runs of workflow `Nope`"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reads_while_a_writer_holds_the_write_lock_and_sees_only_commits() {
-    let f = Fixture::standard().await;
-    let writer = rusqlite::Connection::open(&f.path).unwrap();
+on_both_stores!(
+    reads_while_a_writer_holds_the_write_lock_and_sees_only_commits,
+    standard
+);
+async fn reads_while_a_writer_holds_the_write_lock_and_sees_only_commits(f: Fixture) {
+    let writer = f.raw().await;
+    // SQLite's write lock on the file; PostgreSQL's lock on the row.
+    let begin = match f.backend() {
+        Backend::Sqlite => "BEGIN IMMEDIATE",
+        Backend::Postgres => "BEGIN",
+    };
     writer
-        .execute_batch(
-            "BEGIN IMMEDIATE; UPDATE runs SET status = 'cancelled' WHERE run_id = 'etl-1';",
-        )
-        .unwrap();
+        .batch(&format!(
+            "{begin}; UPDATE runs SET status = 'cancelled' WHERE run_id = 'etl-1';"
+        ))
+        .await;
     let started = std::time::Instant::now();
     let json = f.run(&["runs", "--workflow", "Etl", "--json"]).json();
     assert_eq!(
@@ -316,7 +319,7 @@ async fn reads_while_a_writer_holds_the_write_lock_and_sees_only_commits() {
         started.elapsed() < std::time::Duration::from_secs(4),
         "not blocked"
     );
-    writer.execute_batch("COMMIT").unwrap();
+    writer.batch("COMMIT").await;
     let json = f.run(&["runs", "--workflow", "Etl", "--json"]).json();
     assert_eq!(json[0]["status"], "cancelled");
 }

@@ -33,9 +33,12 @@ pub(crate) fn configure(
     let ms = |d: std::time::Duration| d.as_millis().min(i32::MAX as u128);
     // A session left in a transaction by a client that vanished (a link that dropped every
     // packet) holds its locks, the log lock included, until the server gives it up: after
-    // the statement timeout, as for a statement that hangs.
+    // the statement timeout, as for a statement that hangs. The schema is quoted, as the
+    // migrations quote it: unquoted, the server would fold `Billing` to `billing`, a schema
+    // the store never made. (A schema name is a plain identifier, checked before: no quote
+    // to escape.)
     let extra = format!(
-        "-c search_path={} -c statement_timeout={} -c lock_timeout={} \
+        "-c search_path=\"{}\" -c statement_timeout={} -c lock_timeout={} \
          -c idle_in_transaction_session_timeout={}",
         options.schema,
         ms(options.statement_timeout),

@@ -36,6 +36,7 @@ mod change;
 mod connect;
 mod error;
 mod events;
+pub mod inspect;
 mod lease;
 mod machines;
 mod notices;

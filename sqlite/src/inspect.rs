@@ -7,6 +7,11 @@
 //! sagaflow is refused rather than guessed at. This is the one place outside the store that
 //! knows the tables, so a schema change touches this crate only.
 //!
+//! The records it returns, its errors and the store-neutral trait it implements
+//! ([`Inspect`], async, which the command line reads every store through) live in
+//! `sagaflow_core::runtime::store::inspect` and are re-exported here. The inherent methods are
+//! the same reads, synchronous.
+//!
 //! ```
 //! use sagaflow_core::runtime::{Builder, Engine, StepError};
 //! use sagaflow_core::StepOptions;
@@ -36,10 +41,15 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
-use serde::Serialize;
+
+use sagaflow_core::runtime::store::inspect::json_or_text;
+pub use sagaflow_core::runtime::store::inspect::{
+    EventRow, Inspect, InspectError, Machine, Run, Step, Transition,
+};
 
 use crate::schema::SCHEMA_VERSION;
 
@@ -52,140 +62,34 @@ const V_GRAPH: i64 = 5;
 /// The most problems [`Inspector::integrity`] lists.
 pub const INTEGRITY_PROBLEMS: u32 = 20;
 
-/// A database file opened read-only.
+/// A database file opened read-only. Its reads run on the calling thread (they are short,
+/// and WAL keeps a writer from blocking them); the connection is behind a lock so that the
+/// inspector can be shared, as [`Inspect`] asks.
 pub struct Inspector {
-    conn: Connection,
+    conn: Mutex<Connection>,
     path: PathBuf,
+    /// The path as errors name it.
+    database: String,
     version: i64,
-}
-
-/// A run as listed.
-#[derive(Debug, Clone, Serialize)]
-pub struct Run {
-    /// The run's id.
-    pub run_id: String,
-    /// Its workflow.
-    pub workflow: String,
-    /// `running`, `completed`, `failed`, `cancelled` or `parked`.
-    pub status: String,
-    /// Why it failed, if it did.
-    pub error: Option<String>,
-    /// When it was created, unix milliseconds.
-    pub created_at: i64,
-    /// When it last changed, unix milliseconds.
-    pub updated_at: i64,
-}
-
-impl Run {
-    /// Whether it ended: completed, failed or cancelled.
-    pub fn finished(&self) -> bool {
-        matches!(self.status.as_str(), "completed" | "failed" | "cancelled")
-    }
-
-    /// How long it ran (until `now`, unix milliseconds, if it has not finished).
-    pub fn duration_ms(&self, now: i64) -> i64 {
-        let end = if self.finished() {
-            self.updated_at
-        } else {
-            now
-        };
-        (end - self.created_at).max(0)
-    }
-}
-
-/// A step as stored.
-#[derive(Debug, Clone, Serialize)]
-pub struct Step {
-    /// The step's name.
-    pub name: String,
-    /// `running`, `completed`, `failed`, `skipped`, ...
-    pub status: String,
-    /// The attempts it made.
-    pub attempts: u32,
-    /// Its last error, if any.
-    pub error: Option<String>,
-    /// When its first attempt started, unix milliseconds.
-    pub started_at: Option<i64>,
-    /// When it ended, unix milliseconds.
-    pub finished_at: Option<i64>,
-}
-
-impl Step {
-    /// How long it took, if it ended.
-    pub fn duration_ms(&self) -> Option<i64> {
-        Some((self.finished_at? - self.started_at?).max(0))
-    }
-}
-
-/// One row of the event log.
-#[derive(Debug, Clone, Serialize)]
-pub struct EventRow {
-    /// Its position in the log.
-    pub seq: i64,
-    /// The run.
-    pub run_id: String,
-    /// When it was recorded, unix milliseconds.
-    pub at: i64,
-    /// What happened (`run_created`, `step_started`, ...).
-    pub kind: String,
-    /// The step, for a step's event.
-    pub step: Option<String>,
-    /// The attempt, where the kind has one.
-    pub attempt: Option<i64>,
-    /// The event's details (JSON), if any.
-    pub detail: Option<serde_json::Value>,
-}
-
-/// A persisted state machine.
-#[derive(Debug, Clone, Serialize)]
-pub struct Machine {
-    /// Its id.
-    pub machine_id: String,
-    /// Its type.
-    pub machine: String,
-    /// Its state (JSON; a string if it is not JSON).
-    pub state: serde_json::Value,
-    /// Its version: the number of transitions stored.
-    pub version: i64,
-    /// When it was created, unix milliseconds.
-    pub created_at: i64,
-    /// When it last changed, unix milliseconds.
-    pub updated_at: i64,
-}
-
-/// One row of a machine's transition log.
-#[derive(Debug, Clone, Serialize)]
-pub struct Transition {
-    /// The version it produced.
-    pub seq: i64,
-    /// The state it left.
-    pub from: String,
-    /// The event.
-    pub event: String,
-    /// The state it entered.
-    pub to: String,
-    /// When it was committed, unix milliseconds.
-    pub at: i64,
 }
 
 impl Inspector {
     /// Opens `path` read-only and checks that it is a sagaflow database this code can read.
     pub fn open(path: &Path) -> Result<Inspector, InspectError> {
+        let database = path.display().to_string();
         if !path.exists() {
-            return Err(InspectError::Missing {
-                path: path.to_owned(),
-            });
+            return Err(InspectError::Missing { database });
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| sqlite(path, &e))?;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| sqlite(&database, &e))?;
         conn.busy_timeout(Duration::from_secs(5))
-            .map_err(|e| sqlite(path, &e))?;
+            .map_err(|e| sqlite(&database, &e))?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .map_err(|e| sqlite(path, &e))?;
+            .map_err(|e| sqlite(&database, &e))?;
         if version > SCHEMA_VERSION {
             return Err(InspectError::TooNew {
-                path: path.to_owned(),
+                database,
                 found: version,
                 supported: SCHEMA_VERSION,
             });
@@ -197,10 +101,10 @@ impl Inspector {
                 [],
                 |row| row.get(0),
             )
-            .map_err(|e| sqlite(path, &e))?;
+            .map_err(|e| sqlite(&database, &e))?;
         if version < 1 || tables != 3 {
             return Err(InspectError::NotSagaflow {
-                path: path.to_owned(),
+                database,
                 reason: if version < 1 {
                     format!("schema version {version}, no sagaflow tables")
                 } else {
@@ -209,14 +113,20 @@ impl Inspector {
             });
         }
         Ok(Inspector {
-            conn,
+            conn: Mutex::new(conn),
             path: path.to_owned(),
+            database,
             version,
         })
     }
 
     fn err(&self, error: &rusqlite::Error) -> InspectError {
-        sqlite(&self.path, error)
+        sqlite(&self.database, error)
+    }
+
+    /// The connection; a read that panicked left nothing half-done behind it (reads only).
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// What `PRAGMA integrity_check` finds, at most [`INTEGRITY_PROBLEMS`] problems: `["ok"]`
@@ -224,7 +134,7 @@ impl Inspector {
     /// one problem.
     pub fn integrity(&self) -> Result<Vec<String>, InspectError> {
         let checked = self
-            .conn
+            .conn()
             .prepare(&format!("PRAGMA integrity_check({INTEGRITY_PROBLEMS})"))
             .and_then(|mut stmt| {
                 stmt.query_map([], |row| row.get::<_, String>(0))?
@@ -246,35 +156,36 @@ impl Inspector {
 
     /// Every run, oldest first.
     pub fn runs(&self) -> Result<Vec<Run>, InspectError> {
-        let parked = if self.version >= V_PARKED {
-            "parked"
-        } else {
-            "0"
-        };
         let sql = format!(
-            "SELECT run_id, workflow, status, error, created_at, updated_at, {parked} \
-             FROM runs ORDER BY created_at, rowid"
+            "SELECT run_id, workflow, status, error, created_at, updated_at, {} \
+             FROM runs ORDER BY created_at, rowid",
+            self.parked()
         );
         self.query(&sql, [], run_of)
     }
 
-    /// The run `run_id`, or [`InspectError::UnknownRun`].
-    pub fn run(&self, run_id: &str) -> Result<Run, InspectError> {
-        let parked = if self.version >= V_PARKED {
+    /// `parked` where the schema has it.
+    fn parked(&self) -> &'static str {
+        if self.version >= V_PARKED {
             "parked"
         } else {
             "0"
-        };
+        }
+    }
+
+    /// The run `run_id`, or [`InspectError::UnknownRun`].
+    pub fn run(&self, run_id: &str) -> Result<Run, InspectError> {
         let sql = format!(
-            "SELECT run_id, workflow, status, error, created_at, updated_at, {parked} \
-             FROM runs WHERE run_id = ?1"
+            "SELECT run_id, workflow, status, error, created_at, updated_at, {} \
+             FROM runs WHERE run_id = ?1",
+            self.parked()
         );
-        self.conn
+        self.conn()
             .query_row(&sql, [run_id], run_of)
             .optional()
             .map_err(|e| self.err(&e))?
             .ok_or_else(|| InspectError::UnknownRun {
-                path: self.path.clone(),
+                database: self.database.clone(),
                 run: run_id.to_owned(),
             })
     }
@@ -313,7 +224,7 @@ impl Inspector {
         if self.version < 2 {
             return Ok(None);
         }
-        self.conn
+        self.conn()
             .query_row(
                 "SELECT payload FROM signals WHERE run_id = ?1 AND name = ?2",
                 [run_id, name],
@@ -332,7 +243,6 @@ impl Inspector {
                  WHERE run_id = ?1 AND seq > ?2 ORDER BY seq",
                 params![run_id, after],
                 |row| {
-                    let detail: Option<String> = row.get(6)?;
                     Ok(EventRow {
                         seq: row.get(0)?,
                         run_id: row.get(1)?,
@@ -340,9 +250,7 @@ impl Inspector {
                         kind: row.get(3)?,
                         step: row.get(4)?,
                         attempt: row.get(5)?,
-                        detail: detail.map(|d| {
-                            serde_json::from_str(&d).unwrap_or(serde_json::Value::String(d))
-                        }),
+                        detail: row.get::<_, Option<String>>(6)?.map(json_or_text),
                     })
                 },
             )?);
@@ -357,7 +265,7 @@ impl Inspector {
             return Ok(None);
         }
         let graph: Option<Option<String>> = self
-            .conn
+            .conn()
             .query_row(
                 "SELECT graph FROM runs WHERE run_id = ?1",
                 [run_id],
@@ -384,13 +292,13 @@ impl Inspector {
     /// The machine `id`, or [`InspectError::UnknownMachine`].
     pub fn machine(&self, id: &str) -> Result<Machine, InspectError> {
         let unknown = || InspectError::UnknownMachine {
-            path: self.path.clone(),
+            database: self.database.clone(),
             machine: id.to_owned(),
         };
         if self.version < V_MACHINES {
             return Err(unknown());
         }
-        self.conn
+        self.conn()
             .query_row(
                 "SELECT machine_id, machine, state, version, created_at, updated_at \
                  FROM machines WHERE machine_id = ?1",
@@ -404,6 +312,9 @@ impl Inspector {
 
     /// The transition log of machine `id`, oldest first.
     pub fn transitions(&self, id: &str) -> Result<Vec<Transition>, InspectError> {
+        if self.version < V_MACHINES {
+            return Ok(Vec::new());
+        }
         self.query(
             "SELECT seq, from_state, event, to_state, at FROM machine_transitions \
              WHERE machine_id = ?1 ORDER BY seq",
@@ -426,10 +337,73 @@ impl Inspector {
         params: P,
         map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Vec<T>, InspectError> {
-        let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(&e))?;
+        let conn = self.conn();
+        let mut stmt = conn.prepare(sql).map_err(|e| self.err(&e))?;
         let rows = stmt.query_map(params, map).map_err(|e| self.err(&e))?;
         rows.collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.err(&e))
+    }
+}
+
+/// The store-neutral reads, as the inherent ones above: each runs at once on the calling
+/// thread. [`Inspect::check`] is `PRAGMA integrity_check`, its `ok` an empty list.
+#[async_trait::async_trait]
+impl Inspect for Inspector {
+    fn database(&self) -> &str {
+        &self.database
+    }
+
+    async fn runs(&self) -> Result<Vec<Run>, InspectError> {
+        Inspector::runs(self)
+    }
+
+    async fn run(&self, run_id: &str) -> Result<Run, InspectError> {
+        Inspector::run(self, run_id)
+    }
+
+    async fn steps(&self, run_id: &str) -> Result<Vec<Step>, InspectError> {
+        Inspector::steps(self, run_id)
+    }
+
+    async fn all_steps(&self) -> Result<Vec<(String, Step)>, InspectError> {
+        Inspector::all_steps(self)
+    }
+
+    async fn runs_with_step(&self, step: &str) -> Result<Vec<String>, InspectError> {
+        Inspector::runs_with_step(self, step)
+    }
+
+    async fn signal(&self, run_id: &str, name: &str) -> Result<Option<String>, InspectError> {
+        Inspector::signal(self, run_id, name)
+    }
+
+    async fn events(&self, run_ids: &[String], after: i64) -> Result<Vec<EventRow>, InspectError> {
+        Inspector::events(self, run_ids, after)
+    }
+
+    async fn graph(&self, run_id: &str) -> Result<Option<String>, InspectError> {
+        Inspector::graph(self, run_id)
+    }
+
+    async fn machines(&self) -> Result<Vec<Machine>, InspectError> {
+        Inspector::machines(self)
+    }
+
+    async fn machine(&self, id: &str) -> Result<Machine, InspectError> {
+        Inspector::machine(self, id)
+    }
+
+    async fn transitions(&self, id: &str) -> Result<Vec<Transition>, InspectError> {
+        Inspector::transitions(self, id)
+    }
+
+    async fn check(&self) -> Result<Vec<String>, InspectError> {
+        let problems = self.integrity()?;
+        Ok(if problems == ["ok"] {
+            Vec::new()
+        } else {
+            problems
+        })
     }
 }
 
@@ -462,88 +436,26 @@ fn step_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<Step> {
 }
 
 fn machine_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<Machine> {
-    let state: String = row.get(2)?;
     Ok(Machine {
         machine_id: row.get(0)?,
         machine: row.get(1)?,
-        state: serde_json::from_str(&state).unwrap_or(serde_json::Value::String(state)),
+        state: json_or_text(row.get(2)?),
         version: row.get(3)?,
         created_at: row.get(4)?,
         updated_at: row.get(5)?,
     })
 }
 
-/// A SQLite error on `path`: "not a database" is [`InspectError::NotSqlite`].
-fn sqlite(path: &Path, error: &rusqlite::Error) -> InspectError {
+/// A SQLite error on `database`: "not a database" is [`InspectError::NotADatabase`].
+fn sqlite(database: &str, error: &rusqlite::Error) -> InspectError {
     match error.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase) => InspectError::NotSqlite {
-            path: path.to_owned(),
+        Some(ErrorCode::NotADatabase) => InspectError::NotADatabase {
+            database: database.to_owned(),
+            store: "SQLite",
         },
-        _ => InspectError::Sqlite {
-            path: path.to_owned(),
+        _ => InspectError::Backend {
+            database: database.to_owned(),
             message: error.to_string(),
         },
     }
-}
-
-/// Why a database could not be read, each naming the file, run or machine it is about.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum InspectError {
-    /// The file does not exist.
-    #[error("`{}`: no such file", path.display())]
-    Missing {
-        /// The file.
-        path: PathBuf,
-    },
-    /// SQLite cannot read the file as a database.
-    #[error("`{}` is not a SQLite database", path.display())]
-    NotSqlite {
-        /// The file.
-        path: PathBuf,
-    },
-    /// A SQLite database, but not one sagaflow wrote.
-    #[error("`{}` is not a sagaflow database ({reason})", path.display())]
-    NotSagaflow {
-        /// The file.
-        path: PathBuf,
-        /// What was found instead.
-        reason: String,
-    },
-    /// Written by a newer sagaflow.
-    #[error(
-        "`{}` has schema version {found}, newer than this sagaflow reads (up to version {supported}): use a newer `sagaflow`",
-        path.display()
-    )]
-    TooNew {
-        /// The file.
-        path: PathBuf,
-        /// Its schema version.
-        found: i64,
-        /// The newest this code reads.
-        supported: i64,
-    },
-    /// A SQLite error while reading.
-    #[error("`{}`: {message}", path.display())]
-    Sqlite {
-        /// The file.
-        path: PathBuf,
-        /// SQLite's message.
-        message: String,
-    },
-    /// No run with this id.
-    #[error("no run `{run}` in `{}`", path.display())]
-    UnknownRun {
-        /// The file.
-        path: PathBuf,
-        /// The run id asked for.
-        run: String,
-    },
-    /// No machine with this id.
-    #[error("no state machine `{machine}` in `{}`", path.display())]
-    UnknownMachine {
-        /// The file.
-        path: PathBuf,
-        /// The machine id asked for.
-        machine: String,
-    },
 }

@@ -6,7 +6,7 @@
 use rusqlite::Connection;
 use sagaflow_core::conformance::runs::{complete, create, start};
 use sagaflow_core::runtime::{MachineStore, RunStore};
-use sagaflow_sqlite::inspect::{InspectError, Inspector};
+use sagaflow_sqlite::inspect::{Inspect, InspectError, Inspector};
 use sagaflow_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore};
 
 #[tokio::test]
@@ -45,6 +45,18 @@ async fn it_reads_runs_steps_events_and_machines_of_an_open_store() {
     assert_eq!(machine.state, serde_json::json!("Closed"));
     assert_eq!(db.integrity().unwrap(), ["ok"]);
 
+    // The store-neutral trait reads the same, and a sound file has no problem to list.
+    let neutral: &dyn Inspect = &db;
+    assert_eq!(neutral.database(), path.display().to_string());
+    assert_eq!(neutral.runs().await.unwrap(), runs);
+    assert_eq!(neutral.steps("r").await.unwrap(), steps);
+    assert_eq!(
+        neutral.events(&["r".to_owned()], 1).await.unwrap(),
+        events[1..]
+    );
+    assert_eq!(neutral.machine("m").await.unwrap(), machine);
+    assert_eq!(neutral.check().await.unwrap(), Vec::<String>::new());
+
     // Written after the inspector opened: seen at once.
     store
         .record(&"r".into(), &sagaflow_core::runtime::Change::RunCompleted)
@@ -73,7 +85,10 @@ async fn what_it_cannot_read_is_an_error_naming_the_file() {
     )
     .unwrap();
     let error = Inspector::open(&text).err().unwrap();
-    assert!(matches!(error, InspectError::NotSqlite { .. }), "{error}");
+    assert!(
+        matches!(error, InspectError::NotADatabase { .. }),
+        "{error}"
+    );
 
     let other = dir.path().join("other.db");
     Connection::open(&other)

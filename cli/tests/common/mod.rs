@@ -1,18 +1,49 @@
-//! Databases made by real runs, and the binary to point at them.
+//! Databases made by real runs, on either store, and the binary to point at them.
 //!
 //! A deploy-like saga (`Ship`) that completes, compensates, or gets stuck; a workflow with a
 //! fan-out (`Etl`); a workflow whose second step waits for a signal (`Approve`); a persisted
-//! state machine (`Door`).
+//! state machine (`Door`). Each in a SQLite file in a temporary directory, or in a fresh
+//! schema on the PostgreSQL server the tests run on (see `pg`); `on_both_stores!` runs a test
+//! on each.
 
 #![allow(dead_code, unreachable_pub)] // each test file uses part of it
 
+pub mod pg;
+
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 use sagaflow::prelude::*;
 use sagaflow::{PersistedMachine, SagaOutcome, SqliteOptions, SqliteStore, fsm};
+use sagaflow_postgres::{PgOptions, PgStore};
 use serde::{Deserialize, Serialize};
+
+/// Runs the test `async fn $name(f: Fixture)` on each store, as `$name::sqlite` and
+/// `$name::postgres`, on the fixture `Fixture::$fixture(backend)` (`new` or `standard`).
+/// Without a PostgreSQL server, the second fails when `CI` is set and is skipped elsewhere.
+macro_rules! on_both_stores {
+    ($name:ident, $fixture:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let backend = crate::common::Backend::Sqlite;
+                let f = crate::common::Fixture::$fixture(backend).await;
+                super::$name(f.expect("a SQLite file needs no server")).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let backend = crate::common::Backend::Postgres;
+                let Some(f) = crate::common::Fixture::$fixture(backend).await else {
+                    return;
+                };
+                super::$name(f).await;
+            }
+        }
+    };
+}
 
 /// What to ship, and which steps and compensations fail for good.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -149,26 +180,135 @@ fsm! {
 pub struct Hall;
 impl DoorContext for Hall {}
 
-/// A database file in a temporary directory, and the engine writing it.
+/// Which store a fixture's database is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The store the engine writes through.
+pub enum Store {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(PgStore),
+}
+
+/// Where the database is: kept until the fixture's engine and store are gone.
+pub enum Place {
+    /// A file in a temporary directory.
+    File {
+        dir: tempfile::TempDir,
+        path: PathBuf,
+    },
+    /// A schema of the test's own, dropped with it.
+    Schema(pg::Schema),
+}
+
+/// A database, and the engine writing it. The fields drop in order: the engine and the store
+/// before the file's directory or the schema.
 pub struct Fixture {
-    pub dir: tempfile::TempDir,
-    pub path: PathBuf,
-    pub store: Arc<SqliteStore>,
     pub engine: Engine,
+    pub store: Store,
+    pub place: Place,
 }
 
 impl Fixture {
-    pub fn new() -> Fixture {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("sagaflow.db");
-        let store = Arc::new(SqliteStore::open(&path, SqliteOptions::default()).expect("opens"));
-        let engine = Engine::builder().store(store.clone()).build();
-        Fixture {
-            dir,
-            path,
-            store,
-            engine,
+    /// An empty database on `backend`; `None` when it is PostgreSQL and there is no server
+    /// (after saying so; a failure instead when `CI` is set).
+    pub async fn new(backend: Backend) -> Option<Fixture> {
+        Some(match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("a temporary directory");
+                let path = dir.path().join("sagaflow.db");
+                let store =
+                    Arc::new(SqliteStore::open(&path, SqliteOptions::default()).expect("opens"));
+                Fixture {
+                    engine: Engine::builder().store(store.clone()).build(),
+                    store: Store::Sqlite(store),
+                    place: Place::File { dir, path },
+                }
+            }
+            Backend::Postgres => {
+                let url = pg::server().await?;
+                let name = pg::fresh_schema();
+                let options = PgOptions::default().schema(name.as_str());
+                let store = PgStore::connect(&url, options).await.expect("connects");
+                Fixture {
+                    engine: Engine::builder().store(Arc::new(store.clone())).build(),
+                    store: Store::Postgres(store),
+                    place: Place::Schema(pg::Schema { url, name }),
+                }
+            }
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.place {
+            Place::File { .. } => Backend::Sqlite,
+            Place::Schema(_) => Backend::Postgres,
         }
+    }
+
+    /// The SQLite file; a test of what only a file has.
+    pub fn path(&self) -> &Path {
+        match &self.place {
+            Place::File { path, .. } => path,
+            Place::Schema(_) => panic!("a PostgreSQL fixture has no file"),
+        }
+    }
+
+    /// The PostgreSQL schema; a test of what only a server has.
+    pub fn schema(&self) -> &pg::Schema {
+        match &self.place {
+            Place::Schema(schema) => schema,
+            Place::File { .. } => panic!("a SQLite fixture has no schema"),
+        }
+    }
+
+    /// How the command line's messages name the database: the file's name, or the server's
+    /// URL without its password and the schema.
+    pub fn name(&self) -> String {
+        match &self.place {
+            Place::File { .. } => "sagaflow.db".to_owned(),
+            Place::Schema(schema) => pg::shown(&schema.url, &schema.name),
+        }
+    }
+
+    /// The newest schema version the store of this fixture knows.
+    pub fn schema_version(&self) -> i64 {
+        match self.backend() {
+            Backend::Sqlite => sagaflow_sqlite::SCHEMA_VERSION,
+            Backend::Postgres => sagaflow_postgres::SCHEMA_VERSION,
+        }
+    }
+
+    /// A connection of the test's own to the database, for what a test does behind the
+    /// store's back.
+    pub async fn raw(&self) -> Raw {
+        match &self.place {
+            Place::File { path, .. } => {
+                Raw::Sqlite(rusqlite::Connection::open(path).expect("opens the file"))
+            }
+            Place::Schema(schema) => Raw::Postgres(pg::client(&schema.url, &schema.name).await),
+        }
+    }
+
+    /// Runs `sql` on the database behind the store's back.
+    pub async fn sql(&self, sql: &str) {
+        self.raw().await.batch(sql).await;
+    }
+
+    /// Drops the engine and the store (the SQLite file then has its WAL checkpointed into
+    /// it), and keeps where the database is.
+    pub fn close(self) -> Place {
+        let Fixture {
+            engine,
+            store,
+            place,
+        } = self;
+        drop(engine);
+        drop(store);
+        place
     }
 
     /// Runs a `Ship` saga to its end.
@@ -187,8 +327,8 @@ impl Fixture {
 
     /// The standard set: a deployment that completes, one compensated, one stuck, a workflow
     /// and a machine.
-    pub async fn standard() -> Fixture {
-        let f = Fixture::new();
+    pub async fn standard(backend: Backend) -> Option<Fixture> {
+        let f = Fixture::new(backend).await?;
         assert!(matches!(
             f.ship("ship-ok", &[]).await,
             SagaOutcome::Completed(_)
@@ -209,7 +349,11 @@ impl Fixture {
             .await
             .expect("completes");
         assert_eq!(*report.output, "2 of 3");
-        let mut door = Door::create(&f.store, "door-1").await.expect("creates");
+        let mut door = match &f.store {
+            Store::Sqlite(store) => Door::create(store, "door-1").await,
+            Store::Postgres(store) => Door::create(store, "door-1").await,
+        }
+        .expect("creates");
         door.fire(&mut Hall, DoorEvent::Open).await.expect("opens");
         door.fire(&mut Hall, DoorEvent::Close)
             .await
@@ -218,12 +362,40 @@ impl Fixture {
             .await
             .expect("locks");
         let _: PersistedMachine<Door> = door;
-        f
+        Some(f)
     }
 
-    /// The binary, pointed at this database by `--db`.
+    /// The binary, pointed at this database by `--db` (and `--schema`).
     pub fn run(&self, args: &[&str]) -> Out {
-        sagaflow(&self.path, args)
+        self.command(args).output().expect("the binary runs").into()
+    }
+
+    /// The command, not yet run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        match &self.place {
+            Place::File { path, .. } => command(path, args),
+            Place::Schema(schema) => {
+                let mut cmd = command(&schema.url, &["--schema", &schema.name]);
+                cmd.args(args);
+                cmd
+            }
+        }
+    }
+}
+
+/// A connection of a test's own.
+pub enum Raw {
+    Sqlite(rusqlite::Connection),
+    Postgres(tokio_postgres::Client),
+}
+
+impl Raw {
+    /// Runs `sql` (statements separated by `;`).
+    pub async fn batch(&self, sql: &str) {
+        match self {
+            Raw::Sqlite(conn) => conn.execute_batch(sql).expect("runs"),
+            Raw::Postgres(client) => client.batch_execute(sql).await.expect("runs"),
+        }
     }
 }
 
@@ -263,21 +435,23 @@ impl From<Output> for Out {
     }
 }
 
-/// The `sagaflow` binary with `--db path` and `args`.
-pub fn sagaflow(path: &Path, args: &[&str]) -> Out {
-    command(path, args)
-        .output()
-        .expect("the binary runs")
-        .into()
+/// The `sagaflow` binary with `--db db` (a file, or a server's URL) and `args`.
+pub fn sagaflow(db: impl AsRef<OsStr>, args: &[&str]) -> Out {
+    command(db, args).output().expect("the binary runs").into()
 }
 
 /// The command, not yet run.
-pub fn command(path: &Path, args: &[&str]) -> Command {
+pub fn command(db: impl AsRef<OsStr>, args: &[&str]) -> Command {
+    let mut cmd = bare();
+    cmd.arg("--db").arg(db).args(args);
+    cmd
+}
+
+/// The binary with no database named, nor any in its environment.
+pub fn bare() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sagaflow"));
-    cmd.arg("--db")
-        .arg(path)
-        .args(args)
-        .env_remove("SAGAFLOW_DB")
+    cmd.env_remove("SAGAFLOW_DB")
+        .env_remove("SAGAFLOW_SCHEMA")
         .env("NO_COLOR", "1");
     cmd
 }

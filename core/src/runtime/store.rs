@@ -255,7 +255,8 @@ pub trait EventLog: Send + Sync + 'static {
 /// ([`RunStore`], [`LeaseStore`], [`SignalStore`], [`EventLog`]). Implemented for every type
 /// that has them all: [`MemoryStore`] here, the SQLite store in `sagaflow-sqlite`. A store
 /// that lacks one does not compile as a store, and the error names the trait it lacks.
-/// Machines are a capability of their own ([`MachineStore`]), which the engine does not use.
+/// Machines are a capability of their own ([`MachineStore`]), which the engine does not use;
+/// so is reading a database as tools do ([`inspect::Inspect`]).
 pub trait Store: RunStore + LeaseStore + SignalStore + EventLog {}
 
 impl<S: RunStore + LeaseStore + SignalStore + EventLog> Store for S {}
@@ -348,6 +349,7 @@ pub struct UnfinishedRun {
     pub workflow: String,
 }
 
+pub mod inspect;
 mod leases;
 mod machines;
 mod memory;

@@ -1,0 +1,276 @@
+//! The read-only `PgInspector`: it reads what a live store wrote, sees its later commits, and
+//! refuses what it cannot read (a schema that does not exist, one of something else, a newer
+//! one, a server that cannot be reached), naming the server without its password and creating
+//! nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[macro_use]
+mod support;
+
+use sagaflow_core::conformance::runs::{complete, create, start};
+use sagaflow_core::runtime::store::inspect::{Inspect, InspectError};
+use sagaflow_core::runtime::store::{MachineStep, MachineStore};
+use sagaflow_core::runtime::{Change, RunStore, SignalStore};
+use sagaflow_postgres::SCHEMA_VERSION;
+use sagaflow_postgres::inspect::PgInspector;
+use tokio_postgres::NoTls;
+
+/// A plain connection to the test's server, for what a test does behind the store's back.
+async fn client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+async fn schema_exists(url: &str, schema: &str) -> bool {
+    client(url)
+        .await
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn it_reads_runs_steps_events_signals_and_machines_of_a_live_store() {
+    let db = fresh_db!();
+    let store = db.store().await;
+    create(&store, "r", "W").await.unwrap();
+    start(&store, "r", "a").await.unwrap();
+    complete(&store, "r", "a", &"out".to_owned()).await.unwrap();
+    store
+        .insert_machine("m", "Door", "\"Closed\"")
+        .await
+        .unwrap();
+    store
+        .advance_machine(
+            "m",
+            MachineStep {
+                expected_version: 0,
+                state: "{\"Locked\":7}".to_owned(),
+                from: "Closed".to_owned(),
+                event: "Lock".to_owned(),
+                to: "Locked".to_owned(),
+            },
+        )
+        .await
+        .unwrap();
+
+    let inspector = PgInspector::connect(&db.url, &db.schema).await.unwrap();
+    assert!(
+        inspector
+            .database()
+            .ends_with(&format!("(schema {})", db.schema)),
+        "{}",
+        inspector.database()
+    );
+    let runs = inspector.runs().await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        (runs[0].run_id.as_str(), runs[0].workflow.as_str()),
+        ("r", "W")
+    );
+    assert_eq!(runs[0].status, "running");
+    assert!(!runs[0].finished());
+    let steps = inspector.steps("r").await.unwrap();
+    assert_eq!(
+        (steps[0].name.as_str(), steps[0].status.as_str()),
+        ("a", "completed")
+    );
+    assert_eq!(steps[0].attempts, 1);
+    assert!(steps[0].duration_ms().is_some());
+    let all = inspector.all_steps().await.unwrap();
+    assert_eq!(all, [("r".to_owned(), steps[0].clone())]);
+    let events = inspector.events(&["r".to_owned()], 0).await.unwrap();
+    let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["run_created", "step_started", "step_completed"]);
+    assert_eq!(events[1].attempt, Some(1));
+    let later = inspector
+        .events(&["r".to_owned(), "other".to_owned()], events[0].seq)
+        .await
+        .unwrap();
+    assert_eq!(later, events[1..]);
+    assert_eq!(inspector.runs_with_step("a").await.unwrap(), ["r"]);
+    assert_eq!(inspector.graph("r").await.unwrap(), None);
+    let machine = inspector.machine("m").await.unwrap();
+    assert_eq!((machine.machine.as_str(), machine.version), ("Door", 1));
+    assert_eq!(machine.state, serde_json::json!({"Locked": 7}));
+    assert_eq!(inspector.machines().await.unwrap(), [machine]);
+    let log = inspector.transitions("m").await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (log[0].seq, log[0].from.as_str(), log[0].event.as_str()),
+        (1, "Closed", "Lock")
+    );
+    assert_eq!(inspector.signal("r", "go").await.unwrap(), None);
+
+    // Written after the inspector connected: seen at once.
+    store
+        .deliver_signal(&"r".into(), "go", "{\"by\":\"ana\"}")
+        .await
+        .unwrap();
+    store
+        .record(&"r".into(), &Change::RunCompleted)
+        .await
+        .unwrap();
+    assert_eq!(inspector.run("r").await.unwrap().status, "completed");
+    assert_eq!(
+        inspector.signal("r", "go").await.unwrap().as_deref(),
+        Some("{\"by\":\"ana\"}")
+    );
+
+    // What it does not have is named.
+    let error = inspector.run("ghost").await.unwrap_err();
+    assert!(matches!(error, InspectError::UnknownRun { .. }), "{error}");
+    assert_eq!(
+        error.to_string(),
+        format!("no run `ghost` in `{}`", inspector.database())
+    );
+    let error = inspector.machine("ghost").await.unwrap_err();
+    assert!(
+        matches!(error, InspectError::UnknownMachine { .. }),
+        "{error}"
+    );
+    // Damage is for the server's own checks to find.
+    let error = inspector.check().await.unwrap_err();
+    assert!(matches!(error, InspectError::Unsupported { .. }), "{error}");
+    assert!(error.to_string().contains("amcheck"), "{error}");
+}
+
+#[tokio::test]
+async fn the_default_schema_is_not_named_and_a_missing_one_is_not_created() {
+    let Some(url) = support::server().await else {
+        return;
+    };
+    let schema = support::fresh_schema();
+    let error = PgInspector::connect(&url, &schema).await.unwrap_err();
+    assert!(matches!(error, InspectError::NotSagaflow { .. }), "{error}");
+    let text = error.to_string();
+    assert!(
+        text.contains(&format!("no schema `{schema}`")) && text.contains("postgres://"),
+        "{text}"
+    );
+    assert!(
+        !schema_exists(&url, &schema).await,
+        "the inspector created it"
+    );
+
+    // A schema of something else.
+    let c = client(&url).await;
+    c.batch_execute(&format!(
+        "CREATE SCHEMA \"{schema}\"; CREATE TABLE \"{schema}\".customers (id int)"
+    ))
+    .await
+    .unwrap();
+    let error = PgInspector::connect(&url, &schema).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("schema `{schema}` has no sagaflow tables")),
+        "{error}"
+    );
+    let tables: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = $1",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 1, "nothing was created in it");
+    c.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
+
+    // Only a schema other than the default is named beside the URL.
+    match PgInspector::connect(&url, "sagaflow").await {
+        Ok(inspector) => assert!(!inspector.database().contains("schema"), "{inspector:?}"),
+        Err(error) => assert!(!error.to_string().contains("(schema"), "{error}"),
+    }
+}
+
+#[tokio::test]
+async fn a_newer_schema_names_both_versions() {
+    let db = fresh_db!();
+    drop(db.store().await);
+    client(&db.url)
+        .await
+        .batch_execute(&format!(
+            "UPDATE \"{}\".schema_version SET version = 99",
+            db.schema
+        ))
+        .await
+        .unwrap();
+    match PgInspector::connect(&db.url, &db.schema).await {
+        Err(InspectError::TooNew {
+            found, supported, ..
+        }) => assert_eq!((found, supported), (99, SCHEMA_VERSION)),
+        other => panic!("a newer schema was not refused: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_server_and_a_bad_url_are_named_without_the_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // bound, then let go: nothing listens there
+    let url = format!("postgres://app:s3cret@127.0.0.1:{port}/orders");
+    let error = PgInspector::connect(&url, "sagaflow").await.unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "`postgres://app@127.0.0.1:{port}/orders`: cannot connect"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+
+    let error = PgInspector::connect("postgres://app:s3cret@db/x?sslmode=bogus", "sagaflow")
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("not a PostgreSQL connection string") && !text.contains("s3cret"),
+        "{text}"
+    );
+
+    let error = PgInspector::connect(&url, "no-such;schema")
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("is not a schema name"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_schema_named_in_mixed_case_is_the_one_written_and_read() {
+    let Some(url) = support::server().await else {
+        return;
+    };
+    let schema = format!("{}_Mixed", support::fresh_schema());
+    let options = sagaflow_postgres::PgOptions::default().schema(schema.as_str());
+    let store = sagaflow_postgres::PgStore::connect(&url, options)
+        .await
+        .unwrap();
+    create(&store, "r", "W").await.unwrap();
+    let inspector = PgInspector::connect(&url, &schema).await.unwrap();
+    let runs = inspector.runs().await.unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(
+        !schema_exists(&url, &schema.to_lowercase()).await,
+        "the store wrote a schema folded to lower case"
+    );
+    drop((inspector, store));
+    client(&url)
+        .await
+        .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
+}
