@@ -14,6 +14,8 @@ use crate::error::CliError;
 use crate::render::{self, Paint, Table, cell, cut, status_paint};
 
 /// The signal an operator's request travels on (`sagaflow_saga::requests::OPERATOR_SIGNAL`).
+use sagaflow_core::runtime::store::StoredRunStatus;
+use sagaflow_saga::RoundStanding;
 use sagaflow_saga::requests::OPERATOR_SIGNAL;
 
 /// How wide an error may be in a table.
@@ -25,16 +27,14 @@ pub(crate) struct Out {
     pub(crate) colour: bool,
 }
 
-/// A saga's standing, from its compensation rounds: `None` for a run with no round.
+/// A saga's standing, from its compensation rounds, by the saga crate's rule
+/// ([`RoundStanding`]): `None` for a run with no round (a workflow, or a saga whose
+/// compensation has not started; without the saga's definition the two look the same here,
+/// so the run's own status is shown).
 pub(crate) fn saga_status(rounds: &[&Run], abandoned: &HashSet<String>) -> Option<&'static str> {
     let last = rounds.last()?;
-    Some(match last.status.as_str() {
-        "running" => "compensating",
-        "parked" => "parked",
-        "failed" | "cancelled" => "stuck",
-        _ if abandoned.contains(&last.run_id) => "abandoned",
-        _ => "compensated",
-    })
+    let status = StoredRunStatus::parse(&last.status)?;
+    Some(RoundStanding::of(status, abandoned.contains(&last.run_id)).as_str())
 }
 
 /// Filters for `runs`.

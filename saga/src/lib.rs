@@ -40,4 +40,4 @@ pub use definition::SagaDefinition;
 pub use driver::{RecoveredSagas, SagaHandle, SagaOutcome};
 pub use error::{SagaDefinitionError, SagaError};
 pub use requests::OperatorAction;
-pub use status::SagaStatus;
+pub use status::{RoundStanding, SagaStatus};

@@ -53,7 +53,8 @@ pub enum SagaStatus {
         /// Why the saga had compensated.
         cause: String,
     },
-    /// The forward run kept crashing its process and was parked.
+    /// The forward run, or the latest compensation round, kept crashing its process and was
+    /// parked: nothing runs it until an operator acts.
     Parked {
         /// What the store says.
         error: Option<String>,
@@ -194,6 +195,48 @@ pub(crate) async fn status(
     }
 }
 
+/// Where a saga stands once its forward run stopped, from its latest compensation round: the
+/// one rule that [`SagaDefinition::status`](crate::SagaDefinition::status) and the command
+/// line (which reads rounds without the saga's definition) both apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoundStanding {
+    /// The round runs (or was interrupted and will be taken up).
+    Compensating,
+    /// The round kept crashing its process and was parked.
+    Parked,
+    /// The round stopped on a compensation that failed for good: an operator decides.
+    Stuck,
+    /// An operator gave the compensation up.
+    Abandoned,
+    /// Every completed step was undone (or skipped by an operator).
+    Compensated,
+}
+
+impl RoundStanding {
+    /// The standing of a saga whose latest round is `round`, `abandoned` if an operator gave
+    /// it up.
+    pub fn of(round: StoredRunStatus, abandoned: bool) -> RoundStanding {
+        match round {
+            StoredRunStatus::Running => RoundStanding::Compensating,
+            StoredRunStatus::Parked => RoundStanding::Parked,
+            StoredRunStatus::Failed | StoredRunStatus::Cancelled => RoundStanding::Stuck,
+            StoredRunStatus::Completed if abandoned => RoundStanding::Abandoned,
+            StoredRunStatus::Completed => RoundStanding::Compensated,
+        }
+    }
+
+    /// The standing's name: `compensating`, `parked`, `stuck`, `abandoned`, `compensated`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoundStanding::Compensating => "compensating",
+            RoundStanding::Parked => "parked",
+            RoundStanding::Stuck => "stuck",
+            RoundStanding::Abandoned => "abandoned",
+            RoundStanding::Compensated => "compensated",
+        }
+    }
+}
+
 /// Where the saga stands once its forward run stopped, from its latest round.
 pub(crate) async fn round_status(
     saga: &SagaInner,
@@ -202,16 +245,19 @@ pub(crate) async fn round_status(
     round: &Round,
 ) -> Result<SagaStatus, SagaError> {
     let cause = round.plan.cause.clone();
-    Ok(match round.run.status {
-        StoredRunStatus::Running | StoredRunStatus::Parked => SagaStatus::Compensating { cause },
-        StoredRunStatus::Completed if round.plan.abandoned => SagaStatus::Abandoned { cause },
-        StoredRunStatus::Completed => SagaStatus::Compensated {
-            cause,
-            undone: undone(saga, store, run_id, round.number).await?,
-            skipped: round.plan.skipped.clone(),
-        },
-        StoredRunStatus::Failed | StoredRunStatus::Cancelled => {
-            match plan::stuck_step(&round.run) {
+    Ok(
+        match RoundStanding::of(round.run.status, round.plan.abandoned) {
+            RoundStanding::Compensating => SagaStatus::Compensating { cause },
+            RoundStanding::Parked => SagaStatus::Parked {
+                error: round.run.error.clone(),
+            },
+            RoundStanding::Abandoned => SagaStatus::Abandoned { cause },
+            RoundStanding::Compensated => SagaStatus::Compensated {
+                cause,
+                undone: undone(saga, store, run_id, round.number).await?,
+                skipped: round.plan.skipped.clone(),
+            },
+            RoundStanding::Stuck => match plan::stuck_step(&round.run) {
                 Some(step) if step.name != END_STEP && step.name != ABANDON_STEP => {
                     SagaStatus::Stuck {
                         step: step.name.clone(),
@@ -224,7 +270,29 @@ pub(crate) async fn round_status(
                     attempts: 0,
                     error: round.run.error.clone().unwrap_or_default(),
                 },
-            }
+            },
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saga_stands_where_its_latest_round_does() {
+        use StoredRunStatus::*;
+        let cases = [
+            (Running, false, RoundStanding::Compensating),
+            (Parked, false, RoundStanding::Parked),
+            (Failed, false, RoundStanding::Stuck),
+            (Cancelled, false, RoundStanding::Stuck),
+            (Completed, true, RoundStanding::Abandoned),
+            (Completed, false, RoundStanding::Compensated),
+        ];
+        for (round, abandoned, standing) in cases {
+            assert_eq!(RoundStanding::of(round, abandoned), standing, "{round:?}");
         }
-    })
+        assert_eq!(RoundStanding::Stuck.as_str(), "stuck");
+    }
 }

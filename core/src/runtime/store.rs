@@ -298,6 +298,33 @@ pub enum StoredRunStatus {
     Parked,
 }
 
+impl StoredRunStatus {
+    /// The status's name, as stores and tools write it: `running`, `completed`, `failed`,
+    /// `cancelled`, `parked`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoredRunStatus::Running => "running",
+            StoredRunStatus::Completed => "completed",
+            StoredRunStatus::Failed => "failed",
+            StoredRunStatus::Cancelled => "cancelled",
+            StoredRunStatus::Parked => "parked",
+        }
+    }
+
+    /// The status named `name` as [`as_str`](Self::as_str) writes it; `None` for another.
+    pub fn parse(name: &str) -> Option<StoredRunStatus> {
+        [
+            StoredRunStatus::Running,
+            StoredRunStatus::Completed,
+            StoredRunStatus::Failed,
+            StoredRunStatus::Cancelled,
+            StoredRunStatus::Parked,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == name)
+    }
+}
+
 /// A run as a durable store holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredRun {
@@ -357,3 +384,22 @@ mod memory;
 pub use leases::HeldLeases;
 pub use machines::{Advanced, MachineStep, MachineStore, MachineTransition, StoredMachine};
 pub use memory::{MemoryStore, RecordedChange};
+
+#[cfg(test)]
+mod tests {
+    use super::StoredRunStatus;
+
+    #[test]
+    fn a_run_status_reads_back_as_written() {
+        for status in [
+            StoredRunStatus::Running,
+            StoredRunStatus::Completed,
+            StoredRunStatus::Failed,
+            StoredRunStatus::Cancelled,
+            StoredRunStatus::Parked,
+        ] {
+            assert_eq!(StoredRunStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(StoredRunStatus::parse("compensating"), None);
+    }
+}
