@@ -35,7 +35,6 @@
 mod change;
 mod connect;
 mod error;
-mod events;
 pub mod inspect;
 mod lease;
 mod machines;
@@ -57,7 +56,7 @@ use tokio_postgres::NoTls;
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::engine::Engine;
 use sagaflow_core::runtime::error::StoreError;
-use sagaflow_core::runtime::events::{Event, EventKind, EventSink};
+use sagaflow_core::runtime::events::{Event, EventKind, EventSink, Publisher};
 use sagaflow_core::runtime::store::{
     Advanced, Change, Created, DeliveredSignal, EventLog, Lease, LeaseStore, MachineStep,
     MachineStore, MachineTransition, NewRun, RunStore, SignalStore, StoredMachine, StoredRun,
@@ -66,7 +65,6 @@ use sagaflow_core::runtime::store::{
 
 use change::ChangeRow;
 use error::pool_error;
-use events::Publisher;
 use lease::{Acquired, Leases};
 use schema::Locks;
 use writer::{CreateRow, RecordRow, Write, Writer};
@@ -426,7 +424,7 @@ impl LeaseStore for PgStore {
             ..
         } = &acquired
         {
-            self.inner.publisher.publish(vec![Event {
+            self.inner.publisher.publishing().publish(*seq, || Event {
                 seq: *seq,
                 run_id: run_id.clone(),
                 at_ms: *at,
@@ -434,7 +432,7 @@ impl LeaseStore for PgStore {
                 step: None,
                 attempt: None,
                 detail: None,
-            }]);
+            });
         }
         match acquired.into_result(run_id)? {
             Some(lease) => {

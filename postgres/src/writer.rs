@@ -36,11 +36,10 @@ use tokio_postgres::{Client, Row, Statement};
 use crate::change::ChangeRow;
 use crate::connect::connect;
 use crate::error::pg_error;
-use crate::events::Publisher;
 use crate::schema::Locks;
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
-use sagaflow_core::runtime::events::{Event, EventKind};
+use sagaflow_core::runtime::events::{Event, EventKind, Publisher};
 use sagaflow_core::runtime::store::Created;
 
 /// The most writes one transaction takes; the rest wait for the next one.
@@ -537,7 +536,12 @@ impl Writer {
         }
         // In `seq` order: the creations' statements ran before the changes' one.
         events.sort_by_key(|event| event.seq);
-        self.publisher.publish(events);
+        {
+            let mut publishing = self.publisher.publishing();
+            for event in events {
+                publishing.publish(event.seq, || event);
+            }
+        }
         for answer in answers {
             match answer {
                 Answer::Create(reply, answer, run_id) => {

@@ -6,7 +6,7 @@
 //! process the live feed is the log itself, gapless. Building an event costs a few small
 //! allocations, so when no sink has a subscriber the writer only advances the sinks' position.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use rusqlite::{Connection, params};
 
@@ -14,83 +14,21 @@ use crate::error::sqlite_error;
 use crate::rows::{EventRow, Logged};
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
-use sagaflow_core::runtime::events::{Event, EventKind, EventSink};
+use sagaflow_core::runtime::events::{Event, EventKind};
 
-/// The sinks the store publishes to, and the last `seq` it committed.
-#[derive(Debug, Default)]
-pub(crate) struct Publisher {
-    state: Mutex<State>,
-}
+pub(crate) use sagaflow_core::runtime::events::{Publisher, Publishing};
 
-#[derive(Debug, Default)]
-struct State {
-    sinks: Vec<EventSink>,
-    /// The last `seq` committed through this store (or found at open).
-    head: u64,
-}
-
-impl Publisher {
-    /// A publisher whose log ends at `head` (the file's last `seq` when opened).
-    pub(crate) fn new(head: u64) -> Publisher {
-        Publisher {
-            state: Mutex::new(State {
-                sinks: Vec::new(),
-                head,
-            }),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // Every critical section leaves the state whole (a push, a retain, a max).
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Adds `sink`, positioned at the log's end: under the lock the writer publishes under,
-    /// so it neither misses an event committed after this nor gets one committed before.
-    pub(crate) fn attach(&self, sink: EventSink) {
-        let mut state = self.lock();
-        sink.advance(state.head);
-        state.sinks.retain(EventSink::is_open);
-        state.sinks.push(sink);
-    }
-
-    /// Starts publishing a committed batch's events: its writes hand them over one by one,
-    /// in the order the batch applied them (see `writer::Op::publish`). Holds the lock until
-    /// dropped, so a sink attached meanwhile gets none of the batch.
-    pub(crate) fn publishing(&self) -> Publishing<'_> {
-        let mut state = self.lock();
-        state.sinks.retain(EventSink::is_open);
-        let listened = state.sinks.iter().any(EventSink::is_listened);
-        Publishing { state, listened }
-    }
-}
-
-/// The sinks, locked while a committed batch's events go out.
-pub(crate) struct Publishing<'a> {
-    state: MutexGuard<'a, State>,
-    /// Whether any sink has a subscriber: if none has, no event is built, and the sinks only
-    /// advance their position.
-    listened: bool,
-}
-
-impl Publishing<'_> {
-    /// Publishes the event a write of `run_id` logged at `logged`; `row` says what it is, and
-    /// is called only if a sink listens.
-    pub(crate) fn logged<'r>(
-        &mut self,
-        run_id: &str,
-        logged: Logged,
-        row: impl FnOnce() -> EventRow<'r>,
-    ) {
-        self.state.head = self.state.head.max(logged.seq);
-        if !self.listened {
-            for sink in &self.state.sinks {
-                sink.advance(logged.seq);
-            }
-            return;
-        }
+/// Publishes the event a write of `run_id` logged at `logged`; `row` says what it is, and is
+/// called only if a sink listens.
+pub(crate) fn logged<'r>(
+    to: &mut Publishing<'_>,
+    run_id: &str,
+    logged: Logged,
+    row: impl FnOnce() -> EventRow<'r>,
+) {
+    to.publish(logged.seq, || {
         let row = row();
-        let event = Event {
+        Event {
             seq: logged.seq,
             run_id: RunId::from(run_id),
             at_ms: logged.at,
@@ -98,14 +36,8 @@ impl Publishing<'_> {
             step: row.step.map(Arc::from),
             attempt: row.attempt,
             detail: row.detail,
-        };
-        if let Some((last, rest)) = self.state.sinks.split_last() {
-            for sink in rest {
-                sink.publish(event.clone());
-            }
-            last.publish(event);
         }
-    }
+    });
 }
 
 /// The last `seq` in the log (0 for an empty one).

@@ -69,7 +69,7 @@ impl Op for CreateRun {
 
     fn publish(&self, (_, logged): &Self::Answer, to: &mut Publishing<'_>) {
         if let Some(logged) = *logged {
-            to.logged(&self.run_id, logged, || {
+            crate::events::logged(to, &self.run_id, logged, || {
                 EventRow::of_run(EventKind::RunCreated)
             });
         }
@@ -105,7 +105,7 @@ impl Op for Acquire {
 
     fn publish(&self, (_, logged): &Self::Answer, to: &mut Publishing<'_>) {
         if let Some(logged) = *logged {
-            to.logged(&self.run_id, logged, || {
+            crate::events::logged(to, &self.run_id, logged, || {
                 EventRow::of_run(EventKind::RunParked)
             });
         }
@@ -164,9 +164,9 @@ impl Op for Record {
     }
 
     fn publish(&self, &(first, then): &Self::Answer, to: &mut Publishing<'_>) {
-        to.logged(&self.run_id, first, || rows::event_row(&self.change));
+        crate::events::logged(to, &self.run_id, first, || rows::event_row(&self.change));
         if let (Some(change), Some(logged)) = (&self.then, then) {
-            to.logged(&self.run_id, logged, || rows::event_row(change));
+            crate::events::logged(to, &self.run_id, logged, || rows::event_row(change));
         }
     }
 }

@@ -44,7 +44,9 @@ use crate::runtime::store::Store;
 pub(crate) mod feed;
 
 pub(crate) use feed::Feed;
+mod publisher;
 pub use feed::{Event, EventKind, EventSink};
+pub use publisher::{Publisher, Publishing};
 
 /// The default number of events an engine's live feed holds for a subscriber that is behind;
 /// one further behind catches up from the store.
