@@ -790,46 +790,68 @@ fn distribute(batch: &[Write], statements: Vec<Vec<Row>>) -> Vec<Vec<Row>> {
         .collect()
 }
 
-/// The statement of `row`: its change, or its pair of changes.
-async fn record_one(conn: &Conn, row: &RecordRow) -> Result<Vec<Row>, tokio_postgres::Error> {
+/// Changes as the columns the change statements take, one array per column.
+struct Columns<'a> {
+    names: Vec<Option<&'a str>>,
+    statuses: Vec<Option<&'a str>>,
+    attempts: Vec<Option<i32>>,
+    outputs: Vec<Option<&'a str>>,
+    errors: Vec<Option<&'a str>>,
+    finished: Vec<bool>,
+    kinds: Vec<&'a str>,
+    event_attempts: Vec<Option<i32>>,
+    details: Vec<Option<&'a str>>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(changes: &[&'a ChangeRow]) -> Columns<'a> {
+        let count = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+        let step = |c: &&'a ChangeRow| c.step.as_ref();
+        Columns {
+            names: changes
+                .iter()
+                .map(|c| step(c).map(|s| s.name.as_str()))
+                .collect(),
+            statuses: changes.iter().map(|c| step(c).map(|s| s.status)).collect(),
+            attempts: changes
+                .iter()
+                .map(|c| step(c).map(|s| count(s.attempts)))
+                .collect(),
+            outputs: changes
+                .iter()
+                .map(|c| step(c).and_then(|s| s.output.as_deref()))
+                .collect(),
+            errors: changes
+                .iter()
+                .map(|c| step(c).and_then(|s| s.error.as_deref()))
+                .collect(),
+            finished: changes
+                .iter()
+                .map(|c| step(c).is_some_and(|s| s.finished))
+                .collect(),
+            kinds: changes.iter().map(|c| c.kind.as_str()).collect(),
+            event_attempts: changes.iter().map(|c| c.attempt.map(count)).collect(),
+            details: changes.iter().map(|c| c.detail.as_deref()).collect(),
+        }
+    }
+}
+
+/// The changes of one write (one, or a pair), and the run's end if either change ends it
+/// (only the last can).
+fn changes_of(row: &RecordRow) -> (Vec<&ChangeRow>, Option<(&'static str, Option<&str>)>) {
     let changes: Vec<&ChangeRow> = std::iter::once(&row.change).chain(&row.then).collect();
-    // The run's end, if either change ends it (only the last can).
-    let (end, end_error) = changes
+    let end = changes
         .iter()
         .find_map(|c| c.end.as_ref())
-        .map_or((None, None), |(status, error)| {
-            (Some(*status), error.as_deref())
-        });
-    fn step<'a>(change: &&'a ChangeRow) -> Option<&'a crate::change::StepRow> {
-        change.step.as_ref()
-    }
-    let names: Vec<Option<&str>> = changes
-        .iter()
-        .map(|c| step(c).map(|s| s.name.as_str()))
-        .collect();
-    let statuses: Vec<Option<&str>> = changes.iter().map(|c| step(c).map(|s| s.status)).collect();
-    let attempts: Vec<Option<i32>> = changes
-        .iter()
-        .map(|c| step(c).map(|s| i32::try_from(s.attempts).unwrap_or(i32::MAX)))
-        .collect();
-    let outputs: Vec<Option<&str>> = changes
-        .iter()
-        .map(|c| step(c).and_then(|s| s.output.as_deref()))
-        .collect();
-    let errors: Vec<Option<&str>> = changes
-        .iter()
-        .map(|c| step(c).and_then(|s| s.error.as_deref()))
-        .collect();
-    let finished: Vec<bool> = changes
-        .iter()
-        .map(|c| step(c).is_some_and(|s| s.finished))
-        .collect();
-    let kinds: Vec<&str> = changes.iter().map(|c| c.kind.as_str()).collect();
-    let event_attempts: Vec<Option<i32>> = changes
-        .iter()
-        .map(|c| c.attempt.map(|a| i32::try_from(a).unwrap_or(i32::MAX)))
-        .collect();
-    let details: Vec<Option<&str>> = changes.iter().map(|c| c.detail.as_deref()).collect();
+        .map(|(status, error)| (*status, error.as_deref()));
+    (changes, end)
+}
+
+/// The statement of `row`: its change, or its pair of changes.
+async fn record_one(conn: &Conn, row: &RecordRow) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let (changes, end) = changes_of(row);
+    let (end, end_error) = (end.map(|(status, _)| status), end.and_then(|(_, e)| e));
+    let c = Columns::of(&changes);
     conn.client
         .query(
             &conn.record_one,
@@ -839,15 +861,15 @@ async fn record_one(conn: &Conn, row: &RecordRow) -> Result<Vec<Row>, tokio_post
                 &row.lease_ms,
                 &end,
                 &end_error,
-                &names,
-                &statuses,
-                &attempts,
-                &outputs,
-                &errors,
-                &finished,
-                &kinds,
-                &event_attempts,
-                &details,
+                &c.names,
+                &c.statuses,
+                &c.attempts,
+                &c.outputs,
+                &c.errors,
+                &c.finished,
+                &c.kinds,
+                &c.event_attempts,
+                &c.details,
             ],
         )
         .await
@@ -866,46 +888,15 @@ async fn record_all(
     let mut of_write: Vec<i64> = Vec::with_capacity(writes.len() * 2);
     let mut changes: Vec<&ChangeRow> = Vec::with_capacity(writes.len() * 2);
     for (i, write) in writes.iter().enumerate() {
-        let mine: Vec<&ChangeRow> = std::iter::once(&write.change).chain(&write.then).collect();
-        // The run's end, if either change ends it (only the last can).
-        let end = mine.iter().find_map(|c| c.end.as_ref());
-        ends.push(end.map(|(status, _)| *status));
-        end_errors.push(end.and_then(|(_, error)| error.as_deref()));
+        let (mine, end) = changes_of(write);
+        ends.push(end.map(|(status, _)| status));
+        end_errors.push(end.and_then(|(_, error)| error));
         for change in mine {
             of_write.push(i64::try_from(i + 1).unwrap_or(i64::MAX));
             changes.push(change);
         }
     }
-    fn step<'a>(change: &&'a ChangeRow) -> Option<&'a crate::change::StepRow> {
-        change.step.as_ref()
-    }
-    let names: Vec<Option<&str>> = changes
-        .iter()
-        .map(|c| step(c).map(|s| s.name.as_str()))
-        .collect();
-    let statuses: Vec<Option<&str>> = changes.iter().map(|c| step(c).map(|s| s.status)).collect();
-    let attempts: Vec<Option<i32>> = changes
-        .iter()
-        .map(|c| step(c).map(|s| i32::try_from(s.attempts).unwrap_or(i32::MAX)))
-        .collect();
-    let outputs: Vec<Option<&str>> = changes
-        .iter()
-        .map(|c| step(c).and_then(|s| s.output.as_deref()))
-        .collect();
-    let errors: Vec<Option<&str>> = changes
-        .iter()
-        .map(|c| step(c).and_then(|s| s.error.as_deref()))
-        .collect();
-    let finished: Vec<bool> = changes
-        .iter()
-        .map(|c| step(c).is_some_and(|s| s.finished))
-        .collect();
-    let kinds: Vec<&str> = changes.iter().map(|c| c.kind.as_str()).collect();
-    let event_attempts: Vec<Option<i32>> = changes
-        .iter()
-        .map(|c| c.attempt.map(|a| i32::try_from(a).unwrap_or(i32::MAX)))
-        .collect();
-    let details: Vec<Option<&str>> = changes.iter().map(|c| c.detail.as_deref()).collect();
+    let c = Columns::of(&changes);
     conn.client
         .query(
             &conn.record,
@@ -916,15 +907,15 @@ async fn record_all(
                 &ends,
                 &end_errors,
                 &of_write,
-                &names,
-                &statuses,
-                &attempts,
-                &outputs,
-                &errors,
-                &finished,
-                &kinds,
-                &event_attempts,
-                &details,
+                &c.names,
+                &c.statuses,
+                &c.attempts,
+                &c.outputs,
+                &c.errors,
+                &c.finished,
+                &c.kinds,
+                &c.event_attempts,
+                &c.details,
             ],
         )
         .await
