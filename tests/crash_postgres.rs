@@ -20,8 +20,7 @@ const SCHEMA: &str = "SAGAFLOW_PG_CRASH_SCHEMA";
 const STEPS: usize = 20;
 
 fn url() -> String {
-    std::env::var("SAGAFLOW_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    sagaflow_postgres::testing::url()
 }
 
 fn effect(ctx: &StepContext) {
@@ -130,18 +129,9 @@ fn server_answers() -> bool {
         .enable_all()
         .build()
         .unwrap();
-    match runtime.block_on(tokio_postgres::connect(&url(), tokio_postgres::NoTls)) {
-        Ok(_) => true,
-        Err(error) if std::env::var_os("CI").is_some() => {
-            panic!("no PostgreSQL server at SAGAFLOW_PG_URL ({error}), and CI is set")
-        }
-        Err(error) => {
-            eprintln!(
-                "skipped: no PostgreSQL server ({error}); set SAGAFLOW_PG_URL to a server's URL to run this test"
-            );
-            false
-        }
-    }
+    runtime
+        .block_on(sagaflow_postgres::testing::server())
+        .is_some()
 }
 
 #[test]
@@ -158,14 +148,7 @@ fn a_replica_takes_over_the_run_of_a_killed_one() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let schema = format!(
-        "sagaflow_test_{}_crash{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-        std::process::id()
-    );
+    let schema = sagaflow_postgres::testing::fresh_schema("crash");
 
     // Replica A: killed with SIGKILL once 8 steps have had their effect.
     let mut first = spawn_child(dir.path(), "replica-a", &schema);

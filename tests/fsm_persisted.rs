@@ -55,34 +55,10 @@ macro_rules! on_both_stores {
     };
 }
 
-/// A PostgreSQL store in a schema of its own on the server named by `SAGAFLOW_PG_URL` (the
-/// local server by default), or `None` after one line saying how to run the test when no
-/// server answers; with `CI` set, no server is a failure.
+/// A PostgreSQL store in a schema of its own on the server the tests run on
+/// (`sagaflow_postgres::testing`), or `None` when there is none (and `CI` is not set).
 async fn pg_store() -> Option<sagaflow_postgres::PgStore> {
-    let url = std::env::var("SAGAFLOW_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let schema = format!(
-        "sagaflow_test_{}_fsm{}_{}",
-        now.as_secs(),
-        std::process::id(),
-        now.subsec_nanos()
-    );
-    let options = sagaflow_postgres::PgOptions::default().schema(schema);
-    match sagaflow_postgres::PgStore::connect(&url, options).await {
-        Ok(store) => Some(store),
-        Err(error) if std::env::var_os("CI").is_some() => {
-            panic!("no PostgreSQL server at SAGAFLOW_PG_URL ({error}), and CI is set")
-        }
-        Err(error) => {
-            eprintln!(
-                "skipped: no PostgreSQL server ({error}); set SAGAFLOW_PG_URL to a server's URL to run this test"
-            );
-            None
-        }
-    }
+    sagaflow_postgres::testing::store("fsm").await
 }
 
 on_both_stores!(

@@ -42,6 +42,8 @@ mod notices;
 mod options;
 mod reads;
 mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod writer;
 
 use std::fmt;

@@ -4,41 +4,14 @@
 //! their sweep drops any a crashed test left), and without a reachable server a failure when
 //! `CI` is set, elsewhere a skip after one line that says how to run them.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config, NoTls};
 
-/// The variable that names the server.
-pub const URL_VAR: &str = "SAGAFLOW_PG_URL";
-
-/// The server's URL, if it answers. Panics when it does not and `CI` is set.
-pub async fn server() -> Option<String> {
-    let url = std::env::var(URL_VAR)
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    match tokio_postgres::connect(&url, NoTls).await {
-        Ok((_, connection)) => {
-            drop(connection);
-            Some(url)
-        }
-        Err(error) if std::env::var_os("CI").is_some() => {
-            panic!("no PostgreSQL server at {URL_VAR} ({error}), and CI is set")
-        }
-        Err(error) => {
-            eprintln!(
-                "skipped: no PostgreSQL server ({error}); set {URL_VAR} to a server's URL to run this test"
-            );
-            None
-        }
-    }
-}
+pub use sagaflow_postgres::testing::server;
 
 /// A schema name no other test uses.
 pub fn fresh_schema() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    format!("sagaflow_test_{secs}_{:016x}", fastrand::u64(..))
+    sagaflow_postgres::testing::fresh_schema("cli")
 }
 
 /// A connection of the test's own, its search path on `schema`, for what a test does behind

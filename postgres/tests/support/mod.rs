@@ -7,77 +7,18 @@
 
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sagaflow_core::conformance::durable::TestDatabase;
 use sagaflow_postgres::{PgOptions, PgStore};
 use tokio_postgres::NoTls;
 
-/// The variable that names the server.
-pub(crate) const URL_VAR: &str = "SAGAFLOW_PG_URL";
-
-/// The server's URL as configured, whether it answers or not.
-pub(crate) fn url() -> String {
-    std::env::var(URL_VAR).unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// The server's URL, if it answers. Panics when it does not and `CI` is set.
-pub(crate) async fn server() -> Option<String> {
-    let url = url();
-    match tokio_postgres::connect(&url, NoTls).await {
-        Ok((client, connection)) => {
-            tokio::spawn(connection);
-            sweep(&client).await;
-            Some(url)
-        }
-        Err(error) if std::env::var_os("CI").is_some() => {
-            panic!("no PostgreSQL server at {URL_VAR} ({error}), and CI is set")
-        }
-        Err(error) => {
-            eprintln!(
-                "skipped: no PostgreSQL server ({error}); set {URL_VAR} to a server's URL to run this test"
-            );
-            None
-        }
-    }
-}
-
-/// Schemas left behind by tests an hour ago or more (a test that panicked, or a store test
-/// that does not drop its schema) are dropped, so the test database does not grow.
-async fn sweep(client: &tokio_postgres::Client) {
-    let cutoff = now_s().saturating_sub(3600);
-    let Ok(rows) = client
-        .query(
-            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'sagaflow_test_%'",
-            &[],
-        )
-        .await
-    else {
-        return;
-    };
-    for row in rows {
-        let name: String = row.get(0);
-        let stamp = name
-            .strip_prefix("sagaflow_test_")
-            .and_then(|rest| rest.split('_').next())
-            .and_then(|s| s.parse::<u64>().ok());
-        if stamp.is_some_and(|s| s < cutoff) {
-            let _ = client
-                .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
-                .await;
-        }
-    }
-}
-
-fn now_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+#[allow(unused_imports)] // each test file uses part of it
+pub(crate) use sagaflow_postgres::testing::{server, url};
 
 /// A schema name no other test uses.
 pub(crate) fn fresh_schema() -> String {
-    format!("sagaflow_test_{}_{:016x}", now_s(), fastrand::u64(..))
+    sagaflow_postgres::testing::fresh_schema("")
 }
 
 /// A database for one test: a schema of its own on the server, dropped with it.

@@ -171,40 +171,9 @@ pub async fn completion_order(engine: &Engine, run: &str) -> Vec<String> {
         .collect()
 }
 
-/// An engine on PostgreSQL, in a schema of its own on the server named by `SAGAFLOW_PG_URL`
-/// (the local server by default), or `None` after one line saying how to run the test when
-/// no server answers; with `CI` set, no server is a failure. Test schemas (`sagaflow_test_*`)
-/// an hour old are dropped by the PostgreSQL store's own tests.
+/// An engine on PostgreSQL, in a schema of its own on the server the tests run on
+/// (`sagaflow_postgres::testing`), or `None` when there is none (and `CI` is not set).
 pub async fn pg_engine() -> Option<Engine> {
-    let url = std::env::var("SAGAFLOW_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let schema = format!("sagaflow_test_{stamp}_saga{:016x}", fastrand_u64());
-    let options = sagaflow_postgres::PgOptions::default().schema(schema);
-    match sagaflow_postgres::PgStore::connect(&url, options).await {
-        Ok(store) => Some(Engine::builder().store(Arc::new(store)).build()),
-        Err(error) if std::env::var_os("CI").is_some() => {
-            panic!("no PostgreSQL server at SAGAFLOW_PG_URL ({error}), and CI is set")
-        }
-        Err(error) => {
-            eprintln!(
-                "skipped: no PostgreSQL server ({error}); set SAGAFLOW_PG_URL to a server's URL to run this test"
-            );
-            None
-        }
-    }
-}
-
-/// A random number, for names no other test uses.
-fn fastrand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    hasher.finish()
+    let store = sagaflow_postgres::testing::store("saga").await?;
+    Some(Engine::builder().store(Arc::new(store)).build())
 }
