@@ -36,9 +36,11 @@ fn next() -> u64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+/// The server, over plain TCP for both contenders (the bare side has no TLS): by default the
+/// local one, `sslmode=disable`; a `SAGAFLOW_PG_URL` must say `sslmode=disable` too.
 fn url() -> String {
     std::env::var("SAGAFLOW_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".to_owned())
 }
 
 fn chain(steps: usize) -> Definition<u64, u64> {

@@ -1,35 +1,100 @@
-//! Connections: the writer's own, and the pool's.
+//! Connections: the writer's own, the pool's and the listener's, each over TLS or not as the
+//! URL's `sslmode` says (see `tls`).
 
+use std::ops::{Deref, DerefMut};
+
+use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
 use tokio_postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::describe;
 use sagaflow_core::runtime::error::StoreError;
 
-/// Connects with `config` and drives the connection on a task of its own; a failure is
+/// Where and how to connect: the client's configuration, and the TLS connector (`None`:
+/// plain connections, `sslmode=disable`). Reads as the configuration it holds.
+#[derive(Clone)]
+pub(crate) struct Target {
+    pub(crate) config: tokio_postgres::Config,
+    pub(crate) tls: Option<MakeRustlsConnect>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("config", &self.config)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl Deref for Target {
+    type Target = tokio_postgres::Config;
+
+    fn deref(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+}
+
+impl DerefMut for Target {
+    fn deref_mut(&mut self) -> &mut tokio_postgres::Config {
+        &mut self.config
+    }
+}
+
+/// Connects to `target` and drives the connection on a task of its own; a failure is
 /// [`StoreError::Open`] naming `label` (the URL without its password).
-pub(crate) async fn connect(
-    config: &tokio_postgres::Config,
-    label: &str,
-) -> Result<Client, StoreError> {
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| StoreError::Open {
+pub(crate) async fn connect(target: &Target, label: &str) -> Result<Client, StoreError> {
+    let opened = match &target.tls {
+        None => target
+            .config
+            .connect(NoTls)
+            .await
+            .map(|(client, connection)| {
+                drive(connection, label);
+                client
+            }),
+        Some(tls) => target
+            .config
+            .connect(tls.clone())
+            .await
+            .map(|(client, connection)| {
+                drive(connection, label);
+                client
+            }),
+    };
+    opened.map_err(|e| StoreError::Open {
         path: label.to_owned(),
         message: format!("cannot connect: {}", describe(&e)),
-    })?;
+    })
+}
+
+/// Drives `connection` until it ends.
+fn drive<F>(connection: F, label: &str)
+where
+    F: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+{
     let label = label.to_owned();
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::debug!(database = %label, error = %describe(&error), "a connection ended");
         }
     });
-    Ok(client)
+}
+
+/// The pool's connection manager for `target`.
+pub(crate) fn manager(target: &Target) -> Manager {
+    let config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    match &target.tls {
+        None => Manager::from_config(target.config.clone(), NoTls, config),
+        Some(tls) => Manager::from_config(target.config.clone(), tls.clone(), config),
+    }
 }
 
 /// `config` as every connection of a store uses it: the store's schema first on the search
 /// path, the statement and lock timeouts, and an application name that says who holds it.
-pub(crate) fn configure(
-    mut config: tokio_postgres::Config,
-    options: &crate::PgOptions,
-) -> tokio_postgres::Config {
+pub(crate) fn configure(mut config: Target, options: &crate::PgOptions) -> Target {
     let ms = |d: std::time::Duration| d.as_millis().min(i32::MAX as u128);
     // A session left in a transaction by a client that vanished (a link that dropped every
     // packet) holds its locks, the log lock included, until the server gives it up: after

@@ -44,6 +44,7 @@ mod reads;
 mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tls;
 mod writer;
 
 use std::fmt;
@@ -51,9 +52,8 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_postgres::NoTls;
 
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::engine::Engine;
@@ -155,13 +155,7 @@ impl PgStore {
         let publisher = Arc::new(Publisher::new(reads::head(&client, &label).await?));
         drop(client);
 
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager = connect::manager(&config);
         let pool = Pool::builder(manager)
             .max_size(options.pool_size)
             .build()

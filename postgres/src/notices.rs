@@ -20,10 +20,32 @@ pub(crate) fn channel(schema: &str) -> String {
     format!("sagaflow_signals_{hash:016x}")
 }
 
+/// Drives `connection`, bumping `notices` at each notification, until it ends.
+fn hear<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    notices: Arc<watch::Sender<u64>>,
+) -> tokio::task::JoinHandle<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(AsyncMessage::Notification(_)) => {
+                    notices.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    })
+}
+
 /// Listens on `channel` until the task is aborted (the store is dropped), bumping `notices`
 /// at every notification and at every (re)connection.
 pub(crate) async fn listen(
-    config: tokio_postgres::Config,
+    config: crate::connect::Target,
     label: Arc<str>,
     channel: String,
     notices: Arc<watch::Sender<u64>>,
@@ -31,18 +53,20 @@ pub(crate) async fn listen(
     let bump = |notices: &watch::Sender<u64>| notices.send_modify(|n| *n = n.wrapping_add(1));
     let mut pause = Duration::from_millis(50);
     loop {
-        match config.connect(NoTls).await {
-            Ok((client, mut connection)) => {
-                let heard = Arc::clone(&notices);
-                let driver = tokio::spawn(async move {
-                    while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
-                        match message {
-                            Ok(AsyncMessage::Notification(_)) => bump(&heard),
-                            Ok(_) => {}
-                            Err(_) => break,
-                        }
-                    }
-                });
+        let opened = match &config.tls {
+            None => config
+                .config
+                .connect(NoTls)
+                .await
+                .map(|(client, connection)| (client, hear(connection, Arc::clone(&notices)))),
+            Some(tls) => config
+                .config
+                .connect(tls.clone())
+                .await
+                .map(|(client, connection)| (client, hear(connection, Arc::clone(&notices)))),
+        };
+        match opened {
+            Ok((client, driver)) => {
                 match client.batch_execute(&format!("LISTEN {channel}")).await {
                     Ok(()) => {
                         pause = Duration::from_millis(50);

@@ -141,12 +141,19 @@ pub(crate) fn label(config: &tokio_postgres::Config) -> String {
 }
 
 /// Parses `url`; an error names the URL without its password.
-pub(crate) fn parse(url: &str) -> Result<tokio_postgres::Config, StoreError> {
-    url.parse::<tokio_postgres::Config>()
-        .map_err(|e| StoreError::Open {
-            path: redact(url),
-            message: format!("not a PostgreSQL connection string: {e}"),
-        })
+pub(crate) fn parse(url: &str) -> Result<crate::connect::Target, StoreError> {
+    let refused = |message: String| StoreError::Open {
+        path: redact(url),
+        message,
+    };
+    let split = crate::tls::split(url).map_err(&refused)?;
+    let config = split
+        .url
+        .parse::<tokio_postgres::Config>()
+        .map_err(|e| refused(format!("not a PostgreSQL connection string: {e}")))?;
+    let tls = crate::tls::connector(split.mode, split.root_cert.as_deref())
+        .map_err(|e| refused(format!("TLS: {e}")))?;
+    Ok(crate::connect::Target { config, tls })
 }
 
 /// `url` with whatever sits between `://user:` and `@` replaced, for an error about a URL that

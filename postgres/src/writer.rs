@@ -218,7 +218,7 @@ const LOCK_SQL: &str = "SELECT pg_advisory_xact_lock($1, $2)";
 
 /// The writer task's state.
 pub(crate) struct Writer {
-    config: tokio_postgres::Config,
+    config: crate::connect::Target,
     label: Arc<str>,
     owner: String,
     locks: Locks,
@@ -252,7 +252,7 @@ enum Ran {
 
 impl Writer {
     pub(crate) fn new(
-        config: tokio_postgres::Config,
+        config: crate::connect::Target,
         label: Arc<str>,
         owner: String,
         locks: Locks,

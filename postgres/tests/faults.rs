@@ -214,7 +214,11 @@ async fn cut_around_a_commit_with(cut: Cut, options: PgOptions) {
     let proxy = Proxy::start(upstream).await;
     let user = config.get_user().unwrap_or("postgres");
     let db = config.get_dbname().unwrap_or("postgres");
-    let through = format!("postgres://{user}@127.0.0.1:{}/{db}", proxy.port);
+    // Plain, so that the proxy reads the protocol to cut at the `COMMIT`.
+    let through = format!(
+        "postgres://{user}@127.0.0.1:{}/{db}?sslmode=disable",
+        proxy.port
+    );
     let schema = support::fresh_schema();
     let store = PgStore::connect(&through, options.schema(&schema))
         .await

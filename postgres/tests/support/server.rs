@@ -9,6 +9,8 @@ use std::process::{Command, Output};
 pub(crate) struct TempServer {
     dir: tempfile::TempDir,
     pub(crate) port: u16,
+    /// Settings beyond the defaults, as `-c name=value`.
+    settings: String,
 }
 
 fn as_root() -> bool {
@@ -51,6 +53,14 @@ fn free_port() -> u16 {
 impl TempServer {
     /// A new cluster, started. Panics (the test fails) if the binaries are missing.
     pub(crate) fn start() -> TempServer {
+        Self::start_with(|_| Vec::new())
+    }
+
+    /// A new cluster, started with the settings `prepare` returns; `prepare` is handed the
+    /// server's directory (the `postgres` user's) first, to put files there (certificates).
+    pub(crate) fn start_with(
+        prepare: impl FnOnce(&Path) -> Vec<(&'static str, String)>,
+    ) -> TempServer {
         let dir = tempfile::Builder::new()
             .prefix("sagaflow-pg-")
             .tempdir()
@@ -80,9 +90,24 @@ impl TempServer {
                 ],
             ),
         );
+        let settings = prepare(dir.path())
+            .into_iter()
+            .map(|(name, value)| format!(" -c {name}={value}"))
+            .collect();
+        if as_root() {
+            // What `prepare` wrote is the server's to read (a key must be its own, 0600).
+            check(
+                "chown",
+                &Command::new("chown")
+                    .args(["-R", "postgres:", &dir.path().display().to_string()])
+                    .output()
+                    .expect("chown runs"),
+            );
+        }
         let server = TempServer {
             dir,
             port: free_port(),
+            settings,
         };
         server.pg_ctl("start");
         server
@@ -94,9 +119,10 @@ impl TempServer {
 
     fn pg_ctl(&self, action: &str) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off{}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.settings
         );
         let log = self.dir.path().join("server.log");
         let data = self.data();
