@@ -146,7 +146,8 @@ pub(crate) fn parse(url: &str) -> Result<crate::connect::Target, StoreError> {
         path: redact(url),
         message,
     };
-    let split = crate::tls::split(url).map_err(&refused)?;
+    let split = crate::tls::split(url)
+        .map_err(|e| refused(format!("not a PostgreSQL connection string: {e}")))?;
     let config = split
         .url
         .parse::<tokio_postgres::Config>()
