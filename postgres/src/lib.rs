@@ -49,7 +49,7 @@ mod writer;
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use deadpool_postgres::Pool;
@@ -69,7 +69,7 @@ use change::ChangeRow;
 use error::pool_error;
 use lease::{Acquired, Leases};
 use schema::Locks;
-use writer::{CreateRow, RecordRow, Write, Writer};
+use writer::{CreateRow, RecordRow, Stats, Write, Writer};
 
 pub use options::PgOptions;
 pub use schema::SCHEMA_VERSION;
@@ -96,13 +96,6 @@ struct Inner {
     channel: String,
     notices: watch::Receiver<u64>,
     listener: tokio::task::JoinHandle<()>,
-}
-
-/// What the writer has done, for [`PgStore::commits`] and [`PgStore::writes`].
-#[derive(Debug, Default)]
-pub(crate) struct Stats {
-    pub(crate) commits: AtomicU64,
-    pub(crate) writes: AtomicU64,
 }
 
 impl Drop for Inner {

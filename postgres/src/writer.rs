@@ -26,7 +26,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -216,6 +216,13 @@ const MARK_SQL: &str = "INSERT INTO writers (owner, batch) VALUES ($1, $2) \
 
 const LOCK_SQL: &str = "SELECT pg_advisory_xact_lock($1, $2)";
 
+/// What the writer has done, for [`PgStore::commits`](crate::PgStore::commits) and [`PgStore::writes`](crate::PgStore::writes).
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) commits: AtomicU64,
+    pub(crate) writes: AtomicU64,
+}
+
 /// The writer task's state.
 pub(crate) struct Writer {
     config: crate::connect::Target,
@@ -223,7 +230,7 @@ pub(crate) struct Writer {
     owner: String,
     locks: Locks,
     publisher: Arc<Publisher>,
-    stats: Arc<crate::Stats>,
+    stats: Arc<Stats>,
     conn: Option<Conn>,
     /// How long to keep trying to reconnect before failing the writes waiting.
     reconnect_timeout: Duration,
@@ -257,7 +264,7 @@ impl Writer {
         owner: String,
         locks: Locks,
         publisher: Arc<Publisher>,
-        stats: Arc<crate::Stats>,
+        stats: Arc<Stats>,
         options: &crate::PgOptions,
     ) -> Writer {
         Writer {
