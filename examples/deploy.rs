@@ -364,6 +364,8 @@ fn show(event: &Event, run: &str, started: &mut std::collections::HashMap<String
 struct Args {
     /// A SQLite file, or a PostgreSQL server's URL (`postgres://...`).
     db: String,
+    /// The schema on a PostgreSQL server (`sagaflow` unless given).
+    schema: Option<String>,
     release: Release,
     /// An operator's action on a stuck deployment: `retry`, `skip` or `abandon`, and its id.
     operate: Option<(String, String)>,
@@ -382,6 +384,7 @@ fn args() -> Result<Args, String> {
         speed: 1.0,
     };
     let mut operate = None;
+    let mut schema = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("`{arg}` needs a value"));
@@ -393,9 +396,10 @@ fn args() -> Result<Args, String> {
             "--crash-at" => release.crash_at = Some(value()?),
             "--version" => release.version = value()?,
             "--db" => db = value()?,
+            "--schema" => schema = Some(value()?),
             "--fast" => release.speed = 20.0,
             "-h" | "--help" => {
-                return Err("usage: deploy [--fail STEP]... [--crash-at STEP] [--version V] [--db FILE|URL] [--fast]\n\
+                return Err("usage: deploy [--fail STEP]... [--crash-at STEP] [--version V] [--db FILE|URL] [--schema S] [--fast]\n\
                      \x20      deploy --retry RUN | --skip RUN | --abandon RUN   (a stuck deployment)\n\
                      STEP: build_image push_image migrate_db shift_traffic smoke_test\n\
                      \x20     delete_image untag_image rollback_db (compensations)"
@@ -406,6 +410,7 @@ fn args() -> Result<Args, String> {
     }
     Ok(Args {
         db,
+        schema,
         release,
         operate,
     })
@@ -415,6 +420,7 @@ fn args() -> Result<Args, String> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let Args {
         db,
+        schema,
         release,
         operate,
     } = match args() {
@@ -429,7 +435,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A stable owner id: this program restarted after a crash is the same service, and takes
     // its deployment up at once instead of waiting for the dead process's lease to expire.
     let (engine, db) = if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-        let options = PgOptions::default().owner("deploy-example");
+        let mut options = PgOptions::default().owner("deploy-example");
+        if let Some(schema) = schema {
+            options = options.schema(schema);
+        }
         let store = PgStore::connect(&db, options).await?;
         let label = store.url().to_owned();
         (Engine::builder().store(Arc::new(store)).build(), label)
