@@ -45,10 +45,6 @@ use sagaflow_core::runtime::store::Created;
 /// The most writes one transaction takes; the rest wait for the next one.
 const MAX_BATCH: usize = 1024;
 
-/// Stands for the workflow of a run another transaction created while a batch waited for it
-/// (a workflow's name cannot hold a NUL).
-const RACED: &str = "\0raced";
-
 /// A run to create, leased to `owner` with token 1.
 #[derive(Debug)]
 pub(crate) struct CreateRow {
@@ -552,11 +548,12 @@ impl Writer {
         for answer in answers {
             match answer {
                 Answer::Create(reply, answer, run_id) => {
+                    // `None`: created by a transaction that committed while this one waited for
+                    // it; its workflow is read now.
                     let answer = match answer {
-                        Ok(Created::Existing { workflow }) if workflow == RACED => {
-                            self.workflow_of(&run_id).await
-                        }
-                        other => other,
+                        Ok(Some(created)) => Ok(created),
+                        Ok(None) => self.workflow_of(&run_id).await,
+                        Err(error) => Err(error),
                     };
                     let _ = reply.send(answer);
                 }
@@ -586,13 +583,14 @@ impl Writer {
         })
     }
 
-    /// What a committed create found, and its event.
+    /// What a committed create found, and its event; `None` for a run another transaction
+    /// created while this one waited for it, whose workflow this statement could not see.
     fn created(
         &self,
         row: &CreateRow,
         rows: &[Row],
         events: &mut Vec<Event>,
-    ) -> Result<Created, StoreError> {
+    ) -> Result<Option<Created>, StoreError> {
         let (seq, at, workflow) = rows
             .first()
             .and_then(|r| {
@@ -614,14 +612,10 @@ impl Writer {
                     attempt: None,
                     detail: None,
                 });
-                Ok(Created::New)
+                Ok(Some(Created::New))
             }
-            (_, _, Some(workflow)) => Ok(Created::Existing { workflow }),
-            // Created by a transaction that committed while this one waited for it: the run
-            // exists, and is not this write's; its workflow is read once the batch is answered.
-            (_, _, None) => Ok(Created::Existing {
-                workflow: RACED.to_owned(),
-            }),
+            (_, _, Some(workflow)) => Ok(Some(Created::Existing { workflow })),
+            (_, _, None) => Ok(None),
         }
     }
 
@@ -725,7 +719,7 @@ impl Writer {
 enum Answer {
     Create(
         oneshot::Sender<Result<Created, StoreError>>,
-        Result<Created, StoreError>,
+        Result<Option<Created>, StoreError>,
         RunId,
     ),
     Record(

@@ -408,3 +408,32 @@ async fn the_parallel_branches_of_a_run_share_batches() {
         store.writes()
     );
 }
+
+/// Two replicas creating the same run at the same moment: one creates it, the other is told
+/// it exists and whose workflow it is, even when its statement had to wait for the other's
+/// uncommitted row and could not see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_creating_one_run_at_once_create_it_once() {
+    use sagaflow_core::runtime::store::Created;
+    let db = fresh_db!();
+    let (a, b) = (db.store().await, db.store().await);
+    for i in 0..20 {
+        let id = format!("same-{i}");
+        let (first, second) = tokio::join!(
+            sagaflow_core::conformance::runs::create(&a, &id, "W"),
+            sagaflow_core::conformance::runs::create(&b, &id, "W"),
+        );
+        let mut found = [first.unwrap(), second.unwrap()];
+        found.sort_by_key(|c| matches!(c, Created::Existing { .. }));
+        assert_eq!(
+            found,
+            [
+                Created::New,
+                Created::Existing {
+                    workflow: "W".into()
+                }
+            ],
+            "{id}"
+        );
+    }
+}
