@@ -31,6 +31,11 @@
 //! a fencing token ([`LeaseStore::acquire`]) that every write checks, timed by the server's
 //! clock; a database with a newer schema is refused; every error names the server by its URL
 //! without the password.
+//!
+//! Tests on a paused tokio clock (`start_paused`) should not use this store: tokio moves a
+//! paused clock forward whenever every task waits, the server's answers included, and the
+//! writer bounds its wait for an answer with tokio's time (the statement timeout and 2 s), so
+//! under a paused clock that bound would pass at once.
 
 mod change;
 mod connect;
