@@ -23,10 +23,9 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 ///
 /// - Times are unix milliseconds by the server's clock (`now_ms()`), so that replicas on hosts
 ///   whose clocks differ agree on when a lease expires.
-/// - `runs.version` is bumped by every checkpoint; `lease_token` is the fencing token, bumped
-///   by every take-up; every write of a run is an `UPDATE ... WHERE lease_token = $token`,
-///   which takes the run's row lock, so a take-up waits for it and a stale owner's write
-///   waits for the take-up and then finds the new token.
+/// - `lease_token` is the fencing token, bumped by every take-up; every write of a run checks
+///   it under the log lock, which every take-up also holds (see `writer`). `runs.version` is
+///   bumped when the run's row is written: at a lease renewal and at the run's end.
 /// - `steps.first_seq` orders a run's steps by first start (an upsert keeps it).
 /// - `events.seq` and `signals.position` are numbered under the log lock (a transaction-level
 ///   advisory lock), so they grow in commit order: a reader that has seen every row up to `p`

@@ -9,11 +9,14 @@
 //! While a batch is in flight, new writes queue for the next one, so the batch grows exactly
 //! when the load does.
 //!
-//! Each write is one statement that fences itself: it updates the run's row only where the
-//! lease token is still the writer's (which takes the row's lock, so a concurrent take-up
-//! waits or is waited for), and writes the step and the event only if that update found the
-//! row. A fenced write therefore writes nothing and fails alone: the rest of its batch
-//! commits. A write that fails in the server (an error, not a fence) aborts the transaction;
+//! Each write is one statement that fences itself: it writes the step and the event only if
+//! the run's row still has the writer's lease token. That read is enough because the batch
+//! holds the log lock from its start to its commit, and every change of a token (a take-up,
+//! a parking) takes the same lock first: no take-up can commit between the check and the
+//! batch's commit. The run's row itself is written only when the change ends the run or the
+//! lease is more than half spent (then it is renewed), as on SQLite: most checkpoints write
+//! the step and the event alone. A fenced write therefore writes nothing and fails alone: the
+//! rest of its batch commits. A write that fails in the server (an error, not a fence) aborts the transaction;
 //! then every write of the batch is applied again in a transaction of its own, so that it
 //! fails only its own caller.
 //!
@@ -29,7 +32,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, Row, Statement};
 
@@ -125,11 +127,17 @@ g AS (
     FROM w GROUP BY run_id, token
 ),
 fence AS (
-    UPDATE runs r SET version = r.version + 1, updated_at = now_ms(),
-        lease_expires = CASE WHEN g.end_status IS NULL THEN now_ms() + g.lease_ms END,
-        status = COALESCE(g.end_status, r.status), error = COALESCE(g.end_error, r.error)
-    FROM g WHERE r.run_id = g.run_id AND r.lease_token = g.token AND NOT r.parked
-    RETURNING r.run_id, r.lease_token AS token, r.updated_at AS at
+    SELECT r.run_id, r.lease_token AS token, now_ms() AS at, r.lease_expires, g.lease_ms,
+        g.end_status, g.end_error
+    FROM g JOIN runs r ON r.run_id = g.run_id AND r.lease_token = g.token AND NOT r.parked
+),
+renew AS (
+    UPDATE runs r SET version = r.version + 1, updated_at = f.at,
+        lease_expires = CASE WHEN f.end_status IS NULL THEN f.at + f.lease_ms END,
+        status = COALESCE(f.end_status, r.status), error = COALESCE(f.end_error, r.error)
+    FROM fence f WHERE r.run_id = f.run_id
+        AND (f.end_status IS NOT NULL OR f.lease_expires IS NULL
+             OR f.lease_expires - f.at < f.lease_ms / 2)
 ),
 c AS (
     SELECT * FROM unnest($6::int8[], $7::text[], $8::text[], $9::int4[], $10::text[],
@@ -174,11 +182,16 @@ ORDER BY w.wi";
 /// run's row once.
 const RECORD_ONE_SQL: &str = "
 WITH fence AS (
-    UPDATE runs SET version = version + 1, updated_at = now_ms(),
-        lease_expires = CASE WHEN $4::text IS NULL THEN now_ms() + $3 END,
-        status = COALESCE($4::text, status), error = COALESCE($5::text, error)
+    SELECT run_id, now_ms() AS at, lease_expires FROM runs
     WHERE run_id = $1 AND lease_token = $2 AND NOT parked
-    RETURNING updated_at AS at
+),
+renew AS (
+    UPDATE runs SET version = version + 1, updated_at = fence.at,
+        lease_expires = CASE WHEN $4::text IS NULL THEN fence.at + $3::int8 END,
+        status = COALESCE($4::text, status), error = COALESCE($5::text, error)
+    FROM fence WHERE runs.run_id = fence.run_id
+        AND ($4::text IS NOT NULL OR fence.lease_expires IS NULL
+             OR fence.lease_expires - fence.at < $3::int8 / 2)
 ),
 ch AS (
     SELECT * FROM unnest($6::text[], $7::text[], $8::int4[], $9::text[], $10::text[],
@@ -461,17 +474,60 @@ impl Writer {
         }
         // With crash points (a test build), the `COMMIT` waits for the batch's answers, so
         // that a crash before it leaves a transaction the server has applied, uncommitted.
+        // Every statement is sent (a future of tokio-postgres writes its request when first
+        // polled) before the `COMMIT` is: polled once each, in order. A statement the client
+        // could not even encode (a parameter of the wrong type) was not sent; then the batch
+        // must not commit without it, so it is rolled back instead.
+        let mut sent: Vec<Option<Result<Vec<Row>, tokio_postgres::Error>>> =
+            Vec::with_capacity(pending.len() + 1);
+        for future in &mut pending {
+            sent.push(poll_once(future).await);
+        }
+        let unsent = !client.is_closed()
+            && sent
+                .iter()
+                .any(|r| matches!(r, Some(Err(e)) if e.as_db_error().is_none()));
+        if unsent {
+            let _ = client.batch_execute("ROLLBACK").await;
+            let mut error = None;
+            for (future, early) in pending.into_iter().zip(sent) {
+                match early {
+                    Some(Err(e)) if e.as_db_error().is_none() => {
+                        error.get_or_insert(e);
+                    }
+                    Some(_) => {}
+                    // Sent: its answer comes before the rollback's.
+                    None => {
+                        let _ = future.await;
+                    }
+                }
+            }
+            return match error {
+                Some(error) => Ok(Ran::RolledBack(error)),
+                None => Err(StoreError::Backend(format!(
+                    "database `{}`: a statement of the batch was not sent",
+                    self.label
+                ))),
+            };
+        }
         let split = cfg!(feature = "fault-injection");
         if !split {
-            pending.push(Box::pin(async move {
-                client.batch_execute("COMMIT").await.map(|()| Vec::new())
-            }));
+            let mut commit: Pending<'_> =
+                Box::pin(async move { client.batch_execute("COMMIT").await.map(|()| Vec::new()) });
+            sent.push(poll_once(&mut commit).await);
+            pending.push(commit);
         }
         // A server that stops answering (a link that drops packets, a stuck machine) must
         // not hang the writer: past the statement timeout and a margin, the connection is
         // given up as lost, and the batch settled as if it had been cut.
         let answers = async {
-            let mut results = join_all(pending).await;
+            let mut results = Vec::with_capacity(pending.len() + 1);
+            for (future, early) in pending.into_iter().zip(sent) {
+                results.push(match early {
+                    Some(result) => result,
+                    None => future.await,
+                });
+            }
             if split {
                 #[cfg(feature = "fault-injection")]
                 sagaflow_core::fault::hit(sagaflow_core::fault::Point::BeforeCommit);
@@ -726,6 +782,20 @@ enum Answer {
         oneshot::Sender<Result<(), StoreError>>,
         Result<(), StoreError>,
     ),
+}
+
+/// Polls `future` once, in the caller's task (which writes its request, if it has one), and
+/// gives its result if that finished it.
+async fn poll_once<'a>(
+    future: &mut Pending<'a>,
+) -> Option<Result<Vec<Row>, tokio_postgres::Error>> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match future.as_mut().poll(cx) {
+            std::task::Poll::Ready(result) => Some(result),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
 }
 
 /// Fails every write of `batch` with `error`.
