@@ -437,3 +437,51 @@ async fn replicas_creating_one_run_at_once_create_it_once() {
         );
     }
 }
+
+/// Two stores in two schemas of one database share nothing: not runs, not signals, not the
+/// notices of deliveries, not leases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_in_two_schemas_share_nothing() {
+    use sagaflow_core::runtime::{LeaseStore, SignalStore};
+    let (first, second) = (fresh_db!(), fresh_db!());
+    let (a, b) = (first.store().await, second.store().await);
+    sagaflow_core::conformance::runs::create(&a, "r", "W")
+        .await
+        .unwrap();
+    assert_eq!(
+        sagaflow_core::conformance::runs::create(&b, "r", "Other")
+            .await
+            .unwrap(),
+        sagaflow_core::runtime::store::Created::New,
+        "the same id is free in the other schema"
+    );
+    let mut heard = b.signal_notices().expect("notices");
+    tokio::time::timeout(Duration::from_secs(10), heard.changed())
+        .await
+        .expect("the listener connects")
+        .unwrap();
+    heard.borrow_and_update();
+    assert!(
+        a.deliver_signal(&RunId::from("r"), "go", "1")
+            .await
+            .unwrap()
+    );
+    assert_eq!(b.signal(&RunId::from("r"), "go").await.unwrap(), None);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), heard.changed())
+            .await
+            .is_err(),
+        "a delivery in one schema is not a notice in the other"
+    );
+    // Each store holds its own run's lease; neither is refused for the other's.
+    assert!(a.acquire(&RunId::from("r")).await.is_ok());
+    assert!(b.acquire(&RunId::from("r")).await.is_ok());
+    assert_eq!(
+        b.load_run(&RunId::from("r"))
+            .await
+            .unwrap()
+            .unwrap()
+            .workflow,
+        "Other"
+    );
+}
