@@ -305,6 +305,17 @@ impl Writer {
             }
             self.commit(batch).await;
         }
+        // The store is gone and every write answered: no batch of this owner can be in
+        // doubt any more, so its number goes too, and `writers` holds only live owners (and
+        // those of processes that died).
+        if let Some(conn) = &self.conn
+            && let Err(error) = conn
+                .client
+                .execute("DELETE FROM writers WHERE owner = $1", &[&self.owner])
+                .await
+        {
+            tracing::debug!(database = %self.label, error = %crate::error::describe(&error), "the writer's batch number stays");
+        }
     }
 
     /// Connects, unless connected: the connection is made (again) if there is none, and its

@@ -485,3 +485,39 @@ async fn stores_in_two_schemas_share_nothing() {
         "Other"
     );
 }
+
+/// A store that closes takes its writer's batch number with it: `writers` does not grow with
+/// every process that ever ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_store_leaves_no_batch_number_behind() {
+    let db = fresh_db!();
+    let store = PgStore::connect(&db.url, db.options().owner("passing"))
+        .await
+        .unwrap();
+    sagaflow_core::conformance::runs::create(&store, "r", "W")
+        .await
+        .unwrap();
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let sql = format!(
+        "SELECT count(*) FROM \"{}\".writers WHERE owner = 'passing'",
+        db.schema
+    );
+    let rows: i64 = client.query_one(&sql, &[]).await.unwrap().get(0);
+    assert_eq!(rows, 1, "a live writer keeps its number");
+    drop(store);
+    let began = std::time::Instant::now();
+    loop {
+        let rows: i64 = client.query_one(&sql, &[]).await.unwrap().get(0);
+        if rows == 0 {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "the closed store's number stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
