@@ -7,59 +7,18 @@
 
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
-use std::io::Write as _;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sagaflow::prelude::*;
 
-const CHILD: &str = "SAGAFLOW_CRASH_CHILD";
-const OWNER: &str = "SAGAFLOW_CRASH_OWNER";
-const STEPS: usize = 20;
-
-/// Appends the step's name to the side file: the effect whose repetitions the test counts.
-fn effect(ctx: &StepContext) {
-    let Ok(dir) = std::env::var(CHILD) else {
-        return;
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(Path::new(&dir).join("side.txt"))
-        .unwrap();
-    writeln!(file, "{}", ctx.step()).unwrap();
-    file.sync_all().unwrap();
-}
-
-macro_rules! steps {
-    ($first:ident $(, $name:ident)*) => {
-        async fn $first(ctx: &StepContext) -> Result<u32, StepError> {
-            effect(ctx);
-            tokio::time::sleep(Duration::from_millis(25)).await;
-            Ok(1)
-        }
-        $(
-            async fn $name(ctx: &StepContext, n: &u32) -> Result<u32, StepError> {
-                effect(ctx);
-                tokio::time::sleep(Duration::from_millis(25)).await;
-                Ok(n + 1)
-            }
-        )*
-    };
-}
-
-steps!(
-    s01, s02, s03, s04, s05, s06, s07, s08, s09, s10, s11, s12, s13, s14, s15, s16, s17, s18, s19,
-    s20
-);
-
-workflow! {
-    Twenty -> u32 {
-        s01 -> s02 -> s03 -> s04 -> s05 -> s06 -> s07 -> s08 -> s09 -> s10;
-        s10 -> s11 -> s12 -> s13 -> s14 -> s15 -> s16 -> s17 -> s18 -> s19 -> s20;
-    }
-}
+use common::twenty::{
+    CHILD, OWNER, STEPS, Twenty, each_step_once_but_the_one_cut,
+    in_order_with_at_most_the_cut_step_again, side_lines,
+};
 
 /// The child's part: open the database, resume or start the run, wait for it.
 fn child(dir: &Path) {
@@ -100,14 +59,6 @@ fn spawn_as(dir: &Path, test: &str, owner: &str) -> std::process::Child {
         .unwrap()
 }
 
-fn side_lines(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("side.txt"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
 #[test]
 fn a_run_killed_mid_way_resumes_in_a_new_process() {
     if let Some(dir) = std::env::var_os(CHILD) {
@@ -138,29 +89,7 @@ fn a_run_killed_mid_way_resumes_in_a_new_process() {
     let status = spawn_child(dir.path()).wait().unwrap();
     assert!(status.success(), "the resuming process failed: {status}");
 
-    let lines = side_lines(dir.path());
-    let names: Vec<String> = (1..=STEPS).map(|i| format!("s{i:02}")).collect();
-    let mut twice = Vec::new();
-    for name in &names {
-        let count = lines.iter().filter(|l| *l == name).count();
-        assert!(count >= 1, "{name} never ran: {lines:?}");
-        assert!(count <= 2, "{name} ran {count} times: {lines:?}");
-        if count == 2 {
-            twice.push(name.clone());
-        }
-    }
-    assert!(
-        twice.len() <= 1,
-        "only the step in flight at the kill may run twice, not {twice:?}"
-    );
-    // Completed steps never ran again: the lines are the steps in order, with at most the
-    // interrupted one repeated right after the kill.
-    let mut expected: Vec<String> = names.clone();
-    if let Some(again) = twice.first() {
-        let at = names.iter().position(|n| n == again).unwrap();
-        expected.insert(at + 1, again.clone());
-    }
-    assert_eq!(lines, expected);
+    in_order_with_at_most_the_cut_step_again(&side_lines(dir.path()));
 }
 
 /// A racer's part: take the run up as `owner`, with a short lease, retrying while another
@@ -224,21 +153,5 @@ fn two_processes_taking_up_one_run_at_once_run_each_step_once() {
     assert!(a.wait().unwrap().success(), "racer a failed");
     assert!(b.wait().unwrap().success(), "racer b failed");
 
-    let lines = side_lines(dir.path());
-    let mut twice = Vec::new();
-    for i in 1..=STEPS {
-        let name = format!("s{i:02}");
-        let count = lines.iter().filter(|l| **l == name).count();
-        assert!(
-            (1..=2).contains(&count),
-            "{name} ran {count} times: {lines:?}"
-        );
-        if count == 2 {
-            twice.push(name);
-        }
-    }
-    assert!(
-        twice.len() <= 1,
-        "only the step cut by the kill may run twice: {twice:?}"
-    );
+    each_step_once_but_the_one_cut(&side_lines(dir.path()));
 }

@@ -6,7 +6,8 @@
 
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
-use std::io::Write as _;
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,55 +15,14 @@ use std::time::{Duration, Instant};
 use sagaflow::prelude::*;
 use sagaflow_postgres::{PgOptions, PgStore};
 
-const CHILD: &str = "SAGAFLOW_PG_CRASH_CHILD";
-const OWNER: &str = "SAGAFLOW_PG_CRASH_OWNER";
+use common::twenty::{
+    CHILD, OWNER, STEPS, Twenty, in_order_with_at_most_the_cut_step_again, side_lines,
+};
+
 const SCHEMA: &str = "SAGAFLOW_PG_CRASH_SCHEMA";
-const STEPS: usize = 20;
 
 fn url() -> String {
     sagaflow_postgres::testing::url()
-}
-
-fn effect(ctx: &StepContext) {
-    let Ok(dir) = std::env::var(CHILD) else {
-        return;
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(Path::new(&dir).join("side.txt"))
-        .unwrap();
-    writeln!(file, "{}", ctx.step()).unwrap();
-    file.sync_all().unwrap();
-}
-
-macro_rules! steps {
-    ($first:ident $(, $name:ident)*) => {
-        async fn $first(ctx: &StepContext) -> Result<u32, StepError> {
-            effect(ctx);
-            tokio::time::sleep(Duration::from_millis(25)).await;
-            Ok(1)
-        }
-        $(
-            async fn $name(ctx: &StepContext, n: &u32) -> Result<u32, StepError> {
-                effect(ctx);
-                tokio::time::sleep(Duration::from_millis(25)).await;
-                Ok(n + 1)
-            }
-        )*
-    };
-}
-
-steps!(
-    s01, s02, s03, s04, s05, s06, s07, s08, s09, s10, s11, s12, s13, s14, s15, s16, s17, s18, s19,
-    s20
-);
-
-workflow! {
-    Twenty -> u32 {
-        s01 -> s02 -> s03 -> s04 -> s05 -> s06 -> s07 -> s08 -> s09 -> s10;
-        s10 -> s11 -> s12 -> s13 -> s14 -> s15 -> s16 -> s17 -> s18 -> s19 -> s20;
-    }
 }
 
 /// The child's part: connect as its owner with a one-second lease, then start the run (or
@@ -113,14 +73,6 @@ fn spawn_child(dir: &Path, owner: &str, schema: &str) -> std::process::Child {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap()
-}
-
-fn side_lines(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("side.txt"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Whether the server answers; panics if not while `CI` is set.
@@ -174,27 +126,7 @@ fn a_replica_takes_over_the_run_of_a_killed_one() {
         .unwrap();
     assert!(status.success(), "the replica taking over failed: {status}");
 
-    let lines = side_lines(dir.path());
-    let names: Vec<String> = (1..=STEPS).map(|i| format!("s{i:02}")).collect();
-    let mut twice = Vec::new();
-    for name in &names {
-        let count = lines.iter().filter(|l| *l == name).count();
-        assert!(count >= 1, "{name} never ran: {lines:?}");
-        assert!(count <= 2, "{name} ran {count} times: {lines:?}");
-        if count == 2 {
-            twice.push(name.clone());
-        }
-    }
-    assert!(
-        twice.len() <= 1,
-        "only the step in flight at the kill may run twice, not {twice:?}"
-    );
-    let mut expected: Vec<String> = names.clone();
-    if let Some(again) = twice.first() {
-        let at = names.iter().position(|n| n == again).unwrap();
-        expected.insert(at + 1, again.clone());
-    }
-    assert_eq!(lines, expected, "completed steps never ran again");
+    in_order_with_at_most_the_cut_step_again(&side_lines(dir.path()));
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
