@@ -1,7 +1,7 @@
-//! A run's change as the rows it writes: the step row (if the change concerns a step), the
-//! event row, and the run's end. Owned, with the output already encoded on the caller's side,
-//! so that a value that does not serialize fails its caller before anything reaches the
-//! writer, and so that a batch can be applied again if its transaction fails.
+//! A run's change as the row it writes: its event (with the output of a step's completion),
+//! and the run's end. Owned, with the output already encoded on the caller's side, so that a
+//! value that does not serialize fails its caller before anything reaches the writer, and so
+//! that a batch can be applied again if its transaction fails.
 
 use std::sync::Arc;
 
@@ -13,8 +13,11 @@ use sagaflow_core::runtime::store::Change;
 /// A change's rows.
 #[derive(Debug, Clone)]
 pub(crate) struct ChangeRow {
-    /// The step's row, for a step's change.
-    pub(crate) step: Option<StepRow>,
+    /// The step the change concerns, if any.
+    pub(crate) step: Option<String>,
+    /// The step's output, for a step's completion: the event carries it (the `steps` view
+    /// reads it from there).
+    pub(crate) output: Option<String>,
     /// The run's end: its status and error.
     pub(crate) end: Option<(&'static str, Option<String>)>,
     /// The event the change logs.
@@ -25,62 +28,31 @@ pub(crate) struct ChangeRow {
     pub(crate) detail: Option<String>,
 }
 
-/// One step row as an upsert writes it; `None` columns keep what the row had.
-#[derive(Debug, Clone)]
-pub(crate) struct StepRow {
-    pub(crate) name: String,
-    pub(crate) status: &'static str,
-    pub(crate) attempts: u32,
-    pub(crate) output: Option<String>,
-    pub(crate) error: Option<String>,
-    pub(crate) finished: bool,
-}
-
 impl ChangeRow {
     /// The rows of `change` of run `run_id`; an output that does not encode is
     /// [`StoreError::Codec`] naming the run and the step.
     pub(crate) fn of(run_id: &RunId, change: &Change<'_>) -> Result<ChangeRow, StoreError> {
-        let step = |name: &str, status, attempts, output, error: Option<String>, finished| {
-            Some(StepRow {
-                name: name.to_owned(),
-                status,
-                attempts,
-                output,
-                error,
-                finished,
-            })
-        };
-        let row = |step, kind, attempt, detail: Option<serde_json::Value>| ChangeRow {
-            step,
-            end: None,
-            kind,
-            attempt,
-            detail: detail.map(|d| d.to_string()),
-        };
+        let row =
+            |step: Option<&str>, kind, attempt, detail: Option<serde_json::Value>| ChangeRow {
+                step: step.map(str::to_owned),
+                output: None,
+                end: None,
+                kind,
+                attempt,
+                detail: detail.map(|d| d.to_string()),
+            };
         Ok(match *change {
             Change::StepStarted {
                 step: name,
                 attempt,
-            } => row(
-                step(name, "running", attempt, None, None, false),
-                EventKind::StepStarted,
-                Some(attempt),
-                None,
-            ),
+            } => row(Some(name), EventKind::StepStarted, Some(attempt), None),
             Change::StepRetrying {
                 step: name,
                 attempt,
                 error,
                 delay,
             } => row(
-                step(
-                    name,
-                    "running",
-                    attempt,
-                    None,
-                    Some(error.message().to_owned()),
-                    false,
-                ),
+                Some(name),
                 EventKind::StepRetrying,
                 Some(attempt),
                 Some(serde_json::json!({
@@ -100,39 +72,26 @@ impl ChangeRow {
                     step: name.to_owned(),
                     message: format!("the output cannot be encoded: {message}"),
                 })?;
-                // The output lives in `steps`; the event does not repeat it.
-                row(
-                    step(name, "completed", attempt, Some(output), None, true),
-                    EventKind::StepCompleted,
-                    Some(attempt),
-                    None,
-                )
+                ChangeRow {
+                    output: Some(output),
+                    ..row(Some(name), EventKind::StepCompleted, Some(attempt), None)
+                }
             }
             Change::StepFailed {
                 step: name,
                 attempts,
                 error,
             } => row(
-                step(
-                    name,
-                    "failed",
-                    attempts,
-                    None,
-                    Some(error.message().to_owned()),
-                    true,
-                ),
+                Some(name),
                 EventKind::StepFailed,
                 Some(attempts),
                 Some(serde_json::json!({
                     "error": error.message(), "permanent": error.is_permanent()
                 })),
             ),
-            Change::StepSkipped { step: name } => row(
-                step(name, "skipped", 0, None, None, true),
-                EventKind::StepSkipped,
-                None,
-                None,
-            ),
+            Change::StepSkipped { step: name } => {
+                row(Some(name), EventKind::StepSkipped, None, None)
+            }
             Change::RunCompleted => ChangeRow {
                 end: Some(("completed", None)),
                 ..row(None, EventKind::RunCompleted, None, None)
@@ -160,7 +119,7 @@ impl ChangeRow {
             run_id: run_id.clone(),
             at_ms,
             kind: self.kind,
-            step: self.step.as_ref().map(|s| Arc::from(s.name.as_str())),
+            step: self.step.as_deref().map(Arc::from),
             attempt: self.attempt,
             detail: self.detail.clone(),
         }

@@ -107,8 +107,10 @@ impl PgInspector {
             .one(
                 "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1), \
                  to_regclass(format('%I.schema_version', $1)) IS NOT NULL, \
-                 (SELECT count(*) FROM pg_tables WHERE schemaname = $1 \
-                  AND tablename IN ('runs', 'steps', 'events'))",
+                 (SELECT count(*) FROM pg_class c \
+                  JOIN pg_namespace n ON n.oid = c.relnamespace \
+                  WHERE n.nspname = $1 AND c.relname IN ('runs', 'steps', 'events') \
+                  AND c.relkind IN ('r', 'v'))",
                 &[&schema],
             )
             .await?;

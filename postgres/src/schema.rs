@@ -13,7 +13,7 @@ use sagaflow_core::runtime::error::StoreError;
 
 /// The migrations, oldest first; migration `i` takes the schema from version `i` to `i + 1`.
 /// Append only: a migration that has shipped must never change.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The newest schema version this code knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -122,6 +122,62 @@ CREATE TABLE writers (
     owner text   NOT NULL PRIMARY KEY,
     batch bigint NOT NULL
 );
+";
+
+/// Version 2: the event log is the only record of a step.
+///
+/// A checkpoint wrote a step's row and its event, one fact twice; it now writes the event
+/// alone, which carries the output of a completion (`events.output`). `steps` becomes a view
+/// that reads each step's standing off its events, with the columns the table had, so that
+/// every reader is unchanged:
+///
+/// - `status` from the step's last event; `attempts` its attempt (0 for a skipped step);
+/// - `output` the last event's, if that is the completion;
+/// - `error` the newest retry's or failure's, until the step completes (as the table's upsert
+///   kept it);
+/// - `started_at` the first event's time but a skip's, `finished_at` the last event's time if
+///   it finished the step, `first_seq` the first event's number (the order steps first
+///   started in).
+///
+/// The foreign keys from `events` and `signals` to `runs` go: every write is fenced on the
+/// run's row, so they could not catch an orphan, and each cost a lookup and a row lock per
+/// write. Nothing deletes a run's rows but a deletion that names the run.
+///
+/// The outputs of steps completed under version 1 move onto their completion events.
+const V2: &str = "
+ALTER TABLE events ADD COLUMN output text;
+
+UPDATE events e SET output = s.output FROM steps s
+    WHERE e.run_id = s.run_id AND e.step = s.name AND e.kind = 'step_completed'
+        AND s.status = 'completed';
+
+ALTER TABLE events DROP CONSTRAINT IF EXISTS events_run_id_fkey;
+ALTER TABLE signals DROP CONSTRAINT IF EXISTS signals_run_id_fkey;
+DROP TABLE steps;
+
+CREATE VIEW steps AS
+SELECT a.run_id, a.step AS name,
+    CASE l.kind WHEN 'step_completed' THEN 'completed' WHEN 'step_failed' THEN 'failed'
+                WHEN 'step_skipped' THEN 'skipped' ELSE 'running' END AS status,
+    COALESCE(l.attempt, 0) AS attempts,
+    CASE WHEN l.kind = 'step_completed' THEN l.output END AS output,
+    CASE WHEN l.kind <> 'step_completed' THEN a.error END AS error,
+    a.started_at,
+    CASE WHEN l.kind IN ('step_completed', 'step_failed', 'step_skipped') THEN l.at END
+        AS finished_at,
+    a.first_seq
+FROM (
+    SELECT run_id, step, min(seq) AS first_seq, max(seq) AS last_seq,
+        min(at) FILTER (WHERE kind <> 'step_skipped') AS started_at,
+        (array_agg(detail::json ->> 'error' ORDER BY seq DESC)
+            FILTER (WHERE kind IN ('step_retrying', 'step_failed')))[1] AS error
+    FROM events
+    WHERE step IS NOT NULL
+        AND kind IN ('step_started', 'step_retrying', 'step_completed', 'step_failed',
+                     'step_skipped')
+    GROUP BY run_id, step
+) a
+JOIN events l ON l.seq = a.last_seq;
 ";
 
 /// The advisory lock keys of a schema: the first key names the purpose, the second the
@@ -240,4 +296,98 @@ pub(crate) fn check_version(label: &str, found: i64) -> Result<(), StoreError> {
         });
     }
     Ok(())
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// What the `steps` table or view says of run `r`, in the order steps first started.
+    async fn steps_of(client: &Client, schema: &str) -> Vec<String> {
+        client
+            .query(
+                &format!(
+                    "SELECT name, status, attempts, output, error, started_at, finished_at \
+                     FROM \"{schema}\".steps WHERE run_id = 'r' ORDER BY first_seq"
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| {
+                let (name, status, attempts): (String, String, i32) =
+                    (row.get(0), row.get(1), row.get(2));
+                let (output, error): (Option<String>, Option<String>) = (row.get(3), row.get(4));
+                let (started, finished): (Option<i64>, Option<i64>) = (row.get(5), row.get(6));
+                format!("{name} {status} {attempts} {output:?} {error:?} {started:?} {finished:?}")
+            })
+            .collect()
+    }
+
+    /// A database at version 1 with steps in every standing, as version 1's writer left them
+    /// (the table) and logged them (the events), migrated to version 2: the view reads off the
+    /// events what the table said, outputs included.
+    #[tokio::test]
+    async fn version_2_reads_every_step_as_version_1_stored_it() {
+        let Some(url) = crate::testing::server().await else {
+            return;
+        };
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let schema = crate::testing::fresh_schema("v2");
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA \"{schema}\"; SET search_path TO \"{schema}\"; {V1}
+                 CREATE TABLE schema_version (
+                     one boolean NOT NULL PRIMARY KEY DEFAULT true CHECK (one),
+                     version bigint NOT NULL);
+                 INSERT INTO schema_version (version) VALUES (1);
+                 INSERT INTO runs (run_id, workflow, graph_fingerprint, input, status, version,
+                                   created_at, updated_at)
+                     VALUES ('r', 'W', 1, '0', 'running', 1, 0, 0);
+                 INSERT INTO events (run_id, at, kind, step, attempt, detail) VALUES
+                     ('r', 0, 'run_created', NULL, NULL, NULL),
+                     ('r', 10, 'step_started', 'a', 1, NULL),
+                     ('r', 11, 'step_retrying', 'a', 1,
+                         '{{\"error\":\"boom\",\"permanent\":false,\"delay_ms\":5}}'),
+                     ('r', 12, 'step_started', 'b', 1, NULL),
+                     ('r', 13, 'step_started', 'a', 2, NULL),
+                     ('r', 14, 'step_completed', 'a', 2, NULL),
+                     ('r', 15, 'step_failed', 'b', 1, '{{\"error\":\"bad\",\"permanent\":true}}'),
+                     ('r', 16, 'step_skipped', 'c', NULL, NULL),
+                     ('r', 17, 'step_started', 'd', 1, NULL),
+                     ('r', 18, 'step_retrying', 'd', 1,
+                         '{{\"error\":\"again\",\"permanent\":false,\"delay_ms\":5}}'),
+                     ('r', 19, 'step_started', 'd', 2, NULL);
+                 INSERT INTO steps (run_id, name, status, attempts, output, error, started_at,
+                                    finished_at) VALUES
+                     ('r', 'a', 'completed', 2, '7', NULL, 10, 14),
+                     ('r', 'b', 'failed', 1, NULL, 'bad', 12, 15),
+                     ('r', 'c', 'skipped', 0, NULL, NULL, NULL, 16),
+                     ('r', 'd', 'running', 2, NULL, 'again', 17, NULL);
+                 RESET search_path;"
+            ))
+            .await
+            .unwrap();
+        let before = steps_of(&client, &schema).await;
+        assert_eq!(before.len(), 4, "{before:?}");
+        migrate(&client, "test", &schema, Locks::of(&schema))
+            .await
+            .unwrap();
+        let version: i64 = client
+            .query_one(
+                &format!("SELECT version FROM \"{schema}\".schema_version"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(steps_of(&client, &schema).await, before);
+        crate::testing::drop_schema(&url, &schema).await;
+    }
 }

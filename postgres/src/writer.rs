@@ -9,13 +9,13 @@
 //! While a batch is in flight, new writes queue for the next one, so the batch grows exactly
 //! when the load does.
 //!
-//! Each write is one statement that fences itself: it writes the step and the event only if
+//! Each write is one statement that fences itself: it writes its events only if
 //! the run's row still has the writer's lease token. That read is enough because the batch
 //! holds the log lock from its start to its commit, and every change of a token (a take-up,
 //! a parking) takes the same lock first: no take-up can commit between the check and the
 //! batch's commit. The run's row itself is written only when the change ends the run or the
 //! lease is more than half spent (then it is renewed), as on SQLite: most checkpoints write
-//! the step and the event alone. A fenced write therefore writes nothing and fails alone: the
+//! their events alone. A fenced write therefore writes nothing and fails alone: the
 //! rest of its batch commits. A write that fails in the server (an error, not a fence) aborts the transaction;
 //! then every write of the batch is applied again in a transaction of its own, so that it
 //! fails only its own caller.
@@ -111,11 +111,10 @@ SELECT (SELECT seq FROM ev), (SELECT at FROM ev), (SELECT workflow FROM runs WHE
 /// id, token, lease and end), their changes as arrays (one or two a write: a change, or a
 /// step's completion and the next step's start), numbered so that each change finds its
 /// write. Each run's row is updated once, fenced by the token; only the changes of writes
-/// whose run passed the fence write their step and event rows, in the batch's order, so that
-/// events are numbered as the batch lists them. One row comes back per write, in order: the
-/// `seq`s of its events, the time, and whether its run exists (no events: fenced, or no run).
-/// A step twice in one statement (which the engine never sends) fails the statement, and
-/// with it the batch, whose writes then go one by one.
+/// whose run passed the fence write their events (a step's output rides on its completion
+/// event: schema version 2), in the batch's order, so that events are numbered as the batch
+/// lists them. One row comes back per write, in order: the `seq`s of its events, the time,
+/// and whether its run exists (no events: fenced, or no run).
 const RECORDS_SQL: &str = "
 WITH w AS (
     SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[])
@@ -140,32 +139,18 @@ renew AS (
              OR f.lease_expires - f.at < f.lease_ms / 2)
 ),
 c AS (
-    SELECT * FROM unnest($6::int8[], $7::text[], $8::text[], $9::int4[], $10::text[],
-                         $11::text[], $12::boolean[], $13::text[], $14::int4[], $15::text[])
-        WITH ORDINALITY AS c(wi, step, status, attempts, output, error, finished, kind,
-                             attempt, detail, ci)
+    SELECT * FROM unnest($6::int8[], $7::text[], $8::text[], $9::text[], $10::int4[],
+                         $11::text[])
+        WITH ORDINALITY AS c(wi, step, output, kind, attempt, detail, ci)
 ),
 applied AS (
     SELECT c.*, w.run_id, f.at FROM c
         JOIN w ON w.wi = c.wi
         JOIN fence f ON f.run_id = w.run_id AND f.token = w.token
 ),
-step AS (
-    INSERT INTO steps (run_id, name, status, attempts, output, error, started_at, finished_at)
-    SELECT run_id, step, status, attempts, output, error,
-        CASE WHEN status = 'skipped' THEN NULL ELSE at END,
-        CASE WHEN finished THEN at END
-    FROM applied WHERE step IS NOT NULL ORDER BY ci
-    ON CONFLICT (run_id, name) DO UPDATE SET status = excluded.status,
-        attempts = excluded.attempts, output = COALESCE(excluded.output, steps.output),
-        error = CASE WHEN excluded.status = 'completed' THEN NULL
-                     ELSE COALESCE(excluded.error, steps.error) END,
-        started_at = COALESCE(steps.started_at, excluded.started_at),
-        finished_at = excluded.finished_at
-),
 ev AS (
-    INSERT INTO events (run_id, at, kind, step, attempt, detail)
-    SELECT run_id, at, kind, step, attempt, detail FROM applied ORDER BY ci
+    INSERT INTO events (run_id, at, kind, step, attempt, detail, output)
+    SELECT run_id, at, kind, step, attempt, detail, output FROM applied ORDER BY ci
     RETURNING seq, run_id, kind, step
 )
 SELECT
@@ -194,27 +179,13 @@ renew AS (
              OR fence.lease_expires - fence.at < $3::int8 / 2)
 ),
 ch AS (
-    SELECT * FROM unnest($6::text[], $7::text[], $8::int4[], $9::text[], $10::text[],
-                         $11::boolean[], $12::text[], $13::int4[], $14::text[])
-        WITH ORDINALITY AS c(step, status, attempts, output, error, finished, kind, attempt,
-                             detail, ord)
-),
-step AS (
-    INSERT INTO steps (run_id, name, status, attempts, output, error, started_at, finished_at)
-    SELECT $1, ch.step, ch.status, ch.attempts, ch.output, ch.error,
-        CASE WHEN ch.status = 'skipped' THEN NULL ELSE fence.at END,
-        CASE WHEN ch.finished THEN fence.at END
-    FROM fence, ch WHERE ch.step IS NOT NULL ORDER BY ch.ord
-    ON CONFLICT (run_id, name) DO UPDATE SET status = excluded.status,
-        attempts = excluded.attempts, output = COALESCE(excluded.output, steps.output),
-        error = CASE WHEN excluded.status = 'completed' THEN NULL
-                     ELSE COALESCE(excluded.error, steps.error) END,
-        started_at = COALESCE(steps.started_at, excluded.started_at),
-        finished_at = excluded.finished_at
+    SELECT * FROM unnest($6::text[], $7::text[], $8::text[], $9::int4[], $10::text[])
+        WITH ORDINALITY AS c(step, output, kind, attempt, detail, ord)
 ),
 ev AS (
-    INSERT INTO events (run_id, at, kind, step, attempt, detail)
-    SELECT $1, fence.at, ch.kind, ch.step, ch.attempt, ch.detail FROM fence, ch ORDER BY ch.ord
+    INSERT INTO events (run_id, at, kind, step, attempt, detail, output)
+    SELECT $1, fence.at, ch.kind, ch.step, ch.attempt, ch.detail, ch.output
+    FROM fence, ch ORDER BY ch.ord
     RETURNING seq, at
 )
 SELECT (SELECT array_agg(seq ORDER BY seq) FROM ev), (SELECT min(at) FROM ev),
@@ -874,45 +845,21 @@ fn distribute(batch: &[Write], statements: Vec<Vec<Row>>) -> Vec<Vec<Row>> {
 
 /// Changes as the columns the change statements take, one array per column.
 struct Columns<'a> {
-    names: Vec<Option<&'a str>>,
-    statuses: Vec<Option<&'a str>>,
-    attempts: Vec<Option<i32>>,
+    steps: Vec<Option<&'a str>>,
     outputs: Vec<Option<&'a str>>,
-    errors: Vec<Option<&'a str>>,
-    finished: Vec<bool>,
     kinds: Vec<&'a str>,
-    event_attempts: Vec<Option<i32>>,
+    attempts: Vec<Option<i32>>,
     details: Vec<Option<&'a str>>,
 }
 
 impl<'a> Columns<'a> {
     fn of(changes: &[&'a ChangeRow]) -> Columns<'a> {
         let count = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
-        let step = |c: &&'a ChangeRow| c.step.as_ref();
         Columns {
-            names: changes
-                .iter()
-                .map(|c| step(c).map(|s| s.name.as_str()))
-                .collect(),
-            statuses: changes.iter().map(|c| step(c).map(|s| s.status)).collect(),
-            attempts: changes
-                .iter()
-                .map(|c| step(c).map(|s| count(s.attempts)))
-                .collect(),
-            outputs: changes
-                .iter()
-                .map(|c| step(c).and_then(|s| s.output.as_deref()))
-                .collect(),
-            errors: changes
-                .iter()
-                .map(|c| step(c).and_then(|s| s.error.as_deref()))
-                .collect(),
-            finished: changes
-                .iter()
-                .map(|c| step(c).is_some_and(|s| s.finished))
-                .collect(),
+            steps: changes.iter().map(|c| c.step.as_deref()).collect(),
+            outputs: changes.iter().map(|c| c.output.as_deref()).collect(),
             kinds: changes.iter().map(|c| c.kind.as_str()).collect(),
-            event_attempts: changes.iter().map(|c| c.attempt.map(count)).collect(),
+            attempts: changes.iter().map(|c| c.attempt.map(count)).collect(),
             details: changes.iter().map(|c| c.detail.as_deref()).collect(),
         }
     }
@@ -943,14 +890,10 @@ async fn record_one(conn: &Conn, row: &RecordRow) -> Result<Vec<Row>, tokio_post
                 &row.lease_ms,
                 &end,
                 &end_error,
-                &c.names,
-                &c.statuses,
-                &c.attempts,
+                &c.steps,
                 &c.outputs,
-                &c.errors,
-                &c.finished,
                 &c.kinds,
-                &c.event_attempts,
+                &c.attempts,
                 &c.details,
             ],
         )
@@ -989,14 +932,10 @@ async fn record_all(
                 &ends,
                 &end_errors,
                 &of_write,
-                &c.names,
-                &c.statuses,
-                &c.attempts,
+                &c.steps,
                 &c.outputs,
-                &c.errors,
-                &c.finished,
                 &c.kinds,
-                &c.event_attempts,
+                &c.attempts,
                 &c.details,
             ],
         )

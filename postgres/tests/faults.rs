@@ -325,15 +325,14 @@ async fn a_lock_held_past_the_lock_timeout_is_an_error_naming_the_server() {
         .await
         .unwrap();
     tokio::spawn(connection);
+    // Every checkpoint appends to the event log: a transaction that holds the log in share
+    // mode keeps each write waiting for its lock.
     let holder = client.transaction().await.unwrap();
     holder
-        .execute(
-            &format!(
-                "SELECT 1 FROM \"{}\".runs WHERE run_id = 'r' FOR UPDATE",
-                db.schema
-            ),
-            &[],
-        )
+        .batch_execute(&format!(
+            "LOCK TABLE \"{}\".events IN SHARE MODE",
+            db.schema
+        ))
         .await
         .unwrap();
     let began = std::time::Instant::now();
