@@ -87,7 +87,6 @@ struct Conn {
     client: Client,
     create: Statement,
     record: Statement,
-    record_one: Statement,
     mark: Statement,
     lock: Statement,
 }
@@ -107,89 +106,15 @@ ev AS (
 )
 SELECT (SELECT seq FROM ev), (SELECT at FROM ev), (SELECT workflow FROM runs WHERE run_id = $1)";
 
-/// Every change write of a batch in one statement, set-based: the writes as arrays (a run's
-/// id, token, lease and end), their changes as arrays (one or two a write: a change, or a
-/// step's completion and the next step's start), numbered so that each change finds its
-/// write. Each run's row is updated once, fenced by the token; only the changes of writes
-/// whose run passed the fence write their events (a step's output rides on its completion
-/// event: schema version 2), in the batch's order, so that events are numbered as the batch
-/// lists them. One row comes back per write, in order: the `seq`s of its events, the time,
-/// and whether its run exists (no events: fenced, or no run).
-const RECORDS_SQL: &str = "
-WITH w AS (
-    SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[])
-        WITH ORDINALITY AS w(run_id, token, lease_ms, end_status, end_error, wi)
-),
-g AS (
-    SELECT run_id, token, max(lease_ms) AS lease_ms, max(end_status) AS end_status,
-        max(end_error) AS end_error
-    FROM w GROUP BY run_id, token
-),
-fence AS (
-    SELECT r.run_id, r.lease_token AS token, now_ms() AS at, r.lease_expires, g.lease_ms,
-        g.end_status, g.end_error
-    FROM g JOIN runs r ON r.run_id = g.run_id AND r.lease_token = g.token AND NOT r.parked
-),
-renew AS (
-    UPDATE runs r SET version = r.version + 1, updated_at = f.at,
-        lease_expires = CASE WHEN f.end_status IS NULL THEN f.at + f.lease_ms END,
-        status = COALESCE(f.end_status, r.status), error = COALESCE(f.end_error, r.error)
-    FROM fence f WHERE r.run_id = f.run_id
-        AND (f.end_status IS NOT NULL OR f.lease_expires IS NULL
-             OR f.lease_expires - f.at < f.lease_ms / 2)
-),
-c AS (
-    SELECT * FROM unnest($6::int8[], $7::text[], $8::text[], $9::text[], $10::int4[],
-                         $11::text[])
-        WITH ORDINALITY AS c(wi, step, output, kind, attempt, detail, ci)
-),
-applied AS (
-    SELECT c.*, w.run_id, f.at FROM c
-        JOIN w ON w.wi = c.wi
-        JOIN fence f ON f.run_id = w.run_id AND f.token = w.token
-),
-ev AS (
-    INSERT INTO events (run_id, at, kind, step, attempt, detail, output)
-    SELECT run_id, at, kind, step, attempt, detail, output FROM applied ORDER BY ci
-    RETURNING seq, run_id, kind, step
-)
-SELECT
-    (SELECT array_agg(ev.seq ORDER BY ev.seq) FROM ev
-        JOIN c ON c.wi = w.wi AND ev.kind = c.kind AND ev.step IS NOT DISTINCT FROM c.step
-        WHERE ev.run_id = w.run_id),
-    f.at,
-    EXISTS (SELECT 1 FROM runs r WHERE r.run_id = w.run_id)
-FROM w LEFT JOIN fence f ON f.run_id = w.run_id AND f.token = w.token
-ORDER BY w.wi";
-
-/// One write of a run: its change, or a pair of changes (a step's completion and the next
-/// step's start), as arrays of one or two, so that a pair is one statement that updates the
-/// run's row once.
-const RECORD_ONE_SQL: &str = "
-WITH fence AS (
-    SELECT run_id, now_ms() AS at, lease_expires FROM runs
-    WHERE run_id = $1 AND lease_token = $2 AND NOT parked
-),
-renew AS (
-    UPDATE runs SET version = version + 1, updated_at = fence.at,
-        lease_expires = CASE WHEN $4::text IS NULL THEN fence.at + $3::int8 END,
-        status = COALESCE($4::text, status), error = COALESCE($5::text, error)
-    FROM fence WHERE runs.run_id = fence.run_id
-        AND ($4::text IS NOT NULL OR fence.lease_expires IS NULL
-             OR fence.lease_expires - fence.at < $3::int8 / 2)
-),
-ch AS (
-    SELECT * FROM unnest($6::text[], $7::text[], $8::text[], $9::int4[], $10::text[])
-        WITH ORDINALITY AS c(step, output, kind, attempt, detail, ord)
-),
-ev AS (
-    INSERT INTO events (run_id, at, kind, step, attempt, detail, output)
-    SELECT $1, fence.at, ch.kind, ch.step, ch.attempt, ch.detail, ch.output
-    FROM fence, ch ORDER BY ch.ord
-    RETURNING seq, at
-)
-SELECT (SELECT array_agg(seq ORDER BY seq) FROM ev), (SELECT min(at) FROM ev),
-    EXISTS (SELECT 1 FROM runs WHERE run_id = $1)";
+/// Every change write of a batch, as one call of the schema's `record_v1` (see `schema`): the
+/// writes as arrays (a run's id, token, lease and end), their changes as arrays (one or two a
+/// write: a change, or a step's completion and the next step's start), numbered so that each
+/// change finds its write. It takes the log lock and writes the batch's number itself, so that
+/// a batch of changes alone is this one statement, committed by itself. One row comes back per
+/// write, in order: the `seq`s of its events, the time, and whether its run exists (no events:
+/// fenced, or no run).
+const RECORD_SQL: &str = "SELECT r_seqs, r_at, r_found FROM record_v1($1, $2, $3, $4, $5, $6, \
+     $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 
 const MARK_SQL: &str = "INSERT INTO writers (owner, batch) VALUES ($1, $2) \
      ON CONFLICT (owner) DO UPDATE SET batch = excluded.batch";
@@ -305,8 +230,7 @@ impl Writer {
         let pg = |e: tokio_postgres::Error| pg_error(&self.label, &e);
         let conn = Conn {
             create: client.prepare(CREATE_SQL).await.map_err(pg)?,
-            record: client.prepare(RECORDS_SQL).await.map_err(pg)?,
-            record_one: client.prepare(RECORD_ONE_SQL).await.map_err(pg)?,
+            record: client.prepare(RECORD_SQL).await.map_err(pg)?,
             mark: client.prepare(MARK_SQL).await.map_err(pg)?,
             lock: client.prepare(LOCK_SQL).await.map_err(pg)?,
             client,
@@ -398,8 +322,9 @@ impl Writer {
         }
     }
 
-    /// Sends `batch` in one pipelined transaction: every statement is written before the
-    /// first answer is read.
+    /// Sends `batch`: a batch of changes alone as the one statement that records them (it
+    /// commits by itself); one with creations in one pipelined transaction, every statement
+    /// written before the first answer is read.
     async fn attempt(&mut self, batch: &[Write]) -> Result<Ran, StoreError> {
         self.reconnect().await?;
         self.batch += 1;
@@ -412,6 +337,46 @@ impl Writer {
                 self.label
             )));
         };
+        // With crash points (a test build), every batch is a transaction of its own, so that
+        // a crash can come between its statements and its `COMMIT`.
+        let alone = !cfg!(feature = "fault-injection")
+            && batch.iter().all(|write| matches!(write, Write::Record(..)));
+        if alone {
+            let numbered = Numbered {
+                owner,
+                number,
+                lock: (k1, k2),
+            };
+            let records = batch
+                .iter()
+                .filter_map(|write| match write {
+                    Write::Record(row, _) => Some(row),
+                    Write::Create(..) => None,
+                })
+                .collect();
+            let answered = {
+                let mut call: Pending<'_> = Box::pin(record_all(conn, numbered, records));
+                match poll_once(&mut call).await {
+                    // Not even sent (a parameter the client could not encode): nothing to settle.
+                    Some(Err(error))
+                        if error.as_db_error().is_none() && !conn.client.is_closed() =>
+                    {
+                        return Ok(Ran::RolledBack(error));
+                    }
+                    Some(result) => Ok(result),
+                    None => tokio::time::timeout(self.answer_timeout, call).await,
+                }
+            };
+            return Ok(match answered {
+                Ok(Ok(rows)) => Ran::Committed(distribute(batch, vec![rows])),
+                Ok(Err(error)) if error.as_db_error().is_some() => Ran::RolledBack(error),
+                Ok(Err(error)) => Ran::Unknown(crate::error::describe(&error), None),
+                Err(_) => {
+                    self.conn = None;
+                    Ran::Unknown(format!("no answer within {:?}", self.answer_timeout), None)
+                }
+            });
+        }
         let client = &conn.client;
         let mut pending: Vec<Pending<'_>> = Vec::with_capacity(batch.len() + 4);
         pending.push(Box::pin(async move {
@@ -441,18 +406,14 @@ impl Writer {
                 Write::Create(..) => None,
             })
             .collect();
-        // One change write (a lone run, the sequential case) has a statement of its own,
-        // simpler to run than the set-based one.
-        match records.as_slice() {
-            [] => {}
-            [one] => {
-                pending.push(Box::pin(record_one(conn, one)));
-                statements += 1;
-            }
-            _ => {
-                pending.push(Box::pin(record_all(conn, records)));
-                statements += 1;
-            }
+        if !records.is_empty() {
+            let batch = Numbered {
+                owner,
+                number,
+                lock: (k1, k2),
+            };
+            pending.push(Box::pin(record_all(conn, batch, records)));
+            statements += 1;
         }
         // With crash points (a test build), the `COMMIT` waits for the batch's answers, so
         // that a crash before it leaves a transaction the server has applied, uncommitted.
@@ -876,33 +837,19 @@ fn changes_of(row: &RecordRow) -> (Vec<&ChangeRow>, Option<(&'static str, Option
     (changes, end)
 }
 
-/// The statement of `row`: its change, or its pair of changes.
-async fn record_one(conn: &Conn, row: &RecordRow) -> Result<Vec<Row>, tokio_postgres::Error> {
-    let (changes, end) = changes_of(row);
-    let (end, end_error) = (end.map(|(status, _)| status), end.and_then(|(_, e)| e));
-    let c = Columns::of(&changes);
-    conn.client
-        .query(
-            &conn.record_one,
-            &[
-                &row.run_id.as_str(),
-                &row.token,
-                &row.lease_ms,
-                &end,
-                &end_error,
-                &c.steps,
-                &c.outputs,
-                &c.kinds,
-                &c.attempts,
-                &c.details,
-            ],
-        )
-        .await
+/// Whose batch, which one, and the log lock's keys: what the change statement takes besides
+/// the changes.
+#[derive(Clone, Copy)]
+struct Numbered<'a> {
+    owner: &'a str,
+    number: i64,
+    lock: (i32, i32),
 }
 
-/// The one statement of every change write of a batch (see [`RECORDS_SQL`]).
+/// The one statement of every change write of a batch (see [`RECORD_SQL`]).
 async fn record_all(
     conn: &Conn,
+    batch: Numbered<'_>,
     writes: Vec<&RecordRow>,
 ) -> Result<Vec<Row>, tokio_postgres::Error> {
     let runs: Vec<&str> = writes.iter().map(|w| w.run_id.as_str()).collect();
@@ -926,6 +873,10 @@ async fn record_all(
         .query(
             &conn.record,
             &[
+                &batch.owner,
+                &batch.number,
+                &batch.lock.0,
+                &batch.lock.1,
                 &runs,
                 &tokens,
                 &leases,

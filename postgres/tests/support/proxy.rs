@@ -1,7 +1,8 @@
 //! A TCP proxy the test controls, between the store and the server: it passes bytes both
-//! ways, and when armed it cuts the connection that next sends a `COMMIT` at exactly the
-//! point the test asks for: before the server sees the `COMMIT`, or after the server has it
-//! but before its answer reaches the client (a commit whose acknowledgement is lost).
+//! ways, and when armed it cuts the connection that next sends what commits (a `COMMIT`, or a
+//! statement outside a transaction, which commits by itself) at exactly the point the test
+//! asks for: before the server sees it, or after the server has it but before its answer
+//! reaches the client (a commit whose acknowledgement is lost).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -13,9 +14,9 @@ use tokio::net::{TcpListener, TcpStream};
 /// Where an armed proxy cuts.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Cut {
-    /// The `COMMIT` never reaches the server.
+    /// What commits never reaches the server.
     BeforeCommit = 1,
-    /// The server gets the `COMMIT` (and commits); its answer never reaches the client.
+    /// The server gets what commits (and commits); its answer never reaches the client.
     AfterCommit = 2,
     /// Nothing more passes either way, and nothing is closed: a link that drops every packet.
     Stall = 3,
@@ -46,7 +47,7 @@ impl Proxy {
         Proxy { port, armed, cuts }
     }
 
-    /// Cuts the next connection that sends a `COMMIT`, at `cut`.
+    /// Cuts the next connection that sends what commits, at `cut`.
     pub(crate) fn arm(&self, cut: Cut) {
         self.armed.store(cut as u8, Ordering::SeqCst);
     }
@@ -79,13 +80,14 @@ async fn serve(client: TcpStream, server: TcpStream, armed: Arc<AtomicU8>, cuts:
         }
     });
     let mut buf = vec![0u8; 64 * 1024];
+    let mut protocol = Protocol::default();
     loop {
         let n = match client_read.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
         let chunk = &buf[..n];
-        let has_commit = chunk.windows(7).any(|w| w == b"COMMIT\0");
+        let has_commit = protocol.commits(chunk);
         let cut = armed.load(Ordering::SeqCst);
         if has_commit && cut != 0 && armed.swap(0, Ordering::SeqCst) == cut {
             silenced.store(1, Ordering::SeqCst);
@@ -112,4 +114,54 @@ async fn serve(client: TcpStream, server: TcpStream, armed: Arc<AtomicU8>, cuts:
     }
     downstream.abort();
     // Dropping both halves closes both links.
+}
+
+/// What the client's messages say of its transaction, read as they pass (the store writes
+/// whole messages; a chunk holds one or more).
+#[derive(Default)]
+struct Protocol {
+    /// Past the startup message, which has no type byte.
+    started: bool,
+    /// Inside a `BEGIN`.
+    in_transaction: bool,
+}
+
+impl Protocol {
+    /// Whether `chunk` commits: a `COMMIT`, or a query or `Sync` outside a transaction (a
+    /// statement there commits by itself).
+    fn commits(&mut self, chunk: &[u8]) -> bool {
+        if !self.started {
+            self.started = true;
+            return false;
+        }
+        let mut commits = false;
+        let mut at = 0;
+        while at + 5 <= chunk.len() {
+            let kind = chunk[at];
+            let length =
+                u32::from_be_bytes([chunk[at + 1], chunk[at + 2], chunk[at + 3], chunk[at + 4]])
+                    as usize;
+            let body = &chunk[(at + 5).min(chunk.len())..(at + 1 + length).min(chunk.len())];
+            match kind {
+                b'Q' => {
+                    let text = String::from_utf8_lossy(body).to_ascii_uppercase();
+                    let text = text.trim_start();
+                    if text.starts_with("BEGIN") {
+                        self.in_transaction = true;
+                    }
+                    if text.contains("COMMIT") || !self.in_transaction {
+                        commits = true;
+                        self.in_transaction = false;
+                    }
+                    if text.starts_with("ROLLBACK") {
+                        self.in_transaction = false;
+                    }
+                }
+                b'S' if !self.in_transaction => commits = true,
+                _ => {}
+            }
+            at += 1 + length.max(4);
+        }
+        commits
+    }
 }
