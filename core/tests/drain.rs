@@ -3,6 +3,8 @@
 //! end at once, and a draining engine starts nothing. (Two replicas on one store, and the
 //! hand-over of the leases, are in the conformance suite: `conformance::replicas`.)
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
