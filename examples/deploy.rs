@@ -15,6 +15,18 @@
 //! cargo run --example deploy -- --db postgres://postgres@127.0.0.1:5432/test  # on PostgreSQL
 //! ```
 //!
+//! Each process is a replica: it registers the saga (`Deploy::register`), so that it takes up
+//! by itself any deployment another replica on the same database leaves (its lease ran out, or
+//! it drained). Ctrl-C or SIGTERM (what a deploy sends a replica it replaces) drains it: no new
+//! step starts, the running one has up to 30 s to end, and the deployment is handed over at
+//! once to another replica instead of after a lease. To see it go on there, start a second
+//! replica beside the first, under an owner id of its own, before stopping the first:
+//!
+//! ```text
+//! cargo run --example deploy                          # replica 1 deploys; Ctrl-C it mid-way...
+//! cargo run --example deploy -- --owner replica-2     # ...replica 2 takes it up, beside its own
+//! ```
+//!
 //! The deployment's parameters are kept with the run, so a resumed deployment is the one that
 //! was started, whatever the new command line says; a crash happens on a step's first attempt
 //! only, so the resumed run gets through.
@@ -369,6 +381,9 @@ struct Args {
     release: Release,
     /// An operator's action on a stuck deployment: `retry`, `skip` or `abandon`, and its id.
     operate: Option<(String, String)>,
+    /// The replica's lease owner id: the same across restarts of one replica, another for each
+    /// replica that runs beside it.
+    owner: String,
 }
 
 fn args() -> Result<Args, String> {
@@ -385,6 +400,7 @@ fn args() -> Result<Args, String> {
     };
     let mut operate = None;
     let mut schema = None;
+    let mut owner = "deploy-example".to_owned();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("`{arg}` needs a value"));
@@ -397,9 +413,10 @@ fn args() -> Result<Args, String> {
             "--version" => release.version = value()?,
             "--db" => db = value()?,
             "--schema" => schema = Some(value()?),
+            "--owner" => owner = value()?,
             "--fast" => release.speed = 20.0,
             "-h" | "--help" => {
-                return Err("usage: deploy [--fail STEP]... [--crash-at STEP] [--version V] [--db FILE|URL] [--schema S] [--fast]\n\
+                return Err("usage: deploy [--fail STEP]... [--crash-at STEP] [--version V] [--db FILE|URL] [--schema S] [--owner ID] [--fast]\n\
                      \x20      deploy --retry RUN | --skip RUN | --abandon RUN   (a stuck deployment)\n\
                      STEP: build_image push_image migrate_db shift_traffic smoke_test\n\
                      \x20     delete_image untag_image rollback_db (compensations)"
@@ -413,6 +430,7 @@ fn args() -> Result<Args, String> {
         schema,
         release,
         operate,
+        owner,
     })
 }
 
@@ -423,6 +441,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         schema,
         release,
         operate,
+        owner,
     } = match args() {
         Ok(args) => args,
         Err(message) => {
@@ -435,7 +454,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A stable owner id: this program restarted after a crash is the same service, and takes
     // its deployment up at once instead of waiting for the dead process's lease to expire.
     let (engine, db) = if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-        let mut options = PgOptions::default().owner("deploy-example");
+        let mut options = PgOptions::default().owner(&owner);
         if let Some(schema) = schema {
             options = options.schema(schema);
         }
@@ -443,10 +462,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let label = store.url().to_owned();
         (Engine::builder().store(Arc::new(store)).build(), label)
     } else {
-        let options = SqliteOptions::default().owner("deploy-example");
+        let options = SqliteOptions::default().owner(&owner);
         (Engine::open_with(&db, options)?, db)
     };
     let events = engine.subscribe();
+    // A replica: deployments other replicas leave are taken up here by themselves.
+    Deploy::register(&engine)?;
 
     if let Some((action, run)) = operate {
         println!(
@@ -461,7 +482,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "skip" => Deploy::skip(&engine, run).await?,
             _ => Deploy::abandon(&engine, run).await?,
         };
-        return follow(events, handle).await;
+        return follow(&engine, events, handle).await;
     }
     // What an operator asked from outside (`sagaflow retry|skip|abandon RUN`) comes first.
     if let Some(handle) = Deploy::definition()
@@ -475,7 +496,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "{}",
             s.paint("1", &format!("acting on an operator's request for {run}"))
         );
-        return follow(events, handle).await;
+        return follow(&engine, events, handle).await;
     }
     // A deployment a crash interrupted comes next; otherwise a new one starts.
     let recovered = Deploy::recover(&engine).await?;
@@ -515,11 +536,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Deploy::start(&engine, run_id, release).await?
         }
     };
-    follow(events, handle).await
+    follow(&engine, events, handle).await
+}
+
+/// How long a replica asked to stop lets its running step end before it cuts it.
+const GRACE: Duration = Duration::from_secs(30);
+
+/// Resolves at Ctrl-C or, on Unix, SIGTERM.
+async fn stop_asked() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Prints the deployment's events until it ends, then how it ended.
 async fn follow(
+    engine: &Engine,
     mut events: sagaflow::runtime::EventStream,
     handle: sagaflow::SagaHandle<Deployed>,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -536,7 +577,21 @@ async fn follow(
             }
         }
     });
-    let outcome = handle.wait().await?;
+    let outcome = tokio::select! {
+        outcome = handle.wait() => outcome?,
+        () = stop_asked() => {
+            println!();
+            println!("{}", s.paint("1", &format!("asked to stop: draining (up to {GRACE:?})")));
+            let drained = engine.shutdown(GRACE).await;
+            printer.abort();
+            if let Some(error) = drained.error {
+                println!("  the store could not hand the runs over ({error}): they are taken up once their leases run out");
+            } else if !drained.released.is_empty() {
+                println!("  handed over to another replica: {} run(s)", drained.released.len());
+            }
+            return Ok(());
+        }
+    };
     // Let the feed print the last events before the summary.
     tokio::time::sleep(Duration::from_millis(50)).await;
     printer.abort();

@@ -129,6 +129,8 @@ pub use sagaflow_sqlite::{SqliteEngine, SqliteOptions, SqliteStore, Synchronous}
 ///   does at start-up ([`Engine::recover`]): a [`Recovered`] with the runs taken up now, those
 ///   another live owner holds (taken up here by themselves once the lease runs out: see
 ///   [`Waiting`]) and those that could not be;
+/// - `NAME::register(&engine)`: tells the engine it can run this workflow, so that it takes
+///   up by itself, for its life, the runs other replicas leave ([`Engine::register`]);
 /// - `NAME::definition()`, the [`Definition`] the engine runs; `NAME::mermaid()`,
 ///   `NAME::dot()`; and `NAME::NAME`, the workflow's name.
 ///
@@ -273,7 +275,9 @@ pub use sagaflow_saga::{
 /// - `NAME::start(&engine, run_id[, input])`: a [`SagaHandle`] whose `wait()` gives the
 ///   [`SagaOutcome`]; the run id is the idempotency key. The engine must keep step outputs
 ///   (`Engine::open`, `Engine::open_in_memory`), since a failure is compensated from them.
-/// - `NAME::resume(&engine, run_id)` and `NAME::recover(&engine)`: take up runs after a crash.
+/// - `NAME::resume(&engine, run_id)` and `NAME::recover(&engine)`: take up runs after a crash;
+///   `NAME::register(&engine)`: the engine takes up by itself, for its life, the saga's runs
+///   other replicas leave ([`SagaDefinition::register`]).
 /// - `NAME::status(&engine, run_id)`: the [`SagaStatus`].
 /// - `NAME::retry`, `NAME::skip`, `NAME::abandon(&engine, run_id)`: an operator's actions on a
 ///   stuck saga.

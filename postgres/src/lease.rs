@@ -14,7 +14,7 @@ use crate::error::{pg_error, pool_error};
 use crate::schema::Locks;
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
-use sagaflow_core::runtime::store::Lease;
+use sagaflow_core::runtime::store::{FreeRun, KnownGraph, Lease};
 
 /// The leases a store holds: `sagaflow-core`'s bookkeeping, which every store with leases
 /// shares; the SQL that renews and gives them up is here.
@@ -77,6 +77,66 @@ pub(crate) async fn give_up(
         set_expiry(client, locks, &runs, &tokens, None).await?;
     }
     Ok(())
+}
+
+/// Hands `runs` (with the tokens this store held) over at once: their leases expire now and
+/// their tokens are bumped (a renewal already under way is fenced), where the run still has
+/// that token; the take-up that follows is not counted as a recovery (the count is lowered by
+/// one, which the take-up adds back). Under the log lock, as every write of a run's row.
+pub(crate) async fn hand_over(
+    client: &mut Client,
+    locks: Locks,
+    runs: &[String],
+    tokens: &[i64],
+) -> Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let (k1, k2) = locks.log;
+    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&k1, &k2])
+        .await?;
+    tx.execute(
+        "UPDATE runs r SET lease_expires = now_ms() - 1, lease_token = r.lease_token + 1, \
+         recoveries = GREATEST(r.recoveries - 1, 0) \
+         FROM unnest($1::text[], $2::bigint[]) AS l(run_id, token) \
+         WHERE r.run_id = l.run_id AND r.lease_token = l.token AND NOT r.parked",
+        &[&runs, &tokens],
+    )
+    .await?;
+    tx.commit().await
+}
+
+/// At most `limit` runs still running, not parked, whose lease has expired or was given up
+/// (by the server's clock), of the workflows and graphs of `known`, oldest first.
+pub(crate) async fn free_runs(
+    client: &Client,
+    known: &[KnownGraph],
+    limit: usize,
+) -> Result<Vec<FreeRun>, tokio_postgres::Error> {
+    let workflows: Vec<&str> = known.iter().map(|k| k.workflow.as_str()).collect();
+    let graphs: Vec<Option<i64>> = known
+        .iter()
+        .map(|k| k.fingerprint.map(u64::cast_signed))
+        .collect();
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = client
+        .query(
+            "SELECT r.run_id, r.workflow, r.graph_fingerprint FROM runs r \
+             WHERE r.status = 'running' AND NOT r.parked \
+             AND (r.lease_expires IS NULL OR r.lease_expires <= now_ms()) \
+             AND EXISTS (SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS k(workflow, graph) \
+                 WHERE k.workflow = r.workflow \
+                 AND (k.graph IS NULL OR k.graph = r.graph_fingerprint)) \
+             ORDER BY r.created_at, r.created_seq LIMIT $3",
+            &[&workflows, &graphs, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| FreeRun {
+            run_id: RunId::from(row.get::<_, String>(0)),
+            workflow: row.get(1),
+            graph_fingerprint: row.get::<_, i64>(2).cast_unsigned(),
+        })
+        .collect())
 }
 
 /// Sets the lease of each of `runs` whose token is still `tokens`' to expire `lease_ms` from

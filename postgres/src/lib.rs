@@ -65,9 +65,9 @@ use sagaflow_core::runtime::engine::Engine;
 use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::events::{Event, EventKind, EventSink, Publisher};
 use sagaflow_core::runtime::store::{
-    Advanced, Change, Created, DeliveredSignal, EventLog, Lease, LeaseStore, MachineStep,
-    MachineStore, MachineTransition, NewRun, RunStore, SignalStore, StoredMachine, StoredRun,
-    UnfinishedRun,
+    Advanced, Change, Created, DeliveredSignal, EventLog, FreeRun, KnownGraph, Lease, LeaseStore,
+    MachineStep, MachineStore, MachineTransition, NewRun, RunStore, SignalStore, StoredMachine,
+    StoredRun, UnfinishedRun,
 };
 
 use change::ChangeRow;
@@ -443,6 +443,41 @@ impl LeaseStore for PgStore {
 
     fn release(&self, run_id: &RunId) {
         self.inner.leases.forget(run_id);
+    }
+
+    async fn give_up(&self, run_ids: &[RunId]) -> Result<(), StoreError> {
+        let leases = &self.inner.leases;
+        // Forgotten first, so that no later renewal extends them again (one under way is
+        // fenced by the token the hand-over bumps).
+        let (runs, tokens): (Vec<String>, Vec<i64>) = run_ids
+            .iter()
+            .filter_map(|run_id| {
+                let token = lease::token(leases, run_id);
+                leases.forget(run_id);
+                (token >= 0).then(|| (run_id.as_str().to_owned(), token))
+            })
+            .unzip();
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.client().await?;
+        lease::hand_over(&mut client, self.inner.locks, &runs, &tokens)
+            .await
+            .map_err(|e| error::pg_error(&self.inner.label, &e))
+    }
+
+    async fn free_runs(
+        &self,
+        known: &[KnownGraph],
+        limit: usize,
+    ) -> Result<Vec<FreeRun>, StoreError> {
+        if known.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        lease::free_runs(&client, known, limit)
+            .await
+            .map_err(|e| error::pg_error(&self.inner.label, &e))
     }
 }
 

@@ -34,6 +34,7 @@ pub mod naming;
 mod plan;
 pub mod requests;
 mod status;
+mod takeover;
 
 pub use builder::SagaBuilder;
 pub use definition::SagaDefinition;

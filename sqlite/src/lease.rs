@@ -28,7 +28,7 @@ use crate::clock::now_ms;
 use crate::error::sqlite_error;
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
-use sagaflow_core::runtime::store::Lease;
+use sagaflow_core::runtime::store::{FreeRun, KnownGraph, Lease};
 
 /// The default lease duration.
 pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -75,6 +75,78 @@ pub(crate) fn give_up(leases: &Leases, conn: &Connection, label: &str) {
     if let Err(error) = renew_all(conn, label, &live, 0) {
         tracing::warn!(%error, "the leases could not be given up; they will expire");
     }
+}
+
+/// On the writer's connection: hands the runs of `held` (each with the token this store held)
+/// over at once: their leases expire now and their tokens are bumped (a renewal already under
+/// way is fenced), where the run still has that token; the take-up that follows is not counted
+/// as a recovery (the count is lowered by one, which the take-up adds back).
+pub(crate) fn hand_over(
+    conn: &Connection,
+    label: &str,
+    held: &[(RunId, u64)],
+) -> Result<(), StoreError> {
+    let sqlite = |e: rusqlite::Error| sqlite_error(label, &e);
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(sqlite)?;
+    let result = (|| {
+        let mut stmt = conn
+            .prepare_cached(
+                "UPDATE runs SET lease_expires = 0, lease_token = lease_token + 1, \
+                 recoveries = max(recoveries - 1, 0) \
+                 WHERE run_id = ?1 AND lease_token = ?2 AND parked = 0",
+            )
+            .map_err(sqlite)?;
+        for (run_id, token) in held {
+            let token = i64::try_from(*token).unwrap_or(i64::MAX);
+            stmt.execute(params![run_id.as_str(), token])
+                .map_err(sqlite)?;
+        }
+        Ok(())
+    })();
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    conn.execute_batch(end).map_err(sqlite)?;
+    result
+}
+
+/// At most `limit` runs still running, not parked, whose lease has expired or was given up,
+/// of the workflows and graphs of `known`, oldest first.
+pub(crate) fn free_runs(
+    conn: &Connection,
+    label: &str,
+    known: &[KnownGraph],
+    limit: usize,
+) -> Result<Vec<FreeRun>, StoreError> {
+    let sqlite = |e: rusqlite::Error| sqlite_error(label, &e);
+    // `[[workflow, fingerprint or null], ...]`, the fingerprint as the schema keeps it.
+    let known = serde_json::Value::Array(
+        known
+            .iter()
+            .map(|k| serde_json::json!([k.workflow, k.fingerprint.map(u64::cast_signed)]))
+            .collect(),
+    )
+    .to_string();
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT run_id, workflow, graph_fingerprint FROM runs \
+             WHERE status = 'running' AND parked = 0 \
+             AND (lease_expires IS NULL OR lease_expires <= ?1) \
+             AND EXISTS (SELECT 1 FROM json_each(?2) k \
+                 WHERE k.value ->> 0 = runs.workflow \
+                 AND (k.value ->> 1 IS NULL OR k.value ->> 1 = runs.graph_fingerprint)) \
+             ORDER BY created_at, rowid LIMIT ?3",
+        )
+        .map_err(sqlite)?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt
+        .query_map(params![now_ms(), known, limit], |row| {
+            Ok(FreeRun {
+                run_id: RunId::from(row.get::<_, String>(0)?),
+                workflow: row.get(1)?,
+                graph_fingerprint: row.get::<_, i64>(2)?.cast_unsigned(),
+            })
+        })
+        .map_err(sqlite)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sqlite)
 }
 
 /// A fresh owner id: the process id and a random part, so that two stores never share one.

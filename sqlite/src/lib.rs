@@ -69,8 +69,8 @@ use sagaflow_core::runtime::engine::Engine;
 use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::events::{Event, EventSink};
 use sagaflow_core::runtime::store::{
-    Change, Created, DeliveredSignal, EventLog, Lease, LeaseStore, NewRun, RunStore, SignalStore,
-    StoredRun, UnfinishedRun,
+    Change, Created, DeliveredSignal, EventLog, FreeRun, KnownGraph, Lease, LeaseStore, NewRun,
+    RunStore, SignalStore, StoredRun, UnfinishedRun,
 };
 
 use error::sqlite_error;
@@ -597,6 +597,37 @@ impl LeaseStore for SqliteStore {
 
     fn release(&self, run_id: &RunId) {
         self.inner.leases.forget(run_id);
+    }
+
+    async fn give_up(&self, run_ids: &[RunId]) -> Result<(), StoreError> {
+        let leases = &self.inner.leases;
+        // Forgotten first, so that no renewal extends them again.
+        let held: Vec<(RunId, u64)> = run_ids
+            .iter()
+            .filter_map(|run_id| {
+                let token = leases.token(run_id)?;
+                leases.forget(run_id);
+                Some((run_id.clone(), token))
+            })
+            .collect();
+        if held.is_empty() {
+            return Ok(());
+        }
+        self.exclusive(move |conn, label| lease::hand_over(conn, label, &held))
+            .await
+    }
+
+    async fn free_runs(
+        &self,
+        known: &[KnownGraph],
+        limit: usize,
+    ) -> Result<Vec<FreeRun>, StoreError> {
+        if known.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let known = known.to_vec();
+        self.read(move |conn, label| lease::free_runs(conn, label, &known, limit))
+            .await
     }
 }
 

@@ -164,6 +164,22 @@ macro_rules! forward_store {
             fn release(&self, run_id: &$crate::runtime::RunId) {
                 $crate::runtime::LeaseStore::release(&self.$field, run_id)
             }
+            async fn give_up(
+                &self,
+                run_ids: &[$crate::runtime::RunId],
+            ) -> ::core::result::Result<(), $crate::runtime::StoreError> {
+                $crate::runtime::LeaseStore::give_up(&self.$field, run_ids).await
+            }
+            async fn free_runs(
+                &self,
+                known: &[$crate::runtime::KnownGraph],
+                limit: usize,
+            ) -> ::core::result::Result<
+                ::std::vec::Vec<$crate::runtime::FreeRun>,
+                $crate::runtime::StoreError,
+            > {
+                $crate::runtime::LeaseStore::free_runs(&self.$field, known, limit).await
+            }
         }
     };
     (@one SignalStore, $ty:ty, $field:ident) => {

@@ -11,6 +11,8 @@
 //! | [`run_conformance!`](crate::run_conformance) | [`runs`]: creation, changes, signals | every store |
 //! | [`durable_conformance!`](crate::durable_conformance) | [`durable`]: reopening, leases and fencing, the event log | stores whose runs outlive their engine |
 //! | [`machine_conformance!`](crate::machine_conformance) | [`machines`]: the machine capability | every store with machines |
+//! | [`takeover_conformance!`](crate::takeover_conformance) | [`takeover`]: a run changing hands | stores whose runs outlive their engine |
+//! | [`replica_conformance!`](crate::replica_conformance) | [`replicas`]: drain and takeover without anyone asking | stores whose runs outlive their engine |
 //!
 //! The in-memory store runs them in `core/tests/conformance.rs`, the SQLite store in
 //! `sqlite/tests/conformance.rs`.
@@ -20,6 +22,7 @@
 pub mod durable;
 mod forward;
 pub mod machines;
+pub mod replicas;
 pub mod runs;
 pub mod takeover;
 

@@ -27,12 +27,16 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+mod drain;
 mod executor;
 mod permits;
+mod registry;
 mod resume;
 mod signals;
 mod takeover;
 
+pub use drain::Drained;
+pub use registry::{DEFAULT_TAKEOVER_EVERY, TAKEOVER_BATCH};
 pub use resume::Recovered;
 pub use takeover::{LeaseRefusal, Waiting};
 
@@ -102,6 +106,12 @@ pub(crate) struct Inner {
     events: Option<Arc<Feed>>,
     /// Steps waiting for signals, woken when one is delivered.
     pub(crate) signals: Arc<signals::SignalHub>,
+    /// Whether the engine drains, and what it released (see `drain`).
+    pub(crate) lifecycle: drain::Lifecycle,
+    /// The definitions it can run, for its takeover loop (see `registry`).
+    registry: registry::Registry,
+    /// How often the takeover loop polls.
+    takeover_every: Duration,
 }
 
 impl Inner {
@@ -114,9 +124,12 @@ impl Inner {
     /// Called once a run's outcome is published: the table forgets the run if the store keeps
     /// it, or keeps it among the finished runs, dropping the oldest beyond the bound; and the
     /// store's lease on it is let go whatever its end (a run whose end could not be recorded
-    /// is no longer run here, so another process may take it up once the lease runs out).
-    pub(crate) fn run_ended(&self, run_id: &RunId, control: &Arc<Control>) {
-        if self.records {
+    /// is no longer run here, so another process may take it up once the lease runs out). A
+    /// run `released` by a drain keeps its lease until the drain gives it up in the store.
+    pub(crate) fn run_ended(&self, run_id: &RunId, control: &Arc<Control>, released: bool) {
+        if released && self.records {
+            self.lifecycle.released(run_id);
+        } else if self.records {
             self.store.release(run_id);
         }
         let dropped = {
@@ -212,6 +225,7 @@ pub struct EngineBuilder {
     jitter_seed: Option<u64>,
     event_buffer: usize,
     keep: Keep,
+    takeover_every: Duration,
 }
 
 impl EngineBuilder {
@@ -266,6 +280,14 @@ impl EngineBuilder {
         self
     }
 
+    /// How often the engine looks for runs of its registered definitions to take over
+    /// ([`Engine::register`]): runs whose lease ran out or was given up (default
+    /// [`DEFAULT_TAKEOVER_EVERY`]; at least 1 ms). Each look is one query to the store.
+    pub fn takeover_every(mut self, every: Duration) -> Self {
+        self.takeover_every = every.max(Duration::from_millis(1));
+        self
+    }
+
     /// The engine.
     pub fn build(self) -> Engine {
         let permits = self.max_concurrent_steps.clamp(1, Semaphore::MAX_PERMITS);
@@ -286,6 +308,9 @@ impl EngineBuilder {
             runs: Mutex::new(RunTable::default()),
             keep: self.keep,
             events,
+            lifecycle: drain::Lifecycle::new(),
+            registry: registry::Registry::default(),
+            takeover_every: self.takeover_every,
         });
         Engine { inner }
     }
@@ -300,6 +325,7 @@ impl fmt::Debug for EngineBuilder {
             .field("event_buffer", &self.event_buffer)
             .field("keep_finished_runs", &self.keep.runs)
             .field("keep_finished_for", &self.keep.age)
+            .field("takeover_every", &self.takeover_every)
             .finish()
     }
 }
@@ -336,6 +362,7 @@ impl Engine {
                 runs: DEFAULT_KEEP_FINISHED_RUNS,
                 age: DEFAULT_KEEP_FINISHED_FOR,
             },
+            takeover_every: DEFAULT_TAKEOVER_EVERY,
         }
     }
 
@@ -495,6 +522,12 @@ impl Engine {
         workflow: &Arc<str>,
     ) -> Result<Reserved<'a, O>, EngineError> {
         let mut table = self.inner.runs();
+        // Under the table's lock, as `shutdown` begins the drain.
+        if self.inner.lifecycle.is_draining() {
+            return Err(EngineError::ShuttingDown {
+                run_id: run_id.clone(),
+            });
+        }
         match table.runs.entry(run_id.clone()) {
             Entry::Occupied(entry) => {
                 let entry = entry.get();

@@ -60,6 +60,21 @@ pub enum RunError {
         /// The error as it was stored.
         error: String,
     },
+    /// The engine was shut down before the run ended ([`Engine::shutdown`]): what had ended
+    /// of the run is checkpointed and its lease given up, so another engine on the store
+    /// takes it up and runs the rest (a step cut at the end of the grace period runs again
+    /// there, at least once). The run goes on; only this engine let go of it.
+    ///
+    /// [`Engine::shutdown`]: crate::runtime::Engine::shutdown
+    #[error(
+        "run `{run_id}` was released by an engine shutting down; another engine on its store takes it up"
+    )]
+    Released {
+        /// The run.
+        run_id: RunId,
+        /// Every step's state when the engine let go of the run.
+        steps: Vec<StepReport>,
+    },
     /// The run never started: a handle joined it while another caller was starting it, and
     /// that start failed (the store refused it, or the id belongs to another workflow).
     #[error("run `{run_id}` did not start: {reason}")]
@@ -75,7 +90,9 @@ impl RunError {
     /// Every step's state when the run stopped, where known.
     pub fn steps(&self) -> &[StepReport] {
         match self {
-            RunError::StepFailed { steps, .. } | RunError::Cancelled { steps, .. } => steps,
+            RunError::StepFailed { steps, .. }
+            | RunError::Cancelled { steps, .. }
+            | RunError::Released { steps, .. } => steps,
             RunError::Store { .. }
             | RunError::Internal { .. }
             | RunError::NotStarted { .. }
@@ -194,6 +211,14 @@ pub enum EngineError {
     /// [`Waiting`](crate::runtime::engine::Waiting)).
     #[error("run `{run_id}` was not taken up: its engine was dropped first")]
     Dropped {
+        /// The run.
+        run_id: RunId,
+    },
+    /// The engine is shutting down ([`Engine::shutdown`]): it starts and takes up no run.
+    ///
+    /// [`Engine::shutdown`]: crate::runtime::Engine::shutdown
+    #[error("run `{run_id}` was not started: the engine is shutting down")]
+    ShuttingDown {
         /// The run.
         run_id: RunId,
     },

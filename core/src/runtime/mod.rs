@@ -16,14 +16,15 @@ pub use definition::{
     Value,
 };
 pub use engine::{
-    DEFAULT_KEEP_FINISHED_FOR, DEFAULT_KEEP_FINISHED_RUNS, DEFAULT_MAX_CONCURRENT_STEPS, Engine,
-    EngineBuilder, LeaseRefusal, Recovered, RunHandle, Waiting,
+    DEFAULT_KEEP_FINISHED_FOR, DEFAULT_KEEP_FINISHED_RUNS, DEFAULT_MAX_CONCURRENT_STEPS,
+    DEFAULT_TAKEOVER_EVERY, Drained, Engine, EngineBuilder, LeaseRefusal, Recovered, RunHandle,
+    TAKEOVER_BATCH, Waiting,
 };
 pub use error::{DefinitionError, EngineError, RunError, StepError, StoreError};
 pub use events::{DEFAULT_EVENT_BUFFER, Event, EventKind, EventSink, EventStream};
 pub use report::{Report, StepReport, StepStatus};
 pub use store::{
-    Advanced, Change, Created, DeliveredSignal, EventLog, Lease, LeaseStore, MachineStep,
-    MachineStore, MachineTransition, MemoryStore, NewRun, RecordedChange, RunStore, SignalStore,
-    Store, StoredMachine, StoredRun, StoredRunStatus, StoredStep, UnfinishedRun,
+    Advanced, Change, Created, DeliveredSignal, EventLog, FreeRun, KnownGraph, Lease, LeaseStore,
+    MachineStep, MachineStore, MachineTransition, MemoryStore, NewRun, RecordedChange, RunStore,
+    SignalStore, Store, StoredMachine, StoredRun, StoredRunStatus, StoredStep, UnfinishedRun,
 };

@@ -182,9 +182,49 @@ pub trait LeaseStore: Send + Sync + 'static {
     async fn acquire(&self, run_id: &RunId) -> Result<Lease, StoreError>;
 
     /// The engine no longer runs `run_id` here (it ended, the store failed, or taking it up
-    /// failed): a store with leases gives the lease up or stops renewing it, so that another
-    /// process can take the run over.
+    /// failed): a store with leases stops renewing the lease, which expires on its own, so
+    /// that another process can take the run over after it.
     fn release(&self, run_id: &RunId);
+
+    /// The engine hands `run_ids` over at once (it is shutting down, and these runs are left
+    /// unfinished as the store has them): a store with leases frees each lease it still holds
+    /// on them in the store now, fenced by its token (a lease taken over meanwhile is left
+    /// alone), and forgets it, so that another process can take the run without waiting for
+    /// the lease to run out. A hand-over is no crash: it does not count towards parking (the
+    /// take-up that follows it is not counted either). A store without leases does nothing.
+    async fn give_up(&self, run_ids: &[RunId]) -> Result<(), StoreError>;
+
+    /// At most `limit` unfinished, unparked runs whose lease has run out or was given up, of
+    /// the workflows and graphs in `known` (a graph of `None` matches every graph of its
+    /// workflow), oldest first: the runs an engine may take over. Runs under a live lease
+    /// (this store's own included) are never listed. A store whose runs cannot outlive their
+    /// engine lists none.
+    async fn free_runs(
+        &self,
+        known: &[KnownGraph],
+        limit: usize,
+    ) -> Result<Vec<FreeRun>, StoreError>;
+}
+
+/// A workflow graph an engine can run, as [`LeaseStore::free_runs`] filters by it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KnownGraph {
+    /// The workflow's name.
+    pub workflow: String,
+    /// The graph's [`fingerprint`](crate::Graph::fingerprint); `None` for every graph of the
+    /// workflow (a saga's compensation rounds, whose graph depends on what they undo).
+    pub fingerprint: Option<u64>,
+}
+
+/// A run [`LeaseStore::free_runs`] found free to take over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreeRun {
+    /// The run.
+    pub run_id: RunId,
+    /// Its workflow.
+    pub workflow: String,
+    /// The fingerprint of the graph it was started under.
+    pub graph_fingerprint: u64,
 }
 
 /// Signals: payloads delivered to a run, kept until a step waiting for them reads them.

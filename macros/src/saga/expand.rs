@@ -111,6 +111,12 @@ fn items(items: &Items<'_>) -> TokenStream {
             Self::definition().recover(engine).await
         }
 
+        /// Tells `engine` it can run this saga: it then takes up by itself, for its life,
+        /// the saga runs another replica left (see `SagaDefinition::register`).
+        #vis fn register(engine: &#p::Engine) -> ::core::result::Result<(), #p::SagaError> {
+            Self::definition().register(engine)
+        }
+
         /// Where the saga run `run_id` stands, as the store has it.
         #vis async fn status(engine: &#p::Engine, #run_id) -> #status {
             Self::definition().status(engine, run_id).await

@@ -355,6 +355,13 @@ fn items(items: &Items<'_>) -> TokenStream {
             engine.recover(&Self::definition()).await
         }
 
+        /// Tells `engine` it can run this workflow: it then takes up by itself, for its
+        /// life, the runs of this workflow's graph that another replica left (see
+        /// `Engine::register`).
+        #vis fn register(engine: &#p::Engine) -> ::core::result::Result<(), #p::EngineError> {
+            engine.register(&Self::definition())
+        }
+
         /// The graph as a mermaid flowchart.
         #vis fn mermaid() -> #p::String {
             Self::definition().mermaid()

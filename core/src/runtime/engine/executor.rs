@@ -142,7 +142,8 @@ impl OutcomeSender {
     /// Tells the engine that the run `run_id` has ended, then sends `outcome`: whoever sees
     /// the outcome finds the engine's table as the end left it.
     fn send_ended(&self, outcome: Outcome, engine: &Inner, run_id: &RunId) {
-        engine.run_ended(run_id, &self.0);
+        let released = matches!(outcome, Err(RunError::Released { .. }));
+        engine.run_ended(run_id, &self.0, released);
         self.send(outcome);
     }
 }
@@ -232,6 +233,9 @@ enum Stop {
     Internal(String),
     /// The run had failed in an earlier process.
     Earlier(String),
+    /// The engine drains: the run starts no step, and is released once its running ones end
+    /// (see `drain`).
+    Drained,
 }
 
 /// Lets handles cancel a run that may not exist yet (its start still awaits the store) or may
@@ -258,6 +262,15 @@ impl Control {
         *lock(&self.run) = Arc::downgrade(run);
         if self.cancelled.load(Ordering::SeqCst) {
             run.stop(Stop::Cancelled);
+        }
+    }
+
+    /// Cuts the run's running steps and releases it: the engine drains, and its grace period
+    /// is over.
+    pub(crate) fn release_now(&self) {
+        let run = lock(&self.run).upgrade();
+        if let Some(run) = run {
+            run.stop(Stop::Drained);
         }
     }
 
@@ -583,6 +596,23 @@ impl Run {
         }
     }
 
+    /// The engine drains: the run starts no further step (its running ones go on), and is
+    /// released once they have ended, unless something stopped it first.
+    fn drain(&self) {
+        {
+            let mut stop = lock(&self.stop);
+            if stop.is_none() {
+                *stop = Some(Stop::Drained);
+            }
+        }
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the engine this run belongs to drains.
+    fn draining(&self) -> bool {
+        self.engine.lifecycle.is_draining()
+    }
+
     /// Whether the calling task is the run's only one: `live` counts it, and the starting
     /// code until that lets go. `live` is read first: the starter clears `starting` before it
     /// gives up its count, so a count read without it finds `starting` cleared.
@@ -651,6 +681,10 @@ async fn step_task<'r>(run: &'r Arc<Run>, index: usize, carry: &mut Carry<'r>) -
         }
         StepEnd::Store(error) => {
             run.stop(Stop::Store(error));
+            return None;
+        }
+        StepEnd::Drained => {
+            run.drain();
             return None;
         }
     };

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::{
-    Change, Created, DeliveredSignal, EventLog, Lease, LeaseStore, NewRun, RunStore, SignalStore,
-    StoredRun, UnfinishedRun,
+    Change, Created, DeliveredSignal, EventLog, FreeRun, KnownGraph, Lease, LeaseStore, NewRun,
+    RunStore, SignalStore, StoredRun, UnfinishedRun,
 };
 use crate::runtime::events::feed::{Event, EventSink};
 
@@ -306,6 +306,15 @@ impl LeaseStore for MemoryStore {
     }
 
     fn release(&self, _: &RunId) {}
+
+    async fn give_up(&self, _: &[RunId]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Its runs do not outlive their engine: none is ever free for another.
+    async fn free_runs(&self, _: &[KnownGraph], _: usize) -> Result<Vec<FreeRun>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Signals by run and name; not numbered, so each waiting step asks for its own.

@@ -23,8 +23,13 @@ use crate::runtime::store::Change;
 pub(super) enum StepEnd {
     Completed(Value),
     Skipped,
-    Failed { attempts: u32, error: StepError },
+    Failed {
+        attempts: u32,
+        error: StepError,
+    },
     Store(StoreError),
+    /// The engine drains: no attempt began, and the completion carried is recorded.
+    Drained,
 }
 
 /// A step's inputs; inline for the usual few, so gathering them allocates nothing.
@@ -130,6 +135,9 @@ pub(super) async fn run_step<'r>(
     let mut first = true;
     loop {
         attempt = attempt.saturating_add(1);
+        if run.draining() {
+            return drained(run, deferred).await;
+        }
         // The previous step's permit, if no attempt is queued for it; else a free permit,
         // taken with one atomic operation; only a wait needs a future.
         let handed = held.take().filter(|_| run.engine.permits.unqueued());
@@ -143,7 +151,18 @@ pub(super) async fn run_step<'r>(
                 {
                     return StepEnd::Store(error);
                 }
-                Box::pin(run.engine.permits.take()).await
+                // A drain ends the wait: the step does not start.
+                let taken = Box::pin(async {
+                    tokio::select! {
+                        permit = run.engine.permits.take() => Some(permit),
+                        () = run.engine.lifecycle.draining() => None,
+                    }
+                })
+                .await;
+                match taken {
+                    Some(permit) if !run.draining() => permit,
+                    _ => return StepEnd::Drained,
+                }
             }
         };
         if first {
@@ -260,8 +279,27 @@ fn retry<'a>(
         if let Err(error) = run.record(&change).await {
             return Some(StepEnd::Store(error));
         }
-        tokio::time::sleep(delay).await;
-        None
+        // A drain ends the wait: the next attempt is not made here.
+        tokio::select! {
+            () = tokio::time::sleep(delay) => None,
+            () = run.engine.lifecycle.draining() => Some(StepEnd::Drained),
+        }
+    })
+}
+
+/// The engine drains: the step begins no attempt; the previous step's completion, carried
+/// for this step's start, is recorded alone. Boxed (see `fail`).
+fn drained<'a>(
+    run: &'a Run,
+    deferred: Option<super::Deferred>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = StepEnd> + Send + 'a>> {
+    Box::pin(async move {
+        if let Some(done) = deferred
+            && let Err(error) = super::flush(run, done).await
+        {
+            return StepEnd::Store(error);
+        }
+        StepEnd::Drained
     })
 }
 

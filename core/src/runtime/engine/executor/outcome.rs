@@ -14,6 +14,18 @@ use crate::runtime::store::Change;
 pub(super) fn settle(run: &Run) -> Outcome {
     let stop = lock(&run.stop).take();
     let stop = match stop {
+        // Drained after its last step ended: the run is complete all the same.
+        Some(Stop::Drained) if run.steps.iter().all(|cell| cell.end.get().is_some()) => {
+            match completed_output(run) {
+                Ok(output) => {
+                    return Ok(Finished {
+                        output,
+                        steps: reports(run),
+                    });
+                }
+                Err(message) => Stop::Internal(message.to_owned()),
+            }
+        }
         Some(stop) => stop,
         None => match completed_output(run) {
             Ok(output) => {
@@ -59,6 +71,13 @@ pub(super) fn settle(run: &Run) -> Outcome {
             run_id: run.run_id.clone(),
             error,
         },
+        Stop::Drained => {
+            tracing::info!("run released: the engine drains");
+            RunError::Released {
+                run_id: run.run_id.clone(),
+                steps: reports(run),
+            }
+        }
     })
 }
 
@@ -74,6 +93,16 @@ pub(super) async fn conclude(run: &Run) -> Outcome {
         // The run is left as the store last saw it: a durable store can resume it once it
         // is reachable again, which a recorded failure would rule out.
         Err(RunError::Store { .. }) => return outcome,
+        // Handed over: what ended is recorded, the end is another engine's to record.
+        Err(RunError::Released { .. }) => {
+            let last = lock(&run.last).take();
+            if let Some(last) = last
+                && let Err(source) = run.record_completed(&last, None).await
+            {
+                return Err(store_error(run, source));
+            }
+            return outcome;
+        }
         Err(error) => Change::RunFailed { error },
     };
     // The last step's completion, if its task kept it, goes with the end: one commit.

@@ -184,11 +184,16 @@ pub(super) async fn run_steps(
         start = ready.as_ref().and_then(|ready| ready.claim(run));
     }
     // A completion still carried belongs to the run's last step: the run's end records it.
-    // (One carried for a dependent the run stopped before running is dropped, as before.)
-    if let Some(deferred) = carry.deferred.take()
-        && !run.stopped.load(Ordering::SeqCst)
-    {
-        *lock(&run.last) = Some(deferred);
+    // One carried for a dependent the run stopped before running is dropped, as before,
+    // unless the engine drains: the run is handed over, and the step must not run again.
+    if let Some(deferred) = carry.deferred.take() {
+        if !run.stopped.load(Ordering::SeqCst) {
+            *lock(&run.last) = Some(deferred);
+        } else if run.draining()
+            && let Err(error) = Box::pin(flush(run, deferred)).await
+        {
+            run.stop(Stop::Store(error));
+        }
     }
     drop(carry);
     if let Some(cell) = run.steps.get(first) {

@@ -1,0 +1,262 @@
+//! Takeover without anyone asking: the definitions an engine can run, and the loop that takes
+//! up, for the life of the engine, the runs of those definitions whose lease has run out or
+//! was given up.
+//!
+//! An engine learns what it can run from [`Engine::register`] (a workflow definition) or
+//! [`Engine::register_take_up`] (what a crate built on the engine runs, a saga). The first
+//! registration starts the loop: every [`takeover_every`](super::EngineBuilder::takeover_every)
+//! it asks the store for at most [`TAKEOVER_BATCH`] free runs of the registered workflows and
+//! graphs ([`LeaseStore::free_runs`]: unfinished, not parked, lease expired or given up) and
+//! takes each up, one after the other, as [`Engine::resume`] does. So a replica that died or
+//! was cut off has its runs continued on another within its lease plus a poll, and a replica
+//! that drained ([`Engine::shutdown`]) within a poll. A run started under a graph no
+//! registered definition has is not listed, so not taken: it waits for a replica that knows
+//! its version. A run that keeps killing the replicas that take it up is parked by the store
+//! after its maximum of take-ups ([`EngineError::Parked`], a `run_parked` event).
+//!
+//! The loop holds the engine weakly and keeps nothing per run: it ends when the engine is
+//! dropped or drains. Several replicas may find the same free run; the store's lease lets one
+//! take it, and the others are refused (`Leased`) and go on.
+//!
+//! [`LeaseStore::free_runs`]: crate::runtime::LeaseStore::free_runs
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use super::{Engine, Inner, LeaseRefusal};
+use crate::runtime::definition::{Definition, StepValue, plan};
+use crate::runtime::error::EngineError;
+use crate::runtime::id::RunId;
+use crate::runtime::store::KnownGraph;
+
+/// How often an engine looks for runs to take over by default (see
+/// [`EngineBuilder::takeover_every`](super::EngineBuilder::takeover_every)): a run a replica
+/// gave up is taken up within this (and the take-up's own time); one whose replica died,
+/// within its lease and this.
+pub const DEFAULT_TAKEOVER_EVERY: Duration = Duration::from_millis(500);
+
+/// At most this many free runs are asked for, and taken up, at each poll.
+pub const TAKEOVER_BATCH: usize = 100;
+
+/// How the loop takes a run up; `Err((leased, why))`.
+type TakeFn = dyn Fn(Engine, RunId) -> Pin<Box<dyn Future<Output = Result<(), (bool, String)>> + Send>>
+    + Send
+    + Sync;
+
+/// One registered graph and how to take up its runs.
+struct Entry {
+    graph: KnownGraph,
+    take: Arc<TakeFn>,
+}
+
+/// The definitions an engine can run, by workflow and graph, and whether its loop runs.
+#[derive(Default)]
+pub(crate) struct Registry {
+    entries: Mutex<Vec<Entry>>,
+    started: std::sync::atomic::AtomicBool,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
+        // Every write under this lock is one push or one replacement.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers (or replaces) how the runs of `graph` are taken up.
+    fn insert(&self, graph: KnownGraph, take: Arc<TakeFn>) {
+        let mut entries = self.lock();
+        match entries.iter_mut().find(|e| e.graph == graph) {
+            Some(entry) => entry.take = take,
+            None => entries.push(Entry { graph, take }),
+        }
+    }
+
+    /// Every graph registered.
+    fn known(&self) -> Vec<KnownGraph> {
+        self.lock().iter().map(|e| e.graph.clone()).collect()
+    }
+
+    /// How to take up a run of `workflow` under the graph `fingerprint`: its graph's entry,
+    /// else one for every graph of the workflow.
+    fn taker(&self, workflow: &str, fingerprint: u64) -> Option<Arc<TakeFn>> {
+        let entries = self.lock();
+        let of = |exact: bool| {
+            entries.iter().find(|e| {
+                e.graph.workflow == workflow
+                    && if exact {
+                        e.graph.fingerprint == Some(fingerprint)
+                    } else {
+                        e.graph.fingerprint.is_none()
+                    }
+            })
+        };
+        of(true).or_else(|| of(false)).map(|e| Arc::clone(&e.take))
+    }
+}
+
+impl Engine {
+    /// Tells the engine it can run `def`: from now on, for the life of the engine, it takes
+    /// up by itself every unfinished run of `def`'s workflow and graph whose lease has run
+    /// out (its replica died or was cut off) or was given up (its replica drained, see
+    /// [`shutdown`](Self::shutdown)), at every poll
+    /// ([`takeover_every`](super::EngineBuilder::takeover_every)), with no call to
+    /// [`recover`](Self::recover). A run whose graph no registered definition has is left
+    /// alone. Registering the same workflow and graph again replaces the definition; several
+    /// graphs of one workflow (versions) may be registered side by side.
+    ///
+    /// The first registration starts the engine's takeover loop, which holds the engine
+    /// weakly and ends when it drains or is dropped. Errors: the definition is invalid, or
+    /// there is no tokio runtime to run the loop on.
+    ///
+    /// ```
+    /// use sagaflow_core::runtime::{Builder, Engine, StepError};
+    /// use sagaflow_core::StepOptions;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut b = Builder::<u32>::new("Double");
+    /// let input = b.input();
+    /// let out = b.step("double", StepOptions::new(), (input,), |_, (x,)| async move {
+    ///     Ok::<_, StepError>(*x * 2)
+    /// });
+    /// let def = b.build_with_output(out);
+    ///
+    /// // Every replica of a service registers what it runs, once, at start-up: runs other
+    /// // replicas leave behind are then taken up here by themselves.
+    /// let engine = Engine::ephemeral();
+    /// engine.register(&def)?;
+    /// assert_eq!(*engine.start(&def, "run-1", 21).await?.wait().await?.output, 42);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn register<I: StepValue, O: StepValue>(
+        &self,
+        def: &Definition<I, O>,
+    ) -> Result<(), EngineError> {
+        let erased = def.erased();
+        let plan = plan(erased);
+        if !plan.problems.is_empty() {
+            return Err(EngineError::InvalidDefinition {
+                workflow: erased.name().to_owned(),
+                problems: plan.problems.clone(),
+            });
+        }
+        let graph = KnownGraph {
+            workflow: erased.name().to_owned(),
+            fingerprint: Some(plan.fingerprint),
+        };
+        let def = def.clone();
+        self.register_take_up(graph, move |engine, run_id| {
+            let def = def.clone();
+            async move { engine.resume(&def, run_id).await.map(drop) }
+        })
+    }
+
+    /// Tells the engine how to take up the runs of `graph` that it finds free (see
+    /// [`register`](Self::register)): `take` is called with the engine and the run's id, and
+    /// takes the run up (its lease first, which may be refused as another replica's). For
+    /// crates built on the engine whose runs are taken up their own way (a saga's forward run
+    /// and compensation rounds); a workflow definition is registered with `register`.
+    pub fn register_take_up<E, F, Fut>(&self, graph: KnownGraph, take: F) -> Result<(), EngineError>
+    where
+        E: LeaseRefusal + fmt::Display + Send + 'static,
+        F: Fn(Engine, RunId) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+    {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| EngineError::NoRuntime)?;
+        let take: Arc<TakeFn> = Arc::new(move |engine, run_id| {
+            let taken = take(engine, run_id);
+            Box::pin(async move {
+                taken
+                    .await
+                    .map_err(|e| (e.lease_expires_in().is_some(), e.to_string()))
+            })
+        });
+        let registry = &self.inner.registry;
+        registry.insert(graph, take);
+        if !registry
+            .started
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            let every = self.inner.takeover_every;
+            let draining = self.inner.lifecycle.watch();
+            runtime.spawn(run_loop(Arc::downgrade(&self.inner), every, draining));
+        }
+        Ok(())
+    }
+
+    /// One poll of the takeover loop: takes up the free runs of the registered graphs, at
+    /// most [`TAKEOVER_BATCH`]; returns how many it took up.
+    pub(crate) async fn take_over_free_runs(&self) -> usize {
+        let registry = &self.inner.registry;
+        let known = registry.known();
+        if known.is_empty() || self.inner.lifecycle.is_draining() {
+            return 0;
+        }
+        let free = match self.inner.store.free_runs(&known, TAKEOVER_BATCH).await {
+            Ok(free) => free,
+            Err(error) => {
+                tracing::warn!(%error, "cannot list the runs free to take over; trying again at the next poll");
+                return 0;
+            }
+        };
+        let mut taken = 0;
+        for run in free {
+            if self.inner.lifecycle.is_draining() {
+                break;
+            }
+            if self.runs_here(&run.run_id) {
+                continue;
+            }
+            let Some(take) = registry.taker(&run.workflow, run.graph_fingerprint) else {
+                continue;
+            };
+            match take(self.clone(), run.run_id.clone()).await {
+                Ok(()) => {
+                    taken += 1;
+                    tracing::info!(run_id = %run.run_id, workflow = %run.workflow, "run taken over: its lease had run out or was given up");
+                }
+                Err((true, why)) => {
+                    tracing::debug!(run_id = %run.run_id, %why, "another replica took the run first");
+                }
+                Err((false, why)) => {
+                    tracing::warn!(run_id = %run.run_id, workflow = %run.workflow, %why, "a free run could not be taken over");
+                }
+            }
+        }
+        taken
+    }
+
+    /// Whether this engine runs `run_id` now.
+    fn runs_here(&self, run_id: &RunId) -> bool {
+        self.inner
+            .runs()
+            .runs
+            .get(run_id)
+            .is_some_and(|entry| entry.control.outcome.get().is_none())
+    }
+}
+
+/// The takeover loop: a poll every `every`, until the engine drains or is dropped.
+async fn run_loop(
+    engine: Weak<Inner>,
+    every: Duration,
+    mut draining: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            // Drains, or the engine was dropped (its sender with it).
+            _ = draining.wait_for(|d| *d) => return,
+        }
+        let Some(inner) = engine.upgrade() else {
+            return;
+        };
+        Engine { inner }.take_over_free_runs().await;
+    }
+}
