@@ -10,12 +10,16 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::error::describe;
 use sagaflow_core::runtime::error::StoreError;
 
-/// Where and how to connect: the client's configuration, and the TLS connector (`None`:
-/// plain connections, `sslmode=disable`). Reads as the configuration it holds.
+/// Where and how to connect: the client's configuration, the TLS connector (`None`: plain
+/// connections, `sslmode=disable`), and whether the server is behind a pooler in transaction
+/// mode (see `session`). Reads as the configuration it holds.
 #[derive(Clone)]
 pub(crate) struct Target {
     pub(crate) config: tokio_postgres::Config,
     pub(crate) tls: Option<MakeRustlsConnect>,
+    /// Behind a pooler in transaction mode: as the URL says, and, once [`configure`]d, as the
+    /// options say too.
+    pub(crate) pooled: bool,
 }
 
 impl std::fmt::Debug for Target {
@@ -23,6 +27,7 @@ impl std::fmt::Debug for Target {
         f.debug_struct("Target")
             .field("config", &self.config)
             .field("tls", &self.tls.is_some())
+            .field("pooled", &self.pooled)
             .finish()
     }
 }
@@ -92,29 +97,44 @@ pub(crate) fn manager(target: &Target) -> Manager {
     }
 }
 
-/// `config` as every connection of a store uses it: the store's schema first on the search
-/// path, the statement and lock timeouts, and an application name that says who holds it.
-pub(crate) fn configure(mut config: Target, options: &crate::PgOptions) -> Target {
-    let ms = |d: std::time::Duration| d.as_millis().min(i32::MAX as u128);
+/// The settings of every statement of a store, as `(name, value)`: the store's schema first
+/// on the search path, the statement and lock timeouts.
+pub(crate) fn settings(options: &crate::PgOptions) -> [(&'static str, String); 4] {
+    let ms = |d: std::time::Duration| d.as_millis().min(i32::MAX as u128).to_string();
     // A session left in a transaction by a client that vanished (a link that dropped every
     // packet) holds its locks, the log lock included, until the server gives it up: after
     // the statement timeout, as for a statement that hangs. The schema is quoted, as the
     // migrations quote it: unquoted, the server would fold `Billing` to `billing`, a schema
     // the store never made. (A schema name is a plain identifier, checked before: no quote
     // to escape.)
-    let extra = format!(
-        "-c search_path=\"{}\" -c statement_timeout={} -c lock_timeout={} \
-         -c idle_in_transaction_session_timeout={}",
-        options.schema,
-        ms(options.statement_timeout),
-        ms(options.lock_timeout),
-        ms(options.statement_timeout),
-    );
-    let merged = match config.get_options() {
-        Some(user) if !user.is_empty() => format!("{user} {extra}"),
-        _ => extra,
-    };
-    config.options(merged);
+    [
+        ("search_path", format!("\"{}\"", options.schema)),
+        ("statement_timeout", ms(options.statement_timeout)),
+        ("lock_timeout", ms(options.lock_timeout)),
+        (
+            "idle_in_transaction_session_timeout",
+            ms(options.statement_timeout),
+        ),
+    ]
+}
+
+/// `config` as every connection of a store uses it: the [`settings`] for the whole session
+/// (unless behind a pooler in transaction mode, which refuses them: then each transaction
+/// sets them, see `session`), and an application name that says who holds it.
+pub(crate) fn configure(mut config: Target, options: &crate::PgOptions) -> Target {
+    config.pooled |= options.transaction_pooling;
+    if !config.pooled {
+        let extra = settings(options)
+            .iter()
+            .map(|(name, value)| format!("-c {name}={value}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let merged = match config.get_options() {
+            Some(user) if !user.is_empty() => format!("{user} {extra}"),
+            _ => extra,
+        };
+        config.options(merged);
+    }
     if config.get_application_name().is_none() {
         config.application_name("sagaflow");
     }

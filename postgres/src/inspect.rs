@@ -27,16 +27,18 @@ use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::store::inspect::{
     EventRow, Inspect, InspectError, Machine, Run, Step, Transition, json_or_text,
 };
-use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
 
 use crate::error::describe;
 use crate::schema::SCHEMA_VERSION;
+use crate::session::{Param, Session};
 use crate::{PgOptions, connect, options};
 
 /// A sagaflow schema on a PostgreSQL server, opened read-only.
 pub struct PgInspector {
     client: Client,
+    /// How statements go: read-only transactions of their own behind a pooler.
+    session: Session,
     /// The server's URL without its password, and the schema where it is not the default.
     database: String,
 }
@@ -86,16 +88,24 @@ impl PgInspector {
         if config.get_application_name().is_none() {
             config.application_name("sagaflow inspect");
         }
-        let mut config = connect::configure(config, &default.schema(schema));
-        let read_only = match config.get_options() {
-            Some(set) => format!("{set} -c default_transaction_read_only=on"),
-            None => "-c default_transaction_read_only=on".to_owned(),
-        };
-        config.options(read_only);
+        let options = default.schema(schema);
+        let mut config = connect::configure(config, &options);
+        let session = Session::read_only(&config, &options);
+        if !session.pooled() {
+            let read_only = match config.get_options() {
+                Some(set) => format!("{set} -c default_transaction_read_only=on"),
+                None => "-c default_transaction_read_only=on".to_owned(),
+            };
+            config.options(read_only);
+        }
         let client = connect::connect(&config, &database)
             .await
             .map_err(|e| from_store(&database, e))?;
-        let inspector = PgInspector { client, database };
+        let inspector = PgInspector {
+            client,
+            session,
+            database,
+        };
         inspector.check_schema(schema).await?;
         Ok(inspector)
     }
@@ -154,30 +164,25 @@ impl PgInspector {
         }
     }
 
-    async fn query(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, InspectError> {
-        self.client
+    async fn query(&self, sql: &str, params: &[&dyn Param]) -> Result<Vec<Row>, InspectError> {
+        self.session
+            .on(&self.client)
             .query(sql, params)
             .await
             .map_err(|e| self.err(&e))
     }
 
-    async fn opt(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, InspectError> {
-        self.client
+    async fn opt(&self, sql: &str, params: &[&dyn Param]) -> Result<Option<Row>, InspectError> {
+        self.session
+            .on(&self.client)
             .query_opt(sql, params)
             .await
             .map_err(|e| self.err(&e))
     }
 
-    async fn one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, InspectError> {
-        self.client
+    async fn one(&self, sql: &str, params: &[&dyn Param]) -> Result<Row, InspectError> {
+        self.session
+            .on(&self.client)
             .query_one(sql, params)
             .await
             .map_err(|e| self.err(&e))

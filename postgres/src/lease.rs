@@ -12,6 +12,7 @@ use tokio_postgres::Client;
 
 use crate::error::{pg_error, pool_error};
 use crate::schema::Locks;
+use crate::session::Session;
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::store::{FreeRun, KnownGraph, Lease};
@@ -46,6 +47,7 @@ fn live(leases: &Leases) -> (Vec<String>, Vec<i64>) {
 pub(crate) async fn renew(
     leases: &Leases,
     pool: &Pool,
+    session: &Session,
     label: &str,
     locks: Locks,
 ) -> Result<(), StoreError> {
@@ -54,9 +56,16 @@ pub(crate) async fn renew(
         return Ok(());
     }
     let mut client = pool.get().await.map_err(|e| pool_error(label, &e))?;
-    let renewed = set_expiry(&mut client, locks, &runs, &tokens, Some(leases.lease_ms()))
-        .await
-        .map_err(|e| pg_error(label, &e))?;
+    let renewed = set_expiry(
+        &mut client,
+        session,
+        locks,
+        &runs,
+        &tokens,
+        Some(leases.lease_ms()),
+    )
+    .await
+    .map_err(|e| pg_error(label, &e))?;
     for run in runs.iter().filter(|run| !renewed.contains(*run)) {
         tracing::warn!(run_id = %run, "the run's lease was taken over by another owner");
         leases.lost(&RunId::from(run.as_str()));
@@ -69,12 +78,13 @@ pub(crate) async fn renew(
 pub(crate) async fn give_up(
     leases: &Leases,
     client: &mut Client,
+    session: &Session,
     locks: Locks,
 ) -> Result<(), tokio_postgres::Error> {
     leases.pause(false);
     let (runs, tokens) = live(leases);
     if !runs.is_empty() {
-        set_expiry(client, locks, &runs, &tokens, None).await?;
+        set_expiry(client, session, locks, &runs, &tokens, None).await?;
     }
     Ok(())
 }
@@ -145,12 +155,13 @@ pub(crate) async fn free_runs(
 /// never wait for each other's rows.
 async fn set_expiry(
     client: &mut Client,
+    session: &Session,
     locks: Locks,
     runs: &[String],
     tokens: &[i64],
     lease_ms: Option<i64>,
 ) -> Result<Vec<String>, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
+    let tx = session.transaction(client).await?;
     let (k1, k2) = locks.log;
     tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&k1, &k2])
         .await?;
@@ -230,13 +241,14 @@ impl Acquired {
 /// writer takes it before any run's row, so that no two transactions wait for each other.
 pub(crate) async fn acquire(
     client: &mut Client,
+    session: &Session,
     locks: Locks,
     run_id: &str,
     owner: &str,
     lease_ms: i64,
     max_recoveries: u32,
 ) -> Result<Acquired, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
+    let tx = session.transaction(client).await?;
     let (k1, k2) = locks.log;
     tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&k1, &k2])
         .await?;

@@ -32,6 +32,10 @@
 //! clock; a database with a newer schema is refused; every error names the server by its URL
 //! without the password.
 //!
+//! Behind a connection pooler in transaction mode (PgBouncer), see
+//! [`PgOptions::transaction_pooling`]: unnamed statements, the settings set per transaction,
+//! and signals found by polling.
+//!
 //! Tests on a paused tokio clock (`start_paused`) should not use this store: tokio moves a
 //! paused clock forward whenever every task waits, the server's answers included, and the
 //! writer bounds its wait for an answer with tokio's time (the statement timeout and 2 s), so
@@ -47,6 +51,7 @@ mod notices;
 mod options;
 mod reads;
 mod schema;
+mod session;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tls;
@@ -74,6 +79,7 @@ use change::ChangeRow;
 use error::pool_error;
 use lease::{Acquired, Leases};
 use schema::Locks;
+use session::Session;
 use writer::{CreateRow, RecordRow, Stats, Write, Writer};
 
 pub use options::PgOptions;
@@ -92,28 +98,33 @@ struct Inner {
     label: Arc<str>,
     writes: mpsc::UnboundedSender<Write>,
     pool: Pool,
+    /// How statements go on the pool's connections.
+    session: Session,
     leases: Arc<Leases>,
     publisher: Arc<Publisher>,
     locks: Locks,
     stats: Arc<Stats>,
     heartbeat: tokio::task::JoinHandle<()>,
-    /// The channel deliveries notify, and the task that listens to it.
+    /// The channel deliveries notify, and the task that listens to it (none behind a pooler
+    /// in transaction mode, which drops notifications).
     channel: String,
-    notices: watch::Receiver<u64>,
-    listener: tokio::task::JoinHandle<()>,
+    notices: Option<(watch::Receiver<u64>, tokio::task::JoinHandle<()>)>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.heartbeat.abort();
-        self.listener.abort();
+        if let Some((_, listener)) = &self.notices {
+            listener.abort();
+        }
         // Give the leases up, so that another replica need not wait for them to expire; on a
         // task, since a drop cannot wait. Without a runtime they expire on their own.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let (pool, leases, locks) = (self.pool.clone(), Arc::clone(&self.leases), self.locks);
+            let session = self.session.clone();
             runtime.spawn(async move {
                 if let Ok(mut client) = pool.get().await
-                    && let Err(error) = lease::give_up(&leases, &mut client, locks).await
+                    && let Err(error) = lease::give_up(&leases, &mut client, &session, locks).await
                 {
                     tracing::warn!(error = %error::describe(&error), "the leases could not be given up; they will expire");
                 }
@@ -146,11 +157,14 @@ impl PgStore {
         let label: Arc<str> = options::label(&config).into();
         options::check_schema(&label, &options.schema)?;
         let config = connect::configure(config, &options);
+        let session = Session::new(&config, &options);
         let locks = Locks::of(&options.schema);
 
         let client = connect::connect(&config, &label).await?;
-        schema::migrate(&client, &label, &options.schema, locks).await?;
-        let publisher = Arc::new(Publisher::new(reads::head(&client, &label).await?));
+        schema::migrate(&client, &session, &label, &options.schema, locks).await?;
+        let publisher = Arc::new(Publisher::new(
+            reads::head(&session.on(&client), &label).await?,
+        ));
         drop(client);
 
         let manager = connect::manager(&config);
@@ -163,13 +177,16 @@ impl PgStore {
             })?;
 
         let channel = notices::channel(&options.schema);
-        let (notify, notices) = watch::channel(0);
-        let listener = tokio::spawn(notices::listen(
-            config.clone(),
-            Arc::clone(&label),
-            channel.clone(),
-            Arc::new(notify),
-        ));
+        let notices = (!session.pooled()).then(|| {
+            let (notify, notices) = watch::channel(0);
+            let listener = tokio::spawn(notices::listen(
+                config.clone(),
+                Arc::clone(&label),
+                channel.clone(),
+                Arc::new(notify),
+            ));
+            (notices, listener)
+        });
 
         let owner = options.owner.clone().unwrap_or_else(lease::default_owner);
         let leases = Arc::new(Leases::new(
@@ -193,6 +210,7 @@ impl PgStore {
         let heartbeat = tokio::spawn(heartbeat(
             Arc::downgrade(&leases),
             pool.clone(),
+            session.clone(),
             Arc::clone(&label),
             locks,
         ));
@@ -201,6 +219,7 @@ impl PgStore {
                 label,
                 writes,
                 pool,
+                session,
                 leases,
                 publisher,
                 locks,
@@ -208,7 +227,6 @@ impl PgStore {
                 heartbeat,
                 channel,
                 notices,
-                listener,
             }),
         })
     }
@@ -308,7 +326,13 @@ impl PgStore {
 }
 
 /// Renews the leases every third of the lease, until the store is gone.
-async fn heartbeat(leases: Weak<Leases>, pool: Pool, label: Arc<str>, locks: Locks) {
+async fn heartbeat(
+    leases: Weak<Leases>,
+    pool: Pool,
+    session: Session,
+    label: Arc<str>,
+    locks: Locks,
+) {
     let Some(period) = leases.upgrade().map(|l| l.heartbeat_period()) else {
         return;
     };
@@ -319,7 +343,7 @@ async fn heartbeat(leases: Weak<Leases>, pool: Pool, label: Arc<str>, locks: Loc
         let Some(leases) = leases.upgrade() else {
             return;
         };
-        if let Err(error) = lease::renew(&leases, &pool, &label, locks).await {
+        if let Err(error) = lease::renew(&leases, &pool, &session, &label, locks).await {
             // Not renewed this time; the next tick tries again, well before the expiry.
             tracing::warn!(%error, "the leases could not be renewed");
         }
@@ -383,17 +407,22 @@ impl RunStore for PgStore {
 
     async fn load_run(&self, run_id: &RunId) -> Result<Option<StoredRun>, StoreError> {
         let client = self.client().await?;
-        reads::load_run(&client, &self.inner.label, run_id.as_str()).await
+        reads::load_run(
+            &self.inner.session.on(&client),
+            &self.inner.label,
+            run_id.as_str(),
+        )
+        .await
     }
 
     async fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>, StoreError> {
         let client = self.client().await?;
-        reads::unfinished_runs(&client, &self.inner.label).await
+        reads::unfinished_runs(&self.inner.session.on(&client), &self.inner.label).await
     }
 
     async fn stopped_runs(&self, workflow: &str) -> Result<Vec<RunId>, StoreError> {
         let client = self.client().await?;
-        reads::stopped_runs(&client, &self.inner.label, workflow).await
+        reads::stopped_runs(&self.inner.session.on(&client), &self.inner.label, workflow).await
     }
 }
 
@@ -405,6 +434,7 @@ impl LeaseStore for PgStore {
         let mut client = self.client().await?;
         let acquired = lease::acquire(
             &mut client,
+            &self.inner.session,
             self.inner.locks,
             run_id.as_str(),
             leases.owner(),
@@ -493,6 +523,7 @@ impl SignalStore for PgStore {
         let mut client = self.client().await?;
         reads::deliver_signal(
             &mut client,
+            &self.inner.session,
             &self.inner.label,
             self.inner.locks,
             &self.inner.channel,
@@ -501,19 +532,29 @@ impl SignalStore for PgStore {
         .await
     }
 
-    /// Notices from the store's `LISTEN` connection (see `notices`).
+    /// Notices from the store's `LISTEN` connection (see `notices`); none behind a pooler in
+    /// transaction mode, where the engine polls.
     fn signal_notices(&self) -> Option<sagaflow_core::runtime::store::SignalNotices> {
-        Some(self.inner.notices.clone())
+        self.inner
+            .notices
+            .as_ref()
+            .map(|(notices, _)| notices.clone())
     }
 
     async fn signal(&self, run_id: &RunId, name: &str) -> Result<Option<String>, StoreError> {
         let client = self.client().await?;
-        reads::signal(&client, &self.inner.label, run_id.as_str(), name).await
+        reads::signal(
+            &self.inner.session.on(&client),
+            &self.inner.label,
+            run_id.as_str(),
+            name,
+        )
+        .await
     }
 
     async fn signal_position(&self) -> Result<Option<u64>, StoreError> {
         let client = self.client().await?;
-        reads::signal_position(&client, &self.inner.label)
+        reads::signal_position(&self.inner.session.on(&client), &self.inner.label)
             .await
             .map(Some)
     }
@@ -524,7 +565,13 @@ impl SignalStore for PgStore {
         limit: usize,
     ) -> Result<Vec<DeliveredSignal>, StoreError> {
         let client = self.client().await?;
-        reads::signals_after(&client, &self.inner.label, after, limit).await
+        reads::signals_after(
+            &self.inner.session.on(&client),
+            &self.inner.label,
+            after,
+            limit,
+        )
+        .await
     }
 }
 
@@ -542,7 +589,7 @@ impl EventLog for PgStore {
         }
         let client = self.client().await?;
         reads::events(
-            &client,
+            &self.inner.session.on(&client),
             &self.inner.label,
             run_id.map(RunId::as_str),
             after,
@@ -562,7 +609,7 @@ impl EventLog for PgStore {
 impl MachineStore for PgStore {
     async fn load_machine(&self, id: &str) -> Result<Option<StoredMachine>, StoreError> {
         let client = self.client().await?;
-        machines::load(&client, &self.inner.label, id).await
+        machines::load(&self.inner.session.on(&client), &self.inner.label, id).await
     }
 
     async fn insert_machine(
@@ -572,17 +619,28 @@ impl MachineStore for PgStore {
         state: &str,
     ) -> Result<(StoredMachine, bool), StoreError> {
         let client = self.client().await?;
-        machines::insert(&client, &self.inner.label, (id, machine, state)).await
+        machines::insert(
+            &self.inner.session.on(&client),
+            &self.inner.label,
+            (id, machine, state),
+        )
+        .await
     }
 
     async fn advance_machine(&self, id: &str, step: MachineStep) -> Result<Advanced, StoreError> {
         let client = self.client().await?;
-        machines::advance(&client, &self.inner.label, id, &step).await
+        machines::advance(
+            &self.inner.session.on(&client),
+            &self.inner.label,
+            id,
+            &step,
+        )
+        .await
     }
 
     async fn machine_ids(&self, machine: &str) -> Result<Vec<String>, StoreError> {
         let client = self.client().await?;
-        machines::ids(&client, &self.inner.label, machine).await
+        machines::ids(&self.inner.session.on(&client), &self.inner.label, machine).await
     }
 
     async fn machine_log(
@@ -592,7 +650,14 @@ impl MachineStore for PgStore {
         limit: usize,
     ) -> Result<Vec<MachineTransition>, StoreError> {
         let client = self.client().await?;
-        machines::log(&client, &self.inner.label, id, after, limit).await
+        machines::log(
+            &self.inner.session.on(&client),
+            &self.inner.label,
+            id,
+            after,
+            limit,
+        )
+        .await
     }
 }
 

@@ -3,9 +3,10 @@
 //! version = $expected` and, only if it changed the row, the log row. A writer that read an
 //! older version changes nothing and hears [`Advanced::Conflict`] with the version now stored.
 
-use tokio_postgres::{Client, Row};
+use tokio_postgres::Row;
 
 use crate::error::pg_error;
+use crate::session::Link;
 use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::store::{Advanced, MachineStep, MachineTransition, StoredMachine};
 
@@ -31,7 +32,7 @@ fn machine_of(row: &Row) -> StoredMachine {
 const COLUMNS: &str = "machine_id, machine, state, version, created_at, updated_at";
 
 pub(crate) async fn load(
-    client: &Client,
+    client: &Link<'_>,
     label: &str,
     id: &str,
 ) -> Result<Option<StoredMachine>, StoreError> {
@@ -46,7 +47,7 @@ pub(crate) async fn load(
 }
 
 pub(crate) async fn insert(
-    client: &Client,
+    client: &Link<'_>,
     label: &str,
     (id, machine, state): (&str, &str, &str),
 ) -> Result<(StoredMachine, bool), StoreError> {
@@ -75,7 +76,7 @@ pub(crate) async fn insert(
 }
 
 pub(crate) async fn advance(
-    client: &Client,
+    client: &Link<'_>,
     label: &str,
     id: &str,
     step: &MachineStep,
@@ -121,7 +122,7 @@ pub(crate) async fn advance(
 }
 
 pub(crate) async fn ids(
-    client: &Client,
+    client: &Link<'_>,
     label: &str,
     machine: &str,
 ) -> Result<Vec<String>, StoreError> {
@@ -136,7 +137,7 @@ pub(crate) async fn ids(
 }
 
 pub(crate) async fn log(
-    client: &Client,
+    client: &Link<'_>,
     label: &str,
     id: &str,
     after: u64,

@@ -42,6 +42,22 @@ pub struct PgOptions {
     /// restarted, a link went down) before the writes waiting fail; 30 s by default. The
     /// writes wait meanwhile, so a restart of the server is a pause, not an error.
     pub reconnect_timeout: Duration,
+    /// The store works behind a connection pooler in transaction mode (PgBouncer's
+    /// `pool_mode = transaction`), where a connection is the store's for one transaction only;
+    /// `false` by default. The URL may say so too, with `transaction_pooling=true`; either
+    /// turns it on. What changes:
+    ///
+    /// - Every statement is unnamed (parsed, bound and run in one message), never a prepared
+    ///   statement, which would stay on a server connection the pooler hands to others.
+    /// - The store's settings (the schema on the search path, the statement and lock
+    ///   timeouts) are set for each transaction (`SET LOCAL`), not at connecting: the pooler
+    ///   refuses them as startup parameters. A statement on its own is sent as a transaction
+    ///   of its own, `BEGIN` and the settings, the statement, `COMMIT`, in one round trip.
+    /// - Migrations hold their lock for a transaction (`pg_advisory_xact_lock`), not a
+    ///   session.
+    /// - No connection listens for signals (the pooler drops notifications): an engine
+    ///   waiting for a signal another replica delivered finds it at its next poll, not at once.
+    pub transaction_pooling: bool,
 }
 
 impl Default for PgOptions {
@@ -56,6 +72,7 @@ impl Default for PgOptions {
             statement_timeout: Duration::from_secs(30),
             lock_timeout: Duration::from_secs(10),
             reconnect_timeout: Duration::from_secs(30),
+            transaction_pooling: false,
         }
     }
 }
@@ -114,6 +131,13 @@ impl PgOptions {
         self.lock_timeout = timeout;
         self
     }
+
+    /// These options for a server behind a connection pooler in transaction mode, or not (see
+    /// [`transaction_pooling`](Self::transaction_pooling)).
+    pub fn transaction_pooling(mut self, pooling: bool) -> Self {
+        self.transaction_pooling = pooling;
+        self
+    }
 }
 
 /// The server's URL as the store's errors name it: user, hosts, ports and database, never the
@@ -154,7 +178,11 @@ pub(crate) fn parse(url: &str) -> Result<crate::connect::Target, StoreError> {
         .map_err(|e| refused(format!("not a PostgreSQL connection string: {e}")))?;
     let tls = crate::tls::connector(split.mode, split.root_cert.as_deref())
         .map_err(|e| refused(format!("TLS: {e}")))?;
-    Ok(crate::connect::Target { config, tls })
+    Ok(crate::connect::Target {
+        config,
+        tls,
+        pooled: split.transaction_pooling,
+    })
 }
 
 /// `url` with whatever sits between `://user:` and `@` replaced, for an error about a URL that

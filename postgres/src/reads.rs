@@ -4,9 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio_postgres::Client;
-
 use crate::error::pg_error;
+use crate::session::{Link, Session};
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::events::{Event, EventKind};
@@ -18,7 +17,7 @@ use sagaflow_core::runtime::store::{
 /// A run and its steps in the order they first started, read in one statement so that they
 /// are one snapshot even while another replica writes.
 pub(crate) async fn load_run(
-    client: &Client,
+    client: &Link<'_>,
     label: &str,
     run_id: &str,
 ) -> Result<Option<StoredRun>, StoreError> {
@@ -95,7 +94,7 @@ fn bad_value(label: &str, run_id: &str, step: Option<&str>, value: &str) -> Stor
 
 /// The runs still running and not parked, oldest first.
 pub(crate) async fn unfinished_runs(
-    client: &Client,
+    client: &Link<'_>,
     label: &str,
 ) -> Result<Vec<UnfinishedRun>, StoreError> {
     let rows = client
@@ -117,7 +116,7 @@ pub(crate) async fn unfinished_runs(
 
 /// The runs of `workflow` that ended failed or cancelled, oldest first.
 pub(crate) async fn stopped_runs(
-    client: &Client,
+    client: &Link<'_>,
     label: &str,
     workflow: &str,
 ) -> Result<Vec<RunId>, StoreError> {
@@ -136,7 +135,7 @@ pub(crate) async fn stopped_runs(
 }
 
 /// The last `seq` in the log (0 for an empty one).
-pub(crate) async fn head(client: &Client, label: &str) -> Result<u64, StoreError> {
+pub(crate) async fn head(client: &Link<'_>, label: &str) -> Result<u64, StoreError> {
     client
         .query_one("SELECT COALESCE(max(seq), 0) FROM events", &[])
         .await
@@ -146,7 +145,7 @@ pub(crate) async fn head(client: &Client, label: &str) -> Result<u64, StoreError
 
 /// Up to `limit` events after `after`, of `run_id` or of every run, in `seq` order.
 pub(crate) async fn events(
-    client: &Client,
+    client: &Link<'_>,
     label: &str,
     run_id: Option<&str>,
     after: u64,
@@ -208,14 +207,15 @@ pub(crate) async fn events(
 /// the log lock; returns whether this call delivered it. A run that does not exist is an
 /// error naming it.
 pub(crate) async fn deliver_signal(
-    client: &mut Client,
+    client: &mut tokio_postgres::Client,
+    session: &Session,
     label: &str,
     locks: crate::schema::Locks,
     channel: &str,
     (run_id, name, payload): (&str, &str, &str),
 ) -> Result<bool, StoreError> {
     let pg = |e: tokio_postgres::Error| pg_error(label, &e);
-    let tx = client.transaction().await.map_err(pg)?;
+    let tx = session.transaction(client).await.map_err(pg)?;
     let (k1, k2) = locks.log;
     tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&k1, &k2])
         .await
@@ -251,7 +251,7 @@ pub(crate) async fn deliver_signal(
 
 /// The payload of the signal, if it has been delivered.
 pub(crate) async fn signal(
-    client: &Client,
+    client: &Link<'_>,
     label: &str,
     run_id: &str,
     name: &str,
@@ -267,7 +267,7 @@ pub(crate) async fn signal(
 }
 
 /// The position of the newest signal, 0 if there is none.
-pub(crate) async fn signal_position(client: &Client, label: &str) -> Result<u64, StoreError> {
+pub(crate) async fn signal_position(client: &Link<'_>, label: &str) -> Result<u64, StoreError> {
     client
         .query_one("SELECT COALESCE(max(position), 0) FROM signals", &[])
         .await
@@ -277,7 +277,7 @@ pub(crate) async fn signal_position(client: &Client, label: &str) -> Result<u64,
 
 /// At most `limit` signals after position `after`, oldest first.
 pub(crate) async fn signals_after(
-    client: &Client,
+    client: &Link<'_>,
     label: &str,
     after: u64,
     limit: usize,

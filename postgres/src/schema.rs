@@ -9,6 +9,7 @@
 use tokio_postgres::Client;
 
 use crate::error::pg_error;
+use crate::session::Session;
 use sagaflow_core::runtime::error::StoreError;
 
 /// The migrations, oldest first; migration `i` takes the schema from version `i` to `i + 1`.
@@ -282,7 +283,7 @@ $fn$;
 /// schema (its FNV-1a hash), so that stores in different schemas never wait for each other.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Locks {
-    /// Held (per session) while migrating.
+    /// Held while migrating: per session, or behind a pooler per transaction.
     pub(crate) migrate: (i32, i32),
     /// Held (per transaction) while numbering events and signals.
     pub(crate) log: (i32, i32),
@@ -304,6 +305,7 @@ impl Locks {
 /// lock. Every failure names `label`.
 pub(crate) async fn migrate(
     client: &Client,
+    session: &Session,
     label: &str,
     schema: &str,
     locks: Locks,
@@ -312,16 +314,21 @@ pub(crate) async fn migrate(
         path: label.to_owned(),
         message,
     };
-    let (k1, k2) = locks.migrate;
-    client
-        .execute("SELECT pg_advisory_lock($1, $2)", &[&k1, &k2])
-        .await
-        .map_err(|e| pg_error(label, &e))?;
-    let result = migrate_locked(client, label, schema).await;
-    // Session-level: let go whatever happened (a dropped connection lets go too).
-    let _ = client
-        .execute("SELECT pg_advisory_unlock($1, $2)", &[&k1, &k2])
-        .await;
+    let result = if session.pooled() {
+        migrate_pooled(client, session, label, schema, locks).await
+    } else {
+        let (k1, k2) = locks.migrate;
+        client
+            .execute("SELECT pg_advisory_lock($1, $2)", &[&k1, &k2])
+            .await
+            .map_err(|e| pg_error(label, &e))?;
+        let result = migrate_locked(client, label, schema).await;
+        // Session-level: let go whatever happened (a dropped connection lets go too).
+        let _ = client
+            .execute("SELECT pg_advisory_unlock($1, $2)", &[&k1, &k2])
+            .await;
+        result
+    };
     result.map_err(|e| match e {
         Migrate::Store(e) => e,
         Migrate::Failed(message) => open(message),
@@ -333,26 +340,47 @@ enum Migrate {
     Failed(String),
 }
 
+/// The schema and its version's table, made if missing.
+fn bootstrap(schema: &str) -> String {
+    format!(
+        "CREATE SCHEMA IF NOT EXISTS \"{schema}\";
+         CREATE TABLE IF NOT EXISTS \"{schema}\".schema_version (
+             one     boolean NOT NULL PRIMARY KEY DEFAULT true CHECK (one),
+             version bigint  NOT NULL
+         );
+         INSERT INTO \"{schema}\".schema_version (version) VALUES (0)
+             ON CONFLICT (one) DO NOTHING;"
+    )
+}
+
+/// The statement that reads the schema's version.
+fn version_sql(schema: &str) -> String {
+    format!("SELECT version FROM \"{schema}\".schema_version")
+}
+
+/// Migration `sql`, which takes the schema to version `next`, and the bump of the version, to
+/// run inside a transaction.
+fn step(schema: &str, sql: &str, next: i64) -> String {
+    format!(
+        "SET LOCAL search_path TO \"{schema}\"; {sql}
+         UPDATE \"{schema}\".schema_version SET version = {next};"
+    )
+}
+
+/// The migration `next` failed with `e`.
+fn failed(next: i64, e: &tokio_postgres::Error) -> Migrate {
+    Migrate::Failed(format!(
+        "migration to schema version {next} failed: {}",
+        crate::error::describe(e)
+    ))
+}
+
 async fn migrate_locked(client: &Client, label: &str, schema: &str) -> Result<(), Migrate> {
     let pg = |e: tokio_postgres::Error| Migrate::Store(pg_error(label, &e));
-    client
-        .batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS \"{schema}\";
-             CREATE TABLE IF NOT EXISTS \"{schema}\".schema_version (
-                 one     boolean NOT NULL PRIMARY KEY DEFAULT true CHECK (one),
-                 version bigint  NOT NULL
-             );
-             INSERT INTO \"{schema}\".schema_version (version) VALUES (0)
-                 ON CONFLICT (one) DO NOTHING;"
-        ))
-        .await
-        .map_err(pg)?;
+    client.batch_execute(&bootstrap(schema)).await.map_err(pg)?;
     loop {
         let version: i64 = client
-            .query_one(
-                &format!("SELECT version FROM \"{schema}\".schema_version"),
-                &[],
-            )
+            .query_one(&version_sql(schema), &[])
             .await
             .map_err(pg)?
             .get(0);
@@ -364,16 +392,65 @@ async fn migrate_locked(client: &Client, label: &str, schema: &str) -> Result<()
             return Ok(());
         };
         let next = version + 1;
-        let transaction = format!(
-            "BEGIN; SET LOCAL search_path TO \"{schema}\"; {sql}
-             UPDATE \"{schema}\".schema_version SET version = {next}; COMMIT;"
-        );
+        let transaction = format!("BEGIN; {} COMMIT;", step(schema, sql, next));
         if let Err(e) = client.batch_execute(&transaction).await {
             let _ = client.batch_execute("ROLLBACK").await;
-            return Err(Migrate::Failed(format!(
-                "migration to schema version {next} failed: {}",
-                crate::error::describe(&e)
-            )));
+            return Err(failed(next, &e));
+        }
+    }
+}
+
+/// Behind a pooler in transaction mode, where a session's lock would stay with a server
+/// connection the pooler hands to other clients: each migration is a transaction that takes
+/// the migration lock for itself (`pg_advisory_xact_lock`) before it reads the version, so
+/// replicas starting together still apply each migration once.
+async fn migrate_pooled(
+    client: &Client,
+    session: &Session,
+    label: &str,
+    schema: &str,
+    locks: Locks,
+) -> Result<(), Migrate> {
+    let pg = |e: tokio_postgres::Error| Migrate::Store(pg_error(label, &e));
+    let (k1, k2) = locks.migrate;
+    loop {
+        // Every statement in the transaction: the pooler keeps it on one server connection.
+        let opened = format!(
+            "{}; SELECT pg_advisory_xact_lock({k1}, {k2}); {}",
+            session.begin(),
+            bootstrap(schema)
+        );
+        let version = async {
+            client.batch_execute(&opened).await.map_err(pg)?;
+            let version: i64 = client
+                .query_typed_one(&version_sql(schema), &[])
+                .await
+                .map_err(pg)?
+                .get(0);
+            check_version(label, version).map_err(Migrate::Store)?;
+            Ok(version)
+        }
+        .await;
+        let version = match version {
+            Ok(version) => version,
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(e);
+            }
+        };
+        let Some(sql) = usize::try_from(version)
+            .ok()
+            .and_then(|index| MIGRATIONS.get(index))
+        else {
+            return client.batch_execute("COMMIT").await.map_err(pg);
+        };
+        let next = version + 1;
+        if let Err(e) = client
+            .batch_execute(&format!("{} COMMIT;", step(schema, sql, next)))
+            .await
+        {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(failed(next, &e));
         }
     }
 }
@@ -473,7 +550,8 @@ mod tests {
             .unwrap();
         let before = steps_of(&client, &schema).await;
         assert_eq!(before.len(), 4, "{before:?}");
-        migrate(&client, "test", &schema, Locks::of(&schema))
+        let session = crate::session::Session::default();
+        migrate(&client, &session, "test", &schema, Locks::of(&schema))
             .await
             .unwrap();
         let version: i64 = client

@@ -36,16 +36,22 @@ pub(crate) enum SslMode {
     VerifyFull,
 }
 
-/// A URL's TLS settings, and the URL as tokio-postgres reads it.
+/// A URL's TLS settings, whether it says the server is behind a pooler in transaction mode,
+/// and the URL as tokio-postgres reads it.
 #[derive(Debug)]
 pub(crate) struct Split {
-    /// The URL with `sslrootcert` taken out and `verify-*` written as `require`.
+    /// The URL with `sslrootcert` and `transaction_pooling` taken out and `verify-*` written
+    /// as `require`.
     pub(crate) url: String,
     pub(crate) mode: SslMode,
     pub(crate) root_cert: Option<PathBuf>,
+    /// `transaction_pooling=true` (see [`PgOptions::transaction_pooling`](crate::PgOptions)):
+    /// sagaflow's, not libpq's, so tokio-postgres never sees it.
+    pub(crate) transaction_pooling: bool,
 }
 
-/// Reads `sslmode` and `sslrootcert` out of `url` (a URL's query, or key=value pairs).
+/// Reads `sslmode`, `sslrootcert` and `transaction_pooling` out of `url` (a URL's query, or
+/// key=value pairs).
 pub(crate) fn split(url: &str) -> Result<Split, String> {
     let (head, pairs, sep) = match url.find("://") {
         Some(_) => match url.split_once('?') {
@@ -60,6 +66,7 @@ pub(crate) fn split(url: &str) -> Result<Split, String> {
     };
     let mut mode = SslMode::Prefer;
     let mut root_cert = None;
+    let mut transaction_pooling = false;
     let mut kept = Vec::new();
     for pair in pairs {
         match pair.split_once('=') {
@@ -85,6 +92,17 @@ pub(crate) fn split(url: &str) -> Result<Split, String> {
                 kept.push(format!("sslmode={passed}"));
             }
             Some(("sslrootcert", path)) => root_cert = Some(PathBuf::from(path)),
+            Some(("transaction_pooling", value)) => {
+                transaction_pooling = match value {
+                    "true" => true,
+                    "false" => false,
+                    other => {
+                        return Err(format!(
+                            "transaction_pooling `{other}` is neither true nor false"
+                        ));
+                    }
+                };
+            }
             _ => kept.push(pair.to_owned()),
         }
     }
@@ -101,6 +119,7 @@ pub(crate) fn split(url: &str) -> Result<Split, String> {
         url,
         mode,
         root_cert,
+        transaction_pooling,
     })
 }
 
@@ -296,5 +315,25 @@ mod tests {
         );
         let error = split("postgres://h/db?sslmode=sometimes").unwrap_err();
         assert!(error.contains("sometimes"), "{error}");
+    }
+
+    #[test]
+    fn transaction_pooling_is_read_and_never_passed_on() {
+        let s = split("postgres://u@h:6432/db?transaction_pooling=true&sslmode=disable").unwrap();
+        assert!(s.transaction_pooling);
+        assert_eq!(s.url, "postgres://u@h:6432/db?sslmode=disable");
+        let s = split("postgres://u@h/db?transaction_pooling=true").unwrap();
+        assert_eq!(
+            (s.transaction_pooling, s.url.as_str()),
+            (true, "postgres://u@h/db")
+        );
+        let s = split("host=h transaction_pooling=false port=6432").unwrap();
+        assert_eq!(
+            (s.transaction_pooling, s.url.as_str()),
+            (false, "host=h port=6432")
+        );
+        assert!(!split("postgres://u@h/db").unwrap().transaction_pooling);
+        let error = split("postgres://h/db?transaction_pooling=yes").unwrap_err();
+        assert!(error.contains("transaction_pooling `yes`"), "{error}");
     }
 }

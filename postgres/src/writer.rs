@@ -33,12 +33,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::{Client, Row, Statement};
+use tokio_postgres::Row;
 
 use crate::change::ChangeRow;
 use crate::connect::connect;
 use crate::error::pg_error;
 use crate::schema::Locks;
+use crate::session::{Kept, Link, Session};
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::events::{Event, EventKind, Publisher};
@@ -82,13 +83,13 @@ pub(crate) enum Write {
     Record(RecordRow, oneshot::Sender<Result<(), StoreError>>),
 }
 
-/// The statements the writer's connection keeps prepared.
+/// The writer's connection, and the statements it keeps (see `session`).
 struct Conn {
-    client: Client,
-    create: Statement,
-    record: Statement,
-    mark: Statement,
-    lock: Statement,
+    client: tokio_postgres::Client,
+    create: Kept,
+    record: Kept,
+    mark: Kept,
+    lock: Kept,
 }
 
 const CREATE_SQL: &str = "
@@ -131,6 +132,7 @@ pub(crate) struct Stats {
 /// The writer task's state.
 pub(crate) struct Writer {
     config: crate::connect::Target,
+    session: Session,
     label: Arc<str>,
     owner: String,
     locks: Locks,
@@ -173,6 +175,7 @@ impl Writer {
         options: &crate::PgOptions,
     ) -> Writer {
         Writer {
+            session: Session::new(&config, options),
             config,
             label,
             owner,
@@ -205,8 +208,9 @@ impl Writer {
         // doubt any more, so its number goes too, and `writers` holds only live owners (and
         // those of processes that died).
         if let Some(conn) = &self.conn
-            && let Err(error) = conn
-                .client
+            && let Err(error) = self
+                .session
+                .on(&conn.client)
                 .execute("DELETE FROM writers WHERE owner = $1", &[&self.owner])
                 .await
         {
@@ -221,21 +225,18 @@ impl Writer {
             return Ok(());
         }
         let client = connect(&self.config, &self.label).await?;
-        // The writer's statements are the same few, run again and again: planned once
-        // (a generic plan), not at every batch, where planning cost more than running them.
-        client
-            .batch_execute("SET plan_cache_mode = force_generic_plan")
-            .await
-            .map_err(|e| pg_error(&self.label, &e))?;
         let pg = |e: tokio_postgres::Error| pg_error(&self.label, &e);
+        // The writer's statements are the same few, run again and again.
+        let session = &self.session;
+        session.plan_once(&client).await.map_err(pg)?;
         let conn = Conn {
-            create: client.prepare(CREATE_SQL).await.map_err(pg)?,
-            record: client.prepare(RECORD_SQL).await.map_err(pg)?,
-            mark: client.prepare(MARK_SQL).await.map_err(pg)?,
-            lock: client.prepare(LOCK_SQL).await.map_err(pg)?,
+            create: session.keep(&client, CREATE_SQL).await.map_err(pg)?,
+            record: session.keep(&client, RECORD_SQL).await.map_err(pg)?,
+            mark: session.keep(&client, MARK_SQL).await.map_err(pg)?,
+            lock: session.keep(&client, LOCK_SQL).await.map_err(pg)?,
             client,
         };
-        self.committed = committed_batch(&conn.client, &self.owner)
+        self.committed = committed_batch(session.on(&conn.client), &self.owner)
             .await
             .map_err(pg)?;
         self.batch = self.batch.max(self.committed);
@@ -338,8 +339,10 @@ impl Writer {
             )));
         };
         // With crash points (a test build), every batch is a transaction of its own, so that
-        // a crash can come between its statements and its `COMMIT`.
+        // a crash can come between its statements and its `COMMIT`; behind a pooler too, so
+        // that its settings (the search path that finds the statement's function) are set.
         let alone = !cfg!(feature = "fault-injection")
+            && !self.session.pooled()
             && batch.iter().all(|write| matches!(write, Write::Record(..)));
         if alone {
             let numbered = Numbered {
@@ -378,18 +381,19 @@ impl Writer {
             });
         }
         let client = &conn.client;
+        let begin = self.session.begin();
         let mut pending: Vec<Pending<'_>> = Vec::with_capacity(batch.len() + 4);
         pending.push(Box::pin(async move {
-            client.batch_execute("BEGIN").await.map(|()| Vec::new())
+            client.batch_execute(begin).await.map(|()| Vec::new())
         }));
         pending.push(Box::pin(async move {
-            client
-                .execute(&conn.mark, &[&owner, &number])
+            conn.mark
+                .query(client, &[&owner, &number])
                 .await
                 .map(|_| Vec::new())
         }));
         pending.push(Box::pin(async move {
-            client.query(&conn.lock, &[&k1, &k2]).await
+            conn.lock.query(client, &[&k1, &k2]).await
         }));
         // The creations one statement each, then every change in one.
         let mut statements = 0;
@@ -569,8 +573,9 @@ impl Writer {
         let conn = self.conn.as_ref().ok_or_else(|| {
             StoreError::Backend(format!("database `{label}`: the writer has no connection"))
         })?;
-        let row = conn
-            .client
+        let row = self
+            .session
+            .on(&conn.client)
             .query_one(
                 "SELECT workflow FROM runs WHERE run_id = $1",
                 &[&run_id.as_str()],
@@ -681,8 +686,9 @@ impl Writer {
                 "database `{label}`: the writer has no connection"
             )));
         };
-        let found = conn
-            .client
+        let found = self
+            .session
+            .on(&conn.client)
             .query_opt(
                 "SELECT workflow, owner, version FROM runs WHERE run_id = $1",
                 &[&row.run_id.as_str()],
@@ -756,7 +762,7 @@ fn fail(batch: Vec<Write>, error: &StoreError) {
 }
 
 /// The number of the last batch `owner`'s writer committed (0 if none).
-async fn committed_batch(client: &Client, owner: &str) -> Result<i64, tokio_postgres::Error> {
+async fn committed_batch(client: Link<'_>, owner: &str) -> Result<i64, tokio_postgres::Error> {
     Ok(client
         .query_opt("SELECT batch FROM writers WHERE owner = $1", &[&owner])
         .await?
@@ -766,9 +772,9 @@ async fn committed_batch(client: &Client, owner: &str) -> Result<i64, tokio_post
 /// The statement of a creation, sent when first polled.
 fn create<'a>(conn: &'a Conn, row: &'a CreateRow) -> Pending<'a> {
     Box::pin(async move {
-        conn.client
+        conn.create
             .query(
-                &conn.create,
+                &conn.client,
                 &[
                     &row.run_id.as_str(),
                     &row.workflow,
@@ -869,9 +875,9 @@ async fn record_all(
         }
     }
     let c = Columns::of(&changes);
-    conn.client
+    conn.record
         .query(
-            &conn.record,
+            &conn.client,
             &[
                 &batch.owner,
                 &batch.number,

@@ -113,5 +113,6 @@ macro_rules! fresh_db {
         }
     };
 }
+pub(crate) mod bouncer;
 pub(crate) mod proxy;
 pub(crate) mod server;

@@ -13,7 +13,8 @@ pub(crate) struct TempServer {
     settings: String,
 }
 
-fn as_root() -> bool {
+/// Whether this process is root, so that servers (and PgBouncer) run as `postgres`.
+pub(crate) fn as_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -43,7 +44,7 @@ fn check(what: &str, output: &Output) {
 }
 
 /// A free TCP port on the loopback, as the system hands one out.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

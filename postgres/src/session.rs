@@ -1,0 +1,331 @@
+//! How the store's statements go to the server: the one place that tells a connection of the
+//! store's own from one behind a pooler in transaction mode (PgBouncer's `pool_mode =
+//! transaction`, [`PgOptions::transaction_pooling`](crate::PgOptions::transaction_pooling)).
+//!
+//! On a connection of its own, the store sets its settings (`connect::settings`: the schema on
+//! the search path, the timeouts) once, when it connects, and its statements are prepared,
+//! named: the writer's few once for the connection's life, the others at each use (as
+//! tokio-postgres runs a statement given as text).
+//!
+//! Behind a pooler in transaction mode, a connection is the store's for one transaction only;
+//! the next may run on another server connection, which knows neither the settings nor the
+//! statements prepared, and whatever a session keeps would stay for the pooler's next client.
+//! So every statement is unnamed, parsed, bound and run in one message (`query_typed`, with
+//! the parameters' types said by the client: see [`Param`]), and every transaction sets the
+//! settings first (`SET LOCAL`), which end with it. A statement on its own is sent as a
+//! transaction of its own: `BEGIN` and the settings, the statement, `COMMIT`, written
+//! together and answered in one round trip. Nothing the store does stays on a server
+//! connection, and nothing another client left there (a `SET`) reaches the store's statements.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures_util::future::join3;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Error, Row, Statement, Transaction};
+
+/// How statements go to the server (see the module). Cheap to clone. The default is a
+/// session on connections of the store's own.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Session {
+    /// `None`: on connections of the store's own.
+    pooled: Option<Arc<Pooled>>,
+}
+
+/// Behind a pooler in transaction mode: the settings each transaction sets.
+#[derive(Debug)]
+struct Pooled {
+    /// `SET LOCAL` each setting.
+    settings: String,
+    /// `BEGIN` and the settings.
+    begin: String,
+}
+
+impl Session {
+    /// The session of a store with `options` on `target` (once `connect::configure`d).
+    pub(crate) fn new(target: &crate::connect::Target, options: &crate::PgOptions) -> Session {
+        Session::opening(target, options, "BEGIN")
+    }
+
+    /// The session of a reader that writes nothing (`inspect`): behind a pooler, each
+    /// transaction is read-only, as its own connection's session is.
+    pub(crate) fn read_only(
+        target: &crate::connect::Target,
+        options: &crate::PgOptions,
+    ) -> Session {
+        Session::opening(target, options, "BEGIN READ ONLY")
+    }
+
+    fn opening(
+        target: &crate::connect::Target,
+        options: &crate::PgOptions,
+        begin: &str,
+    ) -> Session {
+        let pooled = target.pooled.then(|| {
+            let settings = crate::connect::settings(options)
+                .iter()
+                .map(|(name, value)| format!("SET LOCAL {name} = {value}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let begin = format!("{begin}; {settings}");
+            Arc::new(Pooled { settings, begin })
+        });
+        Session { pooled }
+    }
+
+    /// Behind a pooler in transaction mode.
+    pub(crate) fn pooled(&self) -> bool {
+        self.pooled.is_some()
+    }
+
+    /// What opens a transaction: `BEGIN`, and behind a pooler the settings for it.
+    pub(crate) fn begin(&self) -> &str {
+        self.pooled.as_ref().map_or("BEGIN", |pooled| &pooled.begin)
+    }
+
+    /// Statements on their own on `client`.
+    pub(crate) fn on<'a>(&'a self, client: &'a Client) -> Link<'a> {
+        Link {
+            client,
+            session: self,
+        }
+    }
+
+    /// A transaction on `client`; behind a pooler, its settings set (a round trip more).
+    pub(crate) async fn transaction<'a>(&self, client: &'a mut Client) -> Result<Tx<'a>, Error> {
+        let tx = client.transaction().await?;
+        if let Some(pooled) = &self.pooled {
+            tx.batch_execute(&pooled.settings).await?;
+        }
+        Ok(Tx {
+            tx,
+            unnamed: self.pooled(),
+        })
+    }
+
+    /// Readies `client`, a connection that keeps statements (the writer's), for them: planned
+    /// once (a generic plan), not at each use, where planning cost more than running them.
+    /// Behind a pooler nothing is kept, so there is nothing to ready.
+    pub(crate) async fn plan_once(&self, client: &Client) -> Result<(), Error> {
+        if self.pooled() {
+            return Ok(());
+        }
+        client
+            .batch_execute("SET plan_cache_mode = force_generic_plan")
+            .await
+    }
+
+    /// `sql`, kept for `client`'s life: prepared on it, or behind a pooler its text, sent
+    /// unnamed at each use.
+    pub(crate) async fn keep(&self, client: &Client, sql: &'static str) -> Result<Kept, Error> {
+        Ok(match self.pooled {
+            None => Kept::Prepared(client.prepare(sql).await?),
+            Some(_) => Kept::Text(sql),
+        })
+    }
+}
+
+/// A statement kept for a connection's life (see [`Session::keep`]).
+#[derive(Debug)]
+pub(crate) enum Kept {
+    Prepared(Statement),
+    Text(&'static str),
+}
+
+impl Kept {
+    /// Runs the statement with `params` on `client`, in whatever transaction it is in; its
+    /// request is written when the future is first polled.
+    pub(crate) async fn query(
+        &self,
+        client: &Client,
+        params: &[&dyn Param],
+    ) -> Result<Vec<Row>, Error> {
+        match self {
+            Kept::Prepared(statement) => client.query(statement, &values(params)).await,
+            Kept::Text(sql) => client.query_typed(sql, &typed(params)).await,
+        }
+    }
+}
+
+/// A statement's parameter: a value, and the type it goes as when no statement is prepared
+/// to say which the server expects (behind a pooler). The Rust type says it, as it does for
+/// a prepared statement, whose types the value must match.
+pub(crate) trait Param: ToSql + Sync {
+    /// The value's PostgreSQL type.
+    fn pg_type(&self) -> Type;
+    /// The value, as tokio-postgres takes it.
+    fn value(&self) -> &(dyn ToSql + Sync);
+}
+
+macro_rules! params {
+    ($($rust:ty => $pg:ident),+ $(,)?) => {
+        $(impl Param for $rust {
+            fn pg_type(&self) -> Type {
+                Type::$pg
+            }
+            fn value(&self) -> &(dyn ToSql + Sync) {
+                self
+            }
+        })+
+    };
+}
+
+params! {
+    bool => BOOL,
+    i32 => INT4,
+    i64 => INT8,
+    &str => TEXT,
+    String => TEXT,
+    Option<i32> => INT4,
+    Option<i64> => INT8,
+    Option<&str> => TEXT,
+    Option<String> => TEXT,
+    Vec<bool> => BOOL_ARRAY,
+    Vec<i64> => INT8_ARRAY,
+    Vec<Option<i32>> => INT4_ARRAY,
+    Vec<&str> => TEXT_ARRAY,
+    Vec<Option<&str>> => TEXT_ARRAY,
+    &[i64] => INT8_ARRAY,
+    &[String] => TEXT_ARRAY,
+}
+
+fn values<'a>(params: &[&'a dyn Param]) -> Vec<&'a (dyn ToSql + Sync)> {
+    params.iter().map(|p| p.value()).collect()
+}
+
+fn typed<'a>(params: &[&'a dyn Param]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
+    params.iter().map(|p| (p.value(), p.pg_type())).collect()
+}
+
+/// A connection, for statements on their own (see [`Session::on`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Link<'a> {
+    client: &'a Client,
+    session: &'a Session,
+}
+
+impl Link<'_> {
+    /// Behind a pooler, `statement` in a transaction of its own that sets the settings first:
+    /// the three requests written at once (each future writes its own when first polled, and
+    /// `join3` polls them in order), one round trip.
+    async fn alone<T>(
+        &self,
+        begin: &str,
+        statement: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let (begun, result, committed) = join3(
+            self.client.batch_execute(begin),
+            statement,
+            // After a failed statement, the server answers with a rollback.
+            self.client.batch_execute("COMMIT"),
+        )
+        .await;
+        begun?;
+        let value = result?;
+        committed?;
+        Ok(value)
+    }
+
+    pub(crate) async fn query(&self, sql: &str, params: &[&dyn Param]) -> Result<Vec<Row>, Error> {
+        match &self.session.pooled {
+            None => self.client.query(sql, &values(params)).await,
+            Some(pooled) => {
+                self.alone(&pooled.begin, self.client.query_typed(sql, &typed(params)))
+                    .await
+            }
+        }
+    }
+
+    pub(crate) async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+    ) -> Result<Option<Row>, Error> {
+        match &self.session.pooled {
+            None => self.client.query_opt(sql, &values(params)).await,
+            Some(pooled) => {
+                self.alone(
+                    &pooled.begin,
+                    self.client.query_typed_opt(sql, &typed(params)),
+                )
+                .await
+            }
+        }
+    }
+
+    pub(crate) async fn query_one(&self, sql: &str, params: &[&dyn Param]) -> Result<Row, Error> {
+        match &self.session.pooled {
+            None => self.client.query_one(sql, &values(params)).await,
+            Some(pooled) => {
+                self.alone(
+                    &pooled.begin,
+                    self.client.query_typed_one(sql, &typed(params)),
+                )
+                .await
+            }
+        }
+    }
+
+    pub(crate) async fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, Error> {
+        match &self.session.pooled {
+            None => self.client.execute(sql, &values(params)).await,
+            Some(pooled) => {
+                self.alone(
+                    &pooled.begin,
+                    self.client.execute_typed(sql, &typed(params)),
+                )
+                .await
+            }
+        }
+    }
+}
+
+/// A transaction of the store's (see [`Session::transaction`]); rolled back if dropped
+/// before [`commit`](Self::commit).
+pub(crate) struct Tx<'a> {
+    tx: Transaction<'a>,
+    /// Statements go unnamed (behind a pooler).
+    unnamed: bool,
+}
+
+impl Tx<'_> {
+    pub(crate) async fn query(&self, sql: &str, params: &[&dyn Param]) -> Result<Vec<Row>, Error> {
+        if self.unnamed {
+            self.tx.query_typed(sql, &typed(params)).await
+        } else {
+            self.tx.query(sql, &values(params)).await
+        }
+    }
+
+    pub(crate) async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+    ) -> Result<Option<Row>, Error> {
+        if self.unnamed {
+            self.tx.query_typed_opt(sql, &typed(params)).await
+        } else {
+            self.tx.query_opt(sql, &values(params)).await
+        }
+    }
+
+    pub(crate) async fn query_one(&self, sql: &str, params: &[&dyn Param]) -> Result<Row, Error> {
+        if self.unnamed {
+            self.tx.query_typed_one(sql, &typed(params)).await
+        } else {
+            self.tx.query_one(sql, &values(params)).await
+        }
+    }
+
+    pub(crate) async fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, Error> {
+        if self.unnamed {
+            self.tx.execute_typed(sql, &typed(params)).await
+        } else {
+            self.tx.execute(sql, &values(params)).await
+        }
+    }
+
+    pub(crate) async fn commit(self) -> Result<(), Error> {
+        self.tx.commit().await
+    }
+}
