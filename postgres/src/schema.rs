@@ -152,10 +152,15 @@ CREATE TABLE writers (
 /// The function takes the log lock first; each statement in it then reads a snapshot taken
 /// after the lock (a volatile function's statements each take their own), so no take-up can
 /// change a token between the fence and the commit. It writes the writer's batch number, then
-/// fences each write on its run's token and appends its events; one row per write comes back,
-/// in order (see `writer`). A write alone (the sequential case) has a simpler statement than
-/// the set-based one. A release that needs another shape adds `record_v2` and leaves this one
-/// for the release before it.
+/// fences each write on its run's token (a lookup by key each), renews the leases that are
+/// half spent and ends the runs that end, and appends the events of the writes that passed, in
+/// the batch's order. One row comes back: the events' numbers (in the batch's order, which is
+/// the order they were inserted in), the time, and for each write whether it passed the fence
+/// and whether its run exists. Nothing in it joins the batch with itself: each change finds
+/// its write by index, so a batch costs in proportion to its writes (a join on estimates of
+/// one row was a nested loop, quadratic in the batch). A write alone (the sequential case) has
+/// a simpler statement of its own. A release that needs another shape adds
+/// `record_v2` and leaves this one for the release before it.
 const V2: &str = "
 ALTER TABLE events ADD COLUMN output text;
 
@@ -196,7 +201,7 @@ CREATE FUNCTION record_v1(
     p_runs text[], p_tokens bigint[], p_leases bigint[], p_ends text[], p_end_errors text[],
     p_wis bigint[], p_steps text[], p_outputs text[], p_kinds text[], p_attempts integer[],
     p_details text[]
-) RETURNS TABLE (r_seqs bigint[], r_at bigint, r_found boolean)
+) RETURNS TABLE (r_seqs bigint[], r_at bigint, r_passed boolean[], r_found boolean[])
 LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $fn$
 BEGIN
     PERFORM pg_advisory_xact_lock(p_k1, p_k2);
@@ -204,77 +209,72 @@ BEGIN
         ON CONFLICT (owner) DO UPDATE SET batch = excluded.batch;
     IF cardinality(p_runs) = 1 THEN
         RETURN QUERY
-        WITH fence AS (
-            SELECT run_id, now_ms() AS at, lease_expires FROM runs
-            WHERE run_id = p_runs[1] AND lease_token = p_tokens[1] AND NOT parked
+        WITH now AS MATERIALIZED (SELECT now_ms() AS at),
+        r AS MATERIALIZED (
+            SELECT lease_token = p_tokens[1] AND NOT parked AS admitted, lease_expires
+            FROM runs WHERE run_id = p_runs[1]
         ),
         renew AS (
-            UPDATE runs SET version = version + 1, updated_at = fence.at,
-                lease_expires = CASE WHEN p_ends[1] IS NULL THEN fence.at + p_leases[1] END,
+            UPDATE runs SET version = version + 1, updated_at = now.at,
+                lease_expires = CASE WHEN p_ends[1] IS NULL THEN now.at + p_leases[1] END,
                 status = COALESCE(p_ends[1], status), error = COALESCE(p_end_errors[1], error)
-            FROM fence WHERE runs.run_id = fence.run_id
-                AND (p_ends[1] IS NOT NULL OR fence.lease_expires IS NULL
-                     OR fence.lease_expires - fence.at < p_leases[1] / 2)
-        ),
-        ch AS (
-            SELECT * FROM unnest(p_steps, p_outputs, p_kinds, p_attempts, p_details)
-                WITH ORDINALITY AS c(step, output, kind, attempt, detail, ord)
+            FROM r, now
+            WHERE runs.run_id = p_runs[1] AND r.admitted
+                AND (p_ends[1] IS NOT NULL OR r.lease_expires IS NULL
+                     OR r.lease_expires - now.at < p_leases[1] / 2)
         ),
         ev AS (
             INSERT INTO events (run_id, at, kind, step, attempt, detail, output)
-            SELECT fence.run_id, fence.at, ch.kind, ch.step, ch.attempt, ch.detail, ch.output
-            FROM fence, ch ORDER BY ch.ord
-            RETURNING seq, at
+            SELECT p_runs[1], now.at, c.kind, c.step, c.attempt, c.detail, c.output
+            FROM unnest(p_steps, p_outputs, p_kinds, p_attempts, p_details)
+                    WITH ORDINALITY AS c(step, output, kind, attempt, detail, ci),
+                now, r
+            WHERE r.admitted
+            ORDER BY c.ci
+            RETURNING seq
         )
-        SELECT (SELECT array_agg(seq ORDER BY seq) FROM ev), (SELECT min(at) FROM ev),
-            EXISTS (SELECT 1 FROM runs WHERE run_id = p_runs[1]);
+        SELECT (SELECT array_agg(seq ORDER BY seq) FROM ev), (SELECT at FROM now),
+            ARRAY[COALESCE((SELECT admitted FROM r), false)],
+            ARRAY[EXISTS (SELECT 1 FROM r)];
         RETURN;
     END IF;
     RETURN QUERY
-    WITH w AS (
-        SELECT * FROM unnest(p_runs, p_tokens, p_leases, p_ends, p_end_errors)
-            WITH ORDINALITY AS w(run_id, token, lease_ms, end_status, end_error, wi)
+    WITH now AS MATERIALIZED (SELECT now_ms() AS at),
+    w AS MATERIALIZED (
+        SELECT x.wi, x.run_id, x.lease_ms, x.end_status, x.end_error,
+            r.run_id IS NOT NULL AS run_exists,
+            COALESCE(r.lease_token = x.token AND NOT r.parked, false) AS admitted,
+            r.lease_expires
+        FROM unnest(p_runs, p_tokens, p_leases, p_ends, p_end_errors)
+            WITH ORDINALITY AS x(run_id, token, lease_ms, end_status, end_error, wi)
+        LEFT JOIN runs r ON r.run_id = x.run_id
     ),
-    g AS (
-        SELECT run_id, token, max(lease_ms) AS lease_ms, max(end_status) AS end_status,
-            max(end_error) AS end_error
-        FROM w GROUP BY run_id, token
-    ),
-    fence AS (
-        SELECT r.run_id, r.lease_token AS token, now_ms() AS at, r.lease_expires, g.lease_ms,
-            g.end_status, g.end_error
-        FROM g JOIN runs r ON r.run_id = g.run_id AND r.lease_token = g.token AND NOT r.parked
-    ),
+    admitted AS MATERIALIZED (SELECT array_agg(admitted ORDER BY wi) AS p FROM w),
     renew AS (
-        UPDATE runs r SET version = r.version + 1, updated_at = f.at,
-            lease_expires = CASE WHEN f.end_status IS NULL THEN f.at + f.lease_ms END,
-            status = COALESCE(f.end_status, r.status), error = COALESCE(f.end_error, r.error)
-        FROM fence f WHERE r.run_id = f.run_id
-            AND (f.end_status IS NOT NULL OR f.lease_expires IS NULL
-                 OR f.lease_expires - f.at < f.lease_ms / 2)
-    ),
-    c AS (
-        SELECT * FROM unnest(p_wis, p_steps, p_outputs, p_kinds, p_attempts, p_details)
-            WITH ORDINALITY AS c(wi, step, output, kind, attempt, detail, ci)
-    ),
-    applied AS (
-        SELECT c.*, w.run_id, f.at FROM c
-            JOIN w ON w.wi = c.wi
-            JOIN fence f ON f.run_id = w.run_id AND f.token = w.token
+        UPDATE runs r SET version = r.version + 1, updated_at = now.at,
+            lease_expires = CASE WHEN g.end_status IS NULL THEN now.at + g.lease_ms END,
+            status = COALESCE(g.end_status, r.status), error = COALESCE(g.end_error, r.error)
+        FROM (
+            SELECT run_id, max(lease_ms) AS lease_ms, max(end_status) AS end_status,
+                max(end_error) AS end_error, min(lease_expires) AS lease_expires
+            FROM w WHERE admitted GROUP BY run_id
+        ) g, now
+        WHERE r.run_id = g.run_id
+            AND (g.end_status IS NOT NULL OR g.lease_expires IS NULL
+                 OR g.lease_expires - now.at < g.lease_ms / 2)
     ),
     ev AS (
         INSERT INTO events (run_id, at, kind, step, attempt, detail, output)
-        SELECT run_id, at, kind, step, attempt, detail, output FROM applied ORDER BY ci
-        RETURNING seq, run_id, kind, step
+        SELECT p_runs[c.wi], now.at, c.kind, c.step, c.attempt, c.detail, c.output
+        FROM unnest(p_wis, p_steps, p_outputs, p_kinds, p_attempts, p_details)
+                WITH ORDINALITY AS c(wi, step, output, kind, attempt, detail, ci),
+            now
+        WHERE (SELECT p FROM admitted)[c.wi]
+        ORDER BY c.ci
+        RETURNING seq
     )
-    SELECT
-        (SELECT array_agg(ev.seq ORDER BY ev.seq) FROM ev
-            JOIN c ON c.wi = w.wi AND ev.kind = c.kind AND ev.step IS NOT DISTINCT FROM c.step
-            WHERE ev.run_id = w.run_id),
-        f.at,
-        EXISTS (SELECT 1 FROM runs r WHERE r.run_id = w.run_id)
-    FROM w LEFT JOIN fence f ON f.run_id = w.run_id AND f.token = w.token
-    ORDER BY w.wi;
+    SELECT (SELECT array_agg(seq ORDER BY seq) FROM ev), (SELECT at FROM now),
+        (SELECT p FROM admitted), (SELECT array_agg(run_exists ORDER BY wi) FROM w);
 END
 $fn$;
 ";

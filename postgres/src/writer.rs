@@ -109,13 +109,12 @@ SELECT (SELECT seq FROM ev), (SELECT at FROM ev), (SELECT workflow FROM runs WHE
 
 /// Every change write of a batch, as one call of the schema's `record_v1` (see `schema`): the
 /// writes as arrays (a run's id, token, lease and end), their changes as arrays (one or two a
-/// write: a change, or a step's completion and the next step's start), numbered so that each
-/// change finds its write. It takes the log lock and writes the batch's number itself, so that
-/// a batch of changes alone is this one statement, committed by itself. One row comes back per
-/// write, in order: the `seq`s of its events, the time, and whether its run exists (no events:
-/// fenced, or no run).
-const RECORD_SQL: &str = "SELECT r_seqs, r_at, r_found FROM record_v1($1, $2, $3, $4, $5, $6, \
-     $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+/// write: a change, or a step's completion and the next step's start), each with the index of
+/// its write. It takes the log lock and writes the batch's number itself, so that a batch of
+/// changes alone is this one statement, committed by itself. One row comes back (see
+/// [`outcomes`]).
+const RECORD_SQL: &str = "SELECT r_seqs, r_at, r_passed, r_found FROM record_v1($1, $2, $3, \
+     $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 
 const MARK_SQL: &str = "INSERT INTO writers (owner, batch) VALUES ($1, $2) \
      ON CONFLICT (owner) DO UPDATE SET batch = excluded.batch";
@@ -155,13 +154,13 @@ type Pending<'a> =
 
 /// How a batch's transaction ended.
 enum Ran {
-    /// Committed; the rows each write's statements returned.
-    Committed(Vec<Vec<Row>>),
+    /// Committed; what each write got back.
+    Committed(Vec<Answered>),
     /// Rolled back: a statement failed in the server.
     RolledBack(tokio_postgres::Error),
-    /// The connection failed: the `COMMIT` may or may not have reached the server. The rows
-    /// of each write, if every answer arrived.
-    Unknown(String, Option<Vec<Vec<Row>>>),
+    /// The connection failed: the `COMMIT` may or may not have reached the server. What each
+    /// write got back, if every answer arrived.
+    Unknown(String, Option<Vec<Answered>>),
 }
 
 impl Writer {
@@ -288,7 +287,7 @@ impl Writer {
     /// number whether it committed. Committed, it is answered as it was found (or, if some
     /// answers were lost with the connection, see [`Writer::answer_unseen`]); not committed,
     /// it is sent once more.
-    async fn settle(&mut self, batch: Vec<Write>, error: &str, rows: Option<Vec<Vec<Row>>>) {
+    async fn settle(&mut self, batch: Vec<Write>, error: &str, rows: Option<Vec<Answered>>) {
         tracing::warn!(
             database = %self.label,
             %error,
@@ -521,22 +520,29 @@ impl Writer {
     }
 
     /// Publishes the events of a committed batch, then answers each write.
-    async fn answer(&self, batch: Vec<Write>, rows: Vec<Vec<Row>>) {
+    async fn answer(&self, batch: Vec<Write>, rows: Vec<Answered>) {
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
         self.stats
             .writes
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let mut events = Vec::new();
         let mut answers = Vec::with_capacity(batch.len());
-        for (write, rows) in batch.into_iter().zip(rows) {
-            match write {
-                Write::Create(row, reply) => {
+        for (write, answered) in batch.into_iter().zip(rows) {
+            match (write, answered) {
+                (Write::Create(row, reply), Answered::Created(rows)) => {
                     let answer = self.created(&row, &rows, &mut events);
                     answers.push(Answer::Create(reply, answer, row.run_id));
                 }
-                Write::Record(row, reply) => {
-                    let answer = self.recorded(&row, &rows, &mut events);
+                (Write::Create(row, reply), Answered::Recorded(_)) => {
+                    let answer = Err(self.unreadable(&row.run_id));
+                    answers.push(Answer::Create(reply, answer, row.run_id));
+                }
+                (Write::Record(row, reply), Answered::Recorded(outcome)) => {
+                    let answer = self.recorded(&row, outcome, &mut events);
                     answers.push(Answer::Record(reply, answer));
+                }
+                (Write::Record(row, reply), Answered::Created(_)) => {
+                    answers.push(Answer::Record(reply, Err(self.unreadable(&row.run_id))));
                 }
             }
         }
@@ -627,32 +633,22 @@ impl Writer {
     fn recorded(
         &self,
         row: &RecordRow,
-        rows: &[Row],
+        outcome: Option<Outcome>,
         events: &mut Vec<Event>,
     ) -> Result<(), StoreError> {
-        let found = rows
-            .first()
-            .and_then(|r| {
-                Some((
-                    r.try_get::<_, Option<Vec<i64>>>(0).ok()?,
-                    r.try_get::<_, Option<i64>>(1).ok()?,
-                    r.try_get::<_, bool>(2).ok()?,
-                ))
-            })
-            .ok_or_else(|| self.unreadable(&row.run_id))?;
-        match found {
-            (Some(seqs), Some(at), _) => {
+        match outcome.ok_or_else(|| self.unreadable(&row.run_id))? {
+            Outcome::Applied(seqs, at) => {
                 let changes = std::iter::once(&row.change).chain(&row.then);
                 for (seq, change) in seqs.into_iter().zip(changes) {
                     events.push(change.event(&row.run_id, seq.cast_unsigned(), at));
                 }
                 Ok(())
             }
-            (_, _, true) => Err(StoreError::Fenced {
+            Outcome::Fenced => Err(StoreError::Fenced {
                 run_id: row.run_id.clone(),
                 token: row.token.max(0).cast_unsigned(),
             }),
-            (_, _, false) => Err(StoreError::Backend(format!(
+            Outcome::NoRun => Err(StoreError::Backend(format!(
                 "database `{}`: no run `{}` to record a change of",
                 self.label, row.run_id
             ))),
@@ -789,10 +785,28 @@ fn create<'a>(conn: &'a Conn, row: &'a CreateRow) -> Pending<'a> {
     })
 }
 
-/// The rows each write of `batch` got back, in the batch's order, from the statements'
-/// rows: a creation's statement each, in order, then the changes' statement with a row per
-/// change write. A write whose row is missing gets none (and is answered as unreadable).
-fn distribute(batch: &[Write], statements: Vec<Vec<Row>>) -> Vec<Vec<Row>> {
+/// What a write of a committed batch got back.
+enum Answered {
+    /// A creation: its statement's rows.
+    Created(Vec<Row>),
+    /// A change: what the change statement said of it (`None`: an answer of the wrong shape).
+    Recorded(Option<Outcome>),
+}
+
+/// What became of a change write.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Its events were appended, numbered so, at this time.
+    Applied(Vec<i64>, i64),
+    /// Its run's lease is another's (or the run is parked): nothing written.
+    Fenced,
+    /// No such run.
+    NoRun,
+}
+
+/// What each write of `batch` got back, in the batch's order, from the statements' rows: a
+/// creation's statement each, in order, then the change statement's one row.
+fn distribute(batch: &[Write], statements: Vec<Vec<Row>>) -> Vec<Answered> {
     let creates = batch
         .iter()
         .filter(|write| matches!(write, Write::Create(..)))
@@ -800,14 +814,74 @@ fn distribute(batch: &[Write], statements: Vec<Vec<Row>>) -> Vec<Vec<Row>> {
     let mut statements = statements.into_iter();
     let mut created: Vec<Vec<Row>> = statements.by_ref().take(creates).collect();
     created.reverse();
-    let mut recorded = statements.next().unwrap_or_default().into_iter();
+    let records: Vec<&RecordRow> = batch
+        .iter()
+        .filter_map(|write| match write {
+            Write::Record(row, _) => Some(row),
+            Write::Create(..) => None,
+        })
+        .collect();
+    let found = statements
+        .next()
+        .and_then(|rows| rows.into_iter().next())
+        .and_then(|row| {
+            Some((
+                row.try_get::<_, Option<Vec<i64>>>(0)
+                    .ok()?
+                    .unwrap_or_default(),
+                row.try_get::<_, i64>(1).ok()?,
+                row.try_get::<_, Vec<bool>>(2).ok()?,
+                row.try_get::<_, Vec<bool>>(3).ok()?,
+            ))
+        });
+    let mut recorded = found
+        .and_then(|(seqs, at, passed, exists)| {
+            let changes: Vec<usize> = records
+                .iter()
+                .map(|row| 1 + usize::from(row.then.is_some()))
+                .collect();
+            outcomes(&changes, seqs, at, &passed, &exists)
+        })
+        .map(Vec::into_iter);
     batch
         .iter()
         .map(|write| match write {
-            Write::Create(..) => created.pop().unwrap_or_default(),
-            Write::Record(..) => recorded.next().into_iter().collect(),
+            Write::Create(..) => Answered::Created(created.pop().unwrap_or_default()),
+            Write::Record(..) => Answered::Recorded(recorded.as_mut().and_then(Iterator::next)),
         })
         .collect()
+}
+
+/// What became of each change write, from the change statement's row: the numbers of every
+/// event appended (in the batch's order), the time, and for each write whether it passed the
+/// fence and whether its run exists. A write that passed takes the next numbers, one per
+/// change (`changes`, a write's count). `None` if the counts do not add up.
+fn outcomes(
+    changes: &[usize],
+    seqs: Vec<i64>,
+    at: i64,
+    passed: &[bool],
+    exists: &[bool],
+) -> Option<Vec<Outcome>> {
+    if passed.len() != changes.len() || exists.len() != changes.len() {
+        return None;
+    }
+    let mut seqs = seqs.into_iter();
+    let mut found = Vec::with_capacity(changes.len());
+    for ((&count, &passed), &exists) in changes.iter().zip(passed).zip(exists) {
+        found.push(if passed {
+            let mine: Vec<i64> = seqs.by_ref().take(count).collect();
+            if mine.len() != count {
+                return None;
+            }
+            Outcome::Applied(mine, at)
+        } else if exists {
+            Outcome::Fenced
+        } else {
+            Outcome::NoRun
+        });
+    }
+    seqs.next().is_none().then_some(found)
 }
 
 /// Changes as the columns the change statements take, one array per column.
@@ -897,4 +971,38 @@ async fn record_all(
             ],
         )
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Outcome, outcomes};
+
+    #[test]
+    fn each_write_that_passed_takes_the_next_numbers_one_per_change() {
+        // A pair, a fenced pair, a lone change, a write of no run.
+        let found = outcomes(
+            &[2, 2, 1, 1],
+            vec![10, 11, 12],
+            7,
+            &[true, false, true, false],
+            &[true, true, true, false],
+        );
+        assert_eq!(
+            found,
+            Some(vec![
+                Outcome::Applied(vec![10, 11], 7),
+                Outcome::Fenced,
+                Outcome::Applied(vec![12], 7),
+                Outcome::NoRun,
+            ])
+        );
+    }
+
+    #[test]
+    fn numbers_that_do_not_add_up_are_no_answer() {
+        // Too few, too many, and flags for another number of writes.
+        assert_eq!(outcomes(&[2], vec![10], 7, &[true], &[true]), None);
+        assert_eq!(outcomes(&[1], vec![10, 11], 7, &[true], &[true]), None);
+        assert_eq!(outcomes(&[1, 1], vec![10], 7, &[true], &[true]), None);
+    }
 }
