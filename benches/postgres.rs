@@ -3,7 +3,8 @@
 //! server. Rounds alternate between the contenders; the medians and their ratios are printed.
 //!
 //! `cargo bench --bench postgres` (the server from `SAGAFLOW_PG_URL`, by default the local one;
-//! `SAGAFLOW_BENCH_ROUNDS` rounds, 3 by default). Figures in `benches/README.md`.
+//! `SAGAFLOW_BENCH_ROUNDS` rounds, 3 by default; `SAGAFLOW_BENCH_ONLY=sequential` or
+//! `concurrent` for one shape). Figures in `benches/README.md`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -172,11 +173,23 @@ fn main() {
         // A warm-up of each.
         bare_sequential(200).await;
         sagaflow_sequential(&engine, 999).await;
+        // `SAGAFLOW_BENCH_ONLY=concurrent` (or `sequential`) runs one shape alone, as a profile
+        // of it wants.
+        let only = std::env::var("SAGAFLOW_BENCH_ONLY").unwrap_or_default();
         for round in 0..rounds {
-            bare_seq.push(bare_sequential(SEQUENTIAL_RUNS * CHAIN).await);
-            flow_seq.push(sagaflow_sequential(&engine, round).await);
-            bare_con.push(bare_concurrent(16, Duration::from_secs(3)).await);
-            flow_con.push(sagaflow_concurrent(&engine, round).await);
+            if only != "concurrent" {
+                bare_seq.push(bare_sequential(SEQUENTIAL_RUNS * CHAIN).await);
+                flow_seq.push(sagaflow_sequential(&engine, round).await);
+            }
+            if only != "sequential" {
+                bare_con.push(bare_concurrent(16, Duration::from_secs(3)).await);
+                flow_con.push(sagaflow_concurrent(&engine, round).await);
+            }
+        }
+        for shape in [&mut bare_seq, &mut flow_seq, &mut bare_con, &mut flow_con] {
+            if shape.is_empty() {
+                shape.push(f64::NAN);
+            }
         }
         let (bs, fs, bc, fc) = (
             median(bare_seq),

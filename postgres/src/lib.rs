@@ -350,8 +350,8 @@ async fn heartbeat(
     }
 }
 
-/// Runs, steps and their outputs in the `runs` and `steps` tables; a checkpoint is acknowledged
-/// once its group commit is.
+/// Runs in the `runs` table, steps and their outputs in the event log (the `steps` view reads
+/// them off it); a checkpoint is acknowledged once its group commit is.
 #[async_trait::async_trait]
 impl RunStore for PgStore {
     async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
