@@ -2,29 +2,29 @@
 //!
 //! A commit's cost on PostgreSQL is a round trip and the server's WAL flush, whatever the
 //! transaction holds. So every checkpoint goes to one task with a connection of its own,
-//! which takes every write waiting, sends them in one pipelined transaction (`BEGIN`, the
-//! batch's number, the log lock, one statement per change, `COMMIT`, all written before the
-//! first answer is read) and only then acknowledges each caller: many runs' checkpoints share
-//! one round trip and one flush, and no caller hears "recorded" before its write is durable.
-//! While a batch is in flight, new writes queue for the next one, so the batch grows exactly
-//! when the load does.
+//! which takes every write waiting, sends them as one statement (`record_v1`, a function of
+//! the schema: see `schema`) that commits by itself, and only then acknowledges each caller:
+//! many runs' checkpoints share one round trip and one flush, and no caller hears "recorded"
+//! before its write is durable. A batch that also creates runs is one pipelined transaction
+//! (`BEGIN`, the batch's number, the log lock, a statement per creation, the same call,
+//! `COMMIT`, all written before the first answer is read). While a batch is in flight, new
+//! writes queue for the next one, so the batch grows exactly when the load does.
 //!
-//! Each write is one statement that fences itself: it writes its events only if
-//! the run's row still has the writer's lease token. That read is enough because the batch
-//! holds the log lock from its start to its commit, and every change of a token (a take-up,
-//! a parking) takes the same lock first: no take-up can commit between the check and the
-//! batch's commit. The run's row itself is written only when the change ends the run or the
-//! lease is more than half spent (then it is renewed), as on SQLite: most checkpoints write
-//! their events alone. A fenced write therefore writes nothing and fails alone: the
-//! rest of its batch commits. A write that fails in the server (an error, not a fence) aborts the transaction;
-//! then every write of the batch is applied again in a transaction of its own, so that it
-//! fails only its own caller.
+//! Each write fences itself: its events are appended only if the run's row still has the
+//! writer's lease token. That read is enough because the batch holds the log lock from its
+//! start to its commit, and every change of a token (a take-up, a parking) takes the same lock
+//! first: no take-up can commit between the check and the batch's commit. The run's row itself
+//! is written only when the change ends the run or the lease is more than half spent (then it
+//! is renewed), as on SQLite: most checkpoints write their events alone. A fenced write
+//! therefore writes nothing and fails alone: the rest of its batch commits. A write that fails
+//! in the server (an error, not a fence) fails the batch's statement; then every write of the
+//! batch is applied again on its own, so that it fails only its own caller.
 //!
 //! If the connection dies with a batch in flight, the writer cannot tell from the client
-//! whether the `COMMIT` reached the server. Each batch therefore writes its number into the
-//! `writers` table, in the same transaction; the writer reconnects and reads it back: the
-//! batch committed (its writes are acknowledged as they were answered) or it did not (it is
-//! sent again on the new connection). A checkpoint is thus neither lost nor written twice.
+//! whether the batch committed. Each batch therefore writes its number into the `writers`
+//! table, in the same transaction; the writer reconnects and reads it back: the batch
+//! committed (its writes are acknowledged as they were answered) or it did not (it is sent
+//! again on the new connection). A checkpoint is thus neither lost nor written twice.
 
 use std::future::Future;
 use std::pin::Pin;
