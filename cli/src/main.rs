@@ -14,6 +14,7 @@ mod draw;
 mod error;
 mod operate;
 mod render;
+mod replicas;
 mod stats;
 
 use std::io::Write;
@@ -90,6 +91,10 @@ enum Command {
         #[arg(long, value_enum, default_value = "ascii")]
         format: Format,
     },
+    /// The replicas heard from: host, process, version, when last heard from, the runs each
+    /// holds and the workflows it runs; and the runs waiting for a version no live replica
+    /// runs.
+    Replicas,
     /// List persisted state machines.
     Machines,
     /// A state machine's state and transition log.
@@ -177,6 +182,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let db = target.inspect().await?;
             commands::graph(&*db, &run, format, &out, &mut w, &mut std::io::stderr()).await
         }
+        Command::Replicas => replicas::replicas(&*target.inspect().await?, &out, &mut w).await,
         Command::Machines => commands::machines(&*target.inspect().await?, &out, &mut w).await,
         Command::Machine { id } => {
             commands::machine(&*target.inspect().await?, &id, &out, &mut w).await

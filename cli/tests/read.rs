@@ -7,7 +7,7 @@
 #[macro_use]
 mod common;
 
-use common::{Backend, Fixture};
+use common::{Backend, Etl, Fixture};
 use serde_json::Value;
 
 fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
@@ -322,4 +322,66 @@ async fn reads_while_a_writer_holds_the_write_lock_and_sees_only_commits(f: Fixt
     writer.batch("COMMIT").await;
     let json = f.run(&["runs", "--workflow", "Etl", "--json"]).json();
     assert_eq!(json[0]["status"], "cancelled");
+}
+
+on_both_stores!(replicas_shows_who_lives_what_each_holds_and_what_waits, new);
+async fn replicas_shows_who_lives_what_each_holds_and_what_waits(f: Fixture) {
+    let owner = match &f.store {
+        common::Store::Sqlite(store) => store.owner().to_owned(),
+        common::Store::Postgres(store) => store.owner().to_owned(),
+    };
+    let fingerprint = Etl::definition()
+        .erased()
+        .graph()
+        .unwrap()
+        .fingerprint()
+        .cast_signed();
+    // A run this replica holds, and one of a version no replica runs, whose lease is gone.
+    f.sql(&format!(
+        "INSERT INTO runs (run_id, workflow, graph_fingerprint, input, status, version, \
+                           created_at, updated_at, owner, lease_token, lease_expires) \
+         VALUES ('held', 'Etl', {fingerprint}, '1', 'running', 1, 1, 1, '{owner}', 1, \
+                 9000000000000), \
+                ('old-version', 'Etl', 12345, '1', 'running', 1, 2, 2, 'gone', 1, 0)"
+    ))
+    .await;
+    // Before any engine registered a workflow, nobody was heard from, and both runs of `Etl`
+    // but the held one wait.
+    let before = f.run(&["replicas", "--json"]).json();
+    assert_eq!(before["replicas"], Value::Array(vec![]), "{before}");
+    assert_eq!(before["waiting"][0]["run_id"], "old-version", "{before}");
+    Etl::register(&f.engine).unwrap();
+    // The engine tells the store at once, then every few seconds.
+    let began = std::time::Instant::now();
+    let listed = loop {
+        let listed = f.run(&["replicas", "--json"]).json();
+        if listed["replicas"].as_array().is_some_and(|r| !r.is_empty()) {
+            break listed;
+        }
+        assert!(began.elapsed().as_secs() < 10, "never heard from: {listed}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let replica = &listed["replicas"][0];
+    assert_eq!(replica["owner"], owner.as_str(), "{listed}");
+    assert_eq!(replica["live"], true, "{listed}");
+    assert_eq!(replica["pid"], std::process::id(), "{listed}");
+    assert_eq!(replica["version"], env!("CARGO_PKG_VERSION"), "{listed}");
+    assert_eq!(replica["runs"], serde_json::json!(["held"]), "{listed}");
+    assert_eq!(replica["graphs"][0]["workflow"], "Etl", "{listed}");
+    let waiting: Vec<&str> = listed["waiting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(waiting, ["old-version"], "{listed}");
+    let table = f.run(&["replicas"]);
+    let table = table.ok();
+    assert!(table.starts_with("REPLICA"), "{table}");
+    assert!(lines_with(table, &owner)[0].contains(" ago"), "{table}");
+    assert!(
+        table.contains("waiting for a version no live replica runs (1):"),
+        "{table}"
+    );
+    assert_eq!(lines_with(table, "old-version").len(), 1, "{table}");
 }

@@ -27,6 +27,7 @@ use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::store::inspect::{
     EventRow, Inspect, InspectError, Machine, Run, Step, Transition, json_or_text,
 };
+use sagaflow_core::runtime::store::replicas::Replicas;
 use tokio_postgres::{Client, Row};
 
 use crate::error::describe;
@@ -369,6 +370,17 @@ impl Inspect for PgInspector {
                 at: row.get(4),
             })
             .collect())
+    }
+
+    async fn replicas(&self) -> Result<Replicas, InspectError> {
+        let (now, replicas, runs) = crate::replicas::read(self.session.on(&self.client))
+            .await
+            .map_err(|e| self.err(&e))?;
+        Ok(Replicas {
+            now,
+            replicas,
+            runs,
+        })
     }
 
     async fn check(&self) -> Result<Vec<String>, InspectError> {

@@ -95,11 +95,12 @@ pub(crate) async fn give_up(
 /// one, which the take-up adds back). Under the log lock, as every write of a run's row.
 pub(crate) async fn hand_over(
     client: &mut Client,
+    session: &Session,
     locks: Locks,
     runs: &[String],
     tokens: &[i64],
 ) -> Result<(), tokio_postgres::Error> {
-    let tx = client.transaction().await?;
+    let tx = session.transaction(client).await?;
     let (k1, k2) = locks.log;
     tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&k1, &k2])
         .await?;
@@ -118,6 +119,7 @@ pub(crate) async fn hand_over(
 /// (by the server's clock), of the workflows and graphs of `known`, oldest first.
 pub(crate) async fn free_runs(
     client: &Client,
+    session: &Session,
     known: &[KnownGraph],
     limit: usize,
 ) -> Result<Vec<FreeRun>, tokio_postgres::Error> {
@@ -127,7 +129,8 @@ pub(crate) async fn free_runs(
         .map(|k| k.fingerprint.map(u64::cast_signed))
         .collect();
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = client
+    let rows = session
+        .on(client)
         .query(
             "SELECT r.run_id, r.workflow, r.graph_fingerprint FROM runs r \
              WHERE r.status = 'running' AND NOT r.parked \

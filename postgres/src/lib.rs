@@ -50,6 +50,7 @@ mod machines;
 mod notices;
 mod options;
 mod reads;
+mod replicas;
 mod schema;
 mod session;
 #[cfg(feature = "testing")]
@@ -491,9 +492,15 @@ impl LeaseStore for PgStore {
             return Ok(());
         }
         let mut client = self.client().await?;
-        lease::hand_over(&mut client, self.inner.locks, &runs, &tokens)
-            .await
-            .map_err(|e| error::pg_error(&self.inner.label, &e))
+        lease::hand_over(
+            &mut client,
+            &self.inner.session,
+            self.inner.locks,
+            &runs,
+            &tokens,
+        )
+        .await
+        .map_err(|e| error::pg_error(&self.inner.label, &e))
     }
 
     async fn free_runs(
@@ -505,7 +512,15 @@ impl LeaseStore for PgStore {
             return Ok(Vec::new());
         }
         let client = self.client().await?;
-        lease::free_runs(&client, known, limit)
+        lease::free_runs(&client, &self.inner.session, known, limit)
+            .await
+            .map_err(|e| error::pg_error(&self.inner.label, &e))
+    }
+
+    async fn heartbeat(&self, known: &[KnownGraph]) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let owner = self.inner.leases.owner();
+        replicas::heartbeat(&client, &self.inner.session, owner, known)
             .await
             .map_err(|e| error::pg_error(&self.inner.label, &e))
     }

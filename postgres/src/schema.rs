@@ -14,7 +14,7 @@ use sagaflow_core::runtime::error::StoreError;
 
 /// The migrations, oldest first; migration `i` takes the schema from version `i` to `i + 1`.
 /// Append only: a migration that has shipped must never change.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The newest schema version this code knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -277,6 +277,23 @@ BEGIN
         (SELECT p FROM admitted), (SELECT array_agg(run_exists ORDER BY wi) FROM w);
 END
 $fn$;
+";
+
+/// Version 3: the replicas, as their heartbeats leave them (`replicas`): each owner's host,
+/// process, sagaflow version, when it was first and last heard from (the server's clock), and
+/// the workflows and graphs its engine runs (JSON `[{"workflow", "fingerprint"}]`). Tools show
+/// who holds which run, and which runs wait for a version no live replica runs. Only added:
+/// a release before it works on as it did.
+const V3: &str = "
+CREATE TABLE replicas (
+    owner        text    NOT NULL PRIMARY KEY,
+    host         text    NOT NULL,
+    pid          bigint  NOT NULL,
+    version      text    NOT NULL,
+    started_at   bigint  NOT NULL,
+    heartbeat_at bigint  NOT NULL,
+    graphs       text    NOT NULL
+);
 ";
 
 /// The advisory lock keys of a schema: the first key names the purpose, the second the

@@ -183,6 +183,7 @@ params! {
     Vec<bool> => BOOL_ARRAY,
     Vec<i64> => INT8_ARRAY,
     Vec<Option<i32>> => INT4_ARRAY,
+    Vec<Option<i64>> => INT8_ARRAY,
     Vec<&str> => TEXT_ARRAY,
     Vec<Option<&str>> => TEXT_ARRAY,
     &[i64] => INT8_ARRAY,

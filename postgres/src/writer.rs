@@ -371,7 +371,7 @@ impl Writer {
             };
             return Ok(match answered {
                 Ok(Ok(rows)) => Ran::Committed(distribute(batch, vec![rows])),
-                Ok(Err(error)) if error.as_db_error().is_some() => Ran::RolledBack(error),
+                Ok(Err(error)) if !lost(&error, &conn.client) => Ran::RolledBack(error),
                 Ok(Err(error)) => Ran::Unknown(crate::error::describe(&error), None),
                 Err(_) => {
                     self.conn = None;
@@ -488,15 +488,15 @@ impl Writer {
                 None,
             ));
         };
-        let mut lost = None;
+        let mut gone = None;
         let mut failed = None;
         let mut rows = Vec::with_capacity(statements);
         for (i, result) in results.into_iter().enumerate() {
             match result {
                 Ok(found) if (3..3 + statements).contains(&i) => rows.push(found),
                 Ok(_) => {}
-                Err(e) if e.as_db_error().is_none() => {
-                    lost.get_or_insert(e);
+                Err(e) if lost(&e, client) => {
+                    gone.get_or_insert(e);
                 }
                 Err(e) => {
                     failed.get_or_insert(e);
@@ -505,9 +505,9 @@ impl Writer {
         }
         let complete = rows.len() == statements;
         let rows = distribute(batch, rows);
-        Ok(match (lost, failed) {
-            (Some(lost), _) => {
-                Ran::Unknown(crate::error::describe(&lost), complete.then_some(rows))
+        Ok(match (gone, failed) {
+            (Some(gone), _) => {
+                Ran::Unknown(crate::error::describe(&gone), complete.then_some(rows))
             }
             // The transaction was aborted; the server answered `COMMIT` with a rollback.
             (None, Some(failed)) => Ran::RolledBack(failed),
@@ -741,6 +741,16 @@ async fn poll_once<'a>(
         })
     })
     .await
+}
+
+/// Whether `error` lost the connection, so that what was sent may or may not have committed:
+/// no answer from the server, or its answer ended the session (a `FATAL` error: the server
+/// shutting down or restarting, `57P01` and its kin), or the connection is closed since.
+fn lost(error: &tokio_postgres::Error, client: &tokio_postgres::Client) -> bool {
+    client.is_closed()
+        || error
+            .as_db_error()
+            .is_none_or(|db| matches!(db.severity(), "FATAL" | "PANIC"))
 }
 
 /// Fails every write of `batch` with `error`.

@@ -52,6 +52,7 @@ pub use sagaflow_core::runtime::store::inspect::{
 };
 
 use crate::schema::SCHEMA_VERSION;
+use sagaflow_core::runtime::store::replicas::Replicas;
 
 /// The schema version that added the `parked` column.
 const V_PARKED: i64 = 3;
@@ -395,6 +396,23 @@ impl Inspect for Inspector {
 
     async fn transitions(&self, id: &str) -> Result<Vec<Transition>, InspectError> {
         Inspector::transitions(self, id)
+    }
+
+    async fn replicas(&self) -> Result<Replicas, InspectError> {
+        // A file older than the lease columns has no leases to show.
+        if self.version < V_PARKED {
+            return Ok(Replicas {
+                now: crate::clock::now_ms(),
+                replicas: Vec::new(),
+                runs: Vec::new(),
+            });
+        }
+        let (replicas, runs) = crate::replicas::read(&self.conn()).map_err(|e| self.err(&e))?;
+        Ok(Replicas {
+            now: crate::clock::now_ms(),
+            replicas,
+            runs,
+        })
     }
 
     async fn check(&self) -> Result<Vec<String>, InspectError> {

@@ -49,6 +49,7 @@ mod machines;
 mod ops;
 mod owner;
 mod reader;
+mod replicas;
 mod rows;
 mod schema;
 mod signals;
@@ -627,6 +628,12 @@ impl LeaseStore for SqliteStore {
         }
         let known = known.to_vec();
         self.read(move |conn, label| lease::free_runs(conn, label, &known, limit))
+            .await
+    }
+
+    async fn heartbeat(&self, known: &[KnownGraph]) -> Result<(), StoreError> {
+        let (owner, known) = (self.owner().to_owned(), known.to_vec());
+        self.exclusive(move |conn, label| replicas::heartbeat(conn, label, &owner, &known))
             .await
     }
 }

@@ -17,7 +17,7 @@ use sagaflow_core::runtime::error::StoreError;
 
 /// The migrations, oldest first; migration `i` takes the schema from version `i` to `i + 1`.
 /// Append only: a migration that has shipped must never change.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// The newest schema version this code knows (`PRAGMA user_version` of a current database).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -194,6 +194,22 @@ DROP TABLE steps;
 ALTER TABLE steps_v6 RENAME TO steps;
 
 CREATE INDEX machines_by_type ON machines (machine, machine_id);
+";
+
+/// Version 7: the replicas, as their heartbeats leave them (`replicas`): each owner's host,
+/// process, sagaflow version, when it was first and last heard from (unix milliseconds), and
+/// the workflows and graphs its engine runs (JSON `[{"workflow", "fingerprint"}]`), for tools
+/// to show who holds which run and which runs wait for a version no live process runs.
+const V7: &str = "
+CREATE TABLE replicas (
+    owner        TEXT    NOT NULL PRIMARY KEY,
+    host         TEXT    NOT NULL,
+    pid          INTEGER NOT NULL,
+    version      TEXT    NOT NULL,
+    started_at   INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    graphs       TEXT    NOT NULL
+) STRICT;
 ";
 
 /// Opens `path` (`None` for a private in-memory database), sets the pragmas and brings the

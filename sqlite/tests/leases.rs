@@ -370,9 +370,9 @@ fn a_run_that_keeps_crashing_is_parked_and_the_others_still_recover() {
     assert_eq!(kinds.last().map(String::as_str), Some("run_parked"));
 }
 
-/// Undoes migrations 5, 4 and 3: drops the graph column, the machines tables and the lease
-/// columns.
-const REWIND_V3: &str = "ALTER TABLE runs DROP COLUMN graph; \
+/// Undoes migrations 7, 5, 4 and 3: drops the replicas, the graph column, the machines tables
+/// and the lease columns.
+const REWIND_V3: &str = "DROP TABLE replicas; ALTER TABLE runs DROP COLUMN graph; \
     DROP TABLE machine_transitions; DROP TABLE machines; \
     ALTER TABLE runs DROP COLUMN owner; \
     ALTER TABLE runs DROP COLUMN lease_token; ALTER TABLE runs DROP COLUMN lease_expires; \

@@ -57,12 +57,12 @@ async fn opening_creates_the_schema_in_wal_mode_with_strict_tables() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("reads");
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 6);
+    assert_eq!(SCHEMA_VERSION, 7);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("reads");
     assert_eq!(mode, "wal", "WAL mode is persistent in the file");
-    for table in ["runs", "steps", "events", "signals"] {
+    for table in ["runs", "steps", "events", "signals", "replicas"] {
         let strict: i64 = conn
             .query_row(
                 "SELECT strict FROM pragma_table_list WHERE name = ?1",
@@ -676,7 +676,7 @@ async fn a_version_1_database_is_migrated_with_its_data_intact() {
 
 /// Undoes migrations 5, 4 and 3: drops the graph column, the machines tables and the lease
 /// columns.
-const REWIND_V3: &str = "ALTER TABLE runs DROP COLUMN graph; \
+const REWIND_V3: &str = "DROP TABLE replicas; ALTER TABLE runs DROP COLUMN graph; \
     DROP TABLE machine_transitions; DROP TABLE machines; \
     ALTER TABLE runs DROP COLUMN owner; \
     ALTER TABLE runs DROP COLUMN lease_token; ALTER TABLE runs DROP COLUMN lease_expires; \

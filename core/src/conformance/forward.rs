@@ -180,6 +180,12 @@ macro_rules! forward_store {
             > {
                 $crate::runtime::LeaseStore::free_runs(&self.$field, known, limit).await
             }
+            async fn heartbeat(
+                &self,
+                graphs: &[$crate::runtime::KnownGraph],
+            ) -> ::core::result::Result<(), $crate::runtime::StoreError> {
+                $crate::runtime::LeaseStore::heartbeat(&self.$field, graphs).await
+            }
         }
     };
     (@one SignalStore, $ty:ty, $field:ident) => {

@@ -204,6 +204,15 @@ pub trait LeaseStore: Send + Sync + 'static {
         known: &[KnownGraph],
         limit: usize,
     ) -> Result<Vec<FreeRun>, StoreError>;
+
+    /// Says that this store's owner lives, and which workflows and graphs its engine runs
+    /// (`graphs`), for tools to show: which replica holds which run, when each was last
+    /// heard from, its version, and the runs that no live replica can run (a version none of
+    /// them knows), which wait rather than fail. The engine calls it every
+    /// [`HEARTBEAT_EVERY`](crate::runtime::HEARTBEAT_EVERY) once a definition is registered.
+    /// A store only one process can use (the in-memory store) has nobody to tell and does
+    /// nothing.
+    async fn heartbeat(&self, graphs: &[KnownGraph]) -> Result<(), StoreError>;
 }
 
 /// A workflow graph an engine can run, as [`LeaseStore::free_runs`] filters by it.
@@ -420,6 +429,7 @@ pub mod inspect;
 mod leases;
 mod machines;
 mod memory;
+pub mod replicas;
 
 pub use leases::HeldLeases;
 pub use machines::{Advanced, MachineStep, MachineStore, MachineTransition, StoredMachine};

@@ -41,6 +41,11 @@ pub const DEFAULT_TAKEOVER_EVERY: Duration = Duration::from_millis(500);
 /// At most this many free runs are asked for, and taken up, at each poll.
 pub const TAKEOVER_BATCH: usize = 100;
 
+/// How often the loop tells the store that this engine lives and what it runs
+/// ([`LeaseStore::heartbeat`](crate::runtime::LeaseStore::heartbeat)); tools take a replica
+/// not heard from for three of these as gone.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
 /// How the loop takes a run up; `Err((leased, why))`.
 type TakeFn = dyn Fn(Engine, RunId) -> Pin<Box<dyn Future<Output = Result<(), (bool, String)>> + Send>>
     + Send
@@ -248,6 +253,8 @@ async fn run_loop(
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When the store last heard from this engine.
+    let mut heard: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -257,6 +264,14 @@ async fn run_loop(
         let Some(inner) = engine.upgrade() else {
             return;
         };
-        Engine { inner }.take_over_free_runs().await;
+        let engine = Engine { inner };
+        engine.take_over_free_runs().await;
+        if heard.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
+            heard = Some(tokio::time::Instant::now());
+            let known = engine.inner.registry.known();
+            if let Err(error) = engine.inner.store.heartbeat(&known).await {
+                tracing::warn!(%error, "cannot tell the store this replica lives; trying again later");
+            }
+        }
     }
 }

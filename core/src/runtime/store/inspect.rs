@@ -175,6 +175,11 @@ pub trait Inspect: Send + Sync {
     /// number), none for a sound database. A store that cannot look (its server checks its
     /// own pages) answers [`InspectError::Unsupported`], saying what to use instead.
     async fn check(&self) -> Result<Vec<String>, InspectError>;
+
+    /// The replicas heard from and every unfinished run with its lease, read at one moment
+    /// of the store's clock (see [`Replicas::standing`](super::replicas::Replicas::standing)).
+    /// A database written before replicas were recorded has none.
+    async fn replicas(&self) -> Result<super::replicas::Replicas, InspectError>;
 }
 
 /// Why a database could not be read, each naming the database (a file's path, or a server's

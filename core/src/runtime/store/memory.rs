@@ -315,6 +315,10 @@ impl LeaseStore for MemoryStore {
     async fn free_runs(&self, _: &[KnownGraph], _: usize) -> Result<Vec<FreeRun>, StoreError> {
         Ok(Vec::new())
     }
+
+    async fn heartbeat(&self, _: &[KnownGraph]) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Signals by run and name; not numbered, so each waiting step asks for its own.

@@ -1,0 +1,98 @@
+//! The replicas' heartbeats (schema version 7's `replicas`), and what tools read of them.
+
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::clock::now_ms;
+use crate::error::sqlite_error;
+use sagaflow_core::runtime::KnownGraph;
+use sagaflow_core::runtime::error::StoreError;
+use sagaflow_core::runtime::store::replicas::{Graph, HeldRun, Replica};
+
+/// Says that `owner` lives, on this host and process, running sagaflow's version and the
+/// graphs `known`. A new process under an owner id starts its time afresh.
+pub(crate) fn heartbeat(
+    conn: &Connection,
+    label: &str,
+    owner: &str,
+    known: &[KnownGraph],
+) -> Result<(), StoreError> {
+    let graphs: Vec<Graph> = known
+        .iter()
+        .map(|k| Graph {
+            workflow: k.workflow.clone(),
+            fingerprint: k.fingerprint,
+        })
+        .collect();
+    let graphs = serde_json::to_string(&graphs).unwrap_or_else(|_| "[]".to_owned());
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    conn.execute(
+        "INSERT INTO replicas (owner, host, pid, version, started_at, heartbeat_at, graphs) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6) \
+         ON CONFLICT (owner) DO UPDATE SET host = excluded.host, pid = excluded.pid, \
+             version = excluded.version, heartbeat_at = excluded.heartbeat_at, \
+             graphs = excluded.graphs, \
+             started_at = CASE WHEN replicas.host = excluded.host \
+                                AND replicas.pid = excluded.pid \
+                           THEN replicas.started_at ELSE excluded.started_at END",
+        rusqlite::params![
+            owner,
+            host,
+            i64::from(std::process::id()),
+            env!("CARGO_PKG_VERSION"),
+            now_ms(),
+            graphs
+        ],
+    )
+    .map(|_| ())
+    .map_err(|e| sqlite_error(label, &e))
+}
+
+/// Every replica heard from (none in a file without the table), and every unfinished run
+/// with its lease.
+pub(crate) fn read(conn: &Connection) -> rusqlite::Result<(Vec<Replica>, Vec<HeldRun>)> {
+    let recorded = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'replicas'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    let replicas = if recorded {
+        let mut stmt = conn.prepare(
+            "SELECT owner, host, pid, version, started_at, heartbeat_at, graphs FROM replicas \
+             ORDER BY owner",
+        )?;
+        stmt.query_map([], |row| {
+            Ok(Replica {
+                owner: row.get(0)?,
+                host: row.get(1)?,
+                pid: u32::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
+                version: row.get(3)?,
+                started_at: row.get(4)?,
+                heartbeat_at: row.get(5)?,
+                graphs: serde_json::from_str(&row.get::<_, String>(6)?).unwrap_or_default(),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?
+    } else {
+        Vec::new()
+    };
+    let mut stmt = conn.prepare(
+        "SELECT run_id, workflow, graph_fingerprint, owner, lease_expires, parked FROM runs \
+         WHERE status = 'running' ORDER BY created_at, rowid",
+    )?;
+    let runs = stmt
+        .query_map([], |row| {
+            Ok(HeldRun {
+                run_id: row.get(0)?,
+                workflow: row.get(1)?,
+                fingerprint: row.get::<_, i64>(2)?.cast_unsigned(),
+                owner: row.get(3)?,
+                lease_expires: row.get(4)?,
+                parked: row.get::<_, i64>(5)? != 0,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((replicas, runs))
+}
