@@ -618,9 +618,10 @@ impl MachineStore for PgStore {
         machine: &str,
         state: &str,
     ) -> Result<(StoredMachine, bool), StoreError> {
-        let client = self.client().await?;
+        let mut client = self.client().await?;
         machines::insert(
-            &self.inner.session.on(&client),
+            &mut client,
+            &self.inner.session,
             &self.inner.label,
             (id, machine, state),
         )
@@ -628,9 +629,10 @@ impl MachineStore for PgStore {
     }
 
     async fn advance_machine(&self, id: &str, step: MachineStep) -> Result<Advanced, StoreError> {
-        let client = self.client().await?;
+        let mut client = self.client().await?;
         machines::advance(
-            &self.inner.session.on(&client),
+            &mut client,
+            &self.inner.session,
             &self.inner.label,
             id,
             &step,
