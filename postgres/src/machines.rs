@@ -4,7 +4,7 @@
 //! older version changes nothing and hears [`Advanced::Conflict`] with the version now stored.
 //!
 //! A creation and a transition each commit by themselves: one statement, which the server
-//! commits on its own (see [`write`]). Under the `fault-injection` feature the statement runs
+//! commits on its own (see [`write()`]). Under the `fault-injection` feature the statement runs
 //! in a transaction of its own instead, so that a test can crash the process between the
 //! statement and its `COMMIT` (`BeforeCommit`) and after the `COMMIT`, before the caller hears
 //! (`AfterCommit`): `tests/crash_points.rs`.
