@@ -4,6 +4,7 @@
 use std::ops::{Deref, DerefMut};
 
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
+use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -49,23 +50,29 @@ impl DerefMut for Target {
 /// Connects to `target` and drives the connection on a task of its own; a failure is
 /// [`StoreError::Open`] naming `label` (the URL without its password).
 pub(crate) async fn connect(target: &Target, label: &str) -> Result<Client, StoreError> {
+    connect_watched(target, label)
+        .await
+        .map(|(client, _)| client)
+}
+
+/// [`connect`], with the handle of the task that drives the connection: it ends when the
+/// connection does (lost, or closed once the client is dropped), and aborting it closes the
+/// connection at once.
+pub(crate) async fn connect_watched(
+    target: &Target,
+    label: &str,
+) -> Result<(Client, JoinHandle<()>), StoreError> {
     let opened = match &target.tls {
         None => target
             .config
             .connect(NoTls)
             .await
-            .map(|(client, connection)| {
-                drive(connection, label);
-                client
-            }),
+            .map(|(client, connection)| (client, drive(connection, label))),
         Some(tls) => target
             .config
             .connect(tls.clone())
             .await
-            .map(|(client, connection)| {
-                drive(connection, label);
-                client
-            }),
+            .map(|(client, connection)| (client, drive(connection, label))),
     };
     opened.map_err(|e| StoreError::Open {
         path: label.to_owned(),
@@ -74,7 +81,7 @@ pub(crate) async fn connect(target: &Target, label: &str) -> Result<Client, Stor
 }
 
 /// Drives `connection` until it ends.
-fn drive<F>(connection: F, label: &str)
+fn drive<F>(connection: F, label: &str) -> JoinHandle<()>
 where
     F: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
 {
@@ -83,7 +90,7 @@ where
         if let Err(error) = connection.await {
             tracing::debug!(database = %label, error = %describe(&error), "a connection ended");
         }
-    });
+    })
 }
 
 /// The pool's connection manager for `target`.

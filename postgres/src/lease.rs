@@ -181,18 +181,6 @@ async fn set_expiry(
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-/// A fresh owner id: the host, the process id and a random part, so that two stores never
-/// share one.
-pub(crate) fn default_owner() -> String {
-    let host = gethostname::gethostname();
-    format!(
-        "{}-{}-{:08x}",
-        host.to_string_lossy(),
-        std::process::id(),
-        fastrand::u32(..)
-    )
-}
-
 /// What taking a run's lease found.
 pub(crate) enum Acquired {
     /// The lease is this owner's now.

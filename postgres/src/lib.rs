@@ -49,6 +49,7 @@ mod lease;
 mod machines;
 mod notices;
 mod options;
+mod owner;
 mod reads;
 mod replicas;
 mod schema;
@@ -102,6 +103,8 @@ struct Inner {
     /// How statements go on the pool's connections.
     session: Session,
     leases: Arc<Leases>,
+    /// The owner id the leases are held under, and whether the store holds it now.
+    owner: owner::Owner,
     publisher: Arc<Publisher>,
     locks: Locks,
     stats: Arc<Stats>,
@@ -189,9 +192,16 @@ impl PgStore {
             (notices, listener)
         });
 
-        let owner = options.owner.clone().unwrap_or_else(lease::default_owner);
+        let owner = owner::claim(
+            &config,
+            &label,
+            &options.schema,
+            options.owner.as_deref(),
+            options.lease,
+        )
+        .await?;
         let leases = Arc::new(Leases::new(
-            owner.clone(),
+            owner.id().to_owned(),
             options.lease,
             options.max_recoveries,
         ));
@@ -199,7 +209,7 @@ impl PgStore {
         let mut writer = Writer::new(
             config,
             Arc::clone(&label),
-            owner,
+            owner.id().to_owned(),
             locks,
             Arc::clone(&publisher),
             Arc::clone(&stats),
@@ -210,6 +220,7 @@ impl PgStore {
         tokio::spawn(writer.run(queue));
         let heartbeat = tokio::spawn(heartbeat(
             Arc::downgrade(&leases),
+            owner.held(),
             pool.clone(),
             session.clone(),
             Arc::clone(&label),
@@ -222,6 +233,7 @@ impl PgStore {
                 pool,
                 session,
                 leases,
+                owner,
                 publisher,
                 locks,
                 stats,
@@ -326,9 +338,11 @@ impl PgStore {
     }
 }
 
-/// Renews the leases every third of the lease, until the store is gone.
+/// Renews the leases every third of the lease, until the store is gone; not while the store
+/// does not hold its owner id (see `owner`).
 async fn heartbeat(
     leases: Weak<Leases>,
+    held: owner::Held,
     pool: Pool,
     session: Session,
     label: Arc<str>,
@@ -344,6 +358,13 @@ async fn heartbeat(
         let Some(leases) = leases.upgrade() else {
             return;
         };
+        if !held.get() {
+            tracing::debug!(
+                owner = leases.owner(),
+                "the owner id is not held: no renewal"
+            );
+            continue;
+        }
         if let Err(error) = lease::renew(&leases, &pool, &session, &label, locks).await {
             // Not renewed this time; the next tick tries again, well before the expiry.
             tracing::warn!(%error, "the leases could not be renewed");
@@ -432,6 +453,13 @@ impl RunStore for PgStore {
 impl LeaseStore for PgStore {
     async fn acquire(&self, run_id: &RunId) -> Result<Lease, StoreError> {
         let leases = &self.inner.leases;
+        if !self.inner.owner.holds() {
+            return Err(StoreError::Backend(format!(
+                "database `{}`: run `{run_id}` is not taken up: this store's owner id `{}` is not held (its connection was lost) until it is claimed again",
+                self.inner.label,
+                leases.owner()
+            )));
+        }
         let mut client = self.client().await?;
         let acquired = lease::acquire(
             &mut client,
@@ -633,9 +661,10 @@ impl MachineStore for PgStore {
         machine: &str,
         state: &str,
     ) -> Result<(StoredMachine, bool), StoreError> {
-        let client = self.client().await?;
+        let mut client = self.client().await?;
         machines::insert(
-            &self.inner.session.on(&client),
+            &mut client,
+            &self.inner.session,
             &self.inner.label,
             (id, machine, state),
         )
@@ -643,9 +672,10 @@ impl MachineStore for PgStore {
     }
 
     async fn advance_machine(&self, id: &str, step: MachineStep) -> Result<Advanced, StoreError> {
-        let client = self.client().await?;
+        let mut client = self.client().await?;
         machines::advance(
-            &self.inner.session.on(&client),
+            &mut client,
+            &self.inner.session,
             &self.inner.label,
             id,
             &step,

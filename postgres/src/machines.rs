@@ -2,11 +2,17 @@
 //! append-only log of transitions. A transition is one statement: the `UPDATE ... WHERE
 //! version = $expected` and, only if it changed the row, the log row. A writer that read an
 //! older version changes nothing and hears [`Advanced::Conflict`] with the version now stored.
+//!
+//! A creation and a transition each commit by themselves: one statement, which the server
+//! commits on its own (see [`write()`]). Under the `fault-injection` feature the statement runs
+//! in a transaction of its own instead, so that a test can crash the process between the
+//! statement and its `COMMIT` (`BeforeCommit`) and after the `COMMIT`, before the caller hears
+//! (`AfterCommit`): `tests/crash_points.rs`.
 
-use tokio_postgres::Row;
+use tokio_postgres::{Client, Row};
 
 use crate::error::pg_error;
-use crate::session::Link;
+use crate::session::{Link, Param, Session};
 use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::store::{Advanced, MachineStep, MachineTransition, StoredMachine};
 
@@ -46,20 +52,43 @@ pub(crate) async fn load(
         .map_err(|e| pg_error(label, &e))
 }
 
+/// Runs `sql`, a statement that writes, so that it commits by itself: on its own in a build
+/// that ships (the server commits it, no round trip more); under the `fault-injection`
+/// feature in a transaction of its own, with the crash points around its `COMMIT`.
+async fn write(
+    client: &mut Client,
+    session: &Session,
+    sql: &str,
+    params: &[&dyn Param],
+) -> Result<Option<Row>, tokio_postgres::Error> {
+    #[cfg(not(feature = "fault-injection"))]
+    {
+        session.on(client).query_opt(sql, params).await
+    }
+    #[cfg(feature = "fault-injection")]
+    {
+        use sagaflow_core::fault::{Point, hit};
+        let tx = session.transaction(client).await?;
+        let row = tx.query_opt(sql, params).await?;
+        hit(Point::BeforeCommit);
+        tx.commit().await?;
+        hit(Point::AfterCommit);
+        Ok(row)
+    }
+}
+
 pub(crate) async fn insert(
-    client: &Link<'_>,
+    client: &mut Client,
+    session: &Session,
     label: &str,
     (id, machine, state): (&str, &str, &str),
 ) -> Result<(StoredMachine, bool), StoreError> {
-    let inserted = client
-        .query_opt(
-            &format!(
-                "INSERT INTO machines ({COLUMNS}) \
-                 SELECT $1, $2, $3, 0, at, at FROM (SELECT now_ms() AS at) now \
-                 ON CONFLICT (machine_id) DO NOTHING RETURNING {COLUMNS}"
-            ),
-            &[&id, &machine, &state],
-        )
+    let sql = format!(
+        "INSERT INTO machines ({COLUMNS}) \
+         SELECT $1, $2, $3, 0, at, at FROM (SELECT now_ms() AS at) now \
+         ON CONFLICT (machine_id) DO NOTHING RETURNING {COLUMNS}"
+    );
+    let inserted = write(client, session, &sql, &[&id, &machine, &state])
         .await
         .map_err(|e| pg_error(label, &e))?;
     if let Some(row) = inserted {
@@ -67,7 +96,7 @@ pub(crate) async fn insert(
     }
     // Inserted before, by this store or another: read it (a statement of its own, whose
     // snapshot sees a concurrent insert that made this one do nothing).
-    match load(client, label, id).await? {
+    match load(&session.on(client), label, id).await? {
         Some(found) => Ok((found, false)),
         None => Err(StoreError::Backend(format!(
             "database `{label}`: machine `{id}` was neither created nor found"
@@ -76,35 +105,37 @@ pub(crate) async fn insert(
 }
 
 pub(crate) async fn advance(
-    client: &Link<'_>,
+    client: &mut Client,
+    session: &Session,
     label: &str,
     id: &str,
     step: &MachineStep,
 ) -> Result<Advanced, StoreError> {
     let pg = |e: tokio_postgres::Error| pg_error(label, &e);
     let expected = version_param(step.expected_version);
-    let applied = client
-        .query_opt(
-            "WITH up AS (
-                 UPDATE machines SET state = $2, version = version + 1, updated_at = now_ms()
-                 WHERE machine_id = $1 AND version = $3 RETURNING version, updated_at
-             ),
-             log AS (
-                 INSERT INTO machine_transitions (machine_id, seq, from_state, event, to_state, at)
-                 SELECT $1, version, $4, $5, $6, updated_at FROM up
-             )
-             SELECT version, updated_at FROM up",
-            &[
-                &id,
-                &step.state,
-                &expected,
-                &step.from,
-                &step.event,
-                &step.to,
-            ],
-        )
-        .await
-        .map_err(pg)?;
+    let applied = write(
+        client,
+        session,
+        "WITH up AS (
+             UPDATE machines SET state = $2, version = version + 1, updated_at = now_ms()
+             WHERE machine_id = $1 AND version = $3 RETURNING version, updated_at
+         ),
+         log AS (
+             INSERT INTO machine_transitions (machine_id, seq, from_state, event, to_state, at)
+             SELECT $1, version, $4, $5, $6, updated_at FROM up
+         )
+         SELECT version, updated_at FROM up",
+        &[
+            &id,
+            &step.state,
+            &expected,
+            &step.from,
+            &step.event,
+            &step.to,
+        ],
+    )
+    .await
+    .map_err(pg)?;
     if let Some(row) = applied {
         return Ok(Advanced::Applied {
             version: version_of(row.get(0)),
@@ -112,7 +143,8 @@ pub(crate) async fn advance(
         });
     }
     // A statement of its own, so that it sees the transition that won.
-    let found = client
+    let found = session
+        .on(client)
         .query_opt("SELECT version FROM machines WHERE machine_id = $1", &[&id])
         .await
         .map_err(pg)?;

@@ -16,8 +16,22 @@ pub struct PgOptions {
     /// run side by side on one server. An identifier: ASCII letters, digits and `_`, not
     /// starting with a digit, at most 63 bytes.
     pub schema: String,
-    /// The id this store holds leases under; `None` (the default) for `<host>-<pid>-<random>`.
-    /// Two live stores must not share one.
+    /// The id this store holds leases under. Two live stores must not share one: each would
+    /// take the other's runs up as its own.
+    ///
+    /// `None` (the default): the first of `<host>-0`, `<host>-1`, … in the schema that no
+    /// live store holds, held under a session advisory lock on a connection of the store's
+    /// own for its life. A process restarted after a crash, on the same host, gets its id
+    /// back and takes its runs up at once, without waiting out their leases. If that
+    /// connection is lost (another process may then claim the id), the store renews no lease
+    /// and takes no run up until it has claimed the id again, which it tries every second;
+    /// its writes go on, each fenced by its run's token. Behind a pooler in transaction mode
+    /// ([`transaction_pooling`](Self::transaction_pooling)), where no session lock can be
+    /// held, the default is `<host>-<pid>-<random>`, new in every process: a restarted one
+    /// waits out its runs' leases.
+    ///
+    /// `Some`: this id, as given, with no lock: keeping it to one live process is the
+    /// operator's part.
     pub owner: Option<String>,
     /// How long a lease lasts unless renewed; 30 s by default. The store renews its leases
     /// every third of it; another replica may take a run over once its lease has expired.

@@ -111,3 +111,27 @@ pub async fn store(tag: &str) -> Option<PgStore> {
         Err(error) => panic!("the server answers, yet the store does not connect: {error}"),
     }
 }
+
+/// The advisory lock keys (for `pg_advisory_lock(k1, k2)`) under which a store holds the
+/// default owner id `owner` in `schema` (see [`PgOptions::owner`]).
+pub fn owner_lock(schema: &str, owner: &str) -> (i32, i32) {
+    crate::owner::key(schema, owner)
+}
+
+/// Whether a live session on the server at `url` holds the owner id `owner` of `schema`:
+/// `None` if the server cannot be asked.
+pub async fn owner_held(url: &str, schema: &str, owner: &str) -> Option<bool> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.ok()?;
+    tokio::spawn(connection);
+    let (k1, k2) = owner_lock(schema, owner);
+    let (k1, k2) = (i64::from(k1.cast_unsigned()), i64::from(k2.cast_unsigned()));
+    client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 2)",
+            &[&k1, &k2],
+        )
+        .await
+        .ok()
+        .map(|row| row.get(0))
+}

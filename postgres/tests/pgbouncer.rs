@@ -153,6 +153,17 @@ async fn runs_side_by_side_complete_through_pgbouncer() {
         stores.iter().all(|s| s.signal_notices().is_none()),
         "behind PgBouncer no connection listens"
     );
+    // No session lock can hold a default owner id there: each store's is random (see
+    // `tests/owner.rs` for the `<host>-N` ids on a server of the store's own).
+    let owners: Vec<&str> = stores.iter().map(PgStore::owner).collect();
+    assert_ne!(owners[0], owners[1]);
+    for owner in &owners {
+        let (_, random) = owner.rsplit_once('-').unwrap();
+        assert!(
+            random.len() == 8 && u32::from_str_radix(random, 16).is_ok(),
+            "{owner}: <host>-<pid>-<random>"
+        );
+    }
     let engines: Vec<Engine> = stores
         .iter()
         .map(|store| Engine::builder().store(Arc::new(store.clone())).build())
