@@ -268,7 +268,9 @@ impl Cluster {
                             .entry((event.run_id.to_string(), step))
                             .or_default() += 1;
                     }
-                    EventKind::RunCompleted => *ends.entry(event.run_id.to_string()).or_default() += 1,
+                    EventKind::RunCompleted => {
+                        *ends.entry(event.run_id.to_string()).or_default() += 1
+                    }
                     _ => {}
                 }
             }
@@ -286,9 +288,10 @@ impl Cluster {
             assert_eq!(ends.get(&id), Some(&1), "{id}: one end in the log");
             assert_eq!(run.steps.len(), self.plan.steps, "{id}: every step");
             for step in &run.steps {
-                let output = step.output.as_deref().unwrap_or_else(|| {
-                    panic!("{id}/{}: completed without an output", step.name)
-                });
+                let output = step
+                    .output
+                    .as_deref()
+                    .unwrap_or_else(|| panic!("{id}/{}: completed without an output", step.name));
                 let nonce: String = serde_json::from_str(output).expect("a nonce");
                 let key = (id.clone(), step.name.clone());
                 assert_eq!(
@@ -380,7 +383,10 @@ impl Ledger {
         }
         let mut repeats = Vec::new();
         for ((run, step), nonce) in &recorded {
-            let rows = by_step.get(&(run.as_str(), step.as_str())).cloned().unwrap_or_default();
+            let rows = by_step
+                .get(&(run.as_str(), step.as_str()))
+                .cloned()
+                .unwrap_or_default();
             let kept: Vec<_> = rows.iter().filter(|e| e.nonce == *nonce).collect();
             assert_eq!(
                 kept.len(),
@@ -393,7 +399,11 @@ impl Ledger {
                 Some(kept[0].id),
                 "{run}/{step}: nothing ran after the completed execution: {rows:?}"
             );
-            repeats.extend(rows.iter().filter(|e| e.nonce != *nonce).map(|e| (*e).clone()));
+            repeats.extend(
+                rows.iter()
+                    .filter(|e| e.nonce != *nonce)
+                    .map(|e| (*e).clone()),
+            );
         }
         assert_eq!(
             recorded.len() + repeats.len(),

@@ -171,9 +171,7 @@ impl Network {
             let _ = ip(&["netns", "del", &ns]);
             ip(&["netns", "add", &ns])?;
             self.hosts.push((ns.clone(), host.clone()));
-            ip(&[
-                "link", "add", &host, "type", "veth", "peer", "name", &peer,
-            ])?;
+            ip(&["link", "add", &host, "type", "veth", "peer", "name", &peer])?;
             ip(&["link", "set", &host, "master", &bridge])?;
             ip(&["link", "set", &host, "up"])?;
             ip(&["link", "set", &peer, "netns", &ns])?;
@@ -218,8 +216,14 @@ impl Network {
     /// The database's URL as replica `i` reaches it.
     pub(crate) fn url(&self, i: usize) -> String {
         match self.mode {
-            Mode::Netns => format!("postgres://postgres@{}.1:{}/postgres", self.subnet, self.port),
-            Mode::Proxy => format!("postgres://postgres@127.0.0.1:{}/postgres", self.proxies[i].port),
+            Mode::Netns => format!(
+                "postgres://postgres@{}.1:{}/postgres",
+                self.subnet, self.port
+            ),
+            Mode::Proxy => format!(
+                "postgres://postgres@127.0.0.1:{}/postgres",
+                self.proxies[i].port
+            ),
         }
     }
 

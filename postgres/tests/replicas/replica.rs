@@ -192,7 +192,10 @@ impl Effects {
                         *held = Arc::new(fresh);
                     }
                 }
-                Err(StepError::new(format!("the effect of {}: {error}", ctx.step())))
+                Err(StepError::new(format!(
+                    "the effect of {}: {error}",
+                    ctx.step()
+                )))
             }
         }
     }
@@ -225,9 +228,12 @@ fn workflow(steps: usize, step_ms: u64, effects: &Arc<Effects>) -> Definition<u3
     let mut last = b.step("s01", options.clone(), (input,), move |ctx, _| first(ctx));
     for i in 2..=steps {
         let next = step(Arc::clone(effects));
-        last = b.step(&format!("s{i:02}"), options.clone(), (last,), move |ctx, _| {
-            next(ctx)
-        });
+        last = b.step(
+            &format!("s{i:02}"),
+            options.clone(),
+            (last,),
+            move |ctx, _| next(ctx),
+        );
     }
     b.build_with_output(last)
 }
@@ -278,9 +284,8 @@ pub(crate) async fn main(settings: &str) {
 
     let drainer = engine.clone();
     tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM is caught");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM is caught");
         term.recv().await;
         let began = now_ms();
         let drained = drainer.shutdown(GRACE).await;
@@ -306,7 +311,10 @@ pub(crate) async fn main(settings: &str) {
         let (engine, def, started) = (engine.clone(), def.clone(), started.clone());
         tokio::spawn(async move {
             let id = run_id(k);
-            match engine.start(&def, id.as_str(), u32::try_from(k).unwrap_or(0)).await {
+            match engine
+                .start(&def, id.as_str(), u32::try_from(k).unwrap_or(0))
+                .await
+            {
                 Ok(handle) => {
                     let _ = started.send(());
                     let outcome = handle.wait().await;
