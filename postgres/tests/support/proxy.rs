@@ -2,7 +2,9 @@
 //! ways, and when armed it cuts the connection that next sends what commits (a `COMMIT`, or a
 //! statement outside a transaction, which commits by itself) at exactly the point the test
 //! asks for: before the server sees it, or after the server has it but before its answer
-//! reaches the client (a commit whose acknowledgement is lost).
+//! reaches the client (a commit whose acknowledgement is lost). Held ([`Proxy::hold`]), it
+//! is a link that is down: nothing passes either way and no new connection gets through, but
+//! nothing is closed either, and once let go every connection carries on where it stopped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 /// Where an armed proxy cuts.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -27,6 +30,13 @@ pub(crate) struct Proxy {
     pub(crate) port: u16,
     armed: Arc<AtomicU8>,
     cuts: Arc<AtomicUsize>,
+    held: watch::Sender<bool>,
+}
+
+/// Waits while the link is held (down).
+async fn while_held(held: &mut watch::Receiver<bool>) {
+    // The sender lives as long as the proxy; without it nothing is held any more.
+    let _ = held.wait_for(|held| !*held).await;
 }
 
 impl Proxy {
@@ -35,16 +45,33 @@ impl Proxy {
         let port = listener.local_addr().expect("an address").port();
         let armed = Arc::new(AtomicU8::new(0));
         let cuts = Arc::new(AtomicUsize::new(0));
-        let (a, c) = (Arc::clone(&armed), Arc::clone(&cuts));
+        let held = watch::Sender::new(false);
+        let (a, c, h) = (Arc::clone(&armed), Arc::clone(&cuts), held.subscribe());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = TcpStream::connect(&upstream).await else {
-                    continue;
-                };
-                tokio::spawn(serve(client, server, Arc::clone(&a), Arc::clone(&c)));
+                let (a, c, mut h) = (Arc::clone(&a), Arc::clone(&c), h.clone());
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    // A connection made while the link is down waits for it, as a SYN
+                    // retransmitted until the link comes back.
+                    while_held(&mut h).await;
+                    if let Ok(server) = TcpStream::connect(&upstream).await {
+                        serve(client, server, a, c, h).await;
+                    }
+                });
             }
         });
-        Proxy { port, armed, cuts }
+        Proxy {
+            port,
+            armed,
+            cuts,
+            held,
+        }
+    }
+
+    /// Takes the link down (`true`: nothing passes, nothing is closed) or brings it back.
+    pub(crate) fn hold(&self, down: bool) {
+        self.held.send_replace(down);
     }
 
     /// Cuts the next connection that sends what commits, at `cut`.
@@ -58,11 +85,19 @@ impl Proxy {
     }
 }
 
-async fn serve(client: TcpStream, server: TcpStream, armed: Arc<AtomicU8>, cuts: Arc<AtomicUsize>) {
+async fn serve(
+    client: TcpStream,
+    server: TcpStream,
+    armed: Arc<AtomicU8>,
+    cuts: Arc<AtomicUsize>,
+    held: watch::Receiver<bool>,
+) {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
     let silenced = Arc::new(AtomicU8::new(0));
     let quiet = Arc::clone(&silenced);
+    let mut down_held = held.clone();
+    let mut up_held = held;
     let downstream = tokio::spawn(async move {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -70,6 +105,7 @@ async fn serve(client: TcpStream, server: TcpStream, armed: Arc<AtomicU8>, cuts:
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
+            while_held(&mut down_held).await;
             if quiet.load(Ordering::SeqCst) != 0 {
                 // Swallowed: the client hears nothing, not even the end, until the cut.
                 continue;
@@ -86,6 +122,7 @@ async fn serve(client: TcpStream, server: TcpStream, armed: Arc<AtomicU8>, cuts:
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        while_held(&mut up_held).await;
         let chunk = &buf[..n];
         let has_commit = protocol.commits(chunk);
         let cut = armed.load(Ordering::SeqCst);

@@ -1,0 +1,340 @@
+//! Many replicas on many hosts, with real faults (issue 14, item 5). Each replica is a child
+//! process of this test binary on a host of its own (a network namespace joined to the
+//! database's by a veth pair and a bridge, or, where namespaces are refused, a TCP proxy the
+//! test holds; see `replicas/hosts.rs`), running an engine on one throwaway PostgreSQL server
+//! under its own owner id, with a 2 s lease and a takeover poll every 200 ms. Every step's
+//! effect is a row written outside the store's transactions, named by a nonce the step
+//! returns (see `replicas/replica.rs`), so that what the event log kept can be checked against
+//! what ran: every run completes, and every completed step ran once (an interrupted execution
+//! may have run before it; nothing runs after it).
+//!
+//! The tests run one at a time (they measure how soon runs move), each with its own server
+//! and network, removed on every exit.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+#[path = "replicas/cluster.rs"]
+mod cluster;
+#[path = "replicas/hosts.rs"]
+mod hosts;
+#[path = "replicas/replica.rs"]
+mod replica;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cluster::{Cluster, Plan};
+use replica::{REPLICA, now_ms, run_id};
+
+/// One test at a time: each measures how soon runs move from one replica to another, which
+/// another test's replicas on the same two cores would blur.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const LEASE_MS: u64 = 2_000;
+const TAKEOVER_MS: u64 = 200;
+
+/// Whether the figures measure the replicas: on namespaces they do; behind the fallback's
+/// proxies every replica's traffic is relayed by this (debug-built) test process, whose pace
+/// they would measure, so there they are printed but not asserted.
+fn timed(c: &Cluster) -> bool {
+    c.network.mode() == hosts::Mode::Netns
+}
+
+/// In a replica process: runs the replica (and never returns). Otherwise `false`.
+async fn as_replica() -> bool {
+    match std::env::var(REPLICA) {
+        Ok(settings) => {
+            replica::main(&settings).await;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+fn plan(runs: usize, steps: usize, step_ms: u64) -> Plan {
+    Plan {
+        replicas: 3,
+        runs,
+        steps,
+        step_ms,
+        lease_ms: LEASE_MS,
+        takeover_ms: TAKEOVER_MS,
+    }
+}
+
+/// 1,000 runs over 3 replicas, one killed with SIGKILL while its runs are mid-step: every run
+/// completes, every completed step ran once, the only executions run again are the killed
+/// replica's (at most one per run, begun before the kill), and its runs go on elsewhere:
+/// the first within its lease plus 1 s, the rest at no less than 200 take-ups a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_one_killed_mid_step_its_runs_resume_elsewhere() {
+    if as_replica().await {
+        return;
+    }
+    let _one = SERIAL.lock().await;
+    let plan = plan(1_000, 4, 500);
+    let mut c = Cluster::start(
+        "replicas_one_killed_mid_step_its_runs_resume_elsewhere",
+        plan,
+    )
+    .await;
+    c.started().await;
+    let total = (plan.runs * plan.steps) as i64;
+    c.effects_reach(total / 3, Duration::from_secs(120)).await;
+    let killed_at = now_ms();
+    c.replicas[0].kill();
+    let left = total - c.effects().await;
+    assert!(
+        left > total / 3,
+        "the kill came mid-load ({left} effects left)"
+    );
+    c.all_finished(Duration::from_secs(60)).await;
+
+    let ledger = c.ledger().await;
+    let killed = c.replicas[0].owner.clone();
+    let mut delays: Vec<i64> = ledger
+        .runs_of(&killed)
+        .iter()
+        .filter_map(|run| ledger.taken_up(run, &killed, killed_at))
+        .map(|at| at - killed_at)
+        .collect();
+    delays.sort_unstable();
+    let taken = delays.len();
+    let slowest = delays.last().copied().unwrap_or(0);
+    eprintln!(
+        "replicas/kill: take-overs after the kill, ms: first {:?}, median {:?}, last {slowest}",
+        delays.first(),
+        delays.get(taken / 2)
+    );
+    assert!(
+        taken >= plan.runs / 3 / 2,
+        "most of the killed replica's runs were mid-way: {taken} taken over"
+    );
+    // A killed replica's runs resume within its lease plus 1 s: the first of them does, and
+    // the rest follow at the pace the survivors take runs up, which this checks is at least
+    // 200 a second (a take-up is a lease and a read; 334 of them at once came to 1.0 to 1.6
+    // s here, in a debug build on 2 cores).
+    let first = delays.first().copied().unwrap_or(0);
+    assert!(
+        !timed(&c) || first <= (LEASE_MS + 1_000) as i64,
+        "a killed replica's run resumes within its lease plus 1 s: the first after {first} ms"
+    );
+    let pace = (LEASE_MS + 1_000) as i64 + 5 * taken as i64;
+    assert!(
+        !timed(&c) || slowest <= pace,
+        "the killed replica's {taken} runs resume within its lease, 1 s and 5 ms each: the last after {slowest} ms"
+    );
+    let mut again: HashMap<&str, usize> = HashMap::new();
+    for repeat in &ledger.repeats {
+        assert_eq!(
+            repeat.owner, killed,
+            "only the killed replica's executions were cut: {repeat:?}"
+        );
+        assert!(repeat.begun_ms <= killed_at, "cut by the kill: {repeat:?}");
+        *again.entry(&repeat.run_id).or_default() += 1;
+    }
+    assert!(
+        again.values().all(|n| *n == 1),
+        "at most the step in flight at the kill ran again per run: {again:?}"
+    );
+    eprintln!(
+        "replicas/kill: {} runs x {} steps on {} replicas ({:?}); {taken} runs taken over, the last {slowest} ms after the kill; {} executions cut and run again",
+        plan.runs,
+        plan.steps,
+        plan.replicas,
+        c.network.mode(),
+        ledger.repeats.len()
+    );
+}
+
+/// A replica drained (SIGTERM) under load: it lets its running steps end, hands its runs
+/// over, and they go on elsewhere within 1 s; nothing runs twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_one_drained_under_load_its_runs_continue_within_a_second() {
+    if as_replica().await {
+        return;
+    }
+    let _one = SERIAL.lock().await;
+    let plan = plan(300, 8, 50);
+    let mut c = Cluster::start(
+        "replicas_one_drained_under_load_its_runs_continue_within_a_second",
+        plan,
+    )
+    .await;
+    c.started().await;
+    let total = (plan.runs * plan.steps) as i64;
+    c.effects_reach(total / 4, Duration::from_secs(120)).await;
+    c.replicas[0].terminate();
+    let lines = c.replicas[0]
+        .wait_for("the end of its drain", Duration::from_secs(30), |lines| {
+            lines.iter().any(|l| l.starts_with("drained "))
+        })
+        .await;
+    let status = c.replicas[0].exited(Duration::from_secs(10)).await;
+    assert!(
+        status.success(),
+        "the drained replica exits cleanly: {status}"
+    );
+    let drained = lines.iter().find(|l| l.starts_with("drained ")).unwrap();
+    let field = |name: &str| -> i64 {
+        drained
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        field("cut"),
+        0,
+        "every running step ended within the grace: {drained}"
+    );
+    assert!(
+        drained.ends_with("error=None"),
+        "the leases were given up: {drained}"
+    );
+    let began = field("began");
+    let released: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("released "))
+        .collect();
+    assert!(
+        released.len() >= plan.runs / 3 / 2,
+        "the drain came mid-load: {} runs released",
+        released.len()
+    );
+    c.all_finished(Duration::from_secs(60)).await;
+
+    let ledger = c.ledger().await;
+    assert!(
+        ledger.repeats.is_empty(),
+        "a drain cuts nothing: no execution ran again: {:?}",
+        ledger.repeats
+    );
+    let owner = c.replicas[0].owner.clone();
+    let mut slowest = 0;
+    for run in &released {
+        let at = ledger
+            .taken_up(run, &owner, began)
+            .unwrap_or_else(|| panic!("{run} went on elsewhere"));
+        slowest = slowest.max(at - began);
+    }
+    assert!(
+        !timed(&c) || slowest <= 1_000,
+        "a drained replica's runs go on elsewhere within 1 s of the drain: the last after {slowest} ms"
+    );
+    eprintln!(
+        "replicas/drain: {} runs released, the last going on {slowest} ms after SIGTERM ({:?})",
+        released.len(),
+        c.network.mode()
+    );
+}
+
+/// A replica cut off from the database while it runs: its leases expire and the others take
+/// its runs over; once its link is back, its writes are refused (fenced) and it lets go of
+/// those runs with no further effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_one_cut_off_is_fenced_when_its_link_returns() {
+    if as_replica().await {
+        return;
+    }
+    let _one = SERIAL.lock().await;
+    let plan = plan(60, 10, 100);
+    let mut c = Cluster::start("replicas_one_cut_off_is_fenced_when_its_link_returns", plan).await;
+    c.started().await;
+    let total = (plan.runs * plan.steps) as i64;
+    c.effects_reach(total / 5, Duration::from_secs(60)).await;
+    let cut_at = now_ms();
+    c.network.cut(0, true);
+    // The others finish every run, the cut-off replica's too, once its leases have run out.
+    c.all_finished(Duration::from_secs(60)).await;
+    let restored_at = now_ms();
+    c.network.cut(0, false);
+    let mine: Vec<String> = (0..plan.runs).step_by(plan.replicas).map(run_id).collect();
+    let lines = c.replicas[0]
+        .wait_for(
+            "the end of every run it started",
+            Duration::from_secs(60),
+            |lines| lines.iter().filter(|l| l.starts_with("end ")).count() == mine.len(),
+        )
+        .await;
+    let mut fenced = 0;
+    for line in lines.iter().filter_map(|l| l.strip_prefix("end ")) {
+        let (run, how) = line.split_once(' ').unwrap();
+        match how {
+            "fenced" => fenced += 1,
+            // Finished before the cut.
+            "completed" => {}
+            other => panic!("{run}: its writes once the link is back are fenced, not `{other}`"),
+        }
+    }
+    assert!(fenced > 0, "the cut came while its runs ran: {lines:?}");
+
+    let ledger = c.ledger().await;
+    let owner = c.replicas[0].owner.clone();
+    let late: Vec<_> = ledger
+        .effects
+        .iter()
+        .filter(|e| e.owner == owner && e.begun_ms >= restored_at)
+        .collect();
+    assert!(late.is_empty(), "no effect once the link is back: {late:?}");
+    let mut taken = 0;
+    let mut slowest = 0;
+    for run in ledger.runs_of(&owner) {
+        if let Some(at) = ledger.taken_up(&run, &owner, cut_at) {
+            taken += 1;
+            slowest = slowest.max(at - cut_at);
+        }
+    }
+    assert!(
+        taken >= fenced,
+        "every fenced run was taken over ({taken} of {fenced})"
+    );
+    assert!(
+        !timed(&c) || slowest <= (LEASE_MS + 1_000) as i64,
+        "a cut-off replica's run goes on within its lease plus 1 s: the last after {slowest} ms"
+    );
+    for repeat in &ledger.repeats {
+        assert_eq!(
+            repeat.owner, owner,
+            "only the cut-off replica's executions were cut: {repeat:?}"
+        );
+    }
+    eprintln!(
+        "replicas/cut: {fenced} runs fenced when the link came back, {taken} taken over (the last {slowest} ms after the cut), {} executions cut ({:?})",
+        ledger.repeats.len(),
+        c.network.mode()
+    );
+}
+
+/// The database restarted under load: no run is lost, and every completed step ran once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_the_database_restarted_under_load_loses_no_run() {
+    if as_replica().await {
+        return;
+    }
+    let _one = SERIAL.lock().await;
+    let plan = plan(300, 6, 20);
+    let mut c = Cluster::start(
+        "replicas_the_database_restarted_under_load_loses_no_run",
+        plan,
+    )
+    .await;
+    c.started().await;
+    let total = (plan.runs * plan.steps) as i64;
+    c.effects_reach(total / 3, Duration::from_secs(60)).await;
+    c.server.restart();
+    c.reconnect().await;
+    let left = total - c.effects().await;
+    assert!(left > 0, "the restart came mid-load");
+    c.all_finished(Duration::from_secs(90)).await;
+    let ledger = c.ledger().await;
+    eprintln!(
+        "replicas/restart: {} runs completed across the restart; {} executions cut and run again ({:?})",
+        plan.runs,
+        ledger.repeats.len(),
+        c.network.mode()
+    );
+}
