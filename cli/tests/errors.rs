@@ -243,8 +243,14 @@ async fn a_schema_of_something_else_is_refused_and_left_alone() {
 on_both_stores!(a_newer_schema_names_both_versions, standard);
 async fn a_newer_schema_names_both_versions(f: Fixture) {
     match f.backend() {
-        Backend::Sqlite => f.sql("PRAGMA user_version = 99").await,
-        Backend::Postgres => f.sql("UPDATE schema_version SET version = 99").await,
+        Backend::Sqlite => {
+            f.sql("PRAGMA user_version = 99; UPDATE schema_compat SET compatible_from = 99")
+                .await;
+        }
+        Backend::Postgres => {
+            f.sql("UPDATE schema_version SET version = 99, compatible_from = 99")
+                .await;
+        }
     }
     for args in READS.iter().chain([&["retry", "ship-stuck"][..]].iter()) {
         let out = f.run(args);

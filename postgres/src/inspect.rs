@@ -139,11 +139,17 @@ impl PgInspector {
                 "schema `{schema}` has no sagaflow tables"
             )));
         }
-        let version: i64 = self
-            .one("SELECT version FROM schema_version", &[])
-            .await?
-            .get(0);
-        if version > SCHEMA_VERSION {
+        // `compatible_from` by name, if it is there: a schema no code with the window has
+        // migrated lacks it, and this reader must not add it.
+        let found = self
+            .one(
+                "SELECT version, COALESCE((to_jsonb(v) ->> 'compatible_from')::bigint, 0) \
+                 FROM schema_version v",
+                &[],
+            )
+            .await?;
+        let (version, compatible_from): (i64, i64) = (found.get(0), found.get(1));
+        if version > SCHEMA_VERSION && !(1..=SCHEMA_VERSION).contains(&compatible_from) {
             return Err(InspectError::TooNew {
                 database: self.database.clone(),
                 found: version,

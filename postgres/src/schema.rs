@@ -5,6 +5,14 @@
 //! in its own transaction together with the bump of that row, so a crash mid-upgrade leaves
 //! the database at a whole version. A released migration is never edited; a new one is
 //! appended.
+//!
+//! Changes are expand-then-contract, so that a rolling upgrade works: beside its version, the
+//! row holds `compatible_from`, the oldest version whose code still works on the schema. A
+//! migration that only adds (a table, a nullable column, a function of a new name) leaves it
+//! where it was; one that takes something away, or changes what the code before it relies on,
+//! raises it to its own version, and ships a release after the one that stopped using what it
+//! removes. Code meets a newer schema at work: it goes on if it is within that window, and is
+//! refused beyond it.
 
 use tokio_postgres::Client;
 
@@ -12,9 +20,16 @@ use crate::error::pg_error;
 use crate::session::Session;
 use sagaflow_core::runtime::error::StoreError;
 
-/// The migrations, oldest first; migration `i` takes the schema from version `i` to `i + 1`.
-/// Append only: a migration that has shipped must never change.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+/// The migrations, oldest first; migration `i` takes the schema from version `i` to `i + 1`,
+/// and the oldest version whose code works on the schema it leaves (see the module). Append
+/// only: a migration that has shipped must never change.
+const MIGRATIONS: &[(&str, i64)] = &[
+    (V1, 1),
+    // The steps table became a view: code of version 1 wrote to it.
+    (V2, 2),
+    // Only adds `replicas`.
+    (V3, 2),
+];
 
 /// The newest schema version this code knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -366,21 +381,24 @@ fn bootstrap(schema: &str) -> String {
              version bigint  NOT NULL
          );
          INSERT INTO \"{schema}\".schema_version (version) VALUES (0)
-             ON CONFLICT (one) DO NOTHING;"
+             ON CONFLICT (one) DO NOTHING;
+         ALTER TABLE \"{schema}\".schema_version
+             ADD COLUMN IF NOT EXISTS compatible_from bigint NOT NULL DEFAULT 0;"
     )
 }
 
 /// The statement that reads the schema's version.
 fn version_sql(schema: &str) -> String {
-    format!("SELECT version FROM \"{schema}\".schema_version")
+    format!("SELECT version, compatible_from FROM \"{schema}\".schema_version")
 }
 
 /// Migration `sql`, which takes the schema to version `next`, and the bump of the version, to
 /// run inside a transaction.
-fn step(schema: &str, sql: &str, next: i64) -> String {
+fn step(schema: &str, (sql, works_from): (&str, i64), next: i64) -> String {
     format!(
         "SET LOCAL search_path TO \"{schema}\"; {sql}
-         UPDATE \"{schema}\".schema_version SET version = {next};"
+         UPDATE \"{schema}\".schema_version
+             SET version = {next}, compatible_from = {works_from};"
     )
 }
 
@@ -396,20 +414,20 @@ async fn migrate_locked(client: &Client, label: &str, schema: &str) -> Result<()
     let pg = |e: tokio_postgres::Error| Migrate::Store(pg_error(label, &e));
     client.batch_execute(&bootstrap(schema)).await.map_err(pg)?;
     loop {
-        let version: i64 = client
+        let found = client
             .query_one(&version_sql(schema), &[])
             .await
-            .map_err(pg)?
-            .get(0);
-        check_version(label, version).map_err(Migrate::Store)?;
-        let Some(sql) = usize::try_from(version)
+            .map_err(pg)?;
+        let version: i64 = found.get(0);
+        check_version(label, version, found.get(1)).map_err(Migrate::Store)?;
+        let Some(&migration) = usize::try_from(version)
             .ok()
             .and_then(|index| MIGRATIONS.get(index))
         else {
             return Ok(());
         };
         let next = version + 1;
-        let transaction = format!("BEGIN; {} COMMIT;", step(schema, sql, next));
+        let transaction = format!("BEGIN; {} COMMIT;", step(schema, migration, next));
         if let Err(e) = client.batch_execute(&transaction).await {
             let _ = client.batch_execute("ROLLBACK").await;
             return Err(failed(next, &e));
@@ -439,12 +457,12 @@ async fn migrate_pooled(
         );
         let version = async {
             client.batch_execute(&opened).await.map_err(pg)?;
-            let version: i64 = client
+            let found = client
                 .query_typed_one(&version_sql(schema), &[])
                 .await
-                .map_err(pg)?
-                .get(0);
-            check_version(label, version).map_err(Migrate::Store)?;
+                .map_err(pg)?;
+            let version: i64 = found.get(0);
+            check_version(label, version, found.get(1)).map_err(Migrate::Store)?;
             Ok(version)
         }
         .await;
@@ -455,7 +473,7 @@ async fn migrate_pooled(
                 return Err(e);
             }
         };
-        let Some(sql) = usize::try_from(version)
+        let Some(&migration) = usize::try_from(version)
             .ok()
             .and_then(|index| MIGRATIONS.get(index))
         else {
@@ -463,7 +481,7 @@ async fn migrate_pooled(
         };
         let next = version + 1;
         if let Err(e) = client
-            .batch_execute(&format!("{} COMMIT;", step(schema, sql, next)))
+            .batch_execute(&format!("{} COMMIT;", step(schema, migration, next)))
             .await
         {
             let _ = client.batch_execute("ROLLBACK").await;
@@ -472,9 +490,15 @@ async fn migrate_pooled(
     }
 }
 
-/// Refuses a version past the newest this code knows, or one sagaflow never writes.
-pub(crate) fn check_version(label: &str, found: i64) -> Result<(), StoreError> {
-    if found > SCHEMA_VERSION {
+/// Refuses a version past the newest this code knows, unless the code of this version still
+/// works on it (`compatible_from`, 0 where no migration has said), or one sagaflow never
+/// writes.
+pub(crate) fn check_version(
+    label: &str,
+    found: i64,
+    compatible_from: i64,
+) -> Result<(), StoreError> {
+    if found > SCHEMA_VERSION && !(1..=SCHEMA_VERSION).contains(&compatible_from) {
         return Err(StoreError::SchemaTooNew {
             path: label.to_owned(),
             found,

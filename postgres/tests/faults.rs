@@ -39,20 +39,47 @@ async fn an_unreachable_server_is_an_error_naming_it_without_the_password() {
     assert!(!text.contains("s3cret"), "{text}");
 }
 
+/// A schema a newer release migrated: this code works on it while that release says it may
+/// (its migrations only added), and is refused once it says it may not.
 #[tokio::test]
-async fn a_newer_schema_is_refused() {
+async fn a_newer_schema_is_worked_on_within_its_window_and_refused_beyond_it() {
     let db = fresh_db!();
     drop(db.store().await);
     let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(connection);
-    client
-        .batch_execute(&format!(
-            "UPDATE \"{}\".schema_version SET version = {}",
+    let newer = |compatible_from: i64| {
+        format!(
+            "UPDATE \"{}\".schema_version SET version = {}, compatible_from = {compatible_from}",
             db.schema,
             SCHEMA_VERSION + 1
-        ))
+        )
+    };
+    client.batch_execute(&newer(SCHEMA_VERSION)).await.unwrap();
+    let store = PgStore::connect(&db.url, db.options()).await.unwrap();
+    sagaflow_core::conformance::runs::create(&store, "r", "W")
+        .await
+        .unwrap();
+    sagaflow_core::conformance::runs::start(&store, "r", "a")
+        .await
+        .unwrap();
+    drop(store);
+    let version: i64 = client
+        .query_one(
+            &format!("SELECT version FROM \"{}\".schema_version", db.schema),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        version,
+        SCHEMA_VERSION + 1,
+        "an older store migrates nothing back"
+    );
+    client
+        .batch_execute(&newer(SCHEMA_VERSION + 1))
         .await
         .unwrap();
     match PgStore::connect(&db.url, db.options()).await {

@@ -200,7 +200,7 @@ async fn a_newer_schema_names_both_versions() {
     client(&db.url)
         .await
         .batch_execute(&format!(
-            "UPDATE \"{}\".schema_version SET version = 99",
+            "UPDATE \"{}\".schema_version SET version = 99, compatible_from = 99",
             db.schema
         ))
         .await

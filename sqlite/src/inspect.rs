@@ -88,7 +88,7 @@ impl Inspector {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(|e| sqlite(&database, &e))?;
-        if version > SCHEMA_VERSION {
+        if !crate::schema::readable(&conn, version) {
             return Err(InspectError::TooNew {
                 database,
                 found: version,

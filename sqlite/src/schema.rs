@@ -17,7 +17,22 @@ use sagaflow_core::runtime::error::StoreError;
 
 /// The migrations, oldest first; migration `i` takes the schema from version `i` to `i + 1`.
 /// Append only: a migration that has shipped must never change.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+/// Each with the oldest version whose code works on the schema it leaves: a migration that only
+/// adds leaves that where it was; one that takes away or changes what older code relies on
+/// raises it to its own version. Code meets a newer file at work: it goes on within that
+/// window (expand-then-contract, so that a rolling upgrade works), and is refused beyond it.
+/// The window is kept from version 7 on (`schema_compat`); versions before it each needed
+/// their own code.
+const MIGRATIONS: &[(&str, i64)] = &[
+    (V1, 1),
+    (V2, 2),
+    (V3, 3),
+    (V4, 4),
+    (V5, 5),
+    (V6, 6),
+    // Only adds `replicas` and `schema_compat`.
+    (V7, 6),
+];
 
 /// The newest schema version this code knows (`PRAGMA user_version` of a current database).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -199,8 +214,16 @@ CREATE INDEX machines_by_type ON machines (machine, machine_id);
 /// Version 7: the replicas, as their heartbeats leave them (`replicas`): each owner's host,
 /// process, sagaflow version, when it was first and last heard from (unix milliseconds), and
 /// the workflows and graphs its engine runs (JSON `[{"workflow", "fingerprint"}]`), for tools
-/// to show who holds which run and which runs wait for a version no live process runs.
+/// to show who holds which run and which runs wait for a version no live process runs; and
+/// `schema_compat`, the oldest version whose code works on the file (see [`MIGRATIONS`]),
+/// which every migration from here on sets.
 const V7: &str = "
+CREATE TABLE schema_compat (
+    one             INTEGER NOT NULL PRIMARY KEY CHECK (one = 1),
+    compatible_from INTEGER NOT NULL
+) STRICT;
+INSERT INTO schema_compat (one, compatible_from) VALUES (1, 0);
+
 CREATE TABLE replicas (
     owner        TEXT    NOT NULL PRIMARY KEY,
     host         TEXT    NOT NULL,
@@ -296,8 +319,8 @@ fn set_pragmas(conn: &Connection, options: &SqliteOptions) -> rusqlite::Result<(
 /// apply a migration.
 fn migrate(conn: &Connection, label: &str) -> Result<(), StoreError> {
     let found = user_version(conn).map_err(|e| open_error(label, &e))?;
-    check_version(label, found)?;
-    if found == SCHEMA_VERSION {
+    check_version(conn, label, found)?;
+    if found >= SCHEMA_VERSION {
         return Ok(());
     }
     loop {
@@ -328,8 +351,8 @@ fn migrate(conn: &Connection, label: &str) -> Result<(), StoreError> {
 /// schema is current.
 fn apply_next(conn: &Connection, label: &str) -> Result<bool, StoreError> {
     let version = user_version(conn).map_err(|e| open_error(label, &e))?;
-    check_version(label, version)?;
-    let Some(sql) = usize::try_from(version)
+    check_version(conn, label, version)?;
+    let Some(&(sql, works_from)) = usize::try_from(version)
         .ok()
         .and_then(|index| MIGRATIONS.get(index))
     else {
@@ -340,6 +363,13 @@ fn apply_next(conn: &Connection, label: &str) -> Result<bool, StoreError> {
         path: label.to_owned(),
         message: format!("migration to schema version {next} failed: {e}"),
     })?;
+    if next >= V_COMPAT {
+        conn.execute(
+            "UPDATE schema_compat SET compatible_from = ?1",
+            [works_from],
+        )
+        .map_err(|e| open_error(label, &e))?;
+    }
     conn.execute_batch(&format!("PRAGMA user_version = {next}"))
         .map_err(|e| open_error(label, &e))?;
     Ok(true)
@@ -349,8 +379,26 @@ fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |row| row.get(0))
 }
 
-fn check_version(label: &str, found: i64) -> Result<(), StoreError> {
-    if found > SCHEMA_VERSION {
+/// The schema version from which `schema_compat` keeps the window.
+const V_COMPAT: i64 = 7;
+
+/// The oldest version whose code works on the file, as its newest migration said; 0 where
+/// none did (a file from before the window was kept).
+pub(crate) fn compatible_from(conn: &Connection) -> i64 {
+    conn.query_row("SELECT compatible_from FROM schema_compat", [], |row| {
+        row.get(0)
+    })
+    .unwrap_or(0)
+}
+
+/// Whether this code works on a file at schema version `found`: one it knows, or a newer one
+/// whose window reaches back to it.
+pub(crate) fn readable(conn: &Connection, found: i64) -> bool {
+    found <= SCHEMA_VERSION || (1..=SCHEMA_VERSION).contains(&compatible_from(conn))
+}
+
+fn check_version(conn: &Connection, label: &str, found: i64) -> Result<(), StoreError> {
+    if !readable(conn, found) {
         return Err(StoreError::SchemaTooNew {
             path: label.to_owned(),
             found,

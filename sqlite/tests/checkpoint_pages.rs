@@ -234,7 +234,7 @@ async fn a_version_5_event_log_keeps_its_numbers_and_new_events_follow_them() {
          ALTER TABLE events_v5 RENAME TO events;
          CREATE INDEX events_by_run ON events (run_id, seq);
          DROP INDEX machines_by_type;
-         DROP TABLE replicas;
+         DROP TABLE replicas; DROP TABLE schema_compat;
          CREATE TABLE steps_v5 (
              run_id      TEXT    NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
              name        TEXT    NOT NULL,

@@ -102,7 +102,10 @@ async fn what_it_cannot_read_is_an_error_naming_the_file() {
     drop(SqliteStore::open(&newer, SqliteOptions::default()).unwrap());
     Connection::open(&newer)
         .unwrap()
-        .execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
+        .execute_batch(&format!(
+            "PRAGMA user_version = {next}; UPDATE schema_compat SET compatible_from = {next};",
+            next = SCHEMA_VERSION + 1
+        ))
         .unwrap();
     match Inspector::open(&newer) {
         Err(InspectError::TooNew {

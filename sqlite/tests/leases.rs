@@ -372,7 +372,8 @@ fn a_run_that_keeps_crashing_is_parked_and_the_others_still_recover() {
 
 /// Undoes migrations 7, 5, 4 and 3: drops the replicas, the graph column, the machines tables
 /// and the lease columns.
-const REWIND_V3: &str = "DROP TABLE replicas; ALTER TABLE runs DROP COLUMN graph; \
+const REWIND_V3: &str = "DROP TABLE replicas; DROP TABLE schema_compat; \
+    ALTER TABLE runs DROP COLUMN graph; \
     DROP TABLE machine_transitions; DROP TABLE machines; \
     ALTER TABLE runs DROP COLUMN owner; \
     ALTER TABLE runs DROP COLUMN lease_token; ALTER TABLE runs DROP COLUMN lease_expires; \

@@ -80,6 +80,32 @@ async fn opening_creates_the_schema_in_wal_mode_with_strict_tables() {
     assert_eq!(again, SCHEMA_VERSION);
 }
 
+/// A file a newer sagaflow migrated, whose migrations only added: this code works on it, and
+/// leaves its version as it found it.
+#[tokio::test]
+async fn a_database_from_a_newer_sagaflow_within_its_window_is_worked_on() {
+    let (_dir, path) = temp_db();
+    drop(open(&path));
+    let conn = Connection::open(&path).expect("opens");
+    conn.execute_batch(&format!(
+        "PRAGMA user_version = {}; UPDATE schema_compat SET compatible_from = {SCHEMA_VERSION};",
+        SCHEMA_VERSION + 1
+    ))
+    .expect("sets");
+    let store = open(&path);
+    create(&store, "r", "W").await.expect("created");
+    drop(store);
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("reads");
+    assert_eq!(version, SCHEMA_VERSION + 1);
+    let runs: i64 = conn
+        .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+        .expect("reads");
+    assert_eq!(runs, 1);
+}
+
+/// A file a newer sagaflow migrated beyond what this code can work on is refused.
 #[tokio::test]
 async fn a_database_from_a_newer_sagaflow_is_refused() {
     let (_dir, path) = temp_db();
@@ -87,8 +113,11 @@ async fn a_database_from_a_newer_sagaflow_is_refused() {
     create(&store, "r", "W").await.expect("created");
     drop(store);
     let conn = Connection::open(&path).expect("opens");
-    conn.execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
-        .expect("sets");
+    conn.execute_batch(&format!(
+        "PRAGMA user_version = {next}; UPDATE schema_compat SET compatible_from = {next};",
+        next = SCHEMA_VERSION + 1
+    ))
+    .expect("sets");
     drop(conn);
 
     let error = SqliteStore::open(&path, SqliteOptions::default()).expect_err("refused");
@@ -674,9 +703,10 @@ async fn a_version_1_database_is_migrated_with_its_data_intact() {
     assert_eq!(stored.workflow, "Wf");
 }
 
-/// Undoes migrations 5, 4 and 3: drops the graph column, the machines tables and the lease
-/// columns.
-const REWIND_V3: &str = "DROP TABLE replicas; ALTER TABLE runs DROP COLUMN graph; \
+/// Undoes migrations 7, 5, 4 and 3: drops the replicas and the window, the graph column, the
+/// machines tables and the lease columns.
+const REWIND_V3: &str = "DROP TABLE replicas; DROP TABLE schema_compat; \
+    ALTER TABLE runs DROP COLUMN graph; \
     DROP TABLE machine_transitions; DROP TABLE machines; \
     ALTER TABLE runs DROP COLUMN owner; \
     ALTER TABLE runs DROP COLUMN lease_token; ALTER TABLE runs DROP COLUMN lease_expires; \
