@@ -56,6 +56,7 @@ pub(crate) async fn renew(
         return Ok(());
     }
     let mut client = pool.get().await.map_err(|e| pool_error(label, &e))?;
+    let sent = std::time::Instant::now();
     let renewed = set_expiry(
         &mut client,
         session,
@@ -70,6 +71,11 @@ pub(crate) async fn renew(
         tracing::warn!(run_id = %run, "the run's lease was taken over by another owner");
         leases.lost(&RunId::from(run.as_str()));
     }
+    let renewed: Vec<RunId> = renewed
+        .iter()
+        .map(|run| RunId::from(run.as_str()))
+        .collect();
+    leases.renewed(&renewed, sent);
     Ok(())
 }
 

@@ -328,11 +328,13 @@ impl PgStore {
             lease_ms: leases.lease_ms(),
         };
         let ends = row.then.as_ref().unwrap_or(&row.change).ends_run();
+        let sent = std::time::Instant::now();
         let result = self.write(|reply| Write::Record(row, reply)).await;
         match &result {
             Err(StoreError::Fenced { .. }) => leases.lost(run_id),
             Ok(()) if ends => leases.forget(run_id),
-            _ => {}
+            Ok(()) => leases.written(run_id, sent),
+            Err(_) => {}
         }
         result
     }
@@ -543,6 +545,10 @@ impl LeaseStore for PgStore {
         lease::free_runs(&client, &self.inner.session, known, limit)
             .await
             .map_err(|e| error::pg_error(&self.inner.label, &e))
+    }
+
+    fn holds(&self, run_id: &RunId) -> bool {
+        self.inner.leases.holds(run_id)
     }
 
     async fn heartbeat(&self, known: &[KnownGraph]) -> Result<(), StoreError> {

@@ -47,6 +47,7 @@ pub(crate) fn renew(leases: &Leases, conn: &Connection, label: &str) {
     if live.is_empty() {
         return;
     }
+    let sent = std::time::Instant::now();
     match renew_all(
         conn,
         label,
@@ -54,10 +55,12 @@ pub(crate) fn renew(leases: &Leases, conn: &Connection, label: &str) {
         now_ms().saturating_add(leases.lease_ms()),
     ) {
         Ok(lost) => {
-            for run_id in lost {
+            for run_id in &lost {
                 tracing::warn!(run_id = %run_id, "the run's lease was taken over by another owner");
-                leases.lost(&run_id);
+                leases.lost(run_id);
             }
+            let renewed = live.iter().map(|(run_id, _)| run_id);
+            leases.renewed(renewed.filter(|run_id| !lost.contains(run_id)), sent);
         }
         // Not renewed this time; the next tick tries again, well before the expiry.
         Err(error) => tracing::warn!(%error, "the leases could not be renewed"),

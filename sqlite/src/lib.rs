@@ -444,6 +444,7 @@ impl SqliteStore {
             leases.token(run_id),
             leases.lease_ms(),
         )?;
+        let sent = std::time::Instant::now();
         let result = self.write(op).await.map(drop);
         match &result {
             Err(StoreError::Fenced { .. }) => leases.lost(run_id),
@@ -455,7 +456,8 @@ impl SqliteStore {
             {
                 leases.forget(run_id);
             }
-            _ => {}
+            Ok(()) => leases.written(run_id, sent),
+            Err(_) => {}
         }
         result
     }
@@ -629,6 +631,10 @@ impl LeaseStore for SqliteStore {
         let known = known.to_vec();
         self.read(move |conn, label| lease::free_runs(conn, label, &known, limit))
             .await
+    }
+
+    fn holds(&self, run_id: &RunId) -> bool {
+        self.inner.leases.holds(run_id)
     }
 
     async fn heartbeat(&self, known: &[KnownGraph]) -> Result<(), StoreError> {

@@ -485,3 +485,83 @@ async fn heartbeats_keep_a_long_step_s_lease_alive() {
     assert_eq!(*ended.output, ["seed", "a#1", "b#1", "c#1"]);
     assert_eq!(script.count("b"), 1);
 }
+
+/// A store whose answer to the start of step `three` comes `late` after the write was kept, as
+/// when a link drops with the answer on its way and comes back.
+struct LateAcks {
+    inner: SqliteStore,
+    late: Duration,
+}
+
+sagaflow_core::forward_store!(LateAcks => inner: RunStore with {
+    async fn create_run(
+        &self,
+        run: &sagaflow_core::runtime::NewRun<'_>,
+    ) -> Result<sagaflow_core::runtime::Created, StoreError> {
+        self.inner.create_run(run).await
+    }
+    async fn record(
+        &self,
+        run_id: &sagaflow_core::runtime::RunId,
+        change: &Change<'_>,
+    ) -> Result<(), StoreError> {
+        let kept = self.inner.record(run_id, change).await;
+        if matches!(change, Change::StepStarted { step: "three", .. }) {
+            tokio::time::sleep(self.late).await;
+        }
+        kept
+    }
+});
+sagaflow_core::forward_store!(LateAcks => inner: LeaseStore, SignalStore, EventLog);
+
+/// Runs `one -> two -> three` on a store whose leases last 600 ms and are no longer renewed
+/// but by writes, the start of `three` acknowledged `late`: how many times each step ran, and
+/// how the run ended.
+async fn started_late(late: Duration) -> ([u32; 3], Result<u32, String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = SqliteStore::open(
+        dir.path().join("late.db"),
+        SqliteOptions::default().lease(Duration::from_millis(600)),
+    )
+    .unwrap();
+    inner.pause_heartbeats();
+    let engine = Engine::builder()
+        .store(Arc::new(LateAcks { inner, late }))
+        .build();
+    let ran: Arc<[AtomicU32; 3]> = Arc::new(Default::default());
+    let mut b = Builder::<u32>::new("Late");
+    let mut last = b.input();
+    for (i, name) in ["one", "two", "three"].into_iter().enumerate() {
+        let ran = Arc::clone(&ran);
+        last = b.step(name, StepOptions::new(), (last,), move |_, (x,)| {
+            ran[i].fetch_add(1, Ordering::SeqCst);
+            let x = *x;
+            async move { Ok::<_, StepError>(x + 1) }
+        });
+    }
+    let def = b.build_with_output(last);
+    let ended = engine
+        .start(&def, "late", 0)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .map(|report| *report.output)
+        .map_err(|error| error.to_string());
+    let ran = [0, 1, 2].map(|i| ran[i].load(Ordering::SeqCst));
+    (ran, ended)
+}
+
+/// A step whose start was acknowledged after the lease may have run out (the answer held up
+/// on a link that dropped) is not started: another process may be taking the run over.
+/// Acknowledged in time, the same run completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_whose_start_is_acknowledged_after_the_lease_may_have_run_out_is_not_started() {
+    let (ran, ended) = started_late(Duration::from_millis(700)).await;
+    assert_eq!(ran, [1, 1, 0], "`three` was not started");
+    let error = ended.unwrap_err();
+    assert!(error.contains("lease may have run out"), "{error}");
+    let (ran, ended) = started_late(Duration::ZERO).await;
+    assert_eq!(ran, [1, 1, 1]);
+    assert_eq!(ended, Ok(3));
+}

@@ -186,6 +186,9 @@ macro_rules! forward_store {
             ) -> ::core::result::Result<(), $crate::runtime::StoreError> {
                 $crate::runtime::LeaseStore::heartbeat(&self.$field, graphs).await
             }
+            fn holds(&self, run_id: &$crate::runtime::RunId) -> bool {
+                $crate::runtime::LeaseStore::holds(&self.$field, run_id)
+            }
         }
     };
     (@one SignalStore, $ty:ty, $field:ident) => {

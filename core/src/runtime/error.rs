@@ -390,6 +390,16 @@ pub enum StoreError {
         /// The fencing token this store held, no longer the run's.
         token: u64,
     },
+    /// This store's lease on the run may have run out: it was neither taken nor renewed for
+    /// nine tenths of a lease (its database unreachable, say), so the step about to start was
+    /// not started; another process may be taking the run over.
+    #[error(
+        "run `{run_id}`: this store's lease may have run out (not renewed for most of a lease): the next step was not started, and another process may take the run over"
+    )]
+    LeaseLapsed {
+        /// The run.
+        run_id: RunId,
+    },
     /// Another live store on the database holds the lease owner id this store was opened
     /// with (`sagaflow_sqlite::SqliteOptions::owner`): two processes
     /// under one owner would each believe they hold the same leases.

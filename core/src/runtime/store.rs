@@ -213,6 +213,13 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// A store only one process can use (the in-memory store) has nobody to tell and does
     /// nothing.
     async fn heartbeat(&self, graphs: &[KnownGraph]) -> Result<(), StoreError>;
+
+    /// Whether this store surely still holds `run_id`'s lease by its own clock: taken or
+    /// renewed less than a lease ago, and not found taken over. The engine asks before it
+    /// starts a step (once the step's start is recorded): a replica cut off from its database
+    /// starts nothing once its lease may have run out, even if the last write it sent was
+    /// acknowledged late. A store only one process can use always holds.
+    fn holds(&self, run_id: &RunId) -> bool;
 }
 
 /// A workflow graph an engine can run, as [`LeaseStore::free_runs`] filters by it.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::runtime::id::RunId;
 
@@ -15,6 +15,9 @@ struct Held {
     token: u64,
     /// Still renewed; `false` once a renewal or a write found it taken over.
     live: bool,
+    /// Until when it surely holds by this process's clock: from before the request that took
+    /// or renewed it, less a tenth of the lease.
+    until: Instant,
 }
 
 /// The leases a store holds, with its owner id and lease settings: which runs it runs, under
@@ -76,8 +79,60 @@ impl HeldLeases {
 
     /// Remembers a lease just taken, with its token.
     pub fn hold(&self, run_id: &RunId, token: u64) {
+        let until = self.until(Instant::now());
+        self.lock().insert(
+            run_id.clone(),
+            Held {
+                token,
+                live: true,
+                until,
+            },
+        );
+    }
+
+    /// When a lease taken or renewed by a request sent at `sent` surely still holds: the
+    /// server counts it from when it got the request, later than `sent`; a tenth of the lease
+    /// is kept for the clocks' difference and the answer's way back.
+    fn until(&self, sent: Instant) -> Instant {
+        let keep = self.lease.saturating_sub(self.lease / 10);
+        sent.checked_add(keep).unwrap_or(sent)
+    }
+
+    /// The leases of `runs` were renewed by a request sent at `sent`.
+    pub fn renewed<'a>(&self, runs: impl IntoIterator<Item = &'a RunId>, sent: Instant) {
+        let until = self.until(sent);
+        let mut held = self.lock();
+        for run_id in runs {
+            if let Some(lease) = held.get_mut(run_id)
+                && lease.live
+            {
+                lease.until = lease.until.max(until);
+            }
+        }
+    }
+
+    /// A write of `run_id` sent at `sent` was kept. A write renews its run's lease once it is
+    /// more than half spent, so the lease holds, after it, at least half a lease from when the
+    /// server took it.
+    pub fn written(&self, run_id: &RunId, sent: Instant) {
+        let keep = (self.lease / 2).saturating_sub(self.lease / 10);
+        let until = sent.checked_add(keep).unwrap_or(sent);
+        if let Some(lease) = self.lock().get_mut(run_id)
+            && lease.live
+        {
+            lease.until = lease.until.max(until);
+        }
+    }
+
+    /// Whether this store surely still holds `run_id`'s lease: not lost, and taken or renewed
+    /// within the lease by this process's clock. A step is not started on a lease that may
+    /// have run out (the database unreachable for as long, say): another process may be
+    /// taking the run over. A run this store keeps no lease for is not this bookkeeping's to
+    /// refuse.
+    pub fn holds(&self, run_id: &RunId) -> bool {
         self.lock()
-            .insert(run_id.clone(), Held { token, live: true });
+            .get(run_id)
+            .is_none_or(|held| held.live && Instant::now() < held.until)
     }
 
     /// Stops renewing `run_id`'s lease but keeps its token, so that every later write of the
@@ -141,5 +196,32 @@ mod tests {
         assert_eq!(leases.len(), 1);
         assert_eq!(leases.heartbeat_period(), Duration::from_secs(1));
         assert_eq!(leases.lease_ms(), 3000);
+    }
+
+    #[test]
+    fn a_lease_surely_holds_until_nine_tenths_of_it_have_passed_unrenewed() {
+        let leases = HeldLeases::new("o".into(), Duration::from_millis(200), 5);
+        let (a, b, other) = (RunId::from("a"), RunId::from("b"), RunId::from("x"));
+        leases.hold(&a, 1);
+        leases.hold(&b, 2);
+        assert!(leases.holds(&a) && leases.holds(&b));
+        assert!(
+            leases.holds(&other),
+            "a run without a lease here is not refused"
+        );
+        std::thread::sleep(Duration::from_millis(120));
+        leases.renewed([&a], Instant::now());
+        std::thread::sleep(Duration::from_millis(100));
+        // `b` was taken 220 ms ago and never renewed; `a` was renewed 100 ms ago.
+        assert!(leases.holds(&a));
+        assert!(!leases.holds(&b));
+        // A write kept renews a half-spent lease on the server: half a lease from it holds.
+        leases.written(&b, Instant::now());
+        assert!(leases.holds(&b));
+        leases.lost(&a);
+        assert!(
+            !leases.holds(&a),
+            "a lease found taken over no longer holds"
+        );
     }
 }

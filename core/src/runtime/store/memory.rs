@@ -319,6 +319,10 @@ impl LeaseStore for MemoryStore {
     async fn heartbeat(&self, _: &[KnownGraph]) -> Result<(), StoreError> {
         Ok(())
     }
+
+    fn holds(&self, _: &RunId) -> bool {
+        true
+    }
 }
 
 /// Signals by run and name; not numbered, so each waiting step asks for its own.

@@ -185,6 +185,11 @@ pub(super) async fn run_step<'r>(
             if let Err(error) = recorded {
                 return StepEnd::Store(error);
             }
+            if !run.engine.store.holds(&run.run_id) {
+                return StepEnd::Store(StoreError::LeaseLapsed {
+                    run_id: run.run_id.clone(),
+                });
+            }
         }
         let limits = Limits {
             timeout: options.timeout,
