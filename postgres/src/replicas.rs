@@ -15,14 +15,7 @@ pub(crate) async fn heartbeat(
     owner: &str,
     known: &[KnownGraph],
 ) -> Result<(), tokio_postgres::Error> {
-    let graphs: Vec<Graph> = known
-        .iter()
-        .map(|k| Graph {
-            workflow: k.workflow.clone(),
-            fingerprint: k.fingerprint,
-        })
-        .collect();
-    let graphs = serde_json::to_string(&graphs).unwrap_or_else(|_| "[]".to_owned());
+    let graphs = Graph::json_of(known);
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let pid = i64::from(std::process::id());
     session
@@ -70,7 +63,7 @@ pub(crate) async fn read(
             version: row.get(3),
             started_at: row.get(4),
             heartbeat_at: row.get(5),
-            graphs: serde_json::from_str(row.get::<_, &str>(6)).unwrap_or_default(),
+            graphs: Graph::from_json(row.get::<_, &str>(6)),
         })
         .collect()
     } else {

@@ -16,14 +16,7 @@ pub(crate) fn heartbeat(
     owner: &str,
     known: &[KnownGraph],
 ) -> Result<(), StoreError> {
-    let graphs: Vec<Graph> = known
-        .iter()
-        .map(|k| Graph {
-            workflow: k.workflow.clone(),
-            fingerprint: k.fingerprint,
-        })
-        .collect();
-    let graphs = serde_json::to_string(&graphs).unwrap_or_else(|_| "[]".to_owned());
+    let graphs = Graph::json_of(known);
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     conn.execute(
         "INSERT INTO replicas (owner, host, pid, version, started_at, heartbeat_at, graphs) \
@@ -71,7 +64,7 @@ pub(crate) fn read(conn: &Connection) -> rusqlite::Result<(Vec<Replica>, Vec<Hel
                 version: row.get(3)?,
                 started_at: row.get(4)?,
                 heartbeat_at: row.get(5)?,
-                graphs: serde_json::from_str(&row.get::<_, String>(6)?).unwrap_or_default(),
+                graphs: Graph::from_json(&row.get::<_, String>(6)?),
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?

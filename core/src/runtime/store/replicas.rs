@@ -17,6 +17,25 @@ pub struct Graph {
     pub fingerprint: Option<u64>,
 }
 
+impl Graph {
+    /// `known` as a store keeps it beside a replica: JSON `[{"workflow", "fingerprint"}]`.
+    pub fn json_of(known: &[crate::runtime::KnownGraph]) -> String {
+        let graphs: Vec<Graph> = known
+            .iter()
+            .map(|k| Graph {
+                workflow: k.workflow.clone(),
+                fingerprint: k.fingerprint,
+            })
+            .collect();
+        serde_json::to_string(&graphs).unwrap_or_else(|_| "[]".to_owned())
+    }
+
+    /// What [`json_of`](Self::json_of) wrote; none if it does not read.
+    pub fn from_json(json: &str) -> Vec<Graph> {
+        serde_json::from_str(json).unwrap_or_default()
+    }
+}
+
 /// A replica as its last heartbeat left it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Replica {
