@@ -50,6 +50,7 @@ mod machines;
 mod notices;
 mod options;
 mod reads;
+mod retention;
 mod schema;
 mod session;
 #[cfg(feature = "testing")]

@@ -14,7 +14,7 @@ use sagaflow_core::runtime::error::StoreError;
 
 /// The migrations, oldest first; migration `i` takes the schema from version `i` to `i + 1`.
 /// Append only: a migration that has shipped must never change.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The newest schema version this code knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -277,6 +277,12 @@ BEGIN
     ORDER BY w.wi;
 END
 $fn$;
+";
+
+/// Version 3: retention. `runs_finished` lists finished runs by the time they finished, for a
+/// retention policy (`retention`); a run enters it once, when it ends.
+const V3: &str = "
+CREATE INDEX runs_finished ON runs (updated_at, run_id) WHERE status <> 'running';
 ";
 
 /// The advisory lock keys of a schema: the first key names the purpose, the second the

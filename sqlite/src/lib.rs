@@ -49,6 +49,7 @@ mod machines;
 mod ops;
 mod owner;
 mod reader;
+mod retention;
 mod rows;
 mod schema;
 mod signals;

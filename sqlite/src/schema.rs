@@ -17,7 +17,7 @@ use sagaflow_core::runtime::error::StoreError;
 
 /// The migrations, oldest first; migration `i` takes the schema from version `i` to `i + 1`.
 /// Append only: a migration that has shipped must never change.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// The newest schema version this code knows (`PRAGMA user_version` of a current database).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -194,6 +194,23 @@ DROP TABLE steps;
 ALTER TABLE steps_v6 RENAME TO steps;
 
 CREATE INDEX machines_by_type ON machines (machine, machine_id);
+";
+
+/// Version 7: retention.
+///
+/// - `positions` keeps, per log (`events`, `signals`), the number of the newest row a
+///   deletion removed (its *floor*): rows are numbered above both the largest rowid and the
+///   floor, so that a position is never handed out twice once old runs are deleted (before,
+///   numbering relied on the newest row never being deleted).
+/// - `runs_finished` lists finished runs by the time they finished, for a retention policy;
+///   a run enters it once, when it ends.
+const V7: &str = "
+CREATE TABLE positions (
+    name  TEXT    NOT NULL PRIMARY KEY,
+    floor INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE INDEX runs_finished ON runs (updated_at, run_id) WHERE status <> 'running';
 ";
 
 /// Opens `path` (`None` for a private in-memory database), sets the pragmas and brings the
