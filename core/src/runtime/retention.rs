@@ -1,5 +1,5 @@
 //! Retention: which finished runs a policy deletes, and deleting them in bounded batches, on
-//! any store with the [`Retention`] capability. `sagaflow prune` and an engine's automatic
+//! any store with the [`Retention`](crate::runtime::Retention) capability. `sagaflow prune` and an engine's automatic
 //! policy ([`EngineBuilder::retention`](crate::runtime::EngineBuilder::retention)) both go
 //! through here.
 //!

@@ -41,7 +41,7 @@ impl Retained {
 impl Engine {
     /// Names `workflow` as a saga's on the engine's retention policy, if it has one: its failed
     /// and cancelled runs then stay until compensated (see
-    /// [`retention`](crate::runtime::retention)). The saga crate calls it when a saga is
+    /// [`crate::runtime::retention`]). The saga crate calls it when a saga is
     /// registered or started on the engine.
     pub fn retain_until_compensated(&self, workflow: &str) {
         if let Some(retained) = &self.inner.retention {
