@@ -282,7 +282,7 @@ $fn$;
 /// Version 3: retention. `runs_finished` lists finished runs by the time they finished, for a
 /// retention policy (`retention`); a run enters it once, when it ends.
 const V3: &str = "
-CREATE INDEX runs_finished ON runs (updated_at, run_id) WHERE status <> 'running';
+CREATE INDEX IF NOT EXISTS runs_finished ON runs (updated_at, run_id) WHERE status <> 'running';
 ";
 
 /// The advisory lock keys of a schema: the first key names the purpose, the second the

@@ -204,13 +204,15 @@ CREATE INDEX machines_by_type ON machines (machine, machine_id);
 ///   numbering relied on the newest row never being deleted).
 /// - `runs_finished` lists finished runs by the time they finished, for a retention policy;
 ///   a run enters it once, when it ends.
+/// - `IF NOT EXISTS`: tests rewind a current file to an older version's shape by undoing what
+///   that version lacks, and need not know of these.
 const V7: &str = "
-CREATE TABLE positions (
+CREATE TABLE IF NOT EXISTS positions (
     name  TEXT    NOT NULL PRIMARY KEY,
     floor INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 
-CREATE INDEX runs_finished ON runs (updated_at, run_id) WHERE status <> 'running';
+CREATE INDEX IF NOT EXISTS runs_finished ON runs (updated_at, run_id) WHERE status <> 'running';
 ";
 
 /// Opens `path` (`None` for a private in-memory database), sets the pragmas and brings the
