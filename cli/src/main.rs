@@ -4,7 +4,8 @@
 //! The commands that only read open the database read-only, through the store-neutral read
 //! capability each store crate implements (a service may be writing meanwhile: WAL on a
 //! file, MVCC on a server, lets the reader see the last commit); the ones that write go
-//! through the store and the saga request API. No SQL here. Exit codes: 0 done, 1 an error
+//! through the store, the saga request API and the retention policy (`prune`). No SQL here.
+//! Exit codes: 0 done, 1 an error
 //! (printed on stderr, naming the file or the server's URL without its password, and the run
 //! or machine), 2 a command line that does not parse.
 
@@ -13,6 +14,7 @@ mod db;
 mod draw;
 mod error;
 mod operate;
+mod prune;
 mod render;
 mod replicas;
 mod stats;
@@ -138,6 +140,34 @@ enum Command {
     ///
     /// On PostgreSQL, an error: the server checks its own pages (data checksums, amcheck).
     Check,
+    /// Delete finished runs (with their steps, events and signals) under a retention policy,
+    /// in batches of short transactions.
+    ///
+    /// Never a running or parked run; a saga's run only together with its compensation rounds,
+    /// once compensated (a stuck saga stays). A failed or cancelled run of a saga that has no
+    /// compensation round yet stays if the database holds rounds of that saga or `--saga`
+    /// names it.
+    Prune {
+        /// Only runs that finished longer ago than this (30s, 15m, 2h, 7d, 2w).
+        #[arg(long, value_name = "AGE")]
+        older_than: Option<String>,
+        /// Keep the newest N finished runs (of the statuses pruned).
+        #[arg(long, value_name = "N")]
+        keep: Option<u64>,
+        /// Only runs that ended so, comma-separated [default: completed,failed,cancelled].
+        #[arg(long, value_delimiter = ',', value_parser = ["completed", "failed", "cancelled"])]
+        status: Vec<String>,
+        /// A workflow that is a saga's: its failed and cancelled runs stay until compensated
+        /// (repeatable).
+        #[arg(long = "saga", value_name = "WORKFLOW")]
+        sagas: Vec<String>,
+        /// Runs deleted per transaction.
+        #[arg(long, default_value_t = 500, value_name = "N")]
+        batch: usize,
+        /// List what would be pruned; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Success rate and duration percentiles per workflow and per step.
     Stats {
         /// Only this workflow.
@@ -205,6 +235,24 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             operate::signal(&target, &run, &name, &payload, &out, &mut w).await
         }
         Command::Check => commands::check(&*target.inspect().await?, &out, &mut w).await,
+        Command::Prune {
+            older_than,
+            keep,
+            status,
+            sagas,
+            batch,
+            dry_run,
+        } => {
+            let args = prune::PruneArgs {
+                older_than,
+                keep,
+                statuses: status,
+                sagas,
+                batch,
+                dry_run,
+            };
+            prune::prune(&target, &args, &out, &mut w).await
+        }
         Command::Stats { workflow } => {
             stats::stats(&*target.inspect().await?, workflow.as_deref(), &out, &mut w).await
         }

@@ -172,6 +172,23 @@ pub(crate) fn duration(ms: i64) -> String {
     }
 }
 
+/// A duration as `30s`, `15m`, `2h`, `7d` or `2w`, in milliseconds; `None` for anything else
+/// (a negative number, an unknown unit, one too large).
+pub(crate) fn duration_ms(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let unit = text.chars().last().filter(|c| c.is_ascii_alphabetic())?;
+    let number: i64 = text[..text.len() - 1].parse().ok().filter(|n| *n >= 0)?;
+    let scale = match unit {
+        's' => 1000,
+        'm' => 60_000,
+        'h' => 3_600_000,
+        'd' => 86_400_000,
+        'w' => 7 * 86_400_000,
+        _ => return None,
+    };
+    number.checked_mul(scale)
+}
+
 /// `--since`: a duration back from now (`30s`, `15m`, `2h`, `7d`), a date (`2026-11-21`) or
 /// a UTC time (`2026-11-21T12:00:00Z`, `2026-11-21 12:00`), as unix milliseconds.
 pub(crate) fn parse_since(text: &str, now: i64) -> Result<i64, CliError> {
@@ -182,19 +199,8 @@ pub(crate) fn parse_since(text: &str, now: i64) -> Result<i64, CliError> {
         ))
     };
     let text = text.trim();
-    if let Some(unit) = text.chars().last().filter(|c| c.is_ascii_alphabetic())
-        && !text.contains('-')
-    {
-        let number: i64 = text[..text.len() - 1].parse().map_err(|_| bad())?;
-        let scale = match unit {
-            's' => 1000,
-            'm' => 60_000,
-            'h' => 3_600_000,
-            'd' => 86_400_000,
-            'w' => 7 * 86_400_000,
-            _ => return Err(bad()),
-        };
-        return Ok(now - number.checked_mul(scale).ok_or_else(bad)?);
+    if text.chars().last().is_some_and(|c| c.is_ascii_alphabetic()) && !text.contains('-') {
+        return Ok(now - duration_ms(text).ok_or_else(bad)?);
     }
     let text = text.trim_end_matches('Z');
     let (date, clock) = match text.split_once(['T', ' ']) {

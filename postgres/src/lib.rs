@@ -52,6 +52,7 @@ mod options;
 mod owner;
 mod reads;
 mod replicas;
+mod retention;
 mod schema;
 mod session;
 #[cfg(feature = "testing")]

@@ -222,7 +222,7 @@ pub(crate) async fn deliver_signal(
         .map_err(pg)?;
     let row = tx
         .query_one(
-            "WITH run AS (SELECT run_id FROM runs WHERE run_id = $1),
+            "WITH run AS (SELECT run_id FROM runs WHERE run_id = $1 FOR KEY SHARE),
              ins AS (
                  INSERT INTO signals (run_id, name, payload, at)
                  SELECT run_id, $2, $3, now_ms() FROM run

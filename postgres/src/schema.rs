@@ -29,6 +29,8 @@ const MIGRATIONS: &[(&str, i64)] = &[
     (V2, 2),
     // Only adds `replicas`.
     (V3, 2),
+    // Only adds an index.
+    (V4, 2),
 ];
 
 /// The newest schema version this code knows.
@@ -309,6 +311,12 @@ CREATE TABLE replicas (
     heartbeat_at bigint  NOT NULL,
     graphs       text    NOT NULL
 );
+";
+
+/// Version 4: retention. `runs_finished` lists finished runs by the time they finished, for a
+/// retention policy (`retention`); a run enters it once, when it ends.
+const V4: &str = "
+CREATE INDEX IF NOT EXISTS runs_finished ON runs (updated_at, run_id) WHERE status <> 'running';
 ";
 
 /// The advisory lock keys of a schema: the first key names the purpose, the second the

@@ -10,3 +10,4 @@ sagaflow_core::durable_conformance!(fresh_db!());
 sagaflow_core::machine_conformance!(fresh_store!());
 sagaflow_core::takeover_conformance!(fresh_db!());
 sagaflow_core::replica_conformance!(fresh_db!());
+sagaflow_core::retention_conformance!(fresh_db!());

@@ -129,6 +129,7 @@ impl<I: StepValue, O: StepValue> SagaDefinition<I, O> {
         input: I,
     ) -> Result<SagaHandle<O>, SagaError> {
         self.inner.check()?;
+        engine.retain_until_compensated(self.name());
         let run_id = run_id.into();
         let handle = engine.start(&self.forward, run_id.clone(), input).await?;
         launch(self, engine, run_id, Some(handle)).await
@@ -582,6 +583,7 @@ pub(crate) async fn recover<I: StepValue, O: StepValue>(
     saga: &SagaDefinition<I, O>,
     engine: &Engine,
 ) -> Result<RecoveredSagas<O>, SagaError> {
+    engine.retain_until_compensated(saga.name());
     let store = Arc::clone(engine.store());
     let compensation = saga.inner.compensation_name();
     let mut ids: Vec<RunId> = Vec::new();

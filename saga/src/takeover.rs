@@ -40,6 +40,7 @@ impl<I: StepValue, O: StepValue> SagaDefinition<I, O> {
     /// ```
     pub fn register(&self, engine: &Engine) -> Result<(), SagaError> {
         self.inner.check()?;
+        engine.retain_until_compensated(self.name());
         let graph =
             self.forward()
                 .erased()

@@ -50,6 +50,7 @@ mod ops;
 mod owner;
 mod reader;
 mod replicas;
+mod retention;
 mod rows;
 mod schema;
 mod signals;

@@ -133,8 +133,12 @@ impl From<rusqlite::Error> for ApplyError {
     }
 }
 
-const INSERT_EVENT: &str = "INSERT INTO events (run_id, at, kind, step, attempt, detail) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+/// An event numbered above the newest and above the floor a deletion of the newest left (see
+/// `retention`): `seq` never goes back.
+const INSERT_EVENT: &str = "INSERT INTO events (seq, run_id, at, kind, step, attempt, detail) \
+     VALUES (max(coalesce((SELECT max(seq) FROM events), 0), \
+                 coalesce((SELECT floor FROM positions WHERE name = 'events'), 0)) + 1, \
+             ?1, ?2, ?3, ?4, ?5, ?6)";
 
 /// Creates a run unless one has the id, leased to `owner` with token 1: what it found, and
 /// the `run_created` event if the run is new.
@@ -195,7 +199,7 @@ pub(crate) fn log_event(
 /// The event just inserted on `conn`, at `at`.
 fn logged(conn: &Connection, at: i64) -> Logged {
     Logged {
-        // `seq` is the rowid, which SQLite numbers from 1.
+        // `seq` is the rowid, numbered from 1 by `INSERT_EVENT`.
         seq: conn.last_insert_rowid().cast_unsigned(),
         at,
     }

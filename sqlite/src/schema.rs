@@ -32,6 +32,9 @@ const MIGRATIONS: &[(&str, i64)] = &[
     (V6, 6),
     // Only adds `replicas` and `schema_compat`.
     (V7, 6),
+    // Numbers events and signals above `positions`' floors: code of version 7 would number
+    // them from the largest row alone, and hand out again a number a deletion freed.
+    (V8, 8),
 ];
 
 /// The newest schema version this code knows (`PRAGMA user_version` of a current database).
@@ -233,6 +236,25 @@ CREATE TABLE replicas (
     heartbeat_at INTEGER NOT NULL,
     graphs       TEXT    NOT NULL
 ) STRICT;
+";
+
+/// Version 8: retention.
+///
+/// - `positions` keeps, per log (`events`, `signals`), the number of the newest row a
+///   deletion removed (its *floor*): rows are numbered above both the largest rowid and the
+///   floor, so that a position is never handed out twice once old runs are deleted (before,
+///   numbering relied on the newest row never being deleted).
+/// - `runs_finished` lists finished runs by the time they finished, for a retention policy;
+///   a run enters it once, when it ends.
+/// - `IF NOT EXISTS`: tests rewind a current file to an older version's shape by undoing what
+///   that version lacks, and need not know of these.
+const V8: &str = "
+CREATE TABLE IF NOT EXISTS positions (
+    name  TEXT    NOT NULL PRIMARY KEY,
+    floor INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE INDEX IF NOT EXISTS runs_finished ON runs (updated_at, run_id) WHERE status <> 'running';
 ";
 
 /// Opens `path` (`None` for a private in-memory database), sets the pragmas and brings the

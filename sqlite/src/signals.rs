@@ -1,10 +1,9 @@
 //! Signals in the database: delivered once per run and name, read by the steps that wait.
 //!
-//! A signal's position is its rowid. SQLite gives a new row the largest rowid plus one, and
-//! only one transaction writes at a time, so positions grow in commit order: a reader that
-//! has seen every signal up to position `p` finds any later delivery above `p`. (A rowid can
-//! be used again only after the row holding the largest one is deleted, and signals are
-//! deleted only with their run, which sagaflow never deletes.)
+//! A signal's position is its rowid. A delivery numbers its row above the largest rowid and
+//! above the floor a deletion of the newest signals left (see `retention`), and only one
+//! transaction writes at a time, so positions grow in commit order and never go back: a reader
+//! that has seen every signal up to position `p` finds any later delivery above `p`.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -36,7 +35,10 @@ pub(crate) fn deliver(
     }
     let inserted = conn
         .execute(
-            "INSERT INTO signals (run_id, name, payload, at) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO signals (rowid, run_id, name, payload, at)
+             VALUES (max(coalesce((SELECT max(rowid) FROM signals), 0),
+                         coalesce((SELECT floor FROM positions WHERE name = 'signals'), 0)) + 1,
+                     ?1, ?2, ?3, ?4)
              ON CONFLICT (run_id, name) DO NOTHING",
             params![run_id, name, payload, at_ms],
         )
@@ -60,11 +62,14 @@ pub(crate) fn read(
     .map_err(|e| sqlite_error(label, &e))
 }
 
-/// The position of the newest signal, 0 if there is none.
+/// The position of the newest signal, 0 if there is none (or the newest deleted's).
 pub(crate) fn position(conn: &Connection, label: &str) -> Result<u64, StoreError> {
-    conn.query_row("SELECT coalesce(max(rowid), 0) FROM signals", [], |r| {
-        r.get::<_, i64>(0)
-    })
+    conn.query_row(
+        "SELECT max(coalesce((SELECT max(rowid) FROM signals), 0),
+                    coalesce((SELECT floor FROM positions WHERE name = 'signals'), 0))",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
     .map(i64::cast_unsigned)
     .map_err(|e| sqlite_error(label, &e))
 }

@@ -512,7 +512,7 @@ sagaflow_core::forward_store!(LateAcks => inner: RunStore with {
         kept
     }
 });
-sagaflow_core::forward_store!(LateAcks => inner: LeaseStore, SignalStore, EventLog);
+sagaflow_core::forward_store!(LateAcks => inner: LeaseStore, SignalStore, EventLog, Retention);
 
 /// Runs `one -> two -> three` on a store whose leases last 600 ms and are no longer renewed
 /// but by writes, the start of `three` acknowledged `late`: how many times each step ran, and

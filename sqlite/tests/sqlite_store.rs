@@ -57,12 +57,19 @@ async fn opening_creates_the_schema_in_wal_mode_with_strict_tables() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("reads");
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 7);
+    assert_eq!(SCHEMA_VERSION, 8);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("reads");
     assert_eq!(mode, "wal", "WAL mode is persistent in the file");
-    for table in ["runs", "steps", "events", "signals", "replicas"] {
+    for table in [
+        "runs",
+        "steps",
+        "events",
+        "signals",
+        "replicas",
+        "positions",
+    ] {
         let strict: i64 = conn
             .query_row(
                 "SELECT strict FROM pragma_table_list WHERE name = ?1",

@@ -3,7 +3,7 @@
 /// Implements the listed capabilities of `$ty` by handing every call to its field `$field`, for
 /// test stores that wrap a real store and change one capability: write the changed one by
 /// hand and forward the others. The capabilities: `RunStore`, `LeaseStore`, `SignalStore`,
-/// `EventLog`. `RunStore with { create_run, record }` takes those two methods written by hand
+/// `EventLog`, `Retention`. `RunStore with { create_run, record }` takes those two methods written by hand
 /// (with `#[async_trait]`'s signatures) and forwards the rest, with `record_pair` as two
 /// calls of the hand-written `record` and no `create_run_now`, so that the engine calls the
 /// hand-written `create_run`.
@@ -41,7 +41,7 @@
 ///         self.inner.signal_notices()
 ///     }
 /// }
-/// sagaflow_core::forward_store!(Counting => inner: RunStore, LeaseStore, EventLog);
+/// sagaflow_core::forward_store!(Counting => inner: RunStore, LeaseStore, EventLog, Retention);
 ///
 /// let store = Arc::new(Counting { inner: MemoryStore::new(), asked: AtomicU32::new(0) });
 /// let engine = Engine::builder().store(store).build();
@@ -233,6 +233,35 @@ macro_rules! forward_store {
                 &self,
             ) -> ::core::option::Option<$crate::runtime::store::SignalNotices> {
                 $crate::runtime::SignalStore::signal_notices(&self.$field)
+            }
+        }
+    };
+    (@one Retention, $ty:ty, $field:ident) => {
+        #[::async_trait::async_trait]
+        impl $crate::runtime::Retention for $ty {
+            async fn finished_runs(
+                &self,
+                query: &$crate::runtime::store::FinishedQuery,
+            ) -> ::core::result::Result<
+                ::std::vec::Vec<$crate::runtime::store::FinishedRun>,
+                $crate::runtime::StoreError,
+            > {
+                $crate::runtime::Retention::finished_runs(&self.$field, query).await
+            }
+            async fn delete_runs(
+                &self,
+                run_ids: &[$crate::runtime::RunId],
+            ) -> ::core::result::Result<$crate::runtime::store::Deleted, $crate::runtime::StoreError>
+            {
+                $crate::runtime::Retention::delete_runs(&self.$field, run_ids).await
+            }
+            async fn workflows(
+                &self,
+            ) -> ::core::result::Result<
+                ::std::vec::Vec<::std::string::String>,
+                $crate::runtime::StoreError,
+            > {
+                $crate::runtime::Retention::workflows(&self.$field).await
             }
         }
     };

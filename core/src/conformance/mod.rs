@@ -13,6 +13,7 @@
 //! | [`machine_conformance!`](crate::machine_conformance) | [`machines`]: the machine capability | every store with machines |
 //! | [`takeover_conformance!`](crate::takeover_conformance) | [`takeover`]: a run changing hands | stores whose runs outlive their engine |
 //! | [`replica_conformance!`](crate::replica_conformance) | [`replicas`]: drain and takeover without anyone asking | stores whose runs outlive their engine |
+//! | [`retention_conformance!`](crate::retention_conformance) | [`retention`]: pruning finished runs, positions after it | stores whose runs outlive their engine |
 //!
 //! The in-memory store runs them in `core/tests/conformance.rs`, the SQLite store in
 //! `sqlite/tests/conformance.rs`.
@@ -23,6 +24,7 @@ pub mod durable;
 mod forward;
 pub mod machines;
 pub mod replicas;
+pub mod retention;
 pub mod runs;
 pub mod takeover;
 

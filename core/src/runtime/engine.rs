@@ -32,6 +32,7 @@ mod executor;
 mod permits;
 mod registry;
 mod resume;
+mod retention;
 mod signals;
 mod takeover;
 
@@ -112,6 +113,8 @@ pub(crate) struct Inner {
     registry: registry::Registry,
     /// How often the takeover loop polls.
     takeover_every: Duration,
+    /// The automatic retention policy, if any (see `retention`).
+    retention: Option<retention::Retained>,
 }
 
 impl Inner {
@@ -226,6 +229,7 @@ pub struct EngineBuilder {
     event_buffer: usize,
     keep: Keep,
     takeover_every: Duration,
+    retention: Option<crate::runtime::retention::RetentionPolicy>,
 }
 
 impl EngineBuilder {
@@ -288,6 +292,20 @@ impl EngineBuilder {
         self
     }
 
+    /// Prunes finished runs under `policy` in the background, for the life of the engine: a
+    /// pass every [`period`](crate::runtime::retention::RetentionPolicy::period), of at most
+    /// its [`batches_per_pass`](crate::runtime::retention::RetentionPolicy::batches_per_pass)
+    /// batches, each a short transaction of its own (see
+    /// [`retention`](crate::runtime::retention) for what a policy deletes). The loop holds
+    /// the engine weakly and stops when it drains ([`Engine::shutdown`]) or is dropped; it
+    /// starts when the engine is built inside a tokio runtime. A saga registered or started on
+    /// the engine is named on the policy by itself, so that its runs stay until compensated.
+    /// Several replicas may each run a policy: a run two of them select is deleted by one.
+    pub fn retention(mut self, policy: crate::runtime::retention::RetentionPolicy) -> Self {
+        self.retention = Some(policy);
+        self
+    }
+
     /// The engine.
     pub fn build(self) -> Engine {
         let permits = self.max_concurrent_steps.clamp(1, Semaphore::MAX_PERMITS);
@@ -311,7 +329,9 @@ impl EngineBuilder {
             lifecycle: drain::Lifecycle::new(),
             registry: registry::Registry::default(),
             takeover_every: self.takeover_every,
+            retention: self.retention.map(retention::Retained::new),
         });
+        retention::start(&inner);
         Engine { inner }
     }
 }
@@ -326,6 +346,7 @@ impl fmt::Debug for EngineBuilder {
             .field("keep_finished_runs", &self.keep.runs)
             .field("keep_finished_for", &self.keep.age)
             .field("takeover_every", &self.takeover_every)
+            .field("retention", &self.retention)
             .finish()
     }
 }
@@ -363,6 +384,7 @@ impl Engine {
                 age: DEFAULT_KEEP_FINISHED_FOR,
             },
             takeover_every: DEFAULT_TAKEOVER_EVERY,
+            retention: None,
         }
     }
 

@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub(crate) mod id;
 pub mod report;
+pub mod retention;
 pub mod store;
 
 pub use context::{RunId, StepContext};
@@ -25,6 +26,7 @@ pub use events::{DEFAULT_EVENT_BUFFER, Event, EventKind, EventSink, EventStream}
 pub use report::{Report, StepReport, StepStatus};
 pub use store::{
     Advanced, Change, Created, DeliveredSignal, EventLog, FreeRun, KnownGraph, Lease, LeaseStore,
-    MachineStep, MachineStore, MachineTransition, MemoryStore, NewRun, RecordedChange, RunStore,
-    SignalStore, Store, StoredMachine, StoredRun, StoredRunStatus, StoredStep, UnfinishedRun,
+    MachineStep, MachineStore, MachineTransition, MemoryStore, NewRun, RecordedChange, Retention,
+    RunStore, SignalStore, Store, StoredMachine, StoredRun, StoredRunStatus, StoredStep,
+    UnfinishedRun,
 };

@@ -308,14 +308,14 @@ pub trait EventLog: Send + Sync + 'static {
 }
 
 /// Where the engine records runs: every capability the engine uses, each a trait of its own
-/// ([`RunStore`], [`LeaseStore`], [`SignalStore`], [`EventLog`]). Implemented for every type
+/// ([`RunStore`], [`LeaseStore`], [`SignalStore`], [`EventLog`], [`Retention`]). Implemented for every type
 /// that has them all: [`MemoryStore`] here, the SQLite store in `sagaflow-sqlite`. A store
 /// that lacks one does not compile as a store, and the error names the trait it lacks.
 /// Machines are a capability of their own ([`MachineStore`]), which the engine does not use;
 /// so is reading a database as tools do ([`inspect::Inspect`]).
-pub trait Store: RunStore + LeaseStore + SignalStore + EventLog {}
+pub trait Store: RunStore + LeaseStore + SignalStore + EventLog + Retention {}
 
-impl<S: RunStore + LeaseStore + SignalStore + EventLog> Store for S {}
+impl<S: RunStore + LeaseStore + SignalStore + EventLog + Retention> Store for S {}
 
 /// A signal a store kept, as [`SignalStore::signals_after`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -437,10 +437,12 @@ mod leases;
 mod machines;
 mod memory;
 pub mod replicas;
+pub mod retention;
 
 pub use leases::HeldLeases;
 pub use machines::{Advanced, MachineStep, MachineStore, MachineTransition, StoredMachine};
 pub use memory::{MemoryStore, RecordedChange};
+pub use retention::{Deleted, FinishedCursor, FinishedQuery, FinishedRun, Retention};
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,7 @@ use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use super::retention::{Deleted, FinishedQuery, FinishedRun, Retention};
 use super::{
     Change, Created, DeliveredSignal, EventLog, FreeRun, KnownGraph, Lease, LeaseStore, NewRun,
     RunStore, SignalStore, StoredRun, UnfinishedRun,
@@ -387,6 +388,23 @@ impl EventLog for MemoryStore {
 
     fn attach_events(&self, _: EventSink) -> bool {
         false
+    }
+}
+
+/// Nothing to prune: the store drops a run when its engine forgets it (see
+/// [`RunStore::forget`]), and keeps no finished run for anyone else.
+#[async_trait::async_trait]
+impl Retention for MemoryStore {
+    async fn finished_runs(&self, _: &FinishedQuery) -> Result<Vec<FinishedRun>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn delete_runs(&self, _: &[RunId]) -> Result<Deleted, StoreError> {
+        Ok(Deleted::default())
+    }
+
+    async fn workflows(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
     }
 }
 
