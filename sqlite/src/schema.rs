@@ -386,8 +386,18 @@ fn apply_next(conn: &Connection, label: &str) -> Result<bool, StoreError> {
         message: format!("migration to schema version {next} failed: {e}"),
     })?;
     if next >= V_COMPAT {
+        // Made here too if missing, so that the window is kept even in a file whose version 7
+        // came from a build before the table was part of it.
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_compat (
+                 one             INTEGER NOT NULL PRIMARY KEY CHECK (one = 1),
+                 compatible_from INTEGER NOT NULL
+             ) STRICT;",
+        )
+        .map_err(|e| open_error(label, &e))?;
         conn.execute(
-            "UPDATE schema_compat SET compatible_from = ?1",
+            "INSERT INTO schema_compat (one, compatible_from) VALUES (1, ?1) \
+             ON CONFLICT (one) DO UPDATE SET compatible_from = excluded.compatible_from",
             [works_from],
         )
         .map_err(|e| open_error(label, &e))?;
