@@ -245,6 +245,32 @@ pub(crate) async fn acquire(
     lease_ms: i64,
     max_recoveries: u32,
 ) -> Result<Acquired, tokio_postgres::Error> {
+    // The usual take-up in one autocommitted statement, without the log lock: the run runs,
+    // is not parked, its lease is free (none, this owner's, or run out), and this take-up
+    // does not pass the maximum. It locks the run's row alone, and waits for nothing while it
+    // holds it, so it cannot deadlock with a writer that holds the log lock and wants that
+    // row. Anything else (refused, ended, parked, or parked now, which logs under the log
+    // lock) goes the long way below, which finds out which.
+    let below = i32::try_from(max_recoveries).unwrap_or(i32::MAX);
+    let fast = session
+        .on(client)
+        .query_opt(
+            "UPDATE runs SET owner = $2, lease_token = lease_token + 1, \
+             lease_expires = now_ms() + $3, recoveries = recoveries + 1 \
+             WHERE run_id = $1 AND status = 'running' AND NOT parked AND recoveries < $4 \
+             AND (owner IS NULL OR owner = $2 OR lease_expires IS NULL OR lease_expires <= now_ms()) \
+             RETURNING lease_token, recoveries",
+            &[&run_id, &owner, &lease_ms, &below],
+        )
+        .await?;
+    if let Some(row) = fast {
+        let token: i64 = row.get(0);
+        let recoveries: i32 = row.get(1);
+        return Ok(Acquired::Granted(Lease {
+            token: token.cast_unsigned(),
+            recoveries: u32::try_from(recoveries).unwrap_or(0),
+        }));
+    }
     let tx = session.transaction(client).await?;
     let (k1, k2) = locks.log;
     tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&k1, &k2])

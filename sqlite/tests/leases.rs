@@ -565,3 +565,59 @@ async fn a_step_whose_start_is_acknowledged_after_the_lease_may_have_run_out_is_
     assert_eq!(ran, [1, 1, 1]);
     assert_eq!(ended, Ok(3));
 }
+
+/// What a replica runs reaches the store at its next poll after each registration, not only at
+/// its next heartbeat (every `HEARTBEAT_EVERY`): a replica that registers a second workflow (a
+/// new version beside the old) a moment after its first is not listed for up to 5 s as one
+/// that cannot run it. On tokio's paused clock.
+#[tokio::test(start_paused = true)]
+async fn a_registration_reaches_the_store_at_the_next_poll_not_the_next_heartbeat() {
+    use sagaflow_core::runtime::HEARTBEAT_EVERY;
+    use sagaflow_core::runtime::store::inspect::Inspect as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("replicas.db");
+    let store = SqliteStore::open(&path, SqliteOptions::default().owner("replica-a")).unwrap();
+    let engine = Engine::builder()
+        .store(Arc::new(store))
+        .takeover_every(Duration::from_millis(50))
+        .build();
+    let inspector = sagaflow_sqlite::inspect::Inspector::open(&path).unwrap();
+    let graphs = async || -> Vec<String> {
+        let replicas = inspector.replicas().await.unwrap();
+        replicas
+            .replicas
+            .first()
+            .map(|r| r.graphs.iter().map(|g| g.workflow.clone()).collect())
+            .unwrap_or_default()
+    };
+    let until = async |wanted: usize| {
+        for _ in 0..10_000 {
+            if graphs().await.len() == wanted {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("never {wanted} graphs: {:?}", graphs().await);
+    };
+
+    engine.register(&chain(&Arc::new(Script::default()))).unwrap();
+    until(1).await;
+    let mut other = Builder::<String>::new("Other");
+    let input = other.input();
+    let out = other.step("only", StepOptions::new(), (input,), |_, (s,)| {
+        let s = (*s).clone();
+        async move { Ok::<_, StepError>(s) }
+    });
+    let registered = tokio::time::Instant::now();
+    engine.register(&other.build_with_output(out)).unwrap();
+    until(2).await;
+    let took = registered.elapsed();
+    assert!(
+        took < HEARTBEAT_EVERY / 2,
+        "the second registration reached the store after {took:?}"
+    );
+    let mut known = graphs().await;
+    known.sort();
+    assert_eq!(known, ["Chain", "Other"]);
+}

@@ -7,7 +7,7 @@
 //! registration starts the loop: every [`takeover_every`](super::EngineBuilder::takeover_every)
 //! it asks the store for at most [`TAKEOVER_BATCH`] free runs of the registered workflows and
 //! graphs ([`LeaseStore::free_runs`]: unfinished, not parked, lease expired or given up) and
-//! takes each up, one after the other, as [`Engine::resume`] does. So a replica that died or
+//! takes each up as [`Engine::resume`] does, [`TAKEOVER_AT_ONCE`] at a time. So a replica that died or
 //! was cut off has its runs continued on another within its lease plus a poll, and a replica
 //! that drained ([`Engine::shutdown`]) within a poll. A run started under a graph no
 //! registered definition has is not listed, so not taken: it waits for a replica that knows
@@ -26,6 +26,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
+
 use super::{Engine, Inner, LeaseRefusal};
 use crate::runtime::definition::{Definition, StepValue, plan};
 use crate::runtime::error::EngineError;
@@ -40,6 +42,9 @@ pub const DEFAULT_TAKEOVER_EVERY: Duration = Duration::from_millis(500);
 
 /// At most this many free runs are asked for, and taken up, at each poll.
 pub const TAKEOVER_BATCH: usize = 100;
+
+/// At most this many of a poll's free runs are being taken up at once.
+pub const TAKEOVER_AT_ONCE: usize = 16;
 
 /// How often the loop tells the store that this engine lives and what it runs
 /// ([`LeaseStore::heartbeat`](crate::runtime::LeaseStore::heartbeat)); tools take a replica
@@ -62,6 +67,8 @@ struct Entry {
 pub(crate) struct Registry {
     entries: Mutex<Vec<Entry>>,
     started: std::sync::atomic::AtomicBool,
+    /// A graph was registered since the store last heard what this engine runs.
+    changed: std::sync::atomic::AtomicBool,
 }
 
 impl Registry {
@@ -77,6 +84,8 @@ impl Registry {
             Some(entry) => entry.take = take,
             None => entries.push(Entry { graph, take }),
         }
+        self.changed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Every graph registered.
@@ -194,45 +203,65 @@ impl Engine {
     }
 
     /// One poll of the takeover loop: takes up the free runs of the registered graphs, at
-    /// most [`TAKEOVER_BATCH`]; returns how many it took up.
-    pub(crate) async fn take_over_free_runs(&self) -> usize {
+    /// most [`TAKEOVER_BATCH`]; returns whether the store had a whole batch of them and some
+    /// were taken (there may be more: the loop polls again at once).
+    pub(crate) async fn take_over_free_runs(&self) -> bool {
         let registry = &self.inner.registry;
         let known = registry.known();
         if known.is_empty() || self.inner.lifecycle.is_draining() {
-            return 0;
+            return false;
         }
-        let free = match self.inner.store.free_runs(&known, TAKEOVER_BATCH).await {
+        let mut free = match self.inner.store.free_runs(&known, TAKEOVER_BATCH).await {
             Ok(free) => free,
             Err(error) => {
                 tracing::warn!(%error, "cannot list the runs free to take over; trying again at the next poll");
-                return 0;
+                return false;
             }
         };
-        let mut taken = 0;
-        for run in free {
-            if self.inner.lifecycle.is_draining() {
-                break;
-            }
+        let full = free.len() >= TAKEOVER_BATCH;
+        // Every replica is given the same runs, oldest first: each takes them in an order of
+        // its own, so that they do not all queue for the same leases.
+        fastrand::shuffle(&mut free);
+        // Up to TAKEOVER_AT_ONCE take-ups at a time: each is a lease (a commit), a read of the
+        // run and its start, mostly waiting on the store; one after the other, a drained or
+        // dead replica's hundreds of runs would queue behind each other's round trips.
+        let taking = free.into_iter().filter_map(|run| {
             if self.runs_here(&run.run_id) {
-                continue;
+                return None;
             }
-            let Some(take) = registry.taker(&run.workflow, run.graph_fingerprint) else {
-                continue;
-            };
-            match take(self.clone(), run.run_id.clone()).await {
-                Ok(()) => {
-                    taken += 1;
-                    tracing::info!(run_id = %run.run_id, workflow = %run.workflow, "run taken over: its lease had run out or was given up");
+            let take = registry.taker(&run.workflow, run.graph_fingerprint)?;
+            let engine = self.clone();
+            Some(async move {
+                if engine.inner.lifecycle.is_draining() {
+                    return false;
                 }
-                Err((true, why)) => {
-                    tracing::debug!(run_id = %run.run_id, %why, "another replica took the run first");
+                match take(engine, run.run_id.clone()).await {
+                    Ok(()) => {
+                        tracing::info!(run_id = %run.run_id, workflow = %run.workflow, "run taken over: its lease had run out or was given up");
+                        true
+                    }
+                    Err((true, why)) => {
+                        tracing::debug!(run_id = %run.run_id, %why, "another replica took the run first");
+                        false
+                    }
+                    Err((false, why)) => {
+                        tracing::warn!(run_id = %run.run_id, workflow = %run.workflow, %why, "a free run could not be taken over");
+                        false
+                    }
                 }
-                Err((false, why)) => {
-                    tracing::warn!(run_id = %run.run_id, workflow = %run.workflow, %why, "a free run could not be taken over");
-                }
-            }
+            })
+        });
+        let taken = futures_util::stream::iter(taking)
+            .buffer_unordered(TAKEOVER_AT_ONCE)
+            .filter(|took| std::future::ready(*took))
+            .count()
+            .await;
+        if taken > 0 {
+            tracing::debug!(taken, "runs taken over at this poll");
         }
-        taken
+        // Again at once only while it gets somewhere: a batch of runs that cannot be taken
+        // (refused, or failing) waits for the next tick.
+        full && taken > 0
     }
 
     /// Whether this engine runs `run_id` now.
@@ -255,18 +284,34 @@ async fn run_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // When the store last heard from this engine.
     let mut heard: Option<tokio::time::Instant> = None;
+    // Whether the last poll found a whole batch: then the next comes at once.
+    let mut more = false;
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            // Drains, or the engine was dropped (its sender with it).
-            _ = draining.wait_for(|d| *d) => return,
+        if more {
+            if *draining.borrow() {
+                return;
+            }
+        } else {
+            tokio::select! {
+                _ = tick.tick() => {}
+                // Drains, or the engine was dropped (its sender with it).
+                _ = draining.wait_for(|d| *d) => return,
+            }
         }
         let Some(inner) = engine.upgrade() else {
             return;
         };
         let engine = Engine { inner };
-        engine.take_over_free_runs().await;
-        if heard.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
+        more = engine.take_over_free_runs().await;
+        // At once when a graph was registered since (a replica's start registers several,
+        // and what it runs should be known before it is first due); else every
+        // HEARTBEAT_EVERY.
+        let changed = engine
+            .inner
+            .registry
+            .changed
+            .swap(false, std::sync::atomic::Ordering::SeqCst);
+        if changed || heard.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
             heard = Some(tokio::time::Instant::now());
             let known = engine.inner.registry.known();
             if let Err(error) = engine.inner.store.heartbeat(&known).await {
