@@ -25,7 +25,7 @@ mod replica;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cluster::{Cluster, Plan};
+use cluster::{Build, Cluster, Plan};
 use replica::{REPLICA, now_ms, run_id};
 
 /// One test at a time: each measures how soon runs move from one replica to another, which
@@ -53,6 +53,38 @@ async fn as_replica() -> bool {
     }
 }
 
+/// The previous build's replicas test binary: its path in `SAGAFLOW_PREVIOUS_REPLICAS`, as
+/// `postgres/tests/replicas/previous.sh` builds it (and prints it) from the commit it names.
+/// Without it the rolling upgrade cannot run: with `CI` set that fails, elsewhere it is skipped
+/// with a line that says how to run it.
+fn previous_build() -> Option<Build> {
+    const VAR: &str = "SAGAFLOW_PREVIOUS_REPLICAS";
+    let how = format!(
+        "{VAR}=$(bash postgres/tests/replicas/previous.sh) cargo test -p sagaflow-postgres --test replicas"
+    );
+    match std::env::var_os(VAR) {
+        Some(path) => {
+            let exe = std::path::PathBuf::from(path);
+            assert!(exe.is_file(), "{VAR}: no file at {}", exe.display());
+            Some(Build {
+                exe,
+                // A test of that binary that starts with `as_replica`, as every test here
+                // does (the previous build's tests are its own; this one is in every build
+                // since issue 14).
+                test: "replicas_the_database_restarted_under_load_loses_no_run".to_owned(),
+                this: false,
+            })
+        }
+        None if std::env::var_os("CI").is_some() => {
+            panic!("the rolling upgrade needs the previous build: {how}")
+        }
+        None => {
+            eprintln!("skipped: the rolling upgrade needs the previous build; run it with {how}");
+            None
+        }
+    }
+}
+
 fn plan(runs: usize, steps: usize, step_ms: u64) -> Plan {
     Plan {
         replicas: 3,
@@ -66,8 +98,8 @@ fn plan(runs: usize, steps: usize, step_ms: u64) -> Plan {
 
 /// 1,000 runs over 3 replicas, one killed with SIGKILL while its runs are mid-step: every run
 /// completes, every completed step ran once, the only executions run again are the killed
-/// replica's (at most one per run, begun before the kill), and its runs go on elsewhere:
-/// the first within its lease plus 1 s, the rest at no less than 200 take-ups a second.
+/// replica's (at most one per run, begun before the kill), and its runs go on elsewhere,
+/// every one of them within its lease plus 1 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_one_killed_mid_step_its_runs_resume_elsewhere() {
     if as_replica().await {
@@ -112,19 +144,12 @@ async fn replicas_one_killed_mid_step_its_runs_resume_elsewhere() {
         taken >= plan.runs / 3 / 2,
         "most of the killed replica's runs were mid-way: {taken} taken over"
     );
-    // A killed replica's runs resume within its lease plus 1 s: the first of them does, and
-    // the rest follow at the pace the survivors take runs up, which this checks is at least
-    // 200 a second (a take-up is a lease and a read; 334 of them at once came to 1.0 to 1.6
-    // s here, in a debug build on 2 cores).
-    let first = delays.first().copied().unwrap_or(0);
+    // A killed replica's runs resume within its lease plus 1 s, every one of them: the
+    // survivors take up 16 at a time (`TAKEOVER_AT_ONCE`), so 334 came within 0.15-0.25 s of
+    // the first here, in a debug build on 2 cores (one after the other, they took 1.0-1.6 s).
     assert!(
-        !timed(&c) || first <= (LEASE_MS + 1_000) as i64,
-        "a killed replica's run resumes within its lease plus 1 s: the first after {first} ms"
-    );
-    let pace = (LEASE_MS + 1_000) as i64 + 5 * taken as i64;
-    assert!(
-        !timed(&c) || slowest <= pace,
-        "the killed replica's {taken} runs resume within its lease, 1 s and 5 ms each: the last after {slowest} ms"
+        !timed(&c) || slowest <= (LEASE_MS + 1_000) as i64,
+        "a killed replica's {taken} runs resume within its lease plus 1 s: the last after {slowest} ms"
     );
     let mut again: HashMap<&str, usize> = HashMap::new();
     for repeat in &ledger.repeats {
@@ -157,10 +182,9 @@ async fn replicas_one_drained_under_load_its_runs_continue_within_a_second() {
         return;
     }
     let _one = SERIAL.lock().await;
-    // About 50 runs handed over at once: each take-up is a commit of its own (about 4 ms
-    // here), so 100 came within 0.7-1.02 s of the drain on a loaded machine; a take-up of
-    // many runs in one commit would lift that.
-    let plan = plan(150, 8, 50);
+    // About 100 runs handed over at once; taken up 16 at a time by the others, 50 went on
+    // within 0.25-0.3 s of the drain here (one after the other, 100 took 0.7-1.02 s).
+    let plan = plan(300, 8, 50);
     let mut c = Cluster::start(
         "replicas_one_drained_under_load_its_runs_continue_within_a_second",
         plan,
@@ -338,6 +362,119 @@ async fn replicas_the_database_restarted_under_load_loses_no_run() {
         "replicas/restart: {} runs completed across the restart; {} executions cut and run again ({:?})",
         plan.runs,
         ledger.repeats.len(),
+        c.network.mode()
+    );
+}
+
+/// A rolling upgrade (issue 14, item 3): three replicas of the previous build (a binary built
+/// from the commit `replicas/previous.sh` names) run under load and are replaced one by one,
+/// as a deploy does it: SIGTERM, the replica drains and exits, a replica of this build starts
+/// on its host. No run is lost, no step runs twice (a drain cuts nothing), the old build's
+/// replicas work on beside the new one's, and the new build's replicas finish the old ones'
+/// runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_rolled_one_by_one_to_this_build_lose_no_run() {
+    const TEST: &str = "replicas_rolled_one_by_one_to_this_build_lose_no_run";
+    if as_replica().await {
+        return;
+    }
+    let Some(previous) = previous_build() else {
+        return;
+    };
+    let _one = SERIAL.lock().await;
+    // Runs of 10 s or more (20 steps of 500 ms), all started at once, so that the load lasts
+    // through the three replacements.
+    let plan = plan(150, 20, 500);
+    let mut c = Cluster::start_from(&previous, plan).await;
+    c.started().await;
+    let total = (plan.runs * plan.steps) as i64;
+    c.effects_reach(total / 6, Duration::from_secs(120)).await;
+    let this = Build::this(TEST);
+    let mut drained_at = Vec::new();
+    // While both builds run: from the first new replica's start to the last old one's drain.
+    let (mut mixed_from, mut mixed_to) = (0, 0);
+    for i in 0..plan.replicas {
+        let old = c.replicas[i].owner.clone();
+        if i + 1 == plan.replicas {
+            mixed_to = now_ms();
+        }
+        c.replicas[i].terminate();
+        let lines = c.replicas[i]
+            .wait_for("the end of its drain", Duration::from_secs(30), |lines| {
+                lines.iter().any(|l| l.starts_with("drained "))
+            })
+            .await;
+        let status = c.replicas[i].exited(Duration::from_secs(10)).await;
+        assert!(status.success(), "{old} exits cleanly: {status}");
+        let drained = lines.iter().find(|l| l.starts_with("drained ")).unwrap();
+        assert!(
+            drained.contains(" cut=0 ") && drained.ends_with("error=None"),
+            "{old}: its running steps ended and its leases were given up: {drained}"
+        );
+        drained_at.push((old, now_ms()));
+        c.replace(i, &this, format!("replica-{i}-new")).await;
+        if i == 0 {
+            mixed_from = now_ms();
+        }
+        // The load goes on under the mix of builds before the next replacement.
+        let now = c.effects().await;
+        assert!(
+            now < total,
+            "the upgrade came mid-load ({now} of {total} effects)"
+        );
+        c.effects_reach((now + total / 20).min(total), Duration::from_secs(60))
+            .await;
+    }
+    c.all_finished(Duration::from_secs(120)).await;
+
+    let ledger = c.ledger().await;
+    assert!(
+        ledger.repeats.is_empty(),
+        "drains cut nothing: no execution ran again: {:?}",
+        ledger.repeats
+    );
+    for (old, at) in &drained_at {
+        let late: Vec<_> = ledger
+            .effects
+            .iter()
+            .filter(|e| e.owner == *old && e.begun_ms > *at)
+            .collect();
+        assert!(late.is_empty(), "{old} did nothing once drained: {late:?}");
+    }
+    let new = |owner: &str| owner.ends_with("-new");
+    let mixed = |of_new: bool| {
+        ledger
+            .effects
+            .iter()
+            .any(|e| new(&e.owner) == of_new && e.begun_ms >= mixed_from && e.begun_ms < mixed_to)
+    };
+    assert!(
+        mixed(false) && mixed(true),
+        "both builds ran steps side by side while the replicas were rolled"
+    );
+    // Runs begun on the previous build and finished on this one.
+    let mut crossed = 0;
+    for k in 0..plan.runs {
+        let run = run_id(k);
+        let owners: Vec<&str> = ledger
+            .effects
+            .iter()
+            .filter(|e| e.run_id == run)
+            .map(|e| e.owner.as_str())
+            .collect();
+        if owners.iter().any(|o| !new(o)) && owners.iter().any(|o| new(o)) {
+            crossed += 1;
+        }
+    }
+    assert!(
+        crossed >= plan.runs / 2,
+        "most runs went from the previous build's replicas to this build's: {crossed}"
+    );
+    eprintln!(
+        "replicas/upgrade: {} runs x {} steps, 3 replicas rolled from {} to this build; {crossed} runs crossed builds ({:?})",
+        plan.runs,
+        plan.steps,
+        previous.exe.display(),
         c.network.mode()
     );
 }

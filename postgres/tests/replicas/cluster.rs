@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::BufRead as _;
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,6 +29,27 @@ pub(crate) struct Plan {
     pub(crate) step_ms: u64,
     pub(crate) lease_ms: u64,
     pub(crate) takeover_ms: u64,
+}
+
+/// The program a replica runs: a test binary of `postgres/tests/replicas.rs` (this one, or
+/// the previous build's), and the name of one of its tests that starts with `as_replica`.
+#[derive(Clone, Debug)]
+pub(crate) struct Build {
+    pub(crate) exe: PathBuf,
+    pub(crate) test: String,
+    /// Whether it is this build (the test's own binary).
+    pub(crate) this: bool,
+}
+
+impl Build {
+    /// This test binary, running the test named `test` as a replica.
+    pub(crate) fn this(test: &str) -> Build {
+        Build {
+            exe: std::env::current_exe().expect("the test binary"),
+            test: test.to_owned(),
+            this: true,
+        }
+    }
 }
 
 /// One replica process, and the `@@` lines it has said so far.
@@ -69,6 +91,14 @@ impl Replica {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Waits until it has said it is ready (its engine runs, the workflow registered).
+    pub(crate) async fn ready(&mut self) {
+        self.wait_for("ready", Duration::from_secs(60), |lines| {
+            lines.iter().any(|l| l == "ready")
+        })
+        .await;
     }
 
     /// SIGKILL: no destructor, no goodbye; its leases are left to expire.
@@ -131,6 +161,14 @@ impl Cluster {
     /// A server reachable from every replica's host, the schema and the effects table, and
     /// `plan.replicas` replicas started, each from the test named `test` of this binary.
     pub(crate) async fn start(test: &str, plan: Plan) -> Cluster {
+        Cluster::start_from(&Build::this(test), plan).await
+    }
+
+    /// As [`Cluster::start`], the replicas running `build`. This build's schema is made by
+    /// the test before any replica connects; another build's replicas make theirs (as the
+    /// previous release's replicas would have, before an upgrade), and the test's store
+    /// connects once they are ready.
+    pub(crate) async fn start_from(build: &Build, plan: Plan) -> Cluster {
         let mut network = Network::new(plan.replicas);
         let hba = network.hba_line();
         let listen = network.listen_addresses();
@@ -150,14 +188,28 @@ impl Cluster {
         let url = server.url();
         let client = connect(&url).await;
         client.batch_execute(EFFECTS_SQL).await.expect("effects");
-        // The schema is made here, once, before any replica connects.
-        let store = PgStore::connect(&url, PgOptions::default().schema(SCHEMA).owner("test"))
-            .await
-            .expect("the test's store");
+        let connect_store = || async {
+            PgStore::connect(&url, PgOptions::default().schema(SCHEMA).owner("test"))
+                .await
+                .expect("the test's store")
+        };
         let mut replicas = Vec::new();
-        for i in 0..plan.replicas {
-            replicas.push(spawn(&network, test, plan, i));
-        }
+        let store = if build.this {
+            // The schema is made here, once, before any replica connects.
+            let store = connect_store().await;
+            for i in 0..plan.replicas {
+                replicas.push(spawn(&network, build, plan, i, owner(i), true));
+            }
+            store
+        } else {
+            for i in 0..plan.replicas {
+                replicas.push(spawn(&network, build, plan, i, owner(i), true));
+            }
+            for replica in &mut replicas {
+                replica.ready().await;
+            }
+            connect_store().await
+        };
         Cluster {
             plan,
             replicas,
@@ -166,6 +218,15 @@ impl Cluster {
             client,
             network,
         }
+    }
+
+    /// Starts a replica of `build` on replica `i`'s host in its place (that one has exited),
+    /// under the owner id `owner`; it starts no runs, only takes them up. Waits until it is
+    /// ready.
+    pub(crate) async fn replace(&mut self, i: usize, build: &Build, owner: String) {
+        let mut replica = spawn(&self.network, build, self.plan, i, owner, false);
+        replica.ready().await;
+        self.replicas[i] = replica;
     }
 
     /// Connects the test again (after a restart of the server).
@@ -307,8 +368,19 @@ impl Cluster {
     }
 }
 
-fn spawn(network: &Network, test: &str, plan: Plan, i: usize) -> Replica {
-    let owner = format!("replica-{i}");
+/// The owner id of the replica first started on host `i`.
+fn owner(i: usize) -> String {
+    format!("replica-{i}")
+}
+
+fn spawn(
+    network: &Network,
+    build: &Build,
+    plan: Plan,
+    i: usize,
+    owner: String,
+    starts: bool,
+) -> Replica {
     let settings = Settings {
         url: network.url(i),
         schema: SCHEMA.to_owned(),
@@ -320,11 +392,16 @@ fn spawn(network: &Network, test: &str, plan: Plan, i: usize) -> Replica {
         step_ms: plan.step_ms,
         lease_ms: plan.lease_ms,
         takeover_ms: plan.takeover_ms,
+        starts,
     };
-    let exe = std::env::current_exe().expect("the test binary");
     let mut child = network
-        .command(i, &exe)
-        .args([test, "--exact", "--test-threads=1", "--nocapture"])
+        .command(i, &build.exe)
+        .args([
+            build.test.as_str(),
+            "--exact",
+            "--test-threads=1",
+            "--nocapture",
+        ])
         .env(REPLICA, settings.encode())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -337,8 +414,11 @@ fn spawn(network: &Network, test: &str, plan: Plan, i: usize) -> Replica {
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if let Some(line) = line.strip_prefix("@@ ") {
-                said.lock().expect("the lines").push(line.to_owned());
+            // The first line said follows libtest's `test … ... ` on the same line.
+            if let Some(at) = line.find("@@ ") {
+                said.lock()
+                    .expect("the lines")
+                    .push(line[at + 3..].to_owned());
             }
         }
     });

@@ -47,13 +47,17 @@ pub(crate) struct Settings {
     pub(crate) step_ms: u64,
     pub(crate) lease_ms: u64,
     pub(crate) takeover_ms: u64,
+    /// Whether it starts its share of the runs (a replica started in another's place, as in a
+    /// rolling upgrade, does not: it only takes runs up). A key the previous build's replicas
+    /// do not know, and ignore; keep every other key as it is, for they need them.
+    pub(crate) starts: bool,
 }
 
 impl Settings {
     /// The settings as the environment variable carries them.
     pub(crate) fn encode(&self) -> String {
         format!(
-            "url={};schema={};owner={};index={};replicas={};runs={};steps={};step_ms={};lease_ms={};takeover_ms={}",
+            "url={};schema={};owner={};index={};replicas={};runs={};steps={};step_ms={};lease_ms={};takeover_ms={};starts={}",
             self.url,
             self.schema,
             self.owner,
@@ -63,14 +67,18 @@ impl Settings {
             self.steps,
             self.step_ms,
             self.lease_ms,
-            self.takeover_ms
+            self.takeover_ms,
+            u8::from(self.starts)
         )
     }
 
     fn decode(text: &str) -> Settings {
-        let get = |key: &str| {
+        let find = |key: &str| {
             text.split(';')
                 .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+        };
+        let get = |key: &str| {
+            find(key)
                 .unwrap_or_else(|| panic!("no `{key}` in {text}"))
                 .to_owned()
         };
@@ -86,6 +94,7 @@ impl Settings {
             step_ms: num("step_ms"),
             lease_ms: num("lease_ms"),
             takeover_ms: num("takeover_ms"),
+            starts: find("starts") != Some("0"),
         }
     }
 }
@@ -306,7 +315,8 @@ pub(crate) async fn main(settings: &str) {
 
     let (started, mut starts) = tokio::sync::mpsc::unbounded_channel();
     let mut mine = 0;
-    for k in (s.index..s.runs).step_by(s.replicas) {
+    let share = if s.starts { s.index..s.runs } else { 0..0 };
+    for k in share.step_by(s.replicas) {
         mine += 1;
         let (engine, def, started) = (engine.clone(), def.clone(), started.clone());
         tokio::spawn(async move {
