@@ -601,7 +601,9 @@ async fn a_registration_reaches_the_store_at_the_next_poll_not_the_next_heartbea
         panic!("never {wanted} graphs: {:?}", graphs().await);
     };
 
-    engine.register(&chain(&Arc::new(Script::default()))).unwrap();
+    engine
+        .register(&chain(&Arc::new(Script::default())))
+        .unwrap();
     until(1).await;
     let mut other = Builder::<String>::new("Other");
     let input = other.input();
