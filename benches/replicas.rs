@@ -1,0 +1,179 @@
+//! Durable steps per second with 1, 2 and 4 replicas on one PostgreSQL (issue 14): the same
+//! work (`RUNS` runs of `STEPS` steps, each `x + 1`) split among the replicas, all started at
+//! once. Each replica is a process of its own (this bench again, with `SAGAFLOW_BENCH_REPLICA`
+//! set), an engine on a `PgStore` under its own owner id, with its own writer connection. The
+//! replicas connect and get ready, then start their share together at the conductor's word;
+//! the time is from that word to the last replica's end, as the conductor sees it. Rounds
+//! alternate the replica counts; medians and their ratios to one replica are printed.
+//!
+//! `cargo bench --bench replicas` (the server from `SAGAFLOW_PG_URL`, by default the local
+//! one; `SAGAFLOW_BENCH_ROUNDS` rounds, 3 by default; `SAGAFLOW_BENCH_RUNS`, 2000 by default).
+//! Figures in `benches/README.md`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{BufRead as _, Write as _};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+use sagaflow::StepOptions;
+use sagaflow::runtime::{Builder, Definition, Engine, StepError};
+use sagaflow_postgres::{PgOptions, PgStore};
+
+const STEPS: usize = 10;
+const SCHEMA: &str = "bench_replicas";
+const REPLICA: &str = "SAGAFLOW_BENCH_REPLICA";
+const COUNTS: [usize; 3] = [1, 2, 4];
+
+fn url() -> String {
+    std::env::var("SAGAFLOW_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".to_owned())
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn chain(steps: usize) -> Definition<u64, u64> {
+    let mut b = Builder::<u64>::new("Chain");
+    let mut last = b.input();
+    for i in 0..steps {
+        last = b.step(&format!("s{i}"), StepOptions::new(), (last,), |_, (x,)| {
+            let x = *x;
+            async move { Ok::<_, StepError>(x + 1) }
+        });
+    }
+    b.build_with_output(last)
+}
+
+/// A replica: `index` of `replicas`, `runs` runs between them; says `ready`, waits for a line
+/// on its input, runs its share at once, says `done`.
+async fn replica(settings: &str) {
+    let mut parts = settings.split(',').map(|p| p.parse::<usize>().unwrap());
+    let (index, replicas, runs, round) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let options = PgOptions::default()
+        .schema(SCHEMA)
+        .owner(format!("replica-{index}"));
+    let store = PgStore::connect(&url(), options).await.unwrap();
+    let engine = Engine::builder().store(Arc::new(store)).build();
+    let def = chain(STEPS);
+    println!("ready");
+    let mut go = String::new();
+    std::io::stdin().read_line(&mut go).unwrap();
+    // Every run of its share started at once, each in a task of its own, as requests of a
+    // service would.
+    let mut tasks = tokio::task::JoinSet::new();
+    for k in (index..runs).step_by(replicas) {
+        let (engine, def) = (engine.clone(), def.clone());
+        tasks.spawn(async move {
+            let id = format!("r{round}-{replicas}-{k}");
+            let handle = engine.start(&def, id.as_str(), 0).await.unwrap();
+            assert_eq!(*handle.wait().await.unwrap().output, STEPS as u64);
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    println!("done");
+}
+
+/// One measurement: `n` replicas, `runs` runs between them, on a fresh schema; steps/s.
+async fn measure(admin: &tokio_postgres::Client, n: usize, runs: usize, round: usize) -> f64 {
+    admin
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+        .await
+        .unwrap();
+    // Made once here, so that the replicas' start-up does not race to migrate it.
+    drop(
+        PgStore::connect(
+            &url(),
+            PgOptions::default().schema(SCHEMA).owner("conductor"),
+        )
+        .await
+        .unwrap(),
+    );
+    let exe = std::env::current_exe().unwrap();
+    let mut children = Vec::new();
+    for i in 0..n {
+        let mut child = Command::new(&exe)
+            .env(REPLICA, format!("{i},{n},{runs},{round}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "ready");
+        children.push((child, lines));
+    }
+    let began = Instant::now();
+    for (child, _) in &mut children {
+        writeln!(child.stdin.as_mut().unwrap(), "go").unwrap();
+    }
+    let ended = tokio::task::spawn_blocking(move || {
+        for (child, lines) in &mut children {
+            assert_eq!(lines.next().unwrap().unwrap(), "done");
+            assert!(child.wait().unwrap().success());
+        }
+        Instant::now()
+    })
+    .await
+    .unwrap();
+    let took = ended.duration_since(began);
+    (runs * STEPS) as f64 / took.as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    if let Ok(settings) = std::env::var(REPLICA) {
+        replica(&settings).await;
+        return;
+    }
+    // `cargo bench` passes `--bench`; nothing else is taken.
+    let rounds = env_usize("SAGAFLOW_BENCH_ROUNDS", 3);
+    let runs = env_usize("SAGAFLOW_BENCH_RUNS", 2000);
+    let (admin, connection) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    // A warm-up of each count, not counted.
+    for n in COUNTS {
+        measure(&admin, n, runs / 4, 0).await;
+    }
+    let mut figures: Vec<Vec<f64>> = vec![Vec::new(); COUNTS.len()];
+    for round in 1..=rounds {
+        for (i, n) in COUNTS.iter().enumerate() {
+            let rate = measure(&admin, *n, runs, round).await;
+            println!("round {round}: {n} replica(s): {rate:.0} steps/s");
+            figures[i].push(rate);
+        }
+    }
+    admin
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+        .await
+        .unwrap();
+    let one = median(figures[0].clone());
+    println!(
+        "{runs} runs of {STEPS} steps, split among the replicas, started together; medians of {rounds} rounds:"
+    );
+    for (i, n) in COUNTS.iter().enumerate() {
+        let m = median(figures[i].clone());
+        println!(
+            "  {n} replica(s): {m:>8.0} steps/s  ({:.2}x one replica)",
+            m / one
+        );
+    }
+}
