@@ -4,11 +4,11 @@ use tokio_postgres::Client;
 
 use crate::session::{Link, Session};
 use sagaflow_core::runtime::KnownGraph;
-use sagaflow_core::runtime::store::replicas::{Graph, HeldRun, Replica};
+use sagaflow_core::runtime::store::replicas::{Graph, HeldRun, Replica, forget_after_ms};
 
 /// Says that `owner` lives, on this host and process, running sagaflow's version and the
 /// graphs `known` (by the server's clock). A new process under an owner id starts its time
-/// afresh.
+/// afresh. The replicas not heard from for `FORGET_REPLICA_AFTER` go in the same statement.
 pub(crate) async fn heartbeat(
     client: &Client,
     session: &Session,
@@ -21,7 +21,9 @@ pub(crate) async fn heartbeat(
     session
         .on(client)
         .execute(
-            "INSERT INTO replicas (owner, host, pid, version, started_at, heartbeat_at, graphs) \
+            "WITH forgotten AS (DELETE FROM replicas WHERE heartbeat_at < now_ms() - $6 \
+                 AND owner <> $1) \
+             INSERT INTO replicas (owner, host, pid, version, started_at, heartbeat_at, graphs) \
              SELECT $1, $2, $3, $4, at, at, $5 FROM (SELECT now_ms() AS at) now \
              ON CONFLICT (owner) DO UPDATE SET host = excluded.host, pid = excluded.pid, \
                  version = excluded.version, heartbeat_at = excluded.heartbeat_at, \
@@ -29,7 +31,14 @@ pub(crate) async fn heartbeat(
                  started_at = CASE WHEN replicas.host = excluded.host \
                                     AND replicas.pid = excluded.pid \
                                THEN replicas.started_at ELSE excluded.started_at END",
-            &[&owner, &host, &pid, &env!("CARGO_PKG_VERSION"), &graphs],
+            &[
+                &owner,
+                &host,
+                &pid,
+                &env!("CARGO_PKG_VERSION"),
+                &graphs,
+                &forget_after_ms(),
+            ],
         )
         .await
         .map(|_| ())

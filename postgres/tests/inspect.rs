@@ -274,3 +274,54 @@ async fn a_schema_named_in_mixed_case_is_the_one_written_and_read() {
         .await
         .unwrap();
 }
+
+/// A replica not heard from for `FORGET_REPLICA_AFTER` is forgotten at another's heartbeat
+/// (by the server's clock); one silent for less is kept, and shown as gone.
+#[tokio::test]
+async fn a_replica_silent_for_a_day_is_forgotten_at_another_s_heartbeat() {
+    use sagaflow_core::runtime::LeaseStore as _;
+    use sagaflow_core::runtime::store::replicas::FORGET_REPLICA_AFTER;
+
+    let db = fresh_db!();
+    let store = sagaflow_postgres::PgStore::connect(&db.url, db.options().owner("live"))
+        .await
+        .unwrap();
+    store.heartbeat(&[]).await.unwrap();
+    let sql = client(&db.url).await;
+    let table = format!("\"{}\".replicas", db.schema);
+    let forget = i64::try_from(FORGET_REPLICA_AFTER.as_millis()).unwrap();
+    for (owner, silent) in [("forgotten", forget + 60_000), ("gone", forget - 60_000)] {
+        sql.execute(
+            &format!(
+                "INSERT INTO {table} (owner, host, pid, version, started_at, heartbeat_at, graphs) \
+                 SELECT $1, 'elsewhere', 1, '0.1.0', at, at, '[]' \
+                 FROM (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint - $2 AS at) t"
+            ),
+            &[&owner, &silent],
+        )
+        .await
+        .unwrap();
+    }
+    store.heartbeat(&[]).await.unwrap();
+    let owners: Vec<String> = sql
+        .query(&format!("SELECT owner FROM {table} ORDER BY owner"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(owners, ["gone", "live"]);
+    let standing = PgInspector::connect(&db.url, &db.schema)
+        .await
+        .unwrap()
+        .replicas()
+        .await
+        .unwrap()
+        .standing();
+    let gone = standing
+        .replicas
+        .iter()
+        .find(|r| r.replica.owner == "gone")
+        .unwrap();
+    assert!(!gone.live, "silent for most of a day: shown as gone");
+}

@@ -6,10 +6,11 @@ use crate::clock::now_ms;
 use crate::error::sqlite_error;
 use sagaflow_core::runtime::KnownGraph;
 use sagaflow_core::runtime::error::StoreError;
-use sagaflow_core::runtime::store::replicas::{Graph, HeldRun, Replica};
+use sagaflow_core::runtime::store::replicas::{Graph, HeldRun, Replica, forget_after_ms};
 
 /// Says that `owner` lives, on this host and process, running sagaflow's version and the
-/// graphs `known`. A new process under an owner id starts its time afresh.
+/// graphs `known`. A new process under an owner id starts its time afresh. The replicas not
+/// heard from for `FORGET_REPLICA_AFTER` go first.
 pub(crate) fn heartbeat(
     conn: &Connection,
     label: &str,
@@ -18,7 +19,17 @@ pub(crate) fn heartbeat(
 ) -> Result<(), StoreError> {
     let graphs = Graph::json_of(known);
     let host = gethostname::gethostname().to_string_lossy().into_owned();
-    conn.execute(
+    let now = now_ms();
+    // One commit for both.
+    let tx = conn
+        .unchecked_transaction()
+        .map_err(|e| sqlite_error(label, &e))?;
+    tx.execute(
+        "DELETE FROM replicas WHERE heartbeat_at < ?1 AND owner <> ?2",
+        rusqlite::params![now.saturating_sub(forget_after_ms()), owner],
+    )
+    .map_err(|e| sqlite_error(label, &e))?;
+    tx.execute(
         "INSERT INTO replicas (owner, host, pid, version, started_at, heartbeat_at, graphs) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6) \
          ON CONFLICT (owner) DO UPDATE SET host = excluded.host, pid = excluded.pid, \
@@ -32,12 +43,12 @@ pub(crate) fn heartbeat(
             host,
             i64::from(std::process::id()),
             env!("CARGO_PKG_VERSION"),
-            now_ms(),
+            now,
             graphs
         ],
     )
-    .map(|_| ())
-    .map_err(|e| sqlite_error(label, &e))
+    .map_err(|e| sqlite_error(label, &e))?;
+    tx.commit().map_err(|e| sqlite_error(label, &e))
 }
 
 /// Every replica heard from (none in a file without the table), and every unfinished run

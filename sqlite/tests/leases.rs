@@ -623,3 +623,43 @@ async fn a_registration_reaches_the_store_at_the_next_poll_not_the_next_heartbea
     known.sort();
     assert_eq!(known, ["Chain", "Other"]);
 }
+
+/// A replica not heard from for `FORGET_REPLICA_AFTER` is forgotten at another's heartbeat;
+/// one silent for less is kept (tools show it as gone): the table holds the replicas of the
+/// last day, not every one that ever came and went.
+#[tokio::test]
+async fn a_replica_silent_for_a_day_is_forgotten_at_another_s_heartbeat() {
+    use sagaflow_core::runtime::LeaseStore as _;
+    use sagaflow_core::runtime::store::replicas::FORGET_REPLICA_AFTER;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("replicas.db");
+    let store = SqliteStore::open(&path, SqliteOptions::default().owner("live")).unwrap();
+    store.heartbeat(&[]).await.unwrap();
+    let conn = Connection::open(&path).unwrap();
+    let now: i64 = conn
+        .query_row(
+            "SELECT heartbeat_at FROM replicas WHERE owner = 'live'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let forget = i64::try_from(FORGET_REPLICA_AFTER.as_millis()).unwrap();
+    for (owner, silent) in [("forgotten", forget + 60_000), ("gone", forget - 60_000)] {
+        conn.execute(
+            "INSERT INTO replicas (owner, host, pid, version, started_at, heartbeat_at, graphs) \
+             VALUES (?1, 'elsewhere', 1, '0.1.0', ?2, ?2, '[]')",
+            rusqlite::params![owner, now - silent],
+        )
+        .unwrap();
+    }
+    store.heartbeat(&[]).await.unwrap();
+    let owners: Vec<String> = conn
+        .prepare("SELECT owner FROM replicas ORDER BY owner")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(owners, ["gone", "live"]);
+}

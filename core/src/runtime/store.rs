@@ -210,6 +210,8 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// heard from, its version, and the runs that no live replica can run (a version none of
     /// them knows), which wait rather than fail. The engine calls it every
     /// [`HEARTBEAT_EVERY`](crate::runtime::HEARTBEAT_EVERY) once a definition is registered.
+    /// It also forgets the replicas not heard from for
+    /// [`FORGET_REPLICA_AFTER`](replicas::FORGET_REPLICA_AFTER).
     /// A store only one process can use (the in-memory store) has nobody to tell and does
     /// nothing.
     async fn heartbeat(&self, graphs: &[KnownGraph]) -> Result<(), StoreError>;

@@ -7,6 +7,17 @@ use serde::Serialize;
 
 use crate::runtime::HEARTBEAT_EVERY;
 
+/// A replica not heard from for this long is forgotten: its row goes at another replica's
+/// heartbeat, so that the table of replicas stays as small as the replicas of the last day
+/// (pods with names of their own come and go for as long as a service lives). Until then
+/// `sagaflow replicas` shows it as gone.
+pub const FORGET_REPLICA_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// [`FORGET_REPLICA_AFTER`] in milliseconds, as the stores' clocks count.
+pub fn forget_after_ms() -> i64 {
+    i64::try_from(FORGET_REPLICA_AFTER.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// A replica's workflow and graph, as its engine registered them; `fingerprint` `None` for
 /// every graph of the workflow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
