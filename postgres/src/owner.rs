@@ -24,6 +24,10 @@
 //! (`tcp_keepalives_*`), so that a link that died quietly is noticed on both ends within a
 //! lease or so.
 //!
+//! An explicit id ([`PgOptions::owner`](crate::PgOptions::owner)) is held under the same lock:
+//! a store opened with an id another live store holds is refused
+//! ([`StoreError::OwnerInUse`]), and the id is free once that store is gone.
+//!
 //! Behind a pooler in transaction mode ([`PgOptions::transaction_pooling`](crate::PgOptions::transaction_pooling))
 //! no session lock can be held: the default id stays `<host>-<pid>-<random>`, new in every
 //! process, and a restarted process waits out its runs' leases. An explicit owner is used as
@@ -134,14 +138,46 @@ pub(crate) async fn claim(
     explicit: Option<&str>,
     lease: Duration,
 ) -> Result<Owner, StoreError> {
-    if let Some(id) = explicit {
-        return Ok(Owner::unlocked(id.to_owned()));
-    }
     if target.pooled {
-        return Ok(Owner::unlocked(random_owner()));
+        return Ok(Owner::unlocked(
+            explicit.map_or_else(random_owner, ToOwned::to_owned),
+        ));
     }
     let (client, connection) = connect_watched(target, label).await?;
     probe(&client, label).await;
+    let watched = |id: String, key: (i32, i32), client: Client, connection: JoinHandle<()>| {
+        let held = Held(Arc::new(AtomicBool::new(true)));
+        let watch = Watch {
+            target: target.clone(),
+            label: Arc::clone(label),
+            id: id.clone(),
+            key,
+            held: held.clone(),
+            period: (lease / 3).clamp(Duration::from_millis(100), Duration::from_secs(10)),
+        };
+        let watcher = tokio::spawn(watch.run(Lock { client, connection }));
+        Owner {
+            id,
+            held,
+            watcher: Some(watcher),
+        }
+    };
+    if let Some(id) = explicit {
+        // Held as a default id is: two live stores under one explicit id would each take the
+        // other's runs as their own.
+        let key = key(schema, id);
+        let locked = try_lock(&client, key)
+            .await
+            .map_err(|e| pg_error(label, &e))?;
+        return if locked {
+            Ok(watched(id.to_owned(), key, client, connection))
+        } else {
+            Err(StoreError::OwnerInUse {
+                path: label.to_string(),
+                owner: id.to_owned(),
+            })
+        };
+    }
     let host = host();
     for slot in 0..DEFAULT_SLOTS {
         let id = format!("{host}-{slot}");
@@ -150,21 +186,7 @@ pub(crate) async fn claim(
             .await
             .map_err(|e| pg_error(label, &e))?
         {
-            let held = Held(Arc::new(AtomicBool::new(true)));
-            let watch = Watch {
-                target: target.clone(),
-                label: Arc::clone(label),
-                id: id.clone(),
-                key,
-                held: held.clone(),
-                period: (lease / 3).clamp(Duration::from_millis(100), Duration::from_secs(10)),
-            };
-            let watcher = tokio::spawn(watch.run(Lock { client, connection }));
-            return Ok(Owner {
-                id,
-                held,
-                watcher: Some(watcher),
-            });
+            return Ok(watched(id, key, client, connection));
         }
     }
     let id = random_owner();

@@ -1,7 +1,7 @@
 //! A store's default owner id on PostgreSQL: `<host>-N`, the lowest `N` no live store of the
 //! schema holds, under a session advisory lock. A second live store gets the next id; a
 //! store's id comes back once it is gone; a store whose lock's connection is lost takes no run
-//! up until it has its id again; and a process killed with SIGKILL mid-run, restarted with
+//! up until it has its id again; an explicit id is held the same way; and a process killed with SIGKILL mid-run, restarted with
 //! the default options, is the same owner and takes its run up at once, far within the lease.
 
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -62,11 +62,32 @@ async fn a_default_owner_is_the_lowest_free_id_of_its_host_and_comes_back_once_i
     let other = fresh_db!();
     assert_eq!(other.store().await.owner(), format!("{host}-0"));
 
-    // An explicit owner is as given.
+    // An explicit owner is as given, held as a default one is: a second live store under it
+    // is refused, naming the id and the server; it is free once its store is gone.
     let named = PgStore::connect(&db.url, db.options().owner("svc"))
         .await
         .unwrap();
     assert_eq!(named.owner(), "svc");
+    until_held(&db.schema, "svc", true).await;
+    let refused = PgStore::connect(&db.url, db.options().owner("svc"))
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(&refused, sagaflow_core::runtime::StoreError::OwnerInUse { owner, .. } if owner == "svc"),
+        "{refused}"
+    );
+    let message = refused.to_string();
+    assert!(
+        message.contains("`svc`") && message.contains(named.url()),
+        "{message}"
+    );
+    drop(named);
+    until_held(&db.schema, "svc", false).await;
+    let again = PgStore::connect(&db.url, db.options().owner("svc"))
+        .await
+        .unwrap();
+    assert_eq!(again.owner(), "svc");
 
     drop(first);
     // The server lets the lock go once the connection that held it has closed.
