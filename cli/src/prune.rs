@@ -130,6 +130,10 @@ pub(crate) async fn prune(
         .await
         .map_err(failed)?;
     let d = report.deleted;
+    if d.runs > 0 {
+        // The deleted rows' room made reusable now (a VACUUM on PostgreSQL).
+        store.reclaim().await.map_err(failed)?;
+    }
     if out.json {
         return render::json(
             w,

@@ -100,7 +100,7 @@ sagaflow_core::forward_store!(GateStore => inner: RunStore with {
         self.inner.record(run_id, change).await
     }
 });
-sagaflow_core::forward_store!(GateStore => inner: LeaseStore, SignalStore, EventLog, Retention);
+sagaflow_core::forward_store!(GateStore => inner: LeaseStore, SignalStore, EventLog, Retention, QueueStore);
 
 fn gate_store() -> Arc<GateStore> {
     Arc::new(GateStore {

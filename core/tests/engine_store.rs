@@ -144,7 +144,7 @@ sagaflow_core::forward_store!(FailingStore => inner: RunStore with {
         self.inner.record(run_id, change).await
     }
 });
-sagaflow_core::forward_store!(FailingStore => inner: LeaseStore, SignalStore, EventLog, Retention);
+sagaflow_core::forward_store!(FailingStore => inner: LeaseStore, SignalStore, EventLog, Retention, QueueStore);
 
 #[tokio::test]
 async fn a_failing_store_stops_the_run() {
@@ -218,7 +218,7 @@ sagaflow_core::forward_store!(EncodingStore => inner: RunStore with {
         self.inner.record(run_id, change).await
     }
 });
-sagaflow_core::forward_store!(EncodingStore => inner: LeaseStore, SignalStore, EventLog, Retention);
+sagaflow_core::forward_store!(EncodingStore => inner: LeaseStore, SignalStore, EventLog, Retention, QueueStore);
 
 #[tokio::test]
 async fn the_store_can_encode_the_input_and_outputs_it_is_handed() {

@@ -139,7 +139,7 @@ pub(crate) async fn free_runs(
         .on(client)
         .query(
             "SELECT r.run_id, r.workflow, r.graph_fingerprint FROM runs r \
-             WHERE r.status = 'running' AND NOT r.parked \
+             WHERE r.status = 'running' AND NOT r.parked AND r.queue IS NULL \
              AND (r.lease_expires IS NULL OR r.lease_expires <= now_ms()) \
              AND EXISTS (SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS k(workflow, graph) \
                  WHERE k.workflow = r.workflow \
@@ -148,14 +148,47 @@ pub(crate) async fn free_runs(
             &[&workflows, &graphs, &limit],
         )
         .await?;
-    Ok(rows
+    Ok(rows.iter().map(free_run).collect())
+}
+
+fn free_run(row: &tokio_postgres::Row) -> FreeRun {
+    FreeRun {
+        run_id: RunId::from(row.get::<_, String>(0)),
+        workflow: row.get(1),
+        graph_fingerprint: row.get::<_, i64>(2).cast_unsigned(),
+    }
+}
+
+/// At most `limit` runs waiting on `queues` that no live lease holds, of the graphs in
+/// `known`: highest priority first, then oldest (see `QueueStore::queued_runs`).
+pub(crate) async fn queued_runs(
+    client: &Client,
+    session: &Session,
+    queues: &[String],
+    known: &[KnownGraph],
+    limit: usize,
+) -> Result<Vec<FreeRun>, tokio_postgres::Error> {
+    let workflows: Vec<&str> = known.iter().map(|k| k.workflow.as_str()).collect();
+    let graphs: Vec<Option<i64>> = known
         .iter()
-        .map(|row| FreeRun {
-            run_id: RunId::from(row.get::<_, String>(0)),
-            workflow: row.get(1),
-            graph_fingerprint: row.get::<_, i64>(2).cast_unsigned(),
-        })
-        .collect())
+        .map(|k| k.fingerprint.map(u64::cast_signed))
+        .collect();
+    let queues: Vec<&str> = queues.iter().map(String::as_str).collect();
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = session
+        .on(client)
+        .query(
+            "SELECT r.run_id, r.workflow, r.graph_fingerprint FROM runs r \
+             WHERE r.status = 'running' AND NOT r.parked AND r.queue = ANY($4) \
+             AND (r.lease_expires IS NULL OR r.lease_expires <= now_ms()) \
+             AND EXISTS (SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS k(workflow, graph) \
+                 WHERE k.workflow = r.workflow \
+                 AND (k.graph IS NULL OR k.graph = r.graph_fingerprint)) \
+             ORDER BY r.priority DESC, r.created_at, r.created_seq LIMIT $3",
+            &[&workflows, &graphs, &limit, &queues],
+        )
+        .await?;
+    Ok(rows.iter().map(free_run).collect())
 }
 
 /// Sets the lease of each of `runs` whose token is still `tokens`' to expire `lease_ms` from

@@ -99,6 +99,8 @@ pub struct PgStore {
 struct Inner {
     /// The server's URL without its password, for error messages.
     label: Arc<str>,
+    /// The schema the tables are in.
+    schema: String,
     writes: mpsc::UnboundedSender<Write>,
     pool: Pool,
     /// How statements go on the pool's connections.
@@ -230,6 +232,7 @@ impl PgStore {
         Ok(PgStore {
             inner: Arc::new(Inner {
                 label,
+                schema: options.schema.clone(),
                 writes,
                 pool,
                 session,
@@ -391,8 +394,10 @@ impl RunStore for PgStore {
             graph_fingerprint: run.graph_fingerprint.cast_signed(),
             input,
             graph: run.graph.map(str::to_owned),
-            owner: leases.owner().to_owned(),
-            lease_ms: leases.lease_ms(),
+            owner: Some(leases.owner().to_owned()),
+            lease_ms: Some(leases.lease_ms()),
+            queue: None,
+            priority: 0,
         };
         let created = self.write(|reply| Write::Create(row, reply)).await?;
         if created == Created::New {
@@ -448,6 +453,50 @@ impl RunStore for PgStore {
     async fn stopped_runs(&self, workflow: &str) -> Result<Vec<RunId>, StoreError> {
         let client = self.client().await?;
         reads::stopped_runs(&self.inner.session.on(&client), &self.inner.label, workflow).await
+    }
+}
+
+/// Queues in the `runs` table (schema version 6): a queued run is a run with a queue and no
+/// owner, created by the writer as every run is.
+#[async_trait::async_trait]
+impl sagaflow_core::runtime::QueueStore for PgStore {
+    async fn enqueue(
+        &self,
+        run: &NewRun<'_>,
+        queue: &str,
+        priority: i32,
+    ) -> Result<Created, StoreError> {
+        let input = (run.input_codec.encode)(run.input).map_err(|message| StoreError::Input {
+            run_id: run.run_id.clone(),
+            message,
+        })?;
+        let row = CreateRow {
+            run_id: run.run_id.clone(),
+            workflow: run.workflow.to_owned(),
+            graph_fingerprint: run.graph_fingerprint.cast_signed(),
+            input,
+            graph: run.graph.map(str::to_owned),
+            owner: None,
+            lease_ms: None,
+            queue: Some(queue.to_owned()),
+            priority,
+        };
+        self.write(|reply| Write::Create(row, reply)).await
+    }
+
+    async fn queued_runs(
+        &self,
+        queues: &[String],
+        known: &[KnownGraph],
+        limit: usize,
+    ) -> Result<Vec<FreeRun>, StoreError> {
+        if queues.is_empty() || known.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        lease::queued_runs(&client, &self.inner.session, queues, known, limit)
+            .await
+            .map_err(|e| error::pg_error(&self.inner.label, &e))
     }
 }
 

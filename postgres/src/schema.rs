@@ -31,6 +31,10 @@ const MIGRATIONS: &[(&str, i64)] = &[
     (V3, 2),
     // Only adds an index.
     (V4, 2),
+    // Only sets storage parameters.
+    (V5, 2),
+    // Only adds the queue columns and their index.
+    (V6, 2),
 ];
 
 /// The newest schema version this code knows.
@@ -317,6 +321,30 @@ CREATE TABLE replicas (
 /// retention policy (`retention`); a run enters it once, when it ends.
 const V4: &str = "
 CREATE INDEX IF NOT EXISTS runs_finished ON runs (updated_at, run_id) WHERE status <> 'running';
+";
+
+/// Version 5: autovacuum for tables that churn. Checkpoints append events and renew or end
+/// runs, retention deletes whole runs: by the server's defaults (a table is vacuumed once a
+/// fifth of it is dead, throttled) a busy schema's tables grow far past the runs a policy
+/// keeps before autovacuum catches up. These make autovacuum visit them once 2% of their rows
+/// are dead, unthrottled. Only storage parameters: every release before it works on as it did,
+/// and a server where autovacuum is off is unchanged (a retention policy then needs a
+/// `VACUUM` of its own, see benches/README.md).
+const V5: &str = "
+ALTER TABLE runs SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);
+ALTER TABLE events SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);
+ALTER TABLE signals SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);
+ALTER TABLE writers SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,
+    autovacuum_vacuum_cost_delay = 0);
+";
+
+/// Version 6: queues. A run put on a queue keeps the queue's name and its priority; the index
+/// lists a queue's waiting runs, highest priority first, then oldest.
+const V6: &str = "
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS queue text;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS priority integer NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS runs_queued ON runs (queue, priority DESC, created_at, created_seq)
+    WHERE status = 'running' AND queue IS NOT NULL;
 ";
 
 /// The advisory lock keys of a schema: the first key names the purpose, the second the

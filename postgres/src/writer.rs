@@ -48,7 +48,8 @@ use sagaflow_core::runtime::store::Created;
 /// The most writes one transaction takes; the rest wait for the next one.
 const MAX_BATCH: usize = 1024;
 
-/// A run to create, leased to `owner` with token 1.
+/// A run to create, leased to `owner` with token 1; or, with no owner, waiting on `queue`
+/// at `priority` under no lease.
 #[derive(Debug)]
 pub(crate) struct CreateRow {
     pub(crate) run_id: RunId,
@@ -56,8 +57,10 @@ pub(crate) struct CreateRow {
     pub(crate) graph_fingerprint: i64,
     pub(crate) input: String,
     pub(crate) graph: Option<String>,
-    pub(crate) owner: String,
-    pub(crate) lease_ms: i64,
+    pub(crate) owner: Option<String>,
+    pub(crate) lease_ms: Option<i64>,
+    pub(crate) queue: Option<String>,
+    pub(crate) priority: i32,
 }
 
 /// A change of a run to record, fenced by `token` (-1: this store holds no lease on it), and
@@ -96,8 +99,8 @@ const CREATE_SQL: &str = "
 WITH now AS (SELECT now_ms() AS at),
 ins AS (
     INSERT INTO runs (run_id, workflow, graph_fingerprint, input, status, version, created_at,
-                      updated_at, owner, lease_token, lease_expires, graph)
-    SELECT $1, $2, $3, $4, 'running', 1, now.at, now.at, $5, 1, now.at + $6, $7 FROM now
+                      updated_at, owner, lease_token, lease_expires, graph, queue, priority)
+    SELECT $1, $2, $3, $4, 'running', 1, now.at, now.at, $5, 1, now.at + $6, $7, $8, $9 FROM now
     ON CONFLICT (run_id) DO NOTHING
     RETURNING run_id, created_at
 ),
@@ -700,7 +703,8 @@ impl Writer {
         let (workflow, owner, version): (String, Option<String>, i64) =
             (found.get(0), found.get(1), found.get(2));
         Ok(
-            if owner.as_deref() == Some(row.owner.as_str()) && version == 1 {
+            // A queued run has no owner until it is taken: `None` is then what this write set.
+            if owner == row.owner && version == 1 {
                 Created::New
             } else {
                 Created::Existing { workflow }
@@ -789,6 +793,8 @@ fn create<'a>(conn: &'a Conn, row: &'a CreateRow) -> Pending<'a> {
                     &row.owner,
                     &row.lease_ms,
                     &row.graph,
+                    &row.queue,
+                    &row.priority,
                 ],
             )
             .await

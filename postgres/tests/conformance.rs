@@ -10,4 +10,5 @@ sagaflow_core::durable_conformance!(fresh_db!());
 sagaflow_core::machine_conformance!(fresh_store!());
 sagaflow_core::takeover_conformance!(fresh_db!());
 sagaflow_core::replica_conformance!(fresh_db!());
+sagaflow_core::queue_conformance!(fresh_db!());
 sagaflow_core::retention_conformance!(fresh_db!());

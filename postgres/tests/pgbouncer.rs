@@ -126,6 +126,7 @@ mod conformance {
     sagaflow_core::machine_conformance!(bounced_store!());
     sagaflow_core::takeover_conformance!(bounced_db!());
     sagaflow_core::replica_conformance!(bounced_db!());
+    sagaflow_core::queue_conformance!(bounced_db!());
 }
 
 /// A chain of `steps` steps, each adding one.

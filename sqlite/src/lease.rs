@@ -131,7 +131,7 @@ pub(crate) fn free_runs(
     let mut stmt = conn
         .prepare_cached(
             "SELECT run_id, workflow, graph_fingerprint FROM runs \
-             WHERE status = 'running' AND parked = 0 \
+             WHERE status = 'running' AND parked = 0 AND queue IS NULL \
              AND (lease_expires IS NULL OR lease_expires <= ?1) \
              AND EXISTS (SELECT 1 FROM json_each(?2) k \
                  WHERE k.value ->> 0 = runs.workflow \
@@ -142,6 +142,49 @@ pub(crate) fn free_runs(
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = stmt
         .query_map(params![now_ms(), known, limit], |row| {
+            Ok(FreeRun {
+                run_id: RunId::from(row.get::<_, String>(0)?),
+                workflow: row.get(1)?,
+                graph_fingerprint: row.get::<_, i64>(2)?.cast_unsigned(),
+            })
+        })
+        .map_err(sqlite)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sqlite)
+}
+
+/// At most `limit` runs waiting on `queues` that no live lease holds, of the graphs in
+/// `known`: highest priority first, then oldest (see `QueueStore::queued_runs`).
+pub(crate) fn queued_runs(
+    conn: &Connection,
+    label: &str,
+    queues: &[String],
+    known: &[KnownGraph],
+    limit: usize,
+) -> Result<Vec<FreeRun>, StoreError> {
+    let sqlite = |e: rusqlite::Error| sqlite_error(label, &e);
+    let known = serde_json::Value::Array(
+        known
+            .iter()
+            .map(|k| serde_json::json!([k.workflow, k.fingerprint.map(u64::cast_signed)]))
+            .collect(),
+    )
+    .to_string();
+    let queues = serde_json::Value::from(queues.to_vec()).to_string();
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT run_id, workflow, graph_fingerprint FROM runs \
+             WHERE status = 'running' AND parked = 0 \
+             AND queue IN (SELECT value FROM json_each(?3)) \
+             AND (lease_expires IS NULL OR lease_expires <= ?1) \
+             AND EXISTS (SELECT 1 FROM json_each(?2) k \
+                 WHERE k.value ->> 0 = runs.workflow \
+                 AND (k.value ->> 1 IS NULL OR k.value ->> 1 = runs.graph_fingerprint)) \
+             ORDER BY priority DESC, created_at, rowid LIMIT ?4",
+        )
+        .map_err(sqlite)?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt
+        .query_map(params![now_ms(), known, queues, limit], |row| {
             Ok(FreeRun {
                 run_id: RunId::from(row.get::<_, String>(0)?),
                 workflow: row.get(1)?,

@@ -645,6 +645,36 @@ impl LeaseStore for SqliteStore {
     }
 }
 
+/// Queues in the `runs` table: a queued run is a run with a queue and no owner (schema
+/// version 9).
+#[async_trait::async_trait]
+impl sagaflow_core::runtime::QueueStore for SqliteStore {
+    async fn enqueue(
+        &self,
+        run: &NewRun<'_>,
+        queue: &str,
+        priority: i32,
+    ) -> Result<Created, StoreError> {
+        let op = ops::CreateRun::queued(run, queue, priority)?;
+        let (created, _) = self.write(op).await?;
+        Ok(created)
+    }
+
+    async fn queued_runs(
+        &self,
+        queues: &[String],
+        known: &[KnownGraph],
+        limit: usize,
+    ) -> Result<Vec<FreeRun>, StoreError> {
+        if queues.is_empty() || known.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (queues, known) = (queues.to_vec(), known.to_vec());
+        self.read(move |conn, label| lease::queued_runs(conn, label, &queues, &known, limit))
+            .await
+    }
+}
+
 /// Signals in the `signals` table, numbered in the order they were committed.
 #[async_trait::async_trait]
 impl SignalStore for SqliteStore {

@@ -12,7 +12,7 @@ use rusqlite::Connection;
 use crate::events::Publishing;
 use crate::lease::{self, Acquired};
 use crate::machines::{self, Advanced, MachineStep};
-use crate::rows::{self, ApplyError, ChangeRow, EventRow, Logged};
+use crate::rows::{self, ApplyError, ChangeRow, EventRow, Held, Logged};
 use crate::writer::Op;
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
@@ -28,14 +28,34 @@ pub(crate) struct CreateRun {
     input: String,
     /// The graph as JSON (`NewRun::graph`).
     graph: Option<String>,
-    owner: String,
-    lease_ms: i64,
+    held: Held,
 }
 
 impl CreateRun {
     /// The creation of `run`, leased to `owner` for `lease_ms`, with its input encoded; a
     /// codec failure is [`StoreError::Input`].
     pub(crate) fn new(run: &NewRun<'_>, owner: &str, lease_ms: i64) -> Result<Self, StoreError> {
+        CreateRun::held(
+            run,
+            Held::By {
+                owner: owner.to_owned(),
+                lease_ms,
+            },
+        )
+    }
+
+    /// The creation of `run` on `queue` at `priority`, held by nobody.
+    pub(crate) fn queued(run: &NewRun<'_>, queue: &str, priority: i32) -> Result<Self, StoreError> {
+        CreateRun::held(
+            run,
+            Held::Queued {
+                queue: queue.to_owned(),
+                priority,
+            },
+        )
+    }
+
+    fn held(run: &NewRun<'_>, held: Held) -> Result<Self, StoreError> {
         let input = (run.input_codec.encode)(run.input).map_err(|message| StoreError::Input {
             run_id: run.run_id.clone(),
             message,
@@ -46,8 +66,7 @@ impl CreateRun {
             graph_fingerprint: run.graph_fingerprint.cast_signed(),
             input,
             graph: run.graph.map(str::to_owned),
-            owner: owner.to_owned(),
-            lease_ms,
+            held,
         })
     }
 }
@@ -63,7 +82,7 @@ impl Op for CreateRun {
             &self.workflow,
             (self.graph_fingerprint, self.graph.as_deref()),
             &self.input,
-            (&self.owner, self.lease_ms),
+            &self.held,
         )
     }
 

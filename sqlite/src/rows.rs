@@ -142,32 +142,62 @@ const INSERT_EVENT: &str = "INSERT INTO events (seq, run_id, at, kind, step, att
 
 /// Creates a run unless one has the id, leased to `owner` with token 1: what it found, and
 /// the `run_created` event if the run is new.
+/// Who holds a run being created: its owner under a lease, or nobody yet (on a queue).
+#[derive(Debug)]
+pub(crate) enum Held {
+    /// Leased to `owner` for `lease_ms`.
+    By { owner: String, lease_ms: i64 },
+    /// Waiting on `queue` at `priority`.
+    Queued { queue: String, priority: i32 },
+}
+
 pub(crate) fn create_run(
     conn: &Connection,
     run_id: &str,
     workflow: &str,
     (graph_fingerprint, graph): (i64, Option<&str>),
     input: &str,
-    (owner, lease_ms): (&str, i64),
+    held: &Held,
 ) -> Result<(Created, Option<Logged>), ApplyError> {
     let at = now_ms();
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO runs (run_id, workflow, graph_fingerprint, input, status, error, \
-             version, created_at, updated_at, owner, lease_token, lease_expires, graph) \
-             VALUES (?1, ?2, ?3, ?4, 'running', NULL, 1, ?5, ?5, ?6, 1, ?7, ?8) \
-             ON CONFLICT (run_id) DO NOTHING",
-        )?
-        .execute(params![
-            run_id,
-            workflow,
-            graph_fingerprint,
-            input,
-            at,
-            owner,
-            at.saturating_add(lease_ms),
-            graph
-        ])?;
+    let inserted = match held {
+        Held::By { owner, lease_ms } => conn
+            .prepare_cached(
+                "INSERT INTO runs (run_id, workflow, graph_fingerprint, input, status, error, \
+                 version, created_at, updated_at, owner, lease_token, lease_expires, graph) \
+                 VALUES (?1, ?2, ?3, ?4, 'running', NULL, 1, ?5, ?5, ?6, 1, ?7, ?8) \
+                 ON CONFLICT (run_id) DO NOTHING",
+            )?
+            .execute(params![
+                run_id,
+                workflow,
+                graph_fingerprint,
+                input,
+                at,
+                owner,
+                at.saturating_add(*lease_ms),
+                graph
+            ])?,
+        // No owner, no lease: it waits for an engine serving the queue.
+        Held::Queued { queue, priority } => conn
+            .prepare_cached(
+                "INSERT INTO runs (run_id, workflow, graph_fingerprint, input, status, error, \
+                 version, created_at, updated_at, owner, lease_token, lease_expires, graph, \
+                 queue, priority) \
+                 VALUES (?1, ?2, ?3, ?4, 'running', NULL, 1, ?5, ?5, NULL, 0, NULL, ?6, ?7, ?8) \
+                 ON CONFLICT (run_id) DO NOTHING",
+            )?
+            .execute(params![
+                run_id,
+                workflow,
+                graph_fingerprint,
+                input,
+                at,
+                graph,
+                queue,
+                priority
+            ])?,
+    };
     if inserted == 0 {
         let workflow: String = conn
             .prepare_cached("SELECT workflow FROM runs WHERE run_id = ?1")?

@@ -35,6 +35,8 @@ const MIGRATIONS: &[(&str, i64)] = &[
     // Numbers events and signals above `positions`' floors: code of version 7 would number
     // them from the largest row alone, and hand out again a number a deletion freed.
     (V8, 8),
+    // Only adds the queue columns and their index.
+    (V9, 8),
 ];
 
 /// The newest schema version this code knows (`PRAGMA user_version` of a current database).
@@ -255,6 +257,15 @@ CREATE TABLE IF NOT EXISTS positions (
 ) STRICT, WITHOUT ROWID;
 
 CREATE INDEX IF NOT EXISTS runs_finished ON runs (updated_at, run_id) WHERE status <> 'running';
+";
+
+/// Version 9: queues. A run put on a queue keeps the queue's name and its priority; the index
+/// lists a queue's waiting runs, highest priority first, then oldest.
+const V9: &str = "
+ALTER TABLE runs ADD COLUMN queue TEXT;
+ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX runs_queued ON runs (queue, priority DESC, created_at)
+    WHERE status = 'running' AND queue IS NOT NULL;
 ";
 
 /// Opens `path` (`None` for a private in-memory database), sets the pragmas and brings the

@@ -35,4 +35,5 @@ sagaflow_core::durable_conformance!(Db::new());
 sagaflow_core::machine_conformance!(SqliteStore::in_memory().expect("a database in memory"));
 sagaflow_core::takeover_conformance!(Db::new());
 sagaflow_core::replica_conformance!(Db::new());
+sagaflow_core::queue_conformance!(Db::new());
 sagaflow_core::retention_conformance!(Db::new());

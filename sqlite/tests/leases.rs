@@ -370,9 +370,10 @@ fn a_run_that_keeps_crashing_is_parked_and_the_others_still_recover() {
     assert_eq!(kinds.last().map(String::as_str), Some("run_parked"));
 }
 
-/// Undoes migrations 7, 5, 4 and 3: drops the replicas, the graph column, the machines tables
+/// Undoes migrations 9, 7, 5, 4 and 3: drops the queue columns, the replicas, the graph column, the machines tables
 /// and the lease columns.
-const REWIND_V3: &str = "DROP TABLE replicas; DROP TABLE schema_compat; \
+const REWIND_V3: &str = "DROP INDEX runs_queued; ALTER TABLE runs DROP COLUMN queue; \
+    ALTER TABLE runs DROP COLUMN priority; DROP TABLE replicas; DROP TABLE schema_compat; \
     ALTER TABLE runs DROP COLUMN graph; \
     DROP TABLE machine_transitions; DROP TABLE machines; \
     ALTER TABLE runs DROP COLUMN owner; \
@@ -512,7 +513,7 @@ sagaflow_core::forward_store!(LateAcks => inner: RunStore with {
         kept
     }
 });
-sagaflow_core::forward_store!(LateAcks => inner: LeaseStore, SignalStore, EventLog, Retention);
+sagaflow_core::forward_store!(LateAcks => inner: LeaseStore, SignalStore, EventLog, Retention, QueueStore);
 
 /// Runs `one -> two -> three` on a store whose leases last 600 ms and are no longer renewed
 /// but by writes, the start of `three` acknowledged `late`: how many times each step ran, and

@@ -293,7 +293,7 @@ impl SignalStore for Counting {
         self.inner.signal_notices()
     }
 }
-sagaflow_core::forward_store!(Counting => inner: RunStore, LeaseStore, EventLog, Retention);
+sagaflow_core::forward_store!(Counting => inner: RunStore, LeaseStore, EventLog, Retention, QueueStore);
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn many_waiting_steps_cost_one_question_a_second_and_hear_another_process() {

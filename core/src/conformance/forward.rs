@@ -3,7 +3,7 @@
 /// Implements the listed capabilities of `$ty` by handing every call to its field `$field`, for
 /// test stores that wrap a real store and change one capability: write the changed one by
 /// hand and forward the others. The capabilities: `RunStore`, `LeaseStore`, `SignalStore`,
-/// `EventLog`, `Retention`. `RunStore with { create_run, record }` takes those two methods written by hand
+/// `EventLog`, `Retention`, `QueueStore`. `RunStore with { create_run, record }` takes those two methods written by hand
 /// (with `#[async_trait]`'s signatures) and forwards the rest, with `record_pair` as two
 /// calls of the hand-written `record` and no `create_run_now`, so that the engine calls the
 /// hand-written `create_run`.
@@ -41,7 +41,7 @@
 ///         self.inner.signal_notices()
 ///     }
 /// }
-/// sagaflow_core::forward_store!(Counting => inner: RunStore, LeaseStore, EventLog, Retention);
+/// sagaflow_core::forward_store!(Counting => inner: RunStore, LeaseStore, EventLog, Retention, QueueStore);
 ///
 /// let store = Arc::new(Counting { inner: MemoryStore::new(), asked: AtomicU32::new(0) });
 /// let engine = Engine::builder().store(store).build();
@@ -236,6 +236,30 @@ macro_rules! forward_store {
             }
         }
     };
+    (@one QueueStore, $ty:ty, $field:ident) => {
+        #[::async_trait::async_trait]
+        impl $crate::runtime::QueueStore for $ty {
+            async fn enqueue(
+                &self,
+                run: &$crate::runtime::NewRun<'_>,
+                queue: &str,
+                priority: i32,
+            ) -> ::core::result::Result<$crate::runtime::Created, $crate::runtime::StoreError> {
+                $crate::runtime::QueueStore::enqueue(&self.$field, run, queue, priority).await
+            }
+            async fn queued_runs(
+                &self,
+                queues: &[::std::string::String],
+                known: &[$crate::runtime::KnownGraph],
+                limit: usize,
+            ) -> ::core::result::Result<
+                ::std::vec::Vec<$crate::runtime::FreeRun>,
+                $crate::runtime::StoreError,
+            > {
+                $crate::runtime::QueueStore::queued_runs(&self.$field, queues, known, limit).await
+            }
+        }
+    };
     (@one Retention, $ty:ty, $field:ident) => {
         #[::async_trait::async_trait]
         impl $crate::runtime::Retention for $ty {
@@ -262,6 +286,9 @@ macro_rules! forward_store {
                 $crate::runtime::StoreError,
             > {
                 $crate::runtime::Retention::workflows(&self.$field).await
+            }
+            async fn reclaim(&self) -> ::core::result::Result<(), $crate::runtime::StoreError> {
+                $crate::runtime::Retention::reclaim(&self.$field).await
             }
         }
     };

@@ -23,6 +23,7 @@
 pub mod durable;
 mod forward;
 pub mod machines;
+pub mod queues;
 pub mod replicas;
 pub mod retention;
 pub mod runs;

@@ -30,6 +30,7 @@ use tokio::time::Instant;
 mod drain;
 mod executor;
 mod permits;
+mod queues;
 mod registry;
 mod resume;
 mod retention;
@@ -37,6 +38,7 @@ mod signals;
 mod takeover;
 
 pub use drain::Drained;
+pub use queues::Enqueue;
 pub use registry::{DEFAULT_TAKEOVER_EVERY, HEARTBEAT_EVERY, TAKEOVER_AT_ONCE, TAKEOVER_BATCH};
 pub use resume::Recovered;
 pub use takeover::{LeaseRefusal, Waiting};

@@ -188,6 +188,12 @@ pub enum EngineError {
         /// What differs, as far as the store can tell.
         changed: String,
     },
+    /// A run was to go on a queue without a name.
+    #[error("run `{run_id}` cannot be put on a queue whose name is empty")]
+    EmptyQueueName {
+        /// The run.
+        run_id: RunId,
+    },
     /// `start` was not polled inside a tokio runtime, which the engine needs to spawn the run.
     #[error("the engine must run inside a tokio runtime")]
     NoRuntime,

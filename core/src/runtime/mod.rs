@@ -18,7 +18,7 @@ pub use definition::{
 };
 pub use engine::{
     DEFAULT_KEEP_FINISHED_FOR, DEFAULT_KEEP_FINISHED_RUNS, DEFAULT_MAX_CONCURRENT_STEPS,
-    DEFAULT_TAKEOVER_EVERY, Drained, Engine, EngineBuilder, HEARTBEAT_EVERY, LeaseRefusal,
+    DEFAULT_TAKEOVER_EVERY, Drained, Engine, EngineBuilder, Enqueue, HEARTBEAT_EVERY, LeaseRefusal,
     Recovered, RunHandle, TAKEOVER_AT_ONCE, TAKEOVER_BATCH, Waiting,
 };
 pub use error::{DefinitionError, EngineError, RunError, StepError, StoreError};
@@ -26,7 +26,7 @@ pub use events::{DEFAULT_EVENT_BUFFER, Event, EventKind, EventSink, EventStream}
 pub use report::{Report, StepReport, StepStatus};
 pub use store::{
     Advanced, Change, Created, DeliveredSignal, EventLog, FreeRun, KnownGraph, Lease, LeaseStore,
-    MachineStep, MachineStore, MachineTransition, MemoryStore, NewRun, RecordedChange, Retention,
-    RunStore, SignalStore, Store, StoredMachine, StoredRun, StoredRunStatus, StoredStep,
+    MachineStep, MachineStore, MachineTransition, MemoryStore, NewRun, QueueStore, RecordedChange,
+    Retention, RunStore, SignalStore, Store, StoredMachine, StoredRun, StoredRunStatus, StoredStep,
     UnfinishedRun,
 };

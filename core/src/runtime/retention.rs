@@ -62,6 +62,7 @@ pub struct RetentionPolicy {
     batch: usize,
     max_batches: usize,
     every: Duration,
+    reclaim_after: u64,
 }
 
 impl Default for RetentionPolicy {
@@ -86,6 +87,7 @@ impl RetentionPolicy {
             batch: DEFAULT_PRUNE_BATCH,
             max_batches: DEFAULT_PRUNE_MAX_BATCHES,
             every: DEFAULT_PRUNE_EVERY,
+            reclaim_after: RECLAIM_AFTER_RUNS,
         }
     }
 
@@ -148,6 +150,19 @@ impl RetentionPolicy {
         self
     }
 
+    /// How many runs an engine's policy deletes between two reclaims of their room
+    /// ([`Retention::reclaim`](crate::runtime::Retention::reclaim); default
+    /// [`RECLAIM_AFTER_RUNS`]; at least 1).
+    pub fn reclaim_after(mut self, runs: u64) -> Self {
+        self.reclaim_after = runs.max(1);
+        self
+    }
+
+    /// The runs deleted between two reclaims.
+    pub fn reclaim_every(&self) -> u64 {
+        self.reclaim_after
+    }
+
     /// Runs per batch.
     pub fn batch_size(&self) -> usize {
         self.batch
@@ -184,6 +199,11 @@ pub struct Prunable {
     /// completed).
     pub rounds: Vec<RunId>,
 }
+
+/// By default an engine's policy has the store reclaim the room of deleted rows
+/// ([`Retention::reclaim`](crate::runtime::Retention::reclaim): a `VACUUM` on PostgreSQL)
+/// every this many runs it deleted ([`RetentionPolicy::reclaim_after`]).
+pub const RECLAIM_AFTER_RUNS: u64 = 10_000;
 
 /// What a pass deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -197,8 +197,9 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// At most `limit` unfinished, unparked runs whose lease has run out or was given up, of
     /// the workflows and graphs in `known` (a graph of `None` matches every graph of its
     /// workflow), oldest first: the runs an engine may take over. Runs under a live lease
-    /// (this store's own included) are never listed. A store whose runs cannot outlive their
-    /// engine lists none.
+    /// (this store's own included) are never listed, nor are runs of a queue
+    /// ([`QueueStore`]: only the engines that serve a queue take its runs). A store whose runs
+    /// cannot outlive their engine lists none.
     async fn free_runs(
         &self,
         known: &[KnownGraph],
@@ -310,14 +311,15 @@ pub trait EventLog: Send + Sync + 'static {
 }
 
 /// Where the engine records runs: every capability the engine uses, each a trait of its own
-/// ([`RunStore`], [`LeaseStore`], [`SignalStore`], [`EventLog`], [`Retention`]). Implemented for every type
+/// ([`RunStore`], [`LeaseStore`], [`SignalStore`], [`EventLog`], [`Retention`],
+/// [`QueueStore`]). Implemented for every type
 /// that has them all: [`MemoryStore`] here, the SQLite store in `sagaflow-sqlite`. A store
 /// that lacks one does not compile as a store, and the error names the trait it lacks.
 /// Machines are a capability of their own ([`MachineStore`]), which the engine does not use;
 /// so is reading a database as tools do ([`inspect::Inspect`]).
-pub trait Store: RunStore + LeaseStore + SignalStore + EventLog + Retention {}
+pub trait Store: RunStore + LeaseStore + SignalStore + EventLog + Retention + QueueStore {}
 
-impl<S: RunStore + LeaseStore + SignalStore + EventLog + Retention> Store for S {}
+impl<S: RunStore + LeaseStore + SignalStore + EventLog + Retention + QueueStore> Store for S {}
 
 /// A signal a store kept, as [`SignalStore::signals_after`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -438,12 +440,14 @@ pub mod inspect;
 mod leases;
 mod machines;
 mod memory;
+pub mod queues;
 pub mod replicas;
 pub mod retention;
 
 pub use leases::HeldLeases;
 pub use machines::{Advanced, MachineStep, MachineStore, MachineTransition, StoredMachine};
 pub use memory::{MemoryStore, RecordedChange};
+pub use queues::QueueStore;
 pub use retention::{Deleted, FinishedCursor, FinishedQuery, FinishedRun, Retention};
 
 #[cfg(test)]

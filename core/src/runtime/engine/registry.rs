@@ -69,6 +69,8 @@ pub(crate) struct Registry {
     started: std::sync::atomic::AtomicBool,
     /// A graph was registered since the store last heard what this engine runs.
     changed: std::sync::atomic::AtomicBool,
+    /// The queues this engine serves (see `queues`).
+    queues: Mutex<Vec<String>>,
 }
 
 impl Registry {
@@ -86,6 +88,22 @@ impl Registry {
         }
         self.changed
             .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Serves `queue` (once).
+    pub(crate) fn serve(&self, queue: String) {
+        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        if !queues.contains(&queue) {
+            queues.push(queue);
+        }
+    }
+
+    /// The queues served.
+    fn queues(&self) -> Vec<String> {
+        self.queues
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Every graph registered.
@@ -180,7 +198,9 @@ impl Engine {
         F: Fn(Engine, RunId) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
     {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| EngineError::NoRuntime)?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(EngineError::NoRuntime);
+        }
         let take: Arc<TakeFn> = Arc::new(move |engine, run_id| {
             let taken = take(engine, run_id);
             Box::pin(async move {
@@ -189,8 +209,14 @@ impl Engine {
                     .map_err(|e| (e.lease_expires_in().is_some(), e.to_string()))
             })
         });
+        self.inner.registry.insert(graph, take);
+        self.start_takeover_loop()
+    }
+
+    /// Starts the takeover loop, unless it runs already.
+    pub(crate) fn start_takeover_loop(&self) -> Result<(), EngineError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| EngineError::NoRuntime)?;
         let registry = &self.inner.registry;
-        registry.insert(graph, take);
         if !registry
             .started
             .swap(true, std::sync::atomic::Ordering::SeqCst)
@@ -218,10 +244,29 @@ impl Engine {
                 return false;
             }
         };
-        let full = free.len() >= TAKEOVER_BATCH;
+        let mut full = free.len() >= TAKEOVER_BATCH;
         // Every replica is given the same runs, oldest first: each takes them in an order of
         // its own, so that they do not all queue for the same leases.
         fastrand::shuffle(&mut free);
+        // The runs waiting on the queues served come first, in their order (priority, then
+        // age).
+        let queues = registry.queues();
+        if !queues.is_empty() {
+            match self
+                .inner
+                .store
+                .queued_runs(&queues, &known, TAKEOVER_BATCH)
+                .await
+            {
+                Ok(queued) => {
+                    full |= queued.len() >= TAKEOVER_BATCH;
+                    free.splice(0..0, queued);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot list the runs waiting on the queues served; trying again at the next poll");
+                }
+            }
+        }
         // Up to TAKEOVER_AT_ONCE take-ups at a time: each is a lease (a commit), a read of the
         // run and its start, mostly waiting on the store; one after the other, a drained or
         // dead replica's hundreds of runs would queue behind each other's round trips.

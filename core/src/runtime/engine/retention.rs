@@ -3,6 +3,10 @@
 //! ([`retention::prune`](crate::runtime::retention::prune)), bounded to
 //! [`batches_per_pass`](RetentionPolicy::batches_per_pass) batches.
 //!
+//! Every [`reclaim_after`](RetentionPolicy::reclaim_after) runs deleted
+//! ([`RECLAIM_AFTER_RUNS`] by default), the loop has the store reclaim their room
+//! ([`Retention::reclaim`](crate::runtime::Retention::reclaim)).
+//!
 //! The loop holds the engine weakly: it ends when the engine is dropped or drains
 //! ([`Engine::shutdown`]), a pass under way stopping between two batches (each batch is one
 //! transaction, so a pass cut short deletes whole batches only). A pass that fails is logged
@@ -13,7 +17,7 @@
 use std::sync::{Mutex, PoisonError, Weak};
 
 use super::{Engine, Inner};
-use crate::runtime::retention::{self, PruneReport, RetentionPolicy};
+use crate::runtime::retention::{self, PruneReport, RECLAIM_AFTER_RUNS, RetentionPolicy};
 
 /// The engine's policy, and the sagas named on it since it was built.
 pub(crate) struct Retained {
@@ -93,6 +97,8 @@ async fn run_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick is at once: the first pass waits a period, as the next ones do.
     tick.tick().await;
+    // Runs deleted since the store last reclaimed their room.
+    let mut unreclaimed = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -104,17 +110,39 @@ async fn run_loop(
         let engine_now = Engine { inner };
         let pass = async {
             match engine_now.prune_now().await {
-                Some(Ok(report)) if report.deleted.runs > 0 => tracing::info!(
-                    runs = report.deleted.runs,
-                    events = report.deleted.events,
-                    batches = report.batches,
-                    more = report.more,
-                    "retention: finished runs pruned"
-                ),
+                Some(Ok(report)) if report.deleted.runs > 0 => {
+                    tracing::info!(
+                        runs = report.deleted.runs,
+                        events = report.deleted.events,
+                        batches = report.batches,
+                        more = report.more,
+                        "retention: finished runs pruned"
+                    );
+                    unreclaimed += report.deleted.runs;
+                }
                 Some(Err(error)) => {
                     tracing::warn!(%error, "retention: pruning failed; trying again at the next period")
                 }
                 _ => {}
+            }
+            let every = engine_now
+                .inner
+                .retention
+                .as_ref()
+                .map_or(RECLAIM_AFTER_RUNS, |r| r.policy.reclaim_every());
+            if unreclaimed >= every {
+                match engine_now.inner.store.reclaim().await {
+                    Ok(()) => {
+                        tracing::debug!(
+                            runs = unreclaimed,
+                            "retention: the room of deleted runs reclaimed"
+                        );
+                        unreclaimed = 0;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "retention: the room of deleted runs could not be reclaimed; trying again after the next pass")
+                    }
+                }
             }
         };
         tokio::select! {

@@ -406,6 +406,31 @@ impl Retention for MemoryStore {
     async fn workflows(&self) -> Result<Vec<String>, StoreError> {
         Ok(Vec::new())
     }
+
+    async fn reclaim(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// No queue: a run on a queue waits for another engine to take it, and no other engine sees
+/// this store's runs. Enqueuing is refused, saying so; nothing is listed.
+#[async_trait::async_trait]
+impl super::QueueStore for MemoryStore {
+    async fn enqueue(&self, run: &NewRun<'_>, queue: &str, _: i32) -> Result<Created, StoreError> {
+        Err(StoreError::Backend(format!(
+            "run `{}` cannot be put on queue `{queue}`: the in-memory store keeps no queue (no other engine sees its runs); enqueue on a durable store",
+            run.run_id
+        )))
+    }
+
+    async fn queued_runs(
+        &self,
+        _: &[String],
+        _: &[KnownGraph],
+        _: usize,
+    ) -> Result<Vec<FreeRun>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 impl MemoryStore {

@@ -133,6 +133,15 @@ pub trait Retention: Send + Sync + 'static {
     /// them which workflows are sagas (those that have compensation rounds). A store that
     /// keeps no finished runs lists none.
     async fn workflows(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Makes the room of the rows deleted so far reusable, once a policy has deleted many
+    /// (the engine's policy calls it every
+    /// [`RECLAIM_AFTER_RUNS`](crate::runtime::retention::RECLAIM_AFTER_RUNS) runs deleted, and
+    /// `sagaflow prune` after it deleted some): PostgreSQL vacuums the tables runs are deleted
+    /// from (a plain `VACUUM`, which stops no checkpoint), so that they stop growing whatever
+    /// the server's autovacuum keeps up with; a store whose freed room is reused by itself
+    /// (SQLite's freed pages) or that keeps no finished runs has nothing to do.
+    async fn reclaim(&self) -> Result<(), StoreError>;
 }
 
 #[cfg(test)]

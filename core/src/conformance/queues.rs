@@ -1,0 +1,209 @@
+//! Queues on a store several engines share: runs put on a queue are listed to the engines that
+//! serve it, highest priority first, then oldest, never as free runs to the others; an engine
+//! serving the queue runs each once, and any engine can wait for their outcome.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::durable::{RECOVERIES, TestDatabase};
+use crate::StepOptions;
+use crate::runtime::definition::{Builder, Definition};
+use crate::runtime::engine::{Engine, Enqueue};
+use crate::runtime::error::StepError;
+use crate::runtime::id::RunId;
+use crate::runtime::store::{Created, KnownGraph, LeaseStore, NewRun, QueueStore, RunStore};
+
+/// A lease no check waits for.
+const LONG: Duration = Duration::from_secs(30);
+
+/// `one -> two` over a number, each execution counted by run and step.
+fn counted(counts: &Arc<Mutex<HashMap<(String, String), u32>>>) -> Definition<u64, u64> {
+    let mut b = Builder::<u64>::new("Queued");
+    let input = b.input();
+    let mut last = input;
+    for name in ["one", "two"] {
+        let counts = Arc::clone(counts);
+        last = b.step(name, StepOptions::new(), (last,), move |ctx, (n,)| {
+            *counts
+                .lock()
+                .unwrap()
+                .entry((ctx.run_id().as_str().to_owned(), name.to_owned()))
+                .or_default() += 1;
+            let n = *n;
+            async move { Ok::<_, StepError>(n + 1) }
+        });
+    }
+    b.build_with_output(last)
+}
+
+fn fingerprint(def: &Definition<u64, u64>) -> u64 {
+    crate::runtime::definition::plan(def.erased()).fingerprint
+}
+
+fn graph_of(def: &Definition<u64, u64>) -> KnownGraph {
+    KnownGraph {
+        workflow: def.name().to_owned(),
+        fingerprint: Some(fingerprint(def)),
+    }
+}
+
+async fn enqueue(
+    store: &impl QueueStore,
+    def: &Definition<u64, u64>,
+    run: &str,
+    queue: &str,
+    priority: i32,
+) -> Created {
+    let run_id = RunId::from(run);
+    let input = 0_u64;
+    store
+        .enqueue(
+            &NewRun {
+                run_id: &run_id,
+                workflow: def.name(),
+                graph_fingerprint: fingerprint(def),
+                input: &input,
+                input_codec: crate::runtime::definition::Codec::of::<u64>(),
+                graph: None,
+            },
+            queue,
+            priority,
+        )
+        .await
+        .unwrap()
+}
+
+fn ids(runs: &[crate::runtime::store::FreeRun]) -> Vec<&str> {
+    runs.iter().map(|r| r.run_id.as_str()).collect()
+}
+
+/// A queue's runs are listed to those who serve it, highest priority first, then oldest; not
+/// another queue's, not as free runs; not once an engine holds one under a live lease; and
+/// listed again once that lease is given up. The id is the idempotency key.
+pub async fn a_queue_lists_its_waiting_runs_by_priority_then_age(db: &impl TestDatabase) {
+    let counts = Arc::new(Mutex::new(HashMap::new()));
+    let def = counted(&counts);
+    let known = [graph_of(&def)];
+    let store = db.open("A", LONG, RECOVERIES).await;
+    assert_eq!(enqueue(&store, &def, "low", "q", 0).await, Created::New);
+    assert_eq!(enqueue(&store, &def, "high", "q", 5).await, Created::New);
+    assert_eq!(enqueue(&store, &def, "later", "q", 0).await, Created::New);
+    assert_eq!(
+        enqueue(&store, &def, "elsewhere", "other", 9).await,
+        Created::New
+    );
+    assert_eq!(
+        enqueue(&store, &def, "low", "q", 7).await,
+        Created::Existing {
+            workflow: "Queued".to_owned()
+        },
+        "the id is the idempotency key"
+    );
+    let queue = ["q".to_owned()];
+    let listed = store.queued_runs(&queue, &known, 10).await.unwrap();
+    assert_eq!(ids(&listed), ["high", "low", "later"]);
+    assert_eq!(
+        ids(&store.queued_runs(&queue, &known, 2).await.unwrap()),
+        ["high", "low"],
+        "at most the limit"
+    );
+    assert!(
+        store.free_runs(&known, 10).await.unwrap().is_empty(),
+        "a queue's runs are never free runs: only those who serve it take them"
+    );
+    let unknown = [KnownGraph {
+        workflow: "Other".to_owned(),
+        fingerprint: None,
+    }];
+    assert!(
+        store
+            .queued_runs(&queue, &unknown, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let stored = store.load_run(&"high".into()).await.unwrap().unwrap();
+    assert_eq!(stored.workflow, "Queued");
+
+    // Taken by one owner: no longer listed, to anyone.
+    store.acquire(&"high".into()).await.unwrap();
+    let other = db.open("B", LONG, RECOVERIES).await;
+    assert_eq!(
+        ids(&other.queued_runs(&queue, &known, 10).await.unwrap()),
+        ["low", "later"]
+    );
+    // Given up (its engine drained): waiting again.
+    store.give_up(&["high".into()]).await.unwrap();
+    assert_eq!(
+        ids(&other.queued_runs(&queue, &known, 10).await.unwrap()),
+        ["high", "low", "later"]
+    );
+}
+
+/// Runs enqueued from an engine that runs nothing wait until an engine serves their queue: one
+/// that only registered the workflow leaves them alone; the serving one runs each once; the
+/// first engine waits for their outcome.
+pub async fn an_engine_serving_a_queue_runs_its_runs_once(db: &impl TestDatabase) {
+    let counts = Arc::new(Mutex::new(HashMap::new()));
+    let def = counted(&counts);
+    let every = Duration::from_millis(20);
+    let client = Engine::builder()
+        .store(Arc::new(db.open("client", LONG, RECOVERIES).await))
+        .build();
+    for k in 0..4_u64 {
+        let id = client
+            .enqueue(
+                &def,
+                format!("job-{k}").as_str(),
+                k * 10,
+                &Enqueue::on("jobs").priority(i32::try_from(k).unwrap()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(id.as_str(), format!("job-{k}"));
+    }
+    // Registered, but serving no queue: it takes nothing.
+    let bystander = Engine::builder()
+        .store(Arc::new(db.open("bystander", LONG, RECOVERIES).await))
+        .takeover_every(every)
+        .build();
+    bystander.register(&def).unwrap();
+    tokio::time::sleep(every * 10).await;
+    assert!(counts.lock().unwrap().is_empty(), "nobody served the queue");
+
+    let worker = Engine::builder()
+        .store(Arc::new(db.open("worker", LONG, RECOVERIES).await))
+        .takeover_every(every)
+        .build();
+    worker.register(&def).unwrap();
+    worker.serve("jobs").unwrap();
+    let began = Instant::now();
+    for k in 0..4_u64 {
+        let report = client
+            .wait_for(&def, format!("job-{k}").as_str())
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(*report.output, k * 10 + 2, "job-{k}'s output, read back");
+    }
+    assert!(began.elapsed() < Duration::from_secs(10));
+    let counts = counts.lock().unwrap();
+    assert_eq!(counts.len(), 8, "every step of every job ran: {counts:?}");
+    assert!(counts.values().all(|n| *n == 1), "each once: {counts:?}");
+}
+
+/// Runs every queue check as a test of its own (multi-threaded), each on a fresh database made
+/// by `$make`.
+#[macro_export]
+macro_rules! queue_conformance {
+    ($make:expr) => {
+        $crate::__conformance_checks!(queues, $make,
+            [(flavor = "multi_thread", worker_threads = 2)]:
+            a_queue_lists_its_waiting_runs_by_priority_then_age,
+            an_engine_serving_a_queue_runs_its_runs_once,
+        );
+    };
+}

@@ -1,0 +1,42 @@
+//! Queues: runs put on a named queue instead of run where they are started, and run by
+//! whichever engine serves that queue ([`Engine::enqueue`](crate::runtime::Engine::enqueue),
+//! [`Engine::serve`](crate::runtime::Engine::serve)).
+//!
+//! An enqueued run is stored as any run is, with its queue and priority, held by no owner:
+//! no lease, so nobody runs it yet. An engine that serves the queue lists it
+//! ([`QueueStore::queued_runs`]) and takes it up as it takes up a run whose lease ran out:
+//! under a lease with a fencing token ([`LeaseStore::acquire`](super::LeaseStore::acquire)),
+//! which one engine wins when several find the run. A run of a queue that an engine took and
+//! then lost (it died, it was cut off) is listed again once its lease runs out, to the engines
+//! that serve its queue only. [`LeaseStore::free_runs`](super::LeaseStore::free_runs) never
+//! lists a run of a queue.
+
+use super::{Created, FreeRun, KnownGraph, NewRun};
+use crate::runtime::error::StoreError;
+
+/// Putting runs on queues and finding them there: the capability queues work through.
+#[async_trait::async_trait]
+pub trait QueueStore: Send + Sync + 'static {
+    /// Creates `run` on `queue` with `priority` (higher first), held by no owner, or reports
+    /// the run that has its id (the id is the idempotency key, as for
+    /// [`RunStore::create_run`](super::RunStore::create_run)). A store whose runs cannot
+    /// outlive their engine, so that no other engine could take them, refuses it with an
+    /// error that says so.
+    async fn enqueue(
+        &self,
+        run: &NewRun<'_>,
+        queue: &str,
+        priority: i32,
+    ) -> Result<Created, StoreError>;
+
+    /// At most `limit` unfinished, unparked runs of the queues `queues` that no live lease
+    /// holds (never taken, or their lease ran out or was given up), of the workflows and
+    /// graphs in `known` (a graph of `None` matches every graph of its workflow): highest
+    /// priority first, then oldest. A store that keeps no queue lists none.
+    async fn queued_runs(
+        &self,
+        queues: &[String],
+        known: &[KnownGraph],
+        limit: usize,
+    ) -> Result<Vec<FreeRun>, StoreError>;
+}
