@@ -27,7 +27,7 @@ pub use ::std::time::Duration;
 pub use ::std::vec::Vec;
 pub use sagaflow_core::policy::{OnError, RetryPolicy, StepOptions};
 pub use sagaflow_core::runtime::{
-    Builder, Definition, Deps, Engine, EngineError, Handle, Recovered, RunHandle, RunId,
+    Builder, Definition, Deps, Engine, EngineError, Enqueue, Handle, Recovered, RunHandle, RunId,
     StepContext, StepError, StepValue,
 };
 pub use sagaflow_saga::{

@@ -115,14 +115,21 @@ struct Inner {
     /// The channel deliveries notify, and the task that listens to it (none behind a pooler
     /// in transaction mode, which drops notifications).
     channel: String,
-    notices: Option<(watch::Receiver<u64>, tokio::task::JoinHandle<()>)>,
+    notices: Option<Notices>,
+}
+
+/// What the store's `LISTEN` connection hears (see `notices`), and its task.
+struct Notices {
+    signals: watch::Receiver<u64>,
+    queues: watch::Receiver<u64>,
+    listener: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.heartbeat.abort();
-        if let Some((_, listener)) = &self.notices {
-            listener.abort();
+        if let Some(notices) = &self.notices {
+            notices.listener.abort();
         }
         // Give the leases up, so that another replica need not wait for them to expire; on a
         // task, since a drop cannot wait. Without a runtime they expire on their own.
@@ -185,14 +192,19 @@ impl PgStore {
 
         let channel = notices::channel(&options.schema);
         let notices = (!session.pooled()).then(|| {
-            let (notify, notices) = watch::channel(0);
+            let (signals, heard) = watch::channel(0);
+            let (queues, queued) = watch::channel(0);
             let listener = tokio::spawn(notices::listen(
                 config.clone(),
                 Arc::clone(&label),
                 channel.clone(),
-                Arc::new(notify),
+                Arc::new(notices::Notify { signals, queues }),
             ));
-            (notices, listener)
+            Notices {
+                signals: heard,
+                queues: queued,
+                listener,
+            }
         });
 
         let owner = owner::claim(
@@ -481,7 +493,36 @@ impl sagaflow_core::runtime::QueueStore for PgStore {
             queue: Some(queue.to_owned()),
             priority,
         };
-        self.write(|reply| Write::Create(row, reply)).await
+        let created = self.write(|reply| Write::Create(row, reply)).await?;
+        // Behind a pooler nobody listens (and a notice would be dropped).
+        if created == Created::New && self.inner.notices.is_some() {
+            // Wakes the engines serving the queue; a notice lost is made up for by their
+            // next poll.
+            let notified = match self.client().await {
+                Ok(client) => client
+                    .execute(
+                        "SELECT pg_notify($1, $2)",
+                        &[&self.inner.channel, &notices::QUEUED],
+                    )
+                    .await
+                    .map(drop)
+                    .map_err(|e| error::describe(&e)),
+                Err(error) => Err(error.to_string()),
+            };
+            if let Err(error) = notified {
+                tracing::debug!(%error, run_id = %run.run_id, "no notice of the enqueue; the serving engines find it at their next poll");
+            }
+        }
+        Ok(created)
+    }
+
+    /// Notices of enqueues from the store's `LISTEN` connection; none behind a pooler in
+    /// transaction mode, where the serving engines poll.
+    fn queue_notices(&self) -> Option<sagaflow_core::runtime::store::SignalNotices> {
+        self.inner
+            .notices
+            .as_ref()
+            .map(|notices| notices.queues.clone())
     }
 
     async fn queued_runs(
@@ -637,7 +678,7 @@ impl SignalStore for PgStore {
         self.inner
             .notices
             .as_ref()
-            .map(|(notices, _)| notices.clone())
+            .map(|notices| notices.signals.clone())
     }
 
     async fn signal(&self, run_id: &RunId, name: &str) -> Result<Option<String>, StoreError> {

@@ -1,8 +1,10 @@
-//! Notices of signals: every delivery sends `NOTIFY` on the schema's channel in its own
-//! transaction, and each store keeps one connection that `LISTEN`s to it, so that an engine
-//! waiting for a signal another replica delivered hears of it at once instead of at its next
-//! poll (the poll stays, as the fallback). The connection is made again whenever it is lost;
-//! a notice is given then too, since a delivery may have happened while no one listened.
+//! Notices of signals and queues: every delivery sends `NOTIFY` on the schema's channel in its
+//! own transaction, and so does every enqueue once its run is committed (payload
+//! [`QUEUED`]); each store keeps one connection that `LISTEN`s to it, so that an engine
+//! waiting for a signal another replica delivered, or serving a queue another process put a
+//! run on, hears of it at once instead of at its next poll (the poll stays, as the fallback).
+//! The connection is made again whenever it is lost; a notice of both kinds is given then too,
+//! since a delivery or an enqueue may have happened while no one listened.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,10 +22,24 @@ pub(crate) fn channel(schema: &str) -> String {
     format!("sagaflow_signals_{hash:016x}")
 }
 
-/// Drives `connection`, bumping `notices` at each notification, until it ends.
+/// The payload of an enqueue's notification (a delivery's is empty).
+pub(crate) const QUEUED: &str = "queued";
+
+/// What a store's listener tells: deliveries of signals, and runs put on queues.
+#[derive(Debug)]
+pub(crate) struct Notify {
+    pub(crate) signals: watch::Sender<u64>,
+    pub(crate) queues: watch::Sender<u64>,
+}
+
+fn bump(notices: &watch::Sender<u64>) {
+    notices.send_modify(|n| *n = n.wrapping_add(1));
+}
+
+/// Drives `connection`, bumping the notices of each notification's kind, until it ends.
 fn hear<S, T>(
     mut connection: tokio_postgres::Connection<S, T>,
-    notices: Arc<watch::Sender<u64>>,
+    notices: Arc<Notify>,
 ) -> tokio::task::JoinHandle<()>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -32,9 +48,10 @@ where
     tokio::spawn(async move {
         while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
             match message {
-                Ok(AsyncMessage::Notification(_)) => {
-                    notices.send_modify(|n| *n = n.wrapping_add(1));
+                Ok(AsyncMessage::Notification(heard)) if heard.payload() == QUEUED => {
+                    bump(&notices.queues);
                 }
+                Ok(AsyncMessage::Notification(_)) => bump(&notices.signals),
                 Ok(_) => {}
                 Err(_) => break,
             }
@@ -48,9 +65,8 @@ pub(crate) async fn listen(
     config: crate::connect::Target,
     label: Arc<str>,
     channel: String,
-    notices: Arc<watch::Sender<u64>>,
+    notices: Arc<Notify>,
 ) {
-    let bump = |notices: &watch::Sender<u64>| notices.send_modify(|n| *n = n.wrapping_add(1));
     let mut pause = Duration::from_millis(50);
     loop {
         let opened = match &config.tls {
@@ -70,18 +86,20 @@ pub(crate) async fn listen(
                 match client.batch_execute(&format!("LISTEN {channel}")).await {
                     Ok(()) => {
                         pause = Duration::from_millis(50);
-                        // Deliveries while no one listened are found by the next question.
-                        bump(&notices);
+                        // Deliveries and enqueues while no one listened are found by the next
+                        // question.
+                        bump(&notices.signals);
+                        bump(&notices.queues);
                         let _ = driver.await;
                     }
                     Err(error) => {
                         driver.abort();
-                        tracing::warn!(database = %label, error = %describe(&error), "cannot listen for signals; polling meanwhile");
+                        tracing::warn!(database = %label, error = %describe(&error), "cannot listen for signals and queues; polling meanwhile");
                     }
                 }
             }
             Err(error) => {
-                tracing::warn!(database = %label, error = %describe(&error), "cannot connect to listen for signals; polling meanwhile");
+                tracing::warn!(database = %label, error = %describe(&error), "cannot connect to listen for signals and queues; polling meanwhile");
             }
         }
         tokio::time::sleep(pause).await;

@@ -673,6 +673,11 @@ impl sagaflow_core::runtime::QueueStore for SqliteStore {
         self.read(move |conn, label| lease::queued_runs(conn, label, &queues, &known, limit))
             .await
     }
+
+    /// None: processes on one file have no channel between them; the serving engines poll.
+    fn queue_notices(&self) -> Option<sagaflow_core::runtime::store::SignalNotices> {
+        None
+    }
 }
 
 /// Signals in the `signals` table, numbered in the order they were committed.

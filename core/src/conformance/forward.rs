@@ -258,6 +258,11 @@ macro_rules! forward_store {
             > {
                 $crate::runtime::QueueStore::queued_runs(&self.$field, queues, known, limit).await
             }
+            fn queue_notices(
+                &self,
+            ) -> ::core::option::Option<$crate::runtime::store::SignalNotices> {
+                $crate::runtime::QueueStore::queue_notices(&self.$field)
+            }
         }
     };
     (@one Retention, $ty:ty, $field:ident) => {

@@ -338,6 +338,27 @@ fn items(items: &Items<'_>) -> TokenStream {
             engine.start(&Self::definition(), run_id, #arg).await
         }
 
+        /// Puts a run with id `run_id` on a queue instead of running it here: an engine
+        /// that serves the queue runs it (see `Engine::enqueue`). The id is the run's
+        /// idempotency key.
+        #vis async fn enqueue(
+            engine: &#p::Engine,
+            run_id: impl ::core::convert::Into<#p::RunId>
+            #param,
+            on: &#p::Enqueue,
+        ) -> ::core::result::Result<#p::RunId, #p::EngineError> {
+            engine.enqueue(&Self::definition(), run_id, #arg, on).await
+        }
+
+        /// Waits until the run `run_id` has finished, wherever it runs, and gives its handle,
+        /// whose `wait` is its stored outcome (see `Engine::wait_for`).
+        #vis async fn wait_for(
+            engine: &#p::Engine,
+            run_id: impl ::core::convert::Into<#p::RunId>,
+        ) -> ::core::result::Result<#p::RunHandle<#output_ty>, #p::EngineError> {
+            engine.wait_for(&Self::definition(), run_id).await
+        }
+
         /// Takes up the run `run_id` that an earlier process started: its ended steps are
         /// not run again (see `Engine::resume`).
         #vis async fn resume(

@@ -331,16 +331,40 @@ async fn run_loop(
     let mut heard: Option<tokio::time::Instant> = None;
     // Whether the last poll found a whole batch: then the next comes at once.
     let mut more = false;
+    // The store's notices of enqueues, if it gives them: a poll at once.
+    let mut queued = engine
+        .upgrade()
+        .and_then(|inner| inner.store.queue_notices());
     loop {
         if more {
             if *draining.borrow() {
                 return;
             }
         } else {
-            tokio::select! {
-                _ = tick.tick() => {}
+            let notice = async {
+                match queued.as_mut() {
+                    Some(notices) => {
+                        if notices.changed().await.is_err() {
+                            // The store is gone: only the ticks are left.
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let noticed = tokio::select! {
+                _ = tick.tick() => false,
+                () = notice => true,
                 // Drains, or the engine was dropped (its sender with it).
                 _ = draining.wait_for(|d| *d) => return,
+            };
+            // A notice matters only to an engine that serves a queue.
+            if noticed
+                && engine
+                    .upgrade()
+                    .is_none_or(|inner| inner.registry.queues().is_empty())
+            {
+                continue;
             }
         }
         let Some(inner) = engine.upgrade() else {

@@ -431,6 +431,10 @@ impl super::QueueStore for MemoryStore {
     ) -> Result<Vec<FreeRun>, StoreError> {
         Ok(Vec::new())
     }
+
+    fn queue_notices(&self) -> Option<super::SignalNotices> {
+        None
+    }
 }
 
 impl MemoryStore {

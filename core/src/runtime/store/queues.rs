@@ -11,7 +11,7 @@
 //! that serve its queue only. [`LeaseStore::free_runs`](super::LeaseStore::free_runs) never
 //! lists a run of a queue.
 
-use super::{Created, FreeRun, KnownGraph, NewRun};
+use super::{Created, FreeRun, KnownGraph, NewRun, SignalNotices};
 use crate::runtime::error::StoreError;
 
 /// Putting runs on queues and finding them there: the capability queues work through.
@@ -39,4 +39,10 @@ pub trait QueueStore: Send + Sync + 'static {
         known: &[KnownGraph],
         limit: usize,
     ) -> Result<Vec<FreeRun>, StoreError>;
+
+    /// A counter the store bumps when a run may have been put on a queue (by any process on
+    /// the database), so that the engines serving queues look at once instead of at their
+    /// next poll; `None` if the store cannot tell (they poll). A bump is a hint, never a
+    /// promise: the engine lists the queues' runs again either way.
+    fn queue_notices(&self) -> Option<SignalNotices>;
 }
