@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::durable::{RECOVERIES, TestDatabase};
 use crate::StepOptions;
 use crate::runtime::definition::{Builder, Definition};
-use crate::runtime::engine::{Engine, Enqueue};
+use crate::runtime::engine::{Engine, Enqueue, Serve};
 use crate::runtime::error::StepError;
 use crate::runtime::id::RunId;
 use crate::runtime::store::{Created, KnownGraph, LeaseStore, NewRun, QueueStore, RunStore};
@@ -195,6 +195,57 @@ pub async fn an_engine_serving_a_queue_runs_its_runs_once(db: &impl TestDatabase
     assert!(counts.values().all(|n| *n == 1), "each once: {counts:?}");
 }
 
+/// An engine that serves a queue with a bound runs at most that many of its runs at once,
+/// and every run in the end; the bound is the engine's, checked where the steps run.
+pub async fn an_engine_runs_at_most_its_bound_of_a_queue_s_runs_at_once(db: &impl TestDatabase) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut b = Builder::<u64>::new("Bounded");
+    let input = b.input();
+    let (n, m) = (Arc::clone(&now), Arc::clone(&most));
+    let out = b.step("slow", StepOptions::new(), (input,), move |_, (x,)| {
+        let (now, most, x) = (Arc::clone(&n), Arc::clone(&m), *x);
+        async move {
+            let running = now.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(running, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            now.fetch_sub(1, Ordering::SeqCst);
+            Ok::<_, StepError>(x + 1)
+        }
+    });
+    let def = b.build_with_output(out);
+    let client = Engine::builder()
+        .store(Arc::new(db.open("client", LONG, RECOVERIES).await))
+        .build();
+    for k in 0..6_u64 {
+        client
+            .enqueue(&def, format!("slow-{k}").as_str(), k, &Enqueue::on("slow"))
+            .await
+            .unwrap();
+    }
+    let worker = Engine::builder()
+        .store(Arc::new(db.open("worker", LONG, RECOVERIES).await))
+        .takeover_every(Duration::from_millis(10))
+        .build();
+    worker.register(&def).unwrap();
+    worker.serve(Serve::queue("slow").at_most(2)).unwrap();
+    for k in 0..6_u64 {
+        let report = client
+            .wait_for(&def, format!("slow-{k}").as_str())
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(*report.output, k + 1);
+    }
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        2,
+        "two at once, never more (and the bound was reached)"
+    );
+}
+
 /// Runs every queue check as a test of its own (multi-threaded), each on a fresh database made
 /// by `$make`.
 #[macro_export]
@@ -204,6 +255,7 @@ macro_rules! queue_conformance {
             [(flavor = "multi_thread", worker_threads = 2)]:
             a_queue_lists_its_waiting_runs_by_priority_then_age,
             an_engine_serving_a_queue_runs_its_runs_once,
+            an_engine_runs_at_most_its_bound_of_a_queue_s_runs_at_once,
         );
     };
 }

@@ -38,7 +38,7 @@ mod signals;
 mod takeover;
 
 pub use drain::Drained;
-pub use queues::Enqueue;
+pub use queues::{Enqueue, Serve};
 pub use registry::{DEFAULT_TAKEOVER_EVERY, HEARTBEAT_EVERY, TAKEOVER_AT_ONCE, TAKEOVER_BATCH};
 pub use resume::Recovered;
 pub use takeover::{LeaseRefusal, Waiting};

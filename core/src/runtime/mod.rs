@@ -19,7 +19,7 @@ pub use definition::{
 pub use engine::{
     DEFAULT_KEEP_FINISHED_FOR, DEFAULT_KEEP_FINISHED_RUNS, DEFAULT_MAX_CONCURRENT_STEPS,
     DEFAULT_TAKEOVER_EVERY, Drained, Engine, EngineBuilder, Enqueue, HEARTBEAT_EVERY, LeaseRefusal,
-    Recovered, RunHandle, TAKEOVER_AT_ONCE, TAKEOVER_BATCH, Waiting,
+    Recovered, RunHandle, Serve, TAKEOVER_AT_ONCE, TAKEOVER_BATCH, Waiting,
 };
 pub use error::{DefinitionError, EngineError, RunError, StepError, StoreError};
 pub use events::{DEFAULT_EVENT_BUFFER, Event, EventKind, EventSink, EventStream};

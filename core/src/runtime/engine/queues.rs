@@ -11,11 +11,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::registry::TAKEOVER_BATCH;
 use super::{Engine, RunHandle};
 use crate::runtime::definition::{Codec, Definition, StepValue, Value, plan};
 use crate::runtime::error::EngineError;
 use crate::runtime::id::RunId;
-use crate::runtime::store::{Created, NewRun, StoredRunStatus};
+use crate::runtime::store::{Created, FreeRun, KnownGraph, NewRun, StoredRunStatus};
 
 /// Where and how [`Engine::enqueue`] puts a run: a queue, and a priority (higher first; 0 by
 /// default).
@@ -45,6 +46,57 @@ impl Enqueue {
     pub fn queue(&self) -> &str {
         &self.queue
     }
+}
+
+/// A queue an engine serves ([`Engine::serve`]), and at most how many of its runs the engine
+/// runs at once (no bound by default). `"name"` converts into one without a bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Serve {
+    queue: String,
+    at_most: Option<usize>,
+}
+
+impl Serve {
+    /// The queue `queue`, with no bound on the runs this engine runs at once.
+    pub fn queue(queue: impl Into<String>) -> Self {
+        Serve {
+            queue: queue.into(),
+            at_most: None,
+        }
+    }
+
+    /// At most `runs` of the queue's runs at once on this engine (at least 1): it takes no
+    /// more of them until one of those ends. Other engines serving the queue have bounds of
+    /// their own.
+    pub fn at_most(mut self, runs: usize) -> Self {
+        self.at_most = Some(runs.max(1));
+        self
+    }
+
+    /// The queue.
+    pub fn name(&self) -> &str {
+        &self.queue
+    }
+}
+
+impl From<&str> for Serve {
+    fn from(queue: &str) -> Self {
+        Serve::queue(queue)
+    }
+}
+
+impl From<String> for Serve {
+    fn from(queue: String) -> Self {
+        Serve::queue(queue)
+    }
+}
+
+/// A queue served, as the engine's registry keeps it: with a bound, the runs of it this
+/// engine took (at most the bound; those that ended are dropped at each poll).
+#[derive(Debug)]
+pub(crate) struct Served {
+    pub(crate) serve: Serve,
+    pub(crate) held: Vec<RunId>,
 }
 
 /// How long [`Engine::wait_for`] waits between two looks at the store, at most.
@@ -121,20 +173,78 @@ impl Engine {
         }
     }
 
-    /// Serves the queue `queue`: from now on, for the life of the engine, its takeover loop
-    /// also takes up the runs waiting on that queue whose workflow and graph it registered
-    /// ([`register`](Self::register)), highest priority first, at every poll. Serving a
-    /// queue twice is serving it once. Errors: the name is empty, or there is no tokio
+    /// Serves a queue (`"name"`, or [`Serve::queue`] with a bound): from now on, for the life
+    /// of the engine, its takeover loop also takes up the runs waiting on that queue whose
+    /// workflow and graph it registered ([`register`](Self::register)), highest priority
+    /// first, at every poll, at most [`Serve::at_most`] of them at once if bounded. Serving a
+    /// queue again replaces its bound. Errors: the name is empty, or there is no tokio
     /// runtime to run the loop on.
-    pub fn serve(&self, queue: impl Into<String>) -> Result<(), EngineError> {
-        let queue = queue.into();
-        if queue.trim().is_empty() {
+    pub fn serve(&self, queue: impl Into<Serve>) -> Result<(), EngineError> {
+        let serve = queue.into();
+        if serve.queue.trim().is_empty() {
             return Err(EngineError::EmptyQueueName {
                 run_id: RunId::from(""),
             });
         }
-        self.inner.registry.serve(queue);
+        self.inner.registry.serve(serve);
         self.start_takeover_loop()
+    }
+
+    /// The runs to take up from the queues served at this poll, each with its queue: as many
+    /// of each queue as its bound leaves room for. Also whether a queue listed a whole batch
+    /// (more may wait).
+    pub(crate) async fn queued_to_take(
+        &self,
+        known: &[KnownGraph],
+    ) -> (Vec<(FreeRun, String)>, bool) {
+        let rooms: Vec<(String, usize)> = self.inner.registry.with_served(|served| {
+            served
+                .iter_mut()
+                .map(|s| {
+                    let room = match s.serve.at_most {
+                        Some(at_most) => {
+                            s.held.retain(|run| self.runs_here(run));
+                            at_most.saturating_sub(s.held.len())
+                        }
+                        None => TAKEOVER_BATCH,
+                    };
+                    (s.serve.queue.clone(), room.min(TAKEOVER_BATCH))
+                })
+                .collect()
+        });
+        let (mut runs, mut full) = (Vec::new(), false);
+        for (queue, room) in rooms {
+            if room == 0 {
+                continue;
+            }
+            match self
+                .inner
+                .store
+                .queued_runs(std::slice::from_ref(&queue), known, room)
+                .await
+            {
+                Ok(listed) => {
+                    full |= listed.len() >= TAKEOVER_BATCH;
+                    runs.extend(listed.into_iter().map(|run| (run, queue.clone())));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, %queue, "cannot list the runs waiting on a queue served; trying again at the next poll");
+                }
+            }
+        }
+        (runs, full)
+    }
+
+    /// Notes that this engine took `run` up from `queue`, against the queue's bound.
+    pub(crate) fn took_from(&self, queue: &str, run: RunId) {
+        self.inner.registry.with_served(|served| {
+            if let Some(s) = served
+                .iter_mut()
+                .find(|s| s.serve.queue == queue && s.serve.at_most.is_some())
+            {
+                s.held.push(run);
+            }
+        });
     }
 
     /// Waits until the run `run_id` of `def` has finished, wherever it runs (an enqueued run

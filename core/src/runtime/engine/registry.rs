@@ -32,7 +32,7 @@ use super::{Engine, Inner, LeaseRefusal};
 use crate::runtime::definition::{Definition, StepValue, plan};
 use crate::runtime::error::EngineError;
 use crate::runtime::id::RunId;
-use crate::runtime::store::KnownGraph;
+use crate::runtime::store::{FreeRun, KnownGraph};
 
 /// How often an engine looks for runs to take over by default (see
 /// [`EngineBuilder::takeover_every`](super::EngineBuilder::takeover_every)): a run a replica
@@ -70,7 +70,7 @@ pub(crate) struct Registry {
     /// A graph was registered since the store last heard what this engine runs.
     changed: std::sync::atomic::AtomicBool,
     /// The queues this engine serves (see `queues`).
-    queues: Mutex<Vec<String>>,
+    queues: Mutex<Vec<super::queues::Served>>,
 }
 
 impl Registry {
@@ -90,20 +90,28 @@ impl Registry {
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// Serves `queue` (once).
-    pub(crate) fn serve(&self, queue: String) {
-        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
-        if !queues.contains(&queue) {
-            queues.push(queue);
-        }
+    /// Serves a queue (once: serving it again replaces its bound).
+    pub(crate) fn serve(&self, serve: super::queues::Serve) {
+        self.with_served(|served| {
+            match served.iter_mut().find(|s| s.serve.name() == serve.name()) {
+                Some(s) => s.serve = serve,
+                None => served.push(super::queues::Served {
+                    serve,
+                    held: Vec::new(),
+                }),
+            }
+        });
     }
 
-    /// The queues served.
-    fn queues(&self) -> Vec<String> {
-        self.queues
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    /// `f` on the queues served. Every change under this lock is one push, one replacement
+    /// or a `retain`.
+    pub(crate) fn with_served<T>(&self, f: impl FnOnce(&mut Vec<super::queues::Served>) -> T) -> T {
+        f(&mut self.queues.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Whether any queue is served.
+    fn serves_queues(&self) -> bool {
+        self.with_served(|served| !served.is_empty())
     }
 
     /// Every graph registered.
@@ -249,28 +257,18 @@ impl Engine {
         // its own, so that they do not all queue for the same leases.
         fastrand::shuffle(&mut free);
         // The runs waiting on the queues served come first, in their order (priority, then
-        // age).
-        let queues = registry.queues();
-        if !queues.is_empty() {
-            match self
-                .inner
-                .store
-                .queued_runs(&queues, &known, TAKEOVER_BATCH)
-                .await
-            {
-                Ok(queued) => {
-                    full |= queued.len() >= TAKEOVER_BATCH;
-                    free.splice(0..0, queued);
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot list the runs waiting on the queues served; trying again at the next poll");
-                }
-            }
+        // age), as many as their bounds leave room for.
+        let mut runs: Vec<(FreeRun, Option<String>)> = Vec::new();
+        if registry.serves_queues() {
+            let (queued, more) = self.queued_to_take(&known).await;
+            full |= more;
+            runs.extend(queued.into_iter().map(|(run, queue)| (run, Some(queue))));
         }
+        runs.extend(free.into_iter().map(|run| (run, None)));
         // Up to TAKEOVER_AT_ONCE take-ups at a time: each is a lease (a commit), a read of the
         // run and its start, mostly waiting on the store; one after the other, a drained or
         // dead replica's hundreds of runs would queue behind each other's round trips.
-        let taking = free.into_iter().filter_map(|run| {
+        let taking = runs.into_iter().filter_map(|(run, queue)| {
             if self.runs_here(&run.run_id) {
                 return None;
             }
@@ -280,8 +278,11 @@ impl Engine {
                 if engine.inner.lifecycle.is_draining() {
                     return false;
                 }
-                match take(engine, run.run_id.clone()).await {
+                match take(engine.clone(), run.run_id.clone()).await {
                     Ok(()) => {
+                        if let Some(queue) = &queue {
+                            engine.took_from(queue, run.run_id.clone());
+                        }
                         tracing::info!(run_id = %run.run_id, workflow = %run.workflow, "run taken over: its lease had run out or was given up");
                         true
                     }
@@ -310,7 +311,7 @@ impl Engine {
     }
 
     /// Whether this engine runs `run_id` now.
-    fn runs_here(&self, run_id: &RunId) -> bool {
+    pub(crate) fn runs_here(&self, run_id: &RunId) -> bool {
         self.inner
             .runs()
             .runs
@@ -362,7 +363,7 @@ async fn run_loop(
             if noticed
                 && engine
                     .upgrade()
-                    .is_none_or(|inner| inner.registry.queues().is_empty())
+                    .is_none_or(|inner| !inner.registry.serves_queues())
             {
                 continue;
             }
