@@ -403,3 +403,56 @@ pub(crate) async fn acquire(
         recoveries,
     }))
 }
+
+/// The first key of a queue's advisory lock (`SFQ` and a version).
+const QUEUE_LOCK: i32 = 0x5346_5101;
+
+/// Reserves `run_id` of `queue` for `owner` if fewer than `limit` runs of the queue are held
+/// under a live lease (see `QueueStore::admit`): under the queue's advisory lock (per
+/// transaction), so that two processes never count at once. The lock is taken before any
+/// row, and nothing else is waited for while a row is held: no cycle with the writer's log
+/// lock.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn admit(
+    client: &mut Client,
+    session: &Session,
+    schema: &str,
+    run_id: &str,
+    queue: &str,
+    owner: &str,
+    lease_ms: i64,
+    limit: i64,
+) -> Result<bool, tokio_postgres::Error> {
+    let mut name = Vec::with_capacity(schema.len() + 1 + queue.len());
+    name.extend_from_slice(schema.as_bytes());
+    name.push(0);
+    name.extend_from_slice(queue.as_bytes());
+    let key = (sagaflow_graph::fnv::hash(&name) as u32).cast_signed();
+    let tx = session.transaction(client).await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&QUEUE_LOCK, &key])
+        .await?;
+    let held: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM runs WHERE queue = $1 AND status = 'running' \
+             AND owner IS NOT NULL AND lease_expires > now_ms()",
+            &[&queue],
+        )
+        .await?
+        .get(0);
+    if held >= limit {
+        tx.commit().await?;
+        return Ok(false);
+    }
+    let taken = tx
+        .execute(
+            "UPDATE runs SET owner = $2, lease_expires = now_ms() + $3, \
+             lease_token = lease_token + 1 \
+             WHERE run_id = $1 AND queue = $4 AND status = 'running' AND NOT parked \
+             AND (owner IS NULL OR owner = $2 OR lease_expires IS NULL \
+                  OR lease_expires <= now_ms())",
+            &[&run_id, &owner, &lease_ms, &queue],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(taken == 1)
+}

@@ -516,6 +516,23 @@ impl sagaflow_core::runtime::QueueStore for PgStore {
         Ok(created)
     }
 
+    async fn admit(&self, run_id: &RunId, queue: &str, limit: usize) -> Result<bool, StoreError> {
+        let leases = &self.inner.leases;
+        let mut client = self.client().await?;
+        lease::admit(
+            &mut client,
+            &self.inner.session,
+            &self.inner.schema,
+            run_id.as_str(),
+            queue,
+            leases.owner(),
+            leases.lease_ms(),
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        )
+        .await
+        .map_err(|e| error::pg_error(&self.inner.label, &e))
+    }
+
     /// Notices of enqueues from the store's `LISTEN` connection; none behind a pooler in
     /// transaction mode, where the serving engines poll.
     fn queue_notices(&self) -> Option<sagaflow_core::runtime::store::SignalNotices> {

@@ -674,6 +674,18 @@ impl sagaflow_core::runtime::QueueStore for SqliteStore {
             .await
     }
 
+    async fn admit(&self, run_id: &RunId, queue: &str, limit: usize) -> Result<bool, StoreError> {
+        let leases = &self.inner.leases;
+        let op = ops::Admit {
+            run_id: run_id.as_str().to_owned(),
+            queue: queue.to_owned(),
+            owner: leases.owner().to_owned(),
+            lease_ms: leases.lease_ms(),
+            limit: i64::try_from(limit).unwrap_or(i64::MAX),
+        };
+        self.write(op).await
+    }
+
     /// None: processes on one file have no channel between them; the serving engines poll.
     fn queue_notices(&self) -> Option<sagaflow_core::runtime::store::SignalNotices> {
         None

@@ -131,6 +131,54 @@ impl Op for Acquire {
     }
 }
 
+/// Reserve a run of a queue for `owner` if fewer than `limit` runs of the queue are held
+/// under a live lease (see `QueueStore::admit`): the count and the lease in one transaction
+/// of the one writer, so that no other process counts in between.
+#[derive(Debug)]
+pub(crate) struct Admit {
+    pub(crate) run_id: String,
+    pub(crate) queue: String,
+    pub(crate) owner: String,
+    pub(crate) lease_ms: i64,
+    pub(crate) limit: i64,
+}
+
+impl Op for Admit {
+    /// Whether the run is reserved.
+    type Answer = bool;
+
+    fn apply(&self, conn: &Connection, _: &str) -> Result<Self::Answer, ApplyError> {
+        let now = crate::clock::now_ms();
+        let held: i64 = conn
+            .prepare_cached(
+                "SELECT count(*) FROM runs WHERE queue = ?1 AND status = 'running' \
+                 AND owner IS NOT NULL AND lease_expires > ?2",
+            )?
+            .query_row(rusqlite::params![self.queue, now], |row| row.get(0))?;
+        if held >= self.limit {
+            return Ok(false);
+        }
+        let taken = conn
+            .prepare_cached(
+                "UPDATE runs SET owner = ?2, lease_expires = ?3 + ?4, \
+                 lease_token = lease_token + 1 \
+                 WHERE run_id = ?1 AND queue = ?5 AND status = 'running' AND parked = 0 \
+                 AND (owner IS NULL OR owner = ?2 OR lease_expires IS NULL \
+                      OR lease_expires <= ?3)",
+            )?
+            .execute(rusqlite::params![
+                self.run_id,
+                self.owner,
+                now,
+                self.lease_ms,
+                self.queue
+            ])?;
+        Ok(taken == 1)
+    }
+
+    fn publish(&self, _: &Self::Answer, _: &mut Publishing<'_>) {}
+}
+
 /// Record a change of a run, fenced by `token` (`None`: this store holds no lease on it, so
 /// the write is refused), renewing the lease by `lease_ms`.
 #[derive(Debug)]

@@ -258,6 +258,14 @@ macro_rules! forward_store {
             > {
                 $crate::runtime::QueueStore::queued_runs(&self.$field, queues, known, limit).await
             }
+            async fn admit(
+                &self,
+                run_id: &$crate::runtime::RunId,
+                queue: &str,
+                limit: usize,
+            ) -> ::core::result::Result<bool, $crate::runtime::StoreError> {
+                $crate::runtime::QueueStore::admit(&self.$field, run_id, queue, limit).await
+            }
             fn queue_notices(
                 &self,
             ) -> ::core::option::Option<$crate::runtime::store::SignalNotices> {

@@ -246,6 +246,69 @@ pub async fn an_engine_runs_at_most_its_bound_of_a_queue_s_runs_at_once(db: &imp
     );
 }
 
+/// Engines that serve a queue with a bound over all of them run at most that many of its
+/// runs at once together, though each alone would take more; every run in the end. The
+/// store counts and reserves (`QueueStore::admit`); the steps count where they run.
+pub async fn engines_together_run_at_most_a_queue_s_overall_bound(db: &impl TestDatabase) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut b = Builder::<u64>::new("Shared");
+    let input = b.input();
+    let (n, m) = (Arc::clone(&now), Arc::clone(&most));
+    let out = b.step("slow", StepOptions::new(), (input,), move |_, (x,)| {
+        let (now, most, x) = (Arc::clone(&n), Arc::clone(&m), *x);
+        async move {
+            let running = now.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(running, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            now.fetch_sub(1, Ordering::SeqCst);
+            Ok::<_, StepError>(x + 1)
+        }
+    });
+    let def = b.build_with_output(out);
+    let client = Engine::builder()
+        .store(Arc::new(db.open("client", LONG, RECOVERIES).await))
+        .build();
+    for k in 0..9_u64 {
+        client
+            .enqueue(
+                &def,
+                format!("shared-{k}").as_str(),
+                k,
+                &Enqueue::on("shared"),
+            )
+            .await
+            .unwrap();
+    }
+    let mut workers = Vec::new();
+    for name in ["worker-a", "worker-b"] {
+        let worker = Engine::builder()
+            .store(Arc::new(db.open(name, LONG, RECOVERIES).await))
+            .takeover_every(Duration::from_millis(10))
+            .build();
+        worker.register(&def).unwrap();
+        worker
+            .serve(Serve::queue("shared").at_most(2).at_most_overall(3))
+            .unwrap();
+        workers.push(worker);
+    }
+    for k in 0..9_u64 {
+        let report = client
+            .wait_for(&def, format!("shared-{k}").as_str())
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(*report.output, k + 1);
+    }
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        3,
+        "three at once over both engines (each alone would run two), never more"
+    );
+}
+
 /// Runs every queue check as a test of its own (multi-threaded), each on a fresh database made
 /// by `$make`.
 #[macro_export]
@@ -256,6 +319,7 @@ macro_rules! queue_conformance {
             a_queue_lists_its_waiting_runs_by_priority_then_age,
             an_engine_serving_a_queue_runs_its_runs_once,
             an_engine_runs_at_most_its_bound_of_a_queue_s_runs_at_once,
+            engines_together_run_at_most_a_queue_s_overall_bound,
         );
     };
 }

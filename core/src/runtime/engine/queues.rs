@@ -54,6 +54,7 @@ impl Enqueue {
 pub struct Serve {
     queue: String,
     at_most: Option<usize>,
+    overall: Option<usize>,
 }
 
 impl Serve {
@@ -62,6 +63,7 @@ impl Serve {
         Serve {
             queue: queue.into(),
             at_most: None,
+            overall: None,
         }
     }
 
@@ -70,6 +72,15 @@ impl Serve {
     /// their own.
     pub fn at_most(mut self, runs: usize) -> Self {
         self.at_most = Some(runs.max(1));
+        self
+    }
+
+    /// At most `runs` of the queue's runs at once over all the engines serving it (at least
+    /// 1), counted by the store: a run is taken only while fewer than `runs` of the queue are
+    /// held under a live lease ([`QueueStore::admit`](crate::runtime::QueueStore::admit)).
+    /// Every engine serving the queue should say the same.
+    pub fn at_most_overall(mut self, runs: usize) -> Self {
+        self.overall = Some(runs.max(1));
         self
     }
 
@@ -97,6 +108,30 @@ impl From<String> for Serve {
 pub(crate) struct Served {
     pub(crate) serve: Serve,
     pub(crate) held: Vec<RunId>,
+}
+
+/// Where a run listed for a take-up waits: its queue, and the queue's bound over all engines.
+#[derive(Debug, Clone)]
+pub(crate) struct Queued {
+    pub(crate) queue: String,
+    pub(crate) overall: Option<usize>,
+}
+
+impl Engine {
+    /// Whether a run listed on a queue may be taken up here: always, unless the queue has a
+    /// bound over all engines, which the store then checks while it reserves the run.
+    pub(crate) async fn admitted(&self, run_id: &RunId, queued: &Queued) -> bool {
+        let Some(limit) = queued.overall else {
+            return true;
+        };
+        match self.inner.store.admit(run_id, &queued.queue, limit).await {
+            Ok(admitted) => admitted,
+            Err(error) => {
+                tracing::warn!(%error, run_id = %run_id, queue = %queued.queue, "cannot reserve a run of a bounded queue; trying again at the next poll");
+                false
+            }
+        }
+    }
 }
 
 /// How long [`Engine::wait_for`] waits between two looks at the store, at most.
@@ -190,30 +225,35 @@ impl Engine {
         self.start_takeover_loop()
     }
 
-    /// The runs to take up from the queues served at this poll, each with its queue: as many
-    /// of each queue as its bound leaves room for. Also whether a queue listed a whole batch
-    /// (more may wait).
+    /// The runs to take up from the queues served at this poll, each with its queue and the
+    /// queue's bound over all engines: as many of each queue as this engine's bound leaves
+    /// room for. Also whether a queue listed a whole batch (more may wait).
     pub(crate) async fn queued_to_take(
         &self,
         known: &[KnownGraph],
-    ) -> (Vec<(FreeRun, String)>, bool) {
-        let rooms: Vec<(String, usize)> = self.inner.registry.with_served(|served| {
-            served
-                .iter_mut()
-                .map(|s| {
-                    let room = match s.serve.at_most {
-                        Some(at_most) => {
-                            s.held.retain(|run| self.runs_here(run));
-                            at_most.saturating_sub(s.held.len())
-                        }
-                        None => TAKEOVER_BATCH,
-                    };
-                    (s.serve.queue.clone(), room.min(TAKEOVER_BATCH))
-                })
-                .collect()
-        });
+    ) -> (Vec<(FreeRun, Queued)>, bool) {
+        let rooms: Vec<(String, usize, Option<usize>)> =
+            self.inner.registry.with_served(|served| {
+                served
+                    .iter_mut()
+                    .map(|s| {
+                        let room = match s.serve.at_most {
+                            Some(at_most) => {
+                                s.held.retain(|run| self.runs_here(run));
+                                at_most.saturating_sub(s.held.len())
+                            }
+                            None => TAKEOVER_BATCH,
+                        };
+                        (
+                            s.serve.queue.clone(),
+                            room.min(TAKEOVER_BATCH),
+                            s.serve.overall,
+                        )
+                    })
+                    .collect()
+            });
         let (mut runs, mut full) = (Vec::new(), false);
-        for (queue, room) in rooms {
+        for (queue, room, overall) in rooms {
             if room == 0 {
                 continue;
             }
@@ -225,7 +265,15 @@ impl Engine {
             {
                 Ok(listed) => {
                     full |= listed.len() >= TAKEOVER_BATCH;
-                    runs.extend(listed.into_iter().map(|run| (run, queue.clone())));
+                    runs.extend(listed.into_iter().map(|run| {
+                        (
+                            run,
+                            Queued {
+                                queue: queue.clone(),
+                                overall,
+                            },
+                        )
+                    }));
                 }
                 Err(error) => {
                     tracing::warn!(%error, %queue, "cannot list the runs waiting on a queue served; trying again at the next poll");

@@ -258,11 +258,11 @@ impl Engine {
         fastrand::shuffle(&mut free);
         // The runs waiting on the queues served come first, in their order (priority, then
         // age), as many as their bounds leave room for.
-        let mut runs: Vec<(FreeRun, Option<String>)> = Vec::new();
+        let mut runs: Vec<(FreeRun, Option<super::queues::Queued>)> = Vec::new();
         if registry.serves_queues() {
             let (queued, more) = self.queued_to_take(&known).await;
             full |= more;
-            runs.extend(queued.into_iter().map(|(run, queue)| (run, Some(queue))));
+            runs.extend(queued.into_iter().map(|(run, queued)| (run, Some(queued))));
         }
         runs.extend(free.into_iter().map(|run| (run, None)));
         // Up to TAKEOVER_AT_ONCE take-ups at a time: each is a lease (a commit), a read of the
@@ -278,10 +278,15 @@ impl Engine {
                 if engine.inner.lifecycle.is_draining() {
                     return false;
                 }
+                if let Some(queued) = &queue
+                    && !engine.admitted(&run.run_id, queued).await
+                {
+                    return false;
+                }
                 match take(engine.clone(), run.run_id.clone()).await {
                     Ok(()) => {
-                        if let Some(queue) = &queue {
-                            engine.took_from(queue, run.run_id.clone());
+                        if let Some(queued) = &queue {
+                            engine.took_from(&queued.queue, run.run_id.clone());
                         }
                         tracing::info!(run_id = %run.run_id, workflow = %run.workflow, "run taken over: its lease had run out or was given up");
                         true

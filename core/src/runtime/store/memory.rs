@@ -432,6 +432,10 @@ impl super::QueueStore for MemoryStore {
         Ok(Vec::new())
     }
 
+    async fn admit(&self, _: &RunId, _: &str, _: usize) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
     fn queue_notices(&self) -> Option<super::SignalNotices> {
         None
     }

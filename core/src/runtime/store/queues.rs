@@ -13,6 +13,7 @@
 
 use super::{Created, FreeRun, KnownGraph, NewRun, SignalNotices};
 use crate::runtime::error::StoreError;
+use crate::runtime::id::RunId;
 
 /// Putting runs on queues and finding them there: the capability queues work through.
 #[async_trait::async_trait]
@@ -39,6 +40,14 @@ pub trait QueueStore: Send + Sync + 'static {
         known: &[KnownGraph],
         limit: usize,
     ) -> Result<Vec<FreeRun>, StoreError>;
+
+    /// Reserves the run `run_id` of `queue` for this store's owner (its lease, as
+    /// [`acquire`](super::LeaseStore::acquire) gives it, without counting a take-up) if fewer
+    /// than `limit` runs of the queue are held under a live lease, counted and taken at once
+    /// for every process on the database: the queue's bound over all replicas. `false` if the
+    /// queue is full or the run is no longer free to take. The take-up that follows finds the
+    /// lease this owner's. A store that keeps no queue has nothing to reserve (`false`).
+    async fn admit(&self, run_id: &RunId, queue: &str, limit: usize) -> Result<bool, StoreError>;
 
     /// A counter the store bumps when a run may have been put on a queue (by any process on
     /// the database), so that the engines serving queues look at once instead of at their
