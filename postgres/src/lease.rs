@@ -129,11 +129,7 @@ pub(crate) async fn free_runs(
     known: &[KnownGraph],
     limit: usize,
 ) -> Result<Vec<FreeRun>, tokio_postgres::Error> {
-    let workflows: Vec<&str> = known.iter().map(|k| k.workflow.as_str()).collect();
-    let graphs: Vec<Option<i64>> = known
-        .iter()
-        .map(|k| k.fingerprint.map(u64::cast_signed))
-        .collect();
+    let (workflows, graphs) = known_arrays(known);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = session
         .on(client)
@@ -149,6 +145,15 @@ pub(crate) async fn free_runs(
         )
         .await?;
     Ok(rows.iter().map(free_run).collect())
+}
+
+/// `known` as the listing statements take it: the workflows, and beside each its graph's
+/// fingerprint as the schema keeps it (or none, for every graph).
+fn known_arrays(known: &[KnownGraph]) -> (Vec<&str>, Vec<Option<i64>>) {
+    known
+        .iter()
+        .map(|k| (k.workflow.as_str(), k.fingerprint.map(u64::cast_signed)))
+        .unzip()
 }
 
 fn free_run(row: &tokio_postgres::Row) -> FreeRun {
@@ -168,11 +173,7 @@ pub(crate) async fn queued_runs(
     known: &[KnownGraph],
     limit: usize,
 ) -> Result<Vec<FreeRun>, tokio_postgres::Error> {
-    let workflows: Vec<&str> = known.iter().map(|k| k.workflow.as_str()).collect();
-    let graphs: Vec<Option<i64>> = known
-        .iter()
-        .map(|k| k.fingerprint.map(u64::cast_signed))
-        .collect();
+    let (workflows, graphs) = known_arrays(known);
     let queues: Vec<&str> = queues.iter().map(String::as_str).collect();
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = session

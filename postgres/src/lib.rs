@@ -396,21 +396,8 @@ async fn heartbeat(
 impl RunStore for PgStore {
     async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
         let leases = &self.inner.leases;
-        let input = (run.input_codec.encode)(run.input).map_err(|message| StoreError::Input {
-            run_id: run.run_id.clone(),
-            message,
-        })?;
-        let row = CreateRow {
-            run_id: run.run_id.clone(),
-            workflow: run.workflow.to_owned(),
-            graph_fingerprint: run.graph_fingerprint.cast_signed(),
-            input,
-            graph: run.graph.map(str::to_owned),
-            owner: Some(leases.owner().to_owned()),
-            lease_ms: Some(leases.lease_ms()),
-            queue: None,
-            priority: 0,
-        };
+        let owner = (leases.owner().to_owned(), leases.lease_ms());
+        let row = CreateRow::of(run, Some(owner), None)?;
         let created = self.write(|reply| Write::Create(row, reply)).await?;
         if created == Created::New {
             leases.hold(run.run_id, 1);
@@ -478,21 +465,7 @@ impl sagaflow_core::runtime::QueueStore for PgStore {
         queue: &str,
         priority: i32,
     ) -> Result<Created, StoreError> {
-        let input = (run.input_codec.encode)(run.input).map_err(|message| StoreError::Input {
-            run_id: run.run_id.clone(),
-            message,
-        })?;
-        let row = CreateRow {
-            run_id: run.run_id.clone(),
-            workflow: run.workflow.to_owned(),
-            graph_fingerprint: run.graph_fingerprint.cast_signed(),
-            input,
-            graph: run.graph.map(str::to_owned),
-            owner: None,
-            lease_ms: None,
-            queue: Some(queue.to_owned()),
-            priority,
-        };
+        let row = CreateRow::of(run, None, Some((queue.to_owned(), priority)))?;
         let created = self.write(|reply| Write::Create(row, reply)).await?;
         // Behind a pooler nobody listens (and a notice would be dropped).
         if created == Created::New && self.inner.notices.is_some() {

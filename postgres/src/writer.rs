@@ -63,6 +63,34 @@ pub(crate) struct CreateRow {
     pub(crate) priority: i32,
 }
 
+impl CreateRow {
+    /// The creation of `run`, with its input encoded (a codec failure is
+    /// [`StoreError::Input`]): leased to `owner` (with its lease) or, with none, on `queue`.
+    pub(crate) fn of(
+        run: &sagaflow_core::runtime::store::NewRun<'_>,
+        owner: Option<(String, i64)>,
+        queue: Option<(String, i32)>,
+    ) -> Result<CreateRow, StoreError> {
+        let input = (run.input_codec.encode)(run.input).map_err(|message| StoreError::Input {
+            run_id: run.run_id.clone(),
+            message,
+        })?;
+        let (owner, lease_ms) = owner.map_or((None, None), |(o, l)| (Some(o), Some(l)));
+        let (queue, priority) = queue.map_or((None, 0), |(q, p)| (Some(q), p));
+        Ok(CreateRow {
+            run_id: run.run_id.clone(),
+            workflow: run.workflow.to_owned(),
+            graph_fingerprint: run.graph_fingerprint.cast_signed(),
+            input,
+            graph: run.graph.map(str::to_owned),
+            owner,
+            lease_ms,
+            queue,
+            priority,
+        })
+    }
+}
+
 /// A change of a run to record, fenced by `token` (-1: this store holds no lease on it), and
 /// `then` with it in the same transaction when given.
 #[derive(Debug)]

@@ -111,6 +111,18 @@ pub(crate) fn hand_over(
     result
 }
 
+/// `known` as the listing statements take it: `[[workflow, fingerprint or null], ...]`, the
+/// fingerprint as the schema keeps it.
+fn known_json(known: &[KnownGraph]) -> String {
+    serde_json::Value::Array(
+        known
+            .iter()
+            .map(|k| serde_json::json!([k.workflow, k.fingerprint.map(u64::cast_signed)]))
+            .collect(),
+    )
+    .to_string()
+}
+
 /// At most `limit` runs still running, not parked, whose lease has expired or was given up,
 /// of the workflows and graphs of `known`, oldest first.
 pub(crate) fn free_runs(
@@ -120,14 +132,7 @@ pub(crate) fn free_runs(
     limit: usize,
 ) -> Result<Vec<FreeRun>, StoreError> {
     let sqlite = |e: rusqlite::Error| sqlite_error(label, &e);
-    // `[[workflow, fingerprint or null], ...]`, the fingerprint as the schema keeps it.
-    let known = serde_json::Value::Array(
-        known
-            .iter()
-            .map(|k| serde_json::json!([k.workflow, k.fingerprint.map(u64::cast_signed)]))
-            .collect(),
-    )
-    .to_string();
+    let known = known_json(known);
     let mut stmt = conn
         .prepare_cached(
             "SELECT run_id, workflow, graph_fingerprint FROM runs \
@@ -162,13 +167,7 @@ pub(crate) fn queued_runs(
     limit: usize,
 ) -> Result<Vec<FreeRun>, StoreError> {
     let sqlite = |e: rusqlite::Error| sqlite_error(label, &e);
-    let known = serde_json::Value::Array(
-        known
-            .iter()
-            .map(|k| serde_json::json!([k.workflow, k.fingerprint.map(u64::cast_signed)]))
-            .collect(),
-    )
-    .to_string();
+    let known = known_json(known);
     let queues = serde_json::Value::from(queues.to_vec()).to_string();
     let mut stmt = conn
         .prepare_cached(

@@ -195,12 +195,12 @@ pub async fn an_engine_serving_a_queue_runs_its_runs_once(db: &impl TestDatabase
     assert!(counts.values().all(|n| *n == 1), "each once: {counts:?}");
 }
 
-/// An engine that serves a queue with a bound runs at most that many of its runs at once,
-/// and every run in the end; the bound is the engine's, checked where the steps run.
-pub async fn an_engine_runs_at_most_its_bound_of_a_queue_s_runs_at_once(db: &impl TestDatabase) {
+/// One slow step (60 ms) over a number, and the most executions of it at once, in this
+/// process.
+fn slow(name: &str) -> (Definition<u64, u64>, Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let mut b = Builder::<u64>::new("Bounded");
+    let mut b = Builder::<u64>::new(name);
     let input = b.input();
     let (n, m) = (Arc::clone(&now), Arc::clone(&most));
     let out = b.step("slow", StepOptions::new(), (input,), move |_, (x,)| {
@@ -213,7 +213,13 @@ pub async fn an_engine_runs_at_most_its_bound_of_a_queue_s_runs_at_once(db: &imp
             Ok::<_, StepError>(x + 1)
         }
     });
-    let def = b.build_with_output(out);
+    (b.build_with_output(out), most)
+}
+
+/// An engine that serves a queue with a bound runs at most that many of its runs at once,
+/// and every run in the end; the bound is the engine's, checked where the steps run.
+pub async fn an_engine_runs_at_most_its_bound_of_a_queue_s_runs_at_once(db: &impl TestDatabase) {
+    let (def, most) = slow("Bounded");
     let client = Engine::builder()
         .store(Arc::new(db.open("client", LONG, RECOVERIES).await))
         .build();
@@ -240,7 +246,7 @@ pub async fn an_engine_runs_at_most_its_bound_of_a_queue_s_runs_at_once(db: &imp
         assert_eq!(*report.output, k + 1);
     }
     assert_eq!(
-        most.load(Ordering::SeqCst),
+        most.load(std::sync::atomic::Ordering::SeqCst),
         2,
         "two at once, never more (and the bound was reached)"
     );
@@ -250,22 +256,7 @@ pub async fn an_engine_runs_at_most_its_bound_of_a_queue_s_runs_at_once(db: &imp
 /// runs at once together, though each alone would take more; every run in the end. The
 /// store counts and reserves (`QueueStore::admit`); the steps count where they run.
 pub async fn engines_together_run_at_most_a_queue_s_overall_bound(db: &impl TestDatabase) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let mut b = Builder::<u64>::new("Shared");
-    let input = b.input();
-    let (n, m) = (Arc::clone(&now), Arc::clone(&most));
-    let out = b.step("slow", StepOptions::new(), (input,), move |_, (x,)| {
-        let (now, most, x) = (Arc::clone(&n), Arc::clone(&m), *x);
-        async move {
-            let running = now.fetch_add(1, Ordering::SeqCst) + 1;
-            most.fetch_max(running, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(60)).await;
-            now.fetch_sub(1, Ordering::SeqCst);
-            Ok::<_, StepError>(x + 1)
-        }
-    });
-    let def = b.build_with_output(out);
+    let (def, most) = slow("Shared");
     let client = Engine::builder()
         .store(Arc::new(db.open("client", LONG, RECOVERIES).await))
         .build();
@@ -303,7 +294,7 @@ pub async fn engines_together_run_at_most_a_queue_s_overall_bound(db: &impl Test
         assert_eq!(*report.output, k + 1);
     }
     assert_eq!(
-        most.load(Ordering::SeqCst),
+        most.load(std::sync::atomic::Ordering::SeqCst),
         3,
         "three at once over both engines (each alone would run two), never more"
     );
