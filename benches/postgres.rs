@@ -164,9 +164,19 @@ fn main() {
             )
             .await
             .unwrap();
-        let store = PgStore::connect(&url(), PgOptions::default().schema("sagaflow_bench"))
-            .await
-            .unwrap();
+        // `SAGAFLOW_BENCH_WRITERS`: the store's writer connections (`PgOptions::writers`).
+        let writers = std::env::var("SAGAFLOW_BENCH_WRITERS")
+            .ok()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(1);
+        let store = PgStore::connect(
+            &url(),
+            PgOptions::default()
+                .schema("sagaflow_bench")
+                .writers(writers),
+        )
+        .await
+        .unwrap();
         let engine = Engine::builder().store(Arc::new(store.clone())).build();
         let (mut bare_seq, mut flow_seq, mut bare_con, mut flow_con) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -197,7 +207,7 @@ fn main() {
             median(bare_con),
             median(flow_con),
         );
-        println!("rounds: {rounds} (medians)");
+        println!("rounds: {rounds} (medians); writer connections: {writers}");
         println!("bare INSERT + COMMIT, 1 client:          {bs:8.1} µs");
         println!("sagaflow durable step, sequential:        {fs:8.1} µs   ratio {:.2}× the bare commit", fs / bs);
         println!("bare INSERT + COMMIT, 16 clients:         {bc:8.0} commits/s");

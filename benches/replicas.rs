@@ -60,9 +60,15 @@ async fn replica(settings: &str) {
         parts.next().unwrap(),
         parts.next().unwrap(),
     );
+    // `SAGAFLOW_BENCH_WRITERS`: each replica's writer connections (`PgOptions::writers`).
+    let writers = std::env::var("SAGAFLOW_BENCH_WRITERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(1);
     let options = PgOptions::default()
         .schema(SCHEMA)
-        .owner(format!("replica-{index}"));
+        .owner(format!("replica-{index}"))
+        .writers(writers);
     let store = PgStore::connect(&url(), options).await.unwrap();
     let engine = Engine::builder().store(Arc::new(store)).build();
     let def = chain(STEPS);

@@ -42,6 +42,9 @@ pub struct PgInspector {
     session: Session,
     /// The server's URL without its password, and the schema where it is not the default.
     database: String,
+    /// Whether the schema numbers its log by transaction (version 7 on), so that a reader
+    /// reads only below the horizon (see `reads::events`).
+    horizon: bool,
 }
 
 impl std::fmt::Debug for PgInspector {
@@ -102,18 +105,19 @@ impl PgInspector {
         let client = connect::connect(&config, &database)
             .await
             .map_err(|e| from_store(&database, e))?;
-        let inspector = PgInspector {
+        let mut inspector = PgInspector {
             client,
             session,
             database,
+            horizon: false,
         };
-        inspector.check_schema(schema).await?;
+        inspector.horizon = inspector.check_schema(schema).await? >= 7;
         Ok(inspector)
     }
 
     /// Refuses a schema that does not exist, has no sagaflow tables, or is newer than this
-    /// code.
-    async fn check_schema(&self, schema: &str) -> Result<(), InspectError> {
+    /// code; returns its version.
+    async fn check_schema(&self, schema: &str) -> Result<i64, InspectError> {
         let found = self
             .one(
                 "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1), \
@@ -161,7 +165,7 @@ impl PgInspector {
                 "schema `{schema}` at version {version}, without sagaflow's tables"
             )));
         }
-        Ok(())
+        Ok(version)
     }
 
     fn err(&self, error: &tokio_postgres::Error) -> InspectError {
@@ -311,8 +315,13 @@ impl Inspect for PgInspector {
     async fn events(&self, run_ids: &[String], after: i64) -> Result<Vec<EventRow>, InspectError> {
         let rows = self
             .query(
-                "SELECT seq, run_id, at, kind, step, attempt, detail FROM events \
-                 WHERE run_id = ANY($1) AND seq > $2 ORDER BY seq",
+                if self.horizon {
+                    "SELECT seq, run_id, at, kind, step, attempt, detail FROM events \
+                     WHERE run_id = ANY($1) AND seq > $2 AND seq < readable_below() ORDER BY seq"
+                } else {
+                    "SELECT seq, run_id, at, kind, step, attempt, detail FROM events \
+                     WHERE run_id = ANY($1) AND seq > $2 ORDER BY seq"
+                },
                 &[&run_ids, &after],
             )
             .await?;

@@ -11,7 +11,6 @@ use deadpool_postgres::Pool;
 use tokio_postgres::Client;
 
 use crate::error::{pg_error, pool_error};
-use crate::schema::Locks;
 use crate::session::Session;
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
@@ -49,7 +48,6 @@ pub(crate) async fn renew(
     pool: &Pool,
     session: &Session,
     label: &str,
-    locks: Locks,
 ) -> Result<(), StoreError> {
     let (runs, tokens) = live(leases);
     if runs.is_empty() {
@@ -60,7 +58,6 @@ pub(crate) async fn renew(
     let renewed = set_expiry(
         &mut client,
         session,
-        locks,
         &runs,
         &tokens,
         Some(leases.lease_ms()),
@@ -85,12 +82,11 @@ pub(crate) async fn give_up(
     leases: &Leases,
     client: &mut Client,
     session: &Session,
-    locks: Locks,
 ) -> Result<(), tokio_postgres::Error> {
     leases.pause(false);
     let (runs, tokens) = live(leases);
     if !runs.is_empty() {
-        set_expiry(client, session, locks, &runs, &tokens, None).await?;
+        set_expiry(client, session, &runs, &tokens, None).await?;
     }
     Ok(())
 }
@@ -98,27 +94,28 @@ pub(crate) async fn give_up(
 /// Hands `runs` (with the tokens this store held) over at once: their leases expire now and
 /// their tokens are bumped (a renewal already under way is fenced), where the run still has
 /// that token; the take-up that follows is not counted as a recovery (the count is lowered by
-/// one, which the take-up adds back). Under the log lock, as every write of a run's row.
+/// one, which the take-up adds back). One statement, which locks the rows in `run_id` order
+/// as every statement that locks several runs' rows does (schema 7), so that none of them
+/// waits for another in a circle.
 pub(crate) async fn hand_over(
     client: &mut Client,
     session: &Session,
-    locks: Locks,
     runs: &[String],
     tokens: &[i64],
 ) -> Result<(), tokio_postgres::Error> {
-    let tx = session.transaction(client).await?;
-    let (k1, k2) = locks.log;
-    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&k1, &k2])
+    session
+        .on(client)
+        .execute(
+            "WITH l AS MATERIALIZED (SELECT r.run_id FROM runs r \
+                 JOIN unnest($1::text[], $2::bigint[]) AS u(run_id, token) ON r.run_id = u.run_id \
+                 WHERE r.lease_token = u.token AND NOT r.parked \
+                 ORDER BY r.run_id FOR UPDATE OF r) \
+             UPDATE runs r SET lease_expires = now_ms() - 1, lease_token = r.lease_token + 1, \
+             recoveries = GREATEST(r.recoveries - 1, 0) FROM l WHERE r.run_id = l.run_id",
+            &[&runs, &tokens],
+        )
         .await?;
-    tx.execute(
-        "UPDATE runs r SET lease_expires = now_ms() - 1, lease_token = r.lease_token + 1, \
-         recoveries = GREATEST(r.recoveries - 1, 0) \
-         FROM unnest($1::text[], $2::bigint[]) AS l(run_id, token) \
-         WHERE r.run_id = l.run_id AND r.lease_token = l.token AND NOT r.parked",
-        &[&runs, &tokens],
-    )
-    .await?;
-    tx.commit().await
+    Ok(())
 }
 
 /// At most `limit` runs still running, not parked, whose lease has expired or was given up
@@ -193,31 +190,27 @@ pub(crate) async fn queued_runs(
 }
 
 /// Sets the lease of each of `runs` whose token is still `tokens`' to expire `lease_ms` from
-/// now by the server's clock (`None`: now). Returns the runs it found still held. Under the
-/// log lock, which every writer takes before any run's row, so that a renewal and a batch
-/// never wait for each other's rows.
+/// now by the server's clock (`None`: now). Returns the runs it found still held. One
+/// statement, which locks the rows in `run_id` order (see `hand_over`).
 async fn set_expiry(
     client: &mut Client,
     session: &Session,
-    locks: Locks,
     runs: &[String],
     tokens: &[i64],
     lease_ms: Option<i64>,
 ) -> Result<Vec<String>, tokio_postgres::Error> {
-    let tx = session.transaction(client).await?;
-    let (k1, k2) = locks.log;
-    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&k1, &k2])
-        .await?;
-    let rows = tx
+    let rows = session
+        .on(client)
         .query(
-            "UPDATE runs r SET lease_expires = now_ms() + COALESCE($3::bigint, -1) \
-             FROM unnest($1::text[], $2::bigint[]) AS l(run_id, token) \
-             WHERE r.run_id = l.run_id AND r.lease_token = l.token AND NOT r.parked \
-             RETURNING r.run_id",
+            "WITH l AS MATERIALIZED (SELECT r.run_id FROM runs r \
+                 JOIN unnest($1::text[], $2::bigint[]) AS u(run_id, token) ON r.run_id = u.run_id \
+                 WHERE r.lease_token = u.token AND NOT r.parked \
+                 ORDER BY r.run_id FOR NO KEY UPDATE OF r) \
+             UPDATE runs r SET lease_expires = now_ms() + COALESCE($3::bigint, -1) \
+             FROM l WHERE r.run_id = l.run_id RETURNING r.run_id",
             &[&runs, &tokens, &lease_ms],
         )
         .await?;
-    tx.commit().await?;
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
@@ -268,30 +261,29 @@ impl Acquired {
 
 /// Takes the lease on `run_id` for `owner`, counting a recovery, in a transaction of its own
 /// on `client`: refused while another owner's lease is live; parks the run when this take-up
-/// would pass `max_recoveries`, logging `run_parked`. The log lock is taken first, as every
-/// writer takes it before any run's row, so that no two transactions wait for each other.
+/// would pass `max_recoveries`, logging `run_parked`. It locks the run's row alone, so it
+/// never waits in a circle with a statement that locks several (see `hand_over`).
 pub(crate) async fn acquire(
     client: &mut Client,
     session: &Session,
-    locks: Locks,
     run_id: &str,
     owner: &str,
     lease_ms: i64,
     max_recoveries: u32,
 ) -> Result<Acquired, tokio_postgres::Error> {
-    // The usual take-up in one autocommitted statement, without the log lock: the run runs,
+    // The usual take-up in one autocommitted statement: the run runs,
     // is not parked, its lease is free (none, this owner's, or run out), and this take-up
     // does not pass the maximum. It locks the run's row alone, and waits for nothing while it
-    // holds it, so it cannot deadlock with a writer that holds the log lock and wants that
-    // row. Anything else (refused, ended, parked, or parked now, which logs under the log
-    // lock) goes the long way below, which finds out which.
+    // holds it. Anything else (refused, ended, parked, or parked now, which logs the parking)
+    // goes the long way below, which finds out which.
     let below = i32::try_from(max_recoveries).unwrap_or(i32::MAX);
     let fast = session
         .on(client)
         .query_opt(
-            "UPDATE runs SET owner = $2, lease_token = lease_token + 1, \
+            "WITH l AS (SELECT run_id FROM runs WHERE run_id = $1 FOR UPDATE) \
+             UPDATE runs SET owner = $2, lease_token = lease_token + 1, \
              lease_expires = now_ms() + $3, recoveries = recoveries + 1 \
-             WHERE run_id = $1 AND status = 'running' AND NOT parked AND recoveries < $4 \
+             FROM l WHERE runs.run_id = l.run_id AND status = 'running' AND NOT parked AND recoveries < $4 \
              AND (owner IS NULL OR owner = $2 OR lease_expires IS NULL OR lease_expires <= now_ms()) \
              RETURNING lease_token, recoveries",
             &[&run_id, &owner, &lease_ms, &below],
@@ -306,13 +298,10 @@ pub(crate) async fn acquire(
         }));
     }
     let tx = session.transaction(client).await?;
-    let (k1, k2) = locks.log;
-    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&k1, &k2])
-        .await?;
     let row = tx
         .query_opt(
             "SELECT status, parked, owner, lease_expires, recoveries, now_ms() FROM runs \
-             WHERE run_id = $1 FOR NO KEY UPDATE",
+             WHERE run_id = $1 FOR UPDATE",
             &[&run_id],
         )
         .await?;
@@ -446,9 +435,10 @@ pub(crate) async fn admit(
     }
     let taken = tx
         .execute(
-            "UPDATE runs SET owner = $2, lease_expires = now_ms() + $3, \
+            "WITH l AS (SELECT run_id FROM runs WHERE run_id = $1 FOR UPDATE) \
+             UPDATE runs SET owner = $2, lease_expires = now_ms() + $3, \
              lease_token = lease_token + 1 \
-             WHERE run_id = $1 AND queue = $4 AND status = 'running' AND NOT parked \
+             FROM l WHERE runs.run_id = l.run_id AND queue = $4 AND status = 'running' AND NOT parked \
              AND (owner IS NULL OR owner = $2 OR lease_expires IS NULL \
                   OR lease_expires <= now_ms())",
             &[&run_id, &owner, &lease_ms, &queue],

@@ -55,11 +55,13 @@ mod replicas;
 mod retention;
 mod schema;
 mod session;
+mod tail;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tls;
 mod writer;
 
+use crate::tail::Tail;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -71,7 +73,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::engine::Engine;
 use sagaflow_core::runtime::error::StoreError;
-use sagaflow_core::runtime::events::{Event, EventKind, EventSink, Publisher};
+use sagaflow_core::runtime::events::{Event, EventSink, Publisher};
 use sagaflow_core::runtime::store::{
     Advanced, Change, Created, DeliveredSignal, EventLog, FreeRun, KnownGraph, Lease, LeaseStore,
     MachineStep, MachineStore, MachineTransition, NewRun, RunStore, SignalStore, StoredMachine,
@@ -109,6 +111,9 @@ struct Inner {
     /// The owner id the leases are held under, and whether the store holds it now.
     owner: owner::Owner,
     publisher: Arc<Publisher>,
+    /// What the writers committed, for the task that publishes the log (`tail`).
+    tail: Arc<Tail>,
+    tailing: tokio::task::JoinHandle<()>,
     locks: Locks,
     stats: Arc<Stats>,
     heartbeat: tokio::task::JoinHandle<()>,
@@ -128,17 +133,18 @@ struct Notices {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.heartbeat.abort();
+        self.tailing.abort();
         if let Some(notices) = &self.notices {
             notices.listener.abort();
         }
         // Give the leases up, so that another replica need not wait for them to expire; on a
         // task, since a drop cannot wait. Without a runtime they expire on their own.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (pool, leases, locks) = (self.pool.clone(), Arc::clone(&self.leases), self.locks);
+            let (pool, leases) = (self.pool.clone(), Arc::clone(&self.leases));
             let session = self.session.clone();
             runtime.spawn(async move {
                 if let Ok(mut client) = pool.get().await
-                    && let Err(error) = lease::give_up(&leases, &mut client, &session, locks).await
+                    && let Err(error) = lease::give_up(&leases, &mut client, &session).await
                 {
                     tracing::warn!(error = %error::describe(&error), "the leases could not be given up; they will expire");
                 }
@@ -176,7 +182,7 @@ impl PgStore {
 
         let client = connect::connect(&config, &label).await?;
         schema::migrate(&client, &session, &label, &options.schema, locks).await?;
-        let publisher = Arc::new(Publisher::new(
+        let publisher = Arc::new(Publisher::sparse(
             reads::head(&session.on(&client), &label).await?,
         ));
         drop(client);
@@ -221,25 +227,43 @@ impl PgStore {
             options.max_recoveries,
         ));
         let stats = Arc::new(Stats::default());
-        let mut writer = Writer::new(
-            config,
-            Arc::clone(&label),
-            owner.id().to_owned(),
-            locks,
+        let tail = Arc::new(Tail::default());
+        let tailing = tokio::spawn(tail::run(
+            Arc::clone(&tail),
             Arc::clone(&publisher),
-            Arc::clone(&stats),
-            &options,
-        );
-        writer.connect().await?;
+            pool.clone(),
+            session.clone(),
+            Arc::clone(&label),
+        ));
         let (writes, queue) = mpsc::unbounded_channel();
-        tokio::spawn(writer.run(queue));
+        let queue: writer::Shared = Arc::new(tokio::sync::Mutex::new(queue));
+        let mut writers = Vec::with_capacity(options.writers.max(1));
+        for i in 0..options.writers.max(1) {
+            let key = match i {
+                0 => owner.id().to_owned(),
+                i => format!("{}/w{i}", owner.id()),
+            };
+            let mut writer = Writer::new(
+                config.clone(),
+                Arc::clone(&label),
+                key,
+                locks,
+                (Arc::clone(&publisher), Arc::clone(&tail)),
+                Arc::clone(&stats),
+                &options,
+            );
+            writer.connect().await?;
+            writers.push(writer);
+        }
+        for writer in writers {
+            tokio::spawn(writer.run(Arc::clone(&queue)));
+        }
         let heartbeat = tokio::spawn(heartbeat(
             Arc::downgrade(&leases),
             owner.held(),
             pool.clone(),
             session.clone(),
             Arc::clone(&label),
-            locks,
         ));
         Ok(PgStore {
             inner: Arc::new(Inner {
@@ -251,6 +275,8 @@ impl PgStore {
                 leases,
                 owner,
                 publisher,
+                tail,
+                tailing,
                 locks,
                 stats,
                 heartbeat,
@@ -364,7 +390,6 @@ async fn heartbeat(
     pool: Pool,
     session: Session,
     label: Arc<str>,
-    locks: Locks,
 ) {
     let Some(period) = leases.upgrade().map(|l| l.heartbeat_period()) else {
         return;
@@ -383,7 +408,7 @@ async fn heartbeat(
             );
             continue;
         }
-        if let Err(error) = lease::renew(&leases, &pool, &session, &label, locks).await {
+        if let Err(error) = lease::renew(&leases, &pool, &session, &label).await {
             // Not renewed this time; the next tick tries again, well before the expiry.
             tracing::warn!(%error, "the leases could not be renewed");
         }
@@ -547,7 +572,6 @@ impl LeaseStore for PgStore {
         let acquired = lease::acquire(
             &mut client,
             &self.inner.session,
-            self.inner.locks,
             run_id.as_str(),
             leases.owner(),
             leases.lease_ms(),
@@ -556,19 +580,11 @@ impl LeaseStore for PgStore {
         .await
         .map_err(|e| error::pg_error(&self.inner.label, &e))?;
         if let Acquired::Parked {
-            logged: Some((seq, at)),
+            logged: Some((seq, _)),
             ..
         } = &acquired
         {
-            self.inner.publisher.publishing().publish(*seq, || Event {
-                seq: *seq,
-                run_id: run_id.clone(),
-                at_ms: *at,
-                kind: EventKind::RunParked,
-                step: None,
-                attempt: None,
-                detail: None,
-            });
+            self.inner.tail.committed(&self.inner.publisher, [*seq]);
         }
         match acquired.into_result(run_id)? {
             Some(lease) => {
@@ -603,15 +619,9 @@ impl LeaseStore for PgStore {
             return Ok(());
         }
         let mut client = self.client().await?;
-        lease::hand_over(
-            &mut client,
-            &self.inner.session,
-            self.inner.locks,
-            &runs,
-            &tokens,
-        )
-        .await
-        .map_err(|e| error::pg_error(&self.inner.label, &e))
+        lease::hand_over(&mut client, &self.inner.session, &runs, &tokens)
+            .await
+            .map_err(|e| error::pg_error(&self.inner.label, &e))
     }
 
     async fn free_runs(
@@ -705,6 +715,9 @@ impl SignalStore for PgStore {
     }
 }
 
+/// How long [`EventLog::events`] waits for this store's own events to come below the horizon.
+const OWN_WRITES_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The `events` table, published to every engine on the store once committed.
 #[async_trait::async_trait]
 impl EventLog for PgStore {
@@ -718,14 +731,26 @@ impl EventLog for PgStore {
             return Ok(Vec::new());
         }
         let client = self.client().await?;
-        reads::events(
-            &self.inner.session.on(&client),
-            &self.inner.label,
-            run_id.map(RunId::as_str),
-            after,
-            limit,
-        )
-        .await
+        // Read your own writes: what this store committed is below the horizon as soon as the
+        // transactions that took their numbers before it end (milliseconds); a transaction
+        // that stays open longer (on any database of the server) is not waited for past
+        // `OWN_WRITES_WAIT`, and the answer is then the part of the log that is final.
+        let mine = self.inner.tail.mine();
+        let deadline = tokio::time::Instant::now() + OWN_WRITES_WAIT;
+        loop {
+            let (events, horizon) = reads::events(
+                &self.inner.session.on(&client),
+                &self.inner.label,
+                run_id.map(RunId::as_str),
+                after,
+                limit,
+            )
+            .await?;
+            if horizon > mine || events.len() == limit || tokio::time::Instant::now() >= deadline {
+                return Ok(events);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
     }
 
     fn attach_events(&self, sink: EventSink) -> bool {

@@ -42,6 +42,11 @@ pub struct PgOptions {
     /// Connections for reads and the writes outside a group commit (signals, machines,
     /// leases taken up), besides the writer's own connection; 4 by default.
     pub pool_size: usize,
+    /// Writer connections, each committing batches of checkpoints on its own; 1 by default.
+    /// Batches of several writers commit side by side and share the server's WAL flushes
+    /// (the log is numbered by transaction, not under a lock), at the price of smaller
+    /// batches: see benches/README.md for when more than one pays.
+    pub writers: usize,
     /// How long connecting may take before it is an error; 10 s by default.
     pub connect_timeout: Duration,
     /// The server cancels a statement that runs longer (`statement_timeout`); 30 s by
@@ -82,6 +87,7 @@ impl Default for PgOptions {
             lease: Duration::from_secs(30),
             max_recoveries: 100,
             pool_size: 4,
+            writers: 1,
             connect_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(30),
             lock_timeout: Duration::from_secs(10),
@@ -119,6 +125,13 @@ impl PgOptions {
     /// These options with the pool's size set (at least 1).
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = size.max(1);
+        self
+    }
+
+    /// These options with the number of writer connections set (at least 1; see
+    /// [`writers`](Self::writers)).
+    pub fn writers(mut self, writers: usize) -> Self {
+        self.writers = writers.clamp(1, 64);
         self
     }
 

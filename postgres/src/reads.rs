@@ -134,37 +134,45 @@ pub(crate) async fn stopped_runs(
         .collect())
 }
 
-/// The last `seq` in the log (0 for an empty one).
+/// The last `seq` of the log that no transaction can still write below (0 for an empty
+/// log): see schema version 7.
 pub(crate) async fn head(client: &Link<'_>, label: &str) -> Result<u64, StoreError> {
     client
-        .query_one("SELECT COALESCE(max(seq), 0) FROM events", &[])
+        .query_one(
+            "SELECT COALESCE(max(seq), 0) FROM events WHERE seq < readable_below()",
+            &[],
+        )
         .await
         .map(|row| row.get::<_, i64>(0).cast_unsigned())
         .map_err(|e| pg_error(label, &e))
 }
 
-/// Up to `limit` events after `after`, of `run_id` or of every run, in `seq` order.
+/// Up to `limit` events after `after`, of `run_id` or of every run, in `seq` order: only
+/// those below the horizon (`readable_below`, schema version 7), below which no transaction
+/// still running can add one, so that a reader that goes on from the last `seq` it read
+/// misses nothing. Returns the horizon too: every event below it that is not in the answer
+/// lies past the page (or was deleted).
 pub(crate) async fn events(
     client: &Link<'_>,
     label: &str,
     run_id: Option<&str>,
     after: u64,
     limit: usize,
-) -> Result<Vec<Event>, StoreError> {
+) -> Result<(Vec<Event>, u64), StoreError> {
     // `seq` is a positive bigint: nothing lies past a position beyond it.
     let Ok(after) = i64::try_from(after) else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), u64::MAX));
     };
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    if limit == 0 {
-        return Ok(Vec::new());
-    }
+    // One row at least: the horizon, beside each event (or beside none).
     let rows = match run_id {
         None => {
             client
                 .query(
-                    "SELECT seq, run_id, at, kind, step, attempt, detail FROM events \
-                     WHERE seq > $1 ORDER BY seq LIMIT $2",
+                    "WITH h AS MATERIALIZED (SELECT readable_below() AS h) \
+                     SELECT h.h, e.seq, e.run_id, e.at, e.kind, e.step, e.attempt, e.detail \
+                     FROM h LEFT JOIN LATERAL (SELECT * FROM events \
+                         WHERE seq > $1 AND seq < h.h ORDER BY seq LIMIT $2) e ON true",
                     &[&after, &limit],
                 )
                 .await
@@ -172,17 +180,26 @@ pub(crate) async fn events(
         Some(run_id) => {
             client
                 .query(
-                    "SELECT seq, run_id, at, kind, step, attempt, detail FROM events \
-                     WHERE run_id = $3 AND seq > $1 ORDER BY seq LIMIT $2",
+                    "WITH h AS MATERIALIZED (SELECT readable_below() AS h) \
+                     SELECT h.h, e.seq, e.run_id, e.at, e.kind, e.step, e.attempt, e.detail \
+                     FROM h LEFT JOIN LATERAL (SELECT * FROM events \
+                         WHERE run_id = $3 AND seq > $1 AND seq < h.h ORDER BY seq LIMIT $2) e \
+                     ON true",
                     &[&after, &limit, &run_id],
                 )
                 .await
         }
     }
     .map_err(|e| pg_error(label, &e))?;
+    let horizon = rows
+        .first()
+        .map_or(0, |row| row.get::<_, i64>(0).cast_unsigned());
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
-        let (seq, run_id, kind): (i64, String, String) = (row.get(0), row.get(1), row.get(3));
+        let Some(seq) = row.get::<_, Option<i64>>(1) else {
+            continue;
+        };
+        let (run_id, kind): (String, String) = (row.get(2), row.get(4));
         let Some(kind) = EventKind::parse(&kind) else {
             return Err(StoreError::Backend(format!(
                 "database `{label}`: event {seq} of run `{run_id}` has a kind this sagaflow does not know: `{kind}`"
@@ -191,16 +208,16 @@ pub(crate) async fn events(
         events.push(Event {
             seq: seq.cast_unsigned(),
             run_id: RunId::from(run_id),
-            at_ms: row.get(2),
+            at_ms: row.get(3),
             kind,
-            step: row.get::<_, Option<String>>(4).map(Arc::from),
+            step: row.get::<_, Option<String>>(5).map(Arc::from),
             attempt: row
-                .get::<_, Option<i32>>(5)
+                .get::<_, Option<i32>>(6)
                 .and_then(|a| u32::try_from(a).ok()),
-            detail: row.get(6),
+            detail: row.get(7),
         });
     }
-    Ok(events)
+    Ok((events, horizon))
 }
 
 /// Keeps the signal unless one of that name was delivered to the run already, numbered under

@@ -35,6 +35,9 @@ const MIGRATIONS: &[(&str, i64)] = &[
     (V5, 2),
     // Only adds the queue columns and their index.
     (V6, 2),
+    // Numbers events by transaction, without the log lock; `record_v1` keeps its signature
+    // and its answer, so the release before it writes through the new body.
+    (V7, 2),
 ];
 
 /// The newest schema version this code knows.
@@ -347,13 +350,158 @@ CREATE INDEX IF NOT EXISTS runs_queued ON runs (queue, priority DESC, created_at
     WHERE status = 'running' AND queue IS NOT NULL;
 ";
 
+/// Version 7: the event log numbered by transaction, without a lock held through commit.
+///
+/// Until version 6 a batch took the log lock (a transaction-level advisory lock) to number
+/// its events in commit order. PostgreSQL lets such a lock go only after the commit's WAL
+/// flush, so writers on different connections (several replicas, or several writers of one)
+/// took turns and never shared a flush. An event's `seq` is now its transaction's id shifted
+/// left by 20 bits, plus its place in the transaction (`log_positions`, which counts in a
+/// transaction-local setting): unique, increasing within a transaction, and ordered between
+/// transactions by when each took its id, not by when it committed. What makes a reader's
+/// prefix final is the snapshot's horizon instead: every transaction whose id is below
+/// `pg_snapshot_xmin(pg_current_snapshot())` has ended, so the events below that id shifted
+/// left are all there and none will come below them (`readable_below`); a reader that has
+/// read every event below the horizon up to `p` finds any later one above `p`. Events
+/// numbered before this version are below every new number (the migration checks).
+///
+/// The column's default numbers the rows that other statements insert (a run's creation, a
+/// parking); `record_v1` keeps its signature and answer and numbers its batch in one call,
+/// without the lock, so the release before this one (which calls it) writes through this body
+/// too. The log lock now numbers only signals.
+///
+/// The fence no longer rests on that lock either: the batch reads its runs' tokens with a
+/// `FOR KEY SHARE` lock on their rows, and every change of a token (a take-up, a hand-over, a
+/// parking, a queue's admission) locks the row `FOR UPDATE` first, which waits for that lock
+/// and is waited for by it: no take-up commits between a batch's fence and its commit. A
+/// lease renewal (`FOR NO KEY UPDATE`) does not wait for a batch, nor a batch for it. The
+/// statements that lock several runs' rows lock them in `run_id` order, so that none waits
+/// for another in a circle.
+const V7: &str = r#"
+CREATE FUNCTION log_positions(n integer) RETURNS bigint LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+    used integer := COALESCE(NULLIF(current_setting('sagaflow.log_used', true), ''), '0')::integer;
+BEGIN
+    IF n < 0 OR used + n >= 1048576 THEN
+        RAISE EXCEPTION 'sagaflow: more than 1048575 events in one transaction';
+    END IF;
+    PERFORM set_config('sagaflow.log_used', (used + n)::text, true);
+    RETURN (pg_current_xact_id()::text::bigint << 20) + used;
+END
+$fn$;
+
+CREATE FUNCTION readable_below() RETURNS bigint LANGUAGE sql STABLE
+    AS $$ SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20 $$;
+
+DO $$ BEGIN
+    IF (SELECT COALESCE(max(seq), 0) FROM events) >= (pg_current_xact_id()::text::bigint << 20)
+    THEN
+        RAISE EXCEPTION 'sagaflow: the event log is numbered past this server''s transaction ids';
+    END IF;
+END $$;
+
+ALTER TABLE events ALTER COLUMN seq DROP IDENTITY IF EXISTS;
+ALTER TABLE events ALTER COLUMN seq SET DEFAULT (log_positions(1) + 1);
+
+CREATE OR REPLACE FUNCTION record_v1(
+    p_owner text, p_batch bigint, p_k1 integer, p_k2 integer,
+    p_runs text[], p_tokens bigint[], p_leases bigint[], p_ends text[], p_end_errors text[],
+    p_wis bigint[], p_steps text[], p_outputs text[], p_kinds text[], p_attempts integer[],
+    p_details text[]
+) RETURNS TABLE (r_seqs bigint[], r_at bigint, r_passed boolean[], r_found boolean[])
+LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $fn$
+DECLARE
+    base bigint;
+BEGIN
+    INSERT INTO writers (owner, batch) VALUES (p_owner, p_batch)
+        ON CONFLICT (owner) DO UPDATE SET batch = excluded.batch;
+    base := log_positions(cardinality(p_kinds));
+    IF cardinality(p_runs) = 1 THEN
+        RETURN QUERY
+        WITH now AS MATERIALIZED (SELECT now_ms() AS at),
+        r AS MATERIALIZED (
+            SELECT lease_token = p_tokens[1] AND NOT parked AS admitted, lease_expires
+            FROM runs WHERE run_id = p_runs[1] FOR KEY SHARE
+        ),
+        renew AS (
+            UPDATE runs SET version = version + 1, updated_at = now.at,
+                lease_expires = CASE WHEN p_ends[1] IS NULL THEN now.at + p_leases[1] END,
+                status = COALESCE(p_ends[1], status), error = COALESCE(p_end_errors[1], error)
+            FROM r, now
+            WHERE runs.run_id = p_runs[1] AND r.admitted
+                AND (p_ends[1] IS NOT NULL OR r.lease_expires IS NULL
+                     OR r.lease_expires - now.at < p_leases[1] / 2)
+        ),
+        ev AS (
+            INSERT INTO events (seq, run_id, at, kind, step, attempt, detail, output)
+            SELECT base + c.ci, p_runs[1], now.at, c.kind, c.step, c.attempt, c.detail, c.output
+            FROM unnest(p_steps, p_outputs, p_kinds, p_attempts, p_details)
+                    WITH ORDINALITY AS c(step, output, kind, attempt, detail, ci),
+                now, r
+            WHERE r.admitted
+            RETURNING seq
+        )
+        SELECT (SELECT array_agg(seq ORDER BY seq) FROM ev), (SELECT at FROM now),
+            ARRAY[COALESCE((SELECT admitted FROM r), false)],
+            ARRAY[EXISTS (SELECT 1 FROM r)];
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH now AS MATERIALIZED (SELECT now_ms() AS at),
+    held AS MATERIALIZED (
+        SELECT run_id, lease_token, parked, lease_expires FROM runs
+        WHERE run_id = ANY(p_runs) ORDER BY run_id FOR KEY SHARE
+    ),
+    w AS MATERIALIZED (
+        SELECT x.wi, x.run_id, x.lease_ms, x.end_status, x.end_error,
+            r.run_id IS NOT NULL AS run_exists,
+            COALESCE(r.lease_token = x.token AND NOT r.parked, false) AS admitted,
+            r.lease_expires
+        FROM unnest(p_runs, p_tokens, p_leases, p_ends, p_end_errors)
+            WITH ORDINALITY AS x(run_id, token, lease_ms, end_status, end_error, wi)
+        LEFT JOIN held r ON r.run_id = x.run_id
+    ),
+    admitted AS MATERIALIZED (SELECT array_agg(admitted ORDER BY wi) AS p FROM w),
+    g AS MATERIALIZED (
+        SELECT run_id, max(lease_ms) AS lease_ms, max(end_status) AS end_status,
+            max(end_error) AS end_error, min(lease_expires) AS lease_expires
+        FROM w WHERE admitted GROUP BY run_id
+        HAVING max(end_status) IS NOT NULL OR min(lease_expires) IS NULL
+            OR min(lease_expires) - (SELECT at FROM now) < max(lease_ms) / 2
+    ),
+    locked AS MATERIALIZED (
+        SELECT r.run_id FROM runs r WHERE r.run_id IN (SELECT run_id FROM g)
+        ORDER BY r.run_id FOR NO KEY UPDATE
+    ),
+    renew AS (
+        UPDATE runs r SET version = r.version + 1, updated_at = now.at,
+            lease_expires = CASE WHEN g.end_status IS NULL THEN now.at + g.lease_ms END,
+            status = COALESCE(g.end_status, r.status), error = COALESCE(g.end_error, r.error)
+        FROM g, locked, now
+        WHERE r.run_id = g.run_id AND locked.run_id = g.run_id
+    ),
+    ev AS (
+        INSERT INTO events (seq, run_id, at, kind, step, attempt, detail, output)
+        SELECT base + c.ci, p_runs[c.wi], now.at, c.kind, c.step, c.attempt, c.detail, c.output
+        FROM unnest(p_wis, p_steps, p_outputs, p_kinds, p_attempts, p_details)
+                WITH ORDINALITY AS c(wi, step, output, kind, attempt, detail, ci),
+            now
+        WHERE (SELECT p FROM admitted)[c.wi]
+        RETURNING seq
+    )
+    SELECT (SELECT array_agg(seq ORDER BY seq) FROM ev), (SELECT at FROM now),
+        (SELECT p FROM admitted), (SELECT array_agg(run_exists ORDER BY wi) FROM w);
+END
+$fn$;
+"#;
+
 /// The advisory lock keys of a schema: the first key names the purpose, the second the
 /// schema (its FNV-1a hash), so that stores in different schemas never wait for each other.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Locks {
     /// Held while migrating: per session, or behind a pooler per transaction.
     pub(crate) migrate: (i32, i32),
-    /// Held (per transaction) while numbering events and signals.
+    /// Held (per transaction) while numbering signals (and, before schema 7, events).
     pub(crate) log: (i32, i32),
 }
 

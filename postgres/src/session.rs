@@ -290,14 +290,6 @@ pub(crate) struct Tx<'a> {
 }
 
 impl Tx<'_> {
-    pub(crate) async fn query(&self, sql: &str, params: &[&dyn Param]) -> Result<Vec<Row>, Error> {
-        if self.unnamed {
-            self.tx.query_typed(sql, &typed(params)).await
-        } else {
-            self.tx.query(sql, &values(params)).await
-        }
-    }
-
     pub(crate) async fn query_opt(
         &self,
         sql: &str,

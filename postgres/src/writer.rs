@@ -6,14 +6,16 @@
 //! the schema: see `schema`) that commits by itself, and only then acknowledges each caller:
 //! many runs' checkpoints share one round trip and one flush, and no caller hears "recorded"
 //! before its write is durable. A batch that also creates runs is one pipelined transaction
-//! (`BEGIN`, the batch's number, the log lock, a statement per creation, the same call,
+//! (`BEGIN`, the batch's number, a statement per creation, the same call,
 //! `COMMIT`, all written before the first answer is read). While a batch is in flight, new
 //! writes queue for the next one, so the batch grows exactly when the load does.
 //!
 //! Each write fences itself: its events are appended only if the run's row still has the
-//! writer's lease token. That read is enough because the batch holds the log lock from its
-//! start to its commit, and every change of a token (a take-up, a parking) takes the same lock
-//! first: no take-up can commit between the check and the batch's commit. The run's row itself
+//! writer's lease token. That read is enough because the batch reads it under a `FOR KEY
+//! SHARE` lock on the row, held to its commit, and every change of a token (a take-up, a
+//! hand-over, a parking) locks the row `FOR UPDATE` first: no take-up can commit between the
+//! check and the batch's commit (schema version 7). Events are numbered by transaction, not
+//! under a lock, so batches of several writers commit side by side and share WAL flushes. The run's row itself
 //! is written only when the change ends the run or the lease is more than half spent (then it
 //! is renewed), as on SQLite: most checkpoints write their events alone. A fenced write
 //! therefore writes nothing and fails alone: the rest of its batch commits. A write that fails
@@ -40,6 +42,7 @@ use crate::connect::connect;
 use crate::error::pg_error;
 use crate::schema::Locks;
 use crate::session::{Kept, Link, Session};
+use crate::tail::Tail;
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::events::{Event, EventKind, Publisher};
@@ -120,7 +123,6 @@ struct Conn {
     create: Kept,
     record: Kept,
     mark: Kept,
-    lock: Kept,
 }
 
 const CREATE_SQL: &str = "
@@ -141,7 +143,7 @@ SELECT (SELECT seq FROM ev), (SELECT at FROM ev), (SELECT workflow FROM runs WHE
 /// Every change write of a batch, as one call of the schema's `record_v1` (see `schema`): the
 /// writes as arrays (a run's id, token, lease and end), their changes as arrays (one or two a
 /// write: a change, or a step's completion and the next step's start), each with the index of
-/// its write. It takes the log lock and writes the batch's number itself, so that a batch of
+/// its write. It numbers the events and writes the batch's number itself, so that a batch of
 /// changes alone is this one statement, committed by itself. One row comes back (see
 /// [`outcomes`]).
 const RECORD_SQL: &str = "SELECT r_seqs, r_at, r_passed, r_found FROM record_v1($1, $2, $3, \
@@ -150,8 +152,6 @@ const RECORD_SQL: &str = "SELECT r_seqs, r_at, r_passed, r_found FROM record_v1(
 const MARK_SQL: &str = "INSERT INTO writers (owner, batch) VALUES ($1, $2) \
      ON CONFLICT (owner) DO UPDATE SET batch = excluded.batch";
 
-const LOCK_SQL: &str = "SELECT pg_advisory_xact_lock($1, $2)";
-
 /// What the writer has done, for [`PgStore::commits`](crate::PgStore::commits) and [`PgStore::writes`](crate::PgStore::writes).
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
@@ -159,14 +159,20 @@ pub(crate) struct Stats {
     pub(crate) writes: AtomicU64,
 }
 
+/// The writes waiting, which the store's writers take in turns.
+pub(crate) type Shared = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Write>>>;
+
 /// The writer task's state.
 pub(crate) struct Writer {
     config: crate::connect::Target,
     session: Session,
     label: Arc<str>,
+    /// The key of this writer's batch number in `writers`: the store's owner id, and for
+    /// the second writer on `<owner>/w1`, ...
     owner: String,
     locks: Locks,
     publisher: Arc<Publisher>,
+    tail: Arc<Tail>,
     stats: Arc<Stats>,
     conn: Option<Conn>,
     /// How long to keep trying to reconnect before failing the writes waiting.
@@ -200,7 +206,7 @@ impl Writer {
         label: Arc<str>,
         owner: String,
         locks: Locks,
-        publisher: Arc<Publisher>,
+        (publisher, tail): (Arc<Publisher>, Arc<Tail>),
         stats: Arc<Stats>,
         options: &crate::PgOptions,
     ) -> Writer {
@@ -211,6 +217,7 @@ impl Writer {
             owner,
             locks,
             publisher,
+            tail,
             stats,
             reconnect_timeout: options.reconnect_timeout,
             answer_timeout: options
@@ -222,16 +229,24 @@ impl Writer {
         }
     }
 
-    /// Serves `writes` until every sender is gone.
-    pub(crate) async fn run(mut self, mut writes: mpsc::UnboundedReceiver<Write>) {
-        while let Some(first) = writes.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match writes.try_recv() {
-                    Ok(write) => batch.push(write),
-                    Err(_) => break,
+    /// Serves `writes` until every sender is gone, taking turns with the store's other
+    /// writers: one waits for writes while the others commit theirs.
+    pub(crate) async fn run(mut self, writes: Shared) {
+        loop {
+            let batch = {
+                let mut writes = writes.lock().await;
+                let Some(first) = writes.recv().await else {
+                    break;
+                };
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match writes.try_recv() {
+                        Ok(write) => batch.push(write),
+                        Err(_) => break,
+                    }
                 }
-            }
+                batch
+            };
             self.commit(batch).await;
         }
         // The store is gone and every write answered: no batch of this owner can be in
@@ -263,7 +278,6 @@ impl Writer {
             create: session.keep(&client, CREATE_SQL).await.map_err(pg)?,
             record: session.keep(&client, RECORD_SQL).await.map_err(pg)?,
             mark: session.keep(&client, MARK_SQL).await.map_err(pg)?,
-            lock: session.keep(&client, LOCK_SQL).await.map_err(pg)?,
             client,
         };
         self.committed = committed_batch(session.on(&conn.client), &self.owner)
@@ -422,9 +436,6 @@ impl Writer {
                 .await
                 .map(|_| Vec::new())
         }));
-        pending.push(Box::pin(async move {
-            conn.lock.query(client, &[&k1, &k2]).await
-        }));
         // The creations one statement each, then every change in one.
         let mut statements = 0;
         for write in batch {
@@ -524,7 +535,7 @@ impl Writer {
         let mut rows = Vec::with_capacity(statements);
         for (i, result) in results.into_iter().enumerate() {
             match result {
-                Ok(found) if (3..3 + statements).contains(&i) => rows.push(found),
+                Ok(found) if (2..2 + statements).contains(&i) => rows.push(found),
                 Ok(_) => {}
                 Err(e) if lost(&e, client) => {
                     gone.get_or_insert(e);
@@ -577,14 +588,9 @@ impl Writer {
                 }
             }
         }
-        // In `seq` order: the creations' statements ran before the changes' one.
-        events.sort_by_key(|event| event.seq);
-        {
-            let mut publishing = self.publisher.publishing();
-            for event in events {
-                publishing.publish(event.seq, || event);
-            }
-        }
+        // Published by the tail, which reads them back once nothing can come before them.
+        self.tail
+            .committed(&self.publisher, events.iter().map(|event| event.seq));
         for answer in answers {
             match answer {
                 Answer::Create(reply, answer, run_id) => {
@@ -961,7 +967,7 @@ fn changes_of(row: &RecordRow) -> (Vec<&ChangeRow>, Option<(&'static str, Option
     (changes, end)
 }
 
-/// Whose batch, which one, and the log lock's keys: what the change statement takes besides
+/// Whose batch, which one, and two keys the change statement still takes (unused since schema 7) besides
 /// the changes.
 #[derive(Clone, Copy)]
 struct Numbered<'a> {

@@ -21,9 +21,17 @@
 //! position it has delivered up to, drops a live event at or before it (the seam between a
 //! replay and the live feed), and when the live feed skipped something (the subscriber lagged
 //! behind the broadcast buffer, or another process wrote to the same database) it replays from
-//! the store after its position, then goes on live. Events that another *process* writes to
-//! a shared database are not broadcast here; they arrive with the replay that the next gap in
-//! this process's own events triggers, not on their own.
+//! the store after its position, then goes on live. Each live event carries the position of
+//! the one before it in the log as the store knows it; a stream that has not reached that
+//! position knows it missed something.
+//!
+//! Positions increase in the log's order but need not be consecutive. SQLite numbers its log
+//! 1, 2, 3, ... in commit order and publishes its own commits: events that another *process*
+//! writes to the same file are not broadcast here; they arrive with the replay that the next
+//! gap in this process's own events triggers, not on their own. PostgreSQL numbers its log by
+//! transaction (so that writers on several connections commit side by side) and publishes
+//! what it reads back from the log, every process's events included, once nothing can come
+//! before them.
 //!
 //! Only a store that keeps an event log produces events: the SQLite store does; the in-memory
 //! stores ([`MemoryStore`](crate::runtime::MemoryStore)) keep none, so with
@@ -43,7 +51,7 @@ use crate::runtime::store::Store;
 
 pub(crate) mod feed;
 
-pub(crate) use feed::Feed;
+pub(crate) use feed::{Feed, Live};
 mod publisher;
 pub use feed::{Event, EventKind, EventSink};
 pub use publisher::{Publisher, Publishing};
@@ -85,7 +93,7 @@ impl Feed {
 pub struct EventStream {
     store: Arc<dyn Store>,
     /// The live feed; `None` when the store publishes no events, or once the feed closed.
-    live: Option<broadcast::Receiver<Event>>,
+    live: Option<broadcast::Receiver<Live>>,
     /// Only this run's events, if set.
     run_id: Option<RunId>,
     /// Every event with a `seq` up to here has been delivered (or was not this stream's run).
@@ -173,13 +181,14 @@ impl EventStream {
             }
             let received = self.live.as_mut()?.recv().await;
             match received {
-                Ok(event) => {
+                Ok(Live { prev, event }) => {
                     if event.seq <= self.position {
                         continue;
                     }
-                    if event.seq > self.position.saturating_add(1) {
+                    if prev > self.position {
                         // Something before this event did not come live (another process
-                        // wrote it): the store has it, and has this one too.
+                        // wrote it, or this stream subscribed after it went out): the store
+                        // has it, and has this one too.
                         self.replay = true;
                         self.gap_to = event.seq;
                         continue;

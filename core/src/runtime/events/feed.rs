@@ -123,9 +123,20 @@ pub struct Event {
 /// An engine's live feed: the broadcast channel its subscribers listen on and the position
 /// of the last event published on it.
 pub(crate) struct Feed {
-    pub(super) sender: broadcast::Sender<Event>,
+    pub(super) sender: broadcast::Sender<Live>,
     /// The `seq` of the last event the store committed, listened to or not.
     pub(super) last: AtomicU64,
+}
+
+/// An event as the live feed carries it: with the position of the event published before it
+/// (or advanced past unpublished), so that a subscriber knows whether it has seen everything
+/// up to this one. Positions need not be consecutive (a store may number its log sparsely, as
+/// the PostgreSQL store does by transaction); what the feed promises is that nothing lies in
+/// the log between `prev` and the event.
+#[derive(Debug, Clone)]
+pub(crate) struct Live {
+    pub(crate) prev: u64,
+    pub(crate) event: Event,
 }
 
 /// Where a store publishes the events it commits: handed to it by each engine built on it
@@ -157,13 +168,14 @@ impl EventSink {
             .is_some_and(|feed| feed.sender.receiver_count() > 0)
     }
 
-    /// Publishes `event`, which the store has committed. Events must be published in `seq`
-    /// order, once each, and only after their commit.
-    pub fn publish(&self, event: Event) {
+    /// Publishes `event`, which the store has committed, saying that the log holds nothing
+    /// between the position `prev` and it. Events must be published in `seq` order, once
+    /// each, and only after their commit; a [`Publisher`](super::Publisher) does it right.
+    pub fn publish(&self, prev: u64, event: Event) {
         if let Some(feed) = self.0.upgrade() {
             feed.last.fetch_max(event.seq, Ordering::SeqCst);
             // No subscriber is not an error: there is no one to tell.
-            let _ = feed.sender.send(event);
+            let _ = feed.sender.send(Live { prev, event });
         }
     }
 

@@ -17,17 +17,44 @@ struct State {
     sinks: Vec<EventSink>,
     /// The last `seq` committed through this store (or found in the log when it opened).
     head: u64,
+    /// Whether the log is numbered 1, 2, 3, ... in commit order (SQLite): then an event
+    /// follows the position just before it, and a subscriber that has not seen that one
+    /// knows it missed something (another process's event). Otherwise (PostgreSQL, which
+    /// numbers by transaction) the store publishes every event of the log in order, others'
+    /// included, and an event follows the one published before it.
+    dense: bool,
 }
 
 impl Publisher {
-    /// A publisher whose log ends at `head` (its last `seq` when the store opened).
+    /// A publisher of a log numbered 1, 2, 3, ... in commit order, which ends at `head` (its
+    /// last `seq` when the store opened). Other processes' events between its own are found
+    /// by the subscribers, in the log, from the gap they leave.
     pub fn new(head: u64) -> Publisher {
         Publisher {
             state: Mutex::new(State {
                 sinks: Vec::new(),
                 head,
+                dense: true,
             }),
         }
+    }
+
+    /// A publisher of a log numbered with gaps, which ends at `head`: its store publishes
+    /// every event of the log, in order, each once nothing can come before it (other
+    /// processes' too), so that each follows the one published before it.
+    pub fn sparse(head: u64) -> Publisher {
+        Publisher {
+            state: Mutex::new(State {
+                sinks: Vec::new(),
+                head,
+                dense: false,
+            }),
+        }
+    }
+
+    /// The last position published or passed.
+    pub fn head(&self) -> u64 {
+        self.lock().head
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -65,6 +92,23 @@ pub struct Publishing<'a> {
 }
 
 impl Publishing<'_> {
+    /// Whether any sink has a subscriber.
+    pub fn listened(&self) -> bool {
+        self.listened
+    }
+
+    /// Passes the position `seq` without publishing anything: no one listens, and a later
+    /// subscription starts after it.
+    pub fn advance(&mut self, seq: u64) {
+        if seq <= self.state.head {
+            return;
+        }
+        self.state.head = seq;
+        for sink in &self.state.sinks {
+            sink.advance(seq);
+        }
+    }
+
     /// Publishes the event committed at `seq`, which `event` builds: called only if a sink
     /// listens, so that a store builds no event no one reads. An event at or before the last
     /// one published (committed by another connection of the store after a later one) is in
@@ -73,6 +117,11 @@ impl Publishing<'_> {
         if seq <= self.state.head {
             return;
         }
+        let prev = if self.state.dense {
+            seq - 1
+        } else {
+            self.state.head
+        };
         self.state.head = seq;
         if !self.listened {
             for sink in &self.state.sinks {
@@ -83,9 +132,9 @@ impl Publishing<'_> {
         let event = event();
         if let Some((last, rest)) = self.state.sinks.split_last() {
             for sink in rest {
-                sink.publish(event.clone());
+                sink.publish(prev, event.clone());
             }
-            last.publish(event);
+            last.publish(prev, event);
         }
     }
 }
