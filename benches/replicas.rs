@@ -7,7 +7,8 @@
 //! alternate the replica counts; medians and their ratios to one replica are printed.
 //!
 //! `cargo bench --bench replicas` (the server from `SAGAFLOW_PG_URL`, by default the local
-//! one; `SAGAFLOW_BENCH_ROUNDS` rounds, 3 by default; `SAGAFLOW_BENCH_RUNS`, 2000 by default).
+//! one; `SAGAFLOW_BENCH_ROUNDS` rounds, 3 by default; `SAGAFLOW_BENCH_RUNS`, 2000 by default;
+//! `SAGAFLOW_BENCH_COUNTS`, the replica counts, `1,2,4` by default).
 //! Figures in `benches/README.md`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -151,17 +152,22 @@ async fn main() {
     // `cargo bench` passes `--bench`; nothing else is taken.
     let rounds = env_usize("SAGAFLOW_BENCH_ROUNDS", 3);
     let runs = env_usize("SAGAFLOW_BENCH_RUNS", 2000);
+    // `SAGAFLOW_BENCH_COUNTS=4` (or `1,2`): only these counts, as a profile of one wants.
+    let counts: Vec<usize> = std::env::var("SAGAFLOW_BENCH_COUNTS").map_or_else(
+        |_| COUNTS.to_vec(),
+        |list| list.split(',').map(|n| n.trim().parse().unwrap()).collect(),
+    );
     let (admin, connection) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(connection);
     // A warm-up of each count, not counted.
-    for n in COUNTS {
+    for &n in &counts {
         measure(&admin, n, runs / 4, 0).await;
     }
-    let mut figures: Vec<Vec<f64>> = vec![Vec::new(); COUNTS.len()];
+    let mut figures: Vec<Vec<f64>> = vec![Vec::new(); counts.len()];
     for round in 1..=rounds {
-        for (i, n) in COUNTS.iter().enumerate() {
+        for (i, n) in counts.iter().enumerate() {
             let rate = measure(&admin, *n, runs, round).await;
             println!("round {round}: {n} replica(s): {rate:.0} steps/s");
             figures[i].push(rate);
@@ -175,7 +181,7 @@ async fn main() {
     println!(
         "{runs} runs of {STEPS} steps, split among the replicas, started together; medians of {rounds} rounds:"
     );
-    for (i, n) in COUNTS.iter().enumerate() {
+    for (i, n) in counts.iter().enumerate() {
         let m = median(figures[i].clone());
         println!(
             "  {n} replica(s): {m:>8.0} steps/s  ({:.2}x one replica)",

@@ -247,7 +247,6 @@ impl PgStore {
                 config.clone(),
                 Arc::clone(&label),
                 key,
-                locks,
                 (Arc::clone(&publisher), Arc::clone(&tail)),
                 Arc::clone(&stats),
                 &options,

@@ -40,7 +40,6 @@ use tokio_postgres::Row;
 use crate::change::ChangeRow;
 use crate::connect::connect;
 use crate::error::pg_error;
-use crate::schema::Locks;
 use crate::session::{Kept, Link, Session};
 use crate::tail::Tail;
 use sagaflow_core::runtime::RunId;
@@ -140,14 +139,14 @@ ev AS (
 )
 SELECT (SELECT seq FROM ev), (SELECT at FROM ev), (SELECT workflow FROM runs WHERE run_id = $1)";
 
-/// Every change write of a batch, as one call of the schema's `record_v1` (see `schema`): the
+/// Every change write of a batch, as one call of the schema's `record_v2` (see `schema`): the
 /// writes as arrays (a run's id, token, lease and end), their changes as arrays (one or two a
 /// write: a change, or a step's completion and the next step's start), each with the index of
 /// its write. It numbers the events and writes the batch's number itself, so that a batch of
 /// changes alone is this one statement, committed by itself. One row comes back (see
 /// [`outcomes`]).
-const RECORD_SQL: &str = "SELECT r_seqs, r_at, r_passed, r_found FROM record_v1($1, $2, $3, \
-     $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+const RECORD_SQL: &str = "SELECT r_seqs, r_at, r_passed, r_found FROM record_v2($1, $2, $3, \
+     $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
 
 const MARK_SQL: &str = "INSERT INTO writers (owner, batch) VALUES ($1, $2) \
      ON CONFLICT (owner) DO UPDATE SET batch = excluded.batch";
@@ -170,7 +169,6 @@ pub(crate) struct Writer {
     /// The key of this writer's batch number in `writers`: the store's owner id, and for
     /// the second writer on `<owner>/w1`, ...
     owner: String,
-    locks: Locks,
     publisher: Arc<Publisher>,
     tail: Arc<Tail>,
     stats: Arc<Stats>,
@@ -205,7 +203,6 @@ impl Writer {
         config: crate::connect::Target,
         label: Arc<str>,
         owner: String,
-        locks: Locks,
         (publisher, tail): (Arc<Publisher>, Arc<Tail>),
         stats: Arc<Stats>,
         options: &crate::PgOptions,
@@ -215,7 +212,6 @@ impl Writer {
             config,
             label,
             owner,
-            locks,
             publisher,
             tail,
             stats,
@@ -374,7 +370,6 @@ impl Writer {
         self.reconnect().await?;
         self.batch += 1;
         let number = self.batch;
-        let (k1, k2) = self.locks.log;
         let owner = self.owner.as_str();
         let Some(conn) = self.conn.as_ref() else {
             return Err(StoreError::Backend(format!(
@@ -389,11 +384,7 @@ impl Writer {
             && !self.session.pooled()
             && batch.iter().all(|write| matches!(write, Write::Record(..)));
         if alone {
-            let numbered = Numbered {
-                owner,
-                number,
-                lock: (k1, k2),
-            };
+            let numbered = Numbered { owner, number };
             let records = batch
                 .iter()
                 .filter_map(|write| match write {
@@ -452,11 +443,7 @@ impl Writer {
             })
             .collect();
         if !records.is_empty() {
-            let batch = Numbered {
-                owner,
-                number,
-                lock: (k1, k2),
-            };
+            let batch = Numbered { owner, number };
             pending.push(Box::pin(record_all(conn, batch, records)));
             statements += 1;
         }
@@ -967,13 +954,11 @@ fn changes_of(row: &RecordRow) -> (Vec<&ChangeRow>, Option<(&'static str, Option
     (changes, end)
 }
 
-/// Whose batch, which one, and two keys the change statement still takes (unused since schema 7) besides
-/// the changes.
+/// Whose batch and which one: what the change statement takes besides the changes.
 #[derive(Clone, Copy)]
 struct Numbered<'a> {
     owner: &'a str,
     number: i64,
-    lock: (i32, i32),
 }
 
 /// The one statement of every change write of a batch (see [`RECORD_SQL`]).
@@ -988,6 +973,7 @@ async fn record_all(
     let mut ends: Vec<Option<&str>> = Vec::with_capacity(writes.len());
     let mut end_errors: Vec<Option<&str>> = Vec::with_capacity(writes.len());
     let mut of_write: Vec<i64> = Vec::with_capacity(writes.len() * 2);
+    let mut change_runs: Vec<&str> = Vec::with_capacity(writes.len() * 2);
     let mut changes: Vec<&ChangeRow> = Vec::with_capacity(writes.len() * 2);
     for (i, write) in writes.iter().enumerate() {
         let (mine, end) = changes_of(write);
@@ -995,6 +981,7 @@ async fn record_all(
         end_errors.push(end.and_then(|(_, error)| error));
         for change in mine {
             of_write.push(i64::try_from(i + 1).unwrap_or(i64::MAX));
+            change_runs.push(write.run_id.as_str());
             changes.push(change);
         }
     }
@@ -1005,14 +992,13 @@ async fn record_all(
             &[
                 &batch.owner,
                 &batch.number,
-                &batch.lock.0,
-                &batch.lock.1,
                 &runs,
                 &tokens,
                 &leases,
                 &ends,
                 &end_errors,
                 &of_write,
+                &change_runs,
                 &c.steps,
                 &c.outputs,
                 &c.kinds,
