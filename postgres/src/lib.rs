@@ -486,10 +486,9 @@ impl sagaflow_core::runtime::QueueStore for PgStore {
     async fn enqueue(
         &self,
         run: &NewRun<'_>,
-        queue: &str,
-        priority: i32,
+        on: sagaflow_core::runtime::store::Queueing<'_>,
     ) -> Result<Created, StoreError> {
-        let row = CreateRow::of(run, None, Some((queue.to_owned(), priority)))?;
+        let row = CreateRow::of(run, None, Some(on))?;
         let created = self.write(|reply| Write::Create(row, reply)).await?;
         // Behind a pooler nobody listens (and a notice would be dropped).
         if created == Created::New && self.inner.notices.is_some() {
@@ -513,7 +512,12 @@ impl sagaflow_core::runtime::QueueStore for PgStore {
         Ok(created)
     }
 
-    async fn admit(&self, run_id: &RunId, queue: &str, limit: usize) -> Result<bool, StoreError> {
+    async fn admit(
+        &self,
+        run_id: &RunId,
+        queue: &str,
+        bounds: &sagaflow_core::runtime::store::Admission,
+    ) -> Result<bool, StoreError> {
         let leases = &self.inner.leases;
         let mut client = self.client().await?;
         lease::admit(
@@ -524,7 +528,7 @@ impl sagaflow_core::runtime::QueueStore for PgStore {
             queue,
             leases.owner(),
             leases.lease_ms(),
-            i64::try_from(limit).unwrap_or(i64::MAX),
+            bounds,
         )
         .await
         .map_err(|e| error::pg_error(&self.inner.label, &e))

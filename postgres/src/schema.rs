@@ -38,6 +38,8 @@ const MIGRATIONS: &[(&str, i64)] = &[
     // Numbers events by transaction, without the log lock; `record_v1` keeps its signature
     // and its answer, so the release before it writes through the new body.
     (V7, 2),
+    // Only adds a run's concurrency key and start time, and their indexes.
+    (V8, 2),
 ];
 
 /// The newest schema version this code knows.
@@ -509,6 +511,17 @@ LANGUAGE sql VOLATILE SET search_path FROM CURRENT AS $fn$
         p_attempts, p_details)
 $fn$;
 "#;
+
+/// Version 8: a queued run's concurrency key (`queue_key`), and when it was first taken up
+/// from its queue (`started_at`, by the server's clock): a queue's bounds count the runs of
+/// one key held at once, and the runs started in a window (see `lease::admit`).
+const V8: &str = "
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS queue_key text;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS started_at bigint;
+CREATE INDEX IF NOT EXISTS runs_started ON runs (queue, started_at) WHERE started_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_keyed ON runs (queue, queue_key)
+    WHERE status = 'running' AND queue_key IS NOT NULL;
+";
 
 /// The advisory lock keys of a schema: the first key names the purpose, the second the
 /// schema (its FNV-1a hash), so that stores in different schemas never wait for each other.

@@ -63,6 +63,7 @@ pub(crate) struct CreateRow {
     pub(crate) lease_ms: Option<i64>,
     pub(crate) queue: Option<String>,
     pub(crate) priority: i32,
+    pub(crate) key: Option<String>,
 }
 
 impl CreateRow {
@@ -71,14 +72,20 @@ impl CreateRow {
     pub(crate) fn of(
         run: &sagaflow_core::runtime::store::NewRun<'_>,
         owner: Option<(String, i64)>,
-        queue: Option<(String, i32)>,
+        queue: Option<sagaflow_core::runtime::store::Queueing<'_>>,
     ) -> Result<CreateRow, StoreError> {
         let input = (run.input_codec.encode)(run.input).map_err(|message| StoreError::Input {
             run_id: run.run_id.clone(),
             message,
         })?;
         let (owner, lease_ms) = owner.map_or((None, None), |(o, l)| (Some(o), Some(l)));
-        let (queue, priority) = queue.map_or((None, 0), |(q, p)| (Some(q), p));
+        let (queue, priority, key) = queue.map_or((None, 0, None), |on| {
+            (
+                Some(on.queue.to_owned()),
+                on.priority,
+                on.key.map(str::to_owned),
+            )
+        });
         Ok(CreateRow {
             run_id: run.run_id.clone(),
             workflow: run.workflow.to_owned(),
@@ -89,6 +96,7 @@ impl CreateRow {
             lease_ms,
             queue,
             priority,
+            key,
         })
     }
 }
@@ -128,8 +136,10 @@ const CREATE_SQL: &str = "
 WITH now AS (SELECT now_ms() AS at),
 ins AS (
     INSERT INTO runs (run_id, workflow, graph_fingerprint, input, status, version, created_at,
-                      updated_at, owner, lease_token, lease_expires, graph, queue, priority)
-    SELECT $1, $2, $3, $4, 'running', 1, now.at, now.at, $5, 1, now.at + $6, $7, $8, $9 FROM now
+                      updated_at, owner, lease_token, lease_expires, graph, queue, priority,
+                      queue_key)
+    SELECT $1, $2, $3, $4, 'running', 1, now.at, now.at, $5, 1, now.at + $6, $7, $8, $9, $10
+    FROM now
     ON CONFLICT (run_id) DO NOTHING
     RETURNING run_id, created_at
 ),
@@ -816,6 +826,7 @@ fn create<'a>(conn: &'a Conn, row: &'a CreateRow) -> Pending<'a> {
                     &row.graph,
                     &row.queue,
                     &row.priority,
+                    &row.key,
                 ],
             )
             .await

@@ -339,10 +339,12 @@ pub(crate) fn acquire(
     let token: i64 = conn
         .prepare_cached(
             "UPDATE runs SET owner = ?2, lease_token = lease_token + 1, lease_expires = ?3, \
-             recoveries = ?4 WHERE run_id = ?1 RETURNING lease_token",
+             recoveries = ?4, \
+             started_at = CASE WHEN queue IS NOT NULL THEN COALESCE(started_at, ?5) END \
+             WHERE run_id = ?1 RETURNING lease_token",
         )?
         .query_row(
-            params![run_id, owner, now.saturating_add(lease_ms), recoveries],
+            params![run_id, owner, now.saturating_add(lease_ms), recoveries, now],
             |row| row.get(0),
         )?;
     Ok((

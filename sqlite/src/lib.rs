@@ -652,10 +652,9 @@ impl sagaflow_core::runtime::QueueStore for SqliteStore {
     async fn enqueue(
         &self,
         run: &NewRun<'_>,
-        queue: &str,
-        priority: i32,
+        on: sagaflow_core::runtime::store::Queueing<'_>,
     ) -> Result<Created, StoreError> {
-        let op = ops::CreateRun::queued(run, queue, priority)?;
+        let op = ops::CreateRun::queued(run, on)?;
         let (created, _) = self.write(op).await?;
         Ok(created)
     }
@@ -674,14 +673,19 @@ impl sagaflow_core::runtime::QueueStore for SqliteStore {
             .await
     }
 
-    async fn admit(&self, run_id: &RunId, queue: &str, limit: usize) -> Result<bool, StoreError> {
+    async fn admit(
+        &self,
+        run_id: &RunId,
+        queue: &str,
+        bounds: &sagaflow_core::runtime::store::Admission,
+    ) -> Result<bool, StoreError> {
         let leases = &self.inner.leases;
         let op = ops::Admit {
             run_id: run_id.as_str().to_owned(),
             queue: queue.to_owned(),
             owner: leases.owner().to_owned(),
             lease_ms: leases.lease_ms(),
-            limit: i64::try_from(limit).unwrap_or(i64::MAX),
+            bounds: *bounds,
         };
         self.write(op).await
     }

@@ -17,7 +17,7 @@ use crate::writer::Op;
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::events::EventKind;
-use sagaflow_core::runtime::store::{Change, Created, NewRun};
+use sagaflow_core::runtime::store::{Admission, Change, Created, NewRun, Queueing};
 
 /// Create a run unless one has the id, leased to `owner` with token 1.
 #[derive(Debug)]
@@ -44,13 +44,14 @@ impl CreateRun {
         )
     }
 
-    /// The creation of `run` on `queue` at `priority`, held by nobody.
-    pub(crate) fn queued(run: &NewRun<'_>, queue: &str, priority: i32) -> Result<Self, StoreError> {
+    /// The creation of `run` on the queue of `on`, held by nobody.
+    pub(crate) fn queued(run: &NewRun<'_>, on: Queueing<'_>) -> Result<Self, StoreError> {
         CreateRun::held(
             run,
             Held::Queued {
-                queue: queue.to_owned(),
-                priority,
+                queue: on.queue.to_owned(),
+                priority: on.priority,
+                key: on.key.map(str::to_owned),
             },
         )
     }
@@ -131,16 +132,21 @@ impl Op for Acquire {
     }
 }
 
-/// Reserve a run of a queue for `owner` if fewer than `limit` runs of the queue are held
-/// under a live lease (see `QueueStore::admit`): the count and the lease in one transaction
-/// of the one writer, so that no other process counts in between.
+/// Reserve a run of a queue for `owner` if every bound of `bounds` leaves room for it (see
+/// `QueueStore::admit`): counted and taken in one write transaction, which every process on
+/// the file takes in turn. The run's start time is set the first time.
 #[derive(Debug)]
 pub(crate) struct Admit {
     pub(crate) run_id: String,
     pub(crate) queue: String,
     pub(crate) owner: String,
     pub(crate) lease_ms: i64,
-    pub(crate) limit: i64,
+    pub(crate) bounds: Admission,
+}
+
+/// A count as SQLite takes it.
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 impl Op for Admit {
@@ -149,19 +155,54 @@ impl Op for Admit {
 
     fn apply(&self, conn: &Connection, _: &str) -> Result<Self::Answer, ApplyError> {
         let now = crate::clock::now_ms();
-        let held: i64 = conn
-            .prepare_cached(
-                "SELECT count(*) FROM runs WHERE queue = ?1 AND status = 'running' \
-                 AND owner IS NOT NULL AND lease_expires > ?2",
-            )?
-            .query_row(rusqlite::params![self.queue, now], |row| row.get(0))?;
-        if held >= self.limit {
-            return Ok(false);
+        if let Some(limit) = self.bounds.overall {
+            let held: i64 = conn
+                .prepare_cached(
+                    "SELECT count(*) FROM runs WHERE queue = ?1 AND status = 'running' \
+                     AND owner IS NOT NULL AND lease_expires > ?2",
+                )?
+                .query_row(rusqlite::params![self.queue, now], |row| row.get(0))?;
+            if held >= count(limit) {
+                return Ok(false);
+            }
+        }
+        if let Some(limit) = self.bounds.per_key {
+            let held: i64 = conn
+                .prepare_cached(
+                    "SELECT count(*) FROM runs r JOIN runs me ON me.run_id = ?1 \
+                     WHERE r.queue = ?2 AND r.queue_key = me.queue_key AND r.run_id <> ?1 \
+                     AND r.status = 'running' AND r.owner IS NOT NULL AND r.lease_expires > ?3",
+                )?
+                .query_row(rusqlite::params![self.run_id, self.queue, now], |row| {
+                    row.get(0)
+                })?;
+            if held >= count(limit) {
+                return Ok(false);
+            }
+        }
+        if let Some((starts, per)) = self.bounds.rate {
+            let per_ms = i64::try_from(per.as_millis()).unwrap_or(i64::MAX);
+            let started: i64 = conn
+                .prepare_cached(
+                    "SELECT count(*) FROM runs WHERE queue = ?1 AND started_at > ?2 - ?3 \
+                     AND run_id <> ?4",
+                )?
+                .query_row(
+                    rusqlite::params![self.queue, now, per_ms, self.run_id],
+                    |row| row.get(0),
+                )?;
+            let first: bool = conn
+                .prepare_cached("SELECT started_at IS NULL FROM runs WHERE run_id = ?1")?
+                .query_row([&self.run_id], |row| row.get(0))
+                .unwrap_or(false);
+            if first && started >= count(starts) {
+                return Ok(false);
+            }
         }
         let taken = conn
             .prepare_cached(
                 "UPDATE runs SET owner = ?2, lease_expires = ?3 + ?4, \
-                 lease_token = lease_token + 1 \
+                 lease_token = lease_token + 1, started_at = COALESCE(started_at, ?3) \
                  WHERE run_id = ?1 AND queue = ?5 AND status = 'running' AND parked = 0 \
                  AND (owner IS NULL OR owner = ?2 OR lease_expires IS NULL \
                       OR lease_expires <= ?3)",

@@ -147,8 +147,12 @@ const INSERT_EVENT: &str = "INSERT INTO events (seq, run_id, at, kind, step, att
 pub(crate) enum Held {
     /// Leased to `owner` for `lease_ms`.
     By { owner: String, lease_ms: i64 },
-    /// Waiting on `queue` at `priority`.
-    Queued { queue: String, priority: i32 },
+    /// Waiting on `queue` at `priority`, with a concurrency key or none.
+    Queued {
+        queue: String,
+        priority: i32,
+        key: Option<String>,
+    },
 }
 
 pub(crate) fn create_run(
@@ -179,13 +183,17 @@ pub(crate) fn create_run(
                 graph
             ])?,
         // No owner, no lease: it waits for an engine serving the queue.
-        Held::Queued { queue, priority } => conn
+        Held::Queued {
+            queue,
+            priority,
+            key,
+        } => conn
             .prepare_cached(
                 "INSERT INTO runs (run_id, workflow, graph_fingerprint, input, status, error, \
                  version, created_at, updated_at, owner, lease_token, lease_expires, graph, \
-                 queue, priority) \
-                 VALUES (?1, ?2, ?3, ?4, 'running', NULL, 1, ?5, ?5, NULL, 0, NULL, ?6, ?7, ?8) \
-                 ON CONFLICT (run_id) DO NOTHING",
+                 queue, priority, queue_key) \
+                 VALUES (?1, ?2, ?3, ?4, 'running', NULL, 1, ?5, ?5, NULL, 0, NULL, ?6, ?7, ?8, \
+                 ?9) ON CONFLICT (run_id) DO NOTHING",
             )?
             .execute(params![
                 run_id,
@@ -195,7 +203,8 @@ pub(crate) fn create_run(
                 at,
                 graph,
                 queue,
-                priority
+                priority,
+                key
             ])?,
     };
     if inserted == 0 {

@@ -37,6 +37,8 @@ const MIGRATIONS: &[(&str, i64)] = &[
     (V8, 8),
     // Only adds the queue columns and their index.
     (V9, 8),
+    // Only adds a run's concurrency key and start time, and their indexes.
+    (V10, 8),
 ];
 
 /// The newest schema version this code knows (`PRAGMA user_version` of a current database).
@@ -266,6 +268,17 @@ ALTER TABLE runs ADD COLUMN queue TEXT;
 ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX runs_queued ON runs (queue, priority DESC, created_at)
     WHERE status = 'running' AND queue IS NOT NULL;
+";
+
+/// Version 10: a queued run's concurrency key (`queue_key`), and when it was first taken up
+/// from its queue (`started_at`, by this machine's clock): a queue's bounds count the runs of
+/// one key held at once, and the runs started in a window (see `ops::Admit`).
+const V10: &str = "
+ALTER TABLE runs ADD COLUMN queue_key TEXT;
+ALTER TABLE runs ADD COLUMN started_at INTEGER;
+CREATE INDEX runs_started ON runs (queue, started_at) WHERE started_at IS NOT NULL;
+CREATE INDEX runs_keyed ON runs (queue, queue_key)
+    WHERE status = 'running' AND queue_key IS NOT NULL;
 ";
 
 /// Opens `path` (`None` for a private in-memory database), sets the pragmas and brings the

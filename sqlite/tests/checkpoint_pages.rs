@@ -235,7 +235,9 @@ async fn a_version_5_event_log_keeps_its_numbers_and_new_events_follow_them() {
          CREATE INDEX events_by_run ON events (run_id, seq);
          DROP INDEX machines_by_type;
          DROP TABLE replicas; DROP TABLE schema_compat;
-         DROP INDEX runs_queued; ALTER TABLE runs DROP COLUMN queue;
+         DROP INDEX runs_started; DROP INDEX runs_keyed; \
+    ALTER TABLE runs DROP COLUMN queue_key; ALTER TABLE runs DROP COLUMN started_at; \
+    DROP INDEX runs_queued; ALTER TABLE runs DROP COLUMN queue;
          ALTER TABLE runs DROP COLUMN priority;
          CREATE TABLE steps_v5 (
              run_id      TEXT    NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,

@@ -372,7 +372,9 @@ fn a_run_that_keeps_crashing_is_parked_and_the_others_still_recover() {
 
 /// Undoes migrations 9, 7, 5, 4 and 3: drops the queue columns, the replicas, the graph column, the machines tables
 /// and the lease columns.
-const REWIND_V3: &str = "DROP INDEX runs_queued; ALTER TABLE runs DROP COLUMN queue; \
+const REWIND_V3: &str = "DROP INDEX runs_started; DROP INDEX runs_keyed; \
+    ALTER TABLE runs DROP COLUMN queue_key; ALTER TABLE runs DROP COLUMN started_at; \
+    DROP INDEX runs_queued; ALTER TABLE runs DROP COLUMN queue; \
     ALTER TABLE runs DROP COLUMN priority; DROP TABLE replicas; DROP TABLE schema_compat; \
     ALTER TABLE runs DROP COLUMN graph; \
     DROP TABLE machine_transitions; DROP TABLE machines; \

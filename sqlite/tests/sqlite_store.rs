@@ -57,7 +57,7 @@ async fn opening_creates_the_schema_in_wal_mode_with_strict_tables() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("reads");
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 9);
+    assert_eq!(SCHEMA_VERSION, 10);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("reads");
@@ -712,7 +712,9 @@ async fn a_version_1_database_is_migrated_with_its_data_intact() {
 
 /// Undoes migrations 9, 7, 5, 4 and 3: drops the queue columns, the replicas and the window, the graph column, the
 /// machines tables and the lease columns.
-const REWIND_V3: &str = "DROP INDEX runs_queued; ALTER TABLE runs DROP COLUMN queue; \
+const REWIND_V3: &str = "DROP INDEX runs_started; DROP INDEX runs_keyed; \
+    ALTER TABLE runs DROP COLUMN queue_key; ALTER TABLE runs DROP COLUMN started_at; \
+    DROP INDEX runs_queued; ALTER TABLE runs DROP COLUMN queue; \
     ALTER TABLE runs DROP COLUMN priority; DROP TABLE replicas; DROP TABLE schema_compat; \
     ALTER TABLE runs DROP COLUMN graph; \
     DROP TABLE machine_transitions; DROP TABLE machines; \

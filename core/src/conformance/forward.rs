@@ -242,10 +242,9 @@ macro_rules! forward_store {
             async fn enqueue(
                 &self,
                 run: &$crate::runtime::NewRun<'_>,
-                queue: &str,
-                priority: i32,
+                on: $crate::runtime::store::Queueing<'_>,
             ) -> ::core::result::Result<$crate::runtime::Created, $crate::runtime::StoreError> {
-                $crate::runtime::QueueStore::enqueue(&self.$field, run, queue, priority).await
+                $crate::runtime::QueueStore::enqueue(&self.$field, run, on).await
             }
             async fn queued_runs(
                 &self,
@@ -262,9 +261,9 @@ macro_rules! forward_store {
                 &self,
                 run_id: &$crate::runtime::RunId,
                 queue: &str,
-                limit: usize,
+                bounds: &$crate::runtime::store::Admission,
             ) -> ::core::result::Result<bool, $crate::runtime::StoreError> {
-                $crate::runtime::QueueStore::admit(&self.$field, run_id, queue, limit).await
+                $crate::runtime::QueueStore::admit(&self.$field, run_id, queue, bounds).await
             }
             fn queue_notices(
                 &self,

@@ -12,7 +12,9 @@ use crate::runtime::definition::{Builder, Definition};
 use crate::runtime::engine::{Engine, Enqueue, Serve};
 use crate::runtime::error::StepError;
 use crate::runtime::id::RunId;
-use crate::runtime::store::{Created, KnownGraph, LeaseStore, NewRun, QueueStore, RunStore};
+use crate::runtime::store::{
+    Created, KnownGraph, LeaseStore, NewRun, QueueStore, Queueing, RunStore,
+};
 
 /// A lease no check waits for.
 const LONG: Duration = Duration::from_secs(30);
@@ -67,8 +69,11 @@ async fn enqueue(
                 input_codec: crate::runtime::definition::Codec::of::<u64>(),
                 graph: None,
             },
-            queue,
-            priority,
+            Queueing {
+                queue,
+                priority,
+                key: None,
+            },
         )
         .await
         .unwrap()
@@ -300,6 +305,149 @@ pub async fn engines_together_run_at_most_a_queue_s_overall_bound(db: &impl Test
     );
 }
 
+/// A slow step over a key (the run's input), recording each execution's start and end
+/// (instants in this process) by key.
+type Spans = Arc<Mutex<Vec<(String, Instant, Instant)>>>;
+
+fn keyed(name: &str, spans: &Spans) -> Definition<String, String> {
+    let mut b = Builder::<String>::new(name);
+    let input = b.input();
+    let spans = Arc::clone(spans);
+    let out = b.step("deploy", StepOptions::new(), (input,), move |_, (key,)| {
+        let (spans, key) = (Arc::clone(&spans), key.as_str().to_owned());
+        async move {
+            let began = Instant::now();
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            spans
+                .lock()
+                .unwrap()
+                .push((key.clone(), began, Instant::now()));
+            Ok::<_, StepError>(key)
+        }
+    });
+    b.build_with_output(out)
+}
+
+/// Two engines serving a queue with at most one run per concurrency key run two runs of one
+/// key never at once, while runs of different keys do run side by side (the bound is per
+/// key, not the queue's); every run in the end. The store counts (`QueueStore::admit`).
+pub async fn a_concurrency_key_runs_one_at_a_time_over_engines(db: &impl TestDatabase) {
+    let spans: Spans = Arc::default();
+    let def = keyed("Deploy", &spans);
+    let client = Engine::builder()
+        .store(Arc::new(db.open("client", LONG, RECOVERIES).await))
+        .build();
+    for k in 0..8 {
+        let service = if k % 2 == 0 { "api" } else { "web" };
+        client
+            .enqueue(
+                &def,
+                format!("deploy-{k}").as_str(),
+                service.to_owned(),
+                &Enqueue::on("deploys").key(service),
+            )
+            .await
+            .unwrap();
+    }
+    let mut workers = Vec::new();
+    for name in ["worker-a", "worker-b"] {
+        let worker = Engine::builder()
+            .store(Arc::new(db.open(name, LONG, RECOVERIES).await))
+            .takeover_every(Duration::from_millis(10))
+            .build();
+        worker.register(&def).unwrap();
+        worker
+            .serve(Serve::queue("deploys").at_most_per_key(1))
+            .unwrap();
+        workers.push(worker);
+    }
+    for k in 0..8 {
+        client
+            .wait_for(&def, format!("deploy-{k}").as_str())
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+    }
+    let spans = spans.lock().unwrap();
+    assert_eq!(spans.len(), 8, "each run's step ran once: {spans:?}");
+    let overlap =
+        |a: &(String, Instant, Instant), b: &(String, Instant, Instant)| a.1 < b.2 && b.1 < a.2;
+    let mut across = false;
+    for (i, a) in spans.iter().enumerate() {
+        for b in &spans[i + 1..] {
+            if overlap(a, b) {
+                assert_ne!(a.0, b.0, "two runs of key `{}` at once", a.0);
+                across = true;
+            }
+        }
+    }
+    assert!(across, "runs of different keys never ran side by side");
+}
+
+/// Two engines serving a queue with at most 3 starts a second start no more than 3 of its
+/// runs in any second, by the store's clock (the rate bound counts the runs' start times,
+/// `QueueStore::admit`), and every run in the end.
+pub async fn a_queue_s_rate_holds_over_engines(db: &impl TestDatabase) {
+    let spans: Spans = Arc::default();
+    let def = keyed("Paced", &spans);
+    let client = Engine::builder()
+        .store(Arc::new(db.open("client", LONG, RECOVERIES).await))
+        .build();
+    for k in 0..7 {
+        client
+            .enqueue(
+                &def,
+                format!("paced-{k}").as_str(),
+                format!("k{k}"),
+                &Enqueue::on("paced"),
+            )
+            .await
+            .unwrap();
+    }
+    let began = Instant::now();
+    let mut workers = Vec::new();
+    for name in ["worker-a", "worker-b"] {
+        let worker = Engine::builder()
+            .store(Arc::new(db.open(name, LONG, RECOVERIES).await))
+            .takeover_every(Duration::from_millis(10))
+            .build();
+        worker.register(&def).unwrap();
+        worker
+            .serve(Serve::queue("paced").rate(3, Duration::from_secs(1)))
+            .unwrap();
+        workers.push(worker);
+    }
+    for k in 0..7 {
+        client
+            .wait_for(&def, format!("paced-{k}").as_str())
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+    }
+    // Seven runs at three a second: the seventh cannot start before two seconds are out.
+    assert!(
+        began.elapsed() >= Duration::from_secs(2),
+        "seven runs started within {:?}",
+        began.elapsed()
+    );
+    let mut starts: Vec<Instant> = spans.lock().unwrap().iter().map(|s| s.1).collect();
+    starts.sort();
+    assert_eq!(starts.len(), 7);
+    // The steps start a little after the store's start times, each by its own delay: a
+    // window of a second less a margin holds at most three.
+    for window in starts.windows(4) {
+        assert!(
+            window[3] - window[0] >= Duration::from_millis(900),
+            "four starts within {:?}",
+            window[3] - window[0]
+        );
+    }
+}
+
 /// Runs every queue check as a test of its own (multi-threaded), each on a fresh database made
 /// by `$make`.
 #[macro_export]
@@ -311,6 +459,8 @@ macro_rules! queue_conformance {
             an_engine_serving_a_queue_runs_its_runs_once,
             an_engine_runs_at_most_its_bound_of_a_queue_s_runs_at_once,
             engines_together_run_at_most_a_queue_s_overall_bound,
+            a_concurrency_key_runs_one_at_a_time_over_engines,
+            a_queue_s_rate_holds_over_engines,
         );
     };
 }

@@ -194,6 +194,14 @@ pub enum EngineError {
         /// The run.
         run_id: RunId,
     },
+    /// A run was to go on a queue with a concurrency key that is empty.
+    #[error("run `{run_id}` cannot be put on queue `{queue}` with an empty concurrency key")]
+    EmptyQueueKey {
+        /// The run.
+        run_id: RunId,
+        /// The queue.
+        queue: String,
+    },
     /// `start` was not polled inside a tokio runtime, which the engine needs to spawn the run.
     #[error("the engine must run inside a tokio runtime")]
     NoRuntime,

@@ -16,23 +16,35 @@ use super::{Engine, RunHandle};
 use crate::runtime::definition::{Codec, Definition, StepValue, Value, plan};
 use crate::runtime::error::EngineError;
 use crate::runtime::id::RunId;
-use crate::runtime::store::{Created, FreeRun, KnownGraph, NewRun, StoredRunStatus};
+use crate::runtime::store::{
+    Admission, Created, FreeRun, KnownGraph, NewRun, Queueing, StoredRunStatus,
+};
 
-/// Where and how [`Engine::enqueue`] puts a run: a queue, and a priority (higher first; 0 by
-/// default).
+/// Where and how [`Engine::enqueue`] puts a run: a queue, a priority (higher first; 0 by
+/// default), and a concurrency key (none by default).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enqueue {
     queue: String,
     priority: i32,
+    key: Option<String>,
 }
 
 impl Enqueue {
-    /// On the queue `queue`, at priority 0.
+    /// On the queue `queue`, at priority 0, without a key.
     pub fn on(queue: impl Into<String>) -> Self {
         Enqueue {
             queue: queue.into(),
             priority: 0,
+            key: None,
         }
+    }
+
+    /// With the concurrency key `key`: of the runs of the queue with the same key, at most
+    /// [`Serve::at_most_per_key`] run at once over all engines (one deployment per service at
+    /// a time: the service's name as the key).
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
     }
 
     /// At `priority`: of the runs waiting on a queue, those of the highest priority are taken
@@ -48,13 +60,15 @@ impl Enqueue {
     }
 }
 
-/// A queue an engine serves ([`Engine::serve`]), and at most how many of its runs the engine
-/// runs at once (no bound by default). `"name"` converts into one without a bound.
+/// A queue an engine serves ([`Engine::serve`]), and its bounds (none by default): at most
+/// how many of its runs this engine runs at once, and, counted by the store over all the
+/// engines serving it, how many run at once, how many of one key, and how many start in a
+/// period. `"name"` converts into one without a bound.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Serve {
     queue: String,
     at_most: Option<usize>,
-    overall: Option<usize>,
+    bounds: Admission,
 }
 
 impl Serve {
@@ -63,7 +77,7 @@ impl Serve {
         Serve {
             queue: queue.into(),
             at_most: None,
-            overall: None,
+            bounds: Admission::default(),
         }
     }
 
@@ -80,8 +94,34 @@ impl Serve {
     /// held under a live lease ([`QueueStore::admit`](crate::runtime::QueueStore::admit)).
     /// Every engine serving the queue should say the same.
     pub fn at_most_overall(mut self, runs: usize) -> Self {
-        self.overall = Some(runs.max(1));
+        self.bounds.overall = Some(runs.max(1));
         self
+    }
+
+    /// At most `runs` of the queue's runs with one concurrency key ([`Enqueue::key`]) at once
+    /// over all the engines serving it (at least 1), counted by the store. Runs without a key
+    /// are not bounded by it.
+    pub fn at_most_per_key(mut self, runs: usize) -> Self {
+        self.bounds.per_key = Some(runs.max(1));
+        self
+    }
+
+    /// At most `starts` of the queue's runs start (are first taken up) in any window of
+    /// length `per` (at least 1 start and 1 ms), over all the engines serving it, counted by
+    /// the store by its clock. A run waiting for room starts at a later poll.
+    pub fn rate(mut self, starts: usize, per: Duration) -> Self {
+        self.bounds.rate = Some((starts.max(1), per.max(Duration::from_millis(1))));
+        self
+    }
+
+    /// The bounds the store counts over all engines.
+    pub fn bounds(&self) -> &Admission {
+        &self.bounds
+    }
+
+    /// The bound on this engine alone ([`at_most`](Self::at_most)).
+    pub fn bound_here(&self) -> Option<usize> {
+        self.at_most
     }
 
     /// The queue.
@@ -110,21 +150,26 @@ pub(crate) struct Served {
     pub(crate) held: Vec<RunId>,
 }
 
-/// Where a run listed for a take-up waits: its queue, and the queue's bound over all engines.
+/// Where a run listed for a take-up waits: its queue, and the queue's bounds over all engines.
 #[derive(Debug, Clone)]
 pub(crate) struct Queued {
     pub(crate) queue: String,
-    pub(crate) overall: Option<usize>,
+    pub(crate) bounds: Admission,
 }
 
 impl Engine {
-    /// Whether a run listed on a queue may be taken up here: always, unless the queue has a
-    /// bound over all engines, which the store then checks while it reserves the run.
+    /// Whether a run listed on a queue may be taken up here: always, unless the queue has
+    /// bounds over all engines, which the store then checks while it reserves the run.
     pub(crate) async fn admitted(&self, run_id: &RunId, queued: &Queued) -> bool {
-        let Some(limit) = queued.overall else {
+        if queued.bounds.is_empty() {
             return true;
-        };
-        match self.inner.store.admit(run_id, &queued.queue, limit).await {
+        }
+        match self
+            .inner
+            .store
+            .admit(run_id, &queued.queue, &queued.bounds)
+            .await
+        {
             Ok(admitted) => admitted,
             Err(error) => {
                 tracing::warn!(%error, run_id = %run_id, queue = %queued.queue, "cannot reserve a run of a bounded queue; trying again at the next poll");
@@ -175,6 +220,12 @@ impl Engine {
         if on.queue.trim().is_empty() {
             return Err(EngineError::EmptyQueueName { run_id });
         }
+        if on.key.as_deref().is_some_and(|key| key.trim().is_empty()) {
+            return Err(EngineError::EmptyQueueKey {
+                run_id,
+                queue: on.queue.clone(),
+            });
+        }
         let erased = def.erased();
         let plan = plan(erased);
         if !plan.problems.is_empty() {
@@ -195,7 +246,14 @@ impl Engine {
         match self
             .inner
             .store
-            .enqueue(&new_run, &on.queue, on.priority)
+            .enqueue(
+                &new_run,
+                Queueing {
+                    queue: &on.queue,
+                    priority: on.priority,
+                    key: on.key.as_deref(),
+                },
+            )
             .await?
         {
             Created::New => Ok(run_id),
@@ -232,28 +290,27 @@ impl Engine {
         &self,
         known: &[KnownGraph],
     ) -> (Vec<(FreeRun, Queued)>, bool) {
-        let rooms: Vec<(String, usize, Option<usize>)> =
-            self.inner.registry.with_served(|served| {
-                served
-                    .iter_mut()
-                    .map(|s| {
-                        let room = match s.serve.at_most {
-                            Some(at_most) => {
-                                s.held.retain(|run| self.runs_here(run));
-                                at_most.saturating_sub(s.held.len())
-                            }
-                            None => TAKEOVER_BATCH,
-                        };
-                        (
-                            s.serve.queue.clone(),
-                            room.min(TAKEOVER_BATCH),
-                            s.serve.overall,
-                        )
-                    })
-                    .collect()
-            });
+        let rooms: Vec<(String, usize, Admission)> = self.inner.registry.with_served(|served| {
+            served
+                .iter_mut()
+                .map(|s| {
+                    let room = match s.serve.at_most {
+                        Some(at_most) => {
+                            s.held.retain(|run| self.runs_here(run));
+                            at_most.saturating_sub(s.held.len())
+                        }
+                        None => TAKEOVER_BATCH,
+                    };
+                    (
+                        s.serve.queue.clone(),
+                        room.min(TAKEOVER_BATCH),
+                        s.serve.bounds,
+                    )
+                })
+                .collect()
+        });
         let (mut runs, mut full) = (Vec::new(), false);
-        for (queue, room, overall) in rooms {
+        for (queue, room, bounds) in rooms {
             if room == 0 {
                 continue;
             }
@@ -270,7 +327,7 @@ impl Engine {
                             run,
                             Queued {
                                 queue: queue.clone(),
-                                overall,
+                                bounds,
                             },
                         )
                     }));

@@ -416,10 +416,14 @@ impl Retention for MemoryStore {
 /// this store's runs. Enqueuing is refused, saying so; nothing is listed.
 #[async_trait::async_trait]
 impl super::QueueStore for MemoryStore {
-    async fn enqueue(&self, run: &NewRun<'_>, queue: &str, _: i32) -> Result<Created, StoreError> {
+    async fn enqueue(
+        &self,
+        run: &NewRun<'_>,
+        on: super::Queueing<'_>,
+    ) -> Result<Created, StoreError> {
         Err(StoreError::Backend(format!(
-            "run `{}` cannot be put on queue `{queue}`: the in-memory store keeps no queue (no other engine sees its runs); enqueue on a durable store",
-            run.run_id
+            "run `{}` cannot be put on queue `{}`: the in-memory store keeps no queue (no other engine sees its runs); enqueue on a durable store",
+            run.run_id, on.queue
         )))
     }
 
@@ -432,7 +436,7 @@ impl super::QueueStore for MemoryStore {
         Ok(Vec::new())
     }
 
-    async fn admit(&self, _: &RunId, _: &str, _: usize) -> Result<bool, StoreError> {
+    async fn admit(&self, _: &RunId, _: &str, _: &super::Admission) -> Result<bool, StoreError> {
         Ok(false)
     }
 

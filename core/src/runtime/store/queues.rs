@@ -11,24 +11,55 @@
 //! that serve its queue only. [`LeaseStore::free_runs`](super::LeaseStore::free_runs) never
 //! lists a run of a queue.
 
+use std::time::Duration;
+
 use super::{Created, FreeRun, KnownGraph, NewRun, SignalNotices};
 use crate::runtime::error::StoreError;
 use crate::runtime::id::RunId;
 
+/// Where an enqueued run waits: its queue, its priority (higher first), and its concurrency
+/// key, if any (see [`Admission::per_key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queueing<'a> {
+    /// The queue.
+    pub queue: &'a str,
+    /// Higher first; among equals, older first.
+    pub priority: i32,
+    /// Runs of a queue that share a key are bounded together (one deployment per service at a
+    /// time, say); a run without one is bounded by the others only.
+    pub key: Option<&'a str>,
+}
+
+/// The bounds a store checks, over every process on the database, before a run waiting on a
+/// queue may start ([`QueueStore::admit`]). None set: nothing to check.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// At most this many of the queue's runs held under a live lease at once.
+    pub overall: Option<usize>,
+    /// At most this many of the queue's runs with the run's key held under a live lease at
+    /// once (a run without a key is not bounded by it).
+    pub per_key: Option<usize>,
+    /// At most this many of the queue's runs started (first taken up) in any window of this
+    /// length.
+    pub rate: Option<(usize, Duration)>,
+}
+
+impl Admission {
+    /// Whether no bound is set.
+    pub fn is_empty(&self) -> bool {
+        self.overall.is_none() && self.per_key.is_none() && self.rate.is_none()
+    }
+}
+
 /// Putting runs on queues and finding them there: the capability queues work through.
 #[async_trait::async_trait]
 pub trait QueueStore: Send + Sync + 'static {
-    /// Creates `run` on `queue` with `priority` (higher first), held by no owner, or reports
-    /// the run that has its id (the id is the idempotency key, as for
+    /// Creates `run` on the queue of `on`, with its priority and key, held by no owner, or
+    /// reports the run that has its id (the id is the idempotency key, as for
     /// [`RunStore::create_run`](super::RunStore::create_run)). A store whose runs cannot
     /// outlive their engine, so that no other engine could take them, refuses it with an
     /// error that says so.
-    async fn enqueue(
-        &self,
-        run: &NewRun<'_>,
-        queue: &str,
-        priority: i32,
-    ) -> Result<Created, StoreError>;
+    async fn enqueue(&self, run: &NewRun<'_>, on: Queueing<'_>) -> Result<Created, StoreError>;
 
     /// At most `limit` unfinished, unparked runs of the queues `queues` that no live lease
     /// holds (never taken, or their lease ran out or was given up), of the workflows and
@@ -42,12 +73,19 @@ pub trait QueueStore: Send + Sync + 'static {
     ) -> Result<Vec<FreeRun>, StoreError>;
 
     /// Reserves the run `run_id` of `queue` for this store's owner (its lease, as
-    /// [`acquire`](super::LeaseStore::acquire) gives it, without counting a take-up) if fewer
-    /// than `limit` runs of the queue are held under a live lease, counted and taken at once
-    /// for every process on the database: the queue's bound over all replicas. `false` if the
-    /// queue is full or the run is no longer free to take. The take-up that follows finds the
-    /// lease this owner's. A store that keeps no queue has nothing to reserve (`false`).
-    async fn admit(&self, run_id: &RunId, queue: &str, limit: usize) -> Result<bool, StoreError>;
+    /// [`acquire`](super::LeaseStore::acquire) gives it, without counting a take-up) if every
+    /// bound of `bounds` leaves room for it, counted and taken at once for every process on
+    /// the database: the queue's bounds over all replicas. The run's start time is the
+    /// reservation's, the first time (by the store's clock, which the rate bound counts in).
+    /// `false` if a bound is reached or the run is no longer free to take. The take-up that
+    /// follows finds the lease this owner's. A store that keeps no queue has nothing to
+    /// reserve (`false`).
+    async fn admit(
+        &self,
+        run_id: &RunId,
+        queue: &str,
+        bounds: &Admission,
+    ) -> Result<bool, StoreError>;
 
     /// A counter the store bumps when a run may have been put on a queue (by any process on
     /// the database), so that the engines serving queues look at once instead of at their
