@@ -358,9 +358,12 @@ CREATE INDEX IF NOT EXISTS runs_queued ON runs (queue, priority DESC, created_at
 /// its events in commit order. PostgreSQL lets such a lock go only after the commit's WAL
 /// flush, so writers on different connections (several replicas, or several writers of one)
 /// took turns and never shared a flush. An event's `seq` is now its transaction's id shifted
-/// left by 20 bits, plus its place in the transaction (`log_positions`, which counts in a
-/// transaction-local setting): unique, increasing within a transaction, and ordered between
-/// transactions by when each took its id, not by when it committed. What makes a reader's
+/// left by 20 bits, plus its place in the transaction: a batch (`record_v2`, one call a
+/// transaction) numbers its events in the upper half of the transaction's numbers by their
+/// place in the batch; the column's default numbers any other row in the lower half
+/// (`log_positions`, which counts in a transaction-local setting). Unique, increasing within a
+/// transaction (creations come before the batch's changes), and ordered between transactions
+/// by when each took its id, not by when it committed. What makes a reader's
 /// prefix final is the snapshot's horizon instead: every transaction whose id is below
 /// `pg_snapshot_xmin(pg_current_snapshot())` has ended, so the events below that id shifted
 /// left are all there and none will come below them (`readable_below`); a reader that has
@@ -387,8 +390,8 @@ CREATE FUNCTION log_positions(n integer) RETURNS bigint LANGUAGE plpgsql VOLATIL
 DECLARE
     used integer := COALESCE(NULLIF(current_setting('sagaflow.log_used', true), ''), '0')::integer;
 BEGIN
-    IF n < 0 OR used + n >= 1048576 THEN
-        RAISE EXCEPTION 'sagaflow: more than 1048575 events in one transaction';
+    IF n < 0 OR used + n >= 524288 THEN
+        RAISE EXCEPTION 'sagaflow: more than 524287 events in one transaction';
     END IF;
     PERFORM set_config('sagaflow.log_used', (used + n)::text, true);
     RETURN (pg_current_xact_id()::text::bigint << 20) + used;
@@ -420,7 +423,10 @@ DECLARE
 BEGIN
     INSERT INTO writers (owner, batch) VALUES (p_owner, p_batch)
         ON CONFLICT (owner) DO UPDATE SET batch = excluded.batch;
-    base := log_positions(cardinality(p_kinds));
+    -- The upper half of the transaction's numbers: the column's default numbers the lower
+    -- half (a creation in the same transaction comes first), and a transaction makes one
+    -- call (a second one would collide with the first, and fail).
+    base := (pg_current_xact_id()::text::bigint << 20) + 524288;
     IF cardinality(p_runs) = 1 THEN
         RETURN QUERY
         WITH now AS MATERIALIZED (SELECT now_ms() AS at),
@@ -451,12 +457,11 @@ BEGIN
             ARRAY[EXISTS (SELECT 1 FROM r)];
         RETURN;
     END IF;
+    -- The fence's lock, in `run_id` order, before the statement that reads the tokens (which
+    -- takes its snapshot after it).
+    PERFORM 1 FROM runs WHERE run_id = ANY(p_runs) ORDER BY run_id FOR KEY SHARE;
     RETURN QUERY
     WITH now AS MATERIALIZED (SELECT now_ms() AS at),
-    held AS MATERIALIZED (
-        SELECT run_id, lease_token, parked, lease_expires FROM runs
-        WHERE run_id = ANY(p_runs) ORDER BY run_id FOR KEY SHARE
-    ),
     w AS MATERIALIZED (
         SELECT x.wi, x.run_id, x.lease_ms, x.end_status, x.end_error,
             r.run_id IS NOT NULL AS run_exists,
@@ -464,7 +469,7 @@ BEGIN
             r.lease_expires
         FROM unnest(p_runs, p_tokens, p_leases, p_ends, p_end_errors)
             WITH ORDINALITY AS x(run_id, token, lease_ms, end_status, end_error, wi)
-        LEFT JOIN held r ON r.run_id = x.run_id
+        LEFT JOIN runs r ON r.run_id = x.run_id
     ),
     admitted AS MATERIALIZED (SELECT array_agg(admitted ORDER BY wi) AS p FROM w),
     g AS MATERIALIZED (
