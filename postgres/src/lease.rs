@@ -14,7 +14,7 @@ use crate::error::{pg_error, pool_error};
 use crate::session::Session;
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
-use sagaflow_core::runtime::store::{Admission, FreeRun, KnownGraph, Lease};
+use sagaflow_core::runtime::store::{Admission, Admitted, FreeRun, KnownGraph, Lease};
 
 /// The leases a store holds: `sagaflow-core`'s bookkeeping, which every store with leases
 /// shares; the SQL that renews and gives them up is here.
@@ -414,7 +414,7 @@ pub(crate) async fn admit(
     owner: &str,
     lease_ms: i64,
     bounds: &Admission,
-) -> Result<bool, tokio_postgres::Error> {
+) -> Result<Admitted, tokio_postgres::Error> {
     let mut name = Vec::with_capacity(schema.len() + 1 + queue.len());
     name.extend_from_slice(schema.as_bytes());
     name.push(0);
@@ -430,27 +430,31 @@ pub(crate) async fn admit(
     let tx = session.transaction(client).await?;
     tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&QUEUE_LOCK, &key])
         .await?;
-    let room: bool = tx
+    let row = tx
         .query_one(
             "WITH me AS (SELECT queue_key, started_at IS NULL AS first FROM runs \
                  WHERE run_id = $2) \
              SELECT ($3::bigint IS NULL OR (SELECT count(*) FROM runs WHERE queue = $1 \
                      AND status = 'running' AND owner IS NOT NULL \
                      AND lease_expires > now_ms()) < $3) \
-                AND ($4::bigint IS NULL OR (SELECT count(*) FROM runs r, me \
-                     WHERE r.queue = $1 AND r.queue_key = me.queue_key AND r.run_id <> $2 \
-                     AND r.status = 'running' AND r.owner IS NOT NULL \
-                     AND r.lease_expires > now_ms()) < $4) \
                 AND ($5::bigint IS NULL OR NOT COALESCE((SELECT first FROM me), true) \
                      OR (SELECT count(*) FROM runs WHERE queue = $1 \
-                         AND started_at > now_ms() - $6 AND run_id <> $2) < $5)",
+                         AND started_at > now_ms() - $6 AND run_id <> $2) < $5), \
+                ($4::bigint IS NULL OR (SELECT count(*) FROM runs r, me \
+                     WHERE r.queue = $1 AND r.queue_key = me.queue_key AND r.run_id <> $2 \
+                     AND r.status = 'running' AND r.owner IS NOT NULL \
+                     AND r.lease_expires > now_ms()) < $4)",
             &[&queue, &run_id, &overall, &per_key, &starts, &per_ms],
         )
-        .await?
-        .get(0);
-    if !room {
+        .await?;
+    let (queue_room, key_room): (bool, bool) = (row.get(0), row.get(1));
+    if !queue_room || !key_room {
         tx.commit().await?;
-        return Ok(false);
+        return Ok(if queue_room {
+            Admitted::KeyFull
+        } else {
+            Admitted::QueueFull
+        });
     }
     let taken = tx
         .execute(
@@ -464,5 +468,9 @@ pub(crate) async fn admit(
         )
         .await?;
     tx.commit().await?;
-    Ok(taken == 1)
+    Ok(if taken == 1 {
+        Admitted::Reserved
+    } else {
+        Admitted::Taken
+    })
 }

@@ -517,7 +517,7 @@ impl sagaflow_core::runtime::QueueStore for PgStore {
         run_id: &RunId,
         queue: &str,
         bounds: &sagaflow_core::runtime::store::Admission,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<sagaflow_core::runtime::store::Admitted, StoreError> {
         let leases = &self.inner.leases;
         let mut client = self.client().await?;
         lease::admit(

@@ -678,7 +678,7 @@ impl sagaflow_core::runtime::QueueStore for SqliteStore {
         run_id: &RunId,
         queue: &str,
         bounds: &sagaflow_core::runtime::store::Admission,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<sagaflow_core::runtime::store::Admitted, StoreError> {
         let leases = &self.inner.leases;
         let op = ops::Admit {
             run_id: run_id.as_str().to_owned(),

@@ -17,7 +17,7 @@ use crate::writer::Op;
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::events::EventKind;
-use sagaflow_core::runtime::store::{Admission, Change, Created, NewRun, Queueing};
+use sagaflow_core::runtime::store::{Admission, Admitted, Change, Created, NewRun, Queueing};
 
 /// Create a run unless one has the id, leased to `owner` with token 1.
 #[derive(Debug)]
@@ -150,8 +150,8 @@ fn count(n: usize) -> i64 {
 }
 
 impl Op for Admit {
-    /// Whether the run is reserved.
-    type Answer = bool;
+    /// Whether the run is reserved, or which bound refused it.
+    type Answer = Admitted;
 
     fn apply(&self, conn: &Connection, _: &str) -> Result<Self::Answer, ApplyError> {
         let now = crate::clock::now_ms();
@@ -163,7 +163,7 @@ impl Op for Admit {
                 )?
                 .query_row(rusqlite::params![self.queue, now], |row| row.get(0))?;
             if held >= count(limit) {
-                return Ok(false);
+                return Ok(Admitted::QueueFull);
             }
         }
         if let Some(limit) = self.bounds.per_key {
@@ -177,7 +177,7 @@ impl Op for Admit {
                     row.get(0)
                 })?;
             if held >= count(limit) {
-                return Ok(false);
+                return Ok(Admitted::KeyFull);
             }
         }
         if let Some((starts, per)) = self.bounds.rate {
@@ -196,7 +196,7 @@ impl Op for Admit {
                 .query_row([&self.run_id], |row| row.get(0))
                 .unwrap_or(false);
             if first && started >= count(starts) {
-                return Ok(false);
+                return Ok(Admitted::QueueFull);
             }
         }
         let taken = conn
@@ -214,7 +214,11 @@ impl Op for Admit {
                 self.lease_ms,
                 self.queue
             ])?;
-        Ok(taken == 1)
+        Ok(if taken == 1 {
+            Admitted::Reserved
+        } else {
+            Admitted::Taken
+        })
     }
 
     fn publish(&self, _: &Self::Answer, _: &mut Publishing<'_>) {}

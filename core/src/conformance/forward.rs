@@ -262,7 +262,7 @@ macro_rules! forward_store {
                 run_id: &$crate::runtime::RunId,
                 queue: &str,
                 bounds: &$crate::runtime::store::Admission,
-            ) -> ::core::result::Result<bool, $crate::runtime::StoreError> {
+            ) -> ::core::result::Result<$crate::runtime::store::Admitted, $crate::runtime::StoreError> {
                 $crate::runtime::QueueStore::admit(&self.$field, run_id, queue, bounds).await
             }
             fn queue_notices(

@@ -448,6 +448,60 @@ pub async fn a_queue_s_rate_holds_over_engines(db: &impl TestDatabase) {
     }
 }
 
+/// A backlog on a queue that runs one at a time over two engines starts in priority order:
+/// every run of the higher priority before any of the lower, though the lower were enqueued
+/// first (each engine reserves in the queue's order, and stops at a full queue).
+pub async fn a_backlog_starts_in_priority_order_over_engines(db: &impl TestDatabase) {
+    let spans: Spans = Arc::default();
+    let def = keyed("Backlog", &spans);
+    let client = Engine::builder()
+        .store(Arc::new(db.open("client", LONG, RECOVERIES).await))
+        .build();
+    for (k, priority) in [0, 0, 0, 0, 5, 5, 5].into_iter().enumerate() {
+        client
+            .enqueue(
+                &def,
+                format!("backlog-{k}").as_str(),
+                format!("p{priority}-{k}"),
+                &Enqueue::on("backlog").priority(priority),
+            )
+            .await
+            .unwrap();
+    }
+    let mut workers = Vec::new();
+    for name in ["worker-a", "worker-b"] {
+        let worker = Engine::builder()
+            .store(Arc::new(db.open(name, LONG, RECOVERIES).await))
+            .takeover_every(Duration::from_millis(10))
+            .build();
+        worker.register(&def).unwrap();
+        worker
+            .serve(Serve::queue("backlog").at_most_overall(1))
+            .unwrap();
+        workers.push(worker);
+    }
+    for k in 0..7 {
+        client
+            .wait_for(&def, format!("backlog-{k}").as_str())
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+    }
+    let mut spans = spans.lock().unwrap().clone();
+    spans.sort_by_key(|span| span.1);
+    let order: Vec<&str> = spans.iter().map(|span| span.0.as_str()).collect();
+    assert_eq!(order.len(), 7, "{order:?}");
+    assert!(
+        order[..3].iter().all(|label| label.starts_with("p5")),
+        "the higher priority first: {order:?}"
+    );
+    for pair in spans.windows(2) {
+        assert!(pair[0].2 <= pair[1].1, "two at once: {spans:?}");
+    }
+}
+
 /// Runs every queue check as a test of its own (multi-threaded), each on a fresh database made
 /// by `$make`.
 #[macro_export]
@@ -461,6 +515,7 @@ macro_rules! queue_conformance {
             engines_together_run_at_most_a_queue_s_overall_bound,
             a_concurrency_key_runs_one_at_a_time_over_engines,
             a_queue_s_rate_holds_over_engines,
+            a_backlog_starts_in_priority_order_over_engines,
         );
     };
 }

@@ -447,7 +447,7 @@ pub mod retention;
 pub use leases::HeldLeases;
 pub use machines::{Advanced, MachineStep, MachineStore, MachineTransition, StoredMachine};
 pub use memory::{MemoryStore, RecordedChange};
-pub use queues::{Admission, QueueStore, Queueing};
+pub use queues::{Admission, Admitted, QueueStore, Queueing};
 pub use retention::{Deleted, FinishedCursor, FinishedQuery, FinishedRun, Retention};
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::runtime::definition::{Codec, Definition, StepValue, Value, plan};
 use crate::runtime::error::EngineError;
 use crate::runtime::id::RunId;
 use crate::runtime::store::{
-    Admission, Created, FreeRun, KnownGraph, NewRun, Queueing, StoredRunStatus,
+    Admission, Admitted, Created, FreeRun, KnownGraph, NewRun, Queueing, StoredRunStatus,
 };
 
 /// Where and how [`Engine::enqueue`] puts a run: a queue, a priority (higher first; 0 by
@@ -158,24 +158,39 @@ pub(crate) struct Queued {
 }
 
 impl Engine {
-    /// Whether a run listed on a queue may be taken up here: always, unless the queue has
-    /// bounds over all engines, which the store then checks while it reserves the run.
-    pub(crate) async fn admitted(&self, run_id: &RunId, queued: &Queued) -> bool {
-        if queued.bounds.is_empty() {
-            return true;
-        }
-        match self
-            .inner
-            .store
-            .admit(run_id, &queued.queue, &queued.bounds)
-            .await
-        {
-            Ok(admitted) => admitted,
-            Err(error) => {
-                tracing::warn!(%error, run_id = %run_id, queue = %queued.queue, "cannot reserve a run of a bounded queue; trying again at the next poll");
-                false
+    /// The runs listed on the queues served that may be taken up here now, in their order:
+    /// each run of a queue with bounds over all engines is reserved by the store first, one
+    /// after the other (the store counts under the queue's lock anyway), so that a run of
+    /// lower priority never takes the room a higher one was refused a moment before; once the
+    /// queue's bound or rate is full, the rest of that queue waits for the next poll (a run
+    /// whose key is full is skipped, for other keys may go).
+    pub(crate) async fn admitted(&self, listed: Vec<(FreeRun, Queued)>) -> Vec<(FreeRun, Queued)> {
+        let mut full: Vec<String> = Vec::new();
+        let mut admitted = Vec::with_capacity(listed.len());
+        for (run, queued) in listed {
+            if queued.bounds.is_empty() {
+                admitted.push((run, queued));
+                continue;
+            }
+            if full.contains(&queued.queue) || self.runs_here(&run.run_id) {
+                continue;
+            }
+            match self
+                .inner
+                .store
+                .admit(&run.run_id, &queued.queue, &queued.bounds)
+                .await
+            {
+                Ok(Admitted::Reserved) => admitted.push((run, queued)),
+                Ok(Admitted::QueueFull) => full.push(queued.queue.clone()),
+                Ok(Admitted::KeyFull | Admitted::Taken) => {}
+                Err(error) => {
+                    tracing::warn!(%error, run_id = %run.run_id, queue = %queued.queue, "cannot reserve a run of a bounded queue; trying again at the next poll");
+                    full.push(queued.queue.clone());
+                }
             }
         }
+        admitted
     }
 }
 

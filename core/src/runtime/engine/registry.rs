@@ -262,6 +262,7 @@ impl Engine {
         if registry.serves_queues() {
             let (queued, more) = self.queued_to_take(&known).await;
             full |= more;
+            let queued = self.admitted(queued).await;
             runs.extend(queued.into_iter().map(|(run, queued)| (run, Some(queued))));
         }
         runs.extend(free.into_iter().map(|run| (run, None)));
@@ -276,11 +277,6 @@ impl Engine {
             let engine = self.clone();
             Some(async move {
                 if engine.inner.lifecycle.is_draining() {
-                    return false;
-                }
-                if let Some(queued) = &queue
-                    && !engine.admitted(&run.run_id, queued).await
-                {
                     return false;
                 }
                 match take(engine.clone(), run.run_id.clone()).await {

@@ -436,8 +436,13 @@ impl super::QueueStore for MemoryStore {
         Ok(Vec::new())
     }
 
-    async fn admit(&self, _: &RunId, _: &str, _: &super::Admission) -> Result<bool, StoreError> {
-        Ok(false)
+    async fn admit(
+        &self,
+        _: &RunId,
+        _: &str,
+        _: &super::Admission,
+    ) -> Result<super::Admitted, StoreError> {
+        Ok(super::Admitted::Taken)
     }
 
     fn queue_notices(&self) -> Option<super::SignalNotices> {

@@ -51,6 +51,20 @@ impl Admission {
     }
 }
 
+/// What [`QueueStore::admit`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    /// Reserved for this store's owner: the take-up that follows finds the lease its own.
+    Reserved,
+    /// The queue's bound over all engines, or its rate, leaves no room now: no run of the
+    /// queue may start, whatever its key.
+    QueueFull,
+    /// The run's key is at its bound; runs of other keys may start.
+    KeyFull,
+    /// The run is no longer free to take (another engine took it, or it ended).
+    Taken,
+}
+
 /// Putting runs on queues and finding them there: the capability queues work through.
 #[async_trait::async_trait]
 pub trait QueueStore: Send + Sync + 'static {
@@ -77,15 +91,15 @@ pub trait QueueStore: Send + Sync + 'static {
     /// bound of `bounds` leaves room for it, counted and taken at once for every process on
     /// the database: the queue's bounds over all replicas. The run's start time is the
     /// reservation's, the first time (by the store's clock, which the rate bound counts in).
-    /// `false` if a bound is reached or the run is no longer free to take. The take-up that
-    /// follows finds the lease this owner's. A store that keeps no queue has nothing to
-    /// reserve (`false`).
+    /// Otherwise says which bound refused it, or that the run is no longer free to take. The
+    /// take-up that follows a reservation finds the lease this owner's. A store that keeps no
+    /// queue has nothing to reserve ([`Admitted::Taken`]).
     async fn admit(
         &self,
         run_id: &RunId,
         queue: &str,
         bounds: &Admission,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Admitted, StoreError>;
 
     /// A counter the store bumps when a run may have been put on a queue (by any process on
     /// the database), so that the engines serving queues look at once instead of at their
