@@ -15,6 +15,7 @@ mod draw;
 mod error;
 mod operate;
 mod prune;
+mod queues;
 mod render;
 mod replicas;
 mod stats;
@@ -97,6 +98,9 @@ enum Command {
     /// holds and the workflows it runs; and the runs waiting for a version no live replica
     /// runs.
     Replicas,
+    /// The queues: what waits on each, what runs, how long the oldest has waited, the runs
+    /// started in the last minute, and the bounds the live replicas serving it set.
+    Queues,
     /// List persisted state machines.
     Machines,
     /// A state machine's state and transition log.
@@ -213,6 +217,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             commands::graph(&*db, &run, format, &out, &mut w, &mut std::io::stderr()).await
         }
         Command::Replicas => replicas::replicas(&*target.inspect().await?, &out, &mut w).await,
+        Command::Queues => queues::queues(&*target.inspect().await?, &out, &mut w).await,
         Command::Machines => commands::machines(&*target.inspect().await?, &out, &mut w).await,
         Command::Machine { id } => {
             commands::machine(&*target.inspect().await?, &id, &out, &mut w).await

@@ -385,3 +385,71 @@ async fn replicas_shows_who_lives_what_each_holds_and_what_waits(f: Fixture) {
     );
     assert_eq!(lines_with(table, "old-version").len(), 1, "{table}");
 }
+
+on_both_stores!(queues_shows_what_waits_what_runs_and_the_bounds_set, new);
+async fn queues_shows_what_waits_what_runs_and_the_bounds_set(f: Fixture) {
+    use sagaflow::runtime::{Enqueue, Serve};
+    let owner = match &f.store {
+        common::Store::Sqlite(store) => store.owner().to_owned(),
+        common::Store::Postgres(store) => store.owner().to_owned(),
+    };
+    assert_eq!(f.run(&["queues"]).ok(), "no queues\n");
+    for k in 0..3 {
+        Etl::enqueue(
+            &f.engine,
+            format!("etl-q{k}").as_str(),
+            k,
+            &Enqueue::on("reports").priority(k.cast_signed()),
+        )
+        .await
+        .unwrap();
+    }
+    let before = f.run(&["queues", "--json"]).json();
+    assert_eq!(before[0]["queue"], "reports", "{before}");
+    assert_eq!(before[0]["waiting"], 3, "{before}");
+    assert_eq!(before[0]["running"], 0, "{before}");
+    assert!(
+        before[0]["oldest_waiting_ms"].as_i64().unwrap() >= 0,
+        "{before}"
+    );
+    assert_eq!(before[0]["served_by"], serde_json::json!({}), "{before}");
+    // This engine serves another queue, with bounds; the reports wait on.
+    Etl::register(&f.engine).unwrap();
+    f.engine
+        .serve(
+            Serve::queue("mail")
+                .at_most(2)
+                .at_most_overall(5)
+                .at_most_per_key(1)
+                .rate(10, std::time::Duration::from_secs(1)),
+        )
+        .unwrap();
+    let began = std::time::Instant::now();
+    let listed = loop {
+        let listed = f.run(&["queues", "--json"]).json();
+        if listed.as_array().is_some_and(|q| q.len() == 2) {
+            break listed;
+        }
+        assert!(began.elapsed().as_secs() < 10, "never told: {listed}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(listed[0]["queue"], "mail", "{listed}");
+    let bounds = &listed[0]["served_by"][owner.as_str()];
+    assert_eq!(bounds["at_most"], 2, "{listed}");
+    assert_eq!(bounds["overall"], 5, "{listed}");
+    assert_eq!(bounds["per_key"], 1, "{listed}");
+    assert_eq!(bounds["rate"], serde_json::json!([10, 1000]), "{listed}");
+    assert_eq!(listed[1]["queue"], "reports", "{listed}");
+    assert_eq!(listed[1]["waiting"], 3, "{listed}");
+    let table = f.run(&["queues"]);
+    let table = table.ok();
+    assert!(table.starts_with("QUEUE"), "{table}");
+    let mail = lines_with(table, "mail");
+    assert!(
+        mail[0].contains("2 a replica, 5 in all, 1 a key, 10 starts/1.0s"),
+        "{table}"
+    );
+    let reports = lines_with(table, "reports");
+    assert!(reports[0].contains(" 3 "), "{table}");
+    assert!(reports[0].ends_with("none"), "{table}");
+}

@@ -28,6 +28,7 @@ use sagaflow_core::runtime::store::inspect::{
     EventRow, Inspect, InspectError, Machine, Run, Step, Transition, json_or_text,
 };
 use sagaflow_core::runtime::store::replicas::Replicas;
+use sagaflow_core::runtime::store::{QueueStanding, Queues};
 use tokio_postgres::{Client, Row};
 
 use crate::error::describe;
@@ -42,9 +43,9 @@ pub struct PgInspector {
     session: Session,
     /// The server's URL without its password, and the schema where it is not the default.
     database: String,
-    /// Whether the schema numbers its log by transaction (version 7 on), so that a reader
-    /// reads only below the horizon (see `reads::events`).
-    horizon: bool,
+    /// The schema's version: from 7 its log is numbered by transaction, so that a reader
+    /// reads only below the horizon (see `reads::events`); from 8 queued runs keep their start.
+    version: i64,
 }
 
 impl std::fmt::Debug for PgInspector {
@@ -109,9 +110,9 @@ impl PgInspector {
             client,
             session,
             database,
-            horizon: false,
+            version: 0,
         };
-        inspector.horizon = inspector.check_schema(schema).await? >= 7;
+        inspector.version = inspector.check_schema(schema).await?;
         Ok(inspector)
     }
 
@@ -315,7 +316,7 @@ impl Inspect for PgInspector {
     async fn events(&self, run_ids: &[String], after: i64) -> Result<Vec<EventRow>, InspectError> {
         let rows = self
             .query(
-                if self.horizon {
+                if self.version >= 7 {
                     "SELECT seq, run_id, at, kind, step, attempt, detail FROM events \
                      WHERE run_id = ANY($1) AND seq > $2 AND seq < readable_below() ORDER BY seq"
                 } else {
@@ -396,6 +397,50 @@ impl Inspect for PgInspector {
             replicas,
             runs,
         })
+    }
+
+    async fn queues(&self) -> Result<Queues, InspectError> {
+        let now: i64 = self.one("SELECT now_ms()", &[]).await?.get(0);
+        // Queues came with version 6, a queued run's start with 8.
+        if self.version < 6 {
+            return Ok(Queues {
+                now,
+                queues: Vec::new(),
+            });
+        }
+        let started = if self.version >= 8 {
+            "started_at"
+        } else {
+            "NULL::bigint"
+        };
+        let sql = format!(
+            "SELECT queue, \
+                 count(*) FILTER (WHERE status = 'running' AND NOT parked \
+                     AND (owner IS NULL OR lease_expires IS NULL OR lease_expires <= $1)), \
+                 count(*) FILTER (WHERE status = 'running' AND NOT parked \
+                     AND owner IS NOT NULL AND lease_expires > $1), \
+                 count(*) FILTER (WHERE status = 'running' AND parked), \
+                 min(created_at) FILTER (WHERE status = 'running' AND NOT parked \
+                     AND (owner IS NULL OR lease_expires IS NULL OR lease_expires <= $1)), \
+                 count(*) FILTER (WHERE {started} > $1 - 60000) \
+             FROM runs WHERE queue IS NOT NULL AND (status = 'running' OR {started} > $1 - 60000) \
+             GROUP BY queue ORDER BY queue"
+        );
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        let queues = self
+            .query(&sql, &[&now])
+            .await?
+            .iter()
+            .map(|row| QueueStanding {
+                queue: row.get(0),
+                waiting: count(row.get(1)),
+                running: count(row.get(2)),
+                parked: count(row.get(3)),
+                oldest_waiting_at: row.get(4),
+                started_last_minute: count(row.get(5)),
+            })
+            .collect();
+        Ok(Queues { now, queues })
     }
 
     async fn check(&self) -> Result<Vec<String>, InspectError> {

@@ -645,10 +645,14 @@ impl LeaseStore for PgStore {
         self.inner.leases.holds(run_id)
     }
 
-    async fn heartbeat(&self, known: &[KnownGraph]) -> Result<(), StoreError> {
+    async fn heartbeat(
+        &self,
+        known: &[KnownGraph],
+        queues: &[sagaflow_core::runtime::store::replicas::ServedQueue],
+    ) -> Result<(), StoreError> {
         let client = self.client().await?;
         let owner = self.inner.leases.owner();
-        replicas::heartbeat(&client, &self.inner.session, owner, known)
+        replicas::heartbeat(&client, &self.inner.session, owner, known, queues)
             .await
             .map_err(|e| error::pg_error(&self.inner.label, &e))
     }

@@ -4,7 +4,9 @@ use tokio_postgres::Client;
 
 use crate::session::{Link, Session};
 use sagaflow_core::runtime::KnownGraph;
-use sagaflow_core::runtime::store::replicas::{Graph, HeldRun, Replica, forget_after_ms};
+use sagaflow_core::runtime::store::replicas::{
+    Graph, HeldRun, Replica, ServedQueue, forget_after_ms,
+};
 
 /// Says that `owner` lives, on this host and process, running sagaflow's version and the
 /// graphs `known` (by the server's clock). A new process under an owner id starts its time
@@ -14,8 +16,10 @@ pub(crate) async fn heartbeat(
     session: &Session,
     owner: &str,
     known: &[KnownGraph],
+    queues: &[ServedQueue],
 ) -> Result<(), tokio_postgres::Error> {
     let graphs = Graph::json_of(known);
+    let queues = ServedQueue::json_of(queues);
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let pid = i64::from(std::process::id());
     session
@@ -23,11 +27,12 @@ pub(crate) async fn heartbeat(
         .execute(
             "WITH forgotten AS (DELETE FROM replicas WHERE heartbeat_at < now_ms() - $6 \
                  AND owner <> $1) \
-             INSERT INTO replicas (owner, host, pid, version, started_at, heartbeat_at, graphs) \
-             SELECT $1, $2, $3, $4, at, at, $5 FROM (SELECT now_ms() AS at) now \
+             INSERT INTO replicas (owner, host, pid, version, started_at, heartbeat_at, graphs, \
+                 queues) \
+             SELECT $1, $2, $3, $4, at, at, $5, $7 FROM (SELECT now_ms() AS at) now \
              ON CONFLICT (owner) DO UPDATE SET host = excluded.host, pid = excluded.pid, \
                  version = excluded.version, heartbeat_at = excluded.heartbeat_at, \
-                 graphs = excluded.graphs, \
+                 graphs = excluded.graphs, queues = excluded.queues, \
                  started_at = CASE WHEN replicas.host = excluded.host \
                                     AND replicas.pid = excluded.pid \
                                THEN replicas.started_at ELSE excluded.started_at END",
@@ -38,6 +43,7 @@ pub(crate) async fn heartbeat(
                 &env!("CARGO_PKG_VERSION"),
                 &graphs,
                 &forget_after_ms(),
+                &queues,
             ],
         )
         .await
@@ -59,8 +65,9 @@ pub(crate) async fn read(
         .get(0);
     let replicas = if recorded {
         link.query(
-            "SELECT owner, host, pid, version, started_at, heartbeat_at, graphs FROM replicas \
-             ORDER BY owner",
+            // The queues by name, if the column is there (schema version 8).
+            "SELECT owner, host, pid, version, started_at, heartbeat_at, graphs, \
+             to_jsonb(r) ->> 'queues' FROM replicas r ORDER BY owner",
             &[],
         )
         .await?
@@ -73,6 +80,7 @@ pub(crate) async fn read(
             started_at: row.get(4),
             heartbeat_at: row.get(5),
             graphs: Graph::from_json(row.get::<_, &str>(6)),
+            queues: ServedQueue::from_json(row.get::<_, Option<&str>>(7)),
         })
         .collect()
     } else {

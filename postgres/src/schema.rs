@@ -519,13 +519,16 @@ $fn$;
 
 /// Version 8: a queued run's concurrency key (`queue_key`), and when it was first taken up
 /// from its queue (`started_at`, by the server's clock): a queue's bounds count the runs of
-/// one key held at once, and the runs started in a window (see `lease::admit`).
+/// one key held at once, and the runs started in a window (see `lease::admit`). Each
+/// replica's heartbeat keeps the queues it serves and their bounds (`replicas.queues`, JSON),
+/// which are set in code, for tools to show.
 const V8: &str = "
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS queue_key text;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS started_at bigint;
 CREATE INDEX IF NOT EXISTS runs_started ON runs (queue, started_at) WHERE started_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS runs_keyed ON runs (queue, queue_key)
     WHERE status = 'running' AND queue_key IS NOT NULL;
+ALTER TABLE replicas ADD COLUMN IF NOT EXISTS queues text;
 ";
 
 /// The advisory lock keys of a schema: the first key names the purpose, the second the

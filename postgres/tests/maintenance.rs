@@ -35,7 +35,7 @@ async fn a_replica_silent_for_a_day_is_forgotten_at_another_s_heartbeat() {
     let store = sagaflow_postgres::PgStore::connect(&db.url, db.options().owner("live"))
         .await
         .unwrap();
-    store.heartbeat(&[]).await.unwrap();
+    store.heartbeat(&[], &[]).await.unwrap();
     let sql = client(&db.url).await;
     let table = format!("\"{}\".replicas", db.schema);
     let forget = i64::try_from(FORGET_REPLICA_AFTER.as_millis()).unwrap();
@@ -51,7 +51,7 @@ async fn a_replica_silent_for_a_day_is_forgotten_at_another_s_heartbeat() {
         .await
         .unwrap();
     }
-    store.heartbeat(&[]).await.unwrap();
+    store.heartbeat(&[], &[]).await.unwrap();
     let owners: Vec<String> = sql
         .query(&format!("SELECT owner FROM {table} ORDER BY owner"), &[])
         .await

@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sagaflow_core::StepOptions;
+use sagaflow_core::runtime::store::inspect::Inspect as _;
 use sagaflow_core::runtime::{Builder, Definition, Engine, Enqueue, Serve, StepError};
+use sagaflow_postgres::inspect::PgInspector;
 use sagaflow_postgres::{PgOptions, PgStore};
 use tokio_postgres::{Client, NoTls};
 
@@ -418,6 +420,32 @@ async fn a_thousand_enqueued_runs_complete_once_over_three_workers_within_the_bo
         effects.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
     );
     assert_eq!(workers.len(), 3, "every worker ran some: {workers:?}");
+    // What `sagaflow queues` reads: nothing waits or runs, a thousand started this minute,
+    // and each worker's bounds as its heartbeat told them.
+    let inspector = PgInspector::connect(&setup.db.url, &setup.db.schema)
+        .await
+        .unwrap();
+    let queues = inspector.queues().await.unwrap();
+    assert_eq!(queues.queues.len(), 1, "{queues:?}");
+    let q = &queues.queues[0];
+    assert_eq!((q.waiting, q.running, q.parked), (0, 0, 0), "{q:?}");
+    assert_eq!(q.started_last_minute, 1000, "{q:?}");
+    let replicas = inspector.replicas().await.unwrap();
+    let serving: Vec<_> = replicas
+        .replicas
+        .iter()
+        .filter(|r| {
+            r.queues
+                .iter()
+                .any(|s| s.queue == QUEUE && s.overall == Some(8))
+        })
+        .map(|r| r.owner.as_str())
+        .collect();
+    assert_eq!(
+        serving,
+        ["worker-0", "worker-1", "worker-2"],
+        "{replicas:?}"
+    );
 }
 
 /// Runs of four keys, at most one per key at once and 10 starts a second over three worker

@@ -53,6 +53,7 @@ pub use sagaflow_core::runtime::store::inspect::{
 
 use crate::schema::SCHEMA_VERSION;
 use sagaflow_core::runtime::store::replicas::Replicas;
+use sagaflow_core::runtime::store::{QueueStanding, Queues};
 
 /// The schema version that added the `parked` column.
 const V_PARKED: i64 = 3;
@@ -60,6 +61,10 @@ const V_PARKED: i64 = 3;
 const V_MACHINES: i64 = 4;
 /// The schema version that added `runs.graph`.
 const V_GRAPH: i64 = 5;
+/// The version that put runs on queues.
+const V_QUEUES: i64 = 9;
+/// The version that keeps a queued run's start time.
+const V_STARTED: i64 = 10;
 /// The most problems [`Inspector::integrity`] lists.
 pub const INTEGRITY_PROBLEMS: u32 = 20;
 
@@ -413,6 +418,53 @@ impl Inspect for Inspector {
             replicas,
             runs,
         })
+    }
+
+    async fn queues(&self) -> Result<Queues, InspectError> {
+        let now = crate::clock::now_ms();
+        if self.version < V_QUEUES {
+            return Ok(Queues {
+                now,
+                queues: Vec::new(),
+            });
+        }
+        let started = if self.version >= V_STARTED {
+            "started_at"
+        } else {
+            "NULL"
+        };
+        let sql = format!(
+            "SELECT queue, \
+                 count(*) FILTER (WHERE status = 'running' AND parked = 0 \
+                     AND (owner IS NULL OR lease_expires IS NULL OR lease_expires <= ?1)), \
+                 count(*) FILTER (WHERE status = 'running' AND parked = 0 \
+                     AND owner IS NOT NULL AND lease_expires > ?1), \
+                 count(*) FILTER (WHERE status = 'running' AND parked = 1), \
+                 min(created_at) FILTER (WHERE status = 'running' AND parked = 0 \
+                     AND (owner IS NULL OR lease_expires IS NULL OR lease_expires <= ?1)), \
+                 count(*) FILTER (WHERE {started} > ?1 - 60000) \
+             FROM runs WHERE queue IS NOT NULL AND (status = 'running' OR {started} > ?1 - 60000) \
+             GROUP BY queue ORDER BY queue"
+        );
+        let conn = self.conn();
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        let queues = conn
+            .prepare(&sql)
+            .and_then(|mut stmt| {
+                stmt.query_map([now], |row| {
+                    Ok(QueueStanding {
+                        queue: row.get(0)?,
+                        waiting: count(row.get(1)?),
+                        running: count(row.get(2)?),
+                        parked: count(row.get(3)?),
+                        oldest_waiting_at: row.get(4)?,
+                        started_last_minute: count(row.get(5)?),
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(|e| self.err(&e))?;
+        Ok(Queues { now, queues })
     }
 
     async fn check(&self) -> Result<Vec<String>, InspectError> {

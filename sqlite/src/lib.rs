@@ -638,9 +638,13 @@ impl LeaseStore for SqliteStore {
         self.inner.leases.holds(run_id)
     }
 
-    async fn heartbeat(&self, known: &[KnownGraph]) -> Result<(), StoreError> {
-        let (owner, known) = (self.owner().to_owned(), known.to_vec());
-        self.exclusive(move |conn, label| replicas::heartbeat(conn, label, &owner, &known))
+    async fn heartbeat(
+        &self,
+        known: &[KnownGraph],
+        queues: &[sagaflow_core::runtime::store::replicas::ServedQueue],
+    ) -> Result<(), StoreError> {
+        let (owner, known, queues) = (self.owner().to_owned(), known.to_vec(), queues.to_vec());
+        self.exclusive(move |conn, label| replicas::heartbeat(conn, label, &owner, &known, &queues))
             .await
     }
 }

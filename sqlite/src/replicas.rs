@@ -6,7 +6,9 @@ use crate::clock::now_ms;
 use crate::error::sqlite_error;
 use sagaflow_core::runtime::KnownGraph;
 use sagaflow_core::runtime::error::StoreError;
-use sagaflow_core::runtime::store::replicas::{Graph, HeldRun, Replica, forget_after_ms};
+use sagaflow_core::runtime::store::replicas::{
+    Graph, HeldRun, Replica, ServedQueue, forget_after_ms,
+};
 
 /// Says that `owner` lives, on this host and process, running sagaflow's version and the
 /// graphs `known`. A new process under an owner id starts its time afresh. The replicas not
@@ -16,8 +18,10 @@ pub(crate) fn heartbeat(
     label: &str,
     owner: &str,
     known: &[KnownGraph],
+    queues: &[ServedQueue],
 ) -> Result<(), StoreError> {
     let graphs = Graph::json_of(known);
+    let queues = ServedQueue::json_of(queues);
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let now = now_ms();
     // One commit for both.
@@ -30,11 +34,12 @@ pub(crate) fn heartbeat(
     )
     .map_err(|e| sqlite_error(label, &e))?;
     tx.execute(
-        "INSERT INTO replicas (owner, host, pid, version, started_at, heartbeat_at, graphs) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6) \
+        "INSERT INTO replicas (owner, host, pid, version, started_at, heartbeat_at, graphs, \
+             queues) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7) \
          ON CONFLICT (owner) DO UPDATE SET host = excluded.host, pid = excluded.pid, \
              version = excluded.version, heartbeat_at = excluded.heartbeat_at, \
-             graphs = excluded.graphs, \
+             graphs = excluded.graphs, queues = excluded.queues, \
              started_at = CASE WHEN replicas.host = excluded.host \
                                 AND replicas.pid = excluded.pid \
                            THEN replicas.started_at ELSE excluded.started_at END",
@@ -44,7 +49,8 @@ pub(crate) fn heartbeat(
             i64::from(std::process::id()),
             env!("CARGO_PKG_VERSION"),
             now,
-            graphs
+            graphs,
+            queues
         ],
     )
     .map_err(|e| sqlite_error(label, &e))?;
@@ -62,11 +68,24 @@ pub(crate) fn read(conn: &Connection) -> rusqlite::Result<(Vec<Replica>, Vec<Hel
         )
         .optional()?
         .is_some();
+    // The queues, if the column is there (schema version 10).
+    let with_queues = recorded
+        && conn
+            .query_row(
+                "SELECT 1 FROM pragma_table_info('replicas') WHERE name = 'queues'",
+                [],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
     let replicas = if recorded {
-        let mut stmt = conn.prepare(
-            "SELECT owner, host, pid, version, started_at, heartbeat_at, graphs FROM replicas \
-             ORDER BY owner",
-        )?;
+        let mut stmt = conn.prepare(if with_queues {
+            "SELECT owner, host, pid, version, started_at, heartbeat_at, graphs, queues \
+             FROM replicas ORDER BY owner"
+        } else {
+            "SELECT owner, host, pid, version, started_at, heartbeat_at, graphs, NULL \
+             FROM replicas ORDER BY owner"
+        })?;
         stmt.query_map([], |row| {
             Ok(Replica {
                 owner: row.get(0)?,
@@ -76,6 +95,7 @@ pub(crate) fn read(conn: &Connection) -> rusqlite::Result<(Vec<Replica>, Vec<Hel
                 started_at: row.get(4)?,
                 heartbeat_at: row.get(5)?,
                 graphs: Graph::from_json(&row.get::<_, String>(6)?),
+                queues: ServedQueue::from_json(row.get::<_, Option<String>>(7)?.as_deref()),
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?

@@ -272,13 +272,16 @@ CREATE INDEX runs_queued ON runs (queue, priority DESC, created_at)
 
 /// Version 10: a queued run's concurrency key (`queue_key`), and when it was first taken up
 /// from its queue (`started_at`, by this machine's clock): a queue's bounds count the runs of
-/// one key held at once, and the runs started in a window (see `ops::Admit`).
+/// one key held at once, and the runs started in a window (see `ops::Admit`). Each replica's
+/// heartbeat keeps the queues it serves and their bounds (`replicas.queues`, JSON), which are
+/// set in code, for tools to show.
 const V10: &str = "
 ALTER TABLE runs ADD COLUMN queue_key TEXT;
 ALTER TABLE runs ADD COLUMN started_at INTEGER;
 CREATE INDEX runs_started ON runs (queue, started_at) WHERE started_at IS NOT NULL;
 CREATE INDEX runs_keyed ON runs (queue, queue_key)
     WHERE status = 'running' AND queue_key IS NOT NULL;
+ALTER TABLE replicas ADD COLUMN queues TEXT;
 ";
 
 /// Opens `path` (`None` for a private in-memory database), sets the pragmas and brings the

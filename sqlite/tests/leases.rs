@@ -638,7 +638,7 @@ async fn a_replica_silent_for_a_day_is_forgotten_at_another_s_heartbeat() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("replicas.db");
     let store = SqliteStore::open(&path, SqliteOptions::default().owner("live")).unwrap();
-    store.heartbeat(&[]).await.unwrap();
+    store.heartbeat(&[], &[]).await.unwrap();
     let conn = Connection::open(&path).unwrap();
     let now: i64 = conn
         .query_row(
@@ -656,7 +656,7 @@ async fn a_replica_silent_for_a_day_is_forgotten_at_another_s_heartbeat() {
         )
         .unwrap();
     }
-    store.heartbeat(&[]).await.unwrap();
+    store.heartbeat(&[], &[]).await.unwrap();
     let owners: Vec<String> = conn
         .prepare("SELECT owner FROM replicas ORDER BY owner")
         .unwrap()

@@ -183,8 +183,9 @@ macro_rules! forward_store {
             async fn heartbeat(
                 &self,
                 graphs: &[$crate::runtime::KnownGraph],
+                queues: &[$crate::runtime::store::replicas::ServedQueue],
             ) -> ::core::result::Result<(), $crate::runtime::StoreError> {
-                $crate::runtime::LeaseStore::heartbeat(&self.$field, graphs).await
+                $crate::runtime::LeaseStore::heartbeat(&self.$field, graphs, queues).await
             }
             fn holds(&self, run_id: &$crate::runtime::RunId) -> bool {
                 $crate::runtime::LeaseStore::holds(&self.$field, run_id)

@@ -206,16 +206,21 @@ pub trait LeaseStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<FreeRun>, StoreError>;
 
-    /// Says that this store's owner lives, and which workflows and graphs its engine runs
-    /// (`graphs`), for tools to show: which replica holds which run, when each was last
-    /// heard from, its version, and the runs that no live replica can run (a version none of
-    /// them knows), which wait rather than fail. The engine calls it every
+    /// Says that this store's owner lives, which workflows and graphs its engine runs
+    /// (`graphs`) and which queues it serves with what bounds (`queues`), for tools to show:
+    /// which replica holds which run, when each was last heard from, its version, the runs
+    /// that no live replica can run (a version none of them knows), which wait rather than
+    /// fail, and each queue's bounds. The engine calls it every
     /// [`HEARTBEAT_EVERY`](crate::runtime::HEARTBEAT_EVERY) once a definition is registered.
     /// It also forgets the replicas not heard from for
     /// [`FORGET_REPLICA_AFTER`](replicas::FORGET_REPLICA_AFTER).
     /// A store only one process can use (the in-memory store) has nobody to tell and does
     /// nothing.
-    async fn heartbeat(&self, graphs: &[KnownGraph]) -> Result<(), StoreError>;
+    async fn heartbeat(
+        &self,
+        graphs: &[KnownGraph],
+        queues: &[replicas::ServedQueue],
+    ) -> Result<(), StoreError>;
 
     /// Whether this store surely still holds `run_id`'s lease by its own clock: taken or
     /// renewed less than a lease ago, and not found taken over. The engine asks before it
@@ -447,7 +452,7 @@ pub mod retention;
 pub use leases::HeldLeases;
 pub use machines::{Advanced, MachineStep, MachineStore, MachineTransition, StoredMachine};
 pub use memory::{MemoryStore, RecordedChange};
-pub use queues::{Admission, Admitted, QueueStore, Queueing};
+pub use queues::{Admission, Admitted, QueueStanding, QueueStore, Queueing, Queues};
 pub use retention::{Deleted, FinishedCursor, FinishedQuery, FinishedRun, Retention};
 
 #[cfg(test)]

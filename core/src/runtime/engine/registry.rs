@@ -90,7 +90,8 @@ impl Registry {
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// Serves a queue (once: serving it again replaces its bound).
+    /// Serves a queue (once: serving it again replaces its bound). The store hears of it at
+    /// the next poll, with the next heartbeat.
     pub(crate) fn serve(&self, serve: super::queues::Serve) {
         self.with_served(|served| {
             match served.iter_mut().find(|s| s.serve.name() == serve.name()) {
@@ -101,6 +102,29 @@ impl Registry {
                 }),
             }
         });
+        self.changed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The queues served and their bounds, as a heartbeat tells them.
+    pub(crate) fn served_queues(&self) -> Vec<crate::runtime::store::replicas::ServedQueue> {
+        self.with_served(|served| {
+            served
+                .iter()
+                .map(|s| {
+                    let bounds = s.serve.bounds();
+                    crate::runtime::store::replicas::ServedQueue {
+                        queue: s.serve.name().to_owned(),
+                        at_most: s.serve.bound_here(),
+                        overall: bounds.overall,
+                        per_key: bounds.per_key,
+                        rate: bounds.rate.map(|(n, per)| {
+                            (n, u64::try_from(per.as_millis()).unwrap_or(u64::MAX))
+                        }),
+                    }
+                })
+                .collect()
+        })
     }
 
     /// `f` on the queues served. Every change under this lock is one push, one replacement
@@ -385,7 +409,8 @@ async fn run_loop(
         if changed || heard.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
             heard = Some(tokio::time::Instant::now());
             let known = engine.inner.registry.known();
-            if let Err(error) = engine.inner.store.heartbeat(&known).await {
+            let queues = engine.inner.registry.served_queues();
+            if let Err(error) = engine.inner.store.heartbeat(&known, &queues).await {
                 tracing::warn!(%error, "cannot tell the store this replica lives; trying again later");
             }
         }

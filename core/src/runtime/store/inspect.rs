@@ -180,6 +180,10 @@ pub trait Inspect: Send + Sync {
     /// of the store's clock (see [`Replicas::standing`](super::replicas::Replicas::standing)).
     /// A database written before replicas were recorded has none.
     async fn replicas(&self) -> Result<super::replicas::Replicas, InspectError>;
+
+    /// The queues: what waits on each, what runs, the oldest waiting, the starts of the last
+    /// minute.
+    async fn queues(&self) -> Result<super::queues::Queues, InspectError>;
 }
 
 /// Why a database could not be read, each naming the database (a file's path, or a server's

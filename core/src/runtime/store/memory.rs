@@ -317,7 +317,11 @@ impl LeaseStore for MemoryStore {
         Ok(Vec::new())
     }
 
-    async fn heartbeat(&self, _: &[KnownGraph]) -> Result<(), StoreError> {
+    async fn heartbeat(
+        &self,
+        _: &[KnownGraph],
+        _: &[super::replicas::ServedQueue],
+    ) -> Result<(), StoreError> {
         Ok(())
     }
 

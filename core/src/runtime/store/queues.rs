@@ -51,6 +51,36 @@ impl Admission {
     }
 }
 
+/// A queue as a store finds it: what waits, what runs, when the oldest waiting run was put
+/// there, and how many runs started lately. What `sagaflow queues` reads
+/// ([`Inspect::queues`](super::inspect::Inspect::queues)), beside each replica's bounds
+/// ([`ServedQueue`](super::replicas::ServedQueue)).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct QueueStanding {
+    /// The queue.
+    pub queue: String,
+    /// Runs waiting: unfinished, not parked, held by no live lease.
+    pub waiting: u64,
+    /// Runs held under a live lease.
+    pub running: u64,
+    /// Runs parked (taken up too many times), waiting for an operator.
+    pub parked: u64,
+    /// When the oldest waiting run was put on the queue, unix milliseconds.
+    pub oldest_waiting_at: Option<i64>,
+    /// Runs first taken up from the queue in the last minute.
+    pub started_last_minute: u64,
+}
+
+/// The queues with a run unfinished or started in the last minute, read at `now` (unix
+/// milliseconds, the store's clock), by name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Queues {
+    /// When they were read.
+    pub now: i64,
+    /// Each queue.
+    pub queues: Vec<QueueStanding>,
+}
+
 /// What [`QueueStore::admit`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admitted {

@@ -47,6 +47,36 @@ impl Graph {
     }
 }
 
+/// A queue a replica serves and the bounds its engine set ([`Serve`](crate::runtime::Serve)),
+/// as its heartbeat tells them: set in code, shown by `sagaflow queues`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ServedQueue {
+    /// The queue.
+    pub queue: String,
+    /// At most this many of its runs at once on this replica.
+    pub at_most: Option<usize>,
+    /// At most this many at once over all replicas.
+    pub overall: Option<usize>,
+    /// At most this many of one key at once over all replicas.
+    pub per_key: Option<usize>,
+    /// At most this many starts in a window of this many milliseconds.
+    pub rate: Option<(usize, u64)>,
+}
+
+impl ServedQueue {
+    /// `queues` as a store keeps them beside a replica (JSON).
+    pub fn json_of(queues: &[ServedQueue]) -> String {
+        serde_json::to_string(queues).unwrap_or_else(|_| "[]".to_owned())
+    }
+
+    /// What [`json_of`](Self::json_of) wrote; none if it does not read (or is missing: a
+    /// replica of a release before queues were shown).
+    pub fn from_json(json: Option<&str>) -> Vec<ServedQueue> {
+        json.and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_default()
+    }
+}
+
 /// A replica as its last heartbeat left it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Replica {
@@ -64,6 +94,8 @@ pub struct Replica {
     pub heartbeat_at: i64,
     /// The workflows and graphs it can run.
     pub graphs: Vec<Graph>,
+    /// The queues it serves, with their bounds.
+    pub queues: Vec<ServedQueue>,
 }
 
 /// An unfinished run and its lease.
@@ -189,6 +221,7 @@ mod tests {
                     fingerprint: *fingerprint,
                 })
                 .collect(),
+            queues: Vec::new(),
         }
     }
 
