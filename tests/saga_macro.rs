@@ -334,3 +334,113 @@ async fn a_stuck_saga_is_reported_and_can_be_skipped_through_the_generated_type(
     };
     assert_eq!(skipped, ["charge"]);
 }
+
+/// A saga put on a queue: one engine enqueues it, another (a replica on the same file, under
+/// an owner of its own) serves the queue, runs the saga and compensates it; the first waits
+/// for the outcome. Through the generated `enqueue` and `wait_for`.
+mod queued {
+    use super::*;
+
+    pub(crate) static JOURNAL: Journal = Journal::new();
+
+    async fn draft(_: &StepContext, n: &u32) -> Result<u32, StepError> {
+        JOURNAL.note(format!("draft({n})"));
+        Ok(n * 10)
+    }
+    async fn discard(_: &StepContext, n: &u32, draft: &u32) -> Result<(), StepError> {
+        JOURNAL.note(format!("discard({n}, {draft})"));
+        Ok(())
+    }
+    async fn publish(_: &StepContext, draft: &u32) -> Result<u32, StepError> {
+        JOURNAL.note(format!("publish({draft})"));
+        if draft % 20 == 0 {
+            Ok(draft + 1)
+        } else {
+            Err(StepError::permanent("the press refused an odd draft"))
+        }
+    }
+
+    saga! {
+        /// Draft, then publish; an odd draft is refused and discarded.
+        pub Publish(u32) -> u32 {
+            draft / discard -> publish;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_on_a_queue_runs_and_compensates_on_the_engine_serving_it() {
+    use queued::{JOURNAL, Publish};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queued.db");
+    let client =
+        sagaflow::SqliteStore::open(&path, sagaflow::SqliteOptions::default().owner("client"))
+            .unwrap()
+            .engine();
+    Publish::enqueue(
+        &client,
+        "publish-2",
+        2,
+        &sagaflow::runtime::Enqueue::on("press"),
+    )
+    .await
+    .unwrap();
+    Publish::enqueue(
+        &client,
+        "publish-3",
+        3,
+        &sagaflow::runtime::Enqueue::on("press"),
+    )
+    .await
+    .unwrap();
+    // Nothing runs where it was enqueued.
+    assert!(JOURNAL.take().is_empty());
+    assert!(matches!(
+        Publish::status(&client, "publish-3").await.unwrap(),
+        sagaflow::SagaStatus::Running
+    ));
+
+    let worker = Engine::builder()
+        .store(std::sync::Arc::new(
+            sagaflow::SqliteStore::open(&path, sagaflow::SqliteOptions::default().owner("worker"))
+                .unwrap(),
+        ))
+        .takeover_every(std::time::Duration::from_millis(20))
+        .build();
+    Publish::register(&worker).unwrap();
+    worker.serve("press").unwrap();
+
+    let published = Publish::wait_for(&client, "publish-2")
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert!(
+        matches!(published, SagaOutcome::Completed(ref report) if *report.output == 21),
+        "{published:?}"
+    );
+    let refused = Publish::wait_for(&client, "publish-3")
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    let SagaOutcome::Compensated { cause, undone, .. } = refused else {
+        panic!("expected a compensated saga, got {refused:?}");
+    };
+    assert!(cause.contains("odd draft"), "{cause}");
+    assert_eq!(undone, ["draft"]);
+    let mut journal = JOURNAL.take();
+    journal.sort();
+    assert_eq!(
+        journal,
+        [
+            "discard(3, 30)",
+            "draft(2)",
+            "draft(3)",
+            "publish(20)",
+            "publish(30)"
+        ]
+    );
+}

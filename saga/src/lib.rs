@@ -32,6 +32,7 @@ mod error;
 mod inner;
 pub mod naming;
 mod plan;
+mod queues;
 pub mod requests;
 mod status;
 mod takeover;

@@ -99,6 +99,23 @@ fn items(items: &Items<'_>) -> TokenStream {
             Self::definition().start(engine, run_id, #arg).await
         }
 
+        /// Puts a saga run with id `run_id` on a queue instead of running it here: an engine
+        /// that serves the queue and registered this saga runs it, and compensates it if it
+        /// fails (see `SagaDefinition::enqueue`).
+        #vis async fn enqueue(
+            engine: &#p::Engine,
+            #run_id #param,
+            on: &#p::Enqueue,
+        ) -> ::core::result::Result<#p::RunId, #p::SagaError> {
+            Self::definition().enqueue(engine, run_id, #arg, on).await
+        }
+
+        /// Waits until the saga run `run_id` has ended, wherever it runs, and gives its
+        /// handle, whose `wait` is its outcome (see `SagaDefinition::wait_for`).
+        #vis async fn wait_for(engine: &#p::Engine, #run_id) -> #handle {
+            Self::definition().wait_for(engine, run_id).await
+        }
+
         /// Takes up the saga run `run_id` wherever it stands: its forward steps, its
         /// compensation, or its outcome if it has ended.
         #vis async fn resume(engine: &#p::Engine, #run_id) -> #handle {
