@@ -353,7 +353,7 @@ mod queued {
     }
     async fn publish(_: &StepContext, draft: &u32) -> Result<u32, StepError> {
         JOURNAL.note(format!("publish({draft})"));
-        if draft % 20 == 0 {
+        if draft.is_multiple_of(20) {
             Ok(draft + 1)
         } else {
             Err(StepError::permanent("the press refused an odd draft"))
