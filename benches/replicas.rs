@@ -8,7 +8,10 @@
 //!
 //! `cargo bench --bench replicas` (the server from `SAGAFLOW_PG_URL`, by default the local
 //! one; `SAGAFLOW_BENCH_ROUNDS` rounds, 3 by default; `SAGAFLOW_BENCH_RUNS`, 2000 by default;
-//! `SAGAFLOW_BENCH_COUNTS`, the replica counts, `1,2,4` by default).
+//! `SAGAFLOW_BENCH_COUNTS`, the replica counts, `1,2,4` by default). With
+//! `SAGAFLOW_BENCH_QUEUE=1` the runs are put on a queue first (not timed) and the replicas
+//! serve it (issue 15: "throughput with 1, 2 and 4 replicas never drops as replicas are
+//! added"); the time is then from the word to the last run's end as the store shows it.
 //! Figures in `benches/README.md`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -16,10 +19,10 @@
 use std::io::{BufRead as _, Write as _};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sagaflow::StepOptions;
-use sagaflow::runtime::{Builder, Definition, Engine, StepError};
+use sagaflow::runtime::{Builder, Definition, Engine, Enqueue, StepError};
 use sagaflow_postgres::{PgOptions, PgStore};
 
 const STEPS: usize = 10;
@@ -61,6 +64,7 @@ async fn replica(settings: &str) {
         parts.next().unwrap(),
         parts.next().unwrap(),
     );
+    let queued = parts.next() == Some(1);
     // `SAGAFLOW_BENCH_WRITERS`: each replica's writer connections (`PgOptions::writers`).
     let writers = std::env::var("SAGAFLOW_BENCH_WRITERS")
         .ok()
@@ -71,11 +75,24 @@ async fn replica(settings: &str) {
         .owner(format!("replica-{index}"))
         .writers(writers);
     let store = PgStore::connect(&url(), options).await.unwrap();
-    let engine = Engine::builder().store(Arc::new(store)).build();
+    let engine = Engine::builder()
+        .store(Arc::new(store))
+        .takeover_every(Duration::from_millis(50))
+        .build();
     let def = chain(STEPS);
     println!("ready");
     let mut go = String::new();
     std::io::stdin().read_line(&mut go).unwrap();
+    if queued {
+        // The runs wait on the queue: serve it until the conductor has seen them all end.
+        engine.register(&def).unwrap();
+        engine.serve(QUEUE).unwrap();
+        println!("serving");
+        let _ =
+            tokio::task::spawn_blocking(|| std::io::stdin().read_line(&mut String::new())).await;
+        println!("done");
+        return;
+    }
     // Every run of its share started at once, each in a task of its own, as requests of a
     // service would.
     let mut tasks = tokio::task::JoinSet::new();
@@ -93,26 +110,61 @@ async fn replica(settings: &str) {
     println!("done");
 }
 
-/// One measurement: `n` replicas, `runs` runs between them, on a fresh schema; steps/s.
-async fn measure(admin: &tokio_postgres::Client, n: usize, runs: usize, round: usize) -> f64 {
+/// The queue of `SAGAFLOW_BENCH_QUEUE=1`.
+const QUEUE: &str = "bench";
+
+/// One measurement: `n` replicas, `runs` runs between them, on a fresh schema; steps/s. With
+/// `queued`, the runs are put on a queue first (not timed) and the replicas serve it; the time
+/// is from their word to the last run's end, as the store shows it.
+async fn measure(
+    admin: &tokio_postgres::Client,
+    n: usize,
+    runs: usize,
+    round: usize,
+    queued: bool,
+) -> f64 {
     admin
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
         .await
         .unwrap();
     // Made once here, so that the replicas' start-up does not race to migrate it.
-    drop(
-        PgStore::connect(
-            &url(),
-            PgOptions::default().schema(SCHEMA).owner("conductor"),
-        )
-        .await
-        .unwrap(),
-    );
+    let conductor = PgStore::connect(
+        &url(),
+        PgOptions::default().schema(SCHEMA).owner("conductor"),
+    )
+    .await
+    .unwrap();
+    if queued {
+        let engine = Engine::builder().store(Arc::new(conductor.clone())).build();
+        let def = chain(STEPS);
+        let mut tasks = tokio::task::JoinSet::new();
+        for k in 0..runs {
+            let (engine, def) = (engine.clone(), def.clone());
+            tasks.spawn(async move {
+                engine
+                    .enqueue(
+                        &def,
+                        format!("q{round}-{n}-{k}").as_str(),
+                        0,
+                        &Enqueue::on(QUEUE),
+                    )
+                    .await
+                    .unwrap();
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+    }
+    drop(conductor);
     let exe = std::env::current_exe().unwrap();
     let mut children = Vec::new();
     for i in 0..n {
         let mut child = Command::new(&exe)
-            .env(REPLICA, format!("{i},{n},{runs},{round}"))
+            .env(
+                REPLICA,
+                format!("{i},{n},{runs},{round},{}", u8::from(queued)),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -124,6 +176,35 @@ async fn measure(admin: &tokio_postgres::Client, n: usize, runs: usize, round: u
     let began = Instant::now();
     for (child, _) in &mut children {
         writeln!(child.stdin.as_mut().unwrap(), "go").unwrap();
+    }
+    if queued {
+        for (_, lines) in &mut children {
+            assert_eq!(lines.next().unwrap().unwrap(), "serving");
+        }
+        let target = i64::try_from(runs).unwrap();
+        loop {
+            let done: i64 = admin
+                .query_one(
+                    &format!("SELECT count(*) FROM {SCHEMA}.runs WHERE status = 'completed'"),
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if done >= target {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let took = began.elapsed();
+        for (child, _) in &mut children {
+            writeln!(child.stdin.as_mut().unwrap(), "stop").unwrap();
+        }
+        for (child, lines) in &mut children {
+            assert_eq!(lines.next().unwrap().unwrap(), "done");
+            assert!(child.wait().unwrap().success());
+        }
+        return (runs * STEPS) as f64 / took.as_secs_f64();
     }
     let ended = tokio::task::spawn_blocking(move || {
         for (child, lines) in &mut children {
@@ -162,13 +243,15 @@ async fn main() {
         .unwrap();
     tokio::spawn(connection);
     // A warm-up of each count, not counted.
+    // `SAGAFLOW_BENCH_QUEUE=1`: the runs wait on a queue the replicas serve (issue 15).
+    let queued = std::env::var("SAGAFLOW_BENCH_QUEUE").is_ok_and(|q| q == "1");
     for &n in &counts {
-        measure(&admin, n, runs / 4, 0).await;
+        measure(&admin, n, runs / 4, 0, queued).await;
     }
     let mut figures: Vec<Vec<f64>> = vec![Vec::new(); counts.len()];
     for round in 1..=rounds {
         for (i, n) in counts.iter().enumerate() {
-            let rate = measure(&admin, *n, runs, round).await;
+            let rate = measure(&admin, *n, runs, round, queued).await;
             println!("round {round}: {n} replica(s): {rate:.0} steps/s");
             figures[i].push(rate);
         }
