@@ -512,6 +512,30 @@ impl sagaflow_core::runtime::QueueStore for PgStore {
         Ok(created)
     }
 
+    async fn claim(
+        &self,
+        queue: &str,
+        known: &[KnownGraph],
+        limit: usize,
+    ) -> Result<Vec<FreeRun>, StoreError> {
+        if known.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let leases = &self.inner.leases;
+        let client = self.client().await?;
+        lease::claim(
+            &client,
+            &self.inner.session,
+            queue,
+            known,
+            leases.owner(),
+            leases.lease_ms(),
+            limit,
+        )
+        .await
+        .map_err(|e| error::pg_error(&self.inner.label, &e))
+    }
+
     async fn admit(
         &self,
         run_id: &RunId,

@@ -166,32 +166,37 @@ pub(crate) fn queued_runs(
     known: &[KnownGraph],
     limit: usize,
 ) -> Result<Vec<FreeRun>, StoreError> {
-    let sqlite = |e: rusqlite::Error| sqlite_error(label, &e);
+    list_queued(conn, queues, known, limit).map_err(|e| sqlite_error(label, &e))
+}
+
+/// [`queued_runs`], with SQLite's error as it is (for a write that lists them first).
+pub(crate) fn list_queued(
+    conn: &Connection,
+    queues: &[String],
+    known: &[KnownGraph],
+    limit: usize,
+) -> rusqlite::Result<Vec<FreeRun>> {
     let known = known_json(known);
     let queues = serde_json::Value::from(queues.to_vec()).to_string();
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT run_id, workflow, graph_fingerprint FROM runs \
-             WHERE status = 'running' AND parked = 0 \
-             AND queue IN (SELECT value FROM json_each(?3)) \
-             AND (lease_expires IS NULL OR lease_expires <= ?1) \
-             AND EXISTS (SELECT 1 FROM json_each(?2) k \
-                 WHERE k.value ->> 0 = runs.workflow \
-                 AND (k.value ->> 1 IS NULL OR k.value ->> 1 = runs.graph_fingerprint)) \
-             ORDER BY priority DESC, created_at, rowid LIMIT ?4",
-        )
-        .map_err(sqlite)?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT run_id, workflow, graph_fingerprint FROM runs \
+         WHERE status = 'running' AND parked = 0 \
+         AND queue IN (SELECT value FROM json_each(?3)) \
+         AND (lease_expires IS NULL OR lease_expires <= ?1) \
+         AND EXISTS (SELECT 1 FROM json_each(?2) k \
+             WHERE k.value ->> 0 = runs.workflow \
+             AND (k.value ->> 1 IS NULL OR k.value ->> 1 = runs.graph_fingerprint)) \
+         ORDER BY priority DESC, created_at, rowid LIMIT ?4",
+    )?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = stmt
-        .query_map(params![now_ms(), known, queues, limit], |row| {
-            Ok(FreeRun {
-                run_id: RunId::from(row.get::<_, String>(0)?),
-                workflow: row.get(1)?,
-                graph_fingerprint: row.get::<_, i64>(2)?.cast_unsigned(),
-            })
+    let rows = stmt.query_map(params![now_ms(), known, queues, limit], |row| {
+        Ok(FreeRun {
+            run_id: RunId::from(row.get::<_, String>(0)?),
+            workflow: row.get(1)?,
+            graph_fingerprint: row.get::<_, i64>(2)?.cast_unsigned(),
         })
-        .map_err(sqlite)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(sqlite)
+    })?;
+    rows.collect()
 }
 
 /// A fresh owner id: the process id and a random part, so that two stores never share one.

@@ -677,6 +677,26 @@ impl sagaflow_core::runtime::QueueStore for SqliteStore {
             .await
     }
 
+    async fn claim(
+        &self,
+        queue: &str,
+        known: &[KnownGraph],
+        limit: usize,
+    ) -> Result<Vec<FreeRun>, StoreError> {
+        if known.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let leases = &self.inner.leases;
+        let op = ops::Claim {
+            queue: queue.to_owned(),
+            known: known.to_vec(),
+            owner: leases.owner().to_owned(),
+            lease_ms: leases.lease_ms(),
+            limit,
+        };
+        self.write(op).await
+    }
+
     async fn admit(
         &self,
         run_id: &RunId,

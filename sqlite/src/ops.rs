@@ -224,6 +224,54 @@ impl Op for Admit {
     fn publish(&self, _: &Self::Answer, _: &mut Publishing<'_>) {}
 }
 
+/// Reserve for `owner` up to `limit` runs waiting on `queue` (see `QueueStore::claim`): listed
+/// and taken in one write transaction, which every process on the file takes in turn, so two
+/// claims never take the same run.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    pub(crate) queue: String,
+    pub(crate) known: Vec<sagaflow_core::runtime::KnownGraph>,
+    pub(crate) owner: String,
+    pub(crate) lease_ms: i64,
+    pub(crate) limit: usize,
+}
+
+impl Op for Claim {
+    /// The runs reserved, in the queue's order.
+    type Answer = Vec<sagaflow_core::runtime::store::FreeRun>;
+
+    fn apply(&self, conn: &Connection, _: &str) -> Result<Self::Answer, ApplyError> {
+        let listed = lease::list_queued(
+            conn,
+            std::slice::from_ref(&self.queue),
+            &self.known,
+            self.limit,
+        )?;
+        let now = crate::clock::now_ms();
+        let mut claimed = Vec::with_capacity(listed.len());
+        for run in listed {
+            let taken = conn
+                .prepare_cached(
+                    "UPDATE runs SET owner = ?2, lease_expires = ?3 + ?4, \
+                     lease_token = lease_token + 1, started_at = COALESCE(started_at, ?3) \
+                     WHERE run_id = ?1",
+                )?
+                .execute(rusqlite::params![
+                    run.run_id.as_str(),
+                    self.owner,
+                    now,
+                    self.lease_ms
+                ])?;
+            if taken == 1 {
+                claimed.push(run);
+            }
+        }
+        Ok(claimed)
+    }
+
+    fn publish(&self, _: &Self::Answer, _: &mut Publishing<'_>) {}
+}
+
 /// Record a change of a run, fenced by `token` (`None`: this store holds no lease on it, so
 /// the write is refused), renewing the lease by `lease_ms`.
 #[derive(Debug)]

@@ -258,6 +258,17 @@ macro_rules! forward_store {
             > {
                 $crate::runtime::QueueStore::queued_runs(&self.$field, queues, known, limit).await
             }
+            async fn claim(
+                &self,
+                queue: &str,
+                known: &[$crate::runtime::KnownGraph],
+                limit: usize,
+            ) -> ::core::result::Result<
+                ::std::vec::Vec<$crate::runtime::FreeRun>,
+                $crate::runtime::StoreError,
+            > {
+                $crate::runtime::QueueStore::claim(&self.$field, queue, known, limit).await
+            }
             async fn admit(
                 &self,
                 run_id: &$crate::runtime::RunId,

@@ -146,6 +146,63 @@ pub async fn a_queue_lists_its_waiting_runs_by_priority_then_age(db: &impl TestD
     );
 }
 
+/// Claims reserve a queue's runs in its order, each for one owner only: two stores claiming
+/// at once share the runs out between them, a claimed run is listed to nobody, and its
+/// take-up by the owner that claimed it is granted (by another owner's, refused).
+pub async fn claims_share_a_queue_s_runs_out(db: &impl TestDatabase) {
+    let counts = Arc::new(Mutex::new(HashMap::new()));
+    let def = counted(&counts);
+    let known = [graph_of(&def)];
+    let a = db.open("A", LONG, RECOVERIES).await;
+    let b = db.open("B", LONG, RECOVERIES).await;
+    for k in 0..12 {
+        enqueue(
+            &a,
+            &def,
+            &format!("c{k:02}"),
+            "claimed",
+            i32::from(k % 3 == 0),
+        )
+        .await;
+    }
+    let first = a.claim("claimed", &known, 3).await.unwrap();
+    assert_eq!(
+        ids(&first),
+        ["c00", "c03", "c06"],
+        "highest priority first, then oldest"
+    );
+    let (x, y) = tokio::join!(a.claim("claimed", &known, 5), b.claim("claimed", &known, 5));
+    let (x, y) = (x.unwrap(), y.unwrap());
+    let mut all: Vec<&str> = ids(&first);
+    all.extend(ids(&x));
+    all.extend(ids(&y));
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(
+        all.len(),
+        3 + x.len() + y.len(),
+        "a run claimed twice: {x:?} {y:?}"
+    );
+    assert_eq!(
+        x.len() + y.len(),
+        9,
+        "every run left was claimed: {x:?} {y:?}"
+    );
+    assert!(
+        a.queued_runs(&["claimed".to_owned()], &known, 20)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a claimed run is listed to nobody"
+    );
+    assert!(b.claim("claimed", &known, 5).await.unwrap().is_empty());
+    a.acquire(&"c00".into()).await.unwrap();
+    assert!(
+        b.acquire(&"c03".into()).await.is_err(),
+        "another owner's claim is a live lease"
+    );
+}
+
 /// Runs enqueued from an engine that runs nothing wait until an engine serves their queue: one
 /// that only registered the workflow leaves them alone; the serving one runs each once; the
 /// first engine waits for their outcome.
@@ -510,6 +567,7 @@ macro_rules! queue_conformance {
         $crate::__conformance_checks!(queues, $make,
             [(flavor = "multi_thread", worker_threads = 2)]:
             a_queue_lists_its_waiting_runs_by_priority_then_age,
+            claims_share_a_queue_s_runs_out,
             an_engine_serving_a_queue_runs_its_runs_once,
             an_engine_runs_at_most_its_bound_of_a_queue_s_runs_at_once,
             engines_together_run_at_most_a_queue_s_overall_bound,

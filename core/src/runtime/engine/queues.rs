@@ -329,12 +329,18 @@ impl Engine {
             if room == 0 {
                 continue;
             }
-            match self
-                .inner
-                .store
-                .queued_runs(std::slice::from_ref(&queue), known, room)
-                .await
-            {
+            // A queue without bounds the store counts is claimed: its runs reserved for this
+            // engine in one step, different ones for engines claiming at once. One with such
+            // bounds is listed, and reserved run by run (`admitted`).
+            let listed = if bounds.is_empty() {
+                self.inner.store.claim(&queue, known, room).await
+            } else {
+                self.inner
+                    .store
+                    .queued_runs(std::slice::from_ref(&queue), known, room)
+                    .await
+            };
+            match listed {
                 Ok(listed) => {
                     full |= listed.len() >= TAKEOVER_BATCH;
                     runs.extend(listed.into_iter().map(|run| {

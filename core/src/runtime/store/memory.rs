@@ -440,6 +440,10 @@ impl super::QueueStore for MemoryStore {
         Ok(Vec::new())
     }
 
+    async fn claim(&self, _: &str, _: &[KnownGraph], _: usize) -> Result<Vec<FreeRun>, StoreError> {
+        Ok(Vec::new())
+    }
+
     async fn admit(
         &self,
         _: &RunId,

@@ -116,6 +116,20 @@ pub trait QueueStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<FreeRun>, StoreError>;
 
+    /// Reserves for this store's owner up to `limit` runs waiting on `queue` (a queue with no
+    /// bound the store counts), highest priority first, then oldest, of the graphs in
+    /// `known`, in one step: each under its lease as [`admit`](Self::admit) reserves one,
+    /// and its start time set. Engines claiming at once take different runs (PostgreSQL:
+    /// `FOR UPDATE SKIP LOCKED`; SQLite: its one writer), instead of racing for the same ones.
+    /// Returns the runs reserved; the take-up that follows finds each lease this owner's. A
+    /// store that keeps no queue claims none.
+    async fn claim(
+        &self,
+        queue: &str,
+        known: &[KnownGraph],
+        limit: usize,
+    ) -> Result<Vec<FreeRun>, StoreError>;
+
     /// Reserves the run `run_id` of `queue` for this store's owner (its lease, as
     /// [`acquire`](super::LeaseStore::acquire) gives it, without counting a take-up) if every
     /// bound of `bounds` leaves room for it, counted and taken at once for every process on
