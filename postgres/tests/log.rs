@@ -2,7 +2,8 @@
 //! transaction, not under a lock held through commit, so writers on several connections commit
 //! side by side, and a batch can commit with numbers below another's still in flight. A reader
 //! must still miss nothing: what it reads is below the horizon under which no transaction can
-//! still write, and the live feed is the log read back in order.
+//! still write, and the live feed is the log read back in order. And the fence, which rested on
+//! that lock, rests on row locks: a take-up waits for a batch in flight on its run.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -129,4 +130,52 @@ async fn a_subscriber_sees_every_writers_events_once_in_order() {
         switches >= 4,
         "the two writers' events did not interleave ({switches} switches)"
     );
+}
+
+/// Without the log lock the fence still holds: a batch reads its runs' tokens with their rows
+/// locked `FOR KEY SHARE` to its commit, and a take-up locks the row `FOR UPDATE` first, so it
+/// waits for a batch in flight on its run and then finds the batch's writes; no take-up
+/// commits between a batch's fence and its commit. Here a transaction holds the lock as a
+/// batch does, on a run whose lease has run out: another store's take-up waits until it
+/// commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_take_up_waits_for_a_batch_in_flight_on_its_run() {
+    use sagaflow_core::conformance::durable::TestDatabase as _;
+    use sagaflow_core::conformance::runs::create;
+    use sagaflow_core::runtime::LeaseStore as _;
+
+    let db = fresh_db!();
+    let first = db.open("first", Duration::from_millis(200), 100).await;
+    create(&first, "r", "W").await.unwrap();
+    // Its owner gone: the store gives its leases up as it closes.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let (batch, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    batch
+        .batch_execute(&format!(
+            "SET search_path TO \"{}\"; BEGIN; \
+             SELECT 1 FROM runs WHERE run_id = 'r' FOR KEY SHARE;",
+            db.schema
+        ))
+        .await
+        .unwrap();
+
+    let second = db.open("second", Duration::from_secs(30), 100).await;
+    let taking = tokio::spawn(async move { second.acquire(&"r".into()).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !taking.is_finished(),
+        "the take-up went past a batch in flight on its run"
+    );
+    batch.batch_execute("COMMIT").await.unwrap();
+    let lease = tokio::time::timeout(Duration::from_secs(5), taking)
+        .await
+        .expect("the take-up ends once the batch commits")
+        .unwrap()
+        .unwrap();
+    assert!(lease.token >= 2, "{lease:?}");
 }
