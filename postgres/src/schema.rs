@@ -469,7 +469,12 @@ BEGIN
             r.lease_expires
         FROM unnest(p_runs, p_tokens, p_leases, p_ends, p_end_errors)
             WITH ORDINALITY AS x(run_id, token, lease_ms, end_status, end_error, wi)
-        LEFT JOIN runs r ON r.run_id = x.run_id
+        -- A lookup by key a write (a hash join would read the whole table every batch; the
+        -- LIMIT keeps the planner from turning the lookup into one).
+        LEFT JOIN LATERAL (
+            SELECT run_id, lease_token, parked, lease_expires FROM runs WHERE run_id = x.run_id
+            LIMIT 1
+        ) r ON true
     ),
     admitted AS MATERIALIZED (SELECT array_agg(admitted ORDER BY wi) AS p FROM w),
     g AS MATERIALIZED (
@@ -480,7 +485,7 @@ BEGIN
             OR min(lease_expires) - (SELECT at FROM now) < max(lease_ms) / 2
     ),
     locked AS MATERIALIZED (
-        SELECT r.run_id FROM runs r WHERE r.run_id IN (SELECT run_id FROM g)
+        SELECT r.run_id FROM runs r WHERE r.run_id = ANY(ARRAY(SELECT run_id FROM g))
         ORDER BY r.run_id FOR NO KEY UPDATE
     ),
     renew AS (
