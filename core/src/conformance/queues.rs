@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::durable::{RECOVERIES, TestDatabase};
 use crate::StepOptions;
-use crate::runtime::definition::{Builder, Definition};
+use crate::runtime::definition::{Builder, Definition, StepValue};
 use crate::runtime::engine::{Engine, Enqueue, Serve};
 use crate::runtime::error::StepError;
 use crate::runtime::id::RunId;
@@ -81,6 +81,45 @@ async fn enqueue(
 
 fn ids(runs: &[crate::runtime::store::FreeRun]) -> Vec<&str> {
     runs.iter().map(|r| r.run_id.as_str()).collect()
+}
+
+/// Two engines on stores of their own (`worker-a`, `worker-b`), each with `def` registered and
+/// serving `serve`, polling every 10 ms.
+async fn two_workers<I: StepValue, O: StepValue>(
+    db: &impl TestDatabase,
+    def: &Definition<I, O>,
+    serve: Serve,
+) -> Vec<Engine> {
+    let mut workers = Vec::new();
+    for name in ["worker-a", "worker-b"] {
+        let worker = Engine::builder()
+            .store(Arc::new(db.open(name, LONG, RECOVERIES).await))
+            .takeover_every(Duration::from_millis(10))
+            .build();
+        worker.register(def).unwrap();
+        worker.serve(serve.clone()).unwrap();
+        workers.push(worker);
+    }
+    workers
+}
+
+/// Waits, from `client`, for the runs `<prefix>-0` to `<prefix>-<n - 1>` to end, each
+/// successfully.
+async fn wait_all<I: StepValue, O: StepValue>(
+    client: &Engine,
+    def: &Definition<I, O>,
+    prefix: &str,
+    n: usize,
+) {
+    for k in 0..n {
+        client
+            .wait_for(def, format!("{prefix}-{k}").as_str())
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+    }
 }
 
 /// A queue's runs are listed to those who serve it, highest priority first, then oldest; not
@@ -333,18 +372,12 @@ pub async fn engines_together_run_at_most_a_queue_s_overall_bound(db: &impl Test
             .await
             .unwrap();
     }
-    let mut workers = Vec::new();
-    for name in ["worker-a", "worker-b"] {
-        let worker = Engine::builder()
-            .store(Arc::new(db.open(name, LONG, RECOVERIES).await))
-            .takeover_every(Duration::from_millis(10))
-            .build();
-        worker.register(&def).unwrap();
-        worker
-            .serve(Serve::queue("shared").at_most(2).at_most_overall(3))
-            .unwrap();
-        workers.push(worker);
-    }
+    let _workers = two_workers(
+        db,
+        &def,
+        Serve::queue("shared").at_most(2).at_most_overall(3),
+    )
+    .await;
     for k in 0..9_u64 {
         let report = client
             .wait_for(&def, format!("shared-{k}").as_str())
@@ -406,27 +439,8 @@ pub async fn a_concurrency_key_runs_one_at_a_time_over_engines(db: &impl TestDat
             .await
             .unwrap();
     }
-    let mut workers = Vec::new();
-    for name in ["worker-a", "worker-b"] {
-        let worker = Engine::builder()
-            .store(Arc::new(db.open(name, LONG, RECOVERIES).await))
-            .takeover_every(Duration::from_millis(10))
-            .build();
-        worker.register(&def).unwrap();
-        worker
-            .serve(Serve::queue("deploys").at_most_per_key(1))
-            .unwrap();
-        workers.push(worker);
-    }
-    for k in 0..8 {
-        client
-            .wait_for(&def, format!("deploy-{k}").as_str())
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
-    }
+    let _workers = two_workers(db, &def, Serve::queue("deploys").at_most_per_key(1)).await;
+    wait_all(&client, &def, "deploy", 8).await;
     let spans = spans.lock().unwrap();
     assert_eq!(spans.len(), 8, "each run's step ran once: {spans:?}");
     let overlap =
@@ -464,27 +478,13 @@ pub async fn a_queue_s_rate_holds_over_engines(db: &impl TestDatabase) {
             .unwrap();
     }
     let began = Instant::now();
-    let mut workers = Vec::new();
-    for name in ["worker-a", "worker-b"] {
-        let worker = Engine::builder()
-            .store(Arc::new(db.open(name, LONG, RECOVERIES).await))
-            .takeover_every(Duration::from_millis(10))
-            .build();
-        worker.register(&def).unwrap();
-        worker
-            .serve(Serve::queue("paced").rate(3, Duration::from_secs(1)))
-            .unwrap();
-        workers.push(worker);
-    }
-    for k in 0..7 {
-        client
-            .wait_for(&def, format!("paced-{k}").as_str())
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
-    }
+    let _workers = two_workers(
+        db,
+        &def,
+        Serve::queue("paced").rate(3, Duration::from_secs(1)),
+    )
+    .await;
+    wait_all(&client, &def, "paced", 7).await;
     // Seven runs at three a second: the seventh cannot start before two seconds are out.
     assert!(
         began.elapsed() >= Duration::from_secs(2),
@@ -525,27 +525,8 @@ pub async fn a_backlog_starts_in_priority_order_over_engines(db: &impl TestDatab
             .await
             .unwrap();
     }
-    let mut workers = Vec::new();
-    for name in ["worker-a", "worker-b"] {
-        let worker = Engine::builder()
-            .store(Arc::new(db.open(name, LONG, RECOVERIES).await))
-            .takeover_every(Duration::from_millis(10))
-            .build();
-        worker.register(&def).unwrap();
-        worker
-            .serve(Serve::queue("backlog").at_most_overall(1))
-            .unwrap();
-        workers.push(worker);
-    }
-    for k in 0..7 {
-        client
-            .wait_for(&def, format!("backlog-{k}").as_str())
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
-    }
+    let _workers = two_workers(db, &def, Serve::queue("backlog").at_most_overall(1)).await;
+    wait_all(&client, &def, "backlog", 7).await;
     let mut spans = spans.lock().unwrap().clone();
     spans.sort_by_key(|span| span.1);
     let order: Vec<&str> = spans.iter().map(|span| span.0.as_str()).collect();
