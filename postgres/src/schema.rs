@@ -457,9 +457,6 @@ BEGIN
             ARRAY[EXISTS (SELECT 1 FROM r)];
         RETURN;
     END IF;
-    -- The fence's lock, in `run_id` order, before the statement that reads the tokens (which
-    -- takes its snapshot after it).
-    PERFORM 1 FROM runs WHERE run_id = ANY(p_runs) ORDER BY run_id FOR KEY SHARE;
     RETURN QUERY
     WITH now AS MATERIALIZED (SELECT now_ms() AS at),
     w AS MATERIALIZED (
@@ -467,13 +464,18 @@ BEGIN
             r.run_id IS NOT NULL AS run_exists,
             COALESCE(r.lease_token = x.token AND NOT r.parked, false) AS admitted,
             r.lease_expires
-        FROM unnest(p_runs, p_tokens, p_leases, p_ends, p_end_errors)
-            WITH ORDINALITY AS x(run_id, token, lease_ms, end_status, end_error, wi)
-        -- A lookup by key a write (a hash join would read the whole table every batch; the
-        -- LIMIT keeps the planner from turning the lookup into one).
+        FROM (
+            SELECT * FROM unnest(p_runs, p_tokens, p_leases, p_ends, p_end_errors)
+                WITH ORDINALITY AS u(run_id, token, lease_ms, end_status, end_error, wi)
+            ORDER BY u.run_id
+        ) x
+        -- The fence: each write's run looked up by key and locked FOR KEY SHARE to the
+        -- commit, in run_id order (the writes sorted first; a lateral lookup goes in their
+        -- order); a locking read gives the row's latest version. A hash join would read the
+        -- whole table every batch; the LIMIT keeps the planner from turning the lookup into one.
         LEFT JOIN LATERAL (
             SELECT run_id, lease_token, parked, lease_expires FROM runs WHERE run_id = x.run_id
-            LIMIT 1
+            LIMIT 1 FOR KEY SHARE
         ) r ON true
     ),
     admitted AS MATERIALIZED (SELECT array_agg(admitted ORDER BY wi) AS p FROM w),
