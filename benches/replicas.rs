@@ -19,6 +19,7 @@
 use std::io::{BufRead as _, Write as _};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sagaflow::StepOptions;
@@ -42,16 +43,33 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn chain(steps: usize) -> Definition<u64, u64> {
+/// `steps` steps, each `x + 1`, each counted in `done` as it runs.
+fn chain(steps: usize, done: &Arc<AtomicU64>) -> Definition<u64, u64> {
     let mut b = Builder::<u64>::new("Chain");
     let mut last = b.input();
     for i in 0..steps {
-        last = b.step(&format!("s{i}"), StepOptions::new(), (last,), |_, (x,)| {
-            let x = *x;
-            async move { Ok::<_, StepError>(x + 1) }
-        });
+        let done = Arc::clone(done);
+        last = b.step(
+            &format!("s{i}"),
+            StepOptions::new(),
+            (last,),
+            move |_, (x,)| {
+                done.fetch_add(1, Ordering::Relaxed);
+                let x = *x;
+                async move { Ok::<_, StepError>(x + 1) }
+            },
+        );
     }
     b.build_with_output(last)
+}
+
+/// Unix milliseconds, as every replica on this host counts them.
+fn unix_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1e3
 }
 
 /// A replica: `index` of `replicas`, `runs` runs between them; says `ready`, waits for a line
@@ -79,7 +97,8 @@ async fn replica(settings: &str) {
         .store(Arc::new(store))
         .takeover_every(Duration::from_millis(50))
         .build();
-    let def = chain(STEPS);
+    let counted = Arc::new(AtomicU64::new(0));
+    let def = chain(STEPS, &counted);
     println!("ready");
     let mut go = String::new();
     std::io::stdin().read_line(&mut go).unwrap();
@@ -93,6 +112,16 @@ async fn replica(settings: &str) {
         println!("done");
         return;
     }
+    // Its steps so far, every 2 ms, for the conductor's steady-state rate.
+    let ticking = {
+        let counted = Arc::clone(&counted);
+        tokio::spawn(async move {
+            loop {
+                println!("tick {:.3} {}", unix_ms(), counted.load(Ordering::Relaxed));
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
     // Every run of its share started at once, each in a task of its own, as requests of a
     // service would.
     let mut tasks = tokio::task::JoinSet::new();
@@ -107,6 +136,8 @@ async fn replica(settings: &str) {
     while let Some(done) = tasks.join_next().await {
         done.unwrap();
     }
+    ticking.abort();
+    println!("tick {:.3} {}", unix_ms(), counted.load(Ordering::Relaxed));
     println!("done");
 }
 
@@ -122,7 +153,7 @@ async fn measure(
     runs: usize,
     round: usize,
     queued: bool,
-) -> f64 {
+) -> (f64, Option<f64>) {
     admin
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
         .await
@@ -136,7 +167,7 @@ async fn measure(
     .unwrap();
     if queued {
         let engine = Engine::builder().store(Arc::new(conductor.clone())).build();
-        let def = chain(STEPS);
+        let def = chain(STEPS, &Arc::new(AtomicU64::new(0)));
         let mut tasks = tokio::task::JoinSet::new();
         for k in 0..runs {
             let (engine, def) = (engine.clone(), def.clone());
@@ -204,19 +235,61 @@ async fn measure(
             assert_eq!(lines.next().unwrap().unwrap(), "done");
             assert!(child.wait().unwrap().success());
         }
-        return (runs * STEPS) as f64 / took.as_secs_f64();
+        return ((runs * STEPS) as f64 / took.as_secs_f64(), None);
     }
-    let ended = tokio::task::spawn_blocking(move || {
+    let (ended, ticks) = tokio::task::spawn_blocking(move || {
+        let mut ticks: Vec<Vec<(f64, u64)>> = Vec::new();
         for (child, lines) in &mut children {
-            assert_eq!(lines.next().unwrap().unwrap(), "done");
+            let mut mine = Vec::new();
+            loop {
+                let line = lines.next().unwrap().unwrap();
+                if line == "done" {
+                    break;
+                }
+                let mut parts = line.split(' ').skip(1);
+                let at: f64 = parts.next().unwrap().parse().unwrap();
+                let count: u64 = parts.next().unwrap().parse().unwrap();
+                mine.push((at, count));
+            }
             assert!(child.wait().unwrap().success());
+            ticks.push(mine);
         }
-        Instant::now()
+        (Instant::now(), ticks)
     })
     .await
     .unwrap();
     let took = ended.duration_since(began);
-    (runs * STEPS) as f64 / took.as_secs_f64()
+    let total = (runs * STEPS) as f64;
+    (total / took.as_secs_f64(), steady(&ticks, total))
+}
+
+/// The rate between the moments 20% and 80% of `total` steps were done, from each replica's
+/// counts every 2 ms (the start and the end of a round, where processes start and the last
+/// one finishes alone, left out).
+fn steady(ticks: &[Vec<(f64, u64)>], total: f64) -> Option<f64> {
+    // Every moment any replica told, and the steps done by all at it (each replica's last
+    // count told by then).
+    let mut moments: Vec<f64> = ticks.iter().flatten().map(|(at, _)| *at).collect();
+    moments.sort_by(f64::total_cmp);
+    let done_at = |t: f64| -> f64 {
+        ticks
+            .iter()
+            .map(|mine| {
+                mine.iter()
+                    .take_while(|(at, _)| *at <= t)
+                    .last()
+                    .map_or(0.0, |(_, count)| *count as f64)
+            })
+            .sum()
+    };
+    let first_past = |share: f64| {
+        moments
+            .iter()
+            .copied()
+            .find(|t| done_at(*t) >= share * total)
+    };
+    let (from, to) = (first_past(0.2)?, first_past(0.8)?);
+    (to > from).then(|| (done_at(to) - done_at(from)) / ((to - from) / 1e3))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -249,10 +322,19 @@ async fn main() {
         measure(&admin, n, runs / 4, 0, queued).await;
     }
     let mut figures: Vec<Vec<f64>> = vec![Vec::new(); counts.len()];
+    let mut steadies: Vec<Vec<f64>> = vec![Vec::new(); counts.len()];
     for round in 1..=rounds {
         for (i, n) in counts.iter().enumerate() {
-            let rate = measure(&admin, *n, runs, round, queued).await;
-            println!("round {round}: {n} replica(s): {rate:.0} steps/s");
+            let (rate, steady) = measure(&admin, *n, runs, round, queued).await;
+            match steady {
+                Some(steady) => {
+                    println!(
+                        "round {round}: {n} replica(s): {rate:.0} steps/s (steady: {steady:.0})"
+                    );
+                    steadies[i].push(steady);
+                }
+                None => println!("round {round}: {n} replica(s): {rate:.0} steps/s"),
+            }
             figures[i].push(rate);
         }
     }
@@ -270,5 +352,16 @@ async fn main() {
             "  {n} replica(s): {m:>8.0} steps/s  ({:.2}x one replica)",
             m / one
         );
+    }
+    if steadies.iter().all(|s| !s.is_empty()) {
+        let one = median(steadies[0].clone());
+        println!("steady state (the rate between 20% and 80% of the steps done):");
+        for (i, n) in counts.iter().enumerate() {
+            let m = median(steadies[i].clone());
+            println!(
+                "  {n} replica(s): {m:>8.0} steps/s  ({:.2}x one replica)",
+                m / one
+            );
+        }
     }
 }
