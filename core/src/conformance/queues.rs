@@ -104,22 +104,25 @@ async fn two_workers<I: StepValue, O: StepValue>(
 }
 
 /// Waits, from `client`, for the runs `<prefix>-0` to `<prefix>-<n - 1>` to end, each
-/// successfully.
+/// successfully; their outputs, in that order.
 async fn wait_all<I: StepValue, O: StepValue>(
     client: &Engine,
     def: &Definition<I, O>,
     prefix: &str,
     n: usize,
-) {
+) -> Vec<Arc<O>> {
+    let mut outputs = Vec::with_capacity(n);
     for k in 0..n {
-        client
+        let report = client
             .wait_for(def, format!("{prefix}-{k}").as_str())
             .await
             .unwrap()
             .wait()
             .await
             .unwrap();
+        outputs.push(report.output);
     }
+    outputs
 }
 
 /// A queue's runs are listed to those who serve it, highest priority first, then oldest; not
@@ -336,15 +339,9 @@ pub async fn an_engine_runs_at_most_its_bound_of_a_queue_s_runs_at_once(db: &imp
         .build();
     worker.register(&def).unwrap();
     worker.serve(Serve::queue("slow").at_most(2)).unwrap();
-    for k in 0..6_u64 {
-        let report = client
-            .wait_for(&def, format!("slow-{k}").as_str())
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
-        assert_eq!(*report.output, k + 1);
+    let outputs = wait_all(&client, &def, "slow", 6).await;
+    for (k, output) in (0_u64..).zip(&outputs) {
+        assert_eq!(**output, k + 1);
     }
     assert_eq!(
         most.load(std::sync::atomic::Ordering::SeqCst),
@@ -378,15 +375,9 @@ pub async fn engines_together_run_at_most_a_queue_s_overall_bound(db: &impl Test
         Serve::queue("shared").at_most(2).at_most_overall(3),
     )
     .await;
-    for k in 0..9_u64 {
-        let report = client
-            .wait_for(&def, format!("shared-{k}").as_str())
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
-        assert_eq!(*report.output, k + 1);
+    let outputs = wait_all(&client, &def, "shared", 9).await;
+    for (k, output) in (0_u64..).zip(&outputs) {
+        assert_eq!(**output, k + 1);
     }
     assert_eq!(
         most.load(std::sync::atomic::Ordering::SeqCst),
