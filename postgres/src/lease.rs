@@ -146,14 +146,14 @@ pub(crate) async fn free_runs(
 
 /// `known` as the listing statements take it: the workflows, and beside each its graph's
 /// fingerprint as the schema keeps it (or none, for every graph).
-fn known_arrays(known: &[KnownGraph]) -> (Vec<&str>, Vec<Option<i64>>) {
+pub(crate) fn known_arrays(known: &[KnownGraph]) -> (Vec<&str>, Vec<Option<i64>>) {
     known
         .iter()
         .map(|k| (k.workflow.as_str(), k.fingerprint.map(u64::cast_signed)))
         .unzip()
 }
 
-fn free_run(row: &tokio_postgres::Row) -> FreeRun {
+pub(crate) fn free_run(row: &tokio_postgres::Row) -> FreeRun {
     FreeRun {
         run_id: RunId::from(row.get::<_, String>(0)),
         workflow: row.get(1),
@@ -187,50 +187,6 @@ pub(crate) async fn queued_runs(
         )
         .await?;
     Ok(rows.iter().map(free_run).collect())
-}
-
-/// Reserves for `owner` up to `limit` runs waiting on `queue`, of the graphs in `known`,
-/// highest priority first, then oldest (see `QueueStore::claim`): one statement, whose
-/// `FOR UPDATE SKIP LOCKED` passes over the rows another claim holds, so that replicas
-/// claiming at once take different runs. Each lease as `admit` gives it; the start time set.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn claim(
-    client: &Client,
-    session: &Session,
-    queue: &str,
-    known: &[KnownGraph],
-    owner: &str,
-    lease_ms: i64,
-    limit: usize,
-) -> Result<Vec<FreeRun>, tokio_postgres::Error> {
-    let (workflows, graphs) = known_arrays(known);
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = session
-        .on(client)
-        .query(
-            "WITH c AS (SELECT r.run_id FROM runs r \
-                 WHERE r.status = 'running' AND NOT r.parked AND r.queue = $4 \
-                 AND (r.lease_expires IS NULL OR r.lease_expires <= now_ms()) \
-                 AND EXISTS (SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS k(workflow, graph) \
-                     WHERE k.workflow = r.workflow \
-                     AND (k.graph IS NULL OR k.graph = r.graph_fingerprint)) \
-                 ORDER BY r.priority DESC, r.created_at, r.created_seq LIMIT $3 \
-                 FOR UPDATE SKIP LOCKED) \
-             UPDATE runs SET owner = $5, lease_expires = now_ms() + $6, \
-                 lease_token = lease_token + 1, started_at = COALESCE(started_at, now_ms()) \
-             FROM c WHERE runs.run_id = c.run_id \
-             RETURNING runs.run_id, runs.workflow, runs.graph_fingerprint, runs.priority, \
-                 runs.created_at, runs.created_seq",
-            &[&workflows, &graphs, &limit, &queue, &owner, &lease_ms],
-        )
-        .await?;
-    // In the queue's order (an `UPDATE` returns its rows in no order of its own).
-    let mut claimed: Vec<(i32, i64, i64, FreeRun)> = rows
-        .iter()
-        .map(|row| (row.get(3), row.get(4), row.get(5), free_run(row)))
-        .collect();
-    claimed.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-    Ok(claimed.into_iter().map(|(_, _, _, run)| run).collect())
 }
 
 /// Sets the lease of each of `runs` whose token is still `tokens`' to expire `lease_ms` from

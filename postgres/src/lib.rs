@@ -42,6 +42,7 @@
 //! under a paused clock that bound would pass at once.
 
 mod change;
+mod claims;
 mod connect;
 mod error;
 pub mod inspect;
@@ -108,6 +109,8 @@ struct Inner {
     /// How statements go on the pool's connections.
     session: Session,
     leases: Arc<Leases>,
+    /// What the queue claims took up, for the take-ups that follow them.
+    claims: claims::Claims,
     /// The owner id the leases are held under, and whether the store holds it now.
     owner: owner::Owner,
     publisher: Arc<Publisher>,
@@ -272,6 +275,7 @@ impl PgStore {
                 pool,
                 session,
                 leases,
+                claims: claims::Claims::default(),
                 owner,
                 publisher,
                 tail,
@@ -317,6 +321,12 @@ impl PgStore {
     /// slower than [`writes`](Self::writes): that is the group commit at work.
     pub fn commits(&self) -> u64 {
         self.inner.stats.commits.load(Ordering::Relaxed)
+    }
+
+    /// Runs taken up from a queue's claim so far: their lease and what a take-up reads came
+    /// back with the claim, with no statement of their own (see `QueueStore::claim`).
+    pub fn take_ups_from_claims(&self) -> u64 {
+        self.inner.claims.answered()
     }
 
     /// Writes (run creations and recorded changes) the writer committed so far.
@@ -459,6 +469,10 @@ impl RunStore for PgStore {
     }
 
     async fn load_run(&self, run_id: &RunId) -> Result<Option<StoredRun>, StoreError> {
+        // The take-up of a run this store's claim read whole (it had no step yet).
+        if let Some(run) = self.inner.claims.load(run_id) {
+            return Ok(Some(run));
+        }
         let client = self.client().await?;
         reads::load_run(
             &self.inner.session.on(&client),
@@ -488,28 +502,13 @@ impl sagaflow_core::runtime::QueueStore for PgStore {
         run: &NewRun<'_>,
         on: sagaflow_core::runtime::store::Queueing<'_>,
     ) -> Result<Created, StoreError> {
-        let row = CreateRow::of(run, None, Some(on))?;
-        let created = self.write(|reply| Write::Create(row, reply)).await?;
-        // Behind a pooler nobody listens (and a notice would be dropped).
-        if created == Created::New && self.inner.notices.is_some() {
-            // Wakes the engines serving the queue; a notice lost is made up for by their
-            // next poll.
-            let notified = match self.client().await {
-                Ok(client) => client
-                    .execute(
-                        "SELECT pg_notify($1, $2)",
-                        &[&self.inner.channel, &notices::QUEUED],
-                    )
-                    .await
-                    .map(drop)
-                    .map_err(|e| error::describe(&e)),
-                Err(error) => Err(error.to_string()),
-            };
-            if let Err(error) = notified {
-                tracing::debug!(%error, run_id = %run.run_id, "no notice of the enqueue; the serving engines find it at their next poll");
-            }
+        let mut row = CreateRow::of(run, None, Some(on))?;
+        // Wakes the engines serving the queue as the run commits, in its transaction; a
+        // notice lost is made up for by their next poll. Behind a pooler nobody listens.
+        if self.inner.notices.is_some() {
+            row.notify = Some(self.inner.channel.clone());
         }
-        Ok(created)
+        self.write(|reply| Write::Create(row, reply)).await
     }
 
     async fn claim(
@@ -521,15 +520,14 @@ impl sagaflow_core::runtime::QueueStore for PgStore {
         if known.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let leases = &self.inner.leases;
         let client = self.client().await?;
-        lease::claim(
+        claims::claim(
             &client,
             &self.inner.session,
+            &self.inner.claims,
+            &self.inner.leases,
             queue,
             known,
-            leases.owner(),
-            leases.lease_ms(),
             limit,
         )
         .await
@@ -595,6 +593,10 @@ impl LeaseStore for PgStore {
                 leases.owner()
             )));
         }
+        // A run this store's claim took up a moment ago: its lease is this owner's already.
+        if let Some(lease) = self.inner.claims.acquire(run_id, leases) {
+            return Ok(lease);
+        }
         let mut client = self.client().await?;
         let acquired = lease::acquire(
             &mut client,
@@ -627,6 +629,7 @@ impl LeaseStore for PgStore {
     }
 
     fn release(&self, run_id: &RunId) {
+        self.inner.claims.forget(run_id);
         self.inner.leases.forget(run_id);
     }
 
@@ -638,6 +641,7 @@ impl LeaseStore for PgStore {
             .iter()
             .filter_map(|run_id| {
                 let token = lease::token(leases, run_id);
+                self.inner.claims.forget(run_id);
                 leases.forget(run_id);
                 (token >= 0).then(|| (run_id.as_str().to_owned(), token))
             })

@@ -1,6 +1,6 @@
 //! Notices of signals and queues: every delivery sends `NOTIFY` on the schema's channel in its
-//! own transaction, and so does every enqueue once its run is committed (payload
-//! [`QUEUED`]); each store keeps one connection that `LISTEN`s to it, so that an engine
+//! own transaction, and so does every enqueue, in the transaction that creates its run
+//! (payload [`QUEUED`]); each store keeps one connection that `LISTEN`s to it, so that an engine
 //! waiting for a signal another replica delivered, or serving a queue another process put a
 //! run on, hears of it at once instead of at its next poll (the poll stays, as the fallback).
 //! The connection is made again whenever it is lost; a notice of both kinds is given then too,

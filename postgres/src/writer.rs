@@ -64,6 +64,9 @@ pub(crate) struct CreateRow {
     pub(crate) queue: Option<String>,
     pub(crate) priority: i32,
     pub(crate) key: Option<String>,
+    /// The channel to notify once the run is committed, if one is listened to: a run put on
+    /// a queue wakes the engines serving it (see `notices`), with its creation's commit.
+    pub(crate) notify: Option<String>,
 }
 
 impl CreateRow {
@@ -97,6 +100,7 @@ impl CreateRow {
             queue,
             priority,
             key,
+            notify: None,
         })
     }
 }
@@ -147,7 +151,8 @@ ev AS (
     INSERT INTO events (run_id, at, kind) SELECT run_id, created_at, 'run_created' FROM ins
     RETURNING seq, at
 )
-SELECT (SELECT seq FROM ev), (SELECT at FROM ev), (SELECT workflow FROM runs WHERE run_id = $1)";
+SELECT (SELECT seq FROM ev), (SELECT at FROM ev), (SELECT workflow FROM runs WHERE run_id = $1),
+    (SELECT count(pg_notify($11, $12)) FROM ins WHERE $11::text IS NOT NULL)";
 
 /// Every change write of a batch, as one call of the schema's `record_v2` (see `schema`): the
 /// writes as arrays (a run's id, token, lease and end), their changes as arrays (one or two a
@@ -827,6 +832,8 @@ fn create<'a>(conn: &'a Conn, row: &'a CreateRow) -> Pending<'a> {
                     &row.queue,
                     &row.priority,
                     &row.key,
+                    &row.notify,
+                    &crate::notices::QUEUED,
                 ],
             )
             .await

@@ -78,3 +78,61 @@ async fn an_enqueue_wakes_an_idle_engine_serving_the_queue() {
         "woken by the notice, not the poll: the step started {started_after} ms after the enqueue"
     );
 }
+
+/// An enqueued run is taken up by the engine that claims it with no statement of its own
+/// beyond the claim: the claim takes its lease and reads it back whole, and the take-up that
+/// follows is answered from that. Each run still runs once, with its input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimed_run_is_taken_up_from_its_claim() {
+    let db = fresh_db!();
+    let mut b = Builder::<u32>::new("Claimed");
+    let input = b.input();
+    let out = b.step("double", StepOptions::new(), (input,), |_, (x,)| {
+        let x = *x;
+        async move { Ok::<_, StepError>(x * 2) }
+    });
+    let def = b.build_with_output(out);
+
+    let worker_store = sagaflow_postgres::PgStore::connect(&db.url, db.options().owner("worker"))
+        .await
+        .unwrap();
+    let worker = Engine::builder()
+        .store(Arc::new(worker_store.clone()))
+        .takeover_every(Duration::from_millis(20))
+        .build();
+    worker.register(&def).unwrap();
+    worker.serve("claimed").unwrap();
+    let client = Engine::builder()
+        .store(Arc::new(
+            sagaflow_postgres::PgStore::connect(&db.url, db.options().owner("client"))
+                .await
+                .unwrap(),
+        ))
+        .build();
+    for k in 0..8_u32 {
+        client
+            .enqueue(&def, format!("claimed-{k}"), k, &Enqueue::on("claimed"))
+            .await
+            .unwrap();
+    }
+    for k in 0..8_u32 {
+        let report = tokio::time::timeout(Duration::from_secs(10), async {
+            client
+                .wait_for(&def, format!("claimed-{k}"))
+                .await
+                .unwrap()
+                .wait()
+                .await
+                .unwrap()
+        })
+        .await
+        .expect("the worker ran the run");
+        assert_eq!(*report.output, 2 * k, "`claimed-{k}` ran on its own input");
+    }
+    assert_eq!(
+        worker_store.take_ups_from_claims(),
+        8,
+        "every run was taken up from its claim"
+    );
+    assert_eq!(worker_store.leases_held(), 0, "no lease kept past its run");
+}

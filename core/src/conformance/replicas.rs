@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use super::durable::{RECOVERIES, TestDatabase};
 use crate::StepOptions;
 use crate::runtime::definition::{Builder, Definition, Handle};
-use crate::runtime::engine::Engine;
+use crate::runtime::engine::{Engine, Enqueue};
 use crate::runtime::error::{EngineError, RunError, StepError};
 use crate::runtime::id::RunId;
 use crate::runtime::report::StepStatus;
@@ -289,6 +289,66 @@ pub async fn a_dead_replica_s_runs_are_taken_up_by_themselves(db: &impl TestData
     assert_eq!(counts.of("newer", "five"), 1);
 }
 
+/// A queue's runs that a replica took and then died with (its leases no longer renewed) are
+/// claimed by another replica serving the queue once the leases run out, and go on where they
+/// stopped: their completed steps do not run again, their interrupted step once more. A claim
+/// that takes a run up at once must not take a run that had started for one that had not.
+pub async fn a_dead_replica_s_queued_runs_go_on_where_they_stopped(db: &impl TestDatabase) {
+    let counts = Arc::new(Counts::default());
+    let def = counted(&counts, &Two::HangsFirst, false);
+    let a_store = db.open("A", SHORT, RECOVERIES).await;
+    let a = engine_on(&a_store, Duration::from_millis(20));
+    a.register(&def).unwrap();
+    a.serve("work").unwrap();
+    for i in 0..RUNS {
+        a.enqueue(&def, run_name(i), 1, &Enqueue::on("work"))
+            .await
+            .unwrap();
+    }
+    until(
+        "A runs every run into `two`",
+        Duration::from_secs(10),
+        async || counts.total("two") == RUNS as u32,
+    )
+    .await;
+    // A dies: it serves the queue no more, its leases are no longer renewed, and its stalled
+    // steps never end.
+    drop(a);
+    for i in 0..RUNS {
+        a_store.release(&run_name(i).into());
+    }
+    let died = Instant::now();
+
+    let b_store = db.open("B", SHORT, RECOVERIES).await;
+    let b = engine_on(&b_store, Duration::from_millis(20));
+    b.register(&def).unwrap();
+    b.serve("work").unwrap();
+    for i in 0..RUNS {
+        let run = run_name(i);
+        until("B completes the run", Duration::from_secs(10), async || {
+            status(&b_store, &run).await == StoredRunStatus::Completed
+        })
+        .await;
+    }
+    assert!(
+        died.elapsed() >= SHORT,
+        "taken up before the lease of {SHORT:?} ran out"
+    );
+    for i in 0..RUNS {
+        let run = run_name(i);
+        assert_eq!(counts.of(&run, "one"), 1, "`one` of `{run}` ran once");
+        assert_eq!(counts.of(&run, "two"), 2, "`two` of `{run}` ran once more");
+        assert_eq!(counts.of(&run, "three"), 1);
+        assert_eq!(counts.of(&run, "four"), 1);
+        let report = b.wait_for(&def, run.as_str()).await.unwrap().wait().await;
+        assert_eq!(
+            *report.unwrap().output,
+            5,
+            "`{run}`'s outcome, from the store"
+        );
+    }
+}
+
 /// Runs every replica check as a test of its own (multi-threaded, since a stalled step hangs
 /// on its worker), each on a fresh database made by `$make`.
 #[macro_export]
@@ -298,6 +358,7 @@ macro_rules! replica_conformance {
             [(flavor = "multi_thread", worker_threads = 2)]:
             a_drained_replica_hands_its_runs_over_at_once,
             a_dead_replica_s_runs_are_taken_up_by_themselves,
+            a_dead_replica_s_queued_runs_go_on_where_they_stopped,
         );
     };
 }

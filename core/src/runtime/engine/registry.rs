@@ -262,14 +262,21 @@ impl Engine {
 
     /// One poll of the takeover loop: takes up the free runs of the registered graphs, at
     /// most [`TAKEOVER_BATCH`]; returns whether the store had a whole batch of them and some
-    /// were taken (there may be more: the loop polls again at once).
-    pub(crate) async fn take_over_free_runs(&self) -> bool {
+    /// were taken (there may be more: the loop polls again at once). With `queues_only` (a
+    /// poll woken by a notice of an enqueue), only the queues served are looked at: an
+    /// enqueued run starts after one round trip, its claim.
+    pub(crate) async fn take_over_free_runs(&self, queues_only: bool) -> bool {
         let registry = &self.inner.registry;
         let known = registry.known();
         if known.is_empty() || self.inner.lifecycle.is_draining() {
             return false;
         }
-        let mut free = match self.inner.store.free_runs(&known, TAKEOVER_BATCH).await {
+        let listed = if queues_only {
+            Ok(Vec::new())
+        } else {
+            self.inner.store.free_runs(&known, TAKEOVER_BATCH).await
+        };
+        let mut free = match listed {
             Ok(free) => free,
             Err(error) => {
                 tracing::warn!(%error, "cannot list the runs free to take over; trying again at the next poll");
@@ -362,6 +369,8 @@ async fn run_loop(
         .upgrade()
         .and_then(|inner| inner.store.queue_notices());
     loop {
+        // Whether a notice of an enqueue woke this poll (not the tick): the queues alone.
+        let mut queues_only = false;
         if more {
             if *draining.borrow() {
                 return;
@@ -392,12 +401,13 @@ async fn run_loop(
             {
                 continue;
             }
+            queues_only = noticed;
         }
         let Some(inner) = engine.upgrade() else {
             return;
         };
         let engine = Engine { inner };
-        more = engine.take_over_free_runs().await;
+        more = engine.take_over_free_runs(queues_only).await;
         // At once when a graph was registered since (a replica's start registers several,
         // and what it runs should be known before it is first due); else every
         // HEARTBEAT_EVERY.

@@ -79,7 +79,14 @@ impl HeldLeases {
 
     /// Remembers a lease just taken, with its token.
     pub fn hold(&self, run_id: &RunId, token: u64) {
-        let until = self.until(Instant::now());
+        self.hold_since(run_id, token, Instant::now());
+    }
+
+    /// Remembers a lease taken by a request sent at `sent` (a claim that took several runs'
+    /// leases a moment ago, say), with its token: it surely holds for as long as one taken
+    /// then.
+    pub fn hold_since(&self, run_id: &RunId, token: u64, sent: Instant) {
+        let until = self.until(sent);
         self.lock().insert(
             run_id.clone(),
             Held {

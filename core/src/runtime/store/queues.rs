@@ -122,7 +122,11 @@ pub trait QueueStore: Send + Sync + 'static {
     /// and its start time set. Engines claiming at once take different runs (PostgreSQL:
     /// `FOR UPDATE SKIP LOCKED`; SQLite: its one writer), instead of racing for the same ones.
     /// Returns the runs reserved; the take-up that follows finds each lease this owner's. A
-    /// store that keeps no queue claims none.
+    /// store may take the runs up in the claim itself, counting each take-up as
+    /// [`acquire`](super::LeaseStore::acquire) counts it, and answer the `acquire` and
+    /// [`load_run`](super::RunStore::load_run) of that take-up from what the claim read, so
+    /// that a queued run costs one round trip more than one started in process (PostgreSQL
+    /// does). A store that keeps no queue claims none.
     async fn claim(
         &self,
         queue: &str,

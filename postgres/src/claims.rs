@@ -1,0 +1,282 @@
+//! Claims of a queue's runs that take them up in the same statement (see
+//! `QueueStore::claim`): one round trip reserves a batch of runs for this store's owner, takes
+//! each one's lease (counted as a take-up, as `acquire` counts it), and reads back what a
+//! take-up would load of a run that never started (its input; it has no step yet). The
+//! take-up that follows (`acquire`, then `load_run`) is answered from the claim, with no
+//! statement of its own: an enqueued run costs its serving engine one round trip more than a
+//! run started in process, the claim's.
+//!
+//! What the claim read is kept only until that take-up: `acquire` answers from it once,
+//! within the lease's safe part; `load_run` answers from it once, only after `acquire` did
+//! (a `load_run` by anyone else, earlier, reads the table), and only for a run with no step:
+//! a run that had started (on a replica that died, say) is read from the tables as every
+//! take-up reads it. An answer not asked for within [`KEPT`] is dropped, so that runs claimed
+//! and never taken up (an engine that began to drain meanwhile) do not pile up; their leases
+//! run out and another engine takes them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio_postgres::Client;
+
+use crate::lease::{Leases, free_run, known_arrays};
+use crate::session::Session;
+use sagaflow_core::runtime::RunId;
+use sagaflow_core::runtime::store::{FreeRun, KnownGraph, Lease, StoredRun, StoredRunStatus};
+
+/// How long what a claim read waits for the take-up that follows it.
+const KEPT: Duration = Duration::from_secs(10);
+
+/// A run a claim took up, until its take-up asks for it.
+#[derive(Debug)]
+struct Claimed {
+    lease: Lease,
+    /// When the claim was sent: the lease holds for a lease from then.
+    sent: Instant,
+    /// The run as `load_run` would read it, if it has no step yet.
+    run: Option<StoredRun>,
+    /// Whether `acquire` was answered from the claim (then `load_run` may be).
+    acquired: bool,
+}
+
+/// What the claims of a store took up and its take-ups have yet to ask for, and how many
+/// take-ups were answered so.
+#[derive(Debug, Default)]
+pub(crate) struct Claims {
+    claimed: Mutex<HashMap<RunId, Claimed>>,
+    answered: AtomicU64,
+}
+
+impl Claims {
+    fn lock(&self) -> MutexGuard<'_, HashMap<RunId, Claimed>> {
+        // Every critical section is an insert, a remove or a field write.
+        self.claimed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many take-ups (`acquire`) were answered from a claim so far.
+    pub(crate) fn answered(&self) -> u64 {
+        self.answered.load(Ordering::Relaxed)
+    }
+
+    /// The lease the claim took of `run_id`, once, if it surely still holds; the store's
+    /// leases hold it from now on, as if `acquire` had taken it.
+    pub(crate) fn acquire(&self, run_id: &RunId, leases: &Leases) -> Option<Lease> {
+        let mut claims = self.lock();
+        let claimed = claims.get_mut(run_id)?;
+        let safe = Duration::from_millis(leases.lease_ms().unsigned_abs()).mul_f64(0.9);
+        if claimed.acquired || claimed.sent.elapsed() >= safe {
+            claims.remove(run_id);
+            return None;
+        }
+        claimed.acquired = true;
+        self.answered.fetch_add(1, Ordering::Relaxed);
+        leases.hold_since(run_id, claimed.lease.token, claimed.sent);
+        let lease = claimed.lease;
+        if claimed.run.is_none() {
+            claims.remove(run_id);
+        }
+        Some(lease)
+    }
+
+    /// The run as the claim read it, once, if `acquire` was answered from the claim and the
+    /// run had no step.
+    pub(crate) fn load(&self, run_id: &RunId) -> Option<StoredRun> {
+        let mut claims = self.lock();
+        if !claims.get(run_id)?.acquired {
+            return None;
+        }
+        claims.remove(run_id).and_then(|claimed| claimed.run)
+    }
+
+    /// Forgets whatever a claim read of `run_id` (its take-up failed, or the lease is let go).
+    pub(crate) fn forget(&self, run_id: &RunId) {
+        self.lock().remove(run_id);
+    }
+
+    /// How many claimed runs wait for their take-up.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn keep(&self, claimed: Vec<(RunId, Claimed)>) {
+        let mut claims = self.lock();
+        claims.retain(|_, c| c.sent.elapsed() < KEPT);
+        claims.extend(claimed);
+    }
+}
+
+/// Reserves for this store's owner up to `limit` runs waiting on `queue`, of the graphs in
+/// `known`, highest priority first, then oldest (see `QueueStore::claim`), and takes them up:
+/// one statement, whose `FOR UPDATE SKIP LOCKED` passes over the rows another claim holds, so
+/// that replicas claiming at once take different runs. Each gets a lease and its start time,
+/// and its take-up is counted as `acquire` counts it; a run already taken up as often as the
+/// store allows is only reserved (the take-up that follows parks it). What a take-up needs
+/// is kept in `claims` for it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn claim(
+    client: &Client,
+    session: &Session,
+    claims: &Claims,
+    leases: &Leases,
+    queue: &str,
+    known: &[KnownGraph],
+    limit: usize,
+) -> Result<Vec<FreeRun>, tokio_postgres::Error> {
+    let (workflows, graphs) = known_arrays(known);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let below = i32::try_from(leases.max_recoveries()).unwrap_or(i32::MAX);
+    let sent = Instant::now();
+    let rows = session
+        .on(client)
+        .query(
+            "WITH c AS (SELECT r.run_id, r.recoveries < $7 AS counted, \
+                     NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_id = r.run_id) AS unstarted \
+                 FROM runs r \
+                 WHERE r.status = 'running' AND NOT r.parked AND r.queue = $4 \
+                 AND (r.lease_expires IS NULL OR r.lease_expires <= now_ms()) \
+                 AND EXISTS (SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS k(workflow, graph) \
+                     WHERE k.workflow = r.workflow \
+                     AND (k.graph IS NULL OR k.graph = r.graph_fingerprint)) \
+                 ORDER BY r.priority DESC, r.created_at, r.created_seq LIMIT $3 \
+                 FOR UPDATE SKIP LOCKED) \
+             UPDATE runs SET owner = $5, lease_expires = now_ms() + $6, \
+                 lease_token = runs.lease_token + 1, \
+                 recoveries = runs.recoveries + CASE WHEN c.counted THEN 1 ELSE 0 END, \
+                 started_at = COALESCE(runs.started_at, now_ms()) \
+             FROM c WHERE runs.run_id = c.run_id \
+             RETURNING runs.run_id, runs.workflow, runs.graph_fingerprint, runs.priority, \
+                 runs.created_at, runs.created_seq, runs.lease_token, runs.recoveries, \
+                 c.counted, CASE WHEN c.unstarted THEN runs.input END, runs.error",
+            &[
+                &workflows,
+                &graphs,
+                &limit,
+                &queue,
+                &leases.owner(),
+                &leases.lease_ms(),
+                &below,
+            ],
+        )
+        .await?;
+    let mut claimed: Vec<(i32, i64, i64, FreeRun)> = Vec::with_capacity(rows.len());
+    let mut taken = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let run = free_run(row);
+        let (token, recoveries, counted): (i64, i32, bool) = (row.get(6), row.get(7), row.get(8));
+        if counted {
+            let created_at: i64 = row.get(4);
+            let stored = row.get::<_, Option<String>>(9).map(|input| StoredRun {
+                workflow: run.workflow.clone(),
+                graph_fingerprint: run.graph_fingerprint,
+                input,
+                status: StoredRunStatus::Running,
+                error: row.get(10),
+                created_at: u64::try_from(created_at)
+                    .ok()
+                    .and_then(|ms| SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(ms))),
+                steps: Vec::new(),
+            });
+            taken.push((
+                run.run_id.clone(),
+                Claimed {
+                    lease: Lease {
+                        token: token.cast_unsigned(),
+                        recoveries: u32::try_from(recoveries).unwrap_or(0),
+                    },
+                    sent,
+                    run: stored,
+                    acquired: false,
+                },
+            ));
+        }
+        claimed.push((row.get(3), row.get(4), row.get(5), run));
+    }
+    claims.keep(taken);
+    // In the queue's order (an `UPDATE` returns its rows in no order of its own).
+    claimed.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    Ok(claimed.into_iter().map(|(_, _, _, run)| run).collect())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn claimed(run: Option<StoredRun>, sent: Instant) -> Claimed {
+        Claimed {
+            lease: Lease {
+                token: 7,
+                recoveries: 1,
+            },
+            sent,
+            run,
+            acquired: false,
+        }
+    }
+
+    fn stored() -> StoredRun {
+        StoredRun {
+            workflow: "W".to_owned(),
+            graph_fingerprint: 1,
+            input: "0".to_owned(),
+            status: StoredRunStatus::Running,
+            error: None,
+            created_at: None,
+            steps: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_claim_answers_one_take_up_then_reads_go_to_the_tables() {
+        let leases = Leases::new("me".to_owned(), Duration::from_secs(30), 3);
+        let claims = Claims::default();
+        let run = RunId::from("r");
+        claims.keep(vec![(run.clone(), claimed(Some(stored()), Instant::now()))]);
+        // Nobody's load before the take-up's `acquire` is answered from the claim.
+        assert!(claims.load(&run).is_none());
+        let lease = claims.acquire(&run, &leases).expect("the claim's lease");
+        assert_eq!((lease.token, lease.recoveries), (7, 1));
+        assert_eq!(leases.token(&run), Some(7), "held as if acquired");
+        assert!(claims.acquire(&run, &leases).is_none(), "answered once");
+        // That second ask dropped the entry: the load that follows reads the tables.
+        assert!(claims.load(&run).is_none());
+
+        claims.keep(vec![(run.clone(), claimed(Some(stored()), Instant::now()))]);
+        claims.acquire(&run, &leases).unwrap();
+        assert_eq!(claims.load(&run), Some(stored()));
+        assert!(claims.load(&run).is_none(), "answered once");
+        assert_eq!(claims.len(), 0);
+    }
+
+    #[test]
+    fn a_started_run_s_take_up_reads_the_tables_and_a_stale_claim_answers_nothing() {
+        let leases = Leases::new("me".to_owned(), Duration::from_secs(30), 3);
+        let claims = Claims::default();
+        let started = RunId::from("started");
+        claims.keep(vec![(started.clone(), claimed(None, Instant::now()))]);
+        assert!(claims.acquire(&started, &leases).is_some());
+        assert!(claims.load(&started).is_none());
+        assert_eq!(claims.len(), 0);
+
+        // Claimed most of a lease ago: the lease may be running out; taken again instead.
+        let old = RunId::from("old");
+        let Some(long_ago) = Instant::now().checked_sub(Duration::from_secs(28)) else {
+            return;
+        };
+        claims.keep(vec![(old.clone(), claimed(Some(stored()), long_ago))]);
+        assert!(claims.acquire(&old, &leases).is_none());
+        assert_eq!(leases.token(&old), None);
+        assert_eq!(claims.len(), 0);
+
+        // Never asked for: dropped at a later claim.
+        let Some(older) = Instant::now().checked_sub(KEPT) else {
+            return;
+        };
+        claims.keep(vec![(old.clone(), claimed(None, older))]);
+        claims.keep(Vec::new());
+        assert_eq!(claims.len(), 0);
+    }
+}
