@@ -6,6 +6,10 @@
 //! serving engine, as the floor. Medians and the 99th percentile of `SAMPLES` runs each,
 //! alternated.
 //!
+//! Beside both, a bare single-row `INSERT` committed on its own, on the same server: one round
+//! trip that commits, as a claim does; the difference between the two medians is reported in
+//! such commits (issue 15: claiming adds at most one round trip per run).
+//!
 //! `cargo bench --bench queues` (the server from `SAGAFLOW_PG_URL`, by default the local one;
 //! `SAGAFLOW_BENCH_SAMPLES`, 300 by default). Figures in `benches/README.md`.
 
@@ -86,8 +90,20 @@ async fn main() {
         .store(Arc::new(store("client").await))
         .build();
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // One round trip that commits, as the claim does: a bare single-row INSERT, committed on
+    // its own, over the same kind of connection.
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE {SCHEMA}.bare (k text PRIMARY KEY, v text NOT NULL)"
+        ))
+        .await
+        .unwrap();
+    let insert = admin
+        .prepare(&format!("INSERT INTO {SCHEMA}.bare (k, v) VALUES ($1, $2)"))
+        .await
+        .unwrap();
 
-    let (mut queued, mut local) = (Vec::new(), Vec::new());
+    let (mut queued, mut local, mut bare) = (Vec::new(), Vec::new(), Vec::new());
     for k in 0..samples + 20 {
         // Enqueued elsewhere, run here.
         *started.lock().unwrap() = None;
@@ -112,10 +128,14 @@ async fn main() {
             .await
             .unwrap();
         let at_local = started.lock().unwrap().expect("the step started");
+        let began_bare = Instant::now();
+        admin.execute(&insert, &[&id, &"v"]).await.unwrap();
+        let at_bare = Instant::now();
         // The first 20 warm up.
         if k >= 20 {
             queued.push(at - began);
             local.push(at_local - began_local);
+            bare.push(at_bare - began_bare);
         }
     }
     admin
@@ -123,10 +143,16 @@ async fn main() {
         .await
         .unwrap();
     println!("from the call to the first step's start, on {}:", url());
-    let (_, q99) = show("enqueued, run by an idle replica", queued);
-    let (_, l99) = show("started in process (the floor)", local);
+    let (q50, q99) = show("enqueued, run by an idle replica", queued);
+    let (l50, l99) = show("started in process (the floor)", local);
+    let (b50, _) = show("one bare commit (a round trip)", bare);
     println!(
         "  p99 enqueued against in process: {:.2}x",
         q99.as_secs_f64() / l99.as_secs_f64()
+    );
+    println!(
+        "  enqueued minus in process, at the median: {:.2} ms = {:.2} bare commits",
+        (q50.as_secs_f64() - l50.as_secs_f64()) * 1e3,
+        (q50.as_secs_f64() - l50.as_secs_f64()) / b50.as_secs_f64()
     );
 }

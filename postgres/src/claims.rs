@@ -133,7 +133,8 @@ pub(crate) async fn claim(
         .on(client)
         .query(
             "WITH c AS (SELECT r.run_id, r.recoveries < $7 AS counted, \
-                     NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_id = r.run_id) AS unstarted \
+                     NOT EXISTS (SELECT 1 FROM events e \
+                         WHERE e.run_id = r.run_id AND e.step IS NOT NULL) AS unstarted \
                  FROM runs r \
                  WHERE r.status = 'running' AND NOT r.parked AND r.queue = $4 \
                  AND (r.lease_expires IS NULL OR r.lease_expires <= now_ms()) \

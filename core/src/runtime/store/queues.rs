@@ -3,10 +3,12 @@
 //! [`Engine::serve`](crate::runtime::Engine::serve)).
 //!
 //! An enqueued run is stored as any run is, with its queue and priority, held by no owner:
-//! no lease, so nobody runs it yet. An engine that serves the queue lists it
-//! ([`QueueStore::queued_runs`]) and takes it up as it takes up a run whose lease ran out:
-//! under a lease with a fencing token ([`LeaseStore::acquire`](super::LeaseStore::acquire)),
-//! which one engine wins when several find the run. A run of a queue that an engine took and
+//! no lease, so nobody runs it yet. An engine that serves the queue claims it
+//! ([`QueueStore::claim`]: several runs in one step, each for one engine only), or, for a
+//! queue with bounds over all engines, lists it ([`QueueStore::queued_runs`]) and reserves it
+//! ([`QueueStore::admit`]); then takes it up as it takes up a run whose lease ran out: under a
+//! lease with a fencing token ([`LeaseStore::acquire`](super::LeaseStore::acquire)), which one
+//! engine wins when several find the run. A run of a queue that an engine took and
 //! then lost (it died, it was cut off) is listed again once its lease runs out, to the engines
 //! that serve its queue only. [`LeaseStore::free_runs`](super::LeaseStore::free_runs) never
 //! lists a run of a queue.
