@@ -146,8 +146,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    // `SAGAFLOW_BENCH_THREADS`: the runtime's worker threads (2 by default; 1 shows what the
+    // hand-offs between threads cost).
+    let threads = std::env::var("SAGAFLOW_BENCH_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(2);
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(threads)
         .enable_all()
         .build()
         .unwrap();

@@ -19,8 +19,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio_postgres::Client;
-
 use crate::lease::{Leases, free_run, known_arrays};
 use crate::session::Session;
 use sagaflow_core::runtime::RunId;
@@ -108,31 +106,8 @@ impl Claims {
     }
 }
 
-/// Reserves for this store's owner up to `limit` runs waiting on `queue`, of the graphs in
-/// `known`, highest priority first, then oldest (see `QueueStore::claim`), and takes them up:
-/// one statement, whose `FOR UPDATE SKIP LOCKED` passes over the rows another claim holds, so
-/// that replicas claiming at once take different runs. Each gets a lease and its start time,
-/// and its take-up is counted as `acquire` counts it; a run already taken up as often as the
-/// store allows is only reserved (the take-up that follows parks it). What a take-up needs
-/// is kept in `claims` for it.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn claim(
-    client: &Client,
-    session: &Session,
-    claims: &Claims,
-    leases: &Leases,
-    queue: &str,
-    known: &[KnownGraph],
-    limit: usize,
-) -> Result<Vec<FreeRun>, tokio_postgres::Error> {
-    let (workflows, graphs) = known_arrays(known);
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let below = i32::try_from(leases.max_recoveries()).unwrap_or(i32::MAX);
-    let sent = Instant::now();
-    let rows = session
-        .on(client)
-        .query(
-            "WITH c AS (SELECT r.run_id, r.recoveries < $7 AS counted, \
+/// The claim's one statement (see [`claim`]).
+const CLAIM_SQL: &str = "WITH c AS (SELECT r.run_id, r.recoveries < $7 AS counted, \
                      NOT EXISTS (SELECT 1 FROM events e \
                          WHERE e.run_id = r.run_id AND e.step IS NOT NULL) AS unstarted \
                  FROM runs r \
@@ -150,7 +125,33 @@ pub(crate) async fn claim(
              FROM c WHERE runs.run_id = c.run_id \
              RETURNING runs.run_id, runs.workflow, runs.graph_fingerprint, runs.priority, \
                  runs.created_at, runs.created_seq, runs.lease_token, runs.recoveries, \
-                 c.counted, CASE WHEN c.unstarted THEN runs.input END, runs.error",
+                 c.counted, CASE WHEN c.unstarted THEN runs.input END, runs.error";
+
+/// Reserves for this store's owner up to `limit` runs waiting on `queue`, of the graphs in
+/// `known`, highest priority first, then oldest (see `QueueStore::claim`), and takes them up:
+/// one statement, whose `FOR UPDATE SKIP LOCKED` passes over the rows another claim holds, so
+/// that replicas claiming at once take different runs. Each gets a lease and its start time,
+/// and its take-up is counted as `acquire` counts it; a run already taken up as often as the
+/// store allows is only reserved (the take-up that follows parks it). What a take-up needs
+/// is kept in `claims` for it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn claim(
+    client: &deadpool_postgres::Object,
+    session: &Session,
+    claims: &Claims,
+    leases: &Leases,
+    queue: &str,
+    known: &[KnownGraph],
+    limit: usize,
+) -> Result<Vec<FreeRun>, tokio_postgres::Error> {
+    let (workflows, graphs) = known_arrays(known);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let below = i32::try_from(leases.max_recoveries()).unwrap_or(i32::MAX);
+    let sent = Instant::now();
+    let rows = session
+        .query_cached(
+            client,
+            CLAIM_SQL,
             &[
                 &workflows,
                 &graphs,

@@ -103,6 +103,10 @@ async fn two_workers<I: StepValue, O: StepValue>(
     workers
 }
 
+/// How long a check waits for a queue's runs to end: far beyond what they take, so that a
+/// store that never hands them out fails the check instead of hanging it.
+const WAIT_AT_MOST: Duration = Duration::from_secs(60);
+
 /// Waits, from `client`, for the runs `<prefix>-0` to `<prefix>-<n - 1>` to end, each
 /// successfully; their outputs, in that order.
 async fn wait_all<I: StepValue, O: StepValue>(
@@ -113,13 +117,20 @@ async fn wait_all<I: StepValue, O: StepValue>(
 ) -> Vec<Arc<O>> {
     let mut outputs = Vec::with_capacity(n);
     for k in 0..n {
-        let report = client
-            .wait_for(def, format!("{prefix}-{k}").as_str())
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
+        let id = format!("{prefix}-{k}");
+        let waited = tokio::time::timeout(WAIT_AT_MOST, async {
+            client
+                .wait_for(def, id.as_str())
+                .await
+                .unwrap()
+                .wait()
+                .await
+                .unwrap()
+        })
+        .await;
+        let Ok(report) = waited else {
+            panic!("`{id}` did not end within {WAIT_AT_MOST:?}: no engine took it up");
+        };
         outputs.push(report.output);
     }
     outputs
@@ -283,15 +294,9 @@ pub async fn an_engine_serving_a_queue_runs_its_runs_once(db: &impl TestDatabase
     worker.register(&def).unwrap();
     worker.serve("jobs").unwrap();
     let began = Instant::now();
-    for k in 0..4_u64 {
-        let report = client
-            .wait_for(&def, format!("job-{k}").as_str())
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
-        assert_eq!(*report.output, k * 10 + 2, "job-{k}'s output, read back");
+    let outputs = wait_all(&client, &def, "job", 4).await;
+    for (k, output) in (0..4_u64).zip(outputs) {
+        assert_eq!(*output, k * 10 + 2, "job-{k}'s output, read back");
     }
     assert!(began.elapsed() < Duration::from_secs(10));
     let counts = counts.lock().unwrap();
