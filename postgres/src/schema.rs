@@ -21,7 +21,7 @@ use crate::session::Session;
 use sagaflow_core::runtime::error::StoreError;
 
 mod migrations;
-use migrations::{V1, V2, V3, V4, V5, V6, V7, V8};
+use migrations::{V1, V2, V3, V4, V5, V6, V7, V8, V9};
 
 /// The migrations, oldest first; migration `i` takes the schema from version `i` to `i + 1`,
 /// and the oldest version whose code works on the schema it leaves (see the module). Append
@@ -43,6 +43,8 @@ const MIGRATIONS: &[(&str, i64)] = &[
     (V7, 2),
     // Only adds a run's concurrency key and start time, and their indexes.
     (V8, 2),
+    // Only adds `events.mark`, which the code before it neither writes nor reads.
+    (V9, 2),
 ];
 
 /// The newest schema version this code knows.

@@ -2,8 +2,9 @@
 //!
 //! A commit's cost on PostgreSQL is a round trip and the server's WAL flush, whatever the
 //! transaction holds. So every checkpoint goes to one task with a connection of its own,
-//! which takes every write waiting, sends them as one statement (`record_v1`, a function of
-//! the schema: see `schema`) that commits by itself, and only then acknowledges each caller:
+//! which takes every write waiting, sends them as one statement (`record_v2`, a function of
+//! the schema: see `schema`; a batch of one write, the same writes as a statement of its own,
+//! `sql::ONE_SQL`) that commits by itself, and only then acknowledges each caller:
 //! many runs' checkpoints share one round trip and one flush, and no caller hears "recorded"
 //! before its write is durable. A batch that also creates runs is one pipelined transaction
 //! (`BEGIN`, the batch's number, a statement per creation, the same call,
@@ -26,7 +27,10 @@
 //! whether the batch committed. Each batch therefore writes its number into the `writers`
 //! table, in the same transaction; the writer reconnects and reads it back: the batch
 //! committed (its writes are acknowledged as they were answered) or it did not (it is sent
-//! again on the new connection). A checkpoint is thus neither lost nor written twice.
+//! again on the new connection). A batch of one write (schema 9) marks its first event with a
+//! random number instead, which costs no row of its own; the writer in doubt locks the run's
+//! row (waiting out the batch if the server still runs it) and looks for that event. A
+//! checkpoint is thus neither lost nor written twice.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -46,6 +50,9 @@ use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::events::{Event, EventKind, Publisher};
 use sagaflow_core::runtime::store::Created;
+use sql::{CREATE_SQL, MARK_SQL, MARKED_SQL, ONE_SQL, RECORD_SQL};
+
+mod sql;
 
 /// The most writes one transaction takes; the rest wait for the next one.
 const MAX_BATCH: usize = 1024;
@@ -137,76 +144,6 @@ struct Conn {
     mark: Kept,
 }
 
-const CREATE_SQL: &str = "
-WITH now AS (SELECT now_ms() AS at),
-ins AS (
-    INSERT INTO runs (run_id, workflow, graph_fingerprint, input, status, version, created_at,
-                      updated_at, owner, lease_token, lease_expires, graph, queue, priority,
-                      queue_key)
-    SELECT $1, $2, $3, $4, 'running', 1, now.at, now.at, $5, 1, now.at + $6, $7, $8, $9, $10
-    FROM now
-    ON CONFLICT (run_id) DO NOTHING
-    RETURNING run_id, created_at
-),
-ev AS (
-    INSERT INTO events (run_id, at, kind) SELECT run_id, created_at, 'run_created' FROM ins
-    RETURNING seq, at
-)
-SELECT (SELECT seq FROM ev), (SELECT at FROM ev), (SELECT workflow FROM runs WHERE run_id = $1),
-    (SELECT count(pg_notify($11, $12)) FROM ins WHERE $11::text IS NOT NULL)";
-
-/// Every change write of a batch, as one call of the schema's `record_v2` (see `schema`): the
-/// writes as arrays (a run's id, token, lease and end), their changes as arrays (one or two a
-/// write: a change, or a step's completion and the next step's start), each with the index of
-/// its write. It numbers the events and writes the batch's number itself, so that a batch of
-/// changes alone is this one statement, committed by itself. One row comes back (see
-/// [`outcomes`]).
-const RECORD_SQL: &str = "SELECT r_seqs, r_at, r_passed, r_found FROM record_v2($1, $2, $3, \
-     $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
-
-/// A batch of one change write (a run alone, as a sequential run's every checkpoint is):
-/// what `record_v2` does for one run, sent as a statement of its own rather than a call. The
-/// call costs the server a function's setup (its `SET search_path`, a plan of its own, a
-/// result kept and copied out) on every checkpoint: about 30 µs of a 0.35 ms step here
-/// (benches/README.md, session 11). The same writes in the same order and the same row back:
-/// the batch's number, the fence (the run's row locked `FOR KEY SHARE` to the commit, its
-/// token compared), the lease renewed once half spent or the run ended, the events numbered
-/// in the upper half of the transaction's numbers (see `schema`).
-const ONE_SQL: &str = "
-WITH now AS MATERIALIZED (SELECT now_ms() AS at),
-mark AS (
-    INSERT INTO writers (owner, batch) VALUES ($1::text, $2::bigint)
-    ON CONFLICT (owner) DO UPDATE SET batch = excluded.batch
-),
-r AS MATERIALIZED (
-    SELECT lease_token = $4::bigint AND NOT parked AS admitted, lease_expires
-    FROM runs WHERE run_id = $3::text FOR KEY SHARE
-),
-renew AS (
-    UPDATE runs SET version = version + 1, updated_at = now.at,
-        lease_expires = CASE WHEN $6::text IS NULL THEN now.at + $5::bigint END,
-        status = COALESCE($6::text, status), error = COALESCE($7::text, error)
-    FROM r, now
-    WHERE runs.run_id = $3::text AND r.admitted
-        AND ($6::text IS NOT NULL OR r.lease_expires IS NULL
-             OR r.lease_expires - now.at < $5::bigint / 2)
-),
-ev AS (
-    INSERT INTO events (seq, run_id, at, kind, step, attempt, detail, output)
-    SELECT (pg_current_xact_id()::text::bigint << 20) + 524288 + c.ci, $3::text, now.at,
-        c.kind, c.step, c.attempt, c.detail, c.output
-    FROM unnest($8::text[], $9::text[], $10::text[], $11::integer[], $12::text[])
-            WITH ORDINALITY AS c(step, output, kind, attempt, detail, ci),
-        now, r
-    WHERE r.admitted
-    RETURNING seq
-)
-SELECT (SELECT array_agg(seq ORDER BY seq) FROM ev), (SELECT at FROM now),
-    ARRAY[COALESCE((SELECT admitted FROM r), false)], ARRAY[EXISTS (SELECT 1 FROM r)]";
-
-const MARK_SQL: &str = "INSERT INTO writers (owner, batch) VALUES ($1, $2) \
-     ON CONFLICT (owner) DO UPDATE SET batch = excluded.batch";
-
 /// What the writer has done, for [`PgStore::commits`](crate::PgStore::commits) and [`PgStore::writes`](crate::PgStore::writes).
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
@@ -238,6 +175,9 @@ pub(crate) struct Writer {
     batch: i64,
     /// The number of the last batch committed, as read when the connection was made.
     committed: i64,
+    /// The run and the mark of the last batch sent if it was one write marked on its event
+    /// (see [`ONE_SQL`]): what a writer in doubt looks for.
+    marked: Option<(RunId, i64)>,
 }
 
 type Pending<'a> =
@@ -278,6 +218,7 @@ impl Writer {
             conn: None,
             batch: 0,
             committed: 0,
+            marked: None,
         }
     }
 
@@ -396,8 +337,15 @@ impl Writer {
         if let Err(error) = self.reconnect().await {
             return fail(batch, &error);
         }
-        // `connect` read the number of the last batch committed.
-        let committed = self.committed >= sent;
+        // A batch of one write committed if its marked event is there; any other if `connect`
+        // read its number (or a later one) as the last batch committed.
+        let committed = match self.marked.take() {
+            Some((run_id, mark)) => match self.was_marked(&run_id, mark).await {
+                Ok(found) => found,
+                Err(error) => return fail(batch, &error),
+            },
+            None => self.committed >= sent,
+        };
         match (committed, rows) {
             (true, Some(rows)) => self.answer(batch, rows).await,
             (true, None) => self.answer_unseen(batch).await,
@@ -426,6 +374,7 @@ impl Writer {
     async fn attempt(&mut self, batch: &[Write]) -> Result<Ran, StoreError> {
         self.reconnect().await?;
         self.batch += 1;
+        self.marked = None;
         let number = self.batch;
         let owner = self.owner.as_str();
         let Some(conn) = self.conn.as_ref() else {
@@ -441,7 +390,21 @@ impl Writer {
             && !self.session.pooled()
             && batch.iter().all(|write| matches!(write, Write::Record(..)));
         if alone {
-            let numbered = Numbered { owner, number };
+            // A batch of one write marks its first event, with a number no other batch of
+            // the run's will carry (random; 0 and below are never drawn).
+            let mark = match batch {
+                [Write::Record(row, _)] => {
+                    let mark = fastrand::i64(1..);
+                    self.marked = Some((row.run_id.clone(), mark));
+                    Some(mark)
+                }
+                _ => None,
+            };
+            let numbered = Numbered {
+                owner,
+                number,
+                mark,
+            };
             let records = batch
                 .iter()
                 .filter_map(|write| match write {
@@ -500,7 +463,11 @@ impl Writer {
             })
             .collect();
         if !records.is_empty() {
-            let batch = Numbered { owner, number };
+            let batch = Numbered {
+                owner,
+                number,
+                mark: None,
+            };
             pending.push(Box::pin(record_all(conn, batch, records)));
             statements += 1;
         }
@@ -740,6 +707,38 @@ impl Writer {
     /// connection. A change is answered as recorded: it committed, or it was fenced, and a
     /// fenced run's next write is refused anyway. A creation is answered from the run's row
     /// as it now stands. Their events are in the log, not published live.
+    /// Whether the batch of one write marked `mark` on `run_id` committed: its marked event is
+    /// there. Asked after the run's row is locked `FOR UPDATE`, which waits for that batch's
+    /// transaction if the server still runs it (it holds the row `FOR KEY SHARE` to its end),
+    /// so that the answer is final.
+    async fn was_marked(&mut self, run_id: &RunId, mark: i64) -> Result<bool, StoreError> {
+        let label = Arc::clone(&self.label);
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(StoreError::Backend(format!(
+                "database `{label}`: the writer has no connection"
+            )));
+        };
+        let pg = |e: tokio_postgres::Error| pg_error(&label, &e);
+        let tx = self
+            .session
+            .transaction(&mut conn.client)
+            .await
+            .map_err(pg)?;
+        tx.query_opt(
+            "SELECT 1 FROM runs WHERE run_id = $1 FOR UPDATE",
+            &[&run_id.as_str()],
+        )
+        .await
+        .map_err(pg)?;
+        let found: bool = tx
+            .query_one(MARKED_SQL, &[&run_id.as_str(), &mark])
+            .await
+            .map_err(pg)?
+            .get(0);
+        tx.commit().await.map_err(pg)?;
+        Ok(found)
+    }
+
     async fn answer_unseen(&mut self, batch: Vec<Write>) {
         for write in batch {
             match write {
@@ -1019,6 +1018,8 @@ fn changes_of(row: &RecordRow) -> (Vec<&ChangeRow>, Option<(&'static str, Option
 struct Numbered<'a> {
     owner: &'a str,
     number: i64,
+    /// The mark of a batch of one write sent alone (see [`ONE_SQL`]).
+    mark: Option<i64>,
 }
 
 /// The one statement of every change write of a batch (see [`RECORD_SQL`]); a batch of one
@@ -1085,8 +1086,7 @@ async fn record_one(
         .query(
             &conn.client,
             &[
-                &batch.owner,
-                &batch.number,
+                &batch.mark,
                 &write.run_id.as_str(),
                 &write.token,
                 &write.lease_ms,

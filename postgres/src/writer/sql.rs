@@ -1,0 +1,75 @@
+//! The writer's statements, kept for its connection's life (see `Session::keep`), and the
+//! one a writer in doubt asks.
+
+pub(super) const CREATE_SQL: &str = "
+WITH now AS (SELECT now_ms() AS at),
+ins AS (
+    INSERT INTO runs (run_id, workflow, graph_fingerprint, input, status, version, created_at,
+                      updated_at, owner, lease_token, lease_expires, graph, queue, priority,
+                      queue_key)
+    SELECT $1, $2, $3, $4, 'running', 1, now.at, now.at, $5, 1, now.at + $6, $7, $8, $9, $10
+    FROM now
+    ON CONFLICT (run_id) DO NOTHING
+    RETURNING run_id, created_at
+),
+ev AS (
+    INSERT INTO events (run_id, at, kind) SELECT run_id, created_at, 'run_created' FROM ins
+    RETURNING seq, at
+)
+SELECT (SELECT seq FROM ev), (SELECT at FROM ev), (SELECT workflow FROM runs WHERE run_id = $1),
+    (SELECT count(pg_notify($11, $12)) FROM ins WHERE $11::text IS NOT NULL)";
+
+/// Every change write of a batch, as one call of the schema's `record_v2` (see `schema`): the
+/// writes as arrays (a run's id, token, lease and end), their changes as arrays (one or two a
+/// write: a change, or a step's completion and the next step's start), each with the index of
+/// its write. It numbers the events and writes the batch's number itself, so that a batch of
+/// changes alone is this one statement, committed by itself. One row comes back (see
+/// [`outcomes`]).
+pub(super) const RECORD_SQL: &str = "SELECT r_seqs, r_at, r_passed, r_found FROM record_v2($1, $2, $3, \
+     $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+
+/// A batch of one change write (a run alone, as a sequential run's every checkpoint is):
+/// what `record_v2` does for one run, sent as a statement of its own rather than a call, and
+/// marked on its first event rather than in `writers`. The call cost the server a function's
+/// setup (its `SET search_path`, a plan of its own, a result kept and copied out) on every
+/// checkpoint, about 25 µs, and the row of `writers` 15–25 µs more (benches/README.md, session
+/// 11). The same writes otherwise, in the same order, and the same row back: the fence (the
+/// run's row locked `FOR KEY SHARE` to the commit, its token compared), the lease renewed
+/// once half spent or the run ended, the events numbered in the upper half of the
+/// transaction's numbers (see `schema`), the first carrying the batch's mark ($1; none behind
+/// a pooler or with crash points, where the batch's transaction writes `writers` as before).
+pub(super) const ONE_SQL: &str = "
+WITH now AS MATERIALIZED (SELECT now_ms() AS at),
+r AS MATERIALIZED (
+    SELECT lease_token = $3::bigint AND NOT parked AS admitted, lease_expires
+    FROM runs WHERE run_id = $2::text FOR KEY SHARE
+),
+renew AS (
+    UPDATE runs SET version = version + 1, updated_at = now.at,
+        lease_expires = CASE WHEN $5::text IS NULL THEN now.at + $4::bigint END,
+        status = COALESCE($5::text, status), error = COALESCE($6::text, error)
+    FROM r, now
+    WHERE runs.run_id = $2::text AND r.admitted
+        AND ($5::text IS NOT NULL OR r.lease_expires IS NULL
+             OR r.lease_expires - now.at < $4::bigint / 2)
+),
+ev AS (
+    INSERT INTO events (seq, run_id, at, kind, step, attempt, detail, output, mark)
+    SELECT (pg_current_xact_id()::text::bigint << 20) + 524288 + c.ci, $2::text, now.at,
+        c.kind, c.step, c.attempt, c.detail, c.output,
+        CASE WHEN c.ci = 1 THEN $1::bigint END
+    FROM unnest($7::text[], $8::text[], $9::text[], $10::integer[], $11::text[])
+            WITH ORDINALITY AS c(step, output, kind, attempt, detail, ci),
+        now, r
+    WHERE r.admitted
+    RETURNING seq
+)
+SELECT (SELECT array_agg(seq ORDER BY seq) FROM ev), (SELECT at FROM now),
+    ARRAY[COALESCE((SELECT admitted FROM r), false)], ARRAY[EXISTS (SELECT 1 FROM r)]";
+
+/// Whether the batch of one write marked `$2` on run `$1` committed (see [`ONE_SQL`]).
+pub(super) const MARKED_SQL: &str =
+    "SELECT EXISTS (SELECT 1 FROM events WHERE run_id = $1 AND mark = $2)";
+
+pub(super) const MARK_SQL: &str = "INSERT INTO writers (owner, batch) VALUES ($1, $2) \
+     ON CONFLICT (owner) DO UPDATE SET batch = excluded.batch";
