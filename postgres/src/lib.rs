@@ -377,6 +377,7 @@ impl PgStore {
             then: then.map(|then| ChangeRow::of(run_id, then)).transpose()?,
             token: lease::token(leases, run_id),
             lease_ms: leases.lease_ms(),
+            renew: !leases.fresh(run_id),
         };
         let ends = row.then.as_ref().unwrap_or(&row.change).ends_run();
         let sent = std::time::Instant::now();

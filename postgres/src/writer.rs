@@ -121,6 +121,10 @@ pub(crate) struct RecordRow {
     pub(crate) then: Option<ChangeRow>,
     pub(crate) token: i64,
     pub(crate) lease_ms: i64,
+    /// Whether the write may renew the run's lease (once half spent): `false` for a lease
+    /// this store took or renewed less than half a lease ago, which the write would not
+    /// renew anyway (a run's end is written whatever this says).
+    pub(crate) renew: bool,
 }
 
 /// A write and where its answer goes: each kind of write has its own answer.
@@ -1097,6 +1101,7 @@ async fn record_one(
                 &c.kinds,
                 &c.attempts,
                 &c.details,
+                &write.renew,
             ],
         )
         .await

@@ -38,6 +38,9 @@ pub(super) const RECORD_SQL: &str = "SELECT r_seqs, r_at, r_passed, r_found FROM
 /// once half spent or the run ended, the events numbered in the upper half of the
 /// transaction's numbers (see `schema`), the first carrying the batch's mark ($1; none behind
 /// a pooler or with crash points, where the batch's transaction writes `writers` as before).
+/// A write whose lease the store renewed less than half a lease ago says so ($12 false): the
+/// renewal's update, which would find nothing to do, is then not run at all (a condition on
+/// parameters alone, which the executor checks once before the scan), about 10 µs.
 pub(super) const ONE_SQL: &str = "
 WITH now AS MATERIALIZED (SELECT now_ms() AS at),
 r AS MATERIALIZED (
@@ -49,7 +52,8 @@ renew AS (
         lease_expires = CASE WHEN $5::text IS NULL THEN now.at + $4::bigint END,
         status = COALESCE($5::text, status), error = COALESCE($6::text, error)
     FROM r, now
-    WHERE runs.run_id = $2::text AND r.admitted
+    WHERE ($5::text IS NOT NULL OR $12::boolean)
+        AND runs.run_id = $2::text AND r.admitted
         AND ($5::text IS NOT NULL OR r.lease_expires IS NULL
              OR r.lease_expires - now.at < $4::bigint / 2)
 ),

@@ -18,6 +18,9 @@ struct Held {
     /// Until when it surely holds by this process's clock: from before the request that took
     /// or renewed it, less a tenth of the lease.
     until: Instant,
+    /// When the last request that took or renewed it outright (not a write, which renews it
+    /// only once half spent) was sent.
+    renewed: Instant,
 }
 
 /// The leases a store holds, with its owner id and lease settings: which runs it runs, under
@@ -93,6 +96,7 @@ impl HeldLeases {
                 token,
                 live: true,
                 until,
+                renewed: sent,
             },
         );
     }
@@ -114,8 +118,20 @@ impl HeldLeases {
                 && lease.live
             {
                 lease.until = lease.until.max(until);
+                lease.renewed = lease.renewed.max(sent);
             }
         }
+    }
+
+    /// Whether `run_id`'s lease was taken or renewed outright less than half a lease ago (a
+    /// tenth of the lease kept for the clocks' difference), so that a write of the run now
+    /// would not renew it: the store's statement that renews a lease once half spent can
+    /// leave that part out. Not for a run this store holds no live lease on.
+    pub fn fresh(&self, run_id: &RunId) -> bool {
+        let within = (self.lease / 2).saturating_sub(self.lease / 10);
+        self.lock()
+            .get(run_id)
+            .is_some_and(|held| held.live && held.renewed.elapsed() < within)
     }
 
     /// A write of `run_id` sent at `sent` was kept. A write renews its run's lease once it is
@@ -230,5 +246,26 @@ mod tests {
             !leases.holds(&a),
             "a lease found taken over no longer holds"
         );
+    }
+
+    #[test]
+    fn a_lease_is_fresh_for_less_than_half_a_lease_after_it_was_taken_or_renewed() {
+        let leases = HeldLeases::new("o".into(), Duration::from_secs(10), 5);
+        let (a, b, other) = (RunId::from("a"), RunId::from("b"), RunId::from("x"));
+        let Some(ago) = Instant::now().checked_sub(Duration::from_secs(5)) else {
+            return;
+        };
+        leases.hold(&a, 1);
+        leases.hold_since(&b, 2, ago);
+        assert!(leases.fresh(&a));
+        assert!(!leases.fresh(&b), "taken half a lease ago");
+        assert!(!leases.fresh(&other), "no lease here");
+        // A write does not make it fresh (it renews only a half-spent lease); a renewal does.
+        leases.written(&b, Instant::now());
+        assert!(!leases.fresh(&b));
+        leases.renewed([&b], Instant::now());
+        assert!(leases.fresh(&b));
+        leases.lost(&a);
+        assert!(!leases.fresh(&a), "a lost lease is never fresh");
     }
 }
