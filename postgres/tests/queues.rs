@@ -12,20 +12,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sagaflow_core::StepOptions;
-use sagaflow_core::runtime::{Builder, Engine, Enqueue, EventKind, EventLog, StepError};
+use sagaflow_core::runtime::{
+    Builder, Definition, Engine, Enqueue, EventKind, EventLog, StepError,
+};
+
+/// `double`, one step over a number, as the workflow `name`.
+fn doubling(name: &str) -> Definition<u32, u32> {
+    let mut b = Builder::<u32>::new(name);
+    let input = b.input();
+    let out = b.step("double", StepOptions::new(), (input,), |_, (x,)| {
+        let x = *x;
+        async move { Ok::<_, StepError>(x * 2) }
+    });
+    b.build_with_output(out)
+}
 
 /// An engine serving a queue, whose poll comes once a minute, runs a run another process put
 /// on that queue within a second: the enqueue's notice woke it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_enqueue_wakes_an_idle_engine_serving_the_queue() {
     let db = fresh_db!();
-    let mut b = Builder::<u32>::new("Woken");
-    let input = b.input();
-    let out = b.step("double", StepOptions::new(), (input,), |_, (x,)| {
-        let x = *x;
-        async move { Ok::<_, StepError>(x * 2) }
-    });
-    let def = b.build_with_output(out);
+    let def = doubling("Woken");
 
     let worker = Engine::builder()
         .store(Arc::new(
@@ -85,13 +92,7 @@ async fn an_enqueue_wakes_an_idle_engine_serving_the_queue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claimed_run_is_taken_up_from_its_claim() {
     let db = fresh_db!();
-    let mut b = Builder::<u32>::new("Claimed");
-    let input = b.input();
-    let out = b.step("double", StepOptions::new(), (input,), |_, (x,)| {
-        let x = *x;
-        async move { Ok::<_, StepError>(x * 2) }
-    });
-    let def = b.build_with_output(out);
+    let def = doubling("Claimed");
 
     let worker_store = sagaflow_postgres::PgStore::connect(&db.url, db.options().owner("worker"))
         .await

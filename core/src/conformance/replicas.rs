@@ -130,6 +130,30 @@ async fn status(store: &impl RunStore, run: &str) -> StoredRunStatus {
         .status
 }
 
+/// Waits until `b_store` shows every run of a replica that died at `died` completed, taken up
+/// once that replica's lease (`SHORT`) ran out: each completed step not run again, the
+/// interrupted `two` once more.
+async fn went_on_where_they_stopped(b_store: &impl RunStore, counts: &Counts, died: Instant) {
+    for i in 0..RUNS {
+        let run = run_name(i);
+        until("B completes the run", Duration::from_secs(10), async || {
+            status(b_store, &run).await == StoredRunStatus::Completed
+        })
+        .await;
+    }
+    assert!(
+        died.elapsed() >= SHORT,
+        "taken up before the lease of {SHORT:?} ran out"
+    );
+    for i in 0..RUNS {
+        let run = run_name(i);
+        assert_eq!(counts.of(&run, "one"), 1, "`one` of `{run}` ran once");
+        assert_eq!(counts.of(&run, "two"), 2, "`two` of `{run}` ran once more");
+        assert_eq!(counts.of(&run, "three"), 1);
+        assert_eq!(counts.of(&run, "four"), 1);
+    }
+}
+
 fn run_name(i: usize) -> String {
     format!("run-{i}")
 }
@@ -253,24 +277,7 @@ pub async fn a_dead_replica_s_runs_are_taken_up_by_themselves(db: &impl TestData
     let b_store = db.open("B", SHORT, RECOVERIES).await;
     let b = engine_on(&b_store, Duration::from_millis(50));
     b.register(&def).unwrap();
-    for i in 0..RUNS {
-        let run = run_name(i);
-        until("B completes the run", Duration::from_secs(10), async || {
-            status(&b_store, &run).await == StoredRunStatus::Completed
-        })
-        .await;
-    }
-    assert!(
-        died.elapsed() >= SHORT,
-        "taken up before the lease of {SHORT:?} ran out"
-    );
-    for i in 0..RUNS {
-        let run = run_name(i);
-        assert_eq!(counts.of(&run, "one"), 1, "`one` of `{run}` ran once");
-        assert_eq!(counts.of(&run, "two"), 2, "`two` of `{run}` ran once more");
-        assert_eq!(counts.of(&run, "three"), 1);
-        assert_eq!(counts.of(&run, "four"), 1);
-    }
+    went_on_where_they_stopped(&b_store, &counts, died).await;
     // A few more polls: the run of the unregistered graph is still A's, untouched.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(status(&b_store, "newer").await, StoredRunStatus::Running);
@@ -323,23 +330,9 @@ pub async fn a_dead_replica_s_queued_runs_go_on_where_they_stopped(db: &impl Tes
     let b = engine_on(&b_store, Duration::from_millis(20));
     b.register(&def).unwrap();
     b.serve("work").unwrap();
+    went_on_where_they_stopped(&b_store, &counts, died).await;
     for i in 0..RUNS {
         let run = run_name(i);
-        until("B completes the run", Duration::from_secs(10), async || {
-            status(&b_store, &run).await == StoredRunStatus::Completed
-        })
-        .await;
-    }
-    assert!(
-        died.elapsed() >= SHORT,
-        "taken up before the lease of {SHORT:?} ran out"
-    );
-    for i in 0..RUNS {
-        let run = run_name(i);
-        assert_eq!(counts.of(&run, "one"), 1, "`one` of `{run}` ran once");
-        assert_eq!(counts.of(&run, "two"), 2, "`two` of `{run}` ran once more");
-        assert_eq!(counts.of(&run, "three"), 1);
-        assert_eq!(counts.of(&run, "four"), 1);
         let report = b.wait_for(&def, run.as_str()).await.unwrap().wait().await;
         assert_eq!(
             *report.unwrap().output,
