@@ -20,9 +20,11 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::lease::{Leases, free_run, known_arrays};
-use crate::session::Session;
+use crate::session::{Param, Session};
 use sagaflow_core::runtime::RunId;
-use sagaflow_core::runtime::store::{FreeRun, KnownGraph, Lease, StoredRun, StoredRunStatus};
+use sagaflow_core::runtime::store::{
+    Admission, Admitted, FreeRun, KnownGraph, Lease, StoredRun, StoredRunStatus,
+};
 
 /// How long what a claim read waits for the take-up that follows it.
 const KEPT: Duration = Duration::from_secs(10);
@@ -106,6 +108,43 @@ impl Claims {
     }
 }
 
+/// What a claim (or an admission) read back of a run it took up.
+struct TakenUp<'a> {
+    workflow: &'a str,
+    fingerprint: u64,
+    created_at: i64,
+    token: i64,
+    recoveries: i32,
+    /// The input of a run with no step yet; `None` for one that had started.
+    input: Option<String>,
+    error: Option<String>,
+}
+
+impl TakenUp<'_> {
+    fn claimed(self, sent: Instant) -> Claimed {
+        let stored = self.input.map(|input| StoredRun {
+            workflow: self.workflow.to_owned(),
+            graph_fingerprint: self.fingerprint,
+            input,
+            status: StoredRunStatus::Running,
+            error: self.error,
+            created_at: u64::try_from(self.created_at)
+                .ok()
+                .and_then(|ms| SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(ms))),
+            steps: Vec::new(),
+        });
+        Claimed {
+            lease: Lease {
+                token: self.token.cast_unsigned(),
+                recoveries: u32::try_from(self.recoveries).unwrap_or(0),
+            },
+            sent,
+            run: stored,
+            acquired: false,
+        }
+    }
+}
+
 /// The claim's one statement (see [`claim`]).
 const CLAIM_SQL: &str = "WITH c AS (SELECT r.run_id, r.recoveries < $7 AS counted, \
                      NOT EXISTS (SELECT 1 FROM events e \
@@ -169,30 +208,16 @@ pub(crate) async fn claim(
         let run = free_run(row);
         let (token, recoveries, counted): (i64, i32, bool) = (row.get(6), row.get(7), row.get(8));
         if counted {
-            let created_at: i64 = row.get(4);
-            let stored = row.get::<_, Option<String>>(9).map(|input| StoredRun {
-                workflow: run.workflow.clone(),
-                graph_fingerprint: run.graph_fingerprint,
-                input,
-                status: StoredRunStatus::Running,
+            let columns = TakenUp {
+                workflow: &run.workflow,
+                fingerprint: run.graph_fingerprint,
+                created_at: row.get(4),
+                token,
+                recoveries,
+                input: row.get(9),
                 error: row.get(10),
-                created_at: u64::try_from(created_at)
-                    .ok()
-                    .and_then(|ms| SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(ms))),
-                steps: Vec::new(),
-            });
-            taken.push((
-                run.run_id.clone(),
-                Claimed {
-                    lease: Lease {
-                        token: token.cast_unsigned(),
-                        recoveries: u32::try_from(recoveries).unwrap_or(0),
-                    },
-                    sent,
-                    run: stored,
-                    acquired: false,
-                },
-            ));
+            };
+            taken.push((run.run_id.clone(), columns.claimed(sent)));
         }
         claimed.push((row.get(3), row.get(4), row.get(5), run));
     }
@@ -200,6 +225,134 @@ pub(crate) async fn claim(
     // In the queue's order (an `UPDATE` returns its rows in no order of its own).
     claimed.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     Ok(claimed.into_iter().map(|(_, _, _, run)| run).collect())
+}
+
+/// The first key of a queue's advisory lock (`SFQ` and a version).
+const QUEUE_LOCK: i32 = 0x5346_5101;
+
+/// An admission's statement, run under the queue's lock (see [`admit`]): whether the queue
+/// ($1) has room for the run ($2) under its bounds over all (at most $3 held, $5 started in
+/// the last $6 ms) and the run's key has room under its own ($4), and if both, the run taken
+/// up for the owner $7 (lease $8 ms; the take-up counted below $9 recoveries), as a claim
+/// takes a run up. One row: the two answers, and what a claim reads back, or nulls.
+const ADMIT_SQL: &str = "
+WITH me AS (SELECT queue_key, started_at IS NULL AS first FROM runs WHERE run_id = $2::text),
+room AS (
+    SELECT ($3::bigint IS NULL OR (SELECT count(*) FROM runs WHERE queue = $1::text
+                AND status = 'running' AND owner IS NOT NULL
+                AND lease_expires > now_ms()) < $3::bigint)
+            AND ($5::bigint IS NULL OR NOT COALESCE((SELECT first FROM me), true)
+                OR (SELECT count(*) FROM runs WHERE queue = $1::text
+                    AND started_at > now_ms() - $6::bigint AND run_id <> $2::text) < $5::bigint)
+            AS queue_room,
+        ($4::bigint IS NULL OR (SELECT count(*) FROM runs r, me
+                WHERE r.queue = $1::text AND r.queue_key = me.queue_key AND r.run_id <> $2::text
+                AND r.status = 'running' AND r.owner IS NOT NULL
+                AND r.lease_expires > now_ms()) < $4::bigint) AS key_room
+),
+c AS (
+    SELECT r.run_id, r.recoveries < $9::integer AS counted,
+        NOT EXISTS (SELECT 1 FROM events e
+            WHERE e.run_id = r.run_id AND e.step IS NOT NULL) AS unstarted
+    FROM runs r, room WHERE r.run_id = $2::text AND room.queue_room AND room.key_room
+    FOR UPDATE OF r
+),
+up AS (
+    UPDATE runs SET owner = $7::text, lease_expires = now_ms() + $8::bigint,
+        lease_token = runs.lease_token + 1,
+        recoveries = runs.recoveries + CASE WHEN c.counted THEN 1 ELSE 0 END,
+        started_at = COALESCE(runs.started_at, now_ms())
+    FROM c
+    WHERE runs.run_id = c.run_id AND runs.queue = $1::text AND runs.status = 'running'
+        AND NOT runs.parked
+        AND (runs.owner IS NULL OR runs.owner = $7::text OR runs.lease_expires IS NULL
+             OR runs.lease_expires <= now_ms())
+    RETURNING runs.workflow, runs.graph_fingerprint, runs.created_at, runs.lease_token,
+        runs.recoveries, c.counted, CASE WHEN c.unstarted THEN runs.input END, runs.error
+)
+SELECT room.queue_room, room.key_room, up.* FROM room LEFT JOIN up ON true";
+
+/// Reserves `run_id` of `queue` for this store's owner if every bound of `bounds` leaves room
+/// for it (see `QueueStore::admit`), and takes it up as [`claim`] does (what a take-up needs
+/// kept in `claims`): under the queue's advisory lock (per transaction), so that two
+/// processes never count at once. The lock is taken before any row, and nothing else is
+/// waited for while a row is held; the counts are read after the lock, by a statement of
+/// their own (its snapshot taken once the lock is held). `BEGIN`, the lock, that statement
+/// and `COMMIT` are written together: one round trip. The run's start time (`started_at`,
+/// the server's clock) is set the first time; the rate bound counts the runs started in its
+/// window, this one aside.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn admit(
+    client: &deadpool_postgres::Object,
+    session: &Session,
+    claims: &Claims,
+    leases: &Leases,
+    schema: &str,
+    run_id: &RunId,
+    queue: &str,
+    bounds: &Admission,
+) -> Result<Admitted, tokio_postgres::Error> {
+    let mut name = Vec::with_capacity(schema.len() + 1 + queue.len());
+    name.extend_from_slice(schema.as_bytes());
+    name.push(0);
+    name.extend_from_slice(queue.as_bytes());
+    let key = (sagaflow_graph::fnv::hash(&name) as u32).cast_signed();
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let overall = bounds.overall.map(count);
+    let per_key = bounds.per_key.map(count);
+    let starts = bounds.rate.map(|(n, _)| count(n));
+    let per_ms = bounds
+        .rate
+        .map(|(_, per)| i64::try_from(per.as_millis()).unwrap_or(i64::MAX));
+    let below = i32::try_from(leases.max_recoveries()).unwrap_or(i32::MAX);
+    let (owner, lease_ms) = (leases.owner(), leases.lease_ms());
+    let params: [&dyn Param; 9] = [
+        &queue,
+        &run_id.as_str(),
+        &overall,
+        &per_key,
+        &starts,
+        &per_ms,
+        &owner,
+        &lease_ms,
+        &below,
+    ];
+    let sent = Instant::now();
+    let rows = session
+        .pipelined(
+            client,
+            "SELECT pg_advisory_xact_lock($1, $2)",
+            &[&QUEUE_LOCK, &key],
+            ADMIT_SQL,
+            &params,
+        )
+        .await?;
+    let Some(row) = rows.first() else {
+        return Ok(Admitted::Taken);
+    };
+    let (queue_room, key_room): (bool, bool) = (row.get(0), row.get(1));
+    if !queue_room {
+        return Ok(Admitted::QueueFull);
+    }
+    if !key_room {
+        return Ok(Admitted::KeyFull);
+    }
+    let Some(workflow) = row.get::<_, Option<String>>(2) else {
+        return Ok(Admitted::Taken);
+    };
+    if row.get::<_, Option<bool>>(7) == Some(true) {
+        let taken = TakenUp {
+            workflow: &workflow,
+            fingerprint: row.get::<_, Option<i64>>(3).unwrap_or(0).cast_unsigned(),
+            created_at: row.get::<_, Option<i64>>(4).unwrap_or(-1),
+            token: row.get::<_, Option<i64>>(5).unwrap_or(0),
+            recoveries: row.get::<_, Option<i32>>(6).unwrap_or(0),
+            input: row.get(8),
+            error: row.get(9),
+        };
+        claims.keep(vec![(run_id.clone(), taken.claimed(sent))]);
+    }
+    Ok(Admitted::Reserved)
 }
 
 #[cfg(test)]

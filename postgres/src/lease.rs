@@ -14,7 +14,7 @@ use crate::error::{pg_error, pool_error};
 use crate::session::Session;
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
-use sagaflow_core::runtime::store::{Admission, Admitted, FreeRun, KnownGraph, Lease};
+use sagaflow_core::runtime::store::{FreeRun, KnownGraph, Lease};
 
 /// The leases a store holds: `sagaflow-core`'s bookkeeping, which every store with leases
 /// shares; the SQL that renews and gives them up is here.
@@ -394,83 +394,4 @@ pub(crate) async fn acquire(
         token: token.cast_unsigned(),
         recoveries,
     }))
-}
-
-/// The first key of a queue's advisory lock (`SFQ` and a version).
-const QUEUE_LOCK: i32 = 0x5346_5101;
-
-/// Reserves `run_id` of `queue` for `owner` if every bound of `bounds` leaves room for it
-/// (see `QueueStore::admit`): under the queue's advisory lock (per transaction), so that two
-/// processes never count at once. The lock is taken before any row, and nothing else is
-/// waited for while a row is held. The run's start time (`started_at`, the server's clock) is
-/// set the first time; the rate bound counts the runs started in its window, this one aside.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn admit(
-    client: &mut Client,
-    session: &Session,
-    schema: &str,
-    run_id: &str,
-    queue: &str,
-    owner: &str,
-    lease_ms: i64,
-    bounds: &Admission,
-) -> Result<Admitted, tokio_postgres::Error> {
-    let mut name = Vec::with_capacity(schema.len() + 1 + queue.len());
-    name.extend_from_slice(schema.as_bytes());
-    name.push(0);
-    name.extend_from_slice(queue.as_bytes());
-    let key = (sagaflow_graph::fnv::hash(&name) as u32).cast_signed();
-    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-    let overall = bounds.overall.map(count);
-    let per_key = bounds.per_key.map(count);
-    let starts = bounds.rate.map(|(n, _)| count(n));
-    let per_ms = bounds
-        .rate
-        .map(|(_, per)| i64::try_from(per.as_millis()).unwrap_or(i64::MAX));
-    let tx = session.transaction(client).await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&QUEUE_LOCK, &key])
-        .await?;
-    let row = tx
-        .query_one(
-            "WITH me AS (SELECT queue_key, started_at IS NULL AS first FROM runs \
-                 WHERE run_id = $2) \
-             SELECT ($3::bigint IS NULL OR (SELECT count(*) FROM runs WHERE queue = $1 \
-                     AND status = 'running' AND owner IS NOT NULL \
-                     AND lease_expires > now_ms()) < $3) \
-                AND ($5::bigint IS NULL OR NOT COALESCE((SELECT first FROM me), true) \
-                     OR (SELECT count(*) FROM runs WHERE queue = $1 \
-                         AND started_at > now_ms() - $6 AND run_id <> $2) < $5), \
-                ($4::bigint IS NULL OR (SELECT count(*) FROM runs r, me \
-                     WHERE r.queue = $1 AND r.queue_key = me.queue_key AND r.run_id <> $2 \
-                     AND r.status = 'running' AND r.owner IS NOT NULL \
-                     AND r.lease_expires > now_ms()) < $4)",
-            &[&queue, &run_id, &overall, &per_key, &starts, &per_ms],
-        )
-        .await?;
-    let (queue_room, key_room): (bool, bool) = (row.get(0), row.get(1));
-    if !queue_room || !key_room {
-        tx.commit().await?;
-        return Ok(if queue_room {
-            Admitted::KeyFull
-        } else {
-            Admitted::QueueFull
-        });
-    }
-    let taken = tx
-        .execute(
-            "WITH l AS (SELECT run_id FROM runs WHERE run_id = $1 FOR UPDATE) \
-             UPDATE runs SET owner = $2, lease_expires = now_ms() + $3, \
-             lease_token = lease_token + 1, started_at = COALESCE(started_at, now_ms()) \
-             FROM l WHERE runs.run_id = l.run_id AND queue = $4 AND status = 'running' \
-             AND NOT parked AND (owner IS NULL OR owner = $2 OR lease_expires IS NULL \
-                  OR lease_expires <= now_ms())",
-            &[&run_id, &owner, &lease_ms, &queue],
-        )
-        .await?;
-    tx.commit().await?;
-    Ok(if taken == 1 {
-        Admitted::Reserved
-    } else {
-        Admitted::Taken
-    })
 }

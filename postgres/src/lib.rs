@@ -541,16 +541,15 @@ impl sagaflow_core::runtime::QueueStore for PgStore {
         queue: &str,
         bounds: &sagaflow_core::runtime::store::Admission,
     ) -> Result<sagaflow_core::runtime::store::Admitted, StoreError> {
-        let leases = &self.inner.leases;
-        let mut client = self.client().await?;
-        lease::admit(
-            &mut client,
+        let client = self.client().await?;
+        claims::admit(
+            &client,
             &self.inner.session,
+            &self.inner.claims,
+            &self.inner.leases,
             &self.inner.schema,
-            run_id.as_str(),
+            run_id,
             queue,
-            leases.owner(),
-            leases.lease_ms(),
             bounds,
         )
         .await

@@ -22,7 +22,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use futures_util::future::join3;
+use futures_util::future::{join3, join4};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Error, Row, Statement, Transaction};
 
@@ -143,6 +143,45 @@ impl Session {
             }
             Some(_) => self.on(client).query(sql, params).await,
         }
+    }
+
+    /// A transaction of two statements on `client`, a connection of the pool: `BEGIN` (and
+    /// the settings, behind a pooler), `first`, `second`, `COMMIT`, all written before the
+    /// first answer is read: one round trip, where `second` must read what `first` waited for
+    /// (a lock: its snapshot is taken once `first` is done). `second` is prepared once per
+    /// connection (see [`query_cached`](Self::query_cached)); its rows come back. After a
+    /// failed statement the server answers the `COMMIT` with a rollback, and the failure is
+    /// returned.
+    pub(crate) async fn pipelined(
+        &self,
+        client: &deadpool_postgres::Object,
+        first: &str,
+        first_params: &[&dyn Param],
+        second: &'static str,
+        params: &[&dyn Param],
+    ) -> Result<Vec<Row>, Error> {
+        let prepared = match self.pooled {
+            None => Some(client.prepare_cached(second).await?),
+            Some(_) => None,
+        };
+        let main = async {
+            match &prepared {
+                Some(statement) => client.query(statement, &values(params)).await,
+                None => client.query_typed(second, &typed(params)).await,
+            }
+        };
+        let (begun, done, rows, committed) = join4(
+            client.batch_execute(self.begin()),
+            client.query_typed(first, &typed(first_params)),
+            main,
+            client.batch_execute("COMMIT"),
+        )
+        .await;
+        begun?;
+        done?;
+        let rows = rows?;
+        committed?;
+        Ok(rows)
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::{
-    Builder, Definition, Engine, Enqueue, EventKind, EventLog, StepError,
+    Builder, Definition, Engine, Enqueue, EventKind, EventLog, Serve, StepError,
 };
 
 /// `double`, one step over a number, as the workflow `name`.
@@ -91,8 +91,21 @@ async fn an_enqueue_wakes_an_idle_engine_serving_the_queue() {
 /// follows is answered from that. Each run still runs once, with its input.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claimed_run_is_taken_up_from_its_claim() {
+    taken_up_from_the_reservation("claimed", Serve::queue("claimed")).await;
+}
+
+/// The same for a queue with a bound over all engines, whose runs are reserved one at a time
+/// under the queue's lock (`QueueStore::admit`): the reservation takes the run up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admitted_run_is_taken_up_from_its_admission() {
+    taken_up_from_the_reservation("bounded", Serve::queue("bounded").at_most_overall(3)).await;
+}
+
+/// Eight runs enqueued on `queue` (served as `serve` says) from one store, run by a worker on another that
+/// serves it: each on its own input, each taken up from the statement that reserved it.
+async fn taken_up_from_the_reservation(queue: &str, serve: Serve) {
     let db = fresh_db!();
-    let def = doubling("Claimed");
+    let def = doubling("Reserved");
 
     let worker_store = sagaflow_postgres::PgStore::connect(&db.url, db.options().owner("worker"))
         .await
@@ -102,7 +115,7 @@ async fn a_claimed_run_is_taken_up_from_its_claim() {
         .takeover_every(Duration::from_millis(20))
         .build();
     worker.register(&def).unwrap();
-    worker.serve("claimed").unwrap();
+    worker.serve(serve).unwrap();
     let client = Engine::builder()
         .store(Arc::new(
             sagaflow_postgres::PgStore::connect(&db.url, db.options().owner("client"))
@@ -112,14 +125,14 @@ async fn a_claimed_run_is_taken_up_from_its_claim() {
         .build();
     for k in 0..8_u32 {
         client
-            .enqueue(&def, format!("claimed-{k}"), k, &Enqueue::on("claimed"))
+            .enqueue(&def, format!("{queue}-{k}"), k, &Enqueue::on(queue))
             .await
             .unwrap();
     }
     for k in 0..8_u32 {
         let report = tokio::time::timeout(Duration::from_secs(10), async {
             client
-                .wait_for(&def, format!("claimed-{k}"))
+                .wait_for(&def, format!("{queue}-{k}"))
                 .await
                 .unwrap()
                 .wait()
@@ -128,12 +141,12 @@ async fn a_claimed_run_is_taken_up_from_its_claim() {
         })
         .await
         .expect("the worker ran the run");
-        assert_eq!(*report.output, 2 * k, "`claimed-{k}` ran on its own input");
+        assert_eq!(*report.output, 2 * k, "`{queue}-{k}` ran on its own input");
     }
     assert_eq!(
         worker_store.take_ups_from_claims(),
         8,
-        "every run was taken up from its claim"
+        "every run was taken up from the statement that reserved it"
     );
     assert_eq!(worker_store.leases_held(), 0, "no lease kept past its run");
 }

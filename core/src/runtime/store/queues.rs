@@ -137,8 +137,8 @@ pub trait QueueStore: Send + Sync + 'static {
     ) -> Result<Vec<FreeRun>, StoreError>;
 
     /// Reserves the run `run_id` of `queue` for this store's owner (its lease, as
-    /// [`acquire`](super::LeaseStore::acquire) gives it, without counting a take-up) if every
-    /// bound of `bounds` leaves room for it, counted and taken at once for every process on
+    /// [`acquire`](super::LeaseStore::acquire) gives it; a store may take the run up there and
+    /// then, as [`claim`](Self::claim) may) if every bound of `bounds` leaves room for it, counted and taken at once for every process on
     /// the database: the queue's bounds over all replicas. The run's start time is the
     /// reservation's, the first time (by the store's clock, which the rate bound counts in).
     /// Otherwise says which bound refused it, or that the run is no longer free to take. The
