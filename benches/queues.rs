@@ -11,6 +11,7 @@
 //! such commits (issue 15: claiming adds at most one round trip per run).
 //!
 //! `cargo bench --bench queues` (the server from `SAGAFLOW_PG_URL`, by default the local one;
+//! `SAGAFLOW_BENCH_BOUNDED=1` for a queue with a bound over all engines, its runs admitted;
 //! `SAGAFLOW_BENCH_SAMPLES`, 300 by default). Figures in `benches/README.md`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -19,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sagaflow::StepOptions;
-use sagaflow::runtime::{Builder, Definition, Engine, Enqueue, StepError};
+use sagaflow::runtime::{Builder, Definition, Engine, Enqueue, Serve, StepError};
 use sagaflow_postgres::{PgOptions, PgStore};
 
 const SCHEMA: &str = "bench_queues";
@@ -85,7 +86,17 @@ async fn main() {
         .takeover_every(Duration::from_secs(60))
         .build();
     worker.register(&def).unwrap();
-    worker.serve("bench").unwrap();
+    // `SAGAFLOW_BENCH_BOUNDED=1`: the queue with a bound over all engines (far above what
+    // runs), so that each run is reserved under the queue's lock (`QueueStore::admit`)
+    // instead of claimed.
+    let bounded = std::env::var("SAGAFLOW_BENCH_BOUNDED").is_ok_and(|v| v == "1");
+    if bounded {
+        worker
+            .serve(Serve::queue("bench").at_most_overall(1_000))
+            .unwrap();
+    } else {
+        worker.serve("bench").unwrap();
+    }
     let client = Engine::builder()
         .store(Arc::new(store("client").await))
         .build();
