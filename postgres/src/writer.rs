@@ -852,10 +852,17 @@ fn fail(batch: Vec<Write>, error: &StoreError) {
     }
 }
 
-/// The number of the last batch `owner`'s writer committed (0 if none).
+/// The number of the last batch `owner`'s writer committed (0 if none). Read `FOR UPDATE`:
+/// a batch still running on the server, on a connection the writer lost (its `COMMIT` in
+/// flight), holds the row from its mark to its end, so the read waits for it and then sees
+/// whether it committed; a plain read could come first, and the batch be sent again and
+/// committed twice.
 async fn committed_batch(client: Link<'_>, owner: &str) -> Result<i64, tokio_postgres::Error> {
     Ok(client
-        .query_opt("SELECT batch FROM writers WHERE owner = $1", &[&owner])
+        .query_opt(
+            "SELECT batch FROM writers WHERE owner = $1 FOR UPDATE",
+            &[&owner],
+        )
         .await?
         .map_or(0, |row| row.get(0)))
 }
