@@ -35,20 +35,7 @@ async fn a_batch_still_running_when_its_connection_is_lost_is_kept_once() {
     let Some(url) = support::server().await else {
         return;
     };
-    let config: tokio_postgres::Config = url.parse().unwrap();
-    let upstream = match (config.get_hosts().first(), config.get_ports().first()) {
-        (Some(tokio_postgres::config::Host::Tcp(host)), port) => {
-            format!("{host}:{}", port.copied().unwrap_or(5432))
-        }
-        _ => "127.0.0.1:5432".to_owned(),
-    };
-    let proxy = Proxy::start(upstream).await;
-    let user = config.get_user().unwrap_or("postgres");
-    let db = config.get_dbname().unwrap_or("postgres");
-    let through = format!(
-        "postgres://{user}@127.0.0.1:{}/{db}?sslmode=disable",
-        proxy.port
-    );
+    let (proxy, through) = Proxy::before(&url).await;
     let schema = support::fresh_schema();
     let store = PgStore::connect(&through, PgOptions::default().schema(&schema))
         .await

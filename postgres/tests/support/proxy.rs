@@ -40,6 +40,26 @@ async fn while_held(held: &mut watch::Receiver<bool>) {
 }
 
 impl Proxy {
+    /// A proxy in front of the server of `url`, and the URL that reaches it through the proxy:
+    /// plain (`sslmode=disable`), so that the proxy reads the protocol to cut at a `COMMIT`.
+    pub(crate) async fn before(url: &str) -> (Proxy, String) {
+        let config: tokio_postgres::Config = url.parse().expect("a URL");
+        let upstream = match (config.get_hosts().first(), config.get_ports().first()) {
+            (Some(tokio_postgres::config::Host::Tcp(host)), port) => {
+                format!("{host}:{}", port.copied().unwrap_or(5432))
+            }
+            _ => "127.0.0.1:5432".to_owned(),
+        };
+        let proxy = Proxy::start(upstream).await;
+        let user = config.get_user().unwrap_or("postgres");
+        let db = config.get_dbname().unwrap_or("postgres");
+        let through = format!(
+            "postgres://{user}@127.0.0.1:{}/{db}?sslmode=disable",
+            proxy.port
+        );
+        (proxy, through)
+    }
+
     pub(crate) async fn start(upstream: String) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
         let port = listener.local_addr().expect("an address").port();
