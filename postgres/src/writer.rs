@@ -7,9 +7,11 @@
 //! `sql::ONE_SQL`) that commits by itself, and only then acknowledges each caller:
 //! many runs' checkpoints share one round trip and one flush, and no caller hears "recorded"
 //! before its write is durable. A batch that also creates runs is one pipelined transaction
-//! (`BEGIN`, the batch's number, a statement per creation, the same call,
+//! (`BEGIN`, the batch's number, one statement for every creation, the same call,
 //! `COMMIT`, all written before the first answer is read). While a batch is in flight, new
-//! writes queue for the next one, so the batch grows exactly when the load does.
+//! writes queue for the next one, so the batch grows exactly when the load does; and before a
+//! batch goes, the tasks the last answers woke are let run while their writes keep coming, so
+//! that runs moving together stay in one batch.
 //!
 //! Each write fences itself: its events are appended only if the run's row still has the
 //! writer's lease token. That read is enough because the batch reads it under a `FOR KEY
@@ -46,71 +48,18 @@ use crate::connect::connect;
 use crate::error::pg_error;
 use crate::session::{Kept, Link, Session};
 use crate::tail::Tail;
+pub(crate) use create::CreateRow;
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::events::{Event, EventKind, Publisher};
 use sagaflow_core::runtime::store::Created;
 use sql::{CREATE_SQL, MARK_SQL, MARKED_SQL, ONE_SQL, RECORD_SQL};
 
+mod create;
 mod sql;
 
 /// The most writes one transaction takes; the rest wait for the next one.
 const MAX_BATCH: usize = 1024;
-
-/// A run to create, leased to `owner` with token 1; or, with no owner, waiting on `queue`
-/// at `priority` under no lease.
-#[derive(Debug)]
-pub(crate) struct CreateRow {
-    pub(crate) run_id: RunId,
-    pub(crate) workflow: String,
-    pub(crate) graph_fingerprint: i64,
-    pub(crate) input: String,
-    pub(crate) graph: Option<String>,
-    pub(crate) owner: Option<String>,
-    pub(crate) lease_ms: Option<i64>,
-    pub(crate) queue: Option<String>,
-    pub(crate) priority: i32,
-    pub(crate) key: Option<String>,
-    /// The channel to notify once the run is committed, if one is listened to: a run put on
-    /// a queue wakes the engines serving it (see `notices`), with its creation's commit.
-    pub(crate) notify: Option<String>,
-}
-
-impl CreateRow {
-    /// The creation of `run`, with its input encoded (a codec failure is
-    /// [`StoreError::Input`]): leased to `owner` (with its lease) or, with none, on `queue`.
-    pub(crate) fn of(
-        run: &sagaflow_core::runtime::store::NewRun<'_>,
-        owner: Option<(String, i64)>,
-        queue: Option<sagaflow_core::runtime::store::Queueing<'_>>,
-    ) -> Result<CreateRow, StoreError> {
-        let input = (run.input_codec.encode)(run.input).map_err(|message| StoreError::Input {
-            run_id: run.run_id.clone(),
-            message,
-        })?;
-        let (owner, lease_ms) = owner.map_or((None, None), |(o, l)| (Some(o), Some(l)));
-        let (queue, priority, key) = queue.map_or((None, 0, None), |on| {
-            (
-                Some(on.queue.to_owned()),
-                on.priority,
-                on.key.map(str::to_owned),
-            )
-        });
-        Ok(CreateRow {
-            run_id: run.run_id.clone(),
-            workflow: run.workflow.to_owned(),
-            graph_fingerprint: run.graph_fingerprint.cast_signed(),
-            input,
-            graph: run.graph.map(str::to_owned),
-            owner,
-            lease_ms,
-            queue,
-            priority,
-            key,
-            notify: None,
-        })
-    }
-}
 
 /// A change of a run to record, fenced by `token` (-1: this store holds no lease on it), and
 /// `then` with it in the same transaction when given.
@@ -125,6 +74,20 @@ pub(crate) struct RecordRow {
     /// this store took or renewed less than half a lease ago, which the write would not
     /// renew anyway (a run's end is written whatever this says).
     pub(crate) renew: bool,
+}
+
+/// How many times the writer lets the tasks it has woken run before it sends a batch, while
+/// their writes keep coming.
+const GATHER_YIELDS: usize = 4;
+
+/// Moves the writes waiting in `writes` into `batch`, up to [`MAX_BATCH`].
+fn take_waiting(writes: &mut mpsc::UnboundedReceiver<Write>, batch: &mut Vec<Write>) {
+    while batch.len() < MAX_BATCH {
+        match writes.try_recv() {
+            Ok(write) => batch.push(write),
+            Err(_) => break,
+        }
+    }
 }
 
 /// A write and where its answer goes: each kind of write has its own answer.
@@ -236,10 +199,18 @@ impl Writer {
                     break;
                 };
                 let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match writes.try_recv() {
-                        Ok(write) => batch.push(write),
-                        Err(_) => break,
+                take_waiting(&mut writes, &mut batch);
+                // The answers to the last batch woke its runs' tasks, whose next writes come
+                // within microseconds: they are let run before the batch goes, for as long as
+                // their writes keep coming (a few turns at most), so that the runs go on in one
+                // batch rather than as a first write alone and the rest after it. A write alone
+                // (a sequential run) costs one turn of the scheduler.
+                for _ in 0..GATHER_YIELDS {
+                    let before = batch.len();
+                    tokio::task::yield_now().await;
+                    take_waiting(&mut writes, &mut batch);
+                    if batch.len() == before || batch.len() >= MAX_BATCH {
+                        break;
                     }
                 }
                 batch
@@ -451,13 +422,22 @@ impl Writer {
                 .await
                 .map(|_| Vec::new())
         }));
-        // The creations one statement each, then every change in one.
+        // Every creation in one statement, then every change in one.
         let mut statements = 0;
-        for write in batch {
-            if let Write::Create(row, _) = write {
-                pending.push(create(conn, row));
-                statements += 1;
-            }
+        let creations: Vec<&CreateRow> = batch
+            .iter()
+            .filter_map(|write| match write {
+                Write::Create(row, _) => Some(row),
+                Write::Record(..) => None,
+            })
+            .collect();
+        if !creations.is_empty() {
+            pending.push(Box::pin(create::create_all(
+                &conn.client,
+                &conn.create,
+                creations,
+            )));
+            statements += 1;
         }
         let records: Vec<&RecordRow> = batch
             .iter()
@@ -867,31 +847,6 @@ async fn committed_batch(client: Link<'_>, owner: &str) -> Result<i64, tokio_pos
         .map_or(0, |row| row.get(0)))
 }
 
-/// The statement of a creation, sent when first polled.
-fn create<'a>(conn: &'a Conn, row: &'a CreateRow) -> Pending<'a> {
-    Box::pin(async move {
-        conn.create
-            .query(
-                &conn.client,
-                &[
-                    &row.run_id.as_str(),
-                    &row.workflow,
-                    &row.graph_fingerprint,
-                    &row.input,
-                    &row.owner,
-                    &row.lease_ms,
-                    &row.graph,
-                    &row.queue,
-                    &row.priority,
-                    &row.key,
-                    &row.notify,
-                    &crate::notices::QUEUED,
-                ],
-            )
-            .await
-    })
-}
-
 /// What a write of a committed batch got back.
 enum Answered {
     /// A creation: its statement's rows.
@@ -911,15 +866,24 @@ enum Outcome {
     NoRun,
 }
 
-/// What each write of `batch` got back, in the batch's order, from the statements' rows: a
-/// creation's statement each, in order, then the change statement's one row.
+/// What each write of `batch` got back, in the batch's order, from the statements' rows:
+/// the creations' statement (a row each, in order), then the change statement's one row.
 fn distribute(batch: &[Write], statements: Vec<Vec<Row>>) -> Vec<Answered> {
     let creates = batch
         .iter()
         .filter(|write| matches!(write, Write::Create(..)))
         .count();
     let mut statements = statements.into_iter();
-    let mut created: Vec<Vec<Row>> = statements.by_ref().take(creates).collect();
+    // The creations' statement: a row each, in the batch's order (none of the right count is
+    // no answer).
+    let mut created: Vec<Vec<Row>> = match creates {
+        0 => Vec::new(),
+        _ => statements
+            .next()
+            .filter(|rows| rows.len() == creates)
+            .map(|rows| rows.into_iter().map(|row| vec![row]).collect())
+            .unwrap_or_default(),
+    };
     created.reverse();
     let records: Vec<&RecordRow> = batch
         .iter()

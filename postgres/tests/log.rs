@@ -179,3 +179,48 @@ async fn a_take_up_waits_for_a_batch_in_flight_on_its_run() {
         .unwrap();
     assert!(lease.token >= 2, "{lease:?}");
 }
+
+/// Runs created at once share a transaction and one statement (the writer's creation is
+/// set-based): 100 creations commit in far fewer commits than runs, each run gets one
+/// `run_created` event, and the numbers of one transaction's creations follow the order the
+/// creations were made in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_created_at_once_share_commits_and_number_their_events_in_order() {
+    use sagaflow_core::conformance::runs::create;
+    use sagaflow_core::runtime::store::Created;
+
+    let db = fresh_db!();
+    let store = db.store().await;
+    let before = store.commits();
+    let ids: Vec<String> = (0..100).map(|i| format!("c{:03}", 99 - i)).collect();
+    let created =
+        futures_util::future::join_all(ids.iter().map(|id| create(&store, id, "W"))).await;
+    assert!(created.iter().all(|c| c.as_ref().unwrap() == &Created::New));
+    let commits = store.commits() - before;
+    assert!(commits <= 10, "100 creations took {commits} commits");
+
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let rows = client
+        .query(
+            &format!(
+                "SELECT run_id, seq >> 20 FROM \"{}\".events WHERE kind = 'run_created' ORDER BY seq",
+                db.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 100, "one event a run");
+    // Within each transaction, in the order the creations were made (ids counting down),
+    // not the order of their ids.
+    for pair in rows.windows(2) {
+        let (a, b): (String, String) = (pair[0].get(0), pair[1].get(0));
+        let same: bool = pair[0].get::<_, i64>(1) == pair[1].get::<_, i64>(1);
+        if same {
+            assert!(a > b, "`{a}` numbered before `{b}` in one transaction");
+        }
+    }
+}

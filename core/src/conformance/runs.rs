@@ -82,6 +82,49 @@ pub async fn a_run_id_is_created_once(store: &impl RunStore) {
     }
 }
 
+/// Creations made at once (which a store may write in one transaction, as the PostgreSQL
+/// store does): each id is created by exactly one of its creations, and each other creation
+/// of it, in the same batch or before it, finds the run with the workflow that created it.
+pub async fn creations_at_once_are_each_answered(store: &impl RunStore) {
+    assert_eq!(create(store, "old", "Before").await.unwrap(), Created::New);
+    let mut calls: Vec<(String, &str)> = Vec::new();
+    for i in 0..20 {
+        calls.push((format!("r{i}"), "A"));
+        calls.push((format!("r{i}"), "B"));
+    }
+    calls.push(("old".to_owned(), "A"));
+    let answers = futures_util::future::join_all(
+        calls
+            .iter()
+            .map(|(id, workflow)| create(store, id, workflow)),
+    )
+    .await;
+    let answers: Vec<Created> = answers.into_iter().map(|a| a.unwrap()).collect();
+    for (pair, answered) in calls.chunks(2).zip(answers.chunks(2)).take(20) {
+        let id = &pair[0].0;
+        let made: Vec<&str> = pair
+            .iter()
+            .zip(answered)
+            .filter(|(_, a)| **a == Created::New)
+            .map(|((_, workflow), _)| *workflow)
+            .collect();
+        assert_eq!(made.len(), 1, "`{id}` created once: {answered:?}");
+        let existing = Created::Existing {
+            workflow: made[0].into(),
+        };
+        assert!(answered.contains(&existing), "`{id}`: {answered:?}");
+    }
+    assert_eq!(
+        answers[40],
+        Created::Existing {
+            workflow: "Before".into()
+        }
+    );
+    if store.keeps_finished_runs() {
+        assert_eq!(store.unfinished_runs().await.unwrap().len(), 21);
+    }
+}
+
 /// A run its engine forgot stays in a store that keeps runs (and its id stays taken); a store
 /// that keeps runs only for its engine drops it, and the id is free again. Either way a
 /// creation that can be answered at once answers as `create_run` does.
@@ -190,6 +233,7 @@ macro_rules! run_conformance {
     ($make:expr) => {
         $crate::__conformance_checks!(runs, $make, []:
             a_run_id_is_created_once,
+            creations_at_once_are_each_answered,
             a_forgotten_run_stays_only_where_runs_are_kept,
             a_change_of_an_unknown_run_is_an_error,
             a_signal_is_delivered_once_and_found_by_name,

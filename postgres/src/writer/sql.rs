@@ -1,23 +1,55 @@
 //! The writer's statements, kept for its connection's life (see `Session::keep`), and the
 //! one a writer in doubt asks.
 
+/// Every creation of a batch, in one statement (a statement each cost the server a
+/// statement's setup each, about as much as a batch of a hundred changes in all). The
+/// creations come as arrays, a column each; a row comes back for each, in their order: the
+/// number and time of its `run_created` event if it created the run, else the workflow of
+/// the run already there (none if another transaction created it while this one waited, or
+/// an earlier creation of the same batch did). The runs' rows are written in `run_id` order,
+/// so that two batches creating the same runs wait for each other in one order; the first
+/// of several creations of one id in a batch is the one that counts. The events take the
+/// lower half of the transaction's numbers (`log_positions`, see `schema`), in the batch's
+/// order. A run put on a queue notifies its channel ($11, when one is listened to) with the
+/// commit.
 pub(super) const CREATE_SQL: &str = "
-WITH now AS (SELECT now_ms() AS at),
+WITH now AS MATERIALIZED (SELECT now_ms() AS at),
+c AS MATERIALIZED (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+            $6::bigint[], $7::text[], $8::text[], $9::integer[], $10::text[], $11::text[])
+        WITH ORDINALITY AS c(run_id, workflow, fingerprint, input, owner, lease_ms, graph,
+            queue, priority, queue_key, notify, ci)
+),
+firsts AS MATERIALIZED (SELECT DISTINCT ON (run_id) * FROM c ORDER BY run_id, ci),
 ins AS (
     INSERT INTO runs (run_id, workflow, graph_fingerprint, input, status, version, created_at,
                       updated_at, owner, lease_token, lease_expires, graph, queue, priority,
                       queue_key)
-    SELECT $1, $2, $3, $4, 'running', 1, now.at, now.at, $5, 1, now.at + $6, $7, $8, $9, $10
-    FROM now
+    SELECT f.run_id, f.workflow, f.fingerprint, f.input, 'running', 1, now.at, now.at, f.owner,
+        1, now.at + f.lease_ms, f.graph, f.queue, f.priority, f.queue_key
+    FROM firsts f, now
+    ORDER BY f.run_id
     ON CONFLICT (run_id) DO NOTHING
     RETURNING run_id, created_at
 ),
+made AS MATERIALIZED (
+    SELECT f.ci, f.run_id, ins.created_at, f.notify FROM ins JOIN firsts f USING (run_id)
+),
+base AS MATERIALIZED (SELECT log_positions((SELECT count(*)::integer FROM c)) AS b),
 ev AS (
-    INSERT INTO events (run_id, at, kind) SELECT run_id, created_at, 'run_created' FROM ins
-    RETURNING seq, at
+    INSERT INTO events (seq, run_id, at, kind)
+    SELECT base.b + made.ci, made.run_id, made.created_at, 'run_created' FROM made, base
+    RETURNING seq, run_id, at
+),
+told AS MATERIALIZED (
+    SELECT count(pg_notify(made.notify, $12)) AS n FROM made WHERE made.notify IS NOT NULL
 )
-SELECT (SELECT seq FROM ev), (SELECT at FROM ev), (SELECT workflow FROM runs WHERE run_id = $1),
-    (SELECT count(pg_notify($11, $12)) FROM ins WHERE $11::text IS NOT NULL)";
+SELECT ev.seq, ev.at, r.workflow, (SELECT n FROM told)
+FROM c
+    LEFT JOIN made ON made.ci = c.ci
+    LEFT JOIN ev ON ev.run_id = made.run_id
+    LEFT JOIN runs r ON r.run_id = c.run_id
+ORDER BY c.ci";
 
 /// Every change write of a batch, as one call of the schema's `record_v2` (see `schema`): the
 /// writes as arrays (a run's id, token, lease and end), their changes as arrays (one or two a
