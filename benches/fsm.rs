@@ -18,6 +18,11 @@
 //! Before it is timed every in-memory contender runs the sequence once, through the function
 //! that is timed, and must end in the state the hand-written `match` ends in; the persisted
 //! machine's version and log are checked.
+//!
+//! `SAGAFLOW_FSM_ROUNDS=n` also times the in-memory contenders in turn, one sample of each per
+//! round, and prints their medians and ratios (criterion times one after the other, so a change
+//! of load on a shared machine between two of them changes their ratio):
+//! `SAGAFLOW_FSM_ROUNDS=20000 cargo bench --bench fsm -- 'turnstile|ten_states'`.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -331,6 +336,14 @@ mod st_ten {
 /// its transition inlined into it and nothing else in it. With `OPAQUE`, the machine goes
 /// through `black_box` after every event, so no transition can be skipped (the turnstile's next
 /// state depends on the event alone: without it the optimizer keeps only the last event's).
+///
+/// The machine goes through by value (`m = black_box(m)`: stored where the optimizer must
+/// assume it is read and changed, and read back), not as `black_box(&mut m)`, which also
+/// stored the pointer itself to the stack slot next to the machine on every event. That second
+/// store made the turnstile's loop take one cycle an event or two depending on the stack's
+/// position modulo 64 (slow when the two slots straddle a cache line: one position in four,
+/// which ASLR and each contender's call path chose), so identical machine code measured 0.6
+/// to 1.5 µs and statig's, with its stack elsewhere, 0.60× or 1.4× the others.
 #[inline(never)]
 fn drive<const OPAQUE: bool, M, E>(
     mut m: M,
@@ -340,7 +353,7 @@ fn drive<const OPAQUE: bool, M, E>(
     for e in events.drain(..) {
         step(&mut m, e);
         if OPAQUE {
-            black_box(&mut m);
+            m = black_box(m);
         }
     }
     m
@@ -352,9 +365,62 @@ struct Contenders<'a> {
     seq: &'a [u8],
     /// The hand-written `match`'s final state, which every contender must end in.
     expected: String,
+    /// Each contender's timed call, for [`Contenders::finish`]: makes `PER_SAMPLE` event
+    /// vectors (not timed), then times `drive` over each.
+    samplers: Vec<(String, Sampler<'a>)>,
 }
 
-impl Contenders<'_> {
+/// One contender's sampler: the time of `PER_SAMPLE` calls of its `drive`.
+type Sampler<'a> = Box<dyn FnMut() -> Duration + 'a>;
+
+/// `drive` calls timed together in one sample of [`Contenders::finish`].
+const PER_SAMPLE: usize = 8;
+
+impl<'a> Contenders<'a> {
+    fn new(group: BenchmarkGroup<'a, WallTime>, seq: &'a [u8], expected: String) -> Self {
+        Contenders {
+            group,
+            seq,
+            expected,
+            samplers: Vec::new(),
+        }
+    }
+
+    /// Ends the group. With `SAGAFLOW_FSM_ROUNDS=n`, then times the contenders in turn, one
+    /// sample of each per round (the first contender of a round rotates), `n` rounds, and
+    /// prints each one's median against the hand-written `match`'s. Criterion times one
+    /// contender after the other, a few seconds each, so on a shared machine a change of load
+    /// between two of them is a change of their ratio; taken in turn, every contender sees the
+    /// same load. The calls are the very `drive` instances criterion times.
+    fn finish(mut self, group: &str) {
+        self.group.finish();
+        let Some(rounds) = std::env::var("SAGAFLOW_FSM_ROUNDS")
+            .ok()
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            return;
+        };
+        let n = self.samplers.len();
+        let mut times = vec![Vec::with_capacity(rounds); n];
+        for round in 0..rounds {
+            for k in 0..n {
+                let i = (round + k) % n;
+                times[i].push((self.samplers[i].1)());
+            }
+        }
+        let medians: Vec<f64> = times
+            .iter_mut()
+            .map(|t| {
+                t.sort();
+                t[t.len() / 2].as_secs_f64() * 1e9 / PER_SAMPLE as f64
+            })
+            .collect();
+        println!("{group}, interleaved: median of {rounds} rounds, {PER_SAMPLE} runs a sample");
+        for ((name, _), ns) in self.samplers.iter().zip(&medians) {
+            println!("  {name:<24} {ns:>9.1} ns  {:.2}x", ns / medians[0]);
+        }
+    }
+
     /// Checks one contender, then times it: `make` turns an index of the sequence into the
     /// contender's own event, `init` makes its machine (or state), `step` applies one event,
     /// `state` names the state it is in.
@@ -371,13 +437,16 @@ impl Contenders<'_> {
     fn run<const OPAQUE: bool, M, E>(
         &mut self,
         name: &str,
-        make: impl Fn(u8) -> E + Copy,
-        init: impl Fn() -> M + Copy,
-        step: impl FnMut(&mut M, E) + Copy,
+        make: impl Fn(u8) -> E + Copy + 'a,
+        init: impl Fn() -> M + Copy + 'a,
+        step: impl FnMut(&mut M, E) + Copy + 'a,
         state: impl Fn(&M) -> String,
-    ) {
+    ) where
+        M: 'a,
+        E: 'a,
+    {
         let seq = self.seq;
-        let events = || seq.iter().map(|&k| make(k)).collect::<Vec<_>>();
+        let events = move || seq.iter().map(|&k| make(k)).collect::<Vec<_>>();
         let end = drive::<OPAQUE, _, _>(init(), &mut events(), step);
         assert_eq!(
             state(&end).to_lowercase(),
@@ -391,6 +460,17 @@ impl Contenders<'_> {
                 BatchSize::SmallInput,
             )
         });
+        self.samplers.push((
+            name.to_string(),
+            Box::new(move || {
+                let mut batch: [Vec<E>; PER_SAMPLE] = std::array::from_fn(|_| events());
+                let started = Instant::now();
+                for events in &mut batch {
+                    black_box(drive::<OPAQUE, _, _>(init(), events, step));
+                }
+                started.elapsed()
+            }),
+        ));
     }
 }
 
@@ -437,11 +517,7 @@ fn turnstile(c: &mut Criterion) {
     });
     let mut group = c.benchmark_group("turnstile");
     group.throughput(Throughput::Elements(EVENTS as u64));
-    let mut contenders = Contenders {
-        group,
-        seq: &seq,
-        expected: format!("{expected:?}"),
-    };
+    let mut contenders = Contenders::new(group, &seq, format!("{expected:?}"));
     contenders.run::<true, _, _>(
         "hand_written_match",
         hand_t,
@@ -499,7 +575,7 @@ fn turnstile(c: &mut Criterion) {
         |m, e| m.handle(&e),
         |m| format!("{:?}", m.state()),
     );
-    contenders.group.finish();
+    contenders.finish("turnstile");
 }
 
 fn hand_10(k: u8) -> hand_ten::Event {
@@ -545,11 +621,7 @@ fn ten_states(c: &mut Criterion) {
     });
     let mut group = c.benchmark_group("ten_states");
     group.throughput(Throughput::Elements(EVENTS as u64));
-    let mut contenders = Contenders {
-        group,
-        seq: &seq,
-        expected: format!("{expected:?}"),
-    };
+    let mut contenders = Contenders::new(group, &seq, format!("{expected:?}"));
     contenders.run::<false, _, _>(
         "hand_written_match",
         hand_10,
@@ -607,7 +679,7 @@ fn ten_states(c: &mut Criterion) {
         |m, e| m.handle(&e),
         |m| format!("{:?}", m.state()),
     );
-    contenders.group.finish();
+    contenders.finish("ten_states");
 }
 
 fn in_memory(c: &mut Criterion) {
