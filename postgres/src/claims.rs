@@ -19,11 +19,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::lease::{Leases, free_run, known_arrays};
+use crate::lease::{Leases, QUEUED_SQL, free_run, known_arrays};
 use crate::session::{Param, Session};
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::store::{
-    Admission, Admitted, FreeRun, KnownGraph, Lease, StoredRun, StoredRunStatus,
+    Admission, Admitted, AdmittedFirst, FreeRun, KnownGraph, Lease, StoredRun, StoredRunStatus,
 };
 
 /// How long what a claim read waits for the take-up that follows it.
@@ -231,22 +231,39 @@ pub(crate) async fn claim(
 const QUEUE_LOCK: i32 = 0x5346_5101;
 
 /// An admission's statement, run under the queue's lock (see [`admit`]): whether the queue
-/// ($1) has room for the run ($2) under its bounds over all (at most $3 held, $5 started in
-/// the last $6 ms) and the run's key has room under its own ($4), and if both, the run taken
-/// up for the owner $7 (lease $8 ms; the take-up counted below $9 recoveries), as a claim
-/// takes a run up. One row: the two answers, and what a claim reads back, or nulls.
+/// ($1) has room for the run ($2; none: the first run waiting on the queue, of the workflows
+/// and graphs $10 and $11, as the listing orders them) under its bounds over all (at most $3
+/// held, $5 started in the last $6 ms) and the run's key has room under its own ($4), and if
+/// both, the run taken up for the owner $7 (lease $8 ms; the take-up counted below $9
+/// recoveries), as a claim takes a run up. One row: the two answers, what a claim reads back
+/// (or nulls), and the run it was about (none if no run waits).
 const ADMIT_SQL: &str = "
-WITH me AS (SELECT queue_key, started_at IS NULL AS first FROM runs WHERE run_id = $2::text),
+WITH pick AS MATERIALIZED (
+    SELECT $2::text AS run_id WHERE $2::text IS NOT NULL
+    UNION ALL
+    (SELECT r.run_id FROM runs r
+        WHERE $2::text IS NULL AND r.status = 'running' AND NOT r.parked AND r.queue = $1::text
+            AND (r.lease_expires IS NULL OR r.lease_expires <= now_ms())
+            AND EXISTS (SELECT 1 FROM unnest($10::text[], $11::bigint[]) AS k(workflow, graph)
+                WHERE k.workflow = r.workflow
+                    AND (k.graph IS NULL OR k.graph = r.graph_fingerprint))
+        ORDER BY r.priority DESC, r.created_at, r.created_seq LIMIT 1)
+),
+me AS MATERIALIZED (
+    SELECT r.run_id, r.queue_key, r.started_at IS NULL AS first FROM runs r, pick
+    WHERE r.run_id = pick.run_id
+),
 room AS (
     SELECT ($3::bigint IS NULL OR (SELECT count(*) FROM runs WHERE queue = $1::text
                 AND status = 'running' AND owner IS NOT NULL
                 AND lease_expires > now_ms()) < $3::bigint)
             AND ($5::bigint IS NULL OR NOT COALESCE((SELECT first FROM me), true)
                 OR (SELECT count(*) FROM runs WHERE queue = $1::text
-                    AND started_at > now_ms() - $6::bigint AND run_id <> $2::text) < $5::bigint)
+                    AND started_at > now_ms() - $6::bigint
+                    AND run_id IS DISTINCT FROM (SELECT run_id FROM me)) < $5::bigint)
             AS queue_room,
         ($4::bigint IS NULL OR (SELECT count(*) FROM runs r, me
-                WHERE r.queue = $1::text AND r.queue_key = me.queue_key AND r.run_id <> $2::text
+                WHERE r.queue = $1::text AND r.queue_key = me.queue_key AND r.run_id <> me.run_id
                 AND r.status = 'running' AND r.owner IS NOT NULL
                 AND r.lease_expires > now_ms()) < $4::bigint) AS key_room
 ),
@@ -254,7 +271,7 @@ c AS (
     SELECT r.run_id, r.recoveries < $9::integer AS counted,
         NOT EXISTS (SELECT 1 FROM events e
             WHERE e.run_id = r.run_id AND e.step IS NOT NULL) AS unstarted
-    FROM runs r, room WHERE r.run_id = $2::text AND room.queue_room AND room.key_room
+    FROM runs r, room, me WHERE r.run_id = me.run_id AND room.queue_room AND room.key_room
     FOR UPDATE OF r
 ),
 up AS (
@@ -270,7 +287,17 @@ up AS (
     RETURNING runs.workflow, runs.graph_fingerprint, runs.created_at, runs.lease_token,
         runs.recoveries, c.counted, CASE WHEN c.unstarted THEN runs.input END, runs.error
 )
-SELECT room.queue_room, room.key_room, up.* FROM room LEFT JOIN up ON true";
+SELECT room.queue_room, room.key_room, up.*, (SELECT run_id FROM me) FROM room LEFT JOIN up ON true";
+
+/// Where an admission happens: the store's pool connection, its session, its claims and
+/// leases, and its schema (which names the queue's lock).
+pub(crate) struct Admitting<'a> {
+    pub(crate) client: &'a deadpool_postgres::Object,
+    pub(crate) session: &'a Session,
+    pub(crate) claims: &'a Claims,
+    pub(crate) leases: &'a Leases,
+    pub(crate) schema: &'a str,
+}
 
 /// Reserves `run_id` of `queue` for this store's owner if every bound of `bounds` leaves room
 /// for it (see `QueueStore::admit`), and takes it up as [`claim`] does (what a take-up needs
@@ -281,19 +308,43 @@ SELECT room.queue_room, room.key_room, up.* FROM room LEFT JOIN up ON true";
 /// and `COMMIT` are written together: one round trip. The run's start time (`started_at`,
 /// the server's clock) is set the first time; the rate bound counts the runs started in its
 /// window, this one aside.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn admit(
-    client: &deadpool_postgres::Object,
-    session: &Session,
-    claims: &Claims,
-    leases: &Leases,
-    schema: &str,
+    at: &Admitting<'_>,
     run_id: &RunId,
     queue: &str,
     bounds: &Admission,
 ) -> Result<Admitted, tokio_postgres::Error> {
-    let mut name = Vec::with_capacity(schema.len() + 1 + queue.len());
-    name.extend_from_slice(schema.as_bytes());
+    let (first, _) = admission(at, queue, bounds, Some(run_id), &[], None).await?;
+    Ok(first.map_or(Admitted::Taken, |(_, admitted)| admitted))
+}
+
+/// The first run waiting on `queue` admitted as [`admit`] admits a run, and the next `limit`
+/// listed after it (see `QueueStore::admit_first`), in the same transaction and round trip:
+/// `BEGIN`, the lock, the admission, the listing, `COMMIT`. A run admitted has its lease, so
+/// the listing after it leaves it out; one refused is taken out of the list.
+pub(crate) async fn admit_first(
+    at: &Admitting<'_>,
+    queue: &str,
+    known: &[KnownGraph],
+    limit: usize,
+    bounds: &Admission,
+) -> Result<AdmittedFirst, tokio_postgres::Error> {
+    let (first, rest) = admission(at, queue, bounds, None, known, Some(limit)).await?;
+    Ok(AdmittedFirst { first, rest })
+}
+
+/// An admission (of `run_id`, or of the first run waiting), and the listing after it if
+/// `list` says how many.
+async fn admission(
+    at: &Admitting<'_>,
+    queue: &str,
+    bounds: &Admission,
+    run_id: Option<&RunId>,
+    known: &[KnownGraph],
+    list: Option<usize>,
+) -> Result<(Option<(FreeRun, Admitted)>, Vec<FreeRun>), tokio_postgres::Error> {
+    let mut name = Vec::with_capacity(at.schema.len() + 1 + queue.len());
+    name.extend_from_slice(at.schema.as_bytes());
     name.push(0);
     name.extend_from_slice(queue.as_bytes());
     let key = (sagaflow_graph::fnv::hash(&name) as u32).cast_signed();
@@ -304,55 +355,90 @@ pub(crate) async fn admit(
     let per_ms = bounds
         .rate
         .map(|(_, per)| i64::try_from(per.as_millis()).unwrap_or(i64::MAX));
+    let leases = at.leases;
     let below = i32::try_from(leases.max_recoveries()).unwrap_or(i32::MAX);
     let (owner, lease_ms) = (leases.owner(), leases.lease_ms());
-    let params: [&dyn Param; 9] = [
-        &queue,
-        &run_id.as_str(),
-        &overall,
-        &per_key,
-        &starts,
-        &per_ms,
-        &owner,
-        &lease_ms,
-        &below,
+    let (workflows, graphs) = known_arrays(known);
+    let run = run_id.map(RunId::as_str);
+    let params: [&dyn Param; 11] = [
+        &queue, &run, &overall, &per_key, &starts, &per_ms, &owner, &lease_ms, &below, &workflows,
+        &graphs,
     ];
+    let lock = "SELECT pg_advisory_xact_lock($1, $2)";
+    let locked: [&dyn Param; 2] = [&QUEUE_LOCK, &key];
     let sent = Instant::now();
-    let rows = session
-        .pipelined(
-            client,
-            "SELECT pg_advisory_xact_lock($1, $2)",
-            &[&QUEUE_LOCK, &key],
-            ADMIT_SQL,
-            &params,
-        )
-        .await?;
+    let (rows, listed) = match list {
+        None => (
+            at.session
+                .pipelined(at.client, lock, &locked, ADMIT_SQL, &params)
+                .await?,
+            Vec::new(),
+        ),
+        Some(limit) => {
+            let queues = vec![queue];
+            let limit = count(limit);
+            let listing: [&dyn Param; 4] = [&workflows, &graphs, &limit, &queues];
+            at.session
+                .pipelined_then(
+                    at.client,
+                    lock,
+                    &locked,
+                    (ADMIT_SQL, &params),
+                    (QUEUED_SQL, &listing),
+                )
+                .await?
+        }
+    };
+    let mut rest: Vec<FreeRun> = listed.iter().map(free_run).collect();
     let Some(row) = rows.first() else {
-        return Ok(Admitted::Taken);
+        return Ok((None, rest));
     };
+    let Some(picked) = row.get::<_, Option<String>>(10).map(RunId::from) else {
+        return Ok((None, rest));
+    };
+    // The run refused is still listed (it has no lease): it is the first, not one of the rest.
+    let refused = rest
+        .iter()
+        .position(|r| r.run_id == picked)
+        .map(|at| rest.remove(at));
     let (queue_room, key_room): (bool, bool) = (row.get(0), row.get(1));
-    if !queue_room {
-        return Ok(Admitted::QueueFull);
-    }
-    if !key_room {
-        return Ok(Admitted::KeyFull);
-    }
-    let Some(workflow) = row.get::<_, Option<String>>(2) else {
-        return Ok(Admitted::Taken);
+    let workflow = row.get::<_, Option<String>>(2);
+    let admitted = match (queue_room, key_room, &workflow) {
+        (false, _, _) => Admitted::QueueFull,
+        (true, false, _) => Admitted::KeyFull,
+        (true, true, None) => Admitted::Taken,
+        (true, true, Some(_)) => Admitted::Reserved,
     };
-    if row.get::<_, Option<bool>>(7) == Some(true) {
-        let taken = TakenUp {
-            workflow: &workflow,
-            fingerprint: row.get::<_, Option<i64>>(3).unwrap_or(0).cast_unsigned(),
-            created_at: row.get::<_, Option<i64>>(4).unwrap_or(-1),
-            token: row.get::<_, Option<i64>>(5).unwrap_or(0),
-            recoveries: row.get::<_, Option<i32>>(6).unwrap_or(0),
-            input: row.get(8),
-            error: row.get(9),
-        };
-        claims.keep(vec![(run_id.clone(), taken.claimed(sent))]);
-    }
-    Ok(Admitted::Reserved)
+    let fingerprint = row.get::<_, Option<i64>>(3).unwrap_or(0).cast_unsigned();
+    let first = match (workflow, refused) {
+        (Some(workflow), _) => {
+            if row.get::<_, Option<bool>>(7) == Some(true) {
+                let taken = TakenUp {
+                    workflow: &workflow,
+                    fingerprint,
+                    created_at: row.get::<_, Option<i64>>(4).unwrap_or(-1),
+                    token: row.get::<_, Option<i64>>(5).unwrap_or(0),
+                    recoveries: row.get::<_, Option<i32>>(6).unwrap_or(0),
+                    input: row.get(8),
+                    error: row.get(9),
+                };
+                at.claims.keep(vec![(picked.clone(), taken.claimed(sent))]);
+            }
+            FreeRun {
+                run_id: picked,
+                workflow,
+                graph_fingerprint: fingerprint,
+            }
+        }
+        (None, Some(refused)) => refused,
+        // Refused and not listed (no listing asked for, or it went meanwhile): its id alone.
+        (None, None) => FreeRun {
+            run_id: picked,
+            workflow: String::new(),
+            graph_fingerprint: 0,
+        },
+    };
+    Ok((Some((first, admitted)), rest))
 }
 
 #[cfg(test)]

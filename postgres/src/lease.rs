@@ -175,19 +175,20 @@ pub(crate) async fn queued_runs(
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = session
         .on(client)
-        .query(
-            "SELECT r.run_id, r.workflow, r.graph_fingerprint FROM runs r \
-             WHERE r.status = 'running' AND NOT r.parked AND r.queue = ANY($4) \
-             AND (r.lease_expires IS NULL OR r.lease_expires <= now_ms()) \
-             AND EXISTS (SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS k(workflow, graph) \
-                 WHERE k.workflow = r.workflow \
-                 AND (k.graph IS NULL OR k.graph = r.graph_fingerprint)) \
-             ORDER BY r.priority DESC, r.created_at, r.created_seq LIMIT $3",
-            &[&workflows, &graphs, &limit, &queues],
-        )
+        .query(QUEUED_SQL, &[&workflows, &graphs, &limit, &queues])
         .await?;
     Ok(rows.iter().map(free_run).collect())
 }
+
+/// The runs waiting on the queues $4 that no live lease holds, of the workflows and graphs
+/// $1 and $2 (see [`known_arrays`]): at most $3, highest priority first, then oldest.
+pub(crate) const QUEUED_SQL: &str = "SELECT r.run_id, r.workflow, r.graph_fingerprint FROM runs r \
+     WHERE r.status = 'running' AND NOT r.parked AND r.queue = ANY($4) \
+     AND (r.lease_expires IS NULL OR r.lease_expires <= now_ms()) \
+     AND EXISTS (SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS k(workflow, graph) \
+         WHERE k.workflow = r.workflow \
+         AND (k.graph IS NULL OR k.graph = r.graph_fingerprint)) \
+     ORDER BY r.priority DESC, r.created_at, r.created_seq LIMIT $3";
 
 /// Sets the lease of each of `runs` whose token is still `tokens`' to expire `lease_ms` from
 /// now by the server's clock (`None`: now). Returns the runs it found still held. One

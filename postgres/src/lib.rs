@@ -542,18 +542,30 @@ impl sagaflow_core::runtime::QueueStore for PgStore {
         bounds: &sagaflow_core::runtime::store::Admission,
     ) -> Result<sagaflow_core::runtime::store::Admitted, StoreError> {
         let client = self.client().await?;
-        claims::admit(
-            &client,
-            &self.inner.session,
-            &self.inner.claims,
-            &self.inner.leases,
-            &self.inner.schema,
-            run_id,
-            queue,
-            bounds,
-        )
-        .await
-        .map_err(|e| error::pg_error(&self.inner.label, &e))
+        claims::admit(&self.admitting(&client), run_id, queue, bounds)
+            .await
+            .map_err(|e| error::pg_error(&self.inner.label, &e))
+    }
+
+    /// The admission and the listing in one transaction and one round trip (see
+    /// `claims::admit_first`).
+    async fn admit_first(
+        &self,
+        queue: &str,
+        known: &[KnownGraph],
+        limit: usize,
+        bounds: &sagaflow_core::runtime::store::Admission,
+    ) -> Result<sagaflow_core::runtime::store::AdmittedFirst, StoreError> {
+        if known.is_empty() || limit == 0 {
+            return Ok(sagaflow_core::runtime::store::AdmittedFirst {
+                first: None,
+                rest: Vec::new(),
+            });
+        }
+        let client = self.client().await?;
+        claims::admit_first(&self.admitting(&client), queue, known, limit, bounds)
+            .await
+            .map_err(|e| error::pg_error(&self.inner.label, &e))
     }
 
     /// Notices of enqueues from the store's `LISTEN` connection; none behind a pooler in
@@ -578,6 +590,19 @@ impl sagaflow_core::runtime::QueueStore for PgStore {
         lease::queued_runs(&client, &self.inner.session, queues, known, limit)
             .await
             .map_err(|e| error::pg_error(&self.inner.label, &e))
+    }
+}
+
+impl PgStore {
+    /// Where this store's admissions happen, on `client`.
+    fn admitting<'a>(&'a self, client: &'a deadpool_postgres::Object) -> claims::Admitting<'a> {
+        claims::Admitting {
+            client,
+            session: &self.inner.session,
+            claims: &self.inner.claims,
+            leases: &self.inner.leases,
+            schema: &self.inner.schema,
+        }
     }
 }
 

@@ -22,7 +22,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use futures_util::future::{join3, join4};
+use futures_util::future::{join3, join4, join5};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Error, Row, Statement, Transaction};
 
@@ -182,6 +182,57 @@ impl Session {
         let rows = rows?;
         committed?;
         Ok(rows)
+    }
+}
+
+impl Session {
+    /// [`pipelined`](Self::pipelined) with a third statement, `then`, after `second` in the
+    /// same transaction (it sees what `second` wrote): both their rows come back.
+    pub(crate) async fn pipelined_then(
+        &self,
+        client: &deadpool_postgres::Object,
+        first: &str,
+        first_params: &[&dyn Param],
+        (second, params): (&'static str, &[&dyn Param]),
+        (then, then_params): (&'static str, &[&dyn Param]),
+    ) -> Result<(Vec<Row>, Vec<Row>), Error> {
+        let prepared = match self.pooled {
+            None => Some((
+                client.prepare_cached(second).await?,
+                client.prepare_cached(then).await?,
+            )),
+            Some(_) => None,
+        };
+        let run = |which: usize| {
+            let (sql, params) = if which == 0 {
+                (second, params)
+            } else {
+                (then, then_params)
+            };
+            let statement = prepared
+                .as_ref()
+                .map(|(s, t)| if which == 0 { s } else { t });
+            async move {
+                match statement {
+                    Some(statement) => client.query(statement, &values(params)).await,
+                    None => client.query_typed(sql, &typed(params)).await,
+                }
+            }
+        };
+        let (begun, done, rows, then_rows, committed) = join5(
+            client.batch_execute(self.begin()),
+            client.query_typed(first, &typed(first_params)),
+            run(0),
+            run(1),
+            client.batch_execute("COMMIT"),
+        )
+        .await;
+        begun?;
+        done?;
+        let rows = rows?;
+        let then_rows = then_rows?;
+        committed?;
+        Ok((rows, then_rows))
     }
 }
 

@@ -277,6 +277,15 @@ macro_rules! forward_store {
             ) -> ::core::result::Result<$crate::runtime::store::Admitted, $crate::runtime::StoreError> {
                 $crate::runtime::QueueStore::admit(&self.$field, run_id, queue, bounds).await
             }
+            async fn admit_first(
+                &self,
+                queue: &str,
+                known: &[$crate::runtime::store::KnownGraph],
+                limit: usize,
+                bounds: &$crate::runtime::store::Admission,
+            ) -> ::core::result::Result<$crate::runtime::store::AdmittedFirst, $crate::runtime::StoreError> {
+                $crate::runtime::QueueStore::admit_first(&self.$field, queue, known, limit, bounds).await
+            }
             fn queue_notices(
                 &self,
             ) -> ::core::option::Option<$crate::runtime::store::SignalNotices> {

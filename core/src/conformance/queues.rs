@@ -201,6 +201,62 @@ pub async fn a_queue_lists_its_waiting_runs_by_priority_then_age(db: &impl TestD
 
 /// Claims reserve a queue's runs in its order, each for one owner only: two stores claiming
 /// at once share the runs out between them, a claimed run is listed to nobody, and its
+/// A bounded queue's listing reserves its first run as it lists (`admit_first`): the run of
+/// highest priority, under the queue's bound over all, and the rest listed in order after it
+/// (not reserved); once the bound is full, the first run is refused and nothing is listed
+/// twice.
+pub async fn a_bounded_queue_s_first_run_is_admitted_as_it_is_listed(db: &impl TestDatabase) {
+    use crate::runtime::store::{Admission, Admitted};
+
+    let counts = Arc::new(Mutex::new(HashMap::new()));
+    let def = counted(&counts);
+    let known = [graph_of(&def)];
+    let a = db.open("A", LONG, RECOVERIES).await;
+    let b = db.open("B", LONG, RECOVERIES).await;
+    for (run, priority) in [("low", 0), ("high", 5), ("later", 0)] {
+        assert_eq!(enqueue(&a, &def, run, "q", priority).await, Created::New);
+    }
+    let two = Admission {
+        overall: Some(2),
+        ..Admission::default()
+    };
+    let found = a.admit_first("q", &known, 10, &two).await.unwrap();
+    let (first, admitted) = found.first.expect("a run waits");
+    assert_eq!(
+        (first.run_id.as_str(), admitted),
+        ("high", Admitted::Reserved)
+    );
+    assert_eq!(ids(&found.rest), ["low", "later"]);
+    assert_eq!(
+        ids(&b.queued_runs(&["q".to_owned()], &known, 10).await.unwrap()),
+        ["low", "later"],
+        "the run reserved is A's"
+    );
+    let found = b.admit_first("q", &known, 10, &two).await.unwrap();
+    let (first, admitted) = found.first.expect("runs wait");
+    assert_eq!(
+        (first.run_id.as_str(), admitted),
+        ("low", Admitted::Reserved)
+    );
+    assert_eq!(ids(&found.rest), ["later"]);
+    let found = a.admit_first("q", &known, 10, &two).await.unwrap();
+    let (first, admitted) = found.first.expect("a run waits");
+    assert_eq!(
+        (first.run_id.as_str(), admitted),
+        ("later", Admitted::QueueFull),
+        "two runs of the queue are held"
+    );
+    assert!(found.rest.is_empty(), "{:?}", ids(&found.rest));
+    let unknown = [KnownGraph {
+        workflow: "Other".to_owned(),
+        fingerprint: None,
+    }];
+    let found = a.admit_first("q", &unknown, 10, &two).await.unwrap();
+    assert_eq!((found.first, found.rest), (None, Vec::new()));
+    // The reservation is a lease: the take-up that follows finds it this owner's.
+    a.acquire(&"high".into()).await.unwrap();
+}
+
 /// take-up by the owner that claimed it is granted (by another owner's, refused).
 pub async fn claims_share_a_queue_s_runs_out(db: &impl TestDatabase) {
     let counts = Arc::new(Mutex::new(HashMap::new()));
@@ -544,6 +600,7 @@ macro_rules! queue_conformance {
         $crate::__conformance_checks!(queues, $make,
             [(flavor = "multi_thread", worker_threads = 2)]:
             a_queue_lists_its_waiting_runs_by_priority_then_age,
+            a_bounded_queue_s_first_run_is_admitted_as_it_is_listed,
             claims_share_a_queue_s_runs_out,
             an_engine_serving_a_queue_runs_its_runs_once,
             an_engine_runs_at_most_its_bound_of_a_queue_s_runs_at_once,

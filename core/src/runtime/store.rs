@@ -452,7 +452,7 @@ pub mod retention;
 pub use leases::HeldLeases;
 pub use machines::{Advanced, MachineStep, MachineStore, MachineTransition, StoredMachine};
 pub use memory::{MemoryStore, RecordedChange};
-pub use queues::{Admission, Admitted, QueueStanding, QueueStore, Queueing, Queues};
+pub use queues::{Admission, Admitted, AdmittedFirst, QueueStanding, QueueStore, Queueing, Queues};
 pub use retention::{Deleted, FinishedCursor, FinishedQuery, FinishedRun, Retention};
 
 #[cfg(test)]

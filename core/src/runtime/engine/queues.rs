@@ -150,11 +150,13 @@ pub(crate) struct Served {
     pub(crate) held: Vec<RunId>,
 }
 
-/// Where a run listed for a take-up waits: its queue, and the queue's bounds over all engines.
+/// Where a run listed for a take-up waits: its queue, and the queue's bounds over all engines;
+/// and whether the store reserved it already (the first run of a bounded queue's listing).
 #[derive(Debug, Clone)]
 pub(crate) struct Queued {
     pub(crate) queue: String,
     pub(crate) bounds: Admission,
+    pub(crate) reserved: bool,
 }
 
 impl Engine {
@@ -168,7 +170,7 @@ impl Engine {
         let mut full: Vec<String> = Vec::new();
         let mut admitted = Vec::with_capacity(listed.len());
         for (run, queued) in listed {
-            if queued.bounds.is_empty() {
+            if queued.bounds.is_empty() || queued.reserved {
                 admitted.push((run, queued));
                 continue;
             }
@@ -331,27 +333,38 @@ impl Engine {
             }
             // A queue without bounds the store counts is claimed: its runs reserved for this
             // engine in one step, different ones for engines claiming at once. One with such
-            // bounds is listed, and reserved run by run (`admitted`).
+            // bounds is listed with its first run reserved in the same step, and the rest
+            // reserved run by run (`admitted`).
             let listed = if bounds.is_empty() {
-                self.inner.store.claim(&queue, known, room).await
+                self.inner
+                    .store
+                    .claim(&queue, known, room)
+                    .await
+                    .map(|claimed| (None, claimed))
             } else {
                 self.inner
                     .store
-                    .queued_runs(std::slice::from_ref(&queue), known, room)
+                    .admit_first(&queue, known, room, &bounds)
                     .await
+                    .map(|found| match found.first {
+                        Some((first, Admitted::Reserved)) => (Some(first), found.rest),
+                        // No room in the queue: nothing of it starts before the next poll.
+                        Some((_, Admitted::QueueFull)) => (None, Vec::new()),
+                        Some((_, Admitted::KeyFull | Admitted::Taken)) | None => (None, found.rest),
+                    })
             };
             match listed {
-                Ok(listed) => {
-                    full |= listed.len() >= TAKEOVER_BATCH;
-                    runs.extend(listed.into_iter().map(|run| {
-                        (
-                            run,
-                            Queued {
-                                queue: queue.clone(),
-                                bounds,
-                            },
-                        )
-                    }));
+                Ok((first, rest)) => {
+                    full |= first.iter().len() + rest.len() >= TAKEOVER_BATCH;
+                    let queued = |reserved| Queued {
+                        queue: queue.clone(),
+                        bounds,
+                        reserved,
+                    };
+                    let reserved = first.map(|run| (run, queued(true)));
+                    let room = room.saturating_sub(reserved.iter().len());
+                    runs.extend(reserved);
+                    runs.extend(rest.into_iter().take(room).map(|run| (run, queued(false))));
                 }
                 Err(error) => {
                     tracing::warn!(%error, %queue, "cannot list the runs waiting on a queue served; trying again at the next poll");

@@ -97,6 +97,17 @@ pub enum Admitted {
     Taken,
 }
 
+/// What [`QueueStore::admit_first`] found on a bounded queue: its first run and what its
+/// admission said, and the runs listed after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmittedFirst {
+    /// The first run waiting (highest priority, then oldest), if any, and whether it was
+    /// reserved for this store's owner, or which bound refused it.
+    pub first: Option<(FreeRun, Admitted)>,
+    /// The runs waiting after it, in the queue's order, not reserved.
+    pub rest: Vec<FreeRun>,
+}
+
 /// Putting runs on queues and finding them there: the capability queues work through.
 #[async_trait::async_trait]
 pub trait QueueStore: Send + Sync + 'static {
@@ -150,6 +161,30 @@ pub trait QueueStore: Send + Sync + 'static {
         queue: &str,
         bounds: &Admission,
     ) -> Result<Admitted, StoreError>;
+
+    /// The runs waiting on `queue`, a queue with bounds the store counts (`bounds`), as
+    /// [`queued_runs`](Self::queued_runs) lists them (at most `limit`), the first of them
+    /// [`admit`](Self::admit)ted at once: an idle engine's poll then reserves the run it would
+    /// start first in the step that finds it. By default, the listing and then the
+    /// admission; a store may do both in one round trip (PostgreSQL does).
+    async fn admit_first(
+        &self,
+        queue: &str,
+        known: &[KnownGraph],
+        limit: usize,
+        bounds: &Admission,
+    ) -> Result<AdmittedFirst, StoreError> {
+        let mut rest = self.queued_runs(&[queue.to_owned()], known, limit).await?;
+        if rest.is_empty() {
+            return Ok(AdmittedFirst { first: None, rest });
+        }
+        let first = rest.remove(0);
+        let admitted = self.admit(&first.run_id, queue, bounds).await?;
+        Ok(AdmittedFirst {
+            first: Some((first, admitted)),
+            rest,
+        })
+    }
 
     /// A counter the store bumps when a run may have been put on a queue (by any process on
     /// the database), so that the engines serving queues look at once instead of at their
