@@ -184,7 +184,12 @@ impl EngineBuilder {
     /// With a store that does not keep finished runs (the engine of [`Engine::ephemeral`],
     /// a [`MemoryStore`]), how many finished runs the engine keeps with their outcomes, the
     /// most recent ones (default [`DEFAULT_KEEP_FINISHED_RUNS`]). Starting the id of a run
-    /// still kept hands that run back; an id whose run was dropped starts a new run. A store
+    /// still kept hands that run back; an id whose run was dropped starts a new run.
+    ///
+    /// So that runs share no lock, the engine's table is split by run id into up to 32
+    /// shards, and a bound of 512 or more is split between them: each shard drops its own
+    /// oldest run beyond its share, so a run is kept for about `runs` more ends, not exactly.
+    /// A smaller bound keeps one shard and the exact order. A store
     /// that keeps finished runs (SQLite) makes this moot: the engine forgets a run once it
     /// ends, and finds it again in the store.
     pub fn keep_finished_runs(mut self, runs: usize) -> Self {
