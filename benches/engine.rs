@@ -25,6 +25,11 @@
 //! by up to 8× from one run to the next, for every contender alike. sagaflow uses
 //! `Engine::ephemeral()` as a user gets it (at most 1,024 step attempts at once).
 //!
+//! A second group, `tasks_64_chain_5`, has 64 tasks start 5-step chains on one engine, on
+//! runtimes of 1 and of 2 workers, against 64 tasks running the tokio baseline's chain: what
+//! a run shares with the others (issue 17, many cores) shows there as a throughput that does
+//! not grow with the workers.
+//!
 //! Run with `cargo bench --bench engine`; figures and how they were taken: `benches/README.md`.
 
 #![allow(missing_docs)]
@@ -93,8 +98,12 @@ impl Shape {
 }
 
 fn runtime() -> Runtime {
+    runtime_of(2)
+}
+
+fn runtime_of(workers: usize) -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .expect("a tokio runtime")
@@ -541,11 +550,95 @@ fn engine_overhead(c: &mut Criterion) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Many tasks on one engine
+
+/// Tasks that start runs at once, each one run after another.
+const TASKS: u64 = 64;
+
+/// `iters` runs of `def` started by [`TASKS`] tasks on one fresh engine, each task waiting for
+/// a run before it starts its next; the engine and the ids are made before the clock starts.
+async fn sagaflow_tasks_timed(def: Definition<u64, u64>, iters: u64) -> Duration {
+    let engine = Engine::ephemeral();
+    let ids: Vec<Vec<RunId>> = (0..TASKS)
+        .map(|t| {
+            let runs = iters / TASKS + u64::from(t < iters % TASKS);
+            (0..runs)
+                .map(|i| RunId::from(format!("t{t}-{i}")))
+                .collect()
+        })
+        .collect();
+    let started = Instant::now();
+    let tasks: Vec<_> = ids
+        .into_iter()
+        .map(|ids| {
+            let (engine, def) = (engine.clone(), def.clone());
+            tokio::spawn(async move {
+                for id in ids {
+                    black_box(sagaflow_run(&engine, &def, id).await);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("the task ends");
+    }
+    let elapsed = started.elapsed();
+    drop(engine);
+    elapsed
+}
+
+/// `iters` runs of the tokio baseline's 5-step chain by [`TASKS`] tasks, as above.
+async fn tokio_tasks_timed(iters: u64) -> Duration {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let runs = iters / TASKS + u64::from(t < iters % TASKS);
+            tokio::spawn(async move {
+                for _ in 0..runs {
+                    black_box(tokio_run(Shape::Chain(5)).await);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("the task ends");
+    }
+    started.elapsed()
+}
+
+fn many_tasks(c: &mut Criterion) {
+    let SagaDef::Output(def) = sagaflow_definition(Shape::Chain(5)) else {
+        unreachable!("a chain has an output");
+    };
+    let mut group = c.benchmark_group("tasks_64_chain_5");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(20);
+    for workers in [1, 2] {
+        let rt = runtime_of(workers);
+        rt.block_on(async {
+            let report = sagaflow_run(&Engine::ephemeral(), &def, RunId::from("check")).await;
+            assert_eq!(*report.output, 5);
+            assert_eq!(tokio_run(Shape::Chain(5)).await, 5);
+        });
+        let plural = if workers == 1 { "worker" } else { "workers" };
+        group.bench_function(format!("sagaflow_{workers}_{plural}"), |b| {
+            b.to_async(&rt)
+                .iter_custom(|iters| on_worker(sagaflow_tasks_timed(def.clone(), iters)));
+        });
+        group.bench_function(format!("tokio_{workers}_{plural}"), |b| {
+            b.to_async(&rt)
+                .iter_custom(|iters| on_worker(tokio_tasks_timed(iters)));
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = engine_overhead
+    targets = engine_overhead, many_tasks
 }
 criterion_main!(benches);

@@ -18,14 +18,12 @@
 
 use std::any::Any;
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use tokio::time::Instant;
 
 mod drain;
 mod executor;
@@ -35,6 +33,7 @@ mod registry;
 mod resume;
 mod retention;
 mod signals;
+mod table;
 mod takeover;
 
 pub use drain::Drained;
@@ -45,6 +44,7 @@ pub use takeover::{LeaseRefusal, Waiting};
 
 use self::executor::{Control, OutcomeSender};
 pub(crate) use self::permits::{Permit, Permits};
+use self::table::{Keep, RunEntry, RunTable};
 use crate::runtime::definition::{
     Codec, Definition, ErasedDefinition, Plan, StepValue, Value, plan,
 };
@@ -99,12 +99,11 @@ pub(crate) struct Inner {
     /// Bounds the attempts running at once; a retry waiting for its delay holds no permit.
     pub(crate) permits: Permits,
     pub(crate) jitter_seed: u64,
-    runs: Mutex<RunTable>,
-    /// Whether the store keeps finished runs ([`RunStore::keeps_finished_runs`](crate::runtime::RunStore::keeps_finished_runs)): then the table
-    /// forgets a run once it has ended.
-    store_keeps_finished: bool,
-    /// How many finished runs, and for how long, the table keeps otherwise.
-    keep: Keep,
+    /// The runs, in shards by id. If the store keeps finished runs
+    /// ([`RunStore::keeps_finished_runs`](crate::runtime::RunStore::keeps_finished_runs)),
+    /// the table forgets a run once it has ended; else it keeps the last ones, up to a
+    /// count and an age.
+    runs: RunTable,
     /// The live event feed the store publishes to; `None` if the store keeps no event log.
     events: Option<Arc<Feed>>,
     /// Steps waiting for signals, woken when one is delivered.
@@ -120,12 +119,6 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    fn runs(&self) -> MutexGuard<'_, RunTable> {
-        // Every write under this lock is a single insert, remove or push, so the table behind
-        // a poisoned lock is still consistent.
-        self.runs.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Called once a run's outcome is published: the table forgets the run if the store keeps
     /// it, or keeps it among the finished runs, dropping the oldest beyond the bound; and the
     /// store's lease on it is let go whatever its end (a run whose end could not be recorded
@@ -137,89 +130,10 @@ impl Inner {
         } else if self.records {
             self.store.release(run_id);
         }
-        let dropped = {
-            let mut table = self.runs();
-            if self.store_keeps_finished {
-                table.remove(run_id, control);
-                Vec::new()
-            } else {
-                table.finished.push_back(Kept {
-                    run_id: run_id.clone(),
-                    at: Instant::now(),
-                    control: Arc::clone(control),
-                });
-                table.evict(&self.keep)
-            }
-        };
-        for run_id in &dropped {
+        let dropped = self.runs.ended(run_id, control);
+        for run_id in dropped.iter() {
             self.store.forget(run_id);
         }
-    }
-}
-
-/// A run the engine knows: starting, running or finished. Its outcome, once published, is
-/// kept in its `control`.
-struct RunEntry {
-    workflow: Arc<str>,
-    control: Arc<Control>,
-}
-
-/// The engine's runs: every live run, and the finished ones it keeps.
-#[derive(Default)]
-struct RunTable {
-    runs: HashMap<RunId, RunEntry>,
-    /// The finished runs kept (by an engine whose store does not keep them), oldest first.
-    finished: VecDeque<Kept>,
-}
-
-/// A finished run the table keeps, and since when.
-struct Kept {
-    run_id: RunId,
-    at: Instant,
-    /// The run's, to tell it from a later run under the same id.
-    control: Arc<Control>,
-}
-
-/// How many finished runs, and for how long, an engine whose store does not keep them keeps.
-#[derive(Debug, Clone, Copy)]
-struct Keep {
-    runs: usize,
-    age: Duration,
-}
-
-impl RunTable {
-    /// Removes the run `run_id` if it is still the one `control` belongs to.
-    fn remove(&mut self, run_id: &RunId, control: &Arc<Control>) -> bool {
-        match self.runs.get(run_id) {
-            Some(entry) if Arc::ptr_eq(&entry.control, control) => {
-                self.runs.remove(run_id);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Drops the oldest finished runs beyond `keep`; returns the ids dropped.
-    fn evict(&mut self, keep: &Keep) -> Vec<RunId> {
-        let mut dropped = Vec::new();
-        let now = Instant::now();
-        while let Some(oldest) = self.finished.front() {
-            let expired = now.saturating_duration_since(oldest.at) > keep.age;
-            if self.finished.len() <= keep.runs && !expired {
-                break;
-            }
-            if let Some(oldest) = self.finished.pop_front()
-                && self.remove(&oldest.run_id, &oldest.control)
-            {
-                dropped.push(oldest.run_id);
-            }
-        }
-        dropped
-    }
-
-    /// How many runs the table holds, live and finished.
-    fn len(&self) -> usize {
-        self.runs.len()
     }
 }
 
@@ -270,7 +184,12 @@ impl EngineBuilder {
     /// With a store that does not keep finished runs (the engine of [`Engine::ephemeral`],
     /// a [`MemoryStore`]), how many finished runs the engine keeps with their outcomes, the
     /// most recent ones (default [`DEFAULT_KEEP_FINISHED_RUNS`]). Starting the id of a run
-    /// still kept hands that run back; an id whose run was dropped starts a new run. A store
+    /// still kept hands that run back; an id whose run was dropped starts a new run.
+    ///
+    /// So that runs share no lock, the engine's table is split by run id into up to 32
+    /// shards, and a bound of 512 or more is split between them: each shard drops its own
+    /// oldest run beyond its share, so a run is kept for about `runs` more ends, not exactly.
+    /// A smaller bound keeps one shard and the exact order. A store
     /// that keeps finished runs (SQLite) makes this moot: the engine forgets a run once it
     /// ends, and finds it again in the store.
     pub fn keep_finished_runs(mut self, runs: usize) -> Self {
@@ -321,12 +240,10 @@ impl EngineBuilder {
         let inner = Arc::new(Inner {
             records,
             signals: signals::SignalHub::new(Arc::clone(&store) as Arc<dyn SignalStore>),
-            store_keeps_finished: store.keeps_finished_runs(),
+            runs: RunTable::new(self.keep, store.keeps_finished_runs()),
             store,
             permits: Permits::new(permits),
             jitter_seed: self.jitter_seed.unwrap_or_else(|| fastrand::u64(..)),
-            runs: Mutex::new(RunTable::default()),
-            keep: self.keep,
             events,
             lifecycle: drain::Lifecycle::new(),
             registry: registry::Registry::default(),
@@ -356,7 +273,7 @@ impl fmt::Debug for EngineBuilder {
 impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
-            .field("runs", &self.inner.runs().len())
+            .field("runs", &self.inner.runs.len())
             .field("available_permits", &self.inner.permits.available())
             .finish_non_exhaustive()
     }
@@ -407,7 +324,7 @@ impl Engine {
     /// keeps because its store does not (see the [module docs](self)). With the SQLite store
     /// this is the number of runs in flight.
     pub fn runs_in_memory(&self) -> usize {
-        self.inner.runs().len()
+        self.inner.runs.len()
     }
 
     /// Starts a run of `def` with `input`, or, if a run with this id exists, returns a handle
@@ -478,7 +395,7 @@ impl Engine {
 
     /// Cancels the run `run_id`. Returns whether a run that had not finished was told to stop.
     pub fn cancel(&self, run_id: &RunId) -> bool {
-        match self.inner.runs().runs.get(run_id) {
+        match self.inner.runs.shard(run_id).runs.get(run_id) {
             Some(entry) if entry.control.outcome.get().is_none() => {
                 entry.control.cancel();
                 true
@@ -545,8 +462,8 @@ impl Engine {
         run_id: &'a RunId,
         workflow: &Arc<str>,
     ) -> Result<Reserved<'a, O>, EngineError> {
-        let mut table = self.inner.runs();
-        // Under the table's lock, as `shutdown` begins the drain.
+        let mut table = self.inner.runs.shard(run_id);
+        // Under the shard's lock, as `shutdown` begins the drain under every shard's.
         if self.inner.lifecycle.is_draining() {
             return Err(EngineError::ShuttingDown {
                 run_id: run_id.clone(),
@@ -658,7 +575,7 @@ impl Drop for Reservation<'_> {
             return;
         }
         if let Some(control) = &self.control {
-            self.inner.runs().remove(self.run_id, control);
+            self.inner.runs.remove(self.run_id, control);
         }
         let reason = self
             .reason
@@ -862,8 +779,9 @@ mod tests {
             .wait()
             .await
             .expect("ok");
-        let runs = engine.inner.runs();
-        let entry = runs.runs.get(&RunId::from("r")).expect("kept");
+        let id = RunId::from("r");
+        let shard = engine.inner.runs.shard(&id);
+        let entry = shard.runs.get(&id).expect("kept");
         assert!(entry.control.outcome.get().is_some());
         assert!(entry.control.is_detached());
     }

@@ -15,6 +15,7 @@
 //!
 //! [`LeaseStore::give_up`]: crate::runtime::LeaseStore::give_up
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -27,6 +28,9 @@ use crate::runtime::id::RunId;
 
 /// Whether the engine drains, and the runs it has released so far.
 pub(crate) struct Lifecycle {
+    /// `draining`'s value, read without the watch's lock: every run's start and every step's
+    /// attempt asks.
+    flag: AtomicBool,
     /// `true` once [`Engine::shutdown`] began; the takeover loop and every wait of a step
     /// task that the drain cuts short watch it.
     draining: watch::Sender<bool>,
@@ -38,6 +42,7 @@ pub(crate) struct Lifecycle {
 impl Lifecycle {
     pub(crate) fn new() -> Self {
         Self {
+            flag: AtomicBool::new(false),
             draining: watch::Sender::new(false),
             released: Mutex::new(Vec::new()),
         }
@@ -45,11 +50,13 @@ impl Lifecycle {
 
     /// Whether the engine drains.
     pub(crate) fn is_draining(&self) -> bool {
-        *self.draining.borrow()
+        self.flag.load(Ordering::SeqCst)
     }
 
     /// Begins the drain (again: nothing changes).
     pub(crate) fn begin(&self) {
+        // Set before the watch wakes anyone: whoever it wakes finds the flag set.
+        self.flag.store(true, Ordering::SeqCst);
         self.draining.send_replace(true);
     }
 
@@ -147,13 +154,13 @@ impl Engine {
     /// [`RunError::Released`]: crate::runtime::RunError::Released
     pub async fn shutdown(&self, grace: Duration) -> Drained {
         let live: Vec<(RunId, Arc<Control>)> = {
-            // Under the table's lock, so that every start either was claimed before (and is
+            // Under every shard's lock, so that every start either was claimed before (and is
             // waited for here) or finds the engine draining.
-            let table = self.inner.runs();
+            let shards = self.inner.runs.lock_all();
             self.inner.lifecycle.begin();
-            table
-                .runs
+            shards
                 .iter()
+                .flat_map(|shard| shard.runs.iter())
                 .filter(|(_, entry)| entry.control.outcome.get().is_none())
                 .map(|(run_id, entry)| (run_id.clone(), Arc::clone(&entry.control)))
                 .collect()

@@ -421,9 +421,9 @@ pub(crate) fn launch_run(
             cell
         })
         .collect();
-    // What is ready: in a new run its roots; in a resumed one, every step not ended whose
-    // inputs all have.
-    let ready: Arc<[usize]> = if restored.is_some() {
+    // What is ready: in a new run its roots (read from the plan below, not copied); in a
+    // resumed one, every step not ended whose inputs all have.
+    let resumed: Option<Arc<[usize]>> = if restored.is_some() {
         for (i, cell) in steps.iter().enumerate() {
             let open = graph
                 .inputs(i)
@@ -436,9 +436,10 @@ pub(crate) fn launch_run(
             .filter(|&i| {
                 steps[i].end.get().is_none() && steps[i].waiting.load(Ordering::Relaxed) == 0
             })
-            .collect()
+            .collect::<Arc<[usize]>>()
+            .into()
     } else {
-        Arc::clone(&plan.roots)
+        None
     };
     let span = tracing::info_span!("run", run_id = %run_id, workflow = %def.name());
     let run = Arc::new(Run {
@@ -479,10 +480,12 @@ pub(crate) fn launch_run(
         }
     }
     control.attach(&run);
-    match *ready {
+    let roots = &definition::plan(&run.def).roots;
+    match resumed.as_deref().unwrap_or(roots) {
         [] => {}
-        [root] => start_inline(&run, root, None, 0),
+        &[root] => start_inline(&run, root, None, 0),
         _ => {
+            let ready = resumed.unwrap_or_else(|| Arc::clone(roots));
             let ready = Arc::new(Ready::new(ready));
             let workers = run.width().min(ready.steps.len());
             if let Some(first) = ready.claim(&run) {

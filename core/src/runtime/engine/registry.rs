@@ -345,7 +345,8 @@ impl Engine {
     /// Whether this engine runs `run_id` now.
     pub(crate) fn runs_here(&self, run_id: &RunId) -> bool {
         self.inner
-            .runs()
+            .runs
+            .shard(run_id)
             .runs
             .get(run_id)
             .is_some_and(|entry| entry.control.outcome.get().is_none())

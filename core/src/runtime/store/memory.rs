@@ -122,7 +122,7 @@ struct MemoryRun {
     changes: Vec<RecordedChange>,
 }
 
-/// What a [`MemoryStore`]'s lock guards.
+/// What one of a [`MemoryStore`]'s shards guards: the runs whose ids fall in it.
 #[derive(Debug, Default)]
 struct MemoryRuns {
     by_id: HashMap<RunId, MemoryRun>,
@@ -132,9 +132,13 @@ struct MemoryRuns {
     names: Vec<Arc<str>>,
 }
 
-/// Workflow names a [`MemoryStore`] keeps for its runs to share; a store that sees more
-/// workflows copies the others' names.
+/// Workflow names each shard of a [`MemoryStore`] keeps for its runs to share; a store that
+/// sees more workflows copies the others' names.
 const SHARED_NAMES: usize = 16;
+
+/// Shards of a [`MemoryStore`]'s runs (a power of two): runs whose ids fall in different
+/// shards share no lock.
+const SHARDS: usize = 32;
 
 /// `workflow`'s name from `names` if it is there, else a new one, kept for the next runs.
 fn shared_name(names: &mut Vec<Arc<str>>, workflow: &str) -> Arc<str> {
@@ -153,7 +157,8 @@ fn shared_name(names: &mut Vec<Arc<str>>, workflow: &str) -> Arc<str> {
 /// with [`new`](Self::new) it keeps every change, so a test can check the exact sequence a
 /// run went through.
 pub struct MemoryStore {
-    runs: Mutex<MemoryRuns>,
+    /// In [`SHARDS`] shards by run id ([`RunId::shard`]).
+    runs: Box<[Mutex<MemoryRuns>]>,
     history: bool,
     /// Persisted state machines, by id.
     machines: machines::Machines,
@@ -178,7 +183,7 @@ impl MemoryStore {
     /// An empty store that keeps every change.
     pub fn new() -> Self {
         Self {
-            runs: Mutex::default(),
+            runs: shards(),
             history: true,
             machines: machines::Machines::default(),
         }
@@ -190,7 +195,7 @@ impl MemoryStore {
     /// their engine, it drops a run when its engine does ([`RunStore::forget`]).
     pub fn without_history() -> Self {
         Self {
-            runs: Mutex::default(),
+            runs: shards(),
             history: false,
             machines: machines::Machines::default(),
         }
@@ -199,12 +204,15 @@ impl MemoryStore {
     /// The changes recorded for `run_id`, in order (none if the store keeps no history);
     /// `None` if the store has no such run.
     pub fn changes(&self, run_id: &RunId) -> Option<Vec<RecordedChange>> {
-        self.lock().by_id.get(run_id).map(|run| run.changes.clone())
+        self.shard(run_id)
+            .by_id
+            .get(run_id)
+            .map(|run| run.changes.clone())
     }
 
     /// The workflow and graph fingerprint the run was created with.
     pub fn run_info(&self, run_id: &RunId) -> Option<(String, u64)> {
-        self.lock()
+        self.shard(run_id)
             .by_id
             .get(run_id)
             .map(|run| (run.workflow.to_string(), run.fingerprint))
@@ -212,19 +220,29 @@ impl MemoryStore {
 
     /// Number of runs held.
     pub fn len(&self) -> usize {
-        self.lock().by_id.len()
+        self.runs.iter().map(|shard| lock(shard).by_id.len()).sum()
     }
 
     /// Whether the store holds no run.
     pub fn is_empty(&self) -> bool {
-        self.lock().by_id.is_empty()
+        self.runs.iter().all(|shard| lock(shard).by_id.is_empty())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryRuns> {
-        // A panic while the lock was held cannot leave a half-written entry (every write is a
-        // single insert or push), so the data behind a poisoned lock is still good.
-        self.runs.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The shard `run_id` falls in, locked.
+    fn shard(&self, run_id: &RunId) -> std::sync::MutexGuard<'_, MemoryRuns> {
+        // There are `SHARDS` of them: the mask keeps the index in range.
+        lock(&self.runs[run_id.shard(SHARDS - 1)])
     }
+}
+
+fn shards() -> Box<[Mutex<MemoryRuns>]> {
+    (0..SHARDS).map(|_| Mutex::default()).collect()
+}
+
+fn lock(shard: &Mutex<MemoryRuns>) -> std::sync::MutexGuard<'_, MemoryRuns> {
+    // A panic while the lock was held cannot leave a half-written entry (every write is a
+    // single insert or push), so the data behind a poisoned lock is still good.
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Runs in a map: no outputs kept, so a run cannot outlive its engine.
@@ -239,7 +257,7 @@ impl RunStore for MemoryStore {
     }
 
     fn forget(&self, run_id: &RunId) {
-        let mut runs = self.lock();
+        let mut runs = self.shard(run_id);
         runs.by_id.remove(run_id);
         // Most runs get no signal: spare the second hash of the id.
         if !runs.signals.is_empty() {
@@ -252,7 +270,7 @@ impl RunStore for MemoryStore {
             return Ok(());
         }
         let recorded = RecordedChange::from(change);
-        match self.lock().by_id.get_mut(run_id) {
+        match self.shard(run_id).by_id.get_mut(run_id) {
             Some(run) => {
                 run.changes.push(recorded);
                 Ok(())
@@ -339,7 +357,7 @@ impl SignalStore for MemoryStore {
         name: &str,
         payload: &str,
     ) -> Result<bool, StoreError> {
-        let mut runs = self.lock();
+        let mut runs = self.shard(run_id);
         if !runs.by_id.contains_key(run_id) {
             return Err(StoreError::Backend(format!(
                 "no run `{run_id}` to signal `{name}` to"
@@ -367,7 +385,7 @@ impl SignalStore for MemoryStore {
 
     async fn signal(&self, run_id: &RunId, name: &str) -> Result<Option<String>, StoreError> {
         Ok(self
-            .lock()
+            .shard(run_id)
             .signals
             .get(run_id)
             .and_then(|signals| signals.get(name))
@@ -461,7 +479,7 @@ impl super::QueueStore for MemoryStore {
 impl MemoryStore {
     /// Creates `run` here, or reports the one that has its id.
     fn create_run_here(&self, run: &NewRun<'_>) -> Created {
-        let mut runs = self.lock();
+        let mut runs = self.shard(run.run_id);
         let runs = &mut *runs;
         match runs.by_id.entry(run.run_id.clone()) {
             Entry::Occupied(existing) => Created::Existing {

@@ -1,0 +1,321 @@
+//! The engine's table of runs, split into shards by run id, so that the runs of one engine
+//! share no lock: starting a run and its end each lock the one shard its id falls in, and
+//! two runs contend only when their ids fall in the same shard at the same moment.
+//!
+//! An engine whose store does not keep finished runs keeps the last ones here, up to a count
+//! and an age ([`Keep`]). The count is split between the shards, each dropping its own oldest
+//! run beyond its share; a bound under `MIN_KEPT_PER_SHARD × 2` keeps a single shard, and so
+//! the exact order of ends. The age is kept over the whole table: a run's end that finds the
+//! oldest kept run anywhere past the age sweeps every shard.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::executor::Control;
+use crate::runtime::id::RunId;
+
+/// Shards of an engine's table at most (a power of two).
+const MAX_SHARDS: usize = 32;
+
+/// Finished runs each shard keeps at least, when the engine keeps finished runs: a bound on
+/// finished runs below twice this keeps one shard.
+const MIN_KEPT_PER_SHARD: usize = 256;
+
+/// How many finished runs, and for how long, an engine whose store does not keep them keeps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Keep {
+    pub(crate) runs: usize,
+    pub(crate) age: Duration,
+}
+
+/// A run the engine knows: starting, running or finished. Its outcome, once published, is
+/// kept in its `control`.
+pub(crate) struct RunEntry {
+    pub(crate) workflow: Arc<str>,
+    pub(crate) control: Arc<Control>,
+}
+
+/// A finished run a shard keeps, and since when.
+struct Kept {
+    run_id: RunId,
+    at: Instant,
+    /// The run's, to tell it from a later run under the same id.
+    control: Arc<Control>,
+}
+
+/// One shard: the runs whose ids fall in it, live and finished, and the finished ones it
+/// keeps (by an engine whose store does not keep them), oldest first.
+pub(crate) struct Shard {
+    pub(crate) runs: HashMap<RunId, RunEntry>,
+    finished: VecDeque<Kept>,
+    /// This shard's share of the bound on finished runs.
+    keep_runs: usize,
+}
+
+impl Shard {
+    /// Removes the run `run_id` if it is still the one `control` belongs to.
+    pub(crate) fn remove(&mut self, run_id: &RunId, control: &Arc<Control>) -> bool {
+        match self.runs.entry(run_id.clone()) {
+            Entry::Occupied(entry) if Arc::ptr_eq(&entry.get().control, control) => {
+                entry.remove();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Drops the oldest finished runs beyond the shard's share, and those older than `age`
+    /// at `now`; puts the ids dropped in `dropped`.
+    fn evict(&mut self, now: Instant, age: Duration, dropped: &mut Dropped) {
+        while let Some(oldest) = self.finished.front() {
+            let expired = now.saturating_duration_since(oldest.at) > age;
+            if self.finished.len() <= self.keep_runs && !expired {
+                break;
+            }
+            if let Some(oldest) = self.finished.pop_front()
+                && self.remove(&oldest.run_id, &oldest.control)
+            {
+                dropped.push(oldest.run_id);
+            }
+        }
+    }
+}
+
+/// The ids of runs a table dropped: one at most as a rule, so it costs no allocation then.
+#[derive(Default)]
+pub(crate) struct Dropped {
+    first: Option<RunId>,
+    more: Vec<RunId>,
+}
+
+impl Dropped {
+    fn push(&mut self, run_id: RunId) {
+        if self.first.is_none() {
+            self.first = Some(run_id);
+        } else {
+            self.more.push(run_id);
+        }
+    }
+
+    /// The ids dropped.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &RunId> {
+        self.first.iter().chain(self.more.iter())
+    }
+}
+
+/// The engine's runs: every live run, and the finished ones it keeps, in shards by run id.
+pub(crate) struct RunTable {
+    shards: Box<[Mutex<Shard>]>,
+    /// `shards.len() - 1`.
+    mask: usize,
+    keep: Keep,
+    /// Whether the store keeps finished runs: then a run is forgotten once it has ended.
+    store_keeps_finished: bool,
+    /// When the table was made: the origin of `oldest`.
+    epoch: Instant,
+    /// No kept run ended before this, in nanoseconds since `epoch` (a lower bound: a run's end
+    /// may lower it; only a sweep of every shard raises it). `u64::MAX` while none is kept.
+    oldest: AtomicU64,
+}
+
+impl RunTable {
+    pub(crate) fn new(keep: Keep, store_keeps_finished: bool) -> Self {
+        let shards = if store_keeps_finished {
+            MAX_SHARDS
+        } else {
+            let wanted = (keep.runs / MIN_KEPT_PER_SHARD).clamp(1, MAX_SHARDS);
+            1 << wanted.ilog2()
+        };
+        let shards: Box<[Mutex<Shard>]> = (0..shards)
+            .map(|i| {
+                // The count split between the shards; the first ones take the remainder.
+                let keep_runs = keep.runs / shards + usize::from(i < keep.runs % shards);
+                Mutex::new(Shard {
+                    runs: HashMap::new(),
+                    finished: VecDeque::new(),
+                    keep_runs,
+                })
+            })
+            .collect();
+        Self {
+            mask: shards.len() - 1,
+            shards,
+            keep,
+            store_keeps_finished,
+            epoch: Instant::now(),
+            oldest: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// How many shards the table has.
+    #[cfg(test)]
+    pub(crate) fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+        // Every write under a shard's lock is a single insert, remove or push, so a shard
+        // behind a poisoned lock is still consistent.
+        shard.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The shard `run_id` falls in, locked.
+    pub(crate) fn shard(&self, run_id: &RunId) -> MutexGuard<'_, Shard> {
+        let index = run_id.shard(self.mask);
+        // `mask` is one less than the number of shards, so `index` is always in range.
+        Self::lock(&self.shards[index])
+    }
+
+    /// Every shard, locked, in order (the only place that holds more than one).
+    pub(crate) fn lock_all(&self) -> Vec<MutexGuard<'_, Shard>> {
+        self.shards.iter().map(Self::lock).collect()
+    }
+
+    /// How many runs the table holds, live and finished.
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| Self::lock(s).runs.len()).sum()
+    }
+
+    /// Removes the run `run_id` if it is still the one `control` belongs to.
+    pub(crate) fn remove(&self, run_id: &RunId, control: &Arc<Control>) -> bool {
+        self.shard(run_id).remove(run_id, control)
+    }
+
+    /// The run `run_id` has ended: the table forgets it if the store keeps it, or keeps it
+    /// among the finished runs, dropping the oldest beyond the bound or the age. Returns the
+    /// ids dropped, for the store to forget.
+    pub(crate) fn ended(&self, run_id: &RunId, control: &Arc<Control>) -> Dropped {
+        let mut dropped = Dropped::default();
+        if self.store_keeps_finished {
+            self.remove(run_id, control);
+            return dropped;
+        }
+        let now = Instant::now();
+        let since = self.nanos(now);
+        let oldest = {
+            let mut shard = self.shard(run_id);
+            shard.finished.push_back(Kept {
+                run_id: run_id.clone(),
+                at: now,
+                control: Arc::clone(control),
+            });
+            shard.evict(now, self.keep.age, &mut dropped);
+            // Under the shard's lock, so that a sweep sees either the run or this. A read as
+            // a rule; a write only when no kept run is older.
+            let oldest = self.oldest.load(Ordering::Relaxed);
+            if oldest > since {
+                self.oldest.fetch_min(since, Ordering::Relaxed);
+            }
+            oldest.min(since)
+        };
+        let age = u64::try_from(self.keep.age.as_nanos()).unwrap_or(u64::MAX);
+        if since.saturating_sub(oldest) > age {
+            self.sweep(now, &mut dropped);
+        }
+        dropped
+    }
+
+    /// Drops every finished run older than the age, in every shard, and notes the oldest left.
+    fn sweep(&self, now: Instant, dropped: &mut Dropped) {
+        // Ends from now on lower it again; the shards' oldest runs are added below.
+        self.oldest.store(u64::MAX, Ordering::Relaxed);
+        let mut oldest = u64::MAX;
+        for shard in self.shards.iter() {
+            let mut shard = Self::lock(shard);
+            shard.evict(now, self.keep.age, dropped);
+            if let Some(front) = shard.finished.front() {
+                oldest = oldest.min(self.nanos(front.at));
+            }
+        }
+        self.oldest.fetch_min(oldest, Ordering::Relaxed);
+    }
+
+    /// `at` in nanoseconds since the table was made.
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(runs: usize, age: Duration) -> RunTable {
+        RunTable::new(Keep { runs, age }, false)
+    }
+
+    /// Starts and ends the run `id`; returns the ids the table dropped.
+    fn run(table: &RunTable, id: &str) -> Vec<RunId> {
+        let run_id = RunId::from(id);
+        let control = Arc::<Control>::default();
+        table.shard(&run_id).runs.insert(
+            run_id.clone(),
+            RunEntry {
+                workflow: Arc::from("W"),
+                control: Arc::clone(&control),
+            },
+        );
+        table.ended(&run_id, &control).iter().cloned().collect()
+    }
+
+    #[test]
+    fn a_small_bound_keeps_one_shard_and_the_exact_order() {
+        let table = table(100, Duration::from_secs(3_600));
+        assert_eq!(table.shards(), 1);
+        for i in 0..100 {
+            assert!(run(&table, &format!("r{i}")).is_empty());
+        }
+        // Each further end drops the oldest of all.
+        for i in 100..150 {
+            assert_eq!(
+                run(&table, &format!("r{i}")),
+                vec![RunId::from(format!("r{}", i - 100))]
+            );
+        }
+        assert_eq!(table.len(), 100);
+    }
+
+    #[test]
+    fn a_large_bound_is_split_between_the_shards_and_kept_over_all() {
+        let table = table(10_000, Duration::from_secs(3_600));
+        assert_eq!(table.shards(), MAX_SHARDS);
+        let mut dropped = Vec::new();
+        for i in 0..30_000 {
+            dropped.extend(run(&table, &format!("run-{i}")));
+            assert!(table.len() <= 10_000);
+        }
+        assert_eq!(table.len(), 10_000);
+        assert_eq!(dropped.len(), 20_000);
+        // Every shard drops its own oldest: none of the last runs is dropped, nor kept long
+        // after its share of later runs has ended.
+        let last: std::collections::HashSet<_> = (29_000..30_000)
+            .map(|i| RunId::from(format!("run-{i}")))
+            .collect();
+        assert!(dropped.iter().all(|id| !last.contains(id)));
+        let first: Vec<_> = (0..10_000)
+            .map(|i| RunId::from(format!("run-{i}")))
+            .collect();
+        assert!(first.iter().all(|id| dropped.contains(id)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_past_the_age_is_dropped_whichever_shard_ends_a_run() {
+        let table = table(10_000, Duration::from_secs(60));
+        assert!(table.shards() > 1);
+        let old = RunId::from("old");
+        // A run that falls in another shard than `old`.
+        let other = (0..)
+            .map(|i| format!("other-{i}"))
+            .find(|id| RunId::from(id.as_str()).shard(table.mask) != old.shard(table.mask))
+            .expect("some id falls elsewhere");
+        assert!(run(&table, "old").is_empty());
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(run(&table, &other), vec![old]);
+        assert_eq!(table.len(), 1);
+    }
+}
