@@ -53,7 +53,7 @@ use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::events::{Event, EventKind, Publisher};
 use sagaflow_core::runtime::store::Created;
-use sql::{CREATE_SQL, MARK_SQL, MARKED_SQL, ONE_SQL, RECORD_SQL};
+use sql::{CREATE_ONE_SQL, CREATE_SQL, MARK_SQL, MARKED_SQL, ONE_SQL, RECORD_SQL};
 
 mod create;
 mod sql;
@@ -106,6 +106,7 @@ pub(crate) enum Write {
 struct Conn {
     client: tokio_postgres::Client,
     create: Kept,
+    create_one: Kept,
     record: Kept,
     one: Kept,
     mark: Kept,
@@ -244,6 +245,7 @@ impl Writer {
         session.plan_once(&client).await.map_err(pg)?;
         let conn = Conn {
             create: session.keep(&client, CREATE_SQL).await.map_err(pg)?,
+            create_one: session.keep(&client, CREATE_ONE_SQL).await.map_err(pg)?,
             record: session.keep(&client, RECORD_SQL).await.map_err(pg)?,
             one: session.keep(&client, ONE_SQL).await.map_err(pg)?,
             mark: session.keep(&client, MARK_SQL).await.map_err(pg)?,
@@ -434,7 +436,7 @@ impl Writer {
         if !creations.is_empty() {
             pending.push(Box::pin(create::create_all(
                 &conn.client,
-                &conn.create,
+                (&conn.create, &conn.create_one),
                 creations,
             )));
             statements += 1;

@@ -1,5 +1,5 @@
 //! Runs created: what a creation writes, and the one statement that creates every run of a
-//! batch (see [`CREATE_SQL`]).
+//! batch (see [`CREATE_SQL`](super::sql::CREATE_SQL); a run alone, [`CREATE_ONE_SQL`](super::sql::CREATE_ONE_SQL)).
 
 use tokio_postgres::{Client, Row};
 
@@ -62,13 +62,34 @@ impl CreateRow {
     }
 }
 
-/// The statement that creates every run of a batch (see [`CREATE_SQL`]): a row back for each,
-/// in the batch's order. Sent when first polled.
+/// The statement that creates every run of a batch (see [`CREATE_SQL`](super::sql::CREATE_SQL); one run alone,
+/// [`CREATE_ONE_SQL`](super::sql::CREATE_ONE_SQL)): a row back for each, in the batch's order. Sent when first polled.
 pub(super) async fn create_all(
     client: &Client,
-    statement: &Kept,
+    (statement, one): (&Kept, &Kept),
     rows: Vec<&CreateRow>,
 ) -> Result<Vec<Row>, tokio_postgres::Error> {
+    if let [row] = rows[..] {
+        return one
+            .query(
+                client,
+                &[
+                    &row.run_id.as_str(),
+                    &row.workflow,
+                    &row.graph_fingerprint,
+                    &row.input,
+                    &row.owner,
+                    &row.lease_ms,
+                    &row.graph,
+                    &row.queue,
+                    &row.priority,
+                    &row.key,
+                    &row.notify,
+                    &crate::notices::QUEUED,
+                ],
+            )
+            .await;
+    }
     let run_ids: Vec<&str> = rows.iter().map(|r| r.run_id.as_str()).collect();
     let workflows: Vec<&str> = rows.iter().map(|r| r.workflow.as_str()).collect();
     let fingerprints: Vec<i64> = rows.iter().map(|r| r.graph_fingerprint).collect();
