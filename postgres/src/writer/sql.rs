@@ -78,7 +78,7 @@ SELECT (SELECT seq FROM ev), (SELECT at FROM ev), (SELECT workflow FROM runs WHE
 /// write: a change, or a step's completion and the next step's start), each with the index of
 /// its write. It numbers the events and writes the batch's number itself, so that a batch of
 /// changes alone is this one statement, committed by itself. One row comes back (see
-/// [`outcomes`]).
+/// [`outcomes`](super::record::outcomes)).
 pub(super) const RECORD_SQL: &str = "SELECT r_seqs, r_at, r_passed, r_found FROM record_v2($1, $2, $3, \
      $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
 

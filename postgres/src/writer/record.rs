@@ -1,0 +1,272 @@
+//! Change writes: the statements that record a batch's changes (`record_v2`, or
+//! [`ONE_SQL`](super::sql::ONE_SQL) for a batch of one write), and what each write of a committed batch got back.
+
+use tokio_postgres::Row;
+
+use super::{Conn, RecordRow, Write};
+use crate::change::ChangeRow;
+
+/// What a write of a committed batch got back.
+pub(super) enum Answered {
+    /// A creation: its statement's rows.
+    Created(Vec<Row>),
+    /// A change: what the change statement said of it (`None`: an answer of the wrong shape).
+    Recorded(Option<Outcome>),
+}
+
+/// What became of a change write.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// Its events were appended, numbered so, at this time.
+    Applied(Vec<i64>, i64),
+    /// Its run's lease is another's (or the run is parked): nothing written.
+    Fenced,
+    /// No such run.
+    NoRun,
+}
+
+/// What each write of `batch` got back, in the batch's order, from the statements' rows:
+/// the creations' statement (a row each, in order), then the change statement's one row.
+pub(super) fn distribute(batch: &[Write], statements: Vec<Vec<Row>>) -> Vec<Answered> {
+    let creates = batch
+        .iter()
+        .filter(|write| matches!(write, Write::Create(..)))
+        .count();
+    let mut statements = statements.into_iter();
+    // The creations' statement: a row each, in the batch's order (none of the right count is
+    // no answer).
+    let mut created: Vec<Vec<Row>> = match creates {
+        0 => Vec::new(),
+        _ => statements
+            .next()
+            .filter(|rows| rows.len() == creates)
+            .map(|rows| rows.into_iter().map(|row| vec![row]).collect())
+            .unwrap_or_default(),
+    };
+    created.reverse();
+    let records: Vec<&RecordRow> = batch
+        .iter()
+        .filter_map(|write| match write {
+            Write::Record(row, _) => Some(row),
+            Write::Create(..) => None,
+        })
+        .collect();
+    let found = statements
+        .next()
+        .and_then(|rows| rows.into_iter().next())
+        .and_then(|row| {
+            Some((
+                row.try_get::<_, Option<Vec<i64>>>(0)
+                    .ok()?
+                    .unwrap_or_default(),
+                row.try_get::<_, i64>(1).ok()?,
+                row.try_get::<_, Vec<bool>>(2).ok()?,
+                row.try_get::<_, Vec<bool>>(3).ok()?,
+            ))
+        });
+    let mut recorded = found
+        .and_then(|(seqs, at, passed, exists)| {
+            let changes: Vec<usize> = records
+                .iter()
+                .map(|row| 1 + usize::from(row.then.is_some()))
+                .collect();
+            outcomes(&changes, seqs, at, &passed, &exists)
+        })
+        .map(Vec::into_iter);
+    batch
+        .iter()
+        .map(|write| match write {
+            Write::Create(..) => Answered::Created(created.pop().unwrap_or_default()),
+            Write::Record(..) => Answered::Recorded(recorded.as_mut().and_then(Iterator::next)),
+        })
+        .collect()
+}
+
+/// What became of each change write, from the change statement's row: the numbers of every
+/// event appended (in the batch's order), the time, and for each write whether it passed the
+/// fence and whether its run exists. A write that passed takes the next numbers, one per
+/// change (`changes`, a write's count). `None` if the counts do not add up.
+pub(super) fn outcomes(
+    changes: &[usize],
+    seqs: Vec<i64>,
+    at: i64,
+    passed: &[bool],
+    exists: &[bool],
+) -> Option<Vec<Outcome>> {
+    if passed.len() != changes.len() || exists.len() != changes.len() {
+        return None;
+    }
+    let mut seqs = seqs.into_iter();
+    let mut found = Vec::with_capacity(changes.len());
+    for ((&count, &passed), &exists) in changes.iter().zip(passed).zip(exists) {
+        found.push(if passed {
+            let mine: Vec<i64> = seqs.by_ref().take(count).collect();
+            if mine.len() != count {
+                return None;
+            }
+            Outcome::Applied(mine, at)
+        } else if exists {
+            Outcome::Fenced
+        } else {
+            Outcome::NoRun
+        });
+    }
+    seqs.next().is_none().then_some(found)
+}
+
+/// Changes as the columns the change statements take, one array per column.
+struct Columns<'a> {
+    steps: Vec<Option<&'a str>>,
+    outputs: Vec<Option<&'a str>>,
+    kinds: Vec<&'a str>,
+    attempts: Vec<Option<i32>>,
+    details: Vec<Option<&'a str>>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(changes: &[&'a ChangeRow]) -> Columns<'a> {
+        let count = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+        Columns {
+            steps: changes.iter().map(|c| c.step.as_deref()).collect(),
+            outputs: changes.iter().map(|c| c.output.as_deref()).collect(),
+            kinds: changes.iter().map(|c| c.kind.as_str()).collect(),
+            attempts: changes.iter().map(|c| c.attempt.map(count)).collect(),
+            details: changes.iter().map(|c| c.detail.as_deref()).collect(),
+        }
+    }
+}
+
+/// The changes of one write (one, or a pair), and the run's end if either change ends it
+/// (only the last can).
+fn changes_of(row: &RecordRow) -> (Vec<&ChangeRow>, Option<(&'static str, Option<&str>)>) {
+    let changes: Vec<&ChangeRow> = std::iter::once(&row.change).chain(&row.then).collect();
+    let end = changes
+        .iter()
+        .find_map(|c| c.end.as_ref())
+        .map(|(status, error)| (*status, error.as_deref()));
+    (changes, end)
+}
+
+/// Whose batch and which one: what the change statement takes besides the changes.
+#[derive(Clone, Copy)]
+pub(super) struct Numbered<'a> {
+    pub(super) owner: &'a str,
+    pub(super) number: i64,
+    /// The mark of a batch of one write sent alone (see [`ONE_SQL`](super::sql::ONE_SQL)).
+    pub(super) mark: Option<i64>,
+}
+
+/// The one statement of every change write of a batch (see [`RECORD_SQL`](super::sql::RECORD_SQL)); a batch of one
+/// write, [`ONE_SQL`](super::sql::ONE_SQL).
+pub(super) async fn record_all(
+    conn: &Conn,
+    batch: Numbered<'_>,
+    writes: Vec<&RecordRow>,
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    if let [write] = writes[..] {
+        return record_one(conn, batch, write).await;
+    }
+    let runs: Vec<&str> = writes.iter().map(|w| w.run_id.as_str()).collect();
+    let tokens: Vec<i64> = writes.iter().map(|w| w.token).collect();
+    let leases: Vec<i64> = writes.iter().map(|w| w.lease_ms).collect();
+    let mut ends: Vec<Option<&str>> = Vec::with_capacity(writes.len());
+    let mut end_errors: Vec<Option<&str>> = Vec::with_capacity(writes.len());
+    let mut of_write: Vec<i64> = Vec::with_capacity(writes.len() * 2);
+    let mut change_runs: Vec<&str> = Vec::with_capacity(writes.len() * 2);
+    let mut changes: Vec<&ChangeRow> = Vec::with_capacity(writes.len() * 2);
+    for (i, write) in writes.iter().enumerate() {
+        let (mine, end) = changes_of(write);
+        ends.push(end.map(|(status, _)| status));
+        end_errors.push(end.and_then(|(_, error)| error));
+        for change in mine {
+            of_write.push(i64::try_from(i + 1).unwrap_or(i64::MAX));
+            change_runs.push(write.run_id.as_str());
+            changes.push(change);
+        }
+    }
+    let c = Columns::of(&changes);
+    conn.record
+        .query(
+            &conn.client,
+            &[
+                &batch.owner,
+                &batch.number,
+                &runs,
+                &tokens,
+                &leases,
+                &ends,
+                &end_errors,
+                &of_write,
+                &change_runs,
+                &c.steps,
+                &c.outputs,
+                &c.kinds,
+                &c.attempts,
+                &c.details,
+            ],
+        )
+        .await
+}
+
+/// The statement of a batch of one change write (see [`ONE_SQL`](super::sql::ONE_SQL)).
+async fn record_one(
+    conn: &Conn,
+    batch: Numbered<'_>,
+    write: &RecordRow,
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let (changes, end) = changes_of(write);
+    let c = Columns::of(&changes);
+    conn.one
+        .query(
+            &conn.client,
+            &[
+                &batch.mark,
+                &write.run_id.as_str(),
+                &write.token,
+                &write.lease_ms,
+                &end.map(|(status, _)| status),
+                &end.and_then(|(_, error)| error),
+                &c.steps,
+                &c.outputs,
+                &c.kinds,
+                &c.attempts,
+                &c.details,
+                &write.renew,
+            ],
+        )
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Outcome, outcomes};
+
+    #[test]
+    fn each_write_that_passed_takes_the_next_numbers_one_per_change() {
+        // A pair, a fenced pair, a lone change, a write of no run.
+        let found = outcomes(
+            &[2, 2, 1, 1],
+            vec![10, 11, 12],
+            7,
+            &[true, false, true, false],
+            &[true, true, true, false],
+        );
+        assert_eq!(
+            found,
+            Some(vec![
+                Outcome::Applied(vec![10, 11], 7),
+                Outcome::Fenced,
+                Outcome::Applied(vec![12], 7),
+                Outcome::NoRun,
+            ])
+        );
+    }
+
+    #[test]
+    fn numbers_that_do_not_add_up_are_no_answer() {
+        // Too few, too many, and flags for another number of writes.
+        assert_eq!(outcomes(&[2], vec![10], 7, &[true], &[true]), None);
+        assert_eq!(outcomes(&[1], vec![10, 11], 7, &[true], &[true]), None);
+        assert_eq!(outcomes(&[1, 1], vec![10], 7, &[true], &[true]), None);
+    }
+}
