@@ -49,7 +49,7 @@ use crate::error::pg_error;
 use crate::session::{Kept, Link, Session};
 use crate::tail::Tail;
 pub(crate) use create::CreateRow;
-use record::{Answered, Numbered, Outcome, distribute, record_all};
+use record::{Answered, Numbered, Outcome, distribute, record_all, split};
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::events::{Event, EventKind, Publisher};
@@ -384,13 +384,7 @@ impl Writer {
                 number,
                 mark,
             };
-            let records = batch
-                .iter()
-                .filter_map(|write| match write {
-                    Write::Record(row, _) => Some(row),
-                    Write::Create(..) => None,
-                })
-                .collect();
+            let (_, records) = split(batch);
             let answered = {
                 let mut call: Pending<'_> = Box::pin(record_all(conn, numbered, records));
                 match poll_once(&mut call).await {
@@ -428,13 +422,7 @@ impl Writer {
         }));
         // Every creation in one statement, then every change in one.
         let mut statements = 0;
-        let creations: Vec<&CreateRow> = batch
-            .iter()
-            .filter_map(|write| match write {
-                Write::Create(row, _) => Some(row),
-                Write::Record(..) => None,
-            })
-            .collect();
+        let (creations, records) = split(batch);
         if !creations.is_empty() {
             pending.push(Box::pin(create::create_all(
                 &conn.client,
@@ -443,13 +431,6 @@ impl Writer {
             )));
             statements += 1;
         }
-        let records: Vec<&RecordRow> = batch
-            .iter()
-            .filter_map(|write| match write {
-                Write::Record(row, _) => Some(row),
-                Write::Create(..) => None,
-            })
-            .collect();
         if !records.is_empty() {
             let batch = Numbered {
                 owner,

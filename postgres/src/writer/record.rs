@@ -3,7 +3,7 @@
 
 use tokio_postgres::Row;
 
-use super::{Conn, RecordRow, Write};
+use super::{Conn, CreateRow, RecordRow, Write};
 use crate::change::ChangeRow;
 
 /// What a write of a committed batch got back.
@@ -25,13 +25,24 @@ pub(super) enum Outcome {
     NoRun,
 }
 
+/// A batch's creations and its change writes, each in the batch's order.
+pub(super) fn split(batch: &[Write]) -> (Vec<&CreateRow>, Vec<&RecordRow>) {
+    let mut creations = Vec::new();
+    let mut records = Vec::new();
+    for write in batch {
+        match write {
+            Write::Create(row, _) => creations.push(row),
+            Write::Record(row, _) => records.push(row),
+        }
+    }
+    (creations, records)
+}
+
 /// What each write of `batch` got back, in the batch's order, from the statements' rows:
 /// the creations' statement (a row each, in order), then the change statement's one row.
 pub(super) fn distribute(batch: &[Write], statements: Vec<Vec<Row>>) -> Vec<Answered> {
-    let creates = batch
-        .iter()
-        .filter(|write| matches!(write, Write::Create(..)))
-        .count();
+    let (creations, records) = split(batch);
+    let creates = creations.len();
     let mut statements = statements.into_iter();
     // The creations' statement: a row each, in the batch's order (none of the right count is
     // no answer).
@@ -44,13 +55,6 @@ pub(super) fn distribute(batch: &[Write], statements: Vec<Vec<Row>>) -> Vec<Answ
             .unwrap_or_default(),
     };
     created.reverse();
-    let records: Vec<&RecordRow> = batch
-        .iter()
-        .filter_map(|write| match write {
-            Write::Record(row, _) => Some(row),
-            Write::Create(..) => None,
-        })
-        .collect();
     let found = statements
         .next()
         .and_then(|rows| rows.into_iter().next())
