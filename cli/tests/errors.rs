@@ -302,10 +302,20 @@ async fn unknown_runs_and_bad_payloads(f: Fixture) {
 on_both_stores!(a_run_stored_before_graphs_is_drawn_without_edges, standard);
 async fn a_run_stored_before_graphs_is_drawn_without_edges(f: Fixture) {
     match f.backend() {
-        // Make the file what version 4 left: no `graph` column.
+        // Make the file what version 4 left: no `graph` column, and `steps` a table (a view
+        // of the events since version 11).
         Backend::Sqlite => {
-            f.sql("ALTER TABLE runs DROP COLUMN graph; PRAGMA user_version = 4;")
-                .await;
+            f.sql(
+                "CREATE TABLE steps_v10 (run_id TEXT NOT NULL, name TEXT NOT NULL, \
+                     status TEXT NOT NULL, attempts INTEGER NOT NULL, output TEXT, error TEXT, \
+                     started_at INTEGER, finished_at INTEGER, PRIMARY KEY (run_id, name)) STRICT; \
+                 INSERT INTO steps_v10 SELECT run_id, name, status, attempts, output, error, \
+                     started_at, finished_at FROM steps ORDER BY first_seq; \
+                 DROP VIEW steps; ALTER TABLE steps_v10 RENAME TO steps; \
+                 ALTER TABLE events DROP COLUMN output; \
+                 ALTER TABLE runs DROP COLUMN graph; PRAGMA user_version = 4;",
+            )
+            .await;
         }
         // Every PostgreSQL schema has the column: the run as a program that gave no graph
         // stored it.

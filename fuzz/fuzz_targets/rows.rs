@@ -98,7 +98,8 @@ fuzz_target!(|damage: Damage| {
             ],
         );
         let _ = conn.execute(
-            "UPDATE steps SET status = ?1, attempts = ?2, output = ?3, error = ?4, started_at = ?5 WHERE name = 'a'",
+            // `steps` is a view of the events (schema 11): damage the step's completion.
+            "UPDATE events SET kind = ?1, attempt = ?2, output = ?3, detail = ?4, at = coalesce(?5, at) WHERE step = 'a' AND kind = 'step_completed'",
             rusqlite::params![damage.step_status, damage.step_attempts, damage.step_output, damage.step_error, damage.step_started_at],
         );
         let _ = conn.execute(

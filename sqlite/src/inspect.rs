@@ -102,7 +102,7 @@ impl Inspector {
         }
         let tables: i64 = conn
             .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' \
+                "SELECT count(*) FROM sqlite_master WHERE type IN ('table', 'view') \
                  AND name IN ('runs', 'steps', 'events')",
                 [],
                 |row| row.get(0),
@@ -199,8 +199,11 @@ impl Inspector {
     /// The steps of `run_id`, in the order they first started.
     pub fn steps(&self, run_id: &str) -> Result<Vec<Step>, InspectError> {
         self.query(
-            "SELECT name, status, attempts, error, started_at, finished_at FROM steps \
-             WHERE run_id = ?1 ORDER BY rowid",
+            &format!(
+                "SELECT name, status, attempts, error, started_at, finished_at FROM steps \
+                 WHERE run_id = ?1 ORDER BY {}",
+                self.step_order()
+            ),
             [run_id],
             step_of,
         )
@@ -209,8 +212,11 @@ impl Inspector {
     /// Every step of every run, with its run's id.
     pub fn all_steps(&self) -> Result<Vec<(String, Step)>, InspectError> {
         self.query(
-            "SELECT name, status, attempts, error, started_at, finished_at, run_id FROM steps \
-             ORDER BY rowid",
+            &format!(
+                "SELECT name, status, attempts, error, started_at, finished_at, run_id FROM steps \
+                 ORDER BY {}",
+                self.step_order()
+            ),
             [],
             |row| Ok((row.get(6)?, step_of(row)?)),
         )
@@ -219,7 +225,10 @@ impl Inspector {
     /// The ids of the runs that have a step named `step`, in the order the steps started.
     pub fn runs_with_step(&self, step: &str) -> Result<Vec<String>, InspectError> {
         self.query(
-            "SELECT run_id FROM steps WHERE name = ?1 ORDER BY rowid",
+            &format!(
+                "SELECT run_id FROM steps WHERE name = ?1 ORDER BY {}",
+                self.step_order()
+            ),
             [step],
             |row| row.get(0),
         )
@@ -335,6 +344,16 @@ impl Inspector {
                 })
             },
         )
+    }
+
+    /// What orders steps by their first start: the table's rowid before schema 11, the
+    /// view's `first_seq` since (`steps` became a view of the events).
+    fn step_order(&self) -> &'static str {
+        if self.version < 11 {
+            "rowid"
+        } else {
+            "first_seq"
+        }
     }
 
     fn query<T, P: rusqlite::Params>(

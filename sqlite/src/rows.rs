@@ -135,10 +135,11 @@ impl From<rusqlite::Error> for ApplyError {
 
 /// An event numbered above the newest and above the floor a deletion of the newest left (see
 /// `retention`): `seq` never goes back.
-const INSERT_EVENT: &str = "INSERT INTO events (seq, run_id, at, kind, step, attempt, detail) \
-     VALUES (max(coalesce((SELECT max(seq) FROM events), 0), \
+/// A step's completion carries its output (`steps` is a view of the events since schema 11).
+const INSERT_EVENT: &str = "INSERT INTO events (seq, run_id, at, kind, step, attempt, detail, \
+     output) VALUES (max(coalesce((SELECT max(seq) FROM events), 0), \
                  coalesce((SELECT floor FROM positions WHERE name = 'events'), 0)) + 1, \
-             ?1, ?2, ?3, ?4, ?5, ?6)";
+             ?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
 /// Creates a run unless one has the id, leased to `owner` with token 1: what it found, and
 /// the `run_created` event if the run is new.
@@ -230,6 +231,7 @@ pub(crate) fn log_event(
         kind.as_str(),
         None::<&str>,
         None::<i64>,
+        None::<&str>,
         None::<&str>
     ])?;
     Ok(logged(conn, at))
@@ -242,16 +244,6 @@ fn logged(conn: &Connection, at: i64) -> Logged {
         seq: conn.last_insert_rowid().cast_unsigned(),
         at,
     }
-}
-
-/// One step row as an upsert writes it; `None` columns keep what the row had.
-struct StepRow<'a> {
-    name: &'a str,
-    status: &'static str,
-    attempts: u32,
-    output: Option<&'a str>,
-    error: Option<&'a str>,
-    finished: bool,
 }
 
 /// An event as the `events` table holds it.
@@ -356,142 +348,68 @@ pub(crate) fn record(
             return Err(refused(exists));
         }
     }
-    let (step, event) = rows_of(change);
-    if let Some(step) = step {
-        conn.prepare_cached(
-            "INSERT INTO steps (run_id, name, status, attempts, output, error, started_at, \
-             finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-             ON CONFLICT (run_id, name) DO UPDATE SET status = excluded.status, \
-             attempts = excluded.attempts, output = COALESCE(excluded.output, output), \
-             error = CASE WHEN excluded.status = 'completed' THEN NULL \
-             ELSE COALESCE(excluded.error, error) END, \
-             started_at = COALESCE(started_at, excluded.started_at), \
-             finished_at = excluded.finished_at",
-        )?
-        .execute(params![
-            run_id,
-            step.name,
-            step.status,
-            step.attempts,
-            step.output,
-            step.error,
-            (step.status != "skipped").then_some(at),
-            step.finished.then_some(at),
-        ])?;
-    }
+    // The event is the step's only record: `steps` reads it (see `schema`'s version 11).
+    let event = event_row(change);
+    let output = match change {
+        ChangeRow::StepCompleted { output, .. } => Some(output.as_str()),
+        _ => None,
+    };
     conn.prepare_cached(INSERT_EVENT)?.execute(params![
         run_id,
         at,
         event.kind.as_str(),
         event.step,
         event.attempt,
-        event.detail
+        event.detail,
+        output
     ])?;
     Ok(logged(conn, at))
 }
 
-/// The event row of a change, as [`record`] writes it.
+/// The event row of a change, as [`record`] writes it (a completion's output goes in its own
+/// column).
 pub(crate) fn event_row(change: &ChangeRow) -> EventRow<'_> {
-    rows_of(change).1
-}
-
-/// The step row (if the change concerns a step) and the event row of a change.
-fn rows_of(change: &ChangeRow) -> (Option<StepRow<'_>>, EventRow<'_>) {
     match change {
-        ChangeRow::StepStarted { step, attempt } => (
-            Some(StepRow {
-                name: step,
-                status: "running",
-                attempts: *attempt,
-                output: None,
-                error: None,
-                finished: false,
-            }),
-            event(EventKind::StepStarted, Some(step), Some(*attempt), None),
-        ),
+        ChangeRow::StepStarted { step, attempt } => {
+            event(EventKind::StepStarted, Some(step), Some(*attempt), None)
+        }
         ChangeRow::StepRetrying {
             step,
             attempt,
             error,
             permanent,
             delay_ms,
-        } => (
-            Some(StepRow {
-                name: step,
-                status: "running",
-                attempts: *attempt,
-                output: None,
-                error: Some(error),
-                finished: false,
-            }),
-            event(
-                EventKind::StepRetrying,
-                Some(step),
-                Some(*attempt),
-                Some(serde_json::json!({
-                    "error": error, "permanent": permanent, "delay_ms": delay_ms
-                })),
-            ),
+        } => event(
+            EventKind::StepRetrying,
+            Some(step),
+            Some(*attempt),
+            Some(serde_json::json!({
+                "error": error, "permanent": permanent, "delay_ms": delay_ms
+            })),
         ),
-        ChangeRow::StepCompleted {
-            step,
-            attempt,
-            output,
-        } => (
-            Some(StepRow {
-                name: step,
-                status: "completed",
-                attempts: *attempt,
-                output: Some(output),
-                error: None,
-                finished: true,
-            }),
-            // The output lives in `steps`; the event does not repeat it.
-            event(EventKind::StepCompleted, Some(step), Some(*attempt), None),
-        ),
+        ChangeRow::StepCompleted { step, attempt, .. } => {
+            event(EventKind::StepCompleted, Some(step), Some(*attempt), None)
+        }
         ChangeRow::StepFailed {
             step,
             attempts,
             error,
             permanent,
-        } => (
-            Some(StepRow {
-                name: step,
-                status: "failed",
-                attempts: *attempts,
-                output: None,
-                error: Some(error),
-                finished: true,
-            }),
-            event(
-                EventKind::StepFailed,
-                Some(step),
-                Some(*attempts),
-                Some(serde_json::json!({ "error": error, "permanent": permanent })),
-            ),
+        } => event(
+            EventKind::StepFailed,
+            Some(step),
+            Some(*attempts),
+            Some(serde_json::json!({ "error": error, "permanent": permanent })),
         ),
-        ChangeRow::StepSkipped { step } => (
-            Some(StepRow {
-                name: step,
-                status: "skipped",
-                attempts: 0,
-                output: None,
-                error: None,
-                finished: true,
-            }),
-            event(EventKind::StepSkipped, Some(step), None, None),
-        ),
-        ChangeRow::RunCompleted => (None, event(EventKind::RunCompleted, None, None, None)),
-        ChangeRow::RunFailed { error } => (
+        ChangeRow::StepSkipped { step } => event(EventKind::StepSkipped, Some(step), None, None),
+        ChangeRow::RunCompleted => event(EventKind::RunCompleted, None, None, None),
+        ChangeRow::RunFailed { error } => event(
+            EventKind::RunFailed,
             None,
-            event(
-                EventKind::RunFailed,
-                None,
-                None,
-                Some(serde_json::json!({ "error": error })),
-            ),
+            None,
+            Some(serde_json::json!({ "error": error })),
         ),
-        ChangeRow::RunCancelled => (None, event(EventKind::RunCancelled, None, None, None)),
+        ChangeRow::RunCancelled => event(EventKind::RunCancelled, None, None, None),
     }
 }
 
@@ -546,44 +464,7 @@ pub(crate) fn load_run(
         "cancelled" => StoredRunStatus::Cancelled,
         other => return Err(bad_value(label, run_id, None, other)),
     };
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT name, status, attempts, output, error, started_at FROM steps \
-             WHERE run_id = ?1 ORDER BY rowid",
-        )
-        .map_err(sqlite)?;
-    let rows = stmt
-        .query_map([run_id], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, u32>(2)?,
-                row.get::<_, Option<String>>(3)?,
-                row.get::<_, Option<String>>(4)?,
-                row.get::<_, Option<i64>>(5)?,
-            ))
-        })
-        .map_err(sqlite)?;
-    let mut steps = Vec::new();
-    for row in rows {
-        let (name, status, attempts, output, error, started_at) = row.map_err(sqlite)?;
-        let status = match status.as_str() {
-            // Started and not finished: running when it was last recorded.
-            "running" => StepStatus::Running,
-            "completed" => StepStatus::Completed,
-            "failed" => StepStatus::Failed,
-            "skipped" => StepStatus::Skipped,
-            other => return Err(bad_value(label, run_id, Some(&name), other)),
-        };
-        steps.push(StoredStep {
-            name,
-            status,
-            attempts,
-            output,
-            error,
-            started_at: started_at.and_then(wall_time),
-        });
-    }
+    let steps = steps_of(conn, label, run_id)?;
     Ok(Some(StoredRun {
         workflow,
         graph_fingerprint: fingerprint.cast_unsigned(),
@@ -593,6 +474,111 @@ pub(crate) fn load_run(
         created_at: wall_time(created_at),
         steps,
     }))
+}
+
+/// The steps of `run_id` in the order they first started, each as its changes left it: what
+/// the `steps` view gives (see `schema`'s version 11), folded here from the run's events in
+/// one pass of `events_by_run`. The view groups and sorts the events, three times as long for
+/// a run of 10,000 steps (benches/README.md, `reload_10000`); the inspector reads the view,
+/// and the conformance check `a_step_s_standing_is_what_its_changes_left` holds both to
+/// the same standing.
+fn steps_of(conn: &Connection, label: &str, run_id: &str) -> Result<Vec<StoredStep>, StoreError> {
+    /// A step as its events so far left it.
+    struct Standing {
+        step: StoredStep,
+        last: EventKind,
+        error: Option<String>,
+    }
+    let sqlite = |e: rusqlite::Error| sqlite_error(label, &e);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT step, kind, attempt, output, detail, at FROM events \
+             WHERE run_id = ?1 AND step IS NOT NULL ORDER BY seq",
+        )
+        .map_err(sqlite)?;
+    let mut rows = stmt.query([run_id]).map_err(sqlite)?;
+    let mut standings: Vec<Standing> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    while let Some(row) = rows.next().map_err(sqlite)? {
+        let kind = match row.get_ref(1).map_err(sqlite)?.as_str().unwrap_or_default() {
+            "step_started" => EventKind::StepStarted,
+            "step_retrying" => EventKind::StepRetrying,
+            "step_completed" => EventKind::StepCompleted,
+            "step_failed" => EventKind::StepFailed,
+            "step_skipped" => EventKind::StepSkipped,
+            // Not a change of a step's standing (the view leaves such events out too).
+            _ => continue,
+        };
+        let name = row.get_ref(0).map_err(sqlite)?.as_str().unwrap_or_default();
+        let at: i64 = row.get(5).map_err(sqlite)?;
+        let i = if let Some(&i) = index.get(name) {
+            i
+        } else {
+            index.insert(name.to_owned(), standings.len());
+            standings.push(Standing {
+                step: StoredStep {
+                    name: name.to_owned(),
+                    status: StepStatus::Running,
+                    attempts: 0,
+                    output: None,
+                    error: None,
+                    started_at: None,
+                },
+                last: kind,
+                error: None,
+            });
+            standings.len() - 1
+        };
+        let standing = &mut standings[i];
+        standing.last = kind;
+        standing.step.attempts = row.get::<_, Option<u32>>(2).map_err(sqlite)?.unwrap_or(0);
+        standing.step.output = if kind == EventKind::StepCompleted {
+            row.get(3).map_err(sqlite)?
+        } else {
+            None
+        };
+        if kind != EventKind::StepSkipped {
+            let at = wall_time(at);
+            if standing
+                .step
+                .started_at
+                .is_none_or(|first| at.is_some_and(|at| at < first))
+            {
+                standing.step.started_at = at;
+            }
+        }
+        if matches!(kind, EventKind::StepRetrying | EventKind::StepFailed) {
+            let detail: Option<String> = row.get(4).map_err(sqlite)?;
+            standing.error = detail
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+                .and_then(|d| d.get("error")?.as_str().map(str::to_owned));
+        }
+    }
+    Ok(standings
+        .into_iter()
+        .map(
+            |Standing {
+                 mut step,
+                 last,
+                 error,
+             }| {
+                step.status = match last {
+                    EventKind::StepCompleted => StepStatus::Completed,
+                    EventKind::StepFailed => StepStatus::Failed,
+                    EventKind::StepSkipped => StepStatus::Skipped,
+                    _ => StepStatus::Running,
+                };
+                if last == EventKind::StepCompleted {
+                    step.error = None;
+                } else {
+                    step.output = None;
+                    step.error = error;
+                }
+                step
+            },
+        )
+        .collect())
 }
 
 /// A time as the schema keeps it, milliseconds since the Unix epoch (`now_ms`); a negative one

@@ -39,6 +39,8 @@ const MIGRATIONS: &[(&str, i64)] = &[
     (V9, 8),
     // Only adds a run's concurrency key and start time, and their indexes.
     (V10, 8),
+    // `steps` becomes a view: code of version 10 writes the table.
+    (V11, 11),
 ];
 
 /// The newest schema version this code knows (`PRAGMA user_version` of a current database).
@@ -282,6 +284,62 @@ CREATE INDEX runs_started ON runs (queue, started_at) WHERE started_at IS NOT NU
 CREATE INDEX runs_keyed ON runs (queue, queue_key)
     WHERE status = 'running' AND queue_key IS NOT NULL;
 ALTER TABLE replicas ADD COLUMN queues TEXT;
+";
+
+/// Version 11: the event log is the only record of a step, as on PostgreSQL (its schema 2).
+///
+/// A checkpoint wrote each change twice: its event, and an upsert of the step's row in
+/// `steps` (a table page and its key's page more in every commit, and two statements more in
+/// every step's pair). It now writes the event alone, which carries the output of a
+/// completion (`events.output`); `steps` becomes a view that reads each step's standing off
+/// its events, with the columns the table had, so that readers are unchanged:
+///
+/// - `status` from the step's last event; `attempts` its attempt (0 for a skipped step);
+/// - `output` the last event's, if that is the completion;
+/// - `error` the newest retry's or failure's, until the step completes (as the table's upsert
+///   kept it);
+/// - `started_at` the first event's time but a skip's, `finished_at` the last event's time if
+///   it finished the step, `first_seq` the first event's number (the order steps first
+///   started in, which the table's rowid gave).
+///
+/// The outputs of steps completed before move onto their completion events. A file at this
+/// version is refused by the code before it, which writes the table.
+const V11: &str = "
+ALTER TABLE events ADD COLUMN output TEXT;
+
+UPDATE events SET output = (
+    SELECT s.output FROM steps s
+    WHERE s.run_id = events.run_id AND s.name = events.step AND s.status = 'completed'
+) WHERE kind = 'step_completed';
+
+DROP TABLE steps;
+
+CREATE VIEW steps AS
+SELECT a.run_id AS run_id, a.step AS name,
+    CASE l.kind WHEN 'step_completed' THEN 'completed' WHEN 'step_failed' THEN 'failed'
+                WHEN 'step_skipped' THEN 'skipped' ELSE 'running' END AS status,
+    coalesce(l.attempt, 0) AS attempts,
+    CASE WHEN l.kind = 'step_completed' THEN l.output END AS output,
+    CASE WHEN l.kind <> 'step_completed' THEN (
+        SELECT e.detail ->> '$.error' FROM events e
+        WHERE e.run_id = a.run_id AND e.step = a.step
+            AND e.kind IN ('step_retrying', 'step_failed')
+        ORDER BY e.seq DESC LIMIT 1
+    ) END AS error,
+    a.started_at AS started_at,
+    CASE WHEN l.kind IN ('step_completed', 'step_failed', 'step_skipped') THEN l.at END
+        AS finished_at,
+    a.first_seq AS first_seq
+FROM (
+    SELECT run_id, step, min(seq) AS first_seq, max(seq) AS last_seq,
+        min(at) FILTER (WHERE kind <> 'step_skipped') AS started_at
+    FROM events
+    WHERE step IS NOT NULL
+        AND kind IN ('step_started', 'step_retrying', 'step_completed', 'step_failed',
+                     'step_skipped')
+    GROUP BY run_id, step
+) a
+JOIN events l ON l.seq = a.last_seq;
 ";
 
 /// Opens `path` (`None` for a private in-memory database), sets the pragmas and brings the

@@ -370,9 +370,17 @@ fn a_run_that_keeps_crashing_is_parked_and_the_others_still_recover() {
     assert_eq!(kinds.last().map(String::as_str), Some("run_parked"));
 }
 
-/// Undoes migrations 9, 7, 5, 4 and 3: drops the queue columns, the replicas, the graph column, the machines tables
+/// Undoes migrations 11, 9, 7, 5, 4 and 3: `steps` a table again, then drops the queue columns, the replicas, the graph column, the machines tables
 /// and the lease columns.
-const REWIND_V3: &str = "DROP INDEX runs_started; DROP INDEX runs_keyed; \
+const REWIND_V3: &str = "\
+    CREATE TABLE steps_v10 (run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE, \
+        name TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL, output TEXT, \
+        error TEXT, started_at INTEGER, finished_at INTEGER, PRIMARY KEY (run_id, name)) STRICT; \
+    INSERT INTO steps_v10 SELECT run_id, name, status, attempts, output, error, started_at, \
+        finished_at FROM steps ORDER BY first_seq; \
+    DROP VIEW steps; ALTER TABLE steps_v10 RENAME TO steps; \
+    ALTER TABLE events DROP COLUMN output; \
+    DROP INDEX runs_started; DROP INDEX runs_keyed; \
     ALTER TABLE runs DROP COLUMN queue_key; ALTER TABLE runs DROP COLUMN started_at; \
     DROP INDEX runs_queued; ALTER TABLE runs DROP COLUMN queue; \
     ALTER TABLE runs DROP COLUMN priority; DROP TABLE replicas; DROP TABLE schema_compat; \

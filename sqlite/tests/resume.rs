@@ -270,7 +270,8 @@ fn recovery_takes_up_every_unfinished_run_and_one_broken_run_stops_no_other() {
     let db = rusqlite::Connection::open(&path).unwrap();
     let changed = db
         .execute(
-            "UPDATE steps SET output = '\"not a tally\"' WHERE run_id = 'broken' AND name = 'a'",
+            "UPDATE events SET output = '\"not a tally\"' \
+             WHERE run_id = 'broken' AND step = 'a' AND kind = 'step_completed'",
             [],
         )
         .unwrap();
@@ -331,7 +332,8 @@ fn an_interrupted_step_has_only_what_was_left_of_its_deadline() {
     let db = rusqlite::Connection::open(&path).unwrap();
     let moved = db
         .execute(
-            "UPDATE steps SET started_at = started_at - ?1 WHERE run_id = 'run-1' AND name = 'b'",
+            "UPDATE events SET at = at - ?1 \
+             WHERE run_id = 'run-1' AND step = 'b' AND kind = 'step_started'",
             [45 * 60 * 1000],
         )
         .unwrap();

@@ -57,19 +57,21 @@ async fn opening_creates_the_schema_in_wal_mode_with_strict_tables() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("reads");
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 10);
+    assert_eq!(SCHEMA_VERSION, 11);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("reads");
     assert_eq!(mode, "wal", "WAL mode is persistent in the file");
-    for table in [
-        "runs",
-        "steps",
-        "events",
-        "signals",
-        "replicas",
-        "positions",
-    ] {
+    // `steps` is a view of the events (schema 11).
+    let steps: String = conn
+        .query_row(
+            "SELECT type FROM sqlite_master WHERE name = 'steps'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("reads");
+    assert_eq!(steps, "view");
+    for table in ["runs", "events", "signals", "replicas", "positions"] {
         let strict: i64 = conn
             .query_row(
                 "SELECT strict FROM pragma_table_list WHERE name = ?1",
@@ -710,9 +712,17 @@ async fn a_version_1_database_is_migrated_with_its_data_intact() {
     assert_eq!(stored.workflow, "Wf");
 }
 
-/// Undoes migrations 9, 7, 5, 4 and 3: drops the queue columns, the replicas and the window, the graph column, the
+/// Undoes migrations 11, 9, 7, 5, 4 and 3: `steps` a table again, then drops the queue columns, the replicas and the window, the graph column, the
 /// machines tables and the lease columns.
-const REWIND_V3: &str = "DROP INDEX runs_started; DROP INDEX runs_keyed; \
+const REWIND_V3: &str = "\
+    CREATE TABLE steps_v10 (run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE, \
+        name TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL, output TEXT, \
+        error TEXT, started_at INTEGER, finished_at INTEGER, PRIMARY KEY (run_id, name)) STRICT; \
+    INSERT INTO steps_v10 SELECT run_id, name, status, attempts, output, error, started_at, \
+        finished_at FROM steps ORDER BY first_seq; \
+    DROP VIEW steps; ALTER TABLE steps_v10 RENAME TO steps; \
+    ALTER TABLE events DROP COLUMN output; \
+    DROP INDEX runs_started; DROP INDEX runs_keyed; \
     ALTER TABLE runs DROP COLUMN queue_key; ALTER TABLE runs DROP COLUMN started_at; \
     DROP INDEX runs_queued; ALTER TABLE runs DROP COLUMN queue; \
     ALTER TABLE runs DROP COLUMN priority; DROP TABLE replicas; DROP TABLE schema_compat; \

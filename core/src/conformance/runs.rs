@@ -179,6 +179,114 @@ pub async fn a_change_of_an_unknown_run_is_an_error(store: &impl RunStore) {
     assert!(error.to_string().contains("no run `ghost`"), "{error}");
 }
 
+/// A step's standing, as a loaded run gives it, is what its changes left, whatever the store
+/// keeps of them (a row per step, or the changes alone): its status and attempt from the last
+/// change, its output if it completed, the newest retry's or failure's error until it
+/// completes, and a start time unless it was skipped; steps in the order they first started.
+pub async fn a_step_s_standing_is_what_its_changes_left(store: &impl RunStore) {
+    use crate::runtime::error::StepError;
+    use crate::runtime::report::StepStatus;
+    create(store, "r", "W").await.unwrap();
+    let run = RunId::from("r");
+    let (boom, bust, flaky, once) = (
+        StepError::new("boom"),
+        StepError::new("bust"),
+        StepError::new("flaky"),
+        StepError::new("once"),
+    );
+    let output = String::from("out");
+    let delay = std::time::Duration::from_millis(5);
+    let changes = [
+        Change::StepStarted {
+            step: "a",
+            attempt: 1,
+        },
+        Change::StepRetrying {
+            step: "a",
+            attempt: 1,
+            error: &boom,
+            delay,
+        },
+        Change::StepSkipped { step: "b" },
+        Change::StepStarted {
+            step: "a",
+            attempt: 2,
+        },
+        Change::StepFailed {
+            step: "a",
+            attempts: 2,
+            error: &bust,
+        },
+        Change::StepStarted {
+            step: "c",
+            attempt: 1,
+        },
+        Change::StepRetrying {
+            step: "c",
+            attempt: 1,
+            error: &flaky,
+            delay,
+        },
+        Change::StepStarted {
+            step: "c",
+            attempt: 2,
+        },
+        Change::StepStarted {
+            step: "d",
+            attempt: 1,
+        },
+        Change::StepRetrying {
+            step: "d",
+            attempt: 1,
+            error: &once,
+            delay,
+        },
+        Change::StepStarted {
+            step: "d",
+            attempt: 2,
+        },
+        Change::StepCompleted {
+            step: "d",
+            attempt: 2,
+            output: &output,
+            codec: Codec::of::<String>(),
+        },
+    ];
+    for change in &changes {
+        store.record(&run, change).await.unwrap();
+    }
+    let Some(loaded) = store.load_run(&run).await.unwrap() else {
+        assert!(
+            !store.keeps_finished_runs(),
+            "a store that keeps runs loads them"
+        );
+        return;
+    };
+    let steps: Vec<_> = loaded
+        .steps
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                s.status,
+                s.attempts,
+                s.output.as_deref(),
+                s.error.as_deref(),
+                s.started_at.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("a", StepStatus::Failed, 2, None, Some("bust"), true),
+            ("b", StepStatus::Skipped, 0, None, None, false),
+            ("c", StepStatus::Running, 2, None, Some("flaky"), true),
+            ("d", StepStatus::Completed, 2, Some("\"out\""), None, true),
+        ]
+    );
+}
+
 /// A signal is kept once: the first delivery wins, later ones are refused, and the payload is
 /// found by run and name. A store that numbers its signals lists them after a position in
 /// the order it kept them.
@@ -236,6 +344,7 @@ macro_rules! run_conformance {
             creations_at_once_are_each_answered,
             a_forgotten_run_stays_only_where_runs_are_kept,
             a_change_of_an_unknown_run_is_an_error,
+            a_step_s_standing_is_what_its_changes_left,
             a_signal_is_delivered_once_and_found_by_name,
         );
     };
