@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use rusqlite::Connection;
-use sagaflow_core::runtime::MachineStore;
+use sagaflow_core::runtime::{Change, Codec, MachineStore, NewRun, RunId, RunStore};
 use sagaflow_sqlite::{Advanced, MachineStep, SqliteOptions, SqliteStore, Synchronous};
 
 fn step(expected_version: u64, to: &str) -> MachineStep {
@@ -192,4 +192,129 @@ async fn a_read_is_not_held_up_by_a_write_waiting_for_a_lock() {
     // And the next read sees it.
     let read = store.load_machine("m").await.unwrap().unwrap();
     assert_eq!((read.version, read.state.as_str()), (1, "\"B\""));
+}
+
+/// Creates run `id`, leased to the store, with no steps.
+async fn created(store: &SqliteStore, id: &str) {
+    let run = RunId::from(id);
+    let input = "0".to_owned();
+    store
+        .create_run(&NewRun {
+            run_id: &run,
+            workflow: "W",
+            graph_fingerprint: 1,
+            input: &input,
+            input_codec: Codec::of::<String>(),
+            graph: None,
+        })
+        .await
+        .unwrap();
+}
+
+/// Writes that share a commit are applied with no savepoint between them. One refused before
+/// it changed anything (a run the store does not have) and one that fails having changed rows
+/// (its step's completion logged, then the next start refused by a trigger the test adds)
+/// are each undone alone: their callers hear why, nothing of theirs is in the log, and every
+/// other write of the commit is there.
+#[tokio::test(flavor = "current_thread")]
+async fn a_write_that_fails_in_a_shared_commit_is_undone_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("batch.db");
+    let store = SqliteStore::open(
+        &path,
+        SqliteOptions::default().busy_timeout(Duration::from_secs(30)),
+    )
+    .unwrap();
+    for i in 0..=10 {
+        created(&store, &format!("r{i}")).await;
+    }
+    let other = Connection::open(&path).unwrap();
+    other
+        .execute_batch(
+            "CREATE TRIGGER poison BEFORE INSERT ON events \
+             WHEN NEW.step = 'poison' AND NEW.kind = 'step_started' \
+             BEGIN SELECT RAISE(ABORT, 'poisoned start'); END;",
+        )
+        .unwrap();
+    // Another connection holds the database: the writes queue up behind the first, which the
+    // writer thread holds while it waits for the lock, and then share the next commit.
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let commits = store.commits();
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let store = store.clone();
+        writes.spawn(async move {
+            let (run, next) = match i {
+                10 => ("ghost".to_owned(), "b"),
+                11 => ("r10".to_owned(), "poison"),
+                i => (format!("r{i}"), "b"),
+            };
+            let output = "1".to_owned();
+            let done = Change::StepCompleted {
+                step: "a",
+                attempt: 1,
+                output: &output,
+                codec: Codec::of::<String>(),
+            };
+            let start = Change::StepStarted {
+                step: next,
+                attempt: 1,
+            };
+            let run = RunId::from(run.as_str());
+            (i, store.record_pair(&run, &done, &start).await)
+        });
+    }
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    other.execute_batch("COMMIT").unwrap();
+    let mut answers = Vec::new();
+    while let Some(answer) = writes.join_next().await {
+        answers.push(answer.unwrap());
+    }
+    answers.sort_by_key(|(i, _)| *i);
+    for (i, answer) in &answers {
+        match i {
+            10 => assert!(
+                answer
+                    .as_ref()
+                    .is_err_and(|e| e.to_string().contains("no run `ghost`")),
+                "{answer:?}"
+            ),
+            11 => assert!(
+                answer
+                    .as_ref()
+                    .is_err_and(|e| e.to_string().contains("poisoned start")),
+                "{answer:?}"
+            ),
+            _ => assert!(answer.is_ok(), "write {i}: {answer:?}"),
+        }
+    }
+    assert!(
+        store.commits() - commits <= 2,
+        "{} commits: the writes did not share them",
+        store.commits() - commits
+    );
+    let logged: Vec<(String, String, String)> = other
+        .prepare(
+            "SELECT run_id, kind, step FROM events WHERE step IS NOT NULL \
+             ORDER BY run_id, seq",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected: Vec<(String, String, String)> = (0..10)
+        .flat_map(|i| {
+            [
+                (format!("r{i}"), "step_completed".to_owned(), "a".to_owned()),
+                (format!("r{i}"), "step_started".to_owned(), "b".to_owned()),
+            ]
+        })
+        .collect();
+    assert_eq!(
+        logged, expected,
+        "r10's completion went with its refused start"
+    );
 }
