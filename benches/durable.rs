@@ -591,6 +591,13 @@ fn durable(c: &mut Criterion) {
             check_in_memory(backend, &chain_40).await;
         }
     });
+    if let Some(pairs) = std::env::var("SAGAFLOW_BENCH_PAIRS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        rt.block_on(paired(pairs, &chain_40, &chain_10));
+        return;
+    }
     let big = rt.block_on(on_worker_value(big_run()));
 
     // 1. One durable step after another, against one commit after another.
@@ -671,6 +678,63 @@ fn durable(c: &mut Criterion) {
     group.finish();
 
     drop(big);
+}
+
+/// `SAGAFLOW_BENCH_PAIRS=n`: issue 17's protocol for items 1 and 2, instead of the groups. Each
+/// of `n` pairs times, back to back and in alternating order, 25 runs of the 40-step chain with
+/// FULL against 25 × 40 bare commits, and 5 rounds of 100 concurrent 10-step runs against
+/// 1,000 bare commits; it prints each pair's ratios, then their medians. A pair shares the
+/// disk's mood of its moment, which swings the absolute figures by 2× between minutes.
+async fn paired(pairs: usize, chain_40: &Definition<u64, u64>, chain_10: &Definition<u64, u64>) {
+    const RUNS: u64 = 25;
+    const ROUNDS: u64 = 5;
+    let bare = |runs: u64| tokio::task::block_in_place(|| bare_timed(Synchronous::Full, runs));
+    let (mut sequential, mut concurrent) = (Vec::new(), Vec::new());
+    for pair in 0..pairs {
+        let backend = Backend::File(Synchronous::Full);
+        let (step, floor) = if pair % 2 == 0 {
+            let step = on_worker(sequential_timed(backend, chain_40.clone(), RUNS)).await;
+            (step, bare(RUNS))
+        } else {
+            let floor = bare(RUNS);
+            (
+                on_worker(sequential_timed(backend, chain_40.clone(), RUNS)).await,
+                floor,
+            )
+        };
+        let steps = (RUNS * CHAIN as u64) as f64;
+        let ratio = step.as_secs_f64() / floor.as_secs_f64();
+        let many = on_worker(concurrent_timed(
+            Synchronous::Full,
+            chain_10.clone(),
+            ROUNDS,
+        ))
+        .await;
+        let alone = bare(ROUNDS * (CONCURRENT_RUNS * CONCURRENT_CHAIN / CHAIN) as u64);
+        let rate =
+            (ROUNDS * (CONCURRENT_RUNS * CONCURRENT_CHAIN) as u64) as f64 / many.as_secs_f64();
+        let bare_rate =
+            (ROUNDS * (CONCURRENT_RUNS * CONCURRENT_CHAIN) as u64) as f64 / alone.as_secs_f64();
+        println!(
+            "pair {pair}: sequential {:.1} µs a step, bare {:.1} µs a commit: {ratio:.3}×; \
+             100 runs {rate:.0} steps/s, bare {bare_rate:.0} commits/s: {:.2}×",
+            step.as_secs_f64() * 1e6 / steps,
+            floor.as_secs_f64() * 1e6 / steps,
+            rate / bare_rate
+        );
+        sequential.push(ratio);
+        concurrent.push(rate / bare_rate);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "median of {pairs} pairs: sequential {:.3}× the bare commit, 100 runs {:.2}× the bare \
+         commit rate",
+        median(sequential),
+        median(concurrent)
+    );
 }
 
 /// Runs `fut` on a worker and hands back its value.

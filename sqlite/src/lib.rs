@@ -417,15 +417,21 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Commits `op`: here and now if the connection is free, else through the writer thread's
-    /// next batch (see `writer`).
+    /// Commits `op`: here and now if the connection is free and no burst of writes is on,
+    /// else through the writer thread's next batch (see `writer` and `writer::gather`).
     async fn write<O: Op>(&self, op: O) -> Outcome<O> {
-        let op = match self.inner.writer.commit_here(op) {
-            Inline::Done(answer) => return answer,
-            Inline::Handed(answer) => return answer.await.map_err(|_| self.closed())?,
-            Inline::Busy(op) => op,
+        let writer = &self.inner.writer;
+        let op = if writer.burst() {
+            op
+        } else {
+            match writer.commit_here(op) {
+                Inline::Done(answer) => return answer,
+                Inline::Handed(answer) => return answer.await.map_err(|_| self.closed())?,
+                Inline::Busy(op) => op,
+            }
         };
         let (request, answer) = Request::write(op);
+        writer.queued();
         self.send(request)?;
         answer.await.map_err(|_| self.closed())?
     }

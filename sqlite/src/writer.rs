@@ -50,6 +50,10 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+mod gather;
+
+use gather::Gathering;
+
 use crate::SqliteOptions;
 use crate::error::sqlite_error;
 use crate::events::{Publisher, Publishing};
@@ -254,6 +258,8 @@ pub(crate) struct Stats {
 /// The connection behind its lock, and the writer thread to wake.
 pub(crate) struct Writer {
     core: Mutex<Core>,
+    /// Bursts of writes gathered into one commit (see `gather`).
+    gathering: Arc<Gathering>,
     thread: OnceLock<Thread>,
     /// Whether a caller may commit on its own thread (`SqliteOptions::commit_on_caller`).
     on_caller: bool,
@@ -262,6 +268,7 @@ pub(crate) struct Writer {
 /// Everything a commit needs; whoever holds the lock on it commits.
 struct Core {
     conn: Connection,
+    gathering: Arc<Gathering>,
     label: Arc<str>,
     stats: Arc<Stats>,
     /// Where committed events go live.
@@ -304,10 +311,13 @@ impl Writer {
         options: &SqliteOptions,
     ) -> Self {
         let busy_timeout = options.busy_timeout;
+        let gathering = Arc::new(Gathering::default());
         Self {
             on_caller: options.commit_on_caller,
+            gathering: Arc::clone(&gathering),
             core: Mutex::new(Core {
                 conn,
+                gathering,
                 label,
                 stats,
                 publisher,
@@ -321,6 +331,17 @@ impl Writer {
             }),
             thread: OnceLock::new(),
         }
+    }
+
+    /// Whether writes come in a burst, which the writer thread gathers: a caller then queues
+    /// its write rather than commit it alone (see `gather`).
+    pub(crate) fn burst(&self) -> bool {
+        self.gathering.burst()
+    }
+
+    /// A write was queued for the writer thread.
+    pub(crate) fn queued(&self) {
+        self.gathering.queued();
     }
 
     /// Names the thread [`wake`](Self::wake) unparks.
@@ -443,6 +464,7 @@ impl Core {
     /// reads. `false` once the store is closing and the queue is empty.
     fn serve(&mut self) -> bool {
         loop {
+            self.gathering.gather();
             let mut batch = std::mem::take(&mut self.handed);
             let drained = self.drain(&mut batch, MAX_BATCH);
             if !batch.is_empty() {
@@ -475,6 +497,13 @@ impl Core {
 
     /// Moves the queued writes into `batch` (until it holds `limit`) and the reads aside.
     fn drain(&mut self, batch: &mut Vec<Box<dyn PendingOp>>, limit: usize) -> Drained {
+        let before = batch.len();
+        let drained = self.drain_inner(batch, limit);
+        self.gathering.taken(batch.len() - before);
+        drained
+    }
+
+    fn drain_inner(&mut self, batch: &mut Vec<Box<dyn PendingOp>>, limit: usize) -> Drained {
         loop {
             if batch.len() >= limit {
                 return Drained {
@@ -593,6 +622,7 @@ impl Core {
             #[cfg(feature = "fault-injection")]
             sagaflow_core::fault::hit(sagaflow_core::fault::Point::AfterCommit);
             self.stats.commits.fetch_add(1, Ordering::Relaxed);
+            self.gathering.committed(batch.len());
         }
         Ok(())
     }

@@ -318,3 +318,61 @@ async fn a_write_that_fails_in_a_shared_commit_is_undone_alone() {
         "r10's completion went with its refused start"
     );
 }
+
+/// Writes that come in a burst go to the writer thread, which gathers them into one commit;
+/// a write alone commits on its caller's thread. After a commit of several writes the next
+/// write is handed over (the rest of its burst is likely on the way); after a commit of one,
+/// the caller commits again.
+#[tokio::test(flavor = "current_thread")]
+async fn after_a_shared_commit_the_next_write_is_gathered_on_the_writer_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("burst.db");
+    let store = SqliteStore::open(
+        &path,
+        SqliteOptions::default().busy_timeout(Duration::from_secs(30)),
+    )
+    .unwrap();
+    for i in 0..5 {
+        created(&store, &format!("r{i}")).await;
+    }
+    let start = |store: &SqliteStore, run: String, step: &'static str| {
+        let store = store.clone();
+        async move {
+            let change = Change::StepStarted { step, attempt: 1 };
+            store.record(&RunId::from(run.as_str()), &change).await
+        }
+    };
+    // Alone: on the caller's thread.
+    let on_caller = store.commits_on_caller();
+    start(&store, "r0".to_owned(), "a").await.unwrap();
+    assert_eq!(store.commits_on_caller(), on_caller + 1);
+    // Five writes that share a commit (queued while another connection holds the file).
+    let other = Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..5 {
+        writes.spawn(start(&store, format!("r{i}"), "b"));
+    }
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    other.execute_batch("COMMIT").unwrap();
+    while let Some(done) = writes.join_next().await {
+        done.unwrap().unwrap();
+    }
+    // The next write is gathered on the writer thread; it commits alone there, and the one
+    // after it is the caller's again.
+    let (commits, on_caller) = (store.commits(), store.commits_on_caller());
+    start(&store, "r0".to_owned(), "c").await.unwrap();
+    assert_eq!(
+        (store.commits(), store.commits_on_caller()),
+        (commits + 1, on_caller),
+        "committed on the writer thread"
+    );
+    start(&store, "r0".to_owned(), "d").await.unwrap();
+    assert_eq!(
+        (store.commits(), store.commits_on_caller()),
+        (commits + 2, on_caller + 1),
+        "committed on the caller's thread"
+    );
+}
