@@ -314,13 +314,17 @@ impl Op for Record {
 
     fn apply(&self, conn: &Connection, label: &str) -> Result<Self::Answer, ApplyError> {
         let fence = (self.token, self.lease_ms);
-        let first = rows::record(conn, label, &self.run_id, &self.change, fence, false)?;
-        let then = match &self.then {
-            // The first change read the fence in this very transaction.
-            Some(then) => Some(rows::record(conn, label, &self.run_id, then, fence, true)?),
-            None => None,
-        };
-        Ok((first, then))
+        match &self.then {
+            Some(then) => {
+                let pair = (&self.change, then);
+                let (first, then) = rows::record_pair(conn, label, &self.run_id, pair, fence)?;
+                Ok((first, Some(then)))
+            }
+            None => Ok((
+                rows::record(conn, label, &self.run_id, &self.change, fence)?,
+                None,
+            )),
+        }
     }
 
     fn publish(&self, &(first, then): &Self::Answer, to: &mut Publishing<'_>) {
