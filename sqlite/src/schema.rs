@@ -302,15 +302,33 @@ ALTER TABLE replicas ADD COLUMN queues TEXT;
 ///   it finished the step, `first_seq` the first event's number (the order steps first
 ///   started in, which the table's rowid gave).
 ///
-/// The outputs of steps completed before move onto their completion events. A file at this
-/// version is refused by the code before it, which writes the table.
+/// The outputs of steps completed before move onto their completion events. `events` loses
+/// its foreign key to `runs`, as on PostgreSQL: every write is fenced on the run's row, so it
+/// could not catch an orphan, and it cost every event a lookup of the run's key (retention
+/// deletes a run's events itself). A file at this version is refused by the code before it,
+/// which writes the table.
 const V11: &str = "
-ALTER TABLE events ADD COLUMN output TEXT;
+CREATE TABLE events_v11 (
+    seq     INTEGER NOT NULL PRIMARY KEY,
+    run_id  TEXT    NOT NULL,
+    at      INTEGER NOT NULL,
+    kind    TEXT    NOT NULL,
+    step    TEXT,
+    attempt INTEGER,
+    detail  TEXT,
+    output  TEXT
+) STRICT;
 
-UPDATE events SET output = (
-    SELECT s.output FROM steps s
-    WHERE s.run_id = events.run_id AND s.name = events.step AND s.status = 'completed'
-) WHERE kind = 'step_completed';
+INSERT INTO events_v11 (seq, run_id, at, kind, step, attempt, detail, output)
+    SELECT e.seq, e.run_id, e.at, e.kind, e.step, e.attempt, e.detail,
+        CASE WHEN e.kind = 'step_completed' THEN (
+            SELECT s.output FROM steps s
+            WHERE s.run_id = e.run_id AND s.name = e.step AND s.status = 'completed'
+        ) END
+    FROM events e ORDER BY e.seq;
+DROP TABLE events;
+ALTER TABLE events_v11 RENAME TO events;
+CREATE INDEX events_by_run ON events (run_id, seq);
 
 DROP TABLE steps;
 
