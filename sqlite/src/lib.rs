@@ -512,8 +512,8 @@ impl SqliteStore {
     }
 }
 
-/// Runs, steps and their outputs in the `runs` and `steps` tables; a checkpoint is acknowledged
-/// once its group commit is.
+/// Runs in the `runs` table, steps and their outputs as events of the `events` log (which the
+/// `steps` view reads); a checkpoint is acknowledged once its group commit is.
 #[async_trait::async_trait]
 impl RunStore for SqliteStore {
     async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
