@@ -277,18 +277,8 @@ pub(crate) fn record(
 ) -> Result<Logged, ApplyError> {
     let at = now_ms();
     write_run(conn, label, run_id, change, lease, false, at)?;
-    // The event is the step's only record: `steps` reads it (see `schema`'s version 11).
-    let event = event_row(change);
-    conn.prepare_cached(INSERT_EVENT)?.execute(params![
-        run_id,
-        at,
-        event.kind.as_str(),
-        event.step,
-        event.attempt,
-        event.detail,
-        output_of(change)
-    ])?;
-    Ok(logged(conn, at))
+    let mut insert = conn.prepare_cached(INSERT_EVENT)?;
+    log_change(conn, &mut insert, run_id, at, change)
 }
 
 /// Records `first` and `then` of `run_id` (a step's completion and the next step's start, or
@@ -307,28 +297,35 @@ pub(crate) fn record_pair(
     // The first change read the fence in this very transaction.
     write_run(conn, label, run_id, then, lease, true, at)?;
     let mut insert = conn.prepare_cached(INSERT_EVENT)?;
-    let mut logged_of = |change: &ChangeRow| -> Result<Logged, ApplyError> {
-        let event = event_row(change);
-        insert.execute(params![
-            run_id,
-            at,
-            event.kind.as_str(),
-            event.step,
-            event.attempt,
-            event.detail,
-            output_of(change)
-        ])?;
-        Ok(logged(conn, at))
-    };
-    Ok((logged_of(first)?, logged_of(then)?))
+    let first = log_change(conn, &mut insert, run_id, at, first)?;
+    Ok((first, log_change(conn, &mut insert, run_id, at, then)?))
 }
 
-/// A completion's output, which its event carries.
-fn output_of(change: &ChangeRow) -> Option<&str> {
-    match change {
-        ChangeRow::StepCompleted { output, .. } => Some(output),
+/// Appends the event of `change` with `insert` (the prepared [`INSERT_EVENT`]). The event is
+/// a step's only record, a completion's carrying its output: `steps` reads them (see
+/// `schema`'s version 11).
+fn log_change(
+    conn: &Connection,
+    insert: &mut rusqlite::CachedStatement<'_>,
+    run_id: &str,
+    at: i64,
+    change: &ChangeRow,
+) -> Result<Logged, ApplyError> {
+    let event = event_row(change);
+    let output = match change {
+        ChangeRow::StepCompleted { output, .. } => Some(output.as_str()),
         _ => None,
-    }
+    };
+    insert.execute(params![
+        run_id,
+        at,
+        event.kind.as_str(),
+        event.step,
+        event.attempt,
+        event.detail,
+        output
+    ])?;
+    Ok(logged(conn, at))
 }
 
 /// What a change writes of the run's row, if anything, fenced by `token` (`None`: this store
