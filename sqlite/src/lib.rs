@@ -431,7 +431,6 @@ impl SqliteStore {
             }
         };
         let (request, answer) = Request::write(op);
-        writer.queued();
         self.send(request)?;
         answer.await.map_err(|_| self.closed())?
     }

@@ -204,7 +204,8 @@ impl<O: Op> PendingOp for Pending<O> {
 /// ones, in the order they are applied.
 struct Batch<'a> {
     own: Option<&'a mut (dyn PendingOp + 'static)>,
-    queued: &'a mut [Box<dyn PendingOp>],
+    /// The queued writes; a batch of the writer thread's grows while it gathers a burst.
+    queued: Option<&'a mut Vec<Box<dyn PendingOp>>>,
 }
 
 impl<'a> Batch<'a> {
@@ -212,22 +213,28 @@ impl<'a> Batch<'a> {
     fn one(pending: &'a mut (dyn PendingOp + 'static)) -> Self {
         Batch {
             own: Some(pending),
-            queued: &mut [],
+            queued: None,
         }
     }
 
     fn len(&self) -> usize {
-        usize::from(self.own.is_some()) + self.queued.len()
+        usize::from(self.own.is_some()) + self.queued.as_ref().map_or(0, |queued| queued.len())
     }
 
     fn iter(&self) -> impl Iterator<Item = &dyn PendingOp> {
-        let queued = self.queued.iter().map(|pending| &**pending);
-        self.own.as_deref().into_iter().chain(queued)
+        let queued = self.queued.iter().flat_map(|queued| queued.iter());
+        self.own
+            .as_deref()
+            .into_iter()
+            .chain(queued.map(|pending| &**pending))
     }
 
     fn iter_mut(&mut self) -> impl Iterator<Item = &mut (dyn PendingOp + 'static)> {
-        let queued = self.queued.iter_mut().map(|pending| &mut **pending);
-        self.own.as_deref_mut().into_iter().chain(queued)
+        let queued = self.queued.iter_mut().flat_map(|queued| queued.iter_mut());
+        self.own
+            .as_deref_mut()
+            .into_iter()
+            .chain(queued.map(|pending| &mut **pending))
     }
 }
 
@@ -339,11 +346,6 @@ impl Writer {
         self.gathering.burst()
     }
 
-    /// A write was queued for the writer thread.
-    pub(crate) fn queued(&self) {
-        self.gathering.queued();
-    }
-
     /// Names the thread [`wake`](Self::wake) unparks.
     pub(crate) fn set_thread(&self, thread: Thread) {
         let _ = self.thread.set(thread);
@@ -434,9 +436,10 @@ impl Writer {
         core.commit_group(
             Batch {
                 own: Some(&mut own),
-                queued: &mut queued,
+                queued: Some(&mut queued),
             },
             true,
+            false,
         );
         let committed = core.stats.commits.load(Ordering::Relaxed) - before;
         core.stats
@@ -464,16 +467,17 @@ impl Core {
     /// reads. `false` once the store is closing and the queue is empty.
     fn serve(&mut self) -> bool {
         loop {
-            self.gathering.gather();
             let mut batch = std::mem::take(&mut self.handed);
             let drained = self.drain(&mut batch, MAX_BATCH);
             if !batch.is_empty() {
+                let gather = self.gathering.burst();
                 self.commit_group(
                     Batch {
                         own: None,
-                        queued: &mut batch,
+                        queued: Some(&mut batch),
                     },
                     false,
+                    gather,
                 );
                 if self.outbox.is_empty() {
                     self.outbox = batch;
@@ -497,13 +501,6 @@ impl Core {
 
     /// Moves the queued writes into `batch` (until it holds `limit`) and the reads aside.
     fn drain(&mut self, batch: &mut Vec<Box<dyn PendingOp>>, limit: usize) -> Drained {
-        let before = batch.len();
-        let drained = self.drain_inner(batch, limit);
-        self.gathering.taken(batch.len() - before);
-        drained
-    }
-
-    fn drain_inner(&mut self, batch: &mut Vec<Box<dyn PendingOp>>, limit: usize) -> Drained {
         loop {
             if batch.len() >= limit {
                 return Drained {
@@ -545,8 +542,11 @@ impl Core {
     /// keeps each write's answer, or, if the transaction as a whole fails, commits each write
     /// on its own. Events go out before the answers (which the caller delivers once the lock
     /// is let go), so a caller whose write is acknowledged knows its event has been published.
-    fn commit_group(&mut self, mut batch: Batch<'_>, begun: bool) {
-        match self.try_batch(&mut batch, begun) {
+    ///
+    /// `gather`: a burst is on (see `gather`); the batch takes in the writes that come while
+    /// it is applied, until a pause brings none.
+    fn commit_group(&mut self, mut batch: Batch<'_>, begun: bool, gather: bool) {
+        match self.try_batch(&mut batch, begun, gather) {
             Ok(()) => {
                 let mut publishing = self.publisher.publishing();
                 let mut applied = 0;
@@ -569,7 +569,7 @@ impl Core {
                     "group commit failed; committing its writes one by one"
                 );
                 for pending in batch.iter_mut() {
-                    self.commit_group(Batch::one(pending), false);
+                    self.commit_group(Batch::one(pending), false, false);
                 }
             }
         }
@@ -578,8 +578,13 @@ impl Core {
     /// One transaction for `batch` (`begun`: already open), each write keeping its own answer;
     /// or the error that lost the transaction (nothing of the batch is then committed, and the
     /// answers kept are void).
-    fn try_batch(&self, batch: &mut Batch<'_>, begun: bool) -> Result<(), StoreError> {
-        let result = self.try_batch_inner(batch, begun);
+    fn try_batch(
+        &mut self,
+        batch: &mut Batch<'_>,
+        begun: bool,
+        gather: bool,
+    ) -> Result<(), StoreError> {
+        let result = self.try_batch_inner(batch, begun, gather);
         if result.is_err() && !self.conn.is_autocommit() {
             // The error at hand says what failed; if the rollback fails too, SQLite has
             // rolled back already or the connection is gone, which the next write will report.
@@ -588,13 +593,18 @@ impl Core {
         result
     }
 
-    fn try_batch_inner(&self, batch: &mut Batch<'_>, begun: bool) -> Result<(), StoreError> {
+    fn try_batch_inner(
+        &mut self,
+        batch: &mut Batch<'_>,
+        begun: bool,
+        gather: bool,
+    ) -> Result<(), StoreError> {
         if !begun {
             self.exec("BEGIN IMMEDIATE")?;
         }
         // A write alone in its batch needs no savepoint: if it fails, the whole transaction
         // is rolled back, which undoes exactly that write.
-        let applied = if batch.len() == 1 {
+        let applied = if batch.len() == 1 && !gather {
             self.apply_each(batch, false)?
         } else {
             // Writes that share the transaction go in one pass with no savepoint of their own
@@ -602,14 +612,24 @@ impl Core {
             // first: a tenth of the concurrent bench's time). A write refused before it changed
             // anything needs nothing undone; should one fail after changing rows, the batch
             // goes back to its savepoint and is applied again, each write in a savepoint.
+            // In a burst, the writes that come meanwhile are applied as they come, until a
+            // pause brings none: the SQL of the first ones overlaps the others' coming.
             self.exec("SAVEPOINT batch")?;
-            let applied = match self.apply_all(batch)? {
-                Some(applied) => applied,
-                None => {
-                    self.exec("ROLLBACK TO batch")?;
-                    self.apply_each(batch, true)?
+            let (mut applied, mut from, mut pauses) = (0, 0, 0);
+            let clean = loop {
+                match self.apply_all(batch, from)? {
+                    Some(more) => applied += more,
+                    None => break false,
+                }
+                from = batch.len();
+                if !gather || !self.more(batch, &mut pauses) {
+                    break true;
                 }
             };
+            if !clean {
+                self.exec("ROLLBACK TO batch")?;
+                applied = self.apply_each(batch, true)?;
+            }
             self.exec("RELEASE batch")?;
             applied
         };
@@ -627,11 +647,29 @@ impl Core {
         Ok(())
     }
 
-    /// Applies every write of `batch` with no savepoint between them: how many applied, or
-    /// `None` if one failed having changed rows (which only its own savepoint could undo).
-    fn apply_all(&self, batch: &mut Batch<'_>) -> Result<Option<usize>, StoreError> {
+    /// In a burst: pauses once, and takes the writes that came meanwhile into `batch` (`true`
+    /// if any did), unless the batch has had its [`gather::PAUSES`] pauses (counted in
+    /// `pauses`) or is full.
+    fn more(&mut self, batch: &mut Batch<'_>, pauses: &mut usize) -> bool {
+        let Some(queued) = batch.queued.as_deref_mut() else {
+            return false;
+        };
+        if *pauses >= gather::PAUSES || queued.len() >= MAX_BATCH {
+            return false;
+        }
+        *pauses += 1;
+        std::thread::sleep(gather::PAUSE);
+        let before = queued.len();
+        self.drain(queued, MAX_BATCH);
+        queued.len() > before
+    }
+
+    /// Applies every write of `batch` from its `from`th with no savepoint between them: how
+    /// many applied, or `None` if one failed having changed rows (which only its own savepoint
+    /// could undo).
+    fn apply_all(&self, batch: &mut Batch<'_>, from: usize) -> Result<Option<usize>, StoreError> {
         let mut applied = 0_usize;
-        for pending in batch.iter_mut() {
+        for pending in batch.iter_mut().skip(from) {
             let before = self.conn.total_changes();
             match pending.apply(&self.conn, &self.label) {
                 Ok(()) => applied += 1,
