@@ -18,10 +18,13 @@
 //!   writer thread, woken by the queue, takes every request that is waiting, applies all the
 //!   writes in one `BEGIN IMMEDIATE` transaction (a write refused before it changed anything
 //!   needs nothing undone; one that fails having changed rows sends the batch back to its
-//!   start, to be applied again with each write in a savepoint, undone alone), commits once, and only then acknowledges each caller: many runs'
-//!   checkpoints share one `fsync`, and no caller hears "recorded" before its write is
-//!   durable. While a commit is in progress, new requests queue up for the next batch, so the
-//!   batch grows exactly when the load does.
+//!   start, to be applied again with each write in a savepoint, undone alone), commits once,
+//!   and only then acknowledges each caller: many runs' checkpoints share one `fsync`, and no
+//!   caller hears "recorded" before its write is durable. While a commit is in progress, new
+//!   requests queue up for the next batch, so the batch grows exactly when the load does.
+//! - While writes come in bursts (the last commit held several), callers queue them even when
+//!   the connection is free, and the writer thread applies a burst's writes as they come,
+//!   committing once a short pause brings no more (see `gather`).
 //!
 //! If the transaction as a whole fails (the commit fails, or SQLite rolls the transaction back
 //! after an error such as a full disk), every write of the batch is applied again in a
