@@ -129,3 +129,51 @@ async fn what_it_cannot_read_is_an_error_naming_the_file() {
         Err(InspectError::UnknownMachine { .. })
     ));
 }
+
+/// The inspector reads a step's standing off the `steps` view (schema 11); `load_run` folds
+/// the same events in Rust. Both give the same standing, for every kind of change.
+#[tokio::test]
+async fn the_steps_view_and_a_loaded_run_agree() {
+    use sagaflow_core::runtime::report::StepStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("view.db");
+    let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    sagaflow_core::conformance::runs::a_step_s_standing_is_what_its_changes_left(&store).await;
+    let loaded = store.load_run(&"r".into()).await.unwrap().unwrap();
+    let folded: Vec<_> = loaded
+        .steps
+        .iter()
+        .map(|s| {
+            let status = match s.status {
+                StepStatus::Completed => "completed",
+                StepStatus::Failed => "failed",
+                StepStatus::Skipped => "skipped",
+                _ => "running",
+            };
+            (
+                s.name.clone(),
+                status.to_owned(),
+                s.attempts,
+                s.error.clone(),
+                s.started_at.is_some(),
+            )
+        })
+        .collect();
+    let viewed: Vec<_> = Inspector::open(&path)
+        .unwrap()
+        .steps("r")
+        .unwrap()
+        .into_iter()
+        .map(|s| {
+            (
+                s.name,
+                s.status,
+                s.attempts,
+                s.error,
+                s.started_at.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(viewed, folded);
+    assert_eq!(viewed.len(), 4, "{viewed:?}");
+}
