@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::{
-    Builder, Change, Definition, Engine, EventKind, EventLog, RunId, RunStore, StepError,
-    StoreError,
+    Builder, Change, Definition, Engine, EventKind, RunId, RunStore, StepError, StoreError,
 };
 use sagaflow_postgres::{PgOptions, PgStore, SCHEMA_VERSION};
 use support::proxy::{Cut, Proxy};
@@ -22,11 +21,7 @@ use support::server::TempServer;
 
 #[tokio::test]
 async fn an_unreachable_server_is_an_error_naming_it_without_the_password() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port(); // bound, then let go: nothing listens there
+    let port = support::server::free_port(); // bound, then let go: nothing listens there
     let url = format!("postgres://app:s3cret@127.0.0.1:{port}/orders");
     let options = PgOptions::default().connect_timeout(Duration::from_secs(2));
     let error = PgStore::connect(&url, options).await.unwrap_err();
@@ -45,10 +40,7 @@ async fn an_unreachable_server_is_an_error_naming_it_without_the_password() {
 async fn a_newer_schema_is_worked_on_within_its_window_and_refused_beyond_it() {
     let db = fresh_db!();
     drop(db.store().await);
-    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = support::client(&db.url).await;
     let newer = |compatible_from: i64| {
         format!(
             "UPDATE \"{}\".schema_version SET version = {}, compatible_from = {compatible_from}",
@@ -105,10 +97,7 @@ async fn replicas_starting_together_migrate_once() {
     for store in &opened {
         assert!(store.is_ok(), "{store:?}");
     }
-    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = support::client(&db.url).await;
     let version: i64 = client
         .query_one(
             &format!("SELECT version FROM \"{}\".schema_version", db.schema),
@@ -212,17 +201,6 @@ async fn runs_go_on_across_a_restart_of_the_server() {
     }
 }
 
-/// The events of `run` of kind `kind`.
-async fn count(store: &PgStore, run: &str, kind: EventKind) -> usize {
-    store
-        .events(Some(&RunId::from(run)), 0, 1000)
-        .await
-        .unwrap()
-        .iter()
-        .filter(|e| e.kind == kind)
-        .count()
-}
-
 async fn cut_around_a_commit(cut: Cut) {
     cut_around_a_commit_with(cut, PgOptions::default()).await;
 }
@@ -252,7 +230,10 @@ async fn cut_around_a_commit_with(cut: Cut, options: PgOptions) {
     assert_eq!(proxy.cuts(), 1, "the proxy cut the writer's connection");
     assert!(started.is_ok(), "{started:?}");
     // Once, whether the cut came before the server had the `COMMIT` or after it committed.
-    assert_eq!(count(&store, "r", EventKind::StepStarted).await, 1);
+    assert_eq!(
+        support::count_events(&store, "r", EventKind::StepStarted).await,
+        1
+    );
     let stored = store.load_run(&run).await.unwrap().unwrap();
     assert_eq!(stored.steps.len(), 1);
     assert_eq!(stored.steps[0].attempts, 1);
@@ -260,12 +241,12 @@ async fn cut_around_a_commit_with(cut: Cut, options: PgOptions) {
     sagaflow_core::conformance::runs::complete(&store, "r", "a", &"x".to_owned())
         .await
         .unwrap();
-    assert_eq!(count(&store, "r", EventKind::StepCompleted).await, 1);
+    assert_eq!(
+        support::count_events(&store, "r", EventKind::StepCompleted).await,
+        1
+    );
     drop(store);
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = support::client(&url).await;
     let _ = client
         .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
         .await;
@@ -334,10 +315,7 @@ async fn a_lock_held_past_the_lock_timeout_is_an_error_naming_the_server() {
     sagaflow_core::conformance::runs::create(&store, "r", "W")
         .await
         .unwrap();
-    let (mut client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let mut client = support::client(&db.url).await;
     // Every checkpoint appends to the event log: a transaction that holds the log in share
     // mode keeps each write waiting for its lock.
     let holder = client.transaction().await.unwrap();
@@ -396,17 +374,17 @@ async fn the_parallel_branches_of_a_run_share_batches() {
     for i in 0..20 {
         let run = format!("f{i}");
         assert_eq!(
-            count(&store, &run, EventKind::StepStarted).await,
+            support::count_events(&store, &run, EventKind::StepStarted).await,
             8,
             "{run}"
         );
         assert_eq!(
-            count(&store, &run, EventKind::StepCompleted).await,
+            support::count_events(&store, &run, EventKind::StepCompleted).await,
             8,
             "{run}"
         );
         assert_eq!(
-            count(&store, &run, EventKind::RunCompleted).await,
+            support::count_events(&store, &run, EventKind::RunCompleted).await,
             1,
             "{run}"
         );
@@ -509,10 +487,7 @@ async fn a_closed_store_leaves_no_batch_number_behind() {
     sagaflow_core::conformance::runs::create(&store, "r", "W")
         .await
         .unwrap();
-    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = support::client(&db.url).await;
     let sql = format!(
         "SELECT count(*) FROM \"{}\".writers WHERE owner = 'passing'",
         db.schema

@@ -10,20 +10,9 @@ mod support;
 
 use std::time::Duration;
 
-use sagaflow_core::runtime::{Change, EventKind, EventLog, RunId, RunStore};
+use sagaflow_core::runtime::{Change, EventKind, RunId, RunStore};
 use sagaflow_postgres::{PgOptions, PgStore};
 use support::proxy::{Cut, Proxy};
-
-/// The events of `run` of kind `kind`.
-async fn count(store: &PgStore, run: &str, kind: EventKind) -> usize {
-    store
-        .events(Some(&RunId::from(run)), 0, 1000)
-        .await
-        .unwrap()
-        .iter()
-        .filter(|e| e.kind == kind)
-        .count()
-}
 
 /// The connection is lost while the server still runs the batch (it waits for a row lock
 /// another session holds): the writer, on its new connection, asks whether the batch
@@ -47,10 +36,7 @@ async fn a_batch_still_running_when_its_connection_is_lost_is_kept_once() {
     // Another session holds the run's row: the batch waits on the server for its fence. (A
     // table lock would not do: the writer's new connection prepares its statements, which
     // takes the tables' locks, and so would wait too, asking only once the batch is done.)
-    let (mut holder, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let mut holder = support::client(&url).await;
     let held = holder.transaction().await.unwrap();
     held.execute(
         &format!("SELECT 1 FROM \"{schema}\".runs WHERE run_id = 'r' FOR UPDATE"),
@@ -84,7 +70,7 @@ async fn a_batch_still_running_when_its_connection_is_lost_is_kept_once() {
         .unwrap();
     assert!(recorded.is_ok(), "{recorded:?}");
     assert_eq!(
-        count(&store, "r", EventKind::StepStarted).await,
+        support::count_events(&store, "r", EventKind::StepStarted).await,
         1,
         "the batch committed once, not again on the new connection"
     );

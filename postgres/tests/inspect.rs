@@ -14,17 +14,9 @@ use sagaflow_core::runtime::store::{MachineStep, MachineStore};
 use sagaflow_core::runtime::{Change, RunStore, SignalStore};
 use sagaflow_postgres::SCHEMA_VERSION;
 use sagaflow_postgres::inspect::PgInspector;
-use tokio_postgres::NoTls;
-
-/// A plain connection to the test's server, for what a test does behind the store's back.
-async fn client(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
-}
 
 async fn schema_exists(url: &str, schema: &str) -> bool {
-    client(url)
+    support::client(url)
         .await
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
@@ -160,7 +152,7 @@ async fn the_default_schema_is_not_named_and_a_missing_one_is_not_created() {
     );
 
     // A schema of something else.
-    let c = client(&url).await;
+    let c = support::client(&url).await;
     c.batch_execute(&format!(
         "CREATE SCHEMA \"{schema}\"; CREATE TABLE \"{schema}\".customers (id int)"
     ))
@@ -197,7 +189,7 @@ async fn the_default_schema_is_not_named_and_a_missing_one_is_not_created() {
 async fn a_newer_schema_names_both_versions() {
     let db = fresh_db!();
     drop(db.store().await);
-    client(&db.url)
+    support::client(&db.url)
         .await
         .batch_execute(&format!(
             "UPDATE \"{}\".schema_version SET version = 99, compatible_from = 99",
@@ -215,11 +207,7 @@ async fn a_newer_schema_names_both_versions() {
 
 #[tokio::test]
 async fn an_unreachable_server_and_a_bad_url_are_named_without_the_password() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port(); // bound, then let go: nothing listens there
+    let port = support::server::free_port(); // bound, then let go: nothing listens there
     let url = format!("postgres://app:s3cret@127.0.0.1:{port}/orders");
     let error = PgInspector::connect(&url, "sagaflow").await.unwrap_err();
     let text = error.to_string();
@@ -268,7 +256,7 @@ async fn a_schema_named_in_mixed_case_is_the_one_written_and_read() {
         "the store wrote a schema folded to lower case"
     );
     drop((inspector, store));
-    client(&url)
+    support::client(&url)
         .await
         .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
         .await

@@ -73,10 +73,7 @@ async fn a_subscriber_sees_every_writers_events_once_in_order() {
         assert_eq!(*run.await.unwrap().output, k as u64 + 5);
     }
 
-    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = support::client(&db.url).await;
     let keys: BTreeSet<String> = client
         .query(&format!("SELECT owner FROM \"{}\".writers", db.schema), &[])
         .await
@@ -151,10 +148,7 @@ async fn a_take_up_waits_for_a_batch_in_flight_on_its_run() {
     drop(first);
     tokio::time::sleep(Duration::from_millis(400)).await;
 
-    let (batch, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let batch = support::client(&db.url).await;
     batch
         .batch_execute(&format!(
             "SET search_path TO \"{}\"; BEGIN; \
@@ -199,10 +193,7 @@ async fn runs_created_at_once_share_commits_and_number_their_events_in_order() {
     let commits = store.commits() - before;
     assert!(commits <= 10, "100 creations took {commits} commits");
 
-    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = support::client(&db.url).await;
     let rows = client
         .query(
             &format!(

@@ -15,14 +15,6 @@ use sagaflow_core::runtime::retention::RetentionPolicy;
 use sagaflow_core::runtime::store::inspect::Inspect as _;
 use sagaflow_core::runtime::{Builder, Engine, StepError};
 use sagaflow_postgres::inspect::PgInspector;
-use tokio_postgres::NoTls;
-
-/// A plain connection to the test's server, for what a test does behind the store's back.
-async fn client(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
-}
 
 /// A replica not heard from for `FORGET_REPLICA_AFTER` is forgotten at another's heartbeat
 /// (by the server's clock); one silent for less is kept, and shown as gone.
@@ -36,7 +28,7 @@ async fn a_replica_silent_for_a_day_is_forgotten_at_another_s_heartbeat() {
         .await
         .unwrap();
     store.heartbeat(&[], &[]).await.unwrap();
-    let sql = client(&db.url).await;
+    let sql = support::client(&db.url).await;
     let table = format!("\"{}\".replicas", db.schema);
     let forget = i64::try_from(FORGET_REPLICA_AFTER.as_millis()).unwrap();
     for (owner, silent) in [("forgotten", forget + 60_000), ("gone", forget - 60_000)] {
@@ -82,7 +74,7 @@ async fn a_replica_silent_for_a_day_is_forgotten_at_another_s_heartbeat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retention_policy_has_the_deleted_runs_room_reclaimed() {
     let db = fresh_db!();
-    let sql = client(&db.url).await;
+    let sql = support::client(&db.url).await;
     let vacuums = async || -> i64 {
         sql.query_one(
             "SELECT coalesce(sum(vacuum_count), 0)::bigint FROM pg_stat_user_tables \

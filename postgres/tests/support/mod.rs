@@ -16,6 +16,31 @@ use tokio_postgres::NoTls;
 #[allow(unused_imports)] // each test file uses part of it
 pub(crate) use sagaflow_postgres::testing::{server, url};
 
+/// A plain connection to the server at `url`, for what a test does behind the store's back.
+pub(crate) async fn client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("a plain connection to the test's server");
+    tokio::spawn(connection);
+    client
+}
+
+/// How many events of kind `kind` the log of `run` holds.
+pub(crate) async fn count_events(
+    store: &PgStore,
+    run: &str,
+    kind: sagaflow_core::runtime::EventKind,
+) -> usize {
+    use sagaflow_core::runtime::EventLog as _;
+    store
+        .events(Some(&sagaflow_core::runtime::RunId::from(run)), 0, 1000)
+        .await
+        .expect("reads the log")
+        .iter()
+        .filter(|e| e.kind == kind)
+        .count()
+}
+
 /// A schema name no other test uses.
 pub(crate) fn fresh_schema() -> String {
     sagaflow_postgres::testing::fresh_schema("")
