@@ -1,7 +1,8 @@
 //! The in-memory store: runs kept in a map, for tests and for runs that need no durability,
 //! and state machines (`memory/machines.rs`).
 
-use std::collections::HashMap;
+// Run ids hashed with foldhash (seeded per process), as the engine's run table does.
+use foldhash::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
