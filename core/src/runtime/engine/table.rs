@@ -8,15 +8,11 @@
 //! the exact order of ends. The age is kept over the whole table: a run's end that finds the
 //! oldest kept run anywhere past the age sweeps every shard.
 
-use std::collections::VecDeque;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
-
-// Run ids hashed with foldhash (seeded per process), not SipHash: a run takes several lookups
-// of the table, and SipHash was ~9% of a 5-step chain in memory (benches/README.md).
-use foldhash::HashMap;
 
 use tokio::time::Instant;
 
@@ -140,7 +136,7 @@ impl RunTable {
                 // The count split between the shards; the first ones take the remainder.
                 let keep_runs = keep.runs / shards + usize::from(i < keep.runs % shards);
                 Mutex::new(Shard {
-                    runs: HashMap::default(),
+                    runs: HashMap::new(),
                     finished: VecDeque::new(),
                     keep_runs,
                 })

@@ -1,8 +1,7 @@
 //! The in-memory store: runs kept in a map, for tests and for runs that need no durability,
 //! and state machines (`memory/machines.rs`).
 
-// Run ids hashed with foldhash (seeded per process), as the engine's run table does.
-use foldhash::HashMap;
+use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
