@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use rusqlite::Connection;
-use sagaflow_core::runtime::{Change, Codec, MachineStore, NewRun, RunId, RunStore};
+use sagaflow_core::conformance::runs::create;
+use sagaflow_core::runtime::{Change, Codec, MachineStore, RunId, RunStore};
 use sagaflow_sqlite::{Advanced, MachineStep, SqliteOptions, SqliteStore, Synchronous};
 
 fn step(expected_version: u64, to: &str) -> MachineStep {
@@ -194,23 +195,6 @@ async fn a_read_is_not_held_up_by_a_write_waiting_for_a_lock() {
     assert_eq!((read.version, read.state.as_str()), (1, "\"B\""));
 }
 
-/// Creates run `id`, leased to the store, with no steps.
-async fn created(store: &SqliteStore, id: &str) {
-    let run = RunId::from(id);
-    let input = "0".to_owned();
-    store
-        .create_run(&NewRun {
-            run_id: &run,
-            workflow: "W",
-            graph_fingerprint: 1,
-            input: &input,
-            input_codec: Codec::of::<String>(),
-            graph: None,
-        })
-        .await
-        .unwrap();
-}
-
 /// Writes that share a commit are applied with no savepoint between them. One refused before
 /// it changed anything (a run the store does not have) and one that fails having changed rows
 /// (its step's completion logged, then the next start refused by a trigger the test adds)
@@ -226,7 +210,7 @@ async fn a_write_that_fails_in_a_shared_commit_is_undone_alone() {
     )
     .unwrap();
     for i in 0..=10 {
-        created(&store, &format!("r{i}")).await;
+        create(&store, &format!("r{i}"), "W").await.unwrap();
     }
     let other = Connection::open(&path).unwrap();
     other
@@ -333,7 +317,7 @@ async fn after_a_shared_commit_the_next_write_is_gathered_on_the_writer_thread()
     )
     .unwrap();
     for i in 0..5 {
-        created(&store, &format!("r{i}")).await;
+        create(&store, &format!("r{i}"), "W").await.unwrap();
     }
     let start = |store: &SqliteStore, run: String, step: &'static str| {
         let store = store.clone();
