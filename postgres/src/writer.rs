@@ -54,7 +54,7 @@ use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::events::{Event, EventKind, Publisher};
 use sagaflow_core::runtime::store::Created;
-use sql::{CREATE_ONE_SQL, CREATE_SQL, MARK_SQL, MARKED_SQL, ONE_SQL, RECORD_SQL};
+use sql::{CREATE_ONE_SQL, CREATE_SQL, MARK_SQL, MARKED_SQL, ONE_RENEW_SQL, ONE_SQL, RECORD_SQL};
 
 mod create;
 mod record;
@@ -111,6 +111,7 @@ struct Conn {
     create_one: Kept,
     record: Kept,
     one: Kept,
+    one_renew: Kept,
     mark: Kept,
 }
 
@@ -250,6 +251,7 @@ impl Writer {
             create_one: session.keep(&client, CREATE_ONE_SQL).await.map_err(pg)?,
             record: session.keep(&client, RECORD_SQL).await.map_err(pg)?,
             one: session.keep(&client, ONE_SQL).await.map_err(pg)?,
+            one_renew: session.keep(&client, ONE_RENEW_SQL).await.map_err(pg)?,
             mark: session.keep(&client, MARK_SQL).await.map_err(pg)?,
             client,
         };

@@ -3,7 +3,8 @@
 //! side by side, and a batch can commit with numbers below another's still in flight. A reader
 //! must still miss nothing: what it reads is below the horizon under which no transaction can
 //! still write, and the live feed is the log read back in order. And the fence, which rested on
-//! that lock, rests on row locks: a take-up waits for a batch in flight on its run.
+//! that lock, rests on row locks: a take-up waits for a batch in flight on its run. And a
+//! checkpoint writes its run's row only to renew a lease half spent (or to end the run).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -214,4 +215,88 @@ async fn runs_created_at_once_share_commits_and_number_their_events_in_order() {
             assert!(a > b, "`{a}` numbered before `{b}` in one transaction");
         }
     }
+}
+
+/// A run of three steps, the middle one taking `middle` and reading, as the last step starts,
+/// its run's row: the version (a renewal or the end adds one) and what is left of its lease
+/// by the server's clock.
+async fn lease_seen_by_the_last_step(
+    store: &PgStore,
+    url: &str,
+    schema: &str,
+    run: &str,
+    middle: Duration,
+) -> (i64, i64) {
+    let client = Arc::new(support::client(url).await);
+    let query = format!(
+        "SELECT version, lease_expires - (extract(epoch FROM clock_timestamp()) * 1000)::bigint \
+         FROM \"{schema}\".runs WHERE run_id = $1"
+    );
+    let run_id = run.to_owned();
+    let mut b = Builder::<u64>::new("Lease");
+    let first = b.step("first", StepOptions::new(), (b.input(),), |_, (x,)| {
+        let x = *x;
+        async move { Ok::<_, StepError>(x + 1) }
+    });
+    let middle = b.step("middle", StepOptions::new(), (first,), move |_, (x,)| {
+        let x = *x;
+        async move {
+            tokio::time::sleep(middle).await;
+            Ok::<_, StepError>(x + 1)
+        }
+    });
+    let last = b.step("last", StepOptions::new(), (middle,), move |_, (_,)| {
+        let (client, query, run_id) = (client.clone(), query.clone(), run_id.clone());
+        async move {
+            let row = client.query_one(&query, &[&run_id]).await.unwrap();
+            Ok::<_, StepError>((row.get::<_, i64>(0), row.get::<_, i64>(1)))
+        }
+    });
+    let def = b.build_with_output(last);
+    let engine = Engine::builder().store(Arc::new(store.clone())).build();
+    engine.register(&def).unwrap();
+    let report = engine
+        .start(&def, run, 0)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    *report.output
+}
+
+/// A checkpoint renews its run's lease once half of it is spent, and leaves the run's row
+/// alone before (most checkpoints: the write of their events alone). The heartbeat is paused,
+/// so only the checkpoints renew: after a quick step the row is as its creation left it
+/// (version 1, the lease less than its length), after a step that took 1.3 s of a 2 s lease
+/// the checkpoint that followed it renewed the lease (version 2, about a whole lease left,
+/// where without the renewal 0.7 s would be).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_renews_the_lease_once_half_spent_and_not_before() {
+    let db = fresh_db!();
+    let store = PgStore::connect(&db.url, db.options().lease(Duration::from_secs(2)))
+        .await
+        .unwrap();
+    store.pause_heartbeats();
+    let quick =
+        lease_seen_by_the_last_step(&store, &db.url, &db.schema, "quick", Duration::ZERO).await;
+    assert_eq!(quick.0, 1, "no checkpoint of a quick run touched its row");
+    assert!(quick.1 <= 2_000, "{} ms left", quick.1);
+    let slow = lease_seen_by_the_last_step(
+        &store,
+        &db.url,
+        &db.schema,
+        "slow",
+        Duration::from_millis(1_300),
+    )
+    .await;
+    assert_eq!(
+        slow.0, 2,
+        "the checkpoint after the slow step renewed the lease once"
+    );
+    assert!(
+        slow.1 > 1_500,
+        "{} ms left of a lease renewed after 1.3 s",
+        slow.1
+    );
 }

@@ -5,6 +5,7 @@ use tokio_postgres::Row;
 
 use super::{Conn, CreateRow, RecordRow, Write};
 use crate::change::ChangeRow;
+use crate::session::Param;
 
 /// What a write of a committed batch got back.
 pub(super) enum Answered {
@@ -55,19 +56,10 @@ pub(super) fn distribute(batch: &[Write], statements: Vec<Vec<Row>>) -> Vec<Answ
             .unwrap_or_default(),
     };
     created.reverse();
-    let found = statements
-        .next()
-        .and_then(|rows| rows.into_iter().next())
-        .and_then(|row| {
-            Some((
-                row.try_get::<_, Option<Vec<i64>>>(0)
-                    .ok()?
-                    .unwrap_or_default(),
-                row.try_get::<_, i64>(1).ok()?,
-                row.try_get::<_, Vec<bool>>(2).ok()?,
-                row.try_get::<_, Vec<bool>>(3).ok()?,
-            ))
-        });
+    let found = statements.next().and_then(|rows| match records[..] {
+        [_] => one_found(&rows),
+        _ => batch_found(&rows),
+    });
     let mut recorded = found
         .and_then(|(seqs, at, passed, exists)| {
             let changes: Vec<usize> = records
@@ -85,6 +77,45 @@ pub(super) fn distribute(batch: &[Write], statements: Vec<Vec<Row>>) -> Vec<Answ
         })
         .collect()
 }
+
+/// What the change statement of several writes (`record_v2`) said: its one row of arrays.
+fn batch_found(rows: &[Row]) -> Option<Found> {
+    let row = rows.first()?;
+    Some((
+        row.try_get::<_, Option<Vec<i64>>>(0)
+            .ok()?
+            .unwrap_or_default(),
+        row.try_get::<_, i64>(1).ok()?,
+        row.try_get::<_, Vec<bool>>(2).ok()?,
+        row.try_get::<_, Vec<bool>>(3).ok()?,
+    ))
+}
+
+/// What a batch of one write's statement (see [`ONE_SQL`](super::sql::ONE_SQL)) said of it,
+/// as [`batch_found`] reads `record_v2`'s row: a row for each event appended (the time,
+/// `true`, its number), or one row with no number (the time, and whether the run's token
+/// passed; null: no such run).
+pub(super) fn one_found(rows: &[Row]) -> Option<Found> {
+    let mut seqs = Vec::with_capacity(rows.len());
+    let mut at = None;
+    let mut admitted = None;
+    for row in rows {
+        at = Some(row.try_get::<_, i64>(0).ok()?);
+        admitted = row.try_get::<_, Option<bool>>(1).ok()?;
+        seqs.extend(row.try_get::<_, Option<i64>>(2).ok()?);
+    }
+    seqs.sort_unstable();
+    Some((
+        seqs,
+        at?,
+        vec![admitted == Some(true)],
+        vec![admitted.is_some()],
+    ))
+}
+
+/// The numbers of the events appended, the time, and for each write whether it passed the
+/// fence and whether its run exists.
+type Found = (Vec<i64>, i64, Vec<bool>, Vec<bool>);
 
 /// What became of each change write, from the change statement's row: the numbers of every
 /// event appended (in the batch's order), the time, and for each write whether it passed the
@@ -212,7 +243,8 @@ pub(super) async fn record_all(
         .await
 }
 
-/// The statement of a batch of one change write (see [`ONE_SQL`](super::sql::ONE_SQL)).
+/// The statement of a batch of one change write (see [`ONE_SQL`](super::sql::ONE_SQL)): the
+/// events alone, or with the lease's renewal or the run's end.
 async fn record_one(
     conn: &Conn,
     batch: Numbered<'_>,
@@ -220,25 +252,24 @@ async fn record_one(
 ) -> Result<Vec<Row>, tokio_postgres::Error> {
     let (changes, end) = changes_of(write);
     let c = Columns::of(&changes);
-    conn.one
-        .query(
-            &conn.client,
-            &[
-                &batch.mark,
-                &write.run_id.as_str(),
-                &write.token,
-                &write.lease_ms,
-                &end.map(|(status, _)| status),
-                &end.and_then(|(_, error)| error),
-                &c.steps,
-                &c.outputs,
-                &c.kinds,
-                &c.attempts,
-                &c.details,
-                &write.renew,
-            ],
-        )
-        .await
+    let status = end.map(|(status, _)| status);
+    let error = end.and_then(|(_, error)| error);
+    let events: [&dyn Param; 8] = [
+        &batch.mark,
+        &write.run_id.as_str(),
+        &write.token,
+        &c.steps,
+        &c.outputs,
+        &c.kinds,
+        &c.attempts,
+        &c.details,
+    ];
+    if end.is_none() && !write.renew {
+        return conn.one.query(&conn.client, &events).await;
+    }
+    let mut params: Vec<&dyn Param> = events.to_vec();
+    params.extend([&write.lease_ms as &dyn Param, &status, &error]);
+    conn.one_renew.query(&conn.client, &params).await
 }
 
 #[cfg(test)]

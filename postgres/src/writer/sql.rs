@@ -87,45 +87,68 @@ pub(super) const RECORD_SQL: &str = "SELECT r_seqs, r_at, r_passed, r_found FROM
 /// marked on its first event rather than in `writers`. The call cost the server a function's
 /// setup (its `SET search_path`, a plan of its own, a result kept and copied out) on every
 /// checkpoint, about 25 µs, and the row of `writers` 15–25 µs more (benches/README.md, session
-/// 11). The same writes otherwise, in the same order, and the same row back: the fence (the
-/// run's row locked `FOR KEY SHARE` to the commit, its token compared), the lease renewed
-/// once half spent or the run ended, the events numbered in the upper half of the
+/// 11). The same writes otherwise, in the same order: the fence (the run's row locked `FOR KEY
+/// SHARE` to the commit, its token compared), the events numbered in the upper half of the
 /// transaction's numbers (see `schema`), the first carrying the batch's mark ($1; none behind
 /// a pooler or with crash points, where the batch's transaction writes `writers` as before).
-/// A write whose lease the store renewed less than half a lease ago says so ($12 false): the
-/// renewal's update, which would find nothing to do, is then not run at all (a condition on
-/// parameters alone, which the executor checks once before the scan), about 10 µs.
-pub(super) const ONE_SQL: &str = "
+///
+/// Two statements from one text: [`ONE_SQL`] for a write that only appends its events (most
+/// checkpoints: the store renewed the run's lease less than half a lease ago, and the run goes
+/// on), [`ONE_RENEW_SQL`] for one that also renews the lease once half spent or ends the run.
+/// The update, even one whose condition on parameters alone kept it from running, cost every
+/// checkpoint about 10% of a sequential step (benches/README.md, session 14).
+///
+/// What comes back is a row per event appended (the time, `true`, its number), or one row
+/// without a number: the time and whether the token passed (null: no such run). Rows rather
+/// than `record_v2`'s one row of arrays: the arrays' subqueries cost a sequential step about
+/// 8% more (session 14), see [`one_found`](super::record::one_found).
+macro_rules! one_sql {
+    ($($renew:literal)?) => {
+        concat!(
+            "
 WITH now AS MATERIALIZED (SELECT now_ms() AS at),
 r AS MATERIALIZED (
     SELECT lease_token = $3::bigint AND NOT parked AS admitted, lease_expires
     FROM runs WHERE run_id = $2::text FOR KEY SHARE
-),
-renew AS (
-    UPDATE runs SET version = version + 1, updated_at = now.at,
-        lease_expires = CASE WHEN $5::text IS NULL THEN now.at + $4::bigint END,
-        status = COALESCE($5::text, status), error = COALESCE($6::text, error)
-    FROM r, now
-    WHERE ($5::text IS NOT NULL OR $12::boolean)
-        AND runs.run_id = $2::text AND r.admitted
-        AND ($5::text IS NOT NULL OR r.lease_expires IS NULL
-             OR r.lease_expires - now.at < $4::bigint / 2)
-),
+),",
+            $($renew,)?
+            "
 ev AS (
     INSERT INTO events (seq, run_id, at, kind, step, attempt, detail, output, mark)
     SELECT (pg_current_xact_id()::text::bigint << 20) + 524288 + c.ci, $2::text, now.at,
         c.kind, c.step, c.attempt, c.detail, c.output,
         CASE WHEN c.ci = 1 THEN $1::bigint END
-    FROM unnest($7::text[], $8::text[], $9::text[], $10::integer[], $11::text[])
+    FROM unnest($4::text[], $5::text[], $6::text[], $7::integer[], $8::text[])
             WITH ORDINALITY AS c(step, output, kind, attempt, detail, ci),
         now, r
     WHERE r.admitted
     RETURNING seq
 )
-SELECT (SELECT array_agg(seq ORDER BY seq) FROM ev), (SELECT at FROM now),
-    ARRAY[COALESCE((SELECT admitted FROM r), false)], ARRAY[EXISTS (SELECT 1 FROM r)]";
+SELECT now.at, r.admitted, ev.seq FROM now LEFT JOIN r ON true LEFT JOIN ev ON true"
+        )
+    };
+}
 
-/// Whether the batch of one write marked `$2` on run `$1` committed (see [`ONE_SQL`]).
+/// A batch of one write that appends its events alone (see [`one_sql`]): $1 the mark, $2 the
+/// run, $3 its token, $4–$8 the changes' columns.
+pub(super) const ONE_SQL: &str = one_sql!();
+
+/// A batch of one write that also renews the run's lease once half spent ($9, the lease's
+/// length) or ends the run ($10, its status, and $11, its error): see [`one_sql`].
+pub(super) const ONE_RENEW_SQL: &str = one_sql!(
+    "
+renew AS (
+    UPDATE runs SET version = version + 1, updated_at = now.at,
+        lease_expires = CASE WHEN $10::text IS NULL THEN now.at + $9::bigint END,
+        status = COALESCE($10::text, status), error = COALESCE($11::text, error)
+    FROM r, now
+    WHERE runs.run_id = $2::text AND r.admitted
+        AND ($10::text IS NOT NULL OR r.lease_expires IS NULL
+             OR r.lease_expires - now.at < $9::bigint / 2)
+),"
+);
+
+/// Whether the batch of one write marked `$2` on run `$1` committed (see [`one_sql`]).
 pub(super) const MARKED_SQL: &str =
     "SELECT EXISTS (SELECT 1 FROM events WHERE run_id = $1 AND mark = $2)";
 
