@@ -229,3 +229,133 @@ async fn the_store_can_encode_the_input_and_outputs_it_is_handed() {
         .expect("completes");
     assert_eq!(store.encoded.items(), ["input 1", "a 2", "b 4"]);
 }
+
+/// A store that logs what the engine asks of it: each creation's first step, and each start
+/// recorded by a change of its own (alone or after a completion).
+#[derive(Default)]
+struct CallStore {
+    inner: MemoryStore,
+    calls: Log<String>,
+}
+
+sagaflow_core::forward_store!(CallStore => inner: RunStore with {
+    async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
+        self.calls.push(format!("create {} {:?}", run.run_id, run.first_step));
+        self.inner.create_run(run).await
+    }
+
+    async fn record(&self, run_id: &RunId, change: &Change<'_>) -> Result<(), StoreError> {
+        if let Change::StepStarted { step, attempt } = change {
+            self.calls.push(format!("start {run_id} {step} {attempt}"));
+        }
+        self.inner.record(run_id, change).await
+    }
+});
+sagaflow_core::forward_store!(CallStore => inner: LeaseStore, SignalStore, EventLog, Retention, QueueStore);
+
+/// A run's creation carries its first step's start when the engine starts that step at once
+/// (`NewRun::first_step`): the step's first attempt then records no start of its own, its
+/// retry does, and the store's history is the same as if it had. Not for a guarded first
+/// step (its guard may skip it) nor for a run of two first steps.
+#[tokio::test]
+async fn a_run_s_creation_carries_its_first_step_s_start() {
+    let store = Arc::new(CallStore::default());
+    let engine = Engine::builder().store(store.clone()).build();
+    let flaky = Arc::new(AtomicBool::new(true));
+    let mut b = Builder::<u32>::new("Chain");
+    let input = b.input();
+    let retried = StepOptions::new().retry(policy(0, 1.0, None, 2));
+    let a = b.step("a", retried, (input,), move |_, (x,)| {
+        let fail = flaky.swap(false, Ordering::SeqCst);
+        let x = *x;
+        async move {
+            if fail {
+                return Err(StepError::new("once"));
+            }
+            Ok::<_, StepError>(x + 1)
+        }
+    });
+    let second = b.step("b", StepOptions::new(), (a,), |_, (x,)| {
+        let x = *x;
+        async move { Ok::<_, StepError>(x * 2) }
+    });
+    let chain = b.build_with_output(second);
+    assert_eq!(
+        *run(&engine, &chain, "chain", 1)
+            .await
+            .expect("completes")
+            .output,
+        4
+    );
+
+    let mut b = Builder::<u32>::new("Guarded");
+    let input = b.input();
+    b.step_when(
+        "g",
+        StepOptions::new(),
+        (input,),
+        |_| true,
+        |_, (x,)| {
+            let x = *x;
+            async move { Ok::<_, StepError>(x) }
+        },
+    );
+    let guarded = b.build();
+    run(&engine, &guarded, "guarded", 1)
+        .await
+        .expect("completes");
+
+    let mut b = Builder::<u32>::new("Two");
+    let input = b.input();
+    let left = b.step("l", StepOptions::new(), (input,), |_, (x,)| {
+        let x = *x;
+        async move { Ok::<_, StepError>(x) }
+    });
+    let right = b.step("r", StepOptions::new(), (input,), |_, (x,)| {
+        let x = *x;
+        async move { Ok::<_, StepError>(x) }
+    });
+    let both = b.step("both", StepOptions::new(), (left, right), |_, (l, r)| {
+        let sum = *l + *r;
+        async move { Ok::<_, StepError>(sum) }
+    });
+    let two = b.build_with_output(both);
+    run(&engine, &two, "two", 1).await.expect("completes");
+
+    let calls = store.calls.items();
+    let of = |run: &str| -> Vec<&str> {
+        calls
+            .iter()
+            .filter(|c| c.split(' ').nth(1) == Some(run))
+            .map(String::as_str)
+            .collect()
+    };
+    assert_eq!(
+        of("chain"),
+        [
+            "create chain Some(\"a\")",
+            "start chain a 2",
+            "start chain b 1"
+        ]
+    );
+    assert_eq!(of("guarded"), ["create guarded None", "start guarded g 1"]);
+    let two = of("two");
+    assert_eq!(two[0], "create two None");
+    assert!(
+        two.contains(&"start two l 1") && two.contains(&"start two r 1"),
+        "{two:?}"
+    );
+    assert_eq!(
+        store.inner.changes(&RunId::from("chain")).expect("kept")[..3],
+        [
+            started("a", 1),
+            RecordedChange::StepRetrying {
+                step: "a".into(),
+                attempt: 1,
+                error: StepError::new("once"),
+                delay: ms(0),
+            },
+            started("a", 2),
+        ]
+    );
+}

@@ -620,27 +620,37 @@ impl Writer {
         rows: &[Row],
         events: &mut Vec<Event>,
     ) -> Result<Option<Created>, StoreError> {
-        let (seq, at, workflow) = rows
+        let (seq, at, workflow, began) = rows
             .first()
             .and_then(|r| {
                 Some((
                     r.try_get::<_, Option<i64>>(0).ok()?,
                     r.try_get::<_, Option<i64>>(1).ok()?,
                     r.try_get::<_, Option<String>>(2).ok()?,
+                    r.try_get::<_, Option<i64>>(4).ok()?,
                 ))
             })
             .ok_or_else(|| self.unreadable(&row.run_id))?;
         match (seq, at, workflow) {
             (Some(seq), Some(at), _) => {
-                events.push(Event {
+                let event = |seq: i64, kind, step: Option<&str>, attempt| Event {
                     seq: seq.cast_unsigned(),
                     run_id: row.run_id.clone(),
                     at_ms: at,
-                    kind: EventKind::RunCreated,
-                    step: None,
-                    attempt: None,
+                    kind,
+                    step: step.map(Arc::from),
+                    attempt,
                     detail: None,
-                });
+                };
+                events.push(event(seq, EventKind::RunCreated, None, None));
+                match (began, row.first.as_deref()) {
+                    (Some(began), Some(first)) => {
+                        events.push(event(began, EventKind::StepStarted, Some(first), Some(1)));
+                    }
+                    (None, None) => {}
+                    // The start was asked for and not logged, or the other way round.
+                    _ => return Err(self.unreadable(&row.run_id)),
+                }
                 Ok(Some(Created::New))
             }
             (_, _, Some(workflow)) => Ok(Some(Created::Existing { workflow })),

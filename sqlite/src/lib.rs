@@ -518,7 +518,7 @@ impl RunStore for SqliteStore {
     async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
         let leases = &self.inner.leases;
         let op = ops::CreateRun::new(run, leases.owner(), leases.lease_ms())?;
-        let (created, _) = self.write(op).await?;
+        let (created, ..) = self.write(op).await?;
         if created == Created::New {
             leases.hold(run.run_id, 1);
         }
@@ -664,7 +664,7 @@ impl sagaflow_core::runtime::QueueStore for SqliteStore {
         on: sagaflow_core::runtime::store::Queueing<'_>,
     ) -> Result<Created, StoreError> {
         let op = ops::CreateRun::queued(run, on)?;
-        let (created, _) = self.write(op).await?;
+        let (created, ..) = self.write(op).await?;
         Ok(created)
     }
 

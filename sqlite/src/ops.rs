@@ -29,19 +29,27 @@ pub(crate) struct CreateRun {
     /// The graph as JSON (`NewRun::graph`).
     graph: Option<String>,
     held: Held,
+    /// The start of the step the run begins with, logged with a new run's creation
+    /// (`NewRun::first_step`; never for a run put on a queue).
+    first: Option<ChangeRow>,
 }
 
 impl CreateRun {
     /// The creation of `run`, leased to `owner` for `lease_ms`, with its input encoded; a
     /// codec failure is [`StoreError::Input`].
     pub(crate) fn new(run: &NewRun<'_>, owner: &str, lease_ms: i64) -> Result<Self, StoreError> {
-        CreateRun::held(
+        let mut op = CreateRun::held(
             run,
             Held::By {
                 owner: owner.to_owned(),
                 lease_ms,
             },
-        )
+        )?;
+        op.first = run
+            .first_step
+            .map(|step| rows::change_row(run.run_id, &Change::StepStarted { step, attempt: 1 }))
+            .transpose()?;
+        Ok(op)
     }
 
     /// The creation of `run` on the queue of `on`, held by nobody.
@@ -68,30 +76,42 @@ impl CreateRun {
             input,
             graph: run.graph.map(str::to_owned),
             held,
+            first: None,
         })
     }
 }
 
 impl Op for CreateRun {
-    /// What the creation found, with the `run_created` event if the run is new.
-    type Answer = (Created, Option<Logged>);
+    /// What the creation found, with the `run_created` event if the run is new, and the
+    /// event of its first step's start if it logged one.
+    type Answer = (Created, Option<Logged>, Option<Logged>);
 
     fn apply(&self, conn: &Connection, _: &str) -> Result<Self::Answer, ApplyError> {
-        rows::create_run(
+        let (created, logged) = rows::create_run(
             conn,
             &self.run_id,
             &self.workflow,
             (self.graph_fingerprint, self.graph.as_deref()),
             &self.input,
             &self.held,
-        )
+        )?;
+        let begun = match (&self.first, logged) {
+            (Some(first), Some(logged)) => {
+                Some(rows::log_created(conn, &self.run_id, logged.at, first)?)
+            }
+            _ => None,
+        };
+        Ok((created, logged, begun))
     }
 
-    fn publish(&self, (_, logged): &Self::Answer, to: &mut Publishing<'_>) {
-        if let Some(logged) = *logged {
+    fn publish(&self, &(_, logged, begun): &Self::Answer, to: &mut Publishing<'_>) {
+        if let Some(logged) = logged {
             crate::events::logged(to, &self.run_id, logged, || {
                 EventRow::of_run(EventKind::RunCreated)
             });
+        }
+        if let (Some(first), Some(logged)) = (&self.first, begun) {
+            crate::events::logged(to, &self.run_id, logged, || rows::event_row(first));
         }
     }
 }

@@ -281,6 +281,19 @@ pub(crate) fn record(
     log_change(conn, &mut insert, run_id, at, change)
 }
 
+/// Logs `change` of `run_id`, a run this very transaction created, leased to this store:
+/// nothing to fence, nothing of the run's row to write. The start of the step a run begins
+/// with (`NewRun::first_step`), in the creation's commit.
+pub(crate) fn log_created(
+    conn: &Connection,
+    run_id: &str,
+    at: i64,
+    change: &ChangeRow,
+) -> Result<Logged, ApplyError> {
+    let mut insert = conn.prepare_cached(INSERT_EVENT)?;
+    log_change(conn, &mut insert, run_id, at, change)
+}
+
 /// Records `first` and `then` of `run_id` (a step's completion and the next step's start, or
 /// the run's end), fenced once, the event statement looked up once for both. (One
 /// `INSERT … SELECT` of both rows was tried: it reads `events` while inserting into it, which

@@ -36,8 +36,9 @@ fn wal_len(db: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// A 40-step chain is 42 commits: the run's creation, one per step (its start, with the
-/// previous step's completion), and the last completion with the run's end. Each appends the
+/// A 40-step chain is 41 commits: the run's creation with its first step's start, one per
+/// later step (its start, with the previous step's completion), and the last completion with
+/// the run's end (42 before the creation carried the first start). Each appends the
 /// pages it changed to the WAL: the events and their `events_by_run` entries (93 frames, 2.2 a
 /// commit). Before `steps` became a view of the events (schema 11) it was 4 pages a commit
 /// (the `steps` row and its key as well); before the `runs` row was left alone on a step's
@@ -74,18 +75,33 @@ async fn a_sequential_checkpoint_appends_about_two_pages_to_the_wal() {
     assert_eq!(*report.output, 40);
     let commits = store.commits() - commits;
     assert_eq!(
-        commits, 42,
-        "the run's creation, one per step, the last completion with the run's end"
+        commits, 41,
+        "the run's creation with the first start, one per later step, the last completion with the run's end"
     );
-    // The shared commits keep the log's order: the last step's completion, then the end.
-    let tail: Vec<(String, Option<String>)> = Connection::open(&path)
-        .unwrap()
-        .prepare("SELECT kind, step FROM events WHERE run_id = 'r' ORDER BY seq DESC LIMIT 3")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    // The shared commits keep the log's order: the creation, then the first start; the last
+    // step's completion, then the end.
+    let events = |order: &str| -> Vec<(String, Option<String>)> {
+        Connection::open(&path)
+            .unwrap()
+            .prepare(&format!(
+                "SELECT kind, step FROM events WHERE run_id = 'r' ORDER BY seq {order} LIMIT 3"
+            ))
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let s0 = Some("s0".to_owned());
+    assert_eq!(
+        events("ASC"),
+        [
+            ("run_created".to_owned(), None),
+            ("step_started".to_owned(), s0.clone()),
+            ("step_completed".to_owned(), s0),
+        ]
+    );
+    let tail = events("DESC");
     let s39 = Some("s39".to_owned());
     assert_eq!(
         tail,
@@ -174,6 +190,7 @@ async fn a_step_s_write_renews_a_lease_more_than_half_spent() {
             input: &input,
             input_codec: codec,
             graph: None,
+            first_step: None,
         })
         .await
         .unwrap();

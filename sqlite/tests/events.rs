@@ -470,6 +470,7 @@ async fn refused_writes_in_a_group_commit_publish_nothing_and_the_rest_publish_o
                 },
             },
             graph: None,
+            first_step: None,
         })
         .await;
     assert!(created.is_ok());

@@ -68,6 +68,7 @@ async fn enqueue(
                 input: &input,
                 input_codec: crate::runtime::definition::Codec::of::<u64>(),
                 graph: None,
+                first_step: None,
             },
             Queueing {
                 queue,

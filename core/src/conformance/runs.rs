@@ -13,6 +13,17 @@ pub async fn create(
     id: &str,
     workflow: &str,
 ) -> Result<Created, StoreError> {
+    create_beginning(store, id, workflow, None).await
+}
+
+/// Creates the run `id` of `workflow`, with the input `"in"`, its step `first` started with
+/// the creation (see [`NewRun::first_step`]).
+pub async fn create_beginning(
+    store: &impl RunStore,
+    id: &str,
+    workflow: &str,
+    first: Option<&str>,
+) -> Result<Created, StoreError> {
     let run_id = RunId::from(id);
     let input = String::from("in");
     store
@@ -23,6 +34,7 @@ pub async fn create(
             input: &input,
             input_codec: Codec::of::<String>(),
             graph: None,
+            first_step: first,
         })
         .await
 }
@@ -151,6 +163,7 @@ pub async fn a_forgotten_run_stays_only_where_runs_are_kept(store: &impl RunStor
         input: &input,
         input_codec: Codec::of::<String>(),
         graph: None,
+        first_step: None,
     };
     if let Some(now) = store.create_run_now(&run) {
         assert_eq!(now.unwrap(), Created::New);
@@ -287,6 +300,77 @@ pub async fn a_step_s_standing_is_what_its_changes_left(store: &impl RunStore) {
     );
 }
 
+/// A run created with the step it begins with ([`NewRun::first_step`]) has that step started,
+/// attempt 1, as if [`RunStore::record`] had recorded the start just after the creation: the
+/// step's completion follows it, and a store that keeps runs loads the step as running, then
+/// completed. Creations at once (one batch on PostgreSQL) each start their own step; a
+/// second creation of an id starts nothing.
+pub async fn a_run_created_with_its_first_step_has_it_started(store: &impl RunStore) {
+    use crate::runtime::report::StepStatus;
+    assert_eq!(
+        create_beginning(store, "r", "W", Some("a")).await.unwrap(),
+        Created::New
+    );
+    let steps: Vec<(String, String)> = (0..10)
+        .map(|i| (format!("b{i}"), format!("s{i}")))
+        .collect();
+    let answers = futures_util::future::join_all(
+        steps
+            .iter()
+            .map(|(id, first)| create_beginning(store, id, "W", Some(first))),
+    )
+    .await;
+    assert!(
+        answers.iter().all(|a| matches!(a, Ok(Created::New))),
+        "{answers:?}"
+    );
+    let again = create_beginning(store, "r", "W", Some("z")).await.unwrap();
+    assert_eq!(
+        again,
+        Created::Existing {
+            workflow: "W".into()
+        }
+    );
+    let standing = |run: Option<crate::runtime::store::StoredRun>| {
+        run.map(|run| {
+            run.steps
+                .iter()
+                .map(|s| (s.name.clone(), s.status, s.attempts, s.started_at.is_some()))
+                .collect::<Vec<_>>()
+        })
+    };
+    let loaded = standing(store.load_run(&"r".into()).await.unwrap());
+    assert!(
+        loaded.is_some() || !store.keeps_finished_runs(),
+        "a store that keeps runs loads them"
+    );
+    if let Some(loaded) = loaded {
+        assert_eq!(loaded, [("a".to_owned(), StepStatus::Running, 1, true)]);
+    }
+    for (id, first) in &steps {
+        if let Some(loaded) = standing(store.load_run(&id.as_str().into()).await.unwrap()) {
+            assert_eq!(
+                loaded,
+                [(first.clone(), StepStatus::Running, 1, true)],
+                "run `{id}`"
+            );
+        }
+    }
+    complete(store, "r", "a", &String::from("out"))
+        .await
+        .unwrap();
+    if let Some(loaded) = store.load_run(&"r".into()).await.unwrap() {
+        let a = loaded
+            .steps
+            .first()
+            .map(|s| (s.status, s.attempts, s.output.clone()));
+        assert_eq!(
+            a,
+            Some((StepStatus::Completed, 1, Some("\"out\"".to_owned())))
+        );
+    }
+}
+
 /// A signal is kept once: the first delivery wins, later ones are refused, and the payload is
 /// found by run and name. A store that numbers its signals lists them after a position in
 /// the order it kept them.
@@ -345,6 +429,7 @@ macro_rules! run_conformance {
             a_forgotten_run_stays_only_where_runs_are_kept,
             a_change_of_an_unknown_run_is_an_error,
             a_step_s_standing_is_what_its_changes_left,
+            a_run_created_with_its_first_step_has_it_started,
             a_signal_is_delivered_once_and_found_by_name,
         );
     };

@@ -42,7 +42,7 @@ pub use registry::{DEFAULT_TAKEOVER_EVERY, HEARTBEAT_EVERY, TAKEOVER_AT_ONCE, TA
 pub use resume::Recovered;
 pub use takeover::{LeaseRefusal, Waiting};
 
-use self::executor::{Control, OutcomeSender};
+use self::executor::{Control, Launch, OutcomeSender};
 pub(crate) use self::permits::{Permit, Permits};
 use self::table::{Keep, RunEntry, RunTable};
 use crate::runtime::definition::{
@@ -350,6 +350,7 @@ impl Engine {
             Claimed::New(claim) => (claim.plan, claim.runtime, claim.reservation, claim.handle),
         };
         let input: Value = Arc::new(input);
+        let first_step = self.first_step(erased, plan);
         let new_run = NewRun {
             run_id: &run_id,
             workflow: erased.name(),
@@ -357,6 +358,9 @@ impl Engine {
             input: &*input,
             input_codec: Codec::of::<I>(),
             graph: plan.graph.as_deref(),
+            first_step: first_step
+                .and_then(|i| plan.names.get(i))
+                .map(|name| &**name),
         };
         // A store that can answer at once (in memory) spares the boxed future of the call.
         let created = match self.inner.store.create_run_now(&new_run) {
@@ -365,8 +369,9 @@ impl Engine {
         };
         let mut resume = None;
         let mut input = input;
+        let mut begun = None;
         match created {
-            Ok(Created::New) => {}
+            Ok(Created::New) => begun = first_step,
             Ok(Created::Existing { workflow }) if workflow == erased.name() => {
                 // An earlier process started this run: take it up where the store left it.
                 match self.take_up::<I>(erased, &run_id, plan, true).await {
@@ -390,7 +395,22 @@ impl Engine {
             Err(error) => return Err(reservation.abandon(EngineError::Store(error))),
         }
         let sender = reservation.commit();
-        Ok(self.launch(sender, handle, runtime, run_id, erased, input, resume))
+        let launch = Launch { resume, begun };
+        Ok(self.launch(sender, handle, runtime, run_id, erased, input, launch))
+    }
+
+    /// The step a new run of `def` begins with, when its creation can record that step's
+    /// start (see [`NewRun::first_step`]): the plan's one first step, if the store records
+    /// changes, the step has no guard (which may skip it instead), and a permit is free now
+    /// (else the step would wait for one, started in the store but not here). A run with
+    /// several first steps records their starts as each begins.
+    fn first_step(&self, def: &ErasedDefinition, plan: &Plan) -> Option<usize> {
+        let &[root] = &plan.roots[..] else {
+            return None;
+        };
+        let step = def.steps().get(root)?;
+        (self.inner.records && !step.is_guarded() && self.inner.permits.available() > 0)
+            .then_some(root)
     }
 
     /// Cancels the run `run_id`. Returns whether a run that had not finished was told to stop.
@@ -405,7 +425,7 @@ impl Engine {
     }
 
     /// Commits the claim on `run_id` and starts executing the run (from scratch, or from
-    /// what an earlier process left with `resume`).
+    /// what an earlier process left: see [`Launch`]).
     #[allow(clippy::too_many_arguments)]
     fn launch<O>(
         &self,
@@ -415,7 +435,7 @@ impl Engine {
         run_id: RunId,
         erased: &Arc<ErasedDefinition>,
         input: Value,
-        resume: Option<executor::Resume>,
+        launch: Launch,
     ) -> RunHandle<O> {
         executor::launch_run(
             Arc::clone(&self.inner),
@@ -425,7 +445,7 @@ impl Engine {
             sender,
             &handle.control,
             runtime,
-            resume,
+            launch,
         );
         handle
     }
@@ -685,6 +705,7 @@ mod tests {
             input: &0_u32,
             input_codec: Codec::of::<u32>(),
             graph: None,
+            first_step: None,
         }
     }
 

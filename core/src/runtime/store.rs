@@ -35,6 +35,12 @@ pub struct NewRun<'a> {
     /// in declaration order), kept by a durable store so that tools can draw the run; `None`
     /// when unknown.
     pub graph: Option<&'a str>,
+    /// The step the run begins with, if the engine starts it at once: a new run is created
+    /// with that step's first attempt recorded as started ([`Change::StepStarted`], attempt
+    /// 1), in the same write, so that a run costs one commit fewer. `None` (a run of several
+    /// first steps, of a guarded one, a run put on a queue): the engine records every start
+    /// itself. A run that exists already is left as it is.
+    pub first_step: Option<&'a str>,
 }
 
 /// What [`RunStore::create_run`] found.
@@ -111,6 +117,8 @@ pub enum Change<'a> {
 #[async_trait::async_trait]
 pub trait RunStore: Any + Send + Sync {
     /// Creates a run, or reports the one that has this id (the id is the idempotency key).
+    /// A new run with a [`first_step`](NewRun::first_step) is created with that step's start
+    /// recorded, as [`record`](Self::record) would record it, atomically where the store can.
     async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError>;
 
     /// [`create_run`](Self::create_run) without waiting, for a store that can answer at once

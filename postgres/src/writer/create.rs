@@ -24,6 +24,9 @@ pub(crate) struct CreateRow {
     /// The channel to notify once the run is committed, if one is listened to: a run put on
     /// a queue wakes the engines serving it (see `notices`), with its creation's commit.
     pub(crate) notify: Option<String>,
+    /// The step the run begins with, whose start (attempt 1) is logged with a new run's
+    /// creation (`NewRun::first_step`; never for a run put on a queue).
+    pub(crate) first: Option<String>,
 }
 
 impl CreateRow {
@@ -39,6 +42,7 @@ impl CreateRow {
             message,
         })?;
         let (owner, lease_ms) = owner.map_or((None, None), |(o, l)| (Some(o), Some(l)));
+        let owner_first = owner.as_ref().and(run.first_step).map(str::to_owned);
         let (queue, priority, key) = queue.map_or((None, 0, None), |on| {
             (
                 Some(on.queue.to_owned()),
@@ -58,6 +62,7 @@ impl CreateRow {
             priority,
             key,
             notify: None,
+            first: owner_first,
         })
     }
 }
@@ -86,6 +91,7 @@ pub(super) async fn create_all(
                     &row.key,
                     &row.notify,
                     &crate::notices::QUEUED,
+                    &row.first,
                 ],
             )
             .await;
@@ -101,6 +107,7 @@ pub(super) async fn create_all(
     let priorities: Vec<Option<i32>> = rows.iter().map(|r| Some(r.priority)).collect();
     let keys: Vec<Option<&str>> = rows.iter().map(|r| r.key.as_deref()).collect();
     let notify: Vec<Option<&str>> = rows.iter().map(|r| r.notify.as_deref()).collect();
+    let firsts: Vec<Option<&str>> = rows.iter().map(|r| r.first.as_deref()).collect();
     statement
         .query(
             client,
@@ -117,6 +124,7 @@ pub(super) async fn create_all(
                 &keys,
                 &notify,
                 &crate::notices::QUEUED,
+                &firsts,
             ],
         )
         .await

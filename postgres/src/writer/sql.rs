@@ -10,15 +10,17 @@
 /// so that two batches creating the same runs wait for each other in one order; the first
 /// of several creations of one id in a batch is the one that counts. The events take the
 /// lower half of the transaction's numbers (`log_positions`, see `schema`), in the batch's
-/// order. A run put on a queue notifies its channel ($11, when one is listened to) with the
-/// commit.
+/// order, each followed by its first step's start when the creation names one ($13, see
+/// `NewRun::first_step`; the start's number comes back as a fifth column). A run put on a
+/// queue notifies its channel ($11, when one is listened to) with the commit.
 pub(super) const CREATE_SQL: &str = "
 WITH now AS MATERIALIZED (SELECT now_ms() AS at),
 c AS MATERIALIZED (
     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
-            $6::bigint[], $7::text[], $8::text[], $9::integer[], $10::text[], $11::text[])
+            $6::bigint[], $7::text[], $8::text[], $9::integer[], $10::text[], $11::text[],
+            $13::text[])
         WITH ORDINALITY AS c(run_id, workflow, fingerprint, input, owner, lease_ms, graph,
-            queue, priority, queue_key, notify, ci)
+            queue, priority, queue_key, notify, first, ci)
 ),
 firsts AS MATERIALIZED (SELECT DISTINCT ON (run_id) * FROM c ORDER BY run_id, ci),
 ins AS (
@@ -33,26 +35,33 @@ ins AS (
     RETURNING run_id, created_at
 ),
 made AS MATERIALIZED (
-    SELECT f.ci, f.run_id, ins.created_at, f.notify FROM ins JOIN firsts f USING (run_id)
+    SELECT f.ci, f.run_id, ins.created_at, f.notify, f.first
+    FROM ins JOIN firsts f USING (run_id)
 ),
-base AS MATERIALIZED (SELECT log_positions((SELECT count(*)::integer FROM c)) AS b),
+base AS MATERIALIZED (SELECT log_positions(2 * (SELECT count(*)::integer FROM c)) AS b),
 ev AS (
-    INSERT INTO events (seq, run_id, at, kind)
-    SELECT base.b + made.ci, made.run_id, made.created_at, 'run_created' FROM made, base
-    RETURNING seq, run_id, at
+    INSERT INTO events (seq, run_id, at, kind, step, attempt)
+    SELECT base.b + 2 * made.ci - 1, made.run_id, made.created_at, 'run_created', NULL, NULL
+    FROM made, base
+    UNION ALL
+    SELECT base.b + 2 * made.ci, made.run_id, made.created_at, 'step_started', made.first, 1
+    FROM made, base WHERE made.first IS NOT NULL
+    RETURNING seq, run_id, at, kind
 ),
 told AS MATERIALIZED (
     SELECT count(pg_notify(made.notify, $12)) AS n FROM made WHERE made.notify IS NOT NULL
 )
-SELECT ev.seq, ev.at, r.workflow, (SELECT n FROM told)
+SELECT ev.seq, ev.at, r.workflow, (SELECT n FROM told), began.seq
 FROM c
     LEFT JOIN made ON made.ci = c.ci
-    LEFT JOIN ev ON ev.run_id = made.run_id
+    LEFT JOIN ev ON ev.run_id = made.run_id AND ev.kind = 'run_created'
+    LEFT JOIN ev began ON began.run_id = made.run_id AND began.kind = 'step_started'
     LEFT JOIN runs r ON r.run_id = c.run_id
 ORDER BY c.ci";
 
 /// A batch's one creation (a run started alone, as every run of a sequential caller is): what
-/// [`CREATE_SQL`] does for one run, as a statement of its own, with the same row back. The set
+/// [`CREATE_SQL`] does for one run, as a statement of its own, with the same row back (its
+/// first step's start, $13, numbered after the creation by the column's default). The set
 /// form cost a run started alone about 50 µs more of the server's time (its arrays, the sort
 /// that keeps a batch's first creation of an id, the numbering's call).
 pub(super) const CREATE_ONE_SQL: &str = "
@@ -67,11 +76,19 @@ ins AS (
     RETURNING run_id, created_at
 ),
 ev AS (
-    INSERT INTO events (run_id, at, kind) SELECT run_id, created_at, 'run_created' FROM ins
-    RETURNING seq, at
+    INSERT INTO events (run_id, at, kind, step, attempt)
+    SELECT ins.run_id, ins.created_at, k.kind, k.step, k.attempt
+    FROM ins, (VALUES (1, 'run_created', NULL, NULL), (2, 'step_started', $13::text, 1))
+        AS k(o, kind, step, attempt)
+    WHERE k.o = 1 OR $13::text IS NOT NULL
+    ORDER BY k.o
+    RETURNING seq, at, kind
 )
-SELECT (SELECT seq FROM ev), (SELECT at FROM ev), (SELECT workflow FROM runs WHERE run_id = $1),
-    (SELECT count(pg_notify($11, $12)) FROM ins WHERE $11::text IS NOT NULL)";
+SELECT created.seq, created.at, (SELECT workflow FROM runs WHERE run_id = $1),
+    (SELECT count(pg_notify($11, $12)) FROM ins WHERE $11::text IS NOT NULL), began.seq
+FROM (SELECT 1) AS one
+    LEFT JOIN ev created ON created.kind = 'run_created'
+    LEFT JOIN ev began ON began.kind = 'step_started'";
 
 /// Every change write of a batch, as one call of the schema's `record_v2` (see `schema`): the
 /// writes as arrays (a run's id, token, lease and end), their changes as arrays (one or two a

@@ -192,6 +192,8 @@ pub(crate) struct Run {
     /// since their first attempt began (by the wall clock), by step: their deadlines count
     /// it. Empty for a new run.
     spent: Box<[(usize, Duration)]>,
+    /// The step whose first attempt's start the run's creation recorded (see [`Launch`]).
+    begun: Option<usize>,
 }
 
 /// One step of a run in flight. Every field is written by the step's own task only (or, for
@@ -315,6 +317,16 @@ pub(crate) struct Resume {
     pub(crate) ended: Option<StoredEnd>,
 }
 
+/// How a run begins executing.
+pub(crate) struct Launch {
+    /// What an earlier process left of it; `None` for a new run.
+    pub(crate) resume: Option<Resume>,
+    /// The step whose first attempt's start the run's creation recorded (see
+    /// [`NewRun::first_step`](crate::runtime::store::NewRun::first_step)): that attempt
+    /// records no start of its own.
+    pub(crate) begun: Option<usize>,
+}
+
 /// How a run had ended in an earlier process.
 pub(crate) enum StoredEnd {
     Completed,
@@ -333,8 +345,9 @@ pub(crate) fn launch_run(
     outcome: OutcomeSender,
     control: &Control,
     runtime: tokio::runtime::Handle,
-    resume: Option<Resume>,
+    launch: Launch,
 ) {
+    let Launch { resume, begun } = launch;
     let Ok(graph) = def.graph() else {
         let error = RunError::Internal {
             run_id: run_id.clone(),
@@ -458,6 +471,7 @@ pub(crate) fn launch_run(
         span,
         end_recorded: ended_before.is_some(),
         spent,
+        begun,
     });
     match ended_before {
         None => {}

@@ -259,6 +259,7 @@ impl Engine {
             input: &*input,
             input_codec: Codec::of::<I>(),
             graph: plan.graph.as_deref(),
+            first_step: None,
         };
         match self
             .inner

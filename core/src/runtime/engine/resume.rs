@@ -5,7 +5,7 @@
 use super::{Claimed, Engine, Waiting};
 use crate::runtime::definition::{Codec, Definition, ErasedDefinition, Plan, StepValue, Value};
 use crate::runtime::engine::RunHandle;
-use crate::runtime::engine::executor::{Restored, Resume, StoredEnd};
+use crate::runtime::engine::executor::{Launch, Restored, Resume, StoredEnd};
 use crate::runtime::error::{EngineError, StepError, StoreError};
 use crate::runtime::id::RunId;
 use crate::runtime::report::StepStatus;
@@ -47,7 +47,11 @@ impl Engine {
             Err(error) => return Err(reservation.abandon(error)),
         };
         let sender = reservation.commit();
-        Ok(self.launch(sender, handle, runtime, run_id, erased, input, Some(resume)))
+        let launch = Launch {
+            resume: Some(resume),
+            begun: None,
+        };
+        Ok(self.launch(sender, handle, runtime, run_id, erased, input, launch))
     }
 
     /// Takes up every unfinished run of `def`'s workflow in the store, oldest first: what a

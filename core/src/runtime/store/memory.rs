@@ -486,10 +486,19 @@ impl MemoryStore {
                 workflow: existing.get().workflow.to_string(),
             },
             Entry::Vacant(vacant) => {
+                let changes = match run.first_step {
+                    Some(step) if self.history => {
+                        vec![RecordedChange::from(&Change::StepStarted {
+                            step,
+                            attempt: 1,
+                        })]
+                    }
+                    _ => Vec::new(),
+                };
                 vacant.insert(MemoryRun {
                     workflow: shared_name(&mut runs.names, run.workflow),
                     fingerprint: run.graph_fingerprint,
-                    changes: Vec::new(),
+                    changes,
                 });
                 Created::New
             }
@@ -513,6 +522,7 @@ mod tests {
             input: &1_u8,
             input_codec: Codec::of::<u8>(),
             graph: None,
+            first_step: None,
         };
         assert_eq!(store.create_run(&new).await.ok(), Some(Created::New));
         let again = store.create_run(&new).await.ok();

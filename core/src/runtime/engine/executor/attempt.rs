@@ -176,7 +176,9 @@ pub(super) async fn run_step<'r>(
         }
         cell.attempts.store(attempt, Ordering::Release);
         let span = tracing::debug_span!("attempt", run_id = %run.run_id, step = %name, attempt);
-        if run.engine.records {
+        // The first attempt of the step the run began with: its creation recorded the start.
+        let begun = attempt == 1 && deferred.is_none() && run.begun == Some(index);
+        if run.engine.records && !begun {
             // Boxed, as every await on a path that not every attempt takes (see `fail`): a
             // recording store's write costs far more than the allocation.
             let recorded = Box::pin(record_start(run, name, attempt, deferred.take()))
