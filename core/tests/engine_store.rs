@@ -256,7 +256,8 @@ sagaflow_core::forward_store!(CallStore => inner: LeaseStore, SignalStore, Event
 /// A run's creation carries its first step's start when the engine starts that step at once
 /// (`NewRun::first_step`): the step's first attempt then records no start of its own, its
 /// retry does, and the store's history is the same as if it had. Not for a guarded first
-/// step (its guard may skip it) nor for a run of two first steps.
+/// step (its guard may skip it), an at-most-once one (a start recorded before its attempt
+/// began would keep it from ever running after a crash), nor a run of two first steps.
 #[tokio::test]
 async fn a_run_s_creation_carries_its_first_step_s_start() {
     let store = Arc::new(CallStore::default());
@@ -305,6 +306,20 @@ async fn a_run_s_creation_carries_its_first_step_s_start() {
         .await
         .expect("completes");
 
+    let mut b = Builder::<u32>::new("Once");
+    let input = b.input();
+    let once = b.step(
+        "o",
+        StepOptions::new().at_most_once(),
+        (input,),
+        |_, (x,)| {
+            let x = *x;
+            async move { Ok::<_, StepError>(x) }
+        },
+    );
+    let once = b.build_with_output(once);
+    run(&engine, &once, "once", 1).await.expect("completes");
+
     let mut b = Builder::<u32>::new("Two");
     let input = b.input();
     let left = b.step("l", StepOptions::new(), (input,), |_, (x,)| {
@@ -339,6 +354,7 @@ async fn a_run_s_creation_carries_its_first_step_s_start() {
         ]
     );
     assert_eq!(of("guarded"), ["create guarded None", "start guarded g 1"]);
+    assert_eq!(of("once"), ["create once None", "start once o 1"]);
     let two = of("two");
     assert_eq!(two[0], "create two None");
     assert!(

@@ -401,15 +401,21 @@ impl Engine {
 
     /// The step a new run of `def` begins with, when its creation can record that step's
     /// start (see [`NewRun::first_step`]): the plan's one first step, if the store records
-    /// changes, the step has no guard (which may skip it instead), and a permit is free now
-    /// (else the step would wait for one, started in the store but not here). A run with
-    /// several first steps records their starts as each begins.
+    /// changes, the step has no guard (which may skip it instead), is not at-most-once, and a
+    /// permit is free now (else the step would wait for one, started in the store but not
+    /// here). A run with several first steps records their starts as each begins.
+    ///
+    /// The start is then recorded a little before the attempt begins: a crash or a drain in
+    /// between (the step's task not yet run) leaves the step started, and the process that
+    /// takes the run up counts that attempt as interrupted. An at-most-once step would then
+    /// not run at all, so its start stays its own.
     fn first_step(&self, def: &ErasedDefinition, plan: &Plan) -> Option<usize> {
         let &[root] = &plan.roots[..] else {
             return None;
         };
         let step = def.steps().get(root)?;
-        (self.inner.records && !step.is_guarded() && self.inner.permits.available() > 0)
+        let once = step.options().at_most_once == Some(true);
+        (self.inner.records && !step.is_guarded() && !once && self.inner.permits.available() > 0)
             .then_some(root)
     }
 
