@@ -465,6 +465,10 @@ impl RunStore for PgStore {
     /// A finished run stays in the database, where [`RunStore::load_run`] finds it.
     fn forget(&self, _: &RunId) {}
 
+    fn records_runs(&self) -> bool {
+        true
+    }
+
     fn keeps_finished_runs(&self) -> bool {
         true
     }

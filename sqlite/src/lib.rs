@@ -550,6 +550,10 @@ impl RunStore for SqliteStore {
     /// A finished run stays in the file, where [`RunStore::load_run`] finds it.
     fn forget(&self, _: &RunId) {}
 
+    fn records_runs(&self) -> bool {
+        true
+    }
+
     fn keeps_finished_runs(&self) -> bool {
         true
     }

@@ -72,6 +72,11 @@ macro_rules! forward_store {
             > {
                 ::core::option::Option::None
             }
+
+            // The hand-written `create_run` is called for every run.
+            fn records_runs(&self) -> bool {
+                true
+            }
         });
     };
     ($ty:ty => $field:ident: $($capability:ident),+ $(,)?) => {
@@ -107,6 +112,9 @@ macro_rules! forward_store {
                 ::core::result::Result<$crate::runtime::Created, $crate::runtime::StoreError>,
             > {
                 $crate::runtime::RunStore::create_run_now(&self.$field, run)
+            }
+            fn records_runs(&self) -> bool {
+                $crate::runtime::RunStore::records_runs(&self.$field)
             }
         });
     };

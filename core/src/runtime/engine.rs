@@ -96,6 +96,9 @@ pub(crate) struct Inner {
     pub(crate) store: Arc<dyn Store>,
     /// The store's [`RunStore::records_changes`], asked once: when `false`, no change is sent.
     pub(crate) records: bool,
+    /// Whether runs are created in the store ([`RunStore::records_runs`], or `records`): when
+    /// `false`, the engine's table is the only record of its runs.
+    pub(crate) creates_runs: bool,
     /// Bounds the attempts running at once; a retry waiting for its delay holds no permit.
     pub(crate) permits: Permits,
     pub(crate) jitter_seed: u64,
@@ -237,8 +240,10 @@ impl EngineBuilder {
         let events = records
             .then(|| Feed::attach(&*store, self.event_buffer))
             .flatten();
+        let creates_runs = records || store.records_runs();
         let inner = Arc::new(Inner {
             records,
+            creates_runs,
             signals: signals::SignalHub::new(Arc::clone(&store) as Arc<dyn SignalStore>),
             runs: RunTable::new(self.keep, store.keeps_finished_runs()),
             store,
@@ -362,10 +367,15 @@ impl Engine {
                 .and_then(|i| plan.names.get(i))
                 .map(|name| &**name),
         };
-        // A store that can answer at once (in memory) spares the boxed future of the call.
-        let created = match self.inner.store.create_run_now(&new_run) {
-            Some(created) => created,
-            None => self.inner.store.create_run(&new_run).await,
+        // A store that keeps nothing of runs is not asked (the claim above was the check); one
+        // that can answer at once (in memory) spares the boxed future of the call.
+        let created = if !self.inner.creates_runs {
+            Ok(Created::New)
+        } else {
+            match self.inner.store.create_run_now(&new_run) {
+                Some(created) => created,
+                None => self.inner.store.create_run(&new_run).await,
+            }
         };
         let mut resume = None;
         let mut input = input;
@@ -703,20 +713,8 @@ mod tests {
         b.build_with_output(out)
     }
 
-    fn new_run<'a>(run_id: &'a RunId, workflow: &'a str) -> NewRun<'a> {
-        NewRun {
-            run_id,
-            workflow,
-            graph_fingerprint: 0,
-            input: &0_u32,
-            input_codec: Codec::of::<u32>(),
-            graph: None,
-            first_step: None,
-        }
-    }
-
     #[tokio::test]
-    async fn the_store_of_an_in_memory_engine_knows_the_engine_s_runs() {
+    async fn an_ephemeral_engine_s_runs_cost_its_store_nothing() {
         let engine = Engine::ephemeral();
         let def = plus_one();
         let report = engine
@@ -727,25 +725,11 @@ mod tests {
             .await
             .expect("ok");
         assert_eq!(*report.output, 2);
-        let store = engine.store();
-        let id = RunId::from("r");
-        // The engine created it in its store, without waiting (`create_run_now`).
-        let again = store.create_run(&new_run(&id, "W")).await.expect("ok");
-        assert_eq!(
-            again,
-            Created::Existing {
-                workflow: "W".into()
-            }
-        );
-        assert!(store.deliver_signal(&id, "s", "1").await.expect("ok"));
-        assert!(!store.deliver_signal(&id, "s", "2").await.expect("ok"));
-        assert!(
-            store
-                .deliver_signal(&RunId::from("nobody"), "s", "1")
-                .await
-                .is_err()
-        );
-        // Starting the id again hands back the same run, its outcome and all.
+        // The engine's table is the one record of the run: none was created in the store.
+        let memory = engine.store_as::<MemoryStore>().expect("the engine's own store");
+        assert!(memory.is_empty());
+        // Starting the id again hands back the same run, its outcome and all, and a run of
+        // another workflow under the id is refused: the table answers both.
         let same = engine
             .start(&def, "r", 99)
             .await
@@ -754,15 +738,53 @@ mod tests {
             .await
             .expect("ok");
         assert_eq!(*same.output, 2);
-        // A run created in the store by someone else is still found by the engine.
-        let other = RunId::from("other");
-        let created = store.create_run(&new_run(&other, "V")).await.expect("ok");
-        assert_eq!(created, Created::New);
-        let conflict = engine.start(&def, "other", 1).await.expect_err("refused");
+        let mut other = Builder::<u32>::new("V");
+        let input = other.input();
+        let out = other.step("one", StepOptions::new(), (input,), |_, (x,)| async move {
+            Ok::<u32, StepError>(*x)
+        });
+        let other = other.build_with_output(out);
+        let conflict = engine.start(&other, "r", 1).await.expect_err("refused");
         assert!(
-            matches!(&conflict, EngineError::RunIdConflict { existing, .. } if existing == "V"),
+            matches!(&conflict, EngineError::RunIdConflict { existing, .. } if existing == "W"),
             "{conflict}"
         );
+        // Signals: the engine checks the run in its table, the store keeps the payload.
+        let id = RunId::from("r");
+        engine.signal("r", "s", &1).await.expect("delivered");
+        assert_eq!(
+            engine.store().signal(&id, "s").await.expect("ok").as_deref(),
+            Some("1")
+        );
+        let again = engine.signal("r", "s", &2).await.expect_err("once");
+        assert!(
+            matches!(again, EngineError::SignalAlreadyDelivered { .. }),
+            "{again}"
+        );
+        let nobody = engine.signal("nobody", "s", &1).await.expect_err("no run");
+        assert_eq!(
+            nobody.to_string(),
+            "no run `nobody` to signal `s` to: this engine holds none by that id (an ephemeral engine keeps its finished runs for a while, then forgets them)"
+        );
+        let nobody = RunId::from("nobody");
+        assert_eq!(engine.store().signal(&nobody, "s").await.expect("ok"), None);
+    }
+
+    #[tokio::test]
+    async fn a_step_of_an_ephemeral_run_gets_the_signal_the_engine_delivers() {
+        let engine = Engine::ephemeral();
+        let mut b = Builder::<u32>::new("W");
+        let input = b.input();
+        let out = b.step("wait", StepOptions::new(), (input,), |ctx, (x,)| async move {
+            let go: u32 = ctx.signal("go").await?;
+            Ok::<_, StepError>(*x + go)
+        });
+        let def = b.build_with_output(out);
+        let handle = engine.start(&def, "r", 1).await.expect("started");
+        tokio::task::yield_now().await;
+        engine.signal("r", "go", &41_u32).await.expect("delivered");
+        let report = handle.wait().await.expect("completes");
+        assert_eq!(*report.output, 42);
     }
 
     #[tokio::test]

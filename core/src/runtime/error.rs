@@ -147,6 +147,18 @@ pub enum EngineError {
         /// The signal.
         name: String,
     },
+    /// The engine holds no run by that id to signal, and its store keeps no record of runs
+    /// beside it ([`RunStore::records_runs`](crate::runtime::RunStore::records_runs) is
+    /// `false`, as for [`Engine::ephemeral`](crate::runtime::Engine::ephemeral)).
+    #[error(
+        "no run `{run_id}` to signal `{name}` to: this engine holds none by that id (an ephemeral engine keeps its finished runs for a while, then forgets them)"
+    )]
+    NoRunToSignal {
+        /// The run.
+        run_id: RunId,
+        /// The signal.
+        name: String,
+    },
     /// A signal's payload could not be serialized.
     #[error("signal `{name}` for run `{run_id}`: the payload does not serialize: {message}")]
     SignalPayload {

@@ -153,6 +153,20 @@ pub trait RunStore: Any + Send + Sync {
     /// over the store's life.
     fn records_changes(&self) -> bool;
 
+    /// Whether the engine must create each run in the store ([`create_run`](Self::create_run))
+    /// before running it. A store that keeps nothing of a run for anyone to read back (no
+    /// changes, no outcome, no lease: [`MemoryStore::without_history`], what
+    /// [`Engine::ephemeral`](crate::runtime::Engine::ephemeral) uses) may return `false`: the
+    /// engine's own table of runs is then the only record of which runs exist (a run id's
+    /// idempotency is the engine's), the engine creates no run in the store, and it checks a
+    /// signal's run against its table before delivering it. The engine still calls
+    /// [`forget`](Self::forget) for every run it drops, so that the store drops that run's
+    /// signals. Asked once, when the engine is built; a store that records changes is sent
+    /// every run, whatever it answers here.
+    ///
+    /// [`MemoryStore::without_history`]: crate::runtime::MemoryStore::without_history
+    fn records_runs(&self) -> bool;
+
     /// Whether the store keeps a finished run, with its outcome, where
     /// [`load_run`](Self::load_run) finds it: then an engine forgets a run once it has ended
     /// and reads it back when its id is started again, so that the engine's memory does not

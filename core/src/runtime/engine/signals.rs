@@ -253,6 +253,15 @@ impl Engine {
             name: name.to_owned(),
             message: e.to_string(),
         })?;
+        // A store that keeps no record of runs takes a signal for any id: the engine's table
+        // is where its runs are known.
+        let known_here = !self.inner.creates_runs;
+        if known_here && !self.inner.runs.holds(&run_id) {
+            return Err(EngineError::NoRunToSignal {
+                run_id,
+                name: name.to_owned(),
+            });
+        }
         if !self
             .inner
             .store
@@ -263,6 +272,12 @@ impl Engine {
                 run_id,
                 name: name.to_owned(),
             });
+        }
+        // The run may have been dropped from the table, and forgotten by the store, between
+        // the check and the delivery: the store then forgets it again, so that no signal
+        // outlives its run there.
+        if known_here && !self.inner.runs.holds(&run_id) {
+            self.inner.store.forget(&run_id);
         }
         self.inner.signals.wake(&run_id, name);
         Ok(())

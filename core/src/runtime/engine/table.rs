@@ -181,6 +181,11 @@ impl RunTable {
         self.shards.iter().map(|s| Self::lock(s).runs.len()).sum()
     }
 
+    /// Whether the table holds the run `run_id`, live or finished.
+    pub(crate) fn holds(&self, run_id: &RunId) -> bool {
+        self.shard(run_id).runs.contains_key(run_id)
+    }
+
     /// Removes the run `run_id` if it is still the one `control` belongs to.
     pub(crate) fn remove(&self, run_id: &RunId, control: &Arc<Control>) -> bool {
         self.shard(run_id).remove(run_id, control)

@@ -189,10 +189,15 @@ impl MemoryStore {
         }
     }
 
-    /// An empty store that keeps runs (their ids and workflows, for idempotency) but not their
-    /// changes: recording is free. What [`Engine::ephemeral`](crate::runtime::Engine::ephemeral)
-    /// uses, since nothing could read its history. Like any store whose runs do not outlive
-    /// their engine, it drops a run when its engine does ([`RunStore::forget`]).
+    /// An empty store that keeps no changes: recording is free. What
+    /// [`Engine::ephemeral`](crate::runtime::Engine::ephemeral) uses, since nothing could read
+    /// its history. Its engine does not create its runs in it either
+    /// ([`RunStore::records_runs`] is `false`): the engine's table is the one record of which
+    /// runs exist, so a run costs the store nothing. The store keeps the signals its engine
+    /// delivers, to any run the engine names, and drops them when its engine drops the run
+    /// ([`RunStore::forget`]). A run created in it by calling
+    /// [`create_run`](RunStore::create_run) directly is kept, as in any store, until it is
+    /// forgotten.
     pub fn without_history() -> Self {
         Self {
             runs: shards(),
@@ -258,8 +263,11 @@ impl RunStore for MemoryStore {
 
     fn forget(&self, run_id: &RunId) {
         let mut runs = self.shard(run_id);
-        runs.by_id.remove(run_id);
-        // Most runs get no signal: spare the second hash of the id.
+        // Without history the engine creates no run here, and the map is empty as a rule:
+        // spare the hash. Most runs get no signal: spare that hash too.
+        if !runs.by_id.is_empty() {
+            runs.by_id.remove(run_id);
+        }
         if !runs.signals.is_empty() {
             runs.signals.remove(run_id);
         }
@@ -294,6 +302,12 @@ impl RunStore for MemoryStore {
     }
 
     fn records_changes(&self) -> bool {
+        self.history
+    }
+
+    /// With history, every run: its changes are kept under it. Without, none: the store is
+    /// its engine's, which knows its runs (see [`MemoryStore::without_history`]).
+    fn records_runs(&self) -> bool {
         self.history
     }
 
@@ -358,7 +372,8 @@ impl SignalStore for MemoryStore {
         payload: &str,
     ) -> Result<bool, StoreError> {
         let mut runs = self.shard(run_id);
-        if !runs.by_id.contains_key(run_id) {
+        // Without history, the engine creates no run here: it checked that it has this one.
+        if self.history && !runs.by_id.contains_key(run_id) {
             return Err(StoreError::Backend(format!(
                 "no run `{run_id}` to signal `{name}` to"
             )));
