@@ -726,7 +726,9 @@ mod tests {
             .expect("ok");
         assert_eq!(*report.output, 2);
         // The engine's table is the one record of the run: none was created in the store.
-        let memory = engine.store_as::<MemoryStore>().expect("the engine's own store");
+        let memory = engine
+            .store_as::<MemoryStore>()
+            .expect("the engine's own store");
         assert!(memory.is_empty());
         // Starting the id again hands back the same run, its outcome and all, and a run of
         // another workflow under the id is refused: the table answers both.
@@ -753,7 +755,12 @@ mod tests {
         let id = RunId::from("r");
         engine.signal("r", "s", &1).await.expect("delivered");
         assert_eq!(
-            engine.store().signal(&id, "s").await.expect("ok").as_deref(),
+            engine
+                .store()
+                .signal(&id, "s")
+                .await
+                .expect("ok")
+                .as_deref(),
             Some("1")
         );
         let again = engine.signal("r", "s", &2).await.expect_err("once");
@@ -775,10 +782,15 @@ mod tests {
         let engine = Engine::ephemeral();
         let mut b = Builder::<u32>::new("W");
         let input = b.input();
-        let out = b.step("wait", StepOptions::new(), (input,), |ctx, (x,)| async move {
-            let go: u32 = ctx.signal("go").await?;
-            Ok::<_, StepError>(*x + go)
-        });
+        let out = b.step(
+            "wait",
+            StepOptions::new(),
+            (input,),
+            |ctx, (x,)| async move {
+                let go: u32 = ctx.signal("go").await?;
+                Ok::<_, StepError>(*x + go)
+            },
+        );
         let def = b.build_with_output(out);
         let handle = engine.start(&def, "r", 1).await.expect("started");
         tokio::task::yield_now().await;
