@@ -127,13 +127,19 @@ impl Inner {
     /// store's lease on it is let go whatever its end (a run whose end could not be recorded
     /// is no longer run here, so another process may take it up once the lease runs out). A
     /// run `released` by a drain keeps its lease until the drain gives it up in the store.
-    pub(crate) fn run_ended(&self, run_id: &RunId, control: &Arc<Control>, released: bool) {
+    pub(crate) fn run_ended(
+        &self,
+        run_id: &RunId,
+        control: &Arc<Control>,
+        released: bool,
+        at: tokio::time::Instant,
+    ) {
         if released && self.records {
             self.lifecycle.released(run_id);
         } else if self.records {
             self.store.release(run_id);
         }
-        let dropped = self.runs.ended(run_id, control);
+        let dropped = self.runs.ended(run_id, control, at);
         for run_id in dropped.iter() {
             self.store.forget(run_id);
         }

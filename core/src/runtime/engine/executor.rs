@@ -139,11 +139,11 @@ impl OutcomeSender {
         self.0.detach();
     }
 
-    /// Tells the engine that the run `run_id` has ended, then sends `outcome`: whoever sees
-    /// the outcome finds the engine's table as the end left it.
-    fn send_ended(&self, outcome: Outcome, engine: &Inner, run_id: &RunId) {
+    /// Tells the engine that the run `run_id` has ended at `at`, then sends `outcome`:
+    /// whoever sees the outcome finds the engine's table as the end left it.
+    fn send_ended(&self, outcome: Outcome, engine: &Inner, run_id: &RunId, at: Instant) {
         let released = matches!(outcome, Err(RunError::Released { .. }));
-        engine.run_ended(run_id, &self.0, released);
+        engine.run_ended(run_id, &self.0, released, at);
         self.send(outcome);
     }
 }
@@ -353,11 +353,12 @@ pub(crate) fn launch_run(
             run_id: run_id.clone(),
             message: "the definition became invalid after it was checked".to_owned(),
         };
-        outcome.send_ended(Err(error), &engine, &run_id);
+        outcome.send_ended(Err(error), &engine, &run_id, Instant::now());
         return;
     };
     let plan = definition::plan(&def);
-    let now = Instant::now();
+    // Only a run taken up has steps that ended before it began here.
+    let now = resume.is_some().then(Instant::now);
     let (restored, ended_before) = match resume {
         Some(resume) => (Some(resume.steps), resume.ended),
         None => (None, None),
@@ -399,7 +400,7 @@ pub(crate) fn launch_run(
                         output: output.clone(),
                         error: error.clone(),
                         started: None,
-                        at: now,
+                        at: now.unwrap_or_else(Instant::now),
                     });
                     // A step that failed for good before the crash, whose run's end was not
                     // recorded: the run fails again for it, as it was failing then.
@@ -425,7 +426,7 @@ pub(crate) fn launch_run(
                             output: None,
                             error: Some(error.clone()),
                             started: None,
-                            at: now,
+                            at: now.unwrap_or_else(Instant::now),
                         });
                         failed_for_good.push((i, *attempts, error));
                     }
@@ -630,6 +631,16 @@ impl Run {
         self.engine.lifecycle.is_draining()
     }
 
+    /// When the run's last step ended (read when its steps ended, not again), or now if none
+    /// did.
+    fn ended_at(&self) -> Instant {
+        self.steps
+            .iter()
+            .filter_map(|cell| cell.end.get().map(|end| end.at))
+            .max()
+            .unwrap_or_else(Instant::now)
+    }
+
     /// Whether the calling task is the run's only one: `live` counts it, and the starting
     /// code until that lets go. `live` is read first: the starter clears `starting` before it
     /// gives up its count, so a count read without it finds `starting` cleared.
@@ -650,7 +661,8 @@ impl Run {
         if !self.engine.records {
             let _entered = self.span.enter();
             let outcome = settle(self);
-            self.outcome.send_ended(outcome, &self.engine, &self.run_id);
+            self.outcome
+                .send_ended(outcome, &self.engine, &self.run_id, self.ended_at());
             return;
         }
         let run = Arc::clone(self);
@@ -658,7 +670,8 @@ impl Run {
         self.runtime.spawn(
             async move {
                 let outcome = conclude(&run).await;
-                run.outcome.send_ended(outcome, &run.engine, &run.run_id);
+                run.outcome
+                    .send_ended(outcome, &run.engine, &run.run_id, Instant::now());
             }
             .instrument(span),
         );

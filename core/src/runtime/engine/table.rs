@@ -193,14 +193,13 @@ impl RunTable {
 
     /// The run `run_id` has ended: the table forgets it if the store keeps it, or keeps it
     /// among the finished runs, dropping the oldest beyond the bound or the age. Returns the
-    /// ids dropped, for the store to forget.
-    pub(crate) fn ended(&self, run_id: &RunId, control: &Arc<Control>) -> Dropped {
+    /// ids dropped, for the store to forget. `now` is when the run ended.
+    pub(crate) fn ended(&self, run_id: &RunId, control: &Arc<Control>, now: Instant) -> Dropped {
         let mut dropped = Dropped::default();
         if self.store_keeps_finished {
             self.remove(run_id, control);
             return dropped;
         }
-        let now = Instant::now();
         let since = self.nanos(now);
         let oldest = {
             let mut shard = self.shard(run_id);
@@ -265,7 +264,11 @@ mod tests {
                 control: Arc::clone(&control),
             },
         );
-        table.ended(&run_id, &control).iter().cloned().collect()
+        table
+            .ended(&run_id, &control, Instant::now())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     #[test]
