@@ -501,10 +501,12 @@ pub(crate) fn launch_run(
         &[root] => start_inline(&run, root, None, 0),
         _ => {
             let ready = resumed.unwrap_or_else(|| Arc::clone(roots));
-            let ready = Arc::new(Ready::new(ready));
-            let workers = run.width().min(ready.steps.len());
-            if let Some(first) = ready.claim(&run) {
-                start_inline(&run, first, Some(ready), workers - 1);
+            let workers = run.width().min(ready.len());
+            let ready = Arc::new(Ready::new(ready, workers));
+            if let Some(mut share) = ready.claim(&run)
+                && let Some(first) = share.next(&run)
+            {
+                start_inline(&run, first, Some(share), workers - 1);
             }
         }
     }
@@ -771,8 +773,9 @@ async fn step_task<'r>(run: &'r Arc<Run>, index: usize, carry: &mut Carry<'r>) -
         [] => {}
         [dependent] => spawn_task(run, dependent, None, 0),
         _ => {
-            let ready = Arc::new(Ready::new(Arc::from(also)));
-            for _ in 0..run.width().min(ready.steps.len()) {
+            let workers = run.width().min(also.len());
+            let ready = Arc::new(Ready::new(Arc::from(also), workers));
+            for _ in 0..workers {
                 spawn_helper(run, &ready);
             }
         }

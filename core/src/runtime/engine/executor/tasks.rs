@@ -15,39 +15,106 @@ impl Drop for Live {
 }
 
 /// Steps made ready at the same time (a run's roots, or the dependents one step released),
-/// which the tasks working through them take one at a time.
+/// which the tasks working through them take a few at a time ([`Share`]): consecutive steps
+/// in one task, so that two threads seldom write the same cache line (the claim's counter,
+/// neighbouring steps' cells).
 pub(super) struct Ready {
     pub(super) steps: Arc<[usize]>,
     next: AtomicUsize,
+    /// How many steps a task claims at once.
+    chunk: usize,
 }
 
+/// Steps a task claims at once from a ready set at most: small enough that a task that has to
+/// wait hands few steps over (see [`Share::split`]).
+const MAX_CHUNK: usize = 16;
+
 impl Ready {
-    pub(super) fn new(steps: Arc<[usize]>) -> Self {
+    /// Ready `steps`, for `workers` tasks to work through: each claims an eighth of its share
+    /// at a time, up to [`MAX_CHUNK`].
+    pub(super) fn new(steps: Arc<[usize]>, workers: usize) -> Self {
+        let chunk = (steps.len() / (workers.max(1) * 8)).clamp(1, MAX_CHUNK);
         Self {
             steps,
             next: AtomicUsize::new(0),
+            chunk,
         }
     }
 
-    /// Whether steps are left to take.
+    /// Whether steps are left to claim.
     fn left(&self) -> bool {
         self.next.load(Ordering::Relaxed) < self.steps.len()
     }
 
-    /// The next step to run, unless none is left or the run stopped.
-    pub(super) fn claim(&self, run: &Run) -> Option<usize> {
+    /// Claims the next steps, unless none is left or the run stopped.
+    pub(super) fn claim(self: &Arc<Self>, run: &Run) -> Option<Share> {
         if !self.left() || run.stopped.load(Ordering::SeqCst) {
             return None;
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        self.steps.get(i).copied()
+        let from = self.next.fetch_add(self.chunk, Ordering::Relaxed);
+        let to = from.saturating_add(self.chunk).min(self.steps.len());
+        (from < to).then(|| Share {
+            ready: Arc::clone(self),
+            next: from,
+            end: to,
+        })
     }
 }
 
-/// Spawns a task that takes over `ready`'s next step, if one is left.
+/// A task's share of a ready set: the steps it claimed and has not run (positions in
+/// `ready.steps`), and the right to claim more.
+pub(super) struct Share {
+    ready: Arc<Ready>,
+    next: usize,
+    end: usize,
+}
+
+impl Share {
+    /// The next step to run: the next claimed one, else one of the next steps claimed now;
+    /// `None` once the set is worked through or the run stopped.
+    pub(super) fn next(&mut self, run: &Run) -> Option<usize> {
+        if self.next >= self.end {
+            *self = self.ready.claim(run)?;
+        } else if run.stopped.load(Ordering::SeqCst) {
+            return None;
+        }
+        let step = self.ready.steps.get(self.next).copied();
+        self.next += 1;
+        step
+    }
+
+    /// Whether steps are left, claimed here or not yet.
+    fn left(&self) -> bool {
+        self.next < self.end || self.ready.left()
+    }
+
+    /// The claimed steps not run yet, handed over as a share of their own (this one keeps the
+    /// right to claim more); `None` if there are none.
+    fn split(&mut self) -> Option<Share> {
+        if self.next >= self.end {
+            return None;
+        }
+        let rest = Share {
+            ready: Arc::clone(&self.ready),
+            next: self.next,
+            end: self.end,
+        };
+        self.next = self.end;
+        Some(rest)
+    }
+}
+
+/// Spawns a task that takes over `ready`'s next steps, if any are left.
 pub(super) fn spawn_helper(run: &Arc<Run>, ready: &Arc<Ready>) {
-    if let Some(index) = ready.claim(run) {
-        spawn_task(run, index, Some(Arc::clone(ready)), 0);
+    if let Some(share) = ready.claim(run) {
+        spawn_share(run, share);
+    }
+}
+
+/// Spawns a task that runs the steps of `share`, then claims more.
+fn spawn_share(run: &Arc<Run>, mut share: Share) {
+    if let Some(first) = share.next(run) {
+        spawn_task(run, first, Some(share), 0);
     }
 }
 
@@ -57,12 +124,7 @@ pub(super) fn spawn_helper(run: &Arc<Run>, ready: &Arc<Ready>) {
 /// outcome is there when `start` returns. The first poll is made with a waker that does
 /// nothing, which is safe because the spawned task polls the future again at once and every
 /// tokio primitive registers the waker of each poll.
-pub(super) fn start_inline(
-    run: &Arc<Run>,
-    first: usize,
-    ready: Option<Arc<Ready>>,
-    helpers: usize,
-) {
+pub(super) fn start_inline(run: &Arc<Run>, first: usize, share: Option<Share>, helpers: usize) {
     let Some(cell) = run.steps.get(first) else {
         return;
     };
@@ -73,7 +135,7 @@ pub(super) fn start_inline(
     let live = Live(Arc::clone(run));
     let mut future = Box::pin(async move {
         let live = live;
-        run_steps(&live.0, first, ready, helpers).await;
+        run_steps(&live.0, first, share, helpers).await;
     });
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     if future.as_mut().poll(&mut cx).is_ready() {
@@ -97,7 +159,7 @@ pub(super) fn start_inline(
 ///
 /// The task holds its steps' state boxed, so that a task waiting to be polled is small and
 /// the box lives only while it runs. (A run's first task is started by [`start_inline`].)
-pub(super) fn spawn_task(run: &Arc<Run>, first: usize, ready: Option<Arc<Ready>>, helpers: usize) {
+pub(super) fn spawn_task(run: &Arc<Run>, first: usize, share: Option<Share>, helpers: usize) {
     let Some(cell) = run.steps.get(first) else {
         return;
     };
@@ -108,7 +170,7 @@ pub(super) fn spawn_task(run: &Arc<Run>, first: usize, ready: Option<Arc<Ready>>
     let live = Live(Arc::clone(run));
     let task = run.runtime.spawn(async move {
         let live = live;
-        Box::pin(run_steps(&live.0, first, ready, helpers)).await;
+        Box::pin(run_steps(&live.0, first, share, helpers)).await;
     });
     // The task is filed under the step it was spawned for; it may have ended already, and
     // then this handle is merely stale (aborting an ended task does nothing).
@@ -119,18 +181,18 @@ pub(super) fn spawn_task(run: &Arc<Run>, first: usize, ready: Option<Arc<Ready>>
     }
 }
 
-/// The body of a step task: spawns `helpers` tasks for `ready`, then runs `first` and each
-/// dependent it makes ready that no other task takes, then the same from `ready`'s next step,
-/// until none is left.
+/// The body of a step task: spawns `helpers` tasks for the ready set of `share`, then runs
+/// `first` and each dependent it makes ready that no other task takes, then the same from the
+/// share's next step, until none is left.
 pub(super) async fn run_steps(
     run: &Arc<Run>,
     first: usize,
-    ready: Option<Arc<Ready>>,
+    mut share: Option<Share>,
     helpers: usize,
 ) {
-    if let Some(ready) = &ready {
+    if let Some(share) = &share {
         for _ in 0..helpers {
-            spawn_helper(run, ready);
+            spawn_helper(run, &share.ready);
         }
     }
     // The previous step's end and permit, which the next step run here takes over.
@@ -163,16 +225,20 @@ pub(super) async fn run_steps(
                 step = %name
             );
             let step = step_task(run, index, &mut carry).instrument(span);
-            next = match ready.as_ref().filter(|ready| ready.left()) {
-                // The first time the step waits, another task takes over the ready steps.
-                Some(ready) => {
+            next = match share.as_mut().filter(|share| share.left()) {
+                // The first time the step waits, another task takes over the ready steps:
+                // those claimed here, else the next ones.
+                Some(share) => {
                     let mut step = std::pin::pin!(step);
                     let mut helped = false;
                     std::future::poll_fn(|cx| {
                         let poll = step.as_mut().poll(cx);
                         if poll.is_pending() && !helped {
                             helped = true;
-                            spawn_helper(run, ready);
+                            match share.split() {
+                                Some(rest) => spawn_share(run, rest),
+                                None => spawn_helper(run, &share.ready),
+                            }
                         }
                         poll
                     })
@@ -181,7 +247,7 @@ pub(super) async fn run_steps(
                 None => step.await,
             };
         }
-        start = ready.as_ref().and_then(|ready| ready.claim(run));
+        start = share.as_mut().and_then(|share| share.next(run));
     }
     // A completion still carried belongs to the run's last step: the run's end records it.
     // One carried for a dependent the run stopped before running is dropped, as before,
