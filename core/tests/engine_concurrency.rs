@@ -40,6 +40,52 @@ async fn dependents_released_together_run_at_the_same_time() {
         .expect("both dependents meet at the barrier");
 }
 
+/// Ready steps are claimed a few at a time by each task (a current-thread runtime: one task,
+/// eight of 64 steps at a claim); every one of them must still run alongside the others when
+/// each waits, whether they are a run's first steps or the dependents of one step.
+#[tokio::test(start_paused = true)]
+async fn many_ready_steps_that_each_wait_all_run_at_the_same_time() {
+    const WIDTH: usize = 64;
+    for released in [false, true] {
+        let barrier = Arc::new(Barrier::new(WIDTH));
+        let mut b = Builder::<u8>::new("Wide");
+        let input = b.input();
+        let from = if released {
+            b.step("root", StepOptions::new(), (input,), |_, (x,)| async move {
+                Ok::<_, StepError>(*x)
+            })
+        } else {
+            input
+        };
+        for i in 0..WIDTH {
+            let barrier = Arc::clone(&barrier);
+            b.step(
+                &format!("s{i}"),
+                StepOptions::new(),
+                (from,),
+                move |_, (_,)| {
+                    let barrier = Arc::clone(&barrier);
+                    async move {
+                        tokio::time::timeout(Duration::from_secs(5), barrier.wait())
+                            .await
+                            .map(|_| ())
+                            .map_err(|_| StepError::permanent("a sibling did not run alongside"))
+                    }
+                },
+            );
+        }
+        let report = run(&Engine::ephemeral(), &b.build(), "r", 0)
+            .await
+            .unwrap_or_else(|e| panic!("released: {released}: every step meets the others: {e}"));
+        let completed = report
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Completed)
+            .count();
+        assert_eq!(completed, WIDTH + usize::from(released));
+    }
+}
+
 struct DropFlag(Arc<AtomicBool>);
 
 impl Drop for DropFlag {
