@@ -42,7 +42,7 @@ use crate::runtime::store::Change;
 
 use self::attempt::{StepEnd, run_step};
 use self::outcome::{conclude, settle};
-use self::tasks::{Ready, spawn_helper, spawn_task, start_inline};
+use self::tasks::{Ready, Share, spawn_helper, spawn_task, start_inline};
 use crate::runtime::engine::Permit;
 
 /// What a task carries from one step it runs to the next.
@@ -683,7 +683,15 @@ impl Run {
 /// Runs step `index` to its end, records how it ended, and releases its dependents (or
 /// stops the run). Returns a dependent made ready, for the caller to run next itself; leaves
 /// in `carry` when the step ended and, after a success, its permit, for that dependent.
-async fn step_task<'r>(run: &'r Arc<Run>, index: usize, carry: &mut Carry<'r>) -> Option<usize> {
+/// When it releases several and `adopt` is given (the calling task works through no ready
+/// set), the caller takes a share of them there and works through it with as many tasks
+/// as the runtime has workers, itself included; else the others go to tasks of their own.
+async fn step_task<'r>(
+    run: &'r Arc<Run>,
+    index: usize,
+    carry: &mut Carry<'r>,
+    adopt: Option<&mut Option<Share>>,
+) -> Option<usize> {
     let (Some(def), Some(cell)) = (run.def.steps().get(index), run.steps.get(index)) else {
         run.stop(Stop::Internal(format!("no step {index}")));
         return None;
@@ -769,9 +777,20 @@ async fn step_task<'r>(run: &'r Arc<Run>, index: usize, carry: &mut Carry<'r>) -
         run.stop(Stop::Store(error));
         return None;
     }
-    match *also {
-        [] => {}
-        [dependent] => spawn_task(run, dependent, None, 0),
+    match (&*also, next, adopt) {
+        ([], ..) => {}
+        (&[dependent], ..) => spawn_task(run, dependent, None, 0),
+        (_, Some(first), Some(slot)) => {
+            also.insert(0, first);
+            let workers = run.width().min(also.len());
+            let ready = Arc::new(Ready::new(Arc::from(also), workers));
+            let mut own = ready.claim(run);
+            next = own.as_mut().and_then(|share| share.next(run));
+            *slot = own;
+            for _ in 1..workers {
+                spawn_helper(run, &ready);
+            }
+        }
         _ => {
             let workers = run.width().min(also.len());
             let ready = Arc::new(Ready::new(Arc::from(also), workers));

@@ -224,7 +224,14 @@ pub(super) async fn run_steps(
                 run_id = %run.run_id,
                 step = %name
             );
-            let step = step_task(run, index, &mut carry).instrument(span);
+            // A task that works through no ready set takes a share of the one this step
+            // releases, if it releases several.
+            let mut adopted = None;
+            let adopt = share
+                .as_ref()
+                .is_none_or(|share| !share.left())
+                .then_some(&mut adopted);
+            let step = step_task(run, index, &mut carry, adopt).instrument(span);
             next = match share.as_mut().filter(|share| share.left()) {
                 // The first time the step waits, another task takes over the ready steps:
                 // those claimed here, else the next ones.
@@ -246,6 +253,9 @@ pub(super) async fn run_steps(
                 }
                 None => step.await,
             };
+            if adopted.is_some() {
+                share = adopted;
+            }
         }
         start = share.as_mut().and_then(|share| share.next(run));
     }
