@@ -5,10 +5,11 @@
 //! dependent next itself, so a chain costs no spawn and no cross-thread wake-up per step; a
 //! central driver would cost two wake-ups per step, which was most of the engine's overhead.
 //! Steps made ready together (a run's roots, the dependents one step released) are worked
-//! through by as many tasks as the runtime has workers, each taking the next ready step when
-//! it is done with one, and one more task is spawned whenever a step has to wait: independent
-//! steps run in parallel on every worker and concurrently whenever they wait, and 10,000 ready
-//! no-op steps cost a few tasks instead of 10,000.
+//! through by as many tasks as the runtime has workers (the task that released them among
+//! them), each claiming the next few ready steps when it is done with its own, and one more
+//! task is spawned whenever a step has to wait, taking over what that task had claimed:
+//! independent steps run in parallel on every worker and concurrently whenever they wait, and
+//! 10,000 ready no-op steps cost a few tasks instead of 10,000.
 //!
 //! The run ends when its count of live step tasks drops to zero, which happens exactly once:
 //! a task is counted before it is spawned, by a task that is itself still counted. Stopping a
