@@ -314,3 +314,62 @@ async fn many_runs_of_a_wide_graph_complete_on_a_multi_threaded_runtime() {
         );
     }
 }
+
+/// Sets its flag when dropped (a step's output: it serializes as nothing).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Dropped {
+    #[serde(skip)]
+    flag: Option<Arc<AtomicBool>>,
+}
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        if let Some(flag) = &self.flag {
+            flag.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A step's output that no dependent takes and that is not the run's is dropped when the
+/// step ends, not kept with the run until its end; one that a dependent takes is kept.
+#[tokio::test(start_paused = true)]
+async fn an_output_nothing_reads_is_dropped_when_its_step_ends() {
+    let (sink_dropped, kept_dropped) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let mut b = Builder::<()>::new("Outputs");
+    let root = b.step("root", StepOptions::new(), (), |_, ()| async {
+        Ok::<_, StepError>(())
+    });
+    let flag = Arc::clone(&sink_dropped);
+    b.step("sink", StepOptions::new(), (root,), move |_, (_,)| {
+        let flag = Arc::clone(&flag);
+        async move { Ok::<_, StepError>(Dropped { flag: Some(flag) }) }
+    });
+    let flag = Arc::clone(&kept_dropped);
+    let kept = b.step("kept", StepOptions::new(), (root,), move |_, (_,)| {
+        let flag = Arc::clone(&flag);
+        async move { Ok::<_, StepError>(Dropped { flag: Some(flag) }) }
+    });
+    let (sink, kept_flag) = (Arc::clone(&sink_dropped), Arc::clone(&kept_dropped));
+    let last = b.step("last", StepOptions::new(), (kept,), move |_, (_,)| {
+        let (sink, kept) = (Arc::clone(&sink), Arc::clone(&kept_flag));
+        async move {
+            // `sink` ran alongside: wait for its end (5 s of the paused clock at most).
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while !sink.load(Ordering::SeqCst) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Ok::<_, StepError>((sink.load(Ordering::SeqCst), kept.load(Ordering::SeqCst)))
+        }
+    });
+    let report = run(&Engine::ephemeral(), &b.build_with_output(last), "r", ())
+        .await
+        .expect("completes");
+    assert_eq!(
+        *report.output,
+        (true, false),
+        "while the run went on: the sink's output dropped, the one `last` takes kept"
+    );
+}

@@ -729,18 +729,21 @@ async fn step_task<'r>(
             return None;
         }
     };
+    let Ok(graph) = run.def.graph() else {
+        return None;
+    };
+    // An output nothing reads (no dependent takes it, and it is not the run's) is dropped now,
+    // not with the run: 10,000 independent steps then hold one output at a time, not 10,000.
+    let read = !graph.outputs(index).is_empty() || run.def.output_step() == Some(index);
     let at = Instant::now();
     let _ = cell.end.set(Ended {
         status,
-        output,
+        output: output.filter(|_| read),
         error,
         started,
         at,
     });
     carry.clock = Some(at);
-    let Ok(graph) = run.def.graph() else {
-        return None;
-    };
     let mut next = None;
     let mut also = Vec::new();
     let flushed = |carry: &mut Carry<'r>| carry.deferred.take();
