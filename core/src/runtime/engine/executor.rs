@@ -507,7 +507,7 @@ pub(crate) fn launch_run(
             if let Some(mut share) = ready.claim(&run)
                 && let Some(first) = share.next(&run)
             {
-                start_inline(&run, first, Some(share), workers - 1);
+                start_inline(&run, first, Some(share), helpers(workers));
             }
         }
     }
@@ -681,6 +681,17 @@ impl Run {
     }
 }
 
+/// How many helper tasks a task that works through a ready set itself spawns, on a runtime of
+/// `workers` workers: one per worker, not one per other worker. On a multi-thread runtime, a
+/// task spawned from a worker goes into that worker's LIFO slot, which no other worker can
+/// take, and nobody is woken for it; the next one spawned pushes it to the worker's queue,
+/// which the others take from. With one per worker, all but the last are there for the other
+/// workers; the last one claims what is left when its worker gets to it (often nothing, and
+/// then it ends at once).
+fn helpers(workers: usize) -> usize {
+    if workers > 1 { workers } else { 0 }
+}
+
 /// Runs step `index` to its end, records how it ended, and releases its dependents (or
 /// stops the run). Returns a dependent made ready, for the caller to run next itself; leaves
 /// in `carry` when the step ended and, after a success, its permit, for that dependent.
@@ -791,7 +802,7 @@ async fn step_task<'r>(
             let mut own = ready.claim(run);
             next = own.as_mut().and_then(|share| share.next(run));
             *slot = own;
-            for _ in 1..workers {
+            for _ in 0..helpers(workers) {
                 spawn_helper(run, &ready);
             }
         }
