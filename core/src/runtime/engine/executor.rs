@@ -792,24 +792,27 @@ async fn step_task<'r>(
         run.stop(Stop::Store(error));
         return None;
     }
-    match (&*also, next, adopt) {
-        ([], ..) => {}
-        (&[dependent], ..) => spawn_task(run, dependent, None, 0),
-        (_, Some(first), Some(slot)) => {
-            also.insert(0, first);
-            let workers = run.width().min(also.len());
-            let ready = Arc::new(Ready::new(Arc::from(also), workers));
-            let mut own = ready.claim(run);
-            next = own.as_mut().and_then(|share| share.next(run));
-            *slot = own;
-            for _ in 0..helpers(workers) {
-                spawn_helper(run, &ready);
-            }
-        }
+    match *also {
+        [] => {}
+        [dependent] => spawn_task(run, dependent, None, 0),
         _ => {
+            // The caller takes a share of the set, with its `next` first, when it can.
+            let adopt = adopt.zip(next);
+            if let Some((_, first)) = adopt {
+                also.insert(0, first);
+            }
             let workers = run.width().min(also.len());
             let ready = Arc::new(Ready::new(Arc::from(also), workers));
-            for _ in 0..workers {
+            let spawned = match adopt {
+                Some((slot, _)) => {
+                    let mut own = ready.claim(run);
+                    next = own.as_mut().and_then(|share| share.next(run));
+                    *slot = own;
+                    helpers(workers)
+                }
+                None => workers,
+            };
+            for _ in 0..spawned {
                 spawn_helper(run, &ready);
             }
         }
