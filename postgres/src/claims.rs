@@ -145,26 +145,51 @@ impl TakenUp<'_> {
     }
 }
 
-/// The claim's one statement (see [`claim`]).
-const CLAIM_SQL: &str = "WITH c AS (SELECT r.run_id, r.recoveries < $7 AS counted, \
+/// A claim's one statement (see [`claim`]), over the runs `$which` picks, in the order
+/// `$order`: `$4` is the queue (or, for runs of no queue, unused but typed).
+macro_rules! claim_sql {
+    ($which:literal, $order:literal, $started:literal) => {
+        concat!(
+            "WITH c AS (SELECT r.run_id, r.recoveries < $7 AS counted, \
                      NOT EXISTS (SELECT 1 FROM events e \
                          WHERE e.run_id = r.run_id AND e.step IS NOT NULL) AS unstarted \
                  FROM runs r \
-                 WHERE r.status = 'running' AND NOT r.parked AND r.queue = $4 \
-                 AND (r.lease_expires IS NULL OR r.lease_expires <= now_ms()) \
+                 WHERE r.status = 'running' AND NOT r.parked AND ",
+            $which,
+            " AND (r.lease_expires IS NULL OR r.lease_expires <= now_ms()) \
                  AND EXISTS (SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS k(workflow, graph) \
                      WHERE k.workflow = r.workflow \
                      AND (k.graph IS NULL OR k.graph = r.graph_fingerprint)) \
-                 ORDER BY r.priority DESC, r.created_at, r.created_seq LIMIT $3 \
+                 ORDER BY ",
+            $order,
+            " LIMIT $3 \
                  FOR UPDATE SKIP LOCKED) \
              UPDATE runs SET owner = $5, lease_expires = now_ms() + $6, \
                  lease_token = runs.lease_token + 1, \
-                 recoveries = runs.recoveries + CASE WHEN c.counted THEN 1 ELSE 0 END, \
-                 started_at = COALESCE(runs.started_at, now_ms()) \
-             FROM c WHERE runs.run_id = c.run_id \
+                 recoveries = runs.recoveries + CASE WHEN c.counted THEN 1 ELSE 0 END",
+            $started,
+            " FROM c WHERE runs.run_id = c.run_id \
              RETURNING runs.run_id, runs.workflow, runs.graph_fingerprint, runs.priority, \
                  runs.created_at, runs.created_seq, runs.lease_token, runs.recoveries, \
-                 c.counted, CASE WHEN c.unstarted THEN runs.input END, runs.error";
+                 c.counted, CASE WHEN c.unstarted THEN runs.input END, runs.error"
+        )
+    };
+}
+
+/// The claim of a queue's runs ($4): highest priority first, then oldest; each one's start
+/// time set the first time.
+const CLAIM_SQL: &str = claim_sql!(
+    "r.queue = $4",
+    "r.priority DESC, r.created_at, r.created_seq",
+    ", started_at = COALESCE(runs.started_at, now_ms())"
+);
+
+/// The claim of the runs of no queue free to take over (`$4` unused): oldest first.
+const CLAIM_FREE_SQL: &str = claim_sql!(
+    "r.queue IS NULL AND $4::text IS NULL",
+    "r.created_at, r.created_seq",
+    ""
+);
 
 /// Reserves for this store's owner up to `limit` runs waiting on `queue`, of the graphs in
 /// `known`, highest priority first, then oldest (see `QueueStore::claim`), and takes them up:
@@ -173,13 +198,18 @@ const CLAIM_SQL: &str = "WITH c AS (SELECT r.run_id, r.recoveries < $7 AS counte
 /// and its take-up is counted as `acquire` counts it; a run already taken up as often as the
 /// store allows is only reserved (the take-up that follows parks it). What a take-up needs
 /// is kept in `claims` for it.
-#[allow(clippy::too_many_arguments)]
+///
+/// With no queue (`None`), the runs of no queue that are free to take over (their lease ran
+/// out or was given up: see `LeaseStore::free_runs`), oldest first, claimed the same way:
+/// replicas looking for a dead one's runs at once take different runs, each batch in one
+/// round trip, where each would try every run listed, a round trip each, and find half of
+/// them taken by another a moment before.
 pub(crate) async fn claim(
     client: &deadpool_postgres::Object,
     session: &Session,
     claims: &Claims,
     leases: &Leases,
-    queue: &str,
+    queue: Option<&str>,
     known: &[KnownGraph],
     limit: usize,
 ) -> Result<Vec<FreeRun>, tokio_postgres::Error> {
@@ -190,7 +220,11 @@ pub(crate) async fn claim(
     let rows = session
         .query_cached(
             client,
-            CLAIM_SQL,
+            if queue.is_some() {
+                CLAIM_SQL
+            } else {
+                CLAIM_FREE_SQL
+            },
             &[
                 &workflows,
                 &graphs,
@@ -222,7 +256,7 @@ pub(crate) async fn claim(
         claimed.push((row.get(3), row.get(4), row.get(5), run));
     }
     claims.keep(taken);
-    // In the queue's order (an `UPDATE` returns its rows in no order of its own).
+    // In the listing's order (an `UPDATE` returns its rows in no order of its own).
     claimed.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     Ok(claimed.into_iter().map(|(_, _, _, run)| run).collect())
 }

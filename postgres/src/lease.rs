@@ -118,32 +118,6 @@ pub(crate) async fn hand_over(
     Ok(())
 }
 
-/// At most `limit` runs still running, not parked, whose lease has expired or was given up
-/// (by the server's clock), of the workflows and graphs of `known`, oldest first.
-pub(crate) async fn free_runs(
-    client: &Client,
-    session: &Session,
-    known: &[KnownGraph],
-    limit: usize,
-) -> Result<Vec<FreeRun>, tokio_postgres::Error> {
-    let (workflows, graphs) = known_arrays(known);
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = session
-        .on(client)
-        .query(
-            "SELECT r.run_id, r.workflow, r.graph_fingerprint FROM runs r \
-             WHERE r.status = 'running' AND NOT r.parked AND r.queue IS NULL \
-             AND (r.lease_expires IS NULL OR r.lease_expires <= now_ms()) \
-             AND EXISTS (SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS k(workflow, graph) \
-                 WHERE k.workflow = r.workflow \
-                 AND (k.graph IS NULL OR k.graph = r.graph_fingerprint)) \
-             ORDER BY r.created_at, r.created_seq LIMIT $3",
-            &[&workflows, &graphs, &limit],
-        )
-        .await?;
-    Ok(rows.iter().map(free_run).collect())
-}
-
 /// `known` as the listing statements take it: the workflows, and beside each its graph's
 /// fingerprint as the schema keeps it (or none, for every graph).
 pub(crate) fn known_arrays(known: &[KnownGraph]) -> (Vec<&str>, Vec<Option<i64>>) {
@@ -260,44 +234,72 @@ impl Acquired {
     }
 }
 
+/// The usual take-up, and the usual refusal, in one statement (see [`acquire`]): the lease
+/// if the run runs, is not parked, its lease is free (none, this owner's, or run out) and
+/// this take-up does not pass the maximum ($4); and the row as it was locked, which tells
+/// another owner's live lease.
+const ACQUIRE_SQL: &str = "WITH l AS (SELECT run_id, status, parked, owner, lease_expires FROM runs \
+         WHERE run_id = $1 FOR UPDATE), \
+     u AS (UPDATE runs SET owner = $2, lease_token = lease_token + 1, \
+         lease_expires = now_ms() + $3, recoveries = recoveries + 1, \
+         started_at = CASE WHEN queue IS NOT NULL THEN COALESCE(started_at, now_ms()) END \
+         FROM l WHERE runs.run_id = l.run_id AND runs.status = 'running' AND NOT runs.parked \
+         AND runs.recoveries < $4 \
+         AND (runs.owner IS NULL OR runs.owner = $2 OR runs.lease_expires IS NULL \
+             OR runs.lease_expires <= now_ms()) \
+         RETURNING runs.lease_token, runs.recoveries) \
+     SELECT u.lease_token, u.recoveries, l.status, l.parked, l.owner, l.lease_expires, now_ms() \
+     FROM l LEFT JOIN u ON true";
+
 /// Takes the lease on `run_id` for `owner`, counting a recovery, in a transaction of its own
 /// on `client`: refused while another owner's lease is live; parks the run when this take-up
 /// would pass `max_recoveries`, logging `run_parked`. It locks the run's row alone, so it
 /// never waits in a circle with a statement that locks several (see `hand_over`).
 pub(crate) async fn acquire(
-    client: &mut Client,
+    client: &mut deadpool_postgres::Object,
     session: &Session,
     run_id: &str,
     owner: &str,
     lease_ms: i64,
     max_recoveries: u32,
 ) -> Result<Acquired, tokio_postgres::Error> {
-    // The usual take-up in one autocommitted statement: the run runs,
-    // is not parked, its lease is free (none, this owner's, or run out), and this take-up
-    // does not pass the maximum. It locks the run's row alone, and waits for nothing while it
-    // holds it. Anything else (refused, ended, parked, or parked now, which logs the parking)
-    // goes the long way below, which finds out which.
+    // The usual take-up, and the usual refusal, in one autocommitted statement: the run
+    // runs, is not parked, its lease is free (none, this owner's, or run out), and this
+    // take-up does not pass the maximum; or else another owner's live lease, which the
+    // statement reads off the row it locked (when the replicas left find a dead one's runs,
+    // most of their tries find a run another of them took a moment before, and each of those
+    // was a transaction of four round trips). It locks the run's row alone, and waits for
+    // nothing while it holds it. Anything else (ended, parked, or parked now, which logs the
+    // parking) goes the long way below, which finds out which.
     let below = i32::try_from(max_recoveries).unwrap_or(i32::MAX);
+    // Prepared once per connection (its planning cost the server more than running it).
     let fast = session
-        .on(client)
-        .query_opt(
-            "WITH l AS (SELECT run_id FROM runs WHERE run_id = $1 FOR UPDATE) \
-             UPDATE runs SET owner = $2, lease_token = lease_token + 1, \
-             lease_expires = now_ms() + $3, recoveries = recoveries + 1, \
-             started_at = CASE WHEN queue IS NOT NULL THEN COALESCE(started_at, now_ms()) END \
-             FROM l WHERE runs.run_id = l.run_id AND status = 'running' AND NOT parked AND recoveries < $4 \
-             AND (owner IS NULL OR owner = $2 OR lease_expires IS NULL OR lease_expires <= now_ms()) \
-             RETURNING lease_token, recoveries",
-            &[&run_id, &owner, &lease_ms, &below],
-        )
+        .query_cached(client, ACQUIRE_SQL, &[&run_id, &owner, &lease_ms, &below])
         .await?;
-    if let Some(row) = fast {
-        let token: i64 = row.get(0);
-        let recoveries: i32 = row.get(1);
+    let Some(row) = fast.first() else {
+        return Ok(Acquired::Nothing);
+    };
+    if let (Some(token), Some(recoveries)) =
+        (row.get::<_, Option<i64>>(0), row.get::<_, Option<i32>>(1))
+    {
         return Ok(Acquired::Granted(Lease {
             token: token.cast_unsigned(),
             recoveries: u32::try_from(recoveries).unwrap_or(0),
         }));
+    }
+    let (status, parked, holder, expires, now): (String, bool, Option<String>, Option<i64>, i64) =
+        (row.get(2), row.get(3), row.get(4), row.get(5), row.get(6));
+    if status == "running"
+        && !parked
+        && let (Some(holder), Some(until_ms)) = (holder, expires)
+        && holder != owner
+        && until_ms > now
+    {
+        return Ok(Acquired::Leased {
+            owner: holder,
+            until_ms,
+            left_ms: until_ms - now,
+        });
     }
     let tx = session.transaction(client).await?;
     let row = tx

@@ -480,7 +480,8 @@ impl RunStore for PgStore {
         }
         let client = self.client().await?;
         reads::load_run(
-            &self.inner.session.on(&client),
+            &client,
+            &self.inner.session,
             &self.inner.label,
             run_id.as_str(),
         )
@@ -531,7 +532,7 @@ impl sagaflow_core::runtime::QueueStore for PgStore {
             &self.inner.session,
             &self.inner.claims,
             &self.inner.leases,
-            queue,
+            Some(queue),
             known,
             limit,
         )
@@ -692,10 +693,21 @@ impl LeaseStore for PgStore {
         if known.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
+        // Claimed (see `claims::claim`): leased to this store's owner in the listing's
+        // statement, different runs for replicas listing at once; the take-ups that follow
+        // are answered from the claim.
         let client = self.client().await?;
-        lease::free_runs(&client, &self.inner.session, known, limit)
-            .await
-            .map_err(|e| error::pg_error(&self.inner.label, &e))
+        claims::claim(
+            &client,
+            &self.inner.session,
+            &self.inner.claims,
+            &self.inner.leases,
+            None,
+            known,
+            limit,
+        )
+        .await
+        .map_err(|e| error::pg_error(&self.inner.label, &e))
     }
 
     fn holds(&self, run_id: &RunId) -> bool {

@@ -14,21 +14,23 @@ use sagaflow_core::runtime::store::{
     DeliveredSignal, StoredRun, StoredRunStatus, StoredStep, UnfinishedRun,
 };
 
+/// [`load_run`]'s statement.
+const LOAD_RUN_SQL: &str = "SELECT r.workflow, r.graph_fingerprint, r.input, r.status, r.error, r.parked, \
+     r.created_at, s.name, s.status, s.attempts, s.output, s.error, s.started_at \
+     FROM runs r LEFT JOIN steps s ON s.run_id = r.run_id \
+     WHERE r.run_id = $1 ORDER BY s.first_seq";
+
 /// A run and its steps in the order they first started, read in one statement so that they
 /// are one snapshot even while another replica writes.
 pub(crate) async fn load_run(
-    client: &Link<'_>,
+    client: &deadpool_postgres::Object,
+    session: &Session,
     label: &str,
     run_id: &str,
 ) -> Result<Option<StoredRun>, StoreError> {
-    let rows = client
-        .query(
-            "SELECT r.workflow, r.graph_fingerprint, r.input, r.status, r.error, r.parked, \
-             r.created_at, s.name, s.status, s.attempts, s.output, s.error, s.started_at \
-             FROM runs r LEFT JOIN steps s ON s.run_id = r.run_id \
-             WHERE r.run_id = $1 ORDER BY s.first_seq",
-            &[&run_id],
-        )
+    // Prepared once per connection: every take-up reads its run so.
+    let rows = session
+        .query_cached(client, LOAD_RUN_SQL, &[&run_id])
         .await
         .map_err(|e| pg_error(label, &e))?;
     let Some(first) = rows.first() else {

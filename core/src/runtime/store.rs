@@ -222,6 +222,12 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// (this store's own included) are never listed, nor are runs of a queue
     /// ([`QueueStore`]: only the engines that serve a queue take its runs). A store whose runs
     /// cannot outlive their engine lists none.
+    ///
+    /// A store may take the lease of each run it lists for its owner in the same step (the
+    /// PostgreSQL store does: replicas listing at once are given different runs), as
+    /// [`QueueStore::claim`] does; the engine's take-up that follows ([`acquire`](Self::acquire))
+    /// is then answered from that. A run listed so and not taken up is free again once its
+    /// lease runs out.
     async fn free_runs(
         &self,
         known: &[KnownGraph],

@@ -1,0 +1,140 @@
+//! Runs free to take over, on PostgreSQL: the replicas that look for them at once are given
+//! different ones. `LeaseStore::free_runs` claims what it lists (each run's lease taken for
+//! the store's owner in the listing's one statement, `FOR UPDATE SKIP LOCKED`), and the
+//! engine's take-up that follows is answered from the claim. What every store does when a
+//! replica dies or drains is in the conformance suite (`tests/conformance.rs`); this is what
+//! only this store promises beyond it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[macro_use]
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sagaflow_core::StepOptions;
+use sagaflow_core::runtime::store::KnownGraph;
+use sagaflow_core::runtime::{
+    Builder, Definition, Engine, LeaseStore, RunId, StepError, StoreError,
+};
+use sagaflow_postgres::PgStore;
+
+const RUNS: usize = 40;
+
+/// One step that never ends on its own: a drain cuts it, and its runs are left free.
+fn hanging() -> Definition<u32, u32> {
+    let mut b = Builder::<u32>::new("Hanging");
+    let input = b.input();
+    let out = b.step("hang", StepOptions::new(), (input,), |_, (x,)| {
+        let x = *x;
+        async move {
+            std::future::pending::<()>().await;
+            Ok::<_, StepError>(x)
+        }
+    });
+    b.build_with_output(out)
+}
+
+fn ids(runs: &[sagaflow_core::runtime::store::FreeRun]) -> BTreeSet<RunId> {
+    runs.iter().map(|r| r.run_id.clone()).collect()
+}
+
+/// A replica drained with every run mid-step leaves `RUNS` runs free. Two replicas that list
+/// them at once share them out: no run is listed to both, and every one is listed to one of
+/// them. A replica listing after another is not given the runs the other just listed. A run
+/// listed is this replica's to take up (from the claim: no statement of its own), and the
+/// other's take-up of it is refused; a run listed and never taken up is free again once its
+/// lease runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_looking_for_free_runs_at_once_are_given_different_ones() {
+    let db = fresh_db!();
+    let def = hanging();
+    let known = [KnownGraph {
+        workflow: "Hanging".to_owned(),
+        fingerprint: None,
+    }];
+
+    let a = Engine::builder()
+        .store(Arc::new(
+            PgStore::connect(&db.url, db.options().owner("A"))
+                .await
+                .unwrap(),
+        ))
+        .build();
+    for i in 0..RUNS {
+        a.start(&def, format!("run-{i:02}"), 1).await.unwrap();
+    }
+    let drained = a.shutdown(Duration::from_millis(50)).await;
+    assert!(drained.error.is_none(), "{:?}", drained.error);
+    assert_eq!(drained.released.len(), RUNS, "{drained:?}");
+
+    let lease = Duration::from_secs(1);
+    let open = |owner: &'static str| {
+        let options = db.options().owner(owner).lease(lease);
+        let url = db.url.clone();
+        async move { PgStore::connect(&url, options).await.unwrap() }
+    };
+    let (b, c, d) = tokio::join!(open("B"), open("C"), open("D"));
+
+    // At once: the two listings share the runs out.
+    let (by_b, by_c) = tokio::join!(b.free_runs(&known, 30), c.free_runs(&known, 30));
+    let (by_b, by_c) = (ids(&by_b.unwrap()), ids(&by_c.unwrap()));
+    let listed_at = Instant::now();
+    assert!(
+        by_b.is_disjoint(&by_c),
+        "listed to both B and C: {:?}",
+        by_b.intersection(&by_c).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        by_b.len() + by_c.len(),
+        RUNS,
+        "every free run listed to one of them (B {}, C {})",
+        by_b.len(),
+        by_c.len()
+    );
+    assert!(by_b.len() >= RUNS - 30 && by_c.len() >= RUNS - 30);
+    // After them, nothing is left: what they listed is theirs.
+    assert!(d.free_runs(&known, 100).await.unwrap().is_empty());
+
+    // B takes up a run it was given, answered from its claim; C's take-up of it is refused.
+    let run = by_b.first().unwrap().clone();
+    assert_eq!(b.take_ups_from_claims(), 0);
+    let lease_of_b = b.acquire(&run).await.unwrap();
+    assert_eq!(
+        b.take_ups_from_claims(),
+        1,
+        "the take-up was answered from the claim"
+    );
+    assert_eq!(lease_of_b.recoveries, 1, "the claim counted the take-up");
+    match c.acquire(&run).await {
+        Err(error @ StoreError::Leased { .. }) => {
+            assert!(error.to_string().contains(run.as_str()), "{error}");
+        }
+        other => panic!("C took up a run B holds: {other:?}"),
+    }
+
+    // The runs listed and never taken up (C's, and B's but the one B took) are free again
+    // once the lease of the claim runs out; the run B took up is B's while B renews it.
+    let mut expected: BTreeSet<RunId> = by_b.union(&by_c).cloned().collect();
+    expected.remove(&run);
+    let mut again = BTreeSet::new();
+    while again != expected {
+        assert!(
+            listed_at.elapsed() < lease + Duration::from_secs(5),
+            "the runs listed and not taken up are not free again: {} of {} listed",
+            again.len(),
+            expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let listed = ids(&d.free_runs(&known, 100).await.unwrap());
+        assert!(!listed.contains(&run), "the run B holds was listed");
+        again.extend(listed);
+    }
+    assert!(
+        listed_at.elapsed() >= lease - Duration::from_millis(100),
+        "listed again before the claim's lease ran out: after {:?}",
+        listed_at.elapsed()
+    );
+}
