@@ -323,8 +323,10 @@ impl PgStore {
         self.inner.stats.commits.load(Ordering::Relaxed)
     }
 
-    /// Runs taken up from a queue's claim so far: their lease and what a take-up reads came
-    /// back with the claim, with no statement of their own (see `QueueStore::claim`).
+    /// Runs taken up from a claim so far: their lease (and, for a run that had not started,
+    /// what a take-up reads) came back with the claim, with no statement of their own. A
+    /// claim is a queue's (`QueueStore::claim`) or the listing of the runs free to take over
+    /// (`LeaseStore::free_runs`).
     pub fn take_ups_from_claims(&self) -> u64 {
         self.inner.claims.answered()
     }
