@@ -5,12 +5,17 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sagaflow_core::runtime::{Builder, Definition, Engine, EngineError, RunError, StepError};
+use sagaflow_core::runtime::store::replicas::ServedQueue;
+use sagaflow_core::runtime::{
+    Builder, Definition, Engine, EngineError, FreeRun, KnownGraph, Lease, LeaseStore, MemoryStore,
+    RunError, RunId, StepError, Store, StoreError,
+};
 use sagaflow_core::{RetryPolicy, StepOptions};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// `first` sleeps `first_takes`, then `second` counts itself.
@@ -165,4 +170,107 @@ async fn a_draining_engine_starts_and_takes_up_nothing() {
     let again = engine.shutdown(Duration::from_secs(1)).await;
     assert!(again.finished.is_empty() && again.released.is_empty());
     assert_eq!(second.load(Ordering::SeqCst), 0);
+}
+
+/// A store that lists two made-up runs as free, once, after letting the test start a drain
+/// while the listing is under way, and records what the engine gives up.
+struct ListingStore {
+    inner: MemoryStore,
+    listing: Notify,
+    go_on: Notify,
+    listed: AtomicBool,
+    given_up: Mutex<Vec<RunId>>,
+}
+
+#[async_trait::async_trait]
+impl LeaseStore for ListingStore {
+    async fn acquire(&self, run_id: &RunId) -> Result<Lease, StoreError> {
+        self.inner.acquire(run_id).await
+    }
+    fn release(&self, run_id: &RunId) {
+        self.inner.release(run_id);
+    }
+    async fn give_up(&self, run_ids: &[RunId]) -> Result<(), StoreError> {
+        self.given_up.lock().unwrap().extend_from_slice(run_ids);
+        self.inner.give_up(run_ids).await
+    }
+    async fn free_runs(
+        &self,
+        known: &[KnownGraph],
+        _limit: usize,
+    ) -> Result<Vec<FreeRun>, StoreError> {
+        if self.listed.swap(true, Ordering::SeqCst) {
+            return Ok(Vec::new());
+        }
+        self.listing.notify_one();
+        self.go_on.notified().await;
+        Ok(["left-1", "left-2"]
+            .into_iter()
+            .map(|id| FreeRun {
+                run_id: id.into(),
+                workflow: known[0].workflow.clone(),
+                graph_fingerprint: known[0].fingerprint.unwrap_or(0),
+            })
+            .collect())
+    }
+    async fn heartbeat(
+        &self,
+        known: &[KnownGraph],
+        queues: &[ServedQueue],
+    ) -> Result<(), StoreError> {
+        self.inner.heartbeat(known, queues).await
+    }
+    fn holds(&self, run_id: &RunId) -> bool {
+        self.inner.holds(run_id)
+    }
+}
+sagaflow_core::forward_store!(ListingStore => inner: RunStore, SignalStore, EventLog, Retention, QueueStore);
+
+/// Runs listed as free while the engine began to drain are not taken up, and are given up
+/// at once: a store that leased them as it listed them (PostgreSQL's claim) frees them for
+/// another engine now, not once the lease runs out.
+#[tokio::test]
+async fn runs_listed_as_the_drain_begins_are_given_up_not_taken() {
+    let store = Arc::new(ListingStore {
+        inner: MemoryStore::new(),
+        listing: Notify::new(),
+        go_on: Notify::new(),
+        listed: AtomicBool::new(false),
+        given_up: Mutex::new(Vec::new()),
+    });
+    let engine = Engine::builder()
+        .store(Arc::clone(&store) as Arc<dyn Store>)
+        .takeover_every(Duration::from_secs(3_600))
+        .build();
+    let second = Arc::new(AtomicU32::new(0));
+    engine
+        .register(&two_steps(Duration::ZERO, &second))
+        .unwrap();
+    // The loop's first poll lists at once; the drain begins while it does.
+    store.listing.notified().await;
+    let draining = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.shutdown(Duration::from_secs(1)).await }
+    });
+    while !engine.is_shutting_down() {
+        tokio::task::yield_now().await;
+    }
+    store.go_on.notify_one();
+    let drained = draining.await.unwrap();
+    assert!(drained.released.is_empty(), "{drained:?}");
+    let began = std::time::Instant::now();
+    loop {
+        let mut given_up = store.given_up.lock().unwrap().clone();
+        given_up.sort();
+        if !given_up.is_empty() {
+            assert_eq!(given_up, [RunId::from("left-1"), RunId::from("left-2")]);
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "the runs listed were not given up"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(second.load(Ordering::SeqCst), 0, "nothing was taken up");
 }

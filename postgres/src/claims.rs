@@ -90,9 +90,12 @@ impl Claims {
         claims.remove(run_id).and_then(|claimed| claimed.run)
     }
 
-    /// Forgets whatever a claim read of `run_id` (its take-up failed, or the lease is let go).
-    pub(crate) fn forget(&self, run_id: &RunId) {
-        self.lock().remove(run_id);
+    /// Forgets whatever a claim read of `run_id` (its take-up failed, or the lease is let
+    /// go); the lease the claim took, if no take-up was answered from it (so that it can be
+    /// given up: the store's leases do not hold it yet).
+    pub(crate) fn forget(&self, run_id: &RunId) -> Option<Lease> {
+        let claimed = self.lock().remove(run_id)?;
+        (!claimed.acquired).then_some(claimed.lease)
     }
 
     /// How many claimed runs wait for their take-up.

@@ -672,9 +672,15 @@ impl LeaseStore for PgStore {
         let (runs, tokens): (Vec<String>, Vec<i64>) = run_ids
             .iter()
             .filter_map(|run_id| {
-                let token = lease::token(leases, run_id);
-                self.inner.claims.forget(run_id);
+                let held = lease::token(leases, run_id);
+                // A run a claim leased here and nothing took up (the engine began to drain):
+                // given up with the claim's token.
+                let claimed = self.inner.claims.forget(run_id);
                 leases.forget(run_id);
+                let token = match claimed {
+                    Some(lease) if held < 0 => lease.token.cast_signed(),
+                    _ => held,
+                };
                 (token >= 0).then(|| (run_id.as_str().to_owned(), token))
             })
             .unzip();

@@ -41,21 +41,10 @@ fn ids(runs: &[sagaflow_core::runtime::store::FreeRun]) -> BTreeSet<RunId> {
     runs.iter().map(|r| r.run_id.clone()).collect()
 }
 
-/// A replica drained with every run mid-step leaves `RUNS` runs free. Two replicas that list
-/// them at once share them out: no run is listed to both, and every one is listed to one of
-/// them. A replica listing after another is not given the runs the other just listed. A run
-/// listed is this replica's to take up (from the claim: no statement of its own), and the
-/// other's take-up of it is refused; a run listed and never taken up is free again once its
-/// lease runs out.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_looking_for_free_runs_at_once_are_given_different_ones() {
-    let db = fresh_db!();
+/// `RUNS` runs of `hanging` left free on `db`: started by a replica drained with every run
+/// mid-step. The graphs to list them by.
+async fn free_runs_left(db: &support::Db) -> [KnownGraph; 1] {
     let def = hanging();
-    let known = [KnownGraph {
-        workflow: "Hanging".to_owned(),
-        fingerprint: None,
-    }];
-
     let a = Engine::builder()
         .store(Arc::new(
             PgStore::connect(&db.url, db.options().owner("A"))
@@ -69,7 +58,22 @@ async fn replicas_looking_for_free_runs_at_once_are_given_different_ones() {
     let drained = a.shutdown(Duration::from_millis(50)).await;
     assert!(drained.error.is_none(), "{:?}", drained.error);
     assert_eq!(drained.released.len(), RUNS, "{drained:?}");
+    [KnownGraph {
+        workflow: "Hanging".to_owned(),
+        fingerprint: None,
+    }]
+}
 
+/// A replica drained with every run mid-step leaves `RUNS` runs free. Two replicas that list
+/// them at once share them out: no run is listed to both, and every one is listed to one of
+/// them. A replica listing after another is not given the runs the other just listed. A run
+/// listed is this replica's to take up (from the claim: no statement of its own), and the
+/// other's take-up of it is refused; a run listed and never taken up is free again once its
+/// lease runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_looking_for_free_runs_at_once_are_given_different_ones() {
+    let db = fresh_db!();
+    let known = free_runs_left(&db).await;
     let lease = Duration::from_secs(1);
     let open = |owner: &'static str| {
         let options = db.options().owner(owner).lease(lease);
@@ -137,4 +141,36 @@ async fn replicas_looking_for_free_runs_at_once_are_given_different_ones() {
         "listed again before the claim's lease ran out: after {:?}",
         listed_at.elapsed()
     );
+}
+
+/// Runs a replica listed (and so leased) and then gave up, without taking them up (its
+/// engine began to drain meanwhile), are free at once for another replica, though the
+/// claim's lease would have held them for a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_listed_and_given_up_are_free_at_once() {
+    let db = fresh_db!();
+    let known = free_runs_left(&db).await;
+    let options = |owner: &str| db.options().owner(owner).lease(Duration::from_secs(60));
+    let b = PgStore::connect(&db.url, options("B")).await.unwrap();
+    let c = PgStore::connect(&db.url, options("C")).await.unwrap();
+
+    let by_b = ids(&b.free_runs(&known, 100).await.unwrap());
+    assert_eq!(by_b.len(), RUNS);
+    assert!(c.free_runs(&known, 100).await.unwrap().is_empty());
+    let given: Vec<RunId> = by_b.iter().take(10).cloned().collect();
+    b.give_up(&given).await.unwrap();
+
+    let by_c = ids(&c.free_runs(&known, 100).await.unwrap());
+    assert_eq!(
+        by_c,
+        given.iter().cloned().collect(),
+        "free again at once: the ten given up"
+    );
+    // Given up, the claim answers no take-up: B's take-up of one goes to the table, where C
+    // holds it now.
+    match b.acquire(&given[0]).await {
+        Err(StoreError::Leased { .. }) => {}
+        other => panic!("B took up a run it gave up and C took: {other:?}"),
+    }
+    assert_eq!(b.take_ups_from_claims(), 0);
 }

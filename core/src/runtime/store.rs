@@ -209,10 +209,11 @@ pub trait LeaseStore: Send + Sync + 'static {
     fn release(&self, run_id: &RunId);
 
     /// The engine hands `run_ids` over at once (it is shutting down, and these runs are left
-    /// unfinished as the store has them): a store with leases frees each lease it still holds
-    /// on them in the store now, fenced by its token (a lease taken over meanwhile is left
-    /// alone), and forgets it, so that another process can take the run without waiting for
-    /// the lease to run out. A hand-over is no crash: it does not count towards parking (the
+    /// unfinished as the store has them, or were listed by [`free_runs`](Self::free_runs) and
+    /// not taken up): a store with leases frees each lease it still holds on them in the store
+    /// now (one it took as it listed the run included), fenced by its token (a lease taken
+    /// over meanwhile is left alone), and forgets it, so that another process can take the
+    /// run without waiting for the lease to run out. A hand-over is no crash: it does not count towards parking (the
     /// take-up that follows it is not counted either). A store without leases does nothing.
     async fn give_up(&self, run_ids: &[RunId]) -> Result<(), StoreError>;
 
@@ -226,8 +227,9 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// A store may take the lease of each run it lists for its owner in the same step (the
     /// PostgreSQL store does: replicas listing at once are given different runs), as
     /// [`QueueStore::claim`] does; the engine's take-up that follows ([`acquire`](Self::acquire))
-    /// is then answered from that. A run listed so and not taken up is free again once its
-    /// lease runs out.
+    /// is then answered from that. The runs listed that the engine does not take up because
+    /// it began to drain are given up ([`give_up`](Self::give_up)), which frees them at once;
+    /// any other run listed so and not taken up is free again once its lease runs out.
     async fn free_runs(
         &self,
         known: &[KnownGraph],

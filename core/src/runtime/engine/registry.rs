@@ -51,6 +51,15 @@ pub const TAKEOVER_AT_ONCE: usize = 16;
 /// not heard from for three of these as gone.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
+/// How one listed run's take-up at a poll ended.
+enum TakeUp {
+    Taken,
+    /// Another replica's, or it failed (logged).
+    Refused,
+    /// Not tried: the engine began to drain.
+    Skipped(RunId),
+}
+
 /// How the loop takes a run up; `Err((leased, why))`.
 type TakeFn = dyn Fn(Engine, RunId) -> Pin<Box<dyn Future<Output = Result<(), (bool, String)>> + Send>>
     + Send
@@ -308,7 +317,7 @@ impl Engine {
             let engine = self.clone();
             Some(async move {
                 if engine.inner.lifecycle.is_draining() {
-                    return false;
+                    return TakeUp::Skipped(run.run_id);
                 }
                 match take(engine.clone(), run.run_id.clone()).await {
                     Ok(()) => {
@@ -316,26 +325,38 @@ impl Engine {
                             engine.took_from(&queued.queue, run.run_id.clone());
                         }
                         tracing::info!(run_id = %run.run_id, workflow = %run.workflow, "run taken over: its lease had run out or was given up");
-                        true
+                        TakeUp::Taken
                     }
                     Err((true, why)) => {
                         tracing::debug!(run_id = %run.run_id, %why, "another replica took the run first");
-                        false
+                        TakeUp::Refused
                     }
                     Err((false, why)) => {
                         tracing::warn!(run_id = %run.run_id, workflow = %run.workflow, %why, "a free run could not be taken over");
-                        false
+                        TakeUp::Refused
                     }
                 }
             })
         });
-        let taken = futures_util::stream::iter(taking)
-            .buffer_unordered(TAKEOVER_AT_ONCE)
-            .filter(|took| std::future::ready(*took))
-            .count()
-            .await;
+        let (mut taken, mut skipped) = (0_usize, Vec::new());
+        let mut ends = futures_util::stream::iter(taking).buffer_unordered(TAKEOVER_AT_ONCE);
+        while let Some(end) = ends.next().await {
+            match end {
+                TakeUp::Taken => taken += 1,
+                TakeUp::Refused => {}
+                TakeUp::Skipped(run_id) => skipped.push(run_id),
+            }
+        }
         if taken > 0 {
             tracing::debug!(taken, "runs taken over at this poll");
+        }
+        // Runs listed and not taken up because the engine began to drain meanwhile: a store
+        // that leased them to this engine as it listed them (a claim) lets them go now, so
+        // that another engine takes them at once rather than once the lease runs out.
+        if !skipped.is_empty()
+            && let Err(error) = self.inner.store.give_up(&skipped).await
+        {
+            tracing::warn!(%error, runs = skipped.len(), "cannot give up the runs listed while the engine began to drain; they are free once their leases run out");
         }
         // Again at once only while it gets somewhere: a batch of runs that cannot be taken
         // (refused, or failing) waits for the next tick.
