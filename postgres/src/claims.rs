@@ -149,7 +149,9 @@ impl TakenUp<'_> {
 }
 
 /// A claim's one statement (see [`claim`]), over the runs `$which` picks, in the order
-/// `$order`: `$4` is the queue (or, for runs of no queue, unused but typed).
+/// `$order`: `$4` is the queue (or, for runs of no queue, unused but typed). `$8` are runs
+/// left out: those this store keeps a lease for that ran out here (see
+/// `Leases::not_surely_held`), which may still be running here.
 macro_rules! claim_sql {
     ($which:literal, $order:literal, $started:literal) => {
         concat!(
@@ -160,6 +162,7 @@ macro_rules! claim_sql {
                  WHERE r.status = 'running' AND NOT r.parked AND ",
             $which,
             " AND (r.lease_expires IS NULL OR r.lease_expires <= now_ms()) \
+                 AND r.run_id <> ALL($8::text[]) \
                  AND EXISTS (SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS k(workflow, graph) \
                      WHERE k.workflow = r.workflow \
                      AND (k.graph IS NULL OR k.graph = r.graph_fingerprint)) \
@@ -220,6 +223,8 @@ pub(crate) async fn claim(
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let below = i32::try_from(leases.max_recoveries()).unwrap_or(i32::MAX);
     let sent = Instant::now();
+    let not_held = leases.not_surely_held();
+    let left_out: Vec<&str> = not_held.iter().map(RunId::as_str).collect();
     let rows = session
         .query_cached(
             client,
@@ -236,6 +241,7 @@ pub(crate) async fn claim(
                 &leases.owner(),
                 &leases.lease_ms(),
                 &below,
+                &left_out,
             ],
         )
         .await?;

@@ -174,3 +174,43 @@ async fn runs_listed_and_given_up_are_free_at_once() {
     }
     assert_eq!(b.take_ups_from_claims(), 0);
 }
+
+/// A run whose lease ran out while this store held it (the database out of reach for a
+/// lease, say) may still be running here, and goes on if its next write finds the token
+/// unchanged: this store's own listing leaves it out rather than take it again (which
+/// would fence it), while another replica's lists it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_lease_ran_out_here_is_left_to_the_other_replicas() {
+    let db = fresh_db!();
+    let known = free_runs_left(&db).await;
+    let lease = Duration::from_millis(500);
+    let b = PgStore::connect(&db.url, db.options().owner("B").lease(lease))
+        .await
+        .unwrap();
+    let c = PgStore::connect(&db.url, db.options().owner("C").lease(lease))
+        .await
+        .unwrap();
+
+    let by_b = ids(&b.free_runs(&known, 100).await.unwrap());
+    let run = by_b.first().unwrap().clone();
+    let held = b.acquire(&run).await.unwrap();
+    assert_eq!(b.leases_held(), 1);
+    b.pause_heartbeats();
+    tokio::time::sleep(lease + Duration::from_millis(200)).await;
+
+    let again_by_b = ids(&b.free_runs(&known, 100).await.unwrap());
+    assert!(!again_by_b.contains(&run), "B took its own run again");
+    assert_eq!(
+        again_by_b.len(),
+        RUNS - 1,
+        "the runs B listed and never took up are free again"
+    );
+    let by_c = ids(&c.free_runs(&known, 100).await.unwrap());
+    assert_eq!(
+        by_c,
+        [run.clone()].into_iter().collect(),
+        "the run is free for another replica"
+    );
+    let taken = c.acquire(&run).await.unwrap();
+    assert!(taken.recoveries > held.recoveries);
+}

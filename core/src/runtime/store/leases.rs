@@ -158,6 +158,20 @@ impl HeldLeases {
             .is_none_or(|held| held.live && Instant::now() < held.until)
     }
 
+    /// The runs this store keeps a lease for that it does not surely hold (see
+    /// [`holds`](Self::holds)): run out by this process's clock (the database unreachable for
+    /// as long, say) or lost. Their runs may still be running here, and go on if their next
+    /// write finds the token unchanged; a store that takes free runs over in bulk leaves
+    /// these out, so that it does not fence its own runs by taking them again.
+    pub fn not_surely_held(&self) -> Vec<RunId> {
+        let now = Instant::now();
+        self.lock()
+            .iter()
+            .filter(|(_, held)| !held.live || now >= held.until)
+            .map(|(run_id, _)| run_id.clone())
+            .collect()
+    }
+
     /// Stops renewing `run_id`'s lease but keeps its token, so that every later write of the
     /// run is fenced too.
     pub fn lost(&self, run_id: &RunId) {
