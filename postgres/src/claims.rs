@@ -19,11 +19,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::PgStore;
+use crate::error::pg_error;
 use crate::lease::{Leases, QUEUED_SQL, free_run, known_arrays};
 use crate::session::{Param, Session};
+use crate::writer::{CreateRow, Write};
 use sagaflow_core::runtime::RunId;
+use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::store::{
-    Admission, Admitted, AdmittedFirst, FreeRun, KnownGraph, Lease, StoredRun, StoredRunStatus,
+    Admission, Admitted, AdmittedFirst, Created, FreeRun, KnownGraph, Lease, NewRun, StoredRun,
+    StoredRunStatus,
 };
 
 /// How long what a claim read waits for the take-up that follows it.
@@ -482,6 +487,118 @@ async fn admission(
         },
     };
     Ok((Some((first, admitted)), rest))
+}
+
+/// Queues in the `runs` table (schema version 6): a queued run is a run with a queue and no
+/// owner, created by the writer as every run is.
+#[async_trait::async_trait]
+impl sagaflow_core::runtime::QueueStore for PgStore {
+    async fn enqueue(
+        &self,
+        run: &NewRun<'_>,
+        on: sagaflow_core::runtime::store::Queueing<'_>,
+    ) -> Result<Created, StoreError> {
+        let mut row = CreateRow::of(run, None, Some(on))?;
+        // Wakes the engines serving the queue as the run commits, in its transaction; a
+        // notice lost is made up for by their next poll. Behind a pooler nobody listens.
+        if self.inner.notices.is_some() {
+            row.notify = Some(self.inner.channel.clone());
+        }
+        self.write(|reply| Write::Create(row, reply)).await
+    }
+
+    async fn claim(
+        &self,
+        queue: &str,
+        known: &[KnownGraph],
+        limit: usize,
+    ) -> Result<Vec<FreeRun>, StoreError> {
+        if known.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        claim(
+            &client,
+            &self.inner.session,
+            &self.inner.claims,
+            &self.inner.leases,
+            Some(queue),
+            known,
+            limit,
+        )
+        .await
+        .map_err(|e| pg_error(&self.inner.label, &e))
+    }
+
+    async fn admit(
+        &self,
+        run_id: &RunId,
+        queue: &str,
+        bounds: &sagaflow_core::runtime::store::Admission,
+    ) -> Result<sagaflow_core::runtime::store::Admitted, StoreError> {
+        let client = self.client().await?;
+        admit(&self.admitting(&client), run_id, queue, bounds)
+            .await
+            .map_err(|e| pg_error(&self.inner.label, &e))
+    }
+
+    /// The admission and the listing in one transaction and one round trip (see
+    /// `claims::admit_first`).
+    async fn admit_first(
+        &self,
+        queue: &str,
+        known: &[KnownGraph],
+        limit: usize,
+        bounds: &sagaflow_core::runtime::store::Admission,
+    ) -> Result<sagaflow_core::runtime::store::AdmittedFirst, StoreError> {
+        if known.is_empty() || limit == 0 {
+            return Ok(sagaflow_core::runtime::store::AdmittedFirst {
+                first: None,
+                rest: Vec::new(),
+            });
+        }
+        let client = self.client().await?;
+        admit_first(&self.admitting(&client), queue, known, limit, bounds)
+            .await
+            .map_err(|e| pg_error(&self.inner.label, &e))
+    }
+
+    /// Notices of enqueues from the store's `LISTEN` connection; none behind a pooler in
+    /// transaction mode, where the serving engines poll.
+    fn queue_notices(&self) -> Option<sagaflow_core::runtime::store::SignalNotices> {
+        self.inner
+            .notices
+            .as_ref()
+            .map(|notices| notices.queues.clone())
+    }
+
+    async fn queued_runs(
+        &self,
+        queues: &[String],
+        known: &[KnownGraph],
+        limit: usize,
+    ) -> Result<Vec<FreeRun>, StoreError> {
+        if queues.is_empty() || known.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        crate::lease::queued_runs(&client, &self.inner.session, queues, known, limit)
+            .await
+            .map_err(|e| pg_error(&self.inner.label, &e))
+    }
+}
+
+impl PgStore {
+    /// Where this store's admissions happen, on `client`.
+    fn admitting<'a>(&'a self, client: &'a deadpool_postgres::Object) -> Admitting<'a> {
+        Admitting {
+            client,
+            session: &self.inner.session,
+            claims: &self.inner.claims,
+            leases: &self.inner.leases,
+            schema: &self.inner.schema,
+        }
+    }
 }
 
 #[cfg(test)]

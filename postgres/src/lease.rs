@@ -10,11 +10,12 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use tokio_postgres::Client;
 
+use crate::PgStore;
 use crate::error::{pg_error, pool_error};
 use crate::session::Session;
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
-use sagaflow_core::runtime::store::{FreeRun, KnownGraph, Lease};
+use sagaflow_core::runtime::store::{FreeRun, KnownGraph, Lease, LeaseStore};
 
 /// The leases a store holds: `sagaflow-core`'s bookkeeping, which every store with leases
 /// shares; the SQL that renews and gives them up is here.
@@ -397,4 +398,126 @@ pub(crate) async fn acquire(
         token: token.cast_unsigned(),
         recoveries,
     }))
+}
+
+/// Leases in the `runs` table, timed by the server's clock and renewed while a run lives here.
+#[async_trait::async_trait]
+impl LeaseStore for PgStore {
+    async fn acquire(&self, run_id: &RunId) -> Result<Lease, StoreError> {
+        let leases = &self.inner.leases;
+        if !self.inner.owner.holds() {
+            return Err(StoreError::Backend(format!(
+                "database `{}`: run `{run_id}` is not taken up: this store's owner id `{}` is not held (its connection was lost) until it is claimed again",
+                self.inner.label,
+                leases.owner()
+            )));
+        }
+        // A run this store's claim took up a moment ago: its lease is this owner's already.
+        if let Some(lease) = self.inner.claims.acquire(run_id, leases) {
+            return Ok(lease);
+        }
+        let mut client = self.client().await?;
+        let acquired = acquire(
+            &mut client,
+            &self.inner.session,
+            run_id.as_str(),
+            leases.owner(),
+            leases.lease_ms(),
+            leases.max_recoveries(),
+        )
+        .await
+        .map_err(|e| pg_error(&self.inner.label, &e))?;
+        if let Acquired::Parked {
+            logged: Some((seq, _)),
+            ..
+        } = &acquired
+        {
+            self.inner.tail.committed(&self.inner.publisher, [*seq]);
+        }
+        match acquired.into_result(run_id)? {
+            Some(lease) => {
+                leases.hold(run_id, lease.token);
+                Ok(lease)
+            }
+            // No such run, or an ended one: nothing to lease, and `load_run` says which.
+            None => Ok(Lease {
+                token: 0,
+                recoveries: 0,
+            }),
+        }
+    }
+
+    fn release(&self, run_id: &RunId) {
+        self.inner.claims.forget(run_id);
+        self.inner.leases.forget(run_id);
+    }
+
+    async fn give_up(&self, run_ids: &[RunId]) -> Result<(), StoreError> {
+        let leases = &self.inner.leases;
+        // Forgotten first, so that no later renewal extends them again (one under way is
+        // fenced by the token the hand-over bumps).
+        let (runs, tokens): (Vec<String>, Vec<i64>) = run_ids
+            .iter()
+            .filter_map(|run_id| {
+                let held = token(leases, run_id);
+                // A run a claim leased here and nothing took up (the engine began to drain):
+                // given up with the claim's token.
+                let claimed = self.inner.claims.forget(run_id);
+                leases.forget(run_id);
+                let token = match claimed {
+                    Some(lease) if held < 0 => lease.token.cast_signed(),
+                    _ => held,
+                };
+                (token >= 0).then(|| (run_id.as_str().to_owned(), token))
+            })
+            .unzip();
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.client().await?;
+        hand_over(&mut client, &self.inner.session, &runs, &tokens)
+            .await
+            .map_err(|e| pg_error(&self.inner.label, &e))
+    }
+
+    async fn free_runs(
+        &self,
+        known: &[KnownGraph],
+        limit: usize,
+    ) -> Result<Vec<FreeRun>, StoreError> {
+        if known.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Claimed (see `claims::claim`): leased to this store's owner in the listing's
+        // statement, different runs for replicas listing at once; the take-ups that follow
+        // are answered from the claim.
+        let client = self.client().await?;
+        crate::claims::claim(
+            &client,
+            &self.inner.session,
+            &self.inner.claims,
+            &self.inner.leases,
+            None,
+            known,
+            limit,
+        )
+        .await
+        .map_err(|e| pg_error(&self.inner.label, &e))
+    }
+
+    fn holds(&self, run_id: &RunId) -> bool {
+        self.inner.leases.holds(run_id)
+    }
+
+    async fn heartbeat(
+        &self,
+        known: &[KnownGraph],
+        queues: &[sagaflow_core::runtime::store::replicas::ServedQueue],
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let owner = self.inner.leases.owner();
+        crate::replicas::heartbeat(&client, &self.inner.session, owner, known, queues)
+            .await
+            .map_err(|e| pg_error(&self.inner.label, &e))
+    }
 }

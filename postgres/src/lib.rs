@@ -32,6 +32,8 @@
 //! clock; a database with a newer schema is refused; every error names the server by its URL
 //! without the password.
 //!
+//! [`LeaseStore::acquire`]: sagaflow_core::runtime::LeaseStore::acquire
+//!
 //! Behind a connection pooler in transaction mode (PgBouncer), see
 //! [`PgOptions::transaction_pooling`]: unnamed statements, the settings set per transaction,
 //! and signals found by polling.
@@ -76,14 +78,13 @@ use sagaflow_core::runtime::engine::Engine;
 use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::events::{Event, EventSink, Publisher};
 use sagaflow_core::runtime::store::{
-    Advanced, Change, Created, DeliveredSignal, EventLog, FreeRun, KnownGraph, Lease, LeaseStore,
-    MachineStep, MachineStore, MachineTransition, NewRun, RunStore, SignalStore, StoredMachine,
-    StoredRun, UnfinishedRun,
+    Advanced, Change, Created, DeliveredSignal, EventLog, MachineStep, MachineStore,
+    MachineTransition, NewRun, RunStore, SignalStore, StoredMachine, StoredRun, UnfinishedRun,
 };
 
 use change::ChangeRow;
 use error::pool_error;
-use lease::{Acquired, Leases};
+use lease::Leases;
 use schema::Locks;
 use session::Session;
 use writer::{CreateRow, RecordRow, Stats, Write, Writer};
@@ -498,240 +499,6 @@ impl RunStore for PgStore {
     async fn stopped_runs(&self, workflow: &str) -> Result<Vec<RunId>, StoreError> {
         let client = self.client().await?;
         reads::stopped_runs(&self.inner.session.on(&client), &self.inner.label, workflow).await
-    }
-}
-
-/// Queues in the `runs` table (schema version 6): a queued run is a run with a queue and no
-/// owner, created by the writer as every run is.
-#[async_trait::async_trait]
-impl sagaflow_core::runtime::QueueStore for PgStore {
-    async fn enqueue(
-        &self,
-        run: &NewRun<'_>,
-        on: sagaflow_core::runtime::store::Queueing<'_>,
-    ) -> Result<Created, StoreError> {
-        let mut row = CreateRow::of(run, None, Some(on))?;
-        // Wakes the engines serving the queue as the run commits, in its transaction; a
-        // notice lost is made up for by their next poll. Behind a pooler nobody listens.
-        if self.inner.notices.is_some() {
-            row.notify = Some(self.inner.channel.clone());
-        }
-        self.write(|reply| Write::Create(row, reply)).await
-    }
-
-    async fn claim(
-        &self,
-        queue: &str,
-        known: &[KnownGraph],
-        limit: usize,
-    ) -> Result<Vec<FreeRun>, StoreError> {
-        if known.is_empty() || limit == 0 {
-            return Ok(Vec::new());
-        }
-        let client = self.client().await?;
-        claims::claim(
-            &client,
-            &self.inner.session,
-            &self.inner.claims,
-            &self.inner.leases,
-            Some(queue),
-            known,
-            limit,
-        )
-        .await
-        .map_err(|e| error::pg_error(&self.inner.label, &e))
-    }
-
-    async fn admit(
-        &self,
-        run_id: &RunId,
-        queue: &str,
-        bounds: &sagaflow_core::runtime::store::Admission,
-    ) -> Result<sagaflow_core::runtime::store::Admitted, StoreError> {
-        let client = self.client().await?;
-        claims::admit(&self.admitting(&client), run_id, queue, bounds)
-            .await
-            .map_err(|e| error::pg_error(&self.inner.label, &e))
-    }
-
-    /// The admission and the listing in one transaction and one round trip (see
-    /// `claims::admit_first`).
-    async fn admit_first(
-        &self,
-        queue: &str,
-        known: &[KnownGraph],
-        limit: usize,
-        bounds: &sagaflow_core::runtime::store::Admission,
-    ) -> Result<sagaflow_core::runtime::store::AdmittedFirst, StoreError> {
-        if known.is_empty() || limit == 0 {
-            return Ok(sagaflow_core::runtime::store::AdmittedFirst {
-                first: None,
-                rest: Vec::new(),
-            });
-        }
-        let client = self.client().await?;
-        claims::admit_first(&self.admitting(&client), queue, known, limit, bounds)
-            .await
-            .map_err(|e| error::pg_error(&self.inner.label, &e))
-    }
-
-    /// Notices of enqueues from the store's `LISTEN` connection; none behind a pooler in
-    /// transaction mode, where the serving engines poll.
-    fn queue_notices(&self) -> Option<sagaflow_core::runtime::store::SignalNotices> {
-        self.inner
-            .notices
-            .as_ref()
-            .map(|notices| notices.queues.clone())
-    }
-
-    async fn queued_runs(
-        &self,
-        queues: &[String],
-        known: &[KnownGraph],
-        limit: usize,
-    ) -> Result<Vec<FreeRun>, StoreError> {
-        if queues.is_empty() || known.is_empty() || limit == 0 {
-            return Ok(Vec::new());
-        }
-        let client = self.client().await?;
-        lease::queued_runs(&client, &self.inner.session, queues, known, limit)
-            .await
-            .map_err(|e| error::pg_error(&self.inner.label, &e))
-    }
-}
-
-impl PgStore {
-    /// Where this store's admissions happen, on `client`.
-    fn admitting<'a>(&'a self, client: &'a deadpool_postgres::Object) -> claims::Admitting<'a> {
-        claims::Admitting {
-            client,
-            session: &self.inner.session,
-            claims: &self.inner.claims,
-            leases: &self.inner.leases,
-            schema: &self.inner.schema,
-        }
-    }
-}
-
-/// Leases in the `runs` table, timed by the server's clock and renewed while a run lives here.
-#[async_trait::async_trait]
-impl LeaseStore for PgStore {
-    async fn acquire(&self, run_id: &RunId) -> Result<Lease, StoreError> {
-        let leases = &self.inner.leases;
-        if !self.inner.owner.holds() {
-            return Err(StoreError::Backend(format!(
-                "database `{}`: run `{run_id}` is not taken up: this store's owner id `{}` is not held (its connection was lost) until it is claimed again",
-                self.inner.label,
-                leases.owner()
-            )));
-        }
-        // A run this store's claim took up a moment ago: its lease is this owner's already.
-        if let Some(lease) = self.inner.claims.acquire(run_id, leases) {
-            return Ok(lease);
-        }
-        let mut client = self.client().await?;
-        let acquired = lease::acquire(
-            &mut client,
-            &self.inner.session,
-            run_id.as_str(),
-            leases.owner(),
-            leases.lease_ms(),
-            leases.max_recoveries(),
-        )
-        .await
-        .map_err(|e| error::pg_error(&self.inner.label, &e))?;
-        if let Acquired::Parked {
-            logged: Some((seq, _)),
-            ..
-        } = &acquired
-        {
-            self.inner.tail.committed(&self.inner.publisher, [*seq]);
-        }
-        match acquired.into_result(run_id)? {
-            Some(lease) => {
-                leases.hold(run_id, lease.token);
-                Ok(lease)
-            }
-            // No such run, or an ended one: nothing to lease, and `load_run` says which.
-            None => Ok(Lease {
-                token: 0,
-                recoveries: 0,
-            }),
-        }
-    }
-
-    fn release(&self, run_id: &RunId) {
-        self.inner.claims.forget(run_id);
-        self.inner.leases.forget(run_id);
-    }
-
-    async fn give_up(&self, run_ids: &[RunId]) -> Result<(), StoreError> {
-        let leases = &self.inner.leases;
-        // Forgotten first, so that no later renewal extends them again (one under way is
-        // fenced by the token the hand-over bumps).
-        let (runs, tokens): (Vec<String>, Vec<i64>) = run_ids
-            .iter()
-            .filter_map(|run_id| {
-                let held = lease::token(leases, run_id);
-                // A run a claim leased here and nothing took up (the engine began to drain):
-                // given up with the claim's token.
-                let claimed = self.inner.claims.forget(run_id);
-                leases.forget(run_id);
-                let token = match claimed {
-                    Some(lease) if held < 0 => lease.token.cast_signed(),
-                    _ => held,
-                };
-                (token >= 0).then(|| (run_id.as_str().to_owned(), token))
-            })
-            .unzip();
-        if runs.is_empty() {
-            return Ok(());
-        }
-        let mut client = self.client().await?;
-        lease::hand_over(&mut client, &self.inner.session, &runs, &tokens)
-            .await
-            .map_err(|e| error::pg_error(&self.inner.label, &e))
-    }
-
-    async fn free_runs(
-        &self,
-        known: &[KnownGraph],
-        limit: usize,
-    ) -> Result<Vec<FreeRun>, StoreError> {
-        if known.is_empty() || limit == 0 {
-            return Ok(Vec::new());
-        }
-        // Claimed (see `claims::claim`): leased to this store's owner in the listing's
-        // statement, different runs for replicas listing at once; the take-ups that follow
-        // are answered from the claim.
-        let client = self.client().await?;
-        claims::claim(
-            &client,
-            &self.inner.session,
-            &self.inner.claims,
-            &self.inner.leases,
-            None,
-            known,
-            limit,
-        )
-        .await
-        .map_err(|e| error::pg_error(&self.inner.label, &e))
-    }
-
-    fn holds(&self, run_id: &RunId) -> bool {
-        self.inner.leases.holds(run_id)
-    }
-
-    async fn heartbeat(
-        &self,
-        known: &[KnownGraph],
-        queues: &[sagaflow_core::runtime::store::replicas::ServedQueue],
-    ) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let owner = self.inner.leases.owner();
-        replicas::heartbeat(&client, &self.inner.session, owner, known, queues)
-            .await
-            .map_err(|e| error::pg_error(&self.inner.label, &e))
     }
 }
 
