@@ -24,11 +24,12 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::SqliteStore;
 use crate::clock::now_ms;
 use crate::error::sqlite_error;
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
-use sagaflow_core::runtime::store::{FreeRun, KnownGraph, Lease};
+use sagaflow_core::runtime::store::{FreeRun, KnownGraph, Lease, LeaseStore};
 
 /// The default lease duration.
 pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -359,4 +360,81 @@ pub(crate) fn acquire(
         }),
         None,
     ))
+}
+
+/// Leases in the `runs` table, renewed by the store while a run lives here (see `lease`).
+#[async_trait::async_trait]
+impl LeaseStore for SqliteStore {
+    async fn acquire(&self, run_id: &RunId) -> Result<Lease, StoreError> {
+        let leases = &self.inner.leases;
+        let op = crate::ops::Acquire {
+            run_id: run_id.as_str().to_owned(),
+            owner: leases.owner().to_owned(),
+            lease_ms: leases.lease_ms(),
+            max_recoveries: leases.max_recoveries(),
+        };
+        let (acquired, _) = self.write(op).await?;
+        match acquired.into_result(run_id)? {
+            Some(lease) => {
+                leases.hold(run_id, lease.token);
+                Ok(lease)
+            }
+            // No such run, or an ended one: nothing to lease, and `load_run` says which.
+            None => Ok(Lease {
+                token: 0,
+                recoveries: 0,
+            }),
+        }
+    }
+
+    fn release(&self, run_id: &RunId) {
+        self.inner.leases.forget(run_id);
+    }
+
+    async fn give_up(&self, run_ids: &[RunId]) -> Result<(), StoreError> {
+        let leases = &self.inner.leases;
+        // Forgotten first, so that no renewal extends them again.
+        let held: Vec<(RunId, u64)> = run_ids
+            .iter()
+            .filter_map(|run_id| {
+                let token = leases.token(run_id)?;
+                leases.forget(run_id);
+                Some((run_id.clone(), token))
+            })
+            .collect();
+        if held.is_empty() {
+            return Ok(());
+        }
+        self.exclusive(move |conn, label| hand_over(conn, label, &held))
+            .await
+    }
+
+    async fn free_runs(
+        &self,
+        known: &[KnownGraph],
+        limit: usize,
+    ) -> Result<Vec<FreeRun>, StoreError> {
+        if known.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let known = known.to_vec();
+        self.read(move |conn, label| free_runs(conn, label, &known, limit))
+            .await
+    }
+
+    fn holds(&self, run_id: &RunId) -> bool {
+        self.inner.leases.holds(run_id)
+    }
+
+    async fn heartbeat(
+        &self,
+        known: &[KnownGraph],
+        queues: &[sagaflow_core::runtime::store::replicas::ServedQueue],
+    ) -> Result<(), StoreError> {
+        let (owner, known, queues) = (self.owner().to_owned(), known.to_vec(), queues.to_vec());
+        self.exclusive(move |conn, label| {
+            crate::replicas::heartbeat(conn, label, &owner, &known, &queues)
+        })
+        .await
+    }
 }
