@@ -103,14 +103,21 @@ impl Session {
     }
 
     /// Readies `client`, a connection that keeps statements (the writer's), for them: planned
-    /// once (a generic plan), not at each use, where planning cost more than running them.
-    /// Behind a pooler nothing is kept, so there is nothing to ready.
+    /// once (a generic plan), not at each use, where planning cost more than running them;
+    /// and never by a sequential scan where an index serves. Every statement of the writer
+    /// looks runs up by their id, but a generic plan is made once, often when the tables are
+    /// new and empty, and kept until the server's statistics catch up (autovacuum's next
+    /// `ANALYZE`, a minute or more later): a plan that scanned `runs` whole made each batch
+    /// slower as the table grew (100 concurrent runs on a new database, wave after wave: from
+    /// 42,000 steps a second to 19,000 in 10 s; with this, 40,000-41,000 throughout;
+    /// benches/README.md, session 16). Behind a pooler nothing is kept, so there is nothing
+    /// to ready.
     pub(crate) async fn plan_once(&self, client: &Client) -> Result<(), Error> {
         if self.pooled() {
             return Ok(());
         }
         client
-            .batch_execute("SET plan_cache_mode = force_generic_plan")
+            .batch_execute("SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off")
             .await
     }
 
