@@ -214,3 +214,84 @@ async fn a_run_whose_lease_ran_out_here_is_left_to_the_other_replicas() {
     let taken = c.acquire(&run).await.unwrap();
     assert!(taken.recoveries > held.recoveries);
 }
+
+/// The listing's statement is prepared once per connection and planned as the server likes:
+/// made while the tables are empty (a replica's first polls), its plan must still look the
+/// free runs up by index once `runs` holds thousands of finished runs, not read it whole at
+/// every poll. Counted by the server once the store's connections have gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listing_does_not_scan_the_runs_table_whole() {
+    let db = fresh_db!();
+    let known = [KnownGraph {
+        workflow: "Quick".to_owned(),
+        fingerprint: None,
+    }];
+    let mut b = Builder::<u32>::new("Quick");
+    let input = b.input();
+    let out = b.step("one", StepOptions::new(), (input,), |_, (x,)| {
+        let x = *x;
+        async move { Ok::<_, StepError>(x) }
+    });
+    let quick = b.build_with_output(out);
+    {
+        let lister = PgStore::connect(&db.url, db.options().owner("B").pool_size(1))
+            .await
+            .unwrap();
+        for _ in 0..10 {
+            assert!(lister.free_runs(&known, 100).await.unwrap().is_empty());
+        }
+        let a = Engine::builder()
+            .store(Arc::new(
+                PgStore::connect(&db.url, db.options().owner("A"))
+                    .await
+                    .unwrap(),
+            ))
+            .build();
+        for wave in 0..30 {
+            let handles = futures_util::future::join_all(
+                (0..100).map(|r| a.start(&quick, format!("q{wave}-{r}"), 1)),
+            )
+            .await;
+            for handle in handles {
+                handle.unwrap().wait().await.unwrap();
+            }
+        }
+        for _ in 0..50 {
+            assert!(lister.free_runs(&known, 100).await.unwrap().is_empty());
+        }
+    }
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let read = async || -> (i64, i64) {
+        client
+            .batch_execute("SELECT pg_stat_clear_snapshot()")
+            .await
+            .unwrap();
+        let row = client
+            .query_one(
+                "SELECT seq_scan, seq_tup_read FROM pg_stat_user_tables \
+                 WHERE schemaname = $1 AND relname = 'runs'",
+                &[&db.schema],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let mut last = read().await;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = read().await;
+        if now == last && now.0 > 0 {
+            break;
+        }
+        last = now;
+    }
+    let (scans, rows) = last;
+    eprintln!("runs: {scans} sequential scans reading {rows} rows");
+    assert!(
+        rows < 3_000,
+        "{scans} sequential scans of `runs` read {rows} rows"
+    );
+}
