@@ -323,41 +323,8 @@ async fn the_writer_does_not_scan_the_runs_table_whole() {
             }
         }
     }
-    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let count = async || -> (i64, i64) {
-        client
-            .batch_execute("SELECT pg_stat_clear_snapshot()")
-            .await
-            .unwrap();
-        let row = client
-            .query_one(
-                "SELECT seq_scan, COALESCE(idx_scan, 0) FROM pg_stat_user_tables \
-                 WHERE schemaname = $1 AND relname = 'runs'",
-                &[&db.schema],
-            )
-            .await
-            .unwrap();
-        (row.get(0), row.get(1))
-    };
-    // The store's connections flush their counts as they close.
-    let began = std::time::Instant::now();
-    let mut last = count().await;
-    loop {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let now = count().await;
-        if now == last && now.1 >= 400 {
-            break;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(20),
-            "the counts did not settle: {now:?}"
-        );
-        last = now;
-    }
-    let (seq, idx) = last;
+    let scans = db.runs_scans().await;
+    let (seq, idx) = (scans.sequential, scans.by_index);
     eprintln!("runs: {seq} sequential scans, {idx} index scans");
     assert!(
         seq <= 15,

@@ -41,17 +41,19 @@ fn ids(runs: &[sagaflow_core::runtime::store::FreeRun]) -> BTreeSet<RunId> {
     runs.iter().map(|r| r.run_id.clone()).collect()
 }
 
+/// An engine on `db` under the owner id `owner`.
+async fn engine_of(db: &support::Db, owner: &str) -> Engine {
+    let store = PgStore::connect(&db.url, db.options().owner(owner))
+        .await
+        .unwrap();
+    Engine::builder().store(Arc::new(store)).build()
+}
+
 /// `RUNS` runs of `hanging` left free on `db`: started by a replica drained with every run
 /// mid-step. The graphs to list them by.
 async fn free_runs_left(db: &support::Db) -> [KnownGraph; 1] {
     let def = hanging();
-    let a = Engine::builder()
-        .store(Arc::new(
-            PgStore::connect(&db.url, db.options().owner("A"))
-                .await
-                .unwrap(),
-        ))
-        .build();
+    let a = engine_of(db, "A").await;
     for i in 0..RUNS {
         a.start(&def, format!("run-{i:02}"), 1).await.unwrap();
     }
@@ -240,13 +242,7 @@ async fn the_listing_does_not_scan_the_runs_table_whole() {
         for _ in 0..10 {
             assert!(lister.free_runs(&known, 100).await.unwrap().is_empty());
         }
-        let a = Engine::builder()
-            .store(Arc::new(
-                PgStore::connect(&db.url, db.options().owner("A"))
-                    .await
-                    .unwrap(),
-            ))
-            .build();
+        let a = engine_of(&db, "A").await;
         for wave in 0..30 {
             let handles = futures_util::future::join_all(
                 (0..100).map(|r| a.start(&quick, format!("q{wave}-{r}"), 1)),
@@ -260,35 +256,8 @@ async fn the_listing_does_not_scan_the_runs_table_whole() {
             assert!(lister.free_runs(&known, 100).await.unwrap().is_empty());
         }
     }
-    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let read = async || -> (i64, i64) {
-        client
-            .batch_execute("SELECT pg_stat_clear_snapshot()")
-            .await
-            .unwrap();
-        let row = client
-            .query_one(
-                "SELECT seq_scan, seq_tup_read FROM pg_stat_user_tables \
-                 WHERE schemaname = $1 AND relname = 'runs'",
-                &[&db.schema],
-            )
-            .await
-            .unwrap();
-        (row.get(0), row.get(1))
-    };
-    let mut last = read().await;
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let now = read().await;
-        if now == last && now.0 > 0 {
-            break;
-        }
-        last = now;
-    }
-    let (scans, rows) = last;
+    let scans = db.runs_scans().await;
+    let (scans, rows) = (scans.sequential, scans.rows_read_sequentially);
     eprintln!("runs: {scans} sequential scans reading {rows} rows");
     assert!(
         rows < 3_000,

@@ -89,6 +89,58 @@ impl TestDatabase for Db {
     }
 }
 
+/// The server's counts of the scans of one table of a test's schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)]
+pub(crate) struct Scans {
+    pub(crate) sequential: i64,
+    pub(crate) rows_read_sequentially: i64,
+    pub(crate) by_index: i64,
+}
+
+impl Db {
+    /// The scans of `runs` in this schema, once the counts have settled: a connection flushes
+    /// its counts when it closes, so the stores whose scans are counted are dropped first.
+    #[allow(dead_code)]
+    pub(crate) async fn runs_scans(&self) -> Scans {
+        let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let read = async || {
+            client
+                .batch_execute("SELECT pg_stat_clear_snapshot()")
+                .await
+                .unwrap();
+            let row = client
+                .query_one(
+                    "SELECT seq_scan, seq_tup_read, COALESCE(idx_scan, 0) \
+                     FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'runs'",
+                    &[&self.schema],
+                )
+                .await
+                .unwrap();
+            Scans {
+                sequential: row.get(0),
+                rows_read_sequentially: row.get(1),
+                by_index: row.get(2),
+            }
+        };
+        let began = std::time::Instant::now();
+        let mut last = read().await;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let now = read().await;
+            if now == last && now.by_index > 0 {
+                return now;
+            }
+            assert!(
+                began.elapsed() < std::time::Duration::from_secs(20),
+                "the counts did not settle: {now:?}"
+            );
+            last = now;
+        }
+    }
+}
+
 impl Drop for Db {
     fn drop(&mut self) {
         // A drop cannot await: a thread with a runtime of its own drops the schema.
