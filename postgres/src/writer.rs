@@ -2,13 +2,15 @@
 //!
 //! A commit's cost on PostgreSQL is a round trip and the server's WAL flush, whatever the
 //! transaction holds. So every checkpoint goes to one task with a connection of its own,
-//! which takes every write waiting, sends them as one statement (`record_v2`, a function of
-//! the schema: see `schema`; a batch of one write, the same writes as a statement of its own,
-//! `sql::ONE_SQL`) that commits by itself, and only then acknowledges each caller:
-//! many runs' checkpoints share one round trip and one flush, and no caller hears "recorded"
-//! before its write is durable. A batch that also creates runs is one pipelined transaction
-//! (`BEGIN`, the batch's number, one statement for every creation, the same call,
-//! `COMMIT`, all written before the first answer is read). While a batch is in flight, new
+//! which takes every write waiting and sends them together, and only then acknowledges each
+//! caller: many runs' checkpoints share one transaction and one flush, and no caller hears
+//! "recorded" before its write is durable. A batch of one write is one statement that commits
+//! by itself (`sql::ONE_SQL`). Any other batch is one transaction: `BEGIN`, the batch's
+//! number, one statement for every creation, and the fence of every change write
+//! (`sql::FENCE_SQL`), all written before the first answer is read; once the fence has
+//! answered, the events of the writes that passed it are copied in (`COPY`, which inserts
+//! them by pages), then `COMMIT`. (Behind a pooler the changes are one call of the schema's
+//! `record_v2` instead, which fences and appends them in one statement.) While a batch is in flight, new
 //! writes queue for the next one, so the batch grows exactly when the load does; and before a
 //! batch goes, the tasks the last answers woke are let run while their writes keep coming, so
 //! that runs moving together stay in one batch.
@@ -46,17 +48,21 @@ use tokio_postgres::Row;
 use crate::change::ChangeRow;
 use crate::connect::connect;
 use crate::error::pg_error;
-use crate::session::{Kept, Link, Session};
+use crate::session::{Kept, Session};
 use crate::tail::Tail;
 pub(crate) use create::CreateRow;
+use doubt::committed_batch;
 use record::{Answered, Numbered, Outcome, distribute, record_all, split};
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
 use sagaflow_core::runtime::events::{Event, EventKind, Publisher};
 use sagaflow_core::runtime::store::Created;
-use sql::{CREATE_ONE_SQL, CREATE_SQL, MARK_SQL, MARKED_SQL, ONE_RENEW_SQL, ONE_SQL, RECORD_SQL};
+use sql::{
+    COPY_SQL, CREATE_ONE_SQL, CREATE_SQL, FENCE_SQL, MARK_SQL, ONE_RENEW_SQL, ONE_SQL, RECORD_SQL,
+};
 
 mod create;
+mod doubt;
 mod record;
 mod sql;
 
@@ -110,6 +116,11 @@ struct Conn {
     create: Kept,
     create_one: Kept,
     record: Kept,
+    fence: Kept,
+    /// The `COPY` of a batch's events ([`COPY_SQL`]), prepared; none behind a pooler, where a
+    /// statement prepared by name may not survive the transaction (tokio-postgres prepares a
+    /// `COPY` by name), and the batch is one call of `record_v2` instead.
+    copy: Option<tokio_postgres::Statement>,
     one: Kept,
     one_renew: Kept,
     mark: Kept,
@@ -250,6 +261,12 @@ impl Writer {
             create: session.keep(&client, CREATE_SQL).await.map_err(pg)?,
             create_one: session.keep(&client, CREATE_ONE_SQL).await.map_err(pg)?,
             record: session.keep(&client, RECORD_SQL).await.map_err(pg)?,
+            fence: session.keep(&client, FENCE_SQL).await.map_err(pg)?,
+            copy: if session.pooled() {
+                None
+            } else {
+                Some(client.prepare(COPY_SQL).await.map_err(pg)?)
+            },
             one: session.keep(&client, ONE_SQL).await.map_err(pg)?,
             one_renew: session.keep(&client, ONE_RENEW_SQL).await.map_err(pg)?,
             mark: session.keep(&client, MARK_SQL).await.map_err(pg)?,
@@ -303,52 +320,6 @@ impl Writer {
         }
     }
 
-    /// The connection failed with `batch` in flight: reconnects, and learns from the batch
-    /// number whether it committed. Committed, it is answered as it was found (or, if some
-    /// answers were lost with the connection, see [`Writer::answer_unseen`]); not committed,
-    /// it is sent once more.
-    async fn settle(&mut self, batch: Vec<Write>, error: &str, rows: Option<Vec<Answered>>) {
-        tracing::warn!(
-            database = %self.label,
-            %error,
-            "the writer's connection failed with a batch in flight; reconnecting"
-        );
-        self.conn = None;
-        let sent = self.batch;
-        if let Err(error) = self.reconnect().await {
-            return fail(batch, &error);
-        }
-        // A batch of one write committed if its marked event is there; any other if `connect`
-        // read its number (or a later one) as the last batch committed.
-        let committed = match self.marked.take() {
-            Some((run_id, mark)) => match self.was_marked(&run_id, mark).await {
-                Ok(found) => found,
-                Err(error) => return fail(batch, &error),
-            },
-            None => self.committed >= sent,
-        };
-        match (committed, rows) {
-            (true, Some(rows)) => self.answer(batch, rows).await,
-            (true, None) => self.answer_unseen(batch).await,
-            (false, _) => match self.attempt(&batch).await {
-                Ok(Ran::Committed(rows)) => self.answer(batch, rows).await,
-                Ok(Ran::RolledBack(error)) => {
-                    let error = pg_error(&self.label, &error);
-                    fail(batch, &error);
-                }
-                Ok(Ran::Unknown(error, _)) => {
-                    self.conn = None;
-                    let error = StoreError::Backend(format!(
-                        "database `{}`: the connection failed twice with the same writes in flight: {error}",
-                        self.label
-                    ));
-                    fail(batch, &error);
-                }
-                Err(error) => fail(batch, &error),
-            },
-        }
-    }
-
     /// Sends `batch`: a batch of changes alone as the one statement that records them (it
     /// commits by itself); one with creations in one pipelined transaction, every statement
     /// written before the first answer is read.
@@ -367,9 +338,11 @@ impl Writer {
         // With crash points (a test build), every batch is a transaction of its own, so that
         // a crash can come between its statements and its `COMMIT`; behind a pooler too, so
         // that its settings (the search path that finds the statement's function) are set.
+        // Several changes go as a transaction of their own too: their events are copied in
+        // once their fence has answered (see `record::copy_all`).
         let alone = !cfg!(feature = "fault-injection")
             && !self.session.pooled()
-            && batch.iter().all(|write| matches!(write, Write::Record(..)));
+            && matches!(batch, [Write::Record(..)]);
         if alone {
             // A batch of one write marks its first event, with a number no other batch of
             // the run's will carry (random; 0 and below are never drawn).
@@ -401,7 +374,7 @@ impl Writer {
                 }
             };
             return Ok(match answered {
-                Ok(Ok(rows)) => Ran::Committed(distribute(batch, vec![rows])),
+                Ok(Ok(rows)) => Ran::Committed(distribute(batch, vec![rows], false)),
                 Ok(Err(error)) if !lost(&error, &conn.client) => Ran::RolledBack(error),
                 Ok(Err(error)) => Ran::Unknown(crate::error::describe(&error), None),
                 Err(_) => {
@@ -433,13 +406,16 @@ impl Writer {
             )));
             statements += 1;
         }
+        // Several changes behind no pooler: their fence is sent with the rest, their events
+        // copied in once it answers, and the `COMMIT` sent after that.
+        let copied = records.len() > 1 && conn.copy.is_some();
         if !records.is_empty() {
             let batch = Numbered {
                 owner,
                 number,
                 mark: None,
             };
-            pending.push(Box::pin(record_all(conn, batch, records)));
+            pending.push(Box::pin(record_all(conn, batch, records.clone())));
             statements += 1;
         }
         // With crash points (a test build), the `COMMIT` waits for the batch's answers, so
@@ -481,7 +457,7 @@ impl Writer {
             };
         }
         let split = cfg!(feature = "fault-injection");
-        if !split {
+        if !split && !copied {
             let mut commit: Pending<'_> =
                 Box::pin(async move { client.batch_execute("COMMIT").await.map(|()| Vec::new()) });
             sent.push(poll_once(&mut commit).await);
@@ -498,14 +474,30 @@ impl Writer {
                     None => future.await,
                 });
             }
-            if split {
+            // The fence answered last (no `COMMIT` was sent): the events of the writes that
+            // passed it are copied in, unless a statement failed (the `COMMIT` then rolls back).
+            let mut unshaped = false;
+            if copied
+                && results.iter().all(Result::is_ok)
+                && let Some(Ok(fence)) = results.last()
+            {
+                match record::copy_all(conn, &records, fence).await {
+                    Ok(()) => {}
+                    Err(record::CopyError::Pg(error)) => results.push(Err(error)),
+                    Err(record::CopyError::Answer) => unshaped = true,
+                }
+            }
+            if unshaped {
+                results.push(client.batch_execute("ROLLBACK").await.map(|()| Vec::new()));
+            } else if split || copied {
                 #[cfg(feature = "fault-injection")]
                 sagaflow_core::fault::hit(sagaflow_core::fault::Point::BeforeCommit);
                 results.push(client.batch_execute("COMMIT").await.map(|()| Vec::new()));
             }
-            results
+            (results, unshaped)
         };
-        let Ok(results) = tokio::time::timeout(self.answer_timeout, answers).await else {
+        let Ok((results, unshaped)) = tokio::time::timeout(self.answer_timeout, answers).await
+        else {
             self.conn = None;
             return Ok(Ran::Unknown(
                 format!("no answer within {:?}", self.answer_timeout),
@@ -527,8 +519,15 @@ impl Writer {
                 }
             }
         }
+        if unshaped && gone.is_none() {
+            return Err(StoreError::Backend(format!(
+                "database `{}`: the fence of a batch of {} writes answered with a row of another shape; rolled back",
+                self.label,
+                batch.len()
+            )));
+        }
         let complete = rows.len() == statements;
-        let rows = distribute(batch, rows);
+        let rows = distribute(batch, rows, copied);
         Ok(match (gone, failed) {
             (Some(gone), _) => {
                 Ran::Unknown(crate::error::describe(&gone), complete.then_some(rows))
@@ -684,92 +683,6 @@ impl Writer {
         }
     }
 
-    /// The batch committed, and the answers to some of its statements were lost with the
-    /// connection. A change is answered as recorded: it committed, or it was fenced, and a
-    /// fenced run's next write is refused anyway. A creation is answered from the run's row
-    /// as it now stands. Their events are in the log, not published live.
-    /// Whether the batch of one write marked `mark` on `run_id` committed: its marked event is
-    /// there. Asked after the run's row is locked `FOR UPDATE`, which waits for that batch's
-    /// transaction if the server still runs it (it holds the row `FOR KEY SHARE` to its end),
-    /// so that the answer is final.
-    async fn was_marked(&mut self, run_id: &RunId, mark: i64) -> Result<bool, StoreError> {
-        let label = Arc::clone(&self.label);
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(StoreError::Backend(format!(
-                "database `{label}`: the writer has no connection"
-            )));
-        };
-        let pg = |e: tokio_postgres::Error| pg_error(&label, &e);
-        let tx = self
-            .session
-            .transaction(&mut conn.client)
-            .await
-            .map_err(pg)?;
-        tx.query_opt(
-            "SELECT 1 FROM runs WHERE run_id = $1 FOR UPDATE",
-            &[&run_id.as_str()],
-        )
-        .await
-        .map_err(pg)?;
-        let found: bool = tx
-            .query_one(MARKED_SQL, &[&run_id.as_str(), &mark])
-            .await
-            .map_err(pg)?
-            .get(0);
-        tx.commit().await.map_err(pg)?;
-        Ok(found)
-    }
-
-    async fn answer_unseen(&mut self, batch: Vec<Write>) {
-        for write in batch {
-            match write {
-                Write::Create(row, reply) => {
-                    let answer = self.creation_of(&row).await;
-                    let _ = reply.send(answer);
-                }
-                Write::Record(_, reply) => {
-                    let _ = reply.send(Ok(()));
-                }
-            }
-        }
-    }
-
-    /// Whether the run of `row` is the one `row` created: its owner is this store's and
-    /// nothing has happened to it since.
-    async fn creation_of(&mut self, row: &CreateRow) -> Result<Created, StoreError> {
-        let label = Arc::clone(&self.label);
-        let Some(conn) = self.conn.as_ref() else {
-            return Err(StoreError::Backend(format!(
-                "database `{label}`: the writer has no connection"
-            )));
-        };
-        let found = self
-            .session
-            .on(&conn.client)
-            .query_opt(
-                "SELECT workflow, owner, version FROM runs WHERE run_id = $1",
-                &[&row.run_id.as_str()],
-            )
-            .await
-            .map_err(|e| pg_error(&label, &e))?;
-        let Some(found) = found else {
-            return Err(StoreError::Backend(format!(
-                "database `{label}`: the run `{}` was not created",
-                row.run_id
-            )));
-        };
-        let (workflow, owner, version): (String, Option<String>, i64) =
-            (found.get(0), found.get(1), found.get(2));
-        Ok(
-            // A queued run has no owner until it is taken: `None` is then what this write set.
-            if owner == row.owner && version == 1 {
-                Created::New
-            } else {
-                Created::Existing { workflow }
-            },
-        )
-    }
-
     fn unreadable(&self, run_id: &RunId) -> StoreError {
         StoreError::Backend(format!(
             "database `{}`: the server's answer to a write of run `{run_id}` has an unexpected shape",
@@ -827,19 +740,4 @@ fn fail(batch: Vec<Write>, error: &StoreError) {
             }
         }
     }
-}
-
-/// The number of the last batch `owner`'s writer committed (0 if none). Read `FOR UPDATE`:
-/// a batch still running on the server, on a connection the writer lost (its `COMMIT` in
-/// flight), holds the row from its mark to its end, so the read waits for it and then sees
-/// whether it committed; a plain read could come first, and the batch be sent again and
-/// committed twice.
-async fn committed_batch(client: Link<'_>, owner: &str) -> Result<i64, tokio_postgres::Error> {
-    Ok(client
-        .query_opt(
-            "SELECT batch FROM writers WHERE owner = $1 FOR UPDATE",
-            &[&owner],
-        )
-        .await?
-        .map_or(0, |row| row.get(0)))
 }

@@ -331,3 +331,90 @@ async fn the_writer_does_not_scan_the_runs_table_whole() {
         "{seq} sequential scans of `runs` for 400 runs of 5 steps ({idx} by index)"
     );
 }
+
+/// Changes written at once share a batch (their fence in one statement, their events copied
+/// in after it, see the writer's `FENCE_SQL`): the writes that pass are appended, each batch's
+/// numbered in the order the writes were made, and the others are answered as they must be,
+/// without an event: a write of a run another store took over is fenced, one of no run is an
+/// error naming it. 60 writes, among them the fenced one and the one of no run, in the middle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_of_one_batch_are_appended_in_order_but_the_fenced_and_the_unknown() {
+    use sagaflow_core::conformance::durable::TestDatabase as _;
+    use sagaflow_core::conformance::runs::{create, start};
+    use sagaflow_core::runtime::LeaseStore as _;
+    use sagaflow_core::runtime::error::StoreError;
+
+    let db = fresh_db!();
+    let first = db.open("first", Duration::from_millis(200), 100).await;
+    create(&first, "taken", "W").await.unwrap();
+    // Its lease runs out unrenewed, and another store takes the run up.
+    first.pause_heartbeats();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let second = db.open("second", Duration::from_secs(30), 100).await;
+    let lease = second.acquire(&"taken".into()).await.unwrap();
+    assert!(lease.token >= 2, "{lease:?}");
+    first.resume_heartbeats();
+
+    let ids: Vec<String> = (0..58).map(|i| format!("p{:02}", 57 - i)).collect();
+    for id in &ids {
+        create(&first, id, "W").await.unwrap();
+    }
+    let mut order: Vec<&str> = ids.iter().map(String::as_str).collect();
+    order.insert(20, "taken");
+    order.insert(40, "ghost");
+    let before = first.commits();
+    let answers =
+        futures_util::future::join_all(order.iter().map(|id| start(&first, id, "a"))).await;
+    let commits = first.commits() - before;
+    assert!(
+        commits <= 6,
+        "60 writes made at once took {commits} commits"
+    );
+    for (id, answer) in order.iter().zip(&answers) {
+        match (*id, answer) {
+            ("taken", Err(StoreError::Fenced { run_id, .. })) => {
+                assert_eq!(run_id.as_str(), "taken");
+            }
+            ("ghost", Err(error)) => {
+                assert!(error.to_string().contains("no run `ghost`"), "{error}");
+            }
+            ("taken" | "ghost", answer) => panic!("the write of `{id}` was answered {answer:?}"),
+            (_, answer) => assert!(answer.is_ok(), "`{id}`: {answer:?}"),
+        }
+    }
+
+    let client = support::client(&db.url).await;
+    let rows = client
+        .query(
+            &format!(
+                "SELECT run_id, seq >> 20 FROM \"{}\".events WHERE kind = 'step_started' ORDER BY seq",
+                db.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let started: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    let mut expected = ids.clone();
+    expected.sort();
+    let mut sorted = started.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted, expected,
+        "one start for each run that passed, none other"
+    );
+    // Within each transaction, in the order the writes were made (ids counting down).
+    for pair in rows.windows(2) {
+        let (a, b): (String, String) = (pair[0].get(0), pair[1].get(0));
+        if pair[0].get::<_, i64>(1) == pair[1].get::<_, i64>(1) {
+            assert!(a > b, "`{a}` numbered before `{b}` in one transaction");
+        }
+    }
+    let transactions: BTreeSet<i64> = rows.iter().map(|row| row.get(1)).collect();
+    assert!(
+        transactions.len() < rows.len() / 4,
+        "{} starts in {} transactions",
+        rows.len(),
+        transactions.len()
+    );
+}

@@ -1,8 +1,12 @@
-//! Change writes: the statements that record a batch's changes (`record_v2`, or
-//! [`ONE_SQL`](super::sql::ONE_SQL) for a batch of one write), and what each write of a committed batch got back.
+//! Change writes: the statements that record a batch's changes (the fence and a `COPY` of the
+//! events, or [`ONE_SQL`](super::sql::ONE_SQL) for a batch of one write), and what each write
+//! of a committed batch got back.
 
+use futures_util::pin_mut;
 use tokio_postgres::Row;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
 
+use super::sql::COPY_TYPES;
 use super::{Conn, CreateRow, RecordRow, Write};
 use crate::change::ChangeRow;
 use crate::session::Param;
@@ -40,8 +44,14 @@ pub(super) fn split(batch: &[Write]) -> (Vec<&CreateRow>, Vec<&RecordRow>) {
 }
 
 /// What each write of `batch` got back, in the batch's order, from the statements' rows:
-/// the creations' statement (a row each, in order), then the change statement's one row.
-pub(super) fn distribute(batch: &[Write], statements: Vec<Vec<Row>>) -> Vec<Answered> {
+/// the creations' statement (a row each, in order), then the change statement's rows.
+/// `copied`: whether several writes were fenced and their events copied in (see
+/// [`record_all`]).
+pub(super) fn distribute(
+    batch: &[Write],
+    statements: Vec<Vec<Row>>,
+    copied: bool,
+) -> Vec<Answered> {
     let (creations, records) = split(batch);
     let creates = creations.len();
     let mut statements = statements.into_iter();
@@ -58,6 +68,7 @@ pub(super) fn distribute(batch: &[Write], statements: Vec<Vec<Row>>) -> Vec<Answ
     created.reverse();
     let found = statements.next().and_then(|rows| match records[..] {
         [_] => one_found(&rows),
+        _ if copied => fence_found(&records, &rows),
         _ => batch_found(&rows),
     });
     let mut recorded = found
@@ -78,7 +89,8 @@ pub(super) fn distribute(batch: &[Write], statements: Vec<Vec<Row>>) -> Vec<Answ
         .collect()
 }
 
-/// What the change statement of several writes (`record_v2`) said: its one row of arrays.
+/// What the change statement of several writes behind a pooler (`record_v2`) said: its one
+/// row of arrays.
 fn batch_found(rows: &[Row]) -> Option<Found> {
     let row = rows.first()?;
     Some((
@@ -91,8 +103,112 @@ fn batch_found(rows: &[Row]) -> Option<Found> {
     ))
 }
 
+/// What the fence of several writes ([`FENCE_SQL`](super::sql::FENCE_SQL)) said: its one
+/// row.
+pub(super) struct Fence {
+    /// The number before the batch's first change's (see [`COPY_SQL`](super::sql::COPY_SQL)).
+    base: i64,
+    at: i64,
+    passed: Vec<bool>,
+    exists: Vec<bool>,
+}
+
+impl Fence {
+    /// The fence's answer, if it has the shape of one for `writes` writes.
+    pub(super) fn of(rows: &[Row], writes: usize) -> Option<Fence> {
+        let row = rows.first()?;
+        let xid = row.try_get::<_, i64>(0).ok()?;
+        let fence = Fence {
+            base: xid.checked_mul(1 << 20)?.checked_add(1 << 19)?,
+            at: row.try_get::<_, i64>(1).ok()?,
+            passed: row.try_get::<_, Vec<bool>>(2).ok()?,
+            exists: row.try_get::<_, Vec<bool>>(3).ok()?,
+        };
+        (fence.passed.len() == writes && fence.exists.len() == writes).then_some(fence)
+    }
+
+    /// Each change of `writes` with its number, for the writes that passed, in the batch's
+    /// order: a change's number is its place among all the batch's changes (from 1) after the
+    /// base, whether its write passed or not.
+    fn numbered<'a>(
+        &'a self,
+        writes: &'a [&'a RecordRow],
+    ) -> impl Iterator<Item = (i64, &'a RecordRow, &'a ChangeRow)> + 'a {
+        writes
+            .iter()
+            .zip(&self.passed)
+            .flat_map(|(write, &passed)| {
+                std::iter::once(&write.change)
+                    .chain(&write.then)
+                    .map(move |change| (passed, *write, change))
+            })
+            .zip(self.base + 1..)
+            .filter_map(|((passed, write, change), seq)| passed.then_some((seq, write, change)))
+    }
+}
+
+/// What the fence of several writes said, as [`outcomes`] takes it.
+fn fence_found(writes: &[&RecordRow], rows: &[Row]) -> Option<Found> {
+    let fence = Fence::of(rows, writes.len())?;
+    let seqs = fence.numbered(writes).map(|(seq, ..)| seq).collect();
+    Some((seqs, fence.at, fence.passed, fence.exists))
+}
+
+/// Copies in the events of the writes of `writes` that passed the fence whose answer is
+/// `rows` ([`COPY_SQL`](super::sql::COPY_SQL)), in the fence's transaction. Nothing is sent if
+/// none passed; an answer that is not the fence's (or a connection with no `COPY` kept) is an
+/// error of the batch.
+pub(super) async fn copy_all(
+    conn: &Conn,
+    writes: &[&RecordRow],
+    rows: &[Row],
+) -> Result<(), CopyError> {
+    let fence = Fence::of(rows, writes.len()).ok_or(CopyError::Answer)?;
+    let mut events = fence.numbered(writes).peekable();
+    if events.peek().is_none() {
+        return Ok(());
+    }
+    let statement = conn.copy.as_ref().ok_or(CopyError::Answer)?;
+    let sink = conn.client.copy_in(statement).await?;
+    let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
+    pin_mut!(writer);
+    for (seq, write, change) in events {
+        let attempt = change.attempt.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+        writer
+            .as_mut()
+            .write(&[
+                &seq,
+                &write.run_id.as_str(),
+                &fence.at,
+                &change.kind.as_str(),
+                &change.step.as_deref(),
+                &attempt,
+                &change.detail.as_deref(),
+                &change.output.as_deref(),
+            ])
+            .await?;
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+/// Why a batch's events were not copied in.
+#[derive(Debug)]
+pub(super) enum CopyError {
+    /// The fence's answer had not its shape.
+    Answer,
+    /// The client or the server failed.
+    Pg(tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for CopyError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        CopyError::Pg(error)
+    }
+}
+
 /// What a batch of one write's statement (see [`ONE_SQL`](super::sql::ONE_SQL)) said of it,
-/// as [`batch_found`] reads `record_v2`'s row: a row for each event appended (the time,
+/// as [`fence_found`] reads the fence's row: a row for each event appended (the time,
 /// `true`, its number), or one row with no number (the time, and whether the run's token
 /// passed; null: no such run).
 pub(super) fn one_found(rows: &[Row]) -> Option<Found> {
@@ -191,15 +307,18 @@ pub(super) struct Numbered<'a> {
     pub(super) mark: Option<i64>,
 }
 
-/// The one statement of every change write of a batch (see [`RECORD_SQL`](super::sql::RECORD_SQL)); a batch of one
-/// write, [`ONE_SQL`](super::sql::ONE_SQL).
+/// The one statement of every change write of a batch: the fence of several (see
+/// [`FENCE_SQL`](super::sql::FENCE_SQL)), whose events [`copy_all`] then copies in; a batch of
+/// one write, [`ONE_SQL`](super::sql::ONE_SQL), which appends them too. Behind a pooler,
+/// where no statement is kept for a `COPY` (see [`Conn`]), several writes are one call of the
+/// schema's `record_v2` (see [`RECORD_SQL`](super::sql::RECORD_SQL)), which appends them too.
 pub(super) async fn record_all(
     conn: &Conn,
     batch: Numbered<'_>,
     writes: Vec<&RecordRow>,
 ) -> Result<Vec<Row>, tokio_postgres::Error> {
     if let [write] = writes[..] {
-        return record_one(conn, batch, write).await;
+        return record_one(conn, batch.mark, write).await;
     }
     let runs: Vec<&str> = writes.iter().map(|w| w.run_id.as_str()).collect();
     let tokens: Vec<i64> = writes.iter().map(|w| w.token).collect();
@@ -213,11 +332,19 @@ pub(super) async fn record_all(
         let (mine, end) = changes_of(write);
         ends.push(end.map(|(status, _)| status));
         end_errors.push(end.and_then(|(_, error)| error));
-        for change in mine {
-            of_write.push(i64::try_from(i + 1).unwrap_or(i64::MAX));
-            change_runs.push(write.run_id.as_str());
-            changes.push(change);
+        if conn.copy.is_none() {
+            for change in mine {
+                of_write.push(i64::try_from(i + 1).unwrap_or(i64::MAX));
+                change_runs.push(write.run_id.as_str());
+                changes.push(change);
+            }
         }
+    }
+    if conn.copy.is_some() {
+        return conn
+            .fence
+            .query(&conn.client, &[&runs, &tokens, &leases, &ends, &end_errors])
+            .await;
     }
     let c = Columns::of(&changes);
     conn.record
@@ -247,7 +374,7 @@ pub(super) async fn record_all(
 /// events alone, or with the lease's renewal or the run's end.
 async fn record_one(
     conn: &Conn,
-    batch: Numbered<'_>,
+    mark: Option<i64>,
     write: &RecordRow,
 ) -> Result<Vec<Row>, tokio_postgres::Error> {
     let (changes, end) = changes_of(write);
@@ -255,7 +382,7 @@ async fn record_one(
     let status = end.map(|(status, _)| status);
     let error = end.and_then(|(_, error)| error);
     let events: [&dyn Param; 8] = [
-        &batch.mark,
+        &mark,
         &write.run_id.as_str(),
         &write.token,
         &c.steps,
