@@ -336,13 +336,16 @@ async fn the_writer_does_not_scan_the_runs_table_whole() {
 /// in after it, see the writer's `FENCE_SQL`): the writes that pass are appended, each batch's
 /// numbered in the order the writes were made, and the others are answered as they must be,
 /// without an event: a write of a run another store took over is fenced, one of no run is an
-/// error naming it. 60 writes, among them the fenced one and the one of no run, in the middle.
+/// error naming it. 60 writes, among them the fenced one and the one of no run, in the middle;
+/// every other one a pair (a step's completion and the next step's start, numbered one after
+/// the other).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_of_one_batch_are_appended_in_order_but_the_fenced_and_the_unknown() {
     use sagaflow_core::conformance::durable::TestDatabase as _;
     use sagaflow_core::conformance::runs::{create, start};
-    use sagaflow_core::runtime::LeaseStore as _;
     use sagaflow_core::runtime::error::StoreError;
+    use sagaflow_core::runtime::store::Change;
+    use sagaflow_core::runtime::{Codec, LeaseStore as _, RunId, RunStore as _};
 
     let db = fresh_db!();
     let first = db.open("first", Duration::from_millis(200), 100).await;
@@ -363,8 +366,28 @@ async fn writes_of_one_batch_are_appended_in_order_but_the_fenced_and_the_unknow
     order.insert(20, "taken");
     order.insert(40, "ghost");
     let before = first.commits();
-    let answers =
-        futures_util::future::join_all(order.iter().map(|id| start(&first, id, "a"))).await;
+    let output = String::from("out");
+    let paired = |id: &str| id.starts_with('p') && id[1..].parse::<u32>().unwrap() % 2 == 0;
+    let answers = futures_util::future::join_all(order.iter().map(|id| {
+        let (first, output) = (&first, &output);
+        async move {
+            if !paired(id) {
+                return start(first, id, "a").await;
+            }
+            let done = Change::StepCompleted {
+                step: "a",
+                attempt: 1,
+                output,
+                codec: Codec::of::<String>(),
+            };
+            let next = Change::StepStarted {
+                step: "b",
+                attempt: 1,
+            };
+            first.record_pair(&RunId::from(*id), &done, &next).await
+        }
+    }))
+    .await;
     let commits = first.commits() - before;
     assert!(
         commits <= 6,
@@ -384,10 +407,39 @@ async fn writes_of_one_batch_are_appended_in_order_but_the_fenced_and_the_unknow
     }
 
     let client = support::client(&db.url).await;
+    // Each pair's two events, one after the other, as the engine reads them back.
+    let changes = client
+        .query(
+            &format!(
+                "SELECT run_id, seq, kind, step, output FROM \"{}\".events \
+                 WHERE kind <> 'run_created' ORDER BY run_id, seq",
+                db.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    for id in ids.iter().filter(|id| paired(id)) {
+        let mine: Vec<(i64, String, String, Option<String>)> = changes
+            .iter()
+            .filter(|row| row.get::<_, String>(0) == *id)
+            .map(|row| (row.get(1), row.get(2), row.get(3), row.get(4)))
+            .collect();
+        assert_eq!(mine.len(), 2, "`{id}`: {mine:?}");
+        assert_eq!(mine[1].0, mine[0].0 + 1, "`{id}`: {mine:?}");
+        assert_eq!(
+            (&*mine[0].1, &*mine[0].2, mine[0].3.as_deref()),
+            ("step_completed", "a", Some("\"out\"")),
+            "`{id}`"
+        );
+        assert_eq!((&*mine[1].1, &*mine[1].2), ("step_started", "b"), "`{id}`");
+    }
+    // A run's first change: its start, or a pair's completion.
     let rows = client
         .query(
             &format!(
-                "SELECT run_id, seq >> 20 FROM \"{}\".events WHERE kind = 'step_started' ORDER BY seq",
+                "SELECT run_id, seq >> 20 FROM \"{}\".events \
+                 WHERE step = 'a' AND kind IN ('step_started', 'step_completed') ORDER BY seq",
                 db.schema
             ),
             &[],
