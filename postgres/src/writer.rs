@@ -10,10 +10,10 @@
 //! (`sql::FENCE_SQL`), all written before the first answer is read; once the fence has
 //! answered, the events of the writes that passed it are copied in (`COPY`, which inserts
 //! them by pages), then `COMMIT`. (Behind a pooler the changes are one call of the schema's
-//! `record_v2` instead, which fences and appends them in one statement.) While a batch is in flight, new
-//! writes queue for the next one, so the batch grows exactly when the load does; and before a
-//! batch goes, the tasks the last answers woke are let run while their writes keep coming, so
-//! that runs moving together stay in one batch.
+//! `record_v2` instead, which fences and appends them in one statement.) While a batch is in
+//! flight, new writes queue for the next one, so the batch grows exactly when the load does;
+//! and before a batch goes, the tasks the last answers woke are let run while their writes keep
+//! coming, so that runs moving together stay in one batch.
 //!
 //! Each write fences itself: its events are appended only if the run's row still has the
 //! writer's lease token. That read is enough because the batch reads it under a `FOR KEY
@@ -320,9 +320,10 @@ impl Writer {
         }
     }
 
-    /// Sends `batch`: a batch of changes alone as the one statement that records them (it
-    /// commits by itself); one with creations in one pipelined transaction, every statement
-    /// written before the first answer is read.
+    /// Sends `batch`: a batch of one change write as the one statement that records it (it
+    /// commits by itself); any other in one pipelined transaction, every statement written
+    /// before the first answer is read, and the events of several change writes copied in
+    /// once their fence has answered, before the `COMMIT`.
     async fn attempt(&mut self, batch: &[Write]) -> Result<Ran, StoreError> {
         self.reconnect().await?;
         self.batch += 1;
