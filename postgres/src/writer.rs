@@ -59,6 +59,7 @@ use sagaflow_core::runtime::events::{Event, EventKind, Publisher};
 use sagaflow_core::runtime::store::Created;
 use sql::{
     COPY_SQL, CREATE_ONE_SQL, CREATE_SQL, FENCE_SQL, MARK_SQL, ONE_RENEW_SQL, ONE_SQL, RECORD_SQL,
+    REFUSED_SQL,
 };
 
 mod create;
@@ -122,6 +123,7 @@ struct Conn {
     /// `COPY` by name), and the batch is one call of `record_v2` instead.
     copy: Option<tokio_postgres::Statement>,
     one: Kept,
+    refused: Kept,
     one_renew: Kept,
     mark: Kept,
 }
@@ -268,6 +270,7 @@ impl Writer {
                 Some(client.prepare(COPY_SQL).await.map_err(pg)?)
             },
             one: session.keep(&client, ONE_SQL).await.map_err(pg)?,
+            refused: session.keep(&client, REFUSED_SQL).await.map_err(pg)?,
             one_renew: session.keep(&client, ONE_RENEW_SQL).await.map_err(pg)?,
             mark: session.keep(&client, MARK_SQL).await.map_err(pg)?,
             client,

@@ -470,3 +470,49 @@ async fn writes_of_one_batch_are_appended_in_order_but_the_fenced_and_the_unknow
         transactions.len()
     );
 }
+
+/// A checkpoint of a run whose lease this store took moments ago (so that it renews nothing,
+/// the common case) says why it was refused when the row changed behind its back: fenced if
+/// another took the run (its token bumped here by hand, as a hand-over does), no such run if
+/// the row is gone; and it appends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_refused_under_a_fresh_lease_says_why() {
+    use sagaflow_core::conformance::runs::{create, start};
+    use sagaflow_core::runtime::error::StoreError;
+
+    let db = fresh_db!();
+    let store = db.store().await;
+    create(&store, "taken", "W").await.unwrap();
+    create(&store, "gone", "W").await.unwrap();
+    start(&store, "taken", "a").await.unwrap();
+    let client = support::client(&db.url).await;
+    client
+        .batch_execute(&format!(
+            "SET search_path TO \"{}\";
+             UPDATE runs SET lease_token = lease_token + 1 WHERE run_id = 'taken';
+             DELETE FROM runs WHERE run_id = 'gone';",
+            db.schema
+        ))
+        .await
+        .unwrap();
+    match start(&store, "taken", "b").await {
+        Err(StoreError::Fenced { run_id, .. }) => assert_eq!(run_id.as_str(), "taken"),
+        other => panic!("a write of a run taken over was answered {other:?}"),
+    }
+    match start(&store, "gone", "a").await {
+        Err(error) => assert!(error.to_string().contains("no run `gone`"), "{error}"),
+        Ok(()) => panic!("a write of a deleted run was recorded"),
+    }
+    let rows = client
+        .query(
+            &format!(
+                "SELECT run_id, step FROM \"{}\".events WHERE kind = 'step_started' ORDER BY seq",
+                db.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let started: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(started, [("taken".to_owned(), "a".to_owned())]);
+}

@@ -370,18 +370,55 @@ pub(super) async fn record_all(
         .await
 }
 
-/// The statement of a batch of one change write (see [`ONE_SQL`](super::sql::ONE_SQL)): the
-/// events alone, or with the lease's renewal or the run's end.
+/// The statement of a batch of one change write: the events alone
+/// ([`ONE_SQL`](super::sql::ONE_SQL), and if it appended none,
+/// [`REFUSED_SQL`](super::sql::REFUSED_SQL) for why), or with the lease's renewal or the run's
+/// end ([`ONE_RENEW_SQL`](super::sql::ONE_RENEW_SQL)).
 async fn record_one(
     conn: &Conn,
     mark: Option<i64>,
     write: &RecordRow,
 ) -> Result<Vec<Row>, tokio_postgres::Error> {
     let (changes, end) = changes_of(write);
+    if end.is_none() && !write.renew {
+        let count = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+        let column = |i: usize| {
+            let change = changes.get(i);
+            (
+                change.and_then(|c| c.step.as_deref()),
+                change.and_then(|c| c.output.as_deref()),
+                change.map(|c| c.kind.as_str()),
+                change.and_then(|c| c.attempt.map(count)),
+                change.and_then(|c| c.detail.as_deref()),
+            )
+        };
+        let (first, second) = (column(0), column(1));
+        let run_id = write.run_id.as_str();
+        let params: [&dyn Param; 13] = [
+            &mark,
+            &run_id,
+            &write.token,
+            &first.0,
+            &first.1,
+            &first.2,
+            &first.3,
+            &first.4,
+            &second.0,
+            &second.1,
+            &second.2,
+            &second.3,
+            &second.4,
+        ];
+        let rows = conn.one.query(&conn.client, &params).await?;
+        if !rows.is_empty() {
+            return Ok(rows);
+        }
+        return conn.refused.query(&conn.client, &[&run_id]).await;
+    }
     let c = Columns::of(&changes);
     let status = end.map(|(status, _)| status);
     let error = end.and_then(|(_, error)| error);
-    let events: [&dyn Param; 8] = [
+    let params: [&dyn Param; 11] = [
         &mark,
         &write.run_id.as_str(),
         &write.token,
@@ -390,12 +427,10 @@ async fn record_one(
         &c.kinds,
         &c.attempts,
         &c.details,
+        &write.lease_ms,
+        &status,
+        &error,
     ];
-    if end.is_none() && !write.renew {
-        return conn.one.query(&conn.client, &events).await;
-    }
-    let mut params: Vec<&dyn Param> = events.to_vec();
-    params.extend([&write.lease_ms as &dyn Param, &status, &error]);
     conn.one_renew.query(&conn.client, &params).await
 }
 

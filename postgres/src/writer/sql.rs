@@ -191,11 +191,10 @@ pub(super) const RECORD_SQL: &str = "SELECT r_seqs, r_at, r_passed, r_found FROM
 /// transaction's numbers (see `schema`), the first carrying the batch's mark ($1; none behind
 /// a pooler or with crash points, where the batch's transaction writes `writers` as before).
 ///
-/// Two statements from one text: [`ONE_SQL`] for a write that only appends its events (most
-/// checkpoints: the store renewed the run's lease less than half a lease ago, and the run goes
-/// on), [`ONE_RENEW_SQL`] for one that also renews the lease once half spent or ends the run.
-/// The update, even one whose condition on parameters alone kept it from running, cost every
-/// checkpoint about 10% of a sequential step (benches/README.md, session 14).
+/// [`ONE_RENEW_SQL`], for a write that also renews the lease once half spent or ends the run;
+/// a write that only appends its events is [`ONE_SQL`], without the update, which, even when
+/// its condition on parameters alone kept it from running, cost every checkpoint about 10% of
+/// a sequential step (benches/README.md, session 14).
 ///
 /// What comes back is a row per event appended (the time, `true`, its number), or one row
 /// without a number: the time and whether the token passed (null: no such run). Rows rather
@@ -228,9 +227,42 @@ SELECT now.at, r.admitted, ev.seq FROM now LEFT JOIN r ON true LEFT JOIN ev ON t
     };
 }
 
-/// A batch of one write that appends its events alone (see [`one_sql`]): $1 the mark, $2 the
-/// run, $3 its token, $4–$8 the changes' columns.
-pub(super) const ONE_SQL: &str = one_sql!();
+/// A batch of one write that appends its events alone (most checkpoints: the store renewed
+/// the run's lease less than half a lease ago, and the run goes on): what [`one_sql`] does
+/// without the renewal, in a leaner statement. $1 the mark, $2 the run, $3 its token, then the
+/// first change's step, output, kind, attempt and detail ($4–$8) and the second's ($9–$13;
+/// its kind null when the write has one change).
+///
+/// The fence is the insert's own source: the run's row, locked `FOR KEY SHARE` to the commit,
+/// only if its token is the write's and it is not parked; and the changes come as the
+/// statement's own parameters rather than arrays to unnest. Against [`one_sql`]'s form (the
+/// fence a CTE of its own, outer joins to answer a refusal in the same row, the changes
+/// unnested) this cost the server 7–10 µs less a checkpoint, about 15% of its statement
+/// (benches/README.md, session 17). What comes back is a row per event appended (the time,
+/// `true`, its number), or no row: the write was refused, and [`REFUSED_SQL`] tells why.
+pub(super) const ONE_SQL: &str = "
+WITH r AS MATERIALIZED (
+    SELECT now_ms() AS at FROM runs
+    WHERE run_id = $2::text AND lease_token = $3::bigint AND NOT parked FOR KEY SHARE
+),
+ev AS (
+    INSERT INTO events (seq, run_id, at, kind, step, attempt, detail, output, mark)
+    SELECT (pg_current_xact_id()::text::bigint << 20) + 524288 + c.ci, $2::text, r.at,
+        c.kind, c.step, c.attempt, c.detail, c.output, c.mark
+    FROM r, (VALUES (1, $4::text, $5::text, $6::text, $7::integer, $8::text, $1::bigint),
+                    (2, $9::text, $10::text, $11::text, $12::integer, $13::text, NULL::bigint))
+            AS c(ci, step, output, kind, attempt, detail, mark)
+    WHERE c.kind IS NOT NULL
+    RETURNING at, seq
+)
+SELECT at, true, seq FROM ev";
+
+/// Why a batch of one write ([`ONE_SQL`]) appended nothing, in the shape of [`one_sql`]'s
+/// refusal: the time, `false` if run `$1` exists (its token was another's, or it is parked),
+/// null if there is no such run, and no number. Asked after the write's statement, which
+/// found no row to fence on; tokens only grow, so a run found now was refused then.
+pub(super) const REFUSED_SQL: &str =
+    "SELECT now_ms(), (SELECT false FROM runs WHERE run_id = $1::text), NULL::bigint";
 
 /// A batch of one write that also renews the run's lease once half spent ($9, the lease's
 /// length) or ends the run ($10, its status, and $11, its error): see [`one_sql`].
