@@ -3,11 +3,9 @@
 //! value that does not serialize fails its caller before anything reaches the writer, and so
 //! that a batch can be applied again if its transaction fails.
 
-use std::sync::Arc;
-
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
-use sagaflow_core::runtime::events::{Event, EventKind};
+use sagaflow_core::runtime::events::EventKind;
 use sagaflow_core::runtime::store::Change;
 
 /// A change's rows.
@@ -110,19 +108,6 @@ impl ChangeRow {
                 ..row(None, EventKind::RunCancelled, None, None)
             },
         })
-    }
-
-    /// The event this change logged at `seq`, `at`, as a replay reads it back.
-    pub(crate) fn event(&self, run_id: &RunId, seq: u64, at_ms: i64) -> Event {
-        Event {
-            seq,
-            run_id: run_id.clone(),
-            at_ms,
-            kind: self.kind,
-            step: self.step.as_deref().map(Arc::from),
-            attempt: self.attempt,
-            detail: self.detail.clone(),
-        }
     }
 
     /// Whether the change ends its run.

@@ -55,7 +55,7 @@ use doubt::committed_batch;
 use record::{Answered, Numbered, Outcome, distribute, record_all, split};
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
-use sagaflow_core::runtime::events::{Event, EventKind, Publisher};
+use sagaflow_core::runtime::events::Publisher;
 use sagaflow_core::runtime::store::Created;
 use sql::{
     COPY_SQL, CREATE_ONE_SQL, CREATE_SQL, FENCE_SQL, MARK_SQL, ONE_RENEW_SQL, ONE_SQL, RECORD_SQL,
@@ -573,9 +573,9 @@ impl Writer {
                 }
             }
         }
-        // Published by the tail, which reads them back once nothing can come before them.
-        self.tail
-            .committed(&self.publisher, events.iter().map(|event| event.seq));
+        // Published by the tail, which reads them back once nothing can come before them: only
+        // their numbers are kept here.
+        self.tail.committed(&self.publisher, events);
         for answer in answers {
             match answer {
                 Answer::Create(reply, answer, run_id) => {
@@ -615,13 +615,14 @@ impl Writer {
         })
     }
 
-    /// What a committed create found, and its event; `None` for a run another transaction
-    /// created while this one waited for it, whose workflow this statement could not see.
+    /// What a committed create found, and the numbers of its events; `None` for a run another
+    /// transaction created while this one waited for it, whose workflow this statement could
+    /// not see.
     fn created(
         &self,
         row: &CreateRow,
         rows: &[Row],
-        events: &mut Vec<Event>,
+        events: &mut Vec<u64>,
     ) -> Result<Option<Created>, StoreError> {
         let (seq, at, workflow, began) = rows
             .first()
@@ -635,21 +636,10 @@ impl Writer {
             })
             .ok_or_else(|| self.unreadable(&row.run_id))?;
         match (seq, at, workflow) {
-            (Some(seq), Some(at), _) => {
-                let event = |seq: i64, kind, step: Option<&str>, attempt| Event {
-                    seq: seq.cast_unsigned(),
-                    run_id: row.run_id.clone(),
-                    at_ms: at,
-                    kind,
-                    step: step.map(Arc::from),
-                    attempt,
-                    detail: None,
-                };
-                events.push(event(seq, EventKind::RunCreated, None, None));
+            (Some(seq), Some(_), _) => {
+                events.push(seq.cast_unsigned());
                 match (began, row.first.as_deref()) {
-                    (Some(began), Some(first)) => {
-                        events.push(event(began, EventKind::StepStarted, Some(first), Some(1)));
-                    }
+                    (Some(began), Some(_)) => events.push(began.cast_unsigned()),
                     (None, None) => {}
                     // The start was asked for and not logged, or the other way round.
                     _ => return Err(self.unreadable(&row.run_id)),
@@ -661,19 +651,16 @@ impl Writer {
         }
     }
 
-    /// What a committed record found, and its events.
+    /// What a committed record found, and the numbers of its events.
     fn recorded(
         &self,
         row: &RecordRow,
         outcome: Option<Outcome>,
-        events: &mut Vec<Event>,
+        events: &mut Vec<u64>,
     ) -> Result<(), StoreError> {
         match outcome.ok_or_else(|| self.unreadable(&row.run_id))? {
-            Outcome::Applied(seqs, at) => {
-                let changes = std::iter::once(&row.change).chain(&row.then);
-                for (seq, change) in seqs.into_iter().zip(changes) {
-                    events.push(change.event(&row.run_id, seq.cast_unsigned(), at));
-                }
+            Outcome::Applied(seqs, _) => {
+                events.extend(seqs.into_iter().map(i64::cast_unsigned));
                 Ok(())
             }
             Outcome::Fenced => Err(StoreError::Fenced {
