@@ -23,9 +23,12 @@ pub(crate) type Leases = sagaflow_core::runtime::store::HeldLeases;
 
 /// The token a write of `run_id` carries: -1 (which no row has) if this store holds none.
 pub(crate) fn token(leases: &Leases, run_id: &RunId) -> i64 {
-    leases
-        .token(run_id)
-        .map_or(-1, |token| i64::try_from(token).unwrap_or(i64::MAX))
+    write_token(leases.token(run_id))
+}
+
+/// The token a write carries for the lease's `token`: -1 (which no row has) for none.
+pub(crate) fn write_token(token: Option<u64>) -> i64 {
+    token.map_or(-1, |token| i64::try_from(token).unwrap_or(i64::MAX))
 }
 
 /// The live leases as the renewal's two arrays.

@@ -374,13 +374,14 @@ impl PgStore {
         then: Option<&Change<'_>>,
     ) -> Result<(), StoreError> {
         let leases = &self.inner.leases;
+        let (token, fresh) = leases.for_write(run_id);
         let row = RecordRow {
             run_id: run_id.clone(),
             change: ChangeRow::of(run_id, change)?,
             then: then.map(|then| ChangeRow::of(run_id, then)).transpose()?,
-            token: lease::token(leases, run_id),
+            token: lease::write_token(token),
             lease_ms: leases.lease_ms(),
-            renew: !leases.fresh(run_id),
+            renew: !fresh,
         };
         let ends = row.then.as_ref().unwrap_or(&row.change).ends_run();
         let sent = std::time::Instant::now();

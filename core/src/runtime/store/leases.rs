@@ -128,10 +128,19 @@ impl HeldLeases {
     /// would not renew it: the store's statement that renews a lease once half spent can
     /// leave that part out. Not for a run this store holds no live lease on.
     pub fn fresh(&self, run_id: &RunId) -> bool {
+        self.for_write(run_id).1
+    }
+
+    /// What a write of `run_id` carries, in one look at the leases: its token (see
+    /// [`token`](Self::token)), and whether the lease is [`fresh`](Self::fresh).
+    pub fn for_write(&self, run_id: &RunId) -> (Option<u64>, bool) {
         let within = (self.lease / 2).saturating_sub(self.lease / 10);
-        self.lock()
-            .get(run_id)
-            .is_some_and(|held| held.live && held.renewed.elapsed() < within)
+        self.lock().get(run_id).map_or((None, false), |held| {
+            (
+                Some(held.token),
+                held.live && held.renewed.elapsed() < within,
+            )
+        })
     }
 
     /// A write of `run_id` sent at `sent` was kept. A write renews its run's lease once it is
@@ -281,5 +290,29 @@ mod tests {
         assert!(leases.fresh(&b));
         leases.lost(&a);
         assert!(!leases.fresh(&a), "a lost lease is never fresh");
+    }
+
+    #[test]
+    fn a_write_is_given_its_token_and_freshness_in_one_look() {
+        let leases = HeldLeases::new("o".into(), Duration::from_secs(10), 5);
+        let (a, b, other) = (RunId::from("a"), RunId::from("b"), RunId::from("x"));
+        let Some(ago) = Instant::now().checked_sub(Duration::from_secs(5)) else {
+            return;
+        };
+        leases.hold(&a, 3);
+        leases.hold_since(&b, 4, ago);
+        assert_eq!(leases.for_write(&a), (Some(3), true));
+        assert_eq!(
+            leases.for_write(&b),
+            (Some(4), false),
+            "taken half a lease ago"
+        );
+        assert_eq!(leases.for_write(&other), (None, false), "no lease here");
+        leases.lost(&a);
+        assert_eq!(
+            leases.for_write(&a),
+            (Some(3), false),
+            "lost: fenced, never fresh"
+        );
     }
 }
