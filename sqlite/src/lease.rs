@@ -374,17 +374,7 @@ impl LeaseStore for SqliteStore {
             max_recoveries: leases.max_recoveries(),
         };
         let (acquired, _) = self.write(op).await?;
-        match acquired.into_result(run_id)? {
-            Some(lease) => {
-                leases.hold(run_id, lease.token);
-                Ok(lease)
-            }
-            // No such run, or an ended one: nothing to lease, and `load_run` says which.
-            None => Ok(Lease {
-                token: 0,
-                recoveries: 0,
-            }),
-        }
+        Ok(leases.acquired(run_id, acquired.into_result(run_id)?))
     }
 
     fn release(&self, run_id: &RunId) {

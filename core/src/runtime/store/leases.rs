@@ -8,6 +8,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::runtime::id::RunId;
+use crate::runtime::store::Lease;
 
 /// A lease a store holds.
 #[derive(Debug, Clone, Copy)]
@@ -78,6 +79,22 @@ impl HeldLeases {
     /// The token held for `run_id`, if this store holds (or held and lost) its lease.
     pub fn token(&self, run_id: &RunId) -> Option<u64> {
         self.lock().get(run_id).map(|held| held.token)
+    }
+
+    /// What a take-up of `run_id` answers, given what the store's statement found: a lease
+    /// taken is remembered (see [`hold`](Self::hold)) and returned; none (no such run, or an
+    /// ended one) is the lease of token 0, held by no one, and `load_run` says which.
+    pub fn acquired(&self, run_id: &RunId, found: Option<Lease>) -> Lease {
+        match found {
+            Some(lease) => {
+                self.hold(run_id, lease.token);
+                lease
+            }
+            None => Lease {
+                token: 0,
+                recoveries: 0,
+            },
+        }
     }
 
     /// Remembers a lease just taken, with its token.
