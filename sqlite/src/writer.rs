@@ -604,6 +604,11 @@ impl Core {
     ) -> Result<(), StoreError> {
         if !begun {
             self.exec("BEGIN IMMEDIATE")?;
+            // The writes that came while the `BEGIN` waited (for another connection's lock,
+            // say) share its commit rather than wait for the next.
+            if let Some(queued) = batch.queued.as_deref_mut() {
+                self.drain(queued, MAX_BATCH);
+            }
         }
         // A write alone in its batch needs no savepoint: if it fails, the whole transaction
         // is rolled back, which undoes exactly that write.

@@ -330,7 +330,9 @@ async fn after_a_shared_commit_the_next_write_is_gathered_on_the_writer_thread()
     let on_caller = store.commits_on_caller();
     start(&store, "r0".to_owned(), "a").await.unwrap();
     assert_eq!(store.commits_on_caller(), on_caller + 1);
-    // Five writes that share a commit (queued while another connection holds the file).
+    // Five writes that share a commit (queued while another connection holds the file: those
+    // that come after the writer thread began to wait for the lock join the first).
+    let before_burst = store.commits();
     let other = Connection::open(&path).unwrap();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
     let mut writes = tokio::task::JoinSet::new();
@@ -344,6 +346,11 @@ async fn after_a_shared_commit_the_next_write_is_gathered_on_the_writer_thread()
     while let Some(done) = writes.join_next().await {
         done.unwrap().unwrap();
     }
+    assert_eq!(
+        store.commits(),
+        before_burst + 1,
+        "the burst shared one commit"
+    );
     // The next write is gathered on the writer thread; it commits alone there, and the one
     // after it is the caller's again.
     let (commits, on_caller) = (store.commits(), store.commits_on_caller());
