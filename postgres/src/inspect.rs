@@ -24,6 +24,7 @@
 //! ```
 
 use sagaflow_core::runtime::error::StoreError;
+use sagaflow_core::runtime::events::EventKind;
 use sagaflow_core::runtime::store::inspect::{
     EventRow, Inspect, InspectError, Machine, Run, Step, Transition, json_or_text,
 };
@@ -314,30 +315,51 @@ impl Inspect for PgInspector {
     }
 
     async fn events(&self, run_ids: &[String], after: i64) -> Result<Vec<EventRow>, InspectError> {
+        // From version 10 a row may log the next step's start too (`next_step`), numbered one
+        // past it: read as two events, and the row at `after` read for its start.
         let rows = self
             .query(
-                if self.version >= 7 {
-                    "SELECT seq, run_id, at, kind, step, attempt, detail FROM events \
+                if self.version >= 10 {
+                    "SELECT seq, run_id, at, kind, step, attempt, detail, next_step FROM events \
+                     WHERE run_id = ANY($1) AND seq >= $2 AND seq < readable_below() ORDER BY seq"
+                } else if self.version >= 7 {
+                    "SELECT seq, run_id, at, kind, step, attempt, detail, NULL::text FROM events \
                      WHERE run_id = ANY($1) AND seq > $2 AND seq < readable_below() ORDER BY seq"
                 } else {
-                    "SELECT seq, run_id, at, kind, step, attempt, detail FROM events \
+                    "SELECT seq, run_id, at, kind, step, attempt, detail, NULL::text FROM events \
                      WHERE run_id = ANY($1) AND seq > $2 ORDER BY seq"
                 },
                 &[&run_ids, &after],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|row| EventRow {
-                seq: row.get(0),
-                run_id: row.get(1),
-                at: row.get(2),
-                kind: row.get(3),
-                step: row.get(4),
-                attempt: row.get::<_, Option<i32>>(5).map(i64::from),
-                detail: row.get::<_, Option<String>>(6).map(json_or_text),
-            })
-            .collect())
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let (seq, run_id, at): (i64, String, i64) = (row.get(0), row.get(1), row.get(2));
+            let next_step = row.get::<_, Option<String>>(7);
+            if seq > after {
+                events.push(EventRow {
+                    seq,
+                    run_id: run_id.clone(),
+                    at,
+                    kind: row.get(3),
+                    step: row.get(4),
+                    attempt: row.get::<_, Option<i32>>(5).map(i64::from),
+                    detail: row.get::<_, Option<String>>(6).map(json_or_text),
+                });
+            }
+            if let Some(next) = next_step {
+                events.push(EventRow {
+                    seq: seq.saturating_add(1),
+                    run_id,
+                    at,
+                    kind: EventKind::StepStarted.as_str().to_owned(),
+                    step: Some(next),
+                    attempt: Some(1),
+                    detail: None,
+                });
+            }
+        }
+        Ok(events)
     }
 
     async fn graph(&self, run_id: &str) -> Result<Option<String>, InspectError> {

@@ -77,6 +77,17 @@ pub struct PgOptions {
     /// - No connection listens for signals (the pooler drops notifications): an engine
     ///   waiting for a signal another replica delivered finds it at its next poll, not at once.
     pub transaction_pooling: bool,
+    /// A checkpoint that completes a step and starts the next writes one row of the event
+    /// log, not two (schema version 10, `events.next_step`): half the rows and index entries
+    /// of most checkpoints, which is what the server spends most on in a batch; `false` by
+    /// default. Every reader of this release reads such a row as the two events it stands for
+    /// (the live feed, `steps`, `inspect`, a run's reload), but a replica of a release before
+    /// it would read the completion and miss the start. So turn it on once no replica of an
+    /// earlier release runs on the schema (after a rolling upgrade has finished); a later
+    /// release makes it the default. Behind a pooler
+    /// ([`transaction_pooling`](Self::transaction_pooling)) a batch of several writes still
+    /// logs two rows (its changes go through `record_v2`).
+    pub compact_log: bool,
 }
 
 impl Default for PgOptions {
@@ -93,6 +104,7 @@ impl Default for PgOptions {
             lock_timeout: Duration::from_secs(10),
             reconnect_timeout: Duration::from_secs(30),
             transaction_pooling: false,
+            compact_log: false,
         }
     }
 }
@@ -132,6 +144,12 @@ impl PgOptions {
     /// [`writers`](Self::writers)).
     pub fn writers(mut self, writers: usize) -> Self {
         self.writers = writers.clamp(1, 64);
+        self
+    }
+
+    /// These options with [`compact_log`](Self::compact_log) set.
+    pub fn compact_log(mut self, compact: bool) -> Self {
+        self.compact_log = compact;
         self
     }
 

@@ -138,14 +138,16 @@ pub(crate) async fn stopped_runs(
 
 /// The last `seq` of the log that no transaction can still write below (0 for an empty
 /// log): see schema version 7.
+/// A row that logs the next step's start too (schema version 10) ends one past its `seq`.
 pub(crate) async fn head(client: &Link<'_>, label: &str) -> Result<u64, StoreError> {
     client
-        .query_one(
-            "SELECT COALESCE(max(seq), 0) FROM events WHERE seq < readable_below()",
+        .query_opt(
+            "SELECT seq + CASE WHEN next_step IS NULL THEN 0 ELSE 1 END FROM events \
+             WHERE seq < readable_below() ORDER BY seq DESC LIMIT 1",
             &[],
         )
         .await
-        .map(|row| row.get::<_, i64>(0).cast_unsigned())
+        .map(|row| row.map_or(0, |row| row.get::<_, i64>(0).cast_unsigned()))
         .map_err(|e| pg_error(label, &e))
 }
 
@@ -154,6 +156,10 @@ pub(crate) async fn head(client: &Link<'_>, label: &str) -> Result<u64, StoreErr
 /// still running can add one, so that a reader that goes on from the last `seq` it read
 /// misses nothing. Returns the horizon too: every event below it that is not in the answer
 /// lies past the page (or was deleted).
+///
+/// A row that logs the next step's start too (`next_step`, schema version 10) is read as the
+/// two events it stands for, the start numbered one past the row; so the row at `after` is
+/// read too, for a start past `after` that a page before may have left out.
 pub(crate) async fn events(
     client: &Link<'_>,
     label: &str,
@@ -165,17 +171,18 @@ pub(crate) async fn events(
     let Ok(after) = i64::try_from(after) else {
         return Ok((Vec::new(), u64::MAX));
     };
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows_wanted = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
     // One row at least: the horizon, beside each event (or beside none).
     let rows = match run_id {
         None => {
             client
                 .query(
                     "WITH h AS MATERIALIZED (SELECT readable_below() AS h) \
-                     SELECT h.h, e.seq, e.run_id, e.at, e.kind, e.step, e.attempt, e.detail \
+                     SELECT h.h, e.seq, e.run_id, e.at, e.kind, e.step, e.attempt, e.detail, \
+                         e.next_step \
                      FROM h LEFT JOIN LATERAL (SELECT * FROM events \
-                         WHERE seq > $1 AND seq < h.h ORDER BY seq LIMIT $2) e ON true",
-                    &[&after, &limit],
+                         WHERE seq >= $1 AND seq < h.h ORDER BY seq LIMIT $2) e ON true",
+                    &[&after, &rows_wanted],
                 )
                 .await
         }
@@ -183,11 +190,12 @@ pub(crate) async fn events(
             client
                 .query(
                     "WITH h AS MATERIALIZED (SELECT readable_below() AS h) \
-                     SELECT h.h, e.seq, e.run_id, e.at, e.kind, e.step, e.attempt, e.detail \
+                     SELECT h.h, e.seq, e.run_id, e.at, e.kind, e.step, e.attempt, e.detail, \
+                         e.next_step \
                      FROM h LEFT JOIN LATERAL (SELECT * FROM events \
-                         WHERE run_id = $3 AND seq > $1 AND seq < h.h ORDER BY seq LIMIT $2) e \
+                         WHERE run_id = $3 AND seq >= $1 AND seq < h.h ORDER BY seq LIMIT $2) e \
                      ON true",
-                    &[&after, &limit, &run_id],
+                    &[&after, &rows_wanted, &run_id],
                 )
                 .await
         }
@@ -207,18 +215,36 @@ pub(crate) async fn events(
                 "database `{label}`: event {seq} of run `{run_id}` has a kind this sagaflow does not know: `{kind}`"
             )));
         };
-        events.push(Event {
-            seq: seq.cast_unsigned(),
-            run_id: RunId::from(run_id),
-            at_ms: row.get(3),
-            kind,
-            step: row.get::<_, Option<String>>(5).map(Arc::from),
-            attempt: row
-                .get::<_, Option<i32>>(6)
-                .and_then(|a| u32::try_from(a).ok()),
-            detail: row.get(7),
-        });
+        let seq = seq.cast_unsigned();
+        let run_id = RunId::from(run_id);
+        let at_ms = row.get(3);
+        let next_step = row.get::<_, Option<String>>(8);
+        if seq > after.cast_unsigned() {
+            events.push(Event {
+                seq,
+                run_id: run_id.clone(),
+                at_ms,
+                kind,
+                step: row.get::<_, Option<String>>(5).map(Arc::from),
+                attempt: row
+                    .get::<_, Option<i32>>(6)
+                    .and_then(|a| u32::try_from(a).ok()),
+                detail: row.get(7),
+            });
+        }
+        if let Some(next) = next_step {
+            events.push(Event {
+                seq: seq.saturating_add(1),
+                run_id,
+                at_ms,
+                kind: EventKind::StepStarted,
+                step: Some(Arc::from(next)),
+                attempt: Some(1),
+                detail: None,
+            });
+        }
     }
+    events.truncate(limit);
     Ok((events, horizon))
 }
 

@@ -21,7 +21,7 @@ use crate::session::Session;
 use sagaflow_core::runtime::error::StoreError;
 
 mod migrations;
-use migrations::{V1, V2, V3, V4, V5, V6, V7, V8, V9};
+use migrations::{V1, V2, V3, V4, V5, V6, V7, V8, V9, V10};
 
 /// The migrations, oldest first; migration `i` takes the schema from version `i` to `i + 1`,
 /// and the oldest version whose code works on the schema it leaves (see the module). Append
@@ -45,6 +45,9 @@ const MIGRATIONS: &[(&str, i64)] = &[
     (V8, 2),
     // Only adds `events.mark`, which the code before it neither writes nor reads.
     (V9, 2),
+    // Only adds `events.next_step` and reads it in the `steps` view, which reads the rows
+    // without it as before; the code before it writes no row with it.
+    (V10, 2),
 ];
 
 /// The newest schema version this code knows.

@@ -55,6 +55,7 @@ use doubt::committed_batch;
 use record::{Answered, Numbered, Outcome, distribute, record_all, split};
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
+use sagaflow_core::runtime::events::EventKind;
 use sagaflow_core::runtime::events::Publisher;
 use sagaflow_core::runtime::store::Created;
 use sql::{
@@ -83,6 +84,22 @@ pub(crate) struct RecordRow {
     /// this store took or renewed less than half a lease ago, which the write would not
     /// renew anyway (a run's end is written whatever this says).
     pub(crate) renew: bool,
+}
+
+impl RecordRow {
+    /// The step whose start this write's first row may log too, in a compact log (see
+    /// `PgOptions::compact_log`): `then`'s, when it is a first attempt's plain start and
+    /// neither change ends the run.
+    pub(crate) fn next_step(&self) -> Option<&str> {
+        let then = self.then.as_ref()?;
+        (then.kind == EventKind::StepStarted
+            && then.attempt == Some(1)
+            && then.detail.is_none()
+            && then.end.is_none()
+            && self.change.end.is_none())
+        .then_some(then.step.as_deref())
+        .flatten()
+    }
 }
 
 /// How many times the writer lets the tasks it has woken run before it sends a batch, while
@@ -162,6 +179,8 @@ pub(crate) struct Writer {
     /// The run and the mark of the last batch sent if it was one write marked on its event
     /// (see [`ONE_SQL`]): what a writer in doubt looks for.
     marked: Option<(RunId, i64)>,
+    /// Whether a write's completion and next start go in one row (`PgOptions::compact_log`).
+    compact: bool,
 }
 
 type Pending<'a> =
@@ -203,6 +222,7 @@ impl Writer {
             batch: 0,
             committed: 0,
             marked: None,
+            compact: options.compact_log,
         }
     }
 
@@ -362,6 +382,7 @@ impl Writer {
                 owner,
                 number,
                 mark,
+                compact: self.compact,
             };
             let (_, records) = split(batch);
             let answered = {
@@ -418,6 +439,7 @@ impl Writer {
                 owner,
                 number,
                 mark: None,
+                compact: self.compact,
             };
             pending.push(Box::pin(record_all(conn, batch, records.clone())));
             statements += 1;
@@ -485,7 +507,7 @@ impl Writer {
                 && results.iter().all(Result::is_ok)
                 && let Some(Ok(fence)) = results.last()
             {
-                match record::copy_all(conn, &records, fence).await {
+                match record::copy_all(conn, &records, fence, self.compact).await {
                     Ok(()) => {}
                     Err(record::CopyError::Pg(error)) => results.push(Err(error)),
                     Err(record::CopyError::Answer) => unshaped = true,

@@ -30,6 +30,8 @@ mod support;
 const CHILD: &str = "SAGAFLOW_FAULT_CHILD";
 const SCHEMA: &str = "SAGAFLOW_FAULT_SCHEMA";
 const RUN: &str = "SAGAFLOW_FAULT_RUN";
+/// Set when the child's store keeps a compact log (`PgOptions::compact_log`).
+const COMPACT: &str = "SAGAFLOW_FAULT_COMPACT";
 const STEPS: usize = 5;
 
 fn side(dir: &Path, line: &str) {
@@ -79,8 +81,11 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// An engine as the service: the same owner in every process, so a restarted one takes its
 /// run up at once.
-async fn engine(url: &str, schema: &str) -> Engine {
-    let options = PgOptions::default().schema(schema).owner("svc");
+async fn engine(url: &str, schema: &str, compact: bool) -> Engine {
+    let options = PgOptions::default()
+        .schema(schema)
+        .owner("svc")
+        .compact_log(compact);
     let store = PgStore::connect(url, options).await.unwrap();
     Engine::builder().store(std::sync::Arc::new(store)).build()
 }
@@ -89,7 +94,8 @@ async fn engine(url: &str, schema: &str) -> Engine {
 fn child(dir: &Path) {
     let (schema, run) = (std::env::var(SCHEMA).unwrap(), std::env::var(RUN).unwrap());
     runtime().block_on(async {
-        let engine = engine(&support::url(), &schema).await;
+        let compact = std::env::var_os(COMPACT).is_some();
+        let engine = engine(&support::url(), &schema, compact).await;
         let report = engine
             .start(&chain(dir), run.as_str(), 0)
             .await
@@ -103,6 +109,24 @@ fn child(dir: &Path) {
 
 #[test]
 fn a_crash_at_every_commit_point_loses_nothing_and_repeats_no_completed_step() {
+    crash_at_every_point(
+        "a_crash_at_every_commit_point_loses_nothing_and_repeats_no_completed_step",
+        false,
+    );
+}
+
+/// The same on a compact log, where a step's completion and the next one's start are a row.
+#[test]
+fn a_crash_at_every_commit_point_of_a_compact_log_loses_nothing() {
+    crash_at_every_point(
+        "a_crash_at_every_commit_point_of_a_compact_log_loses_nothing",
+        true,
+    );
+}
+
+/// Crashes a child process running the chain at each crash point in turn (the `n`th time it
+/// is reached, for every `n` until the run finishes untouched), and checks each recovery.
+fn crash_at_every_point(test: &str, compact: bool) {
     if let Some(dir) = std::env::var_os(CHILD) {
         child(&PathBuf::from(dir));
         return;
@@ -115,20 +139,19 @@ fn a_crash_at_every_commit_point_loses_nothing_and_repeats_no_completed_step() {
         for n in 1.. {
             assert!(n < 100, "{} never let the run finish", point.as_str());
             let dir = tempfile::tempdir().unwrap();
-            let status = Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "a_crash_at_every_commit_point_loses_nothing_and_repeats_no_completed_step",
-                    "--exact",
-                    "--test-threads=1",
-                ])
+            let mut command = Command::new(std::env::current_exe().unwrap());
+            command
+                .args([test, "--exact", "--test-threads=1"])
                 .env(CHILD, dir.path())
                 .env(SCHEMA, &db.schema)
                 .env(RUN, format!("{}-{n}", point.as_str()))
                 .env(CRASH_AT, format!("{}:{n}", point.as_str()))
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .unwrap();
+                .stderr(Stdio::null());
+            if compact {
+                command.env(COMPACT, "1");
+            }
+            let status = command.status().unwrap();
             let at = format!("{} #{n}", point.as_str());
             if status.success() {
                 // Past the last time the run reaches this point: it finished untouched.
@@ -138,18 +161,33 @@ fn a_crash_at_every_commit_point_loses_nothing_and_repeats_no_completed_step() {
             }
             crashes += 1;
             let run = format!("{}-{n}", point.as_str());
-            check_recovery(dir.path(), &db.schema, &run, &at);
+            check_recovery(dir.path(), (&db.schema, compact), &run, &at);
         }
     }
     eprintln!("{crashes} crashes");
     // Every point was reached several times (each commit of the run, each step's effect).
     assert!(crashes >= 3 * STEPS, "only {crashes} crashes");
+    if compact {
+        // The run's checkpoints did write compact rows.
+        let rows: i64 = runtime().block_on(async {
+            support::client(&db.url)
+                .await
+                .query_one(
+                    &format!("SELECT count(next_step) FROM \"{}\".events", db.schema),
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0)
+        });
+        assert!(rows > 0, "no row of the compact log logs a next start");
+    }
 }
 
 /// Reopens the crashed file, takes the run up and checks what ran.
-fn check_recovery(dir: &Path, schema: &str, run: &str, at: &str) {
+fn check_recovery(dir: &Path, (schema, compact): (&str, bool), run: &str, at: &str) {
     runtime().block_on(async {
-        let engine = engine(&support::url(), schema).await;
+        let engine = engine(&support::url(), schema, compact).await;
         let before = engine.store().load_run(&RunId::from(run)).await.unwrap();
         let committed: Vec<String> = before
             .iter()
@@ -221,7 +259,7 @@ fn every_step_run_twice_on_purpose_changes_no_outcome() {
     );
     // And the file says each step completed once, after one attempt.
     runtime().block_on(async {
-        let run = engine(&support::url(), &db.schema)
+        let run = engine(&support::url(), &db.schema, false)
             .await
             .store()
             .load_run(&RunId::from("twice"))

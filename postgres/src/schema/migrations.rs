@@ -507,3 +507,48 @@ ALTER TABLE replicas ADD COLUMN IF NOT EXISTS queues text;
 pub(super) const V9: &str = "
 ALTER TABLE events ADD COLUMN IF NOT EXISTS mark bigint;
 ";
+
+/// Version 10: a step's completion and the next step's start in one row of the log.
+///
+/// `events.next_step` names a step whose start (attempt 1) the row logs too, at the same time
+/// and numbered one past the row's own `seq` (a number the writer leaves free for it): half
+/// the rows, and half the index entries, of a checkpoint that completes a step and starts the
+/// next, which is most of them. The store writes such rows only when told to
+/// (`PgOptions::compact_log`), since the code before this version would read the completion
+/// and miss the start; every reader from this version on reads a row with a `next_step` as
+/// the two events it stands for. The `steps` view reads both forms: each row as its own
+/// event, and as the next step's start when it names one. A nullable column and a view of the
+/// same columns: the code before it works on as it did (it writes no such rows).
+pub(super) const V10: &str = "
+ALTER TABLE events ADD COLUMN IF NOT EXISTS next_step text;
+
+CREATE OR REPLACE VIEW steps AS
+SELECT a.run_id, a.step AS name,
+    CASE WHEN a.last_seq <> a.last_row THEN 'running'
+         WHEN l.kind = 'step_completed' THEN 'completed' WHEN l.kind = 'step_failed' THEN 'failed'
+         WHEN l.kind = 'step_skipped' THEN 'skipped' ELSE 'running' END AS status,
+    CASE WHEN a.last_seq <> a.last_row THEN 1 ELSE COALESCE(l.attempt, 0) END AS attempts,
+    CASE WHEN a.last_seq = a.last_row AND l.kind = 'step_completed' THEN l.output END AS output,
+    CASE WHEN a.last_seq <> a.last_row OR l.kind <> 'step_completed' THEN a.error END AS error,
+    a.started_at,
+    CASE WHEN a.last_seq = a.last_row
+              AND l.kind IN ('step_completed', 'step_failed', 'step_skipped') THEN l.at END
+        AS finished_at,
+    a.first_seq
+FROM (
+    SELECT e.run_id, x.step, min(x.seq) AS first_seq, max(x.seq) AS last_seq,
+        max(e.seq) AS last_row,
+        min(e.at) FILTER (WHERE x.kind <> 'step_skipped') AS started_at,
+        (array_agg(x.detail::json ->> 'error' ORDER BY x.seq DESC)
+            FILTER (WHERE x.kind IN ('step_retrying', 'step_failed')))[1] AS error
+    FROM events e
+        CROSS JOIN LATERAL (VALUES (e.seq, e.kind, e.step, e.detail),
+                                   (e.seq + 1, 'step_started', e.next_step, NULL))
+            AS x(seq, kind, step, detail)
+    WHERE x.step IS NOT NULL
+        AND x.kind IN ('step_started', 'step_retrying', 'step_completed', 'step_failed',
+                       'step_skipped')
+    GROUP BY e.run_id, x.step
+) a
+JOIN events l ON l.seq = a.last_row;
+";

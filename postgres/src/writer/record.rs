@@ -162,6 +162,7 @@ pub(super) async fn copy_all(
     conn: &Conn,
     writes: &[&RecordRow],
     rows: &[Row],
+    compact: bool,
 ) -> Result<(), CopyError> {
     let fence = Fence::of(rows, writes.len()).ok_or(CopyError::Answer)?;
     let mut events = fence.numbered(writes).peekable();
@@ -173,6 +174,14 @@ pub(super) async fn copy_all(
     let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
     pin_mut!(writer);
     for (seq, write, change) in events {
+        // In a compact log, a write's first row logs the start that follows it too (taking
+        // its number, one past the row's), and that start is no row of its own.
+        let next_step = write.next_step().filter(|_| compact);
+        let first = std::ptr::eq(change, &write.change);
+        if next_step.is_some() && !first {
+            continue;
+        }
+        let next_step = next_step.filter(|_| first);
         let attempt = change.attempt.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
         writer
             .as_mut()
@@ -185,6 +194,7 @@ pub(super) async fn copy_all(
                 &attempt,
                 &change.detail.as_deref(),
                 &change.output.as_deref(),
+                &next_step,
             ])
             .await?;
     }
@@ -305,6 +315,9 @@ pub(super) struct Numbered<'a> {
     pub(super) number: i64,
     /// The mark of a batch of one write sent alone (see [`ONE_SQL`](super::sql::ONE_SQL)).
     pub(super) mark: Option<i64>,
+    /// Whether a write's completion and next start go in one row (see
+    /// [`RecordRow::next_step`]).
+    pub(super) compact: bool,
 }
 
 /// The one statement of every change write of a batch: the fence of several (see
@@ -318,7 +331,7 @@ pub(super) async fn record_all(
     writes: Vec<&RecordRow>,
 ) -> Result<Vec<Row>, tokio_postgres::Error> {
     if let [write] = writes[..] {
-        return record_one(conn, batch.mark, write).await;
+        return record_one(conn, batch, write).await;
     }
     let runs: Vec<&str> = writes.iter().map(|w| w.run_id.as_str()).collect();
     let tokens: Vec<i64> = writes.iter().map(|w| w.token).collect();
@@ -376,11 +389,14 @@ pub(super) async fn record_all(
 /// end ([`ONE_RENEW_SQL`](super::sql::ONE_RENEW_SQL)).
 async fn record_one(
     conn: &Conn,
-    mark: Option<i64>,
+    batch: Numbered<'_>,
     write: &RecordRow,
 ) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let mark = batch.mark;
     let (changes, end) = changes_of(write);
     if end.is_none() && !write.renew {
+        // In a compact log, the start the first row logs too is no row of its own.
+        let next_step = write.next_step().filter(|_| batch.compact);
         let count = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
         let column = |i: usize| {
             let change = changes.get(i);
@@ -392,9 +408,12 @@ async fn record_one(
                 change.and_then(|c| c.detail.as_deref()),
             )
         };
-        let (first, second) = (column(0), column(1));
+        let (first, mut second) = (column(0), column(1));
+        if next_step.is_some() {
+            second.2 = None;
+        }
         let run_id = write.run_id.as_str();
-        let params: [&dyn Param; 13] = [
+        let params: [&dyn Param; 14] = [
             &mark,
             &run_id,
             &write.token,
@@ -408,6 +427,7 @@ async fn record_one(
             &second.2,
             &second.3,
             &second.4,
+            &next_step,
         ];
         let rows = conn.one.query(&conn.client, &params).await?;
         if !rows.is_empty() {

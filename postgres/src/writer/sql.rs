@@ -154,11 +154,15 @@ FROM w";
 /// of the transaction's numbers, as `record_v2` numbered them (a creation in the same
 /// transaction takes the lower half, see `schema`). Every column is given, so no default is
 /// evaluated and the rows go in by pages.
-pub(super) const COPY_SQL: &str = "COPY events (seq, run_id, at, kind, step, attempt, detail, output) \
-     FROM STDIN (FORMAT binary)";
+///
+/// In a compact log (`PgOptions::compact_log`) a write's completion and the next step's start
+/// are one row, its `next_step` naming that step (schema version 10); the start's number, one
+/// past the row's, is no row's.
+pub(super) const COPY_SQL: &str = "COPY events (seq, run_id, at, kind, step, attempt, detail, output, \
+     next_step) FROM STDIN (FORMAT binary)";
 
 /// The types of [`COPY_SQL`]'s columns.
-pub(super) const COPY_TYPES: [tokio_postgres::types::Type; 8] = {
+pub(super) const COPY_TYPES: [tokio_postgres::types::Type; 9] = {
     use tokio_postgres::types::Type;
     [
         Type::INT8,
@@ -167,6 +171,7 @@ pub(super) const COPY_TYPES: [tokio_postgres::types::Type; 8] = {
         Type::TEXT,
         Type::TEXT,
         Type::INT4,
+        Type::TEXT,
         Type::TEXT,
         Type::TEXT,
     ]
@@ -231,7 +236,9 @@ SELECT now.at, r.admitted, ev.seq FROM now LEFT JOIN r ON true LEFT JOIN ev ON t
 /// the run's lease less than half a lease ago, and the run goes on): what [`one_sql`] does
 /// without the renewal, in a leaner statement. $1 the mark, $2 the run, $3 its token, then the
 /// first change's step, output, kind, attempt and detail ($4–$8) and the second's ($9–$13;
-/// its kind null when the write has one change).
+/// its kind null when the write has one change), and the step whose start the first row logs
+/// too in a compact log ($14, see `PgOptions::compact_log`; the second's kind is then null,
+/// and the start's number, one past the row's, comes back as a row of its own).
 ///
 /// The fence is the insert's own source: the run's row, locked `FOR KEY SHARE` to the commit,
 /// only if its token is the write's and it is not parked; and the changes come as the
@@ -246,16 +253,20 @@ WITH r AS MATERIALIZED (
     WHERE run_id = $2::text AND lease_token = $3::bigint AND NOT parked FOR KEY SHARE
 ),
 ev AS (
-    INSERT INTO events (seq, run_id, at, kind, step, attempt, detail, output, mark)
+    INSERT INTO events (seq, run_id, at, kind, step, attempt, detail, output, mark, next_step)
     SELECT (pg_current_xact_id()::text::bigint << 20) + 524288 + c.ci, $2::text, r.at,
-        c.kind, c.step, c.attempt, c.detail, c.output, c.mark
-    FROM r, (VALUES (1, $4::text, $5::text, $6::text, $7::integer, $8::text, $1::bigint),
-                    (2, $9::text, $10::text, $11::text, $12::integer, $13::text, NULL::bigint))
-            AS c(ci, step, output, kind, attempt, detail, mark)
+        c.kind, c.step, c.attempt, c.detail, c.output, c.mark, c.next_step
+    FROM r, (VALUES (1, $4::text, $5::text, $6::text, $7::integer, $8::text, $1::bigint,
+                     $14::text),
+                    (2, $9::text, $10::text, $11::text, $12::integer, $13::text, NULL::bigint,
+                     NULL::text))
+            AS c(ci, step, output, kind, attempt, detail, mark, next_step)
     WHERE c.kind IS NOT NULL
-    RETURNING at, seq
+    RETURNING at, seq, next_step
 )
-SELECT at, true, seq FROM ev";
+SELECT at, true, seq FROM ev
+UNION ALL
+SELECT at, true, seq + 1 FROM ev WHERE next_step IS NOT NULL";
 
 /// Why a batch of one write ([`ONE_SQL`]) appended nothing, in the shape of [`one_sql`]'s
 /// refusal: the time, `false` if run `$1` exists (its token was another's, or it is parked),

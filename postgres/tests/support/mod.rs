@@ -50,6 +50,8 @@ pub(crate) fn fresh_schema() -> String {
 pub(crate) struct Db {
     pub(crate) url: String,
     pub(crate) schema: String,
+    /// Whether its stores keep a compact log (`PgOptions::compact_log`).
+    pub(crate) compact: bool,
 }
 
 impl Db {
@@ -58,12 +60,22 @@ impl Db {
         Some(Db {
             url: server().await?,
             schema: fresh_schema(),
+            compact: false,
         })
+    }
+
+    /// [`new`](Self::new), whose stores keep a compact log (`PgOptions::compact_log`).
+    pub(crate) async fn compact() -> Option<Db> {
+        let mut db = Db::new().await?;
+        db.compact = true;
+        Some(db)
     }
 
     /// Options on this database's schema.
     pub(crate) fn options(&self) -> PgOptions {
-        PgOptions::default().schema(&self.schema)
+        PgOptions::default()
+            .schema(&self.schema)
+            .compact_log(self.compact)
     }
 
     /// A store on this database.
@@ -167,6 +179,16 @@ impl Drop for Db {
 /// there is no server.
 #[macro_export]
 macro_rules! fresh_store {
+    (compact) => {
+        match support::Db::compact().await {
+            Some(db) => {
+                let store = db.store().await;
+                std::mem::forget(db);
+                store
+            }
+            None => return,
+        }
+    };
     () => {
         match support::Db::new().await {
             Some(db) => {
@@ -185,6 +207,12 @@ macro_rules! fresh_store {
 macro_rules! fresh_db {
     () => {
         match support::Db::new().await {
+            Some(db) => db,
+            None => return,
+        }
+    };
+    (compact) => {
+        match support::Db::compact().await {
             Some(db) => db,
             None => return,
         }
