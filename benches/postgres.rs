@@ -4,7 +4,9 @@
 //!
 //! `cargo bench --bench postgres` (the server from `SAGAFLOW_PG_URL`, by default the local one;
 //! `SAGAFLOW_BENCH_ROUNDS` rounds, 3 by default; `SAGAFLOW_BENCH_ONLY=sequential` or
-//! `concurrent` for one shape). Figures in `benches/README.md`.
+//! `concurrent` for one shape). Each round also runs both shapes on a second store that keeps a
+//! compact log (`PgOptions::compact_log`, a step's completion and the next one's start in one
+//! row), in a schema of its own. Figures in `benches/README.md`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -176,6 +178,7 @@ fn main() {
         setup
             .batch_execute(
                 "DROP SCHEMA IF EXISTS sagaflow_bench CASCADE; CREATE SCHEMA sagaflow_bench;
+                 DROP SCHEMA IF EXISTS sagaflow_bench_compact CASCADE;
                  CREATE TABLE sagaflow_bench.bare (k text PRIMARY KEY, v text NOT NULL);",
             )
             .await
@@ -194,11 +197,25 @@ fn main() {
         .await
         .unwrap();
         let engine = Engine::builder().store(Arc::new(store.clone())).build();
+        let compact_store = PgStore::connect(
+            &url(),
+            PgOptions::default()
+                .schema("sagaflow_bench_compact")
+                .writers(writers)
+                .compact_log(true),
+        )
+        .await
+        .unwrap();
+        let compact = Engine::builder()
+            .store(Arc::new(compact_store.clone()))
+            .build();
         let (mut bare_seq, mut flow_seq, mut bare_con, mut flow_con) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut compact_seq, mut compact_con) = (Vec::new(), Vec::new());
         // A warm-up of each.
         bare_sequential(200).await;
         sagaflow_sequential(&engine, 999).await;
+        sagaflow_sequential(&compact, 999).await;
         // `SAGAFLOW_BENCH_ONLY=concurrent` (or `sequential`) runs one shape alone, as a profile
         // of it wants.
         let only = std::env::var("SAGAFLOW_BENCH_ONLY").unwrap_or_default();
@@ -206,13 +223,22 @@ fn main() {
             if only != "concurrent" {
                 bare_seq.push(bare_sequential(SEQUENTIAL_RUNS * CHAIN).await);
                 flow_seq.push(sagaflow_sequential(&engine, round).await);
+                compact_seq.push(sagaflow_sequential(&compact, round).await);
             }
             if only != "sequential" {
                 bare_con.push(bare_concurrent(16, CONCURRENT_TIME).await);
                 flow_con.push(sagaflow_concurrent(&engine, round, CONCURRENT_TIME).await);
+                compact_con.push(sagaflow_concurrent(&compact, round, CONCURRENT_TIME).await);
             }
         }
-        for shape in [&mut bare_seq, &mut flow_seq, &mut bare_con, &mut flow_con] {
+        for shape in [
+            &mut bare_seq,
+            &mut flow_seq,
+            &mut bare_con,
+            &mut flow_con,
+            &mut compact_seq,
+            &mut compact_con,
+        ] {
             if shape.is_empty() {
                 shape.push(f64::NAN);
             }
@@ -223,11 +249,14 @@ fn main() {
             median(bare_con),
             median(flow_con),
         );
+        let (cs, cc) = (median(compact_seq), median(compact_con));
         println!("rounds: {rounds} (medians); writer connections: {writers}");
         println!("bare INSERT + COMMIT, 1 client:          {bs:8.1} µs");
         println!("sagaflow durable step, sequential:        {fs:8.1} µs   ratio {:.2}× the bare commit", fs / bs);
         println!("bare INSERT + COMMIT, 16 clients:         {bc:8.0} commits/s");
         println!("sagaflow, 100 concurrent runs:            {fc:8.0} steps/s   ratio {:.2}× the 16-client commit rate", fc / bc);
+        println!("compact log, sequential step:             {cs:8.1} µs   ratio {:.2}× the bare commit", cs / bs);
+        println!("compact log, 100 concurrent runs:         {cc:8.0} steps/s   ratio {:.2}× the 16-client commit rate", cc / bc);
         println!(
             "writer: {} writes in {} commits ({:.1} a commit)",
             store.writes(),
@@ -235,7 +264,10 @@ fn main() {
             store.writes() as f64 / store.commits().max(1) as f64
         );
         setup
-            .batch_execute("DROP SCHEMA IF EXISTS sagaflow_bench CASCADE")
+            .batch_execute(
+                "DROP SCHEMA IF EXISTS sagaflow_bench CASCADE; \
+                 DROP SCHEMA IF EXISTS sagaflow_bench_compact CASCADE",
+            )
             .await
             .unwrap();
     });
