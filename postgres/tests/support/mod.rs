@@ -176,43 +176,30 @@ impl Drop for Db {
 }
 
 /// A fresh store on a schema of its own (left for the sweep), or a return from the test when
-/// there is no server.
+/// there is no server; `fresh_store!(compact)`: one that keeps a compact log.
 #[macro_export]
 macro_rules! fresh_store {
-    (compact) => {
-        match support::Db::compact().await {
-            Some(db) => {
-                let store = db.store().await;
-                std::mem::forget(db);
-                store
-            }
-            None => return,
-        }
-    };
-    () => {
-        match support::Db::new().await {
-            Some(db) => {
-                let store = db.store().await;
-                // The schema outlives this test's store; the sweep drops it later.
-                std::mem::forget(db);
-                store
-            }
-            None => return,
-        }
-    };
+    ($($compact:ident)?) => {{
+        let db = fresh_db!($($compact)?);
+        let store = db.store().await;
+        // The schema outlives this test's store; the sweep drops it later.
+        std::mem::forget(db);
+        store
+    }};
 }
 
-/// A fresh database, or a return from the test when there is no server.
+/// A fresh database, or a return from the test when there is no server; `fresh_db!(compact)`:
+/// one whose stores keep a compact log.
 #[macro_export]
 macro_rules! fresh_db {
     () => {
-        match support::Db::new().await {
-            Some(db) => db,
-            None => return,
-        }
+        fresh_db!(@made support::Db::new().await)
     };
     (compact) => {
-        match support::Db::compact().await {
+        fresh_db!(@made support::Db::compact().await)
+    };
+    (@made $db:expr) => {
+        match $db {
             Some(db) => db,
             None => return,
         }
