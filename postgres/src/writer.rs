@@ -13,7 +13,10 @@
 //! `record_v2` instead, which fences and appends them in one statement.) While a batch is in
 //! flight, new writes queue for the next one, so the batch grows exactly when the load does;
 //! and before a batch goes, the tasks the last answers woke are let run while their writes keep
-//! coming, so that runs moving together stay in one batch.
+//! coming, so that runs moving together stay in one batch. In a compact log
+//! (`PgOptions::compact_log`, schema 10) a write that completes a step and starts the next is
+//! one row whose `next_step` names the started step, which keeps the number it would have had
+//! (see [`RecordRow::next_step`]).
 //!
 //! Each write fences itself: its events are appended only if the run's row still has the
 //! writer's lease token. That read is enough because the batch reads it under a `FOR KEY
