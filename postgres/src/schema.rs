@@ -263,13 +263,18 @@ mod tests {
 
     /// What the `steps` table or view says of run `r`, in the order steps first started.
     async fn steps_of(client: &Client, schema: &str) -> Vec<String> {
+        steps_of_run(client, schema, "r").await
+    }
+
+    /// What the `steps` table or view says of run `run`, in the order steps first started.
+    async fn steps_of_run(client: &Client, schema: &str, run: &str) -> Vec<String> {
         client
             .query(
                 &format!(
                     "SELECT name, status, attempts, output, error, started_at, finished_at \
-                     FROM \"{schema}\".steps WHERE run_id = 'r' ORDER BY first_seq"
+                     FROM \"{schema}\".steps WHERE run_id = $1 ORDER BY first_seq"
                 ),
-                &[],
+                &[&run],
             )
             .await
             .unwrap()
@@ -347,6 +352,66 @@ mod tests {
             .get(0);
         assert_eq!(version, SCHEMA_VERSION);
         assert_eq!(steps_of(&client, &schema).await, before);
+        crate::testing::drop_schema(&url, &schema).await;
+    }
+
+    /// Version 10's compact rows (a row that logs the next step's start too, numbered one past
+    /// it) read in the `steps` view as the same events in two rows each: steps that completed
+    /// at once, after a retry, that failed, that were skipped, and one still running whose only
+    /// event is a start that a completion's row logged.
+    #[tokio::test]
+    async fn version_10_reads_a_compact_row_as_the_two_events_it_stands_for() {
+        let Some(url) = crate::testing::server().await else {
+            return;
+        };
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let schema = crate::testing::fresh_schema("v10");
+        let session = crate::session::Session::default();
+        migrate(&client, &session, "test", &schema, Locks::of(&schema))
+            .await
+            .unwrap();
+        let retrying = r#"{"error":"boom","permanent":false,"delay_ms":5}"#;
+        let failed = r#"{"error":"bad","permanent":true}"#;
+        client
+            .batch_execute(&format!(
+                "SET search_path TO \"{schema}\";
+                 INSERT INTO events (seq, run_id, at, kind, step, attempt, detail, output,
+                                     next_step) VALUES
+                     (1, 'p', 1, 'run_created', NULL, NULL, NULL, NULL, NULL),
+                     (2, 'p', 1, 'step_started', 'a', 1, NULL, NULL, NULL),
+                     (3, 'p', 2, 'step_completed', 'a', 1, NULL, '1', NULL),
+                     (4, 'p', 2, 'step_started', 'b', 1, NULL, NULL, NULL),
+                     (5, 'p', 3, 'step_retrying', 'b', 1, '{retrying}', NULL, NULL),
+                     (6, 'p', 4, 'step_started', 'b', 2, NULL, NULL, NULL),
+                     (7, 'p', 5, 'step_completed', 'b', 2, NULL, '2', NULL),
+                     (8, 'p', 5, 'step_started', 'c', 1, NULL, NULL, NULL),
+                     (9, 'p', 6, 'step_failed', 'c', 1, '{failed}', NULL, NULL),
+                     (10, 'p', 7, 'step_skipped', 'd', NULL, NULL, NULL, NULL),
+                     (11, 'p', 8, 'step_completed', 'e', 3, NULL, '3', NULL),
+                     (12, 'p', 8, 'step_started', 'f', 1, NULL, NULL, NULL),
+                     (101, 'c', 1, 'run_created', NULL, NULL, NULL, NULL, NULL),
+                     (102, 'c', 1, 'step_started', 'a', 1, NULL, NULL, NULL),
+                     (103, 'c', 2, 'step_completed', 'a', 1, NULL, '1', 'b'),
+                     (105, 'c', 3, 'step_retrying', 'b', 1, '{retrying}', NULL, NULL),
+                     (106, 'c', 4, 'step_started', 'b', 2, NULL, NULL, NULL),
+                     (107, 'c', 5, 'step_completed', 'b', 2, NULL, '2', 'c'),
+                     (109, 'c', 6, 'step_failed', 'c', 1, '{failed}', NULL, NULL),
+                     (110, 'c', 7, 'step_skipped', 'd', NULL, NULL, NULL, NULL),
+                     (111, 'c', 8, 'step_completed', 'e', 3, NULL, '3', 'f');
+                 RESET search_path;"
+            ))
+            .await
+            .unwrap();
+        let (plain, compact) = (
+            steps_of_run(&client, &schema, "p").await,
+            steps_of_run(&client, &schema, "c").await,
+        );
+        assert_eq!(plain.len(), 6, "{plain:?}");
+        assert_eq!(compact, plain);
+        assert_eq!(compact[5], "f running 1 None None Some(8) None");
         crate::testing::drop_schema(&url, &schema).await;
     }
 }
