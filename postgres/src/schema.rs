@@ -261,6 +261,17 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// The test server's URL, a connection to it, and a fresh schema name tagged `tag`; `None`
+    /// when there is no server.
+    async fn scratch(tag: &str) -> Option<(String, Client, String)> {
+        let url = crate::testing::server().await?;
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        Some((url, client, crate::testing::fresh_schema(tag)))
+    }
+
     /// What the `steps` table or view says of run `r`, in the order steps first started.
     async fn steps_of(client: &Client, schema: &str) -> Vec<String> {
         steps_of_run(client, schema, "r").await
@@ -294,14 +305,9 @@ mod tests {
     /// events what the table said, outputs included.
     #[tokio::test]
     async fn version_2_reads_every_step_as_version_1_stored_it() {
-        let Some(url) = crate::testing::server().await else {
+        let Some((url, client, schema)) = scratch("v2").await else {
             return;
         };
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        let schema = crate::testing::fresh_schema("v2");
         client
             .batch_execute(&format!(
                 "CREATE SCHEMA \"{schema}\"; SET search_path TO \"{schema}\"; {V1}
@@ -361,14 +367,9 @@ mod tests {
     /// event is a start that a completion's row logged.
     #[tokio::test]
     async fn version_10_reads_a_compact_row_as_the_two_events_it_stands_for() {
-        let Some(url) = crate::testing::server().await else {
+        let Some((url, client, schema)) = scratch("v10").await else {
             return;
         };
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        let schema = crate::testing::fresh_schema("v10");
         let session = crate::session::Session::default();
         migrate(&client, &session, "test", &schema, Locks::of(&schema))
             .await
