@@ -38,7 +38,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use futures::FutureExt as _;
 use sagaflow::runtime::{Handle, StepValue};
 use sagaflow::{Builder, Definition, Engine, Report, RunId, StepError, StepOptions, StepStatus};
@@ -641,4 +641,51 @@ criterion_group! {
         .measurement_time(Duration::from_secs(3));
     targets = engine_overhead, many_tasks
 }
-criterion_main!(benches);
+/// `SAGAFLOW_BENCH_COUNT=<shape>:<contender>:<runs>` (`chain_5:sagaflow:10000`, say): runs
+/// that many runs of one contender, untimed and without criterion, for an instruction counter
+/// (`benches/instructions.sh` runs it under callgrind twice and takes the difference, so that
+/// what the process does once drops out). The runs go as in the timed loops: on a worker of
+/// the same 2-worker runtime, a fresh engine per [`Shape::runs_per_batch`] runs.
+fn count_only() -> bool {
+    let Ok(spec) = std::env::var("SAGAFLOW_BENCH_COUNT") else {
+        return false;
+    };
+    let mut parts = spec.split(':');
+    let (Some(shape), Some(contender), Some(runs), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        panic!("SAGAFLOW_BENCH_COUNT is <shape>:<contender>:<runs>, not `{spec}`");
+    };
+    let shape = Shape::ALL
+        .into_iter()
+        .find(|s| s.name() == shape)
+        .unwrap_or_else(|| panic!("no shape `{shape}`"));
+    let runs: u64 = runs.parse().expect("a number of runs");
+    let (contender, rt) = (contender.to_owned(), runtime());
+    rt.block_on(on_worker(async move {
+        match contender.as_str() {
+            "sagaflow" => match sagaflow_definition(shape) {
+                SagaDef::Output(def) => sagaflow_timed(def, shape, runs).await,
+                SagaDef::NoOutput(def) => sagaflow_timed(def, shape, runs).await,
+            },
+            "tokio" => tokio_timed(shape, runs).await,
+            // What the sagaflow count spends on the bench's own run ids, made (and dropped)
+            // as `sagaflow_timed` makes them, outside its clock: subtracted from it.
+            "ids" => {
+                let ids: Vec<RunId> = (0..runs).map(|i| RunId::from(format!("run-{i}"))).collect();
+                drop(black_box(ids));
+                Duration::ZERO
+            }
+            other => panic!("no contender `{other}` to count (sagaflow, tokio, ids)"),
+        }
+    }));
+    true
+}
+
+fn main() {
+    if count_only() {
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -47,7 +47,7 @@ pub use sagaflow_core::runtime;
 pub use sagaflow_core::runtime::MemoryStore;
 pub use sagaflow_core::runtime::{
     Builder, Definition, Engine, EngineError, Recovered, Report, RunError, RunHandle, RunId,
-    StepContext, StepError, StepReport, StepStatus, Waiting,
+    StepContext, StepError, StepReport, StepReports, StepStatus, Waiting,
 };
 #[cfg(feature = "postgres")]
 pub use sagaflow_postgres::{PgOptions, PgStore, PostgresEngine};

@@ -42,6 +42,11 @@ impl RunId {
     }
 }
 
+/// A map keyed by run id, hashed with foldhash (seeded per process, like std's SipHash, and
+/// much cheaper on short ids): the engine's table and the in-memory store hash an id on every
+/// run's start and end.
+pub(crate) type IdMap<V> = std::collections::HashMap<RunId, V, foldhash::quality::RandomState>;
+
 impl From<&str> for RunId {
     fn from(s: &str) -> Self {
         RunId(s.into())

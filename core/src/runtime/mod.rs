@@ -23,7 +23,7 @@ pub use engine::{
 };
 pub use error::{DefinitionError, EngineError, RunError, StepError, StoreError};
 pub use events::{DEFAULT_EVENT_BUFFER, Event, EventKind, EventSink, EventStream};
-pub use report::{Report, StepReport, StepStatus};
+pub use report::{Report, StepReport, StepReports, StepStatus};
 pub use store::{
     Advanced, Change, Created, DeliveredSignal, EventLog, FreeRun, KnownGraph, Lease, LeaseStore,
     MachineStep, MachineStore, MachineTransition, MemoryStore, NewRun, QueueStore, RecordedChange,

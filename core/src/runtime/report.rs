@@ -63,13 +63,68 @@ pub struct Report<O> {
     pub workflow: Arc<str>,
     /// The run's output. Shared, because every handle on the run sees the same one.
     pub output: Arc<O>,
-    /// Each step, in declaration order.
-    pub steps: Vec<StepReport>,
+    /// Each step, in declaration order. Shared: the engine keeps the finished run's report
+    /// for as long as it keeps the run, and every handle's `wait` sees that same list.
+    pub steps: StepReports,
 }
 
 impl<O> Report<O> {
     /// The step called `name`.
     pub fn step(&self, name: &str) -> Option<&StepReport> {
         self.steps.iter().find(|s| *s.name == *name)
+    }
+}
+
+/// A finished run's steps, in declaration order: a slice (`report.steps.len()`,
+/// `report.steps[0]`, `for step in &report.steps`), shared rather than copied, since the engine
+/// keeps a finished run's report for as long as it keeps the run and every handle's `wait` sees
+/// that same list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReports(Arc<[StepReport]>);
+
+impl std::ops::Deref for StepReports {
+    type Target = [StepReport];
+
+    fn deref(&self) -> &[StepReport] {
+        &self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a StepReports {
+    type Item = &'a StepReport;
+    type IntoIter = std::slice::Iter<'a, StepReport>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl From<Vec<StepReport>> for StepReports {
+    fn from(steps: Vec<StepReport>) -> Self {
+        Self(steps.into())
+    }
+}
+
+impl FromIterator<StepReport> for StepReports {
+    fn from_iter<T: IntoIterator<Item = StepReport>>(steps: T) -> Self {
+        Self(steps.into_iter().collect())
+    }
+}
+
+impl From<StepReports> for Vec<StepReport> {
+    fn from(steps: StepReports) -> Self {
+        steps.0.to_vec()
+    }
+}
+
+impl PartialEq<[StepReport]> for StepReports {
+    fn eq(&self, other: &[StepReport]) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<Vec<StepReport>> for StepReports {
+    fn eq(&self, other: &Vec<StepReport>) -> bool {
+        *self.0 == **other
     }
 }

@@ -38,7 +38,7 @@ use crate::runtime::definition::{self, ErasedDefinition, Value};
 use crate::runtime::engine::Inner;
 use crate::runtime::error::{RunError, StepError, StoreError};
 use crate::runtime::id::RunId;
-use crate::runtime::report::{StepReport, StepStatus};
+use crate::runtime::report::{StepReports, StepStatus};
 use crate::runtime::store::Change;
 
 use self::attempt::{StepEnd, run_step};
@@ -75,7 +75,7 @@ async fn flush(run: &Run, deferred: Deferred) -> Result<(), StoreError> {
 /// A finished run, before it is typed for a handle.
 pub(crate) struct Finished {
     pub(crate) output: Value,
-    pub(crate) steps: Vec<StepReport>,
+    pub(crate) steps: StepReports,
 }
 
 /// What every handle on a run eventually sees.

@@ -8,8 +8,8 @@
 //! the exact order of ends. The age is kept over the whole table: a run's end that finds the
 //! oldest kept run anywhere past the age sweeps every shard.
 
+use std::collections::VecDeque;
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::executor::Control;
-use crate::runtime::id::RunId;
+use crate::runtime::id::{IdMap, RunId};
 
 /// Shards of an engine's table at most (a power of two).
 const MAX_SHARDS: usize = 32;
@@ -51,7 +51,7 @@ struct Kept {
 /// One shard: the runs whose ids fall in it, live and finished, and the finished ones it
 /// keeps (by an engine whose store does not keep them), oldest first.
 pub(crate) struct Shard {
-    pub(crate) runs: HashMap<RunId, RunEntry>,
+    pub(crate) runs: IdMap<RunEntry>,
     finished: VecDeque<Kept>,
     /// This shard's share of the bound on finished runs.
     keep_runs: usize,
@@ -136,7 +136,7 @@ impl RunTable {
                 // The count split between the shards; the first ones take the remainder.
                 let keep_runs = keep.runs / shards + usize::from(i < keep.runs % shards);
                 Mutex::new(Shard {
-                    runs: HashMap::new(),
+                    runs: IdMap::default(),
                     finished: VecDeque::new(),
                     keep_runs,
                 })

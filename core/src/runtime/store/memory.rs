@@ -15,7 +15,7 @@ use crate::runtime::events::feed::{Event, EventSink};
 
 mod machines;
 use crate::runtime::error::{StepError, StoreError};
-use crate::runtime::id::RunId;
+use crate::runtime::id::{IdMap, RunId};
 
 /// An owned copy of a [`Change`], as [`MemoryStore::changes`] returns it. Outputs are not
 /// kept: the in-memory store never encodes them.
@@ -125,9 +125,9 @@ struct MemoryRun {
 /// What one of a [`MemoryStore`]'s shards guards: the runs whose ids fall in it.
 #[derive(Debug, Default)]
 struct MemoryRuns {
-    by_id: HashMap<RunId, MemoryRun>,
+    by_id: IdMap<MemoryRun>,
     /// Signals delivered, by run and name: payloads as JSON.
-    signals: HashMap<RunId, HashMap<String, String>>,
+    signals: IdMap<HashMap<String, String>>,
     /// The workflow names seen last, most recent last, for runs to share.
     names: Vec<Arc<str>>,
 }

@@ -198,11 +198,19 @@ pub(super) async fn run_step<'r>(
             deadline: options.deadline.zip(deadline_at),
         };
         let result = match span.in_scope(|| begin(run, index, def, name, attempt, inputs, limits)) {
-            Ok(running) => match running.instrument(span.clone()).await {
-                Ended::Done(Ok(Ok(output))) => Ok(output),
-                // In the attempt's span: what ended it short of success is logged there.
-                end => span.in_scope(|| end.result(name, attempt)),
-            },
+            Ok(running) => {
+                // Polled in place in the attempt's span, not moved into an `Instrumented` (see
+                // `run_steps`).
+                let end = {
+                    let mut running = std::pin::pin!(running);
+                    std::future::poll_fn(|cx| span.in_scope(|| running.as_mut().poll(cx))).await
+                };
+                match end {
+                    Ended::Done(Ok(Ok(output))) => Ok(output),
+                    // In the attempt's span: what ended it short of success is logged there.
+                    end => span.in_scope(|| end.result(name, attempt)),
+                }
+            }
             Err(error) => Err(error),
         };
         #[cfg(feature = "fault-injection")]

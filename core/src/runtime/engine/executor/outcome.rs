@@ -155,7 +155,7 @@ pub(super) fn store_error(run: &Run, source: StoreError) -> RunError {
 /// Each step's state when the run ended, in declaration order. A step whose task was
 /// aborted mid-way is `Running` with the attempts it made; one that never began an attempt
 /// is `NotRun`.
-fn reports(run: &Run) -> Vec<StepReport> {
+fn reports<C: FromIterator<StepReport>>(run: &Run) -> C {
     let names = &crate::runtime::definition::plan(&run.def).names;
     run.steps
         .iter()
