@@ -4,9 +4,10 @@
 //!
 //! `cargo bench --bench postgres` (the server from `SAGAFLOW_PG_URL`, by default the local one;
 //! `SAGAFLOW_BENCH_ROUNDS` rounds, 3 by default; `SAGAFLOW_BENCH_ONLY=sequential` or
-//! `concurrent` for one shape). Each round also runs both shapes on a second store that keeps a
-//! compact log (`PgOptions::compact_log`, a step's completion and the next one's start in one
-//! row), in a schema of its own. Figures in `benches/README.md`.
+//! `concurrent` for one shape). Each round runs both shapes on two stores, each in a schema of its
+//! own: one that keeps the log as before schema 10 (`compact_log(false)`, two rows for a step's
+//! completion and the next one's start) and one with the compact log (the default since
+//! session 19: one row). Figures in `benches/README.md`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -192,7 +193,8 @@ fn main() {
             &url(),
             PgOptions::default()
                 .schema("sagaflow_bench")
-                .writers(writers),
+                .writers(writers)
+                .compact_log(false),
         )
         .await
         .unwrap();

@@ -79,12 +79,13 @@ pub struct PgOptions {
     pub transaction_pooling: bool,
     /// A checkpoint that completes a step and starts the next writes one row of the event
     /// log, not two (schema version 10, `events.next_step`): half the rows and index entries
-    /// of most checkpoints, which is what the server spends most on in a batch; `false` by
-    /// default. Every reader of this release reads such a row as the two events it stands for
+    /// of most checkpoints, which is what the server spends most on in a batch; `true` by
+    /// default. Every reader since schema 10 reads such a row as the two events it stands for
     /// (the live feed, `steps`, `inspect`, a run's reload), but a replica of a release before
-    /// it would read the completion and miss the start. So turn it on once no replica of an
-    /// earlier release runs on the schema (after a rolling upgrade has finished); a later
-    /// release makes it the default. Behind a pooler
+    /// schema 10 would read the completion and miss the start. A rolling upgrade from the
+    /// release before this one (which reads such rows and writes none) needs nothing; one
+    /// straight from a release before schema 10 sets this `false` until no replica of that
+    /// release runs on the schema, then turns it on. Behind a pooler
     /// ([`transaction_pooling`](Self::transaction_pooling)) a batch of several writes still
     /// logs two rows (its changes go through `record_v2`).
     pub compact_log: bool,
@@ -104,7 +105,7 @@ impl Default for PgOptions {
             lock_timeout: Duration::from_secs(10),
             reconnect_timeout: Duration::from_secs(30),
             transaction_pooling: false,
-            compact_log: false,
+            compact_log: true,
         }
     }
 }

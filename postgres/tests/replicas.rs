@@ -399,6 +399,21 @@ async fn replicas_rolled_one_by_one_to_this_build_lose_no_run() {
     let (mut mixed_from, mut mixed_to) = (0, 0);
     for i in 0..plan.replicas {
         let old = c.replicas[i].owner.clone();
+        // The new replica is up before the old one drains, and looks for runs to take over ten
+        // times as often as the old ones, so that the runs the drain gives up go to it. Started
+        // after the drain, or looking as often, it found them taken by the old replicas (since
+        // the previous build is one that claims free runs as it lists them, a6d0e67): this
+        // build then ran nothing before the last old replica had gone, in 6 of 10 runs.
+        let quick = Plan {
+            takeover_ms: TAKEOVER_MS / 10,
+            ..plan
+        };
+        let successor = c
+            .successor(i, &this, format!("replica-{i}-new"), quick)
+            .await;
+        if i == 0 {
+            mixed_from = now_ms();
+        }
         if i + 1 == plan.replicas {
             mixed_to = now_ms();
         }
@@ -416,10 +431,7 @@ async fn replicas_rolled_one_by_one_to_this_build_lose_no_run() {
             "{old}: its running steps ended and its leases were given up: {drained}"
         );
         drained_at.push((old, now_ms()));
-        c.replace(i, &this, format!("replica-{i}-new")).await;
-        if i == 0 {
-            mixed_from = now_ms();
-        }
+        c.replicas[i] = successor;
         // The load goes on under the mix of builds before the next replacement.
         let now = c.effects().await;
         assert!(
@@ -452,9 +464,18 @@ async fn replicas_rolled_one_by_one_to_this_build_lose_no_run() {
             .iter()
             .any(|e| new(&e.owner) == of_new && e.begun_ms >= mixed_from && e.begun_ms < mixed_to)
     };
+    // Each owner's effects: how many, the first and the last begun (ms), for the message.
+    let mut by_owner = std::collections::BTreeMap::<&str, (usize, i64, i64)>::new();
+    for e in &ledger.effects {
+        let seen = by_owner.entry(&e.owner).or_insert((0, i64::MAX, 0));
+        *seen = (seen.0 + 1, seen.1.min(e.begun_ms), seen.2.max(e.begun_ms));
+    }
+    let (previous_ran, this_ran) = (mixed(false), mixed(true));
     assert!(
-        mixed(false) && mixed(true),
-        "both builds ran steps side by side while the replicas were rolled"
+        previous_ran && this_ran,
+        "both builds ran steps side by side while the replicas were rolled, from {mixed_from} to \
+         {mixed_to} ms (the previous build did: {previous_ran}, this one did: {this_ran}); \
+         drained: {drained_at:?}; effects by owner (count, first, last): {by_owner:?}"
     );
     // Runs begun on the previous build and finished on this one.
     let mut crossed = 0;

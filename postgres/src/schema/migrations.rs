@@ -513,9 +513,9 @@ ALTER TABLE events ADD COLUMN IF NOT EXISTS mark bigint;
 /// `events.next_step` names a step whose start (attempt 1) the row logs too, at the same time
 /// and numbered one past the row's own `seq` (a number the writer leaves free for it): half
 /// the rows, and half the index entries, of a checkpoint that completes a step and starts the
-/// next, which is most of them. The store writes such rows only when told to
-/// (`PgOptions::compact_log`), since the code before this version would read the completion
-/// and miss the start; every reader from this version on reads a row with a `next_step` as
+/// next, which is most of them. The store wrote such rows only when told to
+/// (`PgOptions::compact_log`, on by default from the release after this version's), since the
+/// code before this version would read the completion and miss the start; every reader from this version on reads a row with a `next_step` as
 /// the two events it stands for. The `steps` view reads both forms: each row as its own
 /// event, and as the next step's start when it names one. A nullable column and a view of the
 /// same columns: the code before it works on as it did (it writes no such rows).

@@ -220,13 +220,21 @@ impl Cluster {
         }
     }
 
-    /// Starts a replica of `build` on replica `i`'s host in its place (that one has exited),
-    /// under the owner id `owner`; it starts no runs, only takes them up. Waits until it is
-    /// ready.
-    pub(crate) async fn replace(&mut self, i: usize, build: &Build, owner: String) {
-        let mut replica = spawn(&self.network, build, self.plan, i, owner, false);
+    /// Starts a replica of `build` on replica `i`'s host, beside it, under the owner id
+    /// `owner`, to take its place (put it in `replicas[i]` once that one has exited); it
+    /// starts no runs, only takes them up. Waits until it is ready. Started before the one it
+    /// replaces is drained, as a rolling upgrade with a surge does, it is there to take up the
+    /// runs that drain gives up.
+    pub(crate) async fn successor(
+        &mut self,
+        i: usize,
+        build: &Build,
+        owner: String,
+        plan: Plan,
+    ) -> Replica {
+        let mut replica = spawn(&self.network, build, plan, i, owner, false);
         replica.ready().await;
-        self.replicas[i] = replica;
+        replica
     }
 
     /// Connects the test again (after a restart of the server).

@@ -8,12 +8,13 @@
 # PREVIOUS names the commit: the last one of the release before this one. Move it forward
 # when a release is made; its replicas must take the settings `replicas/replica.rs` gives
 # (every key but `starts`). The source is taken from git (the clone must hold that commit) and
-# built in a target directory of its own under the main one (`previous/target`): cargo names
-# a workspace crate's artifacts by its path in the workspace, so two checkouts sharing one
-# target directory can take each other's builds for fresh. The binary is copied out and kept
-# for the next run.
+# built in a target directory of its own under the main one, one per commit
+# (`previous/target-<commit>`): cargo names a workspace crate's artifacts by its path in the
+# workspace, and `git archive` gives the files their commit's time, so a checkout of another
+# commit in a shared target directory would take the older build for fresh (it did, once
+# PREVIOUS moved). The binary is copied out and kept for the next run.
 set -euo pipefail
-PREVIOUS=bdf37d0c
+PREVIOUS=6c91e12
 root=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 target=${CARGO_TARGET_DIR:-$root/target}
 case "$target" in /*) ;; *) target=$root/$target ;; esac
@@ -31,7 +32,7 @@ rm -rf "$src"
 mkdir -p "$src"
 git -C "$root" archive "$PREVIOUS" | tar -x -C "$src"
 echo "previous.sh: building the replicas test of $PREVIOUS in $src" >&2
-exe=$(cd "$src" && CARGO_TARGET_DIR=$target/previous/target cargo test -p sagaflow-postgres --test replicas \
+exe=$(cd "$src" && CARGO_TARGET_DIR=$target/previous/target-$PREVIOUS cargo test -p sagaflow-postgres --test replicas \
     --no-run --message-format=json-render-diagnostics |
     python3 -c '
 import json, sys

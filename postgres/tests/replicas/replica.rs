@@ -48,8 +48,8 @@ pub(crate) struct Settings {
     pub(crate) lease_ms: u64,
     pub(crate) takeover_ms: u64,
     /// Whether it starts its share of the runs (a replica started in another's place, as in a
-    /// rolling upgrade, does not: it only takes runs up). A key the previous build's replicas
-    /// do not know, and ignore; keep every other key as it is, for they need them.
+    /// rolling upgrade, does not: it only takes runs up). Builds before b5ce0d2 do not know the
+    /// key and ignore it; keep every key as it is, for the previous build's replicas need them.
     pub(crate) starts: bool,
 }
 
