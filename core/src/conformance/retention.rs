@@ -21,7 +21,7 @@ async fn finish(store: &impl RunStore, id: &str, status: StoredRunStatus) {
     let run_id = RunId::from(id);
     let error = RunError::Cancelled {
         run_id: run_id.clone(),
-        steps: Vec::new(),
+        steps: Default::default(),
     };
     let change = match status {
         StoredRunStatus::Completed => Change::RunCompleted,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::graph::GraphError;
 use crate::runtime::id::RunId;
-use crate::runtime::report::StepReport;
+use crate::runtime::report::{StepReport, StepReports};
 
 pub(crate) mod step;
 
@@ -26,7 +26,7 @@ pub enum RunError {
         /// The last attempt's error.
         error: StepError,
         /// Every step's state when the run stopped.
-        steps: Vec<StepReport>,
+        steps: StepReports,
     },
     /// The run was cancelled.
     #[error("run `{run_id}` was cancelled")]
@@ -34,7 +34,7 @@ pub enum RunError {
         /// The run.
         run_id: RunId,
         /// Every step's state when the run stopped.
-        steps: Vec<StepReport>,
+        steps: StepReports,
     },
     /// The store refused a checkpoint, so the run stopped rather than go on unrecorded.
     #[error("run `{run_id}` stopped: {source}")]
@@ -73,7 +73,7 @@ pub enum RunError {
         /// The run.
         run_id: RunId,
         /// Every step's state when the engine let go of the run.
-        steps: Vec<StepReport>,
+        steps: StepReports,
     },
     /// The run never started: a handle joined it while another caller was starting it, and
     /// that start failed (the store refused it, or the id belongs to another workflow).

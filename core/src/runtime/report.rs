@@ -79,7 +79,7 @@ impl<O> Report<O> {
 /// `report.steps[0]`, `for step in &report.steps`), shared rather than copied, since the engine
 /// keeps a finished run's report for as long as it keeps the run and every handle's `wait` sees
 /// that same list.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct StepReports(Arc<[StepReport]>);
 
 impl std::ops::Deref for StepReports {
