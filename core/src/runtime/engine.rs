@@ -563,7 +563,7 @@ mod tests {
     use super::*;
     use crate::StepOptions;
     use crate::runtime::store::MemoryStore;
-    use crate::runtime::{Builder, StepError};
+    use crate::runtime::{Builder, StepError, StepStatus};
 
     fn plus_one() -> Definition<u32, u32> {
         let mut b = Builder::<u32>::new("W");
@@ -572,6 +572,44 @@ mod tests {
             Ok::<_, StepError>(*x + 1)
         });
         b.build_with_output(out)
+    }
+
+    #[tokio::test]
+    async fn every_wait_on_a_run_shares_its_step_list() {
+        let engine = Engine::ephemeral();
+        let def = plus_one();
+        let first = engine.start(&def, "r", 1).await.expect("ok");
+        let again = engine.start(&def, "r", 1).await.expect("the same run");
+        let (a, b) = (
+            first.wait().await.expect("ok"),
+            again.wait().await.expect("ok"),
+        );
+        // One list, not a copy per wait.
+        assert!(std::ptr::eq(a.steps.as_ptr(), b.steps.as_ptr()));
+        assert_eq!(a.steps.len(), 1);
+        let names: Vec<&str> = (&a.steps).into_iter().map(|s| &*s.name).collect();
+        assert_eq!(names, ["one"]);
+        assert_eq!(a.steps[0].status, StepStatus::Completed);
+        assert_eq!(a.steps, Vec::from(b.steps.clone()));
+        // A failed run's error shares its list the same way.
+        let mut failing = Builder::<u32>::new("F");
+        let input = failing.input();
+        failing.step("boom", StepOptions::new(), (input,), |_, _| async move {
+            Err::<u32, StepError>(StepError::permanent("no"))
+        });
+        let failing = failing.build();
+        let first = engine.start(&failing, "f", 1).await.expect("ok");
+        let again = engine.start(&failing, "f", 1).await.expect("the same run");
+        let (a, b) = (
+            first.wait().await.expect_err("failed"),
+            again.wait().await.expect_err("failed"),
+        );
+        assert!(
+            matches!(&a, RunError::StepFailed { step, .. } if step == "boom"),
+            "{a}"
+        );
+        assert!(std::ptr::eq(a.steps().as_ptr(), b.steps().as_ptr()));
+        assert_eq!(a.steps()[0].status, StepStatus::Failed);
     }
 
     #[tokio::test]
