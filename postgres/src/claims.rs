@@ -26,6 +26,7 @@ use crate::session::{Param, Session};
 use crate::writer::{CreateRow, Write};
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
+use sagaflow_core::runtime::store::replicas::live_within_ms;
 use sagaflow_core::runtime::store::{
     Admission, Admitted, AdmittedFirst, Created, FreeRun, KnownGraph, Lease, NewRun, StoredRun,
     StoredRunStatus,
@@ -158,7 +159,7 @@ impl TakenUp<'_> {
 /// left out: those this store keeps a lease for that ran out here (see
 /// `Leases::not_surely_held`), which may still be running here.
 macro_rules! claim_sql {
-    ($which:literal, $order:literal, $started:literal) => {
+    ($which:literal, $order:literal, $limit:literal, $started:literal) => {
         concat!(
             "WITH c AS (SELECT r.run_id, r.recoveries < $7 AS counted, \
                      NOT EXISTS (SELECT 1 FROM events e \
@@ -173,8 +174,9 @@ macro_rules! claim_sql {
                      AND (k.graph IS NULL OR k.graph = r.graph_fingerprint)) \
                  ORDER BY ",
             $order,
-            " LIMIT $3 \
-                 FOR UPDATE SKIP LOCKED) \
+            " LIMIT ",
+            $limit,
+            " FOR UPDATE SKIP LOCKED) \
              UPDATE runs SET owner = $5, lease_expires = now_ms() + $6, \
                  lease_token = runs.lease_token + 1, \
                  recoveries = runs.recoveries + CASE WHEN c.counted THEN 1 ELSE 0 END",
@@ -192,6 +194,7 @@ macro_rules! claim_sql {
 const CLAIM_SQL: &str = claim_sql!(
     "r.queue = $4",
     "r.priority DESC, r.created_at, r.created_seq",
+    "$3",
     ", started_at = COALESCE(runs.started_at, now_ms())"
 );
 
@@ -199,8 +202,37 @@ const CLAIM_SQL: &str = claim_sql!(
 const CLAIM_FREE_SQL: &str = claim_sql!(
     "r.queue IS NULL AND $4::text IS NULL",
     "r.created_at, r.created_seq",
+    "$3",
     ""
 );
+
+/// The claim of the runs of no queue free to take over, as [`CLAIM_FREE_SQL`], after a
+/// notice that other processes handed `$9` runs over: at most this owner's share of them,
+/// `$9` divided by the live replicas (heard from within `$10` ms) that hold none of the runs
+/// free now (they handed them over, or died), rounded up. Every replica that heard the notice
+/// asks at once; each takes its share, and `SKIP LOCKED` gives them different runs. The
+/// replicas' heartbeats are in `replicas` (schema version 3).
+const CLAIM_FREE_SHARE_SQL: &str = claim_sql!(
+    "r.queue IS NULL AND $4::text IS NULL",
+    "r.created_at, r.created_seq",
+    "least($3, ceil($9::bigint::numeric / greatest(1, (\
+         SELECT count(*) FROM replicas p WHERE p.heartbeat_at > now_ms() - $10 \
+         AND NOT EXISTS (SELECT 1 FROM runs f WHERE f.owner = p.owner \
+             AND f.status = 'running' AND NOT f.parked \
+             AND (f.lease_expires IS NULL OR f.lease_expires <= now_ms())))))::bigint)",
+    ""
+);
+
+/// Which runs a claim takes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Which<'a> {
+    /// The runs waiting on this queue.
+    Queue(&'a str),
+    /// The runs of no queue free to take over.
+    Free,
+    /// This owner's share of that many runs of no queue that other processes handed over.
+    FreeShare(usize),
+}
 
 /// Reserves for this store's owner up to `limit` runs waiting on `queue`, of the graphs in
 /// `known`, highest priority first, then oldest (see `QueueStore::claim`), and takes them up:
@@ -220,7 +252,7 @@ pub(crate) async fn claim(
     session: &Session,
     claims: &Claims,
     leases: &Leases,
-    queue: Option<&str>,
+    which: Which<'_>,
     known: &[KnownGraph],
     limit: usize,
 ) -> Result<Vec<FreeRun>, tokio_postgres::Error> {
@@ -230,26 +262,32 @@ pub(crate) async fn claim(
     let sent = Instant::now();
     let not_held = leases.not_surely_held();
     let left_out: Vec<&str> = not_held.iter().map(RunId::as_str).collect();
-    let rows = session
-        .query_cached(
-            client,
-            if queue.is_some() {
-                CLAIM_SQL
-            } else {
-                CLAIM_FREE_SQL
-            },
-            &[
-                &workflows,
-                &graphs,
-                &limit,
-                &queue,
-                &leases.owner(),
-                &leases.lease_ms(),
-                &below,
-                &left_out,
-            ],
-        )
-        .await?;
+    let owner = leases.owner();
+    let lease_ms = leases.lease_ms();
+    let queue = match which {
+        Which::Queue(queue) => Some(queue),
+        Which::Free | Which::FreeShare(_) => None,
+    };
+    let params: [&dyn Param; 8] = [
+        &workflows, &graphs, &limit, &queue, &owner, &lease_ms, &below, &left_out,
+    ];
+    let rows = match which {
+        Which::Queue(_) => session.query_cached(client, CLAIM_SQL, &params).await?,
+        Which::Free => {
+            session
+                .query_cached(client, CLAIM_FREE_SQL, &params)
+                .await?
+        }
+        Which::FreeShare(freed) => {
+            let freed = i64::try_from(freed).unwrap_or(i64::MAX);
+            let live_ms = live_within_ms();
+            let mut shared: Vec<&dyn Param> = params.to_vec();
+            shared.extend([&freed as &dyn Param, &live_ms]);
+            session
+                .query_cached(client, CLAIM_FREE_SHARE_SQL, &shared)
+                .await?
+        }
+    };
     let mut claimed: Vec<(i32, i64, i64, FreeRun)> = Vec::with_capacity(rows.len());
     let mut taken = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -522,7 +560,7 @@ impl sagaflow_core::runtime::QueueStore for PgStore {
             &self.inner.session,
             &self.inner.claims,
             &self.inner.leases,
-            Some(queue),
+            Which::Queue(queue),
             known,
             limit,
         )

@@ -101,9 +101,14 @@ pub(crate) async fn give_up(
 /// one, which the take-up adds back). One statement, which locks the rows in `run_id` order
 /// as every statement that locks several runs' rows does (schema 7), so that none of them
 /// waits for another in a circle.
+///
+/// The runs handed over are announced on the schema's channel (`channel`, see `notices`) with
+/// the commit, counted (`freed:<n>`), so that every replica listening takes its share of
+/// them at once.
 pub(crate) async fn hand_over(
     client: &mut Client,
     session: &Session,
+    channel: &str,
     runs: &[String],
     tokens: &[i64],
 ) -> Result<(), tokio_postgres::Error> {
@@ -113,10 +118,13 @@ pub(crate) async fn hand_over(
             "WITH l AS MATERIALIZED (SELECT r.run_id FROM runs r \
                  JOIN unnest($1::text[], $2::bigint[]) AS u(run_id, token) ON r.run_id = u.run_id \
                  WHERE r.lease_token = u.token AND NOT r.parked \
-                 ORDER BY r.run_id FOR UPDATE OF r) \
-             UPDATE runs r SET lease_expires = now_ms() - 1, lease_token = r.lease_token + 1, \
-             recoveries = GREATEST(r.recoveries - 1, 0) FROM l WHERE r.run_id = l.run_id",
-            &[&runs, &tokens],
+                 ORDER BY r.run_id FOR UPDATE OF r), \
+             handed AS (UPDATE runs r SET lease_expires = now_ms() - 1, \
+                 lease_token = r.lease_token + 1, recoveries = GREATEST(r.recoveries - 1, 0) \
+                 FROM l WHERE r.run_id = l.run_id RETURNING 1) \
+             SELECT pg_notify($3, $4 || n) FROM (SELECT count(*) AS n FROM handed) c \
+             WHERE c.n > 0",
+            &[&runs, &tokens, &channel, &crate::notices::FREED],
         )
         .await?;
     Ok(())
@@ -468,9 +476,15 @@ impl LeaseStore for PgStore {
             return Ok(());
         }
         let mut client = self.client().await?;
-        hand_over(&mut client, &self.inner.session, &runs, &tokens)
-            .await
-            .map_err(|e| pg_error(&self.inner.label, &e))
+        hand_over(
+            &mut client,
+            &self.inner.session,
+            &self.inner.channel,
+            &runs,
+            &tokens,
+        )
+        .await
+        .map_err(|e| pg_error(&self.inner.label, &e))
     }
 
     async fn free_runs(
@@ -490,12 +504,48 @@ impl LeaseStore for PgStore {
             &self.inner.session,
             &self.inner.claims,
             &self.inner.leases,
-            None,
+            crate::claims::Which::Free,
             known,
             limit,
         )
         .await
         .map_err(|e| pg_error(&self.inner.label, &e))
+    }
+
+    /// Claimed as [`free_runs`](Self::free_runs) claims, at most this store's share of the
+    /// `freed` runs: `freed` divided by the replicas heard from within
+    /// [`live_within_ms`](sagaflow_core::runtime::store::replicas::live_within_ms) that hold
+    /// none of the free runs (they handed them over, or died), rounded up (see `claims`).
+    async fn free_runs_shared(
+        &self,
+        known: &[KnownGraph],
+        limit: usize,
+        freed: usize,
+    ) -> Result<Vec<FreeRun>, StoreError> {
+        if known.is_empty() || limit == 0 || freed == 0 {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        crate::claims::claim(
+            &client,
+            &self.inner.session,
+            &self.inner.claims,
+            &self.inner.leases,
+            crate::claims::Which::FreeShare(freed),
+            known,
+            limit,
+        )
+        .await
+        .map_err(|e| pg_error(&self.inner.label, &e))
+    }
+
+    /// Notices of hand-overs from the store's `LISTEN` connection (see `notices`); none
+    /// behind a pooler in transaction mode, where the engines poll.
+    fn freed_notices(&self) -> Option<sagaflow_core::runtime::store::SignalNotices> {
+        self.inner
+            .notices
+            .as_ref()
+            .map(|notices| notices.freed.clone())
     }
 
     fn holds(&self, run_id: &RunId) -> bool {

@@ -131,6 +131,7 @@ struct Inner {
 struct Notices {
     signals: watch::Receiver<u64>,
     queues: watch::Receiver<u64>,
+    freed: watch::Receiver<u64>,
     listener: tokio::task::JoinHandle<()>,
 }
 
@@ -204,15 +205,21 @@ impl PgStore {
         let notices = (!session.pooled()).then(|| {
             let (signals, heard) = watch::channel(0);
             let (queues, queued) = watch::channel(0);
+            let (freed, handed) = watch::channel(0);
             let listener = tokio::spawn(notices::listen(
                 config.clone(),
                 Arc::clone(&label),
                 channel.clone(),
-                Arc::new(notices::Notify { signals, queues }),
+                Arc::new(notices::Notify {
+                    signals,
+                    queues,
+                    freed,
+                }),
             ));
             Notices {
                 signals: heard,
                 queues: queued,
+                freed: handed,
                 listener,
             }
         });

@@ -12,23 +12,32 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::store::KnownGraph;
+use sagaflow_core::runtime::store::inspect::Inspect as _;
 use sagaflow_core::runtime::{
-    Builder, Definition, Engine, LeaseStore, RunId, StepError, StoreError,
+    Builder, Definition, Engine, LeaseStore, RunId, StepError, StoreError, TAKEOVER_BATCH,
 };
 use sagaflow_postgres::PgStore;
+use sagaflow_postgres::inspect::PgInspector;
 
 const RUNS: usize = 40;
 
 /// One step that never ends on its own: a drain cuts it, and its runs are left free.
 fn hanging() -> Definition<u32, u32> {
+    counted_hanging(Arc::default())
+}
+
+/// [`hanging`], counting the steps it starts in `started`.
+fn counted_hanging(started: Arc<AtomicUsize>) -> Definition<u32, u32> {
     let mut b = Builder::<u32>::new("Hanging");
     let input = b.input();
-    let out = b.step("hang", StepOptions::new(), (input,), |_, (x,)| {
+    let out = b.step("hang", StepOptions::new(), (input,), move |_, (x,)| {
         let x = *x;
+        started.fetch_add(1, Ordering::SeqCst);
         async move {
             std::future::pending::<()>().await;
             Ok::<_, StepError>(x)
@@ -142,6 +151,116 @@ async fn replicas_looking_for_free_runs_at_once_are_given_different_ones() {
         listed_at.elapsed() >= lease - Duration::from_millis(100),
         "listed again before the claim's lease ran out: after {:?}",
         listed_at.elapsed()
+    );
+}
+
+/// Told that `RUNS` runs were handed over, each replica takes its share: the runs divided by
+/// the live replicas (heard from lately) that hold none of them, rounded up. Replicas asking
+/// one after the other take one share each, not the first every run; the replica that
+/// handed them over (A, heard from too) does not count; a share nobody took is found by the
+/// next plain poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_told_of_runs_handed_over_take_a_share_each() {
+    let db = fresh_db!();
+    let known = free_runs_left(&db).await;
+    let open = |owner: &'static str| {
+        let options = db.options().owner(owner);
+        let url = db.url.clone();
+        async move { PgStore::connect(&url, options).await.unwrap() }
+    };
+    let (a, b, c, d) = tokio::join!(open("A"), open("B"), open("C"), open("D"));
+    for store in [&a, &b, &c, &d] {
+        store.heartbeat(&known, &[]).await.unwrap();
+    }
+
+    // Three live replicas besides A: a share is 14 of the 40.
+    let share = RUNS.div_ceil(3);
+    let by_b = ids(&b.free_runs_shared(&known, 100, RUNS).await.unwrap());
+    assert_eq!(
+        by_b.len(),
+        share,
+        "B's share of {RUNS} runs among B, C and D"
+    );
+    let by_c = ids(&c.free_runs_shared(&known, 100, RUNS).await.unwrap());
+    assert_eq!(by_c.len(), share, "C's share, after B took its own");
+    assert!(by_b.is_disjoint(&by_c));
+    // D did not hear: its tick finds what is left, whole.
+    let by_d = ids(&d.free_runs(&known, 100).await.unwrap());
+    assert_eq!(by_d.len(), RUNS - 2 * share);
+    assert!(by_d.is_disjoint(&by_b) && by_d.is_disjoint(&by_c));
+    // A share of nothing left is nothing.
+    assert!(
+        b.free_runs_shared(&known, 100, RUNS)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A replica that drains hands its runs over and says so on the schema's channel: the
+/// replicas listening take them up at once, though their own polls are an hour apart, and
+/// share them out, half each, rather than the first to hear taking every run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_replica_s_runs_are_shared_by_the_replicas_told_of_them() {
+    let db = fresh_db!();
+    let a = engine_of(&db, "A").await;
+    let def = hanging();
+    for i in 0..RUNS {
+        a.start(&def, format!("run-{i:02}"), 1).await.unwrap();
+    }
+    let mut replicas = Vec::new();
+    for owner in ["B", "C"] {
+        let store = Arc::new(
+            PgStore::connect(&db.url, db.options().owner(owner))
+                .await
+                .unwrap(),
+        );
+        // Listening: its listener's first connection counts a poll's worth of hand-overs
+        // that may have gone unheard, which the engine, built after, does not take as news.
+        let mut heard = store.freed_notices().expect("the store listens");
+        heard
+            .wait_for(|n| *n >= TAKEOVER_BATCH as u64)
+            .await
+            .unwrap();
+        let engine = Engine::builder()
+            .store(store)
+            .takeover_every(Duration::from_secs(3_600))
+            .build();
+        let started = Arc::new(AtomicUsize::new(0));
+        engine
+            .register(&counted_hanging(Arc::clone(&started)))
+            .unwrap();
+        replicas.push((engine, started));
+    }
+    // Both have told the store they live (at their first poll, on registering).
+    let inspector = PgInspector::connect(&db.url, &db.schema).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while inspector.replicas().await.unwrap().replicas.len() < 2 {
+        assert!(Instant::now() < deadline, "B and C were never heard from");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let drained = a.shutdown(Duration::from_millis(50)).await;
+    assert_eq!(drained.released.len(), RUNS, "{drained:?}");
+    let taken = || {
+        replicas
+            .iter()
+            .map(|(_, started)| started.load(Ordering::SeqCst))
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while taken().iter().sum::<usize>() < RUNS {
+        assert!(
+            Instant::now() < deadline,
+            "the runs handed over were not all taken up within 10 s (B and C poll hourly): {:?}",
+            taken()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        taken(),
+        [RUNS / 2, RUNS / 2],
+        "B and C took half each (steps started on B, on C)"
     );
 }
 

@@ -188,6 +188,23 @@ macro_rules! forward_store {
             > {
                 $crate::runtime::LeaseStore::free_runs(&self.$field, known, limit).await
             }
+            async fn free_runs_shared(
+                &self,
+                known: &[$crate::runtime::KnownGraph],
+                limit: usize,
+                freed: usize,
+            ) -> ::core::result::Result<
+                ::std::vec::Vec<$crate::runtime::FreeRun>,
+                $crate::runtime::StoreError,
+            > {
+                $crate::runtime::LeaseStore::free_runs_shared(&self.$field, known, limit, freed)
+                    .await
+            }
+            fn freed_notices(
+                &self,
+            ) -> ::core::option::Option<$crate::runtime::store::SignalNotices> {
+                $crate::runtime::LeaseStore::freed_notices(&self.$field)
+            }
             async fn heartbeat(
                 &self,
                 graphs: &[$crate::runtime::KnownGraph],

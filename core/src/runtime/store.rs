@@ -236,6 +236,34 @@ pub trait LeaseStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<FreeRun>, StoreError>;
 
+    /// What [`free_runs`](Self::free_runs) lists, for an engine that has just heard
+    /// ([`freed_notices`](Self::freed_notices)) that another process handed `freed` runs
+    /// over: every replica heard it at once and asks at once, so each takes at most its fair
+    /// share, `freed` divided by the live replicas that did not hand them over (rounded up),
+    /// and a drained replica's runs spread over the others rather than all going to the
+    /// first to ask. A share left untaken (a replica that cannot run them, or did not hear)
+    /// is found by the engines' next polls. A store that hears of no hand-over lists as
+    /// [`free_runs`](Self::free_runs) does (the default).
+    async fn free_runs_shared(
+        &self,
+        known: &[KnownGraph],
+        limit: usize,
+        freed: usize,
+    ) -> Result<Vec<FreeRun>, StoreError> {
+        let _ = freed;
+        self.free_runs(known, limit).await
+    }
+
+    /// Notices of runs that other processes handed over ([`give_up`](Self::give_up)), for a
+    /// store that hears of them as they happen (PostgreSQL's `LISTEN`): the value counts the
+    /// runs handed over since the store began to listen, so an engine woken by a change takes
+    /// its share of the difference ([`free_runs_shared`](Self::free_runs_shared)) at once
+    /// instead of at its next poll. `None` (the default) for a store that hears of nothing by
+    /// itself: polling alone finds such runs.
+    fn freed_notices(&self) -> Option<SignalNotices> {
+        None
+    }
+
     /// Says that this store's owner lives, which workflows and graphs its engine runs
     /// (`graphs`) and which queues it serves with what bounds (`queues`), for tools to show:
     /// which replica holds which run, when each was last heard from, its version, the runs

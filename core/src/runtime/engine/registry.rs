@@ -9,7 +9,10 @@
 //! graphs ([`LeaseStore::free_runs`]: unfinished, not parked, lease expired or given up) and
 //! takes each up as [`Engine::resume`] does, [`TAKEOVER_AT_ONCE`] at a time. So a replica that died or
 //! was cut off has its runs continued on another within its lease plus a poll, and a replica
-//! that drained ([`Engine::shutdown`]) within a poll. A run started under a graph no
+//! that drained ([`Engine::shutdown`]) within a poll. A store that announces hand-overs
+//! ([`LeaseStore::freed_notices`]: PostgreSQL's `NOTIFY`) wakes the loop at once, and each
+//! engine woken takes its share of the runs handed over ([`LeaseStore::free_runs_shared`]),
+//! so that a drained replica's runs spread over the others. A run started under a graph no
 //! registered definition has is not listed, so not taken: it waits for a replica that knows
 //! its version. A run that keeps killing the replicas that take it up is parked by the store
 //! after its maximum of take-ups ([`EngineError::Parked`], a `run_parked` event).
@@ -19,6 +22,8 @@
 //! take it, and the others are refused (`Leased`) and go on.
 //!
 //! [`LeaseStore::free_runs`]: crate::runtime::LeaseStore::free_runs
+//! [`LeaseStore::freed_notices`]: crate::runtime::LeaseStore::freed_notices
+//! [`LeaseStore::free_runs_shared`]: crate::runtime::LeaseStore::free_runs_shared
 
 use std::fmt;
 use std::future::Future;
@@ -271,19 +276,25 @@ impl Engine {
 
     /// One poll of the takeover loop: takes up the free runs of the registered graphs, at
     /// most [`TAKEOVER_BATCH`]; returns whether the store had a whole batch of them and some
-    /// were taken (there may be more: the loop polls again at once). With `queues_only` (a
-    /// poll woken by a notice of an enqueue), only the queues served are looked at: an
-    /// enqueued run starts after one round trip, its claim.
-    pub(crate) async fn take_over_free_runs(&self, queues_only: bool) -> bool {
+    /// were taken (there may be more: the loop polls again at once). A poll woken by a notice
+    /// of an enqueue ([`Poll::Queued`]) looks at the queues served alone: an enqueued run
+    /// starts after one round trip, its claim. One woken by a notice of runs handed over
+    /// ([`Poll::Freed`]) takes its share of them.
+    pub(crate) async fn take_over_free_runs(&self, poll: Poll) -> bool {
         let registry = &self.inner.registry;
         let known = registry.known();
         if known.is_empty() || self.inner.lifecycle.is_draining() {
             return false;
         }
-        let listed = if queues_only {
-            Ok(Vec::new())
-        } else {
-            self.inner.store.free_runs(&known, TAKEOVER_BATCH).await
+        let store = &self.inner.store;
+        let listed = match poll {
+            Poll::Queued => Ok(Vec::new()),
+            Poll::Tick => store.free_runs(&known, TAKEOVER_BATCH).await,
+            Poll::Freed(freed) => {
+                store
+                    .free_runs_shared(&known, TAKEOVER_BATCH, freed.min(TAKEOVER_BATCH))
+                    .await
+            }
         };
         let mut free = match listed {
             Ok(free) => free,
@@ -374,6 +385,31 @@ impl Engine {
     }
 }
 
+/// What woke a poll of the takeover loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Poll {
+    /// Its tick (or a whole batch found at the last poll): every free run, up to a batch.
+    Tick,
+    /// A notice of an enqueue: the queues served alone.
+    Queued,
+    /// A notice that other processes handed this many runs over: this engine's share of
+    /// them (see [`LeaseStore::free_runs_shared`](crate::runtime::LeaseStore::free_runs_shared)),
+    /// and the queues served.
+    Freed(usize),
+}
+
+/// Waits for the next change of `notices`, if there are any, and returns the value then;
+/// without notices (or once their store is gone), never.
+async fn next_notice(notices: Option<&mut crate::runtime::store::SignalNotices>) -> u64 {
+    if let Some(notices) = notices
+        && notices.changed().await.is_ok()
+    {
+        return *notices.borrow_and_update();
+    }
+    // The store is gone (or gives none): only the ticks are left.
+    std::future::pending().await
+}
+
 /// The takeover loop: a poll every `every`, until the engine drains or is dropped.
 async fn run_loop(
     engine: Weak<Inner>,
@@ -386,50 +422,44 @@ async fn run_loop(
     let mut heard: Option<tokio::time::Instant> = None;
     // Whether the last poll found a whole batch: then the next comes at once.
     let mut more = false;
-    // The store's notices of enqueues, if it gives them: a poll at once.
-    let mut queued = engine
-        .upgrade()
-        .and_then(|inner| inner.store.queue_notices());
+    // The store's notices of enqueues and of hand-overs, if it gives them: a poll at once.
+    let (mut queued, mut freed) = engine.upgrade().map_or((None, None), |inner| {
+        (inner.store.queue_notices(), inner.store.freed_notices())
+    });
+    // The runs handed over that this engine has heard of so far.
+    let mut freed_seen = freed.as_mut().map_or(0, |n| *n.borrow_and_update());
     loop {
-        // Whether a notice of an enqueue woke this poll (not the tick): the queues alone.
-        let mut queues_only = false;
+        let mut poll = Poll::Tick;
         if more {
             if *draining.borrow() {
                 return;
             }
         } else {
-            let notice = async {
-                match queued.as_mut() {
-                    Some(notices) => {
-                        if notices.changed().await.is_err() {
-                            // The store is gone: only the ticks are left.
-                            std::future::pending::<()>().await;
-                        }
-                    }
-                    None => std::future::pending::<()>().await,
+            poll = tokio::select! {
+                _ = tick.tick() => Poll::Tick,
+                _ = next_notice(queued.as_mut()) => Poll::Queued,
+                heard = next_notice(freed.as_mut()) => {
+                    let count = heard.wrapping_sub(freed_seen);
+                    freed_seen = heard;
+                    Poll::Freed(usize::try_from(count).unwrap_or(usize::MAX))
                 }
-            };
-            let noticed = tokio::select! {
-                _ = tick.tick() => false,
-                () = notice => true,
                 // Drains, or the engine was dropped (its sender with it).
                 _ = draining.wait_for(|d| *d) => return,
             };
-            // A notice matters only to an engine that serves a queue.
-            if noticed
+            // A notice of an enqueue matters only to an engine that serves a queue.
+            if poll == Poll::Queued
                 && engine
                     .upgrade()
                     .is_none_or(|inner| !inner.registry.serves_queues())
             {
                 continue;
             }
-            queues_only = noticed;
         }
         let Some(inner) = engine.upgrade() else {
             return;
         };
         let engine = Engine { inner };
-        more = engine.take_over_free_runs(queues_only).await;
+        more = engine.take_over_free_runs(poll).await;
         // At once when a graph was registered since (a replica's start registers several,
         // and what it runs should be known before it is first due); else every
         // HEARTBEAT_EVERY.

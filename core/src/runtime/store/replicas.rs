@@ -18,6 +18,15 @@ pub fn forget_after_ms() -> i64 {
     i64::try_from(FORGET_REPLICA_AFTER.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// A replica heard from within this many milliseconds lives (three
+/// [`HEARTBEAT_EVERY`]): what `sagaflow replicas` shows as live, and the replicas a store
+/// divides freed runs between ([`LeaseStore::free_runs_shared`]).
+///
+/// [`LeaseStore::free_runs_shared`]: crate::runtime::LeaseStore::free_runs_shared
+pub fn live_within_ms() -> i64 {
+    i64::try_from(HEARTBEAT_EVERY.as_millis() * 3).unwrap_or(i64::MAX)
+}
+
 /// A replica's workflow and graph, as its engine registered them; `fingerprint` `None` for
 /// every graph of the workflow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -156,7 +165,7 @@ impl Replicas {
     /// Who lives (heard from within three [`HEARTBEAT_EVERY`]), which runs each holds, and
     /// which runs wait for a version.
     pub fn standing(&self) -> Standing {
-        let gone_after = i64::try_from(HEARTBEAT_EVERY.as_millis() * 3).unwrap_or(i64::MAX);
+        let gone_after = live_within_ms();
         let mut replicas: Vec<ReplicaStanding> = self
             .replicas
             .iter()
