@@ -485,6 +485,16 @@ impl Writer {
                 ))),
             };
         }
+        // The events' `COPY` is started with the rest, behind the fence: its start is answered
+        // once the fence has been, and the rows follow the fence's answer with no round trip
+        // of their own.
+        let copy = if copied && let Some(statement) = conn.copy.as_ref() {
+            let mut start: record::CopyStart<'_> = Box::pin(client.copy_in(statement));
+            let early = poll_once(&mut start).await;
+            Some((start, early))
+        } else {
+            None
+        };
         let split = cfg!(feature = "fault-injection");
         if !split && !copied {
             let mut commit: Pending<'_> =
@@ -504,21 +514,56 @@ impl Writer {
                 });
             }
             // The fence answered last (no `COMMIT` was sent): the events of the writes that
-            // passed it are copied in, unless a statement failed (the `COMMIT` then rolls back).
+            // passed it are copied in, unless a statement failed (the copy is then abandoned,
+            // and the `COMMIT` rolls back). The `COMMIT` goes as soon as the copy's end is sent.
             let mut unshaped = false;
-            if copied
+            let mut committed = false;
+            let started = copy;
+            if let Some((start, early)) = started
                 && results.iter().all(Result::is_ok)
                 && let Some(Ok(fence)) = results.last()
             {
-                match record::copy_all(conn, &records, fence, self.compact).await {
-                    Ok(()) => {}
+                let sink = match early {
+                    Some(sink) => sink,
+                    None => start.await,
+                };
+                match record::copy_all(sink, &records, fence, self.compact).await {
+                    Ok(mut writer) => {
+                        let mut finish = Box::pin(writer.as_mut().finish());
+                        let finished = poll_once(&mut finish).await;
+                        if split {
+                            let finished = match finished {
+                                Some(finished) => finished,
+                                None => finish.await,
+                            };
+                            if let Err(error) = finished {
+                                results.push(Err(error));
+                            }
+                        } else {
+                            let mut commit = Box::pin(client.batch_execute("COMMIT"));
+                            let sent = poll_once(&mut commit).await;
+                            let finished = match finished {
+                                Some(finished) => finished,
+                                None => finish.await,
+                            };
+                            if let Err(error) = finished {
+                                results.push(Err(error));
+                            }
+                            let commit = match sent {
+                                Some(commit) => commit,
+                                None => commit.await,
+                            };
+                            results.push(commit.map(|()| Vec::new()));
+                            committed = true;
+                        }
+                    }
                     Err(record::CopyError::Pg(error)) => results.push(Err(error)),
                     Err(record::CopyError::Answer) => unshaped = true,
                 }
             }
             if unshaped {
                 results.push(client.batch_execute("ROLLBACK").await.map(|()| Vec::new()));
-            } else if split || copied {
+            } else if (split || copied) && !committed {
                 #[cfg(feature = "fault-injection")]
                 sagaflow_core::fault::hit(sagaflow_core::fault::Point::BeforeCommit);
                 results.push(client.batch_execute("COMMIT").await.map(|()| Vec::new()));
@@ -722,11 +767,9 @@ enum Answer {
 
 /// Polls `future` once, in the caller's task (which writes its request, if it has one), and
 /// gives its result if that finished it.
-async fn poll_once<'a>(
-    future: &mut Pending<'a>,
-) -> Option<Result<Vec<Row>, tokio_postgres::Error>> {
+async fn poll_once<F: Future + Unpin>(future: &mut F) -> Option<F::Output> {
     std::future::poll_fn(|cx| {
-        std::task::Poll::Ready(match future.as_mut().poll(cx) {
+        std::task::Poll::Ready(match Pin::new(&mut *future).poll(cx) {
             std::task::Poll::Ready(result) => Some(result),
             std::task::Poll::Pending => None,
         })

@@ -516,3 +516,80 @@ async fn a_checkpoint_refused_under_a_fresh_lease_says_why() {
     let started: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(started, [("taken".to_owned(), "a".to_owned())]);
 }
+
+/// A write the server refuses (a step name with a NUL byte, which no `text` value holds)
+/// fails alone: its batch's `COPY` fails, the batch is rolled back, and each of its writes
+/// goes again on its own, so that every other write of the batch is appended once and its
+/// caller answered, and the refused one's caller is told why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_the_server_refuses_fails_alone_and_the_rest_of_its_batch_is_appended_once() {
+    use sagaflow_core::conformance::durable::TestDatabase as _;
+    use sagaflow_core::conformance::runs::{create, start};
+
+    let db = fresh_db!();
+    let store = db.open("first", Duration::from_secs(30), 100).await;
+    let ids: Vec<String> = (0..40).map(|i| format!("r{i:02}")).collect();
+    for id in &ids {
+        create(&store, id, "W").await.unwrap();
+    }
+    // Forty writes made at once go in a batch or two.
+    let before = store.commits();
+    let answers = futures_util::future::join_all(ids.iter().map(|id| start(&store, id, "a"))).await;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    let commits = store.commits() - before;
+    assert!(
+        commits <= 3,
+        "40 writes made at once took {commits} commits"
+    );
+
+    // Forty more, one of them refused by the server.
+    let before = store.commits();
+    let answers = futures_util::future::join_all(ids.iter().map(|id| {
+        let step = if id == "r13" { "b\0c" } else { "b" };
+        start(&store, id, step)
+    }))
+    .await;
+    for (id, answer) in ids.iter().zip(&answers) {
+        match (id.as_str(), answer) {
+            ("r13", Err(error)) => {
+                let message = error.to_string();
+                assert!(message.contains("0x00"), "{message}");
+                assert!(message.contains(&db.url), "{message}");
+            }
+            ("r13", Ok(())) => panic!("a step name with a NUL byte was appended"),
+            (_, answer) => assert!(answer.is_ok(), "`{id}`: {answer:?}"),
+        }
+    }
+    // The refused write's batch rolled back, and its writes went again alone: many more
+    // commits than a batch or two, at most one for each of the 39 appended.
+    let commits = store.commits() - before;
+    assert!(
+        (10..=39).contains(&commits),
+        "39 writes appended in {commits} commits"
+    );
+
+    let client = support::client(&db.url).await;
+    let started: Vec<(String, String, i64)> = client
+        .query(
+            &format!(
+                "SELECT run_id, step, count(*) FROM \"{}\".events WHERE kind = 'step_started' \
+                 GROUP BY run_id, step ORDER BY run_id, step",
+                db.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    let expected: Vec<(String, String, i64)> = ids
+        .iter()
+        .flat_map(|id| {
+            let b = (id != "r13").then(|| (id.clone(), "b".to_owned(), 1));
+            [Some((id.clone(), "a".to_owned(), 1)), b]
+        })
+        .flatten()
+        .collect();
+    assert_eq!(started, expected, "every start but the refused one, once");
+}

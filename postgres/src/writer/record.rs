@@ -2,9 +2,12 @@
 //! events, or [`ONE_SQL`](super::sql::ONE_SQL) for a batch of one write), and what each write
 //! of a committed batch got back.
 
-use futures_util::pin_mut;
-use tokio_postgres::Row;
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::{CopyInSink, Row};
 
 use super::sql::COPY_TYPES;
 use super::{Conn, CreateRow, RecordRow, Write};
@@ -154,26 +157,29 @@ fn fence_found(writes: &[&RecordRow], rows: &[Row]) -> Option<Found> {
     Some((seqs, fence.at, fence.passed, fence.exists))
 }
 
-/// Copies in the events of the writes of `writes` that passed the fence whose answer is
-/// `rows` ([`COPY_SQL`](super::sql::COPY_SQL)), in the fence's transaction. Nothing is sent if
-/// none passed; an answer that is not the fence's (or a connection with no `COPY` kept) is an
-/// error of the batch.
+/// The start of a batch's `COPY` ([`COPY_SQL`](super::sql::COPY_SQL)), sent behind its
+/// fence: answered once the fence has been.
+pub(super) type CopyStart<'a> =
+    Pin<Box<dyn Future<Output = Result<CopyInSink<Bytes>, tokio_postgres::Error>> + Send + 'a>>;
+
+/// The rows of a batch's `COPY`, written and not yet ended: its `finish` sends the end.
+pub(super) type CopyRows = Pin<Box<BinaryCopyInWriter>>;
+
+/// Writes the events of the writes of `writes` that passed the fence whose answer is `rows`
+/// into the `COPY` that `started` ([`COPY_SQL`](super::sql::COPY_SQL)), in the fence's
+/// transaction, and gives the copy back for its caller to end (its `finish`), so that the
+/// `COMMIT` can go right behind the end. None may have passed: the copy then has no row. An
+/// answer that is not the fence's is an error of the batch (the copy, dropped unended, is
+/// abandoned: the server is told it failed).
 pub(super) async fn copy_all(
-    conn: &Conn,
+    started: Result<CopyInSink<Bytes>, tokio_postgres::Error>,
     writes: &[&RecordRow],
     rows: &[Row],
     compact: bool,
-) -> Result<(), CopyError> {
+) -> Result<CopyRows, CopyError> {
     let fence = Fence::of(rows, writes.len()).ok_or(CopyError::Answer)?;
-    let mut events = fence.numbered(writes).peekable();
-    if events.peek().is_none() {
-        return Ok(());
-    }
-    let statement = conn.copy.as_ref().ok_or(CopyError::Answer)?;
-    let sink = conn.client.copy_in(statement).await?;
-    let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
-    pin_mut!(writer);
-    for (seq, write, change) in events {
+    let mut writer = Box::pin(BinaryCopyInWriter::new(started?, &COPY_TYPES));
+    for (seq, write, change) in fence.numbered(writes) {
         // In a compact log, a write's first row logs the start that follows it too (taking
         // its number, one past the row's), and that start is no row of its own.
         let next_step = write.next_step().filter(|_| compact);
@@ -198,8 +204,7 @@ pub(super) async fn copy_all(
             ])
             .await?;
     }
-    writer.finish().await?;
-    Ok(())
+    Ok(writer)
 }
 
 /// Why a batch's events were not copied in.
