@@ -4,7 +4,7 @@
 //!
 //! `cargo bench --bench postgres` (the server from `SAGAFLOW_PG_URL`, by default the local one;
 //! `SAGAFLOW_BENCH_ROUNDS` rounds, 3 by default; `SAGAFLOW_BENCH_ONLY=sequential` or
-//! `concurrent` for one shape). Each round runs both shapes on two stores, each in a schema of its
+//! `concurrent` for one shape, `waves` for the compact log's concurrent runs alone). Each round runs both shapes on two stores, each in a schema of its
 //! own: one that keeps the log as before schema 10 (`compact_log(false)`, two rows for a step's
 //! completion and the next one's start) and one with the compact log (the default since
 //! session 19: one row). Figures in `benches/README.md`.
@@ -219,7 +219,8 @@ fn main() {
         sagaflow_sequential(&engine, 999).await;
         sagaflow_sequential(&compact, 999).await;
         // `SAGAFLOW_BENCH_ONLY=concurrent` (or `sequential`) runs one shape alone, as a profile
-        // of it wants.
+        // of it wants; `waves`, the compact log's 100 concurrent runs alone, 3 s a round, and
+        // nothing else between them (for `perf record`).
         let only = std::env::var("SAGAFLOW_BENCH_ONLY").unwrap_or_default();
         for round in 0..rounds {
             if only != "concurrent" {
@@ -227,7 +228,9 @@ fn main() {
                 flow_seq.push(sagaflow_sequential(&engine, round).await);
                 compact_seq.push(sagaflow_sequential(&compact, round).await);
             }
-            if only != "sequential" {
+            if only == "waves" {
+                compact_con.push(sagaflow_concurrent(&compact, round, CONCURRENT_TIME).await);
+            } else if only != "sequential" {
                 bare_con.push(bare_concurrent(16, CONCURRENT_TIME).await);
                 flow_con.push(sagaflow_concurrent(&engine, round, CONCURRENT_TIME).await);
                 compact_con.push(sagaflow_concurrent(&compact, round, CONCURRENT_TIME).await);

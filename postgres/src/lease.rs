@@ -81,16 +81,25 @@ pub(crate) async fn renew(
 }
 
 /// Expires every lease of `leases` still held, so that another replica can take those runs
-/// over at once: the store is closing.
+/// over at once: the store is closing. The runs let go are announced on the schema's channel
+/// (`channel`), as a hand-over's are (see [`hand_over`]).
 pub(crate) async fn give_up(
     leases: &Leases,
     client: &mut Client,
     session: &Session,
+    channel: &str,
 ) -> Result<(), tokio_postgres::Error> {
     leases.pause(false);
     let (runs, tokens) = live(leases);
     if !runs.is_empty() {
-        set_expiry(client, session, &runs, &tokens, None).await?;
+        let expired = set_expiry(client, session, &runs, &tokens, None).await?;
+        if !expired.is_empty() {
+            let payload = format!("{}{}", crate::notices::FREED, expired.len());
+            session
+                .on(client)
+                .execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
+                .await?;
+        }
     }
     Ok(())
 }

@@ -147,9 +147,11 @@ impl Drop for Inner {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let (pool, leases) = (self.pool.clone(), Arc::clone(&self.leases));
             let session = self.session.clone();
+            let channel = std::mem::take(&mut self.channel);
             runtime.spawn(async move {
                 if let Ok(mut client) = pool.get().await
-                    && let Err(error) = lease::give_up(&leases, &mut client, &session).await
+                    && let Err(error) =
+                        lease::give_up(&leases, &mut client, &session, &channel).await
                 {
                     tracing::warn!(error = %error::describe(&error), "the leases could not be given up; they will expire");
                 }

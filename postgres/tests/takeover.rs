@@ -264,6 +264,38 @@ async fn a_drained_replica_s_runs_are_shared_by_the_replicas_told_of_them() {
     );
 }
 
+/// A store closed with leases still held (its process ends without a drain) lets them go
+/// and says so: a replica listening hears how many runs were let go, and takes its share at
+/// once rather than at its next poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_closed_with_leases_held_announces_the_runs_it_lets_go() {
+    use sagaflow_core::conformance::runs::create;
+
+    let db = fresh_db!();
+    let a = PgStore::connect(&db.url, db.options().owner("A"))
+        .await
+        .unwrap();
+    for i in 0..5 {
+        create(&a, &format!("run-{i}"), "W").await.unwrap();
+    }
+    let b = PgStore::connect(&db.url, db.options().owner("B"))
+        .await
+        .unwrap();
+    let mut heard = b.freed_notices().expect("the store listens");
+    heard
+        .wait_for(|n| *n >= TAKEOVER_BATCH as u64)
+        .await
+        .unwrap();
+    let before = *heard.borrow_and_update();
+
+    drop(a);
+    tokio::time::timeout(Duration::from_secs(10), heard.changed())
+        .await
+        .expect("the runs let go were announced within 10 s")
+        .unwrap();
+    assert_eq!(*heard.borrow() - before, 5, "five runs let go");
+}
+
 /// Runs a replica listed (and so leased) and then gave up, without taking them up (its
 /// engine began to drain meanwhile), are free at once for another replica, though the
 /// claim's lease would have held them for a minute.
