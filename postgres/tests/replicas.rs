@@ -503,3 +503,102 @@ async fn replicas_rolled_one_by_one_to_this_build_lose_no_run() {
         c.network.mode()
     );
 }
+
+/// A release rolled back: three replicas of this build run under load and are replaced one
+/// by one by the previous release's, as in a rolling upgrade the other way. The previous
+/// release takes up runs this build began, reading what this build wrote (its steps completed
+/// in the compact log's rows, the default since session 19: one it missed would run again,
+/// a repeat in the ledger), and finishes them: no run lost, no step run twice, this build's
+/// replicas do nothing once drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_rolled_back_to_the_previous_release_lose_no_run() {
+    const TEST: &str = "replicas_rolled_back_to_the_previous_release_lose_no_run";
+    if as_replica().await {
+        return;
+    }
+    let Some(previous) = previous_build() else {
+        return;
+    };
+    let _one = SERIAL.lock().await;
+    let plan = plan(150, 20, 500);
+    let this = Build::this(TEST);
+    let mut c = Cluster::start_from(&this, plan).await;
+    c.started().await;
+    let total = (plan.runs * plan.steps) as i64;
+    c.effects_reach(total / 6, Duration::from_secs(120)).await;
+    let mut drained_at = Vec::new();
+    for i in 0..plan.replicas {
+        let new = c.replicas[i].owner.clone();
+        let quick = Plan {
+            takeover_ms: TAKEOVER_MS / 10,
+            ..plan
+        };
+        let successor = c
+            .successor(i, &previous, format!("replica-{i}-previous"), quick)
+            .await;
+        c.replicas[i].terminate();
+        let lines = c.replicas[i]
+            .wait_for("the end of its drain", Duration::from_secs(30), |lines| {
+                lines.iter().any(|l| l.starts_with("drained "))
+            })
+            .await;
+        let status = c.replicas[i].exited(Duration::from_secs(10)).await;
+        assert!(status.success(), "{new} exits cleanly: {status}");
+        let drained = lines.iter().find(|l| l.starts_with("drained ")).unwrap();
+        assert!(
+            drained.contains(" cut=0 ") && drained.ends_with("error=None"),
+            "{new}: its running steps ended and its leases were given up: {drained}"
+        );
+        drained_at.push((new, now_ms()));
+        c.replicas[i] = successor;
+        let now = c.effects().await;
+        assert!(
+            now < total,
+            "the rollback came mid-load ({now} of {total} effects)"
+        );
+        c.effects_reach((now + total / 20).min(total), Duration::from_secs(60))
+            .await;
+    }
+    c.all_finished(Duration::from_secs(120)).await;
+
+    let ledger = c.ledger().await;
+    assert!(
+        ledger.repeats.is_empty(),
+        "drains cut nothing: no execution ran again: {:?}",
+        ledger.repeats
+    );
+    for (new, at) in &drained_at {
+        let late: Vec<_> = ledger
+            .effects
+            .iter()
+            .filter(|e| e.owner == *new && e.begun_ms > *at)
+            .collect();
+        assert!(late.is_empty(), "{new} did nothing once drained: {late:?}");
+    }
+    // Runs begun on this build and finished on the previous release.
+    let previous_owner = |owner: &str| owner.ends_with("-previous");
+    let mut crossed = 0;
+    for k in 0..plan.runs {
+        let run = run_id(k);
+        let owners: Vec<&str> = ledger
+            .effects
+            .iter()
+            .filter(|e| e.run_id == run)
+            .map(|e| e.owner.as_str())
+            .collect();
+        if owners.iter().any(|o| !previous_owner(o)) && owners.iter().any(|o| previous_owner(o)) {
+            crossed += 1;
+        }
+    }
+    assert!(
+        crossed >= plan.runs / 2,
+        "most runs went from this build's replicas to the previous release's: {crossed}"
+    );
+    eprintln!(
+        "replicas/rollback: {} runs x {} steps, 3 replicas rolled back from this build to {}; {crossed} runs crossed builds ({:?})",
+        plan.runs,
+        plan.steps,
+        previous.exe.display(),
+        c.network.mode()
+    );
+}
