@@ -63,7 +63,7 @@ use sagaflow_core::runtime::events::Publisher;
 use sagaflow_core::runtime::store::Created;
 use sql::{
     COPY_SQL, CREATE_ONE_SQL, CREATE_SQL, FENCE_SQL, MARK_SQL, ONE_RENEW_SQL, ONE_SQL, RECORD_SQL,
-    REFUSED_SQL,
+    REFUSED_SQL, RENEW_SQL,
 };
 
 mod create;
@@ -138,6 +138,7 @@ struct Conn {
     create_one: Kept,
     record: Kept,
     fence: Kept,
+    renew: Kept,
     /// The `COPY` of a batch's events ([`COPY_SQL`]), prepared; none behind a pooler, where a
     /// statement prepared by name may not survive the transaction (tokio-postgres prepares a
     /// `COPY` by name), and the batch is one call of `record_v2` instead.
@@ -287,6 +288,7 @@ impl Writer {
             create_one: session.keep(&client, CREATE_ONE_SQL).await.map_err(pg)?,
             record: session.keep(&client, RECORD_SQL).await.map_err(pg)?,
             fence: session.keep(&client, FENCE_SQL).await.map_err(pg)?,
+            renew: session.keep(&client, RENEW_SQL).await.map_err(pg)?,
             copy: if session.pooled() {
                 None
             } else {

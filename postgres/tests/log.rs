@@ -301,6 +301,48 @@ async fn a_checkpoint_renews_the_lease_once_half_spent_and_not_before() {
     );
 }
 
+/// The same for checkpoints that go in batches of several (the fence, and the renewals sent
+/// right behind it): twenty runs at once, whose checkpoints after the middle step go
+/// together. After quick steps no row was touched; after slow ones, each run's checkpoint
+/// renewed its lease, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_in_a_batch_renew_the_leases_half_spent_and_not_before() {
+    let db = fresh_db!();
+    let store = PgStore::connect(&db.url, db.options().lease(Duration::from_secs(2)))
+        .await
+        .unwrap();
+    store.pause_heartbeats();
+    let runs = |name: &'static str, middle: Duration| {
+        let (store, db) = (&store, &db);
+        futures_util::future::join_all((0..20).map(move |i| async move {
+            let run = format!("{name}-{i}");
+            lease_seen_by_the_last_step(store, &db.url, &db.schema, &run, middle).await
+        }))
+    };
+    let quick = runs("quick", Duration::ZERO).await;
+    for (version, left) in &quick {
+        assert_eq!(*version, 1, "no checkpoint of a quick run touched its row");
+        assert!(*left <= 2_000, "{left} ms left");
+    }
+    let (commits, writes) = (store.commits(), store.writes());
+    let slow = runs("slow", Duration::from_millis(1_300)).await;
+    for (version, left) in &slow {
+        assert_eq!(
+            *version, 2,
+            "the checkpoint after the slow step renewed the lease once"
+        );
+        assert!(
+            *left > 1_500,
+            "{left} ms left of a lease renewed after 1.3 s"
+        );
+    }
+    let (commits, writes) = (store.commits() - commits, store.writes() - writes);
+    assert!(
+        commits * 2 <= writes,
+        "the slow runs' checkpoints went in batches: {writes} writes in {commits} commits"
+    );
+}
+
 /// The writer never scans `runs` whole, though its plans are made once, on a new database's
 /// empty tables, and kept: on a new database, 100 concurrent runs went from 42,000 steps a
 /// second to 19,000 within 10 s as such a plan read the growing table at every batch

@@ -359,10 +359,29 @@ pub(super) async fn record_all(
         }
     }
     if conn.copy.is_some() {
-        return conn
-            .fence
-            .query(&conn.client, &[&runs, &tokens, &leases, &ends, &end_errors])
-            .await;
+        // The fence, and right behind it (both written before either answer is read) the
+        // renewals and ends of the writes that may renew or end their run, if any.
+        let fenced: [&dyn Param; 2] = [&runs, &tokens];
+        let fence = conn.fence.query(&conn.client, &fenced);
+        let renewing: Vec<usize> = (0..writes.len())
+            .filter(|&i| writes[i].renew || ends[i].is_some())
+            .collect();
+        if renewing.is_empty() {
+            return fence.await;
+        }
+        let pick = |i: &usize| (runs[*i], tokens[*i], leases[*i], ends[*i], end_errors[*i]);
+        let mut some = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (run, token, lease, end, error) in renewing.iter().map(pick) {
+            some.0.push(run);
+            some.1.push(token);
+            some.2.push(lease);
+            some.3.push(end);
+            some.4.push(error);
+        }
+        let renewed: [&dyn Param; 5] = [&some.0, &some.1, &some.2, &some.3, &some.4];
+        let renew = conn.renew.query(&conn.client, &renewed);
+        let (rows, _) = futures_util::future::try_join(fence, renew).await?;
+        return Ok(rows);
     }
     let c = Columns::of(&changes);
     conn.record

@@ -90,63 +90,77 @@ FROM (SELECT 1) AS one
     LEFT JOIN ev created ON created.kind = 'run_created'
     LEFT JOIN ev began ON began.kind = 'step_started'";
 
-/// The fence of every change write of a batch of several, and their runs' renewals and ends:
-/// the writes as arrays (a run's id, token, lease and end). Each write's run is looked up by
-/// key and locked `FOR KEY SHARE` to the commit, in `run_id` order (the writes sorted first;
-/// a lateral lookup goes in their order), so that no take-up commits between the fence and
-/// the commit (see `schema`, version 7); a locking read gives the row's latest version. A hash
-/// join would read the whole table every batch; the `LIMIT` keeps the planner from turning the
-/// lookup into one. A run whose write passed renews its lease once half spent, or ends, in
-/// the same statement, its row locked `FOR NO KEY UPDATE` in `run_id` order first.
+/// The fence of every change write of a batch of several: the writes as arrays (a run's id
+/// and token). Each write's run is looked up by key and locked `FOR KEY SHARE` to the commit,
+/// in `run_id` order (the writes sorted first; a lateral lookup goes in their order), so that
+/// no take-up commits between the fence and the commit (see `schema`, version 7); a locking
+/// read gives the row's latest version. A hash join would read the whole table every batch;
+/// the `LIMIT` keeps the planner from turning the lookup into one.
 ///
 /// One row comes back: the transaction's id (the events' numbers are its id shifted left by
 /// 20 bits, their place in the batch in the upper half: see [`COPY_SQL`]), the time, and for
 /// each write whether it passed the fence and whether its run exists. The writer then copies
-/// in the events of the writes that passed ([`COPY_SQL`]), in the same transaction.
+/// in the events of the writes that passed ([`COPY_SQL`]), in the same transaction. The runs
+/// to renew or end go in a statement of their own, sent right behind this one
+/// ([`RENEW_SQL`]).
 ///
 /// Until session 17 one call of the schema's `record_v2` did this and appended the events
 /// from arrays too; the schema keeps that function for the releases before. Appending them by
 /// `COPY` instead cost the server about a quarter less per write in a batch of a hundred
 /// (benches/README.md, session 17): the rows go in by pages (`heap_multi_insert`, a WAL record
-/// a page rather than a row) and no array is unnested into a tuple store first.
+/// a page rather than a row) and no array is unnested into a tuple store first. Until session
+/// 20 this statement renewed and ended the runs too, for every batch, whatever it held: a
+/// third of its time in a batch of 80 writes that renewed nothing (benches/README.md).
 pub(super) const FENCE_SQL: &str = "
-WITH now AS MATERIALIZED (SELECT now_ms() AS at),
-w AS MATERIALIZED (
-    SELECT x.wi, x.run_id, x.lease_ms, x.end_status, x.end_error,
-        r.run_id IS NOT NULL AS run_exists,
-        COALESCE(r.lease_token = x.token AND NOT r.parked, false) AS admitted,
-        r.lease_expires
+WITH w AS MATERIALIZED (
+    SELECT x.wi, r.run_id IS NOT NULL AS run_exists,
+        COALESCE(r.lease_token = x.token AND NOT r.parked, false) AS admitted
     FROM (
-        SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[])
-            WITH ORDINALITY AS u(run_id, token, lease_ms, end_status, end_error, wi)
+        SELECT * FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS u(run_id, token, wi)
         ORDER BY u.run_id
     ) x
     LEFT JOIN LATERAL (
-        SELECT run_id, lease_token, parked, lease_expires FROM runs WHERE run_id = x.run_id
+        SELECT run_id, lease_token, parked FROM runs WHERE run_id = x.run_id
         LIMIT 1 FOR KEY SHARE
+    ) r ON true
+)
+SELECT pg_current_xact_id()::text::bigint, now_ms(),
+    array_agg(admitted ORDER BY wi), array_agg(run_exists ORDER BY wi)
+FROM w";
+
+/// The renewals and ends of a batch's runs, sent right behind its fence ([`FENCE_SQL`]), in
+/// the same transaction: the writes that end their run, or whose lease the store may renew
+/// (see `RecordRow::renew`), as arrays (a run's id, token, lease and end). A write whose run
+/// still has its token and is not parked (the fence has the row locked, so no take-up changed
+/// it since) renews the lease once half spent, or ends the run; its row is locked `FOR NO KEY
+/// UPDATE` in `run_id` order first. A batch with no such write sends none.
+pub(super) const RENEW_SQL: &str = "
+WITH now AS MATERIALIZED (SELECT now_ms() AS at),
+w AS MATERIALIZED (
+    SELECT u.run_id, u.lease_ms, u.end_status, u.end_error, r.lease_expires
+    FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[])
+        AS u(run_id, token, lease_ms, end_status, end_error)
+    JOIN LATERAL (
+        SELECT lease_expires FROM runs
+        WHERE run_id = u.run_id AND lease_token = u.token AND NOT parked LIMIT 1
     ) r ON true
 ),
 g AS MATERIALIZED (
     SELECT run_id, max(lease_ms) AS lease_ms, max(end_status) AS end_status,
         max(end_error) AS end_error, min(lease_expires) AS lease_expires
-    FROM w WHERE admitted GROUP BY run_id
+    FROM w GROUP BY run_id
     HAVING max(end_status) IS NOT NULL OR min(lease_expires) IS NULL
         OR min(lease_expires) - (SELECT at FROM now) < max(lease_ms) / 2
 ),
 locked AS MATERIALIZED (
     SELECT r.run_id FROM runs r WHERE r.run_id = ANY(ARRAY(SELECT run_id FROM g))
     ORDER BY r.run_id FOR NO KEY UPDATE
-),
-renew AS (
-    UPDATE runs r SET version = r.version + 1, updated_at = now.at,
-        lease_expires = CASE WHEN g.end_status IS NULL THEN now.at + g.lease_ms END,
-        status = COALESCE(g.end_status, r.status), error = COALESCE(g.end_error, r.error)
-    FROM g, locked, now
-    WHERE r.run_id = g.run_id AND locked.run_id = g.run_id
 )
-SELECT pg_current_xact_id()::text::bigint, (SELECT at FROM now),
-    array_agg(admitted ORDER BY wi), array_agg(run_exists ORDER BY wi)
-FROM w";
+UPDATE runs r SET version = r.version + 1, updated_at = now.at,
+    lease_expires = CASE WHEN g.end_status IS NULL THEN now.at + g.lease_ms END,
+    status = COALESCE(g.end_status, r.status), error = COALESCE(g.end_error, r.error)
+FROM g, locked, now
+WHERE r.run_id = g.run_id AND locked.run_id = g.run_id";
 
 /// The events of a batch's writes that passed its fence ([`FENCE_SQL`]), copied in binary, in
 /// the order of [`COPY_TYPES`]. A row's number is the transaction's id shifted left by 20
