@@ -551,21 +551,7 @@ impl sagaflow_core::runtime::QueueStore for PgStore {
         known: &[KnownGraph],
         limit: usize,
     ) -> Result<Vec<FreeRun>, StoreError> {
-        if known.is_empty() || limit == 0 {
-            return Ok(Vec::new());
-        }
-        let client = self.client().await?;
-        claim(
-            &client,
-            &self.inner.session,
-            &self.inner.claims,
-            &self.inner.leases,
-            Which::Queue(queue),
-            known,
-            limit,
-        )
-        .await
-        .map_err(|e| pg_error(&self.inner.label, &e))
+        self.claim_runs(Which::Queue(queue), known, limit).await
     }
 
     async fn admit(
@@ -627,6 +613,31 @@ impl sagaflow_core::runtime::QueueStore for PgStore {
 }
 
 impl PgStore {
+    /// Claims up to `limit` of the runs `which` names, of the graphs in `known` (see
+    /// [`claim`]): a queue's, the free ones, or this store's share of runs handed over.
+    pub(crate) async fn claim_runs(
+        &self,
+        which: Which<'_>,
+        known: &[KnownGraph],
+        limit: usize,
+    ) -> Result<Vec<FreeRun>, StoreError> {
+        if known.is_empty() || limit == 0 || matches!(which, Which::FreeShare(0)) {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        claim(
+            &client,
+            &self.inner.session,
+            &self.inner.claims,
+            &self.inner.leases,
+            which,
+            known,
+            limit,
+        )
+        .await
+        .map_err(|e| pg_error(&self.inner.label, &e))
+    }
+
     /// Where this store's admissions happen, on `client`.
     fn admitting<'a>(&'a self, client: &'a deadpool_postgres::Object) -> Admitting<'a> {
         Admitting {

@@ -501,24 +501,11 @@ impl LeaseStore for PgStore {
         known: &[KnownGraph],
         limit: usize,
     ) -> Result<Vec<FreeRun>, StoreError> {
-        if known.is_empty() || limit == 0 {
-            return Ok(Vec::new());
-        }
         // Claimed (see `claims::claim`): leased to this store's owner in the listing's
         // statement, different runs for replicas listing at once; the take-ups that follow
         // are answered from the claim.
-        let client = self.client().await?;
-        crate::claims::claim(
-            &client,
-            &self.inner.session,
-            &self.inner.claims,
-            &self.inner.leases,
-            crate::claims::Which::Free,
-            known,
-            limit,
-        )
-        .await
-        .map_err(|e| pg_error(&self.inner.label, &e))
+        self.claim_runs(crate::claims::Which::Free, known, limit)
+            .await
     }
 
     /// Claimed as [`free_runs`](Self::free_runs) claims, at most this store's share of the
@@ -531,21 +518,8 @@ impl LeaseStore for PgStore {
         limit: usize,
         freed: usize,
     ) -> Result<Vec<FreeRun>, StoreError> {
-        if known.is_empty() || limit == 0 || freed == 0 {
-            return Ok(Vec::new());
-        }
-        let client = self.client().await?;
-        crate::claims::claim(
-            &client,
-            &self.inner.session,
-            &self.inner.claims,
-            &self.inner.leases,
-            crate::claims::Which::FreeShare(freed),
-            known,
-            limit,
-        )
-        .await
-        .map_err(|e| pg_error(&self.inner.label, &e))
+        self.claim_runs(crate::claims::Which::FreeShare(freed), known, limit)
+            .await
     }
 
     /// Notices of hand-overs from the store's `LISTEN` connection (see `notices`); none

@@ -394,69 +394,17 @@ async fn replicas_rolled_one_by_one_to_this_build_lose_no_run() {
     let total = (plan.runs * plan.steps) as i64;
     c.effects_reach(total / 6, Duration::from_secs(120)).await;
     let this = Build::this(TEST);
-    let mut drained_at = Vec::new();
     // While both builds run: from the first new replica's start to the last old one's drain.
     let (mut mixed_from, mut mixed_to) = (0, 0);
-    for i in 0..plan.replicas {
-        let old = c.replicas[i].owner.clone();
-        // The new replica is up before the old one drains, and looks for runs to take over ten
-        // times as often as the old ones, so that the runs the drain gives up go to it. Started
-        // after the drain, or looking as often, it found them taken by the old replicas (since
-        // the previous build is one that claims free runs as it lists them, a6d0e67): this
-        // build then ran nothing before the last old replica had gone, in 6 of 10 runs.
-        let quick = Plan {
-            takeover_ms: TAKEOVER_MS / 10,
-            ..plan
-        };
-        let successor = c
-            .successor(i, &this, format!("replica-{i}-new"), quick)
-            .await;
+    let (drained_at, ledger) = replace_one_by_one(&mut c, &this, "new", |i| {
         if i == 0 {
             mixed_from = now_ms();
         }
         if i + 1 == plan.replicas {
             mixed_to = now_ms();
         }
-        c.replicas[i].terminate();
-        let lines = c.replicas[i]
-            .wait_for("the end of its drain", Duration::from_secs(30), |lines| {
-                lines.iter().any(|l| l.starts_with("drained "))
-            })
-            .await;
-        let status = c.replicas[i].exited(Duration::from_secs(10)).await;
-        assert!(status.success(), "{old} exits cleanly: {status}");
-        let drained = lines.iter().find(|l| l.starts_with("drained ")).unwrap();
-        assert!(
-            drained.contains(" cut=0 ") && drained.ends_with("error=None"),
-            "{old}: its running steps ended and its leases were given up: {drained}"
-        );
-        drained_at.push((old, now_ms()));
-        c.replicas[i] = successor;
-        // The load goes on under the mix of builds before the next replacement.
-        let now = c.effects().await;
-        assert!(
-            now < total,
-            "the upgrade came mid-load ({now} of {total} effects)"
-        );
-        c.effects_reach((now + total / 20).min(total), Duration::from_secs(60))
-            .await;
-    }
-    c.all_finished(Duration::from_secs(120)).await;
-
-    let ledger = c.ledger().await;
-    assert!(
-        ledger.repeats.is_empty(),
-        "drains cut nothing: no execution ran again: {:?}",
-        ledger.repeats
-    );
-    for (old, at) in &drained_at {
-        let late: Vec<_> = ledger
-            .effects
-            .iter()
-            .filter(|e| e.owner == *old && e.begun_ms > *at)
-            .collect();
-        assert!(late.is_empty(), "{old} did nothing once drained: {late:?}");
-    }
+    })
+    .await;
     let new = |owner: &str| owner.ends_with("-new");
     let mixed = |of_new: bool| {
         ledger
@@ -478,19 +426,7 @@ async fn replicas_rolled_one_by_one_to_this_build_lose_no_run() {
          drained: {drained_at:?}; effects by owner (count, first, last): {by_owner:?}"
     );
     // Runs begun on the previous build and finished on this one.
-    let mut crossed = 0;
-    for k in 0..plan.runs {
-        let run = run_id(k);
-        let owners: Vec<&str> = ledger
-            .effects
-            .iter()
-            .filter(|e| e.run_id == run)
-            .map(|e| e.owner.as_str())
-            .collect();
-        if owners.iter().any(|o| !new(o)) && owners.iter().any(|o| new(o)) {
-            crossed += 1;
-        }
-    }
+    let crossed = crossed(&ledger, plan, new);
     assert!(
         crossed >= plan.runs / 2,
         "most runs went from the previous build's replicas to this build's: {crossed}"
@@ -526,16 +462,50 @@ async fn replicas_rolled_back_to_the_previous_release_lose_no_run() {
     c.started().await;
     let total = (plan.runs * plan.steps) as i64;
     c.effects_reach(total / 6, Duration::from_secs(120)).await;
+    let (_, ledger) = replace_one_by_one(&mut c, &previous, "previous", |_| {}).await;
+    // Runs begun on this build and finished on the previous release.
+    let crossed = crossed(&ledger, plan, |owner| owner.ends_with("-previous"));
+    assert!(
+        crossed >= plan.runs / 2,
+        "most runs went from this build's replicas to the previous release's: {crossed}"
+    );
+    eprintln!(
+        "replicas/rollback: {} runs x {} steps, 3 replicas rolled back from this build to {}; {crossed} runs crossed builds ({:?})",
+        plan.runs,
+        plan.steps,
+        previous.exe.display(),
+        c.network.mode()
+    );
+}
+
+/// Replaces the cluster's replicas one by one, under load, by replicas of `to` (owner ids
+/// `replica-<i>-<name>`), as a deploy does it: the successor starts (and looks for runs to take
+/// over ten times as often as the others, so that the runs the drain gives up go to it: started
+/// after the drain, or looking as often, it found them taken by the replicas of the other
+/// build, which claim free runs as they list them since a6d0e67), `started(i)` is called, the
+/// replica it replaces gets SIGTERM, drains (cutting nothing, its leases given up) and exits
+/// cleanly, and the load goes on under the mix before the next. Then waits for every run to
+/// finish, and checks the ledger: no execution ran twice, and no drained replica did anything
+/// once drained. Returns when each replica drained, and the ledger.
+async fn replace_one_by_one(
+    c: &mut Cluster,
+    to: &Build,
+    name: &str,
+    mut started: impl FnMut(usize),
+) -> (Vec<(String, i64)>, cluster::Ledger) {
+    let plan = c.plan;
+    let total = (plan.runs * plan.steps) as i64;
     let mut drained_at = Vec::new();
     for i in 0..plan.replicas {
-        let new = c.replicas[i].owner.clone();
+        let old = c.replicas[i].owner.clone();
         let quick = Plan {
             takeover_ms: TAKEOVER_MS / 10,
             ..plan
         };
         let successor = c
-            .successor(i, &previous, format!("replica-{i}-previous"), quick)
+            .successor(i, to, format!("replica-{i}-{name}"), quick)
             .await;
+        started(i);
         c.replicas[i].terminate();
         let lines = c.replicas[i]
             .wait_for("the end of its drain", Duration::from_secs(30), |lines| {
@@ -543,18 +513,19 @@ async fn replicas_rolled_back_to_the_previous_release_lose_no_run() {
             })
             .await;
         let status = c.replicas[i].exited(Duration::from_secs(10)).await;
-        assert!(status.success(), "{new} exits cleanly: {status}");
+        assert!(status.success(), "{old} exits cleanly: {status}");
         let drained = lines.iter().find(|l| l.starts_with("drained ")).unwrap();
         assert!(
             drained.contains(" cut=0 ") && drained.ends_with("error=None"),
-            "{new}: its running steps ended and its leases were given up: {drained}"
+            "{old}: its running steps ended and its leases were given up: {drained}"
         );
-        drained_at.push((new, now_ms()));
+        drained_at.push((old, now_ms()));
         c.replicas[i] = successor;
+        // The load goes on under the mix of builds before the next replacement.
         let now = c.effects().await;
         assert!(
             now < total,
-            "the rollback came mid-load ({now} of {total} effects)"
+            "the replacement came mid-load ({now} of {total} effects)"
         );
         c.effects_reach((now + total / 20).min(total), Duration::from_secs(60))
             .await;
@@ -567,38 +538,30 @@ async fn replicas_rolled_back_to_the_previous_release_lose_no_run() {
         "drains cut nothing: no execution ran again: {:?}",
         ledger.repeats
     );
-    for (new, at) in &drained_at {
+    for (old, at) in &drained_at {
         let late: Vec<_> = ledger
             .effects
             .iter()
-            .filter(|e| e.owner == *new && e.begun_ms > *at)
+            .filter(|e| e.owner == *old && e.begun_ms > *at)
             .collect();
-        assert!(late.is_empty(), "{new} did nothing once drained: {late:?}");
+        assert!(late.is_empty(), "{old} did nothing once drained: {late:?}");
     }
-    // Runs begun on this build and finished on the previous release.
-    let previous_owner = |owner: &str| owner.ends_with("-previous");
-    let mut crossed = 0;
-    for k in 0..plan.runs {
-        let run = run_id(k);
-        let owners: Vec<&str> = ledger
-            .effects
-            .iter()
-            .filter(|e| e.run_id == run)
-            .map(|e| e.owner.as_str())
-            .collect();
-        if owners.iter().any(|o| !previous_owner(o)) && owners.iter().any(|o| previous_owner(o)) {
-            crossed += 1;
-        }
-    }
-    assert!(
-        crossed >= plan.runs / 2,
-        "most runs went from this build's replicas to the previous release's: {crossed}"
-    );
-    eprintln!(
-        "replicas/rollback: {} runs x {} steps, 3 replicas rolled back from this build to {}; {crossed} runs crossed builds ({:?})",
-        plan.runs,
-        plan.steps,
-        previous.exe.display(),
-        c.network.mode()
-    );
+    (drained_at, ledger)
+}
+
+/// How many runs have effects both by owners `to` says are the new ones and by others: runs
+/// that crossed from one build to the other.
+fn crossed(ledger: &cluster::Ledger, plan: Plan, to: impl Fn(&str) -> bool) -> usize {
+    (0..plan.runs)
+        .filter(|&k| {
+            let run = run_id(k);
+            let by_new: Vec<bool> = ledger
+                .effects
+                .iter()
+                .filter(|e| e.run_id == run)
+                .map(|e| to(&e.owner))
+                .collect();
+            by_new.contains(&true) && by_new.contains(&false)
+        })
+        .count()
 }
