@@ -208,15 +208,19 @@ const CLAIM_FREE_SQL: &str = claim_sql!(
 
 /// The claim of the runs of no queue free to take over, as [`CLAIM_FREE_SQL`], after a
 /// notice that other processes handed `$9` runs over: at most this owner's share of them,
-/// `$9` divided by the live replicas (heard from within `$10` ms) that hold none of the runs
-/// free now (they handed them over, or died), rounded up. Every replica that heard the notice
-/// asks at once; each takes its share, and `SKIP LOCKED` gives them different runs. The
-/// replicas' heartbeats are in `replicas` (schema version 3).
+/// `$9` divided by the live replicas (heard from within `$10` ms) that run one of the
+/// workflows `$1` (as their heartbeat's `graphs` say) and hold none of the runs free now (they
+/// handed them over, or died), rounded up. Every replica that heard the notice asks at once;
+/// each takes its share, and `SKIP LOCKED` gives them different runs. The replicas'
+/// heartbeats are in `replicas` (schema version 3), their `graphs` JSON as
+/// `Graph::json_of` writes it.
 const CLAIM_FREE_SHARE_SQL: &str = claim_sql!(
     "r.queue IS NULL AND $4::text IS NULL",
     "r.created_at, r.created_seq",
     "least($3, ceil($9::bigint::numeric / greatest(1, (\
          SELECT count(*) FROM replicas p WHERE p.heartbeat_at > now_ms() - $10 \
+         AND EXISTS (SELECT 1 FROM jsonb_array_elements(p.graphs::jsonb) AS g(e) \
+             WHERE g.e ->> 'workflow' = ANY($1::text[])) \
          AND NOT EXISTS (SELECT 1 FROM runs f WHERE f.owner = p.owner \
              AND f.status = 'running' AND NOT f.parked \
              AND (f.lease_expires IS NULL OR f.lease_expires <= now_ms())))))::bigint)",

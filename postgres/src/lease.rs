@@ -510,8 +510,9 @@ impl LeaseStore for PgStore {
 
     /// Claimed as [`free_runs`](Self::free_runs) claims, at most this store's share of the
     /// `freed` runs: `freed` divided by the replicas heard from within
-    /// [`live_within_ms`](sagaflow_core::runtime::store::replicas::live_within_ms) that hold
-    /// none of the free runs (they handed them over, or died), rounded up (see `claims`).
+    /// [`live_within_ms`](sagaflow_core::runtime::store::replicas::live_within_ms) that run
+    /// one of the workflows `known` names and hold none of the free runs (they handed them
+    /// over, or died), rounded up (see `claims`).
     async fn free_runs_shared(
         &self,
         known: &[KnownGraph],

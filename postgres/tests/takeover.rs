@@ -155,10 +155,10 @@ async fn replicas_looking_for_free_runs_at_once_are_given_different_ones() {
 }
 
 /// Told that `RUNS` runs were handed over, each replica takes its share: the runs divided by
-/// the live replicas (heard from lately) that hold none of them, rounded up. Replicas asking
-/// one after the other take one share each, not the first every run; the replica that
-/// handed them over (A, heard from too) does not count; a share nobody took is found by the
-/// next plain poll.
+/// the live replicas (heard from lately) that run their workflow and hold none of them,
+/// rounded up. Replicas asking one after the other take one share each, not the first every
+/// run; the replica that handed them over (A, heard from too) does not count, nor does one
+/// that runs other workflows (E); a share nobody took is found by the next plain poll.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_told_of_runs_handed_over_take_a_share_each() {
     let db = fresh_db!();
@@ -172,6 +172,12 @@ async fn replicas_told_of_runs_handed_over_take_a_share_each() {
     for store in [&a, &b, &c, &d] {
         store.heartbeat(&known, &[]).await.unwrap();
     }
+    let e = open("E").await;
+    let other = [KnownGraph {
+        workflow: "Other".to_owned(),
+        fingerprint: None,
+    }];
+    e.heartbeat(&other, &[]).await.unwrap();
 
     // Three live replicas besides A: a share is 14 of the 40.
     let share = RUNS.div_ceil(3);

@@ -239,10 +239,10 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// What [`free_runs`](Self::free_runs) lists, for an engine that has just heard
     /// ([`freed_notices`](Self::freed_notices)) that another process handed `freed` runs
     /// over: every replica heard it at once and asks at once, so each takes at most its fair
-    /// share, `freed` divided by the live replicas that did not hand them over (rounded up),
-    /// and a drained replica's runs spread over the others rather than all going to the
-    /// first to ask. A share left untaken (a replica that cannot run them, or did not hear)
-    /// is found by the engines' next polls. A store that hears of no hand-over lists as
+    /// share, `freed` divided by the live replicas that run their workflows and did not hand
+    /// them over (rounded up), and a drained replica's runs spread over the others rather
+    /// than all going to the first to ask. A share left untaken (a replica that did not
+    /// hear, or runs another version of the graph) is found by the engines' next polls. A store that hears of no hand-over lists as
     /// [`free_runs`](Self::free_runs) does (the default).
     async fn free_runs_shared(
         &self,
