@@ -510,10 +510,7 @@ impl Writer {
         let answers = async {
             let mut results = Vec::with_capacity(pending.len() + 1);
             for (future, early) in pending.into_iter().zip(sent) {
-                results.push(match early {
-                    Some(result) => result,
-                    None => future.await,
-                });
+                results.push(answer(future, early).await);
             }
             // The fence answered last (no `COMMIT` was sent): the events of the writes that
             // passed it are copied in, unless a statement failed (the copy is then abandoned,
@@ -525,37 +522,23 @@ impl Writer {
                 && results.iter().all(Result::is_ok)
                 && let Some(Ok(fence)) = results.last()
             {
-                let sink = match early {
-                    Some(sink) => sink,
-                    None => start.await,
-                };
+                let sink = answer(start, early).await;
                 match record::copy_all(sink, &records, fence, self.compact).await {
                     Ok(mut writer) => {
                         let mut finish = Box::pin(writer.as_mut().finish());
                         let finished = poll_once(&mut finish).await;
-                        if split {
-                            let finished = match finished {
-                                Some(finished) => finished,
-                                None => finish.await,
-                            };
-                            if let Err(error) = finished {
-                                results.push(Err(error));
-                            }
-                        } else {
-                            let mut commit = Box::pin(client.batch_execute("COMMIT"));
-                            let sent = poll_once(&mut commit).await;
-                            let finished = match finished {
-                                Some(finished) => finished,
-                                None => finish.await,
-                            };
-                            if let Err(error) = finished {
-                                results.push(Err(error));
-                            }
-                            let commit = match sent {
-                                Some(commit) => commit,
-                                None => commit.await,
-                            };
-                            results.push(commit.map(|()| Vec::new()));
+                        // Right behind the copy's end; with crash points, below, once the
+                        // copy has been answered.
+                        let mut commit = (!split).then(|| Box::pin(client.batch_execute("COMMIT")));
+                        let sent = match commit.as_mut() {
+                            Some(commit) => poll_once(commit).await,
+                            None => None,
+                        };
+                        if let Err(error) = answer(finish, finished).await {
+                            results.push(Err(error));
+                        }
+                        if let Some(commit) = commit {
+                            results.push(answer(commit, sent).await.map(|()| Vec::new()));
                             committed = true;
                         }
                     }
@@ -765,6 +748,15 @@ enum Answer {
         oneshot::Sender<Result<(), StoreError>>,
         Result<(), StoreError>,
     ),
+}
+
+/// What `future` gives: `early` if a first poll ([`poll_once`]) finished it, else what it
+/// gives once awaited.
+async fn answer<F: Future + Unpin>(future: F, early: Option<F::Output>) -> F::Output {
+    match early {
+        Some(output) => output,
+        None => future.await,
+    }
 }
 
 /// Polls `future` once, in the caller's task (which writes its request, if it has one), and

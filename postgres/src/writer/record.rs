@@ -369,16 +369,13 @@ pub(super) async fn record_all(
         if renewing.is_empty() {
             return fence.await;
         }
-        let pick = |i: &usize| (runs[*i], tokens[*i], leases[*i], ends[*i], end_errors[*i]);
-        let mut some = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (run, token, lease, end, error) in renewing.iter().map(pick) {
-            some.0.push(run);
-            some.1.push(token);
-            some.2.push(lease);
-            some.3.push(end);
-            some.4.push(error);
+        fn of<T: Copy>(column: &[T], at: &[usize]) -> Vec<T> {
+            at.iter().map(|&i| column[i]).collect()
         }
-        let renewed: [&dyn Param; 5] = [&some.0, &some.1, &some.2, &some.3, &some.4];
+        let at = &renewing;
+        let (r_runs, r_tokens, r_leases) = (of(&runs, at), of(&tokens, at), of(&leases, at));
+        let (r_ends, r_errors) = (of(&ends, at), of(&end_errors, at));
+        let renewed: [&dyn Param; 5] = [&r_runs, &r_tokens, &r_leases, &r_ends, &r_errors];
         let renew = conn.renew.query(&conn.client, &renewed);
         let (rows, _) = futures_util::future::try_join(fence, renew).await?;
         return Ok(rows);
