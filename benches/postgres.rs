@@ -188,7 +188,7 @@ fn main() {
         let writers = std::env::var("SAGAFLOW_BENCH_WRITERS")
             .ok()
             .and_then(|w| w.parse().ok())
-            .unwrap_or(1);
+            .unwrap_or(PgOptions::default().writers);
         let store = PgStore::connect(
             &url(),
             PgOptions::default()

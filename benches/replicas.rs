@@ -87,7 +87,7 @@ async fn replica(settings: &str) {
     let writers = std::env::var("SAGAFLOW_BENCH_WRITERS")
         .ok()
         .and_then(|w| w.parse().ok())
-        .unwrap_or(1);
+        .unwrap_or(PgOptions::default().writers);
     let options = PgOptions::default()
         .schema(SCHEMA)
         .owner(format!("replica-{index}"))

@@ -249,7 +249,7 @@ impl PgStore {
             Arc::clone(&label),
         ));
         let (writes, queue) = mpsc::unbounded_channel();
-        let queue: writer::Shared = Arc::new(tokio::sync::Mutex::new(queue));
+        let queue: writer::Shared = Arc::new(writer::Queue::new(queue));
         let mut writers = Vec::with_capacity(options.writers.max(1));
         for i in 0..options.writers.max(1) {
             let key = match i {
@@ -267,8 +267,8 @@ impl PgStore {
             writer.connect().await?;
             writers.push(writer);
         }
-        for writer in writers {
-            tokio::spawn(writer.run(Arc::clone(&queue)));
+        for (i, writer) in writers.into_iter().enumerate() {
+            tokio::spawn(writer.run(Arc::clone(&queue), i == 0));
         }
         let heartbeat = tokio::spawn(heartbeat(
             Arc::downgrade(&leases),

@@ -13,7 +13,9 @@
 //! `record_v2` instead, which fences and appends them in one statement.) While a batch is in
 //! flight, new writes queue for the next one, so the batch grows exactly when the load does;
 //! and before a batch goes, the tasks the last answers woke are let run while their writes keep
-//! coming, so that runs moving together stay in one batch. In a compact log
+//! coming, so that runs moving together stay in one batch. A batch of many writes is cut into
+//! shares for the store's other writers that are free, which commit side by side, so that
+//! several server processes do its work (see `queue`). In a compact log
 //! (`PgOptions::compact_log`, schema 10) a write that completes a step and starts the next is
 //! one row whose `next_step` names the started step, which keeps the number it would have had
 //! (see [`RecordRow::next_step`]).
@@ -45,7 +47,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_postgres::Row;
 
 use crate::change::ChangeRow;
@@ -55,6 +57,7 @@ use crate::session::{Kept, Session};
 use crate::tail::Tail;
 pub(crate) use create::CreateRow;
 use doubt::committed_batch;
+pub(crate) use queue::Queue;
 use record::{Answered, Numbered, Outcome, distribute, record_all, split};
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
@@ -68,11 +71,9 @@ use sql::{
 
 mod create;
 mod doubt;
+mod queue;
 mod record;
 mod sql;
-
-/// The most writes one transaction takes; the rest wait for the next one.
-const MAX_BATCH: usize = 1024;
 
 /// A change of a run to record, fenced by `token` (-1: this store holds no lease on it), and
 /// `then` with it in the same transaction when given.
@@ -102,20 +103,6 @@ impl RecordRow {
             && self.change.end.is_none())
         .then_some(then.step.as_deref())
         .flatten()
-    }
-}
-
-/// How many times the writer lets the tasks it has woken run before it sends a batch, while
-/// their writes keep coming.
-const GATHER_YIELDS: usize = 4;
-
-/// Moves the writes waiting in `writes` into `batch`, up to [`MAX_BATCH`].
-fn take_waiting(writes: &mut mpsc::UnboundedReceiver<Write>, batch: &mut Vec<Write>) {
-    while batch.len() < MAX_BATCH {
-        match writes.try_recv() {
-            Ok(write) => batch.push(write),
-            Err(_) => break,
-        }
     }
 }
 
@@ -156,8 +143,8 @@ pub(crate) struct Stats {
     pub(crate) writes: AtomicU64,
 }
 
-/// The writes waiting, which the store's writers take in turns.
-pub(crate) type Shared = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Write>>>;
+/// The writes waiting, which the store's writers take (see [`Queue`]).
+pub(crate) type Shared = Arc<Queue>;
 
 /// The writer task's state.
 pub(crate) struct Writer {
@@ -230,31 +217,17 @@ impl Writer {
         }
     }
 
-    /// Serves `writes` until every sender is gone, taking turns with the store's other
-    /// writers: one waits for writes while the others commit theirs.
-    pub(crate) async fn run(mut self, writes: Shared) {
+    /// Serves `writes` until every sender is gone: the first writer (`first`) takes the
+    /// writes as they come, the others the shares of its batches (see [`Queue`]).
+    pub(crate) async fn run(mut self, writes: Shared, first: bool) {
         loop {
-            let batch = {
-                let mut writes = writes.lock().await;
-                let Some(first) = writes.recv().await else {
-                    break;
-                };
-                let mut batch = vec![first];
-                take_waiting(&mut writes, &mut batch);
-                // The answers to the last batch woke its runs' tasks, whose next writes come
-                // within microseconds: they are let run before the batch goes, for as long as
-                // their writes keep coming (a few turns at most), so that the runs go on in one
-                // batch rather than as a first write alone and the rest after it. A write alone
-                // (a sequential run) costs one turn of the scheduler.
-                for _ in 0..GATHER_YIELDS {
-                    let before = batch.len();
-                    tokio::task::yield_now().await;
-                    take_waiting(&mut writes, &mut batch);
-                    if batch.len() == before || batch.len() >= MAX_BATCH {
-                        break;
-                    }
-                }
-                batch
+            let batch = if first {
+                writes.gather().await
+            } else {
+                writes.share().await
+            };
+            let Some(batch) = batch else {
+                break;
             };
             self.commit(batch).await;
         }

@@ -12,6 +12,7 @@
 mod support;
 
 use std::collections::BTreeSet;
+use std::future::Future as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -634,4 +635,112 @@ async fn a_write_the_server_refuses_fails_alone_and_the_rest_of_its_batch_is_app
         .flatten()
         .collect();
     assert_eq!(started, expected, "every start but the refused one, once");
+}
+
+/// A large batch is shared out to the writers that are free, and the shares commit side by
+/// side. The first writer is held up on a lone write (its run's row locked by another
+/// session) while 64 writes queue behind it; once free, it gathers them into one batch and,
+/// with a second writer free, cuts it in two shares of 32: two commits, on two transactions,
+/// each writer's batch number written, every write appended once. With one writer, the same
+/// 64 writes are one commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_batch_is_shared_out_to_the_free_writers() {
+    use sagaflow_core::conformance::runs::{create, start};
+
+    let db = fresh_db!();
+    let client = support::client(&db.url).await;
+    let schema = &db.schema;
+    for (writers, commits) in [(2, 2), (1, 1)] {
+        let owner = format!("owner-{writers}");
+        let store = PgStore::connect(&db.url, db.options().owner(&owner).writers(writers))
+            .await
+            .unwrap();
+        let blocker = format!("blocker-{writers}");
+        let ids: Vec<String> = (0..64).map(|i| format!("w{writers}-{i:02}")).collect();
+        for id in std::iter::once(&blocker).chain(&ids) {
+            create(&store, id, "W").await.unwrap();
+        }
+
+        let holder = support::client(&db.url).await;
+        holder.batch_execute("BEGIN").await.unwrap();
+        holder
+            .execute(
+                &format!("SELECT 1 FROM \"{schema}\".runs WHERE run_id = $1 FOR UPDATE"),
+                &[&blocker],
+            )
+            .await
+            .unwrap();
+        let pid: i32 = holder
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let held = tokio::spawn({
+            let store = store.clone();
+            async move { start(&store, &blocker, "burst").await }
+        });
+        // The first writer's statement waits for the lock.
+        loop {
+            let waiting: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                    &[&pid],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let before = store.commits();
+        // Polled once, every write of the burst is queued (a write is sent when first polled).
+        let mut burst = Box::pin(futures_util::future::join_all(
+            ids.iter().map(|id| start(&store, id, "burst")),
+        ));
+        let polled =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(burst.as_mut().poll(cx))).await;
+        assert!(polled.is_pending());
+        holder.batch_execute("COMMIT").await.unwrap();
+        held.await.unwrap().unwrap();
+        let answers = burst.await;
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        let burst_commits = store.commits() - before - 1;
+        assert_eq!(
+            burst_commits, commits,
+            "64 writes gathered at once with {writers} writers"
+        );
+
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT count(*), count(DISTINCT seq >> 20) FROM \"{schema}\".events \
+                     WHERE step = 'burst' AND run_id LIKE $1"
+                ),
+                &[&format!("w{writers}-%")],
+            )
+            .await
+            .unwrap();
+        let (events, transactions): (i64, i64) = (row.get(0), row.get(1));
+        assert_eq!(events, 64, "every write appended once");
+        assert_eq!(transactions, commits as i64, "one transaction a share");
+        let mut numbered: Vec<String> = client
+            .query(
+                &format!("SELECT owner FROM \"{schema}\".writers WHERE owner LIKE $1"),
+                &[&format!("{owner}%")],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        numbered.sort();
+        let expected: Vec<String> = if writers == 2 {
+            vec![owner.clone(), format!("{owner}/w1")]
+        } else {
+            vec![owner.clone()]
+        };
+        assert_eq!(numbered, expected, "the writers that committed a batch");
+    }
 }
