@@ -48,7 +48,7 @@ pub struct PgOptions {
     /// (the log is numbered by transaction, not under a lock), so that the batch's work on
     /// the server is done by as many server processes. A sequential run's checkpoints, and
     /// every batch too small to share, go on the first writer's connection alone. With 100
-    /// concurrent runs on one 2-core machine, a second writer gave 35–55% more steps a
+    /// concurrent runs on one 2-core machine, a second writer gave 23–42% more steps a
     /// second (benches/README.md, session 21); 1 saves a connection.
     pub writers: usize,
     /// How long connecting may take before it is an error; 10 s by default.
