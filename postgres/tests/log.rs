@@ -661,39 +661,13 @@ async fn a_large_batch_is_shared_out_to_the_free_writers() {
             create(&store, id, "W").await.unwrap();
         }
 
-        let holder = support::client(&db.url).await;
-        holder.batch_execute("BEGIN").await.unwrap();
-        holder
-            .execute(
-                &format!("SELECT 1 FROM \"{schema}\".runs WHERE run_id = $1 FOR UPDATE"),
-                &[&blocker],
-            )
-            .await
-            .unwrap();
-        let pid: i32 = holder
-            .query_one("SELECT pg_backend_pid()", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let (holder, pid) = support::hold_run(&db.url, schema, &blocker).await;
         let held = tokio::spawn({
             let store = store.clone();
             async move { start(&store, &blocker, "burst").await }
         });
         // The first writer's statement waits for the lock.
-        loop {
-            let waiting: i64 = client
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
-                    &[&pid],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if waiting == 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        support::until_blocked_by(&db.url, pid).await;
         let before = store.commits();
         // Polled once, every write of the burst is queued (a write is sent when first polled).
         let mut burst = Box::pin(futures_util::future::join_all(

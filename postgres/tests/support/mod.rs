@@ -25,6 +25,51 @@ pub(crate) async fn client(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// A session of its own on the server at `url` that holds run `run`'s row of `schema` locked
+/// `FOR UPDATE`, its transaction open, so that a write of the run waits on the server (its
+/// fence's lock); and the session's process id. `COMMIT` on it lets the row go.
+pub(crate) async fn hold_run(url: &str, schema: &str, run: &str) -> (tokio_postgres::Client, i32) {
+    let holder = client(url).await;
+    holder.batch_execute("BEGIN").await.unwrap();
+    holder
+        .execute(
+            &format!("SELECT 1 FROM \"{schema}\".runs WHERE run_id = $1 FOR UPDATE"),
+            &[&run],
+        )
+        .await
+        .unwrap();
+    let pid: i32 = holder
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    (holder, pid)
+}
+
+/// Waits until a session of the server at `url` waits for a lock the session `pid` holds.
+pub(crate) async fn until_blocked_by(url: &str, pid: i32) {
+    let client = client(url).await;
+    let blocked = async {
+        loop {
+            let waiting: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                    &[&pid],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), blocked)
+        .await
+        .expect("a session waits for the held lock");
+}
+
 /// How many events of kind `kind` the log of `run` holds.
 pub(crate) async fn count_events(
     store: &PgStore,
