@@ -24,16 +24,16 @@ use tokio::sync::{Notify, mpsc};
 use super::Write;
 
 /// The most writes one transaction takes; the rest wait for the next one.
-pub(super) const MAX_BATCH: usize = 1024;
+const MAX_BATCH: usize = 1024;
 
 /// How many times the first writer lets the tasks it has woken run before it sends a batch,
 /// while their writes keep coming.
 const GATHER_YIELDS: usize = 4;
 
-/// The fewest writes a batch is shared out from; each share holds at least half of it. Below
-/// this, a transaction more costs more than the work it takes off the first writer's
-/// server process.
-pub(super) const SHARE_MIN: usize = 32;
+/// The fewest writes a batch is shared out from; each share holds at least half as many.
+/// Each share costs a transaction of its own (its round trips, its flush), which a few
+/// writes' server work would not repay.
+const SHARE_MIN: usize = 32;
 
 /// The writes waiting, and the shares of a batch left for the writers that are free.
 pub(crate) struct Queue {
