@@ -2,6 +2,7 @@
 //! events, or [`ONE_SQL`](super::sql::ONE_SQL) for a batch of one write), and what each write
 //! of a committed batch got back.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -106,8 +107,7 @@ fn batch_found(rows: &[Row]) -> Option<Found> {
     ))
 }
 
-/// What the fence of several writes ([`FENCE_SQL`](super::sql::FENCE_SQL)) said: its one
-/// row.
+/// What the fence of several writes ([`FENCE_SQL`](super::sql::FENCE_SQL)) said of them.
 pub(super) struct Fence {
     /// The number before the batch's first change's (see [`COPY_SQL`](super::sql::COPY_SQL)).
     base: i64,
@@ -117,17 +117,43 @@ pub(super) struct Fence {
 }
 
 impl Fence {
-    /// The fence's answer, if it has the shape of one for `writes` writes.
-    pub(super) fn of(rows: &[Row], writes: usize) -> Option<Fence> {
+    /// The fence's answer for `writes`, if it has its shape: a write passed if its run was
+    /// found with the write's token and not parked.
+    pub(super) fn of(rows: &[Row], writes: &[&RecordRow]) -> Option<Fence> {
         let row = rows.first()?;
         let xid = row.try_get::<_, i64>(0).ok()?;
-        let fence = Fence {
+        let runs = row
+            .try_get::<_, Option<Vec<&str>>>(2)
+            .ok()?
+            .unwrap_or_default();
+        let tokens = row
+            .try_get::<_, Option<Vec<i64>>>(3)
+            .ok()?
+            .unwrap_or_default();
+        let parked = row
+            .try_get::<_, Option<Vec<bool>>>(4)
+            .ok()?
+            .unwrap_or_default();
+        if tokens.len() != runs.len() || parked.len() != runs.len() {
+            return None;
+        }
+        let found: HashMap<&str, (i64, bool)> = runs
+            .into_iter()
+            .zip(tokens.into_iter().zip(parked))
+            .collect();
+        let (passed, exists) = writes
+            .iter()
+            .map(|write| match found.get(write.run_id.as_str()) {
+                Some(&(token, parked)) => (token == write.token && !parked, true),
+                None => (false, false),
+            })
+            .unzip();
+        Some(Fence {
             base: xid.checked_mul(1 << 20)?.checked_add(1 << 19)?,
             at: row.try_get::<_, i64>(1).ok()?,
-            passed: row.try_get::<_, Vec<bool>>(2).ok()?,
-            exists: row.try_get::<_, Vec<bool>>(3).ok()?,
-        };
-        (fence.passed.len() == writes && fence.exists.len() == writes).then_some(fence)
+            passed,
+            exists,
+        })
     }
 
     /// Each change of `writes` with its number, for the writes that passed, in the batch's
@@ -152,7 +178,7 @@ impl Fence {
 
 /// What the fence of several writes said, as [`outcomes`] takes it.
 fn fence_found(writes: &[&RecordRow], rows: &[Row]) -> Option<Found> {
-    let fence = Fence::of(rows, writes.len())?;
+    let fence = Fence::of(rows, writes)?;
     let seqs = fence.numbered(writes).map(|(seq, ..)| seq).collect();
     Some((seqs, fence.at, fence.passed, fence.exists))
 }
@@ -177,7 +203,7 @@ pub(super) async fn copy_all(
     rows: &[Row],
     compact: bool,
 ) -> Result<CopyRows, CopyError> {
-    let fence = Fence::of(rows, writes.len()).ok_or(CopyError::Answer)?;
+    let fence = Fence::of(rows, writes).ok_or(CopyError::Answer)?;
     let mut writer = Box::pin(BinaryCopyInWriter::new(started?, &COPY_TYPES));
     for (seq, write, change) in fence.numbered(writes) {
         // In a compact log, a write's first row logs the start that follows it too (taking
@@ -361,7 +387,7 @@ pub(super) async fn record_all(
     if conn.copy.is_some() {
         // The fence, and right behind it (both written before either answer is read) the
         // renewals and ends of the writes that may renew or end their run, if any.
-        let fenced: [&dyn Param; 2] = [&runs, &tokens];
+        let fenced: [&dyn Param; 1] = [&runs];
         let fence = conn.fence.query(&conn.client, &fenced);
         let renewing: Vec<usize> = (0..writes.len())
             .filter(|&i| writes[i].renew || ends[i].is_some())

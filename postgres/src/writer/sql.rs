@@ -90,19 +90,24 @@ FROM (SELECT 1) AS one
     LEFT JOIN ev created ON created.kind = 'run_created'
     LEFT JOIN ev began ON began.kind = 'step_started'";
 
-/// The fence of every change write of a batch of several: the writes as arrays (a run's id
-/// and token). Each write's run is looked up by key and locked `FOR KEY SHARE` to the commit,
-/// in `run_id` order (the writes sorted first; a lateral lookup goes in their order), so that
-/// no take-up commits between the fence and the commit (see `schema`, version 7); a locking
-/// read gives the row's latest version. A hash join would read the whole table every batch;
-/// the `LIMIT` keeps the planner from turning the lookup into one.
+/// The fence of every change write of a batch of several: their runs' ids, as an array. Each
+/// run's row is looked up by key and locked `FOR KEY SHARE` to the commit, in `run_id` order
+/// (a locking clause applies after the `ORDER BY`), so that no take-up commits between the
+/// fence and the commit (see `schema`, version 7); a locking read gives the row's latest
+/// version. (The writer's plans are generic and scan no table whole: see
+/// `Session::plan_once`.)
 ///
 /// One row comes back: the transaction's id (the events' numbers are its id shifted left by
-/// 20 bits, their place in the batch in the upper half: see [`COPY_SQL`]), the time, and for
-/// each write whether it passed the fence and whether its run exists. The writer then copies
-/// in the events of the writes that passed ([`COPY_SQL`]), in the same transaction. The runs
-/// to renew or end go in a statement of their own, sent right behind this one
+/// 20 bits, their place in the batch in the upper half: see [`COPY_SQL`]), the time, and the
+/// runs found with their tokens and whether each is parked; the writer decides which writes
+/// passed (their run found, with their token, not parked: see `record::Fence`). It then
+/// copies in the events of the writes that passed ([`COPY_SQL`]), in the same transaction.
+/// The runs to renew or end go in a statement of their own, sent right behind this one
 /// ([`RENEW_SQL`]).
+///
+/// Until session 21 the statement compared the tokens itself, each write's run looked up
+/// apart (a lateral subquery over the writes, unnested with their tokens and sorted): about
+/// 1.5 µs a write more on the server (benches/README.md, session 21).
 ///
 /// Until session 17 one call of the schema's `record_v2` did this and appended the events
 /// from arrays too; the schema keeps that function for the releases before. Appending them by
@@ -112,21 +117,12 @@ FROM (SELECT 1) AS one
 /// 20 this statement renewed and ended the runs too, for every batch, whatever it held: a
 /// third of its time in a batch of 80 writes that renewed nothing (benches/README.md).
 pub(super) const FENCE_SQL: &str = "
-WITH w AS MATERIALIZED (
-    SELECT x.wi, r.run_id IS NOT NULL AS run_exists,
-        COALESCE(r.lease_token = x.token AND NOT r.parked, false) AS admitted
-    FROM (
-        SELECT * FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS u(run_id, token, wi)
-        ORDER BY u.run_id
-    ) x
-    LEFT JOIN LATERAL (
-        SELECT run_id, lease_token, parked FROM runs WHERE run_id = x.run_id
-        LIMIT 1 FOR KEY SHARE
-    ) r ON true
-)
 SELECT pg_current_xact_id()::text::bigint, now_ms(),
-    array_agg(admitted ORDER BY wi), array_agg(run_exists ORDER BY wi)
-FROM w";
+    array_agg(run_id), array_agg(lease_token), array_agg(parked)
+FROM (
+    SELECT run_id, lease_token, parked FROM runs WHERE run_id = ANY($1::text[])
+    ORDER BY run_id FOR KEY SHARE
+) r";
 
 /// The renewals and ends of a batch's runs, sent right behind its fence ([`FENCE_SQL`]), in
 /// the same transaction: the writes that end their run, or whose lease the store may renew
