@@ -312,11 +312,10 @@ async fn a_share_cut_around_its_commit(cut: Cut) {
         .await
         .unwrap();
     let appended: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    let expected: Vec<(String, i64)> = std::iter::once("blocker".to_owned())
+    let mut expected: Vec<(String, i64)> = std::iter::once("blocker".to_owned())
         .chain(ids.iter().cloned())
         .map(|id| (id, 1))
         .collect();
-    let mut expected = expected;
     expected.sort();
     assert_eq!(appended, expected, "each write appended once");
     let writers: i64 = client
