@@ -267,8 +267,8 @@ impl PgStore {
             writer.connect().await?;
             writers.push(writer);
         }
-        for (i, writer) in writers.into_iter().enumerate() {
-            tokio::spawn(writer.run(Arc::clone(&queue), i == 0));
+        for writer in writers {
+            tokio::spawn(writer.run(Arc::clone(&queue)));
         }
         let heartbeat = tokio::spawn(heartbeat(
             Arc::downgrade(&leases),

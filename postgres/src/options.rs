@@ -42,14 +42,15 @@ pub struct PgOptions {
     /// Connections for reads and the writes outside a group commit (signals, machines,
     /// leases taken up), besides the writers' own connections; 4 by default.
     pub pool_size: usize,
-    /// Writer connections; 2 by default. The first takes every checkpoint and gathers them
-    /// into batches; when a batch holds at least 32 writes, it is cut into shares, one for
-    /// each writer that is free, which commit side by side, each in a transaction of its own
-    /// (the log is numbered by transaction, not under a lock), so that the batch's work on
-    /// the server is done by as many server processes. A sequential run's checkpoints, and
-    /// every batch too small to share, go on the first writer's connection alone. With 100
-    /// concurrent runs on one 2-core machine, a second writer gave 23–42% more steps a
-    /// second (benches/README.md, session 21); 1 saves a connection.
+    /// Writer connections; 2 by default. Whichever writer is free takes the checkpoints
+    /// waiting and gathers them into a batch; when a batch holds at least 32 writes, it is
+    /// cut into shares, one for each writer that is free, which commit side by side, each in
+    /// a transaction of its own (the log is numbered by transaction, not under a lock), so
+    /// that the batch's work on the server is done by as many server processes; and the
+    /// checkpoints that come while one writer commits are gathered by another at once. With
+    /// 100 concurrent runs on one 2-core machine, a second writer gave 23–42% more steps a
+    /// second (benches/README.md, sessions 21 and 22); 3 or 4 gave less than 2 there; 1 saves
+    /// a connection.
     pub writers: usize,
     /// How long connecting may take before it is an error; 10 s by default.
     pub connect_timeout: Duration,

@@ -217,18 +217,10 @@ impl Writer {
         }
     }
 
-    /// Serves `writes` until every sender is gone: the first writer (`first`) takes the
-    /// writes as they come, the others the shares of its batches (see [`Queue`]).
-    pub(crate) async fn run(mut self, writes: Shared, first: bool) {
-        loop {
-            let batch = if first {
-                writes.gather().await
-            } else {
-                writes.share().await
-            };
-            let Some(batch) = batch else {
-                break;
-            };
+    /// Serves `writes` until every sender is gone: the writes gathered while this writer holds
+    /// the queue, and the shares of the batches other writers gathered (see [`Queue`]).
+    pub(crate) async fn run(mut self, writes: Shared) {
+        while let Some(batch) = writes.next().await {
             self.commit(batch).await;
         }
         // The store is gone and every write answered: no batch of this owner can be in

@@ -305,13 +305,14 @@ async fn a_checkpoint_renews_the_lease_once_half_spent_and_not_before() {
 /// The same for checkpoints that go in batches of several (the fence, and the renewals sent
 /// right behind it): twenty runs at once, whose checkpoints after the middle step go
 /// together. After quick steps no row was touched; after slow ones, each run's checkpoint
-/// renewed its lease, once.
+/// renewed its lease, once. One writer: with two, a write that comes while one commits is
+/// taken by the other at once, and these runs' writes, which come a few at a time, would
+/// often go alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoints_in_a_batch_renew_the_leases_half_spent_and_not_before() {
     let db = fresh_db!();
-    let store = PgStore::connect(&db.url, db.options().lease(Duration::from_secs(2)))
-        .await
-        .unwrap();
+    let options = db.options().lease(Duration::from_secs(2)).writers(1);
+    let store = PgStore::connect(&db.url, options).await.unwrap();
     store.pause_heartbeats();
     let runs = |name: &'static str, middle: Duration| {
         let (store, db) = (&store, &db);
@@ -638,12 +639,12 @@ async fn a_write_the_server_refuses_fails_alone_and_the_rest_of_its_batch_is_app
 }
 
 /// A large batch is shared out to the writers that are free, and the shares commit side by
-/// side. The first writer is held up on a lone write (its run's row locked by another
-/// session) while 64 writes queue behind it; once free, it gathers them into one batch and,
-/// with a second writer free, cuts it in two shares of 32: two commits, on two transactions,
-/// each writer's batch number written, every write appended once. With one writer, the same
-/// 64 writes are one commit.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// side. Both writers wait (one holds the queue, the other waits for it) while 64 writes are
+/// queued at once (a runtime of one thread: no writer runs while the burst is polled); the
+/// writer that holds the queue gathers them into one batch and, with the other writer free,
+/// cuts it in two shares of 32: two commits, on two transactions, each writer's batch number
+/// written, every write appended once. With one writer, the same 64 writes are one commit.
+#[tokio::test(flavor = "current_thread")]
 async fn a_large_batch_is_shared_out_to_the_free_writers() {
     use sagaflow_core::conformance::runs::{create, start};
 
@@ -655,19 +656,10 @@ async fn a_large_batch_is_shared_out_to_the_free_writers() {
         let store = PgStore::connect(&db.url, db.options().owner(&owner).writers(writers))
             .await
             .unwrap();
-        let blocker = format!("blocker-{writers}");
         let ids: Vec<String> = (0..64).map(|i| format!("w{writers}-{i:02}")).collect();
-        for id in std::iter::once(&blocker).chain(&ids) {
+        for id in &ids {
             create(&store, id, "W").await.unwrap();
         }
-
-        let (holder, pid) = support::hold_run(&db.url, schema, &blocker).await;
-        let held = tokio::spawn({
-            let store = store.clone();
-            async move { start(&store, &blocker, "burst").await }
-        });
-        // The first writer's statement waits for the lock.
-        support::until_blocked_by(&db.url, pid).await;
         let before = store.commits();
         // Polled once, every write of the burst is queued (a write is sent when first polled).
         let mut burst = Box::pin(futures_util::future::join_all(
@@ -676,13 +668,11 @@ async fn a_large_batch_is_shared_out_to_the_free_writers() {
         let polled =
             std::future::poll_fn(|cx| std::task::Poll::Ready(burst.as_mut().poll(cx))).await;
         assert!(polled.is_pending());
-        holder.batch_execute("COMMIT").await.unwrap();
-        held.await.unwrap().unwrap();
         let answers = burst.await;
         assert!(answers.iter().all(Result::is_ok), "{answers:?}");
-        let burst_commits = store.commits() - before - 1;
         assert_eq!(
-            burst_commits, commits,
+            store.commits() - before,
+            commits,
             "64 writes gathered at once with {writers} writers"
         );
 
@@ -717,4 +707,37 @@ async fn a_large_batch_is_shared_out_to_the_free_writers() {
         };
         assert_eq!(numbered, expected, "the writers that committed a batch");
     }
+}
+
+/// No writer goes first: while one writer's batch waits in the server (its run's row locked
+/// by another session), the other writer takes the queue and commits the writes that come
+/// meanwhile. (Were the queue one writer's, the second write would wait for the first
+/// writer's, which waits for the lock, held here until the second write is answered.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_held_up_in_the_server_holds_up_no_other_write() {
+    use sagaflow_core::conformance::runs::{create, start};
+
+    let db = fresh_db!();
+    // The blocked write waits for the lock longer than the other write is given.
+    let options = db
+        .options()
+        .writers(2)
+        .lock_timeout(Duration::from_secs(60));
+    let store = PgStore::connect(&db.url, options).await.unwrap();
+    for id in ["blocker", "other"] {
+        create(&store, id, "W").await.unwrap();
+    }
+    let (holder, pid) = support::hold_run(&db.url, &db.schema, "blocker").await;
+    let held = tokio::spawn({
+        let store = store.clone();
+        async move { start(&store, "blocker", "held").await }
+    });
+    support::until_blocked_by(&db.url, pid).await;
+    let other = tokio::time::timeout(Duration::from_secs(30), start(&store, "other", "free"))
+        .await
+        .expect("the other run's write was held up behind the blocked one");
+    other.unwrap();
+    assert!(!held.is_finished(), "the blocked write waited for the lock");
+    holder.batch_execute("COMMIT").await.unwrap();
+    held.await.unwrap().unwrap();
 }

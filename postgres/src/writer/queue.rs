@@ -1,20 +1,24 @@
 //! The writes waiting for the store's writers, and how a large batch is shared out.
 //!
-//! The first writer takes the writes as they come and gathers them into batches (see
-//! [`Queue::gather`]). A batch's server work (its fence, the rows it copies in, their index
-//! entries) is done by the one server process behind the writer's connection, in series, while
-//! the runs it answers wait and the machine's other cores idle: with a hundred runs moving in
-//! one cohort, that process was the one busy thing (benches/README.md, session 21). So when
-//! the first writer has gathered at least [`SHARE_MIN`] writes and another writer is free, the
-//! batch is cut into shares, one for itself and one for each free writer, and the shares commit
-//! side by side, each in a transaction of its own on its own connection.
+//! Every writer takes its next batch from one queue ([`Queue::next`]). The writer that holds
+//! the queue gathers the writes as they come into a batch (see the writer's module); the
+//! others wait for the queue or for a share. A batch's server work (its fence, the rows it
+//! copies in, their index entries) is done by the one server process behind its writer's
+//! connection, in series, while the runs it answers wait and the machine's other cores idle:
+//! with a hundred runs moving in one cohort, that process was the one busy thing
+//! (benches/README.md, session 21). So when a writer has gathered at least [`SHARE_MIN`]
+//! writes and another writer is free, the batch is cut into shares, one for itself and one
+//! for each free writer, and the shares commit side by side, each in a transaction of its own
+//! on its own connection.
 //!
-//! The other writers take nothing but shares ([`Queue::share`]): a sequential run's lone
-//! checkpoints, and every batch too small to share, go on the first writer's connection alone,
-//! as with one writer. A share is fenced, numbered and settled like any batch (events are
-//! numbered by transaction, so shares committing side by side need no lock between them), and
-//! a share no writer took is taken by the first writer before it gathers new writes, so none
-//! is left behind.
+//! No writer is first: the queue goes to whichever writer is free, so the writes that come
+//! while one writer commits are gathered by another at once, rather than waiting for that
+//! commit (session 22: with one writer gathering, half a cohort waited for it in one round of
+//! three). A cohort thus moves as parts that take turns between the server and the engine. A
+//! share is fenced, numbered and settled like any batch (events are numbered by transaction,
+//! so shares committing side by side need no lock between them), and a share no writer took
+//! is taken by the next writer to come back to the queue, before it gathers, so none is left
+//! behind.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -26,7 +30,7 @@ use super::Write;
 /// The most writes one transaction takes; the rest wait for the next one.
 const MAX_BATCH: usize = 1024;
 
-/// How many times the first writer lets the tasks it has woken run before it sends a batch,
+/// How many times the gathering writer lets the tasks it has woken run before it sends a batch,
 /// while their writes keep coming.
 const GATHER_YIELDS: usize = 4;
 
@@ -37,15 +41,15 @@ const SHARE_MIN: usize = 32;
 
 /// The writes waiting, and the shares of a batch left for the writers that are free.
 pub(crate) struct Queue {
-    /// Taken by the first writer only.
+    /// Held by the writer that gathers the next batch.
     writes: tokio::sync::Mutex<mpsc::UnboundedReceiver<Write>>,
     /// Shares of a batch, each for one writer.
     shares: Mutex<Vec<Vec<Write>>>,
-    /// How many writers besides the first wait for a share.
+    /// How many writers wait for the queue or a share.
     free: AtomicUsize,
     /// Wakes the writers that wait for a share.
     shared: Notify,
-    /// Every sender is gone and every write taken: the writers end.
+    /// Every sender is gone and every write taken: the writers end once no share is left.
     closed: AtomicBool,
 }
 
@@ -61,40 +65,65 @@ impl Queue {
         }
     }
 
-    /// The first writer's next batch: a share nobody took, or the writes waiting, gathered
-    /// (see the writer's module), with shares of it left for the writers that are free.
-    /// `None` once every sender is gone.
-    pub(super) async fn gather(&self) -> Option<Vec<Write>> {
-        if let Some(share) = self.take_share() {
-            return Some(share);
-        }
-        let mut writes = self.writes.lock().await;
-        let Some(first) = writes.recv().await else {
-            self.closed.store(true, Ordering::SeqCst);
-            self.shared.notify_waiters();
-            return None;
-        };
-        let mut batch = vec![first];
-        take_waiting(&mut writes, &mut batch);
-        // The answers to the last batch woke its runs' tasks, whose next writes come within
-        // microseconds: they are let run before the batch goes, for as long as their writes
-        // keep coming (a few turns at most), so that the runs go on in one batch rather than
-        // as a first write alone and the rest after it. A write alone (a sequential run) costs
-        // one turn of the scheduler.
-        for _ in 0..GATHER_YIELDS {
-            let before = batch.len();
-            tokio::task::yield_now().await;
-            take_waiting(&mut writes, &mut batch);
-            if batch.len() == before || batch.len() >= MAX_BATCH {
-                break;
+    /// A writer's next batch: a share left for it, or the writes waiting, gathered while this
+    /// writer holds the queue, with shares of them left for the writers that are free. `None`
+    /// once every sender is gone and no share is left.
+    pub(super) async fn next(&self) -> Option<Vec<Write>> {
+        loop {
+            let notified = self.shared.notified();
+            tokio::pin!(notified);
+            // Registered before it counts as free, so that no share is left for a writer that
+            // is not listening yet.
+            notified.as_mut().enable();
+            if let Some(share) = self.take_share() {
+                return Some(share);
             }
+            if self.closed.load(Ordering::SeqCst) {
+                return None;
+            }
+            self.free.fetch_add(1, Ordering::SeqCst);
+            let mut writes = tokio::select! {
+                biased;
+                () = &mut notified => {
+                    self.free.fetch_sub(1, Ordering::SeqCst);
+                    continue;
+                }
+                writes = self.writes.lock() => {
+                    self.free.fetch_sub(1, Ordering::SeqCst);
+                    writes
+                }
+            };
+            // A share left while this writer waited for the queue goes first.
+            if let Some(share) = self.take_share() {
+                return Some(share);
+            }
+            let Some(first) = writes.recv().await else {
+                self.closed.store(true, Ordering::SeqCst);
+                self.shared.notify_waiters();
+                return None;
+            };
+            let mut batch = vec![first];
+            take_waiting(&mut writes, &mut batch);
+            // The answers to the last batch woke its runs' tasks, whose next writes come within
+            // microseconds: they are let run before the batch goes, for as long as their writes
+            // keep coming (a few turns at most), so that the runs go on in one batch rather
+            // than as a first write alone and the rest after it. A write alone (a sequential
+            // run) costs one turn of the scheduler.
+            for _ in 0..GATHER_YIELDS {
+                let before = batch.len();
+                tokio::task::yield_now().await;
+                take_waiting(&mut writes, &mut batch);
+                if batch.len() == before || batch.len() >= MAX_BATCH {
+                    break;
+                }
+            }
+            drop(writes);
+            return Some(self.share_out(batch));
         }
-        drop(writes);
-        Some(self.share_out(batch))
     }
 
-    /// Cuts `batch` into one share for the first writer and one for each writer that is free
-    /// (see [`cut`]); gives the first writer's.
+    /// Cuts `batch` into one share for the writer that gathered it and one for each writer
+    /// that is free (see [`cut`]); gives the gatherer's.
     fn share_out(&self, mut batch: Vec<Write>) -> Vec<Write> {
         let shares = cut(&mut batch, self.free.load(Ordering::SeqCst));
         if shares.is_empty() {
@@ -115,30 +144,9 @@ impl Queue {
         batch
     }
 
-    /// A share left by the first writer, if any.
+    /// A share left by the writer that gathered it, if any.
     fn take_share(&self) -> Option<Vec<Write>> {
         self.shares.lock().ok()?.pop()
-    }
-
-    /// Another writer's next batch: a share of one the first writer gathered. `None` once the
-    /// first writer has ended (every sender gone) and no share is left.
-    pub(super) async fn share(&self) -> Option<Vec<Write>> {
-        loop {
-            let notified = self.shared.notified();
-            tokio::pin!(notified);
-            // Registered before it counts as free, so that no share is left for a writer that
-            // is not listening yet.
-            notified.as_mut().enable();
-            if let Some(share) = self.take_share() {
-                return Some(share);
-            }
-            if self.closed.load(Ordering::SeqCst) {
-                return None;
-            }
-            self.free.fetch_add(1, Ordering::SeqCst);
-            notified.await;
-            self.free.fetch_sub(1, Ordering::SeqCst);
-        }
     }
 }
 
