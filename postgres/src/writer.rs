@@ -9,7 +9,8 @@
 //! number, one statement for every creation, and the fence of every change write
 //! (`sql::FENCE_SQL`), all written before the first answer is read; once the fence has
 //! answered, the events of the writes that passed it are copied in (`COPY`, which inserts
-//! them by pages), then `COMMIT`. (Behind a pooler the changes are one call of the schema's
+//! them by pages), the leases half spent renewed and the runs that end ended (`sql::RENEW_SQL`),
+//! then `COMMIT`, all sent without waiting. (Behind a pooler the changes are one call of the schema's
 //! `record_v2` instead, which fences and appends them in one statement.) While a batch is in
 //! flight, new writes queue for the next one, so the batch grows exactly when the load does;
 //! and before a batch goes, the tasks the last answers woke are let run while their writes keep
@@ -489,17 +490,31 @@ impl Writer {
             {
                 let sink = answer(start, early).await;
                 match record::copy_all(sink, &records, fence, self.compact).await {
-                    Ok(mut writer) => {
+                    Ok((mut writer, fence)) => {
                         let mut finish = Box::pin(writer.as_mut().finish());
                         let finished = poll_once(&mut finish).await;
-                        // Right behind the copy's end; with crash points, below, once the
-                        // copy has been answered.
+                        // The renewals and ends of the writes that passed, right behind the
+                        // copy's end (none if no write renews or ends its run).
+                        let renewals = fence.renewals(&records);
+                        let mut renew =
+                            (!renewals.is_empty()).then(|| Box::pin(renewals.send(conn)));
+                        let renew_sent = match renew.as_mut() {
+                            Some(renew) => poll_once(renew).await,
+                            None => None,
+                        };
+                        // Right behind them; with crash points, below, once they have been
+                        // answered.
                         let mut commit = (!split).then(|| Box::pin(client.batch_execute("COMMIT")));
                         let sent = match commit.as_mut() {
                             Some(commit) => poll_once(commit).await,
                             None => None,
                         };
                         if let Err(error) = answer(finish, finished).await {
+                            results.push(Err(error));
+                        }
+                        if let Some(renew) = renew
+                            && let Err(error) = answer(renew, renew_sent).await
+                        {
                             results.push(Err(error));
                         }
                         if let Some(commit) = commit {

@@ -2,7 +2,7 @@
 //! events, or [`ONE_SQL`](super::sql::ONE_SQL) for a batch of one write), and what each write
 //! of a committed batch got back.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -114,6 +114,8 @@ pub(super) struct Fence {
     at: i64,
     passed: Vec<bool>,
     exists: Vec<bool>,
+    /// When the lease of each write's run expires (`None`: none, or no such run).
+    expires: Vec<Option<i64>>,
 }
 
 impl Fence {
@@ -134,18 +136,30 @@ impl Fence {
             .try_get::<_, Option<Vec<bool>>>(4)
             .ok()?
             .unwrap_or_default();
-        if tokens.len() != runs.len() || parked.len() != runs.len() {
+        let leases = row
+            .try_get::<_, Option<Vec<Option<i64>>>>(5)
+            .ok()?
+            .unwrap_or_default();
+        if tokens.len() != runs.len() || parked.len() != runs.len() || leases.len() != runs.len() {
             return None;
         }
-        let found: HashMap<&str, (i64, bool)> = runs
+        let found: HashMap<&str, (i64, bool, Option<i64>)> = runs
             .into_iter()
-            .zip(tokens.into_iter().zip(parked))
+            .zip(tokens.into_iter().zip(parked).zip(leases))
+            .map(|(run, ((token, parked), expires))| (run, (token, parked, expires)))
             .collect();
+        let mut expires = Vec::with_capacity(writes.len());
         let (passed, exists) = writes
             .iter()
             .map(|write| match found.get(write.run_id.as_str()) {
-                Some(&(token, parked)) => (token == write.token && !parked, true),
-                None => (false, false),
+                Some(&(token, parked, lease)) => {
+                    expires.push(lease);
+                    (token == write.token && !parked, true)
+                }
+                None => {
+                    expires.push(None);
+                    (false, false)
+                }
             })
             .unzip();
         Some(Fence {
@@ -153,7 +167,50 @@ impl Fence {
             at: row.try_get::<_, i64>(1).ok()?,
             passed,
             exists,
+            expires,
         })
+    }
+
+    /// The renewals and ends of `writes` ([`RENEW_SQL`](super::sql::RENEW_SQL)): one a run,
+    /// in `run_id` order, for the writes that passed and end their run, or may renew its lease
+    /// (`RecordRow::renew`) and find it half spent at the fence's time, or have none. Several
+    /// writes of one run (its parallel branches) are one row: the longest lease, the end if
+    /// any writes one.
+    pub(super) fn renewals<'a>(&self, writes: &[&'a RecordRow]) -> Renewals<'a> {
+        let mut runs: BTreeMap<&'a str, Renewal<'a>> = BTreeMap::new();
+        for ((write, &passed), &expires) in writes.iter().zip(&self.passed).zip(&self.expires) {
+            let end = end_of(write);
+            if !passed || !(write.renew || end.is_some()) {
+                continue;
+            }
+            let run = runs.entry(write.run_id.as_str()).or_insert(Renewal {
+                lease_ms: write.lease_ms,
+                end: None,
+                error: None,
+                expires,
+            });
+            run.lease_ms = run.lease_ms.max(write.lease_ms);
+            if let Some((status, error)) = end {
+                run.end = run.end.max(Some(status));
+                run.error = run.error.max(error);
+            }
+        }
+        let mut renewals = Renewals {
+            at: self.at,
+            ..Renewals::default()
+        };
+        for (run, r) in runs {
+            let half_spent = r
+                .expires
+                .is_none_or(|expires| expires - self.at < r.lease_ms / 2);
+            if r.end.is_some() || half_spent {
+                renewals.runs.push(run);
+                renewals.leases.push(r.lease_ms);
+                renewals.ends.push(r.end);
+                renewals.errors.push(r.error);
+            }
+        }
+        renewals
     }
 
     /// Each change of `writes` with its number, for the writes that passed, in the batch's
@@ -173,6 +230,39 @@ impl Fence {
             })
             .zip(self.base + 1..)
             .filter_map(|((passed, write, change), seq)| passed.then_some((seq, write, change)))
+    }
+}
+
+/// One run's renewal or end, while [`Fence::renewals`] gathers them.
+struct Renewal<'a> {
+    lease_ms: i64,
+    end: Option<&'static str>,
+    error: Option<&'a str>,
+    expires: Option<i64>,
+}
+
+/// The renewals and ends of a batch's runs, as [`RENEW_SQL`](super::sql::RENEW_SQL) takes
+/// them: a column each, one row a run, in `run_id` order; `at`, the fence's time.
+#[derive(Debug, Default)]
+pub(super) struct Renewals<'a> {
+    runs: Vec<&'a str>,
+    leases: Vec<i64>,
+    ends: Vec<Option<&'static str>>,
+    errors: Vec<Option<&'a str>>,
+    at: i64,
+}
+
+impl Renewals<'_> {
+    /// Whether no run is renewed or ended.
+    pub(super) fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    /// Sends the statement (when first polled).
+    pub(super) async fn send(&self, conn: &Conn) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let params: [&dyn Param; 5] =
+            [&self.runs, &self.leases, &self.ends, &self.errors, &self.at];
+        conn.renew.query(&conn.client, &params).await
     }
 }
 
@@ -202,7 +292,7 @@ pub(super) async fn copy_all(
     writes: &[&RecordRow],
     rows: &[Row],
     compact: bool,
-) -> Result<CopyRows, CopyError> {
+) -> Result<(CopyRows, Fence), CopyError> {
     let fence = Fence::of(rows, writes).ok_or(CopyError::Answer)?;
     let mut writer = Box::pin(BinaryCopyInWriter::new(started?, &COPY_TYPES));
     for (seq, write, change) in fence.numbered(writes) {
@@ -230,7 +320,7 @@ pub(super) async fn copy_all(
             ])
             .await?;
     }
-    Ok(writer)
+    Ok((writer, fence))
 }
 
 /// Why a batch's events were not copied in.
@@ -332,11 +422,15 @@ impl<'a> Columns<'a> {
 /// (only the last can).
 fn changes_of(row: &RecordRow) -> (Vec<&ChangeRow>, Option<(&'static str, Option<&str>)>) {
     let changes: Vec<&ChangeRow> = std::iter::once(&row.change).chain(&row.then).collect();
-    let end = changes
-        .iter()
+    (changes, end_of(row))
+}
+
+/// The run's end, if a change of `row` ends it (only the last can).
+fn end_of(row: &RecordRow) -> Option<(&'static str, Option<&str>)> {
+    std::iter::once(&row.change)
+        .chain(&row.then)
         .find_map(|c| c.end.as_ref())
-        .map(|(status, error)| (*status, error.as_deref()));
-    (changes, end)
+        .map(|(status, error)| (*status, error.as_deref()))
 }
 
 /// Whose batch and which one: what the change statement takes besides the changes.
@@ -365,6 +459,12 @@ pub(super) async fn record_all(
         return record_one(conn, batch, write).await;
     }
     let runs: Vec<&str> = writes.iter().map(|w| w.run_id.as_str()).collect();
+    if conn.copy.is_some() {
+        // The fence alone: the renewals and ends go behind the copy's end, once the fence has
+        // said which writes passed and how much of their leases is left (`Fence::renewals`).
+        let fenced: [&dyn Param; 1] = [&runs];
+        return conn.fence.query(&conn.client, &fenced).await;
+    }
     let tokens: Vec<i64> = writes.iter().map(|w| w.token).collect();
     let leases: Vec<i64> = writes.iter().map(|w| w.lease_ms).collect();
     let mut ends: Vec<Option<&str>> = Vec::with_capacity(writes.len());
@@ -376,35 +476,11 @@ pub(super) async fn record_all(
         let (mine, end) = changes_of(write);
         ends.push(end.map(|(status, _)| status));
         end_errors.push(end.and_then(|(_, error)| error));
-        if conn.copy.is_none() {
-            for change in mine {
-                of_write.push(i64::try_from(i + 1).unwrap_or(i64::MAX));
-                change_runs.push(write.run_id.as_str());
-                changes.push(change);
-            }
+        for change in mine {
+            of_write.push(i64::try_from(i + 1).unwrap_or(i64::MAX));
+            change_runs.push(write.run_id.as_str());
+            changes.push(change);
         }
-    }
-    if conn.copy.is_some() {
-        // The fence, and right behind it (both written before either answer is read) the
-        // renewals and ends of the writes that may renew or end their run, if any.
-        let fenced: [&dyn Param; 1] = [&runs];
-        let fence = conn.fence.query(&conn.client, &fenced);
-        let renewing: Vec<usize> = (0..writes.len())
-            .filter(|&i| writes[i].renew || ends[i].is_some())
-            .collect();
-        if renewing.is_empty() {
-            return fence.await;
-        }
-        fn of<T: Copy>(column: &[T], at: &[usize]) -> Vec<T> {
-            at.iter().map(|&i| column[i]).collect()
-        }
-        let at = &renewing;
-        let (r_runs, r_tokens, r_leases) = (of(&runs, at), of(&tokens, at), of(&leases, at));
-        let (r_ends, r_errors) = (of(&ends, at), of(&end_errors, at));
-        let renewed: [&dyn Param; 5] = [&r_runs, &r_tokens, &r_leases, &r_ends, &r_errors];
-        let renew = conn.renew.query(&conn.client, &renewed);
-        let (rows, _) = futures_util::future::try_join(fence, renew).await?;
-        return Ok(rows);
     }
     let c = Columns::of(&changes);
     conn.record
@@ -503,7 +579,69 @@ async fn record_one(
 
 #[cfg(test)]
 mod tests {
-    use super::{Outcome, outcomes};
+    use super::{Fence, Outcome, outcomes};
+    use crate::change::ChangeRow;
+    use crate::writer::RecordRow;
+    use sagaflow_core::runtime::events::EventKind;
+
+    fn write(run: &str, lease_ms: i64, renew: bool, end: Option<&'static str>) -> RecordRow {
+        RecordRow {
+            run_id: run.into(),
+            change: ChangeRow {
+                step: Some("s".to_owned()),
+                output: None,
+                end: end.map(|status| (status, None)),
+                kind: EventKind::StepCompleted,
+                attempt: Some(1),
+                detail: None,
+            },
+            then: None,
+            token: 1,
+            lease_ms,
+            renew,
+        }
+    }
+
+    #[test]
+    fn a_batch_renews_the_leases_half_spent_and_ends_the_runs_that_passed() {
+        // At 10,000 ms, leases of 1,000 ms: `c` expires in 400 ms (half spent), `a` in 900.
+        let writes = [
+            write("c", 1_000, true, None),
+            write("a", 1_000, true, None),
+            write("e", 1_000, false, Some("completed")),
+            write("f", 1_000, true, Some("failed")),
+            write("d", 1_000, false, None),
+            write("b", 1_000, true, None),
+            write("b", 4_000, true, None),
+            write("g", 1_000, true, None),
+        ];
+        let writes: Vec<&RecordRow> = writes.iter().collect();
+        let fence = Fence {
+            base: 0,
+            at: 10_000,
+            passed: vec![true, true, true, false, true, true, true, true],
+            exists: vec![true; 8],
+            expires: vec![
+                Some(10_400),
+                Some(10_900),
+                Some(10_900),
+                Some(10_000),
+                Some(10_000),
+                Some(11_000),
+                Some(11_000),
+                None,
+            ],
+        };
+        let renewals = fence.renewals(&writes);
+        // `a`: more than half left. `f`: fenced, its end with it. `d`: may not renew.
+        // `b`: its two writes one row, with the longer lease, half of which is more than
+        // what is left. `g`: no lease at all.
+        assert_eq!(renewals.runs, ["b", "c", "e", "g"]);
+        assert_eq!(renewals.leases, [4_000, 1_000, 1_000, 1_000]);
+        assert_eq!(renewals.ends, [None, None, Some("completed"), None]);
+        assert_eq!(renewals.at, 10_000);
+        assert!(!renewals.is_empty());
+    }
 
     #[test]
     fn each_write_that_passed_takes_the_next_numbers_one_per_change() {

@@ -104,11 +104,11 @@ FROM (SELECT 1) AS one
 ///
 /// One row comes back: the transaction's id (the events' numbers are its id shifted left by
 /// 20 bits, their place in the batch in the upper half: see [`COPY_SQL`]), the time, and the
-/// runs found with their tokens and whether each is parked; the writer decides which writes
-/// passed (their run found, with their token, not parked: see `record::Fence`). It then
-/// copies in the events of the writes that passed ([`COPY_SQL`]), in the same transaction.
-/// The runs to renew or end go in a statement of their own, sent right behind this one
-/// ([`RENEW_SQL`]).
+/// runs found with their tokens, whether each is parked and when its lease expires; the writer
+/// decides which writes passed (their run found, with their token, not parked: see
+/// `record::Fence`). It then copies in the events of the writes that passed ([`COPY_SQL`]), in
+/// the same transaction, and sends the renewals and ends of those that renew or end their run
+/// ([`RENEW_SQL`]) right behind the copy's end.
 ///
 /// Until session 21 the statement compared the tokens itself, each write's run looked up
 /// apart (a lateral subquery over the writes, unnested with their tokens and sorted): about
@@ -123,45 +123,35 @@ FROM (SELECT 1) AS one
 /// third of its time in a batch of 80 writes that renewed nothing (benches/README.md).
 pub(super) const FENCE_SQL: &str = "
 SELECT pg_current_xact_id()::text::bigint, now_ms(),
-    array_agg(run_id), array_agg(lease_token), array_agg(parked)
+    array_agg(run_id), array_agg(lease_token), array_agg(parked), array_agg(lease_expires)
 FROM (
-    SELECT run_id, lease_token, parked FROM runs WHERE run_id = ANY($1::text[])
+    SELECT run_id, lease_token, parked, lease_expires FROM runs WHERE run_id = ANY($1::text[])
     ORDER BY run_id FOR KEY SHARE
 ) r";
 
-/// The renewals and ends of a batch's runs, sent right behind its fence ([`FENCE_SQL`]), in
-/// the same transaction: the writes that end their run, or whose lease the store may renew
-/// (see `RecordRow::renew`), as arrays (a run's id, token, lease and end). A write whose run
-/// still has its token and is not parked (the fence has the row locked, so no take-up changed
-/// it since) renews the lease once half spent, or ends the run; its row is locked `FOR NO KEY
-/// UPDATE` in `run_id` order first. A batch with no such write sends none.
+/// The renewals and ends of a batch's runs, sent right behind the end of its `COPY` ([`COPY_SQL`]),
+/// in the same transaction: one row a run, for the writes that passed the fence
+/// ([`FENCE_SQL`]) and end their run, or may renew its lease (see `RecordRow::renew`) and
+/// found it half spent by the fence's answer (see `record::Fence::renewals`), as arrays (a
+/// run's id, lease, end and error, in `run_id` order) with the fence's time ($5). The fence
+/// holds each row locked, so no take-up changed its token since; each row is locked `FOR NO
+/// KEY UPDATE` in `run_id` order first, as the heartbeat's renewals lock theirs.
+///
+/// Until session 22 this statement went right behind the fence, before its answer, so it
+/// looked each run up for its token and lease itself, and decided which leases were half
+/// spent: three lookups of each row it changed (the token, the lock, the update), two now.
 pub(super) const RENEW_SQL: &str = "
-WITH now AS MATERIALIZED (SELECT now_ms() AS at),
-w AS MATERIALIZED (
-    SELECT u.run_id, u.lease_ms, u.end_status, u.end_error, r.lease_expires
-    FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[])
-        AS u(run_id, token, lease_ms, end_status, end_error)
-    JOIN LATERAL (
-        SELECT lease_expires FROM runs
-        WHERE run_id = u.run_id AND lease_token = u.token AND NOT parked LIMIT 1
-    ) r ON true
-),
-g AS MATERIALIZED (
-    SELECT run_id, max(lease_ms) AS lease_ms, max(end_status) AS end_status,
-        max(end_error) AS end_error, min(lease_expires) AS lease_expires
-    FROM w GROUP BY run_id
-    HAVING max(end_status) IS NOT NULL OR min(lease_expires) IS NULL
-        OR min(lease_expires) - (SELECT at FROM now) < max(lease_ms) / 2
-),
-locked AS MATERIALIZED (
-    SELECT r.run_id FROM runs r WHERE r.run_id = ANY(ARRAY(SELECT run_id FROM g))
+WITH locked AS MATERIALIZED (
+    SELECT r.run_id FROM runs r WHERE r.run_id = ANY($1::text[])
     ORDER BY r.run_id FOR NO KEY UPDATE
 )
-UPDATE runs r SET version = r.version + 1, updated_at = now.at,
-    lease_expires = CASE WHEN g.end_status IS NULL THEN now.at + g.lease_ms END,
-    status = COALESCE(g.end_status, r.status), error = COALESCE(g.end_error, r.error)
-FROM g, locked, now
-WHERE r.run_id = g.run_id AND locked.run_id = g.run_id";
+UPDATE runs r SET version = r.version + 1, updated_at = $5,
+    lease_expires = CASE WHEN u.end_status IS NULL THEN $5 + u.lease_ms END,
+    status = COALESCE(u.end_status, r.status), error = COALESCE(u.end_error, r.error)
+FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[])
+        AS u(run_id, lease_ms, end_status, end_error),
+    locked
+WHERE r.run_id = u.run_id AND locked.run_id = u.run_id";
 
 /// The events of a batch's writes that passed its fence ([`FENCE_SQL`]), copied in binary, in
 /// the order of [`COPY_TYPES`]. A row's number is the transaction's id shifted left by 20
