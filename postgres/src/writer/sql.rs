@@ -14,9 +14,10 @@
 /// `NewRun::first_step`; the start's number comes back as a fifth column). A run put on a
 /// queue notifies its channel ($11, when one is listened to) with the commit. The numbers
 /// that come back are worked out as the events' were, not read back from the inserted rows:
-/// a join of those by run id compared every pair (a batch of 50 creations spent 1 ms of its
-/// 2.9 there, benches/README.md); the run already there is looked up only for a creation that
-/// made nothing.
+/// a join of those by run id compared every pair, in time the square of the batch's size (a
+/// batch of 50 creations spent 1 ms of its 2.9 there; one replica starting 2,000 runs at once
+/// ran at half the rate, benches/README.md, session 22); the run already there is looked up
+/// only for a creation that made nothing.
 pub(super) const CREATE_SQL: &str = "
 WITH now AS MATERIALIZED (SELECT now_ms() AS at),
 c AS MATERIALIZED (
