@@ -220,20 +220,28 @@ async fn runs_created_at_once_share_commits_and_number_their_events_in_order() {
 
 /// A run of three steps, the middle one taking `middle` and reading, as the last step starts,
 /// its run's row: the version (a renewal or the end adds one) and what is left of its lease
-/// by the server's clock.
+/// by the server's clock. With `pushed_out`, the middle step ends by setting the run's lease to
+/// expire in a minute behind the store's back (as a renewal the store did not see would), so
+/// that the checkpoint after it finds the lease not half spent, though the store thinks it is.
 async fn lease_seen_by_the_last_step(
     store: &PgStore,
     url: &str,
     schema: &str,
     run: &str,
-    middle: Duration,
+    (middle, pushed_out): (Duration, bool),
 ) -> (i64, i64) {
     let client = Arc::new(support::client(url).await);
     let query = format!(
         "SELECT version, lease_expires - (extract(epoch FROM clock_timestamp()) * 1000)::bigint \
          FROM \"{schema}\".runs WHERE run_id = $1"
     );
+    let push_out = format!(
+        "UPDATE \"{schema}\".runs \
+         SET lease_expires = (extract(epoch FROM clock_timestamp()) * 1000)::bigint + 60000 \
+         WHERE run_id = $1"
+    );
     let run_id = run.to_owned();
+    let pushing = (client.clone(), run_id.clone());
     let mut b = Builder::<u64>::new("Lease");
     let first = b.step("first", StepOptions::new(), (b.input(),), |_, (x,)| {
         let x = *x;
@@ -241,8 +249,12 @@ async fn lease_seen_by_the_last_step(
     });
     let middle = b.step("middle", StepOptions::new(), (first,), move |_, (x,)| {
         let x = *x;
+        let (client, run_id, push_out) = (pushing.0.clone(), pushing.1.clone(), push_out.clone());
         async move {
             tokio::time::sleep(middle).await;
+            if pushed_out {
+                client.execute(&push_out, &[&run_id]).await.unwrap();
+            }
             Ok::<_, StepError>(x + 1)
         }
     });
@@ -271,7 +283,9 @@ async fn lease_seen_by_the_last_step(
 /// so only the checkpoints renew: after a quick step the row is as its creation left it
 /// (version 1, the lease less than its length), after a step that took 1.3 s of a 2 s lease
 /// the checkpoint that followed it renewed the lease (version 2, about a whole lease left,
-/// where without the renewal 0.7 s would be).
+/// where without the renewal 0.7 s would be); and after the same step, with the lease pushed
+/// out a minute behind the store's back, the checkpoint left it (version 1): the server's
+/// reading of the lease decides, not the store's belief.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_renews_the_lease_once_half_spent_and_not_before() {
     let db = fresh_db!();
@@ -279,8 +293,14 @@ async fn a_checkpoint_renews_the_lease_once_half_spent_and_not_before() {
         .await
         .unwrap();
     store.pause_heartbeats();
-    let quick =
-        lease_seen_by_the_last_step(&store, &db.url, &db.schema, "quick", Duration::ZERO).await;
+    let quick = lease_seen_by_the_last_step(
+        &store,
+        &db.url,
+        &db.schema,
+        "quick",
+        (Duration::ZERO, false),
+    )
+    .await;
     assert_eq!(quick.0, 1, "no checkpoint of a quick run touched its row");
     assert!(quick.1 <= 2_000, "{} ms left", quick.1);
     let slow = lease_seen_by_the_last_step(
@@ -288,7 +308,7 @@ async fn a_checkpoint_renews_the_lease_once_half_spent_and_not_before() {
         &db.url,
         &db.schema,
         "slow",
-        Duration::from_millis(1_300),
+        (Duration::from_millis(1_300), false),
     )
     .await;
     assert_eq!(
@@ -300,12 +320,29 @@ async fn a_checkpoint_renews_the_lease_once_half_spent_and_not_before() {
         "{} ms left of a lease renewed after 1.3 s",
         slow.1
     );
+    // The store thinks this lease half spent, but it was pushed out a minute behind its back:
+    // the checkpoint finds it not half spent, and leaves it.
+    let pushed = lease_seen_by_the_last_step(
+        &store,
+        &db.url,
+        &db.schema,
+        "pushed",
+        (Duration::from_millis(1_300), true),
+    )
+    .await;
+    assert_eq!(pushed.0, 1, "a lease not half spent was renewed");
+    assert!(
+        pushed.1 > 50_000,
+        "{} ms left of a lease pushed out a minute",
+        pushed.1
+    );
 }
 
 /// The same for checkpoints that go in batches of several (the fence, and the renewals sent
 /// right behind it): twenty runs at once, whose checkpoints after the middle step go
 /// together. After quick steps no row was touched; after slow ones, each run's checkpoint
-/// renewed its lease, once. One writer: with two, a write that comes while one commits is
+/// renewed its lease, once; after slow ones whose leases were pushed out a minute behind the
+/// store's back, none was renewed (the fence's reading of each lease decides). One writer: with two, a write that comes while one commits is
 /// taken by the other at once, and these runs' writes, which come a few at a time, would
 /// often go alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,20 +351,21 @@ async fn checkpoints_in_a_batch_renew_the_leases_half_spent_and_not_before() {
     let options = db.options().lease(Duration::from_secs(2)).writers(1);
     let store = PgStore::connect(&db.url, options).await.unwrap();
     store.pause_heartbeats();
-    let runs = |name: &'static str, middle: Duration| {
+    let runs = |name: &'static str, middle: Duration, pushed_out: bool| {
         let (store, db) = (&store, &db);
         futures_util::future::join_all((0..20).map(move |i| async move {
             let run = format!("{name}-{i}");
+            let middle = (middle, pushed_out);
             lease_seen_by_the_last_step(store, &db.url, &db.schema, &run, middle).await
         }))
     };
-    let quick = runs("quick", Duration::ZERO).await;
+    let quick = runs("quick", Duration::ZERO, false).await;
     for (version, left) in &quick {
         assert_eq!(*version, 1, "no checkpoint of a quick run touched its row");
         assert!(*left <= 2_000, "{left} ms left");
     }
     let (commits, writes) = (store.commits(), store.writes());
-    let slow = runs("slow", Duration::from_millis(1_300)).await;
+    let slow = runs("slow", Duration::from_millis(1_300), false).await;
     for (version, left) in &slow {
         assert_eq!(
             *version, 2,
@@ -342,6 +380,22 @@ async fn checkpoints_in_a_batch_renew_the_leases_half_spent_and_not_before() {
     assert!(
         commits * 2 <= writes,
         "the slow runs' checkpoints went in batches: {writes} writes in {commits} commits"
+    );
+    // The store thinks these leases half spent, but each was pushed out a minute behind its
+    // back: the batch finds them not half spent (the fence reads them), and leaves them.
+    let (commits, writes) = (store.commits(), store.writes());
+    let pushed = runs("pushed", Duration::from_millis(1_300), true).await;
+    for (version, left) in &pushed {
+        assert_eq!(*version, 1, "a lease not half spent was renewed");
+        assert!(
+            *left > 50_000,
+            "{left} ms left of a lease pushed out a minute"
+        );
+    }
+    let (commits, writes) = (store.commits() - commits, store.writes() - writes);
+    assert!(
+        commits * 2 <= writes,
+        "the pushed-out runs' checkpoints went in batches: {writes} writes in {commits} commits"
     );
 }
 
