@@ -206,6 +206,11 @@ const RUN: &str =
     "SELECT run_id, workflow, status, error, created_at, updated_at, parked FROM runs";
 const STEP: &str =
     "SELECT name, status, attempts, error, started_at, finished_at, run_id FROM steps";
+/// A run's graph: in its own row if the code before schema 11 created it, else stored once
+/// for its workflow and fingerprint in `graphs`.
+const GRAPH_SQL: &str = "SELECT COALESCE(r.graph, g.graph) FROM runs r \
+     LEFT JOIN graphs g ON g.workflow = r.workflow AND g.fingerprint = r.graph_fingerprint \
+     WHERE r.run_id = $1";
 const MACHINE: &str =
     "SELECT machine_id, machine, state, version, created_at, updated_at FROM machines";
 
@@ -364,7 +369,14 @@ impl Inspect for PgInspector {
 
     async fn graph(&self, run_id: &str) -> Result<Option<String>, InspectError> {
         Ok(self
-            .opt("SELECT graph FROM runs WHERE run_id = $1", &[&run_id])
+            .opt(
+                if self.version >= 11 {
+                    GRAPH_SQL
+                } else {
+                    "SELECT graph FROM runs WHERE run_id = $1"
+                },
+                &[&run_id],
+            )
             .await?
             .and_then(|row| row.get(0)))
     }

@@ -87,7 +87,7 @@ use error::pool_error;
 use lease::Leases;
 use schema::Locks;
 use session::Session;
-use writer::{CreateRow, RecordRow, Stats, Write, Writer};
+use writer::{CreateRow, RecordRow, Stats, StoredGraphs, Write, Writer};
 
 pub use options::PgOptions;
 pub use schema::SCHEMA_VERSION;
@@ -250,6 +250,7 @@ impl PgStore {
         ));
         let (writes, queue) = mpsc::unbounded_channel();
         let queue: writer::Shared = Arc::new(writer::Queue::new(queue));
+        let graphs = Arc::new(StoredGraphs::default());
         let mut writers = Vec::with_capacity(options.writers.max(1));
         for i in 0..options.writers.max(1) {
             let key = match i {
@@ -262,6 +263,7 @@ impl PgStore {
                 key,
                 (Arc::clone(&publisher), Arc::clone(&tail)),
                 Arc::clone(&stats),
+                Arc::clone(&graphs),
                 &options,
             );
             writer.connect().await?;

@@ -21,7 +21,7 @@ use crate::session::Session;
 use sagaflow_core::runtime::error::StoreError;
 
 mod migrations;
-use migrations::{V1, V2, V3, V4, V5, V6, V7, V8, V9, V10};
+use migrations::{V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11};
 
 /// The migrations, oldest first; migration `i` takes the schema from version `i` to `i + 1`,
 /// and the oldest version whose code works on the schema it leaves (see the module). Append
@@ -48,6 +48,8 @@ const MIGRATIONS: &[(&str, i64)] = &[
     // Only adds `events.next_step` and reads it in the `steps` view, which reads the rows
     // without it as before; the code before it writes no row with it.
     (V10, 2),
+    // Only adds `graphs`; `runs.graph` stays, null for the runs this version creates.
+    (V11, 2),
 ];
 
 /// The newest schema version this code knows.

@@ -58,6 +58,7 @@ use crate::session::{Kept, Session};
 use crate::tail::Tail;
 pub(crate) use create::CreateRow;
 use doubt::committed_batch;
+pub(crate) use graphs::StoredGraphs;
 pub(crate) use queue::Queue;
 use record::{Answered, Numbered, Outcome, distribute, record_all, split};
 use sagaflow_core::runtime::RunId;
@@ -72,6 +73,7 @@ use sql::{
 
 mod create;
 mod doubt;
+mod graphs;
 mod queue;
 mod record;
 mod sql;
@@ -158,6 +160,8 @@ pub(crate) struct Writer {
     publisher: Arc<Publisher>,
     tail: Arc<Tail>,
     stats: Arc<Stats>,
+    /// The graphs the store's writers have seen committed into `graphs`.
+    graphs: Arc<StoredGraphs>,
     conn: Option<Conn>,
     /// How long to keep trying to reconnect before failing the writes waiting.
     reconnect_timeout: Duration,
@@ -196,6 +200,7 @@ impl Writer {
         owner: String,
         (publisher, tail): (Arc<Publisher>, Arc<Tail>),
         stats: Arc<Stats>,
+        graphs: Arc<StoredGraphs>,
         options: &crate::PgOptions,
     ) -> Writer {
         Writer {
@@ -206,6 +211,7 @@ impl Writer {
             publisher,
             tail,
             stats,
+            graphs,
             reconnect_timeout: options.reconnect_timeout,
             answer_timeout: options
                 .statement_timeout
@@ -399,6 +405,7 @@ impl Writer {
                 &conn.client,
                 (&conn.create, &conn.create_one),
                 creations,
+                &self.graphs,
             )));
             statements += 1;
         }
@@ -592,6 +599,9 @@ impl Writer {
         for (write, answered) in batch.into_iter().zip(rows) {
             match (write, answered) {
                 (Write::Create(row, reply), Answered::Created(rows)) => {
+                    if row.graph.is_some() {
+                        self.graphs.stored(&row.workflow, row.graph_fingerprint);
+                    }
                     let answer = self.created(&row, &rows, &mut events);
                     answers.push(Answer::Create(reply, answer, row.run_id));
                 }

@@ -262,3 +262,122 @@ async fn a_schema_named_in_mixed_case_is_the_one_written_and_read() {
         .await
         .unwrap();
 }
+
+/// Creates run `id` of `workflow`, whose graph is `graph` with `fingerprint`.
+async fn create_with_graph(
+    store: &impl RunStore,
+    id: &str,
+    (workflow, fingerprint, graph): (&str, u64, &str),
+) {
+    let run_id = sagaflow_core::runtime::RunId::from(id);
+    let input = String::from("in");
+    store
+        .create_run(&sagaflow_core::runtime::store::NewRun {
+            run_id: &run_id,
+            workflow,
+            graph_fingerprint: fingerprint,
+            input: &input,
+            input_codec: sagaflow_core::runtime::definition::Codec::of::<String>(),
+            graph: Some(graph),
+            first_step: None,
+        })
+        .await
+        .unwrap();
+}
+
+/// The graphs stored, as `(workflow, fingerprint, graph)` in that order, and how many runs'
+/// rows hold a graph of their own.
+async fn graphs_stored(db: &support::Db) -> (Vec<(String, i64, String)>, i64) {
+    let client = support::client(&db.url).await;
+    let schema = &db.schema;
+    let graphs = client
+        .query(
+            &format!("SELECT workflow, fingerprint, graph FROM \"{schema}\".graphs ORDER BY 1, 2"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    let in_runs: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM \"{schema}\".runs WHERE graph IS NOT NULL"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    (graphs, in_runs)
+}
+
+#[tokio::test]
+async fn a_workflows_graph_is_stored_once_and_read_for_every_run_of_it() {
+    let db = fresh_db!();
+    let store = db.store().await;
+    let (etl, etl_2, ship) = (
+        ("Etl", 7, "{\"nodes\":[\"a\"],\"edges\":[]}"),
+        ("Etl", 8, "{\"nodes\":[\"a\",\"b\"],\"edges\":[[0,1]]}"),
+        ("Ship", 7, "{\"nodes\":[\"s\"],\"edges\":[]}"),
+    );
+    // Four runs of one graph at once (a batch of creations), one alone, and two more graphs:
+    // a new version of the workflow, and another workflow of the same fingerprint.
+    futures_util::future::join_all(
+        ["a", "b", "c", "d"].map(|id| create_with_graph(&store, id, etl)),
+    )
+    .await;
+    assert!(store.commits() <= 2, "the four were not batched");
+    create_with_graph(&store, "e", etl).await;
+    create_with_graph(&store, "f", etl_2).await;
+    create_with_graph(&store, "g", ship).await;
+    let (graphs, in_runs) = graphs_stored(&db).await;
+    let row = |(w, f, g): (&str, u64, &str)| (w.to_owned(), f.cast_signed(), g.to_owned());
+    assert_eq!(graphs, [row(etl), row(etl_2), row(ship)]);
+    assert_eq!(in_runs, 0, "a run's row carries no graph of its own");
+
+    let inspector = PgInspector::connect(&db.url, &db.schema).await.unwrap();
+    for (id, graph) in [
+        ("a", etl),
+        ("d", etl),
+        ("e", etl),
+        ("f", etl_2),
+        ("g", ship),
+    ] {
+        assert_eq!(
+            inspector.graph(id).await.unwrap().as_deref(),
+            Some(graph.2),
+            "run {id}"
+        );
+    }
+    // A run the code before schema 11 created holds its graph in its row, which is read.
+    support::client(&db.url)
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO \"{}\".runs (run_id, workflow, graph_fingerprint, input, status, \
+                 version, created_at, updated_at, graph) \
+             VALUES ('old', 'Etl', 7, '\"in\"', 'running', 1, 1, 1, '{{\"nodes\":[\"old\"]}}')",
+            db.schema
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        inspector.graph("old").await.unwrap().as_deref(),
+        Some("{\"nodes\":[\"old\"]}")
+    );
+
+    // The store sends a graph only while it has not seen it stored: taken away behind its
+    // back, it is not sent again by this store, and is by a store that never saw it.
+    support::client(&db.url)
+        .await
+        .batch_execute(&format!("DELETE FROM \"{}\".graphs", db.schema))
+        .await
+        .unwrap();
+    create_with_graph(&store, "h", etl).await;
+    assert_eq!(graphs_stored(&db).await.0, []);
+    assert_eq!(inspector.graph("h").await.unwrap(), None);
+    let other = db.store().await;
+    create_with_graph(&other, "i", etl).await;
+    create_with_graph(&other, "j", etl).await;
+    assert_eq!(graphs_stored(&db).await.0, [row(etl)]);
+    assert_eq!(inspector.graph("h").await.unwrap().as_deref(), Some(etl.2));
+}

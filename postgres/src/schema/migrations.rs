@@ -552,3 +552,20 @@ FROM (
 ) a
 JOIN events l ON l.seq = a.last_row;
 ";
+
+/// Version 11: a workflow's graph stored once, not in every run's row.
+///
+/// `graphs` holds each graph by its workflow and fingerprint, the two columns a run's row has
+/// anyway. The code of this version inserts a creation's graph there (unless it is there) and
+/// leaves `runs.graph` null; it reads a run's graph from `runs.graph` if set (a run the code
+/// before it created), else from `graphs`. Nothing is rewritten, and the code before it works
+/// on as it did; only its reading of a run's graph (`sagaflow graph`) finds none for a run
+/// this version created.
+pub(super) const V11: &str = "
+CREATE TABLE IF NOT EXISTS graphs (
+    workflow    text   NOT NULL,
+    fingerprint bigint NOT NULL,
+    graph       text   NOT NULL,
+    PRIMARY KEY (workflow, fingerprint)
+);
+";

@@ -3,6 +3,7 @@
 
 use tokio_postgres::{Client, Row};
 
+use super::graphs::StoredGraphs;
 use crate::session::Kept;
 use sagaflow_core::runtime::RunId;
 use sagaflow_core::runtime::error::StoreError;
@@ -69,10 +70,12 @@ impl CreateRow {
 
 /// The statement that creates every run of a batch (see [`CREATE_SQL`](super::sql::CREATE_SQL); one run alone,
 /// [`CREATE_ONE_SQL`](super::sql::CREATE_ONE_SQL)): a row back for each, in the batch's order. Sent when first polled.
+/// A creation's graph goes with it only while `stored` does not know it stored.
 pub(super) async fn create_all(
     client: &Client,
     (statement, one): (&Kept, &Kept),
     rows: Vec<&CreateRow>,
+    stored: &StoredGraphs,
 ) -> Result<Vec<Row>, tokio_postgres::Error> {
     if let [row] = rows[..] {
         return one
@@ -85,7 +88,7 @@ pub(super) async fn create_all(
                     &row.input,
                     &row.owner,
                     &row.lease_ms,
-                    &row.graph,
+                    &sent_graph(row, stored),
                     &row.queue,
                     &row.priority,
                     &row.key,
@@ -102,7 +105,7 @@ pub(super) async fn create_all(
     let inputs: Vec<&str> = rows.iter().map(|r| r.input.as_str()).collect();
     let owners: Vec<Option<&str>> = rows.iter().map(|r| r.owner.as_deref()).collect();
     let leases: Vec<Option<i64>> = rows.iter().map(|r| r.lease_ms).collect();
-    let graphs: Vec<Option<&str>> = rows.iter().map(|r| r.graph.as_deref()).collect();
+    let graphs: Vec<Option<&str>> = rows.iter().map(|r| sent_graph(r, stored)).collect();
     let queues: Vec<Option<&str>> = rows.iter().map(|r| r.queue.as_deref()).collect();
     let priorities: Vec<Option<i32>> = rows.iter().map(|r| Some(r.priority)).collect();
     let keys: Vec<Option<&str>> = rows.iter().map(|r| r.key.as_deref()).collect();
@@ -128,4 +131,11 @@ pub(super) async fn create_all(
             ],
         )
         .await
+}
+
+/// The graph `row` sends: its own, unless `stored` knows it stored.
+fn sent_graph<'a>(row: &'a CreateRow, stored: &StoredGraphs) -> Option<&'a str> {
+    row.graph
+        .as_deref()
+        .filter(|_| !stored.has(&row.workflow, row.graph_fingerprint))
 }

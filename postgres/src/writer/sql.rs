@@ -17,7 +17,9 @@
 /// a join of those by run id compared every pair, in time the square of the batch's size (a
 /// batch of 50 creations spent 1 ms of its 2.9 there; one replica starting 2,000 runs at once
 /// ran at half the rate, benches/README.md, session 22); the run already there is looked up
-/// only for a creation that made nothing.
+/// only for a creation that made nothing. A creation's graph ($7, sent only while the store's
+/// writers have not seen it stored, see `graphs`) goes into `graphs` unless it is there, in
+/// the order of its key, and the run's row keeps none (schema 11).
 pub(super) const CREATE_SQL: &str = "
 WITH now AS MATERIALIZED (SELECT now_ms() AS at),
 c AS MATERIALIZED (
@@ -28,12 +30,18 @@ c AS MATERIALIZED (
             queue, priority, queue_key, notify, first, ci)
 ),
 firsts AS MATERIALIZED (SELECT DISTINCT ON (run_id) * FROM c ORDER BY run_id, ci),
+g AS (
+    INSERT INTO graphs (workflow, fingerprint, graph)
+    SELECT DISTINCT ON (workflow, fingerprint) workflow, fingerprint, graph
+    FROM c WHERE graph IS NOT NULL
+    ORDER BY workflow, fingerprint
+    ON CONFLICT DO NOTHING
+),
 ins AS (
     INSERT INTO runs (run_id, workflow, graph_fingerprint, input, status, version, created_at,
-                      updated_at, owner, lease_token, lease_expires, graph, queue, priority,
-                      queue_key)
+                      updated_at, owner, lease_token, lease_expires, queue, priority, queue_key)
     SELECT f.run_id, f.workflow, f.fingerprint, f.input, 'running', 1, now.at, now.at, f.owner,
-        1, now.at + f.lease_ms, f.graph, f.queue, f.priority, f.queue_key
+        1, now.at + f.lease_ms, f.queue, f.priority, f.queue_key
     FROM firsts f, now
     ORDER BY f.run_id
     ON CONFLICT (run_id) DO NOTHING
@@ -72,11 +80,15 @@ ORDER BY c.ci";
 /// that keeps a batch's first creation of an id, the numbering's call).
 pub(super) const CREATE_ONE_SQL: &str = "
 WITH now AS (SELECT now_ms() AS at),
+g AS (
+    INSERT INTO graphs (workflow, fingerprint, graph)
+    SELECT $2, $3, $7::text WHERE $7::text IS NOT NULL
+    ON CONFLICT DO NOTHING
+),
 ins AS (
     INSERT INTO runs (run_id, workflow, graph_fingerprint, input, status, version, created_at,
-                      updated_at, owner, lease_token, lease_expires, graph, queue, priority,
-                      queue_key)
-    SELECT $1, $2, $3, $4, 'running', 1, now.at, now.at, $5, 1, now.at + $6, $7, $8, $9, $10
+                      updated_at, owner, lease_token, lease_expires, queue, priority, queue_key)
+    SELECT $1, $2, $3, $4, 'running', 1, now.at, now.at, $5, 1, now.at + $6, $8, $9, $10
     FROM now
     ON CONFLICT (run_id) DO NOTHING
     RETURNING run_id, created_at
