@@ -313,7 +313,8 @@ async fn a_run_stored_before_graphs_is_drawn_without_edges(f: Fixture) {
                      started_at, finished_at FROM steps ORDER BY first_seq; \
                  DROP VIEW steps; ALTER TABLE steps_v10 RENAME TO steps; \
                  ALTER TABLE events DROP COLUMN output; \
-                 ALTER TABLE runs DROP COLUMN graph; PRAGMA user_version = 4;",
+                 ALTER TABLE runs DROP COLUMN graph; DROP TABLE graphs; \
+                 PRAGMA user_version = 4;",
             )
             .await;
         }

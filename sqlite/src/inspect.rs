@@ -65,6 +65,8 @@ const V_GRAPH: i64 = 5;
 const V_QUEUES: i64 = 9;
 /// The version that keeps a queued run's start time.
 const V_STARTED: i64 = 10;
+/// The version that stores a workflow's graph once, in `graphs`.
+const V_GRAPHS: i64 = 12;
 /// The most problems [`Inspector::integrity`] lists.
 pub const INTEGRITY_PROBLEMS: u32 = 20;
 
@@ -274,7 +276,8 @@ impl Inspector {
         Ok(events)
     }
 
-    /// The graph stored with the run (JSON), if the schema and the run have one.
+    /// The graph stored for the run (JSON), if the schema and the run have one: in the run's
+    /// row before schema 12, for its workflow and fingerprint in `graphs` since.
     pub fn graph(&self, run_id: &str) -> Result<Option<String>, InspectError> {
         if self.version < V_GRAPH {
             return Ok(None);
@@ -282,7 +285,14 @@ impl Inspector {
         let graph: Option<Option<String>> = self
             .conn()
             .query_row(
-                "SELECT graph FROM runs WHERE run_id = ?1",
+                if self.version >= V_GRAPHS {
+                    "SELECT COALESCE(r.graph, g.graph) FROM runs r \
+                     LEFT JOIN graphs g ON g.workflow = r.workflow \
+                         AND g.fingerprint = r.graph_fingerprint \
+                     WHERE r.run_id = ?1"
+                } else {
+                    "SELECT graph FROM runs WHERE run_id = ?1"
+                },
                 [run_id],
                 |row| row.get(0),
             )

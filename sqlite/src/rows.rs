@@ -165,12 +165,20 @@ pub(crate) fn create_run(
     held: &Held,
 ) -> Result<(Created, Option<Logged>), ApplyError> {
     let at = now_ms();
+    if let Some(graph) = graph {
+        // Stored once for its workflow and fingerprint (schema 12), not in the run's row.
+        conn.prepare_cached(
+            "INSERT INTO graphs (workflow, fingerprint, graph) VALUES (?1, ?2, ?3) \
+             ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![workflow, graph_fingerprint, graph])?;
+    }
     let inserted = match held {
         Held::By { owner, lease_ms } => conn
             .prepare_cached(
                 "INSERT INTO runs (run_id, workflow, graph_fingerprint, input, status, error, \
-                 version, created_at, updated_at, owner, lease_token, lease_expires, graph) \
-                 VALUES (?1, ?2, ?3, ?4, 'running', NULL, 1, ?5, ?5, ?6, 1, ?7, ?8) \
+                 version, created_at, updated_at, owner, lease_token, lease_expires) \
+                 VALUES (?1, ?2, ?3, ?4, 'running', NULL, 1, ?5, ?5, ?6, 1, ?7) \
                  ON CONFLICT (run_id) DO NOTHING",
             )?
             .execute(params![
@@ -181,7 +189,6 @@ pub(crate) fn create_run(
                 at,
                 owner,
                 at.saturating_add(*lease_ms),
-                graph
             ])?,
         // No owner, no lease: it waits for an engine serving the queue.
         Held::Queued {
@@ -191,10 +198,10 @@ pub(crate) fn create_run(
         } => conn
             .prepare_cached(
                 "INSERT INTO runs (run_id, workflow, graph_fingerprint, input, status, error, \
-                 version, created_at, updated_at, owner, lease_token, lease_expires, graph, \
+                 version, created_at, updated_at, owner, lease_token, lease_expires, \
                  queue, priority, queue_key) \
-                 VALUES (?1, ?2, ?3, ?4, 'running', NULL, 1, ?5, ?5, NULL, 0, NULL, ?6, ?7, ?8, \
-                 ?9) ON CONFLICT (run_id) DO NOTHING",
+                 VALUES (?1, ?2, ?3, ?4, 'running', NULL, 1, ?5, ?5, NULL, 0, NULL, ?6, ?7, ?8) \
+                 ON CONFLICT (run_id) DO NOTHING",
             )?
             .execute(params![
                 run_id,
@@ -202,7 +209,6 @@ pub(crate) fn create_run(
                 graph_fingerprint,
                 input,
                 at,
-                graph,
                 queue,
                 priority,
                 key

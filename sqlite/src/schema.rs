@@ -41,6 +41,8 @@ const MIGRATIONS: &[(&str, i64)] = &[
     (V10, 8),
     // `steps` becomes a view: code of version 10 writes the table.
     (V11, 11),
+    // Only adds `graphs`; `runs.graph` stays, null for the runs this version creates.
+    (V12, 11),
 ];
 
 /// The newest schema version this code knows (`PRAGMA user_version` of a current database).
@@ -358,6 +360,23 @@ FROM (
     GROUP BY run_id, step
 ) a
 JOIN events l ON l.seq = a.last_seq;
+";
+
+/// Version 12: a workflow's graph stored once, not in every run's row.
+///
+/// `graphs` holds each graph by its workflow and fingerprint, the two columns a run's row has
+/// anyway; the code of this version writes a creation's graph there (unless it is there) and
+/// leaves `runs.graph` null, and reads a run's graph from `runs.graph` if set (a run the code
+/// before it created), else from `graphs`. Until then every run's row carried its graph,
+/// written again with every new version of the row. Nothing is rewritten; the code of
+/// version 11 works on as it did, but finds no graph for a run this version created.
+const V12: &str = "
+CREATE TABLE graphs (
+    workflow    TEXT    NOT NULL,
+    fingerprint INTEGER NOT NULL,
+    graph       TEXT    NOT NULL,
+    PRIMARY KEY (workflow, fingerprint)
+) STRICT, WITHOUT ROWID;
 ";
 
 /// Opens `path` (`None` for a private in-memory database), sets the pragmas and brings the

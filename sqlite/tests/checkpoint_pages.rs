@@ -272,6 +272,9 @@ async fn a_version_5_event_log_keeps_its_numbers_and_new_events_follow_them() {
          CREATE INDEX events_by_run ON events (run_id, seq);
          DROP INDEX machines_by_type;
          DROP TABLE replicas; DROP TABLE schema_compat;
+         UPDATE runs SET graph = (SELECT g.graph FROM graphs g
+             WHERE g.workflow = runs.workflow AND g.fingerprint = runs.graph_fingerprint);
+         DROP TABLE graphs;
          DROP INDEX runs_started; DROP INDEX runs_keyed; \
     ALTER TABLE runs DROP COLUMN queue_key; ALTER TABLE runs DROP COLUMN started_at; \
     DROP INDEX runs_queued; ALTER TABLE runs DROP COLUMN queue;

@@ -177,3 +177,87 @@ async fn the_steps_view_and_a_loaded_run_agree() {
     assert_eq!(viewed, folded);
     assert_eq!(viewed.len(), 4, "{viewed:?}");
 }
+
+/// Creates run `id` of `workflow`, whose graph is `graph` with `fingerprint`.
+async fn create_with_graph(
+    store: &SqliteStore,
+    id: &str,
+    (workflow, fingerprint, graph): (&str, u64, &str),
+) {
+    let run_id = sagaflow_core::runtime::RunId::from(id);
+    let input = String::from("in");
+    store
+        .create_run(&sagaflow_core::runtime::store::NewRun {
+            run_id: &run_id,
+            workflow,
+            graph_fingerprint: fingerprint,
+            input: &input,
+            input_codec: sagaflow_core::runtime::definition::Codec::of::<String>(),
+            graph: Some(graph),
+            first_step: None,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_workflows_graph_is_stored_once_and_read_for_every_run_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("graphs.db");
+    let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    let (etl, etl_2, ship) = (
+        ("Etl", 7, "{\"nodes\":[\"a\"],\"edges\":[]}"),
+        ("Etl", 8, "{\"nodes\":[\"a\",\"b\"],\"edges\":[[0,1]]}"),
+        ("Ship", 7, "{\"nodes\":[\"s\"],\"edges\":[]}"),
+    );
+    for (id, graph) in [
+        ("a", etl),
+        ("b", etl),
+        ("c", etl_2),
+        ("d", ship),
+        ("e", etl),
+    ] {
+        create_with_graph(&store, id, graph).await;
+    }
+    let file = Connection::open(&path).unwrap();
+    let stored: Vec<(String, i64, String)> = file
+        .prepare("SELECT workflow, fingerprint, graph FROM graphs ORDER BY 1, 2")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let row = |(w, f, g): (&str, u64, &str)| (w.to_owned(), f.cast_signed(), g.to_owned());
+    assert_eq!(stored, [row(etl), row(etl_2), row(ship)]);
+    let in_runs: i64 = file
+        .query_row(
+            "SELECT count(*) FROM runs WHERE graph IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(in_runs, 0, "a run's row carries no graph of its own");
+
+    // A run the code before schema 12 created holds its graph in its row, which is read.
+    file.execute(
+        "INSERT INTO runs (run_id, workflow, graph_fingerprint, input, status, version, \
+             created_at, updated_at, graph) \
+         VALUES ('old', 'Etl', 7, '\"in\"', 'running', 1, 1, 1, '{\"nodes\":[\"old\"]}')",
+        [],
+    )
+    .unwrap();
+    let db = Inspector::open(&path).unwrap();
+    for (id, graph) in [
+        ("a", etl),
+        ("b", etl),
+        ("c", etl_2),
+        ("d", ship),
+        ("e", etl),
+    ] {
+        assert_eq!(db.graph(id).unwrap().as_deref(), Some(graph.2), "run {id}");
+    }
+    assert_eq!(
+        db.graph("old").unwrap().as_deref(),
+        Some("{\"nodes\":[\"old\"]}")
+    );
+}

@@ -60,7 +60,7 @@ async fn opening_creates_the_schema_in_wal_mode_with_strict_tables() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("reads");
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 11);
+    assert_eq!(SCHEMA_VERSION, 12);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("reads");
@@ -74,7 +74,14 @@ async fn opening_creates_the_schema_in_wal_mode_with_strict_tables() {
         )
         .expect("reads");
     assert_eq!(steps, "view");
-    for table in ["runs", "events", "signals", "replicas", "positions"] {
+    for table in [
+        "runs",
+        "events",
+        "signals",
+        "replicas",
+        "positions",
+        "graphs",
+    ] {
         let strict: i64 = conn
             .query_row(
                 "SELECT strict FROM pragma_table_list WHERE name = ?1",

@@ -1,9 +1,10 @@
 //! What several test files of the store share.
 
-/// Undoes migrations 11, 9, 7, 5, 4 and 3 of a current file: `steps` a table again, then
+/// Undoes migrations 12, 11, 9, 7, 5, 4 and 3 of a current file: no `graphs`, `steps` a table again, then
 /// drops the queue columns, the replicas and the window, the graph column, the machines tables
 /// and the lease columns. A test then sets `user_version` to what it rewinds to.
 pub(crate) const REWIND_V3: &str = "\
+    DROP TABLE graphs; \
     CREATE TABLE steps_v10 (run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE, \
         name TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL, output TEXT, \
         error TEXT, started_at INTEGER, finished_at INTEGER, PRIMARY KEY (run_id, name)) STRICT; \
