@@ -84,8 +84,8 @@ pub struct PgOptions {
     pub transaction_pooling: bool,
     /// A checkpoint that completes a step and starts the next writes one row of the event
     /// log, not two (schema version 10, `events.next_step`): half the rows and index entries
-    /// of most checkpoints, which is what the server spends most on in a batch; `true` by
-    /// default. Every reader since schema 10 reads such a row as the two events it stands for
+    /// of most checkpoints, which is what the server spends most on in a batch; and so does a
+    /// run's creation with its first step's start. `true` by default. Every reader since schema 10 reads such a row as the two events it stands for
     /// (the live feed, `steps`, `inspect`, a run's reload), but a replica of a release before
     /// schema 10 would read the completion and miss the start. A rolling upgrade from the
     /// release before this one (which reads such rows and writes none) needs nothing; one

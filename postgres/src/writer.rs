@@ -19,7 +19,7 @@
 //! several server processes do its work (see `queue`). In a compact log
 //! (`PgOptions::compact_log`, schema 10) a write that completes a step and starts the next is
 //! one row whose `next_step` names the started step, which keeps the number it would have had
-//! (see [`RecordRow::next_step`]).
+//! (see [`RecordRow::next_step`]); so is a run's creation with its first step's start.
 //!
 //! Each write fences itself: its events are appended only if the run's row still has the
 //! writer's lease token. That read is enough because the batch reads it under a `FOR KEY
@@ -175,7 +175,8 @@ pub(crate) struct Writer {
     /// The run and the mark of the last batch sent if it was one write marked on its event
     /// (see [`ONE_SQL`]): what a writer in doubt looks for.
     marked: Option<(RunId, i64)>,
-    /// Whether a write's completion and next start go in one row (`PgOptions::compact_log`).
+    /// Whether a write's completion and next start go in one row, and a creation and its first
+    /// start (`PgOptions::compact_log`).
     compact: bool,
 }
 
@@ -405,7 +406,7 @@ impl Writer {
                 &conn.client,
                 (&conn.create, &conn.create_one),
                 creations,
-                &self.graphs,
+                (&self.graphs, self.compact),
             )));
             statements += 1;
         }

@@ -70,12 +70,13 @@ impl CreateRow {
 
 /// The statement that creates every run of a batch (see [`CREATE_SQL`](super::sql::CREATE_SQL); one run alone,
 /// [`CREATE_ONE_SQL`](super::sql::CREATE_ONE_SQL)): a row back for each, in the batch's order. Sent when first polled.
-/// A creation's graph goes with it only while `stored` does not know it stored.
+/// A creation's graph goes with it only while `stored` does not know it stored; in a
+/// `compact` log its first step's start is named by its row, not a row of its own.
 pub(super) async fn create_all(
     client: &Client,
     (statement, one): (&Kept, &Kept),
     rows: Vec<&CreateRow>,
-    stored: &StoredGraphs,
+    (stored, compact): (&StoredGraphs, bool),
 ) -> Result<Vec<Row>, tokio_postgres::Error> {
     if let [row] = rows[..] {
         return one
@@ -95,6 +96,7 @@ pub(super) async fn create_all(
                     &row.notify,
                     &crate::notices::QUEUED,
                     &row.first,
+                    &compact,
                 ],
             )
             .await;
@@ -128,6 +130,7 @@ pub(super) async fn create_all(
                 &notify,
                 &crate::notices::QUEUED,
                 &firsts,
+                &compact,
             ],
         )
         .await

@@ -19,7 +19,9 @@
 /// ran at half the rate, benches/README.md, session 22); the run already there is looked up
 /// only for a creation that made nothing. A creation's graph ($7, sent only while the store's
 /// writers have not seen it stored, see `graphs`) goes into `graphs` unless it is there, in
-/// the order of its key, and the run's row keeps none (schema 11).
+/// the order of its key, and the run's row keeps none (schema 11). In a compact log ($14,
+/// `PgOptions::compact_log`) the first step's start is no row of its own: the creation's row
+/// names it (`next_step`), and it keeps the number it would have had, one past the row's.
 pub(super) const CREATE_SQL: &str = "
 WITH now AS MATERIALIZED (SELECT now_ms() AS at),
 c AS MATERIALIZED (
@@ -53,13 +55,15 @@ made AS MATERIALIZED (
 ),
 base AS MATERIALIZED (SELECT log_positions(2 * (SELECT count(*)::integer FROM c)) AS b),
 ev AS (
-    INSERT INTO events (seq, run_id, at, kind, step, attempt)
-    SELECT base.b + 2 * made.ci - 1, made.run_id, made.created_at, 'run_created', NULL, NULL
+    INSERT INTO events (seq, run_id, at, kind, step, attempt, next_step)
+    SELECT base.b + 2 * made.ci - 1, made.run_id, made.created_at, 'run_created', NULL, NULL,
+        CASE WHEN $14::boolean THEN made.first END
     FROM made, base
     UNION ALL
-    SELECT base.b + 2 * made.ci, made.run_id, made.created_at, 'step_started', made.first, 1
-    FROM made, base WHERE made.first IS NOT NULL
-    RETURNING seq, run_id, at, kind
+    SELECT base.b + 2 * made.ci, made.run_id, made.created_at, 'step_started', made.first, 1,
+        NULL
+    FROM made, base WHERE made.first IS NOT NULL AND NOT $14::boolean
+    RETURNING seq
 ),
 told AS MATERIALIZED (
     SELECT count(pg_notify(made.notify, $12)) AS n FROM made WHERE made.notify IS NOT NULL
@@ -75,7 +79,8 @@ ORDER BY c.ci";
 
 /// A batch's one creation (a run started alone, as every run of a sequential caller is): what
 /// [`CREATE_SQL`] does for one run, as a statement of its own, with the same row back (its
-/// first step's start, $13, numbered after the creation by the column's default). The set
+/// first step's start, $13, numbered after the creation by the column's default; in a compact
+/// log, $14, named by the creation's row, whose number leaves the next one free for it). The set
 /// form cost a run started alone about 50 µs more of the server's time (its arrays, the sort
 /// that keeps a batch's first creation of an id, the numbering's call).
 pub(super) const CREATE_ONE_SQL: &str = "
@@ -98,15 +103,24 @@ ev AS (
     SELECT ins.run_id, ins.created_at, k.kind, k.step, k.attempt
     FROM ins, (VALUES (1, 'run_created', NULL, NULL), (2, 'step_started', $13::text, 1))
         AS k(o, kind, step, attempt)
-    WHERE k.o = 1 OR $13::text IS NOT NULL
+    WHERE NOT $14::boolean AND (k.o = 1 OR $13::text IS NOT NULL)
     ORDER BY k.o
     RETURNING seq, at, kind
+),
+compact AS (
+    INSERT INTO events (seq, run_id, at, kind, next_step)
+    SELECT log_positions(2) + 1, ins.run_id, ins.created_at, 'run_created', $13::text
+    FROM ins WHERE $14::boolean
+    RETURNING seq, at, next_step
 )
-SELECT created.seq, created.at, (SELECT workflow FROM runs WHERE run_id = $1),
-    (SELECT count(pg_notify($11, $12)) FROM ins WHERE $11::text IS NOT NULL), began.seq
+SELECT COALESCE(created.seq, c.seq), COALESCE(created.at, c.at),
+    (SELECT workflow FROM runs WHERE run_id = $1),
+    (SELECT count(pg_notify($11, $12)) FROM ins WHERE $11::text IS NOT NULL),
+    COALESCE(began.seq, CASE WHEN c.next_step IS NOT NULL THEN c.seq + 1 END)
 FROM (SELECT 1) AS one
     LEFT JOIN ev created ON created.kind = 'run_created'
-    LEFT JOIN ev began ON began.kind = 'step_started'";
+    LEFT JOIN ev began ON began.kind = 'step_started'
+    LEFT JOIN compact c ON true";
 
 /// The fence of every change write of a batch of several: their runs' ids, as an array. Each
 /// run's row is looked up by key and locked `FOR KEY SHARE` to the commit, in `run_id` order
