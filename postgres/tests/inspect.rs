@@ -8,7 +8,7 @@
 #[macro_use]
 mod support;
 
-use sagaflow_core::conformance::runs::{complete, create, start};
+use sagaflow_core::conformance::runs::{complete, create, create_with_graph, start};
 use sagaflow_core::runtime::store::inspect::{Inspect, InspectError};
 use sagaflow_core::runtime::store::{MachineStep, MachineStore};
 use sagaflow_core::runtime::{Change, RunStore, SignalStore};
@@ -263,28 +263,6 @@ async fn a_schema_named_in_mixed_case_is_the_one_written_and_read() {
         .unwrap();
 }
 
-/// Creates run `id` of `workflow`, whose graph is `graph` with `fingerprint`.
-async fn create_with_graph(
-    store: &impl RunStore,
-    id: &str,
-    (workflow, fingerprint, graph): (&str, u64, &str),
-) {
-    let run_id = sagaflow_core::runtime::RunId::from(id);
-    let input = String::from("in");
-    store
-        .create_run(&sagaflow_core::runtime::store::NewRun {
-            run_id: &run_id,
-            workflow,
-            graph_fingerprint: fingerprint,
-            input: &input,
-            input_codec: sagaflow_core::runtime::definition::Codec::of::<String>(),
-            graph: Some(graph),
-            first_step: None,
-        })
-        .await
-        .unwrap();
-}
-
 /// The graphs stored, as `(workflow, fingerprint, graph)` in that order, and how many runs'
 /// rows hold a graph of their own.
 async fn graphs_stored(db: &support::Db) -> (Vec<(String, i64, String)>, i64) {
@@ -322,14 +300,17 @@ async fn a_workflows_graph_is_stored_once_and_read_for_every_run_of_it() {
     );
     // Four runs of one graph at once (a batch of creations), one alone, and two more graphs:
     // a new version of the workflow, and another workflow of the same fingerprint.
-    futures_util::future::join_all(
+    for created in futures_util::future::join_all(
         ["a", "b", "c", "d"].map(|id| create_with_graph(&store, id, etl)),
     )
-    .await;
+    .await
+    {
+        created.unwrap();
+    }
     assert!(store.commits() <= 2, "the four were not batched");
-    create_with_graph(&store, "e", etl).await;
-    create_with_graph(&store, "f", etl_2).await;
-    create_with_graph(&store, "g", ship).await;
+    create_with_graph(&store, "e", etl).await.unwrap();
+    create_with_graph(&store, "f", etl_2).await.unwrap();
+    create_with_graph(&store, "g", ship).await.unwrap();
     let (graphs, in_runs) = graphs_stored(&db).await;
     let row = |(w, f, g): (&str, u64, &str)| (w.to_owned(), f.cast_signed(), g.to_owned());
     assert_eq!(graphs, [row(etl), row(etl_2), row(ship)]);
@@ -372,12 +353,12 @@ async fn a_workflows_graph_is_stored_once_and_read_for_every_run_of_it() {
         .batch_execute(&format!("DELETE FROM \"{}\".graphs", db.schema))
         .await
         .unwrap();
-    create_with_graph(&store, "h", etl).await;
+    create_with_graph(&store, "h", etl).await.unwrap();
     assert_eq!(graphs_stored(&db).await.0, []);
     assert_eq!(inspector.graph("h").await.unwrap(), None);
     let other = db.store().await;
-    create_with_graph(&other, "i", etl).await;
-    create_with_graph(&other, "j", etl).await;
+    create_with_graph(&other, "i", etl).await.unwrap();
+    create_with_graph(&other, "j", etl).await.unwrap();
     assert_eq!(graphs_stored(&db).await.0, [row(etl)]);
     assert_eq!(inspector.graph("h").await.unwrap().as_deref(), Some(etl.2));
 }

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
 use rusqlite::Connection;
-use sagaflow_core::conformance::runs::{complete, create, start};
+use sagaflow_core::conformance::runs::{complete, create, create_with_graph, start};
 use sagaflow_core::runtime::{MachineStore, RunStore};
 use sagaflow_sqlite::inspect::{Inspect, InspectError, Inspector};
 use sagaflow_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore};
@@ -178,28 +178,6 @@ async fn the_steps_view_and_a_loaded_run_agree() {
     assert_eq!(viewed.len(), 4, "{viewed:?}");
 }
 
-/// Creates run `id` of `workflow`, whose graph is `graph` with `fingerprint`.
-async fn create_with_graph(
-    store: &SqliteStore,
-    id: &str,
-    (workflow, fingerprint, graph): (&str, u64, &str),
-) {
-    let run_id = sagaflow_core::runtime::RunId::from(id);
-    let input = String::from("in");
-    store
-        .create_run(&sagaflow_core::runtime::store::NewRun {
-            run_id: &run_id,
-            workflow,
-            graph_fingerprint: fingerprint,
-            input: &input,
-            input_codec: sagaflow_core::runtime::definition::Codec::of::<String>(),
-            graph: Some(graph),
-            first_step: None,
-        })
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn a_workflows_graph_is_stored_once_and_read_for_every_run_of_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -210,14 +188,15 @@ async fn a_workflows_graph_is_stored_once_and_read_for_every_run_of_it() {
         ("Etl", 8, "{\"nodes\":[\"a\",\"b\"],\"edges\":[[0,1]]}"),
         ("Ship", 7, "{\"nodes\":[\"s\"],\"edges\":[]}"),
     );
-    for (id, graph) in [
+    let runs = [
         ("a", etl),
         ("b", etl),
         ("c", etl_2),
         ("d", ship),
         ("e", etl),
-    ] {
-        create_with_graph(&store, id, graph).await;
+    ];
+    for (id, graph) in runs {
+        create_with_graph(&store, id, graph).await.unwrap();
     }
     let file = Connection::open(&path).unwrap();
     let stored: Vec<(String, i64, String)> = file
@@ -247,13 +226,7 @@ async fn a_workflows_graph_is_stored_once_and_read_for_every_run_of_it() {
     )
     .unwrap();
     let db = Inspector::open(&path).unwrap();
-    for (id, graph) in [
-        ("a", etl),
-        ("b", etl),
-        ("c", etl_2),
-        ("d", ship),
-        ("e", etl),
-    ] {
+    for (id, graph) in runs {
         assert_eq!(db.graph(id).unwrap().as_deref(), Some(graph.2), "run {id}");
     }
     assert_eq!(

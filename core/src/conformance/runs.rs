@@ -39,6 +39,28 @@ pub async fn create_beginning(
         .await
 }
 
+/// Creates the run `id` of `workflow`, with the input `"in"`, whose graph (JSON, see
+/// [`NewRun::graph`]) is `graph`, with the fingerprint `fingerprint`.
+pub async fn create_with_graph(
+    store: &impl RunStore,
+    id: &str,
+    (workflow, fingerprint, graph): (&str, u64, &str),
+) -> Result<Created, StoreError> {
+    let run_id = RunId::from(id);
+    let input = String::from("in");
+    store
+        .create_run(&NewRun {
+            run_id: &run_id,
+            workflow,
+            graph_fingerprint: fingerprint,
+            input: &input,
+            input_codec: Codec::of::<String>(),
+            graph: Some(graph),
+            first_step: None,
+        })
+        .await
+}
+
 /// Records that `step` of run `id` started its first attempt.
 pub async fn start(store: &impl RunStore, id: &str, step: &str) -> Result<(), StoreError> {
     let change = Change::StepStarted { step, attempt: 1 };
