@@ -24,19 +24,7 @@ pub async fn create_beginning(
     workflow: &str,
     first: Option<&str>,
 ) -> Result<Created, StoreError> {
-    let run_id = RunId::from(id);
-    let input = String::from("in");
-    store
-        .create_run(&NewRun {
-            run_id: &run_id,
-            workflow,
-            graph_fingerprint: u64::MAX - 1,
-            input: &input,
-            input_codec: Codec::of::<String>(),
-            graph: None,
-            first_step: first,
-        })
-        .await
+    create_run(store, id, (workflow, u64::MAX - 1, None), first).await
 }
 
 /// Creates the run `id` of `workflow`, with the input `"in"`, whose graph (JSON, see
@@ -45,6 +33,17 @@ pub async fn create_with_graph(
     store: &impl RunStore,
     id: &str,
     (workflow, fingerprint, graph): (&str, u64, &str),
+) -> Result<Created, StoreError> {
+    create_run(store, id, (workflow, fingerprint, Some(graph)), None).await
+}
+
+/// Creates the run `id` of `workflow` under the graph of `fingerprint` (and its JSON, if
+/// given), with the input `"in"`, its step `first` started with the creation.
+async fn create_run(
+    store: &impl RunStore,
+    id: &str,
+    (workflow, fingerprint, graph): (&str, u64, Option<&str>),
+    first: Option<&str>,
 ) -> Result<Created, StoreError> {
     let run_id = RunId::from(id);
     let input = String::from("in");
@@ -55,8 +54,8 @@ pub async fn create_with_graph(
             graph_fingerprint: fingerprint,
             input: &input,
             input_codec: Codec::of::<String>(),
-            graph: Some(graph),
-            first_step: None,
+            graph,
+            first_step: first,
         })
         .await
 }
