@@ -40,7 +40,9 @@ fn side(dir: &Path, line: &str) {
         .append(true)
         .open(dir.join("side.txt"))
         .unwrap();
-    writeln!(file, "{line}").unwrap();
+    // One write: `writeln!` on a `File` is two (the line, then its end), and a process
+    // killed between them leaves a line without its end, which the next one's runs on.
+    file.write_all(format!("{line}\n").as_bytes()).unwrap();
     file.sync_all().unwrap();
 }
 
