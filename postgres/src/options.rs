@@ -85,8 +85,9 @@ pub struct PgOptions {
     /// A checkpoint that completes a step and starts the next writes one row of the event
     /// log, not two (schema version 10, `events.next_step`): half the rows and index entries
     /// of most checkpoints, which is what the server spends most on in a batch; and so does a
-    /// run's creation with its first step's start. `true` by default. Every reader since schema 10 reads such a row as the two events it stands for
-    /// (the live feed, `steps`, `inspect`, a run's reload), but a replica of a release before
+    /// run's creation with its first step's start. `true` by default. Every reader since
+    /// schema 10 reads such a row as the two events it stands for (the live feed, `steps`,
+    /// `inspect`, a run's reload), whatever its kind, but a replica of a release before
     /// schema 10 would read the completion and miss the start. A rolling upgrade from the
     /// release before this one (which reads such rows and writes none) needs nothing; one
     /// straight from a release before schema 10 sets this `false` until no replica of that
