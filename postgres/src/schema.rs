@@ -21,7 +21,7 @@ use crate::session::Session;
 use sagaflow_core::runtime::error::StoreError;
 
 mod migrations;
-use migrations::{V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11};
+use migrations::{V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12};
 
 /// The migrations, oldest first; migration `i` takes the schema from version `i` to `i + 1`,
 /// and the oldest version whose code works on the schema it leaves (see the module). Append
@@ -50,6 +50,8 @@ const MIGRATIONS: &[(&str, i64)] = &[
     (V10, 2),
     // Only adds `graphs`; `runs.graph` stays, null for the runs this version creates.
     (V11, 2),
+    // Only changes the run ids' collation (and makes the `steps` view again as it was).
+    (V12, 2),
 ];
 
 /// The newest schema version this code knows.

@@ -205,6 +205,89 @@ async fn a_newer_schema_names_both_versions() {
     }
 }
 
+/// The run ids' collations, by table (`None`: the database's own), and the `steps` view's.
+async fn run_id_collations(url: &str, schema: &str) -> Vec<(String, Option<String>)> {
+    support::client(url)
+        .await
+        .query(
+            "SELECT table_name::text, collation_name::text FROM information_schema.columns \
+             WHERE table_schema = $1 AND column_name = 'run_id' ORDER BY 1",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+/// Schema 12 compares run ids byte by byte (`COLLATE "C"`) in every table that holds them,
+/// and its migration, run on a schema of version 11 that holds a run's events and a signal
+/// (and a view on `events.run_id` that keeps the column from changing until it is dropped),
+/// keeps what was written and makes the `steps` view again.
+#[tokio::test]
+async fn run_ids_compare_byte_by_byte_and_the_migration_keeps_what_was_written() {
+    let db = fresh_db!();
+    let c_collated = |view: &str| {
+        ["events", "runs", "signals", view]
+            .map(|table| (table.to_owned(), Some("C".to_owned())))
+            .to_vec()
+    };
+    let store = db.store().await;
+    assert_eq!(
+        run_id_collations(&db.url, &db.schema).await,
+        c_collated("steps")
+    );
+    create(&store, "r", "W").await.unwrap();
+    start(&store, "r", "a").await.unwrap();
+    complete(&store, "r", "a", &"out".to_owned()).await.unwrap();
+    assert!(store.deliver_signal(&"r".into(), "go", "1").await.unwrap());
+    drop(store);
+    // Version 11 as it was: the ids in the database's collation, a view reading them.
+    support::client(&db.url)
+        .await
+        .batch_execute(&format!(
+            "SET search_path TO \"{}\"; DROP VIEW steps;
+             ALTER TABLE runs ALTER COLUMN run_id TYPE text COLLATE \"default\";
+             ALTER TABLE events ALTER COLUMN run_id TYPE text COLLATE \"default\";
+             ALTER TABLE signals ALTER COLUMN run_id TYPE text COLLATE \"default\";
+             CREATE VIEW steps AS SELECT run_id FROM events;
+             UPDATE schema_version SET version = 11",
+            db.schema
+        ))
+        .await
+        .unwrap();
+    let old = [
+        ("events", None),
+        ("runs", None),
+        ("signals", None),
+        ("steps", None),
+    ]
+    .map(|(table, collation)| (table.to_owned(), collation))
+    .to_vec();
+    assert_eq!(run_id_collations(&db.url, &db.schema).await, old);
+
+    let store = db.store().await;
+    assert_eq!(
+        run_id_collations(&db.url, &db.schema).await,
+        c_collated("steps")
+    );
+    assert_eq!(
+        store.signal(&"r".into(), "go").await.unwrap().as_deref(),
+        Some("1")
+    );
+    let inspector = PgInspector::connect(&db.url, &db.schema).await.unwrap();
+    let steps = inspector.steps("r").await.unwrap();
+    assert_eq!(
+        steps
+            .iter()
+            .map(|s| (s.name.as_str(), s.status.as_str()))
+            .collect::<Vec<_>>(),
+        [("a", "completed")],
+        "the steps view made again reads the run's step"
+    );
+}
+
 #[tokio::test]
 async fn an_unreachable_server_and_a_bad_url_are_named_without_the_password() {
     let port = support::server::free_port(); // bound, then let go: nothing listens there
