@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sagaflow::SqliteEngine;
-use sagaflow::runtime::{MemoryStore, RunStore, StoredRunStatus};
+use sagaflow::runtime::{EventLog, MemoryStore, RunStore, StoredRunStatus};
 use sagaflow::{
     Builder, Definition, Engine, RunId, SqliteOptions, SqliteStore, StepError, StepOptions,
     StepStatus, Synchronous,
@@ -147,6 +147,9 @@ enum Backend {
     File(Synchronous),
     /// The same with `commit_on_caller(false)`: every commit on the writer thread.
     FileWriterThread(Synchronous),
+    /// A file whose log is compact (`compact_log(true)`): a step's completion and the next
+    /// start in one row.
+    Compact(Synchronous),
     /// A `SqliteStore::in_memory()`: the schema, the SQL and the writer thread, no file.
     SqliteMemory,
     /// A `MemoryStore::new()`, which keeps every change: the engine's recording path.
@@ -164,12 +167,15 @@ struct Bench {
 impl Bench {
     fn open(backend: Backend) -> Bench {
         match backend {
-            Backend::File(sync) | Backend::FileWriterThread(sync) => {
+            Backend::File(sync) | Backend::FileWriterThread(sync) | Backend::Compact(sync) => {
                 let dir = scratch();
-                let on_caller = matches!(backend, Backend::File(_));
+                let on_caller = !matches!(backend, Backend::FileWriterThread(_));
+                let compact = matches!(backend, Backend::Compact(_));
                 let engine = Engine::open_with(
                     dir.path().join("sagaflow.db"),
-                    options(sync).commit_on_caller(on_caller),
+                    options(sync)
+                        .commit_on_caller(on_caller)
+                        .compact_log(compact),
                 )
                 .expect("the database opens");
                 Bench {
@@ -260,14 +266,14 @@ async fn sequential_timed(backend: Backend, def: Definition<u64, u64>, iters: u6
 }
 
 /// `iters` rounds of 100 concurrent runs of `def`, on a fresh database per batch.
-async fn concurrent_timed(sync: Synchronous, def: Definition<u64, u64>, iters: u64) -> Duration {
+async fn concurrent_timed(backend: Backend, def: Definition<u64, u64>, iters: u64) -> Duration {
     let rounds_per_batch = (RUNS_PER_BATCH / CONCURRENT_RUNS as u64).max(1);
     let mut total = Duration::ZERO;
     let mut left = iters;
     while left > 0 {
         let batch = left.min(rounds_per_batch);
         left -= batch;
-        let bench = Bench::open(Backend::File(sync));
+        let bench = Bench::open(backend);
         let rounds: Vec<Vec<RunId>> = (0..batch)
             .map(|round| {
                 (0..CONCURRENT_RUNS)
@@ -407,9 +413,13 @@ async fn check_in_memory(backend: Backend, def: &Definition<u64, u64>) {
     bench.close().await;
 }
 
-async fn check_concurrent(sync: Synchronous, def: &Definition<u64, u64>) {
+async fn check_concurrent(sync: Synchronous, compact: bool, def: &Definition<u64, u64>) {
     let dir = scratch();
-    let store = SqliteStore::open(dir.path().join("check.db"), options(sync)).expect("opens");
+    let store = SqliteStore::open(
+        dir.path().join("check.db"),
+        options(sync).compact_log(compact),
+    )
+    .expect("opens");
     let engine = Engine::builder().store(Arc::new(store.clone())).build();
     let ids: Vec<RunId> = (0..CONCURRENT_RUNS)
         .map(|k| RunId::from(format!("c{k}")))
@@ -425,11 +435,15 @@ async fn check_concurrent(sync: Synchronous, def: &Definition<u64, u64>) {
             stored.steps[CONCURRENT_CHAIN - 1].output.as_deref(),
             Some("10")
         );
+        // Every event read back, numbered without a gap: one per change, in either log.
+        let events = store.events(Some(id), 0, 100).await.expect("reads");
+        assert_eq!(events.len(), 2 + 2 * CONCURRENT_CHAIN, "{id}");
     }
     eprintln!(
-        "check: {CONCURRENT_RUNS} concurrent {CONCURRENT_CHAIN}-step runs, {}: {writes} writes in \
-         {commits} commits ({:.1} writes per commit)",
+        "check: {CONCURRENT_RUNS} concurrent {CONCURRENT_CHAIN}-step runs, {}{}: {writes} writes \
+         in {commits} commits ({:.1} writes per commit)",
         sync_name(sync),
+        if compact { ", compact log" } else { "" },
         writes as f64 / commits as f64,
     );
     release(engine, store, dir).await;
@@ -581,7 +595,8 @@ fn durable(c: &mut Criterion) {
             check_sequential(sync, true, &chain_40).await;
             check_sequential(sync, false, &chain_40).await;
             check_bare(sync);
-            check_concurrent(sync, &chain_10).await;
+            check_concurrent(sync, false, &chain_10).await;
+            check_concurrent(sync, true, &chain_10).await;
         }
         for backend in [
             Backend::SqliteMemory,
@@ -623,6 +638,15 @@ fn durable(c: &mut Criterion) {
                 ))
             });
         });
+        group.bench_function(format!("sagaflow_{name}_compact"), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                on_worker(sequential_timed(
+                    Backend::Compact(sync),
+                    chain_40.clone(),
+                    iters,
+                ))
+            });
+        });
         group.bench_function(format!("bare_commit_{name}"), |b| {
             b.iter_custom(|iters| bare_timed(sync, iters));
         });
@@ -636,10 +660,16 @@ fn durable(c: &mut Criterion) {
     ));
     for sync in [Synchronous::Full, Synchronous::Normal] {
         let name = sync_name(sync).to_lowercase();
-        group.bench_function(format!("sagaflow_{name}"), |b| {
-            b.to_async(&rt)
-                .iter_custom(|iters| on_worker(concurrent_timed(sync, chain_10.clone(), iters)));
-        });
+        for (suffix, backend) in [
+            ("", Backend::File(sync)),
+            ("_compact", Backend::Compact(sync)),
+        ] {
+            group.bench_function(format!("sagaflow_{name}{suffix}"), |b| {
+                b.to_async(&rt).iter_custom(|iters| {
+                    on_worker(concurrent_timed(backend, chain_10.clone(), iters))
+                });
+            });
+        }
     }
     group.finish();
 
@@ -684,57 +714,68 @@ fn durable(c: &mut Criterion) {
 /// of `n` pairs times, back to back and in alternating order, 25 runs of the 40-step chain with
 /// FULL against 25 × 40 bare commits, and 5 rounds of 100 concurrent 10-step runs against
 /// 1,000 bare commits; it prints each pair's ratios, then their medians. A pair shares the
-/// disk's mood of its moment, which swings the absolute figures by 2× between minutes.
+/// disk's mood of its moment, which swings the absolute figures by 2× between minutes. Each
+/// pair times sagaflow's runs twice, on a plain log and on a compact one
+/// (`SqliteOptions::compact_log`), against the same bare commits.
 async fn paired(pairs: usize, chain_40: &Definition<u64, u64>, chain_10: &Definition<u64, u64>) {
     const RUNS: u64 = 25;
     const ROUNDS: u64 = 5;
     let bare = |runs: u64| tokio::task::block_in_place(|| bare_timed(Synchronous::Full, runs));
-    let (mut sequential, mut concurrent) = (Vec::new(), Vec::new());
+    let sync = Synchronous::Full;
+    let logs = [Backend::File(sync), Backend::Compact(sync)];
+    let (mut sequential, mut concurrent) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
     for pair in 0..pairs {
-        let backend = Backend::File(Synchronous::Full);
-        let (step, floor) = if pair % 2 == 0 {
-            let step = on_worker(sequential_timed(backend, chain_40.clone(), RUNS)).await;
-            (step, bare(RUNS))
+        let mut steps = [Duration::ZERO; 2];
+        let floor = if pair % 2 == 0 {
+            for (log, step) in logs.iter().zip(&mut steps) {
+                *step = on_worker(sequential_timed(*log, chain_40.clone(), RUNS)).await;
+            }
+            bare(RUNS)
         } else {
             let floor = bare(RUNS);
-            (
-                on_worker(sequential_timed(backend, chain_40.clone(), RUNS)).await,
-                floor,
-            )
+            for (log, step) in logs.iter().zip(&mut steps).rev() {
+                *step = on_worker(sequential_timed(*log, chain_40.clone(), RUNS)).await;
+            }
+            floor
         };
-        let steps = (RUNS * CHAIN as u64) as f64;
-        let ratio = step.as_secs_f64() / floor.as_secs_f64();
-        let many = on_worker(concurrent_timed(
-            Synchronous::Full,
-            chain_10.clone(),
-            ROUNDS,
-        ))
-        .await;
+        let mut many = [Duration::ZERO; 2];
+        for (log, many) in logs.iter().zip(&mut many) {
+            *many = on_worker(concurrent_timed(*log, chain_10.clone(), ROUNDS)).await;
+        }
         let alone = bare(ROUNDS * (CONCURRENT_RUNS * CONCURRENT_CHAIN / CHAIN) as u64);
-        let rate =
-            (ROUNDS * (CONCURRENT_RUNS * CONCURRENT_CHAIN) as u64) as f64 / many.as_secs_f64();
-        let bare_rate =
-            (ROUNDS * (CONCURRENT_RUNS * CONCURRENT_CHAIN) as u64) as f64 / alone.as_secs_f64();
-        println!(
-            "pair {pair}: sequential {:.1} µs a step, bare {:.1} µs a commit: {ratio:.3}×; \
-             100 runs {rate:.0} steps/s, bare {bare_rate:.0} commits/s: {:.2}×",
-            step.as_secs_f64() * 1e6 / steps,
-            floor.as_secs_f64() * 1e6 / steps,
-            rate / bare_rate
+        let count = (RUNS * CHAIN as u64) as f64;
+        let steps_done = (ROUNDS * (CONCURRENT_RUNS * CONCURRENT_CHAIN) as u64) as f64;
+        let bare_rate = steps_done / alone.as_secs_f64();
+        let mut line = format!(
+            "pair {pair}: bare {:.1} µs a commit, {bare_rate:.0} commits/s;",
+            floor.as_secs_f64() * 1e6 / count
         );
-        sequential.push(ratio);
-        concurrent.push(rate / bare_rate);
+        for (i, name) in ["plain", "compact"].into_iter().enumerate() {
+            let ratio = steps[i].as_secs_f64() / floor.as_secs_f64();
+            let rate = steps_done / many[i].as_secs_f64();
+            line += &format!(
+                " {name}: sequential {:.1} µs a step {ratio:.3}×, 100 runs {rate:.0} steps/s {:.2}×;",
+                steps[i].as_secs_f64() * 1e6 / count,
+                rate / bare_rate
+            );
+            sequential[i].push(ratio);
+            concurrent[i].push(rate / bare_rate);
+        }
+        println!("{}", line.trim_end_matches(';'));
     }
-    let median = |mut v: Vec<f64>| {
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    println!(
-        "median of {pairs} pairs: sequential {:.3}× the bare commit, 100 runs {:.2}× the bare \
-         commit rate",
-        median(sequential),
-        median(concurrent)
-    );
+    for (i, name) in ["plain", "compact"].into_iter().enumerate() {
+        println!(
+            "median of {pairs} pairs, {name} log: sequential {:.3}× the bare commit, 100 runs \
+             {:.2}× the bare commit rate",
+            median(&sequential[i]),
+            median(&concurrent[i])
+        );
+    }
 }
 
 /// Runs `fut` on a worker and hands back its value.

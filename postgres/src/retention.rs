@@ -123,12 +123,12 @@ impl Retention for PgStore {
                      FOR UPDATE
                  ),
                  e AS (DELETE FROM events WHERE run_id IN (SELECT run_id FROM doomed)
-                       RETURNING 1),
+                       RETURNING CASE WHEN next_step IS NULL THEN 1 ELSE 2 END AS n),
                  s AS (DELETE FROM signals WHERE run_id IN (SELECT run_id FROM doomed)
                        RETURNING 1),
                  r AS (DELETE FROM runs WHERE run_id IN (SELECT run_id FROM doomed)
                        RETURNING 1)
-                 SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM e),
+                 SELECT (SELECT count(*) FROM r), (SELECT coalesce(sum(n), 0)::bigint FROM e),
                         (SELECT count(*) FROM s)",
                 &[&ids],
             )

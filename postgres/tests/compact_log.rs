@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use sagaflow_core::runtime::store::Retention;
 use sagaflow_core::runtime::store::inspect::Inspect;
 use sagaflow_core::runtime::{
     Builder, Definition, Engine, Event, EventKind, EventLog, RunId, StepError,
@@ -93,6 +94,9 @@ struct Seen {
     inspected: Vec<Vec<InspectedEvent>>,
     /// The rows of `events`, and those that log a next start too.
     rows: (i64, i64),
+    /// How many events the log held once every run ended, and how many retention says it
+    /// deleted with them.
+    deleted: (usize, u64),
 }
 
 /// Runs one run alone (each checkpoint a batch of one write), 30 at once (batches of
@@ -158,6 +162,7 @@ async fn run_on(db: &support::Db) -> Seen {
         fed: Vec::new(),
         inspected: Vec::new(),
         rows: (0, 0),
+        deleted: (0, 0),
     };
     for id in &ids {
         // Read in pages of 3, so that a page ends between a row's two events.
@@ -215,6 +220,10 @@ async fn run_on(db: &support::Db) -> Seen {
     seen.rows = (row.get(0), row.get(1));
     gate.notify_one();
     assert_eq!(*held.wait().await.unwrap().output, 4);
+    let logged = store.events(None, 0, 10_000).await.unwrap().len();
+    let ids: Vec<RunId> = ids.iter().map(|id| RunId::from(id.as_str())).collect();
+    let deleted = store.delete_runs(&ids).await.unwrap().events;
+    seen.deleted = (logged, deleted);
     seen
 }
 
@@ -270,5 +279,8 @@ async fn a_compact_log_reads_as_the_log_it_stands_for() {
     // s1, s1 → s2, s2 → s3; s1's second start follows a retry).
     assert_eq!(plain.rows.1, 0);
     assert_eq!(compact.rows.1, 4 * 32);
+    // Retention counts the events it deleted, not the rows.
+    assert_eq!(plain.deleted, compact.deleted);
+    assert_eq!(compact.deleted.0 as u64, compact.deleted.1);
     assert_eq!(compact.rows.0, plain.rows.0 - 4 * 32);
 }

@@ -51,7 +51,8 @@ pub use sagaflow_core::runtime::store::inspect::{
     EventRow, Inspect, InspectError, Machine, Run, Step, Transition,
 };
 
-use crate::schema::SCHEMA_VERSION;
+use crate::schema::{SCHEMA_VERSION, V_COMPACT};
+use sagaflow_core::runtime::events::EventKind;
 use sagaflow_core::runtime::store::replicas::Replicas;
 use sagaflow_core::runtime::store::{QueueStanding, Queues};
 
@@ -67,6 +68,7 @@ const V_QUEUES: i64 = 9;
 const V_STARTED: i64 = 10;
 /// The version that stores a workflow's graph once, in `graphs`.
 const V_GRAPHS: i64 = 12;
+
 /// The most problems [`Inspector::integrity`] lists.
 pub const INTEGRITY_PROBLEMS: u32 = 20;
 
@@ -251,16 +253,22 @@ impl Inspector {
             .map_err(|e| self.err(&e))
     }
 
-    /// Events of the runs `run_ids` after `after`, in `seq` order.
+    /// Events of the runs `run_ids` after `after`, in `seq` order. From version 13 a row may
+    /// log the next step's start too (`next_step`), numbered one past it: read as two events,
+    /// and the row at `after` read for its start.
     pub fn events(&self, run_ids: &[String], after: i64) -> Result<Vec<EventRow>, InspectError> {
+        let sql = if self.version >= V_COMPACT {
+            "SELECT seq, run_id, at, kind, step, attempt, detail, next_step FROM events \
+             WHERE run_id = ?1 AND seq >= ?2 ORDER BY seq"
+        } else {
+            "SELECT seq, run_id, at, kind, step, attempt, detail, NULL FROM events \
+             WHERE run_id = ?1 AND seq > ?2 ORDER BY seq"
+        };
         let mut events = Vec::new();
         for run_id in run_ids {
-            events.extend(self.query(
-                "SELECT seq, run_id, at, kind, step, attempt, detail FROM events \
-                 WHERE run_id = ?1 AND seq > ?2 ORDER BY seq",
-                params![run_id, after],
-                |row| {
-                    Ok(EventRow {
+            let rows = self.query(sql, params![run_id, after], |row| {
+                Ok((
+                    EventRow {
                         seq: row.get(0)?,
                         run_id: row.get(1)?,
                         at: row.get(2)?,
@@ -268,9 +276,25 @@ impl Inspector {
                         step: row.get(4)?,
                         attempt: row.get(5)?,
                         detail: row.get::<_, Option<String>>(6)?.map(json_or_text),
-                    })
-                },
-            )?);
+                    },
+                    row.get::<_, Option<String>>(7)?,
+                ))
+            })?;
+            for (event, next_step) in rows {
+                let start = next_step.map(|next| EventRow {
+                    seq: event.seq.saturating_add(1),
+                    run_id: event.run_id.clone(),
+                    at: event.at,
+                    kind: EventKind::StepStarted.as_str().to_owned(),
+                    step: Some(next),
+                    attempt: Some(1),
+                    detail: None,
+                });
+                if event.seq > after {
+                    events.push(event);
+                }
+                events.extend(start);
+            }
         }
         events.sort_by_key(|e| e.seq);
         Ok(events)

@@ -49,6 +49,7 @@ pub mod inspect;
 mod lease;
 mod machines;
 mod ops;
+mod options;
 mod owner;
 mod reader;
 mod replicas;
@@ -83,127 +84,8 @@ use lease::Leases;
 use writer::{Inline, Op, Outcome, Request, Stats, Writer};
 
 pub use machines::{Advanced, MachineStep, MachineTransition, StoredMachine};
+pub use options::{SqliteOptions, Synchronous};
 pub use schema::SCHEMA_VERSION;
-
-/// How hard SQLite works to make a commit survive a power cut (`PRAGMA synchronous`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Synchronous {
-    /// Every commit is `fsync`ed before it is acknowledged: a committed checkpoint survives a
-    /// power cut. The default.
-    #[default]
-    Full,
-    /// In WAL mode, commits are `fsync`ed at checkpoints only: a commit survives a crash of
-    /// the process, but the last ones may be lost in a power cut. About ten times faster.
-    Normal,
-}
-
-/// How a [`SqliteStore`] opens its database. Start from [`SqliteOptions::default`] and the
-/// setters: the options may grow, so the struct cannot be written out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SqliteOptions {
-    /// `PRAGMA synchronous`; [`Synchronous::Full`] by default.
-    pub synchronous: Synchronous,
-    /// How long a write waits for a lock another connection holds before failing with
-    /// [`StoreError::Busy`]; 5 s by default.
-    pub busy_timeout: Duration,
-    /// Caps the database at this many pages (`PRAGMA max_page_count`, per connection); a write
-    /// past it fails with [`StoreError::Full`]. `None` (the default) leaves SQLite's limit.
-    pub max_page_count: Option<u32>,
-    /// The id this store holds leases under. `None` (the default): for a file, the first
-    /// free of `<host>-0`, `<host>-1`, … (one process on a host is always `<host>-0`), so
-    /// that a process restarted after a crash is the same owner and takes its runs up at
-    /// once, without waiting for the leases of its previous life to expire; for a database in
-    /// memory, a random id. A store holds its owner id under a lock on a file beside the
-    /// database (`<file>-owner-<hash>.lock`) for its whole life, so two live processes never
-    /// share one: a second store opened with an owner a live one holds is refused with
-    /// [`StoreError::OwnerInUse`]. Set it to a name that follows the service across hosts
-    /// (a pod's name on a shared volume, say).
-    pub owner: Option<String>,
-    /// How long a lease lasts unless renewed; 30 s by default. The store renews its leases
-    /// every third of it; another process may take a run over once its lease has expired.
-    pub lease: Duration,
-    /// How many times a run may be taken up (after a crash, or by another process) before
-    /// it is parked instead; 100 by default, as DBOS.
-    pub max_recoveries: u32,
-    /// Whether a write that finds the connection free commits on the caller's thread (a tokio
-    /// worker), at once; `true` by default. That saves the two thread wake-ups of a hand-off,
-    /// which cost as much as a whole commit with [`Synchronous::Normal`], but blocks the
-    /// worker for the commit, `fsync` included with [`Synchronous::Full`]. A service whose
-    /// other tasks on the runtime must never wait that long sets it to `false`: every write
-    /// then goes to the writer thread, and a worker never blocks on the disk.
-    pub commit_on_caller: bool,
-    /// Whether opening the database first runs `PRAGMA quick_check` and refuses a damaged
-    /// file with [`StoreError::Corrupt`]; `false` by default. It reads the whole file, so it
-    /// costs time in proportion to its size (about a second a gigabyte on a fast disk): worth
-    /// it for a service that would rather not start than run on a broken file.
-    pub quick_check: bool,
-}
-
-impl Default for SqliteOptions {
-    fn default() -> Self {
-        Self {
-            synchronous: Synchronous::Full,
-            busy_timeout: schema::DEFAULT_BUSY_TIMEOUT,
-            max_page_count: None,
-            owner: None,
-            lease: lease::DEFAULT_LEASE,
-            max_recoveries: lease::DEFAULT_MAX_RECOVERIES,
-            commit_on_caller: true,
-            quick_check: false,
-        }
-    }
-}
-
-impl SqliteOptions {
-    /// These options with `synchronous` set.
-    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
-        self.synchronous = synchronous;
-        self
-    }
-
-    /// These options with `busy_timeout` set.
-    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
-        self.busy_timeout = timeout;
-        self
-    }
-
-    /// These options with `max_page_count` set.
-    pub fn max_page_count(mut self, pages: u32) -> Self {
-        self.max_page_count = Some(pages);
-        self
-    }
-
-    /// These options with the lease owner id set (see [`owner`](Self::owner)).
-    pub fn owner(mut self, owner: impl Into<String>) -> Self {
-        self.owner = Some(owner.into());
-        self
-    }
-
-    /// These options with the lease duration set (at least 1 ms).
-    pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease.max(Duration::from_millis(1));
-        self
-    }
-
-    /// These options with the maximum number of recoveries set.
-    pub fn max_recoveries(mut self, max: u32) -> Self {
-        self.max_recoveries = max;
-        self
-    }
-
-    /// Sets [`commit_on_caller`](Self::commit_on_caller).
-    pub fn commit_on_caller(mut self, on_caller: bool) -> Self {
-        self.commit_on_caller = on_caller;
-        self
-    }
-
-    /// Sets [`quick_check`](Self::quick_check).
-    pub fn quick_check(mut self, check: bool) -> Self {
-        self.quick_check = check;
-        self
-    }
-}
 
 /// A [`Store`](sagaflow_core::runtime::Store) on a SQLite database. Cheap to clone: clones share the writer thread, which
 /// stops, closing the database, when the last clone is dropped; that drop waits for the batch
@@ -230,6 +112,8 @@ struct Inner {
     /// The read connection of a database file; `None` in memory (reads then go to the
     /// writer's thread).
     reader: Option<reader::Reader>,
+    /// Whether a step's completion and the next start share a row (`compact_log`).
+    compact: bool,
     /// Holds the owner id for the store's life; dropped after the writer has given up the
     /// leases and closed its connection, so no other store takes the id before then.
     _owner: Option<owner::OwnerLock>,
@@ -280,8 +164,13 @@ impl SqliteStore {
     /// A store on a new, private SQLite database in memory: the real schema and SQL, no file.
     /// Its runs end with it. `synchronous` does not apply.
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
+        Self::in_memory_with(SqliteOptions::default())
+    }
+
+    /// [`in_memory`](Self::in_memory) with `options`; `synchronous` and `owner` do not apply
+    /// (the owner is random).
+    pub fn in_memory_with(options: SqliteOptions) -> Result<SqliteStore, StoreError> {
         let label: Arc<str> = ":memory:".into();
-        let options = SqliteOptions::default();
         let conn = schema::open(None, &label, &options)?;
         Self::start(conn, label, &options, None, lease::random_owner(), None)
     }
@@ -341,6 +230,7 @@ impl SqliteStore {
                 publisher,
                 leases,
                 reader,
+                compact: options.compact_log,
                 _owner: lock,
             }),
         })
@@ -447,10 +337,10 @@ impl SqliteStore {
         let leases = &self.inner.leases;
         let op = ops::Record::new(
             run_id,
-            change,
-            then,
+            (change, then),
             leases.token(run_id),
             leases.lease_ms(),
+            self.inner.compact,
         )?;
         let sent = std::time::Instant::now();
         let result = self.write(op).await.map(drop);
@@ -519,7 +409,7 @@ impl SqliteStore {
 impl RunStore for SqliteStore {
     async fn create_run(&self, run: &NewRun<'_>) -> Result<Created, StoreError> {
         let leases = &self.inner.leases;
-        let op = ops::CreateRun::new(run, leases.owner(), leases.lease_ms())?;
+        let op = ops::CreateRun::new(run, leases.owner(), leases.lease_ms(), self.inner.compact)?;
         let (created, ..) = self.write(op).await?;
         if created == Created::New {
             leases.hold(run.run_id, 1);

@@ -32,12 +32,20 @@ pub(crate) struct CreateRun {
     /// The start of the step the run begins with, logged with a new run's creation
     /// (`NewRun::first_step`; never for a run put on a queue).
     first: Option<ChangeRow>,
+    /// Whether that start goes in the creation's row (`SqliteOptions::compact_log`).
+    compact: bool,
 }
 
 impl CreateRun {
     /// The creation of `run`, leased to `owner` for `lease_ms`, with its input encoded; a
-    /// codec failure is [`StoreError::Input`].
-    pub(crate) fn new(run: &NewRun<'_>, owner: &str, lease_ms: i64) -> Result<Self, StoreError> {
+    /// codec failure is [`StoreError::Input`]. With `compact`, the first step's start goes in
+    /// the creation's row.
+    pub(crate) fn new(
+        run: &NewRun<'_>,
+        owner: &str,
+        lease_ms: i64,
+        compact: bool,
+    ) -> Result<Self, StoreError> {
         let mut op = CreateRun::held(
             run,
             Held::By {
@@ -49,6 +57,7 @@ impl CreateRun {
             .first_step
             .map(|step| rows::change_row(run.run_id, &Change::StepStarted { step, attempt: 1 }))
             .transpose()?;
+        op.compact = compact;
         Ok(op)
     }
 
@@ -77,6 +86,7 @@ impl CreateRun {
             graph: run.graph.map(str::to_owned),
             held,
             first: None,
+            compact: false,
         })
     }
 }
@@ -87,15 +97,24 @@ impl Op for CreateRun {
     type Answer = (Created, Option<Logged>, Option<Logged>);
 
     fn apply(&self, conn: &Connection, _: &str) -> Result<Self::Answer, ApplyError> {
+        // The first step's start in the creation's row, numbered one past it.
+        let in_row = match &self.first {
+            Some(ChangeRow::StepStarted { step, attempt: 1 }) if self.compact => Some(step),
+            _ => None,
+        };
         let (created, logged) = rows::create_run(
             conn,
             &self.run_id,
             &self.workflow,
             (self.graph_fingerprint, self.graph.as_deref()),
             &self.input,
-            &self.held,
+            (&self.held, in_row.map(String::as_str)),
         )?;
         let begun = match (&self.first, logged) {
+            (Some(_), Some(logged)) if in_row.is_some() => Some(Logged {
+                seq: logged.seq.saturating_add(1),
+                at: logged.at,
+            }),
             (Some(first), Some(logged)) => {
                 Some(rows::log_created(conn, &self.run_id, logged.at, first)?)
             }
@@ -303,18 +322,20 @@ pub(crate) struct Record {
     then: Option<ChangeRow>,
     token: Option<u64>,
     lease_ms: i64,
+    /// Whether a next start may share the first change's row (`SqliteOptions::compact_log`).
+    compact: bool,
 }
 
 impl Record {
     /// The record of `change` (and `then` with it), fenced by `token` and renewing the lease
     /// by `lease_ms`; an output that does not encode is [`StoreError::Codec`] naming the run
-    /// and the step.
+    /// and the step. With `compact`, `then`'s start may go in `change`'s row.
     pub(crate) fn new(
         run_id: &RunId,
-        change: &Change<'_>,
-        then: Option<&Change<'_>>,
+        (change, then): (&Change<'_>, Option<&Change<'_>>),
         token: Option<u64>,
         lease_ms: i64,
+        compact: bool,
     ) -> Result<Self, StoreError> {
         Ok(Record {
             run_id: run_id.as_str().to_owned(),
@@ -324,6 +345,7 @@ impl Record {
                 .transpose()?,
             token,
             lease_ms,
+            compact,
         })
     }
 }
@@ -337,7 +359,8 @@ impl Op for Record {
         match &self.then {
             Some(then) => {
                 let pair = (&self.change, then);
-                let (first, then) = rows::record_pair(conn, label, &self.run_id, pair, fence)?;
+                let (first, then) =
+                    rows::record_pair(conn, label, &self.run_id, pair, (fence, self.compact))?;
                 Ok((first, Some(then)))
             }
             None => Ok((

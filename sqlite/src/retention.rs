@@ -122,9 +122,16 @@ fn finished_runs(
     Ok(runs)
 }
 
-/// The largest rowid of `table` (`events` or `signals`), 0 for none.
+/// The largest rowid of `table` (`signals`; the log has [`head`]), 0 for none.
 fn newest(conn: &Connection, table: &str) -> rusqlite::Result<i64> {
     conn.prepare_cached(&format!("SELECT coalesce(max(rowid), 0) FROM {table}"))?
+        .query_row([], |r| r.get(0))
+}
+
+/// The last event's `seq`, 0 for none: one past the newest row's when that row logs a next
+/// start too (see `events::head`).
+fn head(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached(crate::events::HEAD_SQL)?
         .query_row([], |r| r.get(0))
 }
 
@@ -133,11 +140,14 @@ fn delete_runs(conn: &Connection, label: &str, run_ids: &[RunId]) -> Result<Dele
     let sqlite = |e: rusqlite::Error| sqlite_error(label, &e);
     conn.execute_batch("BEGIN IMMEDIATE").map_err(sqlite)?;
     let result = (|| {
-        let (events_before, signals_before) = (newest(conn, "events")?, newest(conn, "signals")?);
+        let (events_before, signals_before) = (head(conn)?, newest(conn, "signals")?);
         let mut deleted = Deleted::default();
         let mut finished =
             conn.prepare_cached("SELECT 1 FROM runs WHERE run_id = ?1 AND status <> 'running'")?;
-        let mut events = conn.prepare_cached("DELETE FROM events WHERE run_id = ?1")?;
+        // A row that logs a next start too (schema version 13) is two events.
+        let mut events = conn.prepare_cached(
+            "DELETE FROM events WHERE run_id = ?1 RETURNING 1 + (next_step IS NOT NULL)",
+        )?;
         let mut signals = conn.prepare_cached("DELETE FROM signals WHERE run_id = ?1")?;
         // Steps go with their run (`ON DELETE CASCADE`).
         let mut runs = conn.prepare_cached("DELETE FROM runs WHERE run_id = ?1")?;
@@ -146,7 +156,9 @@ fn delete_runs(conn: &Connection, label: &str, run_ids: &[RunId]) -> Result<Dele
             if finished.query_row([id], |_| Ok(())).optional()?.is_none() {
                 continue;
             }
-            deleted.events += events.execute([id])? as u64;
+            for n in events.query_map([id], |row| row.get::<_, i64>(0))? {
+                deleted.events += n?.unsigned_abs();
+            }
             deleted.signals += signals.execute([id])? as u64;
             deleted.runs += runs.execute([id])? as u64;
         }
@@ -154,7 +166,7 @@ fn delete_runs(conn: &Connection, label: &str, run_ids: &[RunId]) -> Result<Dele
             "INSERT INTO positions (name, floor) VALUES (?1, ?2) \
              ON CONFLICT (name) DO UPDATE SET floor = max(floor, excluded.floor)",
         )?;
-        if newest(conn, "events")? < events_before {
+        if head(conn)? < events_before {
             floor.execute(params!["events", events_before])?;
         }
         if newest(conn, "signals")? < signals_before {

@@ -134,12 +134,14 @@ impl From<rusqlite::Error> for ApplyError {
 }
 
 /// An event numbered above the newest and above the floor a deletion of the newest left (see
-/// `retention`): `seq` never goes back.
+/// `retention`): `seq` never goes back. The newest row's number counts one more when it logs
+/// a next start too (`next_step`, schema version 13), which holds the number past its own.
 /// A step's completion carries its output (`steps` is a view of the events since schema 11).
 const INSERT_EVENT: &str = "INSERT INTO events (seq, run_id, at, kind, step, attempt, detail, \
-     output) VALUES (max(coalesce((SELECT max(seq) FROM events), 0), \
+     output, next_step) VALUES (max(coalesce((SELECT seq + (next_step IS NOT NULL) FROM events \
+                     ORDER BY seq DESC LIMIT 1), 0), \
                  coalesce((SELECT floor FROM positions WHERE name = 'events'), 0)) + 1, \
-             ?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+             ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 /// Creates a run unless one has the id, leased to `owner` with token 1: what it found, and
 /// the `run_created` event if the run is new.
@@ -162,7 +164,7 @@ pub(crate) fn create_run(
     workflow: &str,
     (graph_fingerprint, graph): (i64, Option<&str>),
     input: &str,
-    held: &Held,
+    (held, first_step): (&Held, Option<&str>),
 ) -> Result<(Created, Option<Logged>), ApplyError> {
     let at = now_ms();
     if let Some(graph) = graph {
@@ -220,8 +222,17 @@ pub(crate) fn create_run(
             .query_row([run_id], |row| row.get(0))?;
         return Ok((Created::Existing { workflow }, None));
     }
-    let logged = log_event(conn, run_id, at, EventKind::RunCreated)?;
-    Ok((Created::New, Some(logged)))
+    conn.prepare_cached(INSERT_EVENT)?.execute(params![
+        run_id,
+        at,
+        EventKind::RunCreated.as_str(),
+        None::<&str>,
+        None::<i64>,
+        None::<&str>,
+        None::<&str>,
+        first_step
+    ])?;
+    Ok((Created::New, Some(logged(conn, at))))
 }
 
 /// Adds an event of the run as a whole (no step, no detail) to the log.
@@ -237,6 +248,7 @@ pub(crate) fn log_event(
         kind.as_str(),
         None::<&str>,
         None::<i64>,
+        None::<&str>,
         None::<&str>,
         None::<&str>
     ])?;
@@ -284,7 +296,7 @@ pub(crate) fn record(
     let at = now_ms();
     write_run(conn, label, run_id, change, lease, false, at)?;
     let mut insert = conn.prepare_cached(INSERT_EVENT)?;
-    log_change(conn, &mut insert, run_id, at, change)
+    log_change(conn, &mut insert, run_id, at, (change, None))
 }
 
 /// Logs `change` of `run_id`, a run this very transaction created, leased to this store:
@@ -297,38 +309,66 @@ pub(crate) fn log_created(
     change: &ChangeRow,
 ) -> Result<Logged, ApplyError> {
     let mut insert = conn.prepare_cached(INSERT_EVENT)?;
-    log_change(conn, &mut insert, run_id, at, change)
+    log_change(conn, &mut insert, run_id, at, (change, None))
 }
 
 /// Records `first` and `then` of `run_id` (a step's completion and the next step's start, or
 /// the run's end), fenced once, the event statement looked up once for both. (One
 /// `INSERT … SELECT` of both rows was tried: it reads `events` while inserting into it, which
 /// SQLite answers with a temporary table; 100 concurrent runs lost a third of their rate.)
+/// With `compact` (`SqliteOptions::compact_log`), a first attempt's start that follows a
+/// change of a step goes in `first`'s row (see [`next_step`]), numbered one past it.
 pub(crate) fn record_pair(
     conn: &Connection,
     label: &str,
     run_id: &str,
     (first, then): (&ChangeRow, &ChangeRow),
-    lease: (Option<u64>, i64),
+    (lease, compact): ((Option<u64>, i64), bool),
 ) -> Result<(Logged, Logged), ApplyError> {
     let at = now_ms();
     write_run(conn, label, run_id, first, lease, false, at)?;
     // The first change read the fence in this very transaction.
     write_run(conn, label, run_id, then, lease, true, at)?;
     let mut insert = conn.prepare_cached(INSERT_EVENT)?;
-    let first = log_change(conn, &mut insert, run_id, at, first)?;
-    Ok((first, log_change(conn, &mut insert, run_id, at, then)?))
+    if compact && let Some(next) = next_step(first, then) {
+        let first = log_change(conn, &mut insert, run_id, at, (first, Some(next)))?;
+        let then = Logged {
+            seq: first.seq.saturating_add(1),
+            at,
+        };
+        return Ok((first, then));
+    }
+    let first = log_change(conn, &mut insert, run_id, at, (first, None))?;
+    Ok((
+        first,
+        log_change(conn, &mut insert, run_id, at, (then, None))?,
+    ))
 }
 
-/// Appends the event of `change` with `insert` (the prepared [`INSERT_EVENT`]). The event is
-/// a step's only record, a completion's carrying its output: `steps` reads them (see
-/// `schema`'s version 11).
+/// The step whose start `then` is, if the row of `first` may log it too (`next_step`, schema
+/// version 13): a first attempt's start after a change of a step. Every reader reads such a
+/// start as `step_started`, attempt 1, at the row's time, with no detail, which is all a
+/// first attempt's start holds.
+pub(crate) fn next_step<'a>(first: &ChangeRow, then: &'a ChangeRow) -> Option<&'a str> {
+    let of_step = !matches!(
+        first,
+        ChangeRow::RunCompleted | ChangeRow::RunFailed { .. } | ChangeRow::RunCancelled
+    );
+    match then {
+        ChangeRow::StepStarted { step, attempt: 1 } if of_step => Some(step),
+        _ => None,
+    }
+}
+
+/// Appends the event of `change` with `insert` (the prepared [`INSERT_EVENT`]), and the start
+/// of `next` in the same row if given (see [`next_step`]). The event is a step's only record,
+/// a completion's carrying its output: `steps` reads them (see `schema`'s version 11).
 fn log_change(
     conn: &Connection,
     insert: &mut rusqlite::CachedStatement<'_>,
     run_id: &str,
     at: i64,
-    change: &ChangeRow,
+    (change, next): (&ChangeRow, Option<&str>),
 ) -> Result<Logged, ApplyError> {
     let event = event_row(change);
     let output = match change {
@@ -342,7 +382,8 @@ fn log_change(
         event.step,
         event.attempt,
         event.detail,
-        output
+        output,
+        next
     ])?;
     Ok(logged(conn, at))
 }
@@ -557,28 +598,13 @@ fn steps_of(conn: &Connection, label: &str, run_id: &str) -> Result<Vec<StoredSt
         last: EventKind,
         error: Option<String>,
     }
-    let sqlite = |e: rusqlite::Error| sqlite_error(label, &e);
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT step, kind, attempt, output, detail, at FROM events \
-             WHERE run_id = ?1 AND step IS NOT NULL ORDER BY seq",
-        )
-        .map_err(sqlite)?;
-    let mut rows = stmt.query([run_id]).map_err(sqlite)?;
-    let mut standings: Vec<Standing> = Vec::new();
-    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    while let Some(row) = rows.next().map_err(sqlite)? {
-        let kind = match row.get_ref(1).map_err(sqlite)?.as_str().unwrap_or_default() {
-            "step_started" => EventKind::StepStarted,
-            "step_retrying" => EventKind::StepRetrying,
-            "step_completed" => EventKind::StepCompleted,
-            "step_failed" => EventKind::StepFailed,
-            "step_skipped" => EventKind::StepSkipped,
-            // Not a change of a step's standing (the view leaves such events out too).
-            _ => continue,
-        };
-        let name = row.get_ref(0).map_err(sqlite)?.as_str().unwrap_or_default();
-        let at: i64 = row.get(5).map_err(sqlite)?;
+    /// The standing of `name` in `standings` (indexed by `index`), made if new.
+    fn standing<'s>(
+        standings: &'s mut Vec<Standing>,
+        index: &mut std::collections::HashMap<String, usize>,
+        name: &str,
+        kind: EventKind,
+    ) -> &'s mut Standing {
         let i = if let Some(&i) = index.get(name) {
             i
         } else {
@@ -597,30 +623,75 @@ fn steps_of(conn: &Connection, label: &str, run_id: &str) -> Result<Vec<StoredSt
             });
             standings.len() - 1
         };
-        let standing = &mut standings[i];
-        standing.last = kind;
-        standing.step.attempts = row.get::<_, Option<u32>>(2).map_err(sqlite)?.unwrap_or(0);
-        standing.step.output = if kind == EventKind::StepCompleted {
-            row.get(3).map_err(sqlite)?
-        } else {
-            None
+        &mut standings[i]
+    }
+    /// Takes the earlier of `at` and the step's first time (a skip has none of its own).
+    fn started(standing: &mut Standing, at: i64) {
+        let at = wall_time(at);
+        if standing
+            .step
+            .started_at
+            .is_none_or(|first| at.is_some_and(|at| at < first))
+        {
+            standing.step.started_at = at;
+        }
+    }
+    let sqlite = |e: rusqlite::Error| sqlite_error(label, &e);
+    // A row may log the next step's start too (`next_step`, schema version 13): after its
+    // own event, as the log numbers it; a creation's row may log the first step's.
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT step, kind, attempt, output, detail, at, next_step FROM events \
+             WHERE run_id = ?1 AND (step IS NOT NULL OR next_step IS NOT NULL) ORDER BY seq",
+        )
+        .map_err(sqlite)?;
+    let mut rows = stmt.query([run_id]).map_err(sqlite)?;
+    let mut standings: Vec<Standing> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    while let Some(row) = rows.next().map_err(sqlite)? {
+        let at: i64 = row.get(5).map_err(sqlite)?;
+        let kind = match row.get_ref(1).map_err(sqlite)?.as_str().unwrap_or_default() {
+            "step_started" => Some(EventKind::StepStarted),
+            "step_retrying" => Some(EventKind::StepRetrying),
+            "step_completed" => Some(EventKind::StepCompleted),
+            "step_failed" => Some(EventKind::StepFailed),
+            "step_skipped" => Some(EventKind::StepSkipped),
+            // Not a change of a step's standing (the view leaves such events out too).
+            _ => None,
         };
-        if kind != EventKind::StepSkipped {
-            let at = wall_time(at);
-            if standing
-                .step
-                .started_at
-                .is_none_or(|first| at.is_some_and(|at| at < first))
-            {
-                standing.step.started_at = at;
+        let name = row.get_ref(0).map_err(sqlite)?.as_str().ok();
+        if let (Some(kind), Some(name)) = (kind, name) {
+            let standing = standing(&mut standings, &mut index, name, kind);
+            standing.last = kind;
+            standing.step.attempts = row.get::<_, Option<u32>>(2).map_err(sqlite)?.unwrap_or(0);
+            standing.step.output = if kind == EventKind::StepCompleted {
+                row.get(3).map_err(sqlite)?
+            } else {
+                None
+            };
+            if kind != EventKind::StepSkipped {
+                started(standing, at);
+            }
+            if matches!(kind, EventKind::StepRetrying | EventKind::StepFailed) {
+                let detail: Option<String> = row.get(4).map_err(sqlite)?;
+                standing.error = detail
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+                    .and_then(|d| d.get("error")?.as_str().map(str::to_owned));
             }
         }
-        if matches!(kind, EventKind::StepRetrying | EventKind::StepFailed) {
-            let detail: Option<String> = row.get(4).map_err(sqlite)?;
-            standing.error = detail
-                .as_deref()
-                .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-                .and_then(|d| d.get("error")?.as_str().map(str::to_owned));
+        if let Some(next) = row
+            .get_ref(6)
+            .map_err(sqlite)?
+            .as_str_or_null()
+            .ok()
+            .flatten()
+        {
+            let standing = standing(&mut standings, &mut index, next, EventKind::StepStarted);
+            standing.last = EventKind::StepStarted;
+            standing.step.attempts = 1;
+            standing.step.output = None;
+            started(standing, at);
         }
     }
     Ok(standings

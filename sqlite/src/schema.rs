@@ -43,6 +43,9 @@ const MIGRATIONS: &[(&str, i64)] = &[
     (V11, 11),
     // Only adds `graphs`; `runs.graph` stays, null for the runs this version creates.
     (V12, 11),
+    // Only adds `events.next_step` and reads it in `steps`; a store that writes it raises the
+    // window to 13 (`compact_log`).
+    (V13, 11),
 ];
 
 /// The newest schema version this code knows (`PRAGMA user_version` of a current database).
@@ -379,6 +382,72 @@ CREATE TABLE graphs (
 ) STRICT, WITHOUT ROWID;
 ";
 
+/// Version 13: a step's completion and the next step's start in one row of the log, as on
+/// PostgreSQL (its schema version 10).
+///
+/// `events.next_step` names a step whose start (attempt 1) the row logs too, at the same time,
+/// numbered one past the row's own `seq`: the number every insert leaves free for it (see
+/// `rows::INSERT_EVENT`). A creation's row may name the run's first step the same way. Every
+/// reader of this version reads such a row as the two events it stands for; `steps` reads
+/// both forms, a start without a row of its own being the step's last event when no row
+/// holds its number. A nullable column and a view of the same columns: the code of version
+/// 12 works on as it did while no row has a `next_step`; a store that writes them
+/// (`SqliteOptions::compact_log`) raises the window to this version first (see
+/// [`require`]).
+const V13: &str = "
+ALTER TABLE events ADD COLUMN next_step TEXT;
+
+DROP VIEW steps;
+
+CREATE VIEW steps AS
+WITH x AS (
+    SELECT run_id, seq, at, kind, step FROM events WHERE step IS NOT NULL
+    UNION ALL
+    SELECT run_id, seq + 1, at, 'step_started', next_step FROM events
+    WHERE next_step IS NOT NULL
+)
+SELECT a.run_id AS run_id, a.step AS name,
+    CASE WHEN l.seq IS NULL THEN 'running'
+         WHEN l.kind = 'step_completed' THEN 'completed' WHEN l.kind = 'step_failed' THEN 'failed'
+         WHEN l.kind = 'step_skipped' THEN 'skipped' ELSE 'running' END AS status,
+    CASE WHEN l.seq IS NULL THEN 1 ELSE coalesce(l.attempt, 0) END AS attempts,
+    CASE WHEN l.kind = 'step_completed' THEN l.output END AS output,
+    CASE WHEN l.seq IS NULL OR l.kind <> 'step_completed' THEN (
+        SELECT e.detail ->> '$.error' FROM events e
+        WHERE e.run_id = a.run_id AND e.step = a.step
+            AND e.kind IN ('step_retrying', 'step_failed')
+        ORDER BY e.seq DESC LIMIT 1
+    ) END AS error,
+    a.started_at AS started_at,
+    CASE WHEN l.kind IN ('step_completed', 'step_failed', 'step_skipped') THEN l.at END
+        AS finished_at,
+    a.first_seq AS first_seq
+FROM (
+    SELECT run_id, step, min(seq) AS first_seq, max(seq) AS last_seq,
+        min(at) FILTER (WHERE kind <> 'step_skipped') AS started_at
+    FROM x
+    WHERE kind IN ('step_started', 'step_retrying', 'step_completed', 'step_failed',
+                   'step_skipped')
+    GROUP BY run_id, step
+) a
+LEFT JOIN events l ON l.seq = a.last_seq;
+";
+
+/// The schema version whose code reads a row of the log that logs a next start too.
+pub(crate) const V_COMPACT: i64 = 13;
+
+/// Marks the file as readable only by the code of `version` on: the window of older code
+/// that may open it (see [`MIGRATIONS`]) ends before `version`. For a write that older code
+/// would misread (`SqliteOptions::compact_log`); a file already past it is left alone.
+fn require(conn: &Connection, label: &str, version: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE schema_compat SET compatible_from = ?1 WHERE compatible_from < ?1",
+        [version],
+    )
+    .map(drop)
+    .map_err(|e| open_error(label, &e))
+}
+
 /// Opens `path` (`None` for a private in-memory database), sets the pragmas and brings the
 /// schema up to date. Every failure names `label`, the file as the user gave it.
 pub(crate) fn open(
@@ -400,6 +469,9 @@ pub(crate) fn open(
         quick_check(&conn, label)?;
     }
     migrate(&conn, label)?;
+    if options.compact_log {
+        require(&conn, label, V_COMPACT)?;
+    }
     Ok(conn)
 }
 

@@ -60,7 +60,7 @@ async fn opening_creates_the_schema_in_wal_mode_with_strict_tables() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("reads");
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 12);
+    assert_eq!(SCHEMA_VERSION, 13);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("reads");
