@@ -2,7 +2,8 @@
 //! step's effect and its checkpoint. A child process (this test binary again) runs a 5-step
 //! workflow with one crash point armed and aborts there; the test then reopens the file,
 //! takes the run up, and checks that it completes, that no step whose completion was
-//! committed ran again, and that at most the step in flight ran twice.
+//! committed ran again, and that at most the step in flight ran twice. The same again on a
+//! compact log (`SqliteOptions::compact_log`), where a completion and the next start are a row.
 //!
 //! Needs the `fault-injection` feature: `cargo test -p sagaflow-core --features
 //! fault-injection --test faults`.
@@ -20,6 +21,8 @@ use sagaflow_sqlite::SqliteEngine;
 use sagaflow_sqlite::SqliteOptions;
 
 const CHILD: &str = "SAGAFLOW_FAULT_CHILD";
+/// Set when the child's store keeps a compact log.
+const COMPACT: &str = "SAGAFLOW_FAULT_COMPACT";
 const STEPS: usize = 5;
 
 fn side(dir: &Path, line: &str) {
@@ -69,14 +72,15 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn engine(dir: &Path) -> Engine {
-    Engine::open_with(dir.join("runs.db"), SqliteOptions::default().owner("svc")).unwrap()
+fn engine(dir: &Path, compact: bool) -> Engine {
+    let options = SqliteOptions::default().owner("svc").compact_log(compact);
+    Engine::open_with(dir.join("runs.db"), options).unwrap()
 }
 
 /// The child's part: run the chain to its end, unless the armed crash point stops it.
 fn child(dir: &Path) {
     runtime().block_on(async {
-        let engine = engine(dir);
+        let engine = engine(dir, std::env::var_os(COMPACT).is_some());
         let report = engine
             .start(&chain(dir), "run", 0)
             .await
@@ -90,6 +94,23 @@ fn child(dir: &Path) {
 
 #[test]
 fn a_crash_at_every_commit_point_loses_nothing_and_repeats_no_completed_step() {
+    crash_at_every_point(
+        "a_crash_at_every_commit_point_loses_nothing_and_repeats_no_completed_step",
+        false,
+    );
+}
+
+#[test]
+fn a_crash_at_every_commit_point_of_a_compact_log_loses_nothing() {
+    crash_at_every_point(
+        "a_crash_at_every_commit_point_of_a_compact_log_loses_nothing",
+        true,
+    );
+}
+
+/// Plays the child's part if this process is the child of `test`; else crashes a child at
+/// every commit point in turn and checks each recovery.
+fn crash_at_every_point(test: &str, compact: bool) {
     if let Some(dir) = std::env::var_os(CHILD) {
         child(&PathBuf::from(dir));
         return;
@@ -99,18 +120,17 @@ fn a_crash_at_every_commit_point_loses_nothing_and_repeats_no_completed_step() {
         for n in 1.. {
             assert!(n < 100, "{} never let the run finish", point.as_str());
             let dir = tempfile::tempdir().unwrap();
-            let status = Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "a_crash_at_every_commit_point_loses_nothing_and_repeats_no_completed_step",
-                    "--exact",
-                    "--test-threads=1",
-                ])
+            let mut command = Command::new(std::env::current_exe().unwrap());
+            command
+                .args([test, "--exact", "--test-threads=1"])
                 .env(CHILD, dir.path())
                 .env(CRASH_AT, format!("{}:{n}", point.as_str()))
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .unwrap();
+                .stderr(Stdio::null());
+            if compact {
+                command.env(COMPACT, "1");
+            }
+            let status = command.status().unwrap();
             let at = format!("{} #{n}", point.as_str());
             if status.success() {
                 // Past the last time the run reaches this point: it finished untouched.
@@ -119,7 +139,7 @@ fn a_crash_at_every_commit_point_loses_nothing_and_repeats_no_completed_step() {
                 break;
             }
             crashes += 1;
-            check_recovery(dir.path(), &at);
+            check_recovery(dir.path(), &at, compact);
         }
     }
     eprintln!("{crashes} crashes");
@@ -128,9 +148,9 @@ fn a_crash_at_every_commit_point_loses_nothing_and_repeats_no_completed_step() {
 }
 
 /// Reopens the crashed file, takes the run up and checks what ran.
-fn check_recovery(dir: &Path, at: &str) {
+fn check_recovery(dir: &Path, at: &str, compact: bool) {
     runtime().block_on(async {
-        let engine = engine(dir);
+        let engine = engine(dir, compact);
         let before = engine.store().load_run(&RunId::from("run")).await.unwrap();
         let committed: Vec<String> = before
             .iter()
@@ -166,6 +186,12 @@ fn check_recovery(dir: &Path, at: &str) {
             "{at}: only the step in flight may run twice: {lines:?}"
         );
     });
+    // The run's completions and next starts shared rows on a compact log, and only there.
+    let shared: i64 = rusqlite::Connection::open(dir.join("runs.db"))
+        .unwrap()
+        .query_row("SELECT count(next_step) FROM events", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(shared > 0, compact, "{at}: {shared} rows log a next start");
 }
 
 #[test]
@@ -197,7 +223,7 @@ fn every_step_run_twice_on_purpose_changes_no_outcome() {
     );
     // And the file says each step completed once, after one attempt.
     runtime().block_on(async {
-        let run = engine(dir.path())
+        let run = engine(dir.path(), false)
             .store()
             .load_run(&RunId::from("run"))
             .await
