@@ -419,10 +419,12 @@ fn a_run_cut_after_a_compact_row_resumes_at_the_step_it_started() {
         assert_eq!(*report.output, 3);
         // `s0` ran once, in the first life; `s1` once in each, its cut attempt counted.
         assert_eq!(calls.load(Ordering::SeqCst), 2);
-        let starts: Vec<_> = store
-            .events(Some(&"cut".into()), 0, 100)
-            .await
-            .unwrap()
+        let events = store.events(Some(&"cut".into()), 0, 100).await.unwrap();
+        // Numbered on from the newest row's start after the restart: no number given twice,
+        // none skipped.
+        let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+        let starts: Vec<_> = events
             .into_iter()
             .filter(|e| e.kind == EventKind::StepStarted)
             .map(|e| (e.step.as_deref().unwrap_or_default().to_owned(), e.attempt))
