@@ -24,7 +24,6 @@
 //! ```
 
 use sagaflow_core::runtime::error::StoreError;
-use sagaflow_core::runtime::events::EventKind;
 use sagaflow_core::runtime::store::inspect::{
     EventRow, Inspect, InspectError, Machine, Run, Step, Transition, json_or_text,
 };
@@ -339,30 +338,22 @@ impl Inspect for PgInspector {
             .await?;
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
-            let (seq, run_id, at): (i64, String, i64) = (row.get(0), row.get(1), row.get(2));
-            let next_step = row.get::<_, Option<String>>(7);
-            if seq > after {
-                events.push(EventRow {
-                    seq,
-                    run_id: run_id.clone(),
-                    at,
-                    kind: row.get(3),
-                    step: row.get(4),
-                    attempt: row.get::<_, Option<i32>>(5).map(i64::from),
-                    detail: row.get::<_, Option<String>>(6).map(json_or_text),
-                });
+            let event = EventRow {
+                seq: row.get(0),
+                run_id: row.get(1),
+                at: row.get(2),
+                kind: row.get(3),
+                step: row.get(4),
+                attempt: row.get::<_, Option<i32>>(5).map(i64::from),
+                detail: row.get::<_, Option<String>>(6).map(json_or_text),
+            };
+            let start = row
+                .get::<_, Option<String>>(7)
+                .map(|next| EventRow::started_in(&event, next));
+            if event.seq > after {
+                events.push(event);
             }
-            if let Some(next) = next_step {
-                events.push(EventRow {
-                    seq: seq.saturating_add(1),
-                    run_id,
-                    at,
-                    kind: EventKind::StepStarted.as_str().to_owned(),
-                    step: Some(next),
-                    attempt: Some(1),
-                    detail: None,
-                });
-            }
+            events.extend(start);
         }
         Ok(events)
     }

@@ -233,15 +233,7 @@ pub(crate) async fn events(
             });
         }
         if let Some(next) = next_step {
-            events.push(Event {
-                seq: seq.saturating_add(1),
-                run_id,
-                at_ms,
-                kind: EventKind::StepStarted,
-                step: Some(Arc::from(next)),
-                attempt: Some(1),
-                detail: None,
-            });
+            events.push(Event::started_in_row(seq, run_id, at_ms, Arc::from(next)));
         }
     }
     events.truncate(limit);

@@ -122,15 +122,8 @@ pub(crate) fn read(
             });
         }
         if let Some(next) = next_step {
-            events.push(Event {
-                seq: seq.cast_unsigned().saturating_add(1),
-                run_id,
-                at_ms,
-                kind: EventKind::StepStarted,
-                step: Some(Arc::from(next)),
-                attempt: Some(1),
-                detail: None,
-            });
+            let seq = seq.cast_unsigned();
+            events.push(Event::started_in_row(seq, run_id, at_ms, Arc::from(next)));
         }
     }
     events.truncate(limit);

@@ -52,7 +52,6 @@ pub use sagaflow_core::runtime::store::inspect::{
 };
 
 use crate::schema::{SCHEMA_VERSION, V_COMPACT};
-use sagaflow_core::runtime::events::EventKind;
 use sagaflow_core::runtime::store::replicas::Replicas;
 use sagaflow_core::runtime::store::{QueueStanding, Queues};
 
@@ -281,15 +280,7 @@ impl Inspector {
                 ))
             })?;
             for (event, next_step) in rows {
-                let start = next_step.map(|next| EventRow {
-                    seq: event.seq.saturating_add(1),
-                    run_id: event.run_id.clone(),
-                    at: event.at,
-                    kind: EventKind::StepStarted.as_str().to_owned(),
-                    step: Some(next),
-                    attempt: Some(1),
-                    detail: None,
-                });
+                let start = next_step.map(|next| EventRow::started_in(&event, next));
                 if event.seq > after {
                     events.push(event);
                 }

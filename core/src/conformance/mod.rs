@@ -20,6 +20,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // checks fail as tests do
 
+pub mod compact;
 pub mod durable;
 mod forward;
 pub mod machines;

@@ -120,6 +120,23 @@ pub struct Event {
     pub detail: Option<String>,
 }
 
+impl Event {
+    /// The start of `step`'s first attempt that the row of the event at `row_seq` logs too (a
+    /// compact log: a step's completion and the next step's start, or a run's creation and
+    /// its first step's start, in one row): numbered one past the row, at the row's time.
+    pub fn started_in_row(row_seq: u64, run_id: RunId, at_ms: i64, step: Arc<str>) -> Event {
+        Event {
+            seq: row_seq.saturating_add(1),
+            run_id,
+            at_ms,
+            kind: EventKind::StepStarted,
+            step: Some(step),
+            attempt: Some(1),
+            detail: None,
+        }
+    }
+}
+
 /// An engine's live feed: the broadcast channel its subscribers listen on and the position
 /// of the last event published on it.
 pub(crate) struct Feed {

@@ -87,6 +87,25 @@ pub struct EventRow {
     pub detail: Option<serde_json::Value>,
 }
 
+impl EventRow {
+    /// The start of `step`'s first attempt that `row` logs too (a compact log; see
+    /// [`Event::started_in_row`](crate::runtime::Event::started_in_row)): numbered one past it,
+    /// at its time.
+    pub fn started_in(row: &EventRow, step: String) -> EventRow {
+        EventRow {
+            seq: row.seq.saturating_add(1),
+            run_id: row.run_id.clone(),
+            at: row.at,
+            kind: crate::runtime::events::EventKind::StepStarted
+                .as_str()
+                .to_owned(),
+            step: Some(step),
+            attempt: Some(1),
+            detail: None,
+        }
+    }
+}
+
 /// A persisted state machine.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Machine {
