@@ -16,7 +16,9 @@
 //! | [`retention_conformance!`](crate::retention_conformance) | [`retention`]: pruning finished runs, positions after it | stores whose runs outlive their engine |
 //!
 //! The in-memory store runs them in `core/tests/conformance.rs`, the SQLite store in
-//! `sqlite/tests/conformance.rs`.
+//! `sqlite/tests/conformance.rs`. [`compact`] is no macro: the runs and checks that a store
+//! with a compact log (a step's completion and the next start in one row) runs in its own
+//! `tests/compact_log.rs`, against a database of its own with the log plain and compact.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // checks fail as tests do
 
