@@ -59,7 +59,7 @@ pub struct SqliteOptions {
     pub quick_check: bool,
     /// Whether a checkpoint that completes a step and starts the next is written as one row
     /// of the log, and a run's creation with its first step's start (schema version 13);
-    /// `false` by default in this release, `true` from the next one. Every reader of this
+    /// `true` by default. Every reader of this
     /// version reads such a row as the two events it stands for, each with its own number:
     /// [`EventLog::events`](sagaflow_core::runtime::EventLog::events), the live feed, a run's
     /// steps and [`inspect`](crate::inspect) read alike either way. Most checkpoints write
@@ -69,7 +69,10 @@ pub struct SqliteOptions {
     /// store with it on marks the file as readable only by code of version 13 on: a process
     /// of an older sagaflow then refuses the file
     /// ([`StoreError::SchemaTooNew`](sagaflow_core::runtime::error::StoreError::SchemaTooNew))
-    /// rather than misread it. Turn it on once no process of an older sagaflow opens the file.
+    /// rather than misread it. A rolling upgrade from the release before this one (which
+    /// reads such rows and writes none) needs nothing; one straight from a release before
+    /// schema 13, or one that must stay able to roll back to such a release, sets this
+    /// `false` until no process of that release opens the file, then turns it on.
     pub compact_log: bool,
 }
 
@@ -84,7 +87,7 @@ impl Default for SqliteOptions {
             max_recoveries: lease::DEFAULT_MAX_RECOVERIES,
             commit_on_caller: true,
             quick_check: false,
-            compact_log: false,
+            compact_log: true,
         }
     }
 }

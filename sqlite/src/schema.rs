@@ -438,8 +438,12 @@ pub(crate) const V_COMPACT: i64 = 13;
 
 /// Marks the file as readable only by the code of `version` on: the window of older code
 /// that may open it (see [`MIGRATIONS`]) ends before `version`. For a write that older code
-/// would misread (`SqliteOptions::compact_log`); a file already past it is left alone.
+/// would misread (`SqliteOptions::compact_log`). A file already past it is only read: an
+/// open then sends no write, so it never waits for another process's write lock here.
 fn require(conn: &Connection, label: &str, version: i64) -> Result<(), StoreError> {
+    if compatible_from(conn) >= version {
+        return Ok(());
+    }
     conn.execute(
         "UPDATE schema_compat SET compatible_from = ?1 WHERE compatible_from < ?1",
         [version],

@@ -11,7 +11,8 @@ use std::path::Path;
 use rusqlite::Connection;
 use sagaflow_core::StepOptions;
 use sagaflow_core::runtime::{
-    Builder, Change, Codec, Definition, Engine, EventLog, NewRun, RunId, RunStore, StepError, Value,
+    Builder, Change, Codec, Definition, Engine, EventKind, EventLog, NewRun, RunId, RunStore,
+    StepError, Value,
 };
 use sagaflow_sqlite::SqliteEngine;
 use sagaflow_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore, Synchronous};
@@ -40,18 +41,16 @@ fn wal_len(db: &Path) -> u64 {
 /// later step (its start, with the previous step's completion), and the last completion with
 /// the run's end (42 before the creation carried the first start). Each appends the
 /// pages it changed to the WAL: the events and their `events_by_run` entries (93 frames, 2.2 a
-/// commit). Before `steps` became a view of the events (schema 11) it was 4 pages a commit
-/// (the `steps` row and its key as well); before the `runs` row was left alone on a step's
-/// change and `events` lost `AUTOINCREMENT`, 7 (300 frames).
-#[tokio::test]
-async fn a_sequential_checkpoint_appends_about_two_pages_to_the_wal() {
+/// commit, on the log of schema 12). Before `steps` became a view of the events (schema 11)
+/// it was 4 pages a commit (the `steps` row and its key as well); before the `runs` row was
+/// left alone on a step's change and `events` lost `AUTOINCREMENT`, 7 (300 frames).
+async fn sequential_checkpoints(compact: bool) -> u64 {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pages.db");
-    let store = SqliteStore::open(
-        &path,
-        SqliteOptions::default().synchronous(Synchronous::Normal),
-    )
-    .unwrap();
+    let options = SqliteOptions::default()
+        .synchronous(Synchronous::Normal)
+        .compact_log(compact);
+    let store = SqliteStore::open(&path, options).unwrap();
     let engine = Engine::builder()
         .store(std::sync::Arc::new(store.clone()))
         .build();
@@ -79,43 +78,62 @@ async fn a_sequential_checkpoint_appends_about_two_pages_to_the_wal() {
         "the run's creation with the first start, one per later step, the last completion with the run's end"
     );
     // The shared commits keep the log's order: the creation, then the first start; the last
-    // step's completion, then the end.
-    let events = |order: &str| -> Vec<(String, Option<String>)> {
-        Connection::open(&path)
-            .unwrap()
-            .prepare(&format!(
-                "SELECT kind, step FROM events WHERE run_id = 'r' ORDER BY seq {order} LIMIT 3"
-            ))
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-    };
-    let s0 = Some("s0".to_owned());
+    // step's completion, then the end. Read as the events, whichever rows hold them.
+    let events: Vec<(EventKind, Option<String>)> = store
+        .events(Some(&RunId::from("r")), 0, 1_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.kind, e.step.map(|s| s.to_string())))
+        .collect();
     assert_eq!(
-        events("ASC"),
+        events.len(),
+        82,
+        "created, 40 started, 40 completed, completed"
+    );
+    let (s0, s39) = (Some("s0".to_owned()), Some("s39".to_owned()));
+    assert_eq!(
+        events[..3],
         [
-            ("run_created".to_owned(), None),
-            ("step_started".to_owned(), s0.clone()),
-            ("step_completed".to_owned(), s0),
+            (EventKind::RunCreated, None),
+            (EventKind::StepStarted, s0.clone()),
+            (EventKind::StepCompleted, s0),
         ]
     );
-    let tail = events("DESC");
-    let s39 = Some("s39".to_owned());
     assert_eq!(
-        tail,
+        events[79..],
         [
-            ("run_completed".to_owned(), None),
-            ("step_completed".to_owned(), s39.clone()),
-            ("step_started".to_owned(), s39),
+            (EventKind::StepStarted, s39.clone()),
+            (EventKind::StepCompleted, s39),
+            (EventKind::RunCompleted, None),
         ]
     );
+    let rows: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM events WHERE run_id = 'r'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    // The compact log: the creation and every completion but the last carry the next start.
+    assert_eq!(rows, if compact { 42 } else { 82 }, "rows of the log");
     let page = 4096 + 24; // a WAL frame: its header and a default-sized page
     let frames = (wal_len(&path) - before) / page;
     assert!(
         frames <= 42 * 5 / 2,
         "{frames} WAL frames for {commits} commits: more than 2.5 pages a checkpoint"
+    );
+    frames
+}
+
+#[tokio::test]
+async fn a_sequential_checkpoint_appends_about_two_pages_to_the_wal() {
+    let plain = sequential_checkpoints(false).await;
+    let compact = sequential_checkpoints(true).await;
+    // Half the rows and index entries: the same pages or fewer (each commit still touches
+    // the table's last page and the index's).
+    assert!(
+        compact <= plain,
+        "{compact} WAL frames on the compact log against {plain} on the plain one"
     );
 }
 
@@ -226,7 +244,11 @@ async fn a_version_5_event_log_keeps_its_numbers_and_new_events_follow_them() {
     let path = dir.path().join("v5.db");
     let def = chain(3);
     {
-        let engine = Engine::open(&path).unwrap();
+        // A release of version 5 wrote no compact rows.
+        let store = SqliteStore::open(&path, SqliteOptions::default().compact_log(false));
+        let engine = Engine::builder()
+            .store(std::sync::Arc::new(store.unwrap()))
+            .build();
         engine
             .start(&def, "old", 0)
             .await
@@ -359,18 +381,26 @@ async fn a_version_5_event_log_keeps_its_numbers_and_new_events_follow_them() {
         .collect();
     assert_eq!(kept, old, "the old events and their numbers");
     let last_old = old.last().unwrap().0;
-    let new: Vec<i64> = all
+    // The store reads the migrated log back, and the new run's events (on a compact log,
+    // some of them in one row) are numbered on from the old ones.
+    let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    let new: Vec<u64> = store
+        .events(Some(&RunId::from("new")), 0, 100)
+        .await
+        .unwrap()
         .iter()
-        .filter(|(_, _, run)| run == "new")
-        .map(|(seq, _, _)| *seq)
+        .map(|e| e.seq)
         .collect();
+    let last_old = u64::try_from(last_old).unwrap();
     assert_eq!(
         new,
         (last_old + 1..=last_old + 8).collect::<Vec<_>>(),
         "new events follow the old ones"
     );
-    // And the store reads the migrated log back.
-    let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    assert!(
+        all.iter().filter(|(_, _, run)| run == "new").count() < 8,
+        "the new run's log is compact"
+    );
     let events = store
         .events(Some(&RunId::from("old")), 0, 100)
         .await

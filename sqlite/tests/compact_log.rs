@@ -82,6 +82,23 @@ async fn a_compact_store_closes_the_window_to_code_that_would_misread_it() {
     assert_eq!(compatible_from(&path), 13);
 }
 
+#[tokio::test]
+async fn the_log_is_compact_by_default_and_reopening_it_writes_nothing() {
+    assert!(SqliteOptions::default().compact_log);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("default.db");
+    drop(SqliteStore::open(&path, SqliteOptions::default()).unwrap());
+    assert_eq!(compatible_from(&path), 13, "the default closes the window");
+    // Another process holds the write lock: a store opening the file, whose window is
+    // already closed, reads it and does not wait for that lock.
+    let other = Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let busy = SqliteOptions::default().busy_timeout(Duration::from_millis(50));
+    let opened = SqliteStore::open(&path, busy);
+    assert!(opened.is_ok(), "{:?}", opened.err());
+    other.execute_batch("ROLLBACK").unwrap();
+}
+
 /// `s0 → s1`, each adding one; `s1` hangs while `hang` is set.
 fn two(hang: Arc<std::sync::atomic::AtomicBool>, calls: Arc<AtomicU32>) -> Definition<u64, u64> {
     let mut b = Builder::<u64>::new("Resumed");

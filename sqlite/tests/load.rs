@@ -85,7 +85,10 @@ fn counts(path: &Path, prefix: &str) -> (i64, i64, i64, i64) {
         one(
             "SELECT COUNT(*) FROM steps WHERE run_id LIKE ?1 AND status = 'completed' AND attempts = 1",
         ),
-        one("SELECT COUNT(*) FROM events WHERE run_id LIKE ?1"),
+        // Events, not rows: on a compact log a row may log a next start too.
+        one(
+            "SELECT COALESCE(SUM(1 + (next_step IS NOT NULL)), 0) FROM events WHERE run_id LIKE ?1",
+        ),
     )
 }
 

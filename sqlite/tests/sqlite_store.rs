@@ -32,22 +32,32 @@ fn open(path: &Path) -> SqliteStore {
 
 /// `(kind, step, attempt)` of a run's events, in `seq` order, read with a connection of the
 /// test's own.
-fn events(path: &Path, run: &str) -> Vec<(String, Option<String>, Option<i64>)> {
+/// An event as the file holds it: its kind, step and attempt.
+type Logged = (String, Option<String>, Option<i64>);
+
+/// The run's events as the file holds them: a row, and the start its `next_step` logs too
+/// (a compact log), read here without the store's code.
+fn events(path: &Path, run: &str) -> Vec<Logged> {
     let conn = Connection::open(path).expect("opens");
     let mut stmt = conn
-        .prepare("SELECT kind, step, attempt FROM events WHERE run_id = ?1 ORDER BY seq")
+        .prepare("SELECT kind, step, attempt, next_step FROM events WHERE run_id = ?1 ORDER BY seq")
         .expect("prepares");
-    stmt.query_map([run], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+    let rows: Vec<(Logged, Option<String>)> = stmt
+        .query_map([run], |row| {
+            Ok(((row.get(0)?, row.get(1)?, row.get(2)?), row.get(3)?))
+        })
         .expect("queries")
         .collect::<Result<_, _>>()
-        .expect("reads")
+        .expect("reads");
+    rows.into_iter()
+        .flat_map(|(logged, next)| {
+            let started = next.map(|next| ("step_started".to_owned(), Some(next), Some(1)));
+            std::iter::once(logged).chain(started)
+        })
+        .collect()
 }
 
-fn event(
-    kind: &str,
-    step: Option<&str>,
-    attempt: Option<i64>,
-) -> (String, Option<String>, Option<i64>) {
+fn event(kind: &str, step: Option<&str>, attempt: Option<i64>) -> Logged {
     (kind.to_owned(), step.map(str::to_owned), attempt)
 }
 
