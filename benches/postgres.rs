@@ -6,8 +6,10 @@
 //! `SAGAFLOW_BENCH_ROUNDS` rounds, 3 by default; `SAGAFLOW_BENCH_ONLY=sequential` or
 //! `concurrent` for one shape, `waves` for the compact log's concurrent runs alone). Each round runs both shapes on two stores, each in a schema of its
 //! own: one that keeps the log as before schema 10 (`compact_log(false)`, two rows for a step's
-//! completion and the next one's start) and one with the compact log (the default since
-//! session 19: one row). Figures in `benches/README.md`.
+//! completion and the next one's start), one with the compact log (the default since
+//! session 19: one row), and one with the compact log whose every write goes through the
+//! writers' tasks (`commit_on_caller(false)`, as before session 26). Figures in
+//! `benches/README.md`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -155,7 +157,14 @@ async fn sagaflow_concurrent(engine: &Engine, round: usize, time: Duration) -> f
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// A store the bench runs on: its options but the schema, and what its figures are called.
+struct Contender {
+    name: &'static str,
+    schema: &'static str,
+    options: PgOptions,
 }
 
 fn main() {
@@ -175,105 +184,99 @@ fn main() {
             .ok()
             .and_then(|r| r.parse().ok())
             .unwrap_or(3);
-        let setup = client().await;
-        setup
-            .batch_execute(
-                "DROP SCHEMA IF EXISTS sagaflow_bench CASCADE; CREATE SCHEMA sagaflow_bench;
-                 DROP SCHEMA IF EXISTS sagaflow_bench_compact CASCADE;
-                 CREATE TABLE sagaflow_bench.bare (k text PRIMARY KEY, v text NOT NULL);",
-            )
-            .await
-            .unwrap();
         // `SAGAFLOW_BENCH_WRITERS`: the store's writer connections (`PgOptions::writers`).
         let writers = std::env::var("SAGAFLOW_BENCH_WRITERS")
             .ok()
             .and_then(|w| w.parse().ok())
             .unwrap_or(PgOptions::default().writers);
-        let store = PgStore::connect(
-            &url(),
-            PgOptions::default()
-                .schema("sagaflow_bench")
-                .writers(writers)
-                .compact_log(false),
-        )
-        .await
-        .unwrap();
-        let engine = Engine::builder().store(Arc::new(store.clone())).build();
-        let compact_store = PgStore::connect(
-            &url(),
-            PgOptions::default()
-                .schema("sagaflow_bench_compact")
-                .writers(writers)
-                .compact_log(true),
-        )
-        .await
-        .unwrap();
-        let compact = Engine::builder()
-            .store(Arc::new(compact_store.clone()))
-            .build();
-        let (mut bare_seq, mut flow_seq, mut bare_con, mut flow_con) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut compact_seq, mut compact_con) = (Vec::new(), Vec::new());
+        let options = PgOptions::default().writers(writers);
+        let contenders = [
+            Contender {
+                name: "two-row log",
+                schema: "sagaflow_bench",
+                options: options.clone().compact_log(false),
+            },
+            Contender {
+                name: "compact log",
+                schema: "sagaflow_bench_compact",
+                options: options.clone().compact_log(true),
+            },
+            Contender {
+                name: "compact, via the writer",
+                schema: "sagaflow_bench_handed",
+                options: options.clone().compact_log(true).commit_on_caller(false),
+            },
+        ];
+        let drop_all = contenders
+            .iter()
+            .map(|c| format!("DROP SCHEMA IF EXISTS {} CASCADE;", c.schema))
+            .collect::<String>();
+        let setup = client().await;
+        setup
+            .batch_execute(&format!(
+                "{drop_all} CREATE SCHEMA sagaflow_bench;
+                 CREATE TABLE sagaflow_bench.bare (k text PRIMARY KEY, v text NOT NULL);"
+            ))
+            .await
+            .unwrap();
+        let mut stores = Vec::new();
+        for c in &contenders {
+            let store = PgStore::connect(&url(), c.options.clone().schema(c.schema))
+                .await
+                .unwrap();
+            let engine = Engine::builder().store(Arc::new(store.clone())).build();
+            stores.push((store, engine));
+        }
+        let (mut bare_seq, mut bare_con) = (Vec::new(), Vec::new());
+        let mut seq = vec![Vec::new(); contenders.len()];
+        let mut con = vec![Vec::new(); contenders.len()];
         // A warm-up of each.
         bare_sequential(200).await;
-        sagaflow_sequential(&engine, 999).await;
-        sagaflow_sequential(&compact, 999).await;
+        for (_, engine) in &stores {
+            sagaflow_sequential(engine, 999).await;
+        }
         // `SAGAFLOW_BENCH_ONLY=concurrent` (or `sequential`) runs one shape alone, as a profile
         // of it wants; `waves`, the compact log's 100 concurrent runs alone, 3 s a round, and
         // nothing else between them (for `perf record`).
         let only = std::env::var("SAGAFLOW_BENCH_ONLY").unwrap_or_default();
         for round in 0..rounds {
-            if only != "concurrent" {
+            // Each round starts with the next contender, so that none always runs first.
+            let order = (0..stores.len()).map(|i| (i + round) % stores.len());
+            if only != "concurrent" && only != "waves" {
                 bare_seq.push(bare_sequential(SEQUENTIAL_RUNS * CHAIN).await);
-                flow_seq.push(sagaflow_sequential(&engine, round).await);
-                compact_seq.push(sagaflow_sequential(&compact, round).await);
+                for i in order.clone() {
+                    seq[i].push(sagaflow_sequential(&stores[i].1, round).await);
+                }
             }
             if only == "waves" {
-                compact_con.push(sagaflow_concurrent(&compact, round, CONCURRENT_TIME).await);
+                con[1].push(sagaflow_concurrent(&stores[1].1, round, CONCURRENT_TIME).await);
             } else if only != "sequential" {
                 bare_con.push(bare_concurrent(16, CONCURRENT_TIME).await);
-                flow_con.push(sagaflow_concurrent(&engine, round, CONCURRENT_TIME).await);
-                compact_con.push(sagaflow_concurrent(&compact, round, CONCURRENT_TIME).await);
+                for i in order {
+                    con[i].push(sagaflow_concurrent(&stores[i].1, round, CONCURRENT_TIME).await);
+                }
             }
         }
-        for shape in [
-            &mut bare_seq,
-            &mut flow_seq,
-            &mut bare_con,
-            &mut flow_con,
-            &mut compact_seq,
-            &mut compact_con,
-        ] {
-            if shape.is_empty() {
-                shape.push(f64::NAN);
-            }
-        }
-        let (bs, fs, bc, fc) = (
-            median(bare_seq),
-            median(flow_seq),
-            median(bare_con),
-            median(flow_con),
-        );
-        let (cs, cc) = (median(compact_seq), median(compact_con));
+        let (bs, bc) = (median(bare_seq), median(bare_con));
         println!("rounds: {rounds} (medians); writer connections: {writers}");
         println!("bare INSERT + COMMIT, 1 client:          {bs:8.1} µs");
-        println!("sagaflow durable step, sequential:        {fs:8.1} µs   ratio {:.2}× the bare commit", fs / bs);
         println!("bare INSERT + COMMIT, 16 clients:         {bc:8.0} commits/s");
-        println!("sagaflow, 100 concurrent runs:            {fc:8.0} steps/s   ratio {:.2}× the 16-client commit rate", fc / bc);
-        println!("compact log, sequential step:             {cs:8.1} µs   ratio {:.2}× the bare commit", cs / bs);
-        println!("compact log, 100 concurrent runs:         {cc:8.0} steps/s   ratio {:.2}× the 16-client commit rate", cc / bc);
-        println!(
-            "writer: {} writes in {} commits ({:.1} a commit)",
-            store.writes(),
-            store.commits(),
-            store.writes() as f64 / store.commits().max(1) as f64
-        );
-        setup
-            .batch_execute(
-                "DROP SCHEMA IF EXISTS sagaflow_bench CASCADE; \
-                 DROP SCHEMA IF EXISTS sagaflow_bench_compact CASCADE",
-            )
-            .await
-            .unwrap();
+        for (i, c) in contenders.iter().enumerate() {
+            let (fs, fc) = (median(std::mem::take(&mut seq[i])), median(std::mem::take(&mut con[i])));
+            let name = c.name;
+            println!("{name:<24} sequential step: {fs:8.1} µs   ratio {:.2}× the bare commit", fs / bs);
+            println!("{name:<24} 100 concurrent runs: {fc:8.0} steps/s   ratio {:.2}× the 16-client commit rate", fc / bc);
+        }
+        for (c, (store, _)) in contenders.iter().zip(&stores) {
+            println!(
+                "{:<24} writer: {} writes in {} commits ({:.1} a commit), {} committed by their callers",
+                c.name,
+                store.writes(),
+                store.commits(),
+                store.writes() as f64 / store.commits().max(1) as f64,
+                store.writes_on_caller()
+            );
+        }
+        setup.batch_execute(&drop_all).await.unwrap();
     });
 }

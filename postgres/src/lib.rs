@@ -106,6 +106,10 @@ struct Inner {
     /// The schema the tables are in.
     schema: String,
     writes: mpsc::UnboundedSender<Write>,
+    /// The writes waiting for the writers, and the writers' state, for a caller that commits
+    /// its own write (`PgOptions::commit_on_caller`; none when it is off).
+    queue: writer::Shared,
+    slots: Arc<[writer::Slot]>,
     pool: Pool,
     /// How statements go on the pool's connections.
     session: Session,
@@ -269,9 +273,18 @@ impl PgStore {
             writer.connect().await?;
             writers.push(writer);
         }
-        for writer in writers {
-            tokio::spawn(writer.run(Arc::clone(&queue)));
+        let writers: Arc<[writer::Slot]> = writers
+            .into_iter()
+            .map(|writer| Arc::new(tokio::sync::Mutex::new(writer)))
+            .collect();
+        for own in 0..writers.len() {
+            tokio::spawn(Writer::run(own, Arc::clone(&writers), Arc::clone(&queue)));
         }
+        let slots = if options.commit_on_caller {
+            writers
+        } else {
+            Arc::from([])
+        };
         let heartbeat = tokio::spawn(heartbeat(
             Arc::downgrade(&leases),
             owner.held(),
@@ -284,6 +297,8 @@ impl PgStore {
                 label,
                 schema: options.schema.clone(),
                 writes,
+                queue,
+                slots,
                 pool,
                 session,
                 leases,
@@ -343,6 +358,12 @@ impl PgStore {
         self.inner.claims.answered()
     }
 
+    /// Writes their callers took to the server themselves, in their own tasks
+    /// ([`PgOptions::commit_on_caller`]); the rest went through the writers' tasks.
+    pub fn writes_on_caller(&self) -> u64 {
+        self.inner.stats.on_caller.load(Ordering::Relaxed)
+    }
+
     /// Writes (run creations and recorded changes) the writer committed so far.
     pub fn writes(&self) -> u64 {
         self.inner.stats.writes.load(Ordering::Relaxed)
@@ -355,16 +376,21 @@ impl PgStore {
         ))
     }
 
-    /// Hands `write` to the writer and awaits its answer.
+    /// Hands `write` to the writers and awaits its answer; or, when no writer is busy and the
+    /// writes come one at a time, commits it in this task (`PgOptions::commit_on_caller`).
     async fn write<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write,
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.inner
-            .writes
-            .send(make(reply))
-            .map_err(|_| self.closed())?;
+        let inner = &self.inner;
+        match writer::free_writer(&inner.slots, &inner.queue) {
+            Some(writer) => writer::commit_here(writer, make(reply), &inner.queue).await,
+            None => {
+                inner.queue.sent();
+                inner.writes.send(make(reply)).map_err(|_| self.closed())?;
+            }
+        }
         answer.await.map_err(|_| self.closed())?
     }
 

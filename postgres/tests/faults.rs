@@ -267,7 +267,9 @@ async fn a_connection_cut_before_the_commit_loses_nothing() {
 /// writer whose share it was settles it on a new connection, the other's commits as it was,
 /// and each of the 64 writes is appended once and answered. The 64 writes are queued at once
 /// while both writers wait (a runtime of one thread: no writer runs while the burst is
-/// polled), so the writer that gathers them cuts them in two shares.
+/// polled), so the writer that gathers them cuts them in two shares. Every write goes to the
+/// writers (`commit_on_caller(false)`): else the burst's first, coming after creations made
+/// one at a time, would be committed alone by its caller, and the rest cut in two.
 async fn a_share_cut_around_its_commit(cut: Cut) {
     use std::future::Future as _;
 
@@ -278,9 +280,11 @@ async fn a_share_cut_around_its_commit(cut: Cut) {
     };
     let (proxy, through) = Proxy::before(&url).await;
     let schema = support::fresh_schema();
-    let store = PgStore::connect(&through, PgOptions::default().schema(&schema).writers(2))
-        .await
-        .unwrap();
+    let options = PgOptions::default()
+        .schema(&schema)
+        .writers(2)
+        .commit_on_caller(false);
+    let store = PgStore::connect(&through, options).await.unwrap();
     let ids: Vec<String> = (0..64).map(|i| format!("r{i:02}")).collect();
     for id in &ids {
         create(&store, id, "W").await.unwrap();

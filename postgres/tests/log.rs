@@ -698,6 +698,9 @@ async fn a_write_the_server_refuses_fails_alone_and_the_rest_of_its_batch_is_app
 /// writer that holds the queue gathers them into one batch and, with the other writer free,
 /// cuts it in two shares of 32: two commits, on two transactions, each writer's batch number
 /// written, every write appended once. With one writer, the same 64 writes are one commit.
+/// Every write goes to the writers (`commit_on_caller(false)`): else the burst's first, after
+/// creations made one at a time, would be committed alone by its caller
+/// (`tests/on_caller.rs`).
 #[tokio::test(flavor = "current_thread")]
 async fn a_large_batch_is_shared_out_to_the_free_writers() {
     use sagaflow_core::conformance::runs::{create, start};
@@ -707,9 +710,12 @@ async fn a_large_batch_is_shared_out_to_the_free_writers() {
     let schema = &db.schema;
     for (writers, commits) in [(2, 2), (1, 1)] {
         let owner = format!("owner-{writers}");
-        let store = PgStore::connect(&db.url, db.options().owner(&owner).writers(writers))
-            .await
-            .unwrap();
+        let options = db
+            .options()
+            .owner(&owner)
+            .writers(writers)
+            .commit_on_caller(false);
+        let store = PgStore::connect(&db.url, options).await.unwrap();
         let ids: Vec<String> = (0..64).map(|i| format!("w{writers}-{i:02}")).collect();
         for id in &ids {
             create(&store, id, "W").await.unwrap();
@@ -766,7 +772,10 @@ async fn a_large_batch_is_shared_out_to_the_free_writers() {
 /// No writer goes first: while one writer's batch waits in the server (its run's row locked
 /// by another session), the other writer takes the queue and commits the writes that come
 /// meanwhile. (Were the queue one writer's, the second write would wait for the first
-/// writer's, which waits for the lock, held here until the second write is answered.)
+/// writer's, which waits for the lock, held here until the second write is answered.) The
+/// blocked write is committed by its caller on the first writer's connection
+/// (`commit_on_caller`); the writer that gathers the other write, whichever it is, commits it
+/// on the connection that is free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_held_up_in_the_server_holds_up_no_other_write() {
     use sagaflow_core::conformance::runs::{create, start};

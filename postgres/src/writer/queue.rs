@@ -51,6 +51,11 @@ pub(crate) struct Queue {
     shared: Notify,
     /// Every sender is gone and every write taken: the writers end once no share is left.
     closed: AtomicBool,
+    /// Writes sent and not yet taken by a writer (see [`sent`](Self::sent)).
+    queued: AtomicUsize,
+    /// Whether the last batch was one write: a run going alone, whose next write may be
+    /// committed by its caller (see [`caller_may_commit`](Self::caller_may_commit)).
+    alone: AtomicBool,
 }
 
 impl Queue {
@@ -62,7 +67,27 @@ impl Queue {
             free: AtomicUsize::new(0),
             shared: Notify::new(),
             closed: AtomicBool::new(false),
+            queued: AtomicUsize::new(0),
+            alone: AtomicBool::new(true),
         }
+    }
+
+    /// Counts a write about to be sent to the writers; call before sending it.
+    pub(crate) fn sent(&self) {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether a caller may commit its write itself (`PgOptions::commit_on_caller`): no write
+    /// waits, and the last batch was one write. After a batch of several, the runs it
+    /// answered write again together, and the first of them goes to the queue with the rest
+    /// rather than hold a connection for itself while they wait.
+    pub(crate) fn caller_may_commit(&self) -> bool {
+        self.queued.load(Ordering::SeqCst) == 0 && self.alone.load(Ordering::Relaxed)
+    }
+
+    /// Notes that a caller committed a write of its own, alone.
+    pub(crate) fn went_alone(&self) {
+        self.alone.store(true, Ordering::Relaxed);
     }
 
     /// A writer's next batch: a share left for it, or the writes waiting, gathered while this
@@ -118,6 +143,8 @@ impl Queue {
                 }
             }
             drop(writes);
+            self.queued.fetch_sub(batch.len(), Ordering::SeqCst);
+            self.alone.store(batch.len() == 1, Ordering::Relaxed);
             return Some(self.share_out(batch));
         }
     }
