@@ -6,13 +6,13 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sagaflow_core::StepOptions;
+use sagaflow_core::conformance::side::{side, side_lines};
 use sagaflow_core::runtime::store::LeaseStore;
 use sagaflow_core::runtime::{Builder, Definition, Engine, RunId, StepError};
 use sagaflow_postgres::{PgOptions, PgStore};
@@ -172,26 +172,6 @@ async fn a_store_that_lost_its_owner_lock_takes_no_run_up_until_it_has_it_again(
 
 const CHILD: &str = "SAGAFLOW_OWNER_CHILD";
 const SCHEMA: &str = "SAGAFLOW_OWNER_SCHEMA";
-
-fn side(dir: &Path, line: &str) {
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("side.txt"))
-        .unwrap();
-    // One write: `writeln!` on a `File` is two (the line, then its end), and a process
-    // killed between them leaves a line without its end, which the next one's runs on.
-    file.write_all(format!("{line}\n").as_bytes()).unwrap();
-    file.sync_all().unwrap();
-}
-
-fn side_lines(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("side.txt"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
 
 /// `s1 -> s2`, each writing its name to the side file; in the child, `s2` then waits forever,
 /// for the kill.

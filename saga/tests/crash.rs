@@ -8,13 +8,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sagaflow_core::StepOptions;
+use sagaflow_core::conformance::side::{side, side_lines};
 use sagaflow_core::runtime::{Engine, RunId, StepContext, StepError, StepStatus};
 use sagaflow_saga::{SagaBuilder, SagaDefinition, SagaOutcome};
 use sagaflow_sqlite::SqliteEngine;
@@ -26,26 +26,6 @@ const STEPS: [&str; 5] = ["build", "push", "migrate", "shift", "smoke"];
 /// The service's stable owner id: the restarted process takes the saga up at once instead of
 /// waiting for the killed one's lease to expire.
 const OWNER: &str = "saga-crash-service";
-
-fn side(dir: &Path, line: &str) {
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("side.txt"))
-        .unwrap();
-    // One write: `writeln!` on a `File` is two (the line, then its end), and a process
-    // killed between them leaves a line without its end, which the next one's runs on.
-    file.write_all(format!("{line}\n").as_bytes()).unwrap();
-    file.sync_all().unwrap();
-}
-
-fn side_lines(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("side.txt"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
 
 /// Four steps that complete, a fifth that fails; each compensation takes 150 ms.
 fn saga(dir: &Path) -> SagaDefinition<u32, u32> {

@@ -10,12 +10,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use sagaflow_core::StepOptions;
+use sagaflow_core::conformance::side::{side, side_lines};
 use sagaflow_core::fault::{CRASH_AT, Point};
 use sagaflow_core::runtime::{Engine, RunId, StepError, StepStatus, Store};
 use sagaflow_saga::{SagaBuilder, SagaDefinition, SagaOutcome};
@@ -25,26 +25,6 @@ use sagaflow_sqlite::SqliteOptions;
 const CHILD: &str = "SAGAFLOW_SAGA_FAULT_CHILD";
 const FAIL_AT: &str = "SAGAFLOW_SAGA_FAULT_FAIL_AT";
 const STEPS: [&str; 5] = ["build", "push", "migrate", "shift", "smoke"];
-
-fn side(dir: &Path, line: &str) {
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("side.txt"))
-        .unwrap();
-    // One write: `writeln!` on a `File` is two (the line, then its end), and a process
-    // killed between them leaves a line without its end, which the next one's runs on.
-    file.write_all(format!("{line}\n").as_bytes()).unwrap();
-    file.sync_all().unwrap();
-}
-
-fn side_lines(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("side.txt"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
 
 /// Five steps, each with a compensation; step `fail_at` fails for good.
 fn saga(dir: &Path, fail_at: usize) -> SagaDefinition<u32, u32> {

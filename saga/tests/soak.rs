@@ -9,13 +9,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use sagaflow_core::StepOptions;
+use sagaflow_core::conformance::side::side;
 use sagaflow_core::runtime::{Engine, StepError};
 use sagaflow_saga::{SagaBuilder, SagaDefinition, SagaOutcome};
 use sagaflow_sqlite::SqliteEngine;
@@ -24,18 +24,6 @@ use sagaflow_sqlite::SqliteOptions;
 const CHILD: &str = "SAGAFLOW_SOAK_CHILD";
 const RUN: &str = "SAGAFLOW_SOAK_RUN";
 const STEPS: [&str; 5] = ["build", "push", "migrate", "shift", "smoke"];
-
-fn side(dir: &Path, line: &str) {
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("side.txt"))
-        .unwrap();
-    // One write: `writeln!` on a `File` is two (the line, then its end), and a process
-    // killed between them leaves a line without its end, which the next one's runs on.
-    file.write_all(format!("{line}\n").as_bytes()).unwrap();
-    file.sync_all().unwrap();
-}
 
 /// The run's id says where it fails: `r{round}-f{fail_at}` (`fail_at` 5: nowhere).
 fn fail_at(run: &str) -> usize {

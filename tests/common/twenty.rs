@@ -62,13 +62,7 @@ workflow! {
 }
 
 /// The lines of the side file in `dir`.
-pub fn side_lines(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("side.txt"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
+pub use sagaflow_core::conformance::side::side_lines;
 
 /// Every step ran once, or twice for at most one of them (the one a kill cut); returns the
 /// one that ran twice.

@@ -19,10 +19,15 @@
 //! `sqlite/tests/conformance.rs`. [`compact`] is no macro: the runs and checks that a store
 //! with a compact log (a step's completion and the next start in one row) runs in its own
 //! `tests/compact_log.rs`, against a database of its own with the log plain and compact.
+//! Nor is `crash` (with the `fault-injection` feature too): the harness of every durable
+//! store's crash-at-every-commit-point suite, which crashes child processes; and [`side`], the
+//! file of effects that outlives a killed process, which every such test reads.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // checks fail as tests do
 
 pub mod compact;
+#[cfg(feature = "fault-injection")]
+pub mod crash;
 pub mod durable;
 mod forward;
 pub mod machines;
@@ -30,6 +35,7 @@ pub mod queues;
 pub mod replicas;
 pub mod retention;
 pub mod runs;
+pub mod side;
 pub mod takeover;
 
 /// The tests of one group of checks: a module `$group` (the checks' own module name, or another
