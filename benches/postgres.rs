@@ -257,6 +257,23 @@ fn main() {
                 }
             }
         }
+        // Every round's figures, each contender's against the bare commits of its own round.
+        let at = |figures: &[f64], round: usize| figures.get(round).copied().unwrap_or(f64::NAN);
+        for round in 0..bare_seq.len().max(bare_con.len()) {
+            let (b_seq, b_con) = (at(&bare_seq, round), at(&bare_con, round));
+            let ratios = |figures: &[Vec<f64>], bare: f64| -> String {
+                figures
+                    .iter()
+                    .map(|f| format!("{:.2}×", at(f, round) / bare))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            println!(
+                "round {round}: sequential {} (bare {b_seq:.1} µs); concurrent {} (bare {b_con:.0}/s)",
+                ratios(&seq, b_seq),
+                ratios(&con, b_con)
+            );
+        }
         let (bs, bc) = (median(bare_seq), median(bare_con));
         println!("rounds: {rounds} (medians); writer connections: {writers}");
         println!("bare INSERT + COMMIT, 1 client:          {bs:8.1} µs");

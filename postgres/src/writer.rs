@@ -241,8 +241,9 @@ impl Writer {
     /// the queue, and the shares of the batches other writers gathered (see [`Queue`]).
     ///
     /// The writer `own` of `slots` commits each batch with its own state, or, while a caller
-    /// holds it ([`commit_here`]), with another writer's that is free: a caller's write held
-    /// up in the server holds up no batch while another connection is free.
+    /// holds it ([`commit_here`]), with another writer's that is free, or else with the first
+    /// to be free: a caller's write held up in the server holds up no batch while another
+    /// connection is free, and a share waits for no more than the shortest commit in flight.
     pub(crate) async fn run(own: usize, slots: Arc<[Slot]>, writes: Shared) {
         let Some(slot) = slots.get(own) else {
             return;
@@ -253,7 +254,13 @@ impl Writer {
                 .find_map(|slot| Arc::clone(slot).try_lock_owned().ok());
             let mut writer = match free {
                 Some(writer) => writer,
-                None => Arc::clone(slot).lock_owned().await,
+                // Every writer busy (a caller's, another task's share): the first to be free.
+                None => {
+                    let waits = slots
+                        .iter()
+                        .map(|slot| Box::pin(Arc::clone(slot).lock_owned()));
+                    futures_util::future::select_all(waits).await.0
+                }
             };
             writer.commit(batch).await;
         }

@@ -630,13 +630,14 @@ async fn a_write_the_server_refuses_fails_alone_and_the_rest_of_its_batch_is_app
     for id in &ids {
         create(&store, id, "W").await.unwrap();
     }
-    // Forty writes made at once go in a batch or two.
+    // Forty writes made at once go in a batch or two (and the first, after creations made one
+    // at a time, may be committed alone by its caller: `tests/on_caller.rs`).
     let before = store.commits();
     let answers = futures_util::future::join_all(ids.iter().map(|id| start(&store, id, "a"))).await;
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
     let commits = store.commits() - before;
     assert!(
-        commits <= 3,
+        commits <= 4,
         "40 writes made at once took {commits} commits"
     );
 
