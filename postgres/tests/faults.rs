@@ -201,14 +201,18 @@ async fn runs_go_on_across_a_restart_of_the_server() {
     }
 }
 
+/// A lone write's commit cut, committed by its caller (the default) and by the writer's task
+/// (`commit_on_caller(false)`): either way settled on a new connection.
 async fn cut_around_a_commit(cut: Cut) {
     cut_around_a_commit_with(cut, PgOptions::default()).await;
+    cut_around_a_commit_with(cut, PgOptions::default().commit_on_caller(false)).await;
 }
 
 async fn cut_around_a_commit_with(cut: Cut, options: PgOptions) {
     let Some(url) = support::server().await else {
         return;
     };
+    let options_on_caller = options.commit_on_caller;
     let (proxy, through) = Proxy::before(&url).await;
     let schema = support::fresh_schema();
     let store = PgStore::connect(&through, options.schema(&schema))
@@ -218,6 +222,7 @@ async fn cut_around_a_commit_with(cut: Cut, options: PgOptions) {
     let created = sagaflow_core::conformance::runs::create(&store, "r", "W").await;
     assert!(created.is_ok(), "{created:?}");
     proxy.arm(cut);
+    let on_caller = store.writes_on_caller();
     let started = store
         .record(
             &run,
@@ -229,6 +234,11 @@ async fn cut_around_a_commit_with(cut: Cut, options: PgOptions) {
         .await;
     assert_eq!(proxy.cuts(), 1, "the proxy cut the writer's connection");
     assert!(started.is_ok(), "{started:?}");
+    assert_eq!(
+        store.writes_on_caller() - on_caller,
+        u64::from(options_on_caller),
+        "the cut write went the way the options say"
+    );
     // Once, whether the cut came before the server had the `COMMIT` or after it committed.
     assert_eq!(
         support::count_events(&store, "r", EventKind::StepStarted).await,
