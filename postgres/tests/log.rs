@@ -17,24 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sagaflow_core::StepOptions;
-use sagaflow_core::runtime::{Builder, Definition, Engine, EventLog, StepError};
+use sagaflow_core::runtime::{Builder, Engine, EventLog, StepError};
 use sagaflow_postgres::PgStore;
 
 /// Runs started, half on each writer.
 const RUNS: u64 = 200;
-
-/// A chain of `steps` steps, each adding one.
-fn chain(steps: usize) -> Definition<u64, u64> {
-    let mut b = Builder::<u64>::new("Log");
-    let mut last = b.input();
-    for i in 0..steps {
-        last = b.step(&format!("s{i}"), StepOptions::new(), (last,), |_, (x,)| {
-            let x = *x;
-            async move { Ok::<_, StepError>(x + 1) }
-        });
-    }
-    b.build_with_output(last)
-}
 
 /// Two stores on one schema (as two replicas), each with two writer connections, run 100
 /// runs each at once, while a subscriber follows the first one's engine: it receives every
@@ -43,7 +30,7 @@ fn chain(steps: usize) -> Definition<u64, u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_sees_every_writers_events_once_in_order() {
     let db = fresh_db!();
-    let def = chain(5);
+    let def = support::chain("Log", 5);
     let mut engines = Vec::new();
     let mut stores = Vec::new();
     for owner in ["left", "right"] {
@@ -407,7 +394,7 @@ async fn checkpoints_in_a_batch_renew_the_leases_half_spent_and_not_before() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_writer_does_not_scan_the_runs_table_whole() {
     let db = fresh_db!();
-    let def = chain(5);
+    let def = support::chain("Log", 5);
     {
         let store = PgStore::connect(&db.url, db.options()).await.unwrap();
         let engine = Engine::builder().store(Arc::new(store)).build();

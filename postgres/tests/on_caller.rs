@@ -12,23 +12,9 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sagaflow_core::StepOptions;
 use sagaflow_core::conformance::runs::{create, start};
-use sagaflow_core::runtime::{Builder, Definition, Engine, StepError};
+use sagaflow_core::runtime::Engine;
 use sagaflow_postgres::PgStore;
-
-/// A chain of `steps` steps, each adding one.
-fn chain(steps: usize) -> Definition<u64, u64> {
-    let mut b = Builder::<u64>::new("OnCaller");
-    let mut last = b.input();
-    for i in 0..steps {
-        last = b.step(&format!("s{i}"), StepOptions::new(), (last,), |_, (x,)| {
-            let x = *x;
-            async move { Ok::<_, StepError>(x + 1) }
-        });
-    }
-    b.build_with_output(last)
-}
 
 /// Runs a 10-step chain to its end; gives the writes it took and how many of them their
 /// callers committed.
@@ -36,7 +22,7 @@ async fn sequential_run(store: &PgStore, id: &str) -> (u64, u64) {
     let (writes, on_caller) = (store.writes(), store.writes_on_caller());
     let engine = Engine::builder().store(Arc::new(store.clone())).build();
     let report = engine
-        .start(&chain(10), id, 0)
+        .start(&support::chain("OnCaller", 10), id, 0)
         .await
         .unwrap()
         .wait()

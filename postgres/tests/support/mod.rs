@@ -16,6 +16,21 @@ use tokio_postgres::NoTls;
 #[allow(unused_imports)] // each test file uses part of it
 pub(crate) use sagaflow_postgres::testing::{server, url};
 
+/// A workflow `name` of `steps` steps in a chain, each adding one to what it is given.
+pub(crate) fn chain(name: &str, steps: usize) -> sagaflow_core::runtime::Definition<u64, u64> {
+    use sagaflow_core::runtime::{Builder, StepError};
+    let mut b = Builder::<u64>::new(name);
+    let mut last = b.input();
+    for i in 0..steps {
+        let step = sagaflow_core::StepOptions::new();
+        last = b.step(&format!("s{i}"), step, (last,), |_, (x,)| {
+            let x = *x;
+            async move { Ok::<_, StepError>(x + 1) }
+        });
+    }
+    b.build_with_output(last)
+}
+
 /// A plain connection to the server at `url`, for what a test does behind the store's back.
 pub(crate) async fn client(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
