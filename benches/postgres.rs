@@ -8,8 +8,9 @@
 //! own: one that keeps the log as before schema 10 (`compact_log(false)`, two rows for a step's
 //! completion and the next one's start), one with the compact log (the default since
 //! session 19: one row), and one with the compact log whose every write goes through the
-//! writers' tasks (`commit_on_caller(false)`, as before session 26). Figures in
-//! `benches/README.md`.
+//! writers' tasks (`commit_on_caller(false)`, as before session 26). Each contender's waves of
+//! 100 runs are also printed in two parts: the starts (the creations committed) and the steps
+//! after them. Figures in `benches/README.md`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -132,17 +133,27 @@ async fn sagaflow_sequential(engine: &Engine, round: usize) -> f64 {
 /// after wave for `time` (as long as the bare clients commit). One wave is about 25 ms here:
 /// timed alone (until session 16), it read the server's and the workers' warm-up as much as
 /// sagaflow (a pause of 300 ms before it cost 12-19%).
-async fn sagaflow_concurrent(engine: &Engine, round: usize, time: Duration) -> f64 {
+///
+/// Each wave's two parts go into `parts`: the time until every start has returned (the runs'
+/// creations committed), and the rest, until every run has ended.
+async fn sagaflow_concurrent(
+    engine: &Engine,
+    round: usize,
+    time: Duration,
+    parts: &mut Parts,
+) -> f64 {
     let def = chain(CONCURRENT_STEPS);
     let began = Instant::now();
     let mut waves = 0;
     while waves == 0 || began.elapsed() < time {
+        let wave = Instant::now();
         // Started together, as 100 requests arriving at once would start them.
         let handles = futures::future::join_all(
             (0..CONCURRENT_RUNS)
                 .map(|r| engine.start(&def, format!("con-{round}-{waves}-{r}-{}", salt()), 0)),
         )
         .await;
+        let started = wave.elapsed();
         for handle in handles {
             let handle = handle.unwrap();
             assert_eq!(
@@ -151,8 +162,20 @@ async fn sagaflow_concurrent(engine: &Engine, round: usize, time: Duration) -> f
             );
         }
         waves += 1;
+        parts.starts.push(started.as_secs_f64() * 1e3);
+        parts
+            .steps
+            .push((wave.elapsed() - started).as_secs_f64() * 1e3);
     }
     (waves * CONCURRENT_RUNS * CONCURRENT_STEPS) as f64 / began.elapsed().as_secs_f64()
+}
+
+/// A contender's waves of 100 runs, each in two parts (milliseconds): its starts, and its
+/// steps after the last start returned.
+#[derive(Default)]
+struct Parts {
+    starts: Vec<f64>,
+    steps: Vec<f64>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -230,6 +253,7 @@ fn main() {
         let (mut bare_seq, mut bare_con) = (Vec::new(), Vec::new());
         let mut seq = vec![Vec::new(); contenders.len()];
         let mut con = vec![Vec::new(); contenders.len()];
+        let mut parts: Vec<Parts> = contenders.iter().map(|_| Parts::default()).collect();
         // A warm-up of each.
         bare_sequential(200).await;
         for (_, engine) in &stores {
@@ -249,11 +273,13 @@ fn main() {
                 }
             }
             if only == "waves" {
-                con[1].push(sagaflow_concurrent(&stores[1].1, round, CONCURRENT_TIME).await);
+                let time = CONCURRENT_TIME;
+                con[1].push(sagaflow_concurrent(&stores[1].1, round, time, &mut parts[1]).await);
             } else if only != "sequential" {
                 bare_con.push(bare_concurrent(16, CONCURRENT_TIME).await);
                 for i in order {
-                    con[i].push(sagaflow_concurrent(&stores[i].1, round, CONCURRENT_TIME).await);
+                    let (store, time) = (&stores[i].1, CONCURRENT_TIME);
+                    con[i].push(sagaflow_concurrent(store, round, time, &mut parts[i]).await);
                 }
             }
         }
@@ -292,6 +318,19 @@ fn main() {
                 store.commits(),
                 store.writes() as f64 / store.commits().max(1) as f64,
                 store.writes_on_caller()
+            );
+        }
+        // Where a wave of 100 runs spends its time: its 100 creations, then its 1,000 steps.
+        for (c, parts) in contenders.iter().zip(parts) {
+            if parts.starts.is_empty() {
+                continue;
+            }
+            let waves = parts.starts.len();
+            let (starts, steps) = (median(parts.starts), median(parts.steps));
+            println!(
+                "{:<24} waves: {waves}, medians: starts {starts:.2} ms, then steps {steps:.2} ms ({:.2} ms a step of the 100)",
+                c.name,
+                steps / CONCURRENT_STEPS as f64
             );
         }
         setup.batch_execute(&drop_all).await.unwrap();
