@@ -10,12 +10,16 @@
 //! session 19: one row), and one with the compact log whose every write goes through the
 //! writers' tasks (`commit_on_caller(false)`, as before session 26). Each contender's waves of
 //! 100 runs are also printed in two parts: the starts (the creations committed) and the steps
-//! after them. Figures in `benches/README.md`.
+//! after them. `SAGAFLOW_BENCH_TIMELINE=1` sums up each writer's batches as well, from their
+//! trace (`sagaflow_postgres::BATCH_TRACE`). Figures in `benches/README.md`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[path = "shared/timeline.rs"]
+mod timeline;
 
 use sagaflow::StepOptions;
 use sagaflow::runtime::{Builder, Definition, Engine, StepError};
@@ -197,6 +201,19 @@ fn main() {
         .ok()
         .and_then(|t| t.parse().ok())
         .unwrap_or(2);
+    // `SAGAFLOW_BENCH_TIMELINE=1`: each writer's batches, as their trace reports them, summed
+    // up at the end (with `SAGAFLOW_BENCH_ONLY=waves`, the compact log's writers alone).
+    let timeline = std::env::var_os("SAGAFLOW_BENCH_TIMELINE").map(|_| {
+        use tracing_subscriber::Layer as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let timeline = timeline::Timeline::default();
+        let batches = tracing_subscriber::filter::filter_fn(|meta| {
+            meta.target() == sagaflow_postgres::BATCH_TRACE
+        });
+        let subscriber = tracing_subscriber::registry().with(timeline.clone().with_filter(batches));
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        timeline
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
@@ -263,6 +280,7 @@ fn main() {
         // of it wants; `waves`, the compact log's 100 concurrent runs alone, 3 s a round, and
         // nothing else between them (for `perf record`).
         let only = std::env::var("SAGAFLOW_BENCH_ONLY").unwrap_or_default();
+        let measured = Instant::now();
         for round in 0..rounds {
             // Each round starts with the next contender, so that none always runs first.
             let order = (0..stores.len()).map(|i| (i + round) % stores.len());
@@ -332,6 +350,9 @@ fn main() {
                 c.name,
                 steps / CONCURRENT_STEPS as f64
             );
+        }
+        for line in timeline.iter().flat_map(|t| t.summary(measured)) {
+            println!("{line}");
         }
         setup.batch_execute(&drop_all).await.unwrap();
     });

@@ -77,12 +77,15 @@ use sql::{
     REFUSED_SQL, RENEW_SQL,
 };
 
+mod caller;
 mod create;
 mod doubt;
 mod graphs;
 mod queue;
 mod record;
 mod sql;
+pub(crate) mod trace;
+pub(crate) use caller::{commit_here, free_writer};
 
 /// A change of a run to record, fenced by `token` (-1: this store holds no lease on it), and
 /// `then` with it in the same transaction when given.
@@ -337,11 +340,18 @@ impl Writer {
 
     /// Commits `batch` and answers each of its writes.
     async fn commit(&mut self, batch: Vec<Write>) {
-        match self.attempt(&batch).await {
-            Ok(Ran::Committed(rows)) => self.answer(batch, rows).await,
+        let timed = trace::begin(&batch);
+        let ran = self.attempt(&batch).await;
+        let server_us = timed.as_ref().map_or(0, trace::Timed::server_us);
+        let outcome = match ran {
+            Ok(Ran::Committed(rows)) => {
+                self.answer(batch, rows).await;
+                "committed"
+            }
             Ok(Ran::RolledBack(error)) if batch.len() == 1 => {
                 let error = pg_error(&self.label, &error);
                 fail(batch, &error);
+                "rolled back"
             }
             Ok(Ran::RolledBack(_)) => {
                 // One write failed in the server: each goes again on its own, so that it
@@ -349,9 +359,19 @@ impl Writer {
                 for write in batch {
                     Box::pin(self.commit(vec![write])).await;
                 }
+                "rolled back"
             }
-            Ok(Ran::Unknown(error, rows)) => self.settle(batch, &error, rows).await,
-            Err(error) => fail(batch, &error),
+            Ok(Ran::Unknown(error, rows)) => {
+                self.settle(batch, &error, rows).await;
+                "in doubt"
+            }
+            Err(error) => {
+                fail(batch, &error);
+                "failed"
+            }
+        };
+        if let Some(timed) = timed {
+            timed.end(&self.owner, outcome, server_us);
         }
     }
 
@@ -773,73 +793,6 @@ enum Answer {
         oneshot::Sender<Result<(), StoreError>>,
         Result<(), StoreError>,
     ),
-}
-
-/// A free writer for a caller to commit its own write with (`PgOptions::commit_on_caller`):
-/// the first of `slots`, if none of them is busy and the queue lets a caller commit (see
-/// [`Queue::caller_may_commit`]). One writer busy means writes are coming faster than one at
-/// a time: the write then goes to the queue, to be gathered with the others.
-pub(crate) fn free_writer(
-    slots: &[Slot],
-    queue: &Queue,
-) -> Option<tokio::sync::OwnedMutexGuard<Writer>> {
-    if !queue.caller_may_commit() {
-        return None;
-    }
-    let (first, rest) = slots.split_first()?;
-    let guard = Arc::clone(first).try_lock_owned().ok()?;
-    rest.iter()
-        .all(|slot| slot.try_lock().is_ok())
-        .then_some(guard)
-}
-
-/// Commits `write` as a batch of its own with `writer`, in the caller's task: no hand-off to
-/// the writer's task and back (two thread wake-ups, about 20 µs of a 300 µs step on
-/// benches/README.md's machine, session 23). Its answer goes where it would have from the
-/// writer's task. If the caller stops waiting (its future dropped) the commit is finished on
-/// a task of its own, so that no batch is left half sent or unsettled and no committed event
-/// goes unpublished.
-pub(crate) async fn commit_here(
-    writer: tokio::sync::OwnedMutexGuard<Writer>,
-    write: Write,
-    queue: &Queue,
-) {
-    queue.went_alone();
-    let mut writer = writer;
-    writer.stats.on_caller.fetch_add(1, Ordering::Relaxed);
-    Finish(Some(Box::pin(async move {
-        writer.commit(vec![write]).await;
-    })))
-    .await;
-}
-
-/// A commit that runs to its end: polled by its caller, and spawned if dropped before it
-/// ends (see [`commit_here`]).
-struct Finish(Option<Pin<Box<dyn Future<Output = ()> + Send>>>);
-
-impl Future for Finish {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        let Some(commit) = self.0.as_mut() else {
-            return std::task::Poll::Ready(());
-        };
-        let done = commit.as_mut().poll(cx);
-        if done.is_ready() {
-            self.0 = None;
-        }
-        done
-    }
-}
-
-impl Drop for Finish {
-    fn drop(&mut self) {
-        if let Some(commit) = self.0.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(commit);
-        }
-    }
 }
 
 /// What `future` gives: `early` if a first poll ([`poll_once`]) finished it, else what it

@@ -1,0 +1,138 @@
+//! The writers' trace of their batches (`BATCH_TRACE`): an event for each batch committed,
+//! naming its writer and saying what it held, seen through a layer that takes those events
+//! alone.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[macro_use]
+mod support;
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use sagaflow_core::conformance::runs::create;
+use sagaflow_core::runtime::Engine;
+use sagaflow_postgres::{BATCH_TRACE, PgStore};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
+
+#[derive(Clone, Debug, Default)]
+struct Batch {
+    writer: String,
+    outcome: String,
+    writes: u64,
+    creations: u64,
+    server_us: u64,
+    answer_us: u64,
+}
+
+impl Visit for Batch {
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        match field.name() {
+            "writes" => self.writes = value,
+            "creations" => self.creations = value,
+            "server_us" => self.server_us = value,
+            "answer_us" => self.answer_us = value,
+            other => panic!("an unexpected number field `{other}`"),
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "writer" => value.clone_into(&mut self.writer),
+            "outcome" => value.clone_into(&mut self.outcome),
+            other => panic!("an unexpected text field `{other}`"),
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        assert_eq!(field.name(), "message", "{value:?}");
+    }
+}
+
+#[derive(Clone, Default)]
+struct Batches(Arc<Mutex<Vec<Batch>>>);
+
+impl<S: Subscriber> Layer<S> for Batches {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let mut batch = Batch::default();
+        event.record(&mut batch);
+        self.0.lock().unwrap().push(batch);
+    }
+}
+
+impl Batches {
+    fn take(&self) -> Vec<Batch> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_batch_a_writer_commits_is_traced_with_its_writer_and_its_writes() {
+    // The writers run on the runtime's threads: the layer is the process's default (this
+    // file's only test), taking the batches' events alone.
+    let batches = Batches::default();
+    let only = tracing_subscriber::filter::filter_fn(|meta| meta.target() == BATCH_TRACE);
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::registry().with(batches.clone().with_filter(only)),
+    )
+    .unwrap();
+    let db = fresh_db!();
+    let store = PgStore::connect(&db.url, db.options().owner("traced"))
+        .await
+        .unwrap();
+    let (writes, commits) = (store.writes(), store.commits());
+
+    // A run alone: a batch of one write each, its creation the first.
+    let engine = Engine::builder().store(Arc::new(store.clone())).build();
+    let report = engine
+        .start(&support::chain("Traced", 5), "alone", 0)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(*report.output, 5);
+    let alone = batches.take();
+    assert_eq!(alone.len() as u64, store.commits() - commits, "{alone:?}");
+    assert_eq!(
+        alone.iter().map(|b| b.writes).sum::<u64>(),
+        store.writes() - writes
+    );
+    assert!(
+        alone
+            .iter()
+            .all(|b| b.writes == 1 && b.outcome == "committed"),
+        "{alone:?}"
+    );
+    assert_eq!(alone.first().map(|b| b.creations), Some(1), "{alone:?}");
+    assert_eq!(alone.iter().map(|b| b.creations).sum::<u64>(), 1);
+    assert!(alone.iter().all(|b| b.server_us > 0), "{alone:?}");
+
+    // 100 creations at once: shared transactions, on the store's writers (`traced` and
+    // `traced/w1`), every creation in one of them.
+    let ids: Vec<String> = (0..100).map(|i| format!("b{i:03}")).collect();
+    let created =
+        futures_util::future::join_all(ids.iter().map(|id| create(&store, id, "W"))).await;
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let burst = batches.take();
+    assert_eq!(
+        burst.iter().map(|b| b.creations).sum::<u64>(),
+        100,
+        "{burst:?}"
+    );
+    assert_eq!(
+        burst.iter().map(|b| b.writes).sum::<u64>(),
+        100,
+        "{burst:?}"
+    );
+    assert!(burst.iter().any(|b| b.writes > 1), "{burst:?}");
+    assert!(
+        burst
+            .iter()
+            .all(|b| b.writer == "traced" || b.writer == "traced/w1"),
+        "{burst:?}"
+    );
+    assert!(burst.iter().all(|b| b.outcome == "committed"), "{burst:?}");
+}
