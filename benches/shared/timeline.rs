@@ -4,51 +4,24 @@
 //! time the writer was inside a batch, how long it waited between two).
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tracing::field::{Field, Visit};
+use sagaflow_postgres::BatchEvent;
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 
-/// One batch a writer committed.
-#[derive(Clone, Debug, Default)]
+/// One batch a writer committed, and when its event came: the batch's end.
 struct Batch {
-    writer: String,
-    writes: u64,
-    creations: u64,
-    server_us: u64,
-    answer_us: u64,
-    /// When its event came: the batch's end.
-    end: Option<Instant>,
+    event: BatchEvent,
+    end: Instant,
 }
 
 impl Batch {
     fn start(&self) -> Option<Instant> {
-        self.end
-            .and_then(|end| end.checked_sub(Duration::from_micros(self.server_us + self.answer_us)))
+        let took = self.event.server_us + self.event.answer_us;
+        self.end.checked_sub(Duration::from_micros(took))
     }
-}
-
-impl Visit for Batch {
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        match field.name() {
-            "writes" => self.writes = value,
-            "creations" => self.creations = value,
-            "server_us" => self.server_us = value,
-            "answer_us" => self.answer_us = value,
-            _ => {}
-        }
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "writer" {
-            value.clone_into(&mut self.writer);
-        }
-    }
-
-    fn record_debug(&mut self, _: &Field, _: &dyn fmt::Debug) {}
 }
 
 /// Keeps every batch event; a clone shares them.
@@ -57,12 +30,10 @@ pub(crate) struct Timeline(Arc<Mutex<Vec<Batch>>>);
 
 impl<S: Subscriber> Layer<S> for Timeline {
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
-        let mut batch = Batch {
-            end: Some(Instant::now()),
-            ..Batch::default()
-        };
-        event.record(&mut batch);
-        self.0.lock().unwrap().push(batch);
+        if let Some(event) = BatchEvent::of(event) {
+            let end = Instant::now();
+            self.0.lock().unwrap().push(Batch { event, end });
+        }
     }
 }
 
@@ -80,34 +51,40 @@ impl Timeline {
             .iter()
             .filter(|b| b.start().is_some_and(|s| s >= since))
         {
-            by_writer.entry(&batch.writer).or_default().push(batch);
+            by_writer
+                .entry(&batch.event.writer)
+                .or_default()
+                .push(batch);
         }
         let mut lines = Vec::new();
         for (writer, mut list) in by_writer {
             list.sort_by_key(|b| b.start());
             let (Some(first), Some(last)) = (
                 list.first().and_then(|b| b.start()),
-                list.last().and_then(|b| b.end),
+                list.last().map(|b| b.end),
             ) else {
                 continue;
             };
             let span = last.duration_since(first).as_micros().max(1) as f64;
-            let inside: u64 = list.iter().map(|b| b.server_us + b.answer_us).sum();
-            let writes: u64 = list.iter().map(|b| b.writes).sum();
-            let creations: u64 = list.iter().map(|b| b.creations).sum();
+            let inside: u64 = list
+                .iter()
+                .map(|b| b.event.server_us + b.event.answer_us)
+                .sum();
+            let writes: u64 = list.iter().map(|b| b.event.writes).sum();
+            let creations: u64 = list.iter().map(|b| b.event.creations).sum();
             let gaps: Vec<u64> = list
                 .windows(2)
                 .filter_map(|w| {
                     Some(
                         w[1].start()?
-                            .saturating_duration_since(w[0].end?)
+                            .saturating_duration_since(w[0].end)
                             .as_micros() as u64,
                     )
                 })
                 .collect();
             let mut sizes: BTreeMap<u64, usize> = BTreeMap::new();
             for b in &list {
-                *sizes.entry(b.writes).or_default() += 1;
+                *sizes.entry(b.event.writes).or_default() += 1;
             }
             let mut common: Vec<(u64, usize)> = sizes.into_iter().collect();
             common.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -125,8 +102,8 @@ impl Timeline {
                 writes as f64 / list.len() as f64,
                 100.0 * inside as f64 / span,
                 span / 1e6,
-                median(list.iter().map(|b| b.server_us).collect()),
-                median(list.iter().map(|b| b.answer_us).collect()),
+                median(list.iter().map(|b| b.event.server_us).collect()),
+                median(list.iter().map(|b| b.event.answer_us).collect()),
                 median(gaps),
             ));
         }

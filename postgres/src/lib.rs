@@ -91,7 +91,7 @@ use writer::{CreateRow, RecordRow, Stats, StoredGraphs, Write, Writer};
 
 pub use options::PgOptions;
 pub use schema::SCHEMA_VERSION;
-pub use writer::trace::BATCH_TRACE;
+pub use writer::trace::{BATCH_TRACE, BatchEvent};
 
 /// A [`Store`](sagaflow_core::runtime::Store) on a PostgreSQL database. Cheap to clone: clones
 /// share the writer and the pool; the writer stops, and the leases still held are given up,

@@ -7,63 +7,26 @@
 #[macro_use]
 mod support;
 
-use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use sagaflow_core::conformance::runs::create;
 use sagaflow_core::runtime::Engine;
-use sagaflow_postgres::{BATCH_TRACE, PgStore};
-use tracing::field::{Field, Visit};
+use sagaflow_postgres::{BATCH_TRACE, BatchEvent, PgStore};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 
-#[derive(Clone, Debug, Default)]
-struct Batch {
-    writer: String,
-    outcome: String,
-    writes: u64,
-    creations: u64,
-    server_us: u64,
-    answer_us: u64,
-}
-
-impl Visit for Batch {
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        match field.name() {
-            "writes" => self.writes = value,
-            "creations" => self.creations = value,
-            "server_us" => self.server_us = value,
-            "answer_us" => self.answer_us = value,
-            other => panic!("an unexpected number field `{other}`"),
-        }
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        match field.name() {
-            "writer" => value.clone_into(&mut self.writer),
-            "outcome" => value.clone_into(&mut self.outcome),
-            other => panic!("an unexpected text field `{other}`"),
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        assert_eq!(field.name(), "message", "{value:?}");
-    }
-}
-
 #[derive(Clone, Default)]
-struct Batches(Arc<Mutex<Vec<Batch>>>);
+struct Batches(Arc<Mutex<Vec<BatchEvent>>>);
 
 impl<S: Subscriber> Layer<S> for Batches {
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
-        let mut batch = Batch::default();
-        event.record(&mut batch);
+        let batch = BatchEvent::of(event).expect("only the batches' events come");
         self.0.lock().unwrap().push(batch);
     }
 }
 
 impl Batches {
-    fn take(&self) -> Vec<Batch> {
+    fn take(&self) -> Vec<BatchEvent> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
 }

@@ -23,20 +23,84 @@ use super::Write;
 /// A batch starts `server_us + answer_us` microseconds before its event. A write a caller
 /// commits itself (`PgOptions::commit_on_caller`) is a batch of one on the writer it took.
 ///
-/// ```
-/// use tracing_subscriber::layer::SubscriberExt as _;
-/// use tracing_subscriber::Layer as _;
+/// [`BatchEvent::of`] reads an event's fields back.
 ///
-/// // A subscriber that takes the writers' events alone (any layer of yours in place of
-/// // `fmt`); installed before the store connects, as the process's default.
-/// let only_batches = tracing_subscriber::filter::filter_fn(|meta| {
-///     meta.target() == sagaflow_postgres::BATCH_TRACE
-/// });
-/// # let layer = tracing_subscriber::layer::Identity::new();
-/// let subscriber = tracing_subscriber::registry().with(layer.with_filter(only_batches));
-/// # drop(subscriber);
+/// ```
+/// use sagaflow_postgres::{BATCH_TRACE, BatchEvent};
+/// use tracing_subscriber::Layer;
+/// use tracing_subscriber::layer::{Context, SubscriberExt as _};
+///
+/// /// Prints each batch the store's writers commit.
+/// struct Batches;
+///
+/// impl<S: tracing::Subscriber> Layer<S> for Batches {
+///     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+///         if let Some(batch) = BatchEvent::of(event) {
+///             println!("{}: {} writes in {} µs", batch.writer, batch.writes, batch.server_us);
+///         }
+///     }
+/// }
+///
+/// // Installed as the process's default, since the writers run on the runtime's threads;
+/// // the filter keeps every other event and span away from the layer.
+/// let only = tracing_subscriber::filter::filter_fn(|meta| meta.target() == BATCH_TRACE);
+/// let subscriber = tracing_subscriber::registry().with(Batches.with_filter(only));
+/// tracing::subscriber::set_global_default(subscriber)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub const BATCH_TRACE: &str = "sagaflow_postgres::batch";
+
+/// One batch's event on [`BATCH_TRACE`], its fields read back (see there for what each means).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BatchEvent {
+    /// The writer's key in the `writers` table.
+    pub writer: String,
+    /// `committed`, `rolled back`, `in doubt` or `failed`.
+    pub outcome: String,
+    /// The writes the batch held.
+    pub writes: u64,
+    /// How many of them created runs.
+    pub creations: u64,
+    /// Microseconds from the batch's first statement sent to the server's last answer.
+    pub server_us: u64,
+    /// Microseconds spent after that, answering the writes.
+    pub answer_us: u64,
+}
+
+impl BatchEvent {
+    /// The batch `event` reports, if it is one of [`BATCH_TRACE`]'s.
+    pub fn of(event: &tracing::Event<'_>) -> Option<BatchEvent> {
+        if event.metadata().target() != BATCH_TRACE {
+            return None;
+        }
+        let mut batch = BatchEvent::default();
+        event.record(&mut batch);
+        Some(batch)
+    }
+}
+
+impl tracing::field::Visit for BatchEvent {
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        match field.name() {
+            "writes" => self.writes = value,
+            "creations" => self.creations = value,
+            "server_us" => self.server_us = value,
+            "answer_us" => self.answer_us = value,
+            _ => {}
+        }
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        match field.name() {
+            "writer" => value.clone_into(&mut self.writer),
+            "outcome" => value.clone_into(&mut self.outcome),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+}
 
 /// A batch being committed, timed while a subscriber takes [`BATCH_TRACE`]'s events.
 pub(super) struct Timed {
