@@ -282,8 +282,17 @@ fn main() {
         let only = std::env::var("SAGAFLOW_BENCH_ONLY").unwrap_or_default();
         let measured = Instant::now();
         for round in 0..rounds {
-            // Each round starts with the next contender, so that none always runs first.
-            let order = (0..stores.len()).map(|i| (i + round) % stores.len());
+            // Each round starts with the next contender, so that none always runs first; every
+            // other cycle of rounds runs them in the reverse order, so that none always runs
+            // right after the same one either (with 3 contenders, 6 rounds give each ordered
+            // pair twice: the rotation alone ran the compact log after the two-row log whenever
+            // it was not first, benches/README.md, session 27).
+            let n = stores.len();
+            let forward = (round / n) % 2 == 0;
+            let order = (0..n).map(move |i| {
+                let k = (i + round) % n;
+                if forward { k } else { n - 1 - k }
+            });
             if only != "concurrent" && only != "waves" {
                 bare_seq.push(bare_sequential(SEQUENTIAL_RUNS * CHAIN).await);
                 for i in order.clone() {
