@@ -26,8 +26,19 @@ impl<S: Subscriber> Layer<S> for Batches {
 }
 
 impl Batches {
-    fn take(&self) -> Vec<BatchEvent> {
-        std::mem::take(&mut *self.0.lock().unwrap())
+    /// The events sent since the last call, once they account for the `writes` the store
+    /// has committed: a writer sends a batch's event after answering its writes, so the
+    /// last events may still be on their way when the callers have their answers. Waits
+    /// at most ten seconds; the assertions then say what is missing.
+    async fn take(&self, writes: u64) -> Vec<BatchEvent> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let traced: u64 = self.0.lock().unwrap().iter().map(|b| b.writes).sum();
+            if traced >= writes || std::time::Instant::now() > deadline {
+                return std::mem::take(&mut *self.0.lock().unwrap());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 }
 
@@ -57,7 +68,7 @@ async fn each_batch_a_writer_commits_is_traced_with_its_writer_and_its_writes() 
         .await
         .unwrap();
     assert_eq!(*report.output, 5);
-    let alone = batches.take();
+    let alone = batches.take(store.writes() - writes).await;
     assert_eq!(alone.len() as u64, store.commits() - commits, "{alone:?}");
     assert_eq!(
         alone.iter().map(|b| b.writes).sum::<u64>(),
@@ -75,11 +86,12 @@ async fn each_batch_a_writer_commits_is_traced_with_its_writer_and_its_writes() 
 
     // 100 creations at once: shared transactions, on the store's writers (`traced` and
     // `traced/w1`), every creation in one of them.
+    let before = store.writes();
     let ids: Vec<String> = (0..100).map(|i| format!("b{i:03}")).collect();
     let created =
         futures_util::future::join_all(ids.iter().map(|id| create(&store, id, "W"))).await;
     assert!(created.iter().all(Result::is_ok), "{created:?}");
-    let burst = batches.take();
+    let burst = batches.take(store.writes() - before).await;
     assert_eq!(
         burst.iter().map(|b| b.creations).sum::<u64>(),
         100,
