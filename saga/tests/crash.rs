@@ -1,7 +1,7 @@
-//! A real crash during compensation: a child process runs a saga on a SQLite file whose last
-//! step fails, and is killed with SIGKILL while the compensations run; a new process takes
-//! the saga up and finishes compensating it. Each compensation writes `begin X` and `end X`
-//! to a side file, so the file shows what ran and how often.
+//! A real crash during compensation: a child process runs a saga whose last step fails, on a
+//! SQLite file or a PostgreSQL schema, and is killed with SIGKILL while the compensations run;
+//! a new process takes the saga up and finishes compensating it. Each compensation writes
+//! `begin X` and `end X` to a side file, so the file shows what ran and how often.
 //!
 //! The child is this same test binary, started again with an environment variable that makes
 //! the test play the child's part.
@@ -16,11 +16,14 @@ use std::time::{Duration, Instant};
 use sagaflow_core::StepOptions;
 use sagaflow_core::conformance::side::{side, side_lines};
 use sagaflow_core::runtime::{Engine, RunId, StepContext, StepError, StepStatus};
+use sagaflow_postgres::{PgOptions, PgStore};
 use sagaflow_saga::{SagaBuilder, SagaDefinition, SagaOutcome};
 use sagaflow_sqlite::SqliteEngine;
 use sagaflow_sqlite::SqliteOptions;
 
 const CHILD: &str = "SAGAFLOW_SAGA_CRASH_CHILD";
+/// The child's PostgreSQL schema, when it runs on PostgreSQL rather than a SQLite file.
+const SCHEMA: &str = "SAGAFLOW_SAGA_CRASH_SCHEMA";
 const UNKNOWN_CHILD: &str = "SAGAFLOW_SAGA_UNKNOWN_CHILD";
 const STEPS: [&str; 5] = ["build", "push", "migrate", "shift", "smoke"];
 /// The service's stable owner id: the restarted process takes the saga up at once instead of
@@ -76,10 +79,24 @@ fn engine(dir: &Path) -> Engine {
     Engine::open_with(dir.join("sagas.db"), SqliteOptions::default().owner(OWNER)).unwrap()
 }
 
+/// The service's engine on `dir`'s SQLite file, or on PostgreSQL schema `schema`.
+async fn engine_on(dir: &Path, schema: Option<&str>) -> Engine {
+    match schema {
+        None => engine(dir),
+        Some(schema) => {
+            let options = PgOptions::default().schema(schema).owner(OWNER);
+            let store = PgStore::connect(&sagaflow_postgres::testing::url(), options)
+                .await
+                .unwrap();
+            Engine::builder().store(Arc::new(store)).build()
+        }
+    }
+}
+
 /// The child's part: start the saga and wait (it is killed before it ends).
-fn child(dir: &Path) {
+fn child(dir: &Path, schema: Option<&str>) {
     runtime().block_on(async {
-        let engine = engine(dir);
+        let engine = engine_on(dir, schema).await;
         let outcome = saga(dir)
             .start(&engine, "deploy-7", 0)
             .await
@@ -92,18 +109,44 @@ fn child(dir: &Path) {
 
 #[test]
 fn a_saga_killed_while_compensating_finishes_compensating_after_a_restart() {
+    killed_while_compensating(
+        "a_saga_killed_while_compensating_finishes_compensating_after_a_restart",
+        None,
+    );
+}
+
+#[test]
+fn a_saga_killed_while_compensating_finishes_compensating_after_a_restart_on_postgres() {
+    let name = "a_saga_killed_while_compensating_finishes_compensating_after_a_restart_on_postgres";
+    if std::env::var_os(CHILD).is_some() {
+        return killed_while_compensating(name, std::env::var(SCHEMA).ok().as_deref());
+    }
+    if runtime()
+        .block_on(sagaflow_postgres::testing::server())
+        .is_none()
+    {
+        return;
+    }
+    let schema = sagaflow_postgres::testing::fresh_schema("sagacrash");
+    killed_while_compensating(name, Some(&schema));
+}
+
+/// The check, on `dir`'s SQLite file or PostgreSQL schema `schema`: this binary run again as
+/// test `name` plays the child.
+fn killed_while_compensating(name: &str, schema: Option<&str>) {
     if let Some(dir) = std::env::var_os(CHILD) {
-        child(&PathBuf::from(dir));
+        child(&PathBuf::from(dir), schema);
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut first = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "a_saga_killed_while_compensating_finishes_compensating_after_a_restart",
-            "--exact",
-            "--test-threads=1",
-        ])
-        .env(CHILD, dir.path())
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([name, "--exact", "--test-threads=1"])
+        .env(CHILD, dir.path());
+    if let Some(schema) = schema {
+        command.env(SCHEMA, schema);
+    }
+    let mut first = command
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -130,7 +173,7 @@ fn a_saga_killed_while_compensating_finishes_compensating_after_a_restart() {
     let at_kill = side_lines(dir.path());
 
     runtime().block_on(async {
-        let engine = engine(dir.path());
+        let engine = engine_on(dir.path(), schema).await;
         // What the store had recorded as undone when the process died.
         let round = engine
             .store()

@@ -158,12 +158,38 @@ async fn a_step_with_an_unknown_outcome_is_undone_when_its_undo_is_safe_for_that
 async fn recovery_compensates_a_failed_run_whose_compensation_never_started() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sagas.db");
+    compensated_on_recovery(async || Engine::open(&path).unwrap()).await;
+}
+
+#[tokio::test]
+async fn recovery_compensates_a_failed_run_whose_compensation_never_started_on_postgres() {
+    let Some(url) = sagaflow_postgres::testing::server().await else {
+        return;
+    };
+    let schema = sagaflow_postgres::testing::fresh_schema("saga");
+    // Both processes are the same service (one owner), as a restarted one that kept its id.
+    compensated_on_recovery(async || {
+        let options = sagaflow_postgres::PgOptions::default()
+            .schema(&schema)
+            .owner("saga-service");
+        let store = sagaflow_postgres::PgStore::connect(&url, options)
+            .await
+            .unwrap();
+        Engine::builder().store(std::sync::Arc::new(store)).build()
+    })
+    .await;
+}
+
+/// A saga's forward run fails on an engine `open` gives, which is then dropped before the
+/// compensation starts, as if the process died the moment the step failed; a second engine on
+/// the same database recovers the saga and compensates it, once.
+async fn compensated_on_recovery(open: impl AsyncFn() -> Engine) {
     let journal = Journal::default();
     journal.script.lock().unwrap().fail = vec!["push".into()];
     let saga = unknown_saga(&journal);
     {
         // The forward run alone, as if the process died the moment it failed.
-        let engine = Engine::open(&path).unwrap();
+        let engine = open().await;
         let result = engine
             .start(saga.forward(), "lost", 5)
             .await
@@ -178,7 +204,7 @@ async fn recovery_compensates_a_failed_run_whose_compensation_never_started() {
         );
     }
     assert!(journal.undone().is_empty());
-    let engine = Engine::open(&path).unwrap();
+    let engine = open().await;
     let recovered = saga.recover(&engine).await.unwrap();
     assert!(recovered.failed.is_empty(), "{:?}", recovered.failed);
     assert_eq!(recovered.runs.len(), 1);

@@ -1,7 +1,8 @@
 //! Soak: round after round, a deployment-like saga runs in a child process that is killed with
 //! SIGKILL at a random moment, restarted, perhaps killed again, and finally taken up by the
 //! test, which checks that the saga ended as it must (completed, or compensated newest first)
-//! and that nothing ran that should not have, or more often than the kills explain.
+//! and that nothing ran that should not have, or more often than the kills explain. On a
+//! SQLite file, and on a PostgreSQL schema (`..._on_postgres`).
 //!
 //! `SAGAFLOW_SOAK_ROUNDS` sets the number of rounds: 5 by default (what CI runs), 100 for the
 //! soak of the guarantees table: `SAGAFLOW_SOAK_ROUNDS=100 cargo test -p sagaflow-saga --test
@@ -17,12 +18,17 @@ use std::time::Duration;
 use sagaflow_core::StepOptions;
 use sagaflow_core::conformance::side::side;
 use sagaflow_core::runtime::{Engine, StepError};
+use sagaflow_postgres::{PgOptions, PgStore};
 use sagaflow_saga::{SagaBuilder, SagaDefinition, SagaOutcome};
 use sagaflow_sqlite::SqliteEngine;
 use sagaflow_sqlite::SqliteOptions;
 
 const CHILD: &str = "SAGAFLOW_SOAK_CHILD";
 const RUN: &str = "SAGAFLOW_SOAK_RUN";
+/// The children's PostgreSQL schema, when the soak runs on PostgreSQL.
+const SCHEMA: &str = "SAGAFLOW_SOAK_SCHEMA";
+/// The test the children play, by its name.
+const TEST: &str = "SAGAFLOW_SOAK_TEST";
 const STEPS: [&str; 5] = ["build", "push", "migrate", "shift", "smoke"];
 
 /// The run's id says where it fails: `r{round}-f{fail_at}` (`fail_at` 5: nowhere).
@@ -77,8 +83,20 @@ fn saga(dir: &Path) -> SagaDefinition<u32, u32> {
     b.build_with_output(prev)
 }
 
-fn engine(dir: &Path) -> Engine {
-    Engine::open_with(dir.join("soak.db"), SqliteOptions::default().owner("soak")).unwrap()
+/// The service's engine: on `dir`'s SQLite file, or on PostgreSQL schema `schema`.
+async fn engine(dir: &Path, schema: Option<&str>) -> Engine {
+    match schema {
+        None => {
+            Engine::open_with(dir.join("soak.db"), SqliteOptions::default().owner("soak")).unwrap()
+        }
+        Some(schema) => {
+            let options = PgOptions::default().schema(schema).owner("soak");
+            let store = PgStore::connect(&sagaflow_postgres::testing::url(), options)
+                .await
+                .unwrap();
+            Engine::builder().store(Arc::new(store)).build()
+        }
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -90,9 +108,9 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// The child's part: take up whatever is unfinished, start the round's saga, wait.
-fn child(dir: &Path, run: &str) {
+fn child(dir: &Path, run: &str, schema: Option<&str>) {
     runtime().block_on(async {
-        let engine = engine(dir);
+        let engine = engine(dir, schema).await;
         let saga = saga(dir);
         let recovered = saga.recover(&engine).await.unwrap();
         let handle = saga.start(&engine, run.to_owned(), 0).await.unwrap();
@@ -103,14 +121,17 @@ fn child(dir: &Path, run: &str) {
     });
 }
 
-fn spawn(dir: &Path, run: &str) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "killed_and_restarted_round_after_round_every_saga_ends_consistent",
-            "--exact",
-        ])
+fn spawn(dir: &Path, run: &str, test: &str, schema: Option<&str>) -> std::process::Child {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([test, "--exact"])
         .env(CHILD, dir)
         .env(RUN, run)
+        .env(TEST, test);
+    if let Some(schema) = schema {
+        command.env(SCHEMA, schema);
+    }
+    command
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -119,8 +140,38 @@ fn spawn(dir: &Path, run: &str) -> std::process::Child {
 
 #[test]
 fn killed_and_restarted_round_after_round_every_saga_ends_consistent() {
+    soak(
+        "killed_and_restarted_round_after_round_every_saga_ends_consistent",
+        None,
+    );
+}
+
+#[test]
+fn killed_and_restarted_round_after_round_every_saga_ends_consistent_on_postgres() {
+    let test = "killed_and_restarted_round_after_round_every_saga_ends_consistent_on_postgres";
+    if std::env::var_os(CHILD).is_some() {
+        return soak(test, std::env::var(SCHEMA).ok().as_deref());
+    }
+    if runtime()
+        .block_on(sagaflow_postgres::testing::server())
+        .is_none()
+    {
+        return;
+    }
+    soak(
+        test,
+        Some(&sagaflow_postgres::testing::fresh_schema("soak")),
+    );
+}
+
+/// The soak on `schema` (PostgreSQL) or a SQLite file; its children run this binary again as
+/// test `test`.
+fn soak(test: &str, schema: Option<&str>) {
     if let Some(dir) = std::env::var_os(CHILD) {
-        child(&PathBuf::from(dir), &std::env::var(RUN).unwrap());
+        // Only the test named plays the child: the other one, run by the same filter, returns.
+        if std::env::var(TEST).as_deref() == Ok(test) {
+            child(&PathBuf::from(dir), &std::env::var(RUN).unwrap(), schema);
+        }
         return;
     }
     let rounds: u64 = std::env::var("SAGAFLOW_SOAK_ROUNDS")
@@ -134,14 +185,14 @@ fn killed_and_restarted_round_after_round_every_saga_ends_consistent() {
         // One to three processes, each killed at a random moment of the saga's ~150 ms.
         let kills = 1 + next(&mut rng) % 3;
         for _ in 0..kills {
-            let mut child = spawn(dir.path(), &run);
+            let mut child = spawn(dir.path(), &run, test, schema);
             std::thread::sleep(Duration::from_millis(next(&mut rng) % 160));
             child.kill().unwrap();
             child.wait().unwrap();
         }
         // The last take-up, in this process, to the end.
         let outcome = runtime().block_on(async {
-            let engine = engine(dir.path());
+            let engine = engine(dir.path(), schema).await;
             let saga = saga(dir.path());
             saga.recover(&engine).await.unwrap();
             saga.start(&engine, run.clone(), 0)
