@@ -3,7 +3,8 @@
 //! checkpoint. A child process (this test binary again) runs the saga with one crash point
 //! armed and aborts there; the test reopens the file, recovers, and checks that the saga ends
 //! compensated, newest first, that no forward step or compensation whose completion was
-//! committed ran again, and that nothing was lost.
+//! committed ran again, and that nothing was lost. On a SQLite file a case, and on PostgreSQL
+//! (`..._on_postgres`: one schema, a run of its own a case).
 //!
 //! Needs the `fault-injection` feature: `cargo test -p sagaflow-saga --features
 //! fault-injection --test faults`.
@@ -18,12 +19,18 @@ use sagaflow_core::StepOptions;
 use sagaflow_core::conformance::side::{side, side_lines};
 use sagaflow_core::fault::{CRASH_AT, Point};
 use sagaflow_core::runtime::{Engine, RunId, StepError, StepStatus, Store};
+use sagaflow_postgres::{PgOptions, PgStore};
 use sagaflow_saga::{SagaBuilder, SagaDefinition, SagaOutcome};
 use sagaflow_sqlite::SqliteEngine;
 use sagaflow_sqlite::SqliteOptions;
 
 const CHILD: &str = "SAGAFLOW_SAGA_FAULT_CHILD";
 const FAIL_AT: &str = "SAGAFLOW_SAGA_FAULT_FAIL_AT";
+/// The child's PostgreSQL schema and run, when the case runs on PostgreSQL.
+const SCHEMA: &str = "SAGAFLOW_SAGA_FAULT_SCHEMA";
+const RUN: &str = "SAGAFLOW_SAGA_FAULT_RUN";
+/// The run of a case on a SQLite file (a file of its own).
+const FILE_RUN: &str = "s";
 const STEPS: [&str; 5] = ["build", "push", "migrate", "shift", "smoke"];
 
 /// Five steps, each with a compensation; step `fail_at` fails for good.
@@ -68,15 +75,35 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn engine(dir: &Path) -> Engine {
-    Engine::open_with(dir.join("sagas.db"), SqliteOptions::default().owner("svc")).unwrap()
+/// Where a case runs: a SQLite file in its folder, or a schema on the PostgreSQL server.
+#[derive(Clone, Copy)]
+enum On<'a> {
+    File,
+    Postgres(&'a str),
 }
 
-fn child(dir: &Path, fail_at: usize) {
+/// The service's engine (the same owner in every process, so a restarted one takes its run up
+/// at once).
+async fn engine(dir: &Path, on: On<'_>) -> Engine {
+    match on {
+        On::File => {
+            Engine::open_with(dir.join("sagas.db"), SqliteOptions::default().owner("svc")).unwrap()
+        }
+        On::Postgres(schema) => {
+            let options = PgOptions::default().schema(schema).owner("svc");
+            let store = PgStore::connect(&sagaflow_postgres::testing::url(), options)
+                .await
+                .unwrap();
+            Engine::builder().store(Arc::new(store)).build()
+        }
+    }
+}
+
+fn child(dir: &Path, fail_at: usize, on: On<'_>, run: &str) {
     runtime().block_on(async {
-        let engine = engine(dir);
+        let engine = engine(dir, on).await;
         let outcome = saga(dir, fail_at)
-            .start(&engine, "s", 0)
+            .start(&engine, run, 0)
             .await
             .unwrap()
             .wait()
@@ -91,9 +118,37 @@ fn child(dir: &Path, fail_at: usize) {
 
 #[test]
 fn a_crash_at_every_commit_point_of_a_failing_saga_still_compensates_it_exactly() {
+    every_commit_point(
+        "a_crash_at_every_commit_point_of_a_failing_saga_still_compensates_it_exactly",
+        None,
+    );
+}
+
+#[test]
+fn a_crash_at_every_commit_point_of_a_failing_saga_still_compensates_it_exactly_on_postgres() {
+    let test =
+        "a_crash_at_every_commit_point_of_a_failing_saga_still_compensates_it_exactly_on_postgres";
+    if std::env::var_os(CHILD).is_some() {
+        return every_commit_point(test, std::env::var(SCHEMA).ok().as_deref());
+    }
+    if runtime()
+        .block_on(sagaflow_postgres::testing::server())
+        .is_none()
+    {
+        return;
+    }
+    let schema = sagaflow_postgres::testing::fresh_schema("sagafault");
+    every_commit_point(test, Some(&schema));
+}
+
+/// Every case on a SQLite file of its own, or on PostgreSQL schema `schema` (a run of its own
+/// a case); the children run this binary again as test `test`.
+fn every_commit_point(test: &str, schema: Option<&str>) {
+    let on = schema.map_or(On::File, On::Postgres);
     if let Some(dir) = std::env::var_os(CHILD) {
         let fail_at = std::env::var(FAIL_AT).unwrap().parse().unwrap();
-        child(&PathBuf::from(dir), fail_at);
+        let run = std::env::var(RUN).unwrap_or_else(|_| FILE_RUN.to_owned());
+        child(&PathBuf::from(dir), fail_at, on, &run);
         return;
     }
     let mut crashes = 0;
@@ -102,15 +157,21 @@ fn a_crash_at_every_commit_point_of_a_failing_saga_still_compensates_it_exactly(
             for n in 1.. {
                 assert!(n < 200, "{} never let the saga finish", point.as_str());
                 let dir = tempfile::tempdir().unwrap();
-                let status = Command::new(std::env::current_exe().unwrap())
-                    .args([
-                        "a_crash_at_every_commit_point_of_a_failing_saga_still_compensates_it_exactly",
-                        "--exact",
-                        "--test-threads=1",
-                    ])
+                let run = match on {
+                    On::File => FILE_RUN.to_owned(),
+                    On::Postgres(_) => format!("s-{fail_at}-{}-{n}", point.as_str()),
+                };
+                let mut command = Command::new(std::env::current_exe().unwrap());
+                command
+                    .args([test, "--exact", "--test-threads=1"])
                     .env(CHILD, dir.path())
                     .env(FAIL_AT, fail_at.to_string())
                     .env(CRASH_AT, format!("{}:{n}", point.as_str()))
+                    .env(RUN, &run);
+                if let Some(schema) = schema {
+                    command.env(SCHEMA, schema);
+                }
+                let status = command
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .status()
@@ -121,7 +182,7 @@ fn a_crash_at_every_commit_point_of_a_failing_saga_still_compensates_it_exactly(
                     break;
                 }
                 crashes += 1;
-                recover_and_check(dir.path(), fail_at, &at);
+                recover_and_check(dir.path(), fail_at, &at, on, &run);
             }
         }
     }
@@ -137,20 +198,30 @@ fn completed(run: Option<sagaflow_core::runtime::StoredRun>) -> Vec<String> {
         .collect()
 }
 
-fn recover_and_check(dir: &Path, fail_at: usize, at: &str) {
+fn recover_and_check(dir: &Path, fail_at: usize, at: &str, on: On<'_>, run: &str) {
     let (done, undone) = runtime().block_on(async {
-        let engine = engine(dir);
+        let engine = engine(dir, on).await;
         let store: &dyn Store = &**engine.store();
-        let done = completed(store.load_run(&RunId::from("s")).await.unwrap());
-        let undone = completed(store.load_run(&RunId::from("s~undo1")).await.unwrap());
+        let done = completed(store.load_run(&RunId::from(run)).await.unwrap());
+        let undo = format!("{run}~undo1");
+        let undone = completed(store.load_run(&RunId::from(undo)).await.unwrap());
         let saga = saga(dir, fail_at);
         let recovered = saga.recover(&engine).await.unwrap();
         assert!(recovered.failed.is_empty(), "{at}: {:?}", recovered.failed);
+        // On PostgreSQL the earlier cases' runs are in the schema too, all ended.
+        assert!(
+            recovered.runs.len() <= 1,
+            "{at}: {} runs",
+            recovered.runs.len()
+        );
         let outcome = match recovered.runs.into_iter().next() {
-            Some(handle) => handle.wait().await.unwrap(),
+            Some(handle) => {
+                assert_eq!(handle.run_id().as_str(), run, "{at}");
+                handle.wait().await.unwrap()
+            }
             // The crash came before the run was recorded: start it afresh.
             None => saga
-                .start(&engine, "s", 0)
+                .start(&engine, run, 0)
                 .await
                 .unwrap()
                 .wait()
