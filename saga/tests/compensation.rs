@@ -493,6 +493,94 @@ fn a_saga_taken_up_after_a_restart_has_only_what_was_left_of_its_deadline() {
     assert_eq!(journal.did(), ["build", "push", "migrate", "shift"]);
 }
 
+/// The same on PostgreSQL, with the saga begun two hours before the restart against a deadline
+/// of one: nothing is left, so the saga taken up compensates at once, though `smoke` would hang
+/// for ever. (Not on a paused clock: a store on a server has timers of its own, which a paused
+/// clock would jump; the part of a deadline left is the SQLite check's above.)
+#[test]
+fn a_saga_taken_up_after_a_restart_past_its_deadline_compensates_at_once_on_postgres() {
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let Some(url) = runtime().block_on(sagaflow_postgres::testing::server()) else {
+        return;
+    };
+    let schema = sagaflow_postgres::testing::fresh_schema("sagadeadline");
+    // The same owner in both "processes", so the second takes its lease back at once.
+    let open = async || {
+        let options = sagaflow_postgres::PgOptions::default()
+            .schema(&schema)
+            .owner("deadline");
+        let store = sagaflow_postgres::PgStore::connect(&url, options)
+            .await
+            .unwrap();
+        Engine::builder().store(Arc::new(store)).build()
+    };
+    let journal = Journal::default();
+    journal.script.lock().unwrap().hang = vec!["smoke".into()];
+    let saga = chain_with_deadline(&journal, HOUR);
+
+    // The first process: the saga runs until `smoke` hangs, then the process goes away with
+    // its tasks and connections, without any cleanup.
+    let first = runtime();
+    first.block_on(async {
+        let engine = open().await;
+        let _handle = saga.start(&engine, "d", 1).await.unwrap();
+        let began = std::time::Instant::now();
+        loop {
+            let run = engine.store().load_run(&RunId::from("d")).await.unwrap();
+            let smoke = run.unwrap().steps.into_iter().find(|s| s.name == "smoke");
+            if smoke.is_some_and(|s| s.status == StepStatus::Running) {
+                break;
+            }
+            assert!(began.elapsed() < Duration::from_secs(20), "smoke never ran");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    drop(first);
+    assert_eq!(journal.did(), ["build", "push", "migrate", "shift"]);
+
+    runtime().block_on(async {
+        // As if it had started the saga two hours ago.
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let moved = client
+            .execute(
+                &format!(
+                    "UPDATE \"{schema}\".runs SET created_at = created_at - $1 WHERE run_id = 'd'"
+                ),
+                &[&(2 * 3600 * 1000_i64)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(moved, 1);
+
+        let engine = open().await;
+        let resumed = std::time::Instant::now();
+        let handle = saga.resume(&engine, "d").await.unwrap();
+        let outcome = tokio::time::timeout(Duration::from_secs(60), handle.wait())
+            .await
+            .expect("the spent deadline ends the saga")
+            .unwrap();
+        match outcome {
+            SagaOutcome::Compensated { undone, cause, .. } => {
+                assert!(cause.contains("deadline"), "{cause}");
+                assert_eq!(undone, ["shift", "migrate", "push", "build"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(resumed.elapsed() < Duration::from_secs(60));
+    });
+    // No forward step ran again.
+    assert_eq!(journal.did(), ["build", "push", "migrate", "shift"]);
+}
+
 #[tokio::test]
 async fn an_engine_that_keeps_no_outputs_is_refused_at_start() {
     let journal = Journal::default();
