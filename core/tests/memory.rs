@@ -10,38 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use sagaflow_core::StepOptions;
-use sagaflow_core::runtime::{
-    Builder, DEFAULT_KEEP_FINISHED_RUNS, Definition, Engine, MemoryStore, StepError,
-};
-
-/// `one -> two`, adding 1 and then 2, counting the calls of `one`.
-fn counted(calls: &Arc<AtomicUsize>) -> Definition<u64, u64> {
-    let mut b = Builder::<u64>::new("Counted");
-    let input = b.input();
-    let calls = Arc::clone(calls);
-    let one = b.step("one", StepOptions::new(), (input,), move |_, (x,)| {
-        calls.fetch_add(1, Ordering::SeqCst);
-        let x = *x;
-        async move { Ok::<_, StepError>(x + 1) }
-    });
-    let two = b.step("two", StepOptions::new(), (one,), |_, (x,)| {
-        let x = *x;
-        async move { Ok::<_, StepError>(x + 2) }
-    });
-    b.build_with_output(two)
-}
-
-async fn start_and_wait(engine: &Engine, def: &Definition<u64, u64>, id: &str, x: u64) -> u64 {
-    *engine
-        .start(def, id, x)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap()
-        .output
-}
+use sagaflow_core::conformance::resume::{counted, start_and_wait};
+use sagaflow_core::runtime::{DEFAULT_KEEP_FINISHED_RUNS, Engine, MemoryStore};
 
 #[tokio::test]
 async fn an_ephemeral_engine_keeps_no_more_finished_runs_than_its_default_bound() {

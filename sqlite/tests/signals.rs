@@ -1,52 +1,19 @@
 //! Signals: a step waits for a named, typed value from outside; `Engine::signal` delivers it,
 //! once. On SQLite the wait survives a crash, and a signal sent while no process runs the
-//! run is found when the run is taken up again.
+//! run is found when the run is taken up again (that check is
+//! `sagaflow_core::conformance::resume`'s, run by `tests/resume.rs` on every durable store).
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use sagaflow_core::StepOptions;
+use sagaflow_core::conformance::resume::{Approval, approval_flow};
 use sagaflow_core::runtime::{
-    Builder, Definition, DeliveredSignal, Engine, EngineError, RunError, RunId, SignalStore,
-    StepError, StoreError,
+    DeliveredSignal, Engine, EngineError, RunError, RunId, SignalStore, StoreError,
 };
 use sagaflow_sqlite::SqliteEngine;
 use sagaflow_sqlite::{SqliteOptions, SqliteStore};
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Approval {
-    by: String,
-    ok: bool,
-}
-
-/// `prepare -> approve`: `approve` waits for the signal "approval".
-fn approval_flow(prepared: Arc<AtomicU32>, asked: Arc<AtomicU32>) -> Definition<(), String> {
-    let mut b = Builder::<()>::new("Approval");
-    let input = b.input();
-    let prepare = b.step("prepare", StepOptions::new(), (input,), move |_, (_,)| {
-        prepared.fetch_add(1, Ordering::SeqCst);
-        async { Ok::<_, StepError>("draft".to_owned()) }
-    });
-    let approve = b.step(
-        "approve",
-        StepOptions::new(),
-        (prepare,),
-        move |ctx, (doc,)| {
-            asked.fetch_add(1, Ordering::SeqCst);
-            async move {
-                let approval: Approval = ctx.signal("approval").await?;
-                Ok::<_, StepError>(format!(
-                    "{doc} approved by {} ({})",
-                    approval.by, approval.ok
-                ))
-            }
-        },
-    );
-    b.build_with_output(approve)
-}
 
 async fn until(counter: &AtomicU32, value: u32) {
     for _ in 0..5_000 {
@@ -124,62 +91,6 @@ async fn a_payload_of_the_wrong_type_fails_the_step_naming_the_signal() {
         }
         other => panic!("unexpected {other:?}"),
     }
-}
-
-#[test]
-fn a_signal_sent_while_no_process_runs_the_run_is_delivered_after_the_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("runs.db");
-    let (prepared, asked) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
-    let def = approval_flow(Arc::clone(&prepared), Arc::clone(&asked));
-
-    // A first process starts the run; it waits for the approval; the process dies.
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let engine = Engine::open(&path).unwrap();
-        let _handle = engine.start(&def, "doc-4", ()).await.unwrap();
-        until(&asked, 1).await;
-    });
-    drop(runtime);
-
-    // While nothing runs it, the approval arrives (an operator's command, another service).
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let engine = Engine::open(&path).unwrap();
-        engine
-            .signal(
-                "doc-4",
-                "approval",
-                &Approval {
-                    by: "cy".into(),
-                    ok: true,
-                },
-            )
-            .await
-            .unwrap();
-    });
-    drop(runtime);
-
-    // A new process recovers the run: the waiting step asks again and finds the signal.
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let output = runtime.block_on(async {
-        let engine = Engine::open(&path).unwrap();
-        let recovered = engine.recover(&def).await.unwrap();
-        assert_eq!(recovered.runs.len(), 1);
-        let handle = recovered.runs.into_iter().next().unwrap();
-        handle.wait().await.unwrap().output
-    });
-    assert_eq!(*output, "draft approved by cy (true)");
-    assert_eq!(
-        prepared.load(Ordering::SeqCst),
-        1,
-        "prepare completed before the crash"
-    );
-    assert_eq!(
-        asked.load(Ordering::SeqCst),
-        2,
-        "approve was interrupted and asked again"
-    );
 }
 
 #[tokio::test]

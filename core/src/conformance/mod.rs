@@ -14,6 +14,7 @@
 //! | [`takeover_conformance!`](crate::takeover_conformance) | [`takeover`]: a run changing hands | stores whose runs outlive their engine |
 //! | [`replica_conformance!`](crate::replica_conformance) | [`replicas`]: drain and takeover without anyone asking | stores whose runs outlive their engine |
 //! | [`retention_conformance!`](crate::retention_conformance) | [`retention`]: pruning finished runs, positions after it | stores whose runs outlive their engine |
+//! | [`resume_conformance!`](crate::resume_conformance) | [`resume`]: runs taken up after their process died (`#[test]`s that make and drop runtimes) | stores whose runs outlive their process |
 //!
 //! The in-memory store runs them in `core/tests/conformance.rs`, the SQLite store in
 //! `sqlite/tests/conformance.rs`. [`compact`] is no macro: the runs and checks that a store
@@ -33,6 +34,7 @@ mod forward;
 pub mod machines;
 pub mod queues;
 pub mod replicas;
+pub mod resume;
 pub mod retention;
 pub mod runs;
 pub mod side;
