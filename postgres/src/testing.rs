@@ -112,6 +112,19 @@ pub async fn store(tag: &str) -> Option<PgStore> {
     }
 }
 
+/// An engine on schema `schema` of the server at [`url`] whose leases are `owner`'s: a process
+/// of a service that keeps its id across restarts, as a crash test's child and the process
+/// that takes its runs up after it are. Panics if the store does not connect.
+pub async fn engine_as(schema: &str, owner: &str) -> sagaflow_core::runtime::Engine {
+    let options = PgOptions::default().schema(schema).owner(owner);
+    match PgStore::connect(&url(), options).await {
+        Ok(store) => sagaflow_core::runtime::Engine::builder()
+            .store(std::sync::Arc::new(store))
+            .build(),
+        Err(error) => panic!("a store on schema `{schema}` does not connect: {error}"),
+    }
+}
+
 /// The advisory lock keys (for `pg_advisory_lock(k1, k2)`) under which a store holds the
 /// default owner id `owner` in `schema` (see [`PgOptions::owner`]).
 pub fn owner_lock(schema: &str, owner: &str) -> (i32, i32) {

@@ -511,15 +511,7 @@ fn a_saga_taken_up_after_a_restart_past_its_deadline_compensates_at_once_on_post
     };
     let schema = sagaflow_postgres::testing::fresh_schema("sagadeadline");
     // The same owner in both "processes", so the second takes its lease back at once.
-    let open = async || {
-        let options = sagaflow_postgres::PgOptions::default()
-            .schema(&schema)
-            .owner("deadline");
-        let store = sagaflow_postgres::PgStore::connect(&url, options)
-            .await
-            .unwrap();
-        Engine::builder().store(Arc::new(store)).build()
-    };
+    let open = async || sagaflow_postgres::testing::engine_as(&schema, "deadline").await;
     let journal = Journal::default();
     journal.script.lock().unwrap().hang = vec!["smoke".into()];
     let saga = chain_with_deadline(&journal, HOUR);

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use sagaflow_core::StepOptions;
 use sagaflow_core::conformance::side::{side, side_lines};
 use sagaflow_core::runtime::{Engine, RunId, StepContext, StepError, StepStatus};
-use sagaflow_postgres::{PgOptions, PgStore};
 use sagaflow_saga::{SagaBuilder, SagaDefinition, SagaOutcome};
 use sagaflow_sqlite::SqliteEngine;
 use sagaflow_sqlite::SqliteOptions;
@@ -83,13 +82,7 @@ fn engine(dir: &Path) -> Engine {
 async fn engine_on(dir: &Path, schema: Option<&str>) -> Engine {
     match schema {
         None => engine(dir),
-        Some(schema) => {
-            let options = PgOptions::default().schema(schema).owner(OWNER);
-            let store = PgStore::connect(&sagaflow_postgres::testing::url(), options)
-                .await
-                .unwrap();
-            Engine::builder().store(Arc::new(store)).build()
-        }
+        Some(schema) => sagaflow_postgres::testing::engine_as(schema, OWNER).await,
     }
 }
 

@@ -163,19 +163,13 @@ async fn recovery_compensates_a_failed_run_whose_compensation_never_started() {
 
 #[tokio::test]
 async fn recovery_compensates_a_failed_run_whose_compensation_never_started_on_postgres() {
-    let Some(url) = sagaflow_postgres::testing::server().await else {
+    if sagaflow_postgres::testing::server().await.is_none() {
         return;
-    };
+    }
     let schema = sagaflow_postgres::testing::fresh_schema("saga");
     // Both processes are the same service (one owner), as a restarted one that kept its id.
     compensated_on_recovery(async || {
-        let options = sagaflow_postgres::PgOptions::default()
-            .schema(&schema)
-            .owner("saga-service");
-        let store = sagaflow_postgres::PgStore::connect(&url, options)
-            .await
-            .unwrap();
-        Engine::builder().store(std::sync::Arc::new(store)).build()
+        sagaflow_postgres::testing::engine_as(&schema, "saga-service").await
     })
     .await;
 }

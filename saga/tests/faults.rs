@@ -19,7 +19,6 @@ use sagaflow_core::StepOptions;
 use sagaflow_core::conformance::side::{side, side_lines};
 use sagaflow_core::fault::{CRASH_AT, Point};
 use sagaflow_core::runtime::{Engine, RunId, StepError, StepStatus, Store};
-use sagaflow_postgres::{PgOptions, PgStore};
 use sagaflow_saga::{SagaBuilder, SagaDefinition, SagaOutcome};
 use sagaflow_sqlite::SqliteEngine;
 use sagaflow_sqlite::SqliteOptions;
@@ -89,13 +88,7 @@ async fn engine(dir: &Path, on: On<'_>) -> Engine {
         On::File => {
             Engine::open_with(dir.join("sagas.db"), SqliteOptions::default().owner("svc")).unwrap()
         }
-        On::Postgres(schema) => {
-            let options = PgOptions::default().schema(schema).owner("svc");
-            let store = PgStore::connect(&sagaflow_postgres::testing::url(), options)
-                .await
-                .unwrap();
-            Engine::builder().store(Arc::new(store)).build()
-        }
+        On::Postgres(schema) => sagaflow_postgres::testing::engine_as(schema, "svc").await,
     }
 }
 

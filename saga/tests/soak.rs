@@ -18,7 +18,6 @@ use std::time::Duration;
 use sagaflow_core::StepOptions;
 use sagaflow_core::conformance::side::side;
 use sagaflow_core::runtime::{Engine, StepError};
-use sagaflow_postgres::{PgOptions, PgStore};
 use sagaflow_saga::{SagaBuilder, SagaDefinition, SagaOutcome};
 use sagaflow_sqlite::SqliteEngine;
 use sagaflow_sqlite::SqliteOptions;
@@ -89,13 +88,7 @@ async fn engine(dir: &Path, schema: Option<&str>) -> Engine {
         None => {
             Engine::open_with(dir.join("soak.db"), SqliteOptions::default().owner("soak")).unwrap()
         }
-        Some(schema) => {
-            let options = PgOptions::default().schema(schema).owner("soak");
-            let store = PgStore::connect(&sagaflow_postgres::testing::url(), options)
-                .await
-                .unwrap();
-            Engine::builder().store(Arc::new(store)).build()
-        }
+        Some(schema) => sagaflow_postgres::testing::engine_as(schema, "soak").await,
     }
 }
 
