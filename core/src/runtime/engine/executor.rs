@@ -212,7 +212,8 @@ struct StepCell {
 struct Ended {
     status: StepStatus,
     output: Option<Value>,
-    error: Option<StepError>,
+    /// Boxed: a step seldom ends with one, and every end is moved into its cell.
+    error: Option<Box<StepError>>,
     /// When the first attempt began, if one did.
     started: Option<Instant>,
     at: Instant,
@@ -376,66 +377,17 @@ pub(crate) fn launch_run(
             _ => None,
         })
         .collect();
-    let steps: Box<[StepCell]> = plan
-        .names
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let cell = StepCell {
-                waiting: AtomicUsize::new(graph.inputs(i).len()),
-                end: OnceLock::new(),
-                attempts: AtomicU32::new(0),
-                task: Mutex::new(None),
-            };
-            match restored.as_ref().and_then(|r| r.get(i)) {
-                None | Some(Restored::Fresh) => {}
-                Some(Restored::Ended {
-                    status,
-                    output,
-                    error,
-                    attempts,
-                }) => {
-                    cell.attempts.store(*attempts, Ordering::Relaxed);
-                    let _ = cell.end.set(Ended {
-                        status: *status,
-                        output: output.clone(),
-                        error: error.clone(),
-                        started: None,
-                        at: now.unwrap_or_else(Instant::now),
-                    });
-                    // A step that failed for good before the crash, whose run's end was not
-                    // recorded: the run fails again for it, as it was failing then.
-                    if *status == StepStatus::Failed {
-                        let error = error.clone().unwrap_or_else(|| {
-                            StepError::permanent(format!("step `{name}` failed before the crash"))
-                        });
-                        failed_for_good.push((i, *attempts, error));
-                    }
-                }
-                Some(Restored::Interrupted { attempts, .. }) => {
-                    cell.attempts.store(*attempts, Ordering::Relaxed);
-                    let at_most_once = def
-                        .steps()
-                        .get(i)
-                        .is_some_and(|d| d.options().at_most_once == Some(true));
-                    if at_most_once {
-                        let error = StepError::permanent(format!(
-                            "step `{name}` was interrupted by a crash after {attempts} attempt(s) and is at-most-once, so it was not run again"
-                        ));
-                        let _ = cell.end.set(Ended {
-                            status: StepStatus::Interrupted,
-                            output: None,
-                            error: Some(error.clone()),
-                            started: None,
-                            at: now.unwrap_or_else(Instant::now),
-                        });
-                        failed_for_good.push((i, *attempts, error));
-                    }
-                }
-            }
-            cell
-        })
-        .collect();
+    let fresh = |i: usize| StepCell {
+        waiting: AtomicUsize::new(graph.inputs(i).len()),
+        end: OnceLock::new(),
+        attempts: AtomicU32::new(0),
+        task: Mutex::new(None),
+    };
+    let steps: Box<[StepCell]> = match &restored {
+        // A new run: every cell as it starts, made where it is kept.
+        None => (0..plan.names.len()).map(fresh).collect(),
+        Some(restored) => restore_cells(&def, plan, restored, now, fresh, &mut failed_for_good),
+    };
     // What is ready: in a new run its roots (read from the plan below, not copied); in a
     // resumed one, every step not ended whose inputs all have.
     let resumed: Option<Arc<[usize]>> = if restored.is_some() {
@@ -514,6 +466,74 @@ pub(crate) fn launch_run(
     // Before the count goes: a task reading `live` then `starting` never counts this twice.
     run.starting.store(false, Ordering::SeqCst);
     run.release();
+}
+
+/// The cells of a run taken up after a crash: each step as the store left it. Steps that
+/// failed for good before (or were interrupted and are at-most-once) are put in
+/// `failed_for_good`, for the run to fail again for them.
+fn restore_cells(
+    def: &ErasedDefinition,
+    plan: &definition::Plan,
+    restored: &[Restored],
+    now: Option<Instant>,
+    fresh: impl Fn(usize) -> StepCell,
+    failed_for_good: &mut Vec<(usize, u32, StepError)>,
+) -> Box<[StepCell]> {
+    let at = || now.unwrap_or_else(Instant::now);
+    plan.names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let cell = fresh(i);
+            match restored.get(i) {
+                None | Some(Restored::Fresh) => {}
+                Some(Restored::Ended {
+                    status,
+                    output,
+                    error,
+                    attempts,
+                }) => {
+                    cell.attempts.store(*attempts, Ordering::Relaxed);
+                    let _ = cell.end.set(Ended {
+                        status: *status,
+                        output: output.clone(),
+                        error: error.clone().map(Box::new),
+                        started: None,
+                        at: at(),
+                    });
+                    // A step that failed for good before the crash, whose run's end was not
+                    // recorded: the run fails again for it, as it was failing then.
+                    if *status == StepStatus::Failed {
+                        let error = error.clone().unwrap_or_else(|| {
+                            StepError::permanent(format!("step `{name}` failed before the crash"))
+                        });
+                        failed_for_good.push((i, *attempts, error));
+                    }
+                }
+                Some(Restored::Interrupted { attempts, .. }) => {
+                    cell.attempts.store(*attempts, Ordering::Relaxed);
+                    let at_most_once = def
+                        .steps()
+                        .get(i)
+                        .is_some_and(|d| d.options().at_most_once == Some(true));
+                    if at_most_once {
+                        let error = StepError::permanent(format!(
+                            "step `{name}` was interrupted by a crash after {attempts} attempt(s) and is at-most-once, so it was not run again"
+                        ));
+                        let _ = cell.end.set(Ended {
+                            status: StepStatus::Interrupted,
+                            output: None,
+                            error: Some(Box::new(error.clone())),
+                            started: None,
+                            at: at(),
+                        });
+                        failed_for_good.push((i, *attempts, error));
+                    }
+                }
+            }
+            cell
+        })
+        .collect()
 }
 
 #[async_trait::async_trait]
@@ -724,7 +744,7 @@ async fn step_task<'r>(
                 let reason = Stop::Failed {
                     index,
                     attempts,
-                    error,
+                    error: *error,
                 };
                 run.stop(reason);
                 return None;
@@ -732,7 +752,7 @@ async fn step_task<'r>(
             (StepStatus::Failed, None, Some(error))
         }
         StepEnd::Store(error) => {
-            run.stop(Stop::Store(error));
+            run.stop(Stop::Store(*error));
             return None;
         }
         StepEnd::Drained => {

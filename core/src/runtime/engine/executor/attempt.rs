@@ -23,11 +23,13 @@ use crate::runtime::store::Change;
 pub(super) enum StepEnd {
     Completed(Value),
     Skipped,
+    /// Boxed, as is the store's error: ends other than a success are rare, and a step's end
+    /// is moved out of every step.
     Failed {
         attempts: u32,
-        error: StepError,
+        error: Box<StepError>,
     },
-    Store(StoreError),
+    Store(Box<StoreError>),
     /// The engine drains: no attempt began, and the completion carried is recorded.
     Drained,
 }
@@ -99,7 +101,10 @@ pub(super) async fn run_step<'r>(
     let mut deferred = carry.deferred.take();
     let Some(name) = run.name(index) else {
         let error = StepError::permanent(format!("internal: step {index} has no name"));
-        return StepEnd::Failed { attempts: 0, error };
+        return StepEnd::Failed {
+            attempts: 0,
+            error: Box::new(error),
+        };
     };
     let inputs = inputs(run, def);
     let inputs = inputs.as_slice();
@@ -109,7 +114,7 @@ pub(super) async fn run_step<'r>(
         if let Some(done) = deferred.take()
             && let Err(error) = Box::pin(super::flush(run, done)).await
         {
-            return StepEnd::Store(error);
+            return StepEnd::Store(Box::new(error));
         }
         match std::panic::catch_unwind(AssertUnwindSafe(|| def.guard(inputs))) {
             Ok(Ok(true)) => {}
@@ -117,7 +122,7 @@ pub(super) async fn run_step<'r>(
                 tracing::debug!("step skipped by its guard");
                 return match Box::pin(run.record(&Change::StepSkipped { step: name })).await {
                     Ok(()) => StepEnd::Skipped,
-                    Err(error) => StepEnd::Store(error),
+                    Err(error) => StepEnd::Store(Box::new(error)),
                 };
             }
             Ok(Err(error)) => return fail(run, name, 0, error).await,
@@ -149,7 +154,7 @@ pub(super) async fn run_step<'r>(
                 if let Some(done) = deferred.take()
                     && let Err(error) = Box::pin(super::flush(run, done)).await
                 {
-                    return StepEnd::Store(error);
+                    return StepEnd::Store(Box::new(error));
                 }
                 // A drain ends the wait: the step does not start.
                 let taken = Box::pin(async {
@@ -185,12 +190,12 @@ pub(super) async fn run_step<'r>(
                 .instrument(span.clone())
                 .await;
             if let Err(error) = recorded {
-                return StepEnd::Store(error);
+                return StepEnd::Store(Box::new(error));
             }
             if !run.engine.store.holds(&run.run_id) {
-                return StepEnd::Store(StoreError::LeaseLapsed {
+                return StepEnd::Store(Box::new(StoreError::LeaseLapsed {
                     run_id: run.run_id.clone(),
-                });
+                }));
             }
         }
         let limits = Limits {
@@ -292,7 +297,7 @@ fn retry<'a>(
             delay,
         };
         if let Err(error) = run.record(&change).await {
-            return Some(StepEnd::Store(error));
+            return Some(StepEnd::Store(Box::new(error)));
         }
         // A drain ends the wait: the next attempt is not made here.
         tokio::select! {
@@ -312,7 +317,7 @@ fn drained<'a>(
         if let Some(done) = deferred
             && let Err(error) = super::flush(run, done).await
         {
-            return StepEnd::Store(error);
+            return StepEnd::Store(Box::new(error));
         }
         StepEnd::Drained
     })
@@ -464,8 +469,11 @@ fn fail<'a>(
             error: &error,
         };
         match run.record(&change).await {
-            Ok(()) => StepEnd::Failed { attempts, error },
-            Err(error) => StepEnd::Store(error),
+            Ok(()) => StepEnd::Failed {
+                attempts,
+                error: Box::new(error),
+            },
+            Err(error) => StepEnd::Store(Box::new(error)),
         }
     })
 }
