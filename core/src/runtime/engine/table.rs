@@ -43,7 +43,9 @@ pub(crate) struct RunEntry {
 /// A finished run a shard keeps, and since when.
 struct Kept {
     run_id: RunId,
-    at: Instant,
+    /// When it ended, in nanoseconds since the table was made (see [`RunTable::nanos`]):
+    /// its age is then a subtraction of integers.
+    since: u64,
     /// The run's, to tell it from a later run under the same id.
     control: Arc<Control>,
 }
@@ -70,10 +72,11 @@ impl Shard {
     }
 
     /// Drops the oldest finished runs beyond the shard's share, and those older than `age`
-    /// at `now`; puts the ids dropped in `dropped`.
-    fn evict(&mut self, now: Instant, age: Duration, dropped: &mut Dropped) {
+    /// at `now` (both in nanoseconds since the table was made); puts the ids dropped in
+    /// `dropped`.
+    fn evict(&mut self, now: u64, age: u64, dropped: &mut Dropped) {
         while let Some(oldest) = self.finished.front() {
-            let expired = now.saturating_duration_since(oldest.at) > age;
+            let expired = now.saturating_sub(oldest.since) > age;
             if self.finished.len() <= self.keep_runs && !expired {
                 break;
             }
@@ -205,10 +208,10 @@ impl RunTable {
             let mut shard = self.shard(run_id);
             shard.finished.push_back(Kept {
                 run_id: run_id.clone(),
-                at: now,
+                since,
                 control: Arc::clone(control),
             });
-            shard.evict(now, self.keep.age, &mut dropped);
+            shard.evict(since, self.age_nanos(), &mut dropped);
             // Under the shard's lock, so that a sweep sees either the run or this. A read as
             // a rule; a write only when no kept run is older.
             let oldest = self.oldest.load(Ordering::Relaxed);
@@ -217,26 +220,30 @@ impl RunTable {
             }
             oldest.min(since)
         };
-        let age = u64::try_from(self.keep.age.as_nanos()).unwrap_or(u64::MAX);
-        if since.saturating_sub(oldest) > age {
-            self.sweep(now, &mut dropped);
+        if since.saturating_sub(oldest) > self.age_nanos() {
+            self.sweep(since, &mut dropped);
         }
         dropped
     }
 
     /// Drops every finished run older than the age, in every shard, and notes the oldest left.
-    fn sweep(&self, now: Instant, dropped: &mut Dropped) {
+    fn sweep(&self, now: u64, dropped: &mut Dropped) {
         // Ends from now on lower it again; the shards' oldest runs are added below.
         self.oldest.store(u64::MAX, Ordering::Relaxed);
         let mut oldest = u64::MAX;
         for shard in self.shards.iter() {
             let mut shard = Self::lock(shard);
-            shard.evict(now, self.keep.age, dropped);
+            shard.evict(now, self.age_nanos(), dropped);
             if let Some(front) = shard.finished.front() {
-                oldest = oldest.min(self.nanos(front.at));
+                oldest = oldest.min(front.since);
             }
         }
         self.oldest.fetch_min(oldest, Ordering::Relaxed);
+    }
+
+    /// The age past which a finished run is dropped, in nanoseconds.
+    fn age_nanos(&self) -> u64 {
+        u64::try_from(self.keep.age.as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// `at` in nanoseconds since the table was made.
