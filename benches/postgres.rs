@@ -4,7 +4,8 @@
 //!
 //! `cargo bench --bench postgres` (the server from `SAGAFLOW_PG_URL`, by default the local one;
 //! `SAGAFLOW_BENCH_ROUNDS` rounds, 3 by default; `SAGAFLOW_BENCH_ONLY=sequential` or
-//! `concurrent` for one shape, `waves` for the compact log's concurrent runs alone). Each round runs both shapes on two stores, each in a schema of its
+//! `concurrent` for one shape, `waves` for the compact log's concurrent runs alone, `steady`
+//! for the compact log's 100 runs in waves and kept in flight, each against the 16 clients). Each round runs both shapes on two stores, each in a schema of its
 //! own: one that keeps the log as before schema 10 (`compact_log(false)`, two rows for a step's
 //! completion and the next one's start), one with the compact log (the default since
 //! session 19: one row), and one with the compact log whose every write goes through the
@@ -174,6 +175,40 @@ async fn sagaflow_concurrent(
     (waves * CONCURRENT_RUNS * CONCURRENT_STEPS) as f64 / began.elapsed().as_secs_f64()
 }
 
+/// Durable steps per second of 100 runs of a 10-step chain kept in flight for `time`: 100
+/// tasks, each starting its next run as soon as its last one ended (no wave waits for its
+/// slowest run). The runs still in flight at `time` finish and are counted.
+async fn sagaflow_steady(engine: &Engine, round: usize, time: Duration) -> f64 {
+    let def = chain(CONCURRENT_STEPS);
+    let began = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENT_RUNS)
+        .map(|r| {
+            let (engine, def) = (engine.clone(), def.clone());
+            tokio::spawn(async move {
+                let mut runs = 0usize;
+                while began.elapsed() < time {
+                    let id = format!("steady-{round}-{r}-{runs}-{}", salt());
+                    let report = engine
+                        .start(&def, id, 0)
+                        .await
+                        .unwrap()
+                        .wait()
+                        .await
+                        .unwrap();
+                    assert_eq!(*report.output, CONCURRENT_STEPS as u64);
+                    runs += 1;
+                }
+                runs
+            })
+        })
+        .collect();
+    let mut runs = 0;
+    for task in tasks {
+        runs += task.await.unwrap();
+    }
+    (runs * CONCURRENT_STEPS) as f64 / began.elapsed().as_secs_f64()
+}
+
 /// A contender's waves of 100 runs, each in two parts (milliseconds): its starts, and its
 /// steps after the last start returned.
 #[derive(Default)]
@@ -293,11 +328,26 @@ fn main() {
                 let k = (i + round) % n;
                 if forward { k } else { n - 1 - k }
             });
-            if only != "concurrent" && only != "waves" {
+            if !["concurrent", "waves", "steady"].contains(&only.as_str()) {
                 bare_seq.push(bare_sequential(SEQUENTIAL_RUNS * CHAIN).await);
                 for i in order.clone() {
                     seq[i].push(sagaflow_sequential(&stores[i].1, round).await);
                 }
+            }
+            if only == "steady" {
+                // The 16 bare clients, then the compact log's 100 runs in waves and kept in
+                // flight, in turns.
+                bare_con.push(bare_concurrent(16, CONCURRENT_TIME).await);
+                let (engine, time) = (&stores[1].1, CONCURRENT_TIME);
+                let waves = sagaflow_concurrent(engine, round, time, &mut parts[1]).await;
+                let steady = sagaflow_steady(engine, round, time).await;
+                let bare = bare_con.last().copied().unwrap_or(f64::NAN);
+                println!(
+                    "round {round}: bare {bare:.0}/s; waves {waves:.0} steps/s ({:.2}×); 100 in flight {steady:.0} steps/s ({:.2}×)",
+                    waves / bare,
+                    steady / bare
+                );
+                continue;
             }
             if only == "waves" {
                 let time = CONCURRENT_TIME;
@@ -309,6 +359,11 @@ fn main() {
                     con[i].push(sagaflow_concurrent(store, round, time, &mut parts[i]).await);
                 }
             }
+        }
+        if only == "steady" {
+            // Its figures are printed round by round, above.
+            setup.batch_execute(&drop_all).await.unwrap();
+            return;
         }
         // Every round's figures, each contender's against the bare commits of its own round.
         let at = |figures: &[f64], round: usize| figures.get(round).copied().unwrap_or(f64::NAN);
