@@ -212,8 +212,7 @@ struct StepCell {
 struct Ended {
     status: StepStatus,
     output: Option<Value>,
-    /// Boxed: a step seldom ends with one, and every end is moved into its cell.
-    error: Option<Box<StepError>>,
+    error: Option<StepError>,
     /// When the first attempt began, if one did.
     started: Option<Instant>,
     at: Instant,
@@ -497,7 +496,7 @@ fn restore_cells(
                     let _ = cell.end.set(Ended {
                         status: *status,
                         output: output.clone(),
-                        error: error.clone().map(Box::new),
+                        error: error.clone(),
                         started: None,
                         at: at(),
                     });
@@ -523,7 +522,7 @@ fn restore_cells(
                         let _ = cell.end.set(Ended {
                             status: StepStatus::Interrupted,
                             output: None,
-                            error: Some(Box::new(error.clone())),
+                            error: Some(error.clone()),
                             started: None,
                             at: at(),
                         });
@@ -744,7 +743,7 @@ async fn step_task<'r>(
                 let reason = Stop::Failed {
                     index,
                     attempts,
-                    error: *error,
+                    error,
                 };
                 run.stop(reason);
                 return None;

@@ -9,8 +9,14 @@ use std::sync::Arc;
 ///
 /// Like `anyhow::Error` it does not implement `std::error::Error` itself: that is what lets
 /// every error type convert into it.
+///
+/// One pointer wide, its parts shared: a step's end, its report and its run's error each keep
+/// one, and cloning it counts a reference instead of copying the message.
 #[derive(Clone)]
-pub struct StepError {
+pub struct StepError(Arc<Parts>);
+
+#[derive(Clone)]
+struct Parts {
     message: String,
     permanent: bool,
     source: Option<Arc<dyn std::error::Error + Send + Sync>>,
@@ -19,47 +25,55 @@ pub struct StepError {
 impl StepError {
     /// A failure that the retry policy may retry.
     pub fn new(message: impl Into<String>) -> Self {
-        Self {
+        Self(Arc::new(Parts {
             message: message.into(),
             permanent: false,
             source: None,
-        }
+        }))
     }
 
     /// A failure that must not be retried (bad input, a refused request).
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self {
+        Self(Arc::new(Parts {
+            message: message.into(),
             permanent: true,
-            ..Self::new(message)
-        }
+            source: None,
+        }))
     }
 
     /// This error, marked permanent.
-    pub fn into_permanent(mut self) -> Self {
-        self.permanent = true;
-        self
+    pub fn into_permanent(self) -> Self {
+        self.marked(true)
     }
 
     /// This error, marked retryable: what a saga does to the failures of a step past its
     /// pivot, which must be retried until it succeeds.
-    pub fn into_transient(mut self) -> Self {
-        self.permanent = false;
+    pub fn into_transient(self) -> Self {
+        self.marked(false)
+    }
+
+    /// This error with `permanent` as given; its parts are copied only if they are shared and
+    /// the mark changes.
+    fn marked(mut self, permanent: bool) -> Self {
+        if self.0.permanent != permanent {
+            Arc::make_mut(&mut self.0).permanent = permanent;
+        }
         self
     }
 
     /// Whether retrying is pointless.
     pub fn is_permanent(&self) -> bool {
-        self.permanent
+        self.0.permanent
     }
 
     /// The message, without the source chain.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The error this one was converted from, if any.
     pub fn source(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
-        self.source.as_deref()
+        self.0.source.as_deref()
     }
 }
 
@@ -72,31 +86,31 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for StepError {
             message.push_str(&c.to_string());
             cause = c.source();
         }
-        Self {
+        Self(Arc::new(Parts {
             message,
             permanent: false,
             source: Some(Arc::new(error)),
-        }
+        }))
     }
 }
 
 impl fmt::Display for StepError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.0.message)
     }
 }
 
 impl fmt::Debug for StepError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StepError")
-            .field("message", &self.message)
-            .field("permanent", &self.permanent)
+            .field("message", &self.0.message)
+            .field("permanent", &self.0.permanent)
             .finish()
     }
 }
 
 impl PartialEq for StepError {
     fn eq(&self, other: &Self) -> bool {
-        self.message == other.message && self.permanent == other.permanent
+        self.0.message == other.0.message && self.0.permanent == other.0.permanent
     }
 }

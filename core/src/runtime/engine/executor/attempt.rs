@@ -23,12 +23,12 @@ use crate::runtime::store::Change;
 pub(super) enum StepEnd {
     Completed(Value),
     Skipped,
-    /// Boxed, as is the store's error: ends other than a success are rare, and a step's end
-    /// is moved out of every step.
     Failed {
         attempts: u32,
-        error: Box<StepError>,
+        error: StepError,
     },
+    /// Boxed: the store's error is large and rare, and a step's end is moved out of every
+    /// step.
     Store(Box<StoreError>),
     /// The engine drains: no attempt began, and the completion carried is recorded.
     Drained,
@@ -101,10 +101,7 @@ pub(super) async fn run_step<'r>(
     let mut deferred = carry.deferred.take();
     let Some(name) = run.name(index) else {
         let error = StepError::permanent(format!("internal: step {index} has no name"));
-        return StepEnd::Failed {
-            attempts: 0,
-            error: Box::new(error),
-        };
+        return StepEnd::Failed { attempts: 0, error };
     };
     let inputs = inputs(run, def);
     let inputs = inputs.as_slice();
@@ -469,10 +466,7 @@ fn fail<'a>(
             error: &error,
         };
         match run.record(&change).await {
-            Ok(()) => StepEnd::Failed {
-                attempts,
-                error: Box::new(error),
-            },
+            Ok(()) => StepEnd::Failed { attempts, error },
             Err(error) => StepEnd::Store(Box::new(error)),
         }
     })

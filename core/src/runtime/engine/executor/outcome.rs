@@ -177,7 +177,7 @@ fn reports<C: FromIterator<StepReport>>(run: &Run) -> C {
                 status,
                 attempts,
                 duration,
-                error: ended.and_then(|e| e.error.as_deref().cloned()),
+                error: ended.and_then(|e| e.error.clone()),
             }
         })
         .collect()
