@@ -114,3 +114,34 @@ impl PartialEq for StepError {
         self.0.message == other.0.message && self.0.permanent == other.0.permanent
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clone_marked_otherwise_leaves_the_error_it_came_from_as_it_was() {
+        let retryable = StepError::new("timed out");
+        let permanent = retryable.clone().into_permanent();
+        assert!(permanent.is_permanent());
+        assert!(!retryable.is_permanent());
+        assert_eq!(permanent.message(), "timed out");
+
+        let refused = StepError::permanent("refused");
+        let transient = refused.clone().into_transient();
+        assert!(!transient.is_permanent());
+        assert!(refused.is_permanent());
+        // Marked as it already was, it is the same error, shared.
+        assert_eq!(refused.clone().into_permanent(), refused);
+    }
+
+    #[test]
+    fn a_converted_error_keeps_its_source_chain_in_the_message_and_its_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let error = StepError::from(io).into_permanent();
+        assert_eq!(error.message(), "no such file");
+        assert!(error.is_permanent());
+        let source = error.source().expect("the converted error is kept");
+        assert_eq!(source.to_string(), "no such file");
+    }
+}
