@@ -12,7 +12,9 @@
 //! writers' tasks (`commit_on_caller(false)`, as before session 26). Each contender's waves of
 //! 100 runs are also printed in two parts: the starts (the creations committed) and the steps
 //! after them. `SAGAFLOW_BENCH_TIMELINE=1` sums up each writer's batches as well, from their
-//! trace (`sagaflow_postgres::BATCH_TRACE`). Figures in `benches/README.md`.
+//! trace (`sagaflow_postgres::BATCH_TRACE`). The concurrent rounds also run `pgbench` (16
+//! clients, one single-row `INSERT` a transaction, the simple protocol), when it is installed,
+//! and print the 100 runs against it as well. Figures in `benches/README.md`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -115,6 +117,47 @@ async fn bare_concurrent(clients: usize, time: Duration) -> f64 {
         total += task.await.unwrap();
     }
     total as f64 / time.as_secs_f64()
+}
+
+/// Commits per second of `pgbench` with `clients` clients (2 threads) for `time`, each
+/// transaction one single-row `INSERT` with a text key into a table like the bare one, in
+/// pgbench's default (simple) protocol: the floor as the issue measured it. `None` without
+/// `pgbench` on the `PATH` or in PostgreSQL's own directory.
+async fn pgbench_concurrent(clients: usize, time: Duration) -> Option<f64> {
+    let pgbench = ["pgbench", "/usr/lib/postgresql/15/bin/pgbench"]
+        .into_iter()
+        .find(|p| {
+            std::process::Command::new(p)
+                .arg("--version")
+                .output()
+                .is_ok()
+        })?;
+    let script = std::env::temp_dir().join(format!("sagaflow-pgbench-{}.sql", salt()));
+    std::fs::write(
+        &script,
+        "\\set r random(1, 9223372036854775807)\n\
+         INSERT INTO sagaflow_bench.bare (k, v) VALUES ('pgbench-' || :client_id || '-' || :r, 'x');\n",
+    )
+    .ok()?;
+    let (url, script_path) = (url(), script.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(pgbench)
+            .args(["-n", "-c", &clients.to_string(), "-j", "2", "-T"])
+            .arg(time.as_secs().max(1).to_string())
+            .arg("-f")
+            .arg(&script_path)
+            .arg(&url)
+            .output()
+    })
+    .await
+    .ok()?
+    .ok()?;
+    let _ = std::fs::remove_file(&script);
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find_map(|line| line.strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|tps| tps.parse().ok())
 }
 
 /// Microseconds per durable step of sequential runs of a 40-step chain.
@@ -302,7 +345,7 @@ fn main() {
             let engine = Engine::builder().store(Arc::new(store.clone())).build();
             stores.push((store, engine));
         }
-        let (mut bare_seq, mut bare_con) = (Vec::new(), Vec::new());
+        let (mut bare_seq, mut bare_con, mut pgb) = (Vec::new(), Vec::new(), Vec::new());
         let mut seq = vec![Vec::new(); contenders.len()];
         let mut con = vec![Vec::new(); contenders.len()];
         let mut parts: Vec<Parts> = contenders.iter().map(|_| Parts::default()).collect();
@@ -354,6 +397,7 @@ fn main() {
                 con[1].push(sagaflow_concurrent(&stores[1].1, round, time, &mut parts[1]).await);
             } else if only != "sequential" {
                 bare_con.push(bare_concurrent(16, CONCURRENT_TIME).await);
+                pgb.push(pgbench_concurrent(16, CONCURRENT_TIME).await.unwrap_or(f64::NAN));
                 for i in order {
                     let (store, time) = (&stores[i].1, CONCURRENT_TIME);
                     con[i].push(sagaflow_concurrent(store, round, time, &mut parts[i]).await);
@@ -376,21 +420,25 @@ fn main() {
                     .collect::<Vec<_>>()
                     .join(" ")
             };
+            let b_pgb = at(&pgb, round);
             println!(
-                "round {round}: sequential {} (bare {b_seq:.1} µs); concurrent {} (bare {b_con:.0}/s)",
+                "round {round}: sequential {} (bare {b_seq:.1} µs); concurrent {} (bare {b_con:.0}/s); against pgbench {} ({b_pgb:.0}/s)",
                 ratios(&seq, b_seq),
-                ratios(&con, b_con)
+                ratios(&con, b_con),
+                ratios(&con, b_pgb)
             );
         }
         let (bs, bc) = (median(bare_seq), median(bare_con));
         println!("rounds: {rounds} (medians); writer connections: {writers}");
         println!("bare INSERT + COMMIT, 1 client:          {bs:8.1} µs");
         println!("bare INSERT + COMMIT, 16 clients:         {bc:8.0} commits/s");
+        let bp = median(pgb);
+        println!("pgbench INSERT, 16 clients (simple):      {bp:8.0} commits/s (NaN: no pgbench found)");
         for (i, c) in contenders.iter().enumerate() {
             let (fs, fc) = (median(std::mem::take(&mut seq[i])), median(std::mem::take(&mut con[i])));
             let name = c.name;
             println!("{name:<24} sequential step: {fs:8.1} µs   ratio {:.2}× the bare commit", fs / bs);
-            println!("{name:<24} 100 concurrent runs: {fc:8.0} steps/s   ratio {:.2}× the 16-client commit rate", fc / bc);
+            println!("{name:<24} 100 concurrent runs: {fc:8.0} steps/s   ratio {:.2}× the 16-client commit rate ({:.2}× pgbench's)", fc / bc, fc / bp);
         }
         for (c, (store, _)) in contenders.iter().zip(&stores) {
             println!(
