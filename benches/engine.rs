@@ -3,11 +3,13 @@
 //!
 //! Contenders, each on the same 2-worker multi-thread tokio runtime:
 //!
-//! - `sagaflow`: definitions built once with [`Builder`] outside the timed loop (what
-//!   `workflow!` does through its `OnceLock`); each iteration starts a run with a fresh id and
-//!   waits for its report. The engine keeps every finished run (the id is an idempotency key),
-//!   so a fresh in-memory engine is made, untimed, for every batch of runs, which keeps memory
-//!   bounded and the run table small.
+//! - `sagaflow`: definitions built once with [`Builder`] outside the timed loop; each
+//!   iteration starts a run with a fresh id and waits for its report. The engine keeps every
+//!   finished run (the id is an idempotency key), so a fresh in-memory engine is made,
+//!   untimed, for every batch of runs, which keeps memory bounded and the run table small.
+//! - `sagaflow_macro` (`chain_5` only): the same chain written with `workflow!`, as a user
+//!   writes it (each step an `async fn` borrowing its input, through the macro's expansion
+//!   and its `OnceLock`), on the same engine and loop.
 //! - `dagx`: a `DagRunner` runs once (running takes its tasks), so each iteration builds the
 //!   DAG with `#[task]` tasks and runs it, as dagx's own benchmarks do.
 //! - `dagx_run_only`: the same, with the DAGs built (and dropped) outside the timed region, to
@@ -153,6 +155,32 @@ fn sagaflow_definition(shape: Shape) -> SagaDef {
             }
             SagaDef::NoOutput(b.build())
         }
+    }
+}
+
+/// `chain_5` as `workflow!` writes it: the same no-op steps, each an `async fn` that borrows
+/// its input, called through the macro's expansion rather than through `Builder::step`.
+mod macro_chain {
+    use sagaflow::prelude::*;
+
+    async fn s0(_: &StepContext, x: &u64) -> Result<u64, StepError> {
+        Ok(x + 1)
+    }
+    async fn s1(_: &StepContext, x: &u64) -> Result<u64, StepError> {
+        Ok(x + 1)
+    }
+    async fn s2(_: &StepContext, x: &u64) -> Result<u64, StepError> {
+        Ok(x + 1)
+    }
+    async fn s3(_: &StepContext, x: &u64) -> Result<u64, StepError> {
+        Ok(x + 1)
+    }
+    async fn s4(_: &StepContext, x: &u64) -> Result<u64, StepError> {
+        Ok(x + 1)
+    }
+
+    workflow! {
+        pub Chain5(u64) -> u64 { s0 -> s1 -> s2 -> s3 -> s4; }
     }
 }
 
@@ -530,6 +558,14 @@ fn engine_overhead(c: &mut Criterion) {
                 })
             });
         });
+        if let Shape::Chain(5) = shape {
+            let def = macro_chain::Chain5::definition();
+            rt.block_on(sagaflow_check(&SagaDef::Output(def.clone()), shape));
+            group.bench_function("sagaflow_macro", |b| {
+                b.to_async(&rt)
+                    .iter_custom(|iters| on_worker(sagaflow_timed(def.clone(), shape, iters)));
+            });
+        }
         group.bench_function("dagx", |b| {
             b.to_async(&rt)
                 .iter_custom(|iters| on_worker(dagx_timed(shape, iters)));
@@ -669,6 +705,12 @@ fn count_only() -> bool {
                 SagaDef::NoOutput(def) => sagaflow_timed(def, shape, runs).await,
             },
             "tokio" => tokio_timed(shape, runs).await,
+            "sagaflow_macro" => match shape {
+                Shape::Chain(5) => {
+                    sagaflow_timed(macro_chain::Chain5::definition(), shape, runs).await
+                }
+                other => panic!("sagaflow_macro has `chain_5` only, not {other:?}"),
+            },
             // What the sagaflow count spends on the bench's own run ids, made (and dropped)
             // as `sagaflow_timed` makes them, outside its clock: subtracted from it.
             "ids" => {
@@ -676,7 +718,9 @@ fn count_only() -> bool {
                 drop(black_box(ids));
                 Duration::ZERO
             }
-            other => panic!("no contender `{other}` to count (sagaflow, tokio, ids)"),
+            other => {
+                panic!("no contender `{other}` to count (sagaflow, sagaflow_macro, tokio, ids)")
+            }
         }
     }));
     true

@@ -1,12 +1,18 @@
 //! The workflow of `examples/etl.rs` written without the macro, with [`Builder`] directly:
 //! this is what `workflow!` expands to, minus the spans that put rustc's errors on your code.
 //!
+//! Each step is added with `step_borrowing`, as the macro adds them: the step's function
+//! borrows the attempt's context and its inputs (`&T`, `Option<&T>` for an optional one)
+//! from the engine, and its future, boxed once by [`Call::new`], is the attempt's only
+//! allocation. `Builder::step` takes a closure that owns them instead (`Arc<T>` each), for a
+//! step written in place as an `async move` block.
+//!
 //! Run it with `cargo run --example etl_by_hand`.
 
 use std::time::Duration;
 
 use sagaflow::prelude::*;
-use sagaflow::{Builder, Definition, RetryPolicy, StepOptions};
+use sagaflow::{Builder, Call, Definition, RetryPolicy, StepOptions};
 
 async fn extract(_: &StepContext, day: &u32) -> Result<Vec<i64>, StepError> {
     Ok((0..i64::from(*day)).map(|i| i * 7 % 11 - 3).collect())
@@ -32,31 +38,35 @@ fn definition() -> Definition<u32, String> {
         initial_interval: Duration::from_millis(50),
         ..RetryPolicy::default()
     };
-    let rows = b.step(
+    let rows = b.step_borrowing(
         "extract",
         StepOptions::new()
             .retry(retry)
             .timeout(Duration::from_secs(2)),
         (input,),
-        |ctx, (day,)| async move { extract(&ctx, &day).await },
+        None,
+        |ctx, (day,)| Call::new(extract(ctx, day)),
     );
-    let cleaned = b.step(
+    let cleaned = b.step_borrowing(
         "clean",
         StepOptions::new(),
         (rows,),
-        |ctx, (rows,)| async move { clean(&ctx, &rows).await },
+        None,
+        |ctx, (rows,)| Call::new(clean(ctx, rows)),
     );
-    let audited = b.step(
+    let audited = b.step_borrowing(
         "audit",
         StepOptions::new().on_error(OnError::Continue),
         (rows,),
-        |ctx, (rows,)| async move { audit(&ctx, &rows).await },
+        None,
+        |ctx, (rows,)| Call::new(audit(ctx, rows)),
     );
-    let loaded = b.step(
+    let loaded = b.step_borrowing(
         "load",
         StepOptions::new(),
         (cleaned, audited.optional()),
-        |ctx, (rows, audit)| async move { load(&ctx, &rows, audit.as_deref()).await },
+        None,
+        |ctx, (rows, audit)| Call::new(load(ctx, rows, audit)),
     );
     b.build_with_output(loaded)
 }

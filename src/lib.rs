@@ -46,7 +46,7 @@ pub use sagaflow_core::policy::{OnError, PolicyError, RetryPolicy, StepOptions};
 pub use sagaflow_core::runtime;
 pub use sagaflow_core::runtime::MemoryStore;
 pub use sagaflow_core::runtime::{
-    Builder, Definition, Engine, EngineError, Recovered, Report, RunError, RunHandle, RunId,
+    Builder, Call, Definition, Engine, EngineError, Recovered, Report, RunError, RunHandle, RunId,
     StepContext, StepError, StepReport, StepReports, StepStatus, Waiting,
 };
 #[cfg(feature = "postgres")]
@@ -135,7 +135,9 @@ pub use sagaflow_sqlite::{SqliteEngine, SqliteOptions, SqliteStore, Synchronous}
 ///   `NAME::dot()`; and `NAME::NAME`, the workflow's name.
 ///
 /// `examples/etl_by_hand.rs` shows the same workflow written with [`Builder`] directly: that
-/// is what the macro expands to.
+/// is what the macro expands to, one `Builder::step_borrowing` a step. Each step's function
+/// borrows the attempt's context and its inputs from the engine, so an attempt costs one
+/// allocation, its boxed future (a [`Call`]), and takes no reference count of its inputs.
 ///
 /// # Behaviours worth knowing
 ///
@@ -283,9 +285,9 @@ pub use sagaflow_saga::{
 ///   stuck saga.
 /// - `NAME::definition()`, `NAME::mermaid()`, `NAME::dot()` and `NAME::NAME`.
 ///
-/// It expands to [`SagaBuilder`] calls: `step` (or `step_when`, or `pivot`) for each step in
-/// topological order, then `undo` (or `undo_on_unknown`) for its compensation, with the
-/// step's own dependencies.
+/// It expands to [`SagaBuilder`] calls: `step_borrowing` (with its guard if it has one, or
+/// `pivot_borrowing`) for each step in topological order, then `undo` (or `undo_on_unknown`)
+/// for its compensation, with the step's own dependencies.
 ///
 /// # Build-time errors
 ///

@@ -11,10 +11,13 @@
 //! So the generated closures capture nothing and are coerced to the function pointers below
 //! (`StepCall`, `GuardCall`, `UndoCall`), whose types are fully known at once; they
 //! call the user's function on borrowed values and box its future, which is not a coroutine
-//! of the expansion's body but the user's own `async fn`'s. The one coroutine per step that
-//! owns the values the call borrows is written once, here, generically. Every argument the
-//! user's function receives is still written in the expansion, spanned on the edge, so rustc
-//! checks each edge's types there as before.
+//! of the expansion's body but the user's own `async fn`'s. A step's call borrows its context
+//! and its inputs from the engine, which keeps them while the attempt runs
+//! (`Builder::step_borrowing`): the boxed future (`call`) is the attempt's one
+//! allocation, and no input's reference count is taken. A compensation's call borrows values
+//! that a coroutine written once here, generically, owns. Every argument the user's function
+//! receives is still written in the expansion, spanned on the edge, so rustc checks each
+//! edge's types there as before.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,8 +30,8 @@ pub use ::std::time::Duration;
 pub use ::std::vec::Vec;
 pub use sagaflow_core::policy::{OnError, RetryPolicy, StepOptions};
 pub use sagaflow_core::runtime::{
-    Builder, Definition, Deps, Engine, EngineError, Enqueue, Handle, Recovered, RunHandle, RunId,
-    StepContext, StepError, StepValue,
+    BorrowingCall, BorrowingGuard, Builder, Call, Definition, Deps, Engine, EngineError, Enqueue,
+    Handle, Recovered, RunHandle, RunId, StepContext, StepError, StepValue,
 };
 pub use sagaflow_saga::{
     RecoveredSagas, SagaBuilder, SagaDefinition, SagaError, SagaHandle, SagaStatus,
@@ -44,75 +47,86 @@ pub mod fsm {
     };
 }
 
-/// The future of one call of a user's step function, boxed.
+/// The future of one call of a user's compensation function, boxed.
 pub type CallFuture<'a, O, E> = Pin<Box<dyn Future<Output = Result<O, E>> + Send + 'a>>;
 
-/// One attempt of a step: the user's function called on the step's inputs, borrowed.
-pub type StepCall<D, O, E> =
-    for<'a> fn(&'a StepContext, &'a <D as Deps>::Values) -> CallFuture<'a, O, E>;
+/// One attempt of a step: the user's function called on the attempt's context and the step's
+/// inputs, borrowed (`&T`, or `Option<&T>`), its future boxed once in a [`Call`].
+pub type StepCall<D, O> = BorrowingCall<D, O>;
 
 /// A step's `when` guard, called on the step's inputs, borrowed.
-pub type GuardCall<D> = for<'a> fn(&'a <D as Deps>::Values) -> bool;
+pub type GuardCall<D> = BorrowingGuard<D>;
 
 /// One attempt of a compensation: the user's function called on the step's inputs and the
 /// step's output (`Arc<O>`, or `Option<Arc<O>>` for `undo_on_unknown`), borrowed.
 pub type UndoCall<D, X, T, E> =
     for<'a> fn(&'a StepContext, &'a <D as Deps>::Values, &'a X) -> CallFuture<'a, T, E>;
 
-/// The adapters of one builder's step methods: each passes the builder's method of the same
-/// name a closure that owns what the call (and the guard) borrows.
-macro_rules! step_adapters {
-    ($builder:ident, $macro:literal: $($method:ident as $adapter:ident),* ; $($when:ident as $when_adapter:ident)?) => {
-        $(
-            #[doc = concat!("`builder.", stringify!($method), "(…)` for `", $macro, "`.")]
-            pub fn $adapter<I, D, O, E>(
-                builder: &mut $builder<I>,
-                name: &str,
-                options: StepOptions,
-                deps: D,
-                call: StepCall<D, O, E>,
-            ) -> Handle<O>
-            where
-                I: StepValue,
-                D: Deps,
-                O: StepValue,
-                E: Into<StepError> + 'static,
-            {
-                builder.$method(name, options, deps, move |ctx, values| async move {
-                    call(&ctx, &values).await
-                })
-            }
-        )*
-        $(
-            #[doc = concat!("`builder.", stringify!($when), "(…)` for `", $macro, "`.")]
-            pub fn $when_adapter<I, D, O, E>(
-                builder: &mut $builder<I>,
-                name: &str,
-                options: StepOptions,
-                deps: D,
-                guard: GuardCall<D>,
-                call: StepCall<D, O, E>,
-            ) -> Handle<O>
-            where
-                I: StepValue,
-                D: Deps,
-                O: StepValue,
-                E: Into<StepError> + 'static,
-            {
-                builder.$when(
-                    name,
-                    options,
-                    deps,
-                    move |values| guard(&values),
-                    move |ctx, values| async move { call(&ctx, &values).await },
-                )
-            }
-        )?
-    };
+/// The future of one call of a step's function: boxed once, typed by its output.
+pub fn call<'a, O, E>(future: impl Future<Output = Result<O, E>> + Send + 'a) -> Call<'a, O>
+where
+    O: StepValue,
+    E: Into<StepError>,
+{
+    Call::new(future)
 }
 
-step_adapters!(Builder, "workflow!": step as step; step_when as step_when);
-step_adapters!(SagaBuilder, "saga!": step as saga_step, pivot as saga_pivot; step_when as saga_step_when);
+/// `builder.step_borrowing(…)` for `workflow!`.
+pub fn step<I: StepValue, D: Deps + 'static, O: StepValue>(
+    builder: &mut Builder<I>,
+    name: &str,
+    options: StepOptions,
+    deps: D,
+    call: StepCall<D, O>,
+) -> Handle<O> {
+    builder.step_borrowing(name, options, deps, None, call)
+}
+
+/// `builder.step_borrowing(…)` with a guard, for `workflow!`.
+pub fn step_when<I: StepValue, D: Deps + 'static, O: StepValue>(
+    builder: &mut Builder<I>,
+    name: &str,
+    options: StepOptions,
+    deps: D,
+    guard: GuardCall<D>,
+    call: StepCall<D, O>,
+) -> Handle<O> {
+    builder.step_borrowing(name, options, deps, Some(guard), call)
+}
+
+/// `builder.step_borrowing(…)` for `saga!`.
+pub fn saga_step<I: StepValue, D: Deps + 'static, O: StepValue>(
+    builder: &mut SagaBuilder<I>,
+    name: &str,
+    options: StepOptions,
+    deps: D,
+    call: StepCall<D, O>,
+) -> Handle<O> {
+    builder.step_borrowing(name, options, deps, None, call)
+}
+
+/// `builder.step_borrowing(…)` with a guard, for `saga!`.
+pub fn saga_step_when<I: StepValue, D: Deps + 'static, O: StepValue>(
+    builder: &mut SagaBuilder<I>,
+    name: &str,
+    options: StepOptions,
+    deps: D,
+    guard: GuardCall<D>,
+    call: StepCall<D, O>,
+) -> Handle<O> {
+    builder.step_borrowing(name, options, deps, Some(guard), call)
+}
+
+/// `builder.pivot_borrowing(…)` for `saga!`.
+pub fn saga_pivot<I: StepValue, D: Deps + 'static, O: StepValue>(
+    builder: &mut SagaBuilder<I>,
+    name: &str,
+    options: StepOptions,
+    deps: D,
+    call: StepCall<D, O>,
+) -> Handle<O> {
+    builder.pivot_borrowing(name, options, deps, call)
+}
 
 /// The adapters of `SagaBuilder`'s compensation methods; `$output` is what the compensation
 /// receives of the step's output.

@@ -15,7 +15,8 @@ use std::time::Duration;
 use sagaflow_core::StepOptions;
 use sagaflow_core::policy::RetryPolicy;
 use sagaflow_core::runtime::{
-    Builder, Codec, Definition, Dep, Deps, Handle, StepContext, StepError, StepValue,
+    BorrowingCall, BorrowingGuard, Builder, Codec, Definition, Dep, Deps, Handle, StepContext,
+    StepError, StepValue,
 };
 
 use crate::definition::SagaDefinition;
@@ -176,6 +177,52 @@ impl<I: StepValue> SagaBuilder<I> {
             self.inner.step(name, options, deps, f)
         } else {
             self.inner.step(name, options, deps, f)
+        }
+    }
+
+    /// Adds a step whose call borrows its context and inputs, run only when `guard` (if
+    /// given) returns `true` (see [`Builder::step_borrowing`]): what `saga!` expands to. Past
+    /// a pivot, it is retried until it succeeds, as [`step`](Self::step) says.
+    pub fn step_borrowing<D, O>(
+        &mut self,
+        name: &str,
+        options: StepOptions,
+        deps: D,
+        guard: Option<BorrowingGuard<D>>,
+        call: BorrowingCall<D, O>,
+    ) -> Handle<O>
+    where
+        D: Deps + 'static,
+        O: StepValue,
+    {
+        let (options, forward_only) = self.enter(name, &options, &deps, false);
+        if forward_only {
+            self.inner
+                .step_borrowing_retried(name, options, deps, guard, call)
+        } else {
+            self.inner.step_borrowing(name, options, deps, guard, call)
+        }
+    }
+
+    /// Adds the saga's pivot, its call borrowing its context and inputs (see
+    /// [`pivot`](Self::pivot) and [`Builder::step_borrowing`]).
+    pub fn pivot_borrowing<D, O>(
+        &mut self,
+        name: &str,
+        options: StepOptions,
+        deps: D,
+        call: BorrowingCall<D, O>,
+    ) -> Handle<O>
+    where
+        D: Deps + 'static,
+        O: StepValue,
+    {
+        let (options, forward_only) = self.enter(name, &options, &deps, true);
+        if forward_only {
+            self.inner
+                .step_borrowing_retried(name, options, deps, None, call)
+        } else {
+            self.inner.step_borrowing(name, options, deps, None, call)
         }
     }
 

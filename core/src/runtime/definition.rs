@@ -21,8 +21,10 @@ use crate::policy::StepOptions;
 use crate::runtime::context::StepContext;
 use crate::runtime::error::{DefinitionError, StepError};
 
+mod inputs;
 mod plan;
 
+pub use inputs::{BorrowingCall, BorrowingGuard, Call, Dep, Deps, Handle, Optional};
 pub(crate) use plan::{Plan, plan};
 
 /// What a step may return and receive: owned, thread-safe, and serializable so the durable
@@ -33,11 +35,34 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> StepValue for T {}
 /// A type-erased value: the workflow input or a step's output.
 pub type Value = Arc<dyn Any + Send + Sync>;
 
-/// The future of one attempt of a step.
-pub type StepFuture = Pin<Box<dyn Future<Output = Result<Value, StepError>> + Send>>;
+/// The future of one attempt of a step. It may borrow, for `'a`, the attempt's context and
+/// the step's inputs, which the engine keeps while the attempt runs.
+pub type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, StepError>> + Send + 'a>>;
 
-type CallFn = dyn Fn(StepContext, &[Option<Value>]) -> Result<StepFuture, StepError> + Send + Sync;
+/// One attempt's call: given the attempt's context (a step that owns its context takes it
+/// from the slot; one that borrows it leaves it there) and the step's inputs.
+type CallFn = dyn for<'a> Fn(
+        &'a mut Option<StepContext>,
+        &'a [Option<Value>],
+    ) -> Result<StepFuture<'a>, StepError>
+    + Send
+    + Sync;
 type GuardFn = dyn Fn(&[Option<Value>]) -> Result<bool, StepError> + Send + Sync;
+
+/// A closure as a [`CallFn`]: passed through a function bound by the signature, so that the
+/// closure's future is known to borrow what the call lends it.
+fn erase_call<F>(call: F) -> Arc<CallFn>
+where
+    F: for<'a> Fn(
+            &'a mut Option<StepContext>,
+            &'a [Option<Value>],
+        ) -> Result<StepFuture<'a>, StepError>
+        + Send
+        + Sync
+        + 'static,
+{
+    Arc::new(call)
+}
 
 /// Turns a step's output into JSON and back, for the store.
 #[derive(Clone, Copy)]
@@ -120,12 +145,15 @@ impl StepDef {
         }
     }
 
-    /// Starts one attempt with the step's inputs, in argument order.
-    pub fn call(
+    /// Starts one attempt with the step's inputs, in argument order. The attempt's context is
+    /// lent in `ctx`: a step that owns its context ([`Builder::step`]) takes it, one that
+    /// borrows it ([`Builder::step_borrowing`]) leaves it there, and its future borrows it,
+    /// as it may borrow `inputs`, for as long as it runs.
+    pub fn call<'a>(
         &self,
-        ctx: StepContext,
-        inputs: &[Option<Value>],
-    ) -> Result<StepFuture, StepError> {
+        ctx: &'a mut Option<StepContext>,
+        inputs: &'a [Option<Value>],
+    ) -> Result<StepFuture<'a>, StepError> {
         (self.call)(ctx, inputs)
     }
 
@@ -213,136 +241,17 @@ impl<I, O> Definition<I, O> {
     }
 }
 
-/// A typed reference to a value slot: the workflow input or a step's output. Passing it as a
-/// dependency makes the new step receive an `Arc<T>`.
-pub struct Handle<T> {
-    slot: usize,
-    builder: u64,
-    _type: PhantomData<fn() -> T>,
-}
-
-impl<T> Clone for Handle<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for Handle<T> {}
-
-impl<T> Handle<T> {
-    /// This input taken as optional: the step receives `Option<Arc<T>>`, `None` when the
-    /// upstream step was skipped by its guard or failed with `on_error = continue`.
-    pub fn optional(self) -> Optional<T> {
-        Optional(self)
-    }
-}
-
-/// An optional input; see [`Handle::optional`].
-pub struct Optional<T>(Handle<T>);
-
-impl<T> Clone for Optional<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for Optional<T> {}
-
-/// One input of a step: a [`Handle`] or an [`Optional`].
-pub trait Dep {
-    /// What the step's closure receives for it.
-    type Value: Send + 'static;
-    #[doc(hidden)]
-    fn slot(&self) -> usize;
-    #[doc(hidden)]
-    fn builder(&self) -> u64;
-    #[doc(hidden)]
-    fn is_optional(&self) -> bool;
-    #[doc(hidden)]
-    fn take(value: Option<&Value>) -> Option<Self::Value>;
-}
-
-impl<T: Send + Sync + 'static> Dep for Handle<T> {
-    type Value = Arc<T>;
-    fn slot(&self) -> usize {
-        self.slot
-    }
-    fn builder(&self) -> u64 {
-        self.builder
-    }
-    fn is_optional(&self) -> bool {
-        false
-    }
-    fn take(value: Option<&Value>) -> Option<Arc<T>> {
-        value.cloned()?.downcast::<T>().ok()
-    }
-}
-
-impl<T: Send + Sync + 'static> Dep for Optional<T> {
-    type Value = Option<Arc<T>>;
-    fn slot(&self) -> usize {
-        self.0.slot
-    }
-    fn builder(&self) -> u64 {
-        self.0.builder
-    }
-    fn is_optional(&self) -> bool {
-        true
-    }
-    fn take(value: Option<&Value>) -> Option<Option<Arc<T>>> {
-        match value {
-            None => Some(None),
-            Some(v) => Some(Some(Arc::clone(v).downcast::<T>().ok()?)),
-        }
-    }
-}
-
-/// The inputs of a step: a tuple of up to 16 [`Dep`]s, `()` for none.
-pub trait Deps {
-    /// The tuple the step's closure receives.
-    type Values: Send + 'static;
-    #[doc(hidden)]
-    fn slots(&self) -> Vec<(usize, u64, bool)>;
-    #[doc(hidden)]
-    fn take(values: &[Option<Value>]) -> Option<Self::Values>;
-}
-
-macro_rules! impl_deps {
-    ($($d:ident $i:tt),*) => {
-        impl<$($d: Dep),*> Deps for ($($d,)*) {
-            type Values = ($($d::Value,)*);
-            fn slots(&self) -> Vec<(usize, u64, bool)> {
-                vec![$((self.$i.slot(), self.$i.builder(), self.$i.is_optional())),*]
-            }
-            #[allow(unused_variables)]
-            fn take(values: &[Option<Value>]) -> Option<Self::Values> {
-                Some(($($d::take(values.get($i)?.as_ref())?,)*))
-            }
-        }
-    };
-}
-
-impl_deps!();
-impl_deps!(A 0);
-impl_deps!(A 0, B 1);
-impl_deps!(A 0, B 1, C 2);
-impl_deps!(A 0, B 1, C 2, D 3);
-impl_deps!(A 0, B 1, C 2, D 3, E 4);
-impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5);
-impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
-impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
-impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
-impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
-impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10);
-impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11);
-impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12);
-impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13);
-impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14);
-impl_deps!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14, P 15);
-
 pub use crate::graph::MAX_INPUTS;
 
 fn wrong_inputs(step: &str) -> StepError {
     StepError::permanent(format!(
         "internal: step `{step}` received inputs of the wrong type or number"
+    ))
+}
+
+fn no_context(step: &str) -> StepError {
+    StepError::permanent(format!(
+        "internal: step `{step}` was called without its attempt's context"
     ))
 }
 
@@ -462,10 +371,129 @@ impl<I: StepValue> Builder<I> {
         O: StepValue,
         E: Into<StepError>,
     {
+        let step = name.to_owned();
+        let call = erase_call(move |ctx, values| {
+            let values = D::take(values).ok_or_else(|| wrong_inputs(&step))?;
+            let ctx = ctx.take().ok_or_else(|| no_context(&step))?;
+            let fut = f(ctx, values);
+            Ok(Box::pin(async move {
+                match fut.await {
+                    Ok(out) => Ok(Arc::new(out) as Value),
+                    Err(e) => Err(e.into()),
+                }
+            }) as StepFuture<'_>)
+        });
+        self.add_erased(name, options, &deps.slots(), guard, call, Codec::of::<O>())
+    }
+
+    /// Adds a step whose call borrows its context and its inputs (`&T` for a [`Handle`],
+    /// `Option<&T>` for an [`Optional`]) rather than owning them, run only when `guard` (if
+    /// given) returns `true`: what `workflow!` and `saga!` expand to. The call's future is
+    /// the step's one allocation per attempt, and no input's reference count is taken.
+    ///
+    /// The call and the guard are function pointers: closures that capture nothing coerce
+    /// to them, and their argument types come from `deps`, so rustc checks every edge.
+    ///
+    /// ```
+    /// # use sagaflow_core::runtime::{Builder, Call, StepContext, StepError};
+    /// # use sagaflow_core::policy::StepOptions;
+    /// async fn double(_: &StepContext, x: &u32) -> Result<u32, StepError> {
+    ///     Ok(x * 2)
+    /// }
+    /// let mut b = Builder::<u32>::new("W");
+    /// let input = b.input();
+    /// let doubled = b.step_borrowing("double", StepOptions::new(), (input,), None, |ctx, (x,)| {
+    ///     Call::new(double(ctx, x))
+    /// });
+    /// let def = b.build_with_output(doubled);
+    /// # assert!(def.erased().graph().is_ok());
+    /// ```
+    pub fn step_borrowing<D, O>(
+        &mut self,
+        name: &str,
+        options: StepOptions,
+        deps: D,
+        guard: Option<BorrowingGuard<D>>,
+        call: BorrowingCall<D, O>,
+    ) -> Handle<O>
+    where
+        D: Deps + 'static,
+        O: StepValue,
+    {
+        self.borrowing(name, options, deps, guard, call, false)
+    }
+
+    /// [`step_borrowing`](Self::step_borrowing) for a step whose every error is retried, a
+    /// permanent one included (a saga's steps past its pivot). Its errors are marked
+    /// transient as they come, which costs the attempt a second allocation.
+    #[doc(hidden)]
+    pub fn step_borrowing_retried<D, O>(
+        &mut self,
+        name: &str,
+        options: StepOptions,
+        deps: D,
+        guard: Option<BorrowingGuard<D>>,
+        call: BorrowingCall<D, O>,
+    ) -> Handle<O>
+    where
+        D: Deps + 'static,
+        O: StepValue,
+    {
+        self.borrowing(name, options, deps, guard, call, true)
+    }
+
+    fn borrowing<D, O>(
+        &mut self,
+        name: &str,
+        options: StepOptions,
+        deps: D,
+        guard: Option<BorrowingGuard<D>>,
+        call: BorrowingCall<D, O>,
+        retried: bool,
+    ) -> Handle<O>
+    where
+        D: Deps + 'static,
+        O: StepValue,
+    {
+        let guard = guard.map(|guard| {
+            let step = name.to_owned();
+            Arc::new(move |values: &[Option<Value>]| {
+                let values = D::borrow(values).ok_or_else(|| wrong_inputs(&step))?;
+                Ok(guard(values))
+            }) as Arc<GuardFn>
+        });
+        let step = name.to_owned();
+        let call = erase_call(move |ctx, values| {
+            let values = D::borrow(values).ok_or_else(|| wrong_inputs(&step))?;
+            let ctx: &Option<StepContext> = ctx;
+            let ctx = ctx.as_ref().ok_or_else(|| no_context(&step))?;
+            let future = call(ctx, values).future;
+            if !retried {
+                return Ok(future);
+            }
+            Ok(
+                Box::pin(async move { future.await.map_err(StepError::into_transient) })
+                    as StepFuture<'_>,
+            )
+        });
+        self.add_erased(name, options, &deps.slots(), guard, call, Codec::of::<O>())
+    }
+
+    /// Adds a step, its call erased: its inputs' slots are checked and become the graph's
+    /// edges.
+    fn add_erased<O>(
+        &mut self,
+        name: &str,
+        options: StepOptions,
+        slots: &[(usize, u64, bool)],
+        guard: Option<Arc<GuardFn>>,
+        call: Arc<CallFn>,
+        codec: Codec,
+    ) -> Handle<O> {
         let index = self.steps.len();
         self.spec.node(name);
         let mut inputs = Vec::new();
-        for (slot, builder, optional) in deps.slots() {
+        for &(slot, builder, optional) in slots {
             if builder != self.id || slot > index {
                 self.problems.push(DefinitionError::ForeignHandle {
                     step: name.to_owned(),
@@ -495,24 +523,13 @@ impl<I: StepValue> Builder<I> {
                 source,
             });
         }
-        let step = name.to_owned();
-        let call: Arc<CallFn> = Arc::new(move |ctx: StepContext, values: &[Option<Value>]| {
-            let values = D::take(values).ok_or_else(|| wrong_inputs(&step))?;
-            let fut = f(ctx, values);
-            Ok(Box::pin(async move {
-                match fut.await {
-                    Ok(out) => Ok(Arc::new(out) as Value),
-                    Err(e) => Err(e.into()),
-                }
-            }) as StepFuture)
-        });
         self.steps.push(StepDef {
             name: name.to_owned(),
             inputs,
             options,
             guard,
             call,
-            codec: Codec::of::<O>(),
+            codec,
         });
         Handle {
             slot: index + 1,
@@ -592,16 +609,119 @@ mod tests {
         assert!(erased.graph().is_ok());
         let step = &erased.steps()[0];
         assert_eq!(step.inputs(), &[0]);
-        let ctx = StepContext::new("r".into(), "one", 1);
+        let mut ctx = Some(StepContext::new("r".into(), "one", 1));
         let out = step
-            .call(ctx, &[Some(Arc::new(41_u32) as Value)])
+            .call(&mut ctx, &[Some(Arc::new(41_u32) as Value)])
             .expect("inputs fit")
             .await
             .expect("step succeeds");
+        assert!(ctx.is_none(), "a step that owns its context takes it");
         assert_eq!(out.downcast_ref::<u32>(), Some(&42));
         assert_eq!((step.codec().encode)(&*out).as_deref(), Ok("42"));
         let back = (step.codec().decode)("7").expect("decodes");
         assert_eq!(back.downcast_ref::<u32>(), Some(&7));
+    }
+
+    async fn maybe_add(_: &StepContext, x: &u32, y: Option<&u32>) -> Result<u32, StepError> {
+        Ok(x + y.copied().unwrap_or(100))
+    }
+
+    #[tokio::test]
+    async fn a_borrowing_step_reads_its_inputs_in_place_and_leaves_its_context() {
+        let mut b = Builder::<u32>::new("W");
+        let input = b.input();
+        let one = b.step_borrowing("one", StepOptions::new(), (input,), None, |ctx, (x,)| {
+            Call::new(add_one(ctx, x))
+        });
+        let two = b.step_borrowing(
+            "two",
+            StepOptions::new(),
+            (input, one.optional()),
+            Some(|(x, _)| *x > 0),
+            |ctx, (x, y)| Call::new(maybe_add(ctx, x, y)),
+        );
+        let def = b.build_with_output(two);
+        let steps = def.erased().steps();
+        assert_eq!(steps[1].inputs(), &[0, 1]);
+
+        let input = Arc::new(41_u32) as Value;
+        let mut ctx = Some(StepContext::new("r".into(), "one", 1));
+        let inputs = [Some(Arc::clone(&input))];
+        let future = steps[0].call(&mut ctx, &inputs).expect("inputs fit");
+        // Borrowed, not cloned: the input's count is the two above, while the future runs.
+        assert_eq!(Arc::strong_count(&input), 2);
+        let out = future.await.expect("step succeeds");
+        assert_eq!(out.downcast_ref::<u32>(), Some(&42));
+        assert!(
+            ctx.is_some(),
+            "a borrowing step leaves the context to the attempt"
+        );
+
+        // An optional input that is missing arrives as `None`; the guard reads the same.
+        let inputs = [Some(Arc::new(1_u32) as Value), None];
+        assert_eq!(steps[1].guard(&inputs), Ok(true));
+        let out = steps[1].call(&mut ctx, &inputs).expect("inputs fit").await;
+        assert_eq!(
+            out.expect("step succeeds").downcast_ref::<u32>(),
+            Some(&101)
+        );
+        let inputs = [
+            Some(Arc::new(0_u32) as Value),
+            Some(Arc::new(5_u32) as Value),
+        ];
+        assert_eq!(steps[1].guard(&inputs), Ok(false));
+        let out = steps[1].call(&mut ctx, &inputs).expect("inputs fit").await;
+        assert_eq!(out.expect("step succeeds").downcast_ref::<u32>(), Some(&5));
+
+        // Inputs of the wrong type, or no context, are refused, not a panic.
+        let wrong = [Some(Arc::new("text") as Value)];
+        let refused = steps[0].call(&mut ctx, &wrong).err().expect("refused");
+        assert!(
+            refused
+                .to_string()
+                .contains("step `one` received inputs of the wrong type")
+        );
+        let mut none = None;
+        let refused = steps[0]
+            .call(&mut none, &inputs[..1])
+            .err()
+            .expect("refused");
+        assert!(
+            refused
+                .to_string()
+                .contains("without its attempt's context"),
+            "{refused}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_step_retried_past_every_error_has_its_errors_marked_transient() {
+        async fn refuse(_: &StepContext, _: &u32) -> Result<u32, StepError> {
+            Err(StepError::permanent("no"))
+        }
+        let mut b = Builder::<u32>::new("W");
+        let input = b.input();
+        let plain = b.step_borrowing("plain", StepOptions::new(), (input,), None, |ctx, (x,)| {
+            Call::new(refuse(ctx, x))
+        });
+        b.step_borrowing_retried(
+            "retried",
+            StepOptions::new(),
+            (input,),
+            None,
+            |ctx, (x,)| Call::new(refuse(ctx, x)),
+        );
+        let def = b.build_with_output(plain);
+        let inputs = [Some(Arc::new(1_u32) as Value)];
+        let mut ctx = Some(StepContext::new("r".into(), "plain", 1));
+        let mut errors = Vec::new();
+        for step in def.erased().steps() {
+            let future = step.call(&mut ctx, &inputs).expect("inputs fit");
+            errors.push(future.await.expect_err("the step fails"));
+        }
+        assert!(errors[0].is_permanent());
+        assert!(!errors[1].is_permanent());
+        assert_eq!(errors[1].to_string(), "no");
     }
 
     #[test]

@@ -212,7 +212,7 @@ pub(crate) fn doc_graph(model: &Model) -> String {
 /// How one step is wired to its upstream values.
 ///
 /// The step's closure is coerced to `__private::StepCall`: it captures nothing and receives
-/// the context and the tuple of input values by reference, so that the expansion's body holds
+/// the context and the tuple of its inputs, borrowed, so that the expansion's body holds
 /// no coroutine and no closure whose auto traits stay undecided until the body is checked
 /// (that made type-checking quadratic in the steps; see `src/private.rs` in the facade).
 pub(crate) struct Wiring {
@@ -220,7 +220,11 @@ pub(crate) struct Wiring {
     pub(crate) deps: TokenStream,
     /// The closure's parameter for the tuple of their values: `__v`, or `_` when there is none.
     pub(crate) values: TokenStream,
-    /// The arguments passed after the context: `&*__v.0, __v.1.as_deref()`.
+    /// The arguments passed after the context, from the borrowed inputs a step's call and its
+    /// guard receive: `__v.0, __v.1` (a `&T`, an `Option<&T>`).
+    pub(crate) refs: Vec<TokenStream>,
+    /// The same arguments from the values a compensation's call receives (a reference to the
+    /// tuple of `Arc<T>` and `Option<Arc<T>>`): `&*__v.0, __v.1.as_deref()`.
     pub(crate) args: Vec<TokenStream>,
 }
 
@@ -234,17 +238,20 @@ pub(crate) fn wiring(model: &Model, index: usize, has_input: bool, at: Option<Sp
             Wiring {
                 deps: quote!((__input,)),
                 values: quote!(__v),
+                refs: vec![borrowed(span, 0)],
                 args: vec![value(span, 0, false)],
             }
         } else {
             Wiring {
                 deps: quote!(()),
                 values: quote!(_),
+                refs: Vec::new(),
                 args: Vec::new(),
             }
         };
     }
     let mut deps = Vec::new();
+    let mut refs = Vec::new();
     let mut args = Vec::new();
     for (k, input) in step.inputs.iter().enumerate() {
         let upstream = handle(input.step);
@@ -255,13 +262,28 @@ pub(crate) fn wiring(model: &Model, index: usize, has_input: bool, at: Option<Sp
         } else {
             deps.push(quote!(#upstream));
         }
+        refs.push(borrowed(at, k));
         args.push(value(at, k, optional));
     }
     Wiring {
         deps: quote!((#(#deps,)*)),
         values: quote!(__v),
+        refs,
         args,
     }
+}
+
+/// Input `k` of the borrowed inputs `__v` as the step's function takes it, spanned on `at`
+/// (the edge as written), so that rustc's mismatch points at the upstream step in the chain
+/// rather than at the whole macro: `__v.k`, a `&T`, or an `Option<&T>` for an input that may
+/// be missing.
+fn borrowed(at: Span, k: usize) -> TokenStream {
+    let values = format_ident!("__v", span = at);
+    let k = syn::Index {
+        index: k as u32,
+        span: at,
+    };
+    quote_spanned!(at=> #values.#k)
 }
 
 /// Input `k` of the values tuple `__v` as the step's function takes it, spanned on `at` (the
@@ -287,24 +309,20 @@ pub(crate) fn closure(
     index: usize,
     wiring: &Wiring,
 ) -> TokenStream {
-    let p = quote!(::sagaflow::__private);
     let step = &model.steps[index];
     let span = step.path.span();
     let path = &step.path;
-    let args = &wiring.args;
+    let args = &wiring.refs;
     let values = &wiring.values;
     // Written out rather than through `p`, so that every token of the call is spanned on the
     // step and a mismatch of its future (the run's output) is reported there.
-    let call = quote_spanned!(span=> ::sagaflow::__private::Box::pin(#path(__ctx, #(#args),*)));
+    // The run's output step names the output type, so that a mismatch is reported on the
+    // step as the future's output against the type declared.
     let body = match (&input.header.output, model.output_step) {
         (Some(out), Some(o)) if o == index => {
-            let at = out.span();
-            quote_spanned!(at=> {
-                let __output: #p::CallFuture<'_, #out, _> = #call;
-                __output
-            })
+            quote_spanned!(span=> ::sagaflow::__private::call::<#out, _>(#path(__ctx, #(#args),*)))
         }
-        _ => call,
+        _ => quote_spanned!(span=> ::sagaflow::__private::call(#path(__ctx, #(#args),*))),
     };
     quote_spanned!(span=> |__ctx, #values| #body)
 }
@@ -313,7 +331,7 @@ pub(crate) fn closure(
 pub(crate) fn guard(model: &Model, index: usize, wiring: &Wiring) -> Option<TokenStream> {
     let guard = model.steps[index].options.when.as_ref()?;
     let at = guard.span();
-    let args = &wiring.args;
+    let args = &wiring.refs;
     let values = &wiring.values;
     let guard_call = quote_spanned!(at=> #guard(#(#args),*));
     Some(quote!(|#values| #guard_call))

@@ -195,34 +195,44 @@ pub(super) async fn run_step<'r>(
                 }));
             }
         }
-        let limits = Limits {
-            timeout: options.timeout,
-            deadline: options.deadline.zip(deadline_at),
-        };
-        let result = match span.in_scope(|| begin(run, index, def, name, attempt, inputs, limits)) {
-            Ok(running) => {
-                // Polled in place in the attempt's span, not moved into an `Instrumented` (see
-                // `run_steps`).
-                let end = {
-                    let mut running = std::pin::pin!(running);
-                    std::future::poll_fn(|cx| span.in_scope(|| running.as_mut().poll(cx))).await
+        // The attempt's context, lent to the step's call: a step that borrows it (as
+        // `workflow!`'s do) reads it here for as long as its future runs.
+        let mut ctx = Some(StepContext::for_run(
+            Arc::clone(run) as Arc<dyn StepScope>,
+            index,
+            attempt,
+        ));
+        // Only the attempt in flight and its context are held across the wait: every local
+        // held there makes the future of every step's task larger (see `Running`).
+        let end = {
+            let running = span.in_scope(|| {
+                let limits = Limits {
+                    timeout: options.timeout,
+                    deadline: options.deadline.zip(deadline_at),
                 };
-                match end {
-                    Ended::Done(Ok(Ok(output))) => Ok(output),
-                    // In the attempt's span: what ended it short of success is logged there.
-                    end => span.in_scope(|| end.result(name, attempt)),
-                }
-            }
-            Err(error) => Err(error),
+                begin(def, name, &mut ctx, inputs, limits)
+            });
+            // Polled in place in the attempt's span, not moved into an `Instrumented` (see
+            // `run_steps`).
+            let mut running = std::pin::pin!(running);
+            std::future::poll_fn(|cx| span.in_scope(|| running.as_mut().poll(cx))).await
+        };
+        let result = match end {
+            Ended::Done(Ok(Ok(output))) => Ok(output),
+            // In the attempt's span: what ended it short of success is logged there.
+            end => span.in_scope(|| end.result(name, attempt)),
         };
         #[cfg(feature = "fault-injection")]
         let result = match result {
             Ok(_) if crate::fault::twice() => {
                 // The idempotency test mode: the step runs again, as after a crash between
                 // its effect and its checkpoint, and the second output is the one kept.
-                let ctx =
-                    StepContext::for_run(Arc::clone(run) as Arc<dyn StepScope>, index, attempt);
-                match def.call(ctx, inputs) {
+                let mut ctx = Some(StepContext::for_run(
+                    Arc::clone(run) as Arc<dyn StepScope>,
+                    index,
+                    attempt,
+                ));
+                match def.call(&mut ctx, inputs) {
                     Ok(again) => again.instrument(span.clone()).await,
                     Err(error) => Err(error),
                 }
@@ -346,22 +356,25 @@ async fn record_start(
     }
 }
 
-/// Calls the step's function for attempt `attempt`: the attempt in flight, or the error it
-/// failed with at once (a panic included).
-fn begin(
-    run: &Arc<Run>,
-    index: usize,
+/// Calls the step's function with the attempt's context `ctx`: the attempt in flight, which
+/// may borrow `ctx` and `inputs`, or, ending at its first poll, the error it failed with at
+/// once (a panic included).
+fn begin<'a>(
     def: &StepDef,
     name: &str,
-    attempt: u32,
-    inputs: &[Option<Value>],
+    ctx: &'a mut Option<StepContext>,
+    inputs: &'a [Option<Value>],
     limits: Limits,
-) -> Result<Running, StepError> {
-    let ctx = StepContext::for_run(Arc::clone(run) as Arc<dyn StepScope>, index, attempt);
-    let future = match std::panic::catch_unwind(AssertUnwindSafe(|| def.call(ctx, inputs))) {
+) -> Running<'a> {
+    // `ctx` moved in, not reborrowed, so that the future may borrow it for `'a`.
+    let call = AssertUnwindSafe(move || {
+        let ctx = ctx;
+        def.call(ctx, inputs)
+    });
+    let future = match std::panic::catch_unwind(call) {
         Ok(Ok(future)) => future,
-        Ok(Err(error)) => return Err(error),
-        Err(payload) => return Err(panicked(name, "", payload.as_ref())),
+        Ok(Err(error)) => return Running::Failed(Some(error)),
+        Err(payload) => return Running::Failed(Some(panicked(name, "", payload.as_ref()))),
     };
     let timeout_at = limits
         .timeout
@@ -374,22 +387,24 @@ fn begin(
         (None, None) => None,
     };
     let future = AssertUnwindSafe(future).catch_unwind();
-    Ok(match cut {
+    match cut {
         None => Running::Plain(future),
         Some((at, cut)) => Running::Limited(Box::pin(tokio::time::timeout_at(at, future)), cut),
-    })
+    }
 }
 
 /// The step's future of an attempt in flight.
-type Attempt =
-    futures_util::future::CatchUnwind<AssertUnwindSafe<crate::runtime::definition::StepFuture>>;
+type Attempt<'a> =
+    futures_util::future::CatchUnwind<AssertUnwindSafe<crate::runtime::definition::StepFuture<'a>>>;
 
 /// An attempt in flight: the step's future, with the limit that cuts it first if it has one
 /// (boxed: only attempts with a time limit pay for a timer). Small, so that the future of
 /// every step, which holds it, is small too.
-enum Running {
-    Plain(Attempt),
-    Limited(std::pin::Pin<Box<tokio::time::Timeout<Attempt>>>, Cut),
+enum Running<'a> {
+    Plain(Attempt<'a>),
+    Limited(std::pin::Pin<Box<tokio::time::Timeout<Attempt<'a>>>>, Cut),
+    /// The call failed before it returned a future (taken when polled).
+    Failed(Option<StepError>),
 }
 
 /// How an attempt in flight ended.
@@ -400,7 +415,7 @@ enum Ended {
     Cut(Cut),
 }
 
-impl std::future::Future for Running {
+impl std::future::Future for Running<'_> {
     type Output = Ended;
 
     fn poll(
@@ -413,6 +428,9 @@ impl std::future::Future for Running {
                 Ok(done) => Ended::Done(done),
                 Err(_) => Ended::Cut(*cut),
             }),
+            Running::Failed(error) => std::task::Poll::Ready(Ended::Done(Ok(Err(error
+                .take()
+                .unwrap_or_else(|| StepError::permanent("internal: an attempt polled again")))))),
         }
     }
 }
