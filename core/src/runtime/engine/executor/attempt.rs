@@ -359,6 +359,7 @@ async fn record_start(
 /// Calls the step's function with the attempt's context `ctx`: the attempt in flight, which
 /// may borrow `ctx` and `inputs`, or, ending at its first poll, the error it failed with at
 /// once (a panic included).
+#[inline]
 fn begin<'a>(
     def: &StepDef,
     name: &str,
@@ -413,6 +414,8 @@ enum Ended {
     Done(std::thread::Result<Result<Value, StepError>>),
     /// A time limit cut it.
     Cut(Cut),
+    /// The call failed before it returned a future (`None` only if polled again after).
+    Refused(Option<StepError>),
 }
 
 impl std::future::Future for Running<'_> {
@@ -428,9 +431,7 @@ impl std::future::Future for Running<'_> {
                 Ok(done) => Ended::Done(done),
                 Err(_) => Ended::Cut(*cut),
             }),
-            Running::Failed(error) => std::task::Poll::Ready(Ended::Done(Ok(Err(error
-                .take()
-                .unwrap_or_else(|| StepError::permanent("internal: an attempt polled again")))))),
+            Running::Failed(error) => std::task::Poll::Ready(Ended::Refused(error.take())),
         }
     }
 }
@@ -446,6 +447,9 @@ impl Ended {
                 tracing::debug!(error = %error, "attempt cut");
                 Err(error)
             }
+            Ended::Refused(error) => Err(error.unwrap_or_else(|| {
+                StepError::permanent("internal: an attempt was polled again after it ended")
+            })),
         }
     }
 }
