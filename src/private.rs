@@ -71,61 +71,35 @@ where
     Call::new(future)
 }
 
-/// `builder.step_borrowing(…)` for `workflow!`.
-pub fn step<I: StepValue, D: Deps + 'static, O: StepValue>(
-    builder: &mut Builder<I>,
-    name: &str,
-    options: StepOptions,
-    deps: D,
-    call: StepCall<D, O>,
-) -> Handle<O> {
-    builder.step_borrowing(name, options, deps, None, call)
+/// The adapters of the builders' step methods, for the macros' expansions: `step`, say, is
+/// `builder.step_borrowing(name, options, deps, None, call)` for `workflow!`.
+macro_rules! step_adapters {
+    ($(
+        $adapter:ident($builder:ident, $macro:literal, $call:ident $(, $guard:ident)?)
+            => $method:ident($($arg:expr),*);
+    )*) => {
+        $(
+            #[doc = concat!("`builder.", stringify!($method), "(…)` for `", $macro, "`.")]
+            pub fn $adapter<I: StepValue, D: Deps + 'static, O: StepValue>(
+                builder: &mut $builder<I>,
+                name: &str,
+                options: StepOptions,
+                deps: D,
+                $($guard: GuardCall<D>,)?
+                $call: StepCall<D, O>,
+            ) -> Handle<O> {
+                builder.$method(name, options, deps, $($arg),*)
+            }
+        )*
+    };
 }
 
-/// `builder.step_borrowing(…)` with a guard, for `workflow!`.
-pub fn step_when<I: StepValue, D: Deps + 'static, O: StepValue>(
-    builder: &mut Builder<I>,
-    name: &str,
-    options: StepOptions,
-    deps: D,
-    guard: GuardCall<D>,
-    call: StepCall<D, O>,
-) -> Handle<O> {
-    builder.step_borrowing(name, options, deps, Some(guard), call)
-}
-
-/// `builder.step_borrowing(…)` for `saga!`.
-pub fn saga_step<I: StepValue, D: Deps + 'static, O: StepValue>(
-    builder: &mut SagaBuilder<I>,
-    name: &str,
-    options: StepOptions,
-    deps: D,
-    call: StepCall<D, O>,
-) -> Handle<O> {
-    builder.step_borrowing(name, options, deps, None, call)
-}
-
-/// `builder.step_borrowing(…)` with a guard, for `saga!`.
-pub fn saga_step_when<I: StepValue, D: Deps + 'static, O: StepValue>(
-    builder: &mut SagaBuilder<I>,
-    name: &str,
-    options: StepOptions,
-    deps: D,
-    guard: GuardCall<D>,
-    call: StepCall<D, O>,
-) -> Handle<O> {
-    builder.step_borrowing(name, options, deps, Some(guard), call)
-}
-
-/// `builder.pivot_borrowing(…)` for `saga!`.
-pub fn saga_pivot<I: StepValue, D: Deps + 'static, O: StepValue>(
-    builder: &mut SagaBuilder<I>,
-    name: &str,
-    options: StepOptions,
-    deps: D,
-    call: StepCall<D, O>,
-) -> Handle<O> {
-    builder.pivot_borrowing(name, options, deps, call)
+step_adapters! {
+    step(Builder, "workflow!", call) => step_borrowing(None, call);
+    step_when(Builder, "workflow!", call, guard) => step_borrowing(Some(guard), call);
+    saga_step(SagaBuilder, "saga!", call) => step_borrowing(None, call);
+    saga_step_when(SagaBuilder, "saga!", call, guard) => step_borrowing(Some(guard), call);
+    saga_pivot(SagaBuilder, "saga!", call) => pivot_borrowing(call);
 }
 
 /// The adapters of `SagaBuilder`'s compensation methods; `$output` is what the compensation

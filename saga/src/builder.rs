@@ -195,13 +195,7 @@ impl<I: StepValue> SagaBuilder<I> {
         D: Deps + 'static,
         O: StepValue,
     {
-        let (options, forward_only) = self.enter(name, &options, &deps, false);
-        if forward_only {
-            self.inner
-                .step_borrowing_retried(name, options, deps, guard, call)
-        } else {
-            self.inner.step_borrowing(name, options, deps, guard, call)
-        }
+        self.borrowing(name, options, deps, guard, call, false)
     }
 
     /// Adds the saga's pivot, its call borrowing its context and inputs (see
@@ -217,13 +211,25 @@ impl<I: StepValue> SagaBuilder<I> {
         D: Deps + 'static,
         O: StepValue,
     {
-        let (options, forward_only) = self.enter(name, &options, &deps, true);
-        if forward_only {
-            self.inner
-                .step_borrowing_retried(name, options, deps, None, call)
-        } else {
-            self.inner.step_borrowing(name, options, deps, None, call)
-        }
+        self.borrowing(name, options, deps, None, call, true)
+    }
+
+    fn borrowing<D, O>(
+        &mut self,
+        name: &str,
+        options: StepOptions,
+        deps: D,
+        guard: Option<BorrowingGuard<D>>,
+        call: BorrowingCall<D, O>,
+        is_pivot: bool,
+    ) -> Handle<O>
+    where
+        D: Deps + 'static,
+        O: StepValue,
+    {
+        let (options, forward_only) = self.enter(name, &options, &deps, is_pivot);
+        self.inner
+            .step_borrowing_with(name, options, deps, guard, call, forward_only)
     }
 
     /// Declares `undo` the compensation of `step`: if a later step fails, it runs with the

@@ -420,36 +420,21 @@ impl<I: StepValue> Builder<I> {
         D: Deps + 'static,
         O: StepValue,
     {
-        self.borrowing(name, options, deps, guard, call, false)
+        self.step_borrowing_with(name, options, deps, guard, call, false)
     }
 
-    /// [`step_borrowing`](Self::step_borrowing) for a step whose every error is retried, a
-    /// permanent one included (a saga's steps past its pivot). Its errors are marked
-    /// transient as they come, which costs the attempt a second allocation.
+    /// [`step_borrowing`](Self::step_borrowing), and, with `retry_every_error`, a step whose
+    /// every error is retried, a permanent one included (a saga's steps past its pivot): its
+    /// errors are marked transient as they come, which costs the attempt a second allocation.
     #[doc(hidden)]
-    pub fn step_borrowing_retried<D, O>(
+    pub fn step_borrowing_with<D, O>(
         &mut self,
         name: &str,
         options: StepOptions,
         deps: D,
         guard: Option<BorrowingGuard<D>>,
         call: BorrowingCall<D, O>,
-    ) -> Handle<O>
-    where
-        D: Deps + 'static,
-        O: StepValue,
-    {
-        self.borrowing(name, options, deps, guard, call, true)
-    }
-
-    fn borrowing<D, O>(
-        &mut self,
-        name: &str,
-        options: StepOptions,
-        deps: D,
-        guard: Option<BorrowingGuard<D>>,
-        call: BorrowingCall<D, O>,
-        retried: bool,
+        retry_every_error: bool,
     ) -> Handle<O>
     where
         D: Deps + 'static,
@@ -468,7 +453,7 @@ impl<I: StepValue> Builder<I> {
             let ctx: &Option<StepContext> = ctx;
             let ctx = ctx.as_ref().ok_or_else(|| no_context(&step))?;
             let future = call(ctx, values).future;
-            if !retried {
+            if !retry_every_error {
                 return Ok(future);
             }
             Ok(
@@ -704,12 +689,13 @@ mod tests {
         let plain = b.step_borrowing("plain", StepOptions::new(), (input,), None, |ctx, (x,)| {
             Call::new(refuse(ctx, x))
         });
-        b.step_borrowing_retried(
+        b.step_borrowing_with(
             "retried",
             StepOptions::new(),
             (input,),
             None,
             |ctx, (x,)| Call::new(refuse(ctx, x)),
+            true,
         );
         let def = b.build_with_output(plain);
         let inputs = [Some(Arc::new(1_u32) as Value)];
