@@ -25,7 +25,9 @@
 //! Each timed loop runs in a task spawned on the runtime, not on the thread criterion blocks
 //! on: a third thread waking up after every run on a 2-core machine made the figures swing
 //! by up to 8× from one run to the next, for every contender alike. sagaflow uses
-//! `Engine::ephemeral()` as a user gets it (at most 1,024 step attempts at once).
+//! `Engine::ephemeral()` as a user gets it (at most 1,024 step attempts at once, the last
+//! 10,000 finished runs kept for their ids). `SAGAFLOW_BENCH_KEEP=<runs>` makes the timed
+//! loops' engines keep that many finished runs instead: what keeping them costs a run.
 //!
 //! A second group, `tasks_64_chain_5`, has 64 tasks start 5-step chains on one engine, on
 //! runtimes of 1 and of 2 workers, against 64 tasks running the tokio baseline's chain: what
@@ -220,6 +222,20 @@ async fn sagaflow_check(def: &SagaDef, shape: Shape) {
     );
 }
 
+/// The engine of a timed loop: `Engine::ephemeral()`, or, with `SAGAFLOW_BENCH_KEEP=<runs>`,
+/// one that keeps that many finished runs.
+fn bench_engine() -> Engine {
+    match std::env::var("SAGAFLOW_BENCH_KEEP") {
+        Ok(runs) => Engine::builder()
+            .keep_finished_runs(
+                runs.parse()
+                    .expect("SAGAFLOW_BENCH_KEEP is a number of runs"),
+            )
+            .build(),
+        Err(_) => Engine::ephemeral(),
+    }
+}
+
 /// Times `iters` runs, on a fresh engine per batch of [`Shape::runs_per_batch`] runs; making
 /// the engine, the run ids and dropping the engine are not timed.
 async fn sagaflow_timed<O: StepValue>(
@@ -232,7 +248,7 @@ async fn sagaflow_timed<O: StepValue>(
     while left > 0 {
         let batch = left.min(shape.runs_per_batch());
         left -= batch;
-        let engine = Engine::ephemeral();
+        let engine = bench_engine();
         let ids: Vec<RunId> = (0..batch)
             .map(|i| RunId::from(format!("run-{i}")))
             .collect();
@@ -595,7 +611,7 @@ const TASKS: u64 = 64;
 /// `iters` runs of `def` started by [`TASKS`] tasks on one fresh engine, each task waiting for
 /// a run before it starts its next; the engine and the ids are made before the clock starts.
 async fn sagaflow_tasks_timed(def: Definition<u64, u64>, iters: u64) -> Duration {
-    let engine = Engine::ephemeral();
+    let engine = bench_engine();
     let ids: Vec<Vec<RunId>> = (0..TASKS)
         .map(|t| {
             let runs = iters / TASKS + u64::from(t < iters % TASKS);
