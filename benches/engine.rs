@@ -101,8 +101,14 @@ impl Shape {
     }
 }
 
+/// The runtime of the `engine_overhead` group and of the count mode: 2 workers, or
+/// `SAGAFLOW_BENCH_WORKERS` (1 takes the other worker's wake-ups out of an A/B comparison).
 fn runtime() -> Runtime {
-    runtime_of(2)
+    let workers = std::env::var("SAGAFLOW_BENCH_WORKERS").map_or(2, |w| {
+        w.parse()
+            .expect("SAGAFLOW_BENCH_WORKERS is a number of workers")
+    });
+    runtime_of(workers)
 }
 
 fn runtime_of(workers: usize) -> Runtime {

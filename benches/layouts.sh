@@ -13,6 +13,7 @@
 #   bash benches/layouts.sh                       # this checkout's working tree, 5 layouts, chain_5
 #   bash benches/layouts.sh /tmp/a /tmp/b         # two trees side by side (A/B of a change)
 #   LAYOUTS=3 ROUNDS=2 FILTER='^chain_100/(sagaflow|tokio)$' bash benches/layouts.sh
+#   BUILD=0 ROUNDS=3 bash benches/layouts.sh /tmp/a /tmp/b    # more rounds, the same binaries
 #
 # A tree is a directory holding a checkout (its `target/` and `.git/` are not copied). The
 # copies and one shared target directory go under LAYOUT_DIR (default /tmp/sagaflow-layouts):
@@ -31,6 +32,8 @@ mkdir -p "$work/bin"
 export CARGO_TARGET_DIR="$work/target"
 
 for i in "${!trees[@]}"; do
+    # BUILD=0: more rounds of the binaries built last time, for the same trees in the same order.
+    if [ "${BUILD:-1}" = 0 ]; then continue; fi
     tree=$(cd "${trees[$i]}" && pwd)
     for k in $(seq "$layouts"); do
         dir="$work/tree$i/layout$k/sagaflow"
