@@ -28,6 +28,7 @@
 //! `Engine::ephemeral()` as a user gets it (at most 1,024 step attempts at once, the last
 //! 10,000 finished runs kept for their ids). `SAGAFLOW_BENCH_KEEP=<runs>` makes the timed
 //! loops' engines keep that many finished runs instead: what keeping them costs a run.
+//! `SAGAFLOW_BENCH_WORKERS=<n>` gives that group (and the count mode) n workers instead of 2.
 //!
 //! A second group, `tasks_64_chain_5`, has 64 tasks start 5-step chains on one engine, on
 //! runtimes of 1 and of 2 workers, against 64 tasks running the tokio baseline's chain: what
