@@ -63,8 +63,9 @@ pub struct Report<O> {
     pub workflow: Arc<str>,
     /// The run's output. Shared, because every handle on the run sees the same one.
     pub output: Arc<O>,
-    /// Each step, in declaration order. Shared: the engine keeps the finished run's report
-    /// for as long as it keeps the run, and every handle's `wait` sees that same list.
+    /// Each step, in declaration order. Shared: every handle on the run made before its last
+    /// handle was gone sees the same list; a handle made on a completed run kept after that
+    /// gets it made again (the engine keeps a step's end in 16 bytes, not 48).
     pub steps: StepReports,
 }
 
@@ -76,9 +77,10 @@ impl<O> Report<O> {
 }
 
 /// A finished run's steps, in declaration order: a slice (`report.steps.len()`,
-/// `report.steps[0]`, `for step in &report.steps`), shared rather than copied, since the engine
-/// keeps a finished run's report for as long as it keeps the run and every handle's `wait` sees
-/// that same list.
+/// `report.steps[0]`, `for step in &report.steps`), shared rather than copied: the handles on a
+/// run that exist together see one list. A completed run that the engine keeps after its last
+/// handle is gone is kept compactly, and a later handle's `wait` gets the list made again, equal
+/// to the first.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StepReports(Arc<[StepReport]>);
 

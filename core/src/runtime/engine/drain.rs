@@ -161,8 +161,11 @@ impl Engine {
             shards
                 .iter()
                 .flat_map(|shard| shard.runs.iter())
-                .filter(|(_, entry)| entry.control.outcome.get().is_none())
-                .map(|(run_id, entry)| (run_id.clone(), Arc::clone(&entry.control)))
+                .filter_map(|(run_id, entry)| {
+                    entry
+                        .running()
+                        .map(|control| (run_id.clone(), Arc::clone(control)))
+                })
                 .collect()
         };
         tracing::info!(runs = live.len(), ?grace, "the engine drains");

@@ -36,6 +36,7 @@ use crate::policy::OnError;
 use crate::runtime::context::{SignalSource, StepScope};
 use crate::runtime::definition::{self, ErasedDefinition, Value};
 use crate::runtime::engine::Inner;
+use crate::runtime::engine::table::Done;
 use crate::runtime::error::{RunError, StepError, StoreError};
 use crate::runtime::id::RunId;
 use crate::runtime::report::{StepReports, StepStatus};
@@ -140,11 +141,24 @@ impl OutcomeSender {
         self.0.detach();
     }
 
-    /// Tells the engine that the run `run_id` has ended at `at`, then sends `outcome`:
-    /// whoever sees the outcome finds the engine's table as the end left it.
-    fn send_ended(&self, outcome: Outcome, engine: &Inner, run_id: &RunId, at: Instant) {
+    /// Tells the engine that the run `run_id` (of `def`, if it began) has ended at `at`,
+    /// then sends `outcome`: whoever sees the outcome finds the engine's table as the end
+    /// left it.
+    fn send_ended(
+        &self,
+        outcome: Outcome,
+        engine: &Inner,
+        run_id: &RunId,
+        at: Instant,
+        def: Option<&Arc<ErasedDefinition>>,
+    ) {
         let released = matches!(outcome, Err(RunError::Released { .. }));
-        engine.run_ended(run_id, &self.0, released, at);
+        // A completed run the table keeps is kept compactly.
+        let done = || match (&outcome, def) {
+            (Ok(finished), Some(def)) => Some(Done::new(finished, def)),
+            _ => None,
+        };
+        engine.run_ended(run_id, &self.0, released, at, done);
         self.send(outcome);
     }
 }
@@ -354,7 +368,7 @@ pub(crate) fn launch_run(
             run_id: run_id.clone(),
             message: "the definition became invalid after it was checked".to_owned(),
         };
-        outcome.send_ended(Err(error), &engine, &run_id, Instant::now());
+        outcome.send_ended(Err(error), &engine, &run_id, Instant::now(), None);
         return;
     };
     let plan = definition::plan(&def);
@@ -683,8 +697,13 @@ impl Run {
         if !self.engine.records {
             let _entered = self.span.enter();
             let outcome = settle(self);
-            self.outcome
-                .send_ended(outcome, &self.engine, &self.run_id, self.ended_at());
+            self.outcome.send_ended(
+                outcome,
+                &self.engine,
+                &self.run_id,
+                self.ended_at(),
+                Some(&self.def),
+            );
             return;
         }
         let run = Arc::clone(self);
@@ -692,8 +711,13 @@ impl Run {
         self.runtime.spawn(
             async move {
                 let outcome = conclude(&run).await;
-                run.outcome
-                    .send_ended(outcome, &run.engine, &run.run_id, Instant::now());
+                run.outcome.send_ended(
+                    outcome,
+                    &run.engine,
+                    &run.run_id,
+                    Instant::now(),
+                    Some(&run.def),
+                );
             }
             .instrument(span),
         );

@@ -381,7 +381,7 @@ impl Engine {
             .shard(run_id)
             .runs
             .get(run_id)
-            .is_some_and(|entry| entry.control.outcome.get().is_none())
+            .is_some_and(|entry| entry.running().is_some())
     }
 }
 

@@ -19,6 +19,10 @@ use tokio::time::Instant;
 use super::executor::Control;
 use crate::runtime::id::{IdMap, RunId};
 
+mod done;
+
+pub(crate) use done::Done;
+
 /// Shards of an engine's table at most (a power of two).
 const MAX_SHARDS: usize = 32;
 
@@ -33,11 +37,55 @@ pub(crate) struct Keep {
     pub(crate) age: Duration,
 }
 
-/// A run the engine knows: starting, running or finished. Its outcome, once published, is
-/// kept in its `control`.
+/// A run the engine knows: starting, running or finished.
 pub(crate) struct RunEntry {
     pub(crate) workflow: Arc<str>,
-    pub(crate) control: Arc<Control>,
+    state: EntryState,
+    /// Which of its shard's kept runs this is (0 until it is kept): a run kept later under
+    /// the same id is another.
+    stamp: u64,
+}
+
+/// How the table holds a run.
+enum EntryState {
+    /// By its control: while it runs, and once it has ended other than by completing (its
+    /// error holds its report).
+    Live(Arc<Control>),
+    /// Completed, kept compactly: its control goes with its last handle.
+    Done(Done),
+}
+
+impl RunEntry {
+    /// A run about to start, under `control`.
+    pub(crate) fn new(workflow: Arc<str>, control: Arc<Control>) -> Self {
+        RunEntry {
+            workflow,
+            state: EntryState::Live(control),
+            stamp: 0,
+        }
+    }
+
+    /// The run's control, if it has not ended.
+    pub(crate) fn running(&self) -> Option<&Arc<Control>> {
+        match &self.state {
+            EntryState::Live(control) if control.outcome.get().is_none() => Some(control),
+            _ => None,
+        }
+    }
+
+    /// A control for a new handle on the run: its own, or, for a completed run kept
+    /// compactly, one with its outcome (its report made again).
+    pub(crate) fn control(&self) -> Arc<Control> {
+        match &self.state {
+            EntryState::Live(control) => Arc::clone(control),
+            EntryState::Done(done) => done.control(),
+        }
+    }
+
+    /// Whether this is the run `control` belongs to.
+    fn is(&self, control: &Arc<Control>) -> bool {
+        matches!(&self.state, EntryState::Live(own) if Arc::ptr_eq(own, control))
+    }
 }
 
 /// A finished run a shard keeps, and since when.
@@ -46,8 +94,8 @@ struct Kept {
     /// When it ended, in nanoseconds since the table was made (see [`RunTable::nanos`]):
     /// its age is then a subtraction of integers.
     since: u64,
-    /// The run's, to tell it from a later run under the same id.
-    control: Arc<Control>,
+    /// The run's [`RunEntry::stamp`], to tell it from a later run under the same id.
+    stamp: u64,
 }
 
 /// One shard: the runs whose ids fall in it, live and finished, and the finished ones it
@@ -57,13 +105,15 @@ pub(crate) struct Shard {
     finished: VecDeque<Kept>,
     /// This shard's share of the bound on finished runs.
     keep_runs: usize,
+    /// The last stamp given to a kept run.
+    stamps: u64,
 }
 
 impl Shard {
     /// Removes the run `run_id` if it is still the one `control` belongs to.
     pub(crate) fn remove(&mut self, run_id: &RunId, control: &Arc<Control>) -> bool {
         match self.runs.entry(run_id.clone()) {
-            Entry::Occupied(entry) if Arc::ptr_eq(&entry.get().control, control) => {
+            Entry::Occupied(entry) if entry.get().is(control) => {
                 entry.remove();
                 true
             }
@@ -81,9 +131,11 @@ impl Shard {
                 break;
             }
             if let Some(oldest) = self.finished.pop_front()
-                && self.remove(&oldest.run_id, &oldest.control)
+                && let Entry::Occupied(entry) = self.runs.entry(oldest.run_id)
+                && entry.get().stamp == oldest.stamp
             {
-                dropped.push(oldest.run_id);
+                let (run_id, _) = entry.remove_entry();
+                dropped.push(run_id);
             }
         }
     }
@@ -142,6 +194,7 @@ impl RunTable {
                     runs: IdMap::default(),
                     finished: VecDeque::new(),
                     keep_runs,
+                    stamps: 0,
                 })
             })
             .collect();
@@ -195,9 +248,16 @@ impl RunTable {
     }
 
     /// The run `run_id` has ended: the table forgets it if the store keeps it, or keeps it
-    /// among the finished runs, dropping the oldest beyond the bound or the age. Returns the
-    /// ids dropped, for the store to forget. `now` is when the run ended.
-    pub(crate) fn ended(&self, run_id: &RunId, control: &Arc<Control>, now: Instant) -> Dropped {
+    /// among the finished runs, dropping the oldest beyond the bound or the age. A run that
+    /// completed is kept as `done` makes it (compactly), any other by its control. Returns
+    /// the ids dropped, for the store to forget. `now` is when the run ended.
+    pub(crate) fn ended(
+        &self,
+        run_id: &RunId,
+        control: &Arc<Control>,
+        now: Instant,
+        done: impl FnOnce() -> Option<Done>,
+    ) -> Dropped {
         let mut dropped = Dropped::default();
         if self.store_keeps_finished {
             self.remove(run_id, control);
@@ -206,11 +266,25 @@ impl RunTable {
         let since = self.nanos(now);
         let oldest = {
             let mut shard = self.shard(run_id);
-            shard.finished.push_back(Kept {
-                run_id: run_id.clone(),
-                since,
-                control: Arc::clone(control),
-            });
+            let stamp = shard.stamps + 1;
+            let kept = match shard.runs.get_mut(run_id) {
+                Some(entry) if entry.is(control) => {
+                    entry.stamp = stamp;
+                    if let Some(done) = done() {
+                        entry.state = EntryState::Done(done);
+                    }
+                    true
+                }
+                _ => false,
+            };
+            if kept {
+                shard.stamps = stamp;
+                shard.finished.push_back(Kept {
+                    run_id: run_id.clone(),
+                    since,
+                    stamp,
+                });
+            }
             shard.evict(since, self.age_nanos(), &mut dropped);
             // Under the shard's lock, so that a sweep sees either the run or this. A read as
             // a rule; a write only when no kept run is older.
@@ -266,13 +340,10 @@ mod tests {
         let control = Arc::<Control>::default();
         table.shard(&run_id).runs.insert(
             run_id.clone(),
-            RunEntry {
-                workflow: Arc::from("W"),
-                control: Arc::clone(&control),
-            },
+            RunEntry::new(Arc::from("W"), Arc::clone(&control)),
         );
         table
-            .ended(&run_id, &control, Instant::now())
+            .ended(&run_id, &control, Instant::now(), || None)
             .iter()
             .cloned()
             .collect()
