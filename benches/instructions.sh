@@ -9,14 +9,22 @@
 #
 #   bash benches/instructions.sh                 # chain_5, 10,000 and 30,000 runs
 #   SHAPE=chain_100 LOW=200 HIGH=600 bash benches/instructions.sh
-#   CACHE=1 bash benches/instructions.sh         # also the data cache misses a run
+#   CACHE=1 bash benches/instructions.sh         # also the cache misses a run
+#   CODE=1 bash benches/instructions.sh          # also the code a run runs, in cache lines
 #
 # With CACHE=1, callgrind also simulates the caches (about twice as slow) and each contender's
-# line gives its first-level data misses and its misses of a last level of LL (default
+# line gives its first-level instruction misses (I1, default `32768,8,64`: Zen 3's 32 KiB,
+# 8-way), its first-level data misses and its misses of a last level of LL (default
 # `524288,8,64`: a 512 KiB, 8-way L2 such as this machine's, not its L3, which the guest
 # reports as 320 MiB). Those counts repeat exactly, unlike times; they show what a change does
 # to the memory a run touches (session 31: keeping 511 finished runs, 4.3 L2 misses a
-# `chain_5` run; 10,000, 16.7).
+# `chain_5` run; 10,000, 16.7) and to the code it runs (session 32: a `chain_5` run misses the
+# I1 308 times, the baseline's 25).
+#
+# With CODE=1, each contender's line also gives the code one run runs: the 64-byte lines
+# holding an instruction that runs at least every other run, and those instructions (counted
+# from callgrind's per-instruction counts, `--dump-instr=yes`). Past the I1's 512 lines, a run
+# evicts its own code (session 32: `chain_5` 627 lines, the baseline 275).
 #
 # Needs valgrind. Builds the `engine` bench in the `bench` profile.
 set -euo pipefail
@@ -35,14 +43,43 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 cache=()
-if [ "${CACHE:-0}" = 1 ]; then cache=(--cache-sim=yes "--LL=${LL:-524288,8,64}"); fi
+if [ "${CACHE:-0}" = 1 ]; then
+    cache=(--cache-sim=yes "--I1=${I1:-32768,8,64}" "--LL=${LL:-524288,8,64}")
+fi
+if [ "${CODE:-0}" = 1 ]; then cache+=(--dump-instr=yes --compress-pos=no --compress-strings=no); fi
 
-count() { # contender runs -> the process's instructions, D1 misses and LL misses
+count() { # contender runs -> the process's instructions, I1 misses, D1 misses and LL misses
     SAGAFLOW_BENCH_COUNT="$shape:$1:$2" valgrind --tool=callgrind "${cache[@]}" \
         --callgrind-out-file="$out/$1.$2" "$bin" >/dev/null 2>"$out/log"
     # Events: Ir, or Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw with the cache simulated.
     sed -n 's/^summary: //p' "$out/$1.$2" |
-        awk '{ if (NF >= 9) print $1, $5 + $6, $8 + $9; else print $1, 0, 0 }'
+        awk '{ if (NF >= 9) print $1, $4, $5 + $6, $8 + $9; else print $1, 0, 0, 0 }'
+}
+
+# The code a run runs: from the per-instruction counts of LOW and HIGH runs, the instructions
+# run at least (HIGH - LOW) / 2 times more, and the 64-byte lines holding them.
+code() { # low-run file, high-run file
+    python3 - "$1" "$2" "$(( high - low ))" <<'PY'
+import sys
+from collections import Counter
+def counts(path):
+    seen, obj, skip = Counter(), None, False
+    for line in open(path):
+        if line.startswith("ob="):
+            obj = line[3:].strip()
+        elif line.startswith("calls="):
+            skip = True  # the next line is the call's inclusive cost, not an instruction's
+        elif line.startswith("0x"):
+            if not skip:
+                fields = line.split()
+                seen[(obj, int(fields[0], 16))] += int(fields[2]) if len(fields) > 2 else 0
+            skip = False
+    return seen
+low, high, runs = counts(sys.argv[1]), counts(sys.argv[2]), int(sys.argv[3])
+hot = [k for k, n in high.items() if (n - low.get(k, 0)) * 2 >= runs]
+lines = {(obj, addr // 64) for obj, addr in hot}
+print(f", code {len(lines)} lines ({len(lines) * 64 / 1024:.1f} KiB), {len(hot)} instructions")
+PY
 }
 
 contenders="sagaflow ids tokio"
@@ -50,12 +87,15 @@ contenders="sagaflow ids tokio"
 if [ "$shape" = chain_5 ]; then contenders="sagaflow sagaflow_macro ids tokio"; fi
 declare -A per_run
 for contender in $contenders; do
-    read -r a a_d1 a_ll <<<"$(count "$contender" "$low")"
-    read -r b b_d1 b_ll <<<"$(count "$contender" "$high")"
+    read -r a a_i1 a_d1 a_ll <<<"$(count "$contender" "$low")"
+    read -r b b_i1 b_d1 b_ll <<<"$(count "$contender" "$high")"
     per_run[$contender]=$(( (b - a) / (high - low) ))
     misses=""
-    if [ ${#cache[@]} -gt 0 ]; then
-        misses=$(python3 -c "print(f', {($b_d1 - $a_d1) / ($high - $low):.1f} D1 misses, {($b_ll - $a_ll) / ($high - $low):.1f} LL misses')")
+    if [ "${CACHE:-0}" = 1 ]; then
+        misses=$(python3 -c "n = $high - $low; print(f', {($b_i1 - $a_i1) / n:.1f} I1 misses, {($b_d1 - $a_d1) / n:.1f} D1 misses, {($b_ll - $a_ll) / n:.1f} LL misses')")
+    fi
+    if [ "${CODE:-0}" = 1 ]; then
+        misses+=$(code "$out/$contender.$low" "$out/$contender.$high")
     fi
     echo "$shape $contender: ${per_run[$contender]} instructions a run$misses ($low runs: $a, $high runs: $b)"
 done
