@@ -18,6 +18,10 @@
 //!   `reset()` then `async_start()`, dagrs's way of running a graph again.
 //! - `tokio`: a hand-written baseline: a task per step, values passed along `JoinHandle`s and
 //!   `oneshot` channels in the same shape.
+//! - `tokio_kept` (`chain_5` only): the same chain plus, by hand, what a sagaflow run keeps and
+//!   reports (its id in a table, each step's duration, the last 10,000 finished runs with
+//!   their reports and outputs; see `shared/kept_by_hand.rs`): what the run's promises cost
+//!   done the plain way, beside what the engine spends on them.
 //!
 //! Every step is a no-op that passes a `u64` along (`x + 1`). Before anything is timed, every
 //! contender runs every shape once and the result is checked, so none of them can skip work.
@@ -48,6 +52,9 @@ use futures::FutureExt as _;
 use sagaflow::runtime::{Handle, StepValue};
 use sagaflow::{Builder, Definition, Engine, Report, RunId, StepError, StepOptions, StepStatus};
 use tokio::runtime::Runtime;
+
+#[path = "shared/kept_by_hand.rs"]
+mod kept_by_hand;
 
 /// The shapes measured.
 #[derive(Clone, Copy, Debug)]
@@ -543,6 +550,51 @@ async fn tokio_timed(shape: Shape, iters: u64) -> Duration {
     started.elapsed()
 }
 
+/// The chain with what a run keeps written by hand ([`kept_by_hand`]): `iters` runs, on a
+/// fresh table per batch of [`Shape::runs_per_batch`] runs, the ids made before the clock
+/// starts, as [`sagaflow_timed`] does.
+async fn tokio_kept_timed(shape: Shape, iters: u64) -> Duration {
+    let names = kept_by_hand::names(shape.steps());
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let batch = left.min(shape.runs_per_batch());
+        left -= batch;
+        let runs = kept_by_hand::Runs::default();
+        let ids: Vec<Arc<str>> = (0..batch).map(|i| Arc::from(format!("run-{i}"))).collect();
+        let started = Instant::now();
+        for id in ids {
+            black_box(kept_by_hand::run(&runs, &names, id).await);
+        }
+        total += started.elapsed();
+        drop(runs);
+    }
+    total
+}
+
+/// Runs the chain by hand once, checks its output and report, and that a second start of its
+/// id gets the same run back without running it again.
+async fn tokio_kept_check(shape: Shape) {
+    let (runs, names) = (
+        kept_by_hand::Runs::default(),
+        kept_by_hand::names(shape.steps()),
+    );
+    let began = Instant::now();
+    let first = kept_by_hand::run(&runs, &names, Arc::from("check"))
+        .await
+        .expect("a new run");
+    let took = began.elapsed();
+    assert_eq!(*first.output, shape.expected());
+    assert_eq!(first.steps.len(), shape.steps());
+    assert!(first.steps.iter().zip(&names).all(|(s, n)| s.name == *n));
+    // The steps' durations follow one another within the run.
+    assert!(first.steps.iter().map(|s| s.duration).sum::<Duration>() <= took);
+    let again = kept_by_hand::run(&runs, &names, Arc::from("check"))
+        .await
+        .expect("kept");
+    assert!(Arc::ptr_eq(&first.output, &again.output), "not run again");
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /// Runs a timed loop on one of the runtime's two workers instead of on the thread criterion
@@ -605,6 +657,13 @@ fn engine_overhead(c: &mut Criterion) {
             b.to_async(&rt)
                 .iter_custom(|iters| on_worker(tokio_timed(shape, iters)));
         });
+        if let Shape::Chain(5) = shape {
+            rt.block_on(tokio_kept_check(shape));
+            group.bench_function("tokio_kept", |b| {
+                b.to_async(&rt)
+                    .iter_custom(|iters| on_worker(tokio_kept_timed(shape, iters)));
+            });
+        }
         group.finish();
     }
 }
@@ -728,6 +787,7 @@ fn count_only() -> bool {
                 SagaDef::NoOutput(def) => sagaflow_timed(def, shape, runs).await,
             },
             "tokio" => tokio_timed(shape, runs).await,
+            "tokio_kept" => tokio_kept_timed(shape, runs).await,
             "sagaflow_macro" => match shape {
                 Shape::Chain(5) => {
                     sagaflow_timed(macro_chain::Chain5::definition(), shape, runs).await
@@ -742,7 +802,9 @@ fn count_only() -> bool {
                 Duration::ZERO
             }
             other => {
-                panic!("no contender `{other}` to count (sagaflow, sagaflow_macro, tokio, ids)")
+                panic!(
+                "no contender `{other}` to count (sagaflow, sagaflow_macro, tokio, tokio_kept, ids)"
+            )
             }
         }
     }));

@@ -83,8 +83,9 @@ PY
 }
 
 contenders="sagaflow ids tokio"
-# `chain_5` is also written with `workflow!` (`sagaflow_macro`).
-if [ "$shape" = chain_5 ]; then contenders="sagaflow sagaflow_macro ids tokio"; fi
+# `chain_5` is also written with `workflow!` (`sagaflow_macro`), and the baseline's chain also
+# with a run's bookkeeping by hand (`tokio_kept`, which makes the same ids).
+if [ "$shape" = chain_5 ]; then contenders="sagaflow sagaflow_macro ids tokio tokio_kept"; fi
 declare -A per_run
 for contender in $contenders; do
     read -r a a_i1 a_d1 a_ll <<<"$(count "$contender" "$low")"
@@ -99,9 +100,14 @@ for contender in $contenders; do
     fi
     echo "$shape $contender: ${per_run[$contender]} instructions a run$misses ($low runs: $a, $high runs: $b)"
 done
+kept=""
+if [ -n "${per_run[tokio_kept]:-}" ]; then kept=$(( per_run[tokio_kept] - per_run[ids] )); fi
 for contender in $contenders; do
-    case $contender in ids | tokio) continue ;; esac
+    case $contender in ids | tokio | tokio_kept) continue ;; esac
     net=$(( per_run[$contender] - per_run[ids] ))
     echo "$shape $contender net of ids: $net instructions a run"
     python3 -c "print(f'$shape $contender / tokio: {$net / ${per_run[tokio]}:.3f}')"
+    if [ -n "$kept" ]; then
+        python3 -c "print(f'$shape $contender / tokio_kept (net of ids, {$kept}): {$net / $kept:.3f}')"
+    fi
 done
