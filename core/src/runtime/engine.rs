@@ -61,7 +61,7 @@ pub const DEFAULT_MAX_CONCURRENT_STEPS: usize = 1024;
 
 /// How many finished runs an engine whose store does not keep them holds on to by default
 /// (see [`EngineBuilder::keep_finished_runs`]): about 4 MB for runs of 5 steps, 20 MB for
-/// runs of 100 (a run kept is about 350 bytes and 16 a step, with its output).
+/// runs of 100 (a run kept is about 350 bytes and 16 a step), plus what their outputs hold.
 pub const DEFAULT_KEEP_FINISHED_RUNS: usize = 10_000;
 
 /// How long an engine whose store does not keep finished runs holds on to one by default

@@ -81,7 +81,11 @@ impl EngineBuilder {
     /// most recent ones (default [`DEFAULT_KEEP_FINISHED_RUNS`]). Starting the id of a run
     /// still kept hands that run back; an id whose run was dropped starts a new run. A
     /// completed run is kept in about 350 bytes and 16 a step, with its output; a run that
-    /// failed, with its error and report as they are.
+    /// failed, with its error and report as they are. Outputs are kept whole, so the bound is
+    /// on memory only as far as the outputs are small: 10,000 runs whose outputs hold a
+    /// megabyte each keep 10 GB. For such a workflow, lower this bound or
+    /// [`keep_finished_for`](Self::keep_finished_for), or give the engine a store that keeps
+    /// finished runs.
     ///
     /// So that runs share no lock, the engine's table is split by run id into up to 32
     /// shards, and a bound of 512 or more is split between them: each shard drops its own
