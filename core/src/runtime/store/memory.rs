@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -159,6 +160,9 @@ fn shared_name(names: &mut Vec<Arc<str>>, workflow: &str) -> Arc<str> {
 pub struct MemoryStore {
     /// In [`SHARDS`] shards by run id ([`RunId::shard`]).
     runs: Box<[Mutex<MemoryRuns>]>,
+    /// Set before the first run or signal is put in any shard: until then, forgetting a run
+    /// (every run an engine without history drops) finds nothing and takes no lock.
+    holds: AtomicBool,
     history: bool,
     /// Persisted state machines, by id.
     machines: machines::Machines,
@@ -184,6 +188,7 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self {
             runs: shards(),
+            holds: AtomicBool::new(false),
             history: true,
             machines: machines::Machines::default(),
         }
@@ -201,6 +206,7 @@ impl MemoryStore {
     pub fn without_history() -> Self {
         Self {
             runs: shards(),
+            holds: AtomicBool::new(false),
             history: false,
             machines: machines::Machines::default(),
         }
@@ -262,6 +268,11 @@ impl RunStore for MemoryStore {
     }
 
     fn forget(&self, run_id: &RunId) {
+        // Whatever is put in a shard sets `holds` first: a run or signal put there after this
+        // load is put after the run was forgotten, as it could be without the check.
+        if !self.holds.load(Ordering::Acquire) {
+            return;
+        }
         let mut runs = self.shard(run_id);
         // Without history the engine creates no run here, and the map is empty as a rule:
         // spare the hash. Most runs get no signal: spare that hash too.
@@ -371,6 +382,7 @@ impl SignalStore for MemoryStore {
         name: &str,
         payload: &str,
     ) -> Result<bool, StoreError> {
+        self.holds.store(true, Ordering::Release);
         let mut runs = self.shard(run_id);
         // Without history, the engine creates no run here: it checked that it has this one.
         if self.history && !runs.by_id.contains_key(run_id) {
@@ -494,6 +506,7 @@ impl super::QueueStore for MemoryStore {
 impl MemoryStore {
     /// Creates `run` here, or reports the one that has its id.
     fn create_run_here(&self, run: &NewRun<'_>) -> Created {
+        self.holds.store(true, Ordering::Release);
         let mut runs = self.shard(run.run_id);
         let runs = &mut *runs;
         match runs.by_id.entry(run.run_id.clone()) {
@@ -569,6 +582,23 @@ mod tests {
             ])
         );
         assert_eq!(store.run_info(&id), Some(("W".into(), 7)));
+    }
+
+    #[tokio::test]
+    #[allow(clippy::unwrap_used)]
+    async fn a_forgotten_run_loses_its_signals_and_no_other_run_does() {
+        let store = MemoryStore::without_history();
+        let (a, b) = (RunId::from("a"), RunId::from("b"));
+        // Nothing was ever put here: forgetting finds nothing, and leaves nothing behind.
+        store.forget(&a);
+        assert!(store.deliver_signal(&a, "go", "1").await.unwrap());
+        assert!(store.deliver_signal(&b, "go", "2").await.unwrap());
+        store.forget(&a);
+        assert_eq!(store.signal(&a, "go").await.unwrap(), None);
+        assert_eq!(store.signal(&b, "go").await.unwrap(), Some("2".into()));
+        // Delivered again after the run was forgotten, it is kept again.
+        assert!(store.deliver_signal(&a, "go", "3").await.unwrap());
+        assert_eq!(store.signal(&a, "go").await.unwrap(), Some("3".into()));
     }
 
     #[tokio::test]
