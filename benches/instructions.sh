@@ -11,6 +11,7 @@
 #   SHAPE=chain_100 LOW=200 HIGH=600 bash benches/instructions.sh
 #   CACHE=1 bash benches/instructions.sh         # also the cache misses a run
 #   CODE=1 bash benches/instructions.sh          # also the code a run runs, in cache lines
+#   LOCKED=1 bash benches/instructions.sh        # also the locked instructions a run runs
 #
 # With CACHE=1, callgrind also simulates the caches (about twice as slow) and each contender's
 # line gives its first-level instruction misses (I1, default `32768,8,64`: Zen 3's 32 KiB,
@@ -26,7 +27,14 @@
 # from callgrind's per-instruction counts, `--dump-instr=yes`). Past the I1's 512 lines, a run
 # evicts its own code (session 32: `chain_5` 627 lines, the baseline 275).
 #
-# Needs valgrind. Builds the `engine` bench in the `bench` profile.
+# With LOCKED=1, each contender's line also gives the locked instructions one run runs (a
+# `lock` prefix, or `xchg` with memory: atomic read-modify-writes, each a full barrier), and
+# a list after it of where they are, by function and source line. A locked instruction costs
+# tens of cycles alone, and far more on a line that other cores write (item 4 of issue 17:
+# what every run takes that is shared between runs). Found from callgrind's per-instruction
+# counts and `objdump -d` of each object, whose addresses callgrind reports as the object's.
+#
+# Needs valgrind (and objdump for LOCKED=1). Builds the `engine` bench in the `bench` profile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shape=${SHAPE:-chain_5}
@@ -46,7 +54,7 @@ cache=()
 if [ "${CACHE:-0}" = 1 ]; then
     cache=(--cache-sim=yes "--I1=${I1:-32768,8,64}" "--LL=${LL:-524288,8,64}")
 fi
-if [ "${CODE:-0}" = 1 ]; then cache+=(--dump-instr=yes --compress-pos=no --compress-strings=no); fi
+if [ "${CODE:-0}" = 1 ] || [ "${LOCKED:-0}" = 1 ]; then cache+=(--dump-instr=yes --compress-pos=no --compress-strings=no); fi
 
 count() { # contender runs -> the process's instructions, I1 misses, D1 misses and LL misses
     SAGAFLOW_BENCH_COUNT="$shape:$1:$2" valgrind --tool=callgrind "${cache[@]}" \
@@ -82,6 +90,53 @@ print(f", code {len(lines)} lines ({len(lines) * 64 / 1024:.1f} KiB), {len(hot)}
 PY
 }
 
+# The locked instructions a run runs: those run at least (HIGH - LOW) / 2 times more, counted
+# per run, then the ten places that run the most of them.
+locked() { # low-run file, high-run file
+    python3 - "$1" "$2" "$(( high - low ))" <<'PY'
+import re, subprocess, sys
+from collections import Counter
+def counts(path):
+    seen, where, obj, fn, fl, skip = Counter(), {}, None, None, None, False
+    for line in open(path):
+        if line.startswith("ob="):
+            obj = line[3:].strip()
+        elif line.startswith("fn="):
+            fn = line[3:].strip()
+        elif line.startswith(("fl=", "fi=", "fe=")):
+            fl = line[3:].strip()
+        elif line.startswith("calls="):
+            skip = True
+        elif line.startswith("0x"):
+            if not skip:
+                fields = line.split()
+                key = (obj, int(fields[0], 16))
+                seen[key] += int(fields[2]) if len(fields) > 2 else 0
+                where[key] = (fn, fl, fields[1])
+            skip = False
+    return seen, where
+lock = re.compile(r"^\s*([0-9a-f]+):\s+(lock |xchg\s.*\()")
+def locked_in(obj, cache={}):
+    if obj not in cache:
+        out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", obj],
+                             capture_output=True, text=True).stdout
+        cache[obj] = {int(m.group(1), 16) for m in map(lock.match, out.splitlines()) if m}
+    return cache[obj]
+(low, _), (high, where), runs = counts(sys.argv[1]), counts(sys.argv[2]), int(sys.argv[3])
+per_place, total = Counter(), 0
+for key, n in high.items():
+    extra = n - low.get(key, 0)
+    if extra * 2 >= runs and key[0] and key[1] in locked_in(key[0]):
+        total += extra
+        fn, fl, line = where[key]
+        short = re.sub(r"::h[0-9a-f]{16}$", "", fn or "?")
+        per_place[f"{short[:90]} ({(fl or '?').split('/src/')[-1]}:{line})"] += extra
+print(f", {total / runs:.1f} locked instructions")
+for place, n in per_place.most_common(10):
+    print(f"    {n / runs:4.1f}  {place}", file=sys.stderr)
+PY
+}
+
 contenders="sagaflow ids tokio"
 # `chain_5` is also written with `workflow!` (`sagaflow_macro`), and the baseline's chain also
 # with a run's bookkeeping by hand (`tokio_kept`, which makes the same ids).
@@ -98,7 +153,13 @@ for contender in $contenders; do
     if [ "${CODE:-0}" = 1 ]; then
         misses+=$(code "$out/$contender.$low" "$out/$contender.$high")
     fi
+    places=""
+    if [ "${LOCKED:-0}" = 1 ]; then
+        misses+=$(locked "$out/$contender.$low" "$out/$contender.$high" 2>"$out/places")
+        places=$(cat "$out/places")
+    fi
     echo "$shape $contender: ${per_run[$contender]} instructions a run$misses ($low runs: $a, $high runs: $b)"
+    if [ -n "$places" ]; then echo "$places"; fi
 done
 kept=""
 if [ -n "${per_run[tokio_kept]:-}" ]; then kept=$(( per_run[tokio_kept] - per_run[ids] )); fi
