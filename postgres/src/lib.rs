@@ -605,8 +605,9 @@ impl SignalStore for PgStore {
     }
 }
 
-/// How long [`EventLog::events`] waits for this store's own events to come below the horizon.
-const OWN_WRITES_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long [`EventLog::events`] waits for the events committed before it to come below the
+/// horizon.
+const COMMITTED_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The `events` table, published to every engine on the store once committed.
 #[async_trait::async_trait]
@@ -621,14 +622,15 @@ impl EventLog for PgStore {
             return Ok(Vec::new());
         }
         let client = self.client().await?;
-        // Read your own writes: what this store committed is below the horizon as soon as the
-        // transactions that took their numbers before it end (milliseconds); a transaction
-        // that stays open longer (on any database of the server) is not waited for past
-        // `OWN_WRITES_WAIT`, and the answer is then the part of the log that is final.
+        // Read what was committed: what this store or any other committed before the call is
+        // below the horizon as soon as the transactions that took their numbers before it end
+        // (milliseconds); a transaction that stays open longer (on any database of the
+        // server) is not waited for past `COMMITTED_WAIT`, and the answer is then the part of
+        // the log that is final.
         let mine = self.inner.tail.mine();
-        let deadline = tokio::time::Instant::now() + OWN_WRITES_WAIT;
+        let deadline = tokio::time::Instant::now() + COMMITTED_WAIT;
         loop {
-            let (events, horizon) = reads::events(
+            let (events, horizon, latest) = reads::events(
                 &self.inner.session.on(&client),
                 &self.inner.label,
                 run_id.map(RunId::as_str),
@@ -636,7 +638,10 @@ impl EventLog for PgStore {
                 limit,
             )
             .await?;
-            if horizon > mine || events.len() == limit || tokio::time::Instant::now() >= deadline {
+            if horizon > mine.max(latest)
+                || events.len() == limit
+                || tokio::time::Instant::now() >= deadline
+            {
                 return Ok(events);
             }
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;

@@ -155,7 +155,8 @@ pub(crate) async fn head(client: &Link<'_>, label: &str) -> Result<u64, StoreErr
 /// those below the horizon (`readable_below`, schema version 7), below which no transaction
 /// still running can add one, so that a reader that goes on from the last `seq` it read
 /// misses nothing. Returns the horizon too: every event below it that is not in the answer
-/// lies past the page (or was deleted).
+/// lies past the page (or was deleted); and the highest position committed when the statement
+/// began (0 if none), which the horizon passes once every event up to it is final.
 ///
 /// A row that logs the next step's start too (`next_step`, schema version 10) is read as the
 /// two events it stands for, the start numbered one past the row; so the row at `after` is
@@ -166,10 +167,10 @@ pub(crate) async fn events(
     run_id: Option<&str>,
     after: u64,
     limit: usize,
-) -> Result<(Vec<Event>, u64), StoreError> {
+) -> Result<(Vec<Event>, u64, u64), StoreError> {
     // `seq` is a positive bigint: nothing lies past a position beyond it.
     let Ok(after) = i64::try_from(after) else {
-        return Ok((Vec::new(), u64::MAX));
+        return Ok((Vec::new(), u64::MAX, 0));
     };
     let rows_wanted = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
     // One row at least: the horizon, beside each event (or beside none).
@@ -177,9 +178,10 @@ pub(crate) async fn events(
         None => {
             client
                 .query(
-                    "WITH h AS MATERIALIZED (SELECT readable_below() AS h) \
+                    "WITH h AS MATERIALIZED (SELECT readable_below() AS h, \
+                         (SELECT COALESCE(max(seq), 0) FROM events) AS latest) \
                      SELECT h.h, e.seq, e.run_id, e.at, e.kind, e.step, e.attempt, e.detail, \
-                         e.next_step \
+                         e.next_step, h.latest \
                      FROM h LEFT JOIN LATERAL (SELECT * FROM events \
                          WHERE seq >= $1 AND seq < h.h ORDER BY seq LIMIT $2) e ON true",
                     &[&after, &rows_wanted],
@@ -189,9 +191,10 @@ pub(crate) async fn events(
         Some(run_id) => {
             client
                 .query(
-                    "WITH h AS MATERIALIZED (SELECT readable_below() AS h) \
+                    "WITH h AS MATERIALIZED (SELECT readable_below() AS h, \
+                         (SELECT COALESCE(max(seq), 0) FROM events) AS latest) \
                      SELECT h.h, e.seq, e.run_id, e.at, e.kind, e.step, e.attempt, e.detail, \
-                         e.next_step \
+                         e.next_step, h.latest \
                      FROM h LEFT JOIN LATERAL (SELECT * FROM events \
                          WHERE run_id = $3 AND seq >= $1 AND seq < h.h ORDER BY seq LIMIT $2) e \
                      ON true",
@@ -201,9 +204,12 @@ pub(crate) async fn events(
         }
     }
     .map_err(|e| pg_error(label, &e))?;
-    let horizon = rows
-        .first()
-        .map_or(0, |row| row.get::<_, i64>(0).cast_unsigned());
+    let (horizon, latest) = rows.first().map_or((0, 0), |row| {
+        (
+            row.get::<_, i64>(0).cast_unsigned(),
+            row.get::<_, i64>(9).cast_unsigned(),
+        )
+    });
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
         let Some(seq) = row.get::<_, Option<i64>>(1) else {
@@ -237,7 +243,7 @@ pub(crate) async fn events(
         }
     }
     events.truncate(limit);
-    Ok((events, horizon))
+    Ok((events, horizon, latest))
 }
 
 /// Keeps the signal unless one of that name was delivered to the run already, numbered under

@@ -163,6 +163,39 @@ async fn a_take_up_waits_for_a_batch_in_flight_on_its_run() {
     assert!(lease.token >= 2, "{lease:?}");
 }
 
+/// A read of the log has every event committed before it, by any store: one that another
+/// store committed while a transaction with a lower number was still open (as another
+/// writer's batch in flight) is waited for until that transaction ends, not left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_waits_for_another_store_s_committed_events_to_be_final() {
+    use sagaflow_core::conformance::durable::TestDatabase as _;
+    use sagaflow_core::conformance::runs::create;
+    use sagaflow_core::runtime::events::EventKind;
+
+    let db = fresh_db!();
+    let writer = db.open("writer", Duration::from_secs(30), 100).await;
+    let reader = db.open("reader", Duration::from_secs(30), 100).await;
+    let open = support::client(&db.url).await;
+    open.batch_execute("BEGIN; SELECT pg_current_xact_id();")
+        .await
+        .unwrap();
+    create(&writer, "r", "W").await.unwrap();
+    let began = std::time::Instant::now();
+    let closing = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        open.batch_execute("COMMIT").await.unwrap();
+    });
+    let events = reader.events(Some(&"r".into()), 0, 100).await.unwrap();
+    let waited = began.elapsed();
+    closing.await.unwrap();
+    let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EventKind::RunCreated], "{events:?}");
+    assert!(
+        waited >= Duration::from_millis(300),
+        "read in {waited:?}, before the transaction below the event ended"
+    );
+}
+
 /// Runs created at once share a transaction and one statement (the writer's creation is
 /// set-based): 100 creations commit in far fewer commits than runs, each run gets one
 /// `run_created` event, and the numbers of one transaction's creations follow the order the

@@ -181,9 +181,10 @@ pub async fn a_run_taken_up_too_often_is_parked(db: &impl TestDatabase) {
         matches!(later.acquire(&run).await, Err(StoreError::Parked { .. })),
         "a parked run stays parked, whatever the next owner allows"
     );
-    // Another store's event is read once it is final: a transaction of any test on the same
-    // server that took a lower position and is still open holds it back (PostgreSQL), so it
-    // is waited for, as a replica would.
+    // Another store's committed event is in the log read after it: a store numbering its log
+    // by transaction waits for it to be final, up to a second (`EventLog::events`). A
+    // transaction of another test on the same server left open longer than that would hold
+    // it back: it is waited for, as a replica would.
     loop {
         let logged = later.events(Some(&run), 0, 100).await.unwrap();
         let kind = crate::runtime::events::EventKind::RunParked;

@@ -358,6 +358,12 @@ pub trait EventLog: Send + Sync + 'static {
     /// Up to `limit` events of the store's log with a `seq` past `after`, in `seq` order: of
     /// the run `run_id`, or of every run for `None`. `after = 0` reads from the start; the
     /// last `seq` read is where the next page starts. A store that keeps no log returns none.
+    ///
+    /// Every event committed before the call, by any process on the store's database, is in
+    /// the answer unless it lies past the page. A store that numbers its log by transaction
+    /// (PostgreSQL) waits for that until the transactions that took lower numbers end, up to
+    /// a second; past that it answers with the part of the log that is final, which a later
+    /// read from its last `seq` completes.
     async fn events(
         &self,
         run_id: Option<&RunId>,
