@@ -34,7 +34,7 @@ use tokio_postgres::{Client, Row};
 use crate::error::describe;
 use crate::schema::SCHEMA_VERSION;
 use crate::session::{Param, Session};
-use crate::{PgOptions, connect, options};
+use crate::{COMMITTED_WAIT, PgOptions, connect, options};
 
 /// A sagaflow schema on a PostgreSQL server, opened read-only.
 pub struct PgInspector {
@@ -184,6 +184,28 @@ impl PgInspector {
             .map_err(|e| self.err(&e))
     }
 
+    /// Waits until every event of `run_ids` committed before the call is below the horizon
+    /// (the transactions that took lower numbers ended), up to [`COMMITTED_WAIT`], as the
+    /// store's own read of the log does: a run that another replica just ended shows its last
+    /// events at once, not a moment later.
+    async fn settle(&self, run_ids: &[String]) -> Result<(), InspectError> {
+        let deadline = tokio::time::Instant::now() + COMMITTED_WAIT;
+        loop {
+            let row = self
+                .opt(
+                    "SELECT readable_below(), COALESCE(max(seq), 0) FROM events \
+                     WHERE run_id = ANY($1)",
+                    &[&run_ids],
+                )
+                .await?;
+            let (horizon, latest) = row.map_or((0, 0), |row| (row.get::<_, i64>(0), row.get(1)));
+            if horizon > latest || tokio::time::Instant::now() >= deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+
     async fn opt(&self, sql: &str, params: &[&dyn Param]) -> Result<Option<Row>, InspectError> {
         self.session
             .on(&self.client)
@@ -319,6 +341,9 @@ impl Inspect for PgInspector {
     }
 
     async fn events(&self, run_ids: &[String], after: i64) -> Result<Vec<EventRow>, InspectError> {
+        if self.version >= 7 {
+            self.settle(run_ids).await?;
+        }
         // From version 10 a row may log the next step's start too (`next_step`), numbered one
         // past it: read as two events, and the row at `after` read for its start.
         let rows = self

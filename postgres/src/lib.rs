@@ -605,9 +605,9 @@ impl SignalStore for PgStore {
     }
 }
 
-/// How long [`EventLog::events`] waits for the events committed before it to come below the
-/// horizon.
-const COMMITTED_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long [`EventLog::events`] (and the inspector's `events`) waits for the events committed
+/// before it to come below the horizon.
+pub(crate) const COMMITTED_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The `events` table, published to every engine on the store once committed.
 #[async_trait::async_trait]

@@ -27,6 +27,35 @@ async fn schema_exists(url: &str, schema: &str) -> bool {
         .get(0)
 }
 
+/// The events a store committed while a transaction with a lower number was still open (as
+/// another writer's batch in flight) are in the inspector's read: it waits until that
+/// transaction ends, not answering without them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_committed_before_a_read_are_waited_for_until_final() {
+    let db = fresh_db!();
+    let store = db.store().await;
+    let inspector = PgInspector::connect(&db.url, &db.schema).await.unwrap();
+    let open = support::client(&db.url).await;
+    open.batch_execute("BEGIN; SELECT pg_current_xact_id();")
+        .await
+        .unwrap();
+    create(&store, "r", "W").await.unwrap();
+    let began = std::time::Instant::now();
+    let closing = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        open.batch_execute("COMMIT").await.unwrap();
+    });
+    let events = inspector.events(&["r".to_owned()], 0).await.unwrap();
+    let waited = began.elapsed();
+    closing.await.unwrap();
+    let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["run_created"]);
+    assert!(
+        waited >= std::time::Duration::from_millis(300),
+        "read in {waited:?}, before the transaction below the event ended"
+    );
+}
+
 #[tokio::test]
 async fn it_reads_runs_steps_events_signals_and_machines_of_a_live_store() {
     let db = fresh_db!();
