@@ -174,7 +174,8 @@ pub trait Inspect: Send + Sync {
     /// The payload of the signal `name` delivered to `run_id`, if any.
     async fn signal(&self, run_id: &str, name: &str) -> Result<Option<String>, InspectError>;
 
-    /// The events of the runs `run_ids` after `after`, in `seq` order.
+    /// The events of the runs `run_ids` after `after`, in `seq` order: every one committed
+    /// before the call, as [`EventLog::events`](crate::runtime::EventLog::events) promises.
     async fn events(&self, run_ids: &[String], after: i64) -> Result<Vec<EventRow>, InspectError>;
 
     /// The graph stored with the run (JSON, `{"nodes": [...], "edges": [[from, to], ...]}`),
