@@ -20,14 +20,14 @@
 //! there is nothing to await, and the last task out publishes the outcome itself.
 
 mod attempt;
+mod control;
 mod outcome;
 mod tasks;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::Instrument as _;
@@ -36,13 +36,13 @@ use crate::policy::OnError;
 use crate::runtime::context::{SignalSource, StepScope};
 use crate::runtime::definition::{self, ErasedDefinition, Value};
 use crate::runtime::engine::Inner;
-use crate::runtime::engine::table::Done;
 use crate::runtime::error::{RunError, StepError, StoreError};
 use crate::runtime::id::RunId;
-use crate::runtime::report::{StepReports, StepStatus};
+use crate::runtime::report::StepStatus;
 use crate::runtime::store::Change;
 
 use self::attempt::{StepEnd, run_step};
+pub(crate) use self::control::{Control, Finished, Outcome, OutcomeSender};
 use self::outcome::{conclude, settle};
 use self::tasks::{Ready, Share, spawn_helper, spawn_task, start_inline};
 use crate::runtime::engine::Permit;
@@ -71,104 +71,6 @@ pub(crate) struct Deferred {
 /// Records a deferred completion on its own.
 async fn flush(run: &Run, deferred: Deferred) -> Result<(), StoreError> {
     run.record_completed(&deferred, None).await
-}
-
-/// A finished run, before it is typed for a handle.
-pub(crate) struct Finished {
-    pub(crate) output: Value,
-    pub(crate) steps: StepReports,
-}
-
-/// What every handle on a run eventually sees.
-pub(crate) type Outcome = Result<Finished, RunError>;
-
-/// Where a run's outcome is published, once, for every handle on the run to see. The outcome
-/// is kept inline: a finished run costs no allocation of its own for it.
-#[derive(Default)]
-pub(crate) struct OutcomeCell {
-    value: OnceLock<Outcome>,
-    /// Set when the run went away without an outcome (its runtime shut down).
-    closed: AtomicBool,
-    published: Notify,
-}
-
-impl OutcomeCell {
-    /// The outcome, once published.
-    pub(crate) fn get(&self) -> Option<&Outcome> {
-        self.value.get()
-    }
-
-    /// Publishes `outcome`, unless one was published already, and wakes every waiter.
-    pub(crate) fn publish(&self, outcome: Outcome) {
-        let _ = self.value.set(outcome);
-        self.published.notify_waiters();
-    }
-
-    fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        self.published.notify_waiters();
-    }
-
-    /// The outcome, once published; `None` if the run went away without one.
-    pub(crate) async fn wait(&self) -> Option<&Outcome> {
-        loop {
-            let published = self.published.notified();
-            if let Some(outcome) = self.value.get() {
-                return Some(outcome);
-            }
-            if self.closed.load(Ordering::SeqCst) {
-                return None;
-            }
-            // Made before the checks above, so a publication between them still wakes it.
-            published.await;
-        }
-    }
-}
-
-/// The one right to publish a run's outcome. Dropped without publishing (the run's tasks
-/// were dropped with their runtime), it tells every handle that the run went away.
-pub(crate) struct OutcomeSender(Arc<Control>);
-
-impl OutcomeSender {
-    pub(crate) fn new(control: Arc<Control>) -> Self {
-        Self(control)
-    }
-
-    fn send(&self, outcome: Outcome) {
-        self.0.outcome.publish(outcome);
-        // The run is over: the engine's table keeps its outcome, not the run's memory (a
-        // `Weak` keeps its allocation alive).
-        self.0.detach();
-    }
-
-    /// Tells the engine that the run `run_id` (of `def`, if it began) has ended at `at`,
-    /// then sends `outcome`: whoever sees the outcome finds the engine's table as the end
-    /// left it.
-    fn send_ended(
-        &self,
-        outcome: Outcome,
-        engine: &Inner,
-        run_id: &RunId,
-        at: Instant,
-        def: Option<&Arc<ErasedDefinition>>,
-    ) {
-        let released = matches!(outcome, Err(RunError::Released { .. }));
-        // A completed run the table keeps is kept compactly.
-        let done = || match (&outcome, def) {
-            (Ok(finished), Some(def)) => Some(Done::new(finished, def)),
-            _ => None,
-        };
-        engine.run_ended(run_id, &self.0, released, at, done);
-        self.send(outcome);
-    }
-}
-
-impl Drop for OutcomeSender {
-    fn drop(&mut self) {
-        if self.0.outcome.get().is_none() {
-            self.0.outcome.close();
-        }
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -253,55 +155,6 @@ enum Stop {
     /// The engine drains: the run starts no step, and is released once its running ones end
     /// (see `drain`).
     Drained,
-}
-
-/// Lets handles cancel a run that may not exist yet (its start still awaits the store) or may
-/// be gone (finished): it holds the run weakly while it runs, so a finished run's steps are
-/// freed, and not at all once it has ended, so that its memory is too.
-#[derive(Default)]
-pub(crate) struct Control {
-    cancelled: AtomicBool,
-    run: Mutex<Weak<Run>>,
-    /// The run's outcome, once it ended (or failed to start).
-    pub(crate) outcome: OutcomeCell,
-}
-
-impl Control {
-    pub(crate) fn cancel(&self) {
-        self.cancelled.store(true, Ordering::SeqCst);
-        let run = lock(&self.run).upgrade();
-        if let Some(run) = run {
-            run.stop(Stop::Cancelled);
-        }
-    }
-
-    fn attach(&self, run: &Arc<Run>) {
-        *lock(&self.run) = Arc::downgrade(run);
-        if self.cancelled.load(Ordering::SeqCst) {
-            run.stop(Stop::Cancelled);
-        }
-    }
-
-    /// Cuts the run's running steps and releases it: the engine drains, and its grace period
-    /// is over.
-    pub(crate) fn release_now(&self) {
-        let run = lock(&self.run).upgrade();
-        if let Some(run) = run {
-            run.stop(Stop::Drained);
-        }
-    }
-
-    /// Forgets the run, once its outcome is published (nothing is left to cancel).
-    fn detach(&self) {
-        let run = std::mem::take(&mut *lock(&self.run));
-        drop(run);
-    }
-
-    /// Whether the control holds no reference to its run, not even a weak one.
-    #[cfg(test)]
-    pub(crate) fn is_detached(&self) -> bool {
-        Weak::ptr_eq(&lock(&self.run), &Weak::new())
-    }
 }
 
 /// How a step of a run taken up from the store stands: what an earlier process recorded.
