@@ -21,13 +21,13 @@
 use std::any::Any;
 use std::collections::hash_map::Entry;
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
 mod builder;
 mod drain;
 mod executor;
+mod handle;
 mod permits;
 mod queues;
 mod registry;
@@ -39,6 +39,7 @@ mod takeover;
 
 pub use builder::EngineBuilder;
 pub use drain::Drained;
+pub use handle::RunHandle;
 pub use queues::{Enqueue, Serve};
 pub use registry::{DEFAULT_TAKEOVER_EVERY, HEARTBEAT_EVERY, TAKEOVER_AT_ONCE, TAKEOVER_BATCH};
 pub use resume::Recovered;
@@ -53,7 +54,6 @@ use crate::runtime::definition::{
 use crate::runtime::error::{EngineError, RunError};
 use crate::runtime::events::{EventStream, Feed};
 use crate::runtime::id::RunId;
-use crate::runtime::report::Report;
 use crate::runtime::store::{Created, NewRun, Store};
 
 /// The default bound on step attempts running at once, over all runs of an engine.
@@ -485,78 +485,6 @@ impl Drop for Reservation<'_> {
                 run_id: self.run_id.clone(),
                 reason,
             }));
-        }
-    }
-}
-
-/// A handle on a run: wait for its outcome, or cancel it. Any number of handles may exist
-/// for one run; they all see the same outcome.
-pub struct RunHandle<O> {
-    run_id: RunId,
-    workflow: Arc<str>,
-    control: Arc<Control>,
-    _output: PhantomData<fn() -> O>,
-}
-
-impl<O> fmt::Debug for RunHandle<O> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RunHandle")
-            .field("run_id", &self.run_id)
-            .field("workflow", &self.workflow)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<O> RunHandle<O> {
-    fn new(run_id: RunId, entry: &RunEntry) -> Self {
-        Self {
-            run_id,
-            workflow: Arc::clone(&entry.workflow),
-            control: entry.control(),
-            _output: PhantomData,
-        }
-    }
-}
-
-impl<O: StepValue> RunHandle<O> {
-    /// The run's id.
-    pub fn run_id(&self) -> &RunId {
-        &self.run_id
-    }
-
-    /// Asks the run to stop: running attempts are dropped and the run ends with
-    /// [`RunError::Cancelled`]. Does nothing once the run has finished.
-    pub fn cancel(&self) {
-        self.control.cancel();
-    }
-
-    /// Waits for the run's outcome.
-    pub async fn wait(self) -> Result<Report<O>, RunError> {
-        // The outcome may be there already (a run whose steps never wait ends inside
-        // `start`): like tokio's own resources, the wait spends a unit of the task's budget,
-        // so that a loop of runs yields to the runtime now and then.
-        tokio::task::coop::consume_budget().await;
-        let Some(outcome) = self.control.outcome.wait().await else {
-            return Err(RunError::Internal {
-                run_id: self.run_id,
-                message: "the run's task ended without an outcome (was the runtime shut down?)"
-                    .to_owned(),
-            });
-        };
-        match outcome {
-            Ok(finished) => match Arc::clone(&finished.output).downcast::<O>() {
-                Ok(output) => Ok(Report {
-                    run_id: self.run_id,
-                    workflow: self.workflow,
-                    output,
-                    steps: finished.steps.clone(),
-                }),
-                Err(_) => Err(RunError::Internal {
-                    run_id: self.run_id,
-                    message: format!("the run's output is not a `{}`", std::any::type_name::<O>()),
-                }),
-            },
-            Err(error) => Err(error.clone()),
         }
     }
 }
