@@ -41,8 +41,9 @@ async fn events_committed_before_a_read_are_waited_for_until_final() {
         .unwrap();
     create(&store, "r", "W").await.unwrap();
     let began = std::time::Instant::now();
+    // Committed well inside the second a read waits at most, even on a loaded machine.
     let closing = tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         open.batch_execute("COMMIT").await.unwrap();
     });
     let events = inspector.events(&["r".to_owned()], 0).await.unwrap();
@@ -51,7 +52,7 @@ async fn events_committed_before_a_read_are_waited_for_until_final() {
     let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["run_created"]);
     assert!(
-        waited >= std::time::Duration::from_millis(300),
+        waited >= std::time::Duration::from_millis(100),
         "read in {waited:?}, before the transaction below the event ended"
     );
 }

@@ -181,8 +181,9 @@ async fn a_read_waits_for_another_store_s_committed_events_to_be_final() {
         .unwrap();
     create(&writer, "r", "W").await.unwrap();
     let began = std::time::Instant::now();
+    // Committed well inside the second a read waits at most, even on a loaded machine.
     let closing = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         open.batch_execute("COMMIT").await.unwrap();
     });
     let events = reader.events(Some(&"r".into()), 0, 100).await.unwrap();
@@ -191,7 +192,7 @@ async fn a_read_waits_for_another_store_s_committed_events_to_be_final() {
     let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
     assert_eq!(kinds, [EventKind::RunCreated], "{events:?}");
     assert!(
-        waited >= Duration::from_millis(300),
+        waited >= Duration::from_millis(100),
         "read in {waited:?}, before the transaction below the event ended"
     );
 }
