@@ -29,9 +29,10 @@
 #
 # With LOCKED=1, each contender's line also gives the locked instructions one run runs (a
 # `lock` prefix, or `xchg` with memory: atomic read-modify-writes, each a full barrier), and
-# a list after it of where they are, by function and source line. A locked instruction costs
-# tens of cycles alone, and far more on a line that other cores write (item 4 of issue 17:
-# what every run takes that is shared between runs). Found from callgrind's per-instruction
+# a list after it of where they are, by function. On a line no other core writes, a locked
+# instruction costs little amid other work (about 0.4 ns here: benches/README, session 33); on
+# a line that other cores write, far more (item 4 of issue 17: what every run takes that is
+# shared between runs). Found from callgrind's per-instruction
 # counts and `objdump -d` of each object, whose addresses callgrind reports as the object's.
 #
 # Needs valgrind (and objdump for LOCKED=1). Builds the `engine` bench in the `bench` profile.
