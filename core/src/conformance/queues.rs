@@ -547,11 +547,13 @@ pub async fn a_queue_s_rate_holds_over_engines(db: &impl TestDatabase) {
     let mut starts: Vec<Instant> = spans.lock().unwrap().iter().map(|s| s.1).collect();
     starts.sort();
     assert_eq!(starts.len(), 7);
-    // The steps start a little after the store's start times, each by its own delay: a
-    // window of a second less a margin holds at most three.
+    // The steps start a little after the store's start times, each by its own delay, longer
+    // on a loaded machine (101 ms once, in a run of the suite on 2 cores): a window of a
+    // second less a margin holds at most three. Without the rate, four start within
+    // milliseconds.
     for window in starts.windows(4) {
         assert!(
-            window[3] - window[0] >= Duration::from_millis(900),
+            window[3] - window[0] >= Duration::from_millis(750),
             "four starts within {:?}",
             window[3] - window[0]
         );
