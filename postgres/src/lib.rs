@@ -630,7 +630,11 @@ impl EventLog for PgStore {
         let mine = self.inner.tail.mine();
         let deadline = tokio::time::Instant::now() + COMMITTED_WAIT;
         loop {
-            let (events, horizon, latest) = reads::events(
+            let reads::Page {
+                events,
+                horizon,
+                latest,
+            } = reads::events(
                 &self.inner.session.on(&client),
                 &self.inner.label,
                 run_id.map(RunId::as_str),

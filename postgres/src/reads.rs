@@ -151,12 +151,21 @@ pub(crate) async fn head(client: &Link<'_>, label: &str) -> Result<u64, StoreErr
         .map_err(|e| pg_error(label, &e))
 }
 
+/// A page of the log, as [`events`] reads it in one statement.
+pub(crate) struct Page {
+    /// The events, in `seq` order.
+    pub(crate) events: Vec<Event>,
+    /// Every event below it that is not in `events` lies past the page (or was deleted).
+    pub(crate) horizon: u64,
+    /// The highest position committed when the statement began (0 if none): every event up to
+    /// it is final once `horizon` passes it.
+    pub(crate) latest: u64,
+}
+
 /// Up to `limit` events after `after`, of `run_id` or of every run, in `seq` order: only
 /// those below the horizon (`readable_below`, schema version 7), below which no transaction
 /// still running can add one, so that a reader that goes on from the last `seq` it read
-/// misses nothing. Returns the horizon too: every event below it that is not in the answer
-/// lies past the page (or was deleted); and the highest position committed when the statement
-/// began (0 if none), which the horizon passes once every event up to it is final.
+/// misses nothing.
 ///
 /// A row that logs the next step's start too (`next_step`, schema version 10) is read as the
 /// two events it stands for, the start numbered one past the row; so the row at `after` is
@@ -167,10 +176,14 @@ pub(crate) async fn events(
     run_id: Option<&str>,
     after: u64,
     limit: usize,
-) -> Result<(Vec<Event>, u64, u64), StoreError> {
+) -> Result<Page, StoreError> {
     // `seq` is a positive bigint: nothing lies past a position beyond it.
     let Ok(after) = i64::try_from(after) else {
-        return Ok((Vec::new(), u64::MAX, 0));
+        return Ok(Page {
+            events: Vec::new(),
+            horizon: u64::MAX,
+            latest: 0,
+        });
     };
     let rows_wanted = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
     // One row at least: the horizon, beside each event (or beside none).
@@ -243,7 +256,11 @@ pub(crate) async fn events(
         }
     }
     events.truncate(limit);
-    Ok((events, horizon, latest))
+    Ok(Page {
+        events,
+        horizon,
+        latest,
+    })
 }
 
 /// Keeps the signal unless one of that name was delivered to the run already, numbered under

@@ -128,7 +128,9 @@ async fn read(
 ) -> Result<Read, String> {
     let client = pool.get().await.map_err(|e| e.to_string())?;
     let link = session.on(&client);
-    let (events, horizon, _) = crate::reads::events(&link, label, None, head, PAGE)
+    let crate::reads::Page {
+        events, horizon, ..
+    } = crate::reads::events(&link, label, None, head, PAGE)
         .await
         .map_err(|e| e.to_string())?;
     let read = events.len();
