@@ -35,17 +35,11 @@ async fn events_committed_before_a_read_are_waited_for_until_final() {
     let db = fresh_db!();
     let store = db.store().await;
     let inspector = PgInspector::connect(&db.url, &db.schema).await.unwrap();
-    let open = support::client(&db.url).await;
-    open.batch_execute("BEGIN; SELECT pg_current_xact_id();")
-        .await
-        .unwrap();
+    let open = support::hold_horizon(&db.url).await;
     create(&store, "r", "W").await.unwrap();
     let began = std::time::Instant::now();
     // Committed well inside the second a read waits at most, even on a loaded machine.
-    let closing = tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        open.batch_execute("COMMIT").await.unwrap();
-    });
+    let closing = support::commit_after(open, std::time::Duration::from_millis(100));
     let events = inspector.events(&["r".to_owned()], 0).await.unwrap();
     let waited = began.elapsed();
     closing.await.unwrap();

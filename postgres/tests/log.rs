@@ -175,17 +175,11 @@ async fn a_read_waits_for_another_store_s_committed_events_to_be_final() {
     let db = fresh_db!();
     let writer = db.open("writer", Duration::from_secs(30), 100).await;
     let reader = db.open("reader", Duration::from_secs(30), 100).await;
-    let open = support::client(&db.url).await;
-    open.batch_execute("BEGIN; SELECT pg_current_xact_id();")
-        .await
-        .unwrap();
+    let open = support::hold_horizon(&db.url).await;
     create(&writer, "r", "W").await.unwrap();
     let began = std::time::Instant::now();
     // Committed well inside the second a read waits at most, even on a loaded machine.
-    let closing = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        open.batch_execute("COMMIT").await.unwrap();
-    });
+    let closing = support::commit_after(open, Duration::from_millis(100));
     let events = reader.events(Some(&"r".into()), 0, 100).await.unwrap();
     let waited = began.elapsed();
     closing.await.unwrap();

@@ -40,6 +40,28 @@ pub(crate) async fn client(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// A session of its own on the server at `url` in a transaction that has taken its id: it
+/// holds the log's horizon (`readable_below()`) below every event written after it, as another
+/// writer's batch in flight does, until [`commit_after`] ends it.
+pub(crate) async fn hold_horizon(url: &str) -> tokio_postgres::Client {
+    let open = client(url).await;
+    open.batch_execute("BEGIN; SELECT pg_current_xact_id();")
+        .await
+        .unwrap();
+    open
+}
+
+/// Commits `open`'s transaction `after` from now, in a task of its own.
+pub(crate) fn commit_after(
+    open: tokio_postgres::Client,
+    after: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        open.batch_execute("COMMIT").await.unwrap();
+    })
+}
+
 /// A session of its own on the server at `url` that holds run `run`'s row of `schema` locked
 /// `FOR UPDATE`, its transaction open, so that a write of the run waits on the server (its
 /// fence's lock); and the session's process id. `COMMIT` on it lets the row go.
