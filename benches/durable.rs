@@ -107,7 +107,7 @@ fn chain(n: usize) -> Definition<u64, u64> {
     let mut last = b.input();
     for i in 0..n {
         last = b.step(
-            &format!("s{i}"),
+            format!("s{i}"),
             StepOptions::new(),
             (last,),
             |_ctx, (x,)| async move { Ok::<u64, StepError>(*x + 1) },
@@ -125,7 +125,7 @@ fn independent(n: usize) -> Definition<u64, ()> {
     let input = b.input();
     for i in 0..n {
         b.step(
-            &format!("s{i}"),
+            format!("s{i}"),
             StepOptions::new(),
             (input,),
             |_ctx, (x,)| async move {

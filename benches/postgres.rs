@@ -63,7 +63,7 @@ fn chain(steps: usize) -> Definition<u64, u64> {
     let mut b = Builder::<u64>::new("Chain");
     let mut last = b.input();
     for i in 0..steps {
-        last = b.step(&format!("s{i}"), StepOptions::new(), (last,), |_, (x,)| {
+        last = b.step(format!("s{i}"), StepOptions::new(), (last,), |_, (x,)| {
             let x = *x;
             async move { Ok::<_, StepError>(x + 1) }
         });

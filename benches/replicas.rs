@@ -50,7 +50,7 @@ fn chain(steps: usize, done: &Arc<AtomicU64>) -> Definition<u64, u64> {
     for i in 0..steps {
         let done = Arc::clone(done);
         last = b.step(
-            &format!("s{i}"),
+            format!("s{i}"),
             StepOptions::new(),
             (last,),
             move |_, (x,)| {

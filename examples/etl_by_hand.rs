@@ -7,12 +7,16 @@
 //! allocation. `Builder::step` takes a closure that owns them instead (`Arc<T>` each), for a
 //! step written in place as an `async move` block.
 //!
+//! The names are given as the macro gives them, with [`Name::from_static`]: kept as written,
+//! so a run's report clones them without touching a reference count that every run shares
+//! (a plain `"extract"` works too, copied once into the definition).
+//!
 //! Run it with `cargo run --example etl_by_hand`.
 
 use std::time::Duration;
 
 use sagaflow::prelude::*;
-use sagaflow::{Builder, Call, Definition, RetryPolicy, StepOptions};
+use sagaflow::{Builder, Call, Definition, Name, RetryPolicy, StepOptions};
 
 async fn extract(_: &StepContext, day: &u32) -> Result<Vec<i64>, StepError> {
     Ok((0..i64::from(*day)).map(|i| i * 7 % 11 - 3).collect())
@@ -31,7 +35,7 @@ async fn load(_: &StepContext, rows: &[i64], audit: Option<&usize>) -> Result<St
 }
 
 fn definition() -> Definition<u32, String> {
-    let mut b = Builder::<u32>::new("Etl");
+    let mut b = Builder::<u32>::new(Name::from_static("Etl"));
     let input = b.input();
     let retry = RetryPolicy {
         maximum_attempts: 5,
@@ -39,7 +43,7 @@ fn definition() -> Definition<u32, String> {
         ..RetryPolicy::default()
     };
     let rows = b.step_borrowing(
-        "extract",
+        Name::from_static("extract"),
         StepOptions::new()
             .retry(retry)
             .timeout(Duration::from_secs(2)),
@@ -48,21 +52,21 @@ fn definition() -> Definition<u32, String> {
         |ctx, (day,)| Call::new(extract(ctx, day)),
     );
     let cleaned = b.step_borrowing(
-        "clean",
+        Name::from_static("clean"),
         StepOptions::new(),
         (rows,),
         None,
         |ctx, (rows,)| Call::new(clean(ctx, rows)),
     );
     let audited = b.step_borrowing(
-        "audit",
+        Name::from_static("audit"),
         StepOptions::new().on_error(OnError::Continue),
         (rows,),
         None,
         |ctx, (rows,)| Call::new(audit(ctx, rows)),
     );
     let loaded = b.step_borrowing(
-        "load",
+        Name::from_static("load"),
         StepOptions::new(),
         (cleaned, audited.optional()),
         None,

@@ -46,8 +46,8 @@ pub use sagaflow_core::policy::{OnError, PolicyError, RetryPolicy, StepOptions};
 pub use sagaflow_core::runtime;
 pub use sagaflow_core::runtime::MemoryStore;
 pub use sagaflow_core::runtime::{
-    Builder, Call, Definition, Engine, EngineError, Recovered, Report, RunError, RunHandle, RunId,
-    StepContext, StepError, StepReport, StepReports, StepStatus, Waiting,
+    Builder, Call, Definition, Engine, EngineError, Name, Recovered, Report, RunError, RunHandle,
+    RunId, StepContext, StepError, StepReport, StepReports, StepStatus, Waiting,
 };
 #[cfg(feature = "postgres")]
 pub use sagaflow_postgres::{PgOptions, PgStore, PostgresEngine};

@@ -31,7 +31,7 @@ pub use ::std::vec::Vec;
 pub use sagaflow_core::policy::{OnError, RetryPolicy, StepOptions};
 pub use sagaflow_core::runtime::{
     BorrowingCall, BorrowingGuard, Builder, Call, Definition, Deps, Engine, EngineError, Enqueue,
-    Handle, Recovered, RunHandle, RunId, StepContext, StepError, StepValue,
+    Handle, Name, Recovered, RunHandle, RunId, StepContext, StepError, StepValue,
 };
 pub use sagaflow_saga::{
     RecoveredSagas, SagaBuilder, SagaDefinition, SagaError, SagaHandle, SagaStatus,
@@ -72,7 +72,9 @@ where
 }
 
 /// The adapters of the builders' step methods, for the macros' expansions: `step`, say, is
-/// `builder.step_borrowing(name, options, deps, None, call)` for `workflow!`.
+/// `builder.step_borrowing(name, options, deps, None, call)` for `workflow!`. A step's name is
+/// the macro's literal, kept as written ([`Name::from_static`]): a run's report clones it
+/// without a reference count.
 macro_rules! step_adapters {
     ($(
         $adapter:ident($builder:ident, $macro:literal, $call:ident $(, $guard:ident)?)
@@ -82,13 +84,13 @@ macro_rules! step_adapters {
             #[doc = concat!("`builder.", stringify!($method), "(…)` for `", $macro, "`.")]
             pub fn $adapter<I: StepValue, D: Deps + 'static, O: StepValue>(
                 builder: &mut $builder<I>,
-                name: &str,
+                name: &'static str,
                 options: StepOptions,
                 deps: D,
                 $($guard: GuardCall<D>,)?
                 $call: StepCall<D, O>,
             ) -> Handle<O> {
-                builder.$method(name, options, deps, $($arg),*)
+                builder.$method(Name::from_static(name), options, deps, $($arg),*)
             }
         )*
     };

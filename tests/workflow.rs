@@ -50,7 +50,12 @@ mod fan {
             .unwrap();
         assert_eq!(*report.output, "-5 L5 5");
         let names: Vec<&str> = report.steps.iter().map(|s| &*s.name).collect();
-        assert_eq!(names.len(), 4);
+        assert_eq!(names, ["start", "left", "right", "join"]);
+        // The names are the macro's literals, not copies: a report clones them without a
+        // reference count that every run would write.
+        assert_eq!(report.workflow, "Fan");
+        assert!(report.workflow.is_static());
+        assert!(report.steps.iter().all(|s| s.name.is_static()));
         assert!(
             report
                 .steps

@@ -140,7 +140,7 @@ async fn max_concurrent_steps_bounds_the_attempts_running_at_once() {
     let mut b = Builder::<()>::new("Wide");
     for i in 0..10 {
         let (running, peak) = (Arc::clone(&running), Arc::clone(&peak));
-        b.step(&format!("s{i}"), StepOptions::new(), (), move |_, ()| {
+        b.step(format!("s{i}"), StepOptions::new(), (), move |_, ()| {
             let (running, peak) = (Arc::clone(&running), Arc::clone(&peak));
             async move {
                 let now = running.fetch_add(1, Ordering::SeqCst) + 1;

@@ -60,7 +60,7 @@ async fn many_ready_steps_that_each_wait_all_run_at_the_same_time() {
         for i in 0..WIDTH {
             let barrier = Arc::clone(&barrier);
             b.step(
-                &format!("s{i}"),
+                format!("s{i}"),
                 StepOptions::new(),
                 (from,),
                 move |_, (_,)| {
@@ -258,7 +258,7 @@ fn layered(layers: usize, width: usize) -> sagaflow_core::runtime::Definition<u6
     let mut above: Vec<Handle<u64>> = (0..width)
         .map(|i| {
             b.step(
-                &format!("l0s{i}"),
+                format!("l0s{i}"),
                 StepOptions::new(),
                 (input,),
                 |_, (x,)| async move {
@@ -273,7 +273,7 @@ fn layered(layers: usize, width: usize) -> sagaflow_core::runtime::Definition<u6
             .map(|i| {
                 let (a, c) = (above[i], above[(i + 1) % width]);
                 b.step(
-                    &format!("l{layer}s{i}"),
+                    format!("l{layer}s{i}"),
                     StepOptions::new(),
                     (a, c),
                     |_, (a, c)| async move { Ok::<_, StepError>((*a + *c) % 1_000_003) },

@@ -119,7 +119,7 @@ fn chain(steps: usize, pause: Duration, tally: &Tally) -> Definition<u32, u32> {
     for i in 0..steps {
         let tally = Arc::clone(tally);
         last = b.step(
-            &format!("s{i}"),
+            format!("s{i}"),
             StepOptions::new(),
             (last,),
             move |ctx, (x,)| {
@@ -445,7 +445,7 @@ async fn the_parallel_branches_of_a_run_share_batches() {
     let input = b.input();
     let branches: Vec<_> = (0..8)
         .map(|i| {
-            b.step(&format!("b{i}"), StepOptions::new(), (input,), |_, (x,)| {
+            b.step(format!("b{i}"), StepOptions::new(), (input,), |_, (x,)| {
                 let x = *x;
                 async move { Ok::<_, StepError>(x + 1) }
             })

@@ -134,7 +134,7 @@ fn chain(steps: usize) -> Definition<u32, u32> {
     let mut b = Builder::<u32>::new("Chain");
     let mut last = b.input();
     for i in 0..steps {
-        last = b.step(&format!("s{i}"), StepOptions::new(), (last,), |_, (x,)| {
+        last = b.step(format!("s{i}"), StepOptions::new(), (last,), |_, (x,)| {
             let x = *x;
             async move { Ok::<_, StepError>(x + 1) }
         });

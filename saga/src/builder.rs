@@ -15,8 +15,8 @@ use std::time::Duration;
 use sagaflow_core::StepOptions;
 use sagaflow_core::policy::RetryPolicy;
 use sagaflow_core::runtime::{
-    BorrowingCall, BorrowingGuard, Builder, Codec, Definition, Dep, Deps, Handle, StepContext,
-    StepError, StepValue,
+    BorrowingCall, BorrowingGuard, Builder, Codec, Definition, Dep, Deps, Handle, Name,
+    StepContext, StepError, StepValue,
 };
 
 use crate::definition::SagaDefinition;
@@ -64,12 +64,12 @@ pub struct SagaBuilder<I> {
 
 impl<I: StepValue> SagaBuilder<I> {
     /// A builder for the saga called `name`.
-    pub fn new(name: impl Into<String>) -> Self {
-        let name = name.into();
+    pub fn new(name: impl Into<Name>) -> Self {
+        let name: Name = name.into();
         let inner = Builder::new(name.clone());
         let builder_id = inner.input().builder();
         Self {
-            name,
+            name: name.to_string(),
             inner,
             builder_id,
             defaults: StepOptions::new(),
@@ -107,7 +107,7 @@ impl<I: StepValue> SagaBuilder<I> {
     /// attempts are unlimited, its deadline is dropped and its permanent errors are retried.
     pub fn step<D, F, Fut, O, E>(
         &mut self,
-        name: &str,
+        name: impl Into<Name>,
         options: StepOptions,
         deps: D,
         f: F,
@@ -119,7 +119,8 @@ impl<I: StepValue> SagaBuilder<I> {
         O: StepValue,
         E: Into<StepError>,
     {
-        let (options, forward_only) = self.enter(name, &options, &deps, false);
+        let name = name.into();
+        let (options, forward_only) = self.enter(&name, &options, &deps, false);
         if forward_only {
             let f = retry_forever(f);
             self.inner.step(name, options, deps, f)
@@ -131,7 +132,7 @@ impl<I: StepValue> SagaBuilder<I> {
     /// Adds a step that runs only when `guard` returns `true` (see [`Builder::step_when`]).
     pub fn step_when<D, G, F, Fut, O, E>(
         &mut self,
-        name: &str,
+        name: impl Into<Name>,
         options: StepOptions,
         deps: D,
         guard: G,
@@ -145,7 +146,8 @@ impl<I: StepValue> SagaBuilder<I> {
         O: StepValue,
         E: Into<StepError>,
     {
-        let (options, forward_only) = self.enter(name, &options, &deps, false);
+        let name = name.into();
+        let (options, forward_only) = self.enter(&name, &options, &deps, false);
         if forward_only {
             let f = retry_forever(f);
             self.inner.step_when(name, options, deps, guard, f)
@@ -159,7 +161,7 @@ impl<I: StepValue> SagaBuilder<I> {
     /// have a compensation.
     pub fn pivot<D, F, Fut, O, E>(
         &mut self,
-        name: &str,
+        name: impl Into<Name>,
         options: StepOptions,
         deps: D,
         f: F,
@@ -171,7 +173,8 @@ impl<I: StepValue> SagaBuilder<I> {
         O: StepValue,
         E: Into<StepError>,
     {
-        let (options, forward_only) = self.enter(name, &options, &deps, true);
+        let name = name.into();
+        let (options, forward_only) = self.enter(&name, &options, &deps, true);
         if forward_only {
             let f = retry_forever(f);
             self.inner.step(name, options, deps, f)
@@ -185,7 +188,7 @@ impl<I: StepValue> SagaBuilder<I> {
     /// a pivot, it is retried until it succeeds, as [`step`](Self::step) says.
     pub fn step_borrowing<D, O>(
         &mut self,
-        name: &str,
+        name: impl Into<Name>,
         options: StepOptions,
         deps: D,
         guard: Option<BorrowingGuard<D>>,
@@ -202,7 +205,7 @@ impl<I: StepValue> SagaBuilder<I> {
     /// [`pivot`](Self::pivot) and [`Builder::step_borrowing`]).
     pub fn pivot_borrowing<D, O>(
         &mut self,
-        name: &str,
+        name: impl Into<Name>,
         options: StepOptions,
         deps: D,
         call: BorrowingCall<D, O>,
@@ -216,7 +219,7 @@ impl<I: StepValue> SagaBuilder<I> {
 
     fn borrowing<D, O>(
         &mut self,
-        name: &str,
+        name: impl Into<Name>,
         options: StepOptions,
         deps: D,
         guard: Option<BorrowingGuard<D>>,
@@ -227,7 +230,8 @@ impl<I: StepValue> SagaBuilder<I> {
         D: Deps + 'static,
         O: StepValue,
     {
-        let (options, forward_only) = self.enter(name, &options, &deps, is_pivot);
+        let name = name.into();
+        let (options, forward_only) = self.enter(&name, &options, &deps, is_pivot);
         self.inner
             .step_borrowing_with(name, options, deps, guard, call, forward_only)
     }

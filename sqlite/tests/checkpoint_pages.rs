@@ -22,7 +22,7 @@ fn chain(n: usize) -> Definition<u64, u64> {
     let mut last = b.input();
     for i in 0..n {
         last = b.step(
-            &format!("s{i}"),
+            format!("s{i}"),
             StepOptions::new(),
             (last,),
             |_, (x,)| async move { Ok::<u64, StepError>(*x + 1) },

@@ -50,7 +50,7 @@ fn chain(steps: usize, flaky: bool) -> Definition<u32, u32> {
             StepOptions::new()
         };
         let fail_once = flaky && i == 2;
-        last = b.step(&format!("s{i}"), options, (last,), move |ctx, (x,)| {
+        last = b.step(format!("s{i}"), options, (last,), move |ctx, (x,)| {
             let x = *x;
             let fail = fail_once && ctx.attempt() == 1;
             async move {

@@ -15,7 +15,7 @@ fn database(path: &Path) {
     let mut b = Builder::<u32>::new("Pages");
     let input = b.input();
     for i in 0..20 {
-        b.step(&format!("s{i}"), StepOptions::new(), (input,), |_, (x,)| {
+        b.step(format!("s{i}"), StepOptions::new(), (input,), |_, (x,)| {
             let x = *x;
             async move { Ok::<_, StepError>(format!("{x:0>400}")) }
         });

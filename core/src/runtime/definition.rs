@@ -22,9 +22,11 @@ use crate::runtime::context::StepContext;
 use crate::runtime::error::{DefinitionError, StepError};
 
 mod inputs;
+mod name;
 mod plan;
 
 pub use inputs::{BorrowingCall, BorrowingGuard, Call, Dep, Deps, Handle, Optional};
+pub use name::Name;
 pub(crate) use plan::{Plan, plan};
 
 /// What a step may return and receive: owned, thread-safe, and serializable so the durable
@@ -101,7 +103,7 @@ impl Codec {
 
 /// One step of a built definition.
 pub struct StepDef {
-    pub(crate) name: String,
+    pub(crate) name: Name,
     /// Value slots this step reads, in argument order. Slot 0 is the workflow input; slot
     /// `i + 1` is the output of step `i`.
     pub(crate) inputs: Vec<usize>,
@@ -114,6 +116,11 @@ pub struct StepDef {
 impl StepDef {
     /// The step's name.
     pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The step's name as the definition holds it, for a report to share.
+    pub fn shared_name(&self) -> &Name {
         &self.name
     }
 
@@ -165,7 +172,7 @@ impl StepDef {
 
 /// A workflow definition, type-erased: what the engine executes.
 pub struct ErasedDefinition {
-    pub(crate) name: String,
+    pub(crate) name: Name,
     pub(crate) graph: Result<Graph, Vec<DefinitionError>>,
     pub(crate) steps: Vec<StepDef>,
     /// The step whose output is the run's output.
@@ -177,6 +184,11 @@ pub struct ErasedDefinition {
 impl ErasedDefinition {
     /// The workflow's name.
     pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The workflow's name as the definition holds it, for a report to share.
+    pub fn shared_name(&self) -> &Name {
         &self.name
     }
 
@@ -275,7 +287,7 @@ static NEXT_BUILDER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 /// ```
 pub struct Builder<I> {
     id: u64,
-    name: String,
+    name: Name,
     spec: GraphSpec,
     steps: Vec<StepDef>,
     defaults: StepOptions,
@@ -284,8 +296,9 @@ pub struct Builder<I> {
 }
 
 impl<I: StepValue> Builder<I> {
-    /// A builder for the workflow called `name`.
-    pub fn new(name: impl Into<String>) -> Self {
+    /// A builder for the workflow called `name`: a `&'static str` (kept as written) or a
+    /// `String` (see [`Name`]).
+    pub fn new(name: impl Into<Name>) -> Self {
         Self {
             id: NEXT_BUILDER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             name: name.into(),
@@ -315,7 +328,7 @@ impl<I: StepValue> Builder<I> {
     /// Adds a step that receives `deps` and runs `f` on each attempt.
     pub fn step<D, F, Fut, O, E>(
         &mut self,
-        name: &str,
+        name: impl Into<Name>,
         options: StepOptions,
         deps: D,
         f: F,
@@ -334,7 +347,7 @@ impl<I: StepValue> Builder<I> {
     /// otherwise it is skipped and its dependents receive `None`.
     pub fn step_when<D, G, F, Fut, O, E>(
         &mut self,
-        name: &str,
+        name: impl Into<Name>,
         options: StepOptions,
         deps: D,
         guard: G,
@@ -348,7 +361,8 @@ impl<I: StepValue> Builder<I> {
         O: StepValue,
         E: Into<StepError>,
     {
-        let step = name.to_owned();
+        let name = name.into();
+        let step = name.clone();
         let guard: Arc<GuardFn> = Arc::new(move |values: &[Option<Value>]| {
             let values = D::take(values).ok_or_else(|| wrong_inputs(&step))?;
             Ok(guard(values))
@@ -358,7 +372,7 @@ impl<I: StepValue> Builder<I> {
 
     fn add<D, F, Fut, O, E>(
         &mut self,
-        name: &str,
+        name: impl Into<Name>,
         options: StepOptions,
         deps: D,
         guard: Option<Arc<GuardFn>>,
@@ -371,7 +385,8 @@ impl<I: StepValue> Builder<I> {
         O: StepValue,
         E: Into<StepError>,
     {
-        let step = name.to_owned();
+        let name = name.into();
+        let step = name.clone();
         let call = erase_call(move |ctx, values| {
             let values = D::take(values).ok_or_else(|| wrong_inputs(&step))?;
             let ctx = ctx.take().ok_or_else(|| no_context(&step))?;
@@ -410,7 +425,7 @@ impl<I: StepValue> Builder<I> {
     /// ```
     pub fn step_borrowing<D, O>(
         &mut self,
-        name: &str,
+        name: impl Into<Name>,
         options: StepOptions,
         deps: D,
         guard: Option<BorrowingGuard<D>>,
@@ -429,7 +444,7 @@ impl<I: StepValue> Builder<I> {
     #[doc(hidden)]
     pub fn step_borrowing_with<D, O>(
         &mut self,
-        name: &str,
+        name: impl Into<Name>,
         options: StepOptions,
         deps: D,
         guard: Option<BorrowingGuard<D>>,
@@ -440,14 +455,15 @@ impl<I: StepValue> Builder<I> {
         D: Deps + 'static,
         O: StepValue,
     {
+        let name = name.into();
         let guard = guard.map(|guard| {
-            let step = name.to_owned();
+            let step = name.clone();
             Arc::new(move |values: &[Option<Value>]| {
                 let values = D::borrow(values).ok_or_else(|| wrong_inputs(&step))?;
                 Ok(guard(values))
             }) as Arc<GuardFn>
         });
-        let step = name.to_owned();
+        let step = name.clone();
         let call = erase_call(move |ctx, values| {
             let values = D::borrow(values).ok_or_else(|| wrong_inputs(&step))?;
             let ctx: &Option<StepContext> = ctx;
@@ -468,7 +484,7 @@ impl<I: StepValue> Builder<I> {
     /// edges.
     fn add_erased<O>(
         &mut self,
-        name: &str,
+        name: Name,
         options: StepOptions,
         slots: &[(usize, u64, bool)],
         guard: Option<Arc<GuardFn>>,
@@ -476,25 +492,25 @@ impl<I: StepValue> Builder<I> {
         codec: Codec,
     ) -> Handle<O> {
         let index = self.steps.len();
-        self.spec.node(name);
+        self.spec.node(name.as_str());
         let mut inputs = Vec::new();
         for &(slot, builder, optional) in slots {
             if builder != self.id || slot > index {
                 self.problems.push(DefinitionError::ForeignHandle {
-                    step: name.to_owned(),
+                    step: name.to_string(),
                 });
                 continue;
             }
             if slot > 0 {
                 let upstream = &self.steps[slot - 1];
-                self.spec.edge(upstream.name.clone(), name);
+                self.spec.edge(upstream.name.as_str(), name.as_str());
                 let merged = upstream.options.or(&self.defaults);
                 let missing =
                     crate::policy::may_be_missing(upstream.guard.is_some(), merged.on_error);
                 if missing.is_some() && !optional {
                     self.problems.push(DefinitionError::RequiredOptional {
-                        step: name.to_owned(),
-                        input: upstream.name.clone(),
+                        step: name.to_string(),
+                        input: upstream.name.to_string(),
                     });
                 }
             }
@@ -504,12 +520,12 @@ impl<I: StepValue> Builder<I> {
             && let Err(source) = policy.validate()
         {
             self.problems.push(DefinitionError::Policy {
-                step: name.to_owned(),
+                step: name.to_string(),
                 source,
             });
         }
         self.steps.push(StepDef {
-            name: name.to_owned(),
+            name,
             inputs,
             options,
             guard,

@@ -49,7 +49,7 @@ use self::executor::{Control, Launch, OutcomeSender};
 pub(crate) use self::permits::{Permit, Permits};
 use self::table::{RunEntry, RunTable};
 use crate::runtime::definition::{
-    Codec, Definition, ErasedDefinition, Plan, StepValue, Value, plan,
+    Codec, Definition, ErasedDefinition, Name, Plan, StepDef, StepValue, Value, plan,
 };
 use crate::runtime::error::{EngineError, RunError};
 use crate::runtime::events::{EventStream, Feed};
@@ -228,8 +228,8 @@ impl Engine {
             input_codec: Codec::of::<I>(),
             graph: plan.graph.as_deref(),
             first_step: first_step
-                .and_then(|i| plan.names.get(i))
-                .map(|name| &**name),
+                .and_then(|i| erased.steps().get(i))
+                .map(StepDef::name),
         };
         // A store that keeps nothing of runs is not asked (the claim above was the check); one
         // that can answer at once (in memory) spares the boxed future of the call.
@@ -345,7 +345,7 @@ impl Engine {
             });
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| EngineError::NoRuntime)?;
-        Ok(match self.reserve(run_id, &plan.workflow)? {
+        Ok(match self.reserve(run_id, erased.shared_name())? {
             Reserved::Existing(handle) => Claimed::Existing(handle),
             Reserved::New(reservation, handle) => Claimed::New(Claim {
                 plan,
@@ -360,7 +360,7 @@ impl Engine {
     fn reserve<'a, O: StepValue>(
         &'a self,
         run_id: &'a RunId,
-        workflow: &Arc<str>,
+        workflow: &Name,
     ) -> Result<Reserved<'a, O>, EngineError> {
         let mut table = self.inner.runs.shard(run_id);
         // Under the shard's lock, as `shutdown` begins the drain under every shard's.
@@ -383,8 +383,7 @@ impl Engine {
             }
             Entry::Vacant(vacant) => {
                 let control = Arc::<Control>::default();
-                let entry =
-                    vacant.insert(RunEntry::new(Arc::clone(workflow), Arc::clone(&control)));
+                let entry = vacant.insert(RunEntry::new(workflow.clone(), Arc::clone(&control)));
                 let handle = RunHandle::new(run_id.clone(), entry);
                 let reservation = Reservation {
                     inner: &self.inner,
@@ -570,6 +569,45 @@ mod tests {
         );
         assert!(std::ptr::eq(a.steps().as_ptr(), b.steps().as_ptr()));
         assert_eq!(a.steps()[0].status, StepStatus::Failed);
+    }
+
+    #[tokio::test]
+    async fn a_report_gives_the_definition_s_names_as_they_were_given() {
+        let engine = Engine::ephemeral();
+        let mut b = Builder::<u32>::new(Name::from_static("Written"));
+        let input = b.input();
+        let one = b.step(
+            Name::from_static("one"),
+            StepOptions::new(),
+            (input,),
+            |_, (x,)| async move { Ok::<_, StepError>(*x + 1) },
+        );
+        let made = format!("step {}", 2);
+        let two = b.step(&made, StepOptions::new(), (one,), |_, (x,)| async move {
+            Ok::<_, StepError>(*x + 1)
+        });
+        let def = b.build_with_output(two);
+        let check = |report: &crate::runtime::Report<u32>| {
+            assert_eq!(report.workflow, "Written");
+            assert!(report.workflow.is_static());
+            assert_eq!(report.steps[0].name, "one");
+            assert!(report.steps[0].name.is_static(), "the literal, not a copy");
+            assert_eq!(report.steps[1].name, made);
+            assert!(!report.steps[1].name.is_static());
+            // Every run shares the definition's copy of a name made at run time.
+            let defined = def.erased().steps()[1].name();
+            assert_eq!(report.steps[1].name.as_ptr(), defined.as_ptr());
+        };
+        let first = engine.start(&def, "r", 1).await.expect("ok").wait().await;
+        check(&first.expect("ok"));
+        // Kept compactly once its handle is gone, the run's report is made again from the
+        // definition: the same names, given the same way.
+        let kept = engine.start(&def, "r", 1).await.expect("ok").wait().await;
+        check(&kept.expect("ok"));
+        // A workflow named by any `&str` is copied once, into the definition.
+        let named = Builder::<u32>::new(made.as_str()).build();
+        assert!(!named.erased().shared_name().is_static());
+        assert_eq!(named.name(), "step 2");
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ pub mod store;
 pub use context::{RunId, StepContext};
 pub use definition::{
     BorrowingCall, BorrowingGuard, Builder, Call, Codec, Definition, Dep, Deps, ErasedDefinition,
-    Handle, Optional, StepDef, StepFuture, StepValue, Value,
+    Handle, Name, Optional, StepDef, StepFuture, StepValue, Value,
 };
 pub use engine::{
     DEFAULT_KEEP_FINISHED_FOR, DEFAULT_KEEP_FINISHED_RUNS, DEFAULT_MAX_CONCURRENT_STEPS,

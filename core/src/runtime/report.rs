@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::graph::NodeStyle;
+use crate::runtime::definition::Name;
 use crate::runtime::error::step::StepError;
 use crate::runtime::id::RunId;
 
@@ -42,8 +43,8 @@ impl StepStatus {
 /// One step of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepReport {
-    /// The step's name, shared with the definition (no copy per run).
-    pub name: Arc<str>,
+    /// The step's name, the definition's (no copy per run; see [`Name`]).
+    pub name: Name,
     /// Where it stands.
     pub status: StepStatus,
     /// Attempts started.
@@ -59,8 +60,8 @@ pub struct StepReport {
 pub struct Report<O> {
     /// The run.
     pub run_id: RunId,
-    /// The workflow's name, shared with the definition (no copy per run).
-    pub workflow: Arc<str>,
+    /// The workflow's name, the definition's (no copy per run; see [`Name`]).
+    pub workflow: Name,
     /// The run's output. Shared, because every handle on the run sees the same one.
     pub output: Arc<O>,
     /// Each step, in declaration order. Shared: every handle on the run made before its last

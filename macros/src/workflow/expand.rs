@@ -123,7 +123,7 @@ pub(crate) fn expand_as(
     let body = quote! {
         static __DEFINITION: #p::OnceLock<#definition_ty> = #p::OnceLock::new();
         ::core::clone::Clone::clone(__DEFINITION.get_or_init(|| {
-            let mut __builder = #p::#builder::<#input_ty>::new(#name_str);
+            let mut __builder = #p::#builder::<#input_ty>::new(#p::Name::from_static(#name_str));
             __builder.defaults(#defaults);
             #setup
             let __input = __builder.input();

@@ -238,7 +238,7 @@ fn workflow(steps: usize, step_ms: u64, effects: &Arc<Effects>) -> Definition<u3
     for i in 2..=steps {
         let next = step(Arc::clone(effects));
         last = b.step(
-            &format!("s{i:02}"),
+            format!("s{i:02}"),
             options.clone(),
             (last,),
             move |ctx, _| next(ctx),

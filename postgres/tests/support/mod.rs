@@ -23,7 +23,7 @@ pub(crate) fn chain(name: &str, steps: usize) -> sagaflow_core::runtime::Definit
     let mut last = b.input();
     for i in 0..steps {
         let step = sagaflow_core::StepOptions::new();
-        last = b.step(&format!("s{i}"), step, (last,), |_, (x,)| {
+        last = b.step(format!("s{i}"), step, (last,), |_, (x,)| {
             let x = *x;
             async move { Ok::<_, StepError>(x + 1) }
         });

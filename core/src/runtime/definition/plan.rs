@@ -1,5 +1,5 @@
 //! What the engine derives from a definition before running it: its problems, its graph's
-//! fingerprint and JSON, and the names and roots every run shares. The definition keeps it
+//! fingerprint and JSON, and the roots every run shares. The definition keeps it
 //! (worked out on first use), so it lives with the definition.
 
 use std::sync::Arc;
@@ -16,10 +16,6 @@ pub(crate) struct Plan {
     /// The graph as JSON, as [`NewRun::graph`](crate::runtime::store::NewRun::graph) holds
     /// it; `None` if the graph is invalid.
     pub(crate) graph: Option<String>,
-    /// The workflow's name, shared by every run's entry.
-    pub(crate) workflow: Arc<str>,
-    /// Step names, shared with every step context without copying.
-    pub(crate) names: Box<[Arc<str>]>,
     /// Steps with no upstream step.
     pub(crate) roots: Arc<[usize]>,
 }
@@ -39,8 +35,6 @@ pub(crate) fn plan(def: &ErasedDefinition) -> &Plan {
             problems,
             fingerprint,
             graph: def.graph().ok().map(graph_json),
-            workflow: Arc::from(def.name()),
-            names: def.steps().iter().map(|s| Arc::from(s.name())).collect(),
             roots,
         }
     })

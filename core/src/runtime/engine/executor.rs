@@ -34,7 +34,7 @@ use tracing::Instrument as _;
 
 use crate::policy::OnError;
 use crate::runtime::context::{SignalSource, StepScope};
-use crate::runtime::definition::{self, ErasedDefinition, Value};
+use crate::runtime::definition::{self, ErasedDefinition, Name, StepDef, Value};
 use crate::runtime::engine::Inner;
 use crate::runtime::error::{RunError, StepError, StoreError};
 use crate::runtime::id::RunId;
@@ -224,7 +224,6 @@ pub(crate) fn launch_run(
         outcome.send_ended(Err(error), &engine, &run_id, Instant::now(), None);
         return;
     };
-    let plan = definition::plan(&def);
     // Only a run taken up has steps that ended before it began here.
     let now = resume.is_some().then(Instant::now);
     let (restored, ended_before) = match resume {
@@ -251,8 +250,8 @@ pub(crate) fn launch_run(
     };
     let steps: Box<[StepCell]> = match &restored {
         // A new run: every cell as it starts, made where it is kept.
-        None => (0..plan.names.len()).map(fresh).collect(),
-        Some(restored) => restore_cells(&def, plan, restored, now, fresh, &mut failed_for_good),
+        None => (0..def.steps().len()).map(fresh).collect(),
+        Some(restored) => restore_cells(&def, restored, now, fresh, &mut failed_for_good),
     };
     // What is ready: in a new run its roots (read from the plan below, not copied); in a
     // resumed one, every step not ended whose inputs all have.
@@ -339,15 +338,15 @@ pub(crate) fn launch_run(
 /// `failed_for_good`, for the run to fail again for them.
 fn restore_cells(
     def: &ErasedDefinition,
-    plan: &definition::Plan,
     restored: &[Restored],
     now: Option<Instant>,
     fresh: impl Fn(usize) -> StepCell,
     failed_for_good: &mut Vec<(usize, u32, StepError)>,
 ) -> Box<[StepCell]> {
     let at = || now.unwrap_or_else(Instant::now);
-    plan.names
+    def.steps()
         .iter()
+        .map(StepDef::name)
         .enumerate()
         .map(|(i, name)| {
             let cell = fresh(i);
@@ -429,8 +428,8 @@ impl Run {
     }
 
     /// Step `index`'s name, shared with the definition's plan (and so with every run).
-    fn name(&self, index: usize) -> Option<&Arc<str>> {
-        definition::plan(&self.def).names.get(index)
+    fn name(&self, index: usize) -> Option<&Name> {
+        self.def.steps().get(index).map(StepDef::shared_name)
     }
 
     /// Records `change`, unless the store records no changes: then nothing is called, and

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::executor::Control;
 use super::table::RunEntry;
-use crate::runtime::definition::StepValue;
+use crate::runtime::definition::{Name, StepValue};
 use crate::runtime::error::RunError;
 use crate::runtime::id::RunId;
 use crate::runtime::report::Report;
@@ -16,7 +16,7 @@ use crate::runtime::report::Report;
 /// for one run; they all see the same outcome.
 pub struct RunHandle<O> {
     run_id: RunId,
-    workflow: Arc<str>,
+    workflow: Name,
     pub(super) control: Arc<Control>,
     _output: PhantomData<fn() -> O>,
 }
@@ -34,7 +34,7 @@ impl<O> RunHandle<O> {
     pub(super) fn new(run_id: RunId, entry: &RunEntry) -> Self {
         Self {
             run_id,
-            workflow: Arc::clone(&entry.workflow),
+            workflow: entry.workflow.clone(),
             control: entry.control(),
             _output: PhantomData,
         }

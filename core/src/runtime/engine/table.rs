@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::executor::Control;
+use crate::runtime::definition::Name;
 use crate::runtime::id::{IdMap, RunId};
 
 mod done;
@@ -39,7 +40,7 @@ pub(crate) struct Keep {
 
 /// A run the engine knows: starting, running or finished.
 pub(crate) struct RunEntry {
-    pub(crate) workflow: Arc<str>,
+    pub(crate) workflow: Name,
     state: EntryState,
     /// Which of its shard's kept runs this is (0 until it is kept): a run kept later under
     /// the same id is another.
@@ -57,7 +58,7 @@ enum EntryState {
 
 impl RunEntry {
     /// A run about to start, under `control`.
-    pub(crate) fn new(workflow: Arc<str>, control: Arc<Control>) -> Self {
+    pub(crate) fn new(workflow: Name, control: Arc<Control>) -> Self {
         RunEntry {
             workflow,
             state: EntryState::Live(control),
@@ -340,7 +341,7 @@ mod tests {
         let control = Arc::<Control>::default();
         table.shard(&run_id).runs.insert(
             run_id.clone(),
-            RunEntry::new(Arc::from("W"), Arc::clone(&control)),
+            RunEntry::new(Name::from_static("W"), Arc::clone(&control)),
         );
         table
             .ended(&run_id, &control, Instant::now(), || None)

@@ -274,7 +274,7 @@ pub(super) async fn run_step<'r>(
 /// `None` once the delay before the next attempt has passed. Boxed (see `fail`).
 fn retry<'a>(
     run: &'a Run,
-    name: &'a Arc<str>,
+    name: &'a str,
     options: &'a crate::policy::StepOptions,
     deadline_at: Option<Instant>,
     attempt: u32,
@@ -342,7 +342,7 @@ struct Limits {
 /// Records an attempt's start, with the previous step's deferred completion when there is one.
 async fn record_start(
     run: &Run,
-    name: &Arc<str>,
+    name: &str,
     attempt: u32,
     deferred: Option<super::Deferred>,
 ) -> Result<(), StoreError> {

@@ -156,10 +156,9 @@ pub(super) fn store_error(run: &Run, source: StoreError) -> RunError {
 /// aborted mid-way is `Running` with the attempts it made; one that never began an attempt
 /// is `NotRun`.
 fn reports<C: FromIterator<StepReport>>(run: &Run) -> C {
-    let names = &crate::runtime::definition::plan(&run.def).names;
     run.steps
         .iter()
-        .zip(names.iter())
+        .zip(run.def.steps())
         .map(|(cell, name)| {
             let attempts = cell.attempts.load(Ordering::Acquire);
             let ended = cell.end.get();
@@ -173,7 +172,7 @@ fn reports<C: FromIterator<StepReport>>(run: &Run) -> C {
                 Some(ended.at.saturating_duration_since(started))
             });
             StepReport {
-                name: Arc::clone(name),
+                name: name.shared_name().clone(),
                 status,
                 attempts,
                 duration,

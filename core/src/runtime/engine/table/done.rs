@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::super::executor::{Control, Finished};
-use crate::runtime::definition::{self, ErasedDefinition, Value};
+use crate::runtime::definition::{ErasedDefinition, Value};
 use crate::runtime::error::StepError;
 use crate::runtime::report::{StepReport, StepReports, StepStatus};
 
@@ -77,12 +77,15 @@ impl Done {
 
     /// The run's report, as the run's end made it.
     fn reports(&self) -> StepReports {
-        let names = &definition::plan(&self.def).names;
+        let names = self.def.steps();
         self.steps
             .iter()
             .enumerate()
             .map(|(i, step)| StepReport {
-                name: names.get(i).cloned().unwrap_or_else(|| Arc::from("")),
+                name: names
+                    .get(i)
+                    .map(|step| step.shared_name().clone())
+                    .unwrap_or_default(),
                 status: step.status,
                 attempts: step.attempts,
                 duration: (step.nanos != NO_DURATION).then(|| Duration::from_nanos(step.nanos)),
