@@ -372,18 +372,18 @@ impl Engine {
         match table.runs.entry(run_id.clone()) {
             Entry::Occupied(entry) => {
                 let entry = entry.get();
-                if *entry.workflow != **workflow {
+                if entry.workflow() != workflow {
                     return Err(EngineError::RunIdConflict {
                         run_id: run_id.clone(),
                         workflow: workflow.to_string(),
-                        existing: entry.workflow.to_string(),
+                        existing: entry.workflow().to_string(),
                     });
                 }
                 Ok(Reserved::Existing(RunHandle::new(run_id.clone(), entry)))
             }
             Entry::Vacant(vacant) => {
-                let control = Arc::<Control>::default();
-                let entry = vacant.insert(RunEntry::new(workflow.clone(), Arc::clone(&control)));
+                let control = Arc::new(Control::new(workflow.clone()));
+                let entry = vacant.insert(RunEntry::new(Arc::clone(&control)));
                 let handle = RunHandle::new(run_id.clone(), entry);
                 let reservation = Reservation {
                     inner: &self.inner,
@@ -457,7 +457,9 @@ impl Reservation<'_> {
     /// Keeps the claim: the run is created and its outcome will be sent on the result.
     fn commit(mut self) -> OutcomeSender {
         self.committed = true;
-        OutcomeSender::new(self.control.take().unwrap_or_default())
+        // The control is taken only here, and `commit` takes the reservation.
+        let control = self.control.take();
+        OutcomeSender::new(control.unwrap_or_else(|| Arc::new(Control::new(Name::default()))))
     }
 
     /// Releases the claim because of `error`, which it returns.
@@ -608,6 +610,40 @@ mod tests {
         let named = Builder::<u32>::new(made.as_str()).build();
         assert!(!named.erased().shared_name().is_static());
         assert_eq!(named.name(), "step 2");
+    }
+
+    #[tokio::test]
+    async fn an_id_is_refused_to_another_workflow_while_its_run_runs_and_once_it_is_kept() {
+        let engine = Engine::ephemeral();
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let mut b = Builder::<u32>::new("Gated");
+        let input = b.input();
+        let g = Arc::clone(&gate);
+        let out = b.step("wait", StepOptions::new(), (input,), move |_, (x,)| {
+            let g = Arc::clone(&g);
+            async move {
+                g.notified().await;
+                Ok::<_, StepError>(*x)
+            }
+        });
+        let gated = b.build_with_output(out);
+        let other = plus_one();
+        let handle = engine.start(&gated, "r", 1).await.expect("starts");
+        let refused = |error: EngineError| {
+            assert!(
+                matches!(&error, EngineError::RunIdConflict { workflow, existing, .. }
+                    if workflow == "W" && existing == "Gated"),
+                "{error}"
+            );
+        };
+        // Live: the name is the run's control's.
+        refused(engine.start(&other, "r", 1).await.expect_err("running"));
+        gate.notify_one();
+        assert_eq!(handle.wait().await.expect("completes").workflow, "Gated");
+        // Kept compactly: the name is its definition's.
+        refused(engine.start(&other, "r", 1).await.expect_err("kept"));
+        let again = engine.start(&gated, "r", 1).await.expect("the kept run");
+        assert_eq!(again.wait().await.expect("its outcome").workflow, "Gated");
     }
 
     #[tokio::test]

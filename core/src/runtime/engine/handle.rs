@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::executor::Control;
 use super::table::RunEntry;
-use crate::runtime::definition::{Name, StepValue};
+use crate::runtime::definition::StepValue;
 use crate::runtime::error::RunError;
 use crate::runtime::id::RunId;
 use crate::runtime::report::Report;
@@ -16,7 +16,6 @@ use crate::runtime::report::Report;
 /// for one run; they all see the same outcome.
 pub struct RunHandle<O> {
     run_id: RunId,
-    workflow: Name,
     pub(super) control: Arc<Control>,
     _output: PhantomData<fn() -> O>,
 }
@@ -25,7 +24,7 @@ impl<O> fmt::Debug for RunHandle<O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RunHandle")
             .field("run_id", &self.run_id)
-            .field("workflow", &self.workflow)
+            .field("workflow", &self.control.workflow)
             .finish_non_exhaustive()
     }
 }
@@ -34,7 +33,6 @@ impl<O> RunHandle<O> {
     pub(super) fn new(run_id: RunId, entry: &RunEntry) -> Self {
         Self {
             run_id,
-            workflow: entry.workflow.clone(),
             control: entry.control(),
             _output: PhantomData,
         }
@@ -70,7 +68,7 @@ impl<O: StepValue> RunHandle<O> {
             Ok(finished) => match Arc::clone(&finished.output).downcast::<O>() {
                 Ok(output) => Ok(Report {
                     run_id: self.run_id,
-                    workflow: self.workflow,
+                    workflow: self.control.workflow.clone(),
                     output,
                     steps: finished.steps.clone(),
                 }),

@@ -38,9 +38,10 @@ pub(crate) struct Keep {
     pub(crate) age: Duration,
 }
 
-/// A run the engine knows: starting, running or finished.
+/// A run the engine knows: starting, running or finished. Its workflow's name is its
+/// control's or, kept compactly, its definition's: not held here, which would make every kept
+/// run's entry larger.
 pub(crate) struct RunEntry {
-    pub(crate) workflow: Name,
     state: EntryState,
     /// Which of its shard's kept runs this is (0 until it is kept): a run kept later under
     /// the same id is another.
@@ -58,11 +59,18 @@ enum EntryState {
 
 impl RunEntry {
     /// A run about to start, under `control`.
-    pub(crate) fn new(workflow: Name, control: Arc<Control>) -> Self {
+    pub(crate) fn new(control: Arc<Control>) -> Self {
         RunEntry {
-            workflow,
             state: EntryState::Live(control),
             stamp: 0,
+        }
+    }
+
+    /// The run's workflow.
+    pub(crate) fn workflow(&self) -> &Name {
+        match &self.state {
+            EntryState::Live(control) => &control.workflow,
+            EntryState::Done(done) => done.workflow(),
         }
     }
 
@@ -338,16 +346,28 @@ mod tests {
     /// Starts and ends the run `id`; returns the ids the table dropped.
     fn run(table: &RunTable, id: &str) -> Vec<RunId> {
         let run_id = RunId::from(id);
-        let control = Arc::<Control>::default();
-        table.shard(&run_id).runs.insert(
-            run_id.clone(),
-            RunEntry::new(Name::from_static("W"), Arc::clone(&control)),
-        );
+        let control = Arc::new(Control::new(Name::from_static("W")));
+        table
+            .shard(&run_id)
+            .runs
+            .insert(run_id.clone(), RunEntry::new(Arc::clone(&control)));
         table
             .ended(&run_id, &control, Instant::now(), || None)
             .iter()
             .cloned()
             .collect()
+    }
+
+    #[test]
+    fn a_kept_run_s_entry_is_no_larger_than_its_state_and_stamp() {
+        // Every kept run has a slot of the table's map (its id and this), and the map has up
+        // to twice as many slots as runs: a word here is 16 bytes a kept run. The workflow's
+        // name is the control's or the definition's, not a third copy here.
+        assert_eq!(
+            std::mem::size_of::<RunEntry>(),
+            std::mem::size_of::<EntryState>() + std::mem::size_of::<u64>()
+        );
+        assert!(std::mem::size_of::<RunEntry>() <= 64);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{Run, Stop, lock};
-use crate::runtime::definition::{ErasedDefinition, Value};
+use crate::runtime::definition::{ErasedDefinition, Name, Value};
 use crate::runtime::engine::Inner;
 use crate::runtime::engine::table::Done;
 use crate::runtime::error::RunError;
@@ -117,8 +117,10 @@ impl Drop for OutcomeSender {
 /// Lets handles cancel a run that may not exist yet (its start still awaits the store) or may
 /// be gone (finished): it holds the run weakly while it runs, so a finished run's steps are
 /// freed, and not at all once it has ended, so that its memory is too.
-#[derive(Default)]
 pub(crate) struct Control {
+    /// The run's workflow: the definition's name, for the run's handles and the engine's
+    /// table (whose entries do not hold it themselves, so that a kept run costs less).
+    pub(crate) workflow: Name,
     cancelled: AtomicBool,
     run: Mutex<Weak<Run>>,
     /// The run's outcome, once it ended (or failed to start).
@@ -126,6 +128,16 @@ pub(crate) struct Control {
 }
 
 impl Control {
+    /// The control of a run of `workflow`, not yet begun.
+    pub(crate) fn new(workflow: Name) -> Self {
+        Control {
+            workflow,
+            cancelled: AtomicBool::new(false),
+            run: Mutex::new(Weak::new()),
+            outcome: OutcomeCell::default(),
+        }
+    }
+
     pub(crate) fn cancel(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
         let run = lock(&self.run).upgrade();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::super::executor::{Control, Finished};
-use crate::runtime::definition::{ErasedDefinition, Value};
+use crate::runtime::definition::{ErasedDefinition, Name, Value};
 use crate::runtime::error::StepError;
 use crate::runtime::report::{StepReport, StepReports, StepStatus};
 
@@ -65,9 +65,14 @@ impl Done {
         }
     }
 
+    /// The run's workflow.
+    pub(crate) fn workflow(&self) -> &Name {
+        self.def.shared_name()
+    }
+
     /// A control whose outcome is the run's, with its report made again, for a new handle.
     pub(crate) fn control(&self) -> Arc<Control> {
-        let control = Control::default();
+        let control = Control::new(self.workflow().clone());
         control.outcome.publish(Ok(Finished {
             output: Arc::clone(&self.output),
             steps: self.reports(),
