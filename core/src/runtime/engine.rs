@@ -214,9 +214,9 @@ impl Engine {
         tokio::task::coop::consume_budget().await;
         let run_id = run_id.into();
         let erased = def.erased();
-        let (plan, runtime, reservation, handle) = match self.claim(erased, &run_id)? {
+        let (plan, reservation, handle) = match self.claim(erased, &run_id)? {
             Claimed::Existing(handle) => return Ok(handle),
-            Claimed::New(claim) => (claim.plan, claim.runtime, claim.reservation, claim.handle),
+            Claimed::New(claim) => (claim.plan, claim.reservation, claim.handle),
         };
         let input: Value = Arc::new(input);
         let first_step = self.first_step(erased, plan);
@@ -270,7 +270,7 @@ impl Engine {
         }
         let sender = reservation.commit();
         let launch = Launch { resume, begun };
-        Ok(self.launch(sender, handle, runtime, run_id, erased, input, launch))
+        Ok(self.launch(sender, handle, run_id, erased, input, launch))
     }
 
     /// The step a new run of `def` begins with, when its creation can record that step's
@@ -305,13 +305,11 @@ impl Engine {
     }
 
     /// Commits the claim on `run_id` and starts executing the run (from scratch, or from
-    /// what an earlier process left: see [`Launch`]).
-    #[allow(clippy::too_many_arguments)]
+    /// what an earlier process left: see [`Launch`]), on the caller's runtime.
     fn launch<O>(
         &self,
         sender: OutcomeSender,
         handle: RunHandle<O>,
-        runtime: tokio::runtime::Handle,
         run_id: RunId,
         erased: &Arc<ErasedDefinition>,
         input: Value,
@@ -324,7 +322,6 @@ impl Engine {
             input,
             sender,
             &handle.control,
-            runtime,
             launch,
         );
         handle
@@ -344,12 +341,13 @@ impl Engine {
                 problems: plan.problems.clone(),
             });
         }
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| EngineError::NoRuntime)?;
+        if !executor::in_runtime() {
+            return Err(EngineError::NoRuntime);
+        }
         Ok(match self.reserve(run_id, erased.shared_name())? {
             Reserved::Existing(handle) => Claimed::Existing(handle),
             Reserved::New(reservation, handle) => Claimed::New(Claim {
                 plan,
-                runtime,
                 reservation,
                 handle,
             }),
@@ -430,7 +428,6 @@ enum Claimed<'d, O> {
 /// A new run's id, claimed, with what starting it needs.
 struct Claim<'d, O> {
     plan: &'d Plan,
-    runtime: tokio::runtime::Handle,
     reservation: Reservation<'d>,
     handle: RunHandle<O>,
 }

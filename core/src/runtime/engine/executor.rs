@@ -44,7 +44,8 @@ use crate::runtime::store::Change;
 use self::attempt::{StepEnd, run_step};
 pub(crate) use self::control::{Control, Finished, Outcome, OutcomeSender};
 use self::outcome::{conclude, settle};
-use self::tasks::{Ready, Share, spawn_helper, spawn_task, start_inline};
+pub(crate) use self::tasks::in_runtime;
+use self::tasks::{Ready, Share, spawn, spawn_helper, spawn_task, start_inline};
 use crate::runtime::engine::Permit;
 
 /// What a task carries from one step it runs to the next.
@@ -100,7 +101,6 @@ pub(crate) struct Run {
     /// Why the run stopped early; the first reason wins.
     stop: Mutex<Option<Stop>>,
     outcome: OutcomeSender,
-    runtime: tokio::runtime::Handle,
     span: tracing::Span,
     /// The run had ended in an earlier process, which recorded that end: it is not recorded
     /// again (a run's outcome is recorded exactly once).
@@ -212,7 +212,6 @@ pub(crate) fn launch_run(
     input: Value,
     outcome: OutcomeSender,
     control: &Control,
-    runtime: tokio::runtime::Handle,
     launch: Launch,
 ) {
     let Launch { resume, begun } = launch;
@@ -286,7 +285,6 @@ pub(crate) fn launch_run(
         stopped: AtomicBool::new(false),
         stop: Mutex::new(None),
         outcome,
-        runtime,
         span,
         end_recorded: ended_before.is_some(),
         spent,
@@ -472,8 +470,10 @@ impl Run {
     }
 
     /// The runtime's workers: how many tasks at most work through a set of ready steps.
+    /// Read from the runtime the caller runs on, the run's (see [`spawn`]).
     fn width(&self) -> usize {
-        self.runtime.metrics().num_workers().max(1)
+        tokio::runtime::Handle::try_current()
+            .map_or(1, |runtime| runtime.metrics().num_workers().max(1))
     }
 
     fn internal(&self, message: impl Into<String>) -> RunError {
@@ -560,7 +560,7 @@ impl Run {
         }
         let run = Arc::clone(self);
         let span = self.span.clone();
-        self.runtime.spawn(
+        spawn(
             async move {
                 let outcome = conclude(&run).await;
                 run.outcome.send_ended(

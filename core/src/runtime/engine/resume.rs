@@ -38,9 +38,9 @@ impl Engine {
     ) -> Result<RunHandle<O>, EngineError> {
         let run_id = run_id.into();
         let erased = def.erased();
-        let (plan, runtime, reservation, handle) = match self.claim(erased, &run_id)? {
+        let (plan, reservation, handle) = match self.claim(erased, &run_id)? {
             Claimed::Existing(handle) => return Ok(handle),
-            Claimed::New(claim) => (claim.plan, claim.runtime, claim.reservation, claim.handle),
+            Claimed::New(claim) => (claim.plan, claim.reservation, claim.handle),
         };
         let (input, resume) = match self.take_up::<I>(erased, &run_id, plan, false).await {
             Ok(taken) => taken,
@@ -51,7 +51,7 @@ impl Engine {
             resume: Some(resume),
             begun: None,
         };
-        Ok(self.launch(sender, handle, runtime, run_id, erased, input, launch))
+        Ok(self.launch(sender, handle, run_id, erased, input, launch))
     }
 
     /// Takes up every unfinished run of `def`'s workflow in the store, oldest first: what a

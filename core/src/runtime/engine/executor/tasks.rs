@@ -104,6 +104,29 @@ impl Share {
     }
 }
 
+/// Whether the caller runs where a run can be started: on a tokio runtime. Inside a task
+/// (where services call `start`) that is read from the thread's task context, without
+/// touching the runtime's handle, whose reference count every run's start would otherwise
+/// write, on every core: a run whose steps never wait then spawns nothing and takes no
+/// reference to the runtime at all. Elsewhere (a `block_on`) the handle is looked up.
+pub(crate) fn in_runtime() -> bool {
+    tokio::task::try_id().is_some() || tokio::runtime::Handle::try_current().is_ok()
+}
+
+/// Spawns `future` on the runtime the caller runs on, which for a run's tasks is the run's:
+/// they are spawned by `start`, on the caller's runtime, and by the run's own tasks. Looked up
+/// at each spawn rather than held by the run (see [`in_runtime`]); a spawn writes the same
+/// line of the runtime's anyway. Without a runtime (its thread is being torn down), nothing
+/// is spawned: the run then ends without an outcome, which its handles report as an error.
+pub(super) fn spawn<F>(future: F) -> Option<tokio::task::JoinHandle<()>>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::runtime::Handle::try_current()
+        .ok()
+        .map(|runtime| runtime.spawn(future))
+}
+
 /// Spawns a task that takes over `ready`'s next steps, if any are left.
 pub(super) fn spawn_helper(run: &Arc<Run>, ready: &Arc<Ready>) {
     if let Some(share) = ready.claim(run) {
@@ -141,7 +164,9 @@ pub(super) fn start_inline(run: &Arc<Run>, first: usize, share: Option<Share>, h
     if future.as_mut().poll(&mut cx).is_ready() {
         return;
     }
-    let task = run.runtime.spawn(future);
+    let Some(task) = spawn(future) else {
+        return;
+    };
     *lock(&cell.task) = Some(task.abort_handle());
     // SeqCst pairs with `Run::stop`: either it saw the handle, or this sees `stopped`.
     if run.stopped.load(Ordering::SeqCst) {
@@ -168,10 +193,12 @@ pub(super) fn spawn_task(run: &Arc<Run>, first: usize, share: Option<Share>, hel
     }
     run.live.fetch_add(1, Ordering::AcqRel);
     let live = Live(Arc::clone(run));
-    let task = run.runtime.spawn(async move {
+    let Some(task) = spawn(async move {
         let live = live;
         Box::pin(run_steps(&live.0, first, share, helpers)).await;
-    });
+    }) else {
+        return;
+    };
     // The task is filed under the step it was spawned for; it may have ended already, and
     // then this handle is merely stale (aborting an ended task does nothing).
     *lock(&cell.task) = Some(task.abort_handle());
