@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crossbeam_utils::CachePadded;
 use tokio::sync::Notify;
 
 /// The engine's step permits: a counter that an attempt takes from with one atomic operation
@@ -9,7 +10,9 @@ use tokio::sync::Notify;
 /// served) for the attempts that must wait. A queued attempt keeps newcomers from taking the
 /// permits it waits for, so none is starved.
 pub(crate) struct Permits {
-    free: AtomicUsize,
+    /// On a line of its own: every run writes it, from whichever core runs it, and the fields
+    /// around it (the engine's, read by every step, and `waiting`) are otherwise only read.
+    free: CachePadded<AtomicUsize>,
     /// Attempts queued for a permit.
     waiting: AtomicUsize,
     released: Notify,
@@ -30,7 +33,7 @@ impl Drop for Permit<'_> {
 impl Permits {
     pub(crate) fn new(permits: usize) -> Self {
         Self {
-            free: AtomicUsize::new(permits),
+            free: CachePadded::new(AtomicUsize::new(permits)),
             waiting: AtomicUsize::new(0),
             released: Notify::new(),
         }
@@ -99,5 +102,25 @@ impl<'a> Queued<'a> {
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counter_every_run_writes_has_its_line_to_itself() {
+        let permits = Permits::new(4);
+        let line = |p: *const u8| p as usize / 128;
+        let free = std::ptr::from_ref(&*permits.free).cast::<u8>();
+        let waiting = std::ptr::from_ref(&permits.waiting).cast::<u8>();
+        assert_ne!(line(free), line(waiting));
+        assert_eq!(free as usize % 128, 0);
+        // And it still counts.
+        let taken = permits.take_now().expect("free");
+        assert_eq!(permits.available(), 3);
+        drop(taken);
+        assert_eq!(permits.available(), 4);
     }
 }

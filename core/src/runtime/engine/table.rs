@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use crossbeam_utils::CachePadded;
 use tokio::time::Instant;
 
 use super::executor::Control;
@@ -174,7 +175,9 @@ impl Dropped {
 
 /// The engine's runs: every live run, and the finished ones it keeps, in shards by run id.
 pub(crate) struct RunTable {
-    shards: Box<[Mutex<Shard>]>,
+    /// Each on a line of its own: a shard's lock and map are written by whichever core runs
+    /// one of its runs, which would otherwise take its neighbours' lines from other cores.
+    shards: Box<[CachePadded<Mutex<Shard>>]>,
     /// `shards.len() - 1`.
     mask: usize,
     keep: Keep,
@@ -195,16 +198,16 @@ impl RunTable {
             let wanted = (keep.runs / MIN_KEPT_PER_SHARD).clamp(1, MAX_SHARDS);
             1 << wanted.ilog2()
         };
-        let shards: Box<[Mutex<Shard>]> = (0..shards)
+        let shards: Box<[CachePadded<Mutex<Shard>>]> = (0..shards)
             .map(|i| {
                 // The count split between the shards; the first ones take the remainder.
                 let keep_runs = keep.runs / shards + usize::from(i < keep.runs % shards);
-                Mutex::new(Shard {
+                CachePadded::new(Mutex::new(Shard {
                     runs: IdMap::default(),
                     finished: VecDeque::new(),
                     keep_runs,
                     stamps: 0,
-                })
+                }))
             })
             .collect();
         Self {
@@ -238,7 +241,7 @@ impl RunTable {
 
     /// Every shard, locked, in order (the only place that holds more than one).
     pub(crate) fn lock_all(&self) -> Vec<MutexGuard<'_, Shard>> {
-        self.shards.iter().map(Self::lock).collect()
+        self.shards.iter().map(|shard| Self::lock(shard)).collect()
     }
 
     /// How many runs the table holds, live and finished.
@@ -356,6 +359,24 @@ mod tests {
             .iter()
             .cloned()
             .collect()
+    }
+
+    #[test]
+    fn no_two_shards_share_a_line_nor_does_the_engine_s_count_share_its_fields_line() {
+        let table = table(10_000, Duration::from_secs(3_600));
+        let lines: Vec<usize> = (0..table.shards())
+            .map(|i| std::ptr::from_ref(&*table.shards[i]) as usize / 128)
+            .collect();
+        let mut distinct = lines.clone();
+        distinct.dedup();
+        assert_eq!(
+            distinct, lines,
+            "each shard's lock and map on lines of their own"
+        );
+        // The `Arc`s every run clones: their counts come before the data, which starts on
+        // the next 128-byte line.
+        assert!(std::mem::align_of::<crate::runtime::engine::Inner>() >= 128);
+        assert!(std::mem::align_of::<crate::runtime::ErasedDefinition>() >= 128);
     }
 
     #[test]
