@@ -34,8 +34,9 @@
 //! loops' engines keep that many finished runs instead: what keeping them costs a run.
 //! `SAGAFLOW_BENCH_WORKERS=<n>` gives that group (and the count mode) n workers instead of 2.
 //!
-//! A second group, `tasks_64_chain_5`, has 64 tasks start 5-step chains on one engine, on
-//! runtimes of 1 and of 2 workers, against 64 tasks running the tokio baseline's chain: what
+//! A second group, `tasks_64_chain_5`, has 64 tasks start 5-step chains on one engine (built
+//! with `Builder`, and with `workflow!`), on runtimes of 1 and of 2 workers, against 64 tasks
+//! running the tokio baseline's chain: what
 //! a run shares with the others (issue 17, many cores) shows there as a throughput that does
 //! not grow with the workers.
 //!
@@ -743,6 +744,16 @@ fn many_tasks(c: &mut Criterion) {
         group.bench_function(format!("sagaflow_{workers}_{plural}"), |b| {
             b.to_async(&rt)
                 .iter_custom(|iters| on_worker(sagaflow_tasks_timed(def.clone(), iters)));
+        });
+        // The chain as `workflow!` writes it: its names are static, so its runs write no
+        // name's count (what a report of a `Builder` chain with made names still does).
+        group.bench_function(format!("sagaflow_macro_{workers}_{plural}"), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                on_worker(sagaflow_tasks_timed(
+                    macro_chain::Chain5::definition(),
+                    iters,
+                ))
+            });
         });
         group.bench_function(format!("tokio_{workers}_{plural}"), |b| {
             b.to_async(&rt)
