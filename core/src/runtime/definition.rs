@@ -301,8 +301,9 @@ pub struct Builder<I> {
 }
 
 impl<I: StepValue> Builder<I> {
-    /// A builder for the workflow called `name`: a `&'static str` (kept as written) or a
-    /// `String` (see [`Name`]).
+    /// A builder for the workflow called `name`: any text (`&str`, `String`), copied once into
+    /// the definition, or [`Name::from_static`], kept as written (see [`Name`]). The steps'
+    /// names are given the same way.
     pub fn new(name: impl Into<Name>) -> Self {
         Self {
             id: NEXT_BUILDER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
