@@ -115,7 +115,7 @@ pub(crate) struct Run {
 
 /// One step of a run in flight. Every field is written by the step's own task only (or, for
 /// `waiting`, counted down by its inputs), so nothing here is contended.
-/// Its name is the plan's ([`Run::name`]), not copied for every run.
+/// Its name is the definition's ([`Run::name`]), not copied for every run.
 struct StepCell {
     /// Inputs not yet finished; the task that takes it to zero spawns this step.
     waiting: AtomicUsize,
@@ -425,7 +425,7 @@ impl Run {
             .map_or(Duration::ZERO, |&(_, spent)| spent)
     }
 
-    /// Step `index`'s name, shared with the definition's plan (and so with every run).
+    /// Step `index`'s name, the definition's (and so every run's).
     fn name(&self, index: usize) -> Option<&Name> {
         self.def.steps().get(index).map(StepDef::shared_name)
     }

@@ -159,7 +159,7 @@ fn reports<C: FromIterator<StepReport>>(run: &Run) -> C {
     run.steps
         .iter()
         .zip(run.def.steps())
-        .map(|(cell, name)| {
+        .map(|(cell, step)| {
             let attempts = cell.attempts.load(Ordering::Acquire);
             let ended = cell.end.get();
             let status = match ended {
@@ -172,7 +172,7 @@ fn reports<C: FromIterator<StepReport>>(run: &Run) -> C {
                 Some(ended.at.saturating_duration_since(started))
             });
             StepReport {
-                name: name.shared_name().clone(),
+                name: step.shared_name().clone(),
                 status,
                 attempts,
                 duration,
