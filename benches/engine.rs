@@ -22,6 +22,10 @@
 //!   reports (its id in a table, each step's duration, the last 10,000 finished runs with
 //!   their reports and outputs; see `shared/kept_by_hand.rs`): what the run's promises cost
 //!   done the plain way, beside what the engine spends on them.
+//! - `tokio_kept_inline` (`chain_5` only): the same promises by hand, with the steps (`async
+//!   fn`s) awaited one after the other in the run's own task, as a sequential `async fn` runs
+//!   them, instead of a task a step: the promises without the baseline's spawns, which the
+//!   engine does not pay for a chain either (its steps run in the task that started the run).
 //!
 //! Every step is a no-op that passes a `u64` along (`x + 1`). Before anything is timed, every
 //! contender runs every shape once and the result is checked, so none of them can skip work.
@@ -554,7 +558,7 @@ async fn tokio_timed(shape: Shape, iters: u64) -> Duration {
 /// The chain with what a run keeps written by hand ([`kept_by_hand`]): `iters` runs, on a
 /// fresh table per batch of [`Shape::runs_per_batch`] runs, the ids made before the clock
 /// starts, as [`sagaflow_timed`] does.
-async fn tokio_kept_timed(shape: Shape, iters: u64) -> Duration {
+async fn tokio_kept_timed(shape: Shape, iters: u64, inline: bool) -> Duration {
     let names = kept_by_hand::names(shape.steps());
     let mut total = Duration::ZERO;
     let mut left = iters;
@@ -565,7 +569,7 @@ async fn tokio_kept_timed(shape: Shape, iters: u64) -> Duration {
         let ids: Vec<Arc<str>> = (0..batch).map(|i| Arc::from(format!("run-{i}"))).collect();
         let started = Instant::now();
         for id in ids {
-            black_box(kept_by_hand::run(&runs, &names, id).await);
+            black_box(kept_by_hand::run(&runs, &names, id, inline).await);
         }
         total += started.elapsed();
         drop(runs);
@@ -575,13 +579,13 @@ async fn tokio_kept_timed(shape: Shape, iters: u64) -> Duration {
 
 /// Runs the chain by hand once, checks its output and report, and that a second start of its
 /// id gets the same run back without running it again.
-async fn tokio_kept_check(shape: Shape) {
+async fn tokio_kept_check(shape: Shape, inline: bool) {
     let (runs, names) = (
         kept_by_hand::Runs::default(),
         kept_by_hand::names(shape.steps()),
     );
     let began = Instant::now();
-    let first = kept_by_hand::run(&runs, &names, Arc::from("check"))
+    let first = kept_by_hand::run(&runs, &names, Arc::from("check"), inline)
         .await
         .expect("a new run");
     let took = began.elapsed();
@@ -590,7 +594,7 @@ async fn tokio_kept_check(shape: Shape) {
     assert!(first.steps.iter().zip(&names).all(|(s, n)| s.name == *n));
     // The steps' durations follow one another within the run.
     assert!(first.steps.iter().map(|s| s.duration).sum::<Duration>() <= took);
-    let again = kept_by_hand::run(&runs, &names, Arc::from("check"))
+    let again = kept_by_hand::run(&runs, &names, Arc::from("check"), inline)
         .await
         .expect("kept");
     assert!(Arc::ptr_eq(&first.output, &again.output), "not run again");
@@ -659,11 +663,13 @@ fn engine_overhead(c: &mut Criterion) {
                 .iter_custom(|iters| on_worker(tokio_timed(shape, iters)));
         });
         if let Shape::Chain(5) = shape {
-            rt.block_on(tokio_kept_check(shape));
-            group.bench_function("tokio_kept", |b| {
-                b.to_async(&rt)
-                    .iter_custom(|iters| on_worker(tokio_kept_timed(shape, iters)));
-            });
+            for (name, inline) in [("tokio_kept", false), ("tokio_kept_inline", true)] {
+                rt.block_on(tokio_kept_check(shape, inline));
+                group.bench_function(name, |b| {
+                    b.to_async(&rt)
+                        .iter_custom(|iters| on_worker(tokio_kept_timed(shape, iters, inline)));
+                });
+            }
         }
         group.finish();
     }
@@ -798,7 +804,8 @@ fn count_only() -> bool {
                 SagaDef::NoOutput(def) => sagaflow_timed(def, shape, runs).await,
             },
             "tokio" => tokio_timed(shape, runs).await,
-            "tokio_kept" => tokio_kept_timed(shape, runs).await,
+            "tokio_kept" => tokio_kept_timed(shape, runs, false).await,
+            "tokio_kept_inline" => tokio_kept_timed(shape, runs, true).await,
             "sagaflow_macro" => match shape {
                 Shape::Chain(5) => {
                     sagaflow_timed(macro_chain::Chain5::definition(), shape, runs).await
@@ -814,7 +821,7 @@ fn count_only() -> bool {
             }
             other => {
                 panic!(
-                "no contender `{other}` to count (sagaflow, sagaflow_macro, tokio, tokio_kept, ids)"
+                "no contender `{other}` to count (sagaflow, sagaflow_macro, tokio, tokio_kept, tokio_kept_inline, ids)"
             )
             }
         }

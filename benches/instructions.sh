@@ -140,8 +140,9 @@ PY
 
 contenders="sagaflow ids tokio"
 # `chain_5` is also written with `workflow!` (`sagaflow_macro`), and the baseline's chain also
-# with a run's bookkeeping by hand (`tokio_kept`, which makes the same ids).
-if [ "$shape" = chain_5 ]; then contenders="sagaflow sagaflow_macro ids tokio tokio_kept"; fi
+# with a run's bookkeeping by hand (`tokio_kept`, a task a step, and `tokio_kept_inline`, the
+# steps awaited in the run's own task; both make the same ids).
+if [ "$shape" = chain_5 ]; then contenders="sagaflow sagaflow_macro ids tokio tokio_kept tokio_kept_inline"; fi
 declare -A per_run
 for contender in $contenders; do
     read -r a a_i1 a_d1 a_ll <<<"$(count "$contender" "$low")"
@@ -162,14 +163,19 @@ for contender in $contenders; do
     echo "$shape $contender: ${per_run[$contender]} instructions a run$misses ($low runs: $a, $high runs: $b)"
     if [ -n "$places" ]; then echo "$places"; fi
 done
-kept=""
+kept="" inline=""
 if [ -n "${per_run[tokio_kept]:-}" ]; then kept=$(( per_run[tokio_kept] - per_run[ids] )); fi
+if [ -n "${per_run[tokio_kept_inline]:-}" ]; then inline=$(( per_run[tokio_kept_inline] - per_run[ids] )); fi
 for contender in $contenders; do
     case $contender in ids | tokio | tokio_kept) continue ;; esac
     net=$(( per_run[$contender] - per_run[ids] ))
     echo "$shape $contender net of ids: $net instructions a run"
     python3 -c "print(f'$shape $contender / tokio: {$net / ${per_run[tokio]}:.3f}')"
+    if [ "$contender" = tokio_kept_inline ]; then continue; fi
     if [ -n "$kept" ]; then
         python3 -c "print(f'$shape $contender / tokio_kept (net of ids, {$kept}): {$net / $kept:.3f}')"
+    fi
+    if [ -n "$inline" ]; then
+        python3 -c "print(f'$shape $contender / tokio_kept_inline (net of ids, {$inline}): {$net / $inline:.3f}')"
     fi
 done

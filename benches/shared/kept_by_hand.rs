@@ -12,6 +12,9 @@
 //! This is the cost of what a run promises, done the plain way, one `Mutex` around a
 //! `HashMap` and a `VecDeque` (foldhash, as the engine's table). The `engine` bench sets
 //! sagaflow beside it as well as beside the bare chain: the bare chain promises none of it.
+//! The chain runs either as the bare baseline's, a task a step (`tokio_kept`), or with its
+//! steps awaited in the caller's task (`tokio_kept_inline`): the promises alone, without the
+//! spawns.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
@@ -57,9 +60,15 @@ pub(crate) fn names(n: usize) -> Vec<Arc<str>> {
     (0..n).map(|i| Arc::from(format!("s{i}"))).collect()
 }
 
-/// Runs the chain of `names.len()` steps, `x + 1` each, under `id`; or, if `id` is in the
-/// table, gives back what its run left (`None` while that run goes on).
-pub(crate) async fn run(runs: &Runs, names: &[Arc<str>], id: Arc<str>) -> Option<Finished> {
+/// Runs the chain of `names.len()` steps, `x + 1` each, under `id` (a task a step, or, when
+/// `inline`, in the caller's task); or, if `id` is in the table, gives back what its run left
+/// (`None` while that run goes on).
+pub(crate) async fn run(
+    runs: &Runs,
+    names: &[Arc<str>],
+    id: Arc<str>,
+    inline: bool,
+) -> Option<Finished> {
     {
         let mut table = runs.table.lock().expect("not poisoned");
         match table.runs.entry(Arc::clone(&id)) {
@@ -74,16 +83,45 @@ pub(crate) async fn run(runs: &Runs, names: &[Arc<str>], id: Arc<str>) -> Option
             }
         }
     }
+    let (output, ends) = if inline {
+        chain_inline(names.len()).await
+    } else {
+        chain_spawned(names.len()).await
+    };
+    finish(runs, names, id, output, &ends)
+}
+
+/// The chain's steps awaited one after the other in the caller's task, as a sequential
+/// `async fn` runs them: its output and the steps' ends, the start first.
+async fn chain_inline(n: usize) -> (u64, Vec<Instant>) {
+    let mut ends = Vec::with_capacity(n + 1);
+    ends.push(Instant::now());
+    let mut x = 0;
+    for _ in 0..n {
+        x = step(x).await.expect("the steps succeed");
+        ends.push(Instant::now());
+    }
+    (x, ends)
+}
+
+/// A step as an `async fn`, called inline.
+async fn step(x: u64) -> Result<u64, sagaflow::StepError> {
+    super::inc(x)
+}
+
+/// The chain with a task per step, as the bare baseline runs it: its output and the steps'
+/// ends, the start first.
+async fn chain_spawned(n: usize) -> (u64, Vec<Instant>) {
     // Each task passes its output and the steps' ends so far to the next.
     let began = Instant::now();
-    let mut ends = Vec::with_capacity(names.len());
+    let mut ends = Vec::with_capacity(n + 1);
     ends.push(began);
     let mut last = tokio::spawn(async move {
         let x = super::inc(0)?;
         ends.push(Instant::now());
         Ok::<_, sagaflow::StepError>((x, ends))
     });
-    for _ in 1..names.len() {
+    for _ in 1..n {
         let upstream = last;
         last = tokio::spawn(async move {
             let (x, mut ends) = upstream.await.expect("joined")?;
@@ -92,7 +130,18 @@ pub(crate) async fn run(runs: &Runs, names: &[Arc<str>], id: Arc<str>) -> Option
             Ok((x, ends))
         });
     }
-    let (output, ends) = last.await.expect("joined").expect("the steps succeed");
+    last.await.expect("joined").expect("the steps succeed")
+}
+
+/// Reports the run `id` finished with `output`, its steps ended at `ends` (after the start),
+/// and keeps it, dropping the oldest beyond [`KEEP`].
+fn finish(
+    runs: &Runs,
+    names: &[Arc<str>],
+    id: Arc<str>,
+    output: u64,
+    ends: &[Instant],
+) -> Option<Finished> {
     let steps: Arc<[StepEnd]> = names
         .iter()
         .zip(ends.windows(2))
