@@ -257,6 +257,32 @@ mod coercion {
     }
 }
 
+/// A generic step function: its type parameter is inferred from the edge, as for any call.
+mod generic {
+    use super::*;
+
+    async fn items(_: &StepContext) -> Result<Vec<u8>, StepError> {
+        Ok(vec![1, 2, 3])
+    }
+    async fn count<T: Sync>(_: &StepContext, items: &[T]) -> Result<usize, StepError> {
+        Ok(items.len())
+    }
+
+    workflow! { Counted -> usize { items -> count } }
+
+    #[tokio::test]
+    async fn a_generic_step_takes_its_type_from_the_edge() {
+        let engine = Engine::ephemeral();
+        let report = Counted::start(&engine, "g")
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(*report.output, 3);
+    }
+}
+
 mod durable {
     use super::*;
 
