@@ -14,6 +14,15 @@ fn called(what: impl Into<String>) {
     CALLS.lock().unwrap().push(what.into());
 }
 
+/// Runs `def`, which takes no input, on an engine of its own, and gives its output.
+async fn output_of<O: sagaflow::runtime::StepValue>(
+    def: &sagaflow::Definition<(), O>,
+) -> std::sync::Arc<O> {
+    let engine = Engine::ephemeral();
+    let handle = engine.start(def, "run", ()).await.unwrap();
+    handle.wait().await.unwrap().output
+}
+
 mod fan {
     use super::*;
 
@@ -246,14 +255,7 @@ mod coercion {
 
     #[tokio::test]
     async fn a_step_may_borrow_a_vec_as_a_slice_and_a_string_as_str() {
-        let engine = Engine::ephemeral();
-        let report = Coerced::start(&engine, "c")
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
-        assert_eq!(*report.output, 3);
+        assert_eq!(*output_of(&Coerced::definition()).await, 3);
     }
 }
 
@@ -272,14 +274,7 @@ mod generic {
 
     #[tokio::test]
     async fn a_generic_step_takes_its_type_from_the_edge() {
-        let engine = Engine::ephemeral();
-        let report = Counted::start(&engine, "g")
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
-        assert_eq!(*report.output, 3);
+        assert_eq!(*output_of(&Counted::definition()).await, 3);
     }
 }
 
